@@ -1,0 +1,129 @@
+#!/bin/sh
+# run.sh - fedc-sim against a plain PyTorch FedAvg loop, side by side.
+#
+# `make bench` runs it with FEDC_BUILD set (the binary is
+# $FEDC_BUILD/bin/fedc-sim; default build/). See bench/README.md.
+#
+# Two settings, both fedc-sim's default job (Fashion-MNIST, 100 iid clients,
+# 10 per round, 1 local epoch, batch 32, lr 0.05, test-set evaluation every
+# round):
+#   softmax   softmax regression, 100 rounds
+#   mlp       784-200-200-10 ReLU MLP, 20 rounds (enough for timing; its
+#             accuracy is the one after 20 rounds, not a converged figure)
+# Each measurement runs FEDC_BENCH_REPS times (3), fedc and torch interleaved
+# so that machine noise hits both; the table shows medians.
+#
+# Knobs (environment): FEDC_BENCH_REPS (3), FEDC_BENCH_THREADS (2),
+# FEDC_BENCH_SOFTMAX_ROUNDS (100), FEDC_BENCH_MLP_ROUNDS (20).
+set -eu
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+BUILD=${FEDC_BUILD:-$BENCH_DIR/../build}
+SIM=$BUILD/bin/fedc-sim
+REPS=${FEDC_BENCH_REPS:-3}
+THREADS=${FEDC_BENCH_THREADS:-2}
+SOFTMAX_ROUNDS=${FEDC_BENCH_SOFTMAX_ROUNDS:-100}
+MLP_ROUNDS=${FEDC_BENCH_MLP_ROUNDS:-20}
+TORCH_PY=/usr/bin/python3 # Debian's python3-torch lives here, not on PATH's python3
+LR=0.05
+HIDDEN=200,200
+MLP_LAYERS=784,200,200,10
+TEST_SAMPLES=10000 # Fashion-MNIST's test set, evaluated every round
+
+if [ ! -x "$SIM" ]; then
+  echo "bench: $SIM not found; build it first (make all)" >&2
+  exit 1
+fi
+if [ -x "$TORCH_PY" ]; then PY=$TORCH_PY; else PY=python3; fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/fedc-bench.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+
+HAVE_TORCH=0
+TORCH_VER=""
+if [ -x "$TORCH_PY" ] &&
+   TORCH_VER=$("$TORCH_PY" -c 'import torch; print(torch.__version__)' 2>/dev/null); then
+  HAVE_TORCH=1
+fi
+
+# The job, spelled out in full on both sides so a changed default cannot
+# silently make the comparison unfair.
+COMMON="--set sim.clients=100 --set sim.partition=iid --set job.clients_per_round=10
+ --set train.epochs=1 --set train.batch_size=32 --set train.lr=$LR
+ --set train.momentum=0 --set sim.eval_every=1 --threads $THREADS --json"
+
+# run_one SETTING IMPL REP: one run, its stdout to $TMP/SETTING.IMPL.REP.json
+run_one() {
+  out=$TMP/$1.$2.$3.json
+  case $1 in
+  softmax) rounds=$SOFTMAX_ROUNDS ;;
+  mlp) rounds=$MLP_ROUNDS ;;
+  esac
+  if [ "$2" = fedc ]; then
+    if [ "$1" = mlp ]; then model="--set model.type=mlp --set model.hidden=$HIDDEN"
+    else model="--set model.type=softmax"; fi
+    # shellcheck disable=SC2086
+    "$SIM" $COMMON $model --set job.rounds="$rounds" >"$out" 2>"$out.err" || {
+      echo "bench: fedc-sim ($1, run $3) failed:" >&2
+      cat "$out.err" >&2
+      return 0
+    }
+  else
+    "$TORCH_PY" "$BENCH_DIR/pytorch_fedavg.py" --model "$1" --hidden "$HIDDEN" \
+      --rounds "$rounds" --lr "$LR" --threads "$THREADS" --json \
+      >"$out" 2>"$out.err" || {
+      echo "bench: pytorch_fedavg.py ($1, run $3) failed:" >&2
+      cat "$out.err" >&2
+      return 0
+    }
+  fi
+  # progress on stderr: the run's s/round
+  sed -n 's/.*"final":true.*"sec_per_round":\([0-9.]*\).*/\1 s\/round/p' "$out" |
+    tr '\n' ' ' >&2
+}
+
+echo "fedc benchmark: fedc-sim vs plain PyTorch FedAvg"
+echo "  fedc-sim:  $SIM ($("$SIM" --version 2>/dev/null || echo unknown version))"
+if [ "$HAVE_TORCH" = 1 ]; then
+  echo "  pytorch:   $TORCH_PY, torch $TORCH_VER ($BENCH_DIR/pytorch_fedavg.py)"
+else
+  echo "  pytorch:   not available: $TORCH_PY cannot import torch, so the comparison"
+  echo "             is skipped and only fedc's figures are shown."
+  echo "             FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh installs it."
+fi
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+echo "  machine:   ${cpu:-unknown CPU}, $(nproc 2>/dev/null || echo '?') cores; $THREADS threads per run"
+echo "  job:       Fashion-MNIST, 100 iid clients, 10 per round, 1 epoch, batch 32,"
+echo "             lr $LR, test-set evaluation every round"
+echo "  settings:  softmax regression $SOFTMAX_ROUNDS rounds; MLP $MLP_LAYERS" \
+  "$MLP_ROUNDS rounds (timing run: accuracy after $MLP_ROUNDS rounds)"
+echo "  runs:      $REPS of each, fedc and torch interleaved; medians shown"
+echo
+
+for setting in softmax mlp; do
+  rep=1
+  while [ "$rep" -le "$REPS" ]; do
+    printf 'bench: %-7s run %d/%d: fedc ' "$setting" "$rep" "$REPS" >&2
+    run_one "$setting" fedc "$rep"
+    if [ "$HAVE_TORCH" = 1 ]; then
+      printf ' torch ' >&2
+      run_one "$setting" torch "$rep"
+    fi
+    echo >&2
+    rep=$((rep + 1))
+  done
+done
+echo >&2
+
+torch_flag=""
+[ "$HAVE_TORCH" = 1 ] && torch_flag=--torch
+"$PY" "$BENCH_DIR/summarize.py" --dir "$TMP" \
+  --settings "softmax:$SOFTMAX_ROUNDS,mlp:$MLP_ROUNDS" $torch_flag \
+  --mlp-layers "$MLP_LAYERS" --test-samples "$TEST_SAMPLES" \
+  --threads "$THREADS" --reps "$REPS"
+if [ "$HAVE_TORCH" != 1 ]; then
+  echo
+  echo "PyTorch comparison skipped: $TORCH_PY cannot import torch" \
+    "(FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh installs it)."
+fi

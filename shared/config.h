@@ -1,0 +1,107 @@
+/*
+ * config.h - the job configuration shared by every binary.
+ *
+ * INI files (read with inih) with the sections of DESIGN.md, then
+ * `--set section.key=value` overrides applied in order. Every key is typed
+ * and range-checked as it is read; an unknown section or key, a value of the
+ * wrong type or out of range is an error whose message names the file (or
+ * "--set"), the line and the key, e.g.
+ *     configs/x.ini:12: [train] lr = -1: must be > 0
+ * Nothing is silently ignored or defaulted past what fedc_config_defaults()
+ * sets. fedc_config_check() then checks the keys against each other
+ * (clients_per_round <= clients, min_clients <= clients_per_round, ...) and
+ * names the key and where it was set.
+ */
+#ifndef FEDC_CONFIG_H
+#define FEDC_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define FEDC_CONFIG_MAX_HIDDEN 8
+#define FEDC_CONFIG_PATH_MAX 1024
+/* Room in the origin bookkeeping: keys in the table, and one origin's text
+ * (a long file name keeps its tail: ".../configs/x.ini:12"). */
+#define FEDC_CONFIG_MAX_KEYS 64
+#define FEDC_CONFIG_ORIGIN_MAX 96
+
+typedef enum {
+  FEDC_MODEL_LOGREG = 0,  /* binary logistic regression */
+  FEDC_MODEL_SOFTMAX = 1, /* multinomial logistic regression */
+  FEDC_MODEL_LINREG = 2,  /* linear regression, mean squared error */
+  FEDC_MODEL_MLP = 3      /* ReLU hidden layers, softmax output */
+} fedc_model_type;
+
+typedef enum { FEDC_DEVICE_CPU = 0, FEDC_DEVICE_CUDA = 1 } fedc_device;
+typedef enum { FEDC_FORMAT_IDX = 0, FEDC_FORMAT_CSV = 1 } fedc_data_format;
+
+typedef struct fedc_config {
+  /* [job] */
+  int32_t rounds;            /* >= 1 */
+  int32_t clients_per_round; /* >= 1, <= sim.clients */
+  int32_t min_clients;       /* >= 1, <= clients_per_round */
+  double round_timeout_s;    /* > 0 */
+  uint64_t seed;
+  /* [model] */
+  fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp */
+  int32_t hidden[FEDC_CONFIG_MAX_HIDDEN]; /* hidden = 200,200 (mlp only) */
+  int32_t n_hidden;
+  double l1, l2;                 /* >= 0 */
+  /* [train] */
+  int32_t epochs;     /* >= 1 */
+  int32_t batch_size; /* >= 1 */
+  double lr;          /* > 0 */
+  double momentum;    /* [0, 1) */
+  double prox_mu;     /* >= 0; FedProx proximal term, 0 = off */
+  fedc_device device; /* device = cpu | cuda */
+  int32_t threads;    /* >= 1; simulator worker threads */
+  /* [strategy] */
+  char strategy[32];  /* name = fedavg */
+  /* [data] */
+  char train[FEDC_CONFIG_PATH_MAX];        /* images (idx) or table (csv) */
+  char train_labels[FEDC_CONFIG_PATH_MAX]; /* idx only */
+  char test[FEDC_CONFIG_PATH_MAX];
+  char test_labels[FEDC_CONFIG_PATH_MAX];  /* idx only */
+  fedc_data_format format;                 /* format = idx | csv */
+  char label[128];                         /* csv: label column name */
+  int32_t standardize;                     /* bool */
+  /* [sim] */
+  int32_t clients;           /* >= 1 */
+  int32_t partition;         /* fedc_partition_kind */
+  double alpha;              /* > 0 */
+  int32_t shards_per_client; /* >= 1 */
+  int32_t eval_every;        /* >= 1: evaluate on the test set every N rounds */
+
+  /* Where each key was last set ("file:line" or "--set" or "default"),
+   * indexed like the key table in config.c; used for cross-key messages.
+   * Read it with fedc_config_origin(). */
+  char origin[FEDC_CONFIG_MAX_KEYS][FEDC_CONFIG_ORIGIN_MAX];
+} fedc_config;
+
+/* Fill every key with its documented default. */
+void fedc_config_defaults(fedc_config *c);
+/* Read an INI file over c. FEDC_ECONFIG (message names file:line:key) or
+ * FEDC_EIO (unreadable file). On error c is unchanged. */
+int fedc_config_load(fedc_config *c, const char *path);
+/* Apply one "section.key=value" override. FEDC_ECONFIG on error, c unchanged. */
+int fedc_config_set(fedc_config *c, const char *assignment);
+/* Cross-key checks; FEDC_ECONFIG naming the key and its origin. */
+int fedc_config_check(const fedc_config *c);
+/* Model type name ("softmax") and parse (-1 if unknown). */
+const char *fedc_model_type_name(fedc_model_type t);
+int fedc_model_type_parse(const char *s);
+
+/* Where [section] key was last set: "file:line", "--set" or "default";
+ * NULL for a key that does not exist. Points into c. */
+const char *fedc_config_origin(const fedc_config *c, const char *section,
+                               const char *key);
+/* Every key as a markdown table: key, type, default, range, description.
+ * FEDC_EIO if writing fails. */
+int fedc_config_write_doc(FILE *f);
+/* The effective configuration as an INI file that fedc_config_load reads
+ * back to the same values. FEDC_ECONFIG, with nothing written, if a value in
+ * c is out of its range or cannot be written as INI (c filled in by code);
+ * FEDC_EIO if writing fails, which may leave part of the file. */
+int fedc_config_dump(const fedc_config *c, FILE *f);
+
+#endif

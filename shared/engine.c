@@ -1,0 +1,222 @@
+/*
+ * engine.c - the round engine (see engine.h). The state is small: the global
+ * model, the strategy's accumulator, the open round's selection with one
+ * slot per selected client, and the history of committed rounds' metrics.
+ * Per-slot metrics are summed in selection order at close, so the metrics,
+ * like the model, do not depend on the order updates arrive in.
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "agg.h"
+#include "alloc.h"
+#include "error.h"
+#include "rng.h"
+
+typedef struct slot {
+  int32_t client;
+  int reported;
+  uint64_t n_samples;
+  double train_loss;
+} slot;
+
+struct fedc_engine {
+  fedc_engine_params p;
+  size_t n_params;
+  float *global;
+  fedc_strategy *strategy;
+  int32_t round;   /* open or next */
+  int32_t attempt; /* re-opens of the same round after a lost quorum */
+  int open;
+  slot *slots;
+  int32_t n_slots, slots_cap, reported;
+  int32_t *scratch; /* eligible ids during selection */
+  int32_t scratch_cap;
+  fedc_round_metrics *history;
+  int32_t n_history, history_cap;
+};
+
+int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
+                    const float *w_init, fedc_engine **out) {
+  *out = NULL;
+  if (p->rounds < 1 || p->clients_per_round < 1 || p->min_clients < 1 ||
+      p->min_clients > p->clients_per_round || n_params == 0)
+    return fedc_error_set(FEDC_EINVAL,
+                          "engine: need rounds >= 1, 1 <= min_clients <= "
+                          "clients_per_round and a model");
+  fedc_engine *e = fedc_calloc(1, sizeof *e);
+  if (e == NULL) return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  e->p = *p;
+  e->n_params = n_params;
+  e->round = 1;
+  e->global = fedc_malloc_array(n_params, sizeof(float));
+  int rc = e->global ? fedc_strategy_new(p->strategy ? p->strategy : "fedavg",
+                                         n_params, &e->strategy)
+                     : fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  if (rc != 0) {
+    fedc_engine_free(e);
+    return rc;
+  }
+  memcpy(e->global, w_init, n_params * sizeof(float));
+  *out = e;
+  return 0;
+}
+
+void fedc_engine_free(fedc_engine *e) {
+  if (e == NULL) return;
+  fedc_strategy_free(e->strategy);
+  fedc_free(e->global);
+  fedc_free(e->slots);
+  fedc_free(e->scratch);
+  fedc_free(e->history);
+  fedc_free(e);
+}
+
+int32_t fedc_engine_round(const fedc_engine *e) { return e->round; }
+int fedc_engine_done(const fedc_engine *e) { return e->round > e->p.rounds; }
+int fedc_engine_is_open(const fedc_engine *e) { return e->open; }
+size_t fedc_engine_n_params(const fedc_engine *e) { return e->n_params; }
+const float *fedc_engine_global(const fedc_engine *e) { return e->global; }
+int32_t fedc_engine_reported(const fedc_engine *e) { return e->reported; }
+int fedc_engine_all_reported(const fedc_engine *e) {
+  return e->open && e->reported == e->n_slots;
+}
+
+static int grow(void **buf, int32_t *cap, int32_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  void *nb = fedc_realloc(*buf, (size_t)need * elem);
+  if (nb == NULL) return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  *buf = nb;
+  *cap = need;
+  return 0;
+}
+
+int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
+                     int32_t n_eligible, int32_t n_select, int32_t *selected,
+                     int32_t *n_selected) {
+  *n_selected = 0;
+  if (e->open) return fedc_error_set(FEDC_ESTATE, "engine: round %d is already open", (int)e->round);
+  if (fedc_engine_done(e)) return fedc_error_set(FEDC_ESTATE, "engine: the job is finished");
+  if (n_select < 1 || n_eligible < 0)
+    return fedc_error_set(FEDC_EINVAL, "engine: selection of %d clients", (int)n_select);
+  if (n_eligible < e->p.min_clients)
+    return fedc_error_set(FEDC_EQUORUM,
+                          "engine: %d eligible clients, quorum needs %d",
+                          (int)n_eligible, (int)e->p.min_clients);
+  int32_t k = n_select < n_eligible ? n_select : n_eligible;
+  int rc = grow((void **)&e->scratch, &e->scratch_cap, n_eligible, sizeof(int32_t));
+  if (rc == 0) rc = grow((void **)&e->slots, &e->slots_cap, k, sizeof(slot));
+  if (rc != 0) return rc;
+  /* partial Fisher-Yates: the first k of a seeded shuffle */
+  memcpy(e->scratch, eligible, (size_t)n_eligible * sizeof(int32_t));
+  fedc_rng rng;
+  fedc_rng_derive(&rng, e->p.seed, 0x73656c /* "sel" */, (uint64_t)e->round,
+                  (uint64_t)e->attempt);
+  for (int32_t i = 0; i < k; i++) {
+    int32_t j = i + (int32_t)fedc_rng_below(&rng, (uint64_t)(n_eligible - i));
+    int32_t t = e->scratch[i];
+    e->scratch[i] = e->scratch[j];
+    e->scratch[j] = t;
+    e->slots[i] = (slot){.client = e->scratch[i]};
+    selected[i] = e->scratch[i];
+  }
+  rc = e->strategy->ops->begin(e->strategy, e->global, e->n_params);
+  if (rc != 0) return rc;
+  e->n_slots = k;
+  e->reported = 0;
+  e->open = 1;
+  *n_selected = k;
+  return 0;
+}
+
+int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
+                       const float *w, size_t n, uint64_t n_samples,
+                       double train_loss) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (round != e->round)
+    return fedc_error_set(FEDC_ESTALE, "engine: update for round %d, open round is %d",
+                          (int)round, (int)e->round);
+  slot *s = NULL;
+  for (int32_t i = 0; i < e->n_slots && s == NULL; i++)
+    if (e->slots[i].client == client) s = &e->slots[i];
+  if (s == NULL)
+    return fedc_error_set(FEDC_EINVAL, "engine: client %d was not selected in round %d",
+                          (int)client, (int)round);
+  if (s->reported)
+    return fedc_error_set(FEDC_EDUPLICATE,
+                          "engine: client %d already reported in round %d",
+                          (int)client, (int)round);
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
+                          n, e->n_params);
+  int rc = e->strategy->ops->add(e->strategy, w, n, n_samples);
+  if (rc != 0) return rc;
+  s->reported = 1;
+  s->n_samples = n_samples;
+  s->train_loss = train_loss;
+  e->reported++;
+  return 0;
+}
+
+int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (e->reported < e->p.min_clients) {
+    e->open = 0;
+    e->attempt++;
+    return fedc_error_set(FEDC_EQUORUM,
+                          "engine: round %d got %d updates, quorum is %d; "
+                          "not committed",
+                          (int)e->round, (int)e->reported, (int)e->p.min_clients);
+  }
+  int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
+                sizeof(fedc_round_metrics));
+  if (rc != 0) return rc;
+  rc = e->strategy->ops->finish(e->strategy, e->global, e->n_params);
+  if (rc != 0) return rc;
+  fedc_round_metrics m = {.round = e->round, .selected = e->n_slots,
+                          .clients = e->reported, .test_loss = NAN,
+                          .test_acc = NAN, .secs = NAN};
+  double loss = 0.0;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    if (!e->slots[i].reported) continue;
+    m.samples += (int64_t)e->slots[i].n_samples;
+    loss += e->slots[i].train_loss * (double)e->slots[i].n_samples;
+  }
+  m.train_loss = m.samples ? loss / (double)m.samples : NAN;
+  e->history[e->n_history++] = m;
+  e->open = 0;
+  e->attempt = 0;
+  e->round++;
+  if (out) *out = m;
+  return 0;
+}
+
+int fedc_engine_record(fedc_engine *e, int32_t round, double test_loss,
+                       double test_acc, double secs) {
+  for (int32_t i = e->n_history - 1; i >= 0; i--) {
+    if (e->history[i].round != round) continue;
+    e->history[i].test_loss = test_loss;
+    e->history[i].test_acc = test_acc;
+    e->history[i].secs = secs;
+    return 0;
+  }
+  return fedc_error_set(FEDC_ENOTFOUND, "engine: round %d is not committed", (int)round);
+}
+
+const fedc_round_metrics *fedc_engine_history(const fedc_engine *e, int32_t *n) {
+  *n = e->n_history;
+  return e->history;
+}
+
+int fedc_engine_restore(fedc_engine *e, int32_t committed, const float *w) {
+  if (e->open || e->n_history > 0 || e->round != 1)
+    return fedc_error_set(FEDC_ESTATE, "engine: restore only before the first round");
+  if (committed < 0 || committed > e->p.rounds)
+    return fedc_error_set(FEDC_EINVAL, "engine: restore to round %d of %d",
+                          (int)committed, (int)e->p.rounds);
+  memcpy(e->global, w, e->n_params * sizeof(float));
+  e->round = committed + 1;
+  return 0;
+}

@@ -1,0 +1,303 @@
+/*
+ * sim.c - the simulator driver (see sim.h). Engine calls are serialized by
+ * a mutex; everything else a worker touches is its own (backend, trainer,
+ * weight buffer). Evaluation splits the test set into fixed chunks whose
+ * sums are added in chunk order, so it too is independent of threading.
+ */
+#include "sim.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "data_source.h"
+#include "error.h"
+#include "partition.h"
+#include "pool.h"
+#include "safetensors.h"
+#include "train.h"
+
+#define EVAL_BATCH 512
+#define EVAL_CHUNKS 16
+
+typedef struct worker {
+  fedc_backend *be;
+  fedc_trainer *train;
+  fedc_trainer *eval;
+  fedc_data_view train_view, test_view;
+  float *w;
+} worker;
+
+typedef struct chunk_sums {
+  fedc_eval_sums sums;
+  int rc;
+} chunk_sums;
+
+struct fedc_sim {
+  fedc_config cfg;
+  fedc_dataset train, test;
+  fedc_partition part;
+  fedc_model_spec spec;
+  size_t n_params;
+  fedc_engine *engine;
+  fedc_pool *pool;
+  worker *workers;
+  int32_t n_workers;
+  pthread_mutex_t mu;
+  int32_t *eligible, *selected, n_selected;
+  int round_rc; /* first error of the round's tasks */
+  char round_err[512];
+  chunk_sums chunks[EVAL_CHUNKS];
+};
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void workers_free(fedc_sim *s) {
+  for (int32_t i = 0; s->workers && i < s->n_workers; i++) {
+    worker *w = &s->workers[i];
+    if (w->be) {
+      fedc_data_view_close(w->be, &w->train_view);
+      fedc_data_view_close(w->be, &w->test_view);
+    }
+    fedc_trainer_free(w->train);
+    fedc_trainer_free(w->eval);
+    fedc_free(w->w);
+    fedc_backend_close(w->be);
+  }
+  fedc_free(s->workers);
+  s->workers = NULL;
+}
+
+void fedc_sim_free(fedc_sim *s) {
+  if (s == NULL) return;
+  fedc_pool_free(s->pool);
+  workers_free(s);
+  fedc_engine_free(s->engine);
+  fedc_partition_free(&s->part);
+  fedc_dataset_free(&s->train);
+  fedc_dataset_free(&s->test);
+  fedc_free(s->eligible);
+  fedc_free(s->selected);
+  pthread_mutex_destroy(&s->mu);
+  fedc_free(s);
+}
+
+static int workers_new(fedc_sim *s) {
+  const fedc_config *c = &s->cfg;
+  s->workers = fedc_calloc((size_t)s->n_workers, sizeof *s->workers);
+  if (s->workers == NULL) return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
+  for (int32_t i = 0; i < s->n_workers; i++) {
+    worker *w = &s->workers[i];
+    int rc = fedc_backend_open(c->device, &w->be);
+    if (rc == 0) rc = fedc_trainer_new(w->be, &s->spec, c->batch_size, &w->train);
+    if (rc == 0) rc = fedc_trainer_new(w->be, &s->spec, EVAL_BATCH, &w->eval);
+    if (rc == 0)
+      rc = fedc_data_view_open(w->be, s->train.x, s->train.y, s->train.n,
+                               s->train.d, &w->train_view);
+    if (rc == 0)
+      rc = fedc_data_view_open(w->be, s->test.x, s->test.y, s->test.n,
+                               s->test.d, &w->test_view);
+    if (rc == 0 && (w->w = fedc_malloc_array(s->n_params, sizeof(float))) == NULL)
+      rc = fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+int fedc_sim_new(const fedc_config *cfg, fedc_sim **out) {
+  *out = NULL;
+  fedc_sim *s = fedc_calloc(1, sizeof *s);
+  if (s == NULL) return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
+  pthread_mutex_init(&s->mu, NULL);
+  s->cfg = *cfg;
+  const fedc_config *c = &s->cfg;
+  int rc = fedc_data_load(c, &s->train, &s->test);
+  if (rc == 0)
+    rc = fedc_model_spec_from_config(c, (int32_t)s->train.d, s->train.n_classes,
+                                     &s->spec);
+  if (rc == 0) {
+    fedc_partition_params pp = {.kind = (fedc_partition_kind)c->partition,
+                                .n_clients = c->clients,
+                                .alpha = c->alpha,
+                                .shards_per_client = c->shards_per_client,
+                                .seed = c->seed};
+    rc = fedc_partition_make(&s->train, &pp, &s->part);
+  }
+  if (rc == 0) {
+    /* lay each client's rows out contiguously: its minibatches are then
+     * gathered from a few MB that stay in cache, not from all of memory */
+    rc = fedc_dataset_permute(&s->train, s->part.index);
+    for (int64_t i = 0; rc == 0 && i < s->train.n; i++) s->part.index[i] = i;
+  }
+  float *w0 = NULL;
+  if (rc == 0) {
+    s->n_params = fedc_model_n_params(&s->spec);
+    w0 = fedc_malloc_array(s->n_params, sizeof(float));
+    s->eligible = fedc_malloc_array((size_t)c->clients, sizeof(int32_t));
+    s->selected = fedc_malloc_array((size_t)c->clients_per_round, sizeof(int32_t));
+    if (w0 == NULL || s->eligible == NULL || s->selected == NULL)
+      rc = fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
+  }
+  if (rc == 0) {
+    fedc_model_init(&s->spec, c->seed, w0);
+    fedc_engine_params ep = {.rounds = c->rounds,
+                             .clients_per_round = c->clients_per_round,
+                             .min_clients = c->min_clients,
+                             .seed = c->seed,
+                             .strategy = c->strategy};
+    rc = fedc_engine_new(&ep, s->n_params, w0, &s->engine);
+  }
+  fedc_free(w0);
+  if (rc == 0) {
+    for (int32_t i = 0; i < c->clients; i++) s->eligible[i] = i;
+    s->n_workers = c->threads;
+    /* parallelism comes from training clients side by side; each BLAS call
+     * stays on its own thread */
+    fedc_backend_cpu_set_blas_threads(1);
+    rc = fedc_pool_new(s->n_workers, &s->pool);
+  }
+  if (rc == 0) rc = workers_new(s);
+  if (rc != 0) {
+    fedc_sim_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+static void record_error(fedc_sim *s, int rc) {
+  pthread_mutex_lock(&s->mu);
+  if (s->round_rc == 0) {
+    s->round_rc = rc;
+    snprintf(s->round_err, sizeof s->round_err, "%s", fedc_error_msg());
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Pool task: train selected client number `task` and submit its update. */
+static void train_task(void *arg, int32_t task, int32_t wi) {
+  fedc_sim *s = arg;
+  worker *w = &s->workers[wi];
+  const fedc_config *c = &s->cfg;
+  int32_t client = s->selected[task];
+  int32_t round = fedc_engine_round(s->engine);
+  const int64_t *rows = s->part.index + s->part.offsets[client];
+  int64_t n_rows = s->part.offsets[client + 1] - s->part.offsets[client];
+  memcpy(w->w, fedc_engine_global(s->engine), s->n_params * sizeof(float));
+  fedc_rng rng;
+  fedc_rng_derive(&rng, c->seed, 0x747261696e /* "train" */, (uint64_t)round,
+                  (uint64_t)client);
+  fedc_train_params tp = {.epochs = c->epochs, .batch_size = c->batch_size,
+                          .lr = (float)c->lr, .momentum = (float)c->momentum,
+                          .prox_mu = (float)c->prox_mu};
+  fedc_train_stats st = {0};
+  int rc = fedc_train_local(w->train, &tp, &w->train_view, rows, n_rows, &rng,
+                            w->w, &st);
+  if (rc != 0) {
+    record_error(s, rc);
+    return;
+  }
+  double loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
+  pthread_mutex_lock(&s->mu);
+  rc = fedc_engine_submit(s->engine, round, client, w->w, s->n_params,
+                          (uint64_t)n_rows, loss);
+  pthread_mutex_unlock(&s->mu);
+  if (rc != 0) record_error(s, rc);
+}
+
+static void eval_task(void *arg, int32_t task, int32_t wi) {
+  fedc_sim *s = arg;
+  worker *w = &s->workers[wi];
+  int64_t n = s->test.n;
+  int64_t begin = n * task / EVAL_CHUNKS, end = n * (task + 1) / EVAL_CHUNKS;
+  chunk_sums *cs = &s->chunks[task];
+  cs->sums = (fedc_eval_sums){0};
+  cs->rc = fedc_evaluate(w->eval, fedc_engine_global(s->engine), &w->test_view,
+                         begin, end, &cs->sums, NULL);
+  if (cs->rc != 0) record_error(s, cs->rc);
+}
+
+int fedc_sim_evaluate(fedc_sim *s, double *loss, double *acc) {
+  s->round_rc = 0;
+  fedc_pool_run(s->pool, EVAL_CHUNKS, eval_task, s);
+  if (s->round_rc != 0) return fedc_error_set(s->round_rc, "%s", s->round_err);
+  fedc_eval_sums t = {0};
+  for (int i = 0; i < EVAL_CHUNKS; i++) {
+    t.loss_sum += s->chunks[i].sums.loss_sum;
+    t.correct += s->chunks[i].sums.correct;
+    t.n += s->chunks[i].sums.n;
+  }
+  *loss = t.n ? t.loss_sum / (double)t.n : NAN;
+  *acc = t.n ? (double)t.correct / (double)t.n : NAN;
+  if (s->spec.type == FEDC_MODEL_LINREG) *acc = NAN;
+  return 0;
+}
+
+int fedc_sim_round(fedc_sim *s, fedc_round_metrics *out) {
+  const fedc_config *c = &s->cfg;
+  double t0 = now_s();
+  int rc = fedc_engine_open(s->engine, s->eligible, c->clients,
+                            c->clients_per_round, s->selected, &s->n_selected);
+  if (rc != 0) return rc;
+  s->round_rc = 0;
+  fedc_pool_run(s->pool, s->n_selected, train_task, s);
+  if (s->round_rc != 0) {
+    /* abandon the round: a client failing in a simulation is a bug or a
+     * diverged configuration, not a dropout to ride out */
+    rc = fedc_error_set(s->round_rc, "round %d: %s",
+                        (int)fedc_engine_round(s->engine), s->round_err);
+    fedc_round_metrics ignored;
+    int saved = rc;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    fedc_engine_close(s->engine, &ignored);
+    return fedc_error_set(saved, "%s", msg);
+  }
+  fedc_round_metrics m;
+  rc = fedc_engine_close(s->engine, &m);
+  if (rc != 0) return rc;
+  double loss = NAN, acc = NAN;
+  if (m.round % c->eval_every == 0 || m.round == c->rounds) {
+    rc = fedc_sim_evaluate(s, &loss, &acc);
+    if (rc != 0) return rc;
+  }
+  double secs = now_s() - t0;
+  fedc_engine_record(s->engine, m.round, loss, acc, secs);
+  m.test_loss = loss;
+  m.test_acc = acc;
+  m.secs = secs;
+  *out = m;
+  return 0;
+}
+
+int fedc_sim_done(const fedc_sim *s) { return fedc_engine_done(s->engine); }
+const fedc_model_spec *fedc_sim_spec(const fedc_sim *s) { return &s->spec; }
+const float *fedc_sim_global(const fedc_sim *s) {
+  return fedc_engine_global(s->engine);
+}
+const fedc_engine *fedc_sim_engine(const fedc_sim *s) { return s->engine; }
+
+int fedc_sim_save(const fedc_sim *s, const char *path) {
+  fedc_st_tensor t[2 * FEDC_MODEL_MAX_LAYERS];
+  size_t n = fedc_model_tensors(&s->spec, fedc_sim_global(s), t,
+                                2 * FEDC_MODEL_MAX_LAYERS);
+  char round[32], seed[32], hidden[128] = "";
+  snprintf(round, sizeof round, "%d", (int)fedc_engine_round(s->engine) - 1);
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->cfg.seed);
+  for (int32_t i = 0, off = 0; i < s->spec.n_hidden; i++)
+    off += snprintf(hidden + off, sizeof hidden - (size_t)off, "%s%d",
+                    i ? "," : "", (int)s->spec.hidden[i]);
+  fedc_st_meta meta[] = {{"format", "fedc"},
+                         {"model", fedc_model_type_name(s->spec.type)},
+                         {"hidden", hidden},
+                         {"round", round},
+                         {"seed", seed}};
+  return fedc_st_write_file(path, t, n, meta, sizeof meta / sizeof meta[0]);
+}

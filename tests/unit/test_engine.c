@@ -1,0 +1,254 @@
+/*
+ * test_engine.c - FedAvg and the round engine: the aggregate equals
+ * sum_k n_k w_k / sum_k n_k (recomputed here in long double) within 1e-6 for
+ * uneven sample counts, is bit-identical for every arrival order, refuses bad
+ * updates without changing state, and the engine's selection, duplicate,
+ * stale-round and quorum rules hold.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <string.h>
+
+#include "agg.h"
+#include "alloc.h"
+#include "engine.h"
+#include "error.h"
+#include "rng.h"
+
+#define K 5
+#define NP 1000
+
+static float updates[K][NP];
+static const uint64_t counts[K] = {1, 600, 37, 12000, 250};
+
+static void make_updates(void) {
+  fedc_rng r;
+  fedc_rng_seed(&r, 99);
+  for (int k = 0; k < K; k++)
+    for (int i = 0; i < NP; i++)
+      updates[k][i] = (float)(fedc_rng_normal(&r) * pow(10.0, (double)(i % 7) - 3.0));
+}
+
+static void aggregate(const int *order, float *out) {
+  fedc_strategy *s;
+  assert_int_equal(fedc_strategy_new("fedavg", NP, &s), 0);
+  assert_int_equal(s->ops->begin(s, NULL, NP), 0);
+  for (int j = 0; j < K; j++)
+    assert_int_equal(s->ops->add(s, updates[order[j]], NP, counts[order[j]]), 0);
+  assert_int_equal(s->ops->finish(s, out, NP), 0);
+  fedc_strategy_free(s);
+}
+
+/* Heap's algorithm over all 120 orders of 5 updates. */
+static void permute(int *a, int n, int *count, float *ref, int *all_same) {
+  if (n == 1) {
+    float out[NP];
+    aggregate(a, out);
+    if (memcmp(out, ref, sizeof out) != 0) *all_same = 0;
+    (*count)++;
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    permute(a, n - 1, count, ref, all_same);
+    int j = n % 2 ? 0 : i, t = a[j];
+    a[j] = a[n - 1];
+    a[n - 1] = t;
+  }
+}
+
+static void fedavg_formula_and_order(void **st) {
+  (void)st;
+  make_updates();
+  int order[K] = {0, 1, 2, 3, 4};
+  float ref[NP];
+  aggregate(order, ref);
+  long double total = 0;
+  for (int k = 0; k < K; k++) total += counts[k];
+  double max_err = 0;
+  for (int i = 0; i < NP; i++) {
+    long double s = 0;
+    for (int k = 0; k < K; k++) s += (long double)counts[k] * updates[k][i];
+    double want = (double)(s / total);
+    double err = fabs(want - (double)ref[i]) / fmax(1.0, fabs(want));
+    if (err > max_err) max_err = err;
+  }
+  print_message("    max error against the formula: %.3e\n", max_err);
+  assert_true(max_err < 1e-6);
+  int count = 0, same = 1;
+  permute(order, K, &count, ref, &same);
+  assert_int_equal(count, 120);
+  assert_true(same);
+}
+
+static void fedavg_refuses_bad_updates(void **st) {
+  (void)st;
+  make_updates();
+  fedc_strategy *s;
+  assert_int_equal(fedc_strategy_new("fedavg", NP, &s), 0);
+  assert_int_equal(s->ops->begin(s, NULL, NP), 0);
+  assert_int_equal(s->ops->add(s, updates[0], NP, 10), 0);
+  float bad[NP];
+  memcpy(bad, updates[1], sizeof bad);
+  bad[NP - 1] = NAN;
+  assert_int_equal(s->ops->add(s, bad, NP, 10), FEDC_ENONFINITE);
+  bad[NP - 1] = INFINITY;
+  assert_int_equal(s->ops->add(s, bad, NP, 10), FEDC_ENONFINITE);
+  bad[NP - 1] = 3e9f;
+  assert_int_equal(s->ops->add(s, bad, NP, 10), FEDC_ERANGE);
+  assert_int_equal(s->ops->add(s, updates[1], NP - 1, 10), FEDC_ESHAPE);
+  assert_int_equal(s->ops->add(s, updates[1], NP, 0), FEDC_ERANGE);
+  /* the refused updates changed nothing: the result is update 0 alone */
+  float out[NP];
+  assert_int_equal(s->ops->finish(s, out, NP), 0);
+  for (int i = 0; i < NP; i++)
+    assert_true(fabs(out[i] - updates[0][i]) <= 1e-9 + 1e-7 * fabs(updates[0][i]));
+  assert_int_equal(s->ops->begin(s, NULL, NP), 0);
+  assert_int_equal(s->ops->finish(s, out, NP), FEDC_EQUORUM);
+  fedc_strategy_free(s);
+  assert_int_equal(fedc_strategy_new("nope", NP, &s), FEDC_EINVAL);
+  assert_non_null(strstr(fedc_error_msg(), "nope"));
+}
+
+static fedc_engine *new_engine(int32_t rounds, int32_t per_round, int32_t quorum) {
+  static float w0[NP];
+  fedc_engine_params p = {.rounds = rounds, .clients_per_round = per_round,
+                          .min_clients = quorum, .seed = 5, .strategy = "fedavg"};
+  fedc_engine *e;
+  assert_int_equal(fedc_engine_new(&p, NP, w0, &e), 0);
+  return e;
+}
+
+static void engine_round_rules(void **st) {
+  (void)st;
+  make_updates();
+  fedc_engine *e = new_engine(3, 3, 2);
+  int32_t eligible[20], sel[3], n;
+  for (int i = 0; i < 20; i++) eligible[i] = 100 + i;
+  assert_int_equal(fedc_engine_submit(e, 1, 100, updates[0], NP, 1, 0), FEDC_ESTATE);
+  assert_int_equal(fedc_engine_open(e, eligible, 20, 3, sel, &n), 0);
+  assert_int_equal(n, 3);
+  assert_true(sel[0] != sel[1] && sel[1] != sel[2] && sel[0] != sel[2]);
+  assert_int_equal(fedc_engine_open(e, eligible, 20, 3, sel, &n), FEDC_ESTATE);
+  int32_t outsider = 99;
+  assert_int_equal(fedc_engine_submit(e, 1, outsider, updates[0], NP, 5, 0), FEDC_EINVAL);
+  assert_int_equal(fedc_engine_submit(e, 2, sel[0], updates[0], NP, 5, 0), FEDC_ESTALE);
+  assert_int_equal(fedc_engine_submit(e, 1, sel[0], updates[0], NP, 5, 0.5), 0);
+  assert_int_equal(fedc_engine_submit(e, 1, sel[0], updates[1], NP, 5, 0.5), FEDC_EDUPLICATE);
+  assert_int_equal(fedc_engine_reported(e), 1);
+  /* below quorum: abandoned, global unchanged, same round again */
+  fedc_round_metrics m;
+  assert_int_equal(fedc_engine_close(e, &m), FEDC_EQUORUM);
+  assert_int_equal(fedc_engine_round(e), 1);
+  for (int i = 0; i < NP; i++) assert_true(fedc_engine_global(e)[i] == 0.0f);
+  int32_t sel2[3];
+  assert_int_equal(fedc_engine_open(e, eligible, 20, 3, sel2, &n), 0);
+  assert_true(memcmp(sel, sel2, sizeof sel) != 0); /* a new draw */
+  assert_int_equal(fedc_engine_submit(e, 1, sel2[1], updates[1], NP, 600, 1.0), 0);
+  assert_int_equal(fedc_engine_submit(e, 1, sel2[2], updates[2], NP, 200, 2.0), 0);
+  assert_int_equal(fedc_engine_close(e, &m), 0);
+  assert_int_equal(m.round, 1);
+  assert_int_equal(m.clients, 2);
+  assert_int_equal(m.selected, 3);
+  assert_int_equal(m.samples, 800);
+  assert_true(fabs(m.train_loss - (600 * 1.0 + 200 * 2.0) / 800) < 1e-12);
+  for (int i = 0; i < NP; i++) {
+    double want = (600.0 * updates[1][i] + 200.0 * updates[2][i]) / 800.0;
+    assert_true(fabs(fedc_engine_global(e)[i] - want) <= 1e-6 * fmax(1, fabs(want)));
+  }
+  assert_int_equal(fedc_engine_round(e), 2);
+  /* an update for the committed round is stale */
+  assert_int_equal(fedc_engine_open(e, eligible, 20, 3, sel, &n), 0);
+  assert_int_equal(fedc_engine_submit(e, 1, sel[0], updates[0], NP, 5, 0), FEDC_ESTALE);
+  assert_int_equal(fedc_engine_open(e, eligible, 1, 3, sel, &n), FEDC_ESTATE);
+  fedc_engine_free(e);
+}
+
+/* Same seed, same selections; a different seed, different ones. */
+static void engine_selection_seeded(void **st) {
+  (void)st;
+  int32_t eligible[100], a[10], b[10], n;
+  for (int i = 0; i < 100; i++) eligible[i] = i;
+  fedc_engine *e1 = new_engine(5, 10, 1), *e2 = new_engine(5, 10, 1);
+  assert_int_equal(fedc_engine_open(e1, eligible, 100, 10, a, &n), 0);
+  assert_int_equal(fedc_engine_open(e2, eligible, 100, 10, b, &n), 0);
+  assert_memory_equal(a, b, sizeof a);
+  fedc_engine_free(e1);
+  fedc_engine_free(e2);
+  float w0[NP] = {0};
+  fedc_engine_params p = {.rounds = 5, .clients_per_round = 10, .min_clients = 1,
+                          .seed = 6, .strategy = "fedavg"};
+  assert_int_equal(fedc_engine_new(&p, NP, w0, &e1), 0);
+  assert_int_equal(fedc_engine_open(e1, eligible, 100, 10, b, &n), 0);
+  assert_true(memcmp(a, b, sizeof a) != 0);
+  assert_int_equal(fedc_engine_open(e1, eligible, 0, 10, b, &n), FEDC_ESTATE);
+  fedc_engine_free(e1);
+  /* quorum larger than the eligible clients */
+  e1 = new_engine(5, 10, 4);
+  assert_int_equal(fedc_engine_open(e1, eligible, 3, 10, b, &n), FEDC_EQUORUM);
+  fedc_engine_free(e1);
+}
+
+static void engine_restore(void **st) {
+  (void)st;
+  fedc_engine *e = new_engine(10, 2, 1);
+  float w[NP];
+  for (int i = 0; i < NP; i++) w[i] = (float)i;
+  assert_int_equal(fedc_engine_restore(e, 4, w), 0);
+  assert_int_equal(fedc_engine_round(e), 5);
+  assert_true(fedc_engine_global(e)[7] == 7.0f);
+  assert_int_equal(fedc_engine_restore(e, 11, w), FEDC_ESTATE);
+  fedc_engine_free(e);
+}
+
+/* Every allocation in new/open/submit/close fails cleanly, leaking nothing. */
+static void engine_out_of_memory(void **st) {
+  (void)st;
+  make_updates();
+  int32_t eligible[4] = {0, 1, 2, 3}, sel[2], n;
+  float w0[NP] = {0};
+  fedc_engine_params p = {.rounds = 2, .clients_per_round = 2, .min_clients = 1,
+                          .seed = 1, .strategy = "fedavg"};
+  int failures = 0;
+  for (int64_t k = 1; k < 100; k++) {
+    int64_t live = fedc_alloc_live();
+    fedc_alloc_fail_after(k, 1);
+    fedc_engine *e = NULL;
+    int rc = fedc_engine_new(&p, NP, w0, &e);
+    if (rc == 0) rc = fedc_engine_open(e, eligible, 4, 2, sel, &n);
+    if (rc == 0) rc = fedc_engine_submit(e, 1, sel[0], updates[0], NP, 3, 0);
+    fedc_round_metrics m;
+    if (rc == 0) rc = fedc_engine_close(e, &m);
+    fedc_alloc_fail_after(0, 0);
+    fedc_engine_free(e);
+    assert_int_equal(fedc_alloc_live(), live);
+    if (rc == 0) break;
+    assert_int_equal(rc, FEDC_ENOMEM);
+    failures++;
+  }
+  assert_true(failures >= 5);
+}
+
+static int leak_setup(void **state) {
+  *state = (void *)(intptr_t)fedc_alloc_live();
+  return 0;
+}
+static int leak_check(void **state) {
+  return fedc_alloc_live() == (int64_t)(intptr_t)*state ? 0 : -1;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(fedavg_formula_and_order, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(fedavg_refuses_bad_updates, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(engine_round_rules, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(engine_selection_seeded, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(engine_restore, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(engine_out_of_memory, leak_setup, leak_check),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
