@@ -29,6 +29,8 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(ARCH) -pthread -fopenmp-simd -f
     -MMD -MP -Ishared -I/usr/include/x86_64-linux-gnu/openblas-pthread \
     $(SANFLAGS) $(CFLAGS)
 LDLIBS_ALL := -lopenblas -linih -lcjson -lmbedcrypto -lz -lm -pthread $(LDLIBS)
+COORD_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lsqlite3 -lhttp_parser
+CLIENT_LIBS := -lcurl
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 LIB_SRC   := $(wildcard shared/*.c)
@@ -41,10 +43,25 @@ SIM_OBJ   := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 SIM_LIB   := $(BUILD)/lib/libfedcsim.a
 SIM_MAIN  := $(BUILD)/obj/sim/main.o
 
+# the coordinator's and the client's modules, each a library beside its main
+COORD_SRC := $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
+COORD_OBJ := $(COORD_SRC:%.c=$(BUILD)/obj/%.o)
+COORD_LIB := $(BUILD)/lib/libfedccoord.a
+CLIENT_SRC := $(filter-out client/main.c,$(wildcard client/*.c))
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/obj/%.o)
+CLIENT_LIB := $(BUILD)/lib/libfedcclient.a
+
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 BINS := $(BUILD)/bin/fedc-sim
+ifneq ($(wildcard coordinator/main.c),)
+BINS += $(BUILD)/bin/fedc-coordinator
+endif
+ifneq ($(wildcard client/main.c),)
+BINS += $(BUILD)/bin/fedc-client
+endif
+ALL_LIBS := $(SIM_LIB) $(COORD_LIB) $(CLIENT_LIB) $(LIB)
 
 .PHONY: all test test-unit test-integration demo bench clean deps lint
 
@@ -68,9 +85,29 @@ $(BUILD)/bin/fedc-sim: $(SIM_MAIN) $(SIM_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(SIM_MAIN) $(SIM_LIB) $(LIB) $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c $(SIM_LIB) $(LIB)
+$(COORD_LIB): $(COORD_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isim -o $@ $< $(SIM_LIB) $(LIB) $(LDLIBS_ALL) -lcmocka
+	rm -f $@
+	ar rcs $@ $^
+
+$(CLIENT_LIB): $(CLIENT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/bin/fedc-coordinator: $(BUILD)/obj/coordinator/main.o $(COORD_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(COORD_LIB) $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/bin/fedc-client: $(BUILD)/obj/client/main.o $(CLIENT_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(CLIENT_LIB) $(LIB) $(CLIENT_LIBS) $(LDLIBS_ALL)
+
+# every unit test links every library: the linker takes what it needs
+$(BUILD)/tests/%: tests/unit/%.c $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isim -Icoordinator -Iclient -o $@ $< $(ALL_LIBS) \
+	    $(COORD_LIBS) $(CLIENT_LIBS) $(LDLIBS_ALL) -lcmocka
 
 # Install the Debian packages that are missing (a no-op when all are there).
 deps:
@@ -94,4 +131,6 @@ lint:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) \
+    $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \
+    $(BUILD)/obj/client/main.d

@@ -137,8 +137,8 @@ def main():
     ap.add_argument("--per-round", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--eval-batch", type=int, default=10000,
-                    help="evaluation batch (default: the whole test set)")
+    ap.add_argument("--eval-batch", type=int, default=1000,
+                    help="evaluation batch (default 1000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data", default=DATA_DIR)
     ap.add_argument("--json", action="store_true",

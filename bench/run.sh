@@ -14,7 +14,8 @@
 # so that machine noise hits both; the table shows medians.
 #
 # Knobs (environment): FEDC_BENCH_REPS (3), FEDC_BENCH_THREADS (2),
-# FEDC_BENCH_SOFTMAX_ROUNDS (100), FEDC_BENCH_MLP_ROUNDS (20).
+# FEDC_BENCH_SOFTMAX_ROUNDS (100), FEDC_BENCH_MLP_ROUNDS (20),
+# FEDC_BENCH_PYTHON (/usr/bin/python3, the interpreter that runs torch).
 set -eu
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -24,17 +25,23 @@ REPS=${FEDC_BENCH_REPS:-3}
 THREADS=${FEDC_BENCH_THREADS:-2}
 SOFTMAX_ROUNDS=${FEDC_BENCH_SOFTMAX_ROUNDS:-100}
 MLP_ROUNDS=${FEDC_BENCH_MLP_ROUNDS:-20}
-TORCH_PY=/usr/bin/python3 # Debian's python3-torch lives here, not on PATH's python3
+# Debian's python3-torch lives under /usr/bin/python3, not PATH's python3
+TORCH_PY=${FEDC_BENCH_PYTHON:-/usr/bin/python3}
 LR=0.05
 HIDDEN=200,200
 MLP_LAYERS=784,200,200,10
 TEST_SAMPLES=10000 # Fashion-MNIST's test set, evaluated every round
+# PyTorch's OpenMP threads spin while they wait by default; on a small or
+# busy machine that starves the other thread (and OpenBLAS's), and torch with
+# 2 threads ran 3-5x slower than with PASSIVE here. The baseline gets the
+# better setting; an OMP_WAIT_POLICY already in the environment wins.
+TORCH_OMP_WAIT=${OMP_WAIT_POLICY:-PASSIVE}
 
 if [ ! -x "$SIM" ]; then
   echo "bench: $SIM not found; build it first (make all)" >&2
   exit 1
 fi
-if [ -x "$TORCH_PY" ]; then PY=$TORCH_PY; else PY=python3; fi
+if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fedc-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -70,8 +77,8 @@ run_one() {
       return 0
     }
   else
-    "$TORCH_PY" "$BENCH_DIR/pytorch_fedavg.py" --model "$1" --hidden "$HIDDEN" \
-      --rounds "$rounds" --lr "$LR" --threads "$THREADS" --json \
+    OMP_WAIT_POLICY=$TORCH_OMP_WAIT "$TORCH_PY" "$BENCH_DIR/pytorch_fedavg.py" \
+      --model "$1" --hidden "$HIDDEN" --rounds "$rounds" --lr "$LR" --threads "$THREADS" --json \
       >"$out" 2>"$out.err" || {
       echo "bench: pytorch_fedavg.py ($1, run $3) failed:" >&2
       cat "$out.err" >&2
@@ -86,7 +93,8 @@ run_one() {
 echo "fedc benchmark: fedc-sim vs plain PyTorch FedAvg"
 echo "  fedc-sim:  $SIM ($("$SIM" --version 2>/dev/null || echo unknown version))"
 if [ "$HAVE_TORCH" = 1 ]; then
-  echo "  pytorch:   $TORCH_PY, torch $TORCH_VER ($BENCH_DIR/pytorch_fedavg.py)"
+  echo "  pytorch:   $TORCH_PY, torch $TORCH_VER ($BENCH_DIR/pytorch_fedavg.py),"
+  echo "             OMP_WAIT_POLICY=$TORCH_OMP_WAIT"
 else
   echo "  pytorch:   not available: $TORCH_PY cannot import torch, so the comparison"
   echo "             is skipped and only fedc's figures are shown."
@@ -98,7 +106,11 @@ echo "  job:       Fashion-MNIST, 100 iid clients, 10 per round, 1 epoch, batch 
 echo "             lr $LR, test-set evaluation every round"
 echo "  settings:  softmax regression $SOFTMAX_ROUNDS rounds; MLP $MLP_LAYERS" \
   "$MLP_ROUNDS rounds (timing run: accuracy after $MLP_ROUNDS rounds)"
-echo "  runs:      $REPS of each, fedc and torch interleaved; medians shown"
+if [ "$HAVE_TORCH" = 1 ]; then
+  echo "  runs:      $REPS of each, fedc and torch interleaved; medians shown"
+else
+  echo "  runs:      $REPS of each; medians shown"
+fi
 echo
 
 for setting in softmax mlp; do

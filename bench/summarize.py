@@ -55,8 +55,8 @@ def median_of(finals, key):
     return statistics.median(vals) if vals else None
 
 
-def fmt(v, spec, width):
-    return ("%" + str(width) + "s") % ("n/a" if v is None else format(v, spec))
+def fmt(v, spec, width, unit=""):
+    return ("%" + str(width) + "s") % ("n/a" if v is None else format(v, spec) + unit)
 
 
 def mlp_flop_per_round(layers, train_samples, test_samples):
@@ -95,6 +95,8 @@ def main():
     head = "%-16s %13s %13s %9s %9s %9s %10s %10s" % (
         "setting", "fedc s/round", "torch s/round", "speed-up", "fedc acc",
         "torch acc", "fedc RSS", "torch RSS")
+    if not a.torch:
+        print("(PyTorch not available: torch columns are n/a)")
     print(head)
     print("-" * len(head))
     results = {}
@@ -110,8 +112,8 @@ def main():
             fmt(ratio, ".1f", 8) + ("x" if ratio is not None else " "),
             fmt(median_of(fedc, "test_acc"), ".4f", 9),
             fmt(median_of(torch, "test_acc"), ".4f", 9),
-            fmt(median_of(fedc, "peak_rss_mb"), ".0f", 7) + " MB",
-            fmt(median_of(torch, "peak_rss_mb"), ".0f", 7) + " MB"))
+            fmt(median_of(fedc, "peak_rss_mb"), ".0f", 10, " MB"),
+            fmt(median_of(torch, "peak_rss_mb"), ".0f", 10, " MB")))
         if len(fedc) < a.reps or (a.torch and len(torch) < a.reps):
             print("  (%s: only %d fedc and %d torch runs of %d finished; see the "
                   "errors above)" % (name, len(fedc), len(torch), a.reps))
@@ -119,7 +121,7 @@ def main():
     print("s/round: median over %d runs of the run's seconds per round (training, "
           "aggregation and test-set evaluation;\n  data loading excluded). "
           "speed-up = torch s/round / fedc s/round. acc: test accuracy after the "
-          "last round.\n  RSS: peak resident memory of the process. %d threads "
+          "last round.\n  RSS: peak resident set size (peak_rss_mb). %d threads "
           "each." % (a.reps, a.threads))
 
     if "mlp" in results:

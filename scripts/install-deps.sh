@@ -6,7 +6,7 @@
 # FEDC_DEPS_EXTRA adds packages (bench/run.sh asks for python3-torch).
 set -eu
 
-PACKAGES="build-essential pkg-config python3 ca-certificates \
+PACKAGES="build-essential pkg-config python3 ca-certificates openssl \
 libopenblas-dev libinih-dev libcjson-dev libmbedtls-dev zlib1g-dev \
 libsqlite3-dev libuv1-dev libcurl4-openssl-dev libhttp-parser-dev \
 libcmocka-dev dataset-fashion-mnist ${FEDC_DEPS_EXTRA:-}"

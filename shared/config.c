@@ -70,10 +70,13 @@ static const char *const partition_names[] = {
     [FEDC_PARTITION_IID] = "iid", [FEDC_PARTITION_DIRICHLET] = "dirichlet",
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
 static const char *const strategy_names[] = {"fedavg", NULL};
+static const char *const enroll_names[] = {
+    [FEDC_ENROLL_ALLOWLIST] = "allowlist", [FEDC_ENROLL_OPEN] = "open", NULL};
 
 _Static_assert(sizeof(fedc_model_type) == sizeof(int32_t), "enum size");
 _Static_assert(sizeof(fedc_device) == sizeof(int32_t), "enum size");
 _Static_assert(sizeof(fedc_data_format) == sizeof(int32_t), "enum size");
+_Static_assert(sizeof(fedc_enroll) == sizeof(int32_t), "enum size");
 
 #define M(member) \
   offsetof(fedc_config, member), sizeof(((fedc_config *)0)->member), 0
@@ -103,6 +106,12 @@ static const key_def keys[] = {
      NULL, "",
      "Hidden layer sizes of an mlp, comma-separated (200,200); empty for "
      "other models."},
+    {"model", "inputs", T_INT32, M(inputs), 0, 1e8, MINMAX, NULL, "0",
+     "Input features; 0 = from the data (the coordinator, which has no "
+     "training data, needs it set)."},
+    {"model", "classes", T_INT32, M(classes), 0, 1e6, MINMAX, NULL, "0",
+     "Classes of a softmax or mlp model; 0 = from the data (the coordinator "
+     "needs it set)."},
     {"model", "l1", T_DOUBLE, M(l1), 0, 0, MIN_ONLY, NULL, "0",
      "L1 penalty on the weights."},
     {"model", "l2", T_DOUBLE, M(l2), 0, 0, MIN_ONLY, NULL, "0",
@@ -141,6 +150,57 @@ static const key_def keys[] = {
      "Name of the label column (csv only)."},
     {"data", "standardize", T_BOOL, M(standardize), 0, 0, 0, NULL, "false",
      "Scale each feature to mean 0 and variance 1."},
+
+    {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
+     "127.0.0.1:8443", "Coordinator: address and port to listen on."},
+    {"server", "url", T_STRING, M(server_url), 0, 0, 0, NULL,
+     "https://127.0.0.1:8443", "Client: the coordinator's base URL."},
+    {"server", "enroll", T_ENUM, M(server_enroll), 0, 0, 0, enroll_names,
+     "allowlist",
+     "Coordinator: allowlist = only certificates added with `fedc-coordinator "
+     "allow`; open = any certificate signed by the CA joins."},
+    {"server", "max_body_mb", T_DOUBLE, M(server_max_body_mb), 0, 4096,
+     MINMAX | MIN_OPEN, NULL, "64",
+     "Coordinator: largest request body accepted, in MiB."},
+    {"server", "idle_timeout_s", T_DOUBLE, M(server_idle_timeout_s), 0, 3600,
+     MINMAX | MIN_OPEN, NULL, "30",
+     "Coordinator: a connection that makes no progress for this long is "
+     "closed."},
+    {"server", "poll_s", T_DOUBLE, M(server_poll_s), 0, 300, MINMAX | MIN_OPEN,
+     NULL, "20", "Longest wait of a GET /v1/task long-poll."},
+    {"server", "over_select", T_DOUBLE, M(server_over_select), 1, 10, MINMAX,
+     NULL, "1.3",
+     "Coordinator: select this many times clients_per_round, so that a few "
+     "dropouts do not stall a round; the first clients_per_round updates "
+     "close it."},
+
+    {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
+     "CA certificate (PEM) that signs the coordinator and client "
+     "certificates."},
+    {"tls", "cert", T_STRING, M(tls_cert), 0, 0, 0, NULL, "",
+     "This party's certificate (PEM)."},
+    {"tls", "key", T_STRING, M(tls_key), 0, 0, 0, NULL, "",
+     "This party's private key (PEM)."},
+    {"tls", "require_client_cert", T_BOOL, M(tls_require_client_cert), 0, 0, 0,
+     NULL, "true",
+     "Coordinator: refuse clients without a certificate from the CA (mutual "
+     "TLS)."},
+
+    {"store", "path", T_STRING, M(store_path), 0, 0, 0, NULL, "fedc.db",
+     "Coordinator: the sqlite file holding the job's state."},
+
+    {"client", "name", T_STRING, M(client_name), 0, 0, 0, NULL, "",
+     "Client: a display name sent when joining (the identity is the "
+     "certificate)."},
+    {"client", "keep_updates", T_STRING, M(client_keep_updates), 0, 0, 0, NULL,
+     "", "Client: if set, a folder where a copy of every update sent is kept."},
+    {"client", "backoff_max_s", T_DOUBLE, M(client_backoff_max_s), 0, 3600,
+     MINMAX | MIN_OPEN, NULL, "30",
+     "Client: longest wait between retries when the coordinator is away."},
+    {"client", "give_up_s", T_DOUBLE, M(client_give_up_s), 0, 0, MIN_ONLY, NULL,
+     "600",
+     "Client: exit with an error after this long without reaching the "
+     "coordinator; 0 = never."},
 
     {"sim", "clients", T_INT32, M(clients), 1, 1e7, MINMAX, NULL, "100",
      "Simulated clients the training set is split among."},
@@ -928,6 +988,58 @@ static const char *origin_of(const fedc_config *c, const char *section,
  * the offending key was set and says where the other one was set.
  */
 int fedc_config_check(const fedc_config *c) {
+  return fedc_config_check_role(c, FEDC_ROLE_SIM);
+}
+
+/* Keys a role cannot run without: "key = (empty): must be set for ROLE". */
+static int need_string(const fedc_config *c, const char *section,
+                       const char *key, const char *role) {
+  const key_def *k = find_key(section, key);
+  if (((const char *)c + k->offset)[0] != '\0') return 0;
+  return fedc_error_set(FEDC_ECONFIG, "%s: [%s] %s = (empty): must be set for %s",
+                        origin_of(c, section, key), section, key, role);
+}
+
+/* The coordinator has no training data: the model's shape comes from
+ * [model] inputs and classes, which must then fit the model type. */
+static int check_coordinator(const fedc_config *c) {
+  if (c->inputs < 1)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] inputs = %ld: must be >= 1 for the "
+                          "coordinator (it has no data to infer it from)",
+                          origin_of(c, "model", "inputs"), (long)c->inputs);
+  int multi = c->model_type == FEDC_MODEL_SOFTMAX || c->model_type == FEDC_MODEL_MLP;
+  if (multi && c->classes < 2)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] classes = %ld: must be >= 2 for the "
+                          "coordinator with [model] type = %s",
+                          origin_of(c, "model", "classes"), (long)c->classes,
+                          fedc_model_type_name(c->model_type));
+  if (!multi && c->classes != 0 && !(c->model_type == FEDC_MODEL_LOGREG && c->classes == 2))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] classes = %ld: a %s model has one "
+                          "output; leave classes at 0",
+                          origin_of(c, "model", "classes"), (long)c->classes,
+                          fedc_model_type_name(c->model_type));
+  int rc = need_string(c, "store", "path", "the coordinator");
+  if (rc == 0) rc = need_string(c, "server", "listen", "the coordinator");
+  if (rc == 0) rc = need_string(c, "tls", "cert", "the coordinator");
+  if (rc == 0) rc = need_string(c, "tls", "key", "the coordinator");
+  if (rc == 0 && c->tls_require_client_cert)
+    rc = need_string(c, "tls", "ca", "the coordinator with require_client_cert");
+  return rc;
+}
+
+static int check_client(const fedc_config *c) {
+  int rc = need_string(c, "server", "url", "the client");
+  if (rc == 0) rc = need_string(c, "tls", "ca", "the client");
+  if (rc == 0) rc = need_string(c, "tls", "cert", "the client");
+  if (rc == 0) rc = need_string(c, "tls", "key", "the client");
+  if (rc == 0) rc = need_string(c, "data", "train", "the client");
+  return rc;
+}
+
+int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
   if (c == NULL)
     return fedc_error_set(FEDC_EINVAL, "fedc_config_check: NULL argument");
   char why[192];
@@ -941,7 +1053,7 @@ int fedc_config_check(const fedc_config *c) {
                             k->key, SHOW(text), why);
     }
   }
-  if (c->clients_per_round > c->clients)
+  if (role == FEDC_ROLE_SIM && c->clients_per_round > c->clients)
     return fedc_error_set(
         FEDC_ECONFIG,
         "%s: [job] clients_per_round = %ld: must be <= [sim] clients = %ld "
@@ -971,11 +1083,27 @@ int fedc_config_check(const fedc_config *c) {
         origin_of(c, "model", "hidden"), text,
         fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
   }
+  if (role == FEDC_ROLE_COORDINATOR) {
+    int rc = check_coordinator(c);
+    if (rc != 0) return rc;
+  }
+  if (role == FEDC_ROLE_CLIENT) {
+    int rc = check_client(c);
+    if (rc != 0) return rc;
+  }
   if (c->format == FEDC_FORMAT_IDX) {
+    /* labels are needed beside each images file in use: the simulator uses
+     * both sets, the client its training set and the coordinator only an
+     * optional test set */
     static const char *const need[] = {"train_labels", "test_labels"};
+    static const char *const imgs[] = {"train", "test"};
     for (int i = 0; i < 2; i++) {
       const key_def *k = find_key("data", need[i]);
-      if (((const char *)c + k->offset)[0] == '\0')
+      const key_def *ki = find_key("data", imgs[i]);
+      int used = role == FEDC_ROLE_SIM ||
+                 ((const char *)c + ki->offset)[0] != '\0';
+      if (role == FEDC_ROLE_COORDINATOR && i == 0) used = 0;
+      if (used && ((const char *)c + k->offset)[0] == '\0')
         return fedc_error_set(
             FEDC_ECONFIG,
             "%s: [data] %s = (empty): must be set when [data] format = idx "

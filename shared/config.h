@@ -34,6 +34,14 @@ typedef enum {
 
 typedef enum { FEDC_DEVICE_CPU = 0, FEDC_DEVICE_CUDA = 1 } fedc_device;
 typedef enum { FEDC_FORMAT_IDX = 0, FEDC_FORMAT_CSV = 1 } fedc_data_format;
+typedef enum { FEDC_ENROLL_ALLOWLIST = 0, FEDC_ENROLL_OPEN = 1 } fedc_enroll;
+
+/* Which binary checks the config: the keys each one needs differ. */
+typedef enum {
+  FEDC_ROLE_SIM = 0,
+  FEDC_ROLE_COORDINATOR = 1,
+  FEDC_ROLE_CLIENT = 2
+} fedc_config_role;
 
 typedef struct fedc_config {
   /* [job] */
@@ -46,6 +54,8 @@ typedef struct fedc_config {
   fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp */
   int32_t hidden[FEDC_CONFIG_MAX_HIDDEN]; /* hidden = 200,200 (mlp only) */
   int32_t n_hidden;
+  int32_t inputs;                /* 0 = from the data */
+  int32_t classes;               /* 0 = from the data */
   double l1, l2;                 /* >= 0 */
   /* [train] */
   int32_t epochs;     /* >= 1 */
@@ -65,6 +75,26 @@ typedef struct fedc_config {
   fedc_data_format format;                 /* format = idx | csv */
   char label[128];                         /* csv: label column name */
   int32_t standardize;                     /* bool */
+  /* [server] */
+  char server_listen[256];       /* coordinator: "host:port" */
+  char server_url[FEDC_CONFIG_PATH_MAX]; /* client: "https://host:port" */
+  fedc_enroll server_enroll;
+  double server_max_body_mb;
+  double server_idle_timeout_s;
+  double server_poll_s;
+  double server_over_select;
+  /* [tls] */
+  char tls_ca[FEDC_CONFIG_PATH_MAX];
+  char tls_cert[FEDC_CONFIG_PATH_MAX];
+  char tls_key[FEDC_CONFIG_PATH_MAX];
+  int32_t tls_require_client_cert;
+  /* [store] */
+  char store_path[FEDC_CONFIG_PATH_MAX];
+  /* [client] */
+  char client_name[128];
+  char client_keep_updates[FEDC_CONFIG_PATH_MAX];
+  double client_backoff_max_s;
+  double client_give_up_s;
   /* [sim] */
   int32_t clients;           /* >= 1 */
   int32_t partition;         /* fedc_partition_kind */
@@ -85,8 +115,10 @@ void fedc_config_defaults(fedc_config *c);
 int fedc_config_load(fedc_config *c, const char *path);
 /* Apply one "section.key=value" override. FEDC_ECONFIG on error, c unchanged. */
 int fedc_config_set(fedc_config *c, const char *assignment);
-/* Cross-key checks; FEDC_ECONFIG naming the key and its origin. */
+/* Cross-key checks; FEDC_ECONFIG naming the key and its origin.
+ * fedc_config_check is the simulator's; each binary checks for its role. */
 int fedc_config_check(const fedc_config *c);
+int fedc_config_check_role(const fedc_config *c, fedc_config_role role);
 /* Model type name ("softmax") and parse (-1 if unknown). */
 const char *fedc_model_type_name(fedc_model_type t);
 int fedc_model_type_parse(const char *s);

@@ -584,7 +584,7 @@ static void test_alloc_failure(void **state) {
 }
 
 static void test_write_doc(void **state) {
-  char buf[16384];
+  static char buf[65536];
   FILE *f = fmemopen(buf, sizeof buf, "w");
   assert_non_null(f);
   assert_int_equal(fedc_config_write_doc(f), 0);
@@ -598,7 +598,37 @@ static void test_write_doc(void **state) {
   /* One row per key, plus the header and the rule. */
   int rows = 0;
   for (const char *p = buf; (p = strchr(p, '\n')) != NULL; p++) rows++;
-  assert_int_equal(rows, 2 + 29);
+  assert_int_equal(rows, 2 + 47);
+}
+
+/* Each binary checks the keys it needs, naming the key and the role. */
+static void test_role_checks(void **state) {
+  fedc_config c;
+  fedc_config_defaults(&c);
+  /* the coordinator has no data: it needs the model's shape and its TLS files */
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "[model] inputs = 0");
+  assert_int_equal(fedc_config_set(&c, "model.inputs=784"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "[model] classes = 0");
+  assert_int_equal(fedc_config_set(&c, "model.classes=10"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "[tls] cert = (empty): must be set for the coordinator");
+  assert_int_equal(fedc_config_set(&c, "tls.cert=s.pem"), 0);
+  assert_int_equal(fedc_config_set(&c, "tls.key=s.key"), 0);
+  assert_int_equal(fedc_config_set(&c, "tls.ca=ca.pem"), 0);
+  /* clients_per_round is not bounded by [sim] clients for the coordinator */
+  assert_int_equal(fedc_config_set(&c, "job.clients_per_round=500"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_SIM), FEDC_ECONFIG);
+  /* a client needs its TLS files and its URL */
+  fedc_config_defaults(&c);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_CLIENT), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "[tls] ca = (empty): must be set for the client");
+  assert_int_equal(fedc_config_set(&c, "server.over_select=0.5"), FEDC_ECONFIG);
+  assert_int_equal(fedc_config_set(&c, "server.enroll=anyone"), FEDC_ECONFIG);
+  assert_int_equal(fedc_config_set(&c, "server.enroll=open"), 0);
+  assert_int_equal(c.server_enroll, FEDC_ENROLL_OPEN);
 }
 
 static void test_model_type_names(void **state) {
@@ -636,6 +666,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_alloc_failure, test_setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_write_doc, test_setup,
+                                      test_teardown),
+      cmocka_unit_test_setup_teardown(test_role_checks, test_setup,
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_model_type_names, test_setup,
                                       test_teardown),

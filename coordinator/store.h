@@ -1,0 +1,111 @@
+/*
+ * store.h - the coordinator's durable state in one sqlite3 file.
+ *
+ * WAL mode with synchronous=FULL: a committed transaction survives kill -9
+ * and power loss. The file holds the job's identity, the clients (by
+ * certificate fingerprint, with allow/revoke status), every committed round
+ * with its metrics, the metadata of the updates that went into it, and a
+ * checkpoint of the global model after each round (safetensors bytes, with
+ * their SHA-256). A round's commit is one transaction: after a crash the
+ * coordinator finds either all of a round or none of it.
+ *
+ * sqlite errors are translated at this edge: FEDC_EIO with sqlite's message
+ * (disk full, read-only file, I/O error, corrupt file) naming the store's
+ * path. A store is used by one thread at a time (the coordinator serializes
+ * its calls).
+ */
+#ifndef FEDC_STORE_H
+#define FEDC_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fedc_store fedc_store;
+
+typedef enum { FEDC_CLIENT_ALLOWED = 0, FEDC_CLIENT_REVOKED = 1 } fedc_client_status;
+
+typedef struct fedc_store_client {
+  int32_t id;
+  char fingerprint[65];
+  char name[128];
+  fedc_client_status status;
+  double created_at; /* unix seconds */
+  int64_t updates;   /* updates counted into committed rounds */
+} fedc_store_client;
+
+typedef struct fedc_store_round {
+  int32_t round;
+  int32_t selected, clients;
+  int64_t samples;
+  double train_loss;
+  double test_loss, test_acc; /* NAN when not evaluated (stored as NULL) */
+  double secs;
+  double committed_at; /* unix seconds; set by the store */
+  char sha256[65];     /* of the checkpoint's bytes */
+} fedc_store_round;
+
+typedef struct fedc_store_update {
+  int32_t client_id;
+  int64_t num_samples;
+  double train_loss;
+  char sha256[65]; /* of the update's data section */
+  double received_at;
+} fedc_store_update;
+
+/* Open or create (schema, WAL, synchronous=FULL). FEDC_EIO naming the path
+ * and sqlite's reason; FEDC_EFORMAT if the file is not a fedc store of a
+ * known schema version. */
+int fedc_store_open(const char *path, fedc_store **out);
+void fedc_store_close(fedc_store *st);
+
+/*
+ * Bind the store to a job. The first call on a new store records job_spec
+ * (a JSON text describing the model shape and rounds) and a new random job
+ * id; later calls must pass the same job_spec, else FEDC_ECONFIG ("store X
+ * holds job Y with a different spec: ..."). job_id gets 32 hex digits.
+ */
+int fedc_store_job_bind(fedc_store *st, const char *job_spec, char job_id[33]);
+
+/* Add or re-allow a fingerprint (64 lowercase hex; FEDC_EINVAL otherwise). */
+int fedc_store_client_allow(fedc_store *st, const char *fingerprint,
+                            const char *name, int32_t *id);
+/* FEDC_ENOTFOUND if the fingerprint is unknown. */
+int fedc_store_client_revoke(fedc_store *st, const char *fingerprint);
+int fedc_store_client_find(fedc_store *st, const char *fingerprint,
+                           fedc_store_client *out);
+int fedc_store_client_set_name(fedc_store *st, int32_t id, const char *name);
+/* All clients by id; *out freed with fedc_free. */
+int fedc_store_client_list(fedc_store *st, fedc_store_client **out,
+                           int32_t *n);
+
+/* The initial model (round 0); a no-op if one is already stored with the
+ * same bytes, FEDC_ESTATE if different bytes are stored. */
+int fedc_store_put_initial(fedc_store *st, const uint8_t *model, size_t len);
+
+/*
+ * Commit round r: its row, the checkpoint (model bytes, whose SHA-256 goes
+ * in r->sha256), the update rows, and the clients' update counts, in one
+ * transaction. FEDC_EDUPLICATE if round r is already committed, FEDC_ESTATE
+ * if round r - 1 is not (rounds commit in order); nothing is written then.
+ */
+int fedc_store_commit_round(fedc_store *st, fedc_store_round *r,
+                            const uint8_t *model, size_t len,
+                            const fedc_store_update *updates,
+                            int32_t n_updates);
+/* The last committed round (0 if none). */
+int fedc_store_last_round(fedc_store *st, int32_t *round);
+/* Model bytes after round r (0 = initial); *model freed with fedc_free. */
+int fedc_store_checkpoint(fedc_store *st, int32_t round, uint8_t **model,
+                          size_t *len);
+/* Attach test metrics to a committed round. */
+int fedc_store_round_set_eval(fedc_store *st, int32_t round, double test_loss,
+                              double test_acc);
+/* Committed rounds in order; *out freed with fedc_free. */
+int fedc_store_rounds(fedc_store *st, fedc_store_round **out, int32_t *n);
+/* Updates of round r; *out freed with fedc_free. */
+int fedc_store_round_updates(fedc_store *st, int32_t round,
+                             fedc_store_update **out, int32_t *n);
+/* PRAGMA integrity_check: 0 when "ok", FEDC_EFORMAT with the report else. */
+int fedc_store_integrity_check(fedc_store *st);
+
+#endif
