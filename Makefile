@@ -1,9 +1,11 @@
 # fedc - top-level build.
 #
-#   make                     build build/bin/fedc-sim and libfedc
+#   make                     build build/bin/fedc-sim and libfedc (and
+#                            build/bin/fedc-sim-mpi when mpicc is found)
 #   make test                install what is missing, build, run every test
 #   make demo                install what is missing, run the demo job
 #   make bench               print the benchmark figures
+#   make bench-mpi           fedc-sim-mpi with 1 and 2 ranks (bench/mpi.sh)
 #   make SANITIZE=address,undefined test    the suite under sanitizers
 #   make clean
 #
@@ -38,7 +40,8 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/lib/libfedc.a
 
 # the simulator driver is a library too: tests and the MPI driver use it
-SIM_SRC   := $(filter-out sim/main.c,$(wildcard sim/*.c))
+# (sim/*_mpi.c are the MPI driver's own files, built below with mpicc)
+SIM_SRC   := $(filter-out sim/main.c sim/%_mpi.c,$(wildcard sim/*.c))
 SIM_OBJ   := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 SIM_LIB   := $(BUILD)/lib/libfedcsim.a
 SIM_MAIN  := $(BUILD)/obj/sim/main.o
@@ -103,6 +106,34 @@ $(BUILD)/bin/fedc-client: $(BUILD)/obj/client/main.o $(CLIENT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(CLIENT_LIB) $(LIB) $(CLIENT_LIBS) $(LDLIBS_ALL)
 
+# --- MPI simulator: $(BUILD)/bin/fedc-sim-mpi ---------------------------------
+# Built, and added to `all`, only when OpenMPI's mpicc is found (Debian's
+# libopenmpi-dev; `make MPICC=` turns it off). Only the sim/*_mpi.c objects
+# include mpi.h and are compiled with mpicc; libfedc and libfedcsim never need
+# MPI. Without it `make test` skips the MPI test and says so.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPICC := $(MPICC)
+MPI_SRC := $(wildcard sim/*_mpi.c)
+MPI_OBJ := $(MPI_SRC:%.c=$(BUILD)/obj/%.o)
+ifneq ($(MPICC),)
+all: $(BUILD)/bin/fedc-sim-mpi
+
+$(MPI_OBJ): $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/bin/fedc-sim-mpi: $(MPI_OBJ) $(SIM_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(LDFLAGS_ALL) -o $@ $(MPI_OBJ) $(SIM_LIB) $(LIB) $(LDLIBS_ALL)
+endif
+
+# 1 and 2 ranks on this machine: seconds per round, share in MPI (docs/scaling.md)
+.PHONY: bench-mpi
+bench-mpi: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bin/fedc-sim $(BUILD)/bin/fedc-sim-mpi
+	@FEDC_BUILD=$(BUILD) bench/mpi.sh
+# --- end of the MPI simulator -------------------------------------------------
+
 # every unit test links every library: the linker takes what it needs
 $(BUILD)/tests/%: tests/unit/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
@@ -131,6 +162,6 @@ lint:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) \
+-include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \
     $(BUILD)/obj/client/main.d

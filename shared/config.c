@@ -153,6 +153,11 @@ static const key_def keys[] = {
 
     {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
      "127.0.0.1:8443", "Coordinator: address and port to listen on."},
+    {"server", "status_listen", T_STRING, M(server_status_listen), 0, 0, 0,
+     NULL, "",
+     "Coordinator: if set (e.g. 127.0.0.1:8080), also serve the read-only "
+     "GET /, /v1/status and /metrics over plain HTTP there; keep it on "
+     "loopback."},
     {"server", "url", T_STRING, M(server_url), 0, 0, 0, NULL,
      "https://127.0.0.1:8443", "Client: the coordinator's base URL."},
     {"server", "enroll", T_ENUM, M(server_enroll), 0, 0, 0, enroll_names,

@@ -77,6 +77,7 @@ typedef struct fedc_config {
   int32_t standardize;                     /* bool */
   /* [server] */
   char server_listen[256];       /* coordinator: "host:port" */
+  char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */
   char server_url[FEDC_CONFIG_PATH_MAX]; /* client: "https://host:port" */
   fedc_enroll server_enroll;
   double server_max_body_mb;

@@ -3,11 +3,14 @@
  * model, the strategy's accumulator, the open round's selection with one
  * slot per selected client, and the history of committed rounds' metrics.
  * Per-slot metrics are summed in selection order at close, so the metrics,
- * like the model, do not depend on the order updates arrive in.
+ * like the model, do not depend on the order updates arrive in. A partial
+ * (fedc_engine_partial / fedc_engine_merge) is the open round's accumulator
+ * and slots as integers, for drivers that split a round over processes.
  */
 #include "engine.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "agg.h"
@@ -190,6 +193,113 @@ int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
   e->attempt = 0;
   e->round++;
   if (out) *out = m;
+  return 0;
+}
+
+/* Words a partial gives each slot: reported, n_samples, train_loss bits. */
+#define SLOT_WORDS 3
+#define MAX_SAMPLES ((__int128)1 << 40) /* fedavg's bound on one update */
+
+/* The checks a partial of n_words words shares with the open round, then
+ * the round's FedAvg accumulator (the only additive strategy so far). */
+static int partial_state(const fedc_engine *e, size_t n_words, __int128 **acc,
+                         uint64_t **total) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (n_words != fedc_engine_partial_words(e))
+    return fedc_error_set(FEDC_ESHAPE, "engine: partial of %zu words, round has %zu",
+                          n_words, fedc_engine_partial_words(e));
+  if (strcmp(e->strategy->ops->name, "fedavg") != 0)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "engine: strategy %s cannot be split over processes",
+                          e->strategy->ops->name);
+  fedc_fedavg_state(e->strategy, acc, total);
+  return 0;
+}
+
+size_t fedc_engine_partial_words(const fedc_engine *e) {
+  return e->open ? e->n_params + 1 + SLOT_WORDS * (size_t)e->n_slots : 0;
+}
+
+int fedc_engine_partial(const fedc_engine *e, __int128 *words, size_t n_words) {
+  __int128 *acc;
+  uint64_t *total;
+  int rc = partial_state(e, n_words, &acc, &total);
+  if (rc != 0) return rc;
+  memcpy(words, acc, e->n_params * sizeof *acc);
+  words[e->n_params] = (__int128)*total;
+  __int128 *w = words + e->n_params + 1;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    const slot *s = &e->slots[i];
+    uint64_t bits = 0;
+    if (s->reported) memcpy(&bits, &s->train_loss, sizeof bits);
+    w[SLOT_WORDS * i] = s->reported ? 1 : 0;
+    w[SLOT_WORDS * i + 1] = s->reported ? (__int128)s->n_samples : 0;
+    w[SLOT_WORDS * i + 2] = (__int128)bits;
+  }
+  return 0;
+}
+
+/*
+ * Validate every slot of the incoming partial against the open round before
+ * touching anything, so that a bad partial (a client trained by two ranks, a
+ * buffer summed wrongly) is refused whole and the round stays as it was.
+ * The accumulator words themselves cannot be checked: they are trusted as
+ * much as the replicas that produced them.
+ */
+int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
+                      size_t n_words) {
+  if (e->open && round != e->round)
+    return fedc_error_set(FEDC_ESTALE, "engine: partial for round %d, open round is %d",
+                          (int)round, (int)e->round);
+  __int128 *acc;
+  uint64_t *total;
+  int rc = partial_state(e, n_words, &acc, &total);
+  if (rc != 0) return rc;
+  const __int128 *w = words + e->n_params + 1;
+  __int128 samples = 0;
+  int32_t added = 0;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    __int128 flag = w[SLOT_WORDS * i], n = w[SLOT_WORDS * i + 1],
+             bits = w[SLOT_WORDS * i + 2];
+    int client = (int)e->slots[i].client;
+    if (flag == 0) {
+      if (n != 0 || bits != 0)
+        return fedc_error_set(FEDC_EINVAL, "engine: partial has data for client "
+                              "%d but no report", client);
+      continue;
+    }
+    if (flag > 1 && flag <= INT32_MAX)
+      return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d was counted by "
+                            "%d replicas in round %d", client, (int)flag, (int)round);
+    if (flag != 1)
+      return fedc_error_set(FEDC_EINVAL, "engine: partial's report flag for "
+                            "client %d is out of range", client);
+    if (e->slots[i].reported)
+      return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d already reported "
+                            "in round %d", client, (int)round);
+    if (n < 1 || n > MAX_SAMPLES || bits < 0 || bits > (__int128)UINT64_MAX)
+      return fedc_error_set(FEDC_EINVAL, "engine: partial's sample count or "
+                            "loss for client %d is out of range", client);
+    samples += n;
+    added++;
+  }
+  if (words[e->n_params] != samples)
+    return fedc_error_set(FEDC_EINVAL, "engine: partial's total sample count "
+                          "is not the sum of its slots'");
+  /* modulo 2^128 like the reduction that produced words; a genuine sum
+   * stays far inside the range (see agg.h) */
+  for (size_t j = 0; j < e->n_params; j++)
+    acc[j] = (__int128)((unsigned __int128)acc[j] + (unsigned __int128)words[j]);
+  *total += (uint64_t)samples;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    if (w[SLOT_WORDS * i] == 0) continue;
+    slot *s = &e->slots[i];
+    uint64_t bits = (uint64_t)w[SLOT_WORDS * i + 2];
+    s->reported = 1;
+    s->n_samples = (uint64_t)w[SLOT_WORDS * i + 1];
+    memcpy(&s->train_loss, &bits, sizeof bits);
+  }
+  e->reported += added;
   return 0;
 }
 

@@ -6,12 +6,13 @@
  * job's strategy and commits the next global model with the round's
  * metrics. It knows nothing of sockets, threads or files: the simulator
  * drives it from its thread pool, the coordinator daemon from its event
- * loop, the MPI simulator from rank 0. Same calls, same results for the
- * same seed.
+ * loop, the MPI simulator from every rank (one replica each, kept in step
+ * by fedc_engine_merge). Same calls, same results for the same seed.
  *
  * A round's life:
  *   fedc_engine_open     select clients among the eligible ones
  *   fedc_engine_submit   one update per selected client (any order)
+ *   fedc_engine_merge    (MPI) the updates other replicas counted
  *   fedc_engine_close    aggregate and commit, or abandon below quorum
  *
  * The engine is not thread-safe: a driver serializes its calls.
@@ -89,6 +90,47 @@ int fedc_engine_all_reported(const fedc_engine *e);
  * the same round number is opened again next time (with a new selection).
  */
 int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out);
+
+/*
+ * Splitting a round over processes (the MPI simulator). Every process runs
+ * an engine replica made with the same parameters and initial model, so the
+ * replicas open the same rounds with the same selection; each submits only
+ * the updates of the clients it trains. A replica's share of the open round,
+ * its partial, is written as 128-bit integers:
+ *
+ *   words[0 .. n_params)                 FedAvg's fixed-point sums (agg.h)
+ *   words[n_params]                      the total sample count
+ *   words[n_params + 1 + 3 i + 0, 1, 2]  slot i (selection order): reported
+ *                                        (0 or 1), its sample count, the
+ *                                        bits of its train_loss (a double)
+ *
+ * Every field is an integer sum, so the partials of replicas that counted
+ * disjoint clients add up, word by word (modulo 2^128, as an MPI reduction
+ * adds them), to the partial of one engine that was sent all their updates.
+ * Merging the other replicas' sum into a replica's open round therefore
+ * closes it to the same model and metrics, bit for bit, as one engine that
+ * saw every update: the number of processes cannot change the result.
+ */
+/* Words in the open round's partial; 0 when no round is open. */
+size_t fedc_engine_partial_words(const fedc_engine *e);
+/* Write the open round's partial into words (n_words of them). Errors:
+ * FEDC_ESTATE (no round open), FEDC_ESHAPE (n_words is not
+ * fedc_engine_partial_words), FEDC_EUNSUPPORTED (the strategy keeps no
+ * additive accumulator). */
+int fedc_engine_partial(const fedc_engine *e, __int128 *words, size_t n_words);
+/*
+ * Count the updates summed in words (other replicas' partials for round)
+ * in the open round, as if each had been submitted here. Checked in full
+ * before anything changes: FEDC_ESTATE (no round open), FEDC_ESTALE (round
+ * is not the open round), FEDC_ESHAPE (n_words), FEDC_EUNSUPPORTED (as
+ * above), FEDC_EDUPLICATE (a client counted twice: already reported here,
+ * or reported by two replicas), FEDC_EINVAL (a malformed partial: a report
+ * flag or sample count out of range, data in an unreported slot, or a total
+ * that is not the sum of the slots' counts). The quorum is checked by
+ * fedc_engine_close as usual.
+ */
+int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
+                      size_t n_words);
 
 /* Attach test metrics and the wall time to a committed round. */
 int fedc_engine_record(fedc_engine *e, int32_t round, double test_loss,

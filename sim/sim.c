@@ -3,6 +3,10 @@
  * a mutex; everything else a worker touches is its own (backend, trainer,
  * weight buffer). Evaluation splits the test set into fixed chunks whose
  * sums are added in chunk order, so it too is independent of threading.
+ * A share of a multi-process run (see sim.h) differs in three places only:
+ * it drops the rows of clients it does not own, trains only its own
+ * selected clients, and lets the driver combine the shares' updates into
+ * the engine before close; the rest is the same code.
  */
 #include "sim.h"
 
@@ -38,6 +42,7 @@ typedef struct chunk_sums {
 
 struct fedc_sim {
   fedc_config cfg;
+  fedc_sim_share share;
   fedc_dataset train, test;
   fedc_partition part;
   fedc_model_spec spec;
@@ -48,6 +53,7 @@ struct fedc_sim {
   int32_t n_workers;
   pthread_mutex_t mu;
   int32_t *eligible, *selected, n_selected;
+  int32_t *mine, n_mine; /* the selected clients this share trains */
   int round_rc; /* first error of the round's tasks */
   char round_err[512];
   chunk_sums chunks[EVAL_CHUNKS];
@@ -85,6 +91,7 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_dataset_free(&s->test);
   fedc_free(s->eligible);
   fedc_free(s->selected);
+  fedc_free(s->mine);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
 }
@@ -97,11 +104,12 @@ static int workers_new(fedc_sim *s) {
     worker *w = &s->workers[i];
     int rc = fedc_backend_open(c->device, &w->be);
     if (rc == 0) rc = fedc_trainer_new(w->be, &s->spec, c->batch_size, &w->train);
-    if (rc == 0) rc = fedc_trainer_new(w->be, &s->spec, EVAL_BATCH, &w->eval);
+    if (rc == 0 && s->share.evaluator)
+      rc = fedc_trainer_new(w->be, &s->spec, EVAL_BATCH, &w->eval);
     if (rc == 0)
       rc = fedc_data_view_open(w->be, s->train.x, s->train.y, s->train.n,
                                s->train.d, &w->train_view);
-    if (rc == 0)
+    if (rc == 0 && s->share.evaluator)
       rc = fedc_data_view_open(w->be, s->test.x, s->test.y, s->test.n,
                                s->test.d, &w->test_view);
     if (rc == 0 && (w->w = fedc_malloc_array(s->n_params, sizeof(float))) == NULL)
@@ -111,14 +119,71 @@ static int workers_new(fedc_sim *s) {
   return 0;
 }
 
+/*
+ * Keep only the rows of this share's clients (c % size == rank), gathered
+ * client by client into a compact data set, and point the partition into
+ * it; the other clients get empty ranges. This is the layout that
+ * fedc_dataset_permute gives a single process, restricted to the owned
+ * clients: each one's rows contiguous and in partition order, so a client
+ * trains on the same bytes in the same order whatever the number of
+ * processes. Holds the whole set and the share at once, briefly.
+ */
+static int keep_share(fedc_sim *s) {
+  fedc_partition *p = &s->part;
+  const fedc_dataset *all = &s->train;
+  int32_t rank = s->share.rank, size = s->share.size;
+  size_t d = (size_t)all->d;
+  int64_t n = 0;
+  for (int32_t c = rank; c < p->n_clients; c += size)
+    n += p->offsets[c + 1] - p->offsets[c];
+  size_t rows = n > 0 ? (size_t)n : 1;
+  fedc_dataset kept = {.n = n, .d = all->d, .n_classes = all->n_classes};
+  kept.x = fedc_malloc_aligned(rows * d * sizeof(float));
+  kept.y = fedc_malloc_aligned(rows * sizeof(float));
+  if (kept.x == NULL || kept.y == NULL) {
+    fedc_dataset_free(&kept);
+    return fedc_error_set(FEDC_ENOMEM, "sim: out of memory for rank %d's rows",
+                          (int)rank);
+  }
+  int64_t at = 0, begin = p->offsets[0];
+  for (int32_t c = 0; c < p->n_clients; c++) {
+    int64_t end = p->offsets[c + 1];
+    p->offsets[c] = at;
+    for (int64_t i = begin; c % size == rank && i < end; i++, at++) {
+      int64_t row = p->index[i];
+      memcpy(kept.x + (size_t)at * d, all->x + (size_t)row * d, d * sizeof(float));
+      kept.y[at] = all->y[row];
+    }
+    begin = end;
+  }
+  p->offsets[p->n_clients] = at;
+  for (int64_t i = 0; i < n; i++) p->index[i] = i;
+  int64_t *shrunk = fedc_realloc(p->index, rows * sizeof *p->index);
+  if (shrunk) p->index = shrunk; /* else the larger block serves as well */
+  fedc_dataset_free(&s->train);
+  s->train = kept;
+  return 0;
+}
+
 int fedc_sim_new(const fedc_config *cfg, fedc_sim **out) {
+  const fedc_sim_share whole = {.rank = 0, .size = 1, .evaluator = 1};
+  return fedc_sim_new_share(cfg, &whole, out);
+}
+
+int fedc_sim_new_share(const fedc_config *cfg, const fedc_sim_share *share,
+                       fedc_sim **out) {
   *out = NULL;
+  if (share->size < 1 || share->rank < 0 || share->rank >= share->size)
+    return fedc_error_set(FEDC_EINVAL, "sim: share %d of %d", (int)share->rank,
+                          (int)share->size);
   fedc_sim *s = fedc_calloc(1, sizeof *s);
   if (s == NULL) return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
   pthread_mutex_init(&s->mu, NULL);
   s->cfg = *cfg;
+  s->share = *share;
   const fedc_config *c = &s->cfg;
   int rc = fedc_data_load(c, &s->train, &s->test);
+  if (rc == 0 && !s->share.evaluator) fedc_dataset_free(&s->test);
   if (rc == 0)
     rc = fedc_model_spec_from_config(c, (int32_t)s->train.d, s->train.n_classes,
                                      &s->spec);
@@ -130,7 +195,9 @@ int fedc_sim_new(const fedc_config *cfg, fedc_sim **out) {
                                 .seed = c->seed};
     rc = fedc_partition_make(&s->train, &pp, &s->part);
   }
-  if (rc == 0) {
+  if (rc == 0 && s->share.size > 1) {
+    rc = keep_share(s);
+  } else if (rc == 0) {
     /* lay each client's rows out contiguously: its minibatches are then
      * gathered from a few MB that stay in cache, not from all of memory */
     rc = fedc_dataset_permute(&s->train, s->part.index);
@@ -142,7 +209,8 @@ int fedc_sim_new(const fedc_config *cfg, fedc_sim **out) {
     w0 = fedc_malloc_array(s->n_params, sizeof(float));
     s->eligible = fedc_malloc_array((size_t)c->clients, sizeof(int32_t));
     s->selected = fedc_malloc_array((size_t)c->clients_per_round, sizeof(int32_t));
-    if (w0 == NULL || s->eligible == NULL || s->selected == NULL)
+    s->mine = fedc_malloc_array((size_t)c->clients_per_round, sizeof(int32_t));
+    if (w0 == NULL || s->eligible == NULL || s->selected == NULL || s->mine == NULL)
       rc = fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
   }
   if (rc == 0) {
@@ -181,12 +249,13 @@ static void record_error(fedc_sim *s, int rc) {
   pthread_mutex_unlock(&s->mu);
 }
 
-/* Pool task: train selected client number `task` and submit its update. */
+/* Pool task: train this share's selected client number `task` and submit
+ * its update. */
 static void train_task(void *arg, int32_t task, int32_t wi) {
   fedc_sim *s = arg;
   worker *w = &s->workers[wi];
   const fedc_config *c = &s->cfg;
-  int32_t client = s->selected[task];
+  int32_t client = s->mine[task];
   int32_t round = fedc_engine_round(s->engine);
   const int64_t *rows = s->part.index + s->part.offsets[client];
   int64_t n_rows = s->part.offsets[client + 1] - s->part.offsets[client];
@@ -225,6 +294,9 @@ static void eval_task(void *arg, int32_t task, int32_t wi) {
 }
 
 int fedc_sim_evaluate(fedc_sim *s, double *loss, double *acc) {
+  if (!s->share.evaluator)
+    return fedc_error_set(FEDC_ESTATE, "sim: rank %d does not hold the test set",
+                          (int)s->share.rank);
   s->round_rc = 0;
   fedc_pool_run(s->pool, EVAL_CHUNKS, eval_task, s);
   if (s->round_rc != 0) return fedc_error_set(s->round_rc, "%s", s->round_err);
@@ -241,18 +313,34 @@ int fedc_sim_evaluate(fedc_sim *s, double *loss, double *acc) {
 }
 
 int fedc_sim_round(fedc_sim *s, fedc_round_metrics *out) {
+  return fedc_sim_round_combined(s, NULL, NULL, out);
+}
+
+/*
+ * One round: open (every share draws the same selection), train the
+ * selected clients this share owns, let the driver combine the other
+ * shares' updates, close, evaluate. A failure anywhere abandons the round:
+ * a client failing in a simulation is a bug or a diverged configuration,
+ * not a dropout to ride out.
+ */
+int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
+                            void *ctx, fedc_round_metrics *out) {
   const fedc_config *c = &s->cfg;
   double t0 = now_s();
   int rc = fedc_engine_open(s->engine, s->eligible, c->clients,
                             c->clients_per_round, s->selected, &s->n_selected);
   if (rc != 0) return rc;
+  s->n_mine = 0;
+  for (int32_t i = 0; i < s->n_selected; i++)
+    if (s->selected[i] % s->share.size == s->share.rank)
+      s->mine[s->n_mine++] = s->selected[i];
   s->round_rc = 0;
-  fedc_pool_run(s->pool, s->n_selected, train_task, s);
-  if (s->round_rc != 0) {
-    /* abandon the round: a client failing in a simulation is a bug or a
-     * diverged configuration, not a dropout to ride out */
+  fedc_pool_run(s->pool, s->n_mine, train_task, s);
+  if (s->round_rc != 0)
     rc = fedc_error_set(s->round_rc, "round %d: %s",
                         (int)fedc_engine_round(s->engine), s->round_err);
+  if (combine) rc = combine(ctx, s->engine, rc);
+  if (rc != 0) {
     fedc_round_metrics ignored;
     int saved = rc;
     char msg[512];
@@ -264,7 +352,7 @@ int fedc_sim_round(fedc_sim *s, fedc_round_metrics *out) {
   rc = fedc_engine_close(s->engine, &m);
   if (rc != 0) return rc;
   double loss = NAN, acc = NAN;
-  if (m.round % c->eval_every == 0 || m.round == c->rounds) {
+  if (s->share.evaluator && (m.round % c->eval_every == 0 || m.round == c->rounds)) {
     rc = fedc_sim_evaluate(s, &loss, &acc);
     if (rc != 0) return rc;
   }
@@ -278,6 +366,7 @@ int fedc_sim_round(fedc_sim *s, fedc_round_metrics *out) {
 }
 
 int fedc_sim_done(const fedc_sim *s) { return fedc_engine_done(s->engine); }
+int64_t fedc_sim_rows(const fedc_sim *s) { return s->train.n; }
 const fedc_model_spec *fedc_sim_spec(const fedc_sim *s) { return &s->spec; }
 const float *fedc_sim_global(const fedc_sim *s) {
   return fedc_engine_global(s->engine);

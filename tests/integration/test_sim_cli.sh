@@ -5,23 +5,7 @@
 set -u
 BUILD=${FEDC_BUILD:-build}
 SIM="$BUILD/bin/fedc-sim"
-T=$(mktemp -d /tmp/fedc-cli-XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "  ok   $1"; }
-bad() { fail=$((fail + 1)); echo "  FAIL $1"; }
-
-# expect CODE PATTERN DESCRIPTION -- command...
-expect() {
-  code=$1 pat=$2 desc=$3
-  shift 4
-  "$@" >"$T/out" 2>"$T/err"
-  rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$desc: exit $rc, want $code ($(head -c 300 "$T/err"))"; return; fi
-  if [ -n "$pat" ] && ! grep -q -- "$pat" "$T/err"; then bad "$desc: stderr lacks '$pat': $(head -c 300 "$T/err")"; return; fi
-  ok "$desc"
-}
+. "$(dirname "$0")/lib.sh"
 
 FAST="--set job.rounds=3 --set sim.clients=20 --set job.clients_per_round=4 --quiet"
 
@@ -78,5 +62,4 @@ if cmp -s "$T/a.safetensors" "$T/c.safetensors"; then bad "different seed gives 
 else ok "a different seed gives a different model"; fi
 expect 3 "--save /nonexistent-dir/m.safetensors" "unwritable --save exits 3" -- "$SIM" $FAST --save /nonexistent-dir/m.safetensors
 
-echo "test_sim_cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary test_sim_cli

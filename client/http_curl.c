@@ -1,0 +1,404 @@
+/*
+ * http_curl.c - the client's HTTPS transport on libcurl's easy interface
+ * (see http_curl.h). One easy handle is kept for the client's lifetime so
+ * that libcurl reuses the TLS connection (keep-alive); every TLS option is
+ * set once, when the handle is made, and only the per-request options
+ * (URL, method, body, timeouts) change between requests. The response body
+ * grows in a fedc_malloc buffer up to a cap. libcurl's result codes are
+ * translated here, at the edge, into FEDC_E* codes and the kinds of
+ * fedc_http_fail; libcurl's own message goes into fedc_error_msg().
+ */
+#include "http_curl.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "error.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_S 10.0
+#define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)
+
+struct fedc_http_client {
+  CURL *curl;
+  char *base_url;
+  char *url;      /* scratch for base_url + path */
+  size_t url_cap;
+  const volatile sig_atomic_t *cancel;
+  char errbuf[CURL_ERROR_SIZE];
+  /* the request in progress */
+  fedc_http_response *resp;
+  size_t body_cap;   /* bytes allocated for resp->body */
+  size_t max_len;    /* response cap */
+  int too_big, nomem;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_OK;
+
+/* libcurl's global state is set up once per process and never torn down:
+ * curl_global_cleanup is not thread-safe, and the process ends soon enough. */
+static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* ---- callbacks --------------------------------------------------------- */
+
+/* Appends a chunk of the response body, doubling the buffer as needed and
+ * refusing (which makes libcurl stop with CURLE_WRITE_ERROR) past the cap. */
+static size_t on_body(char *p, size_t size, size_t n, void *ud) {
+  fedc_http_client *c = ud;
+  fedc_http_response *r = c->resp;
+  size_t add = size * n;
+  if (add > c->max_len - r->len) {
+    c->too_big = 1;
+    return 0;
+  }
+  size_t need = r->len + add + 1;
+  if (need > c->body_cap) {
+    size_t cap = c->body_cap ? c->body_cap : 4096;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > c->max_len + 1) cap = c->max_len + 1;
+    uint8_t *b = fedc_realloc(r->body, cap);
+    if (b == NULL) {
+      c->nomem = 1;
+      return 0;
+    }
+    r->body = b;
+    c->body_cap = cap;
+  }
+  memcpy(r->body + r->len, p, add);
+  r->len += add;
+  r->body[r->len] = '\0';
+  return add;
+}
+
+/* Picks "Retry-After: <seconds>" out of the response headers (the HTTP-date
+ * form is not used by fedc's coordinator and is ignored). */
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  fedc_http_client *c = ud;
+  size_t len = size * n;
+  static const char name[] = "retry-after:";
+  if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
+    char v[32];
+    size_t k = len - (sizeof name - 1);
+    if (k >= sizeof v) k = sizeof v - 1;
+    memcpy(v, p + sizeof name - 1, k);
+    v[k] = '\0';
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (end != v && errno == 0 && s >= 0 && s < 86400) c->resp->retry_after_s = s;
+  }
+  return len;
+}
+
+/* libcurl calls this often during a transfer and about once a second while
+ * waiting on a quiet connection (a long-poll): a non-zero return abandons
+ * the transfer, which is how a signal stops a request promptly. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
+                       curl_off_t ultotal, curl_off_t ulnow) {
+  fedc_http_client *c = ud;
+  return c->cancel != NULL && *c->cancel != 0;
+}
+
+/* ---- making and freeing ------------------------------------------------- */
+
+void fedc_http_client_free(fedc_http_client *c) {
+  if (c == NULL) return;
+  if (c->curl) curl_easy_cleanup(c->curl);
+  fedc_free(c->base_url);
+  fedc_free(c->url);
+  fedc_free(c);
+}
+
+const char *fedc_http_client_url(const fedc_http_client *c) {
+  return c->base_url;
+}
+
+#define SETOPT(opt, val)                                                    \
+  do {                                                                      \
+    CURLcode cc_ = curl_easy_setopt(c->curl, opt, val);                     \
+    if (cc_ != CURLE_OK) {                                                  \
+      rc = fedc_error_set(FEDC_EIO, "libcurl: cannot set %s: %s", #opt,     \
+                          curl_easy_strerror(cc_));                         \
+      goto fail;                                                            \
+    }                                                                       \
+  } while (0)
+
+/*
+ * Makes the handle and sets everything that stays the same for every
+ * request: the TLS files and checks, the protocol restriction, callbacks.
+ * Verification of the peer (VERIFYPEER = 1, VERIFYHOST = 2) is set here
+ * explicitly, although it is libcurl's default, so that the code says it;
+ * CAPATH is cleared so that only ca_path is trusted, not the system store.
+ */
+int fedc_http_client_new(const fedc_http_client_opts *o,
+                         fedc_http_client **out) {
+  if (out == NULL || o == NULL)
+    return fedc_error_set(FEDC_EINVAL, "http: NULL argument");
+  *out = NULL;
+  if (o->base_url == NULL || o->ca_path == NULL || o->cert_path == NULL ||
+      o->key_path == NULL || !o->ca_path[0] || !o->cert_path[0] ||
+      !o->key_path[0])
+    return fedc_error_set(FEDC_EINVAL,
+                          "http: the URL, CA, certificate and key are all "
+                          "needed");
+  if (strncasecmp(o->base_url, "https://", 8) != 0 || o->base_url[8] == '\0')
+    return fedc_error_set(FEDC_EINVAL,
+                          "http: '%s' is not an https:// URL (plain HTTP is "
+                          "not supported)",
+                          o->base_url);
+  pthread_once(&global_once, global_init);
+  if (global_rc != CURLE_OK)
+    return fedc_error_set(FEDC_EIO, "libcurl: global init failed: %s",
+                          curl_easy_strerror(global_rc));
+  curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+  if (vi == NULL || !(vi->features & CURL_VERSION_SSL))
+    return fedc_error_set(FEDC_EIO, "libcurl: built without TLS support");
+
+  int rc = 0;
+  fedc_http_client *c = fedc_calloc(1, sizeof *c);
+  if (c == NULL) return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+  c->cancel = o->cancel;
+  c->base_url = fedc_strdup(o->base_url);
+  if (c->base_url == NULL) {
+    rc = fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+    goto fail;
+  }
+  size_t bl = strlen(c->base_url);
+  while (bl > 8 && c->base_url[bl - 1] == '/') c->base_url[--bl] = '\0';
+  c->curl = curl_easy_init();
+  if (c->curl == NULL) {
+    rc = fedc_error_set(FEDC_EIO, "libcurl: curl_easy_init failed");
+    goto fail;
+  }
+  SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
+  SETOPT(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  SETOPT(CURLOPT_PROTOCOLS_STR, "https");
+  SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+  SETOPT(CURLOPT_PROTOCOLS, (long)CURLPROTO_HTTPS);
+  SETOPT(CURLOPT_REDIR_PROTOCOLS, (long)CURLPROTO_HTTPS);
+#endif
+  SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+  SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  SETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+  SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+  SETOPT(CURLOPT_CAINFO, o->ca_path);
+  SETOPT(CURLOPT_CAPATH, (char *)NULL);
+  SETOPT(CURLOPT_SSLCERT, o->cert_path);
+  SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
+  SETOPT(CURLOPT_SSLKEY, o->key_path);
+  SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
+  SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT(CURLOPT_USERAGENT, o->user_agent ? o->user_agent : "fedc");
+  SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+  SETOPT(CURLOPT_WRITEDATA, c);
+  SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+  SETOPT(CURLOPT_HEADERDATA, c);
+  SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
+  SETOPT(CURLOPT_XFERINFODATA, c);
+  SETOPT(CURLOPT_NOPROGRESS, 0L);
+  *out = c;
+  return 0;
+fail:
+  fedc_http_client_free(c);
+  return rc;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+void fedc_http_response_free(fedc_http_response *r) {
+  if (r == NULL) return;
+  fedc_free(r->body);
+  r->body = NULL;
+  r->len = 0;
+}
+
+/* A TLS alert from the peer about our certificate: the coordinator's TLS
+ * layer refused it (unknown CA, bad or missing certificate). OpenSSL words
+ * these as "tlsv1 alert unknown ca", "sslv3 alert bad certificate",
+ * "tlsv13 alert certificate required", "... alert access denied". */
+static int refused_alert(const char *msg) {
+  if (strstr(msg, "alert") == NULL) return 0;
+  return strstr(msg, "certificate") != NULL ||
+         strstr(msg, "unknown ca") != NULL ||
+         strstr(msg, "access denied") != NULL;
+}
+
+/* Sorts a libcurl result into a failure kind and a FEDC_E* code. */
+static fedc_http_fail classify(const fedc_http_client *c, CURLcode cc,
+                               const char *msg, int *err) {
+  *err = FEDC_EIO;
+  switch (cc) {
+  case CURLE_PEER_FAILED_VERIFICATION:
+    return FEDC_HTTP_FAIL_TLS_VERIFY;
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+  case CURLE_NOT_BUILT_IN:
+  case CURLE_BAD_FUNCTION_ARGUMENT:
+  case CURLE_SSL_CIPHER:
+    *err = FEDC_ECONFIG;
+    return FEDC_HTTP_FAIL_LOCAL;
+  case CURLE_OUT_OF_MEMORY:
+    *err = FEDC_ENOMEM;
+    return FEDC_HTTP_FAIL_LOCAL;
+  case CURLE_WRITE_ERROR:
+    if (c->too_big) {
+      *err = FEDC_ETOOBIG;
+      return FEDC_HTTP_FAIL_TOOBIG;
+    }
+    if (c->nomem) {
+      *err = FEDC_ENOMEM;
+      return FEDC_HTTP_FAIL_LOCAL;
+    }
+    return FEDC_HTTP_FAIL_NETWORK;
+  case CURLE_ABORTED_BY_CALLBACK:
+    return FEDC_HTTP_FAIL_CANCELLED;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_SEND_ERROR:
+    return refused_alert(msg) ? FEDC_HTTP_FAIL_TLS_REFUSED
+                              : FEDC_HTTP_FAIL_NETWORK;
+  default:
+    return FEDC_HTTP_FAIL_NETWORK;
+  }
+}
+
+static long ms(double s) {
+  if (!(s > 0)) return 0;
+  if (s > 1e6) return 1000000000L;
+  long v = (long)(s * 1000.0 + 0.5);
+  return v < 1 ? 1 : v;
+}
+
+/*
+ * Runs one request on the shared handle. body == NULL means GET. The
+ * method-specific options are set on every call, so that a GET after a POST
+ * does not inherit its body. On failure the body collected so far is freed.
+ */
+static int perform(fedc_http_client *c, const char *path, const char *ctype,
+                   const void *body, size_t len, const fedc_http_call *call,
+                   fedc_http_response *resp) {
+  memset(resp, 0, sizeof *resp);
+  resp->retry_after_s = -1;
+  const char *method = body ? "POST" : "GET";
+  if (c == NULL || path == NULL || path[0] != '/' || call == NULL ||
+      !(call->timeout_s > 0)) {
+    resp->fail = FEDC_HTTP_FAIL_LOCAL;
+    return fedc_error_set(FEDC_EINVAL, "http: bad request arguments");
+  }
+  size_t need = strlen(c->base_url) + strlen(path) + 1;
+  if (need > c->url_cap) {
+    char *u = fedc_realloc(c->url, need);
+    if (u == NULL) {
+      resp->fail = FEDC_HTTP_FAIL_LOCAL;
+      return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+    }
+    c->url = u;
+    c->url_cap = need;
+  }
+  snprintf(c->url, c->url_cap, "%s%s", c->base_url, path);
+
+  c->resp = resp;
+  c->body_cap = 0;
+  c->max_len = call->max_response ? call->max_response : DEFAULT_MAX_RESPONSE;
+  c->too_big = c->nomem = 0;
+  c->errbuf[0] = '\0';
+
+  struct curl_slist *post_headers = NULL;
+  CURLcode cc = curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
+  double ct = call->connect_timeout_s > 0 ? call->connect_timeout_s
+                                          : DEFAULT_CONNECT_TIMEOUT_S;
+  if (ct > call->timeout_s) ct = call->timeout_s;
+  if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ms(call->timeout_s));
+  if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, ms(ct));
+  if (cc == CURLE_OK && body) {
+    char ct_line[160];
+    snprintf(ct_line, sizeof ct_line, "Content-Type: %s",
+             ctype ? ctype : "application/octet-stream");
+    /* "Expect:" switches off 100-continue, which would add a round trip (or
+     * a one-second stall) before every update body */
+    post_headers = curl_slist_append(NULL, "Expect:");
+    struct curl_slist *t = post_headers ? curl_slist_append(post_headers, ct_line) : NULL;
+    if (t == NULL) {
+      curl_slist_free_all(post_headers);
+      c->resp = NULL;
+      resp->fail = FEDC_HTTP_FAIL_LOCAL;
+      return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+    }
+    post_headers = t;
+    cc = curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+    if (cc == CURLE_OK)
+      cc = curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+    if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, post_headers);
+  } else if (cc == CURLE_OK) {
+    cc = curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+    if (cc == CURLE_OK)
+      cc = curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+  }
+  if (cc == CURLE_OK) cc = curl_easy_perform(c->curl);
+  /* the handle must not keep pointers to the body or the header list */
+  if (body) {
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, (char *)NULL);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+  }
+  curl_slist_free_all(post_headers);
+  c->resp = NULL;
+
+  if (cc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    resp->status = status;
+    if (resp->body == NULL) {
+      /* an empty body still reads as a NUL-terminated string */
+      resp->body = fedc_malloc(1);
+      if (resp->body == NULL) {
+        resp->fail = FEDC_HTTP_FAIL_LOCAL;
+        return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+      }
+      resp->body[0] = '\0';
+    }
+    return 0;
+  }
+  fedc_http_response_free(resp);
+  resp->status = 0;
+  const char *msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
+  int err;
+  resp->fail = classify(c, cc, msg, &err);
+  if (resp->fail == FEDC_HTTP_FAIL_TOOBIG)
+    return fedc_error_set(err, "%s %s: response larger than %zu bytes", method,
+                          c->url, c->max_len);
+  if (resp->fail == FEDC_HTTP_FAIL_CANCELLED)
+    return fedc_error_set(err, "%s %s: cancelled", method, c->url);
+  if (c->nomem)
+    return fedc_error_set(err, "%s %s: out of memory", method, c->url);
+  return fedc_error_set(err, "%s %s: %s (curl error %d)", method, c->url, msg,
+                        (int)cc);
+}
+
+int fedc_http_get(fedc_http_client *c, const char *path,
+                  const fedc_http_call *call, fedc_http_response *resp) {
+  return perform(c, path, NULL, NULL, 0, call, resp);
+}
+
+int fedc_http_post(fedc_http_client *c, const char *path,
+                   const char *content_type, const void *body, size_t len,
+                   const fedc_http_call *call, fedc_http_response *resp) {
+  /* an empty POST still needs a non-NULL body to be sent as a POST */
+  return perform(c, path, content_type, body ? body : "", body ? len : 0, call,
+                 resp);
+}

@@ -1,0 +1,175 @@
+/*
+ * main.c - fedc-client's command line: read the config and overrides,
+ * check them for the client's role, make the client (certificate, local
+ * data, backend) and run its task loop until the job finishes. SIGINT and
+ * SIGTERM stop it promptly: the request in flight is abandoned (local
+ * training, once started, finishes first) and the exit code says so.
+ *
+ * Exit codes (documented in --help and docs/client.md, never renumbered):
+ *   0 the job finished   1 runtime failure   2 usage, config or data error
+ *   3 refused by the coordinator, or its certificate failed verification
+ *   4 gave up: coordinator unreachable for [client] give_up_s
+ *   5 interrupted by a signal
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "version.h"
+
+static void usage(FILE *f) {
+  fputs("usage: fedc-client --config FILE [options]\n"
+        "\n"
+        "Take part in a federated learning job: join the coordinator at\n"
+        "[server] url over mutual TLS, train on the local data of [data]\n"
+        "when selected, and send back only the weights.\n"
+        "\n"
+        "  --config FILE          read the settings from an INI file\n"
+        "  --set SECTION.KEY=VAL  override one key (repeatable; applied after\n"
+        "                         --config, in order)\n"
+        "  --log-level LEVEL      error, warn, info (default) or debug\n"
+        "  --help, --version\n"
+        "\n"
+        "Keys the client needs: [server] url, [tls] ca, cert and key, [data]\n"
+        "train (and train_labels for idx); [data] test (optional) is used to\n"
+        "evaluate each global model; [client] name, keep_updates,\n"
+        "backoff_max_s, give_up_s. See docs/client.md.\n"
+        "\n"
+        "exit codes: 0 the job finished\n"
+        "            1 runtime failure\n"
+        "            2 usage, config or data error (the job's model does not\n"
+        "              fit the data, too)\n"
+        "            3 refused by the coordinator (certificate not allowed or\n"
+        "              revoked), or the coordinator's certificate failed\n"
+        "              verification against [tls] ca\n"
+        "            4 gave up: no answer from the coordinator for\n"
+        "              [client] give_up_s\n"
+        "            5 interrupted by SIGINT or SIGTERM\n",
+        f);
+}
+
+static fedc_client *volatile g_client;
+
+/* First SIGINT/SIGTERM asks the run to stop; SA_RESETHAND makes a second
+ * one kill the process, for when the first is not enough. */
+static void on_signal(int sig) {
+  (void)sig;
+  fedc_client *c = g_client;
+  if (c) fedc_client_stop(c);
+}
+
+static int install_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  struct sigaction ign;
+  memset(&ign, 0, sizeof ign);
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  /* libcurl runs with CURLOPT_NOSIGNAL: a peer closing a TLS connection
+   * must not kill the client with SIGPIPE */
+  return sigaction(SIGINT, &sa, NULL) | sigaction(SIGTERM, &sa, NULL) |
+         sigaction(SIGPIPE, &ign, NULL);
+}
+
+int main(int argc, char **argv) {
+  fedc_config cfg;
+  fedc_config_defaults(&cfg);
+  if (getenv("FEDC_LOG") == NULL) fedc_log_set_level(FEDC_LOG_INFO);
+  int have_config = 0;
+  /* --help and --version win wherever they stand; --config is applied
+   * first, then every --set in order */
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return FEDC_CLIENT_EXIT_FINISHED;
+    }
+    if (strcmp(argv[i], "--version") == 0) {
+      printf("fedc-client %s\n", FEDC_VERSION);
+      return FEDC_CLIENT_EXIT_FINISHED;
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "fedc-client: --config needs a file\n");
+        return FEDC_CLIENT_EXIT_BAD_INPUT;
+      }
+      if (have_config) {
+        fprintf(stderr, "fedc-client: --config given twice\n");
+        return FEDC_CLIENT_EXIT_BAD_INPUT;
+      }
+      have_config = 1;
+      if (fedc_config_load(&cfg, argv[++i]) != 0) {
+        fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
+        return FEDC_CLIENT_EXIT_BAD_INPUT;
+      }
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--config") == 0) {
+      i++;
+    } else if (strcmp(a, "--set") == 0 || strcmp(a, "--log-level") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "fedc-client: %s needs a value\n", a);
+        return FEDC_CLIENT_EXIT_BAD_INPUT;
+      }
+      const char *v = argv[++i];
+      if (strcmp(a, "--log-level") == 0) {
+        int l = fedc_log_level_parse(v);
+        if (l < 0) {
+          fprintf(stderr, "fedc-client: --log-level %s: not error, warn, info "
+                          "or debug\n", v);
+          return FEDC_CLIENT_EXIT_BAD_INPUT;
+        }
+        fedc_log_set_level((fedc_log_level)l);
+      } else if (fedc_config_set(&cfg, v) != 0) {
+        fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
+        return FEDC_CLIENT_EXIT_BAD_INPUT;
+      }
+    } else {
+      fprintf(stderr, "fedc-client: unknown option '%s' (try --help)\n", a);
+      return FEDC_CLIENT_EXIT_BAD_INPUT;
+    }
+  }
+  if (fedc_config_check_role(&cfg, FEDC_ROLE_CLIENT) != 0) {
+    fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
+    if (!have_config)
+      fprintf(stderr, "fedc-client: (no --config given; try --help)\n");
+    return FEDC_CLIENT_EXIT_BAD_INPUT;
+  }
+  fedc_client *c;
+  int rc = fedc_client_new(&cfg, &c);
+  if (rc != 0) {
+    fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
+    return rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;
+  }
+  g_client = c;
+  if (install_signals() != 0) {
+    fprintf(stderr, "fedc-client: cannot install signal handlers\n");
+    g_client = NULL;
+    fedc_client_free(c);
+    return FEDC_CLIENT_EXIT_FAILED;
+  }
+  fedc_client_exit e = fedc_client_run(c);
+  if (e != FEDC_CLIENT_EXIT_FINISHED) {
+    if (e == FEDC_CLIENT_EXIT_INTERRUPTED)
+      fedc_log_warn("msg=\"stopped by a signal\"");
+    else
+      fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
+  }
+  /* the handler reads g_client: a late signal must not see a freed client */
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  g_client = NULL;
+  fedc_client_free(c);
+  return (int)e;
+}

@@ -1,0 +1,324 @@
+/*
+ * api.c - the coordinator's HTTP endpoints (docs/protocol.md): routing,
+ * who may call what, and the glue from requests to the round state machine
+ * in coordinator.c. Runs on the loop thread; store writes (enrolling a
+ * client) and the heavy work on updates go to worker threads.
+ *
+ * Identity is the client certificate's fingerprint. /v1/join, /v1/task,
+ * /v1/model and /v1/update need an enrolled, non-revoked one; the read-only
+ * pages (/, /v1/status, /metrics) need only the TLS handshake (a
+ * certificate from the job's CA), or come from the plain-HTTP status
+ * listener on loopback.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "alloc.h"
+#include "coord_internal.h"
+#include "dashboard.h"
+#include "error.h"
+#include "log.h"
+
+/* ---- read-only pages ----------------------------------------------------- */
+
+static void send_text(fedc_http_exchange *x, const char *type, char *text) {
+  if (text == NULL) {
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  fedc_http_respond(x, 200, type, text, strlen(text), NULL);
+  fedc_free(text);
+}
+
+/* Serve /, /v1/status and /metrics; returns 0 if the path is not one. */
+static int serve_read_only(fedc_coord *c, fedc_http_exchange *x,
+                           const fedc_http_request *req) {
+  const char *p = req->path;
+  if (strcmp(p, "/") != 0 && strcmp(p, "/v1/status") != 0 && strcmp(p, "/metrics") != 0)
+    return 0;
+  if (strcmp(req->method, "GET") != 0) {
+    fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes GET", p);
+    return 1;
+  }
+  if (strcmp(p, "/") == 0) {
+    size_t len;
+    const char *html = fedc_dashboard_html(&len);
+    fedc_http_respond(x, 200, "text/html; charset=utf-8", html, len, NULL);
+  } else if (strcmp(p, "/v1/status") == 0) {
+    send_text(x, "application/json", fedc__coord_status_json(c));
+  } else {
+    send_text(x, "text/plain; version=0.0.4", fedc__coord_metrics_text(c));
+  }
+  return 1;
+}
+
+void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
+                                    const fedc_http_request *req) {
+  if (!serve_read_only(ctx, x, req))
+    fedc_http_respond_error(x, 404, "not_found",
+                            "this listener serves only /, /v1/status and /metrics");
+}
+
+/* ---- identity ------------------------------------------------------------ */
+
+/* The enrolled, non-revoked client behind this request, or NULL after
+ * answering 403. */
+static coord_client *authorize(fedc_coord *c, fedc_http_exchange *x,
+                               const fedc_http_request *req) {
+  if (req->peer_fingerprint == NULL || req->peer_fingerprint[0] == '\0') {
+    fedc__coord_reject(c, REJECT_forbidden);
+    fedc_http_respond_error(x, 403, "forbidden", "a client certificate is required");
+    return NULL;
+  }
+  coord_client *cl = fedc__coord_client_by_fpr(c, req->peer_fingerprint);
+  if (cl == NULL) {
+    fedc__coord_reject(c, REJECT_forbidden);
+    fedc_http_respond_error(x, 403, "forbidden",
+                            "certificate %.16s... is not enrolled in this job "
+                            "(fedc-coordinator allow)",
+                            req->peer_fingerprint);
+    return NULL;
+  }
+  if (cl->revoked) {
+    fedc__coord_reject(c, REJECT_forbidden);
+    fedc_http_respond_error(x, 403, "forbidden", "certificate %.16s... is revoked",
+                            req->peer_fingerprint);
+    return NULL;
+  }
+  cl->last_seen = fedc__coord_now();
+  return cl;
+}
+
+/* ---- join ---------------------------------------------------------------- */
+
+typedef struct join_work {
+  uv_work_t req;
+  fedc_coord *c;
+  fedc_http_exchange *x;
+  char fingerprint[65];
+  char name[128];
+  int enroll; /* enroll = open and the fingerprint is new */
+  int rc;
+  char err[256];
+  fedc_store_client sc;
+} join_work;
+
+static void join_abort(void *ud, fedc_http_exchange *x) {
+  (void)x;
+  ((join_work *)ud)->x = NULL;
+}
+
+static void join_run(uv_work_t *req) {
+  join_work *w = req->data;
+  fedc_coord *c = w->c;
+  pthread_mutex_lock(&c->mu);
+  int32_t id;
+  int rc = 0;
+  if (w->enroll) rc = fedc_store_client_allow(c->store, w->fingerprint, w->name, &id);
+  if (rc == 0) {
+    rc = fedc_store_client_find(c->store, w->fingerprint, &w->sc);
+    /* the operator's name (from `allow --name`) wins; a client names
+     * itself only when the operator gave none */
+    if (rc == 0 && w->name[0] && w->sc.name[0] == '\0' &&
+        fedc_store_client_set_name(c->store, w->sc.id, w->name) == 0)
+      snprintf(w->sc.name, sizeof w->sc.name, "%s", w->name);
+  }
+  w->rc = rc;
+  snprintf(w->err, sizeof w->err, "%s", rc ? fedc_error_msg() : "");
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void join_done(uv_work_t *req, int status) {
+  join_work *w = req->data;
+  fedc_coord *c = w->c;
+  (void)status;
+  coord_client *cl = NULL;
+  if (w->rc == 0) {
+    cl = fedc__coord_client_by_fpr(c, w->fingerprint);
+    if (cl == NULL && fedc__coord_client_add(c, &w->sc, &cl) != 0) cl = NULL;
+  }
+  if (cl) {
+    snprintf(cl->name, sizeof cl->name, "%s", w->sc.name);
+    cl->joined = 1;
+    cl->last_seen = fedc__coord_now();
+    fedc_log_info("client=%d name=\"%s\" msg=\"joined\"", (int)cl->id, cl->name);
+  }
+  if (w->x) {
+    fedc_http_exchange_on_abort(w->x, NULL, NULL);
+    if (cl == NULL) {
+      fedc_http_respond_error(w->x, 503, "unavailable", "store: %s", w->err);
+    } else {
+      char *body = NULL;
+      size_t cap = strlen(c->job_json) + 128;
+      body = fedc_malloc(cap);
+      if (body == NULL) {
+        fedc_http_respond_error(w->x, 503, "unavailable", "out of memory");
+      } else {
+        /* the job object with the current round spliced in */
+        int n = snprintf(body, cap, "{\"client_id\":%d,\"job\":%.*s,\"round\":%d}}",
+                         (int)cl->id, (int)strlen(c->job_json) - 1, c->job_json,
+                         (int)c->round);
+        fedc_http_respond(w->x, 200, "application/json", body, (size_t)n, NULL);
+        fedc_free(body);
+      }
+    }
+  }
+  fedc_free(w);
+  fedc__coord_step(c);
+}
+
+static void handle_join(fedc_coord *c, fedc_http_exchange *x,
+                        const fedc_http_request *req) {
+  if (req->peer_fingerprint == NULL || req->peer_fingerprint[0] == '\0') {
+    fedc__coord_reject(c, REJECT_forbidden);
+    fedc_http_respond_error(x, 403, "forbidden", "a client certificate is required");
+    return;
+  }
+  char name[128] = "";
+  if (req->body_len > 0) {
+    cJSON *o = cJSON_ParseWithLength((const char *)req->body, req->body_len);
+    const cJSON *n = o ? cJSON_GetObjectItemCaseSensitive(o, "name") : NULL;
+    if (o == NULL || !cJSON_IsObject(o) || (n && !cJSON_IsString(n)) ||
+        (n && strlen(n->valuestring) >= sizeof name)) {
+      cJSON_Delete(o);
+      fedc__coord_reject(c, REJECT_bad_request);
+      fedc_http_respond_error(x, 400, "bad_request",
+                              "join body must be {\"name\": \"<at most 127 bytes>\"}");
+      return;
+    }
+    if (n) snprintf(name, sizeof name, "%s", n->valuestring);
+    cJSON_Delete(o);
+  }
+  coord_client *cl = fedc__coord_client_by_fpr(c, req->peer_fingerprint);
+  if (cl && cl->revoked) {
+    authorize(c, x, req); /* answers 403 revoked */
+    return;
+  }
+  if (cl == NULL && c->cfg.server_enroll != FEDC_ENROLL_OPEN) {
+    authorize(c, x, req); /* answers 403 not enrolled */
+    return;
+  }
+  join_work *w = fedc_calloc(1, sizeof *w);
+  if (w == NULL) {
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  w->c = c;
+  w->x = x;
+  w->enroll = cl == NULL;
+  snprintf(w->fingerprint, sizeof w->fingerprint, "%s", req->peer_fingerprint);
+  snprintf(w->name, sizeof w->name, "%s", name[0] ? name : req->peer_cn ? req->peer_cn : "");
+  w->req.data = w;
+  fedc_http_exchange_on_abort(x, join_abort, w);
+  if (uv_queue_work(c->loop, &w->req, join_run, join_done) != 0) {
+    fedc_http_exchange_on_abort(x, NULL, NULL);
+    fedc_free(w);
+    fedc_http_respond_error(x, 503, "unavailable", "cannot queue the request");
+  }
+}
+
+/* ---- task, model, update ------------------------------------------------- */
+
+static void poll_abort(void *ud, fedc_http_exchange *x) {
+  coord_client *cl = ud;
+  if (cl->poll == x) cl->poll = NULL;
+}
+
+/* Find the value of key in a query string "a=1&b=2"; 0 if absent. */
+static int query_double(const char *q, const char *key, double *out) {
+  size_t kl = strlen(key);
+  for (const char *p = q; p && *p;) {
+    if (strncmp(p, key, kl) == 0 && p[kl] == '=') {
+      char *end;
+      double v = strtod(p + kl + 1, &end);
+      if (end == p + kl + 1 || (*end != '\0' && *end != '&') || !isfinite(v)) return -1;
+      *out = v;
+      return 1;
+    }
+    p = strchr(p, '&');
+    if (p) p++;
+  }
+  return 0;
+}
+
+static void handle_task(fedc_coord *c, fedc_http_exchange *x,
+                        const fedc_http_request *req, coord_client *cl) {
+  double wait = c->cfg.server_poll_s;
+  if (query_double(req->query, "wait", &wait) < 0 || wait < 0) {
+    fedc__coord_reject(c, REJECT_bad_request);
+    fedc_http_respond_error(x, 400, "bad_request", "wait must be a number of seconds >= 0");
+    return;
+  }
+  if (wait > c->cfg.server_poll_s) wait = c->cfg.server_poll_s;
+  cl->joined = 1;
+  if (cl->poll) fedc__coord_answer_poll(c, cl); /* a newer poll replaces it */
+  cl->poll = x;
+  cl->poll_deadline = fedc__coord_now() + wait;
+  fedc_http_exchange_on_abort(x, poll_abort, cl);
+  int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
+  if (c->state == ROUND_FINISHED || (slot >= 0 && !c->reported[slot]) || wait == 0 || c->stopping)
+    fedc__coord_answer_poll(c, cl);
+  else
+    fedc__coord_step(c); /* this poll may complete a quorum */
+}
+
+static void handle_model(fedc_coord *c, fedc_http_exchange *x, const char *arg) {
+  int32_t round;
+  if (strcmp(arg, "latest") == 0) {
+    round = c->round; /* starts from the last committed model */
+  } else {
+    char *end;
+    long r = strtol(arg, &end, 10);
+    if (*arg == '\0' || *end != '\0' || r < 1 || r > INT32_MAX) {
+      fedc_http_respond_error(x, 404, "not_found", "no such model: '%s'", arg);
+      return;
+    }
+    round = (int32_t)r;
+  }
+  if (round == c->round && c->model_bytes) {
+    fedc_http_respond(x, 200, "application/octet-stream", c->model_bytes, c->model_len, NULL);
+  } else if (round < c->round) {
+    fedc__coord_serve_checkpoint(c, x, round - 1);
+  } else {
+    fedc_http_respond_error(x, 404, "not_found", "round %d has not started; round %d is next",
+                            (int)round, (int)c->round);
+  }
+}
+
+void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
+                        const fedc_http_request *req) {
+  fedc_coord *c = ctx;
+  if (serve_read_only(c, x, req)) return;
+  const char *p = req->path;
+  int get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
+  if (strcmp(p, "/v1/join") == 0) {
+    if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/join takes POST");
+    else handle_join(c, x, req);
+    return;
+  }
+  int is_task = strcmp(p, "/v1/task") == 0, is_update = strcmp(p, "/v1/update") == 0;
+  int is_model = strncmp(p, "/v1/model/", 10) == 0;
+  if (!is_task && !is_update && !is_model) {
+    fedc_http_respond_error(x, 404, "not_found", "no such path: %s", p);
+    return;
+  }
+  if ((is_update && !post) || (!is_update && !get)) {
+    fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes %s", p,
+                            is_update ? "POST" : "GET");
+    return;
+  }
+  coord_client *cl = authorize(c, x, req);
+  if (cl == NULL) return;
+  if (c->stopping) {
+    fedc_http_respond_error(x, 503, "unavailable", "the coordinator is stopping");
+    return;
+  }
+  if (is_task) handle_task(c, x, req, cl);
+  else if (is_model) handle_model(c, x, p + 10);
+  else fedc__coord_submit_update(c, x, cl, req->body, req->body_len);
+}

@@ -1,0 +1,1043 @@
+/*
+ * coordinator.c - the coordinator's lifecycle and round state machine.
+ *
+ * Start: open the store, bind it to the job (model shape and seed), resume
+ * the engine at the last committed round from its checkpoint (or store the
+ * seeded initial model), load the optional test set, listen.
+ *
+ * Rounds (loop thread): WAITING -> OPEN when enough clients poll; OPEN ->
+ * CLOSING when clients_per_round updates are in, every selected client has
+ * reported, or the deadline passes; CLOSING -> WAITING (or FINISHED) when
+ * the commit, done on a worker thread, is durable. Updates are validated
+ * and folded into the running sum on worker threads; the engine and the
+ * store are only touched under c->mu.
+ *
+ * A store failure while committing is fatal: the coordinator stops with
+ * FEDC_COORD_EXIT_STORE rather than run ahead of its durable state; started
+ * again, it resumes at the last round the store holds.
+ */
+#include "coord_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "log.h"
+#include "model_io.h"
+
+#define TICK_MS 100
+
+double fedc__coord_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+coord_client *fedc__coord_client_by_fpr(fedc_coord *c, const char *fpr) {
+  for (int32_t i = 0; i < c->n_clients; i++)
+    if (strcmp(c->clients[i].fingerprint, fpr) == 0) return &c->clients[i];
+  return NULL;
+}
+
+coord_client *fedc__coord_client_by_id(fedc_coord *c, int32_t id) {
+  for (int32_t i = 0; i < c->n_clients; i++)
+    if (c->clients[i].id == id) return &c->clients[i];
+  return NULL;
+}
+
+int fedc__coord_client_add(fedc_coord *c, const fedc_store_client *sc,
+                           coord_client **out) {
+  if (c->n_clients == c->clients_cap) {
+    int32_t cap = c->clients_cap ? 2 * c->clients_cap : 16;
+    coord_client *nc = fedc_realloc(c->clients, (size_t)cap * sizeof *nc);
+    if (nc == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
+    c->clients = nc;
+    c->clients_cap = cap;
+  }
+  coord_client *cl = &c->clients[c->n_clients++];
+  memset(cl, 0, sizeof *cl);
+  cl->id = sc->id;
+  snprintf(cl->fingerprint, sizeof cl->fingerprint, "%s", sc->fingerprint);
+  snprintf(cl->name, sizeof cl->name, "%s", sc->name);
+  cl->revoked = sc->status == FEDC_CLIENT_REVOKED;
+  cl->updates = sc->updates;
+  *out = cl;
+  return 0;
+}
+
+int32_t fedc__coord_slot_of(const fedc_coord *c, int32_t client_id) {
+  for (int32_t i = 0; i < c->n_selected; i++)
+    if (c->selected[i] == client_id) return i;
+  return -1;
+}
+
+void fedc__coord_reject(fedc_coord *c, reject_reason r) {
+  if (r < REJECT_COUNT) c->rejected[r]++;
+}
+
+/* ---- the current model -------------------------------------------------- */
+
+/* Encode the engine's global model as the start model of round c->round. */
+static int encode_current_model(fedc_coord *c) {
+  char round[32];
+  snprintf(round, sizeof round, "%d", (int)c->round - 1);
+  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", round}};
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  pthread_mutex_lock(&c->mu);
+  int rc = fedc_model_encode(&c->spec, fedc_engine_global(c->engine), meta,
+                             sizeof meta / sizeof meta[0], &bytes, &len);
+  pthread_mutex_unlock(&c->mu);
+  if (rc != 0) return rc;
+  fedc_st_file *f = NULL;
+  rc = fedc_st_decode(bytes, len, &f);
+  if (rc != 0) {
+    fedc_free(bytes);
+    return rc;
+  }
+  snprintf(c->model_sha, sizeof c->model_sha, "%s", fedc_st_meta_get(f, "sha256"));
+  fedc_st_free(f);
+  fedc_free(c->model_bytes);
+  c->model_bytes = bytes;
+  c->model_len = len;
+  return 0;
+}
+
+/* ---- polls --------------------------------------------------------------- */
+
+static void respond_json(fedc_http_exchange *x, cJSON *obj) {
+  char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+  if (text == NULL) {
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+  } else {
+    fedc_http_respond(x, 200, "application/json", text, strlen(text), NULL);
+    cJSON_free(text);
+  }
+  cJSON_Delete(obj);
+}
+
+/*
+ * What the client should do now: finished, train (selected in the open
+ * round and not yet reported), or wait. Answers its pending poll.
+ */
+void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
+  fedc_http_exchange *x = cl->poll;
+  if (x == NULL) return;
+  cl->poll = NULL;
+  fedc_http_exchange_on_abort(x, NULL, NULL);
+  cJSON *o = cJSON_CreateObject();
+  if (c->state == ROUND_FINISHED) {
+    cJSON_AddStringToObject(o, "action", "finished");
+    cJSON_AddNumberToObject(o, "round", c->round - 1);
+  } else {
+    int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
+    if (slot >= 0 && !c->reported[slot]) {
+      cJSON_AddStringToObject(o, "action", "train");
+      cJSON_AddNumberToObject(o, "round", c->round);
+      cJSON_AddStringToObject(o, "model_sha256", c->model_sha);
+      double left = c->round_deadline - fedc__coord_now();
+      cJSON_AddNumberToObject(o, "deadline_s", left > 0 ? left : 0);
+    } else {
+      cJSON_AddStringToObject(o, "action", "wait");
+      cJSON_AddNumberToObject(o, "round", c->round);
+      cJSON_AddNumberToObject(o, "retry_after_ms", 0);
+    }
+  }
+  respond_json(x, o);
+}
+
+static void answer_all_polls(fedc_coord *c) {
+  for (int32_t i = 0; i < c->n_clients; i++)
+    if (c->clients[i].poll) fedc__coord_answer_poll(c, &c->clients[i]);
+}
+
+/* ---- opening a round ----------------------------------------------------- */
+
+/* Eligible: allowed, joined, and polling now or within the last poll span. */
+static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
+  double now = fedc__coord_now(), span = c->cfg.server_poll_s + 5.0;
+  int32_t n = 0;
+  for (int32_t i = 0; i < c->n_clients; i++) {
+    coord_client *cl = &c->clients[i];
+    if (cl->revoked || !cl->joined) continue;
+    if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
+  }
+  /* by id: the selection then depends only on the seed and who is there */
+  for (int32_t i = 1; i < n; i++)
+    for (int32_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+      int32_t t = out[j];
+      out[j] = out[j - 1];
+      out[j - 1] = t;
+    }
+  return n;
+}
+
+static int32_t select_count(const fedc_coord *c) {
+  return (int32_t)ceil(c->cfg.clients_per_round * c->cfg.server_over_select - 1e-9);
+}
+
+/*
+ * Open a round when every client we would select is polling, or when at
+ * least the quorum has been there for a short gathering time (so that the
+ * first round does not start with the first client to connect).
+ */
+static void maybe_open(fedc_coord *c) {
+  if (c->state != ROUND_WAITING || c->stopping) return;
+  int32_t *eligible = fedc_malloc_array((size_t)c->n_clients + 1, sizeof(int32_t));
+  if (eligible == NULL) return;
+  int32_t n = collect_eligible(c, eligible);
+  int32_t want = select_count(c);
+  double now = fedc__coord_now();
+  if (n < c->cfg.min_clients) {
+    c->quorum_since = 0;
+    fedc_free(eligible);
+    return;
+  }
+  if (c->quorum_since == 0) c->quorum_since = now;
+  double gather = fmin(2.0, c->cfg.round_timeout_s / 4.0);
+  if (n < want && now - c->quorum_since < gather) {
+    fedc_free(eligible);
+    return;
+  }
+  if (want > c->selected_cap) {
+    int32_t *s = fedc_realloc(c->selected, (size_t)want * sizeof *s);
+    uint8_t *r = s ? fedc_realloc(c->reported, (size_t)want) : NULL;
+    if (s) c->selected = s;
+    if (r) c->reported = r;
+    if (s == NULL || r == NULL) {
+      fedc_free(eligible);
+      return;
+    }
+    c->selected_cap = want;
+  }
+  pthread_mutex_lock(&c->mu);
+  int rc = 0;
+  /* room for every selected client's update row now, so that a worker
+   * never has to grow it after the engine has counted an update */
+  if (want > c->round_updates_cap) {
+    fedc_store_update *u = fedc_realloc(c->round_updates, (size_t)want * sizeof *u);
+    if (u) {
+      c->round_updates = u;
+      c->round_updates_cap = want;
+    } else {
+      rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+    }
+  }
+  if (rc == 0) rc = fedc_engine_open(c->engine, eligible, n, want, c->selected, &c->n_selected);
+  c->n_round_updates = 0;
+  pthread_mutex_unlock(&c->mu);
+  fedc_free(eligible);
+  if (rc != 0) {
+    fedc_log_warn("round=%d msg=\"cannot open\" err=\"%s\"", (int)c->round, fedc_error_msg());
+    return;
+  }
+  memset(c->reported, 0, (size_t)c->n_selected);
+  c->n_reported = 0;
+  c->state = ROUND_OPEN;
+  c->close_wanted = 0;
+  c->round_opened_at = now;
+  c->round_deadline = now + c->cfg.round_timeout_s;
+  c->quorum_since = 0;
+  fedc_log_info("round=%d msg=\"opened\" selected=%d eligible=%d", (int)c->round,
+                (int)c->n_selected, (int)n);
+  for (int32_t i = 0; i < c->n_selected; i++) {
+    coord_client *cl = fedc__coord_client_by_id(c, c->selected[i]);
+    if (cl && cl->poll) fedc__coord_answer_poll(c, cl);
+  }
+}
+
+/* ---- committing a round -------------------------------------------------- */
+
+typedef struct commit_work {
+  uv_work_t req;
+  fedc_coord *c;
+  int rc;             /* 0 committed, FEDC_EQUORUM abandoned, else store failure */
+  char err[512];
+  fedc_store_round row;
+  int32_t *reporters;
+  int32_t n_reporters;
+} commit_work;
+
+static void evaluate(fedc_coord *c, const float *w, fedc_store_round *row) {
+  fedc_eval_sums sums = {0};
+  if (fedc_evaluate(c->eval_tr, w, &c->test_view, 0, c->test.n, &sums, NULL) != 0 ||
+      sums.n == 0) {
+    fedc_log_warn("round=%d msg=\"evaluation failed\" err=\"%s\"", (int)row->round,
+                  fedc_error_msg());
+    return;
+  }
+  row->test_loss = sums.loss_sum / (double)sums.n;
+  row->test_acc = c->spec.type == FEDC_MODEL_LINREG ? NAN
+                                                    : (double)sums.correct / (double)sums.n;
+}
+
+/*
+ * Worker thread: aggregate and make the round durable in one store
+ * transaction, or abandon it below quorum. The test-set evaluation runs
+ * before the commit so that the round's row holds its metrics.
+ */
+static void commit_run(uv_work_t *req) {
+  commit_work *w = req->data;
+  fedc_coord *c = w->c;
+  pthread_mutex_lock(&c->mu);
+  fedc_round_metrics m;
+  int rc = fedc_engine_close(c->engine, &m);
+  if (rc == FEDC_EQUORUM) {
+    w->rc = rc;
+    snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
+    pthread_mutex_unlock(&c->mu);
+    return;
+  }
+  if (rc != 0) goto fail;
+  w->row = (fedc_store_round){.round = m.round, .selected = m.selected,
+                              .clients = m.clients, .samples = m.samples,
+                              .train_loss = m.train_loss, .test_loss = NAN,
+                              .test_acc = NAN,
+                              .secs = fedc__coord_now() - c->round_opened_at};
+  if (c->has_test) evaluate(c, fedc_engine_global(c->engine), &w->row);
+  char round[32];
+  snprintf(round, sizeof round, "%d", (int)m.round);
+  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", round}};
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  rc = fedc_model_encode(&c->spec, fedc_engine_global(c->engine), meta,
+                         sizeof meta / sizeof meta[0], &bytes, &len);
+  if (rc == 0)
+    rc = fedc_store_commit_round(c->store, &w->row, bytes, len, c->round_updates,
+                                 c->n_round_updates);
+  fedc_free(bytes);
+  if (rc != 0) goto fail;
+  /* remember who was counted, to acknowledge late resends as duplicates */
+  w->reporters = fedc_malloc_array((size_t)c->n_round_updates + 1, sizeof(int32_t));
+  if (w->reporters) {
+    for (int32_t i = 0; i < c->n_round_updates; i++)
+      w->reporters[i] = c->round_updates[i].client_id;
+    w->n_reporters = c->n_round_updates;
+  }
+  fedc_free(c->last_reporters);
+  c->last_reporters = w->reporters;
+  c->n_last_reporters = w->reporters ? w->n_reporters : 0;
+  c->last_committed = m.round;
+  w->reporters = NULL;
+  c->n_round_updates = 0;
+  pthread_mutex_unlock(&c->mu);
+  w->rc = 0;
+  return;
+fail:
+  w->rc = rc;
+  snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void commit_done(uv_work_t *req, int status) {
+  commit_work *w = req->data;
+  fedc_coord *c = w->c;
+  (void)status;
+  if (w->rc == FEDC_EQUORUM) {
+    c->rounds_abandoned++;
+    fedc_log_warn("round=%d msg=\"abandoned below quorum\" reported=%d min_clients=%d",
+                  (int)c->round, (int)c->n_reported, (int)c->cfg.min_clients);
+    c->state = ROUND_WAITING;
+  } else if (w->rc != 0) {
+    fedc_log_error("round=%d msg=\"commit failed; stopping\" err=\"%s\"", (int)c->round, w->err);
+    c->exit_code = FEDC_COORD_EXIT_STORE;
+    c->state = ROUND_WAITING;
+    fedc_free(w);
+    fedc_coord_stop(c);
+    return;
+  } else {
+    c->rounds_committed++;
+    c->last_round_secs = w->row.secs;
+    for (int32_t i = 0; i < c->n_selected; i++) {
+      coord_client *cl = c->reported[i] ? fedc__coord_client_by_id(c, c->selected[i]) : NULL;
+      if (cl) cl->updates++;
+    }
+    if (c->n_history == c->history_cap) {
+      int32_t cap = c->history_cap ? 2 * c->history_cap : 64;
+      fedc_store_round *h = fedc_realloc(c->history, (size_t)cap * sizeof *h);
+      if (h) {
+        c->history = h;
+        c->history_cap = cap;
+      }
+    }
+    if (c->n_history < c->history_cap) c->history[c->n_history++] = w->row;
+    fedc_log_info("round=%d msg=\"committed\" clients=%d samples=%lld train_loss=%.4f "
+                  "test_acc=%.4f test_loss=%.4f secs=%.3f",
+                  (int)w->row.round, (int)w->row.clients, (long long)w->row.samples,
+                  w->row.train_loss, w->row.test_acc, w->row.test_loss, w->row.secs);
+    c->round++;
+    c->state = c->round > c->cfg.rounds ? ROUND_FINISHED : ROUND_WAITING;
+    if (encode_current_model(c) != 0)
+      fedc_log_error("msg=\"cannot encode the model\" err=\"%s\"", fedc_error_msg());
+    if (c->state == ROUND_FINISHED) fedc_log_info("msg=\"job finished\" rounds=%d", (int)c->cfg.rounds);
+  }
+  c->n_selected = 0;
+  c->n_reported = 0;
+  fedc_free(w);
+  answer_all_polls(c);
+  if (c->stopping) {
+    fedc_coord_stop(c);
+    return;
+  }
+  fedc__coord_step(c);
+}
+
+static void start_commit(fedc_coord *c) {
+  commit_work *w = fedc_calloc(1, sizeof *w);
+  if (w == NULL) return; /* retried on the next tick */
+  c->state = ROUND_CLOSING;
+  w->c = c;
+  w->req.data = w;
+  if (uv_queue_work(c->loop, &w->req, commit_run, commit_done) != 0) {
+    c->state = ROUND_OPEN;
+    fedc_free(w);
+  }
+}
+
+/* ---- the state machine -------------------------------------------------- */
+
+void fedc__coord_step(fedc_coord *c) {
+  if (c->stopping) return;
+  if (c->state == ROUND_OPEN) {
+    double now = fedc__coord_now();
+    if (c->n_reported >= c->cfg.clients_per_round || c->n_reported == c->n_selected ||
+        now >= c->round_deadline)
+      c->close_wanted = 1;
+    /* updates already being folded finish first; none are taken after */
+    if (c->close_wanted && c->inflight == 0) start_commit(c);
+  }
+  if (c->state == ROUND_WAITING) maybe_open(c);
+}
+
+/* ---- the client list, refreshed from the store ------------------------- */
+
+/*
+ * `fedc-coordinator allow` and `revoke` write the store from another
+ * process; every few seconds a worker reads the clients table back so that
+ * a running daemon admits new clients and refuses revoked ones.
+ */
+typedef struct refresh_work {
+  uv_work_t req;
+  fedc_coord *c;
+  fedc_store_client *list;
+  int32_t n;
+  int rc;
+} refresh_work;
+
+static void refresh_run(uv_work_t *req) {
+  refresh_work *w = req->data;
+  pthread_mutex_lock(&w->c->mu);
+  w->rc = fedc_store_client_list(w->c->store, &w->list, &w->n);
+  pthread_mutex_unlock(&w->c->mu);
+}
+
+static void refresh_done(uv_work_t *req, int status) {
+  refresh_work *w = req->data;
+  fedc_coord *c = w->c;
+  (void)status;
+  c->refreshing = 0;
+  for (int32_t i = 0; w->rc == 0 && i < w->n; i++) {
+    coord_client *cl = fedc__coord_client_by_id(c, w->list[i].id);
+    if (cl == NULL) {
+      fedc__coord_client_add(c, &w->list[i], &cl);
+      continue;
+    }
+    int revoked = w->list[i].status == FEDC_CLIENT_REVOKED;
+    if (revoked && !cl->revoked) {
+      fedc_log_info("client=%d msg=\"revoked\"", (int)cl->id);
+      if (cl->poll) {
+        fedc_http_exchange *x = cl->poll;
+        cl->poll = NULL;
+        fedc_http_exchange_on_abort(x, NULL, NULL);
+        fedc_http_respond_error(x, 403, "forbidden", "this certificate was revoked");
+      }
+    }
+    cl->revoked = revoked;
+  }
+  fedc_free(w->list);
+  fedc_free(w);
+  if (c->stopping) fedc_coord_stop(c);
+}
+
+static void maybe_refresh(fedc_coord *c) {
+  double now = fedc__coord_now();
+  if (c->refreshing || now - c->last_refresh < 2.0 || c->stopping) return;
+  refresh_work *w = fedc_calloc(1, sizeof *w);
+  if (w == NULL) return;
+  w->c = c;
+  w->req.data = w;
+  if (uv_queue_work(c->loop, &w->req, refresh_run, refresh_done) != 0) {
+    fedc_free(w);
+    return;
+  }
+  c->refreshing = 1;
+  c->last_refresh = now;
+}
+
+static void on_tick(uv_timer_t *t) {
+  fedc_coord *c = t->data;
+  double now = fedc__coord_now();
+  maybe_refresh(c);
+  for (int32_t i = 0; i < c->n_clients; i++) {
+    coord_client *cl = &c->clients[i];
+    if (cl->poll && now >= cl->poll_deadline) fedc__coord_answer_poll(c, cl);
+  }
+  fedc__coord_step(c);
+}
+
+/* ---- updates ------------------------------------------------------------- */
+
+typedef struct update_work {
+  uv_work_t req;
+  fedc_coord *c;
+  fedc_http_exchange *x; /* NULL once the connection died */
+  int32_t client_id;
+  uint8_t *body;
+  size_t len;
+  /* results */
+  int status;
+  reject_reason reason;
+  char code[32];
+  char msg[384];
+  int32_t round;
+  int duplicate;
+} update_work;
+
+static void update_abort(void *ud, fedc_http_exchange *x) {
+  update_work *w = ud;
+  (void)x;
+  w->x = NULL;
+}
+
+static void fail_update(update_work *w, int status, reject_reason r,
+                        const char *code, const char *msg) {
+  w->status = status;
+  w->reason = r;
+  snprintf(w->code, sizeof w->code, "%s", code);
+  snprintf(w->msg, sizeof w->msg, "%s", msg);
+}
+
+/* Parse a metadata value as a decimal integer in [lo, hi]. */
+static int meta_int(const fedc_st_file *f, const char *key, int64_t lo,
+                    int64_t hi, int64_t *out) {
+  const char *v = fedc_st_meta_get(f, key);
+  if (v == NULL || *v == '\0') return -1;
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi) return -1;
+  *out = x;
+  return 0;
+}
+
+/*
+ * Worker thread: check everything about the update, then fold it in under
+ * the mutex. Nothing touches the engine before the whole update is known
+ * to be good; the engine itself refuses the wrong round, an unselected
+ * client and a second update from the same client.
+ */
+static void update_run(uv_work_t *req) {
+  update_work *w = req->data;
+  fedc_coord *c = w->c;
+  float *weights = fedc_malloc_array(c->n_params, sizeof(float));
+  if (weights == NULL) {
+    fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
+    return;
+  }
+  fedc_st_file *f = NULL;
+  int rc = fedc_model_decode(&c->spec, w->body, w->len, weights, &f);
+  if (rc != 0) {
+    char msg[384];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    switch (rc) {
+    case FEDC_EUNSUPPORTED: fail_update(w, 400, REJECT_bad_dtype, "bad_dtype", msg); break;
+    case FEDC_ECHECKSUM: fail_update(w, 400, REJECT_bad_checksum, "bad_checksum", msg); break;
+    case FEDC_ESHAPE: fail_update(w, 400, REJECT_bad_shape, "bad_shape", msg); break;
+    case FEDC_ENONFINITE: fail_update(w, 400, REJECT_non_finite, "non_finite", msg); break;
+    case FEDC_ENOMEM: fail_update(w, 503, REJECT_unavailable, "unavailable", msg); break;
+    default: fail_update(w, 400, REJECT_bad_container, "bad_container", msg); break;
+    }
+    fedc_free(weights);
+    return;
+  }
+  int64_t round, samples;
+  const char *loss_text = fedc_st_meta_get(f, "train_loss");
+  char *end = NULL;
+  double loss = loss_text ? strtod(loss_text, &end) : NAN;
+  if (meta_int(f, "round", 1, INT32_MAX, &round) != 0 ||
+      meta_int(f, "num_samples", 1, (int64_t)1 << 40, &samples) != 0 ||
+      loss_text == NULL || *end != '\0' || !isfinite(loss)) {
+    fail_update(w, 400, REJECT_bad_metadata, "bad_metadata",
+                "metadata needs round (integer >= 1), num_samples (integer "
+                "1..2^40) and train_loss (a finite number)");
+    fedc_st_free(f);
+    fedc_free(weights);
+    return;
+  }
+  const char *sha = fedc_st_meta_get(f, "sha256");
+  w->round = (int32_t)round;
+  pthread_mutex_lock(&c->mu);
+  rc = fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
+                          c->n_params, (uint64_t)samples, loss);
+  if (rc == 0) {
+    /* round_updates has a row per selected client (sized at open) */
+    if (c->n_round_updates < c->round_updates_cap) {
+      fedc_store_update *u = &c->round_updates[c->n_round_updates++];
+      u->client_id = w->client_id;
+      u->num_samples = samples;
+      u->train_loss = loss;
+      snprintf(u->sha256, sizeof u->sha256, "%s", sha ? sha : "");
+      u->received_at = wall_now();
+    }
+  } else if ((rc == FEDC_ESTALE || rc == FEDC_ESTATE) && round == c->last_committed) {
+    for (int32_t i = 0; i < c->n_last_reporters; i++)
+      if (c->last_reporters[i] == w->client_id) w->duplicate = 1;
+  } else if (rc == FEDC_EDUPLICATE) {
+    w->duplicate = 1;
+  }
+  char msg[384];
+  snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+  pthread_mutex_unlock(&c->mu);
+  if (rc != 0 && !w->duplicate) {
+    if (rc == FEDC_ESTALE || rc == FEDC_ESTATE)
+      fail_update(w, 409, REJECT_stale_round, "stale_round", msg);
+    else if (rc == FEDC_EINVAL)
+      fail_update(w, 403, REJECT_not_selected, "not_selected", msg);
+    else if (rc == FEDC_ENONFINITE || rc == FEDC_ERANGE)
+      fail_update(w, 400, REJECT_non_finite, "non_finite", msg);
+    else if (rc == FEDC_ESHAPE)
+      fail_update(w, 400, REJECT_bad_shape, "bad_shape", msg);
+    else
+      fail_update(w, 503, REJECT_unavailable, "unavailable", msg);
+  } else {
+    w->status = 200;
+  }
+  fedc_st_free(f);
+  fedc_free(weights);
+}
+
+static void update_done(uv_work_t *req, int status) {
+  update_work *w = req->data;
+  fedc_coord *c = w->c;
+  (void)status;
+  c->inflight--;
+  if (w->status == 200 && !w->duplicate) {
+    c->updates_accepted++;
+    int32_t slot = fedc__coord_slot_of(c, w->client_id);
+    if (slot >= 0 && !c->reported[slot] && c->state != ROUND_WAITING) {
+      c->reported[slot] = 1;
+      c->n_reported++;
+    }
+    fedc_log_info("round=%d client=%d msg=\"update accepted\" reported=%d/%d",
+                  (int)w->round, (int)w->client_id, (int)c->n_reported,
+                  (int)c->n_selected);
+  } else if (w->status == 200) {
+    c->updates_duplicate++;
+  } else {
+    fedc__coord_reject(c, w->reason);
+    fedc_log_info("client=%d msg=\"update refused\" code=%s reason=\"%s\"",
+                  (int)w->client_id, w->code, w->msg);
+  }
+  if (w->x) {
+    fedc_http_exchange_on_abort(w->x, NULL, NULL);
+    if (w->status == 200) {
+      char body[128];
+      int n = snprintf(body, sizeof body,
+                       "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
+                       (int)w->round, w->duplicate ? "true" : "false");
+      fedc_http_respond(w->x, 200, "application/json", body, (size_t)n, NULL);
+    } else {
+      fedc_http_respond_error(w->x, w->status, w->code, "%s", w->msg);
+    }
+  }
+  fedc_free(w->body);
+  fedc_free(w);
+  if (c->stopping) fedc_coord_stop(c);
+  else fedc__coord_step(c);
+}
+
+void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
+                               coord_client *cl, const uint8_t *body,
+                               size_t len) {
+  if (c->state == ROUND_CLOSING || c->close_wanted) {
+    /* the round is being committed: its outcome decides (stale or a
+     * duplicate), so ask the client to send again in a moment */
+    fedc__coord_reject(c, REJECT_unavailable);
+    fedc_http_respond(x, 503, "application/json",
+                      "{\"error\":\"unavailable\",\"message\":\"the round is closing; retry\"}",
+                      67, "Retry-After: 1\r\n");
+    return;
+  }
+  update_work *w = fedc_calloc(1, sizeof *w);
+  uint8_t *copy = w ? fedc_malloc(len ? len : 1) : NULL;
+  if (copy == NULL) {
+    fedc_free(w);
+    fedc__coord_reject(c, REJECT_unavailable);
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  memcpy(copy, body, len);
+  w->c = c;
+  w->x = x;
+  w->client_id = cl->id;
+  w->body = copy;
+  w->len = len;
+  w->req.data = w;
+  fedc_http_exchange_on_abort(x, update_abort, w);
+  if (uv_queue_work(c->loop, &w->req, update_run, update_done) != 0) {
+    fedc_http_exchange_on_abort(x, NULL, NULL);
+    fedc_free(copy);
+    fedc_free(w);
+    fedc_http_respond_error(x, 503, "unavailable", "cannot queue the update");
+    return;
+  }
+  c->inflight++;
+}
+
+/* ---- checkpoints of past rounds ----------------------------------------- */
+
+typedef struct ckpt_work {
+  uv_work_t req;
+  fedc_coord *c;
+  fedc_http_exchange *x;
+  int32_t round;
+  int rc;
+  uint8_t *bytes;
+  size_t len;
+} ckpt_work;
+
+static void ckpt_abort(void *ud, fedc_http_exchange *x) {
+  (void)x;
+  ((ckpt_work *)ud)->x = NULL;
+}
+
+static void ckpt_run(uv_work_t *req) {
+  ckpt_work *w = req->data;
+  pthread_mutex_lock(&w->c->mu);
+  w->rc = fedc_store_checkpoint(w->c->store, w->round, &w->bytes, &w->len);
+  pthread_mutex_unlock(&w->c->mu);
+}
+
+static void ckpt_done(uv_work_t *req, int status) {
+  ckpt_work *w = req->data;
+  (void)status;
+  if (w->x) {
+    fedc_http_exchange_on_abort(w->x, NULL, NULL);
+    if (w->rc == 0)
+      fedc_http_respond(w->x, 200, "application/octet-stream", w->bytes, w->len, NULL);
+    else if (w->rc == FEDC_ENOTFOUND)
+      fedc_http_respond_error(w->x, 404, "not_found", "no model after round %d", (int)w->round);
+    else
+      fedc_http_respond_error(w->x, 503, "unavailable", "store: cannot read the checkpoint");
+  }
+  fedc_free(w->bytes);
+  fedc_free(w);
+}
+
+void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
+                                  int32_t round) {
+  ckpt_work *w = fedc_calloc(1, sizeof *w);
+  if (w == NULL) {
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  w->c = c;
+  w->x = x;
+  w->round = round;
+  w->req.data = w;
+  fedc_http_exchange_on_abort(x, ckpt_abort, w);
+  if (uv_queue_work(c->loop, &w->req, ckpt_run, ckpt_done) != 0) {
+    fedc_http_exchange_on_abort(x, NULL, NULL);
+    fedc_free(w);
+    fedc_http_respond_error(x, 503, "unavailable", "cannot queue the request");
+  }
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+int fedc_coord_model_spec(const fedc_config *cfg, void *spec_out) {
+  fedc_model_spec *spec = spec_out;
+  int32_t classes = cfg->model_type == FEDC_MODEL_LOGREG ? 2
+                    : cfg->model_type == FEDC_MODEL_LINREG ? 0 : cfg->classes;
+  return fedc_model_spec_from_config(cfg, cfg->inputs, classes, spec);
+}
+
+/* The job's identity in the store: what a client trains must not change
+ * under it across restarts (the rounds and hyper-parameters may). */
+static char *job_spec_json(const fedc_coord *c) {
+  char hidden[128] = "";
+  for (int32_t i = 0, off = 0; i < c->spec.n_hidden; i++)
+    off += snprintf(hidden + off, sizeof hidden - (size_t)off, "%s%d", i ? "," : "",
+                    (int)c->spec.hidden[i]);
+  char buf[512];
+  snprintf(buf, sizeof buf,
+           "{\"model\":{\"type\":\"%s\",\"inputs\":%d,\"outputs\":%d,\"hidden\":[%s]},"
+           "\"seed\":%llu,\"strategy\":\"%s\"}",
+           fedc_model_type_name(c->spec.type), (int)c->spec.n_in, (int)c->spec.n_out,
+           hidden, (unsigned long long)c->cfg.seed, c->cfg.strategy);
+  return fedc_strdup(buf);
+}
+
+static char *job_public_json(const fedc_coord *c) {
+  cJSON *job = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(job, "model"),
+        *train;
+  cJSON_AddStringToObject(job, "id", c->job_id);
+  cJSON_AddNumberToObject(job, "rounds", c->cfg.rounds);
+  cJSON_AddStringToObject(model, "type", fedc_model_type_name(c->spec.type));
+  cJSON_AddNumberToObject(model, "inputs", c->spec.n_in);
+  cJSON_AddNumberToObject(model, "classes", c->cfg.classes);
+  cJSON *hidden = cJSON_AddArrayToObject(model, "hidden");
+  for (int32_t i = 0; i < c->spec.n_hidden; i++)
+    cJSON_AddItemToArray(hidden, cJSON_CreateNumber(c->spec.hidden[i]));
+  cJSON_AddNumberToObject(model, "l1", c->cfg.l1);
+  cJSON_AddNumberToObject(model, "l2", c->cfg.l2);
+  train = cJSON_AddObjectToObject(job, "train");
+  cJSON_AddNumberToObject(train, "epochs", c->cfg.epochs);
+  cJSON_AddNumberToObject(train, "batch_size", c->cfg.batch_size);
+  cJSON_AddNumberToObject(train, "lr", c->cfg.lr);
+  cJSON_AddNumberToObject(train, "momentum", c->cfg.momentum);
+  cJSON_AddNumberToObject(train, "prox_mu", c->cfg.prox_mu);
+  cJSON_AddNumberToObject(job, "seed", (double)c->cfg.seed);
+  char *text = cJSON_PrintUnformatted(job);
+  cJSON_Delete(job);
+  char *copy = text ? fedc_strdup(text) : NULL;
+  cJSON_free(text);
+  return copy;
+}
+
+/* Resume from the store, or start the job with the seeded initial model. */
+static int restore(fedc_coord *c) {
+  int32_t last = 0;
+  int rc = fedc_store_last_round(c->store, &last);
+  if (rc != 0) return rc;
+  float *w = fedc_malloc_array(c->n_params, sizeof(float));
+  if (w == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  if (last == 0) {
+    fedc_model_init(&c->spec, c->cfg.seed, w);
+    fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
+    rc = fedc_model_encode(&c->spec, w, meta, 3, &bytes, &len);
+    if (rc == 0) rc = fedc_store_put_initial(c->store, bytes, len);
+  } else {
+    rc = fedc_store_checkpoint(c->store, last, &bytes, &len);
+    if (rc == 0) rc = fedc_model_decode(&c->spec, bytes, len, w, NULL);
+    if (rc != 0) {
+      char msg[384];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set(rc, "store %s: checkpoint of round %d: %s",
+                          c->cfg.store_path, (int)last, msg);
+    }
+  }
+  fedc_free(bytes);
+  int32_t rounds = c->cfg.rounds;
+  if (rc == 0) {
+    fedc_engine_params ep = {.rounds = rounds < last ? last : rounds,
+                             .clients_per_round = c->cfg.clients_per_round,
+                             .min_clients = c->cfg.min_clients,
+                             .seed = c->cfg.seed,
+                             .strategy = c->cfg.strategy};
+    rc = fedc_engine_new(&ep, c->n_params, w, &c->engine);
+  }
+  if (rc == 0 && last > 0) rc = fedc_engine_restore(c->engine, last, w);
+  fedc_free(w);
+  if (rc != 0) return rc;
+  c->round = last + 1;
+  c->last_committed = last;
+  c->state = c->round > rounds ? ROUND_FINISHED : ROUND_WAITING;
+  rc = fedc_store_rounds(c->store, &c->history, &c->n_history);
+  c->history_cap = c->n_history;
+  if (rc == 0 && last > 0) {
+    /* the clients counted in the last committed round, for late resends */
+    fedc_store_update *u = NULL;
+    int32_t n = 0;
+    if (fedc_store_round_updates(c->store, last, &u, &n) == 0) {
+      c->last_reporters = fedc_malloc_array((size_t)n + 1, sizeof(int32_t));
+      for (int32_t i = 0; c->last_reporters && i < n; i++) c->last_reporters[i] = u[i].client_id;
+      c->n_last_reporters = c->last_reporters ? n : 0;
+      fedc_free(u);
+    }
+  }
+  if (rc == 0) {
+    fedc_store_client *sc = NULL;
+    int32_t n = 0;
+    rc = fedc_store_client_list(c->store, &sc, &n);
+    for (int32_t i = 0; rc == 0 && i < n; i++) {
+      coord_client *cl;
+      rc = fedc__coord_client_add(c, &sc[i], &cl);
+    }
+    fedc_free(sc);
+  }
+  if (rc == 0) rc = encode_current_model(c);
+  if (rc == 0)
+    fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
+                  last ? "resumed" : "started", c->job_id, (int)c->round,
+                  (int)rounds, c->cfg.store_path);
+  return rc;
+}
+
+static int load_test_set(fedc_coord *c) {
+  const fedc_config *cfg = &c->cfg;
+  if (cfg->test[0] == '\0') return 0;
+  int rc = cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
+                                          : fedc_load_csv(cfg->test, cfg->label, &c->test);
+  if (rc == 0 && c->test.d != c->spec.n_in)
+    rc = fedc_error_set(FEDC_ECONFIG, "[data] test has %lld features, [model] inputs = %d",
+                        (long long)c->test.d, (int)c->spec.n_in);
+  if (rc == 0) rc = fedc_backend_open(FEDC_DEVICE_CPU, &c->eval_be);
+  if (rc == 0) rc = fedc_trainer_new(c->eval_be, &c->spec, 512, &c->eval_tr);
+  if (rc == 0)
+    rc = fedc_data_view_open(c->eval_be, c->test.x, c->test.y, c->test.n, c->test.d,
+                             &c->test_view);
+  if (rc == 0) c->has_test = 1;
+  else {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    rc = fedc_error_set(rc == FEDC_EIO || rc == FEDC_EFORMAT ? FEDC_ECONFIG : rc,
+                        "[data] test: %s", msg);
+  }
+  return rc;
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  fedc_coord *c = s->data;
+  fedc_log_info("msg=\"signal %d: stopping after the commit in flight\"", signum);
+  fedc_coord_stop(c);
+}
+
+int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
+                     int *exit_code) {
+  *out = NULL;
+  *exit_code = FEDC_COORD_EXIT_USAGE;
+  fedc_coord *c = fedc_calloc(1, sizeof *c);
+  if (c == NULL) {
+    *exit_code = FEDC_COORD_EXIT_RUNTIME;
+    return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
+  }
+  c->loop = loop;
+  c->cfg = *cfg;
+  pthread_mutex_init(&c->mu, NULL);
+  uv_timer_init(loop, &c->tick);
+  uv_signal_init(loop, &c->sig_term);
+  uv_signal_init(loop, &c->sig_int);
+  c->tick.data = c->sig_term.data = c->sig_int.data = c;
+  int rc = fedc_coord_model_spec(cfg, &c->spec);
+  if (rc == 0) {
+    c->n_params = fedc_model_n_params(&c->spec);
+    rc = load_test_set(c);
+  }
+  if (rc == 0) {
+    rc = fedc_store_open(cfg->store_path, &c->store);
+    if (rc != 0) *exit_code = FEDC_COORD_EXIT_STORE;
+  }
+  if (rc == 0) {
+    char *spec = job_spec_json(c);
+    rc = spec ? fedc_store_job_bind(c->store, spec, c->job_id)
+              : fedc_error_set(FEDC_ENOMEM, "out of memory");
+    fedc_free(spec);
+  }
+  if (rc == 0) {
+    rc = restore(c);
+    if (rc != 0 && rc != FEDC_ENOMEM) *exit_code = FEDC_COORD_EXIT_STORE;
+  }
+  if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
+    rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) {
+    fedc_http_server_opts o = {
+        .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca,
+        .cert_path = cfg->tls_cert, .key_path = cfg->tls_key,
+        .require_client_cert = cfg->tls_require_client_cert,
+        .max_body = (size_t)(cfg->server_max_body_mb * 1048576.0),
+        .idle_timeout_s = cfg->server_idle_timeout_s, .max_connections = 100000,
+        .handler = fedc__coord_handle, .ctx = c};
+    rc = fedc_http_server_start(loop, &o, &c->server);
+    if (rc != 0) *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_LISTEN;
+  }
+  if (rc == 0 && cfg->server_status_listen[0]) {
+    fedc_http_server_opts o = {
+        .listen = cfg->server_status_listen, .tls = 0, .max_body = 0,
+        .idle_timeout_s = cfg->server_idle_timeout_s, .max_connections = 1000,
+        .handler = fedc__coord_handle_status_only, .ctx = c};
+    rc = fedc_http_server_start(loop, &o, &c->status_server);
+    if (rc != 0) *exit_code = FEDC_COORD_EXIT_LISTEN;
+  }
+  if (rc != 0) {
+    c->stopping = 1;
+    fedc_coord_stop(c);
+    /* let libuv close the handles; the caller runs the loop, then frees */
+    uv_run(loop, UV_RUN_DEFAULT);
+    fedc_coord_free(c);
+    return rc;
+  }
+  uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+  uv_signal_start(&c->sig_term, on_signal, SIGTERM);
+  uv_signal_start(&c->sig_int, on_signal, SIGINT);
+  c->exit_code = FEDC_COORD_EXIT_OK;
+  *exit_code = FEDC_COORD_EXIT_OK;
+  *out = c;
+  return 0;
+}
+
+int fedc_coord_port(const fedc_coord *c) { return fedc_http_server_port(c->server); }
+
+static void handle_closed(uv_handle_t *h) { ((fedc_coord *)h->data)->closed_handles++; }
+
+/*
+ * Stop: no new rounds and no new commits. A commit in flight finishes first
+ * (commit_done calls back here), and so do updates being folded
+ * (update_done does); an open round is not committed with what it has: it
+ * is run again after a restart. Then the servers close (aborting pending
+ * polls) and the timers and signal handlers go, which ends the loop.
+ */
+void fedc_coord_stop(fedc_coord *c) {
+  c->stopping = 1;
+  if (c->state == ROUND_CLOSING || c->inflight > 0 || c->refreshing) return;
+  if (c->server) {
+    fedc_http_server_close(c->server);
+    c->server = NULL;
+  }
+  if (c->status_server) {
+    fedc_http_server_close(c->status_server);
+    c->status_server = NULL;
+  }
+  if (!uv_is_closing((uv_handle_t *)&c->tick)) {
+    uv_close((uv_handle_t *)&c->tick, handle_closed);
+    uv_close((uv_handle_t *)&c->sig_term, handle_closed);
+    uv_close((uv_handle_t *)&c->sig_int, handle_closed);
+  }
+}
+
+int fedc_coord_exit_code(const fedc_coord *c) { return c->exit_code; }
+
+void fedc_coord_free(fedc_coord *c) {
+  if (c == NULL) return;
+  fedc_engine_free(c->engine);
+  fedc_store_close(c->store);
+  fedc_free(c->round_updates);
+  fedc_free(c->last_reporters);
+  fedc_free(c->clients);
+  fedc_free(c->selected);
+  fedc_free(c->reported);
+  fedc_free(c->model_bytes);
+  fedc_free(c->history);
+  fedc_free(c->job_json);
+  if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
+  fedc_trainer_free(c->eval_tr);
+  fedc_backend_close(c->eval_be);
+  fedc_dataset_free(&c->test);
+  pthread_mutex_destroy(&c->mu);
+  fedc_free(c);
+}

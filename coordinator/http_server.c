@@ -1,0 +1,1064 @@
+/*
+ * http_server.c - the coordinator's HTTP/1.1 server (see http_server.h).
+ *
+ * One libuv TCP listener; per accepted socket a connection with a transport
+ * (plain or TLS, transport.h), an http-parser in request mode, an idle timer
+ * and a buffer of plaintext not yet parsed. Bytes flow:
+ *
+ *   uv_read -> transport feed -> on_plain -> http-parser -> exchange -> handler
+ *   fedc_http_respond -> transport write -> on_wire -> uv_write
+ *
+ * A connection hands the handler one exchange at a time: when a request is
+ * complete the parser is paused and whatever follows (pipelined requests)
+ * waits in the connection's buffer until the answer is written, so answers
+ * leave in request order. Errors the server decides itself (400, 411, 413,
+ * 431) are answered with "Connection: close": the write side is shut down
+ * once the answer is out and the rest of the peer's bytes are read and
+ * dropped for a moment (a lingering close), so that the peer reads the
+ * answer instead of a reset.
+ *
+ * The idle timer runs while the server waits for the peer (a request to
+ * arrive or finish, a handshake, or the peer to read an answer) and restarts
+ * whenever bytes move; it is stopped while the handler holds an exchange, so
+ * long-polls may outlast it. Handles are closed with uv_close and memory is
+ * freed in the close callbacks; the server itself is freed when its listener
+ * and its last connection are closed.
+ *
+ * Details the header leaves open: max_body 0 means 64 MiB; max_header 0
+ * means 16 KiB (request line and headers, beyond it 431 with the error code
+ * bad_request); idle_timeout_s <= 0 disables the idle timeout;
+ * max_connections <= 0 means no limit, and connections turned away are not
+ * counted in connections_total. "Expect: 100-continue" is answered with
+ * 100 Continue once the headers pass. Paths are handed over as received
+ * (not percent-decoded). While the handler holds an exchange at most 256
+ * KiB of what the peer sends next is buffered, then reading pauses. The
+ * handler must not close the server from inside its own call (defer it).
+ */
+#include "http_server.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "log.h"
+#include "transport.h"
+
+#define READ_BUF_SIZE (64 * 1024)
+#define DEFAULT_MAX_HEADER ((size_t)16 * 1024)
+#define DEFAULT_MAX_BODY ((size_t)64 << 20)
+/* While the handler holds an exchange, buffer at most this much of what the
+ * peer sends next before we stop reading the socket. */
+#define PENDING_INPUT_CAP ((size_t)256 * 1024)
+/* How long a closing connection keeps reading (and dropping) input. */
+#define LINGER_MS 1000
+#define LISTEN_BACKLOG 511
+
+typedef struct conn conn;
+
+struct fedc_http_exchange {
+  conn *c; /* NULL once aborted */
+  fedc_http_request req;
+  uint8_t *url; /* request target as received (not NUL-terminated) */
+  size_t url_len, url_cap;
+  char *strs; /* "path\0query\0" */
+  char content_type[256];
+  size_t ct_len;
+  char expect[32];
+  size_t expect_len;
+  uint8_t *body;
+  size_t body_len, body_cap;
+  int keep_alive;
+  int head;
+  fedc_http_abort_cb abort_cb;
+  void *abort_ud;
+};
+
+/* which header value the parser is collecting */
+enum { HDR_NONE, HDR_CTYPE, HDR_EXPECT };
+
+struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_shutdown_t shutdown_req;
+  fedc_http_server *s;
+  conn *prev, *next;
+  fedc_transport_conn *tc;
+  http_parser parser;
+  char remote[64];
+
+  fedc_http_exchange *cur; /* the request being parsed */
+  fedc_http_exchange *x;   /* the request the handler holds */
+  int msg_done;            /* cur is complete (parser paused on it) */
+  size_t hdr_bytes;
+  char field[32];
+  size_t field_len;
+  int field_long, last_was_value, hdr_kind;
+  /* a request the server refuses itself, decided in a parser callback */
+  int rej_status;
+  const char *rej_code;
+  char rej_msg[160];
+
+  uint8_t *in; /* plaintext not yet parsed: in[in_off .. in_len) */
+  size_t in_off, in_len, in_cap;
+
+  int writes_pending;
+  size_t last_wq; /* write queue size when the idle timer was armed */
+  int handles;    /* uv handles still open: tcp, timer */
+  unsigned tcp_inited : 1, timer_inited : 1, reading : 1, in_pump : 1,
+      want_close : 1, draining : 1, closing : 1, counted : 1;
+};
+
+struct fedc_http_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  fedc_transport *transport;
+  fedc_http_handler handler;
+  void *ctx;
+  size_t max_body, max_header;
+  uint64_t idle_ms;
+  int32_t max_conns;
+  int port;
+  int closing;
+  int handles; /* listener + connections not yet freed */
+  conn *conns;
+  uint8_t *rbuf; /* one read buffer: every read is consumed in its callback */
+  fedc_http_server_stats st;
+};
+
+typedef struct wreq {
+  uv_write_t req;
+  uint8_t *buf;
+} wreq;
+
+static void conn_close(conn *c);
+static void conn_finish(conn *c);
+static void resume(conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void srv_unref(fedc_http_server *s) {
+  if (--s->handles > 0) return;
+  fedc_transport_free(s->transport);
+  fedc_free(s->rbuf);
+  fedc_free(s);
+}
+
+static void exchange_free(fedc_http_exchange *x) {
+  if (x == NULL) return;
+  fedc_free(x->url);
+  fedc_free(x->strs);
+  fedc_free(x->body);
+  fedc_free(x);
+}
+
+static const char *reason_of(int status) {
+  const char *r = http_status_str((enum http_status)status);
+  return (r == NULL || r[0] == '<') ? "Unknown" : r;
+}
+
+/* Append to a fedc_realloc'd buffer, doubling; -1 when out of memory. */
+static int grow_append(uint8_t **buf, size_t *len, size_t *cap,
+                       const void *p, size_t n) {
+  if (*len + n > *cap) {
+    size_t nc = *cap ? *cap : 256;
+    while (nc < *len + n) nc *= 2;
+    uint8_t *nb = fedc_realloc(*buf, nc);
+    if (nb == NULL) return -1;
+    *buf = nb;
+    *cap = nc;
+  }
+  memcpy(*buf + *len, p, n);
+  *len += n;
+  return 0;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void on_idle(uv_timer_t *t) {
+  conn *c = t->data;
+  if (c->closing) return;
+  if (!c->draining && c->writes_pending > 0) {
+    /* A long answer is still going out: bytes moving is progress, even if
+     * libuv reports no completed write yet. */
+    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (q < c->last_wq) {
+      c->last_wq = q;
+      uv_timer_start(&c->timer, on_idle, c->s->idle_ms, 0);
+      return;
+    }
+  }
+  if (!c->draining)
+    fedc_log_debug("http idle timeout remote=%s", c->remote);
+  conn_close(c);
+}
+
+/* (Re)start the idle timer if the server is waiting for the peer, stop it
+ * if the handler holds the connection's exchange and nothing is being
+ * written. Called whenever bytes move or the exchange changes hands. */
+static void idle_arm(conn *c) {
+  if (c->closing || c->draining || c->s->idle_ms == 0) return;
+  if (c->x != NULL && c->writes_pending == 0) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  c->last_wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  uv_timer_start(&c->timer, on_idle, c->s->idle_ms, 0);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  conn *c = h->data;
+  if (--c->handles > 0) return;
+  fedc_http_server *s = c->s;
+  fedc_transport_conn_free(c->tc);
+  exchange_free(c->cur);
+  fedc_free(c->in);
+  if (c->prev) c->prev->next = c->next;
+  else if (s->conns == c) s->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  fedc_free(c);
+  srv_unref(s);
+}
+
+/*
+ * Close at once: the exchange the handler holds is aborted (its abort
+ * callback runs, then it is freed), queued writes are cancelled, and the
+ * connection is freed when libuv has closed its handles. Safe to call more
+ * than once and from any callback of the connection: nothing is freed
+ * before the close callbacks run.
+ */
+static void conn_close(conn *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->counted) {
+    c->s->st.connections--;
+    c->counted = 0;
+  }
+  fedc_http_exchange *x = c->x;
+  if (x != NULL) {
+    c->x = NULL;
+    x->c = NULL;
+    if (x->abort_cb) x->abort_cb(x->abort_ud, x);
+    exchange_free(x);
+  }
+  if (c->timer_inited) {
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  }
+  if (c->tcp_inited) uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  conn *c = req->data;
+  if (c->closing) return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  /* Keep reading and dropping what the peer still sends, so that our
+   * answer is not destroyed by a reset, but not for long. */
+  c->draining = 1;
+  uint64_t ms = c->s->idle_ms && c->s->idle_ms < LINGER_MS ? c->s->idle_ms
+                                                           : LINGER_MS;
+  uv_timer_start(&c->timer, on_idle, ms, 0);
+}
+
+/*
+ * Close gracefully after what is queued: say goodbye at the transport
+ * level, shut the write side down once the queued writes are out, then
+ * linger (on_shutdown). Called when no exchange is held by the handler.
+ */
+static void conn_finish(conn *c) {
+  if (c->closing || c->want_close) return;
+  c->want_close = 1;
+  if (fedc_transport_established(c->tc)) (void)fedc_transport_shutdown(c->tc);
+  if (c->closing) return; /* on_wire failed */
+  c->shutdown_req.data = c;
+  if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+    conn_close(c);
+  else
+    idle_arm(c);
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  conn *c = req->data;
+  fedc_free(w->buf);
+  fedc_free(w);
+  c->writes_pending--;
+  if (c->closing) return;
+  if (status < 0) {
+    fedc_log_debug("http write failed remote=%s: %s", c->remote,
+                   uv_strerror(status));
+    conn_close(c);
+    return;
+  }
+  idle_arm(c);
+}
+
+/* The transport's output: queue it on the socket (we own buf). */
+static int on_wire(void *ud, uint8_t *buf, size_t n) {
+  conn *c = ud;
+  if (c->closing || n > UINT32_MAX) {
+    fedc_free(buf);
+    return fedc_error_set(FEDC_EIO, "http: connection closed");
+  }
+  wreq *w = fedc_malloc(sizeof *w);
+  if (w == NULL) {
+    fedc_free(buf);
+    conn_close(c);
+    return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+  }
+  w->buf = buf;
+  w->req.data = c;
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned int)n);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc != 0) {
+    fedc_free(buf);
+    fedc_free(w);
+    conn_close(c);
+    return fedc_error_set(FEDC_EIO, "http write %s: %s", c->remote,
+                          uv_strerror(rc));
+  }
+  c->writes_pending++;
+  return 0;
+}
+
+/*
+ * Serialize one response and give it to the transport. The body is copied;
+ * HEAD answers carry the length but no body; 204 and 304 carry neither.
+ * On failure the connection is closed.
+ */
+static int write_response(conn *c, int status, const char *ctype,
+                          const void *body, size_t len, const char *extra,
+                          int keep_alive, int head) {
+  const char *reason = reason_of(status);
+  if (ctype == NULL) ctype = "";
+  if (extra == NULL) extra = "";
+  int no_len =
+      status == 204 || status == 304 || (status >= 100 && status < 200);
+  size_t blen = (head || no_len) ? 0 : len;
+  size_t cap = 160 + strlen(reason) + strlen(ctype) + strlen(extra);
+  uint8_t *buf = fedc_malloc(cap + blen);
+  if (buf == NULL) {
+    fedc_log_warn("http: out of memory answering %s", c->remote);
+    conn_close(c);
+    return FEDC_ENOMEM;
+  }
+  char clen[48] = "";
+  if (!no_len) snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", len);
+  int n = snprintf((char *)buf, cap,
+                   "HTTP/1.1 %d %s\r\n%s%s%s%sConnection: %s\r\n%s\r\n",
+                   status, reason, ctype[0] ? "Content-Type: " : "", ctype,
+                   ctype[0] ? "\r\n" : "", clen,
+                   keep_alive ? "keep-alive" : "close", extra);
+  if (n < 0 || (size_t)n >= cap) {
+    fedc_free(buf);
+    conn_close(c);
+    return FEDC_EINVAL;
+  }
+  if (blen) memcpy(buf + n, body, blen);
+  c->s->st.bytes_out += (uint64_t)n + blen;
+  int rc = fedc_transport_write(c->tc, buf, (size_t)n + blen);
+  if (rc != 0 && !c->closing) {
+    fedc_log_debug("http write %s: %s", c->remote, fedc_error_msg());
+    conn_close(c);
+  }
+  return rc;
+}
+
+/* Build {"error":code,"message":msg} with msg escaped for JSON. */
+static size_t json_error(char *out, size_t cap, const char *code,
+                         const char *msg) {
+  size_t k =
+      (size_t)snprintf(out, cap, "{\"error\":\"%s\",\"message\":\"", code);
+  if (k >= cap) k = cap - 1;
+  for (const unsigned char *p = (const unsigned char *)msg; *p && k + 8 < cap;
+       p++) {
+    if (*p == '"' || *p == '\\') {
+      out[k++] = '\\';
+      out[k++] = (char)*p;
+    } else if (*p < 0x20) {
+      k += (size_t)snprintf(out + k, cap - k, "\\u%04x", *p);
+    } else {
+      out[k++] = (char)*p;
+    }
+  }
+  k += (size_t)snprintf(out + k, cap - k, "\"}");
+  return k < cap ? k : cap - 1;
+}
+
+/* Answer a request the server refuses itself, then close. */
+static void refuse(conn *c, int status, const char *code, const char *msg) {
+  char body[512];
+  size_t n = json_error(body, sizeof body, code, msg);
+  fedc_log_debug("http refused remote=%s status=%d msg=\"%s\"", c->remote,
+                 status, msg);
+  if (write_response(c, status, "application/json", body, n, NULL, 0, 0) == 0)
+    conn_finish(c);
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+static conn *pconn(http_parser *p) { return p->data; }
+
+static int reject(conn *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int reject(conn *c, int status, const char *code, const char *fmt, ...) {
+  c->rej_status = status;
+  c->rej_code = code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->rej_msg, sizeof c->rej_msg, fmt, ap);
+  va_end(ap);
+  return -1; /* stops http-parser with a callback error */
+}
+
+static int count_header(conn *c, size_t n) {
+  c->hdr_bytes += n;
+  if (c->hdr_bytes > c->s->max_header)
+    return reject(c, 431, "bad_request", "request headers over %zu bytes",
+                  c->s->max_header);
+  return 0;
+}
+
+static int on_message_begin(http_parser *p) {
+  conn *c = pconn(p);
+  exchange_free(c->cur);
+  c->cur = fedc_calloc(1, sizeof *c->cur);
+  if (c->cur == NULL)
+    return reject(c, 503, "unavailable", "out of memory");
+  c->hdr_bytes = 0;
+  c->field_len = 0;
+  c->field_long = 0;
+  c->last_was_value = 0;
+  c->hdr_kind = HDR_NONE;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n) {
+  conn *c = pconn(p);
+  fedc_http_exchange *x = c->cur;
+  if (count_header(c, n)) return -1;
+  if (grow_append(&x->url, &x->url_len, &x->url_cap, at, n))
+    return reject(c, 503, "unavailable", "out of memory");
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
+  conn *c = pconn(p);
+  if (count_header(c, n + 4)) return -1; /* ": " and CRLF */
+  if (c->last_was_value) {
+    c->field_len = 0;
+    c->field_long = 0;
+    c->last_was_value = 0;
+  }
+  if (c->field_len + n >= sizeof c->field) {
+    c->field_long = 1; /* no header we look at has a long name */
+    return 0;
+  }
+  memcpy(c->field + c->field_len, at, n);
+  c->field_len += n;
+  return 0;
+}
+
+static void append_value(char *dst, size_t cap, size_t *len, const char *at,
+                         size_t n) {
+  size_t k = cap - 1 - *len;
+  if (n > k) n = k;
+  memcpy(dst + *len, at, n);
+  *len += n;
+  dst[*len] = '\0';
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  conn *c = pconn(p);
+  fedc_http_exchange *x = c->cur;
+  if (count_header(c, n)) return -1;
+  if (!c->last_was_value) {
+    c->last_was_value = 1;
+    c->field[c->field_len] = '\0';
+    c->hdr_kind = HDR_NONE;
+    if (!c->field_long && strcasecmp(c->field, "content-type") == 0) {
+      c->hdr_kind = HDR_CTYPE;
+      x->ct_len = 0;
+    } else if (!c->field_long && strcasecmp(c->field, "expect") == 0) {
+      c->hdr_kind = HDR_EXPECT;
+      x->expect_len = 0;
+    }
+  }
+  if (c->hdr_kind == HDR_CTYPE)
+    append_value(x->content_type, sizeof x->content_type, &x->ct_len, at, n);
+  else if (c->hdr_kind == HDR_EXPECT)
+    append_value(x->expect, sizeof x->expect, &x->expect_len, at, n);
+  return 0;
+}
+
+/* Split the request target into path and query (origin or absolute form). */
+static int split_target(fedc_http_exchange *x) {
+  struct http_parser_url u;
+  http_parser_url_init(&u);
+  const char *url = (const char *)x->url;
+  if (x->url_len == 0 || http_parser_parse_url(url, x->url_len, 0, &u) != 0)
+    return -1;
+  size_t pl = 0, ql = 0;
+  const char *pp = "/", *qp = "";
+  if (u.field_set & (1 << UF_PATH)) {
+    pp = url + u.field_data[UF_PATH].off;
+    pl = u.field_data[UF_PATH].len;
+  } else {
+    pl = 1;
+  }
+  if (u.field_set & (1 << UF_QUERY)) {
+    qp = url + u.field_data[UF_QUERY].off;
+    ql = u.field_data[UF_QUERY].len;
+  }
+  x->strs = fedc_malloc(pl + ql + 2);
+  if (x->strs == NULL) return -2;
+  memcpy(x->strs, pp, pl);
+  x->strs[pl] = '\0';
+  memcpy(x->strs + pl + 1, qp, ql);
+  x->strs[pl + 1 + ql] = '\0';
+  x->req.path = x->strs;
+  x->req.query = x->strs + pl + 1;
+  return 0;
+}
+
+/*
+ * The headers are in: decide everything that does not need the body.
+ * Refusals (bad target 400, chunked or other transfer codings 411, a
+ * declared body over max_body 413) stop the parser; the refusal is sent by
+ * pump() and the connection closed without reading the body.
+ */
+static int on_headers_complete(http_parser *p) {
+  conn *c = pconn(p);
+  fedc_http_exchange *x = c->cur;
+  fedc_http_server *s = c->s;
+  int rc = split_target(x);
+  if (rc == -2) return reject(c, 503, "unavailable", "out of memory");
+  if (rc != 0)
+    return reject(c, 400, "bad_request", "malformed request target");
+  if ((p->flags & F_CHUNKED) || p->uses_transfer_encoding)
+    return reject(c, 411, "length_required",
+                  "a request body needs Content-Length (no transfer coding)");
+  int has_len = (p->flags & F_CONTENTLENGTH) != 0;
+  if (has_len && p->content_length > s->max_body)
+    return reject(c, 413, "too_large",
+                  "request body of %llu bytes is over the limit of %zu bytes",
+                  (unsigned long long)p->content_length, s->max_body);
+  x->keep_alive = http_should_keep_alive(p) && p->http_major == 1 &&
+                  p->http_minor >= 1 && !p->upgrade;
+  x->head = p->method == HTTP_HEAD;
+  x->req.method = http_method_str((enum http_method)p->method);
+  x->req.content_type = x->content_type;
+  if (has_len && p->content_length > 0) {
+    x->body_cap = (size_t)p->content_length;
+    x->body = fedc_malloc(x->body_cap);
+    if (x->body == NULL)
+      return reject(c, 503, "unavailable", "out of memory for a %zu-byte body",
+                    x->body_cap);
+    if (x->expect_len && strcasecmp(x->expect, "100-continue") == 0) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      uint8_t *b = fedc_malloc(sizeof cont - 1);
+      if (b == NULL) return reject(c, 503, "unavailable", "out of memory");
+      memcpy(b, cont, sizeof cont - 1);
+      s->st.bytes_out += sizeof cont - 1;
+      if (fedc_transport_write(c->tc, b, sizeof cont - 1) != 0) {
+        conn_close(c);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  fedc_http_exchange *x = pconn(p)->cur;
+  if (x->body_len + n > x->body_cap) return -1; /* cannot happen */
+  memcpy(x->body + x->body_len, at, n);
+  x->body_len += n;
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  pconn(p)->msg_done = 1;
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Give the complete request to the handler. It may answer before it
+ * returns (then parsing goes on) or later. */
+static void dispatch(conn *c) {
+  fedc_http_exchange *x = c->cur;
+  c->cur = NULL;
+  c->msg_done = 0;
+  x->c = c;
+  x->req.body = x->body ? x->body : (const uint8_t *)"";
+  x->req.body_len = x->body_len;
+  x->req.peer_fingerprint = fedc_transport_peer_fingerprint(c->tc);
+  x->req.peer_cn = fedc_transport_peer_cn(c->tc);
+  x->req.remote = c->remote;
+  c->x = x;
+  idle_arm(c);
+  c->s->handler(c->s->ctx, x, &x->req);
+}
+
+/*
+ * Run the parser over plaintext until it is used up, a request goes to the
+ * handler and stays there, or the connection starts closing. Returns the
+ * bytes consumed; the caller keeps the rest for later. Not reentrant:
+ * in_pump tells fedc_http_respond not to resume from inside.
+ */
+static size_t pump(conn *c, const uint8_t *p, size_t n) {
+  size_t used = 0;
+  c->in_pump = 1;
+  while (used < n && c->x == NULL && !c->closing && !c->want_close) {
+    size_t k = http_parser_execute(&c->parser, &settings,
+                                   (const char *)p + used, n - used);
+    used += k;
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED) {
+      http_parser_pause(&c->parser, 0);
+      if (c->msg_done) dispatch(c);
+      continue;
+    }
+    if (c->closing) break;
+    if (e != HPE_OK || (k == 0 && used < n)) {
+      if (c->rej_status)
+        refuse(c, c->rej_status, c->rej_code, c->rej_msg);
+      else if (e == HPE_HEADER_OVERFLOW)
+        refuse(c, 431, "bad_request", "request headers too large");
+      else
+        refuse(c, 400, "bad_request",
+               e != HPE_OK ? http_errno_description(e) : "unexpected bytes");
+      break;
+    }
+  }
+  c->in_pump = 0;
+  return used;
+}
+
+static int keep_input(conn *c, const uint8_t *p, size_t n) {
+  if (c->in_off > 0 && c->in_off == c->in_len) c->in_off = c->in_len = 0;
+  return grow_append(&c->in, &c->in_len, &c->in_cap, p, n);
+}
+
+/* Plaintext from the transport: parse it directly when nothing is queued,
+ * keep what cannot be parsed yet. */
+static int on_plain(void *ud, const uint8_t *p, size_t n) {
+  conn *c = ud;
+  c->s->st.bytes_in += n;
+  if (c->closing || c->want_close) return 1;
+  if (c->in_off == c->in_len && c->x == NULL) {
+    size_t used = pump(c, p, n);
+    p += used;
+    n -= used;
+  }
+  if (c->closing || c->want_close) return 1;
+  if (n > 0 && keep_input(c, p, n) != 0) {
+    fedc_log_warn("http: out of memory buffering input from %s", c->remote);
+    conn_close(c);
+    return 1;
+  }
+  if (c->x == NULL && c->in_off < c->in_len && !c->in_pump) resume(c);
+  return (c->closing || c->want_close) ? 1 : 0;
+}
+
+/* Parse what was kept while the handler held an exchange; read again if we
+ * had stopped. */
+static void resume(conn *c) {
+  if (c->closing || c->want_close || c->in_pump) return;
+  if (c->in_off < c->in_len) {
+    size_t used = pump(c, c->in + c->in_off, c->in_len - c->in_off);
+    c->in_off += used;
+    if (c->in_off == c->in_len) {
+      c->in_off = c->in_len = 0;
+    } else if (c->in_off > 0) { /* keep the unparsed rest at the front */
+      memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);
+      c->in_len -= c->in_off;
+      c->in_off = 0;
+    }
+  }
+  if (c->closing || c->want_close) return;
+  if (!c->reading && c->in_len - c->in_off < PENDING_INPUT_CAP) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = 1;
+  }
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn *c = h->data;
+  (void)suggested;
+  *buf = uv_buf_init((char *)c->s->rbuf, READ_BUF_SIZE);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
+  conn *c = st->data;
+  if (nread == 0 || c->closing) return;
+  if (nread < 0) {
+    if (nread != UV_EOF && !c->draining)
+      fedc_log_debug("http read remote=%s: %s", c->remote,
+                     uv_strerror((int)nread));
+    conn_close(c);
+    return;
+  }
+  if (c->draining || c->want_close) return; /* dropped */
+  idle_arm(c);
+  int rc = fedc_transport_feed(c->tc, (const uint8_t *)buf->base,
+                               (size_t)nread);
+  if (c->closing) return;
+  if (rc == FEDC_TRANSPORT_EOF) {
+    conn_close(c);
+    return;
+  }
+  if (rc < 0) {
+    if (!fedc_transport_established(c->tc)) {
+      c->s->st.handshakes_failed++;
+      fedc_log_info("tls handshake failed remote=%s reason=\"%s\"", c->remote,
+                    fedc_error_msg());
+      conn_finish(c); /* the alert goes out first */
+    } else {
+      fedc_log_info("tls error remote=%s reason=\"%s\"", c->remote,
+                    fedc_error_msg());
+      conn_close(c);
+    }
+    return;
+  }
+  if (c->reading && !c->want_close &&
+      c->in_len - c->in_off >= PENDING_INPUT_CAP) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void on_reject_closed(uv_handle_t *h) {
+  fedc_http_server *s = h->data;
+  fedc_free(h);
+  srv_unref(s);
+}
+
+/* Accept and close at once (over max_connections, or out of memory). */
+static void turn_away(fedc_http_server *s) {
+  uv_tcp_t *t = fedc_malloc(sizeof *t);
+  if (t == NULL) {
+    fedc_log_error("http: out of memory turning a connection away");
+    return;
+  }
+  uv_tcp_init(s->loop, t);
+  t->data = s;
+  s->handles++;
+  (void)uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t);
+  uv_close((uv_handle_t *)t, on_reject_closed);
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *out,
+                        size_t n) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    uv_ip4_name(a, host, sizeof host);
+    port = ntohs(a->sin_port);
+    snprintf(out, n, "%s:%d", host, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    uv_ip6_name(a, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    snprintf(out, n, "[%s]:%d", host, port);
+  } else {
+    snprintf(out, n, "?");
+  }
+}
+
+static void on_connection(uv_stream_t *ls, int status) {
+  fedc_http_server *s = ls->data;
+  if (status < 0) {
+    fedc_log_warn("http accept: %s", uv_strerror(status));
+    return;
+  }
+  if (s->closing) return;
+  if (s->max_conns > 0 && s->st.connections >= s->max_conns) {
+    fedc_log_info("http: %d connections open, turning one away",
+                  (int)s->st.connections);
+    turn_away(s);
+    return;
+  }
+  conn *c = fedc_calloc(1, sizeof *c);
+  if (c == NULL) {
+    turn_away(s);
+    return;
+  }
+  c->s = s;
+  s->handles++;
+  c->next = s->conns;
+  if (s->conns) s->conns->prev = c;
+  s->conns = c;
+  uv_tcp_init(s->loop, &c->tcp);
+  c->tcp.data = c;
+  c->tcp_inited = 1;
+  c->handles++;
+  uv_timer_init(s->loop, &c->timer);
+  c->timer.data = c;
+  c->timer_inited = 1;
+  c->handles++;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    format_addr(&ss, c->remote, sizeof c->remote);
+  else
+    snprintf(c->remote, sizeof c->remote, "?");
+  static const fedc_transport_io io = {on_plain, on_wire};
+  if (fedc_transport_conn_new(s->transport, &io, c, c->remote, &c->tc) != 0) {
+    fedc_log_warn("http: %s", fedc_error_msg());
+    conn_close(c);
+    return;
+  }
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  uv_tcp_nodelay(&c->tcp, 1);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+    conn_close(c);
+    return;
+  }
+  c->reading = 1;
+  c->counted = 1;
+  s->st.connections++;
+  s->st.connections_total++;
+  idle_arm(c);
+}
+
+/* ---- starting and stopping -------------------------------------------- */
+
+/* "host:port", "[v6]:port", ":port" -> a socket address. */
+static int parse_listen(const char *spec, struct sockaddr_storage *ss,
+                        socklen_t *sslen) {
+  if (spec == NULL)
+    return fedc_error_set(FEDC_EINVAL, "http: no listen address");
+  const char *colon = strrchr(spec, ':');
+  if (colon == NULL || colon[1] == '\0')
+    return fedc_error_set(FEDC_EINVAL,
+                          "http listen \"%s\": expected host:port", spec);
+  char host[256];
+  size_t hl = (size_t)(colon - spec);
+  const char *h = spec;
+  if (hl >= 2 && spec[0] == '[' && spec[hl - 1] == ']') {
+    h = spec + 1;
+    hl -= 2;
+  }
+  if (hl >= sizeof host)
+    return fedc_error_set(FEDC_EINVAL, "http listen \"%s\": host too long",
+                          spec);
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  long port = 0;
+  for (const char *p = colon + 1; *p; p++) {
+    if (*p < '0' || *p > '9' || port > 65535)
+      return fedc_error_set(FEDC_EINVAL, "http listen \"%s\": bad port", spec);
+    port = port * 10 + (*p - '0');
+  }
+  if (port > 65535)
+    return fedc_error_set(FEDC_EINVAL, "http listen \"%s\": bad port", spec);
+  char ports[8];
+  snprintf(ports, sizeof ports, "%ld", port);
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  int g = getaddrinfo(hl ? host : NULL, ports, &hints, &res);
+  if (g != 0 || res == NULL)
+    return fedc_error_set(FEDC_EINVAL, "http listen \"%s\": %s", spec,
+                          gai_strerror(g));
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *sslen = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+/* Bind and listen on our own socket first, so that a failure leaves no uv
+ * handle behind (nothing to close, nothing started). */
+static int open_socket(const char *spec, int *fd_out, int *port_out) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int rc = parse_listen(spec, &ss, &sl);
+  if (rc) return rc;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return fedc_error_set(FEDC_EIO, "http listen %s: socket: %s", spec,
+                          strerror(errno));
+  int one = 1;
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
+      listen(fd, LISTEN_BACKLOG) != 0) {
+    int e = errno;
+    close(fd);
+    return fedc_error_set(FEDC_EIO, "http listen %s: %s", spec, strerror(e));
+  }
+  sl = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    *port_out = ss.ss_family == AF_INET6
+                    ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  *fd_out = fd;
+  return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h) { srv_unref(h->data); }
+
+/*
+ * Start: load the transport (TLS files are read here), bind, listen. On
+ * error nothing is left allocated or registered on the loop.
+ */
+int fedc_http_server_start(uv_loop_t *loop, const fedc_http_server_opts *o,
+                           fedc_http_server **out) {
+  if (loop == NULL || o == NULL || out == NULL || o->handler == NULL)
+    return fedc_error_set(FEDC_EINVAL, "http: loop, options and handler are "
+                                       "required");
+  fedc_http_server *s = fedc_calloc(1, sizeof *s);
+  if (s == NULL) return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+  s->loop = loop;
+  s->handler = o->handler;
+  s->ctx = o->ctx;
+  s->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+  s->max_header = o->max_header ? o->max_header : DEFAULT_MAX_HEADER;
+  s->idle_ms = o->idle_timeout_s > 0
+                   ? (uint64_t)(o->idle_timeout_s * 1000.0 + 0.5)
+                   : 0;
+  if (o->idle_timeout_s > 0 && s->idle_ms == 0) s->idle_ms = 1;
+  s->max_conns = o->max_connections;
+  s->rbuf = fedc_malloc(READ_BUF_SIZE);
+  int rc;
+  if (s->rbuf == NULL) {
+    rc = fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+    goto fail;
+  }
+  if (o->tls) {
+    fedc_transport_tls_opts t = {o->ca_path, o->cert_path, o->key_path,
+                                 o->require_client_cert};
+    rc = fedc_transport_tls_new(&t, &s->transport);
+  } else {
+    rc = fedc_transport_tcp_new(&s->transport);
+  }
+  if (rc) goto fail;
+  int fd = -1;
+  if ((rc = open_socket(o->listen, &fd, &s->port)) != 0) goto fail;
+
+  uv_tcp_init(loop, &s->listener);
+  s->listener.data = s;
+  s->handles = 1;
+  int u = uv_tcp_open(&s->listener, fd);
+  if (u != 0)
+    close(fd); /* else the handle owns it */
+  else
+    u = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, on_connection);
+  if (u != 0) {
+    /* rare: the socket was fine a moment ago; the handle is closed and the
+     * server freed by the loop's next run */
+    s->closing = 1;
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    return fedc_error_set(FEDC_EIO, "http listen %s: %s", o->listen,
+                          uv_strerror(u));
+  }
+  fedc_log_info("http listening on %s port=%d transport=%s", o->listen,
+                s->port, s->transport->ops->name);
+  *out = s;
+  return 0;
+
+fail:
+  fedc_transport_free(s->transport);
+  fedc_free(s->rbuf);
+  fedc_free(s);
+  return rc;
+}
+
+int fedc_http_server_port(const fedc_http_server *s) { return s->port; }
+
+void fedc_http_server_stats_get(const fedc_http_server *s,
+                                fedc_http_server_stats *out) {
+  *out = s->st;
+}
+
+void fedc_http_server_close(fedc_http_server *s) {
+  if (s == NULL || s->closing) return;
+  s->closing = 1;
+  uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  for (conn *c = s->conns; c != NULL; c = c->next) conn_close(c);
+}
+
+/* ---- answering -------------------------------------------------------- */
+
+/*
+ * Write the answer, free the exchange, and go on with the connection: close
+ * it if the request asked for that, else parse what the peer pipelined
+ * (unless we are inside the parser already, which then carries on).
+ */
+void fedc_http_respond(fedc_http_exchange *x, int status,
+                       const char *content_type, const void *body, size_t len,
+                       const char *extra_headers) {
+  conn *c = x->c;
+  if (c == NULL || c->x != x) { /* misuse: not the connection's exchange */
+    fedc_log_error("http: answer for an exchange that is not pending");
+    return;
+  }
+  c->x = NULL;
+  int keep = x->keep_alive;
+  int rc = write_response(c, status, content_type, body, len, extra_headers,
+                          keep, x->head);
+  exchange_free(x);
+  if (rc != 0 || c->closing) return;
+  if (!keep) {
+    conn_finish(c);
+    return;
+  }
+  idle_arm(c);
+  resume(c);
+}
+
+void fedc_http_respond_error(fedc_http_exchange *x, int status,
+                             const char *code, const char *fmt, ...) {
+  char msg[384], body[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  size_t n = json_error(body, sizeof body, code, msg);
+  fedc_http_respond(x, status, "application/json", body, n, NULL);
+}
+
+void fedc_http_exchange_on_abort(fedc_http_exchange *x, fedc_http_abort_cb cb,
+                                 void *ud) {
+  x->abort_cb = cb;
+  x->abort_ud = ud;
+}

@@ -1,0 +1,221 @@
+/*
+ * main.c - fedc-coordinator's command line: run the daemon, or administer
+ * its store (enroll and revoke client certificates, list clients, export a
+ * committed round's model).
+ *
+ * Exit codes (docs/operations.md; never renumbered): 0 success, 1 runtime
+ * failure, 2 usage or config error, 3 cannot listen, 4 store failure.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/sha256.h>
+#include <mbedtls/x509_crt.h>
+#include <uv.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "coordinator.h"
+#include "error.h"
+#include "log.h"
+#include "store.h"
+#include "version.h"
+
+static void usage(FILE *f) {
+  fputs("usage: fedc-coordinator [--config FILE] [--set SECTION.KEY=VALUE]... [COMMAND]\n"
+        "\n"
+        "Run a federated learning job: FedAvg rounds over mutual TLS, state in\n"
+        "a sqlite store.\n"
+        "\n"
+        "commands:\n"
+        "  run                      run the daemon (the default)\n"
+        "  allow CERT|FINGERPRINT [--name NAME]\n"
+        "                           enroll a client certificate (PEM file or\n"
+        "                           64-hex SHA-256 fingerprint of its DER)\n"
+        "  revoke CERT|FINGERPRINT  refuse that client from now on\n"
+        "  clients                  list the enrolled clients\n"
+        "  export ROUND FILE        write the model after ROUND (0 = initial)\n"
+        "                           as safetensors\n"
+        "\n"
+        "options:\n"
+        "  --config FILE            the job file (INI; see docs/config.md)\n"
+        "  --set SECTION.KEY=VAL    override one key (repeatable)\n"
+        "  --help, --version\n"
+        "\n"
+        "exit codes: 0 ok, 1 runtime failure, 2 usage/config error,\n"
+        "            3 cannot listen, 4 store failure\n",
+        f);
+}
+
+/* A fingerprint argument: 64 hex digits as they are, or a PEM certificate
+ * file whose DER is hashed. */
+static int fingerprint_of(const char *arg, char out[65]) {
+  size_t n = strlen(arg);
+  int hex = n == 64;
+  for (size_t i = 0; hex && i < n; i++) hex = isxdigit((unsigned char)arg[i]);
+  if (hex) {
+    for (size_t i = 0; i < 64; i++) out[i] = (char)tolower((unsigned char)arg[i]);
+    out[64] = '\0';
+    return 0;
+  }
+  mbedtls_x509_crt crt;
+  mbedtls_x509_crt_init(&crt);
+  int rc = mbedtls_x509_crt_parse_file(&crt, arg);
+  if (rc != 0) {
+    mbedtls_x509_crt_free(&crt);
+    return fedc_error_set(FEDC_EINVAL,
+                          "%s: neither a 64-hex fingerprint nor a readable PEM "
+                          "certificate (mbedTLS error -0x%04x)",
+                          arg, (unsigned)-rc);
+  }
+  unsigned char h[32];
+  mbedtls_sha256_ret(crt.raw.p, crt.raw.len, h, 0);
+  for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+  mbedtls_x509_crt_free(&crt);
+  return 0;
+}
+
+static int admin(const fedc_config *cfg, int argc, char **argv,
+                 const char *name) {
+  const char *cmd = argv[0];
+  fedc_store *st;
+  if (fedc_store_open(cfg->store_path, &st) != 0) {
+    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+    return FEDC_COORD_EXIT_STORE;
+  }
+  int rc = 0, code = FEDC_COORD_EXIT_OK;
+  char fpr[65];
+  if ((strcmp(cmd, "allow") == 0 || strcmp(cmd, "revoke") == 0)) {
+    if (argc != 2 || (strcmp(cmd, "revoke") == 0 && name != NULL)) {
+      fprintf(stderr, "fedc-coordinator: usage: %s CERT|FINGERPRINT%s\n", cmd,
+              strcmp(cmd, "allow") == 0 ? " [--name NAME]" : "");
+      code = FEDC_COORD_EXIT_USAGE;
+    } else if ((rc = fingerprint_of(argv[1], fpr)) != 0) {
+      code = FEDC_COORD_EXIT_USAGE;
+    } else if (strcmp(cmd, "allow") == 0) {
+      int32_t id;
+      rc = fedc_store_client_allow(st, fpr, name, &id);
+      if (rc == 0) printf("allowed client %d %s\n", (int)id, fpr);
+    } else {
+      rc = fedc_store_client_revoke(st, fpr);
+      if (rc == 0) printf("revoked %s\n", fpr);
+    }
+  } else if (strcmp(cmd, "clients") == 0) {
+    fedc_store_client *list = NULL;
+    int32_t n = 0;
+    rc = fedc_store_client_list(st, &list, &n);
+    for (int32_t i = 0; rc == 0 && i < n; i++)
+      printf("%4d  %-8s %s  updates=%-6lld %s\n", (int)list[i].id,
+             list[i].status == FEDC_CLIENT_REVOKED ? "revoked" : "allowed",
+             list[i].fingerprint, (long long)list[i].updates, list[i].name);
+    fedc_free(list);
+  } else if (strcmp(cmd, "export") == 0) {
+    char *end = NULL;
+    long round = argc == 3 ? strtol(argv[1], &end, 10) : -1;
+    if (argc != 3 || *end != '\0' || round < 0) {
+      fprintf(stderr, "fedc-coordinator: usage: export ROUND FILE\n");
+      code = FEDC_COORD_EXIT_USAGE;
+    } else {
+      uint8_t *bytes = NULL;
+      size_t len = 0;
+      rc = fedc_store_checkpoint(st, (int32_t)round, &bytes, &len);
+      if (rc == 0) {
+        FILE *f = fopen(argv[2], "wb");
+        int ok = f != NULL && fwrite(bytes, 1, len, f) == len;
+        if (f != NULL && fclose(f) != 0) ok = 0;
+        if (!ok) rc = fedc_error_set(FEDC_EIO, "%s: cannot write", argv[2]);
+      }
+      if (rc == 0) printf("wrote the model after round %ld to %s (%zu bytes)\n", round, argv[2], len);
+      fedc_free(bytes);
+    }
+  } else {
+    fprintf(stderr, "fedc-coordinator: unknown command '%s' (try --help)\n", cmd);
+    code = FEDC_COORD_EXIT_USAGE;
+  }
+  if (rc != 0) {
+    fprintf(stderr, "fedc-coordinator: %s: %s\n", cmd, fedc_error_msg());
+    if (code == FEDC_COORD_EXIT_OK)
+      code = rc == FEDC_EIO ? FEDC_COORD_EXIT_STORE : FEDC_COORD_EXIT_RUNTIME;
+  }
+  fedc_store_close(st);
+  return code;
+}
+
+int main(int argc, char **argv) {
+  fedc_config cfg;
+  fedc_config_defaults(&cfg);
+  if (fedc_log_get_level() < FEDC_LOG_INFO && getenv("FEDC_LOG") == NULL)
+    fedc_log_set_level(FEDC_LOG_INFO); /* a daemon logs what it does */
+  char **rest = fedc_calloc((size_t)argc + 1, sizeof *rest);
+  int n_rest = 0;
+  const char *name = NULL;
+  if (rest == NULL) return FEDC_COORD_EXIT_RUNTIME;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+      if (fedc_config_load(&cfg, argv[++i]) != 0) {
+        fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+        return FEDC_COORD_EXIT_USAGE;
+      }
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return FEDC_COORD_EXIT_OK;
+    } else if (strcmp(a, "--version") == 0) {
+      printf("fedc-coordinator %s\n", FEDC_VERSION);
+      return FEDC_COORD_EXIT_OK;
+    } else if (strcmp(a, "--config") == 0) {
+      if (++i >= argc) {
+        fprintf(stderr, "fedc-coordinator: --config needs a file\n");
+        return FEDC_COORD_EXIT_USAGE;
+      }
+    } else if (strcmp(a, "--set") == 0) {
+      if (++i >= argc || fedc_config_set(&cfg, argv[i]) != 0) {
+        fprintf(stderr, "fedc-coordinator: %s\n",
+                i >= argc ? "--set needs section.key=value" : fedc_error_msg());
+        return FEDC_COORD_EXIT_USAGE;
+      }
+    } else if (strcmp(a, "--name") == 0) {
+      if (++i >= argc) {
+        fprintf(stderr, "fedc-coordinator: --name needs a value\n");
+        return FEDC_COORD_EXIT_USAGE;
+      }
+      name = argv[i];
+    } else if (a[0] == '-' && a[1] == '-') {
+      fprintf(stderr, "fedc-coordinator: unknown option '%s' (try --help)\n", a);
+      return FEDC_COORD_EXIT_USAGE;
+    } else {
+      rest[n_rest++] = argv[i];
+    }
+  }
+  int code;
+  if (n_rest > 0 && strcmp(rest[0], "run") != 0) {
+    code = admin(&cfg, n_rest, rest, name);
+    fedc_free(rest);
+    return code;
+  }
+  fedc_free(rest);
+  if (fedc_config_check_role(&cfg, FEDC_ROLE_COORDINATOR) != 0) {
+    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+    return FEDC_COORD_EXIT_USAGE;
+  }
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fedc_coord *c;
+  if (fedc_coord_start(&loop, &cfg, &c, &code) != 0) {
+    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+    uv_loop_close(&loop);
+    return code;
+  }
+  fedc_log_info("msg=\"listening\" address=%s port=%d", cfg.server_listen, fedc_coord_port(c));
+  uv_run(&loop, UV_RUN_DEFAULT);
+  code = fedc_coord_exit_code(c);
+  fedc_coord_free(c);
+  uv_loop_close(&loop);
+  fedc_log_info("msg=\"stopped\" exit=%d", code);
+  return code;
+}

@@ -1,0 +1,171 @@
+/*
+ * status.c - what the coordinator tells people and monitoring about
+ * itself: the /v1/status JSON document and the /metrics Prometheus text
+ * (exposition format 0.0.4). Built on the loop thread from its own mirror
+ * of the job's state; nothing here touches the store.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "alloc.h"
+#include "coord_internal.h"
+
+static const char *state_name(round_state s) {
+  switch (s) {
+  case ROUND_WAITING: return "waiting";
+  case ROUND_OPEN: return "open";
+  case ROUND_CLOSING: return "closing";
+  case ROUND_FINISHED: return "finished";
+  }
+  return "unknown";
+}
+
+/* A number, or null for NAN (JSON has no NaN). */
+static void add_num(cJSON *o, const char *key, double v) {
+  if (isnan(v)) cJSON_AddNullToObject(o, key);
+  else cJSON_AddNumberToObject(o, key, v);
+}
+
+static char *own(char *text) {
+  char *copy = text ? fedc_strdup(text) : NULL;
+  cJSON_free(text);
+  return copy;
+}
+
+char *fedc__coord_status_json(fedc_coord *c) {
+  cJSON *o = cJSON_CreateObject();
+  if (o == NULL) return NULL;
+  cJSON *job = cJSON_AddObjectToObject(o, "job");
+  cJSON_AddStringToObject(job, "id", c->job_id);
+  cJSON_AddNumberToObject(job, "rounds", c->cfg.rounds);
+  cJSON_AddStringToObject(job, "model", fedc_model_type_name(c->spec.type));
+  cJSON_AddNumberToObject(job, "params", (double)c->n_params);
+  cJSON_AddNumberToObject(job, "clients_per_round", c->cfg.clients_per_round);
+  cJSON_AddNumberToObject(job, "min_clients", c->cfg.min_clients);
+  cJSON_AddNumberToObject(o, "round", c->round);
+  cJSON_AddStringToObject(o, "state", state_name(c->state));
+  cJSON_AddNumberToObject(o, "reported", c->n_reported);
+  cJSON_AddNumberToObject(o, "selected", c->n_selected);
+  double now = fedc__coord_now();
+  cJSON *clients = cJSON_AddArrayToObject(o, "clients");
+  for (int32_t i = 0; i < c->n_clients; i++) {
+    const coord_client *cl = &c->clients[i];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "id", cl->id);
+    cJSON_AddStringToObject(e, "name", cl->name);
+    cJSON_AddStringToObject(e, "fingerprint", cl->fingerprint);
+    cJSON_AddStringToObject(e, "status", cl->revoked ? "revoked" : "allowed");
+    add_num(e, "last_seen_s", cl->last_seen > 0 ? now - cl->last_seen : NAN);
+    cJSON_AddBoolToObject(e, "selected",
+                          c->state == ROUND_OPEN && fedc__coord_slot_of(c, cl->id) >= 0);
+    cJSON_AddNumberToObject(e, "updates", (double)cl->updates);
+    cJSON_AddItemToArray(clients, e);
+  }
+  cJSON *rounds = cJSON_AddArrayToObject(o, "rounds");
+  for (int32_t i = 0; i < c->n_history; i++) {
+    const fedc_store_round *r = &c->history[i];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "round", r->round);
+    cJSON_AddNumberToObject(e, "selected", r->selected);
+    cJSON_AddNumberToObject(e, "clients", r->clients);
+    cJSON_AddNumberToObject(e, "samples", (double)r->samples);
+    add_num(e, "train_loss", r->train_loss);
+    add_num(e, "test_acc", r->test_acc);
+    add_num(e, "test_loss", r->test_loss);
+    add_num(e, "secs", r->secs);
+    cJSON_AddStringToObject(e, "sha256", r->sha256);
+    cJSON_AddItemToArray(rounds, e);
+  }
+  char *text = own(cJSON_PrintUnformatted(o));
+  cJSON_Delete(o);
+  return text;
+}
+
+/* A growing text buffer for the metrics page. */
+typedef struct text {
+  char *buf;
+  size_t len, cap;
+  int oom;
+} text;
+
+static void put(text *t, const char *fmt, ...) {
+  if (t->oom) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      t->oom = 1;
+      return;
+    }
+    if ((size_t)n < t->cap - t->len) {
+      t->len += (size_t)n;
+      return;
+    }
+    size_t cap = 2 * t->cap + (size_t)n;
+    char *nb = fedc_realloc(t->buf, cap);
+    if (nb == NULL) {
+      t->oom = 1;
+      return;
+    }
+    t->buf = nb;
+    t->cap = cap;
+  }
+}
+
+static void metric(text *t, const char *name, const char *type, const char *help) {
+  put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *fedc__coord_metrics_text(fedc_coord *c) {
+  text t = {fedc_malloc(4096), 0, 4096, 0};
+  if (t.buf == NULL) return NULL;
+  fedc_http_server_stats s = {0}, s2 = {0};
+  if (c->server) fedc_http_server_stats_get(c->server, &s);
+  if (c->status_server) fedc_http_server_stats_get(c->status_server, &s2);
+  metric(&t, "fedc_current_round", "gauge", "The open round, or the next to open.");
+  put(&t, "fedc_current_round %d\n", (int)c->round);
+  metric(&t, "fedc_rounds_committed_total", "counter", "Rounds committed by this process.");
+  put(&t, "fedc_rounds_committed_total %llu\n", (unsigned long long)c->rounds_committed);
+  metric(&t, "fedc_rounds_abandoned_total", "counter", "Rounds abandoned below quorum.");
+  put(&t, "fedc_rounds_abandoned_total %llu\n", (unsigned long long)c->rounds_abandoned);
+  metric(&t, "fedc_updates_accepted_total", "counter", "Updates counted into a round.");
+  put(&t, "fedc_updates_accepted_total %llu\n", (unsigned long long)c->updates_accepted);
+  metric(&t, "fedc_updates_duplicate_total", "counter",
+         "Resent updates acknowledged and not counted again.");
+  put(&t, "fedc_updates_duplicate_total %llu\n", (unsigned long long)c->updates_duplicate);
+  metric(&t, "fedc_updates_rejected_total", "counter", "Requests refused, by reason.");
+  static const char *const reasons[] = {
+#define X(name) #name,
+      COORD_REJECT_REASONS(X)
+#undef X
+  };
+  for (int i = 0; i < REJECT_COUNT; i++)
+    put(&t, "fedc_updates_rejected_total{reason=\"%s\"} %llu\n", reasons[i],
+        (unsigned long long)c->rejected[i]);
+  metric(&t, "fedc_bytes_received_total", "counter", "HTTP bytes received.");
+  put(&t, "fedc_bytes_received_total %llu\n", (unsigned long long)(s.bytes_in + s2.bytes_in));
+  metric(&t, "fedc_bytes_sent_total", "counter", "HTTP bytes sent.");
+  put(&t, "fedc_bytes_sent_total %llu\n", (unsigned long long)(s.bytes_out + s2.bytes_out));
+  metric(&t, "fedc_round_duration_seconds", "gauge", "Duration of the last committed round.");
+  put(&t, "fedc_round_duration_seconds %.6f\n", c->last_round_secs);
+  metric(&t, "fedc_tls_handshakes_failed_total", "counter", "TLS handshakes refused or failed.");
+  put(&t, "fedc_tls_handshakes_failed_total %llu\n", (unsigned long long)s.handshakes_failed);
+  metric(&t, "fedc_connections", "gauge", "Open connections.");
+  put(&t, "fedc_connections %d\n", (int)(s.connections + s2.connections));
+  int32_t allowed = 0, revoked = 0;
+  for (int32_t i = 0; i < c->n_clients; i++) c->clients[i].revoked ? revoked++ : allowed++;
+  metric(&t, "fedc_clients", "gauge", "Enrolled clients by status.");
+  put(&t, "fedc_clients{status=\"allowed\"} %d\nfedc_clients{status=\"revoked\"} %d\n",
+      (int)allowed, (int)revoked);
+  if (t.oom) {
+    fedc_free(t.buf);
+    return NULL;
+  }
+  return t.buf;
+}
