@@ -11,6 +11,8 @@
 #   mpi 1x2      1 rank with 2 threads
 #   mpi 2x1      2 ranks with 1 thread each    (the same 2 cores)
 #   mpi 1x1      1 rank, 1 thread              (the per-core rate)
+#   train 1x1    the same, evaluating only after the last round (training
+#                alone: with mpi 1x1, the cost of one evaluation)
 # Every run saves its model; all must be byte-identical (cmp).
 #
 # "comm" is rank 0's time in MPI_Allreduce (the reduction itself), "wait"
@@ -57,7 +59,8 @@ echo "  machine: ${cpu:-unknown CPU}, $(nproc) cores; $(mpirun --version | head 
 echo "  runs:    $REPS of each, interleaved; medians shown"
 echo
 
-# one NAME REP RANKS THREADS: a run's JSON to $TMP/NAME.REP.json, model .st
+# one NAME REP RANKS THREADS [MORE]: a run's JSON to $TMP/NAME.REP.json,
+# its model to .st; RANKS 0 is plain fedc-sim
 one() {
   out=$TMP/$1.$2
   printf ' %s' "$1" >&2
@@ -66,7 +69,7 @@ one() {
     "$SIM" $JOB --threads "$4" --save "$out.st" >"$out.json" 2>"$out.err" || true
   else
     # shellcheck disable=SC2086
-    $RUN -np "$3" "$MPI" $JOB --threads "$4" --save "$out.st" >"$out.json" 2>"$out.err" || true
+    $RUN -np "$3" "$MPI" $JOB --threads "$4" ${5:-} --save "$out.st" >"$out.json" 2>"$out.err" || true
   fi
   tail -n 1 "$out.json" | grep -q '"final":true' || {
     echo "bench-mpi: $1 (run $2) failed:" >&2
@@ -81,6 +84,7 @@ while [ "$rep" -le "$REPS" ]; do
   one mpi1x2 "$rep" 1 2
   one mpi2x1 "$rep" 2 1
   one mpi1x1 "$rep" 1 1
+  one train1x1 "$rep" 1 1 "--set sim.eval_every=$ROUNDS"
   echo >&2
   rep=$((rep + 1))
 done
@@ -97,7 +101,7 @@ import json, os, statistics, sys
 
 tmp, reps, same = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 runs = [("sim", "fedc-sim", 1, 2), ("mpi1x2", "mpi", 1, 2),
-        ("mpi2x1", "mpi", 2, 1), ("mpi1x1", "mpi", 1, 1)]
+        ("mpi2x1", "mpi", 2, 1), ("mpi1x1", "mpi", 1, 1), ("train1x1", "mpi", 1, 1)]
 
 def final(name, rep):
     try:
@@ -139,6 +143,14 @@ for name, kind, ranks, threads in runs:
                      "rows_max": rows[0].get("rows_max"),
                      "test_acc": rows[0]["test_acc"]}
 print()
+one, train = summary.get("mpi1x1"), summary.get("train1x1")
+if one and train:
+    per_client = train["sec_per_round"] / 100
+    evaluation = one["sec_per_round"] - train["sec_per_round"]
+    summary["per_client_secs_1thread"] = round(per_client, 5)
+    summary["eval_secs_1thread"] = round(evaluation, 4)
+    print("one core: %.2f ms to train and fold one client; %.1f ms to evaluate "
+          "on the 10,000 test images" % (1e3 * per_client, 1e3 * evaluation))
 b = summary.get("mpi2x1", {}).get("reduce_bytes")
 if b:
     print("reduced per round: %d bytes (16 per parameter, slot and status word)" % b)

@@ -208,8 +208,14 @@ static void maybe_open(fedc_coord *c) {
     return;
   }
   if (c->quorum_since == 0) c->quorum_since = now;
+  /* everyone who has joined is here: no point waiting for more, except in
+   * this process's first round, while clients are still connecting */
+  int32_t known = 0;
+  for (int32_t i = 0; i < c->n_clients; i++)
+    known += !c->clients[i].revoked && c->clients[i].joined;
+  int all_here = n >= known && c->rounds_committed + c->rounds_abandoned > 0;
   double gather = fmin(2.0, c->cfg.round_timeout_s / 4.0);
-  if (n < want && now - c->quorum_since < gather) {
+  if (n < want && !all_here && now - c->quorum_since < gather) {
     fedc_free(eligible);
     return;
   }

@@ -61,6 +61,8 @@
 /* How long a closing connection keeps reading (and dropping) input. */
 #define LINGER_MS 1000
 #define LISTEN_BACKLOG 511
+/* First allocation for a request body; it doubles up to Content-Length. */
+#define BODY_FIRST_CAP ((size_t)256 * 1024)
 
 typedef struct conn conn;
 
@@ -75,7 +77,7 @@ struct fedc_http_exchange {
   char expect[32];
   size_t expect_len;
   uint8_t *body;
-  size_t body_len, body_cap;
+  size_t body_len, body_cap, body_want; /* want: the Content-Length */
   int keep_alive;
   int head;
   fedc_http_abort_cb abort_cb;
@@ -566,11 +568,14 @@ static int on_headers_complete(http_parser *p) {
   x->req.method = http_method_str((enum http_method)p->method);
   x->req.content_type = x->content_type;
   if (has_len && p->content_length > 0) {
-    x->body_cap = (size_t)p->content_length;
+    /* The body buffer grows as bytes arrive, so that a peer that announces
+     * a large body and sends nothing holds little memory. */
+    x->body_want = (size_t)p->content_length;
+    x->body_cap = x->body_want < BODY_FIRST_CAP ? x->body_want : BODY_FIRST_CAP;
     x->body = fedc_malloc(x->body_cap);
     if (x->body == NULL)
       return reject(c, 503, "unavailable", "out of memory for a %zu-byte body",
-                    x->body_cap);
+                    x->body_want);
     if (x->expect_len && strcasecmp(x->expect, "100-continue") == 0) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       uint8_t *b = fedc_malloc(sizeof cont - 1);
@@ -587,8 +592,20 @@ static int on_headers_complete(http_parser *p) {
 }
 
 static int on_body(http_parser *p, const char *at, size_t n) {
-  fedc_http_exchange *x = pconn(p)->cur;
-  if (x->body_len + n > x->body_cap) return -1; /* cannot happen */
+  conn *c = pconn(p);
+  fedc_http_exchange *x = c->cur;
+  if (x->body_len + n > x->body_want) return -1; /* cannot happen */
+  if (x->body_len + n > x->body_cap) {
+    size_t nc = x->body_cap * 2;
+    if (nc < x->body_len + n) nc = x->body_len + n;
+    if (nc > x->body_want) nc = x->body_want;
+    uint8_t *nb = fedc_realloc(x->body, nc);
+    if (nb == NULL)
+      return reject(c, 503, "unavailable",
+                    "out of memory for a %zu-byte body", x->body_want);
+    x->body = nb;
+    x->body_cap = nc;
+  }
   memcpy(x->body + x->body_len, at, n);
   x->body_len += n;
   return 0;
