@@ -139,3 +139,16 @@ if [ "$HAVE_TORCH" != 1 ]; then
   echo "PyTorch comparison skipped: $TORCH_PY cannot import torch" \
     "(FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh installs it)."
 fi
+
+# The coordinator: one round of 50 real clients over mutual TLS with a
+# ~1M-parameter model (set FEDC_BENCH_COORD=0 to skip).
+if [ "${FEDC_BENCH_COORD:-1}" = 1 ] && [ -x "$BUILD/bin/fedc-coordinator" ]; then
+  echo
+  echo "coordinator round: 50 clients, MLP 784-1000-200-10 (987,210 parameters), mutual TLS on loopback"
+  FEDC_BUILD="$BUILD" python3 "$BENCH_DIR/coordinator_round.py" 50 5
+fi
+# The MPI simulator (bench/mpi.sh), when it is built.
+if [ "${FEDC_BENCH_MPI:-1}" = 1 ] && [ -x "$BUILD/bin/fedc-sim-mpi" ] && [ -f "$BENCH_DIR/mpi.sh" ]; then
+  echo
+  FEDC_BUILD="$BUILD" sh "$BENCH_DIR/mpi.sh"
+fi
