@@ -13,6 +13,8 @@
 #   mpi 1x1      1 rank, 1 thread              (the per-core rate)
 #   train 1x1    the same, evaluating only after the last round (training
 #                alone: with mpi 1x1, the cost of one evaluation)
+#   train 2x1    2 ranks, 1 thread each, evaluating only after the last
+#                round (training and reduction, without rank 0's evaluation)
 # Every run saves its model; all must be byte-identical (cmp).
 #
 # "comm" is rank 0's time in MPI_Allreduce (the reduction itself), "wait"
@@ -85,6 +87,7 @@ while [ "$rep" -le "$REPS" ]; do
   one mpi2x1 "$rep" 2 1
   one mpi1x1 "$rep" 1 1
   one train1x1 "$rep" 1 1 "--set sim.eval_every=$ROUNDS"
+  one train2x1 "$rep" 2 1 "--set sim.eval_every=$ROUNDS"
   echo >&2
   rep=$((rep + 1))
 done
@@ -101,7 +104,8 @@ import json, os, statistics, sys
 
 tmp, reps, same = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 runs = [("sim", "fedc-sim", 1, 2), ("mpi1x2", "mpi", 1, 2),
-        ("mpi2x1", "mpi", 2, 1), ("mpi1x1", "mpi", 1, 1), ("train1x1", "mpi", 1, 1)]
+        ("mpi2x1", "mpi", 2, 1), ("mpi1x1", "mpi", 1, 1), ("train1x1", "mpi", 1, 1),
+        ("train2x1", "mpi", 2, 1)]
 
 def final(name, rep):
     try:

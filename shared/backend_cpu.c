@@ -59,10 +59,29 @@ static void store_row(float *c, vsmall acc, int n, float alpha, float beta) {
     c[j] = alpha * acc[j] + (beta == 0.0f ? 0.0f : beta * c[j]);
 }
 
-static int gemm_nt_small(int m, int n, int k, float alpha, const float *a,
-                         int lda, const float *bm, int ldb, float beta,
-                         float *c, int ldc) {
-  vsmall *bt = fedc_malloc_aligned((size_t)k * sizeof(vsmall));
+/* The backend's scratch: grown, never shrunk, freed with the backend, so
+ * that the hot path does not allocate. */
+typedef struct cpu_ctx {
+  void *scratch;
+  size_t scratch_size;
+} cpu_ctx;
+
+static void *scratch(fedc_backend *b, size_t size) {
+  cpu_ctx *x = b->ctx;
+  if (size > x->scratch_size) {
+    void *p = fedc_malloc_aligned(size);
+    if (p == NULL) return NULL;
+    fedc_free_aligned(x->scratch);
+    x->scratch = p;
+    x->scratch_size = size;
+  }
+  return x->scratch;
+}
+
+static int gemm_nt_small(fedc_backend *be, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *bm, int ldb,
+                         float beta, float *c, int ldc) {
+  vsmall *bt = scratch(be, (size_t)k * sizeof(vsmall));
   if (bt == NULL) return fedc_error_set(FEDC_ENOMEM, "cpu gemm: out of memory");
   for (int p = 0; p < k; p++) {
     vsmall v = {0};
@@ -97,7 +116,6 @@ static int gemm_nt_small(int m, int n, int k, float alpha, const float *a,
     for (int p = 0; p < k; p++) acc += r0[p] * bt[p];
     store_row(c + (size_t)i * ldc, acc, n, alpha, beta);
   }
-  fedc_free_aligned(bt);
   return 0;
 }
 
@@ -144,9 +162,8 @@ static void gemm_tn_small(int m, int n, int k, float alpha, const float *a,
 static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
                     float alpha, const float *a, int lda, const float *bm,
                     int ldb, float beta, float *c, int ldc) {
-  (void)b;
   if (!ta && tb && n <= SMALL)
-    return gemm_nt_small(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+    return gemm_nt_small(b, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
   if (ta && !tb && m <= SMALL) {
     gemm_tn_small(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
     return 0;
@@ -313,12 +330,18 @@ static int cpu_sum_abs(fedc_backend *b, const float *x, size_t n, double *out) {
   return 0;
 }
 
-static void cpu_close(fedc_backend *b) { fedc_free(b); }
+static void cpu_close(fedc_backend *b) {
+  cpu_ctx *x = b->ctx;
+  fedc_free_aligned(x->scratch);
+  fedc_free(b);
+}
 
 int fedc__backend_cpu_open(fedc_backend **out) {
-  fedc_backend *b = fedc_calloc(1, sizeof *b);
+  /* the backend and its context in one block */
+  fedc_backend *b = fedc_calloc(1, sizeof *b + sizeof(cpu_ctx));
   *out = NULL;
   if (b == NULL) return fedc_error_set(FEDC_ENOMEM, "cpu backend: out of memory");
+  b->ctx = (char *)b + sizeof *b;
   b->name = "cpu";
   b->device = FEDC_DEVICE_CPU;
   b->alloc = cpu_alloc;
