@@ -36,19 +36,19 @@
 /* How a run ended; the values are fedc-client's exit codes and are never
  * renumbered. */
 typedef enum {
-  FEDC_CLIENT_EXIT_FINISHED = 0,    /* the job finished */
-  FEDC_CLIENT_EXIT_FAILED = 1,      /* runtime failure (out of memory,
-                                       training diverged, cannot write
-                                       keep_updates, coordinator misbehaves) */
-  FEDC_CLIENT_EXIT_BAD_INPUT = 2,   /* usage, config or data error, or the
-                                       job's model does not fit the data */
-  FEDC_CLIENT_EXIT_REFUSED = 3,     /* refused by the coordinator (certificate
-                                       not allowed or revoked), or the
-                                       coordinator's certificate failed
-                                       verification */
-  FEDC_CLIENT_EXIT_GAVE_UP = 4,     /* no answer from the coordinator for
-                                       [client] give_up_s */
-  FEDC_CLIENT_EXIT_INTERRUPTED = 5  /* stopped by fedc_client_stop (a signal) */
+  FEDC_CLIENT_EXIT_FINISHED = 0,   /* the job finished */
+  FEDC_CLIENT_EXIT_FAILED = 1,     /* runtime failure (out of memory,
+                                      training diverged, cannot write
+                                      keep_updates, coordinator misbehaves) */
+  FEDC_CLIENT_EXIT_BAD_INPUT = 2,  /* usage, config or data error, or the
+                                      job's model does not fit the data */
+  FEDC_CLIENT_EXIT_REFUSED = 3,    /* refused by the coordinator (certificate
+                                      not allowed or revoked), or the
+                                      coordinator's certificate failed
+                                      verification */
+  FEDC_CLIENT_EXIT_GAVE_UP = 4,    /* no answer from the coordinator for
+                                      [client] give_up_s */
+  FEDC_CLIENT_EXIT_INTERRUPTED = 5 /* stopped by fedc_client_stop (a signal) */
 } fedc_client_exit;
 
 /* ---- backoff -------------------------------------------------------------
@@ -61,8 +61,7 @@ typedef struct fedc_client_backoff {
   fedc_rng rng;
 } fedc_client_backoff;
 
-void fedc_client_backoff_init(fedc_client_backoff *b, double base_s,
-                              double max_s, uint64_t seed);
+void fedc_client_backoff_init(fedc_client_backoff *b, double base_s, double max_s, uint64_t seed);
 /* The ceiling of the next delay: min(max_s, base_s * 2^attempt). */
 double fedc_client_backoff_cap(const fedc_client_backoff *b);
 /* Draw the next delay in [0, cap) and count the attempt. */
@@ -76,13 +75,13 @@ void fedc_client_backoff_reset(fedc_client_backoff *b);
 /* POST /v1/join's answer. */
 typedef struct fedc_client_job {
   int64_t client_id;
-  char id[128];             /* the job's id */
+  char id[128]; /* the job's id */
   int32_t rounds, round;
   fedc_model_type type;
   int32_t inputs, classes;
   int32_t n_hidden;
   int32_t hidden[FEDC_CONFIG_MAX_HIDDEN];
-  float l1, l2;             /* optional "l1", "l2" in "model"; 0 if absent */
+  float l1, l2; /* optional "l1", "l2" in "model"; 0 if absent */
   fedc_train_params train;
   uint64_t seed;
 } fedc_client_job;
@@ -118,8 +117,8 @@ int fedc_client_task_parse(const char *json, size_t len, fedc_client_task *out);
 int fedc_client_ack_parse(const char *json, size_t len, fedc_client_ack *out);
 /* An error body {"error": code, "message": text}: copies both (cut to fit;
  * "" when absent or when the body is not JSON). Never fails. */
-void fedc_client_error_parse(const char *json, size_t len, char *code,
-                             size_t code_size, char *msg, size_t msg_size);
+void fedc_client_error_parse(const char *json, size_t len, char *code, size_t code_size, char *msg,
+                             size_t msg_size);
 
 /*
  * Check that the job's model fits the local data and build its spec:
@@ -129,9 +128,8 @@ void fedc_client_error_parse(const char *json, size_t len, char *code,
  * naming both numbers), FEDC_ERANGE (labels), with a message naming the
  * [data] key.
  */
-int fedc_client_check_fit(const fedc_client_job *job,
-                          const fedc_dataset *train, const fedc_dataset *test,
-                          fedc_model_spec *spec);
+int fedc_client_check_fit(const fedc_client_job *job, const fedc_dataset *train,
+                          const fedc_dataset *test, fedc_model_spec *spec);
 
 /* The train parameters a job asks for, as fedc_train_local takes them. */
 void fedc_client_train_params(const fedc_client_job *job, fedc_train_params *p);
@@ -142,14 +140,12 @@ void fedc_client_train_params(const fedc_client_job *job, fedc_train_params *p);
  * fedc_st_encode adds). *out is freed with fedc_free. Errors as
  * fedc_st_encode; FEDC_EINVAL for num_samples < 1 or a non-finite loss.
  */
-int fedc_client_update_encode(const fedc_model_spec *spec, const float *w,
-                              int32_t round, int64_t num_samples,
-                              double train_loss, uint8_t **out,
+int fedc_client_update_encode(const fedc_model_spec *spec, const float *w, int32_t round,
+                              int64_t num_samples, double train_loss, uint8_t **out,
                               size_t *out_len);
 /* The same update written atomically to path (the keep_updates copy). */
-int fedc_client_update_write(const char *path, const fedc_model_spec *spec,
-                             const float *w, int32_t round,
-                             int64_t num_samples, double train_loss);
+int fedc_client_update_write(const char *path, const fedc_model_spec *spec, const float *w,
+                             int32_t round, int64_t num_samples, double train_loss);
 
 /*
  * SHA-256 of the DER encoding of the first certificate in a PEM file, as 64
@@ -157,8 +153,7 @@ int fedc_client_update_write(const char *path, const fedc_model_spec *spec,
  * `openssl x509 -in c.pem -outform DER | sha256sum`). FEDC_EIO (unreadable),
  * FEDC_EFORMAT (no PEM certificate in it).
  */
-int fedc_client_cert_fingerprint(const char *pem_path,
-                                 char hex[FEDC_CLIENT_SHA_HEX + 1]);
+int fedc_client_cert_fingerprint(const char *pem_path, char hex[FEDC_CLIENT_SHA_HEX + 1]);
 
 /* ---- the client ------------------------------------------------------------ */
 

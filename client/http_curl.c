@@ -26,14 +26,14 @@
 struct fedc_http_client {
   CURL *curl;
   char *base_url;
-  char *url;      /* scratch for base_url + path */
+  char *url; /* scratch for base_url + path */
   size_t url_cap;
   const volatile sig_atomic_t *cancel;
   char errbuf[CURL_ERROR_SIZE];
   /* the request in progress */
   fedc_http_response *resp;
-  size_t body_cap;   /* bytes allocated for resp->body */
-  size_t max_len;    /* response cap */
+  size_t body_cap; /* bytes allocated for resp->body */
+  size_t max_len;  /* response cap */
   int too_big, nomem;
 };
 
@@ -42,7 +42,9 @@ static CURLcode global_rc = CURLE_OK;
 
 /* libcurl's global state is set up once per process and never torn down:
  * curl_global_cleanup is not thread-safe, and the process ends soon enough. */
-static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void global_init(void) {
+  global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 /* ---- callbacks --------------------------------------------------------- */
 
@@ -59,7 +61,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   size_t need = r->len + add + 1;
   if (need > c->body_cap) {
     size_t cap = c->body_cap ? c->body_cap : 4096;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    while (cap < need)
+      cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (cap > c->max_len + 1) cap = c->max_len + 1;
     uint8_t *b = fedc_realloc(r->body, cap);
     if (b == NULL) {
@@ -98,8 +101,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 /* libcurl calls this often during a transfer and about once a second while
  * waiting on a quiet connection (a long-poll): a non-zero return abandons
  * the transfer, which is how a signal stops a request promptly. */
-static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow,
-                       curl_off_t ultotal, curl_off_t ulnow) {
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow) {
   fedc_http_client *c = ud;
   return c->cancel != NULL && *c->cancel != 0;
 }
@@ -118,14 +121,13 @@ const char *fedc_http_client_url(const fedc_http_client *c) {
   return c->base_url;
 }
 
-#define SETOPT(opt, val)                                                    \
-  do {                                                                      \
-    CURLcode cc_ = curl_easy_setopt(c->curl, opt, val);                     \
-    if (cc_ != CURLE_OK) {                                                  \
-      rc = fedc_error_set(FEDC_EIO, "libcurl: cannot set %s: %s", #opt,     \
-                          curl_easy_strerror(cc_));                         \
-      goto fail;                                                            \
-    }                                                                       \
+#define SETOPT(opt, val)                                                                           \
+  do {                                                                                             \
+    CURLcode cc_ = curl_easy_setopt(c->curl, opt, val);                                            \
+    if (cc_ != CURLE_OK) {                                                                         \
+      rc = fedc_error_set(FEDC_EIO, "libcurl: cannot set %s: %s", #opt, curl_easy_strerror(cc_));  \
+      goto fail;                                                                                   \
+    }                                                                                              \
   } while (0)
 
 /*
@@ -135,17 +137,12 @@ const char *fedc_http_client_url(const fedc_http_client *c) {
  * explicitly, although it is libcurl's default, so that the code says it;
  * CAPATH is cleared so that only ca_path is trusted, not the system store.
  */
-int fedc_http_client_new(const fedc_http_client_opts *o,
-                         fedc_http_client **out) {
-  if (out == NULL || o == NULL)
-    return fedc_error_set(FEDC_EINVAL, "http: NULL argument");
+int fedc_http_client_new(const fedc_http_client_opts *o, fedc_http_client **out) {
+  if (out == NULL || o == NULL) return fedc_error_set(FEDC_EINVAL, "http: NULL argument");
   *out = NULL;
-  if (o->base_url == NULL || o->ca_path == NULL || o->cert_path == NULL ||
-      o->key_path == NULL || !o->ca_path[0] || !o->cert_path[0] ||
-      !o->key_path[0])
-    return fedc_error_set(FEDC_EINVAL,
-                          "http: the URL, CA, certificate and key are all "
-                          "needed");
+  if (o->base_url == NULL || o->ca_path == NULL || o->cert_path == NULL || o->key_path == NULL ||
+      !o->ca_path[0] || !o->cert_path[0] || !o->key_path[0])
+    return fedc_error_set(FEDC_EINVAL, "http: the URL, CA, certificate and key are all needed");
   if (strncasecmp(o->base_url, "https://", 8) != 0 || o->base_url[8] == '\0')
     return fedc_error_set(FEDC_EINVAL,
                           "http: '%s' is not an https:// URL (plain HTTP is "
@@ -169,7 +166,8 @@ int fedc_http_client_new(const fedc_http_client_opts *o,
     goto fail;
   }
   size_t bl = strlen(c->base_url);
-  while (bl > 8 && c->base_url[bl - 1] == '/') c->base_url[--bl] = '\0';
+  while (bl > 8 && c->base_url[bl - 1] == '/')
+    c->base_url[--bl] = '\0';
   c->curl = curl_easy_init();
   if (c->curl == NULL) {
     rc = fedc_error_set(FEDC_EIO, "libcurl: curl_easy_init failed");
@@ -226,14 +224,12 @@ void fedc_http_response_free(fedc_http_response *r) {
  * "tlsv13 alert certificate required", "... alert access denied". */
 static int refused_alert(const char *msg) {
   if (strstr(msg, "alert") == NULL) return 0;
-  return strstr(msg, "certificate") != NULL ||
-         strstr(msg, "unknown ca") != NULL ||
+  return strstr(msg, "certificate") != NULL || strstr(msg, "unknown ca") != NULL ||
          strstr(msg, "access denied") != NULL;
 }
 
 /* Sorts a libcurl result into a failure kind and a FEDC_E* code. */
-static fedc_http_fail classify(const fedc_http_client *c, CURLcode cc,
-                               const char *msg, int *err) {
+static fedc_http_fail classify(const fedc_http_client *c, CURLcode cc, const char *msg, int *err) {
   *err = FEDC_EIO;
   switch (cc) {
   case CURLE_PEER_FAILED_VERIFICATION:
@@ -269,8 +265,7 @@ static fedc_http_fail classify(const fedc_http_client *c, CURLcode cc,
   case CURLE_SSL_CONNECT_ERROR:
   case CURLE_RECV_ERROR:
   case CURLE_SEND_ERROR:
-    return refused_alert(msg) ? FEDC_HTTP_FAIL_TLS_REFUSED
-                              : FEDC_HTTP_FAIL_NETWORK;
+    return refused_alert(msg) ? FEDC_HTTP_FAIL_TLS_REFUSED : FEDC_HTTP_FAIL_NETWORK;
   default:
     return FEDC_HTTP_FAIL_NETWORK;
   }
@@ -288,14 +283,12 @@ static long ms(double s) {
  * method-specific options are set on every call, so that a GET after a POST
  * does not inherit its body. On failure the body collected so far is freed.
  */
-static int perform(fedc_http_client *c, const char *path, const char *ctype,
-                   const void *body, size_t len, const fedc_http_call *call,
-                   fedc_http_response *resp) {
+static int perform(fedc_http_client *c, const char *path, const char *ctype, const void *body,
+                   size_t len, const fedc_http_call *call, fedc_http_response *resp) {
   memset(resp, 0, sizeof *resp);
   resp->retry_after_s = -1;
   const char *method = body ? "POST" : "GET";
-  if (c == NULL || path == NULL || path[0] != '/' || call == NULL ||
-      !(call->timeout_s > 0)) {
+  if (c == NULL || path == NULL || path[0] != '/' || call == NULL || !(call->timeout_s > 0)) {
     resp->fail = FEDC_HTTP_FAIL_LOCAL;
     return fedc_error_set(FEDC_EINVAL, "http: bad request arguments");
   }
@@ -319,8 +312,7 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype,
 
   struct curl_slist *post_headers = NULL;
   CURLcode cc = curl_easy_setopt(c->curl, CURLOPT_URL, c->url);
-  double ct = call->connect_timeout_s > 0 ? call->connect_timeout_s
-                                          : DEFAULT_CONNECT_TIMEOUT_S;
+  double ct = call->connect_timeout_s > 0 ? call->connect_timeout_s : DEFAULT_CONNECT_TIMEOUT_S;
   if (ct > call->timeout_s) ct = call->timeout_s;
   if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, ms(call->timeout_s));
   if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, ms(ct));
@@ -380,25 +372,21 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype,
   int err;
   resp->fail = classify(c, cc, msg, &err);
   if (resp->fail == FEDC_HTTP_FAIL_TOOBIG)
-    return fedc_error_set(err, "%s %s: response larger than %zu bytes", method,
-                          c->url, c->max_len);
+    return fedc_error_set(err, "%s %s: response larger than %zu bytes", method, c->url, c->max_len);
   if (resp->fail == FEDC_HTTP_FAIL_CANCELLED)
     return fedc_error_set(err, "%s %s: cancelled", method, c->url);
-  if (c->nomem)
-    return fedc_error_set(err, "%s %s: out of memory", method, c->url);
-  return fedc_error_set(err, "%s %s: %s (curl error %d)", method, c->url, msg,
-                        (int)cc);
+  if (c->nomem) return fedc_error_set(err, "%s %s: out of memory", method, c->url);
+  return fedc_error_set(err, "%s %s: %s (curl error %d)", method, c->url, msg, (int)cc);
 }
 
-int fedc_http_get(fedc_http_client *c, const char *path,
-                  const fedc_http_call *call, fedc_http_response *resp) {
+int fedc_http_get(fedc_http_client *c, const char *path, const fedc_http_call *call,
+                  fedc_http_response *resp) {
   return perform(c, path, NULL, NULL, 0, call, resp);
 }
 
-int fedc_http_post(fedc_http_client *c, const char *path,
-                   const char *content_type, const void *body, size_t len,
-                   const fedc_http_call *call, fedc_http_response *resp) {
+int fedc_http_post(fedc_http_client *c, const char *path, const char *content_type,
+                   const void *body, size_t len, const fedc_http_call *call,
+                   fedc_http_response *resp) {
   /* an empty POST still needs a non-NULL body to be sent as a POST */
-  return perform(c, path, content_type, body ? body : "", body ? len : 0, call,
-                 resp);
+  return perform(c, path, content_type, body ? body : "", body ? len : 0, call, resp);
 }

@@ -42,10 +42,10 @@
 typedef struct fedc_http_client fedc_http_client;
 
 typedef struct fedc_http_client_opts {
-  const char *base_url;  /* "https://host:port"; paths are appended to it */
-  const char *ca_path;   /* PEM CA the peer's certificate must chain to */
-  const char *cert_path; /* PEM certificate presented to the peer */
-  const char *key_path;  /* PEM private key of cert_path */
+  const char *base_url;   /* "https://host:port"; paths are appended to it */
+  const char *ca_path;    /* PEM CA the peer's certificate must chain to */
+  const char *cert_path;  /* PEM certificate presented to the peer */
+  const char *key_path;   /* PEM private key of cert_path */
   const char *user_agent; /* or NULL for "fedc" */
   /* When not NULL and non-zero, a transfer in progress is abandoned
    * (FEDC_HTTP_FAIL_CANCELLED) within about a second. Set from a signal
@@ -62,26 +62,26 @@ typedef struct fedc_http_call {
 
 /* Why a request got no HTTP response. */
 typedef enum {
-  FEDC_HTTP_FAIL_NONE = 0,       /* a response arrived (any status) */
-  FEDC_HTTP_FAIL_NETWORK = 1,    /* refused, reset, timed out, DNS, EOF:
-                                    worth retrying (FEDC_EIO) */
-  FEDC_HTTP_FAIL_TLS_VERIFY = 2, /* the peer's certificate does not chain to
-                                    the CA or does not name the host
-                                    (FEDC_EIO) */
+  FEDC_HTTP_FAIL_NONE = 0,        /* a response arrived (any status) */
+  FEDC_HTTP_FAIL_NETWORK = 1,     /* refused, reset, timed out, DNS, EOF:
+                                     worth retrying (FEDC_EIO) */
+  FEDC_HTTP_FAIL_TLS_VERIFY = 2,  /* the peer's certificate does not chain to
+                                     the CA or does not name the host
+                                     (FEDC_EIO) */
   FEDC_HTTP_FAIL_TLS_REFUSED = 3, /* the peer refused our certificate with a
                                      TLS alert (FEDC_EIO) */
-  FEDC_HTTP_FAIL_LOCAL = 4,      /* our side: CA, certificate or key file
-                                    unusable, bad URL (FEDC_ECONFIG), or out
-                                    of memory (FEDC_ENOMEM) */
-  FEDC_HTTP_FAIL_TOOBIG = 5,     /* the body exceeded max_response
-                                    (FEDC_ETOOBIG) */
-  FEDC_HTTP_FAIL_CANCELLED = 6   /* the cancel flag was raised (FEDC_EIO) */
+  FEDC_HTTP_FAIL_LOCAL = 4,       /* our side: CA, certificate or key file
+                                     unusable, bad URL (FEDC_ECONFIG), or out
+                                     of memory (FEDC_ENOMEM) */
+  FEDC_HTTP_FAIL_TOOBIG = 5,      /* the body exceeded max_response
+                                     (FEDC_ETOOBIG) */
+  FEDC_HTTP_FAIL_CANCELLED = 6    /* the cancel flag was raised (FEDC_EIO) */
 } fedc_http_fail;
 
 typedef struct fedc_http_response {
-  long status;          /* HTTP status; 0 when no response arrived */
-  uint8_t *body;        /* fedc_malloc'd, NUL-terminated (the NUL is not
-                           counted in len); NULL when no response */
+  long status;   /* HTTP status; 0 when no response arrived */
+  uint8_t *body; /* fedc_malloc'd, NUL-terminated (the NUL is not
+                    counted in len); NULL when no response */
   size_t len;
   double retry_after_s; /* the Retry-After header in seconds, or -1 */
   fedc_http_fail fail;
@@ -94,8 +94,7 @@ typedef struct fedc_http_response {
  * missing argument or a URL that is not https://), FEDC_ENOMEM, FEDC_EIO
  * (libcurl could not start or lacks TLS support).
  */
-int fedc_http_client_new(const fedc_http_client_opts *o,
-                         fedc_http_client **out);
+int fedc_http_client_new(const fedc_http_client_opts *o, fedc_http_client **out);
 void fedc_http_client_free(fedc_http_client *c);
 
 /*
@@ -106,11 +105,11 @@ void fedc_http_client_free(fedc_http_client *c);
  * naming the method, URL and libcurl's text. *resp is always initialised;
  * free it with fedc_http_response_free either way.
  */
-int fedc_http_get(fedc_http_client *c, const char *path,
-                  const fedc_http_call *call, fedc_http_response *resp);
-int fedc_http_post(fedc_http_client *c, const char *path,
-                   const char *content_type, const void *body, size_t len,
-                   const fedc_http_call *call, fedc_http_response *resp);
+int fedc_http_get(fedc_http_client *c, const char *path, const fedc_http_call *call,
+                  fedc_http_response *resp);
+int fedc_http_post(fedc_http_client *c, const char *path, const char *content_type,
+                   const void *body, size_t len, const fedc_http_call *call,
+                   fedc_http_response *resp);
 void fedc_http_response_free(fedc_http_response *resp);
 
 /* The base URL the client was made with (no trailing '/'). */

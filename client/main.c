@@ -126,8 +126,10 @@ int main(int argc, char **argv) {
       if (strcmp(a, "--log-level") == 0) {
         int l = fedc_log_level_parse(v);
         if (l < 0) {
-          fprintf(stderr, "fedc-client: --log-level %s: not error, warn, info "
-                          "or debug\n", v);
+          fprintf(stderr,
+                  "fedc-client: --log-level %s: not error, warn, info "
+                  "or debug\n",
+                  v);
           return FEDC_CLIENT_EXIT_BAD_INPUT;
         }
         fedc_log_set_level((fedc_log_level)l);
@@ -142,8 +144,7 @@ int main(int argc, char **argv) {
   }
   if (fedc_config_check_role(&cfg, FEDC_ROLE_CLIENT) != 0) {
     fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
-    if (!have_config)
-      fprintf(stderr, "fedc-client: (no --config given; try --help)\n");
+    if (!have_config) fprintf(stderr, "fedc-client: (no --config given; try --help)\n");
     return FEDC_CLIENT_EXIT_BAD_INPUT;
   }
   fedc_client *c;

@@ -81,6 +81,12 @@ static void mpi_figures(const fedc_sim *sim, const fedc_mpi_exchange *x,
            most[1], (unsigned long long)st->bytes, most[2], most[3], -most[5], most[4]);
 }
 
+/*
+ * The job on one rank: set up this rank's share and agree on the outcome,
+ * run the rounds (every rank, collectively), then rank 0 reports and saves.
+ * Returns the exit code. Rank 0 prints everything that concerns the job;
+ * another rank prints only a failure of its own, prefixed "rank R: ".
+ */
 static int run(fedc_cli *cli, int rank, int size) {
   const fedc_config *c = &cli->cfg;
   double t0 = fedc_cli_now();

@@ -78,7 +78,8 @@ static void test_backoff_jittered(void **state) {
   for (int k = 0; k < 4; k++) {
     for (int i = 0; i < n; i++) {
       fedc_client_backoff_reset(&b);
-      for (int j = 0; j < k; j++) (void)fedc_client_backoff_next(&b);
+      for (int j = 0; j < k; j++)
+        (void)fedc_client_backoff_next(&b);
       double cap = fedc_client_backoff_cap(&b);
       double d = fedc_client_backoff_next(&b);
       mean[k] += d / n;
@@ -110,7 +111,8 @@ static void test_backoff_jittered(void **state) {
 static void test_backoff_reset(void **state) {
   fedc_client_backoff b;
   fedc_client_backoff_init(&b, 0.2, 30.0, 3);
-  for (int i = 0; i < 10; i++) (void)fedc_client_backoff_next(&b);
+  for (int i = 0; i < 10; i++)
+    (void)fedc_client_backoff_next(&b);
   assert_true(fedc_client_backoff_cap(&b) == 30.0);
   fedc_client_backoff_reset(&b);
   assert_true(fabs(fedc_client_backoff_cap(&b) - 0.2) < 1e-12);
@@ -129,8 +131,10 @@ static void test_task_parse(void **state) {
   char json[256], sha[65];
   /* upper case in, lower case out */
   snprintf(sha, sizeof sha, "AB12%056dcdef", 0);
-  snprintf(json, sizeof json, "{\"action\": \"train\", \"round\": 4, "
-           "\"model_sha256\": \"%s\", \"deadline_s\": 57.2}", sha);
+  snprintf(json, sizeof json,
+           "{\"action\": \"train\", \"round\": 4, "
+           "\"model_sha256\": \"%s\", \"deadline_s\": 57.2}",
+           sha);
   assert_int_equal(task(json, &t), 0);
   assert_int_equal(t.action, FEDC_CLIENT_TASK_TRAIN);
   assert_int_equal(t.round, 4);
@@ -138,8 +142,7 @@ static void test_task_parse(void **state) {
   assert_string_equal(t.model_sha256, sha);
   assert_true(fabs(t.deadline_s - 57.2) < 1e-9);
 
-  assert_int_equal(task("{\"action\":\"wait\",\"round\":4,\"retry_after_ms\":1500}",
-                        &t), 0);
+  assert_int_equal(task("{\"action\":\"wait\",\"round\":4,\"retry_after_ms\":1500}", &t), 0);
   assert_int_equal(t.action, FEDC_CLIENT_TASK_WAIT);
   assert_int_equal(t.round, 4);
   assert_true(fabs(t.retry_after_s - 1.5) < 1e-12);
@@ -153,8 +156,10 @@ static void test_task_parse(void **state) {
   assert_int_equal(t.round, 20);
 
   /* a train task without a deadline is still a task */
-  snprintf(json, sizeof json, "{\"action\":\"train\",\"round\":1,"
-           "\"model_sha256\":\"%064d\"}", 0);
+  snprintf(json, sizeof json,
+           "{\"action\":\"train\",\"round\":1,"
+           "\"model_sha256\":\"%064d\"}",
+           0);
   assert_int_equal(task(json, &t), 0);
   assert_true(t.deadline_s < 0);
 }
@@ -175,8 +180,7 @@ static void test_task_parse_malformed(void **state) {
       {"{\"action\": \"train\", \"round\": 2.5}", "\"round\" = 2.5"},
       {"{\"action\": \"train\", \"round\": \"3\"}", "\"round\" is not a number"},
       {"{\"action\": \"train\", \"round\": 3}", "\"model_sha256\" is missing"},
-      {"{\"action\": \"train\", \"round\": 3, \"model_sha256\": \"abc\"}",
-       "not 64 hex digits"},
+      {"{\"action\": \"train\", \"round\": 3, \"model_sha256\": \"abc\"}", "not 64 hex digits"},
       {"{\"action\": \"train\", \"round\": 3, \"model_sha256\": \"zz" Z62 "\"}",
        "not 64 hex digits"},
       {"{\"action\": \"train\", \"round\": 3, \"model_sha256\": \"00" Z62 "0\"}",
@@ -223,12 +227,11 @@ static void test_job_parse(void **state) {
   assert_true(j.train.momentum == 0.0f && j.train.prox_mu == 0.0f);
   assert_true(j.seed == 1);
 
-  const char mlp[] =
-      "{\"client_id\": 0, \"job\": {\"id\": \"x\", \"rounds\": 2, \"round\": 1, "
-      "\"model\": {\"type\": \"mlp\", \"inputs\": 5, \"classes\": 3, "
-      "\"hidden\": [8, 4], \"l2\": 0.001}, \"train\": {\"epochs\": 2, "
-      "\"batch_size\": 4, \"lr\": 0.1, \"momentum\": 0.9, \"prox_mu\": 0.01}, "
-      "\"seed\": \"18446744073709551615\"}}";
+  const char mlp[] = "{\"client_id\": 0, \"job\": {\"id\": \"x\", \"rounds\": 2, \"round\": 1, "
+                     "\"model\": {\"type\": \"mlp\", \"inputs\": 5, \"classes\": 3, "
+                     "\"hidden\": [8, 4], \"l2\": 0.001}, \"train\": {\"epochs\": 2, "
+                     "\"batch_size\": 4, \"lr\": 0.1, \"momentum\": 0.9, \"prox_mu\": 0.01}, "
+                     "\"seed\": \"18446744073709551615\"}}";
   assert_int_equal(fedc_client_job_parse(mlp, strlen(mlp), &j), 0);
   assert_int_equal(j.type, FEDC_MODEL_MLP);
   assert_int_equal(j.n_hidden, 2);
@@ -237,6 +240,14 @@ static void test_job_parse(void **state) {
   assert_true(fabs(j.l2 - 0.001f) < 1e-9 && j.l1 == 0.0f);
   assert_true(fabs(j.train.momentum - 0.9f) < 1e-7);
   assert_true(j.seed == UINT64_MAX);
+
+  /* a seed above 2^53 printed as a JSON number (as cJSON prints a uint64
+   * cast to double) is taken as the double it became */
+  char big[sizeof join_example + 32];
+  snprintf(big, sizeof big, "%.*s1152921504606846976}}", (int)(strlen(join_example) - 3),
+           join_example);
+  assert_int_equal(fedc_client_job_parse(big, strlen(big), &j), 0);
+  assert_true(j.seed == (uint64_t)1 << 60);
 
   static const char *const bad[][2] = {
       {"nope", "not a JSON object"},
@@ -253,7 +264,8 @@ static void test_job_parse(void **state) {
        "\"lr\": -1}}}",
        "\"lr\""},
       {"{\"client_id\": 3, \"job\": {\"id\": \"a\", \"rounds\": 2, \"round\": 1, "
-       "\"seed\": -1}}", "\"seed\""},
+       "\"seed\": -1}}",
+       "\"seed\""},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     fedc_error_clear();
@@ -377,8 +389,8 @@ static void test_check_fit(void **state) {
 /* ---- updates ---------------------------------------------------------------------- */
 
 static void test_update_encoding(void **state) {
-  fedc_model_spec spec = {.type = FEDC_MODEL_MLP, .n_in = 6, .n_out = 3,
-                          .n_hidden = 1, .hidden = {4}};
+  fedc_model_spec spec = {
+      .type = FEDC_MODEL_MLP, .n_in = 6, .n_out = 3, .n_hidden = 1, .hidden = {4}};
   size_t np = fedc_model_n_params(&spec);
   float *w = fedc_malloc_array(np, sizeof(float));
   assert_non_null(w);
@@ -429,10 +441,8 @@ static void test_update_encoding(void **state) {
   /* nonsense metadata is refused, not sent */
   uint8_t *none = NULL;
   size_t nlen = 0;
-  assert_int_equal(fedc_client_update_encode(&spec, w, 7, 0, 0.5, &none, &nlen),
-                   FEDC_EINVAL);
-  assert_int_equal(fedc_client_update_encode(&spec, w, 7, 10, NAN, &none, &nlen),
-                   FEDC_EINVAL);
+  assert_int_equal(fedc_client_update_encode(&spec, w, 7, 0, 0.5, &none, &nlen), FEDC_EINVAL);
+  assert_int_equal(fedc_client_update_encode(&spec, w, 7, 10, NAN, &none, &nlen), FEDC_EINVAL);
   assert_null(none);
 
   fedc_free(disk);
@@ -447,20 +457,18 @@ static void test_update_encoding(void **state) {
 /* A development client certificate (public, no key) made by
  * certs/make-certs.sh, and its fingerprint as openssl computes it:
  * openssl x509 -in c.pem -outform DER | sha256sum */
-static const char cert_pem[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBpTCCAUugAwIBAgIUMGIgmqowQ5SMkiGj0x5pbFoc+74wCgYIKoZIzj0EAwIw\n"
-    "HjEcMBoGA1UEAwwTZmVkYyBkZXZlbG9wbWVudCBDQTAeFw0yNjExMjIxMjExNTha\n"
-    "Fw0yOTAyMjQxMjExNThaMBMxETAPBgNVBAMMCGNsaWVudC0xMFkwEwYHKoZIzj0C\n"
-    "AQYIKoZIzj0DAQcDQgAERS094upsFhhwNo50ND3pxmpvYKEn3xYyp3bgE198b4Qd\n"
-    "AxTxUo+obChdowWBh2vVQGuCMgQwwRuISmh9hsRFK6NyMHAwCQYDVR0TBAIwADAO\n"
-    "BgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwIwHQYDVR0OBBYEFG7p\n"
-    "O0+/fRXDY1ud7FPYajASZ9eUMB8GA1UdIwQYMBaAFMdIlAmbptnuIxNWTMC17r7R\n"
-    "WrYyMAoGCCqGSM49BAMCA0gAMEUCIBE908EPOBA6C/b5/1+CxRjtbRAGQ+qqELMK\n"
-    "Q8SnwRG1AiEAkPFIXCm82ay8w2reKfgP+al2/+n3u+9MCdhNWogkI5s=\n"
-    "-----END CERTIFICATE-----\n";
-static const char cert_fpr[] =
-    "77cff184a641fb5f0a52d7c4dbf9cb8726c79aa2fcb0f4e061e7180dc8343dc6";
+static const char cert_pem[] = "-----BEGIN CERTIFICATE-----\n"
+                               "MIIBpTCCAUugAwIBAgIUMGIgmqowQ5SMkiGj0x5pbFoc+74wCgYIKoZIzj0EAwIw\n"
+                               "HjEcMBoGA1UEAwwTZmVkYyBkZXZlbG9wbWVudCBDQTAeFw0yNjExMjIxMjExNTha\n"
+                               "Fw0yOTAyMjQxMjExNThaMBMxETAPBgNVBAMMCGNsaWVudC0xMFkwEwYHKoZIzj0C\n"
+                               "AQYIKoZIzj0DAQcDQgAERS094upsFhhwNo50ND3pxmpvYKEn3xYyp3bgE198b4Qd\n"
+                               "AxTxUo+obChdowWBh2vVQGuCMgQwwRuISmh9hsRFK6NyMHAwCQYDVR0TBAIwADAO\n"
+                               "BgNVHQ8BAf8EBAMCB4AwEwYDVR0lBAwwCgYIKwYBBQUHAwIwHQYDVR0OBBYEFG7p\n"
+                               "O0+/fRXDY1ud7FPYajASZ9eUMB8GA1UdIwQYMBaAFMdIlAmbptnuIxNWTMC17r7R\n"
+                               "WrYyMAoGCCqGSM49BAMCA0gAMEUCIBE908EPOBA6C/b5/1+CxRjtbRAGQ+qqELMK\n"
+                               "Q8SnwRG1AiEAkPFIXCm82ay8w2reKfgP+al2/+n3u+9MCdhNWogkI5s=\n"
+                               "-----END CERTIFICATE-----\n";
+static const char cert_fpr[] = "77cff184a641fb5f0a52d7c4dbf9cb8726c79aa2fcb0f4e061e7180dc8343dc6";
 
 static void test_cert_fingerprint(void **state) {
   char path[] = "/tmp/fedc-test-cert-XXXXXX";
@@ -469,8 +477,7 @@ static void test_cert_fingerprint(void **state) {
   /* text before the certificate (as in a file with a comment) is skipped */
   const char pre[] = "subject=CN = client-1\n";
   assert_int_equal(write(fd, pre, sizeof pre - 1), (ssize_t)(sizeof pre - 1));
-  assert_int_equal(write(fd, cert_pem, sizeof cert_pem - 1),
-                   (ssize_t)(sizeof cert_pem - 1));
+  assert_int_equal(write(fd, cert_pem, sizeof cert_pem - 1), (ssize_t)(sizeof cert_pem - 1));
   close(fd);
   char hex[FEDC_CLIENT_SHA_HEX + 1];
   assert_int_equal(fedc_client_cert_fingerprint(path, hex), 0);
