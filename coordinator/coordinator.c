@@ -816,7 +816,9 @@ static char *job_public_json(const fedc_coord *c) {
   cJSON_AddNumberToObject(train, "lr", c->cfg.lr);
   cJSON_AddNumberToObject(train, "momentum", c->cfg.momentum);
   cJSON_AddNumberToObject(train, "prox_mu", c->cfg.prox_mu);
-  cJSON_AddNumberToObject(job, "seed", (double)c->cfg.seed);
+  char seed[32]; /* a uint64 does not fit a JSON number: a decimal string */
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->cfg.seed);
+  cJSON_AddStringToObject(job, "seed", seed);
   char *text = cJSON_PrintUnformatted(job);
   cJSON_Delete(job);
   char *copy = text ? fedc_strdup(text) : NULL;
