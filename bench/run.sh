@@ -152,3 +152,8 @@ if [ "${FEDC_BENCH_MPI:-1}" = 1 ] && [ -x "$BUILD/bin/fedc-sim-mpi" ] && [ -f "$
   echo
   FEDC_BUILD="$BUILD" sh "$BENCH_DIR/mpi.sh"
 fi
+# Strategies, robustness and privacy (set FEDC_BENCH_STRATEGIES=0 to skip).
+if [ "${FEDC_BENCH_STRATEGIES:-1}" = 1 ]; then
+  echo
+  FEDC_BUILD="$BUILD" sh "$BENCH_DIR/strategies.sh"
+fi

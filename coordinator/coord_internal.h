@@ -111,6 +111,7 @@ struct fedc_coord {
   int refreshing; /* a client-list refresh is on a worker */
   double last_refresh;
 
+  int budget_stop; /* the job ended at its DP epsilon budget */
   int stopping;
   int exit_code;
   int closed_handles;

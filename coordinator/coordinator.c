@@ -30,6 +30,7 @@
 #include "error.h"
 #include "log.h"
 #include "model_io.h"
+#include "pipeline.h"
 
 #define TICK_MS 100
 
@@ -247,6 +248,15 @@ static void maybe_open(fedc_coord *c) {
   c->n_round_updates = 0;
   pthread_mutex_unlock(&c->mu);
   fedc_free(eligible);
+  if (rc == FEDC_EBUDGET) {
+    /* differential privacy: another round would overspend; the job ends */
+    fedc_log_warn("round=%d msg=\"privacy budget reached; job finished\" err=\"%s\"",
+                  (int)c->round, fedc_error_msg());
+    c->state = ROUND_FINISHED;
+    c->budget_stop = 1;
+    answer_all_polls(c);
+    return;
+  }
   if (rc != 0) {
     fedc_log_warn("round=%d msg=\"cannot open\" err=\"%s\"", (int)c->round, fedc_error_msg());
     return;
@@ -313,7 +323,9 @@ static void commit_run(uv_work_t *req) {
                               .clients = m.clients, .samples = m.samples,
                               .train_loss = m.train_loss, .test_loss = NAN,
                               .test_acc = NAN,
-                              .secs = fedc__coord_now() - c->round_opened_at};
+                              .secs = fedc__coord_now() - c->round_opened_at,
+                              .epsilon = m.epsilon, .delta = m.delta,
+                              .clip_norm = m.clip_norm};
   if (c->has_test) evaluate(c, fedc_engine_global(c->engine), &w->row);
   char round[32];
   snprintf(round, sizeof round, "%d", (int)m.round);
@@ -852,12 +864,26 @@ static int restore(fedc_coord *c) {
   }
   fedc_free(bytes);
   int32_t rounds = c->cfg.rounds;
+  int32_t population = 0;
+  if (rc == 0) {
+    /* DP's sampling rate: clients_per_round of the enrolled clients */
+    fedc_store_client *sc = NULL;
+    rc = fedc_store_client_list(c->store, &sc, &population);
+    fedc_free(sc);
+  }
+  fedc_pipeline_params pp;
+  if (rc == 0) {
+    fedc_pipeline_params_from_config(&c->cfg, population, &pp);
+    /* DP noise from a secret seed: clients know the job seed */
+    if (pp.dp_on) rc = fedc_store_secret(c->store, "dp_seed", &pp.dp.seed);
+  }
   if (rc == 0) {
     fedc_engine_params ep = {.rounds = rounds < last ? last : rounds,
                              .clients_per_round = c->cfg.clients_per_round,
                              .min_clients = c->cfg.min_clients,
                              .seed = c->cfg.seed,
-                             .strategy = c->cfg.strategy};
+                             .strategy = c->cfg.strategy,
+                             .pipeline = &pp};
     rc = fedc_engine_new(&ep, c->n_params, w, &c->engine);
   }
   if (rc == 0 && last > 0) rc = fedc_engine_restore(c->engine, last, w);
@@ -868,6 +894,17 @@ static int restore(fedc_coord *c) {
   c->state = c->round > rounds ? ROUND_FINISHED : ROUND_WAITING;
   rc = fedc_store_rounds(c->store, &c->history, &c->n_history);
   c->history_cap = c->n_history;
+  if (rc == 0 && c->n_history > 0 && c->cfg.dp_noise_multiplier > 0.0) {
+    /* the privacy spent before the restart counts: replay the ledger */
+    int32_t dp_rounds = 0;
+    double clip = c->cfg.dp_clip_norm;
+    for (int32_t i = 0; i < c->n_history; i++)
+      if (c->history[i].epsilon > 0.0) {
+        dp_rounds++;
+        if (!isnan(c->history[i].clip_norm)) clip = c->history[i].clip_norm;
+      }
+    rc = fedc_engine_restore_privacy(c->engine, clip, dp_rounds);
+  }
   if (rc == 0 && last > 0) {
     /* the clients counted in the last committed round, for late resends */
     fedc_store_update *u = NULL;

@@ -78,7 +78,23 @@ char *fedc__coord_status_json(fedc_coord *c) {
     add_num(e, "test_loss", r->test_loss);
     add_num(e, "secs", r->secs);
     cJSON_AddStringToObject(e, "sha256", r->sha256);
+    if (r->epsilon > 0.0) {
+      cJSON_AddNumberToObject(e, "epsilon", r->epsilon);
+      cJSON_AddNumberToObject(e, "delta", r->delta);
+    }
     cJSON_AddItemToArray(rounds, e);
+  }
+  if (c->cfg.dp_noise_multiplier > 0.0) {
+    /* the privacy ledger: what the job has spent so far */
+    cJSON *pv = cJSON_AddObjectToObject(o, "privacy");
+    double eps = 0.0;
+    for (int32_t i = 0; i < c->n_history; i++)
+      if (c->history[i].epsilon > 0.0) eps = c->history[i].epsilon;
+    cJSON_AddNumberToObject(pv, "epsilon", eps);
+    cJSON_AddNumberToObject(pv, "delta", c->cfg.dp_delta);
+    cJSON_AddNumberToObject(pv, "noise_multiplier", c->cfg.dp_noise_multiplier);
+    add_num(pv, "epsilon_budget", c->cfg.dp_epsilon_budget > 0 ? c->cfg.dp_epsilon_budget : NAN);
+    cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);

@@ -42,6 +42,9 @@ typedef struct fedc_store_round {
   double secs;
   double committed_at; /* unix seconds; set by the store */
   char sha256[65];     /* of the checkpoint's bytes */
+  /* the privacy ledger: written when epsilon > 0, read back as NAN when the
+   * round has no row (a job without differential privacy) */
+  double epsilon, delta, clip_norm;
 } fedc_store_round;
 
 typedef struct fedc_store_update {
@@ -105,6 +108,13 @@ int fedc_store_rounds(fedc_store *st, fedc_store_round **out, int32_t *n);
 /* Updates of round r; *out freed with fedc_free. */
 int fedc_store_round_updates(fedc_store *st, int32_t round,
                              fedc_store_update **out, int32_t *n);
+/*
+ * A 64-bit secret of the job, named (e.g. "dp_seed"): drawn from the
+ * operating system's random source on first use and kept in the store, so
+ * that it survives restarts. It never leaves the coordinator.
+ */
+int fedc_store_secret(fedc_store *st, const char *name, uint64_t *value);
+
 /* PRAGMA integrity_check: 0 when "ok", FEDC_EFORMAT with the report else. */
 int fedc_store_integrity_check(fedc_store *st);
 

@@ -27,6 +27,7 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/version.h>
 #include <sqlite3.h>
+#include <sys/random.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +83,15 @@ static const char SCHEMA_SQL[] =
     " received_at REAL NOT NULL,"
     " PRIMARY KEY (round, client_id)) WITHOUT ROWID;"
     "CREATE INDEX updates_by_client ON updates(client_id);";
+
+#define SECRETS_SQL                                                          \
+  "CREATE TABLE IF NOT EXISTS secrets(name TEXT PRIMARY KEY NOT NULL, "      \
+  "value INTEGER NOT NULL)"
+
+#define PRIVACY_SQL                                                          \
+  "CREATE TABLE IF NOT EXISTS privacy("                                      \
+  "round INTEGER PRIMARY KEY REFERENCES rounds(round), "                     \
+  "epsilon REAL NOT NULL, delta REAL NOT NULL, clip_norm REAL)"
 
 #define ROUND_COLS                                                          \
   "round, selected, clients, samples, train_loss, test_loss, test_acc, "   \
@@ -411,6 +421,10 @@ int fedc_store_open(const char *path, fedc_store **out) {
   sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
   if ((err = check_schema(st)) != 0) goto fail;
   if ((err = set_journal(st)) != 0) goto fail;
+  /* the privacy ledger and the secrets came after the first stores: add
+   * them where missing */
+  if ((err = exec(st, PRIVACY_SQL, "create the privacy ledger")) != 0) goto fail;
+  if ((err = exec(st, SECRETS_SQL, "create the secrets table")) != 0) goto fail;
   if ((err = prepare_hot(st)) != 0) goto fail;
   *out = st;
   return 0;
@@ -864,6 +878,24 @@ static int insert_updates(fedc_store *st, int32_t round, const char *what,
   return 0;
 }
 
+/* One row per round of a job under differential privacy: the (epsilon,
+ * delta) spent up to and including that round, and the clip norm used. */
+static int insert_privacy(fedc_store *st, const fedc_store_round *r,
+                          const char *what) {
+  sqlite3_stmt *s;
+  int err = prepare(st, "INSERT INTO privacy(round, epsilon, delta, clip_norm) "
+                        "VALUES(?1, ?2, ?3, ?4)", &s, 0);
+  if (err) return err;
+  sqlite3_bind_int64(s, 1, r->round);
+  sqlite3_bind_double(s, 2, r->epsilon);
+  sqlite3_bind_double(s, 3, r->delta);
+  bind_real(s, 4, r->clip_norm);
+  int rc = sqlite3_step(s);
+  err = rc == SQLITE_DONE ? 0 : db_error(st, rc, what);
+  sqlite3_finalize(s);
+  return err;
+}
+
 /*
  * Commit round r in one transaction (see store.h). The checkpoint's hash is
  * computed before the write lock is taken; r->sha256 and r->committed_at
@@ -925,6 +957,7 @@ int fedc_store_commit_round(fedc_store *st, fedc_store_round *r,
 
   if ((err = insert_updates(st, r->round, what, updates, n_updates)) != 0)
     goto fail;
+  if (r->epsilon > 0.0 && (err = insert_privacy(st, r, what)) != 0) goto fail;
   if ((err = tx_commit(st, what)) != 0) goto fail;
   memcpy(r->sha256, hex, sizeof hex);
   r->committed_at = now;
@@ -1026,8 +1059,28 @@ int fedc_store_rounds(fedc_store *st, fedc_store_round **out, int32_t *n) {
   int err = prepare(st, "SELECT " ROUND_COLS " FROM rounds ORDER BY round",
                     &s, 0);
   if (err) return err;
-  return read_rows(st, s, sizeof **out, read_round_row, "rounds",
-                   (void **)out, n);
+  err = read_rows(st, s, sizeof **out, read_round_row, "rounds", (void **)out, n);
+  if (err) return err;
+  /* the privacy ledger, round by round (NAN where a round has none) */
+  for (int32_t i = 0; i < *n; i++)
+    (*out)[i].epsilon = (*out)[i].delta = (*out)[i].clip_norm = NAN;
+  if ((err = prepare(st, "SELECT round, epsilon, delta, clip_norm FROM privacy "
+                         "ORDER BY round", &s, 0)) != 0)
+    return err;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    int64_t r = sqlite3_column_int64(s, 0);
+    for (int32_t i = 0; i < *n; i++) {
+      if ((*out)[i].round != r) continue;
+      (*out)[i].epsilon = sqlite3_column_double(s, 1);
+      (*out)[i].delta = sqlite3_column_double(s, 2);
+      (*out)[i].clip_norm = sqlite3_column_type(s, 3) == SQLITE_NULL
+                                ? NAN : sqlite3_column_double(s, 3);
+    }
+  }
+  err = rc == SQLITE_DONE ? 0 : db_error(st, rc, "privacy ledger");
+  sqlite3_finalize(s);
+  return err;
 }
 
 static int read_update_row(fedc_store *st, sqlite3_stmt *s, void *dst) {
@@ -1110,5 +1163,33 @@ int fedc_store_integrity_check(fedc_store *st) {
   if (bad)
     return fedc_error_set(FEDC_EFORMAT, "store %s: integrity check: %s",
                           st->path, rep);
+  return 0;
+}
+
+/* A named 64-bit secret (see store.h): read it, or draw and keep it. */
+int fedc_store_secret(fedc_store *st, const char *name, uint64_t *value) {
+  sqlite3_stmt *s;
+  int err = prepare(st, "SELECT value FROM secrets WHERE name = ?1", &s, 0);
+  if (err) return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *value = (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return 0;
+  }
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) return db_error(st, rc, "read a secret");
+  uint64_t v;
+  if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+    return fedc_error_set(FEDC_EIO, "store %s: no randomness from the system", st->path);
+  if ((err = prepare(st, "INSERT INTO secrets(name, value) VALUES(?1, ?2)", &s, 0)) != 0)
+    return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(s, 2, (int64_t)v);
+  rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  if (rc != SQLITE_DONE) return db_error(st, rc, "keep a secret");
+  *value = v;
   return 0;
 }

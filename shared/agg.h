@@ -49,4 +49,35 @@ int fedc_fedavg_new(size_t n, fedc_strategy **out);
 /* The raw accumulator: n int128 sums and the total sample count. */
 void fedc_fedavg_state(fedc_strategy *s, __int128 **acc, uint64_t **total);
 
+/*
+ * Strategy construction from the [strategy] section. The engine calls this
+ * rather than fedc_strategy_new: the fedavg family ("fedavg", and the
+ * server-optimizer names fedavgm, fedadam, fedyogi, fedadagrad and fedbuff,
+ * which aggregate with FedAvg and then step with server_opt.h) gets
+ * fedc_fedavg_new, so existing behaviour is unchanged; "median",
+ * "trimmed_mean", "krum" and "multikrum" get a robust strategy
+ * (agg_robust.c). Any other name is FEDC_EINVAL, naming it.
+ *
+ * Robust strategies copy every update they are given (the caller may reuse
+ * its buffer as soon as add returns) and keep at most max_updates of them:
+ * their memory is bounded by max_updates x n floats, allocated one update at
+ * a time as updates arrive, so a round with few updates stays small. They
+ * ignore sample counts: robust statistics are unweighted.
+ */
+typedef struct fedc_agg_params {
+  const char *name;    /* "fedavg" (also fedavgm, fedadam, fedyogi, fedadagrad, fedbuff: they
+                        * aggregate with FedAvg), "median", "trimmed_mean", "krum", "multikrum" */
+  double trim_beta;    /* trimmed_mean: fraction cut at each end, [0, 0.5) */
+  int32_t krum_f;      /* krum/multikrum: byzantine updates tolerated */
+  int32_t multikrum_m; /* multikrum: updates averaged; 0 = count - krum_f */
+  int32_t max_updates; /* buffered strategies keep at most this many updates (the round's
+                        * selection size); adding more is FEDC_ERANGE */
+} fedc_agg_params;
+
+int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy **out);
+/* 1 when the strategy folds updates into an additive running sum (fedavg),
+ * 0 when it buffers them (robust ones). Only an additive strategy can be
+ * split over processes or fed by secure aggregation's sum. */
+int fedc_strategy_is_additive(const fedc_strategy *s);
+
 #endif

@@ -69,7 +69,14 @@ static const char *const format_names[] = {
 static const char *const partition_names[] = {
     [FEDC_PARTITION_IID] = "iid", [FEDC_PARTITION_DIRICHLET] = "dirichlet",
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
-static const char *const strategy_names[] = {"fedavg", NULL};
+static const char *const strategy_names[] = {
+    "fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median",
+    "trimmed_mean", "krum", "multikrum", "fedbuff", NULL};
+static const char *const norm_action_names[] = {
+    [FEDC_NORM_CLIP] = "clip", [FEDC_NORM_REFUSE] = "refuse", NULL};
+static const char *const attack_names[] = {
+    [FEDC_ATTACK_NONE] = "none", [FEDC_ATTACK_SIGN_FLIP] = "sign_flip",
+    [FEDC_ATTACK_NOISE] = "noise", [FEDC_ATTACK_LABEL_FLIP] = "label_flip", NULL};
 static const char *const enroll_names[] = {
     [FEDC_ENROLL_ALLOWLIST] = "allowlist", [FEDC_ENROLL_OPEN] = "open", NULL};
 
@@ -77,6 +84,8 @@ _Static_assert(sizeof(fedc_model_type) == sizeof(int32_t), "enum size");
 _Static_assert(sizeof(fedc_device) == sizeof(int32_t), "enum size");
 _Static_assert(sizeof(fedc_data_format) == sizeof(int32_t), "enum size");
 _Static_assert(sizeof(fedc_enroll) == sizeof(int32_t), "enum size");
+_Static_assert(sizeof(fedc_norm_action) == sizeof(int32_t), "enum size");
+_Static_assert(sizeof(fedc_attack) == sizeof(int32_t), "enum size");
 
 #define M(member) \
   offsetof(fedc_config, member), sizeof(((fedc_config *)0)->member), 0
@@ -133,7 +142,70 @@ static const key_def keys[] = {
      "Worker threads that train simulated clients."},
 
     {"strategy", "name", T_CHOICE, M(strategy), 0, 0, 0, strategy_names,
-     "fedavg", "Aggregation strategy."},
+     "fedavg",
+     "Aggregation: fedavg; server optimizers fedavgm, fedadam, fedyogi, "
+     "fedadagrad; robust median, trimmed_mean, krum, multikrum; asynchronous "
+     "fedbuff (docs/strategies.md)."},
+    {"strategy", "server_lr", T_DOUBLE, M(server_lr), 0, 100, MINMAX | MIN_OPEN,
+     NULL, "1", "Server learning rate of fedavgm/fedadam/fedyogi/fedadagrad "
+     "and fedbuff."},
+    {"strategy", "server_momentum", T_DOUBLE, M(server_momentum), 0, 1,
+     MINMAX | MAX_OPEN, NULL, "0.9", "fedavgm: momentum of the server step."},
+    {"strategy", "beta1", T_DOUBLE, M(beta1), 0, 1, MINMAX | MAX_OPEN, NULL,
+     "0.9", "fedadam/fedyogi: first-moment decay."},
+    {"strategy", "beta2", T_DOUBLE, M(beta2), 0, 1, MINMAX | MAX_OPEN, NULL,
+     "0.99", "fedadam/fedyogi: second-moment decay."},
+    {"strategy", "tau", T_DOUBLE, M(tau), 0, 1, MINMAX | MIN_OPEN, NULL, "0.001",
+     "fedadam/fedyogi/fedadagrad: adaptivity (added to sqrt(v))."},
+    {"strategy", "trim_beta", T_DOUBLE, M(trim_beta), 0, 0.5, MINMAX | MAX_OPEN,
+     NULL, "0.1",
+     "trimmed_mean: fraction of updates cut at each end, per coordinate."},
+    {"strategy", "krum_f", T_INT32, M(krum_f), 0, 1e6, MINMAX, NULL, "1",
+     "krum/multikrum: number of byzantine updates to tolerate."},
+    {"strategy", "multikrum_m", T_INT32, M(multikrum_m), 0, 1e6, MINMAX, NULL,
+     "0", "multikrum: updates averaged; 0 = all but krum_f."},
+    {"strategy", "norm_bound", T_DOUBLE, M(norm_bound), 0, 0, MIN_ONLY, NULL,
+     "0", "L2 bound on an update's difference from the global model; 0 = off."},
+    {"strategy", "norm_action", T_ENUM, M(norm_action), 0, 0, 0,
+     norm_action_names, "clip",
+     "What an update over norm_bound gets: clip (scaled to the bound) or "
+     "refuse."},
+    {"strategy", "buffer_k", T_INT32, M(buffer_k), 1, 1e6, MINMAX, NULL, "10",
+     "fedbuff: the server steps every buffer_k updates."},
+
+    {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
+     MINMAX, NULL, "0",
+     "Differential privacy (DP-FedAvg): noise z; sigma = z * clip_norm / m. "
+     "0 = off."},
+    {"privacy", "clip_norm", T_DOUBLE, M(dp_clip_norm), 0, 1e6,
+     MINMAX | MIN_OPEN, NULL, "1",
+     "DP: each update's difference from the global model is clipped to this "
+     "L2 norm (the initial norm with adaptive_clip)."},
+    {"privacy", "adaptive_clip", T_BOOL, M(dp_adaptive_clip), 0, 0, 0, NULL,
+     "false", "DP: adapt clip_norm to a quantile of update norms (Andrew et "
+     "al. 2021)."},
+    {"privacy", "clip_quantile", T_DOUBLE, M(dp_clip_quantile), 0, 1,
+     MINMAX | MIN_OPEN | MAX_OPEN, NULL, "0.5",
+     "DP adaptive clipping: target fraction of unclipped updates."},
+    {"privacy", "clip_lr", T_DOUBLE, M(dp_clip_lr), 0, 10, MINMAX | MIN_OPEN,
+     NULL, "0.2", "DP adaptive clipping: geometric step size."},
+    {"privacy", "delta", T_DOUBLE, M(dp_delta), 0, 1, MINMAX | MIN_OPEN | MAX_OPEN,
+     NULL, "0.00001", "DP: the delta of the (epsilon, delta) guarantee."},
+    {"privacy", "epsilon_budget", T_DOUBLE, M(dp_epsilon_budget), 0, 0, MIN_ONLY,
+     NULL, "0",
+     "DP: stop the job before a round would take epsilon past this; 0 = no "
+     "budget."},
+    {"privacy", "secure_aggregation", T_BOOL, M(secagg), 0, 0, 0, NULL, "false",
+     "Secure aggregation: the coordinator learns only the sum of the masked "
+     "updates."},
+    {"privacy", "secagg_threshold", T_DOUBLE, M(secagg_threshold), 0, 1,
+     MINMAX | MIN_OPEN, NULL, "0.6",
+     "Secure aggregation: fraction of a client's neighbours needed to "
+     "reconstruct its secrets (Shamir threshold)."},
+    {"privacy", "secagg_neighbors", T_INT32, M(secagg_neighbors), 0, 1e6,
+     MINMAX, NULL, "0",
+     "Secure aggregation: neighbours per client (SecAgg+ sparse graph); 0 = "
+     "all."},
 
     {"data", "train", T_STRING, M(train), 0, 0, 0, NULL,
      FMNIST "train-images-idx3-ubyte.gz",
@@ -216,6 +288,15 @@ static const key_def keys[] = {
      "skewed."},
     {"sim", "shards_per_client", T_INT32, M(shards_per_client), 1, 0, MIN_ONLY,
      NULL, "2", "Label-sorted shards each client gets (partition = shards)."},
+    {"sim", "attack", T_ENUM, M(attack), 0, 0, 0, attack_names, "none",
+     "Poisoning by a fraction of the clients: none, sign_flip (w = x - "
+     "scale (w - x)), noise (w = x + N(0, scale^2)), label_flip."},
+    {"sim", "attack_fraction", T_DOUBLE, M(attack_fraction), 0, 1, MINMAX,
+     NULL, "0.2", "Fraction of the clients that attack (chosen with the seed)."},
+    {"sim", "attack_scale", T_DOUBLE, M(attack_scale), 0, 1e6, MINMAX, NULL,
+     "10", "Scale of sign_flip and noise attacks."},
+    {"sim", "speed_skew", T_DOUBLE, M(speed_skew), 0, 100, MINMAX, NULL, "0",
+     "fedbuff: clients' speeds vary as exp(N(0, speed_skew^2)); 0 = equal."},
     {"sim", "eval_every", T_INT32, M(eval_every), 1, 0, MIN_ONLY, NULL, "1",
      "Evaluate on the test set every N rounds."},
 };
@@ -1088,6 +1169,29 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
         origin_of(c, "model", "hidden"), text,
         fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
   }
+  int robust = strcmp(c->strategy, "median") == 0 ||
+               strcmp(c->strategy, "trimmed_mean") == 0 ||
+               strcmp(c->strategy, "krum") == 0 || strcmp(c->strategy, "multikrum") == 0;
+  int fedbuff = strcmp(c->strategy, "fedbuff") == 0;
+  if (fedbuff && c->dp_noise_multiplier > 0.0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] noise_multiplier = %g: differential privacy "
+                          "runs with synchronous rounds, not [strategy] name = fedbuff "
+                          "(set at %s)",
+                          origin_of(c, "privacy", "noise_multiplier"),
+                          c->dp_noise_multiplier, origin_of(c, "strategy", "name"));
+  if (c->secagg && (robust || fedbuff))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] secure_aggregation = true: the coordinator "
+                          "sees only the sum, so [strategy] name = %s (which needs "
+                          "each update) cannot run with it (set at %s)",
+                          origin_of(c, "privacy", "secure_aggregation"), c->strategy,
+                          origin_of(c, "strategy", "name"));
+  if (role == FEDC_ROLE_COORDINATOR && fedbuff)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] name = fedbuff: the coordinator runs "
+                          "synchronous rounds; fedbuff runs in fedc-sim for now",
+                          origin_of(c, "strategy", "name"));
   if (role == FEDC_ROLE_COORDINATOR) {
     int rc = check_coordinator(c);
     if (rc != 0) return rc;

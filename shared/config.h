@@ -22,7 +22,7 @@
 #define FEDC_CONFIG_PATH_MAX 1024
 /* Room in the origin bookkeeping: keys in the table, and one origin's text
  * (a long file name keeps its tail: ".../configs/x.ini:12"). */
-#define FEDC_CONFIG_MAX_KEYS 64
+#define FEDC_CONFIG_MAX_KEYS 96
 #define FEDC_CONFIG_ORIGIN_MAX 96
 
 typedef enum {
@@ -35,6 +35,13 @@ typedef enum {
 typedef enum { FEDC_DEVICE_CPU = 0, FEDC_DEVICE_CUDA = 1 } fedc_device;
 typedef enum { FEDC_FORMAT_IDX = 0, FEDC_FORMAT_CSV = 1 } fedc_data_format;
 typedef enum { FEDC_ENROLL_ALLOWLIST = 0, FEDC_ENROLL_OPEN = 1 } fedc_enroll;
+typedef enum { FEDC_NORM_CLIP = 0, FEDC_NORM_REFUSE = 1 } fedc_norm_action;
+typedef enum {
+  FEDC_ATTACK_NONE = 0,
+  FEDC_ATTACK_SIGN_FLIP = 1,
+  FEDC_ATTACK_NOISE = 2,
+  FEDC_ATTACK_LABEL_FLIP = 3
+} fedc_attack;
 
 /* Which binary checks the config: the keys each one needs differ. */
 typedef enum {
@@ -66,7 +73,20 @@ typedef struct fedc_config {
   fedc_device device; /* device = cpu | cuda */
   int32_t threads;    /* >= 1; simulator worker threads */
   /* [strategy] */
-  char strategy[32];  /* name = fedavg */
+  char strategy[32];  /* name = fedavg | fedavgm | ... (docs/strategies.md) */
+  double server_lr, server_momentum, beta1, beta2, tau;
+  double trim_beta;
+  int32_t krum_f, multikrum_m;
+  double norm_bound;
+  fedc_norm_action norm_action;
+  int32_t buffer_k;
+  /* [privacy] */
+  double dp_noise_multiplier, dp_clip_norm;
+  int32_t dp_adaptive_clip;
+  double dp_clip_quantile, dp_clip_lr, dp_delta, dp_epsilon_budget;
+  int32_t secagg;
+  double secagg_threshold;
+  int32_t secagg_neighbors;
   /* [data] */
   char train[FEDC_CONFIG_PATH_MAX];        /* images (idx) or table (csv) */
   char train_labels[FEDC_CONFIG_PATH_MAX]; /* idx only */
@@ -102,6 +122,9 @@ typedef struct fedc_config {
   double alpha;              /* > 0 */
   int32_t shards_per_client; /* >= 1 */
   int32_t eval_every;        /* >= 1: evaluate on the test set every N rounds */
+  fedc_attack attack;
+  double attack_fraction, attack_scale;
+  double speed_skew;
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.

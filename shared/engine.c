@@ -16,6 +16,7 @@
 #include "agg.h"
 #include "alloc.h"
 #include "error.h"
+#include "pipeline.h"
 #include "rng.h"
 
 typedef struct slot {
@@ -29,7 +30,7 @@ struct fedc_engine {
   fedc_engine_params p;
   size_t n_params;
   float *global;
-  fedc_strategy *strategy;
+  fedc_pipeline *pl; /* norm bounds, DP, the aggregator, the server optimizer */
   int32_t round;   /* open or next */
   int32_t attempt; /* re-opens of the same round after a lost quorum */
   int open;
@@ -39,6 +40,12 @@ struct fedc_engine {
   int32_t scratch_cap;
   fedc_round_metrics *history;
   int32_t n_history, history_cap;
+  /* fedbuff's buffer (allocated on the first asynchronous update) */
+  fedc_pipeline_params pp;
+  double *abuf;
+  int32_t a_count;
+  uint64_t a_samples;
+  double a_loss;
 };
 
 int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
@@ -55,8 +62,16 @@ int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
   e->n_params = n_params;
   e->round = 1;
   e->global = fedc_malloc_array(n_params, sizeof(float));
-  int rc = e->global ? fedc_strategy_new(p->strategy ? p->strategy : "fedavg",
-                                         n_params, &e->strategy)
+  fedc_pipeline_params pp;
+  if (p->pipeline) {
+    pp = *p->pipeline;
+  } else {
+    fedc_pipeline_params_fedavg(&pp, p->clients_per_round);
+    if (p->strategy) pp.agg.name = pp.opt.name = p->strategy;
+  }
+  e->p.pipeline = NULL; /* not kept: the caller's storage */
+  e->pp = pp;
+  int rc = e->global ? fedc_pipeline_new(&pp, n_params, &e->pl)
                      : fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
   if (rc != 0) {
     fedc_engine_free(e);
@@ -69,7 +84,8 @@ int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
 
 void fedc_engine_free(fedc_engine *e) {
   if (e == NULL) return;
-  fedc_strategy_free(e->strategy);
+  fedc_pipeline_free(e->pl);
+  fedc_free(e->abuf);
   fedc_free(e->global);
   fedc_free(e->slots);
   fedc_free(e->scratch);
@@ -104,6 +120,11 @@ int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
   if (fedc_engine_done(e)) return fedc_error_set(FEDC_ESTATE, "engine: the job is finished");
   if (n_select < 1 || n_eligible < 0)
     return fedc_error_set(FEDC_EINVAL, "engine: selection of %d clients", (int)n_select);
+  if (fedc_pipeline_budget_exhausted(e->pl))
+    return fedc_error_set(FEDC_EBUDGET,
+                          "engine: round %d would take the privacy loss past "
+                          "[privacy] epsilon_budget (epsilon so far %.4f)",
+                          (int)e->round, fedc_pipeline_epsilon(e->pl));
   if (n_eligible < e->p.min_clients)
     return fedc_error_set(FEDC_EQUORUM,
                           "engine: %d eligible clients, quorum needs %d",
@@ -125,7 +146,7 @@ int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
     e->slots[i] = (slot){.client = e->scratch[i]};
     selected[i] = e->scratch[i];
   }
-  rc = e->strategy->ops->begin(e->strategy, e->global, e->n_params);
+  rc = fedc_pipeline_begin(e->pl, e->global);
   if (rc != 0) return rc;
   e->n_slots = k;
   e->reported = 0;
@@ -154,7 +175,7 @@ int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
   if (n != e->n_params)
     return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
                           n, e->n_params);
-  int rc = e->strategy->ops->add(e->strategy, w, n, n_samples);
+  int rc = fedc_pipeline_add(e->pl, e->global, w, n, n_samples);
   if (rc != 0) return rc;
   s->reported = 1;
   s->n_samples = n_samples;
@@ -176,11 +197,14 @@ int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
   int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
                 sizeof(fedc_round_metrics));
   if (rc != 0) return rc;
-  rc = e->strategy->ops->finish(e->strategy, e->global, e->n_params);
+  fedc_pipeline_round pr;
+  rc = fedc_pipeline_finish(e->pl, e->round, e->global, e->n_params, e->reported, &pr);
   if (rc != 0) return rc;
   fedc_round_metrics m = {.round = e->round, .selected = e->n_slots,
                           .clients = e->reported, .test_loss = NAN,
-                          .test_acc = NAN, .secs = NAN};
+                          .test_acc = NAN, .secs = NAN, .epsilon = pr.epsilon,
+                          .delta = pr.delta, .clip_norm = pr.clip_norm,
+                          .clipped = pr.clipped};
   double loss = 0.0;
   for (int32_t i = 0; i < e->n_slots; i++) {
     if (!e->slots[i].reported) continue;
@@ -208,11 +232,13 @@ static int partial_state(const fedc_engine *e, size_t n_words, __int128 **acc,
   if (n_words != fedc_engine_partial_words(e))
     return fedc_error_set(FEDC_ESHAPE, "engine: partial of %zu words, round has %zu",
                           n_words, fedc_engine_partial_words(e));
-  if (strcmp(e->strategy->ops->name, "fedavg") != 0)
+  fedc_strategy *agg = fedc_pipeline_aggregator(e->pl);
+  if (!fedc_strategy_is_additive(agg) || fedc_pipeline_dp_on(e->pl))
     return fedc_error_set(FEDC_EUNSUPPORTED,
-                          "engine: strategy %s cannot be split over processes",
-                          e->strategy->ops->name);
-  fedc_fedavg_state(e->strategy, acc, total);
+                          "engine: strategy %s%s cannot be split over processes",
+                          agg->ops->name,
+                          fedc_pipeline_dp_on(e->pl) ? " with differential privacy" : "");
+  fedc_fedavg_state(agg, acc, total);
   return 0;
 }
 
@@ -328,5 +354,133 @@ int fedc_engine_restore(fedc_engine *e, int32_t committed, const float *w) {
                           (int)committed, (int)e->p.rounds);
   memcpy(e->global, w, e->n_params * sizeof(float));
   e->round = committed + 1;
+  return 0;
+}
+
+int fedc_engine_restore_privacy(fedc_engine *e, double clip_norm, int32_t rounds) {
+  return fedc_pipeline_restore_privacy(e->pl, clip_norm, rounds);
+}
+
+/*
+ * FedBuff (see engine.h). The buffer is a double-precision sum; updates
+ * come in an order the driver fixes (the simulator's virtual clock), so the
+ * result is reproducible for a seed.
+ */
+int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
+                             const float *delta, size_t n, uint64_t n_samples,
+                             double train_loss, int *stepped,
+                             fedc_round_metrics *out) {
+  *stepped = 0;
+  (void)client;
+  if (e->open) return fedc_error_set(FEDC_ESTATE, "engine: a synchronous round is open");
+  if (fedc_engine_done(e)) return fedc_error_set(FEDC_ESTATE, "engine: the job is finished");
+  int32_t version = e->round - 1;
+  if (base < 0 || base > version)
+    return fedc_error_set(FEDC_ESTALE, "engine: update from version %d, newest is %d",
+                          (int)base, (int)version);
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
+                          n, e->n_params);
+  double ss = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(delta[i]))
+      return fedc_error_set(FEDC_ENONFINITE, "engine: delta %zu is %g", i, (double)delta[i]);
+    ss += (double)delta[i] * (double)delta[i];
+  }
+  double scale = 1.0, norm = sqrt(ss);
+  if (e->pp.norm_bound > 0.0 && norm > e->pp.norm_bound) {
+    if (e->pp.norm_refuse)
+      return fedc_error_set(FEDC_ERANGE,
+                            "update's distance from its base model %.6g exceeds "
+                            "[strategy] norm_bound = %.6g", norm, e->pp.norm_bound);
+    scale = e->pp.norm_bound / norm;
+  }
+  if (e->abuf == NULL && (e->abuf = fedc_calloc(n, sizeof *e->abuf)) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
+                sizeof(fedc_round_metrics));
+  if (rc != 0) return rc;
+  double tau = (double)(version - base), weight = scale / sqrt(1.0 + tau);
+  for (size_t i = 0; i < n; i++) e->abuf[i] += weight * (double)delta[i];
+  e->a_count++;
+  e->a_samples += n_samples;
+  e->a_loss += train_loss * (double)n_samples;
+  int32_t k = e->pp.buffer_k > 0 ? e->pp.buffer_k : 1;
+  if (e->a_count < k) return 0;
+  double step = e->pp.opt.lr / k;
+  for (size_t i = 0; i < n; i++) {
+    e->global[i] = (float)((double)e->global[i] + step * e->abuf[i]);
+    e->abuf[i] = 0.0;
+  }
+  fedc_round_metrics m = {.round = e->round, .selected = k, .clients = e->a_count,
+                          .samples = (int64_t)e->a_samples,
+                          .train_loss = e->a_samples ? e->a_loss / (double)e->a_samples : NAN,
+                          .test_loss = NAN, .test_acc = NAN, .secs = NAN,
+                          .epsilon = NAN, .delta = NAN, .clip_norm = NAN};
+  e->history[e->n_history++] = m;
+  e->round++;
+  e->a_count = 0;
+  e->a_samples = 0;
+  e->a_loss = 0.0;
+  *stepped = 1;
+  if (out) *out = m;
+  return 0;
+}
+
+/* ---- secure aggregation (shared/secagg.h) ----------------------------------
+ * Kept at the end of the file and self-contained: it uses the slots and
+ * the pipeline the same way fedc_engine_submit does. */
+
+/*
+ * The coordinator never sees single updates under secure aggregation, only
+ * the sample-weighted average of the survivors'. Count it as their updates:
+ * each client's slot is marked reported with its sample count and loss
+ * (for the round's metrics), and the average goes through the pipeline
+ * once, weighted by the total. FedAvg then gives the same model as the
+ * updates one by one, up to its fixed-point rounding; server optimizers act
+ * on the aggregate as usual. Everything is checked before the state
+ * changes.
+ */
+int fedc_engine_submit_sum(fedc_engine *e, int32_t round, const int32_t *clients,
+                           const uint64_t *n_samples, const double *train_loss,
+                           int32_t n_clients, const float *avg, size_t n) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (round != e->round)
+    return fedc_error_set(FEDC_ESTALE, "engine: sum for round %d, open round is %d",
+                          (int)round, (int)e->round);
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: sum has %zu weights, model has %zu", n,
+                          e->n_params);
+  if (n_clients < 1 || clients == NULL || n_samples == NULL || avg == NULL)
+    return fedc_error_set(FEDC_EINVAL, "engine: a sum of %d clients", (int)n_clients);
+  uint64_t total = 0;
+  for (int32_t k = 0; k < n_clients; k++) {
+    slot *s = NULL;
+    for (int32_t i = 0; i < e->n_slots && s == NULL; i++)
+      if (e->slots[i].client == clients[k]) s = &e->slots[i];
+    if (s == NULL)
+      return fedc_error_set(FEDC_EINVAL, "engine: client %d was not selected in round %d",
+                            (int)clients[k], (int)round);
+    if (s->reported)
+      return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d already reported in round %d",
+                            (int)clients[k], (int)round);
+    for (int32_t j = 0; j < k; j++)
+      if (clients[j] == clients[k])
+        return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d twice in a sum",
+                              (int)clients[k]);
+    if (n_samples[k] < 1)
+      return fedc_error_set(FEDC_ERANGE, "engine: client %d has no samples", (int)clients[k]);
+    total += n_samples[k];
+  }
+  int rc = fedc_pipeline_add(e->pl, e->global, avg, n, total);
+  if (rc != 0) return rc;
+  for (int32_t k = 0; k < n_clients; k++)
+    for (int32_t i = 0; i < e->n_slots; i++)
+      if (e->slots[i].client == clients[k]) {
+        e->slots[i].reported = 1;
+        e->slots[i].n_samples = n_samples[k];
+        e->slots[i].train_loss = train_loss ? train_loss[k] : 0.0;
+      }
+  e->reported += n_clients;
   return 0;
 }

@@ -30,7 +30,10 @@ typedef struct fedc_engine_params {
   int32_t clients_per_round; /* default selection size */
   int32_t min_clients;       /* quorum: fewer updates abandon the round */
   uint64_t seed;
-  const char *strategy;      /* "fedavg" */
+  const char *strategy;      /* "fedavg"; used when pipeline is NULL */
+  /* norm bounds, DP, aggregator and server optimizer (pipeline.h); NULL =
+   * plain FedAvg (or the named strategy with its defaults). Copied. */
+  const struct fedc_pipeline_params *pipeline;
 } fedc_engine_params;
 
 typedef struct fedc_round_metrics {
@@ -42,6 +45,10 @@ typedef struct fedc_round_metrics {
   double test_loss;   /* NAN until fedc_engine_record_eval */
   double test_acc;    /* NAN until fedc_engine_record_eval */
   double secs;        /* set by the driver (wall time of the round) */
+  double epsilon;     /* DP: privacy spent so far at delta; NAN without DP */
+  double delta;
+  double clip_norm;   /* DP clip norm used in the round; NAN without DP */
+  int32_t clipped;    /* updates clipped by [strategy] norm_bound */
 } fedc_round_metrics;
 
 /* w_init: the round-0 global model (n_params floats), copied. */
@@ -63,7 +70,8 @@ const float *fedc_engine_global(const fedc_engine *e);
  * client ids, drawn from the stream (seed, round, attempt); selected (room
  * for n_select) gets them in selection order. Errors: FEDC_ESTATE (a round
  * is open or the job is done), FEDC_EQUORUM (fewer eligible than
- * min_clients), FEDC_EINVAL.
+ * min_clients), FEDC_EBUDGET (differential privacy: one more round would
+ * exceed the epsilon budget; the job stops here), FEDC_EINVAL.
  */
 int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
                      int32_t n_eligible, int32_t n_select, int32_t *selected,
@@ -132,6 +140,26 @@ int fedc_engine_partial(const fedc_engine *e, __int128 *words, size_t n_words);
 int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
                       size_t n_words);
 
+/*
+ * Asynchronous rounds (FedBuff, Nguyen et al. 2022; [strategy] name =
+ * fedbuff): nobody is selected and clients are not in lockstep. A client
+ * trains from the global model of version v (v = rounds committed when it
+ * started, fedc_engine_round(e) - 1) and sends delta = w - x_v. Each delta
+ * is weighted down by its staleness tau = (rounds committed now) - v:
+ * s(tau) = 1 / sqrt(1 + tau). Every buffer_k updates the engine steps
+ *     x <- x + server_lr * (sum_k s(tau_k) delta_k) / buffer_k
+ * and commits a round (its metrics count the buffer's updates). *stepped
+ * is 1 when this update completed a step, and *out then has the round's
+ * metrics. Errors, before anything changes: FEDC_ESTATE (a synchronous
+ * round is open, or the job is done), FEDC_ESTALE (v in the future),
+ * FEDC_ESHAPE, FEDC_ENONFINITE, FEDC_ERANGE (over [strategy] norm_bound
+ * with norm_action = refuse; clipped otherwise).
+ */
+int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
+                             const float *delta, size_t n, uint64_t n_samples,
+                             double train_loss, int *stepped,
+                             fedc_round_metrics *out);
+
 /* Attach test metrics and the wall time to a committed round. */
 int fedc_engine_record(fedc_engine *e, int32_t round, double test_loss,
                        double test_acc, double secs);
@@ -142,5 +170,24 @@ const fedc_round_metrics *fedc_engine_history(const fedc_engine *e,
 /* Resume a job whose rounds 1..committed are done with global model w
  * (the coordinator, from its store). Only before the first open. */
 int fedc_engine_restore(fedc_engine *e, int32_t committed, const float *w);
+/* After fedc_engine_restore under differential privacy: the privacy already
+ * spent (rounds taken at the job's sampling rate) and the clip norm in use,
+ * from the store's ledger. A no-op without DP. */
+int fedc_engine_restore_privacy(fedc_engine *e, double clip_norm, int32_t rounds);
+
+/*
+ * Secure aggregation (secagg.h): count the survivors' sample-weighted
+ * average avg (n weights) as the updates of the n_clients clients listed,
+ * with their sample counts and training losses (NULL: 0), as if each had
+ * been submitted. Checked whole before anything changes: FEDC_ESTATE,
+ * FEDC_ESTALE, FEDC_ESHAPE, FEDC_EINVAL (a client not selected),
+ * FEDC_EDUPLICATE (already reported, or listed twice), and the pipeline's
+ * refusals. Only for pipelines that act on the aggregate (FedAvg and the
+ * server optimizers); the driver refuses secure aggregation with the
+ * others.
+ */
+int fedc_engine_submit_sum(fedc_engine *e, int32_t round, const int32_t *clients,
+                           const uint64_t *n_samples, const double *train_loss,
+                           int32_t n_clients, const float *avg, size_t n);
 
 #endif

@@ -32,7 +32,8 @@
   X(CHECKSUM, -14, "checksum mismatch")                                \
   X(STALE, -15, "stale or unknown round")                              \
   X(QUORUM, -16, "too few updates for quorum")                         \
-  X(TOOBIG, -17, "payload too large")
+  X(TOOBIG, -17, "payload too large")                                 \
+  X(BUDGET, -18, "privacy budget exhausted")
 
 enum {
   FEDC_OK = 0,

@@ -64,6 +64,7 @@ struct fedc_st_file {
   fedc_st_meta *meta;      /* header order */
   char *strings;           /* names, metadata keys and values */
   float *data;             /* 64-byte aligned; each tensor 64-byte aligned */
+  uint8_t *u32;            /* per tensor: 1 if its dtype is U32 */
 };
 
 /* ---- cJSON allocation hooks ---------------------------------------------- */
@@ -268,7 +269,7 @@ static void put_json_str(writer *w, const char *s) {
 
 static void put_header(writer *w, const fedc_st_tensor *t, size_t n,
                        const int64_t *offsets, const fedc_st_meta *meta,
-                       size_t n_meta, const char *sha_hex) {
+                       size_t n_meta, const char *sha_hex, const char *dtype) {
   put_s(w, "{\"" META_KEY "\":{");
   for (size_t i = 0; i < n_meta; i++) {
     put_json_str(w, meta[i].key);
@@ -282,7 +283,9 @@ static void put_header(writer *w, const fedc_st_tensor *t, size_t n,
   for (size_t i = 0; i < n; i++) {
     put(w, ",", 1);
     put_json_str(w, t[i].name);
-    put_s(w, ":{\"dtype\":\"F32\",\"shape\":[");
+    put_s(w, ":{\"dtype\":\"");
+    put_s(w, dtype);
+    put_s(w, "\",\"shape\":[");
     for (int32_t d = 0; d < t[i].ndim; d++) {
       if (d) put(w, ",", 1);
       put_i64(w, t[i].shape[d]);
@@ -388,9 +391,9 @@ static int check_encode_args(const fedc_st_tensor *t, size_t n,
  * (a header over FEDC_ST_MAX_HEADER, which decoders would refuse),
  * FEDC_ENOMEM.
  */
-int fedc_st_encode(const fedc_st_tensor *tensors, size_t n_tensors,
-                   const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
-                   size_t *out_len) {
+static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
+                     const fedc_st_meta *meta, size_t n_meta, const char *dtype,
+                     uint8_t **out, size_t *out_len) {
   if (out == NULL || out_len == NULL)
     return fedc_error_set(FEDC_EINVAL, "safetensors: encode: no output");
   *out = NULL;
@@ -410,7 +413,7 @@ int fedc_st_encode(const fedc_st_tensor *tensors, size_t n_tensors,
   memset(sha_hex, '0', SHA_HEX_LEN);
   sha_hex[SHA_HEX_LEN] = '\0';
   writer w = {NULL, 0};
-  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex);
+  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dtype);
   size_t hlen = (w.len + 7) & ~(size_t)7;
   uint64_t data_len = (uint64_t)offsets[n_tensors];
   if (hlen > FEDC_ST_MAX_HEADER) {
@@ -442,13 +445,30 @@ int fedc_st_encode(const fedc_st_tensor *tensors, size_t n_tensors,
   store_le64(buf, hlen);
   w.buf = buf + 8;
   w.len = 0;
-  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex);
+  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dtype);
   memset(buf + 8 + w.len, ' ', hlen - w.len);
   *out = buf;
   *out_len = total;
 done:
   fedc_free(offsets);
   return rc;
+}
+
+int fedc_st_encode(const fedc_st_tensor *tensors, size_t n_tensors,
+                   const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
+                   size_t *out_len) {
+  return encode_as(tensors, n_tensors, meta, n_meta, "F32", out, out_len);
+}
+
+/* One 1-D U32 tensor: the words travel through the same 4-byte
+ * little-endian path as floats (copy_le32 moves bytes, not values). */
+int fedc_st_encode_u32(const char *name, const uint32_t *words, size_t n,
+                       const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
+                       size_t *out_len) {
+  if (n > (size_t)INT64_MAX / 4)
+    return fedc_error_set(FEDC_EINVAL, "safetensors: tensor too large");
+  fedc_st_tensor t = {name, 1, {(int64_t)n, 0, 0, 0}, (const float *)(const void *)words};
+  return encode_as(&t, 1, meta, n_meta, "U32", out, out_len);
 }
 
 /* ---- writing a file ------------------------------------------------------ */
@@ -663,6 +683,7 @@ typedef struct {
   int64_t shape[FEDC_ST_MAX_DIMS];
   int64_t begin, end;
   size_t index;      /* position in header order */
+  int u32;           /* dtype U32 (only with FEDC_ST_ALLOW_U32) */
 } entry;
 
 static int cmp_entry_offset(const void *a, const void *b) {
@@ -673,7 +694,7 @@ static int cmp_entry_offset(const void *a, const void *b) {
 }
 
 /* Validate one tensor entry of the header into *e. FEDC_EFORMAT. */
-static int parse_entry(const cJSON *item, entry *e) {
+static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
   const char *nm = item->string;
   size_t nlen = strlen(nm);
   if (nlen == 0)
@@ -712,7 +733,8 @@ static int parse_entry(const cJSON *item, entry *e) {
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: tensor '%s': dtype is not a string",
                           show(nm).s);
-  if (strcmp(dtype->valuestring, "F32") != 0) {
+  e->u32 = (flags & FEDC_ST_ALLOW_U32) && strcmp(dtype->valuestring, "U32") == 0;
+  if (!e->u32 && strcmp(dtype->valuestring, "F32") != 0) {
     static const char *const known[] = {
         "BOOL", "U8",  "I8",  "U16", "I16",  "F16",     "BF16",
         "U32",  "I32", "U64", "I64", "F64",  "F8_E4M3", "F8_E5M2",
@@ -769,8 +791,9 @@ static int parse_entry(const cJSON *item, entry *e) {
                             (long long)e->shape[j]);
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: tensor '%s': data_offsets [%lld,%lld] "
-                          "do not match shape [%s] of F32", show(nm).s,
-                          (long long)e->begin, (long long)e->end, dims);
+                          "do not match shape [%s] of %s", show(nm).s,
+                          (long long)e->begin, (long long)e->end, dims,
+                          e->u32 ? "U32" : "F32");
   }
   return FEDC_OK;
 }
@@ -883,9 +906,10 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
   f->meta = fedc_calloc(n_meta ? n_meta : 1, sizeof *f->meta);
   f->strings = fedc_malloc(str_bytes ? str_bytes : 1);
   f->data = fedc_malloc_aligned(data_bytes ? data_bytes : 64);
+  f->u32 = fedc_calloc(n ? n : 1, 1);
   const fedc_st_tensor **idx = fedc_malloc_array(n ? n : 1, sizeof *idx);
   if (!f->tensors || !f->by_name || !f->meta || !f->strings || !f->data ||
-      !idx) {
+      !f->u32 || !idx) {
     fedc_free(idx);
     fedc_st_free(f);
     return oom();
@@ -902,6 +926,7 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
     float *dst = f->data + at / 4;
     copy_le32(dst, data + ents[i].begin, bytes / 4);
     t->data = dst;
+    f->u32[i] = (uint8_t)ents[i].u32;
     at += round64(bytes);
     idx[i] = t;
   }
@@ -925,6 +950,11 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
  * FEDC_ST_MAX_HEADER), FEDC_ECHECKSUM, FEDC_ENOMEM, FEDC_EINVAL (NULLs).
  */
 int fedc_st_decode(const uint8_t *buf, size_t len, fedc_st_file **out) {
+  return fedc_st_decode_ex(buf, len, 0, out);
+}
+
+int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
+                      fedc_st_file **out) {
   if (out == NULL)
     return fedc_error_set(FEDC_EINVAL, "safetensors: decode: no output");
   *out = NULL;
@@ -1009,7 +1039,7 @@ int fedc_st_decode(const uint8_t *buf, size_t len, fedc_st_file **out) {
   size_t k = 0;
   for (const cJSON *c = root->child; c; c = c->next) {
     if (c == m) continue;
-    rc = parse_entry(c, &ents[k]);
+    rc = parse_entry(c, flags, &ents[k]);
     if (rc) goto done;
     ents[k].index = k;
     k++;
@@ -1131,6 +1161,7 @@ void fedc_st_free(fedc_st_file *f) {
   fedc_free(f->meta);
   fedc_free(f->strings);
   fedc_free_aligned(f->data);
+  fedc_free(f->u32);
   fedc_free(f);
 }
 
@@ -1174,4 +1205,27 @@ const char *fedc_st_meta_get(const fedc_st_file *f, const char *key) {
   for (size_t i = 0; i < f->n_meta; i++)
     if (strcmp(f->meta[i].key, key) == 0) return f->meta[i].value;
   return NULL;
+}
+
+const char *fedc_st_dtype(const fedc_st_file *f, size_t i) {
+  if (f == NULL || i >= f->n) return NULL;
+  return f->u32[i] ? "U32" : "F32";
+}
+
+int fedc_st_find_u32(const fedc_st_file *f, const char *name,
+                     const uint32_t **words, size_t *n) {
+  fedc_st_tensor t;
+  int rc = fedc_st_find(f, name, &t);
+  if (rc != 0) return rc;
+  size_t i;
+  for (i = 0; i < f->n; i++)
+    if (strcmp(f->tensors[i].name, t.name) == 0) break;
+  if (!f->u32[i])
+    return fedc_error_set(FEDC_EUNSUPPORTED, "safetensors: tensor '%s' is F32, not U32",
+                          show(name).s);
+  int64_t count = 1;
+  for (int32_t d = 0; d < t.ndim; d++) count *= t.shape[d];
+  *words = (const uint32_t *)(const void *)t.data;
+  *n = (size_t)count;
+  return FEDC_OK;
 }

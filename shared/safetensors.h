@@ -45,12 +45,26 @@ int fedc_st_write_file(const char *path, const fedc_st_tensor *tensors,
                        size_t n_tensors, const fedc_st_meta *meta,
                        size_t n_meta);
 
+/*
+ * U32 tensors, for one path only: the masked vectors of secure aggregation
+ * (secagg.h), which are words modulo 2^32, not floats. The encoder writes
+ * one 1-D U32 tensor; a decoder accepts U32 only when the caller passes
+ * FEDC_ST_ALLOW_U32 to fedc_st_decode_ex. Everything else reads F32 only.
+ */
+#define FEDC_ST_ALLOW_U32 1u
+int fedc_st_encode_u32(const char *name, const uint32_t *words, size_t n,
+                       const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
+                       size_t *out_len);
+
 /* A decoded container; owns copies of its names, metadata and data. */
 typedef struct fedc_st_file fedc_st_file;
 
 /* Errors: FEDC_EFORMAT (anything malformed, with the reason in
  * fedc_error_msg), FEDC_ECHECKSUM, FEDC_ETOOBIG, FEDC_ENOMEM, FEDC_EIO. */
 int fedc_st_decode(const uint8_t *buf, size_t len, fedc_st_file **out);
+/* The same, with U32 tensors accepted when flags has FEDC_ST_ALLOW_U32. */
+int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
+                      fedc_st_file **out);
 int fedc_st_read_file(const char *path, fedc_st_file **out);
 void fedc_st_free(fedc_st_file *f);
 
@@ -59,6 +73,13 @@ size_t fedc_st_count(const fedc_st_file *f);
 void fedc_st_get(const fedc_st_file *f, size_t i, fedc_st_tensor *out);
 /* By name; FEDC_ENOTFOUND if absent. */
 int fedc_st_find(const fedc_st_file *f, const char *name, fedc_st_tensor *out);
+/* "F32" or "U32" for tensor i (NULL out of range). A U32 tensor's view
+ * from fedc_st_get/fedc_st_find has its words where data points. */
+const char *fedc_st_dtype(const fedc_st_file *f, size_t i);
+/* A U32 tensor's words and count by name: FEDC_ENOTFOUND, or
+ * FEDC_EUNSUPPORTED when the tensor is F32. */
+int fedc_st_find_u32(const fedc_st_file *f, const char *name,
+                     const uint32_t **words, size_t *n);
 /* Metadata value or NULL. */
 const char *fedc_st_meta_get(const fedc_st_file *f, const char *key);
 

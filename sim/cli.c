@@ -148,10 +148,14 @@ static void print_json_round(const fedc_round_metrics *m) {
   json_num(acc, sizeof acc, m->test_acc, 4);
   json_num(tl, sizeof tl, m->test_loss, 4);
   json_num(trl, sizeof trl, m->train_loss, 4);
+  char privacy[96] = "";
+  if (!isnan(m->epsilon))
+    snprintf(privacy, sizeof privacy, ",\"epsilon\":%.5f,\"delta\":%g,\"clip_norm\":%.5g",
+             m->epsilon, m->delta, m->clip_norm);
   printf("{\"round\":%d,\"test_acc\":%s,\"test_loss\":%s,\"train_loss\":%s,"
-         "\"clients\":%d,\"samples\":%lld,\"secs\":%.4f}\n",
+         "\"clients\":%d,\"samples\":%lld,\"secs\":%.4f%s}\n",
          (int)m->round, acc, tl, trl, (int)m->clients, (long long)m->samples,
-         m->secs);
+         m->secs, privacy);
   fflush(stdout);
 }
 
@@ -193,15 +197,21 @@ void fedc_cli_finish(fedc_cli *cli, const fedc_engine *e, double setup_secs,
   int32_t rounds = fedc_engine_round(e) - 1;
   double per = rounds > 0 ? secs / rounds : NAN;
   if (cli->json) {
-    char acc[32], tl[32];
+    char acc[32], tl[32], privacy[96] = "";
     json_num(acc, sizeof acc, cli->last_acc, 4);
     json_num(tl, sizeof tl, cli->last_loss, 4);
+    int32_t nh;
+    const fedc_round_metrics *h = fedc_engine_history(e, &nh);
+    if (nh > 0 && !isnan(h[nh - 1].epsilon))
+      snprintf(privacy, sizeof privacy, ",\"epsilon\":%.5f,\"delta\":%g",
+               h[nh - 1].epsilon, h[nh - 1].delta);
     printf("{\"final\":true,\"rounds\":%d,\"test_acc\":%s,\"test_loss\":%s,"
            "\"secs\":%.3f,\"sec_per_round\":%.5f,\"setup_secs\":%.3f,"
-           "\"peak_rss_mb\":%.1f,\"model\":\"%s\",\"threads\":%d%s}\n",
+           "\"peak_rss_mb\":%.1f,\"model\":\"%s\",\"strategy\":\"%s\","
+           "\"threads\":%d%s%s}\n",
            (int)rounds, acc, tl, secs, per, setup_secs, fedc_cli_peak_rss_mb(),
-           fedc_model_type_name(cli->cfg.model_type), (int)cli->cfg.threads,
-           extra_json);
+           fedc_model_type_name(cli->cfg.model_type), cli->cfg.strategy,
+           (int)cli->cfg.threads, privacy, extra_json);
     fflush(stdout);
   } else if (!cli->quiet) {
     print_table(e);

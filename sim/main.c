@@ -36,7 +36,13 @@ int main(int argc, char **argv) {
   fedc_cli_start(&cli, setup, workers);
   while (!fedc_sim_done(sim)) {
     fedc_round_metrics m;
-    if (fedc_sim_round(sim, &m) != 0) {
+    int rrc = fedc_sim_round(sim, &m);
+    if (rrc == FEDC_EBUDGET) {
+      /* differential privacy: the next round would overspend; stop here */
+      fprintf(stderr, "fedc-sim: %s\n", fedc_error_msg());
+      break;
+    }
+    if (rrc != 0) {
       fedc_cli_fail(&cli, NULL);
       fedc_sim_free(sim);
       return FEDC_EXIT_RUNTIME;

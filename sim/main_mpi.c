@@ -120,6 +120,11 @@ static int run(fedc_cli *cli, int rank, int size) {
   while (!fedc_sim_done(sim)) {
     fedc_round_metrics m;
     rc = fedc_sim_round_combined(sim, fedc_mpi_exchange_combine, x, &m);
+    if (rc == FEDC_EBUDGET) {
+      /* every rank reaches the budget at the same round: stop together */
+      if (rank == 0) fprintf(stderr, "fedc-sim-mpi: %s\n", fedc_error_msg());
+      break;
+    }
     if (rc != 0) {
       const fedc_mpi_stats *st = fedc_mpi_exchange_stats(x);
       int shared = st->failed_ranks > 0;

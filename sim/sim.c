@@ -9,6 +9,7 @@
  * the engine before close; the rest is the same code.
  */
 #include "sim.h"
+#include "sim_internal.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -17,6 +18,8 @@
 #include <time.h>
 
 #include "alloc.h"
+#include "attack.h"
+#include "pipeline.h"
 #include "data_source.h"
 #include "error.h"
 #include "partition.h"
@@ -24,40 +27,6 @@
 #include "safetensors.h"
 #include "train.h"
 
-#define EVAL_BATCH 512
-#define EVAL_CHUNKS 16
-
-typedef struct worker {
-  fedc_backend *be;
-  fedc_trainer *train;
-  fedc_trainer *eval;
-  fedc_data_view train_view, test_view;
-  float *w;
-} worker;
-
-typedef struct chunk_sums {
-  fedc_eval_sums sums;
-  int rc;
-} chunk_sums;
-
-struct fedc_sim {
-  fedc_config cfg;
-  fedc_sim_share share;
-  fedc_dataset train, test;
-  fedc_partition part;
-  fedc_model_spec spec;
-  size_t n_params;
-  fedc_engine *engine;
-  fedc_pool *pool;
-  worker *workers;
-  int32_t n_workers;
-  pthread_mutex_t mu;
-  int32_t *eligible, *selected, n_selected;
-  int32_t *mine, n_mine; /* the selected clients this share trains */
-  int round_rc; /* first error of the round's tasks */
-  char round_err[512];
-  chunk_sums chunks[EVAL_CHUNKS];
-};
 
 static double now_s(void) {
   struct timespec ts;
@@ -92,6 +61,8 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_free(s->eligible);
   fedc_free(s->selected);
   fedc_free(s->mine);
+  fedc_free(s->attackers);
+  fedc__sim_async_free(s->async);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
 }
@@ -195,6 +166,8 @@ int fedc_sim_new_share(const fedc_config *cfg, const fedc_sim_share *share,
                                 .seed = c->seed};
     rc = fedc_partition_make(&s->train, &pp, &s->part);
   }
+  if (rc == 0) rc = fedc_attackers_pick(c, &s->attackers);
+  if (rc == 0) fedc_attack_flip_labels(c, s->attackers, &s->part, &s->train);
   if (rc == 0 && s->share.size > 1) {
     rc = keep_share(s);
   } else if (rc == 0) {
@@ -215,11 +188,14 @@ int fedc_sim_new_share(const fedc_config *cfg, const fedc_sim_share *share,
   }
   if (rc == 0) {
     fedc_model_init(&s->spec, c->seed, w0);
+    fedc_pipeline_params pp;
+    fedc_pipeline_params_from_config(c, c->clients, &pp);
     fedc_engine_params ep = {.rounds = c->rounds,
                              .clients_per_round = c->clients_per_round,
                              .min_clients = c->min_clients,
                              .seed = c->seed,
-                             .strategy = c->strategy};
+                             .strategy = c->strategy,
+                             .pipeline = &pp};
     rc = fedc_engine_new(&ep, s->n_params, w0, &s->engine);
   }
   fedc_free(w0);
@@ -249,6 +225,32 @@ static void record_error(fedc_sim *s, int rc) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/*
+ * Train one client on worker wi: w holds the start model on entry and the
+ * client's update on return (an attacker's already turned into its
+ * attack). The local shuffling draws from the stream (seed, round, client),
+ * so the update does not depend on the worker or the order of training.
+ */
+int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
+                           int32_t round, float *w, double *loss,
+                           int64_t *n_rows) {
+  worker *wk = &s->workers[wi];
+  const fedc_config *c = &s->cfg;
+  const int64_t *rows = s->part.index + s->part.offsets[client];
+  *n_rows = s->part.offsets[client + 1] - s->part.offsets[client];
+  fedc_rng rng;
+  fedc_rng_derive(&rng, c->seed, 0x747261696e /* "train" */, (uint64_t)round,
+                  (uint64_t)client);
+  fedc_train_params tp = {.epochs = c->epochs, .batch_size = c->batch_size,
+                          .lr = (float)c->lr, .momentum = (float)c->momentum,
+                          .prox_mu = (float)c->prox_mu};
+  fedc_train_stats st = {0};
+  int rc = fedc_train_local(wk->train, &tp, &wk->train_view, rows, *n_rows, &rng, w, &st);
+  if (rc != 0) return rc;
+  *loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
+  return 0;
+}
+
 /* Pool task: train this share's selected client number `task` and submit
  * its update. */
 static void train_task(void *arg, int32_t task, int32_t wi) {
@@ -257,23 +259,16 @@ static void train_task(void *arg, int32_t task, int32_t wi) {
   const fedc_config *c = &s->cfg;
   int32_t client = s->mine[task];
   int32_t round = fedc_engine_round(s->engine);
-  const int64_t *rows = s->part.index + s->part.offsets[client];
-  int64_t n_rows = s->part.offsets[client + 1] - s->part.offsets[client];
   memcpy(w->w, fedc_engine_global(s->engine), s->n_params * sizeof(float));
-  fedc_rng rng;
-  fedc_rng_derive(&rng, c->seed, 0x747261696e /* "train" */, (uint64_t)round,
-                  (uint64_t)client);
-  fedc_train_params tp = {.epochs = c->epochs, .batch_size = c->batch_size,
-                          .lr = (float)c->lr, .momentum = (float)c->momentum,
-                          .prox_mu = (float)c->prox_mu};
-  fedc_train_stats st = {0};
-  int rc = fedc_train_local(w->train, &tp, &w->train_view, rows, n_rows, &rng,
-                            w->w, &st);
+  double loss;
+  int64_t n_rows;
+  int rc = fedc__sim_train_client(s, wi, client, round, w->w, &loss, &n_rows);
   if (rc != 0) {
     record_error(s, rc);
     return;
   }
-  double loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
+  if (s->attackers[client])
+    fedc_attack_update(c, round, client, fedc_engine_global(s->engine), w->w, s->n_params);
   pthread_mutex_lock(&s->mu);
   rc = fedc_engine_submit(s->engine, round, client, w->w, s->n_params,
                           (uint64_t)n_rows, loss);
@@ -313,6 +308,7 @@ int fedc_sim_evaluate(fedc_sim *s, double *loss, double *acc) {
 }
 
 int fedc_sim_round(fedc_sim *s, fedc_round_metrics *out) {
+  if (strcmp(s->cfg.strategy, "fedbuff") == 0) return fedc__sim_async_step(s, out);
   return fedc_sim_round_combined(s, NULL, NULL, out);
 }
 

@@ -1,0 +1,71 @@
+/*
+ * sim_internal.h - the simulator's state, shared by the files of the
+ * driver: sim.c (set-up, synchronous rounds, evaluation) and sim_async.c
+ * (FedBuff's asynchronous steps).
+ */
+#ifndef FEDC_SIM_INTERNAL_H
+#define FEDC_SIM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "data.h"
+#include "engine.h"
+#include "model.h"
+#include "partition.h"
+#include "pool.h"
+#include "sim.h"
+#include "train.h"
+
+typedef struct fedc_sim_async fedc_sim_async;
+
+#define EVAL_BATCH 512
+#define EVAL_CHUNKS 16
+
+typedef struct worker {
+  fedc_backend *be;
+  fedc_trainer *train;
+  fedc_trainer *eval;
+  fedc_data_view train_view, test_view;
+  float *w;
+} worker;
+
+typedef struct chunk_sums {
+  fedc_eval_sums sums;
+  int rc;
+} chunk_sums;
+
+struct fedc_sim {
+  fedc_config cfg;
+  fedc_sim_share share;
+  fedc_dataset train, test;
+  fedc_partition part;
+  fedc_model_spec spec;
+  size_t n_params;
+  fedc_engine *engine;
+  fedc_pool *pool;
+  worker *workers;
+  int32_t n_workers;
+  pthread_mutex_t mu;
+  int32_t *eligible, *selected, n_selected;
+  int32_t *mine, n_mine; /* the selected clients this share trains */
+  uint8_t *attackers;    /* [sim] attack: one flag per client */
+  struct fedc_sim_async *async; /* fedbuff's clients in flight */
+  int round_rc; /* first error of the round's tasks */
+  char round_err[512];
+  chunk_sums chunks[EVAL_CHUNKS];
+};
+
+
+/* sim_async.c: one FedBuff server step (a "round"): clients train from the
+ * version they started on, finish in virtual time by their speeds, and the
+ * engine steps every [strategy] buffer_k updates. */
+int fedc__sim_async_step(fedc_sim *s, fedc_round_metrics *out);
+void fedc__sim_async_free(fedc_sim_async *a);
+/* sim.c: train client on worker wi from weights w (in: start, out: trained) */
+int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
+                           int32_t round, float *w, double *loss,
+                           int64_t *n_rows);
+
+#endif
