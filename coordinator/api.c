@@ -261,7 +261,9 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   cl->poll_deadline = fedc__coord_now() + wait;
   fedc_http_exchange_on_abort(x, poll_abort, cl);
   int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
-  if (c->state == ROUND_FINISHED || (slot >= 0 && !c->reported[slot]) || wait == 0 || c->stopping)
+  int task = slot >= 0 && !c->reported[slot] &&
+             !(c->secagg && fedc__coord_secagg_started(c, cl->id));
+  if (c->state == ROUND_FINISHED || task || wait == 0 || c->stopping)
     fedc__coord_answer_poll(c, cl);
   else
     fedc__coord_step(c); /* this poll may complete a quorum */
@@ -299,6 +301,11 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
   if (strcmp(p, "/v1/join") == 0) {
     if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/join takes POST");
     else handle_join(c, x, req);
+    return;
+  }
+  if (strncmp(p, "/v1/secagg/", 11) == 0) { /* secure aggregation: secagg_rounds.c */
+    coord_client *cl = authorize(c, x, req);
+    if (cl) fedc__coord_secagg_handle(c, x, req, cl);
     return;
   }
   int is_task = strcmp(p, "/v1/task") == 0, is_update = strcmp(p, "/v1/update") == 0;

@@ -112,6 +112,7 @@ struct fedc_coord {
   double last_refresh;
 
   int budget_stop; /* the job ended at its DP epsilon budget */
+  struct coord_secagg *secagg; /* secure aggregation (secagg_rounds.c); NULL when off */
   int stopping;
   int exit_code;
   int closed_handles;
@@ -141,6 +142,26 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
                         const fedc_http_request *req);
 void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
                                     const fedc_http_request *req);
+/* secagg_rounds.c: secure aggregation ([privacy] secure_aggregation). Every
+ * call but _init is made only when c->secagg is set. */
+int fedc__coord_secagg_init(fedc_coord *c);        /* at start: checks the config */
+void fedc__coord_secagg_free(fedc_coord *c);
+void fedc__coord_secagg_open(fedc_coord *c);       /* a round was opened */
+/* 1 once the client has started the round's protocol (or it is too late to):
+ * it gets no train task */
+int fedc__coord_secagg_started(const fedc_coord *c, int32_t client);
+/* The open round's phases; 1 when the round should close. */
+int fedc__coord_secagg_step(fedc_coord *c, double now);
+void fedc__coord_secagg_fold(fedc_coord *c);       /* commit worker, under mu */
+void fedc__coord_secagg_end(fedc_coord *c);        /* committed or abandoned */
+void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x,
+                               coord_client *cl, const uint8_t *body,
+                               size_t len);
+void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
+                               const fedc_http_request *req, coord_client *cl);
+struct cJSON;
+void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o);
+
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);
 char *fedc__coord_metrics_text(fedc_coord *c);

@@ -146,12 +146,14 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
     cJSON_AddNumberToObject(o, "round", c->round - 1);
   } else {
     int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
-    if (slot >= 0 && !c->reported[slot]) {
+    if (slot >= 0 && !c->reported[slot] &&
+        !(c->secagg && fedc__coord_secagg_started(c, cl->id))) {
       cJSON_AddStringToObject(o, "action", "train");
       cJSON_AddNumberToObject(o, "round", c->round);
       cJSON_AddStringToObject(o, "model_sha256", c->model_sha);
       double left = c->round_deadline - fedc__coord_now();
       cJSON_AddNumberToObject(o, "deadline_s", left > 0 ? left : 0);
+      if (c->secagg) cJSON_AddTrueToObject(o, "secagg"); /* secagg_rounds.c */
     } else {
       cJSON_AddStringToObject(o, "action", "wait");
       cJSON_AddNumberToObject(o, "round", c->round);
@@ -270,6 +272,7 @@ static void maybe_open(fedc_coord *c) {
   c->quorum_since = 0;
   fedc_log_info("round=%d msg=\"opened\" selected=%d eligible=%d", (int)c->round,
                 (int)c->n_selected, (int)n);
+  if (c->secagg) fedc__coord_secagg_open(c);
   for (int32_t i = 0; i < c->n_selected; i++) {
     coord_client *cl = fedc__coord_client_by_id(c, c->selected[i]);
     if (cl && cl->poll) fedc__coord_answer_poll(c, cl);
@@ -310,6 +313,8 @@ static void commit_run(uv_work_t *req) {
   commit_work *w = req->data;
   fedc_coord *c = w->c;
   pthread_mutex_lock(&c->mu);
+  /* secure aggregation: the unmasked sum is the round's only update */
+  if (c->secagg) fedc__coord_secagg_fold(c);
   fedc_round_metrics m;
   int rc = fedc_engine_close(c->engine, &m);
   if (rc == FEDC_EQUORUM) {
@@ -334,9 +339,20 @@ static void commit_run(uv_work_t *req) {
   size_t len = 0;
   rc = fedc_model_encode(&c->spec, fedc_engine_global(c->engine), meta,
                          sizeof meta / sizeof meta[0], &bytes, &len);
+  float *opt = NULL;
+  size_t opt_len = fedc_engine_opt_state_len(c->engine);
+  if (rc == 0 && opt_len > 0) {
+    opt = fedc_malloc_array(opt_len, sizeof(float));
+    rc = opt ? fedc_engine_opt_state_get(c->engine, opt, opt_len)
+             : fedc_error_set(FEDC_ENOMEM, "out of memory");
+    w->row.opt_state = opt;
+    w->row.opt_state_len = opt_len;
+  }
   if (rc == 0)
     rc = fedc_store_commit_round(c->store, &w->row, bytes, len, c->round_updates,
                                  c->n_round_updates);
+  w->row.opt_state = NULL;
+  fedc_free(opt);
   fedc_free(bytes);
   if (rc != 0) goto fail;
   /* remember who was counted, to acknowledge late resends as duplicates */
@@ -405,6 +421,7 @@ static void commit_done(uv_work_t *req, int status) {
   }
   c->n_selected = 0;
   c->n_reported = 0;
+  if (c->secagg) fedc__coord_secagg_end(c);
   fedc_free(w);
   answer_all_polls(c);
   if (c->stopping) {
@@ -432,9 +449,12 @@ void fedc__coord_step(fedc_coord *c) {
   if (c->stopping) return;
   if (c->state == ROUND_OPEN) {
     double now = fedc__coord_now();
-    if (c->n_reported >= c->cfg.clients_per_round || c->n_reported == c->n_selected ||
-        now >= c->round_deadline)
+    if (c->secagg) { /* secure aggregation: its phases decide */
+      if (fedc__coord_secagg_step(c, now)) c->close_wanted = 1;
+    } else if (c->n_reported >= c->cfg.clients_per_round || c->n_reported == c->n_selected ||
+               now >= c->round_deadline) {
       c->close_wanted = 1;
+    }
     /* updates already being folded finish first; none are taken after */
     if (c->close_wanted && c->inflight == 0) start_commit(c);
   }
@@ -690,6 +710,10 @@ static void update_done(uv_work_t *req, int status) {
 void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
                                coord_client *cl, const uint8_t *body,
                                size_t len) {
+  if (c->secagg) { /* a masked update */
+    fedc__coord_secagg_update(c, x, cl, body, len);
+    return;
+  }
   if (c->state == ROUND_CLOSING || c->close_wanted) {
     /* the round is being committed: its outcome decides (stale or a
      * duplicate), so ask the client to send again in a moment */
@@ -887,6 +911,13 @@ static int restore(fedc_coord *c) {
     rc = fedc_engine_new(&ep, c->n_params, w, &c->engine);
   }
   if (rc == 0 && last > 0) rc = fedc_engine_restore(c->engine, last, w);
+  if (rc == 0 && last > 0 && fedc_engine_opt_state_len(c->engine) > 0) {
+    float *opt = NULL;
+    size_t opt_len = 0;
+    rc = fedc_store_opt_state(c->store, last, &opt, &opt_len);
+    if (rc == 0 && opt_len > 0) rc = fedc_engine_opt_state_set(c->engine, opt, opt_len);
+    fedc_free(opt);
+  }
   fedc_free(w);
   if (rc != 0) return rc;
   c->round = last + 1;
@@ -1000,6 +1031,7 @@ int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
   }
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c);
   if (rc == 0) {
     fedc_http_server_opts o = {
         .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca,
@@ -1069,6 +1101,7 @@ int fedc_coord_exit_code(const fedc_coord *c) { return c->exit_code; }
 
 void fedc_coord_free(fedc_coord *c) {
   if (c == NULL) return;
+  fedc__coord_secagg_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_free(c->round_updates);

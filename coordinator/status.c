@@ -96,6 +96,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     add_num(pv, "epsilon_budget", c->cfg.dp_epsilon_budget > 0 ? c->cfg.dp_epsilon_budget : NAN);
     cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }
+  if (c->secagg) fedc__coord_secagg_status(c, o);
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);
   return text;
@@ -168,6 +169,12 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   put(&t, "fedc_bytes_received_total %llu\n", (unsigned long long)(s.bytes_in + s2.bytes_in));
   metric(&t, "fedc_bytes_sent_total", "counter", "HTTP bytes sent.");
   put(&t, "fedc_bytes_sent_total %llu\n", (unsigned long long)(s.bytes_out + s2.bytes_out));
+  metric(&t, "fedc_api_bytes_received_total", "counter",
+         "HTTP bytes received on the clients' (TLS) listener only.");
+  put(&t, "fedc_api_bytes_received_total %llu\n", (unsigned long long)s.bytes_in);
+  metric(&t, "fedc_api_bytes_sent_total", "counter",
+         "HTTP bytes sent on the clients' (TLS) listener only.");
+  put(&t, "fedc_api_bytes_sent_total %llu\n", (unsigned long long)s.bytes_out);
   metric(&t, "fedc_round_duration_seconds", "gauge", "Duration of the last committed round.");
   put(&t, "fedc_round_duration_seconds %.6f\n", c->last_round_secs);
   metric(&t, "fedc_tls_handshakes_failed_total", "counter", "TLS handshakes refused or failed.");

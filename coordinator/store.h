@@ -45,6 +45,10 @@ typedef struct fedc_store_round {
   /* the privacy ledger: written when epsilon > 0, read back as NAN when the
    * round has no row (a job without differential privacy) */
   double epsilon, delta, clip_norm;
+  /* the server optimizer's state after this round (written when
+   * opt_state_len > 0; not read back by fedc_store_rounds) */
+  const float *opt_state;
+  size_t opt_state_len;
 } fedc_store_round;
 
 typedef struct fedc_store_update {
@@ -114,6 +118,10 @@ int fedc_store_round_updates(fedc_store *st, int32_t round,
  * that it survives restarts. It never leaves the coordinator.
  */
 int fedc_store_secret(fedc_store *st, const char *name, uint64_t *value);
+
+/* The server optimizer's state stored with round r (*out freed with
+ * fedc_free; *len 0 and *out NULL when the round has none). */
+int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len);
 
 /* PRAGMA integrity_check: 0 when "ok", FEDC_EFORMAT with the report else. */
 int fedc_store_integrity_check(fedc_store *st);

@@ -84,6 +84,10 @@ static const char SCHEMA_SQL[] =
     " PRIMARY KEY (round, client_id)) WITHOUT ROWID;"
     "CREATE INDEX updates_by_client ON updates(client_id);";
 
+#define OPT_STATE_SQL                                                        \
+  "CREATE TABLE IF NOT EXISTS opt_state(round INTEGER PRIMARY KEY "          \
+  "REFERENCES rounds(round), state BLOB NOT NULL)"
+
 #define SECRETS_SQL                                                          \
   "CREATE TABLE IF NOT EXISTS secrets(name TEXT PRIMARY KEY NOT NULL, "      \
   "value INTEGER NOT NULL)"
@@ -425,6 +429,7 @@ int fedc_store_open(const char *path, fedc_store **out) {
    * them where missing */
   if ((err = exec(st, PRIVACY_SQL, "create the privacy ledger")) != 0) goto fail;
   if ((err = exec(st, SECRETS_SQL, "create the secrets table")) != 0) goto fail;
+  if ((err = exec(st, OPT_STATE_SQL, "create the optimizer table")) != 0) goto fail;
   if ((err = prepare_hot(st)) != 0) goto fail;
   *out = st;
   return 0;
@@ -896,6 +901,21 @@ static int insert_privacy(fedc_store *st, const fedc_store_round *r,
   return err;
 }
 
+/* The server optimizer's state goes with the round it followed, so that a
+ * restart resumes FedAdam or FedYogi with their moments, not from zero. */
+static int insert_opt_state(fedc_store *st, const fedc_store_round *r,
+                            const char *what) {
+  sqlite3_stmt *s;
+  int err = prepare(st, "INSERT INTO opt_state(round, state) VALUES(?1, ?2)", &s, 0);
+  if (err) return err;
+  sqlite3_bind_int64(s, 1, r->round);
+  sqlite3_bind_blob64(s, 2, r->opt_state, r->opt_state_len * sizeof(float), SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  err = rc == SQLITE_DONE ? 0 : db_error(st, rc, what);
+  sqlite3_finalize(s);
+  return err;
+}
+
 /*
  * Commit round r in one transaction (see store.h). The checkpoint's hash is
  * computed before the write lock is taken; r->sha256 and r->committed_at
@@ -958,6 +978,7 @@ int fedc_store_commit_round(fedc_store *st, fedc_store_round *r,
   if ((err = insert_updates(st, r->round, what, updates, n_updates)) != 0)
     goto fail;
   if (r->epsilon > 0.0 && (err = insert_privacy(st, r, what)) != 0) goto fail;
+  if (r->opt_state_len > 0 && (err = insert_opt_state(st, r, what)) != 0) goto fail;
   if ((err = tx_commit(st, what)) != 0) goto fail;
   memcpy(r->sha256, hex, sizeof hex);
   r->committed_at = now;
@@ -1192,4 +1213,32 @@ int fedc_store_secret(fedc_store *st, const char *name, uint64_t *value) {
   if (rc != SQLITE_DONE) return db_error(st, rc, "keep a secret");
   *value = v;
   return 0;
+}
+
+int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  sqlite3_stmt *s;
+  int err = prepare(st, "SELECT state FROM opt_state WHERE round = ?1", &s, 0);
+  if (err) return err;
+  sqlite3_bind_int64(s, 1, round);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    size_t bytes = (size_t)sqlite3_column_bytes(s, 0);
+    if (bytes % sizeof(float) != 0) {
+      err = fedc_error_set(FEDC_EFORMAT, "store %s: optimizer state of round %d "
+                           "has %zu bytes", st->path, (int)round, bytes);
+    } else if (bytes > 0) {
+      *out = fedc_malloc(bytes);
+      if (*out == NULL) err = fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+      else {
+        memcpy(*out, sqlite3_column_blob(s, 0), bytes);
+        *len = bytes / sizeof(float);
+      }
+    }
+  } else if (rc != SQLITE_DONE) {
+    err = db_error(st, rc, "read the optimizer state");
+  }
+  sqlite3_finalize(s);
+  return err;
 }

@@ -484,3 +484,15 @@ int fedc_engine_submit_sum(fedc_engine *e, int32_t round, const int32_t *clients
   e->reported += n_clients;
   return 0;
 }
+
+size_t fedc_engine_opt_state_len(const fedc_engine *e) {
+  return fedc_pipeline_opt_state_len(e->pl);
+}
+
+int fedc_engine_opt_state_get(const fedc_engine *e, float *buf, size_t len) {
+  return fedc_pipeline_opt_state_get(e->pl, buf, len);
+}
+
+int fedc_engine_opt_state_set(fedc_engine *e, const float *buf, size_t len) {
+  return fedc_pipeline_opt_state_set(e->pl, buf, len);
+}

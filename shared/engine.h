@@ -174,6 +174,11 @@ int fedc_engine_restore(fedc_engine *e, int32_t committed, const float *w);
  * spent (rounds taken at the job's sampling rate) and the clip norm in use,
  * from the store's ledger. A no-op without DP. */
 int fedc_engine_restore_privacy(fedc_engine *e, double clip_norm, int32_t rounds);
+/* The server optimizer's state after the last commit (pipeline.h), to
+ * checkpoint with the model and restore after a restart. */
+size_t fedc_engine_opt_state_len(const fedc_engine *e);
+int fedc_engine_opt_state_get(const fedc_engine *e, float *buf, size_t len);
+int fedc_engine_opt_state_set(fedc_engine *e, const float *buf, size_t len);
 
 /*
  * Secure aggregation (secagg.h): count the survivors' sample-weighted

@@ -198,3 +198,15 @@ int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
   double q = pl->p.population > 0 ? (double)pl->p.per_round / pl->p.population : 1.0;
   return fedc_dp_restore(pl->dp, clip_norm, q > 1.0 ? 1.0 : q, rounds);
 }
+
+size_t fedc_pipeline_opt_state_len(const fedc_pipeline *pl) {
+  return fedc_server_opt_state_len(pl->opt);
+}
+
+int fedc_pipeline_opt_state_get(const fedc_pipeline *pl, float *buf, size_t len) {
+  return fedc_server_opt_state_get(pl->opt, buf, len);
+}
+
+int fedc_pipeline_opt_state_set(fedc_pipeline *pl, const float *buf, size_t len) {
+  return fedc_server_opt_state_set(pl->opt, buf, len);
+}

@@ -79,6 +79,12 @@ int fedc_pipeline_budget_exhausted(const fedc_pipeline *pl);
 /* Re-apply `rounds` DP rounds already taken and the clip norm in use. */
 int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
                                   int32_t rounds);
+/* The server optimizer's state (momentum and second moments), so that a
+ * restarted coordinator goes on where it stopped: its length in floats (0
+ * for plain FedAvg), a copy, and a restore. */
+size_t fedc_pipeline_opt_state_len(const fedc_pipeline *pl);
+int fedc_pipeline_opt_state_get(const fedc_pipeline *pl, float *buf, size_t len);
+int fedc_pipeline_opt_state_set(fedc_pipeline *pl, const float *buf, size_t len);
 /* Privacy spent so far (NAN without DP). */
 double fedc_pipeline_epsilon(const fedc_pipeline *pl);
 

@@ -269,6 +269,11 @@ const char *fedc_secagg_phase_name(fedc_secagg_phase p);
 int32_t fedc_secagg_server_count(const fedc_secagg_server *s, fedc_secagg_phase p);
 /* The last phase whose message party id has sent, or -1 if none. */
 int fedc_secagg_server_party_phase(const fedc_secagg_server *s, uint32_t id);
+/* The sample count party id advertised (0 if it did not). */
+uint64_t fedc_secagg_server_party_samples(const fedc_secagg_server *s, uint32_t id);
+/* After close_advertise: the Shamir threshold and the fractional bits. */
+int32_t fedc_secagg_server_threshold(const fedc_secagg_server *s);
+int32_t fedc_secagg_server_frac_bits(const fedc_secagg_server *s);
 /* 1 when every party still expected in the current phase has sent. */
 int fedc_secagg_server_phase_complete(const fedc_secagg_server *s);
 

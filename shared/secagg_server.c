@@ -148,6 +148,14 @@ int fedc_secagg_server_party_phase(const fedc_secagg_server *s, uint32_t id) {
          : q->advertised ? FEDC_SECAGG_ADVERTISE : -1;
 }
 
+uint64_t fedc_secagg_server_party_samples(const fedc_secagg_server *s, uint32_t id) {
+  const party *q = find_party(s, id);
+  return q && q->advertised ? q->n_samples : 0;
+}
+
+int32_t fedc_secagg_server_threshold(const fedc_secagg_server *s) { return s->t; }
+int32_t fedc_secagg_server_frac_bits(const fedc_secagg_server *s) { return s->frac_bits; }
+
 int fedc_secagg_server_phase_complete(const fedc_secagg_server *s) {
   switch (s->phase) {
   case FEDC_SECAGG_ADVERTISE: return s->counts[0] == s->n_all;

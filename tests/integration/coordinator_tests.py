@@ -280,11 +280,73 @@ def test_bad_updates():
         job.close()
 
 
+def final_model(job):
+    ckpt = job.checkpoints()
+    return flat(read_safetensors(ckpt[max(ckpt)][0])[0])
+
+
+def test_strategies_over_the_wire():
+    """FedAdam through a kill -9 and restart ends on exactly the model of an
+    uninterrupted run (its moments are stored with each round); DP writes a
+    growing epsilon to the store's ledger and to /v1/status."""
+    extra = "[strategy]\nname = fedadam\nserver_lr = 0.01\n"
+    job = Job("fedadam", 3, sizes=[2000, 2000, 2000], rounds=4, extra=extra,
+              model="mlp", hidden="64", epochs=2)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        clients = [job.start_client(k) for k in range(1, 4)]
+        for p in clients:
+            assert p.wait(timeout=60) == 0
+        clean = final_model(job)
+        job.coordinator.send_signal(signal.SIGTERM)
+        assert job.coordinator.wait(timeout=10) == 0
+        # the same clients and certificates, a new store, and a crash after round 2
+        job.store = os.path.join(job.dir, "second.db")
+        job.write_coordinator_config()
+        job.allow_all()
+        job.start_coordinator()
+        clients = [job.start_client(k) for k in range(1, 4)]
+        job.wait_for(lambda: job.committed() >= 2, 60, "round 2")
+        job.coordinator.send_signal(signal.SIGKILL)
+        job.coordinator.wait()
+        with job.db() as con:
+            done = con.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+        assert 2 <= done < 4, f"{done} rounds committed before the kill"
+        job.start_coordinator()
+        for p in clients:
+            assert p.wait(timeout=60) == 0
+        crashed = final_model(job)
+        assert crashed == clean, "the restarted FedAdam job ended on another model"
+        with job.db() as con:
+            assert con.execute("SELECT COUNT(*) FROM opt_state").fetchone()[0] == 4
+    finally:
+        job.close()
+    extra = "[privacy]\nnoise_multiplier = 0.5\nclip_norm = 0.5\n"
+    job = Job("dp", 3, rounds=3, extra=extra)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        clients = [job.start_client(k) for k in range(1, 4)]
+        for p in clients:
+            assert p.wait(timeout=60) == 0
+        with job.db() as con:
+            eps = [e for (e,) in con.execute("SELECT epsilon FROM privacy ORDER BY round")]
+        assert len(eps) == 3 and eps[0] > 0 and eps[0] < eps[1] < eps[2], eps
+        st = job.status()
+        assert abs(st["privacy"]["epsilon"] - eps[-1]) < 1e-9
+        assert st["rounds"][-1]["epsilon"] == eps[-1]
+        print(f"       DP over the wire: epsilon after 3 rounds {eps[-1]:.3f}")
+    finally:
+        job.close()
+
+
 if __name__ == "__main__":
     suite = Suite("coordinator_tests")
     only = sys.argv[1:]
     for fn in (test_fedavg_over_the_wire, test_coordinator_kill9_and_restart,
-               test_client_dropout_quorum, test_refused_clients, test_bad_updates):
+               test_client_dropout_quorum, test_refused_clients, test_bad_updates,
+               test_strategies_over_the_wire):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()

@@ -81,7 +81,7 @@ class Job:
         self.store = os.path.join(self.dir, "fedc.db")
         self.cfg = dict(rounds=5, clients_per_round=n_clients, min_clients=n_clients,
                         round_timeout_s=20, over_select=1.0, poll_s=2, test="", enroll="allowlist",
-                        model="softmax", hidden="", epochs=1)
+                        model="softmax", hidden="", epochs=1, extra="")
         self.cfg.update(cfg)
         self.write_coordinator_config()
 
@@ -124,7 +124,8 @@ key = {self.pki('server.key')}
 [store]
 path = {self.store}
 [data]
-{test}""")
+{test}{c['extra']}
+""")
 
     def client_ini(self, k, cert=None, keep=True):
         d = os.path.join(self.dir, "data", f"client-{k}")

@@ -1,0 +1,850 @@
+/*
+ * secagg_rounds.c - secure aggregation in the coordinator ([privacy]
+ * secure_aggregation = true): the /v1/secagg/ endpoints, the masked
+ * updates of POST /v1/update, the phases of each round and their
+ * deadlines, and the hand-over of the unmasked sum to the round engine
+ * (docs/protocol.md, "Secure aggregation"; the protocol is shared/secagg.h).
+ *
+ * A round's phases, each closed when every party still expected has sent
+ * its message or at its deadline, a fraction of [job] round_timeout_s
+ * after the round opened:
+ *
+ *   advertise  (training happens first)  ADVERTISE in       by 0.50
+ *   shares     GET keys answered         SHARES in          by 0.65
+ *   masked     GET myshares answered     masked updates in  by 0.85
+ *   unmask     GET survivors answered    UNMASK in          by 1.00
+ *
+ * A client that does not answer a phase is a dropout; a phase that ends
+ * with too few parties for the protocol to recover fails the round, which
+ * is then abandoned like one below quorum (no partial average is ever
+ * taken). When the unmask phase ends, the commit worker reconstructs the
+ * masks, removes them and gives the engine the survivors' weighted average
+ * (fedc_engine_submit_sum). The coordinator never holds one client's
+ * update in the clear: what it receives are masked words.
+ *
+ * Threads: the protocol object (fedc_secagg_server) is used under c->mu,
+ * by the loop thread for the small messages and by workers for folding
+ * masked updates and for the final reconstruction; the loop thread keeps
+ * its own copy of the phase and per-party progress for status pages and
+ * long-polls, so that it never waits on a commit in progress.
+ *
+ * Test hook: with FEDC_SECAGG_DEBUG_DIR set in its environment, the
+ * coordinator writes every masked update it receives there as
+ * round-<r>-client-<id>.safetensors, to show what it saw.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "alloc.h"
+#include "coord_internal.h"
+#include "error.h"
+#include "log.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "secagg.h"
+
+static const double PHASE_END[4] = {0.50, 0.65, 0.85, 1.00};
+
+enum { WAIT_KEYS = 0, WAIT_MYSHARES = 1, WAIT_SURVIVORS = 2 };
+static const char *const WAIT_NAME[3] = {"keys", "myshares", "survivors"};
+
+typedef struct sa_round sa_round;
+
+/* A pending long-poll for one of the server's broadcasts. */
+typedef struct sa_wait {
+  sa_round *r;
+  fedc_http_exchange *x;
+  int32_t client;
+  int kind;
+  double deadline;
+  struct sa_wait *prev, *next;
+} sa_wait;
+
+struct sa_round {
+  int32_t round;
+  fedc_secagg_server *srv; /* under c->mu */
+  /* the loop thread's copy */
+  fedc_secagg_phase phase;
+  double opened_at, closed_at[4];
+  int done, failed;
+  char why[256];
+  int32_t n;         /* selected parties */
+  int32_t *ids;      /* their client ids */
+  int8_t *progress;  /* per party: the last phase whose message came, or -1 */
+  int32_t counts[4]; /* messages accepted per phase */
+  int32_t threshold, frac_bits;
+  sa_wait *waits;
+  /* written by the commit worker, read on the loop thread after it */
+  int fold_ok;
+  fedc_secagg_result res;
+};
+
+/* The outcome of the last secure round, for /v1/status. */
+typedef struct sa_last {
+  int32_t round;
+  int committed;
+  int32_t survivors, dropped, frac_bits, threshold;
+  double phase_secs[4];
+  char why[256];
+} sa_last;
+
+struct coord_secagg {
+  sa_round *cur;
+  sa_last last;
+  int has_last;
+  int32_t opens;
+  char debug_dir[FEDC_CONFIG_PATH_MAX];
+};
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+/*
+ * The pipeline must act on the aggregate: robust aggregators, norm bounds
+ * and DP clipping need single updates, which the coordinator never sees.
+ */
+int fedc__coord_secagg_init(fedc_coord *c) {
+  static const char *const ok[] = {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"};
+  int known = 0;
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) known |= strcmp(c->cfg.strategy, ok[i]) == 0;
+  const char *origin = fedc_config_origin(&c->cfg, "privacy", "secure_aggregation");
+  if (!known)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] secure_aggregation = true: [strategy] name = %s needs "
+                          "single updates, which secure aggregation hides; use fedavg or a "
+                          "server optimizer",
+                          origin ? origin : "?", c->cfg.strategy);
+  if (c->cfg.norm_bound > 0 || c->cfg.dp_noise_multiplier > 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] secure_aggregation = true cannot be combined with "
+                          "[strategy] norm_bound or [privacy] noise_multiplier: both need "
+                          "single updates",
+                          origin ? origin : "?");
+  c->secagg = fedc_calloc(1, sizeof *c->secagg);
+  if (c->secagg == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
+  const char *dir = getenv("FEDC_SECAGG_DEBUG_DIR");
+  if (dir && dir[0]) snprintf(c->secagg->debug_dir, sizeof c->secagg->debug_dir, "%s", dir);
+  return 0;
+}
+
+static void answer_wait(sa_wait *w, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void drop_wait(sa_wait *w) {
+  sa_round *r = w->r;
+  if (w->prev) w->prev->next = w->next;
+  else r->waits = w->next;
+  if (w->next) w->next->prev = w->prev;
+  fedc_free(w);
+}
+
+static void wait_abort(void *ud, fedc_http_exchange *x) {
+  (void)x;
+  drop_wait(ud);
+}
+
+static void answer_wait(sa_wait *w, int status, const char *code, const char *fmt, ...) {
+  fedc_http_exchange *x = w->x;
+  fedc_http_exchange_on_abort(x, NULL, NULL);
+  drop_wait(w);
+  if (status == 204) {
+    fedc_http_respond(x, 204, "application/json", "", 0, NULL);
+    return;
+  }
+  char msg[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fedc_http_respond_error(x, status, code, "%s", msg);
+}
+
+static void round_free(sa_round *r) {
+  if (r == NULL) return;
+  while (r->waits)
+    answer_wait(r->waits, 409, "stale_round", "secure round %d is over", (int)r->round);
+  fedc_secagg_server_free(r->srv);
+  fedc_free(r->ids);
+  fedc_free(r->progress);
+  fedc_free(r);
+}
+
+void fedc__coord_secagg_free(fedc_coord *c) {
+  if (c->secagg == NULL) return;
+  round_free(c->secagg->cur);
+  fedc_free(c->secagg);
+  c->secagg = NULL;
+}
+
+/* Round opened (loop thread): a protocol object for the selected clients.
+ * On failure the round has none and is abandoned at its first step. */
+void fedc__coord_secagg_open(fedc_coord *c) {
+  struct coord_secagg *sa = c->secagg;
+  round_free(sa->cur);
+  sa->cur = NULL;
+  sa_round *r = fedc_calloc(1, sizeof *r);
+  uint32_t *ids = fedc_malloc_array((size_t)c->n_selected + 1, sizeof *ids);
+  if (r) {
+    r->ids = fedc_malloc_array((size_t)c->n_selected + 1, sizeof *r->ids);
+    r->progress = fedc_malloc_array((size_t)c->n_selected + 1, 1);
+  }
+  int rc = r && ids && r->ids && r->progress ? 0 : FEDC_ENOMEM;
+  if (rc == 0) {
+    fedc_rng g;
+    fedc_rng_derive(&g, c->cfg.seed, 0x7361677261706853ULL /* "sagraphS" */,
+                    (uint64_t)c->round, (uint64_t)sa->opens++);
+    fedc_secagg_params p = {.round = c->round, .n = c->n_params,
+                            .neighbors = c->cfg.secagg_neighbors,
+                            .threshold = c->cfg.secagg_threshold,
+                            .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
+    for (int32_t i = 0; i < c->n_selected; i++) {
+      ids[i] = (uint32_t)c->selected[i];
+      r->ids[i] = c->selected[i];
+      r->progress[i] = -1;
+    }
+    r->n = c->n_selected;
+    rc = fedc_secagg_server_new(&p, ids, c->n_selected, &r->srv);
+  }
+  fedc_free(ids);
+  if (rc != 0) {
+    fedc_log_error("round=%d msg=\"cannot start secure aggregation\" err=\"%s\"", (int)c->round,
+                   fedc_error_msg());
+    round_free(r);
+    return;
+  }
+  r->round = c->round;
+  r->opened_at = c->round_opened_at;
+  sa->cur = r;
+}
+
+static int32_t party_slot(const sa_round *r, int32_t client) {
+  for (int32_t i = 0; i < r->n; i++)
+    if (r->ids[i] == client) return i;
+  return -1;
+}
+
+int fedc__coord_secagg_started(const fedc_coord *c, int32_t client) {
+  const sa_round *r = c->secagg ? c->secagg->cur : NULL;
+  if (r == NULL || r->round != c->round) return 0;
+  int32_t k = party_slot(r, client);
+  /* advertised, or too late to: no train task either way */
+  return r->phase != FEDC_SECAGG_ADVERTISE || (k >= 0 && r->progress[k] >= 0);
+}
+
+/* ---- phases ---------------------------------------------------------------- */
+
+static void fail_round(fedc_coord *c, sa_round *r, const char *why) {
+  r->failed = 1;
+  snprintf(r->why, sizeof r->why, "%s", why);
+  fedc_log_warn("round=%d msg=\"secure aggregation failed; abandoning the round\" phase=%s "
+                "reason=\"%s\"",
+                (int)r->round, fedc_secagg_phase_name(r->phase), why);
+  while (r->waits)
+    answer_wait(r->waits, 409, "stale_round", "secure round %d was abandoned: %s", (int)r->round,
+                why);
+  (void)c;
+}
+
+/* Answer one long-poll with the broadcast it waits for, or 403 when this
+ * client is not part of the set it asks about. Loop thread. */
+static void serve_wait(fedc_coord *c, sa_round *r, sa_wait *w) {
+  int32_t k = party_slot(r, w->client);
+  int need = w->kind == WAIT_KEYS ? FEDC_SECAGG_ADVERTISE
+             : w->kind == WAIT_MYSHARES ? FEDC_SECAGG_SHARES : FEDC_SECAGG_MASKED;
+  if (k < 0 || r->progress[k] < need) {
+    fedc__coord_reject(c, REJECT_not_selected);
+    answer_wait(w, 403, "not_selected",
+                "client %d did not take part in the %s phase of secure round %d",
+                (int)w->client, fedc_secagg_phase_name((fedc_secagg_phase)need), (int)r->round);
+    return;
+  }
+  const uint8_t *msg = NULL;
+  uint8_t *own = NULL;
+  size_t len = 0;
+  pthread_mutex_lock(&c->mu);
+  int rc = w->kind == WAIT_KEYS ? fedc_secagg_server_keys(r->srv, &msg, &len)
+           : w->kind == WAIT_SURVIVORS
+               ? fedc_secagg_server_survivors(r->srv, &msg, &len)
+               : fedc_secagg_server_myshares(r->srv, (uint32_t)w->client, &own, &len);
+  char err[256];
+  snprintf(err, sizeof err, "%s", rc ? fedc_error_msg() : "");
+  pthread_mutex_unlock(&c->mu);
+  if (rc != 0) {
+    answer_wait(w, rc == FEDC_ENOMEM ? 503 : 409, rc == FEDC_ENOMEM ? "unavailable" : "stale_round",
+                "%s", err);
+    return;
+  }
+  fedc_http_exchange *x = w->x;
+  fedc_http_exchange_on_abort(x, NULL, NULL);
+  drop_wait(w);
+  fedc_http_respond(x, 200, "application/octet-stream", own ? own : msg, len, NULL);
+  fedc_free(own);
+}
+
+static void serve_waits(fedc_coord *c, sa_round *r, int kind) {
+  for (sa_wait *w = r->waits, *next; w; w = next) {
+    next = w->next;
+    if (w->kind == kind) serve_wait(c, r, w);
+  }
+}
+
+static int phase_complete(const sa_round *r) {
+  switch (r->phase) {
+  case FEDC_SECAGG_ADVERTISE: return r->counts[0] == r->n;
+  case FEDC_SECAGG_SHARES: return r->counts[1] == r->counts[0];
+  case FEDC_SECAGG_MASKED: return r->counts[2] == r->counts[1];
+  case FEDC_SECAGG_UNMASK: return r->counts[3] == r->counts[2];
+  default: return 1;
+  }
+}
+
+/* Close the current phase with whoever is in. Loop thread. */
+static void close_phase(fedc_coord *c, sa_round *r, double now) {
+  fedc_secagg_phase p = r->phase;
+  int rc = 0;
+  char err[256] = "";
+  pthread_mutex_lock(&c->mu);
+  switch (p) {
+  case FEDC_SECAGG_ADVERTISE:
+    rc = fedc_secagg_server_close_advertise(r->srv);
+    if (rc == 0) {
+      r->threshold = fedc_secagg_server_threshold(r->srv);
+      r->frac_bits = fedc_secagg_server_frac_bits(r->srv);
+    }
+    break;
+  case FEDC_SECAGG_SHARES: rc = fedc_secagg_server_close_shares(r->srv); break;
+  case FEDC_SECAGG_MASKED: rc = fedc_secagg_server_close_masked(r->srv); break;
+  default: break;
+  }
+  if (rc != 0) snprintf(err, sizeof err, "%s", fedc_error_msg());
+  pthread_mutex_unlock(&c->mu);
+  r->closed_at[p] = now;
+  if (rc != 0) {
+    fail_round(c, r, err);
+    return;
+  }
+  fedc_log_info("round=%d msg=\"secure aggregation phase closed\" phase=%s in=%d of=%d "
+                "secs=%.3f",
+                (int)r->round, fedc_secagg_phase_name(p), (int)r->counts[p],
+                (int)(p == 0 ? r->n : r->counts[p - 1]), now - r->opened_at);
+  if (p == FEDC_SECAGG_UNMASK) {
+    r->done = 1;
+    return;
+  }
+  r->phase = (fedc_secagg_phase)(p + 1);
+  serve_waits(c, r, (int)p); /* keys after advertise, myshares after shares, ... */
+}
+
+/*
+ * The round's secure-aggregation step (loop thread, from fedc__coord_step
+ * while the round is open): expire long-polls, close phases that are
+ * complete or past their deadline. 1 when the round should close: the
+ * protocol is done, or it failed (and the engine will abandon the round).
+ */
+int fedc__coord_secagg_step(fedc_coord *c, double now) {
+  sa_round *r = c->secagg->cur;
+  if (r == NULL || r->round != c->round) return 1;
+  for (sa_wait *w = r->waits, *next; w; w = next) {
+    next = w->next;
+    if (now >= w->deadline) answer_wait(w, 204, NULL, "%s", "");
+  }
+  while (!r->done && !r->failed) {
+    double deadline = r->opened_at + PHASE_END[r->phase] * c->cfg.round_timeout_s;
+    if (!phase_complete(r) && now < deadline) break;
+    close_phase(c, r, now);
+  }
+  return r->done || r->failed;
+}
+
+/* ---- the commit (worker thread, under c->mu) ---------------------------------- */
+
+/*
+ * Unmask the sum and hand the survivors' weighted average to the engine.
+ * Clients send deltas from the round's start model, so the average delta
+ * is added back to it. On any failure nothing reaches the engine, which
+ * then abandons the round below quorum.
+ */
+void fedc__coord_secagg_fold(fedc_coord *c) {
+  sa_round *r = c->secagg->cur;
+  if (r == NULL || !r->done || r->failed || r->round != fedc_engine_round(c->engine)) return;
+  size_t n = c->n_params;
+  float *avg = fedc_malloc_array(n, sizeof *avg);
+  int32_t *ids = fedc_malloc_array((size_t)r->n + 1, sizeof *ids);
+  uint64_t *samples = fedc_malloc_array((size_t)r->n + 1, sizeof *samples);
+  double *losses = fedc_malloc_array((size_t)r->n + 1, sizeof *losses);
+  int rc = avg && ids && samples && losses ? 0
+                                           : fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) rc = fedc_secagg_server_finish(r->srv, avg, n, &r->res);
+  int32_t k = 0;
+  if (rc == 0) {
+    const float *g = fedc_engine_global(c->engine);
+    for (size_t i = 0; i < n; i++) avg[i] += g[i];
+    const uint32_t *surv;
+    int32_t ns = fedc_secagg_server_survivor_ids(r->srv, &surv);
+    for (int32_t i = 0; i < ns; i++) {
+      ids[k] = (int32_t)surv[i];
+      samples[k] = fedc_secagg_server_party_samples(r->srv, surv[i]);
+      losses[k] = 0.0;
+      for (int32_t j = 0; j < c->n_round_updates; j++)
+        if (c->round_updates[j].client_id == ids[k]) losses[k] = c->round_updates[j].train_loss;
+      k++;
+    }
+    rc = fedc_engine_submit_sum(c->engine, r->round, ids, samples, losses, k, avg, n);
+  }
+  if (rc == 0) {
+    r->fold_ok = 1;
+  } else {
+    snprintf(r->why, sizeof r->why, "%s", fedc_error_msg());
+    fedc_log_warn("round=%d msg=\"secure aggregation could not unmask the sum\" err=\"%s\"",
+                  (int)r->round, r->why);
+  }
+  fedc_free(avg);
+  fedc_free(ids);
+  fedc_free(samples);
+  fedc_free(losses);
+}
+
+/* The round is over, committed or abandoned (loop thread, after the
+ * commit worker): remember its outcome, drop its state. */
+void fedc__coord_secagg_end(fedc_coord *c) {
+  struct coord_secagg *sa = c->secagg;
+  sa_round *r = sa->cur;
+  if (r == NULL) return;
+  sa_last *l = &sa->last;
+  memset(l, 0, sizeof *l);
+  l->round = r->round;
+  l->committed = r->fold_ok;
+  l->survivors = r->fold_ok ? r->res.n_clients : r->counts[2];
+  l->dropped = r->fold_ok ? r->res.dropped : r->counts[1] - r->counts[2];
+  l->frac_bits = r->frac_bits;
+  l->threshold = r->threshold;
+  for (int p = 0; p < 4; p++)
+    l->phase_secs[p] = r->closed_at[p] > 0 ? r->closed_at[p] - r->opened_at : NAN;
+  snprintf(l->why, sizeof l->why, "%s", r->fold_ok ? "" : r->why);
+  sa->has_last = 1;
+  if (r->fold_ok)
+    fedc_log_info("round=%d msg=\"secure aggregation done\" survivors=%d dropped=%d "
+                  "frac_bits=%d threshold=%d",
+                  (int)r->round, (int)l->survivors, (int)l->dropped, (int)l->frac_bits,
+                  (int)l->threshold);
+  round_free(r);
+  sa->cur = NULL;
+}
+
+/* ---- masked updates (POST /v1/update) --------------------------------------------- */
+
+typedef struct masked_work {
+  uv_work_t req;
+  fedc_coord *c;
+  sa_round *r;
+  fedc_http_exchange *x;
+  int32_t client_id;
+  uint8_t *body;
+  size_t len;
+  int status, duplicate;
+  reject_reason reason;
+  char code[32];
+  char msg[384];
+  int32_t round;
+} masked_work;
+
+static void masked_abort(void *ud, fedc_http_exchange *x) {
+  (void)x;
+  ((masked_work *)ud)->x = NULL;
+}
+
+static void refuse(masked_work *w, int status, reject_reason why, const char *code,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void refuse(masked_work *w, int status, reject_reason why, const char *code,
+                   const char *fmt, ...) {
+  w->status = status;
+  w->reason = why;
+  snprintf(w->code, sizeof w->code, "%s", code);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->msg, sizeof w->msg, fmt, ap);
+  va_end(ap);
+}
+
+static int meta_int(const fedc_st_file *f, const char *key, int64_t lo, int64_t hi,
+                    int64_t *out) {
+  const char *v = fedc_st_meta_get(f, key);
+  if (v == NULL || *v == '\0') return -1;
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (*end != '\0' || errno || x < lo || x > hi) return -1;
+  *out = x;
+  return 0;
+}
+
+static void dump_masked(const fedc_coord *c, const masked_work *w) {
+  char path[FEDC_CONFIG_PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/round-%d-client-%d.safetensors", c->secagg->debug_dir,
+           (int)w->round, (int)w->client_id);
+  FILE *f = fopen(path, "wb");
+  if (f == NULL || fwrite(w->body, 1, w->len, f) != w->len)
+    fedc_log_warn("msg=\"FEDC_SECAGG_DEBUG_DIR: cannot write\" path=\"%s\"", path);
+  if (f) fclose(f);
+}
+
+/*
+ * Worker: check the container (one U32 tensor "masked" of the model's
+ * length, metadata as for a plain update, the advertised sample count),
+ * then fold it into the secure sum under the mutex.
+ */
+static void masked_run(uv_work_t *req) {
+  masked_work *w = req->data;
+  fedc_coord *c = w->c;
+  fedc_st_file *f = NULL;
+  int rc = fedc_st_decode_ex(w->body, w->len, FEDC_ST_ALLOW_U32, &f);
+  if (rc != 0) {
+    if (rc == FEDC_ECHECKSUM)
+      refuse(w, 400, REJECT_bad_checksum, "bad_checksum", "%s", fedc_error_msg());
+    else if (rc == FEDC_ENOMEM)
+      refuse(w, 503, REJECT_unavailable, "unavailable", "%s", fedc_error_msg());
+    else
+      refuse(w, 400, REJECT_bad_container, "bad_container", "%s", fedc_error_msg());
+    return;
+  }
+  const uint32_t *words = NULL;
+  size_t n = 0;
+  rc = fedc_st_count(f) == 1 ? fedc_st_find_u32(f, "masked", &words, &n) : FEDC_ENOTFOUND;
+  int64_t round, samples;
+  const char *loss_text = fedc_st_meta_get(f, "train_loss");
+  char *end = NULL;
+  double loss = loss_text ? strtod(loss_text, &end) : NAN;
+  if (rc == FEDC_EUNSUPPORTED) {
+    refuse(w, 400, REJECT_bad_dtype, "bad_dtype",
+           "secure aggregation: the update must be a U32 tensor \"masked\" (masked words), "
+           "not F32 weights");
+  } else if (rc != 0 || n != c->n_params) {
+    refuse(w, 400, REJECT_bad_shape, "bad_shape",
+           "secure aggregation: the update must be one U32 tensor \"masked\" of %zu words",
+           c->n_params);
+  } else if (meta_int(f, "round", 1, INT32_MAX, &round) != 0 ||
+             meta_int(f, "num_samples", 1, (int64_t)1 << 40, &samples) != 0 ||
+             loss_text == NULL || *end != '\0' || !isfinite(loss)) {
+    refuse(w, 400, REJECT_bad_metadata, "bad_metadata",
+           "metadata needs round (integer >= 1), num_samples (integer 1..2^40) and "
+           "train_loss (a finite number)");
+  } else {
+    w->round = (int32_t)round;
+    if (c->secagg->debug_dir[0]) dump_masked(c, w);
+    const char *sha = fedc_st_meta_get(f, "sha256");
+    pthread_mutex_lock(&c->mu);
+    uint64_t advertised = fedc_secagg_server_party_samples(w->r->srv, (uint32_t)w->client_id);
+    if (round != w->r->round) {
+      rc = fedc_error_set(FEDC_ESTALE, "masked update for round %d, the secure round is %d",
+                          (int)round, (int)w->r->round);
+    } else if (advertised != (uint64_t)samples) {
+      rc = FEDC_EFORMAT;
+    } else {
+      rc = fedc_secagg_server_add_masked(w->r->srv, (uint32_t)w->client_id, words, n);
+      if (rc == 0 && c->n_round_updates < c->round_updates_cap) {
+        fedc_store_update *u = &c->round_updates[c->n_round_updates++];
+        u->client_id = w->client_id;
+        u->num_samples = samples;
+        u->train_loss = loss;
+        snprintf(u->sha256, sizeof u->sha256, "%s", sha ? sha : "");
+        u->received_at = wall_now();
+      }
+    }
+    char msg[384];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    pthread_mutex_unlock(&c->mu);
+    if (rc == 0) w->status = 200;
+    else if (rc == FEDC_EDUPLICATE) w->status = 200, w->duplicate = 1;
+    else if (rc == FEDC_EFORMAT)
+      refuse(w, 400, REJECT_bad_metadata, "bad_metadata",
+             "num_samples = %lld, but the client advertised %llu", (long long)samples,
+             (unsigned long long)advertised);
+    else if (rc == FEDC_EINVAL)
+      refuse(w, 403, REJECT_not_selected, "not_selected", "%s", msg);
+    else if (rc == FEDC_ESTATE || rc == FEDC_ESTALE)
+      refuse(w, 409, REJECT_stale_round, "stale_round", "%s", msg);
+    else
+      refuse(w, 503, REJECT_unavailable, "unavailable", "%s", msg);
+  }
+  fedc_st_free(f);
+}
+
+static void masked_done(uv_work_t *req, int status) {
+  masked_work *w = req->data;
+  fedc_coord *c = w->c;
+  (void)status;
+  c->inflight--;
+  sa_round *r = c->secagg->cur;
+  if (w->status == 200 && !w->duplicate) {
+    c->updates_accepted++;
+    int32_t slot = fedc__coord_slot_of(c, w->client_id);
+    if (slot >= 0 && !c->reported[slot]) {
+      c->reported[slot] = 1;
+      c->n_reported++;
+    }
+    if (r == w->r) {
+      int32_t k = party_slot(r, w->client_id);
+      if (k >= 0 && r->progress[k] < FEDC_SECAGG_MASKED) {
+        r->progress[k] = FEDC_SECAGG_MASKED;
+        r->counts[FEDC_SECAGG_MASKED]++;
+      }
+    }
+    fedc_log_info("round=%d client=%d msg=\"masked update accepted\" masked=%d/%d",
+                  (int)w->round, (int)w->client_id, r == w->r ? (int)r->counts[2] : -1,
+                  r == w->r ? (int)r->counts[1] : -1);
+  } else if (w->status == 200) {
+    c->updates_duplicate++;
+  } else {
+    fedc__coord_reject(c, w->reason);
+    fedc_log_info("client=%d msg=\"masked update refused\" code=%s reason=\"%s\"",
+                  (int)w->client_id, w->code, w->msg);
+  }
+  if (w->x) {
+    fedc_http_exchange_on_abort(w->x, NULL, NULL);
+    if (w->status == 200) {
+      char body[128];
+      int len = snprintf(body, sizeof body, "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
+                         (int)w->round, w->duplicate ? "true" : "false");
+      fedc_http_respond(w->x, 200, "application/json", body, (size_t)len, NULL);
+    } else {
+      fedc_http_respond_error(w->x, w->status, w->code, "%s", w->msg);
+    }
+  }
+  fedc_free(w->body);
+  fedc_free(w);
+  if (c->stopping) fedc_coord_stop(c);
+  else fedc__coord_step(c);
+}
+
+void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                               const uint8_t *body, size_t len) {
+  sa_round *r = c->secagg->cur;
+  if (c->state != ROUND_OPEN || r == NULL || r->phase != FEDC_SECAGG_MASKED || r->failed) {
+    fedc__coord_reject(c, REJECT_stale_round);
+    fedc_http_respond_error(x, 409, "stale_round",
+                            "no secure round is taking masked updates (round %d)", (int)c->round);
+    return;
+  }
+  masked_work *w = fedc_calloc(1, sizeof *w);
+  uint8_t *copy = w ? fedc_malloc(len ? len : 1) : NULL;
+  if (copy == NULL) {
+    fedc_free(w);
+    fedc__coord_reject(c, REJECT_unavailable);
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  memcpy(copy, body, len);
+  *w = (masked_work){.c = c, .r = r, .x = x, .client_id = cl->id, .body = copy, .len = len};
+  w->req.data = w;
+  fedc_http_exchange_on_abort(x, masked_abort, w);
+  if (uv_queue_work(c->loop, &w->req, masked_run, masked_done) != 0) {
+    fedc_http_exchange_on_abort(x, NULL, NULL);
+    fedc_free(copy);
+    fedc_free(w);
+    fedc_http_respond_error(x, 503, "unavailable", "cannot queue the update");
+    return;
+  }
+  c->inflight++;
+}
+
+/* ---- the /v1/secagg/ endpoints ------------------------------------------------------ */
+
+/* Integer and number query parameters; 0 absent, 1 found, -1 malformed. */
+static int query_num(const char *q, const char *key, double *out) {
+  size_t kl = strlen(key);
+  for (const char *p = q; p && *p;) {
+    if (strncmp(p, key, kl) == 0 && p[kl] == '=') {
+      char *end;
+      double v = strtod(p + kl + 1, &end);
+      if (end == p + kl + 1 || (*end != '\0' && *end != '&') || !isfinite(v)) return -1;
+      *out = v;
+      return 1;
+    }
+    p = strchr(p, '&');
+    if (p) p++;
+  }
+  return 0;
+}
+
+/* A client's message for the current phase: checked and taken under the
+ * mutex; the answer says accepted or why not. */
+static void post_message(fedc_coord *c, sa_round *r, fedc_http_exchange *x, coord_client *cl,
+                         const fedc_http_request *req, fedc_secagg_phase phase) {
+  char err[384];
+  pthread_mutex_lock(&c->mu);
+  int rc = phase == FEDC_SECAGG_ADVERTISE
+               ? fedc_secagg_server_add_advertise(r->srv, (uint32_t)cl->id, req->body,
+                                                  req->body_len)
+           : phase == FEDC_SECAGG_SHARES
+               ? fedc_secagg_server_add_shares(r->srv, (uint32_t)cl->id, req->body,
+                                               req->body_len)
+               : fedc_secagg_server_add_unmask(r->srv, (uint32_t)cl->id, req->body,
+                                               req->body_len);
+  snprintf(err, sizeof err, "%s", rc ? fedc_error_msg() : "");
+  pthread_mutex_unlock(&c->mu);
+  if (rc == 0 || rc == FEDC_EDUPLICATE) {
+    int32_t k = party_slot(r, cl->id);
+    if (rc == 0 && k >= 0) {
+      r->progress[k] = (int8_t)phase;
+      r->counts[phase]++;
+    }
+    fedc_log_debug("round=%d client=%d msg=\"secure aggregation message\" phase=%s%s",
+                   (int)r->round, (int)cl->id, fedc_secagg_phase_name(phase),
+                   rc ? " duplicate=true" : "");
+    char body[128];
+    int len = snprintf(body, sizeof body, "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
+                       (int)r->round, rc ? "true" : "false");
+    fedc_http_respond(x, 200, "application/json", body, (size_t)len, NULL);
+    fedc__coord_step(c);
+    return;
+  }
+  reject_reason why = rc == FEDC_EFORMAT ? REJECT_bad_request
+                      : rc == FEDC_EINVAL ? REJECT_not_selected
+                      : rc == FEDC_ENOMEM ? REJECT_unavailable : REJECT_stale_round;
+  fedc__coord_reject(c, why);
+  if (rc == FEDC_EFORMAT) fedc_http_respond_error(x, 400, "bad_request", "%s", err);
+  else if (rc == FEDC_EINVAL) fedc_http_respond_error(x, 403, "not_selected", "%s", err);
+  else if (rc == FEDC_ENOMEM) fedc_http_respond_error(x, 503, "unavailable", "%s", err);
+  else fedc_http_respond_error(x, 409, "stale_round", "%s", err);
+}
+
+static void get_broadcast(fedc_coord *c, sa_round *r, fedc_http_exchange *x, coord_client *cl,
+                          const fedc_http_request *req, int kind) {
+  double round = 0, wait = c->cfg.server_poll_s;
+  if (query_num(req->query, "round", &round) != 1 || round != floor(round) ||
+      query_num(req->query, "wait", &wait) < 0 || wait < 0) {
+    fedc__coord_reject(c, REJECT_bad_request);
+    fedc_http_respond_error(x, 400, "bad_request",
+                            "GET /v1/secagg/%s needs round=<integer> (and optionally wait=<s>)",
+                            WAIT_NAME[kind]);
+    return;
+  }
+  if ((int64_t)round != r->round) {
+    fedc__coord_reject(c, REJECT_stale_round);
+    fedc_http_respond_error(x, 409, "stale_round", "round %.0f is not the secure round (%d)",
+                            round, (int)r->round);
+    return;
+  }
+  if (wait > c->cfg.server_poll_s) wait = c->cfg.server_poll_s;
+  sa_wait *w = fedc_calloc(1, sizeof *w);
+  if (w == NULL) {
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  /* a newer poll of the same kind replaces an older one */
+  for (sa_wait *o = r->waits, *next; o; o = next) {
+    next = o->next;
+    if (o->client == cl->id && o->kind == kind) answer_wait(o, 204, NULL, "%s", "");
+  }
+  *w = (sa_wait){.r = r, .x = x, .client = cl->id, .kind = kind,
+                 .deadline = fedc__coord_now() + wait, .next = r->waits};
+  if (r->waits) r->waits->prev = w;
+  r->waits = w;
+  fedc_http_exchange_on_abort(x, wait_abort, w);
+  /* the broadcast of a kind is out once the phase before it closed */
+  if ((int)r->phase > kind) serve_wait(c, r, w);
+  else if (wait == 0) answer_wait(w, 204, NULL, "%s", "");
+}
+
+void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
+                               const fedc_http_request *req, coord_client *cl) {
+  static const char *const names[] = {"advertise", "shares", "unmask",
+                                      "keys",      "myshares", "survivors"};
+  const char *what = req->path + strlen("/v1/secagg/");
+  int which = -1;
+  for (int i = 0; i < 6; i++)
+    if (strcmp(what, names[i]) == 0) which = i;
+  if (which < 0) {
+    fedc_http_respond_error(x, 404, "not_found", "no such path: %s", req->path);
+    return;
+  }
+  int post = which < 3;
+  if (strcmp(req->method, post ? "POST" : "GET") != 0) {
+    fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes %s", req->path,
+                            post ? "POST" : "GET");
+    return;
+  }
+  if (c->stopping) {
+    fedc_http_respond_error(x, 503, "unavailable", "the coordinator is stopping");
+    return;
+  }
+  sa_round *r = c->secagg ? c->secagg->cur : NULL;
+  if (c->secagg == NULL) {
+    fedc_http_respond_error(x, 404, "not_found",
+                            "secure aggregation is off ([privacy] secure_aggregation)");
+    return;
+  }
+  if (c->state != ROUND_OPEN || r == NULL || r->round != c->round || r->failed || r->done) {
+    fedc__coord_reject(c, REJECT_stale_round);
+    fedc_http_respond_error(x, 409, "stale_round", "no secure round is open (round %d %s)",
+                            (int)c->round, r && r->failed ? "was abandoned" : "is not open");
+    return;
+  }
+  if (post) {
+    static const fedc_secagg_phase phase[3] = {FEDC_SECAGG_ADVERTISE, FEDC_SECAGG_SHARES,
+                                               FEDC_SECAGG_UNMASK};
+    post_message(c, r, x, cl, req, phase[which]);
+  } else {
+    get_broadcast(c, r, x, cl, req, which - 3);
+  }
+}
+
+/* ---- status ------------------------------------------------------------------------- */
+
+void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o) {
+  const struct coord_secagg *sa = c->secagg;
+  if (sa == NULL) return;
+  cJSON *s = cJSON_AddObjectToObject(o, "secagg");
+  cJSON_AddNumberToObject(s, "neighbors", c->cfg.secagg_neighbors);
+  cJSON_AddNumberToObject(s, "threshold_fraction", c->cfg.secagg_threshold);
+  const sa_round *r = sa->cur;
+  if (r) {
+    cJSON_AddNumberToObject(s, "round", r->round);
+    cJSON_AddStringToObject(s, "phase", r->failed ? "failed"
+                                        : r->done ? "done"
+                                                  : fedc_secagg_phase_name(r->phase));
+    cJSON_AddNumberToObject(s, "selected", r->n);
+    static const char *const cnt[4] = {"advertised", "shared", "masked", "unmasked"};
+    for (int p = 0; p < 4; p++) {
+      cJSON_AddNumberToObject(s, cnt[p], r->counts[p]);
+      char key[32];
+      snprintf(key, sizeof key, "%s_ids", cnt[p]);
+      cJSON *ids = cJSON_AddArrayToObject(s, key);
+      for (int32_t i = 0; i < r->n; i++)
+        if (r->progress[i] >= p) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->ids[i]));
+    }
+    if (r->phase > FEDC_SECAGG_ADVERTISE) {
+      cJSON_AddNumberToObject(s, "threshold", r->threshold);
+      cJSON_AddNumberToObject(s, "frac_bits", r->frac_bits);
+    }
+  } else {
+    cJSON_AddStringToObject(s, "phase", "idle");
+  }
+  if (sa->has_last) {
+    const sa_last *l = &sa->last;
+    cJSON *e = cJSON_AddObjectToObject(s, "last");
+    cJSON_AddNumberToObject(e, "round", l->round);
+    cJSON_AddBoolToObject(e, "committed", l->committed);
+    cJSON_AddNumberToObject(e, "survivors", l->survivors);
+    cJSON_AddNumberToObject(e, "dropped", l->dropped);
+    cJSON_AddNumberToObject(e, "frac_bits", l->frac_bits);
+    cJSON_AddNumberToObject(e, "threshold", l->threshold);
+    cJSON *ps = cJSON_AddObjectToObject(e, "phase_secs");
+    static const char *const pn[4] = {"advertise", "shares", "masked", "unmask"};
+    for (int p = 0; p < 4; p++)
+      if (isnan(l->phase_secs[p])) cJSON_AddNullToObject(ps, pn[p]);
+      else cJSON_AddNumberToObject(ps, pn[p], l->phase_secs[p]);
+    if (l->why[0]) cJSON_AddStringToObject(e, "reason", l->why);
+  }
+}
