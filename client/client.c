@@ -40,6 +40,7 @@
 #include "http_curl.h"
 #include "log.h"
 #include "safetensors.h"
+#include "secagg_client.h"
 #include "version.h"
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -323,6 +324,10 @@ int fedc_client_task_parse(const char *json, size_t len, fedc_client_task *out) 
       rc = fedc_error_set(FEDC_EFORMAT, "task: \"model_sha256\" is not %d hex digits",
                           FEDC_CLIENT_SHA_HEX);
     if (rc == 0) rc = json_num(root, "task", "deadline_s", -1e9, 0, 1e9, 0, 1, &out->deadline_s);
+    const cJSON *sa = cJSON_GetObjectItemCaseSensitive(root, "secagg");
+    if (rc == 0 && sa && !cJSON_IsBool(sa))
+      rc = fedc_error_set(FEDC_EFORMAT, "task: \"secagg\" is not true or false");
+    out->secagg = rc == 0 && cJSON_IsTrue(sa);
   }
   if (rc == 0 && out->action == FEDC_CLIENT_TASK_WAIT) {
     double ms = 0;
@@ -582,6 +587,7 @@ struct fedc_client {
   size_t n_params;
   fedc_trainer *trainer, *evaluator;
   float *w;
+  float *g; /* a secure round's start model (the delta is w - g) */
 
   /* the last update made, resent as is when the same task comes again
    * (a coordinator that restarted asks for its round's updates again) */
@@ -590,6 +596,7 @@ struct fedc_client {
   int32_t update_round;
   char update_sha[FEDC_CLIENT_SHA_HEX + 1];
   int update_refused; /* refused for good (4xx other than 409): never resent */
+  double update_loss;
 
   double last_contact; /* monotonic time of the last answer */
   fedc_client_exit outcome;
@@ -616,8 +623,10 @@ static void model_free(fedc_client *c) {
   fedc_trainer_free(c->trainer);
   fedc_trainer_free(c->evaluator);
   fedc_free(c->w);
+  fedc_free(c->g);
   c->trainer = c->evaluator = NULL;
   c->w = NULL;
+  c->g = NULL;
 }
 
 void fedc_client_free(fedc_client *c) {
@@ -1163,6 +1172,7 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   c->update_len = len;
   c->update_round = t->round;
   c->update_refused = 0;
+  c->update_loss = loss;
   memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
   return 0;
 }
@@ -1207,6 +1217,47 @@ static int post_update(fedc_client *c, int32_t round) {
   return rc;
 }
 
+/* ---- a secure round (secagg_client.c) ------------------------------------------- */
+
+static int sa_call(void *ctx, const char *what, const char *path, const char *ctype,
+                   const void *body, size_t len, double timeout_s, fedc_http_response *resp) {
+  request r = {.what = what, .path = path, .ctype = ctype, .body = body, .len = len,
+               .timeout_s = timeout_s, .max_response = MODEL_MAX};
+  return call(ctx, &r, resp);
+}
+
+static int sa_forbidden(void *ctx, const char *what, const fedc_http_response *resp,
+                        int32_t round) {
+  return forbidden(ctx, what, resp, round);
+}
+
+static int sa_stopped(void *ctx) { return ((fedc_client *)ctx)->stop != 0; }
+
+/* A train task with "secagg": train from the round's model, then send the
+ * delta masked; the plain update is never sent (its keep_updates copy is
+ * still written). 0: poll again; CALL_END. */
+static int secure_round(fedc_client *c, const fedc_client_task *t) {
+  int rc = fetch_model(c, t);
+  if (rc != 0) return rc < 0 ? rc : 0;
+  if (c->stop) return interrupted(c);
+  if (c->g == NULL && (c->g = fedc_malloc_array(c->n_params, sizeof(float))) == NULL)
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+  memcpy(c->g, c->w, c->n_params * sizeof(float));
+  if (c->evaluator && (rc = evaluate(c, t->round)) != 0)
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", fedc_error_msg());
+  if ((rc = train_round(c, t)) != 0) return rc;
+  fedc_free(c->update); /* never sent in the clear */
+  c->update = NULL;
+  c->update_len = 0;
+  for (size_t i = 0; i < c->n_params; i++) c->g[i] = c->w[i] - c->g[i];
+  fedc_client_secagg_io io = {.ctx = c, .call = sa_call, .forbidden = sa_forbidden,
+                              .stopped = sa_stopped, .poll_s = c->cfg.server_poll_s};
+  rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, c->g, c->n_params,
+                                 c->train.n, c->update_loss);
+  if (rc != 0) return c->stop ? interrupted(c) : CALL_END;
+  return 0;
+}
+
 /* A train task, from download to upload. 0: poll again; CALL_END. */
 static int do_round(fedc_client *c, const fedc_client_task *t) {
   /* the same task may come many times (a model that failed its check, a
@@ -1214,6 +1265,7 @@ static int do_round(fedc_client *c, const fedc_client_task *t) {
   fedc_log(c->selected == t->round ? FEDC_LOG_DEBUG : FEDC_LOG_INFO,
            "msg=\"selected\" round=%d deadline_s=%.1f", (int)t->round, t->deadline_s);
   c->selected = t->round;
+  if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&
                strcmp(c->update_sha, t->model_sha256) == 0;

@@ -99,6 +99,7 @@ typedef struct fedc_client_task {
   char model_sha256[FEDC_CLIENT_SHA_HEX + 1]; /* train: lowercase hex */
   double deadline_s;    /* train: seconds left to post the update; -1 if absent */
   double retry_after_s; /* wait: poll again after this long; 0 if absent */
+  int secagg;           /* train: a secure round ("secagg": true; secagg_client.c) */
 } fedc_client_task;
 
 /* POST /v1/update's 200 answer. */
