@@ -140,6 +140,25 @@ if [ "$HAVE_TORCH" != 1 ]; then
     "(FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh installs it)."
 fi
 
+# PyTorch as a user runs it, with OpenMP's default wait policy (its threads
+# spin, which on a 2-core machine costs it 3-5x): the MLP setting, 5 rounds,
+# twice; the figure the issue quotes (0.75-1.0 s per MLP round) is this one.
+if [ "$HAVE_TORCH" = 1 ] && [ "${FEDC_BENCH_TORCH_DEFAULT:-1}" = 1 ]; then
+  echo
+  echo "PyTorch with its default OpenMP settings (OMP_WAIT_POLICY unset), MLP, 5 rounds:"
+  for i in 1 2; do
+    env -u OMP_WAIT_POLICY "$TORCH_PY" "$BENCH_DIR/pytorch_fedavg.py" --model mlp --rounds 5 \
+      --threads "$THREADS" --lr 0.05 --json 2>/dev/null | tail -1 |
+      "$PY" -c 'import json,sys; f=json.loads(sys.stdin.read()); print("  torch (default OpenMP) %.3f s/round" % f["sec_per_round"])'
+  done
+fi
+if cc -O2 "$BENCH_DIR/gemm_peak.c" -o "$TMP/gemm_peak" \
+     -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas 2>/dev/null; then
+  echo
+  echo "the machine's ceiling, OpenBLAS SGEMM 2048^3: $(OPENBLAS_NUM_THREADS=1 "$TMP/gemm_peak") GFLOP/s" \
+       "on 1 thread, $(OPENBLAS_NUM_THREADS=$THREADS "$TMP/gemm_peak") GFLOP/s on $THREADS"
+fi
+
 # The coordinator: one round of 50 real clients over mutual TLS with a
 # ~1M-parameter model (set FEDC_BENCH_COORD=0 to skip).
 if [ "${FEDC_BENCH_COORD:-1}" = 1 ] && [ -x "$BUILD/bin/fedc-coordinator" ]; then

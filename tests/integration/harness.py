@@ -162,19 +162,21 @@ give_up_s = 60
             r = self.coordinator_cmd("allow", self.pki(f"client-{k}.pem"), "--name", f"site-{k}")
             assert r.returncode == 0, r.stderr
 
-    def start_coordinator(self):
+    def start_coordinator(self, env=None):
+        """env: extra environment variables for the coordinator."""
         log = open(os.path.join(self.dir, "coordinator.log"), "ab")
         p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config", self.coord_ini],
-                             stdout=log, stderr=log)
+                             stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
         self.procs.append(p)
         self.coordinator = p
         self.wait_for(lambda: self.status() is not None, 10, "coordinator to listen")
         return p
 
-    def start_client(self, k, **kw):
+    def start_client(self, k, env=None, **kw):
+        """env: extra environment variables for this client."""
         log = open(os.path.join(self.dir, f"client-{k}.log"), "ab")
         p = subprocess.Popen([os.path.join(BIN, "fedc-client"), "--config", self.client_ini(k, **kw)],
-                             stdout=log, stderr=log)
+                             stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
         self.procs.append(p)
         return p
 
