@@ -134,6 +134,66 @@ bench-mpi: deps
 	@FEDC_BUILD=$(BUILD) bench/mpi.sh
 # --- end of the MPI simulator -------------------------------------------------
 
+# ---- cuda ----
+# The CUDA backend and GPU aggregation (shared/*.cu, docs/cuda.md), built when
+# nvcc is found; `make CUDA=0`, or no nvcc, builds everything without them.
+# Sanitizer builds leave CUDA out unless CUDA=1 is given: ASan's shadow memory
+# and LeakSanitizer do not get on with the CUDA driver. FEDC_HAVE_CUDA=1 goes
+# to every C file (backend.c opens the backend; agg_cuda.h declares the real
+# calls instead of its stubs), and a flag file under $(BUILD) rebuilds the C
+# objects when the setting changes. Kernels are compiled for Hopper (sm_90)
+# plus compute_90 PTX that newer GPUs compile at load time.
+#   make bench-cuda          bench/cuda.sh: GPU figures, or "skipped" without one
+CUDA ?= $(if $(SANITIZE),0,1)
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+NVCC := $(NVCC)
+CUDA_ON := $(if $(filter 1,$(CUDA)),$(if $(NVCC),1))
+CUDA_OBJ :=
+CUDA_BENCH := $(BUILD)/bin/fedc-bench-cuda
+ifeq ($(CUDA_ON),1)
+CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(realpath $(NVCC))))
+CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS_ALL := -std=c++17 -O3 -g $(CUDA_ARCH) -DFEDC_HAVE_CUDA=1 -Ishared -MMD -MP \
+    -DFEDC_CUDA_LIBDIR='"$(CUDA_LIBDIR)"' \
+    -Xcompiler -Wall,-Wextra,-Wshadow,-Wno-unused-parameter \
+    $(if $(CI),-Werror all-warnings -Xcompiler -Werror,) $(NVCCFLAGS)
+CUDA_SRC := $(wildcard shared/*.cu)
+CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+CFLAGS_ALL += -DFEDC_HAVE_CUDA=1
+# cuBLAS is not linked: the backend loads it when it first opens (cuda_blas.cu)
+LDLIBS_ALL += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -lstdc++ -ldl
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS_ALL) -c $< -o $@
+
+# the archive rule takes $^: the CUDA objects join libfedc.a
+$(LIB): $(CUDA_OBJ)
+
+all: $(CUDA_BENCH)
+
+$(CUDA_BENCH): $(BUILD)/obj/bench/cuda_bench.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+-include $(CUDA_OBJ:.o=.d) $(BUILD)/obj/bench/cuda_bench.d
+endif
+
+CUDA_FLAG := $(BUILD)/obj/cuda.flag
+ifeq ($(filter clean lint deps,$(MAKECMDGOALS)),)
+$(shell mkdir -p $(BUILD)/obj && { [ "$$(cat $(CUDA_FLAG) 2>/dev/null)" = "cuda=$(CUDA_ON)" ] || echo "cuda=$(CUDA_ON)" > $(CUDA_FLAG); })
+endif
+$(CUDA_FLAG): ;
+$(LIB_OBJ) $(SIM_OBJ) $(SIM_MAIN) $(COORD_OBJ) $(CLIENT_OBJ) $(MPI_OBJ) $(UNIT_BIN) \
+    $(BUILD)/obj/coordinator/main.o $(BUILD)/obj/client/main.o: $(CUDA_FLAG)
+
+.PHONY: bench-cuda
+bench-cuda: deps
+	@$(MAKE) --no-print-directory all
+	@FEDC_BUILD=$(BUILD) sh bench/cuda.sh
+# ---- end cuda ----
+
 # every unit test links every library: the linker takes what it needs
 $(BUILD)/tests/%: tests/unit/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
@@ -161,6 +221,195 @@ lint:
 
 clean:
 	rm -rf build
+
+# ---- fuzzing ----
+# Fuzz targets for every parser that reads bytes from outside; see
+# docs/fuzzing.md. `make fuzz` builds each tests/fuzz/fuzz_<name>.c with
+# clang and libFuzzer (the library sources compiled again, instrumented, with
+# ASan and UBSan, under $(BUILD)/fuzz) and runs each for FUZZ_SECONDS with
+# tests/fuzz/corpus/<name> as its working corpus, writing what crashes to
+# tests/fuzz/crashes/<name>/. `make test` needs no clang: it builds the same
+# targets with $(CC) against the normal libraries into replay binaries
+# ($(BUILD)/tests/replay_<name>, main() in tests/fuzz/replay.c), which
+# tests/integration/test_fuzz_replay.sh runs over every corpus and crash.
+#
+#   make fuzz                                     every target, 60 s each
+#   make fuzz FUZZ_TARGETS="csv idx" FUZZ_SECONDS=600
+#   make fuzz FUZZ_FLAGS=-jobs=2                  more libFuzzer options
+#   make fuzz-build                               build the fuzzers only
+FUZZ_TARGETS ?= safetensors model_update http_request join_json client_json \
+    config csv idx
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS ?=
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(ARCH) -pthread \
+    -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) -MMD -MP \
+    -Ishared -Icoordinator -Iclient -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+    -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+    -fno-omit-frame-pointer
+# without CUDA (the C sources then use their stubs): ASan and the CUDA
+# driver do not mix, and the parsers never reach the GPU
+FUZZ_LDLIBS := $(COORD_LIBS) $(CLIENT_LIBS) -lopenblas -linih -lcjson \
+    -lmbedcrypto -lz -lm -pthread $(LDLIBS)
+FUZZ_SHARED_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_COORD_OBJ := $(COORD_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_CLIENT_OBJ := $(CLIENT_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_LIBS := $(FUZZ_DIR)/lib/libfedccoord.a $(FUZZ_DIR)/lib/libfedcclient.a \
+    $(FUZZ_DIR)/lib/libfedc.a
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+FUZZ_REPLAY := $(FUZZ_TARGETS:%=$(BUILD)/tests/replay_%)
+FUZZ_REPLAY_OBJ := $(FUZZ_TARGETS:%=$(BUILD)/obj/tests/fuzz/fuzz_%.o) \
+    $(BUILD)/obj/tests/fuzz/replay.o
+
+.PHONY: fuzz fuzz-build fuzz-replay
+
+# libFuzzer's instrumentation without its main() for the libraries
+$(FUZZ_SHARED_OBJ) $(FUZZ_COORD_OBJ) $(FUZZ_CLIENT_OBJ): $(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/lib/libfedc.a: $(FUZZ_SHARED_OBJ)
+$(FUZZ_DIR)/lib/libfedccoord.a: $(FUZZ_COORD_OBJ)
+$(FUZZ_DIR)/lib/libfedcclient.a: $(FUZZ_CLIENT_OBJ)
+$(FUZZ_LIBS):
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BIN): $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIBS) \
+	    $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+# Each target in turn, a dictionary tests/fuzz/<name>.dict where there is
+# one; every target runs even if one finds a crash, and the run fails then.
+fuzz:
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz: $(FUZZ_CC) not found: libFuzzer needs clang (apt-get install clang)"; exit 2; }
+	@$(MAKE) --no-print-directory fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p tests/fuzz/corpus/$$t tests/fuzz/crashes/$$t; \
+	  dict=""; [ -f tests/fuzz/$$t.dict ] && dict="-dict=tests/fuzz/$$t.dict"; \
+	  echo "== fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      -artifact_prefix=tests/fuzz/crashes/$$t/ $$dict $(FUZZ_FLAGS) \
+	      tests/fuzz/corpus/$$t || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make fuzz: crashes in:$$failed (see tests/fuzz/crashes/)"; exit 1; fi
+
+# The replay binaries: plain $(CC), the normal (or SANITIZE) flags and
+# libraries, rebuilt like the other objects when the CUDA setting changes.
+$(FUZZ_REPLAY_OBJ): $(CUDA_FLAG)
+$(FUZZ_REPLAY_OBJ): $(BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Icoordinator -Iclient -c $< -o $@
+
+$(FUZZ_REPLAY): $(BUILD)/tests/replay_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o \
+    $(BUILD)/obj/tests/fuzz/replay.o $(COORD_LIB) $(CLIENT_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/obj/tests/fuzz/replay.o $(COORD_LIB) \
+	    $(CLIENT_LIB) $(LIB) $(COORD_LIBS) $(CLIENT_LIBS) $(LDLIBS_ALL)
+
+fuzz-replay: deps
+	@$(MAKE) --no-print-directory $(FUZZ_REPLAY)
+
+test: fuzz-replay
+
+-include $(FUZZ_SHARED_OBJ:.o=.d) $(FUZZ_COORD_OBJ:.o=.d) $(FUZZ_CLIENT_OBJ:.o=.d) \
+    $(FUZZ_BIN:=.d) $(FUZZ_REPLAY_OBJ:.o=.d)
+# ---- end fuzzing ----
+
+# ---- load and network faults ----
+# tests/tools/faultproxy.c, the fault-injecting TCP proxy that
+# tests/integration/test_netfaults.sh puts between clients and the
+# coordinator, built for `make test` as $(BUILD)/tests/faultproxy; and
+# bench/load.c, fedc-load, the load generator of bench/load.sh
+# (docs/load.md), as $(BUILD)/bin/fedc-load.
+#   make bench-load          10,000 idle connections, then 1,000 clients' rounds
+FAULTPROXY := $(BUILD)/tests/faultproxy
+LOADGEN := $(BUILD)/bin/fedc-load
+
+$(FAULTPROXY): $(BUILD)/obj/tests/tools/faultproxy.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
+$(LOADGEN): $(BUILD)/obj/bench/load.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
+.PHONY: netfaults-build bench-load
+netfaults-build: deps
+	@$(MAKE) --no-print-directory $(FAULTPROXY)
+
+test: netfaults-build
+
+bench-load: deps
+	@$(MAKE) --no-print-directory all $(LOADGEN)
+	@FEDC_BUILD=$(BUILD) bench/load.sh
+
+-include $(BUILD)/obj/tests/tools/faultproxy.d $(BUILD)/obj/bench/load.d
+# ---- end load ----
+
+# ---- hardening ----
+# Sanitizers, valgrind, fault injection and the crash loop; see
+# docs/hardening.md. `make test` runs the quick checks through
+# tests/integration/test_hardening.sh (a handful of injected faults, a
+# 5-kill crash loop); these run the rest:
+#
+#   make SANITIZE=thread test-coordinator
+#       build with -fsanitize=thread in build/tsan (BUILD=... to choose) and
+#       run the coordinator's integration tests and the quick hardening
+#       checks against it; any ThreadSanitizer report fails the run
+#       (tests/tsan.supp holds suppressions for third-party internals only)
+#   make test-long
+#       fedc-client under valgrind (a build without -march=native in
+#       $(BUILD)/valgrind), every injected fault against an ASan+UBSan build
+#       (build/san, or $(BUILD) when SANITIZE is given), and the
+#       coordinator killed 50 times over one job
+TSAN_BUILD ?= build/tsan
+# BUILD as given; else a thread-sanitized tree of its own
+HARD_BUILD := $(if $(filter command line environment,$(origin BUILD)),$(BUILD),$(if \
+    $(filter thread,$(SANITIZE)),$(TSAN_BUILD),$(BUILD)))
+HARD_LOGS := $(abspath $(HARD_BUILD))/sanitizer-logs
+ASAN_BUILD ?= $(if $(SANITIZE),$(BUILD),build/san)
+VG_BUILD ?= $(BUILD)/valgrind
+
+.PHONY: test-coordinator test-long
+test-coordinator: deps
+	@$(MAKE) --no-print-directory BUILD=$(HARD_BUILD) all
+	@rm -rf $(HARD_LOGS) && mkdir -p $(HARD_LOGS)
+	@export FEDC_BUILD=$(HARD_BUILD) \
+	    TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp log_path=$(HARD_LOGS)/tsan $$TSAN_OPTIONS"; \
+	status=0; \
+	sh tests/integration/test_coordinator.sh || status=1; \
+	FEDC_CRASHLOOP_ARGS="--kills 5 $(if $(filter thread,$(SANITIZE)),--rounds 6 --rows 1000 --epochs 2,--rounds 8)" \
+	    sh tests/integration/test_hardening.sh || status=1; \
+	if [ -n "$$(ls $(HARD_LOGS))" ]; then \
+	  cat $(HARD_LOGS)/*; echo "test-coordinator: sanitizer reports in $(HARD_LOGS)"; status=1; \
+	fi; \
+	echo "test-coordinator ($(if $(SANITIZE),SANITIZE=$(SANITIZE),no sanitizer)): $$([ $$status = 0 ] && echo ok || echo FAILED)"; \
+	exit $$status
+
+test-long: deps
+	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	    apt-get install -y -q valgrind >/dev/null 2>&1; } || true
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) SANITIZE=address,undefined all
+	@$(MAKE) --no-print-directory BUILD=$(VG_BUILD) SANITIZE= ARCH= CUDA=0 \
+	    $(VG_BUILD)/bin/fedc-client
+	@start=$$(date +%s); failed=""; \
+	echo "== valgrind_client.sh"; \
+	FEDC_BUILD=$(BUILD) FEDC_VG_BUILD=$(VG_BUILD) sh tests/integration/valgrind_client.sh \
+	    || failed="$$failed valgrind"; \
+	echo "== fault_tests.py --long (ASan+UBSan: $(ASAN_BUILD))"; \
+	FEDC_BUILD=$(ASAN_BUILD) python3 tests/integration/fault_tests.py --long \
+	    || failed="$$failed faults"; \
+	echo "== crashloop.py (50 kills)"; \
+	FEDC_BUILD=$(BUILD) python3 tests/integration/crashloop.py || failed="$$failed crashloop"; \
+	echo "test-long: $$(( $$(date +%s) - start ))s$${failed:+, failed:$$failed}"; \
+	[ -z "$$failed" ]
+# ---- end hardening ----
 
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \

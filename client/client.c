@@ -263,11 +263,21 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
     out->train.epochs = (int32_t)v;
   if (rc == 0 && (rc = json_int(train, "join: train", "batch_size", 1, 1e6, &v)) == 0)
     out->train.batch_size = (int32_t)v;
-  if (rc == 0 && (rc = json_num(train, "join: train", "lr", 0, 1, 100, 0, 0, &d)) == 0)
+  /* training takes lr and momentum as floats: they must keep their ranges
+   * once rounded (lr = 1e-50 would train with 0, momentum = 0.99999999999
+   * with 1; found by tests/fuzz/fuzz_client_json.c) */
+  if (rc == 0 && (rc = json_num(train, "join: train", "lr", 0, 1, 100, 0, 0, &d)) == 0) {
     out->train.lr = (float)d;
+    if (!(out->train.lr > 0))
+      rc = fedc_error_set(FEDC_EFORMAT, "join: train: \"lr\" = %g: must be > 0 as a float", d);
+  }
   d = 0;
-  if (rc == 0 && (rc = json_num(train, "join: train", "momentum", 0, 0, 1, 1, 1, &d)) == 0)
+  if (rc == 0 && (rc = json_num(train, "join: train", "momentum", 0, 0, 1, 1, 1, &d)) == 0) {
     out->train.momentum = (float)d;
+    if (!(out->train.momentum < 1))
+      rc = fedc_error_set(FEDC_EFORMAT,
+                          "join: train: \"momentum\" = %.17g: must be < 1 as a float", d);
+  }
   d = 0;
   if (rc == 0 && (rc = json_num(train, "join: train", "prox_mu", 0, 0, 1e30, 0, 1, &d)) == 0)
     out->train.prox_mu = (float)d;

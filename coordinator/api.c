@@ -151,7 +151,8 @@ static void join_done(uv_work_t *req, int status) {
   if (w->x) {
     fedc_http_exchange_on_abort(w->x, NULL, NULL);
     if (cl == NULL) {
-      fedc_http_respond_error(w->x, 503, "unavailable", "store: %s", w->err);
+      fedc_http_respond_error(w->x, 503, "unavailable", "%s%s", w->rc ? "store: " : "",
+                              w->rc ? w->err : "out of memory");
     } else {
       char *body = NULL;
       size_t cap = strlen(c->job_json) + 128;
@@ -182,6 +183,10 @@ static void handle_join(fedc_coord *c, fedc_http_exchange *x,
   char name[128] = "";
   if (req->body_len > 0) {
     cJSON *o = cJSON_ParseWithLength((const char *)req->body, req->body_len);
+    /* cJSON says NULL for a malformed body and for want of memory alike: a
+     * malformed body fails again, a transient allocation failure does not,
+     * and must not send the client away with a 400 */
+    if (o == NULL) o = cJSON_ParseWithLength((const char *)req->body, req->body_len);
     const cJSON *n = o ? cJSON_GetObjectItemCaseSensitive(o, "name") : NULL;
     if (o == NULL || !cJSON_IsObject(o) || (n && !cJSON_IsString(n)) ||
         (n && strlen(n->valuestring) >= sizeof name)) {
@@ -284,7 +289,9 @@ static void handle_model(fedc_coord *c, fedc_http_exchange *x, const char *arg) 
   }
   if (round == c->round && c->model_bytes) {
     fedc_http_respond(x, 200, "application/octet-stream", c->model_bytes, c->model_len, NULL);
-  } else if (round < c->round) {
+  } else if (round <= c->round) {
+    /* a past round's model, or the current one when it could not be
+     * encoded after its commit: the store holds them all */
     fedc__coord_serve_checkpoint(c, x, round - 1);
   } else {
     fedc_http_respond_error(x, 404, "not_found", "round %d has not started; round %d is next",

@@ -153,7 +153,7 @@ int fedc__coord_secagg_started(const fedc_coord *c, int32_t client);
 /* The open round's phases; 1 when the round should close. */
 int fedc__coord_secagg_step(fedc_coord *c, double now);
 void fedc__coord_secagg_fold(fedc_coord *c);       /* commit worker, under mu */
-void fedc__coord_secagg_end(fedc_coord *c);        /* committed or abandoned */
+void fedc__coord_secagg_end(fedc_coord *c, int committed); /* or abandoned */
 void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x,
                                coord_client *cl, const uint8_t *body,
                                size_t len);

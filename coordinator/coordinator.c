@@ -28,6 +28,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "faults.h"
 #include "log.h"
 #include "model_io.h"
 #include "pipeline.h"
@@ -140,25 +141,32 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
   if (x == NULL) return;
   cl->poll = NULL;
   fedc_http_exchange_on_abort(x, NULL, NULL);
+  /* every member or none: a task missing a member would send the client
+   * away, an out-of-memory 503 makes it ask again */
   cJSON *o = cJSON_CreateObject();
+  int ok = o != NULL;
   if (c->state == ROUND_FINISHED) {
-    cJSON_AddStringToObject(o, "action", "finished");
-    cJSON_AddNumberToObject(o, "round", c->round - 1);
+    ok = ok && cJSON_AddStringToObject(o, "action", "finished");
+    ok = ok && cJSON_AddNumberToObject(o, "round", c->round - 1);
   } else {
     int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
     if (slot >= 0 && !c->reported[slot] &&
         !(c->secagg && fedc__coord_secagg_started(c, cl->id))) {
-      cJSON_AddStringToObject(o, "action", "train");
-      cJSON_AddNumberToObject(o, "round", c->round);
-      cJSON_AddStringToObject(o, "model_sha256", c->model_sha);
       double left = c->round_deadline - fedc__coord_now();
-      cJSON_AddNumberToObject(o, "deadline_s", left > 0 ? left : 0);
-      if (c->secagg) cJSON_AddTrueToObject(o, "secagg"); /* secagg_rounds.c */
+      ok = ok && cJSON_AddStringToObject(o, "action", "train");
+      ok = ok && cJSON_AddNumberToObject(o, "round", c->round);
+      ok = ok && cJSON_AddStringToObject(o, "model_sha256", c->model_sha);
+      ok = ok && cJSON_AddNumberToObject(o, "deadline_s", left > 0 ? left : 0);
+      if (c->secagg) ok = ok && cJSON_AddTrueToObject(o, "secagg"); /* secagg_rounds.c */
     } else {
-      cJSON_AddStringToObject(o, "action", "wait");
-      cJSON_AddNumberToObject(o, "round", c->round);
-      cJSON_AddNumberToObject(o, "retry_after_ms", 0);
+      ok = ok && cJSON_AddStringToObject(o, "action", "wait");
+      ok = ok && cJSON_AddNumberToObject(o, "round", c->round);
+      ok = ok && cJSON_AddNumberToObject(o, "retry_after_ms", 0);
     }
+  }
+  if (!ok) {
+    cJSON_Delete(o);
+    o = NULL;
   }
   respond_json(x, o);
 }
@@ -200,6 +208,7 @@ static int32_t select_count(const fedc_coord *c) {
  */
 static void maybe_open(fedc_coord *c) {
   if (c->state != ROUND_WAITING || c->stopping) return;
+  if (c->model_bytes == NULL && encode_current_model(c) != 0) return;
   int32_t *eligible = fedc_malloc_array((size_t)c->n_clients + 1, sizeof(int32_t));
   if (eligible == NULL) return;
   int32_t n = collect_eligible(c, eligible);
@@ -415,13 +424,23 @@ static void commit_done(uv_work_t *req, int status) {
                   w->row.train_loss, w->row.test_acc, w->row.test_loss, w->row.secs);
     c->round++;
     c->state = c->round > c->cfg.rounds ? ROUND_FINISHED : ROUND_WAITING;
-    if (encode_current_model(c) != 0)
+    if (encode_current_model(c) != 0) {
+      /* never hand out the previous round's model as this one's: no round
+       * opens until it is encoded (maybe_open tries again) */
       fedc_log_error("msg=\"cannot encode the model\" err=\"%s\"", fedc_error_msg());
+      fedc_free(c->model_bytes);
+      c->model_bytes = NULL;
+      c->model_len = 0;
+      c->model_sha[0] = '\0';
+    }
     if (c->state == ROUND_FINISHED) fedc_log_info("msg=\"job finished\" rounds=%d", (int)c->cfg.rounds);
   }
   c->n_selected = 0;
   c->n_reported = 0;
-  if (c->secagg) fedc__coord_secagg_end(c);
+  /* the round is closed: a late resend is now stale or a duplicate, not
+   * "closing" (after the last round no new round would clear this) */
+  c->close_wanted = 0;
+  if (c->secagg) fedc__coord_secagg_end(c, w->rc == 0);
   fedc_free(w);
   answer_all_polls(c);
   if (c->stopping) {
@@ -717,10 +736,10 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
   if (c->state == ROUND_CLOSING || c->close_wanted) {
     /* the round is being committed: its outcome decides (stale or a
      * duplicate), so ask the client to send again in a moment */
+    static const char busy[] =
+        "{\"error\":\"unavailable\",\"message\":\"the round is closing; retry\"}";
     fedc__coord_reject(c, REJECT_unavailable);
-    fedc_http_respond(x, 503, "application/json",
-                      "{\"error\":\"unavailable\",\"message\":\"the round is closing; retry\"}",
-                      67, "Retry-After: 1\r\n");
+    fedc_http_respond(x, 503, "application/json", busy, sizeof busy - 1, "Retry-After: 1\r\n");
     return;
   }
   update_work *w = fedc_calloc(1, sizeof *w);
@@ -998,6 +1017,9 @@ int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
                      int *exit_code) {
   *out = NULL;
   *exit_code = FEDC_COORD_EXIT_USAGE;
+  /* test hooks (faults.c, docs/hardening.md): off unless FEDC_FAIL_* is set */
+  int hooks = fedc__faults_init();
+  if (hooks != 0) return hooks;
   fedc_coord *c = fedc_calloc(1, sizeof *c);
   if (c == NULL) {
     *exit_code = FEDC_COORD_EXIT_RUNTIME;
@@ -1065,6 +1087,7 @@ int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
   c->exit_code = FEDC_COORD_EXIT_OK;
   *exit_code = FEDC_COORD_EXIT_OK;
   *out = c;
+  fedc__faults_arm();
   return 0;
 }
 
@@ -1118,4 +1141,5 @@ void fedc_coord_free(fedc_coord *c) {
   fedc_dataset_free(&c->test);
   pthread_mutex_destroy(&c->mu);
   fedc_free(c);
+  fedc__faults_report();
 }

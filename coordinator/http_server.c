@@ -200,8 +200,10 @@ static void on_idle(uv_timer_t *t) {
       return;
     }
   }
-  if (!c->draining)
+  if (!c->draining) {
+    c->s->st.idle_closed++;
     fedc_log_debug("http idle timeout remote=%s", c->remote);
+  }
   conn_close(c);
 }
 
@@ -761,6 +763,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
                     fedc_error_msg());
       conn_finish(c); /* the alert goes out first */
     } else {
+      c->s->st.tls_errors++;
       fedc_log_info("tls error remote=%s reason=\"%s\"", c->remote,
                     fedc_error_msg());
       conn_close(c);

@@ -64,6 +64,11 @@ typedef struct fedc_http_server_stats {
   uint64_t bytes_in, bytes_out; /* application bytes (HTTP, after TLS) */
   uint64_t connections_total;
   uint64_t handshakes_failed;   /* TLS handshakes refused or failed */
+  uint64_t tls_errors;          /* TLS failures after the handshake (a record
+                                   that fails its MAC, a bad record): the
+                                   connection is dropped, nothing is parsed */
+  uint64_t idle_closed;         /* connections closed for making no progress
+                                   for idle_timeout_s */
   int32_t connections;          /* open now */
 } fedc_http_server_stats;
 

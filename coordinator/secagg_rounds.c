@@ -32,7 +32,6 @@
  * coordinator writes every masked update it receives there as
  * round-<r>-client-<id>.safetensors, to show what it saw.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +47,7 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "secagg.h"
+#include "update_meta.h"
 
 static const double PHASE_END[4] = {0.50, 0.65, 0.85, 1.00};
 
@@ -417,23 +417,24 @@ void fedc__coord_secagg_fold(fedc_coord *c) {
 
 /* The round is over, committed or abandoned (loop thread, after the
  * commit worker): remember its outcome, drop its state. */
-void fedc__coord_secagg_end(fedc_coord *c) {
+void fedc__coord_secagg_end(fedc_coord *c, int committed) {
   struct coord_secagg *sa = c->secagg;
   sa_round *r = sa->cur;
   if (r == NULL) return;
   sa_last *l = &sa->last;
   memset(l, 0, sizeof *l);
   l->round = r->round;
-  l->committed = r->fold_ok;
+  l->committed = r->fold_ok && committed;
   l->survivors = r->fold_ok ? r->res.n_clients : r->counts[2];
   l->dropped = r->fold_ok ? r->res.dropped : r->counts[1] - r->counts[2];
   l->frac_bits = r->frac_bits;
   l->threshold = r->threshold;
   for (int p = 0; p < 4; p++)
     l->phase_secs[p] = r->closed_at[p] > 0 ? r->closed_at[p] - r->opened_at : NAN;
-  snprintf(l->why, sizeof l->why, "%s", r->fold_ok ? "" : r->why);
+  snprintf(l->why, sizeof l->why, "%s",
+           l->committed ? "" : r->fold_ok ? "abandoned below [job] min_clients" : r->why);
   sa->has_last = 1;
-  if (r->fold_ok)
+  if (l->committed)
     fedc_log_info("round=%d msg=\"secure aggregation done\" survivors=%d dropped=%d "
                   "frac_bits=%d threshold=%d",
                   (int)r->round, (int)l->survivors, (int)l->dropped, (int)l->frac_bits,
@@ -477,18 +478,6 @@ static void refuse(masked_work *w, int status, reject_reason why, const char *co
   va_end(ap);
 }
 
-static int meta_int(const fedc_st_file *f, const char *key, int64_t lo, int64_t hi,
-                    int64_t *out) {
-  const char *v = fedc_st_meta_get(f, key);
-  if (v == NULL || *v == '\0') return -1;
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (*end != '\0' || errno || x < lo || x > hi) return -1;
-  *out = x;
-  return 0;
-}
-
 static void dump_masked(const fedc_coord *c, const masked_work *w) {
   char path[FEDC_CONFIG_PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/round-%d-client-%d.safetensors", c->secagg->debug_dir,
@@ -521,10 +510,7 @@ static void masked_run(uv_work_t *req) {
   const uint32_t *words = NULL;
   size_t n = 0;
   rc = fedc_st_count(f) == 1 ? fedc_st_find_u32(f, "masked", &words, &n) : FEDC_ENOTFOUND;
-  int64_t round, samples;
-  const char *loss_text = fedc_st_meta_get(f, "train_loss");
-  char *end = NULL;
-  double loss = loss_text ? strtod(loss_text, &end) : NAN;
+  fedc_update_meta m;
   if (rc == FEDC_EUNSUPPORTED) {
     refuse(w, 400, REJECT_bad_dtype, "bad_dtype",
            "secure aggregation: the update must be a U32 tensor \"masked\" (masked words), "
@@ -533,16 +519,14 @@ static void masked_run(uv_work_t *req) {
     refuse(w, 400, REJECT_bad_shape, "bad_shape",
            "secure aggregation: the update must be one U32 tensor \"masked\" of %zu words",
            c->n_params);
-  } else if (meta_int(f, "round", 1, INT32_MAX, &round) != 0 ||
-             meta_int(f, "num_samples", 1, (int64_t)1 << 40, &samples) != 0 ||
-             loss_text == NULL || *end != '\0' || !isfinite(loss)) {
-    refuse(w, 400, REJECT_bad_metadata, "bad_metadata",
-           "metadata needs round (integer >= 1), num_samples (integer 1..2^40) and "
-           "train_loss (a finite number)");
+  } else if (fedc_update_meta_parse(f, &m) != 0) {
+    refuse(w, 400, REJECT_bad_metadata, "bad_metadata", "%s", fedc_error_msg());
   } else {
-    w->round = (int32_t)round;
+    int64_t round = m.round, samples = m.num_samples;
+    double loss = m.train_loss;
+    const char *sha = m.sha256;
+    w->round = m.round;
     if (c->secagg->debug_dir[0]) dump_masked(c, w);
-    const char *sha = fedc_st_meta_get(f, "sha256");
     pthread_mutex_lock(&c->mu);
     uint64_t advertised = fedc_secagg_server_party_samples(w->r->srv, (uint32_t)w->client_id);
     if (round != w->r->round) {

@@ -179,6 +179,14 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   put(&t, "fedc_round_duration_seconds %.6f\n", c->last_round_secs);
   metric(&t, "fedc_tls_handshakes_failed_total", "counter", "TLS handshakes refused or failed.");
   put(&t, "fedc_tls_handshakes_failed_total %llu\n", (unsigned long long)s.handshakes_failed);
+  metric(&t, "fedc_tls_errors_total", "counter",
+         "Connections dropped for a TLS failure after the handshake (e.g. a record "
+         "failing its MAC).");
+  put(&t, "fedc_tls_errors_total %llu\n", (unsigned long long)s.tls_errors);
+  metric(&t, "fedc_connections_idle_closed_total", "counter",
+         "Connections closed after making no progress for [server] idle_timeout_s.");
+  put(&t, "fedc_connections_idle_closed_total %llu\n",
+      (unsigned long long)(s.idle_closed + s2.idle_closed));
   metric(&t, "fedc_connections", "gauge", "Open connections.");
   put(&t, "fedc_connections %d\n", (int)(s.connections + s2.connections));
   int32_t allowed = 0, revoked = 0;

@@ -10,13 +10,15 @@
 #endif
 
 #if FEDC_HAVE_CUDA
+/* shared/backend_cuda.cu; the Makefile defines FEDC_HAVE_CUDA=1 when it
+ * builds the .cu files */
 int fedc__backend_cuda_open(fedc_backend **out);
 #else
 static int fedc__backend_cuda_open(fedc_backend **out) {
   *out = NULL;
   return fedc_error_set(FEDC_EUNSUPPORTED,
                         "device = cuda: this build of fedc has no CUDA backend "
-                        "(nvcc was not found at build time)");
+                        "(nvcc was not found at build time, or make CUDA=0)");
 }
 #endif
 

@@ -43,7 +43,11 @@ typedef enum {
   T_INTLIST  /* int32_t[size / 4] member, count in the int32_t at aux */
 } key_type;
 
-enum { HAS_MIN = 1, HAS_MAX = 2, MIN_OPEN = 4, MAX_OPEN = 8 };
+/* AS_FLOAT: training takes the value as a float (fedc_train_params, the
+ * model spec), so it must keep its bounds once rounded to one: lr = 1e-50
+ * would train with 0, momentum = 0.99999999999 with 1. Such keys have a
+ * maximum no larger than FLT_MAX, so the rounding is always defined. */
+enum { HAS_MIN = 1, HAS_MAX = 2, MIN_OPEN = 4, MAX_OPEN = 8, AS_FLOAT = 16 };
 
 typedef struct key_def {
   const char *section;
@@ -121,21 +125,22 @@ static const key_def keys[] = {
     {"model", "classes", T_INT32, M(classes), 0, 1e6, MINMAX, NULL, "0",
      "Classes of a softmax or mlp model; 0 = from the data (the coordinator "
      "needs it set)."},
-    {"model", "l1", T_DOUBLE, M(l1), 0, 0, MIN_ONLY, NULL, "0",
+    {"model", "l1", T_DOUBLE, M(l1), 0, 1e30, MINMAX | AS_FLOAT, NULL, "0",
      "L1 penalty on the weights."},
-    {"model", "l2", T_DOUBLE, M(l2), 0, 0, MIN_ONLY, NULL, "0",
+    {"model", "l2", T_DOUBLE, M(l2), 0, 1e30, MINMAX | AS_FLOAT, NULL, "0",
      "L2 penalty on the weights."},
 
     {"train", "epochs", T_INT32, M(epochs), 1, 10000, MINMAX, NULL, "1",
      "Local epochs each client runs per round."},
     {"train", "batch_size", T_INT32, M(batch_size), 1, 1e6, MINMAX, NULL, "32",
      "Minibatch size of local training."},
-    {"train", "lr", T_DOUBLE, M(lr), 0, 100, MINMAX | MIN_OPEN, NULL, "0.05",
-     "Learning rate of local SGD."},
-    {"train", "momentum", T_DOUBLE, M(momentum), 0, 1, MINMAX | MAX_OPEN,
-     NULL, "0", "Momentum of local SGD; 0 turns it off."},
-    {"train", "prox_mu", T_DOUBLE, M(prox_mu), 0, 0, MIN_ONLY, NULL, "0",
-     "FedProx proximal term weight; 0 turns it off."},
+    {"train", "lr", T_DOUBLE, M(lr), 0, 100, MINMAX | MIN_OPEN | AS_FLOAT,
+     NULL, "0.05", "Learning rate of local SGD."},
+    {"train", "momentum", T_DOUBLE, M(momentum), 0, 1,
+     MINMAX | MAX_OPEN | AS_FLOAT, NULL, "0",
+     "Momentum of local SGD; 0 turns it off."},
+    {"train", "prox_mu", T_DOUBLE, M(prox_mu), 0, 1e30, MINMAX | AS_FLOAT,
+     NULL, "0", "FedProx proximal term weight; 0 turns it off."},
     {"train", "device", T_ENUM, M(device), 0, 0, 0, device_names, "cpu",
      "Compute backend for training."},
     {"train", "threads", T_INT32, M(threads), 1, 1024, MINMAX, NULL, "2",
@@ -403,27 +408,36 @@ static void set_origin(fedc_config *c, size_t idx, const char *what,
 
 /* ---- checking and parsing one value ------------------------------------ */
 
-/* 0 if v lies within k's bounds; else -1 with "<what>must be >= 1" in why. */
+/* 0 if v lies within k's bounds; else -1 with "<what>must be >= 1" in why
+ * (and "(as a float: 0)" when only its float rounding falls outside). */
 static int check_number(const key_def *k, double v, const char *what,
                         char *why, size_t wn) {
-  char b[40];
+  char b[40], f[64] = "";
   if (!isfinite(v)) {
     snprintf(why, wn, "%smust be a finite number", what);
     return -1;
   }
-  if ((k->flags & HAS_MIN) &&
-      ((k->flags & MIN_OPEN) ? !(v > k->min) : !(v >= k->min))) {
-    fmt_num(k->min, b, sizeof b);
-    snprintf(why, wn, "%smust be %s %s", what,
-             (k->flags & MIN_OPEN) ? ">" : ">=", b);
-    return -1;
-  }
-  if ((k->flags & HAS_MAX) &&
-      ((k->flags & MAX_OPEN) ? !(v < k->max) : !(v <= k->max))) {
-    fmt_num(k->max, b, sizeof b);
-    snprintf(why, wn, "%smust be %s %s", what,
-             (k->flags & MAX_OPEN) ? "<" : "<=", b);
-    return -1;
+  double x = v;
+  for (int pass = 0; pass < ((k->flags & AS_FLOAT) ? 2 : 1); pass++) {
+    if (pass == 1) { /* the bounds checked above keep v within FLT_MAX */
+      x = (double)(float)v;
+      fmt_num(x, b, sizeof b);
+      snprintf(f, sizeof f, " (as a float: %s)", b);
+    }
+    if ((k->flags & HAS_MIN) &&
+        ((k->flags & MIN_OPEN) ? !(x > k->min) : !(x >= k->min))) {
+      fmt_num(k->min, b, sizeof b);
+      snprintf(why, wn, "%smust be %s %s%s", what,
+               (k->flags & MIN_OPEN) ? ">" : ">=", b, f);
+      return -1;
+    }
+    if ((k->flags & HAS_MAX) &&
+        ((k->flags & MAX_OPEN) ? !(x < k->max) : !(x <= k->max))) {
+      fmt_num(k->max, b, sizeof b);
+      snprintf(why, wn, "%smust be %s %s%s", what,
+               (k->flags & MAX_OPEN) ? "<" : "<=", b, f);
+      return -1;
+    }
   }
   return 0;
 }

@@ -109,6 +109,11 @@
 #include <stdint.h>
 
 #define FEDC_SECAGG_MAX_PARTIES 10000
+/* Parties times neighbours: the server keeps about 160 bytes per pair (a
+ * ciphertext to route, a share to combine), so 2^21 pairs is ~340 MB; a
+ * complete graph reaches it at 1448 parties, a SecAgg+ graph of degree 100
+ * at 20000. */
+#define FEDC_SECAGG_MAX_PAIRS (1 << 21)
 #define FEDC_SECAGG_SEED_BYTES 32
 /* Field elements of one 32-byte secret: 7-byte chunks, each below 2^56. */
 #define FEDC_SHAMIR_WORDS 5
@@ -280,8 +285,9 @@ int fedc_secagg_server_phase_complete(const fedc_secagg_server *s);
 /* Each add_* checks its message whole before the state changes. */
 int fedc_secagg_server_add_advertise(fedc_secagg_server *s, uint32_t sender,
                                      const uint8_t *msg, size_t len);
-/* End the advertise phase and build KEYS. FEDC_EQUORUM below 2 parties or
- * when the quantization bound cannot hold (FEDC_ERANGE): the round fails. */
+/* End the advertise phase and build KEYS. FEDC_EQUORUM below 2 parties,
+ * FEDC_ERANGE when the quantization bound cannot hold or the graph has more
+ * than FEDC_SECAGG_MAX_PAIRS pairs: the round fails. */
 int fedc_secagg_server_close_advertise(fedc_secagg_server *s);
 /* The KEYS broadcast (owned by s, valid until it is freed). */
 int fedc_secagg_server_keys(const fedc_secagg_server *s, const uint8_t **msg, size_t *len);

@@ -82,8 +82,9 @@ void fedc__sa_wipe(void *p, size_t n);
  * and pos (party -> position), n entries each. */
 void fedc__sa_ring(uint64_t seed, int32_t n, int32_t *perm, int32_t *pos);
 /* Sorted neighbour indices (0..n-1) of party i among n; returns the
- * degree. nbr has room for n - 1. perm and pos (from fedc__sa_ring) are
- * not read for a complete graph and may then be NULL. */
+ * degree. nbr has room for the degree (fedc_secagg_degree, at most n - 1).
+ * perm and pos (from fedc__sa_ring) are not read for a complete graph and
+ * may then be NULL. */
 int32_t fedc__sa_neighbours(const int32_t *perm, const int32_t *pos, int32_t n,
                             int32_t neighbors, int32_t i, int32_t *nbr);
 

@@ -238,7 +238,7 @@ static int build_graph(fedc_secagg_server *s) {
   int32_t deg = fedc_secagg_degree(n, s->p.neighbors);
   for (int32_t i = 0; rc == 0 && i < n; i++) {
     party *q = s->u1[i];
-    q->nbr = fedc_malloc_array((size_t)n, sizeof *q->nbr);
+    q->nbr = fedc_malloc_array((size_t)deg + 1, sizeof *q->nbr);
     q->cts = fedc_malloc_array((size_t)deg, FEDC_SECAGG_CT_BYTES);
     q->ct_in = fedc_calloc((size_t)deg, 1);
     q->sh = fedc_calloc((size_t)deg, sizeof *q->sh);
@@ -268,7 +268,16 @@ int fedc_secagg_server_close_advertise(fedc_secagg_server *s) {
     return fail(s, fedc_error_set(FEDC_EQUORUM, "secagg round %d: %d party advertised keys",
                                   (int)s->p.round, (int)s->n1));
   int rc = fedc_secagg_frac_bits(total, s->p.clip, &s->frac_bits);
-  if (rc != 0) return fail(s, FEDC_EQUORUM);
+  if (rc != 0) return fail(s, rc);
+  int64_t pairs = (int64_t)s->n1 * fedc_secagg_degree(s->n1, s->p.neighbors);
+  if (pairs > FEDC_SECAGG_MAX_PAIRS)
+    return fail(s, fedc_error_set(FEDC_ERANGE,
+                                  "secagg round %d: %d parties with %d neighbours each are "
+                                  "more pairs than %d; use fewer neighbours ([privacy] "
+                                  "secagg_neighbors)",
+                                  (int)s->p.round, (int)s->n1,
+                                  (int)fedc_secagg_degree(s->n1, s->p.neighbors),
+                                  FEDC_SECAGG_MAX_PAIRS));
   rc = build_graph(s);
   if (rc != 0) return fail(s, rc);
   s->t = fedc_secagg_threshold(fedc_secagg_degree(s->n1, s->p.neighbors), s->p.threshold);

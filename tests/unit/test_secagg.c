@@ -20,8 +20,10 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "engine.h"
 #include "error.h"
 #include "rng.h"
+#include "safetensors.h"
 #include "secagg.h"
 #include "secagg_internal.h"
 
@@ -321,9 +323,17 @@ static void masks_cancel(void **st) {
   assert_int_equal(world_run(&w), 0);
   assert_int_equal(fedc_secagg_server_phase(w.s), FEDC_SECAGG_DONE);
   assert_int_equal(w.res.dropped, 0);
+  /* with nobody dropped the server removes only the self masks PRG(b_u):
+   * the pairwise masks cancel by themselves, and the sum is exact */
   check_world(&w);
-  /* the masks alone cancel: the masked vectors sum to the plain sum
-   * minus the self masks, so with the self masks removed they match */
+  /* while the masked vectors alone sum to noise */
+  uint32_t raw = 0, plain = 0, q[1];
+  for (int i = 0; i < w.np; i++) {
+    raw += w.p[i].y[0];
+    fedc_secagg_quantize(w.p[i].x, 1, w.prm.clip, w.res.frac_bits, w.p[i].n, q, NULL);
+    plain += q[0];
+  }
+  assert_true(raw != plain);
   world_free(&w);
 }
 
@@ -687,13 +697,85 @@ static void allocation_failures(void **st) {
   assert_true(ok);
 }
 
+/* ---- what carries the result: the U32 container and the engine ----------------- */
+
+static void u32_container(void **st) {
+  (void)st;
+  uint32_t words[5] = {0, 1, 0x80000000u, 0xffffffffu, 12345};
+  fedc_st_meta meta[] = {{"round", "3"}, {"num_samples", "10"}};
+  uint8_t *buf;
+  size_t len;
+  assert_int_equal(fedc_st_encode_u32("masked", words, 5, meta, 2, &buf, &len), 0);
+  fedc_st_file *f = NULL;
+  /* every other path reads F32 only */
+  assert_int_equal(fedc_st_decode(buf, len, &f), FEDC_EFORMAT);
+  assert_non_null(strstr(fedc_error_msg(), "U32"));
+  assert_int_equal(fedc_st_decode_ex(buf, len, FEDC_ST_ALLOW_U32, &f), 0);
+  assert_string_equal(fedc_st_dtype(f, 0), "U32");
+  const uint32_t *got;
+  size_t n;
+  assert_int_equal(fedc_st_find_u32(f, "masked", &got, &n), 0);
+  assert_int_equal(n, 5);
+  assert_memory_equal(got, words, sizeof words);
+  assert_string_equal(fedc_st_meta_get(f, "round"), "3");
+  assert_int_equal(fedc_st_find_u32(f, "other", &got, &n), FEDC_ENOTFOUND);
+  fedc_st_free(f);
+  buf[len - 1] ^= 1; /* the checksum still guards the words */
+  assert_int_equal(fedc_st_decode_ex(buf, len, FEDC_ST_ALLOW_U32, &f), FEDC_ECHECKSUM);
+  fedc_free(buf);
+  /* an F32 tensor is not taken for words */
+  float v[2] = {1, 2};
+  fedc_st_tensor t = {"masked", 1, {2, 0, 0, 0}, v};
+  assert_int_equal(fedc_st_encode(&t, 1, NULL, 0, &buf, &len), 0);
+  assert_int_equal(fedc_st_decode_ex(buf, len, FEDC_ST_ALLOW_U32, &f), 0);
+  assert_int_equal(fedc_st_find_u32(f, "masked", &got, &n), FEDC_EUNSUPPORTED);
+  fedc_st_free(f);
+  fedc_free(buf);
+}
+
+static void engine_takes_the_sum(void **st) {
+  (void)st;
+  enum { NP = 50 };
+  float w0[NP], avg[NP];
+  for (int i = 0; i < NP; i++) w0[i] = 0.01f * (float)i, avg[i] = 1.0f - 0.02f * (float)i;
+  fedc_engine_params ep = {.rounds = 2, .clients_per_round = 4, .min_clients = 3, .seed = 1,
+                           .strategy = "fedavg"};
+  fedc_engine *e;
+  assert_int_equal(fedc_engine_new(&ep, NP, w0, &e), 0);
+  int32_t elig[4] = {11, 12, 13, 14}, sel[4], ns;
+  assert_int_equal(fedc_engine_open(e, elig, 4, 4, sel, &ns), 0);
+  int32_t who[3] = {12, 14, 11};
+  uint64_t n[3] = {100, 300, 600};
+  double loss[3] = {1.0, 2.0, 0.5};
+  /* refused whole: a stranger, a repeat, another round, another shape */
+  int32_t bad[3] = {12, 99, 11};
+  assert_int_equal(fedc_engine_submit_sum(e, 1, bad, n, loss, 3, avg, NP), FEDC_EINVAL);
+  int32_t twice[3] = {12, 12, 11};
+  assert_int_equal(fedc_engine_submit_sum(e, 1, twice, n, loss, 3, avg, NP), FEDC_EDUPLICATE);
+  assert_int_equal(fedc_engine_submit_sum(e, 2, who, n, loss, 3, avg, NP), FEDC_ESTALE);
+  assert_int_equal(fedc_engine_submit_sum(e, 1, who, n, loss, 3, avg, NP - 1), FEDC_ESHAPE);
+  assert_int_equal(fedc_engine_reported(e), 0);
+  assert_int_equal(fedc_engine_submit_sum(e, 1, who, n, loss, 3, avg, NP), 0);
+  assert_int_equal(fedc_engine_reported(e), 3);
+  assert_int_equal(fedc_engine_submit(e, 1, 14, avg, NP, 5, 0.0), FEDC_EDUPLICATE);
+  fedc_round_metrics m;
+  assert_int_equal(fedc_engine_close(e, &m), 0);
+  assert_int_equal(m.clients, 3);
+  assert_int_equal(m.samples, 1000);
+  assert_true(fabs(m.train_loss - (100 * 1.0 + 300 * 2.0 + 600 * 0.5) / 1000.0) < 1e-12);
+  const float *g = fedc_engine_global(e);
+  for (int i = 0; i < NP; i++) assert_true(fabsf(g[i] - avg[i]) < 1e-7f);
+  fedc_engine_free(e);
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(shamir_at_threshold),   T(shamir_below_threshold), T(prg_and_helpers),
       T(masks_cancel),          T(dropouts_after_sharing), T(sparse_graph),
       T(weighted_average),      T(masked_is_not_the_input), T(malformed_messages),
-      T(tampered_unmask),       T(allocation_failures),
+      T(tampered_unmask),       T(allocation_failures),     T(u32_container),
+      T(engine_takes_the_sum),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

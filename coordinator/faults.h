@@ -1,0 +1,28 @@
+/*
+ * faults.h - fedc-coordinator's fault-injection test hooks (faults.c;
+ * docs/hardening.md). Read from the environment, off unless set:
+ *
+ *   FEDC_FAIL_ALLOC_AFTER=N[,sticky]
+ *       the Nth fedc allocation after the daemon starts listening fails
+ *       (fedc_alloc_fail_after); 0 only counts allocations.
+ *   FEDC_FAIL_STORE_AFTER=N[,ioerr|full][,sticky]
+ *       the Nth write, sync or truncate of the store's files after the
+ *       daemon starts listening fails with SQLITE_IOERR_* (an I/O error,
+ *       the default) or SQLITE_FULL (disk full); 0 only counts.
+ *
+ * Internal to the daemon (fedc__ prefix): coordinator.c calls _init before
+ * it opens the store, _arm once it listens, and _report when it is freed.
+ */
+#ifndef FEDC_COORD_FAULTS_H
+#define FEDC_COORD_FAULTS_H
+
+/* Parse the variables and install the counting allocator and the failing
+ * sqlite VFS they ask for. FEDC_ECONFIG for a malformed value. */
+int fedc__faults_init(void);
+/* Start counting and failing from now. */
+void fedc__faults_arm(void);
+/* Log what the hooks saw (allocations and store writes since armed, fedc
+ * blocks still live): the tests read this line. No-op when off. */
+void fedc__faults_report(void);
+
+#endif
