@@ -46,8 +46,9 @@ static _Atomic int armed;
 static _Atomic int64_t allocs, store_ops, store_failures;
 
 /*
- * "N[,word]..." with N a decimal integer >= 0 and each word one of `words`
- * (space separated). FEDC_ECONFIG naming the variable otherwise.
+ * "N[,word]..." with N a decimal integer >= 0; each word "sticky", or
+ * "full" or "ioerr" where `words` (the usage the error shows) names them.
+ * FEDC_ECONFIG naming the variable otherwise.
  */
 static int parse(const char *var, const char *v, const char *words, hook *h) {
   char *end;
@@ -225,7 +226,7 @@ int fedc__faults_init(void) {
   const char *a = getenv(ALLOC_VAR), *s = getenv(STORE_VAR);
   int rc = 0;
   if (a && *a && (rc = parse(ALLOC_VAR, a, "sticky", &alloc_hook)) != 0) return rc;
-  if (s && *s && (rc = parse(STORE_VAR, s, "ioerr|full,sticky", &store_hook)) != 0) return rc;
+  if (s && *s && (rc = parse(STORE_VAR, s, "ioerr|full][,sticky", &store_hook)) != 0) return rc;
   if (alloc_hook.on) {
     /* the C library's functions, counted: blocks from before stay valid */
     fedc_allocator counting = {count_malloc, count_calloc, count_realloc, free};

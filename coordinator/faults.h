@@ -7,8 +7,10 @@
  *       (fedc_alloc_fail_after); 0 only counts allocations.
  *   FEDC_FAIL_STORE_AFTER=N[,ioerr|full][,sticky]
  *       the Nth write, sync or truncate of the store's files after the
- *       daemon starts listening fails with SQLITE_IOERR_* (an I/O error,
- *       the default) or SQLITE_FULL (disk full); 0 only counts.
+ *       daemon starts listening fails: with SQLITE_IOERR_WRITE, _FSYNC or
+ *       _TRUNCATE (an I/O error, the default), or, with "full", a write
+ *       with SQLITE_FULL (a sync or truncate still gets its I/O error, as
+ *       ENOSPC from fsync does); 0 only counts.
  *
  * Internal to the daemon (fedc__ prefix): coordinator.c calls _init before
  * it opens the store, _arm once it listens, and _report when it is freed.
