@@ -16,12 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "alloc.h"
 #include "coord_internal.h"
 #include "dashboard.h"
 #include "error.h"
+#include "join_body.h"
 #include "log.h"
 
 /* ---- read-only pages ----------------------------------------------------- */
@@ -180,24 +179,15 @@ static void handle_join(fedc_coord *c, fedc_http_exchange *x,
     fedc_http_respond_error(x, 403, "forbidden", "a client certificate is required");
     return;
   }
-  char name[128] = "";
-  if (req->body_len > 0) {
-    cJSON *o = cJSON_ParseWithLength((const char *)req->body, req->body_len);
-    /* cJSON says NULL for a malformed body and for want of memory alike: a
-     * malformed body fails again, a transient allocation failure does not,
-     * and must not send the client away with a 400 */
-    if (o == NULL) o = cJSON_ParseWithLength((const char *)req->body, req->body_len);
-    const cJSON *n = o ? cJSON_GetObjectItemCaseSensitive(o, "name") : NULL;
-    if (o == NULL || !cJSON_IsObject(o) || (n && !cJSON_IsString(n)) ||
-        (n && strlen(n->valuestring) >= sizeof name)) {
-      cJSON_Delete(o);
-      fedc__coord_reject(c, REJECT_bad_request);
-      fedc_http_respond_error(x, 400, "bad_request",
-                              "join body must be {\"name\": \"<at most 127 bytes>\"}");
-      return;
-    }
-    if (n) snprintf(name, sizeof name, "%s", n->valuestring);
-    cJSON_Delete(o);
+  char name[128];
+  int jrc = fedc_join_body_parse(req->body, req->body_len, name, sizeof name);
+  if (jrc != 0) {
+    int oom = jrc == FEDC_ENOMEM;
+    fedc__coord_reject(c, oom ? REJECT_unavailable : REJECT_bad_request);
+    fedc_http_respond_error(x, oom ? 503 : 400, oom ? "unavailable" : "bad_request",
+                            "join body must be {\"name\": \"<at most 127 bytes>\"}: %s",
+                            fedc_error_msg());
+    return;
   }
   coord_client *cl = fedc__coord_client_by_fpr(c, req->peer_fingerprint);
   if (cl && cl->revoked) {

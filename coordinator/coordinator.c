@@ -32,6 +32,7 @@
 #include "log.h"
 #include "model_io.h"
 #include "pipeline.h"
+#include "update_meta.h"
 
 #define TICK_MS 100
 
@@ -588,18 +589,6 @@ static void fail_update(update_work *w, int status, reject_reason r,
   snprintf(w->msg, sizeof w->msg, "%s", msg);
 }
 
-/* Parse a metadata value as a decimal integer in [lo, hi]. */
-static int meta_int(const fedc_st_file *f, const char *key, int64_t lo,
-                    int64_t hi, int64_t *out) {
-  const char *v = fedc_st_meta_get(f, key);
-  if (v == NULL || *v == '\0') return -1;
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (*end != '\0' || x < lo || x > hi) return -1;
-  *out = x;
-  return 0;
-}
-
 /*
  * Worker thread: check everything about the update, then fold it in under
  * the mutex. Nothing touches the engine before the whole update is known
@@ -630,21 +619,16 @@ static void update_run(uv_work_t *req) {
     fedc_free(weights);
     return;
   }
-  int64_t round, samples;
-  const char *loss_text = fedc_st_meta_get(f, "train_loss");
-  char *end = NULL;
-  double loss = loss_text ? strtod(loss_text, &end) : NAN;
-  if (meta_int(f, "round", 1, INT32_MAX, &round) != 0 ||
-      meta_int(f, "num_samples", 1, (int64_t)1 << 40, &samples) != 0 ||
-      loss_text == NULL || *end != '\0' || !isfinite(loss)) {
-    fail_update(w, 400, REJECT_bad_metadata, "bad_metadata",
-                "metadata needs round (integer >= 1), num_samples (integer "
-                "1..2^40) and train_loss (a finite number)");
+  fedc_update_meta meta;
+  if (fedc_update_meta_parse(f, &meta) != 0) {
+    fail_update(w, 400, REJECT_bad_metadata, "bad_metadata", fedc_error_msg());
     fedc_st_free(f);
     fedc_free(weights);
     return;
   }
-  const char *sha = fedc_st_meta_get(f, "sha256");
+  int64_t round = meta.round, samples = meta.num_samples;
+  double loss = meta.train_loss;
+  const char *sha = meta.sha256;
   w->round = (int32_t)round;
   pthread_mutex_lock(&c->mu);
   rc = fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,

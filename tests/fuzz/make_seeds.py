@@ -392,6 +392,12 @@ def idx_seeds():
     put(t, "zero-rows", idx_pair(idx_images(3, 0, 2, b""), lab))
     put(t, "huge-declared", idx_pair(struct.pack(">IIII", 0x803, 0xFFFFFFFF,
                                                  0xFFFFFFFF, 0xFFFFFFFF), lab))
+    put(t, "huge-declared-both", idx_pair(
+        struct.pack(">IIII", 0x803, 0xFFFFFFFF, 0xFFFF, 0xFFFF),
+        struct.pack(">II", 0x801, 0xFFFFFFFF)))
+    put(t, "huge-declared-gzip", idx_pair(
+        gz(struct.pack(">IIII", 0x803, 1000, 1000, 1000)),
+        gz(struct.pack(">II", 0x801, 1000))))
     put(t, "short-header", idx_pair(b"\0\0\x08\x03\0\0", lab))
     put(t, "empty", b"")
 
