@@ -224,8 +224,9 @@ static void poll_abort(void *ud, fedc_http_exchange *x) {
   if (cl->poll == x) cl->poll = NULL;
 }
 
-/* Find the value of key in a query string "a=1&b=2"; 0 if absent. */
-static int query_double(const char *q, const char *key, double *out) {
+/* The number value of key in a query string "a=1&b=2": 1 found, 0 absent,
+ * -1 malformed (not a finite number). */
+int fedc__coord_query_double(const char *q, const char *key, double *out) {
   size_t kl = strlen(key);
   for (const char *p = q; p && *p;) {
     if (strncmp(p, key, kl) == 0 && p[kl] == '=') {
@@ -244,7 +245,7 @@ static int query_double(const char *q, const char *key, double *out) {
 static void handle_task(fedc_coord *c, fedc_http_exchange *x,
                         const fedc_http_request *req, coord_client *cl) {
   double wait = c->cfg.server_poll_s;
-  if (query_double(req->query, "wait", &wait) < 0 || wait < 0) {
+  if (fedc__coord_query_double(req->query, "wait", &wait) < 0 || wait < 0) {
     fedc__coord_reject(c, REJECT_bad_request);
     fedc_http_respond_error(x, 400, "bad_request", "wait must be a number of seconds >= 0");
     return;

@@ -138,6 +138,7 @@ void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
 void fedc__coord_reject(fedc_coord *c, reject_reason r);
 
 /* api.c */
+int fedc__coord_query_double(const char *q, const char *key, double *out);
 void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
                         const fedc_http_request *req);
 void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,

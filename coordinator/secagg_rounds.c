@@ -644,22 +644,6 @@ void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x, coord_clien
 
 /* ---- the /v1/secagg/ endpoints ------------------------------------------------------ */
 
-/* Integer and number query parameters; 0 absent, 1 found, -1 malformed. */
-static int query_num(const char *q, const char *key, double *out) {
-  size_t kl = strlen(key);
-  for (const char *p = q; p && *p;) {
-    if (strncmp(p, key, kl) == 0 && p[kl] == '=') {
-      char *end;
-      double v = strtod(p + kl + 1, &end);
-      if (end == p + kl + 1 || (*end != '\0' && *end != '&') || !isfinite(v)) return -1;
-      *out = v;
-      return 1;
-    }
-    p = strchr(p, '&');
-    if (p) p++;
-  }
-  return 0;
-}
 
 /* A client's message for the current phase: checked and taken under the
  * mutex; the answer says accepted or why not. */
@@ -706,8 +690,8 @@ static void post_message(fedc_coord *c, sa_round *r, fedc_http_exchange *x, coor
 static void get_broadcast(fedc_coord *c, sa_round *r, fedc_http_exchange *x, coord_client *cl,
                           const fedc_http_request *req, int kind) {
   double round = 0, wait = c->cfg.server_poll_s;
-  if (query_num(req->query, "round", &round) != 1 || round != floor(round) ||
-      query_num(req->query, "wait", &wait) < 0 || wait < 0) {
+  if (fedc__coord_query_double(req->query, "round", &round) != 1 || round != floor(round) ||
+      fedc__coord_query_double(req->query, "wait", &wait) < 0 || wait < 0) {
     fedc__coord_reject(c, REJECT_bad_request);
     fedc_http_respond_error(x, 400, "bad_request",
                             "GET /v1/secagg/%s needs round=<integer> (and optionally wait=<s>)",

@@ -18,35 +18,11 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "utf8.h"
 
 /* A join body says little; anything larger is not one. */
 #define JOIN_BODY_MAX ((size_t)64 << 10)
 
-/* Length of the strict UTF-8 sequence at p (1..4), or 0 if invalid: no
- * overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const uint8_t *p, size_t avail) {
-  uint8_t c = p[0];
-  if (c < 0x80) return 1;
-  size_t n;
-  uint8_t lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (avail < n || p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < n; i++)
-    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-  return n;
-}
 
 /* The raw bytes: valid UTF-8, no control byte but tab, CR and LF, and no
  * "\u0000" escape inside a string. FEDC_EFORMAT naming the offset. */
@@ -64,7 +40,7 @@ static int prescan(const uint8_t *p, size_t n) {
       i += (i + 1 < n && p[i + 1] < 0x80) ? 2 : 1;
       continue;
     }
-    size_t k = utf8_seq(p + i, n - i);
+    size_t k = fedc_utf8_seq(p + i, n - i);
     if (k == 0)
       return fedc_error_set(FEDC_EFORMAT, "join: body is not valid UTF-8 at offset %zu", i);
     i += k;
@@ -102,7 +78,7 @@ static int find_name(const cJSON *o, size_t name_size, const char **out) {
   /* escapes decode to valid UTF-8, raw bytes were checked: still, say so
    * here rather than trust two other places */
   for (size_t i = 0; i < len;) {
-    size_t k = utf8_seq((const uint8_t *)s + i, len - i);
+    size_t k = fedc_utf8_seq((const uint8_t *)s + i, len - i);
     if (k == 0) return fedc_error_set(FEDC_EFORMAT, "join: \"name\" is not valid UTF-8");
     i += k;
   }

@@ -14,6 +14,7 @@
  * tests reach them and out-of-memory is told apart from malformed JSON.
  */
 #include "safetensors.h"
+#include "utf8.h"
 
 #include "alloc.h"
 #include "error.h"
@@ -117,40 +118,12 @@ static void copy_le32(void *dst, const void *src, size_t n) {
 #endif
 }
 
-/*
- * Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
- * Returns the length of the valid sequence at p (1..4), or 0.
- */
-static size_t utf8_seq(const uint8_t *p, size_t avail) {
-  uint8_t c = p[0];
-  if (c < 0x80) return 1;
-  size_t n;
-  uint8_t lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (avail < n) return 0;
-  if (p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < n; i++)
-    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-  return n;
-}
 
 static int utf8_valid(const char *s) {
   const uint8_t *p = (const uint8_t *)s;
   size_t len = strlen(s);
   for (size_t i = 0; i < len;) {
-    size_t k = utf8_seq(p + i, len - i);
+    size_t k = fedc_utf8_seq(p + i, len - i);
     if (k == 0) return 0;
     i += k;
   }
@@ -607,7 +580,7 @@ static int prescan(const uint8_t *h, size_t n) {
           i += 2; /* the escaped byte is ASCII in any valid escape */
           continue;
         }
-        size_t k = utf8_seq(h + i, n - i);
+        size_t k = fedc_utf8_seq(h + i, n - i);
         if (k == 0)
           return fedc_error_set(FEDC_EFORMAT,
                                 "safetensors: header is not valid UTF-8 at "
