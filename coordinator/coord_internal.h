@@ -136,6 +136,9 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
 void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
                                   int32_t round);
 void fedc__coord_reject(fedc_coord *c, reject_reason r);
+/* Answer an update request: 200 accepted (or duplicate), or the error. */
+void fedc__coord_answer_update(fedc_http_exchange *x, int status, int32_t round,
+                               int duplicate, const char *code, const char *msg);
 
 /* api.c */
 int fedc__coord_query_double(const char *q, const char *key, double *out);

@@ -670,6 +670,25 @@ static void update_run(uv_work_t *req) {
   fedc_free(weights);
 }
 
+/*
+ * Answer a POST /v1/update (plain or masked) once its work is done: 200
+ * with {"accepted":true,"round":r,"duplicate":d}, or the protocol error.
+ * x may be NULL (the connection died meanwhile): nothing to answer.
+ */
+void fedc__coord_answer_update(fedc_http_exchange *x, int status, int32_t round,
+                               int duplicate, const char *code, const char *msg) {
+  if (x == NULL) return;
+  fedc_http_exchange_on_abort(x, NULL, NULL);
+  if (status != 200) {
+    fedc_http_respond_error(x, status, code, "%s", msg);
+    return;
+  }
+  char body[128];
+  int n = snprintf(body, sizeof body, "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
+                   (int)round, duplicate ? "true" : "false");
+  fedc_http_respond(x, 200, "application/json", body, (size_t)n, NULL);
+}
+
 static void update_done(uv_work_t *req, int status) {
   update_work *w = req->data;
   fedc_coord *c = w->c;
@@ -692,18 +711,7 @@ static void update_done(uv_work_t *req, int status) {
     fedc_log_info("client=%d msg=\"update refused\" code=%s reason=\"%s\"",
                   (int)w->client_id, w->code, w->msg);
   }
-  if (w->x) {
-    fedc_http_exchange_on_abort(w->x, NULL, NULL);
-    if (w->status == 200) {
-      char body[128];
-      int n = snprintf(body, sizeof body,
-                       "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
-                       (int)w->round, w->duplicate ? "true" : "false");
-      fedc_http_respond(w->x, 200, "application/json", body, (size_t)n, NULL);
-    } else {
-      fedc_http_respond_error(w->x, w->status, w->code, "%s", w->msg);
-    }
-  }
+  fedc__coord_answer_update(w->x, w->status, w->round, w->duplicate, w->code, w->msg);
   fedc_free(w->body);
   fedc_free(w);
   if (c->stopping) fedc_coord_stop(c);

@@ -594,17 +594,7 @@ static void masked_done(uv_work_t *req, int status) {
     fedc_log_info("client=%d msg=\"masked update refused\" code=%s reason=\"%s\"",
                   (int)w->client_id, w->code, w->msg);
   }
-  if (w->x) {
-    fedc_http_exchange_on_abort(w->x, NULL, NULL);
-    if (w->status == 200) {
-      char body[128];
-      int len = snprintf(body, sizeof body, "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
-                         (int)w->round, w->duplicate ? "true" : "false");
-      fedc_http_respond(w->x, 200, "application/json", body, (size_t)len, NULL);
-    } else {
-      fedc_http_respond_error(w->x, w->status, w->code, "%s", w->msg);
-    }
-  }
+  fedc__coord_answer_update(w->x, w->status, w->round, w->duplicate, w->code, w->msg);
   fedc_free(w->body);
   fedc_free(w);
   if (c->stopping) fedc_coord_stop(c);
