@@ -28,14 +28,14 @@ endif
 WERROR  := $(if $(CI),-Werror,)
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(ARCH) -pthread -fopenmp-simd -ffp-contract=fast \
     -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) \
-    -MMD -MP -Ishared -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+    -MMD -MP -Iinclude -Ishared -I/usr/include/x86_64-linux-gnu/openblas-pthread \
     $(SANFLAGS) $(CFLAGS)
 LDLIBS_ALL := -lopenblas -linih -lcjson -lmbedcrypto -lz -lm -pthread $(LDLIBS)
 COORD_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lsqlite3 -lhttp_parser
 CLIENT_LIBS := -lcurl
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
-LIB_SRC   := $(wildcard shared/*.c)
+LIB_SRC   := $(wildcard shared/*/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/lib/libfedc.a
 
@@ -154,11 +154,11 @@ ifeq ($(CUDA_ON),1)
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(realpath $(NVCC))))
 CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-NVCCFLAGS_ALL := -std=c++17 -O3 -g $(CUDA_ARCH) -DFEDC_HAVE_CUDA=1 -Ishared -MMD -MP \
+NVCCFLAGS_ALL := -std=c++17 -O3 -g $(CUDA_ARCH) -DFEDC_HAVE_CUDA=1 -Iinclude -Ishared -MMD -MP \
     -DFEDC_CUDA_LIBDIR='"$(CUDA_LIBDIR)"' \
     -Xcompiler -Wall,-Wextra,-Wshadow,-Wno-unused-parameter \
     $(if $(CI),-Werror all-warnings -Xcompiler -Werror,) $(NVCCFLAGS)
-CUDA_SRC := $(wildcard shared/*.cu)
+CUDA_SRC := $(wildcard shared/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 CFLAGS_ALL += -DFEDC_HAVE_CUDA=1
 # cuBLAS is not linked: the backend loads it when it first opens (cuda_blas.cu)
@@ -245,7 +245,7 @@ FUZZ_FLAGS ?=
 FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(ARCH) -pthread \
     -Wall -Wextra -Wshadow -Wno-unused-parameter $(WERROR) -MMD -MP \
-    -Ishared -Icoordinator -Iclient -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+    -Iinclude -Ishared -Icoordinator -Iclient -I/usr/include/x86_64-linux-gnu/openblas-pthread \
     -fsanitize=address,undefined -fno-sanitize-recover=undefined \
     -fno-omit-frame-pointer
 # without CUDA (the C sources then use their stubs): ASan and the CUDA

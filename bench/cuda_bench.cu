@@ -34,15 +34,15 @@
 #include <time.h>
 
 extern "C" {
-#include "agg.h"
-#include "agg_cuda.h"
-#include "alloc.h"
-#include "backend.h"
-#include "data.h"
-#include "error.h"
-#include "model.h"
-#include "rng.h"
-#include "train.h"
+#include "agg/agg.h"
+#include "cuda/agg_cuda.h"
+#include "base/alloc.h"
+#include "ml/backend.h"
+#include "data/data.h"
+#include "base/error.h"
+#include "ml/model.h"
+#include "base/rng.h"
+#include "ml/train.h"
 }
 
 static double now_s(void) {

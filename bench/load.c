@@ -51,9 +51,9 @@
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
 
-#include "alloc.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "base/alloc.h"
+#include "base/rng.h"
+#include "wire/safetensors.h"
 
 #define MAX_WORKERS 16
 #define MAX_ROUNDS 1000

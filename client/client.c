@@ -34,14 +34,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "backend.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "ml/backend.h"
+#include "base/error.h"
 #include "http_curl.h"
-#include "log.h"
-#include "safetensors.h"
+#include "base/log.h"
+#include "wire/safetensors.h"
 #include "secagg_client.h"
-#include "version.h"
+#include "base/version.h"
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
 #define client_sha256(buf, len, out) mbedtls_sha256((buf), (len), (out), 0)

@@ -27,11 +27,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "data.h"
-#include "model.h"
-#include "rng.h"
-#include "train.h"
+#include "config/config.h"
+#include "data/data.h"
+#include "ml/model.h"
+#include "base/rng.h"
+#include "ml/train.h"
 
 /* How a run ended; the values are fedc-client's exit codes and are never
  * renumbered. */

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_S 10.0
 #define DEFAULT_MAX_RESPONSE ((size_t)1 << 20)

@@ -17,10 +17,10 @@
 #include <string.h>
 
 #include "client.h"
-#include "config.h"
-#include "error.h"
-#include "log.h"
-#include "version.h"
+#include "config/config.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/version.h"
 
 static void usage(FILE *f) {
   fputs("usage: fedc-client --config FILE [options]\n"

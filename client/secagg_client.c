@@ -29,12 +29,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "client.h"
-#include "error.h"
-#include "log.h"
-#include "safetensors.h"
-#include "secagg.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "wire/safetensors.h"
+#include "privacy/secagg.h"
 
 #define MSG_MAX ((size_t)64 << 20)
 #define POLL_MARGIN_S 30.0

@@ -16,12 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "coord_internal.h"
 #include "dashboard.h"
-#include "error.h"
-#include "join_body.h"
-#include "log.h"
+#include "base/error.h"
+#include "wire/join_body.h"
+#include "base/log.h"
 
 /* ---- read-only pages ----------------------------------------------------- */
 

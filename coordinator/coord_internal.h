@@ -14,14 +14,14 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "coordinator.h"
-#include "data.h"
-#include "engine.h"
+#include "data/data.h"
+#include "round/engine.h"
 #include "http_server.h"
-#include "model.h"
+#include "ml/model.h"
 #include "store.h"
-#include "train.h"
+#include "ml/train.h"
 
 typedef struct coord_client {
   int32_t id; /* store id */

@@ -26,13 +26,14 @@
 
 #include <cjson/cJSON.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "faults.h"
-#include "log.h"
-#include "model_io.h"
-#include "pipeline.h"
-#include "update_meta.h"
+#include "base/log.h"
+#include "ml/model_io.h"
+#include "config/config_params.h"
+#include "round/pipeline.h"
+#include "wire/update_meta.h"
 
 #define TICK_MS 100
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
+#include "config/config.h"
 
 typedef struct fedc_coord fedc_coord;
 

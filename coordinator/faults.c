@@ -27,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
 
 #define ALLOC_VAR "FEDC_FAIL_ALLOC_AFTER"
 #define STORE_VAR "FEDC_FAIL_STORE_AFTER"

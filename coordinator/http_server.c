@@ -47,9 +47,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "transport.h"
 
 #define READ_BUF_SIZE (64 * 1024)

@@ -15,13 +15,13 @@
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
 
-#include "alloc.h"
-#include "config.h"
+#include "base/alloc.h"
+#include "config/config.h"
 #include "coordinator.h"
-#include "error.h"
-#include "log.h"
+#include "base/error.h"
+#include "base/log.h"
 #include "store.h"
-#include "version.h"
+#include "base/version.h"
 
 static void usage(FILE *f) {
   fputs("usage: fedc-coordinator [--config FILE] [--set SECTION.KEY=VALUE]... [COMMAND]\n"

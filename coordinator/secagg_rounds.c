@@ -40,14 +40,14 @@
 
 #include <cjson/cJSON.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "coord_internal.h"
-#include "error.h"
-#include "log.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "secagg.h"
-#include "update_meta.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/rng.h"
+#include "wire/safetensors.h"
+#include "privacy/secagg.h"
+#include "wire/update_meta.h"
 
 static const double PHASE_END[4] = {0.50, 0.65, 0.85, 1.00};
 

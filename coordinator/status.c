@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "coord_internal.h"
 
 static const char *state_name(round_state s) {

@@ -20,8 +20,8 @@
  */
 #include "store.h"
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 
 #include <math.h>
 #include <mbedtls/sha256.h>

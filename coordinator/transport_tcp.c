@@ -6,8 +6,8 @@
  */
 #include "transport.h"
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 
 typedef struct tcp_conn {
   fedc_transport_conn base;

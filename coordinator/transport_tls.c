@@ -30,9 +30,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "log.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
 
 #define OUT_MIN_CAP (17 * 1024) /* one full record and its overhead */
 

@@ -8,9 +8,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "rng.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/rng.h"
 
 int fedc_attackers_pick(const fedc_config *c, uint8_t **out) {
   *out = fedc_calloc((size_t)c->clients, 1);

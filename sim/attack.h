@@ -14,9 +14,9 @@
 
 #include <stdint.h>
 
-#include "config.h"
-#include "data.h"
-#include "partition.h"
+#include "config/config.h"
+#include "data/data.h"
+#include "data/partition.h"
 
 /* A bitmap of n_clients flags, 1 = attacker; *out freed with fedc_free.
  * All zero when the config has no attack. */

@@ -15,9 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "model.h"
-#include "version.h"
+#include "base/error.h"
+#include "ml/model.h"
+#include "base/version.h"
 
 static void usage(FILE *f, const char *prog, const char *about) {
   fprintf(f, "usage: %s [options]\n\n%s\n\n", prog, about);

@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "config.h"
-#include "engine.h"
+#include "config/config.h"
+#include "round/engine.h"
 
 /* Exit codes, documented in README.md and docs/scaling.md; never renumbered. */
 enum {

@@ -20,8 +20,8 @@
 #include <limits.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 
 struct fedc_mpi_exchange {
   MPI_Comm comm;

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine.h"
+#include "round/engine.h"
 
 typedef struct fedc_mpi_exchange fedc_mpi_exchange;
 

@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "error.h"
+#include "base/error.h"
 #include "sim.h"
 
 static const char about[] =

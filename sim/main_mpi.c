@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "error.h"
+#include "base/error.h"
 #include "exchange_mpi.h"
-#include "model.h"
+#include "ml/model.h"
 #include "sim.h"
 
 static const char about[] =

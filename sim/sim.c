@@ -17,15 +17,16 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "attack.h"
-#include "pipeline.h"
-#include "data_source.h"
-#include "error.h"
-#include "partition.h"
-#include "pool.h"
-#include "safetensors.h"
-#include "train.h"
+#include "config/config_params.h"
+#include "round/pipeline.h"
+#include "config/data_source.h"
+#include "base/error.h"
+#include "data/partition.h"
+#include "base/pool.h"
+#include "wire/safetensors.h"
+#include "ml/train.h"
 
 
 static double now_s(void) {

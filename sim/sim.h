@@ -20,9 +20,9 @@
 #ifndef FEDC_SIM_H
 #define FEDC_SIM_H
 
-#include "config.h"
-#include "engine.h"
-#include "model.h"
+#include "config/config.h"
+#include "round/engine.h"
+#include "ml/model.h"
 
 typedef struct fedc_sim fedc_sim;
 

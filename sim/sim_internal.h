@@ -9,14 +9,14 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "data.h"
-#include "engine.h"
-#include "model.h"
-#include "partition.h"
-#include "pool.h"
+#include "config/config.h"
+#include "data/data.h"
+#include "round/engine.h"
+#include "ml/model.h"
+#include "data/partition.h"
+#include "base/pool.h"
 #include "sim.h"
-#include "train.h"
+#include "ml/train.h"
 
 typedef struct fedc_sim_async fedc_sim_async;
 

@@ -20,11 +20,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "client.h"
-#include "error.h"
+#include "base/error.h"
 #include "fuzz_util.h"
-#include "model.h"
+#include "ml/model.h"
 
 static int all_zero(const void *p, size_t n) {
   const unsigned char *b = p;

@@ -19,11 +19,12 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "config.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "config/config.h"
+#include "config/config_params.h"
+#include "base/error.h"
 #include "fuzz_util.h"
-#include "model.h"
+#include "ml/model.h"
 
 static fuzz_file ini, dump;
 

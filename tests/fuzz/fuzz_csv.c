@@ -15,9 +15,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "data.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "data/data.h"
+#include "base/error.h"
 #include "fuzz_util.h"
 
 static fuzz_file in, out;

@@ -33,11 +33,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "fuzz_util.h"
 #include "http_server.h"
-#include "log.h"
+#include "base/log.h"
 
 #define MAX_BODY 4096
 #define MAX_HEADER 2048

@@ -14,10 +14,10 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "fuzz_util.h"
-#include "join_body.h"
+#include "wire/join_body.h"
 
 /* Strict UTF-8 (no overlong forms, surrogates or code points past
  * U+10FFFF), written here again so as not to trust the code under test. */

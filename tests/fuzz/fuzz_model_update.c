@@ -20,12 +20,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "fuzz_util.h"
-#include "model.h"
-#include "model_io.h"
-#include "update_meta.h"
+#include "ml/model.h"
+#include "ml/model_io.h"
+#include "wire/update_meta.h"
 
 #define MAX_PARAMS 64
 #define SENTINEL 0x7fc0beefu /* a NaN no decode produces for an accepted update */

@@ -15,10 +15,10 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "fuzz_util.h"
-#include "safetensors.h"
+#include "wire/safetensors.h"
 
 /* Element count of a tensor view; the decoder has bounded it. */
 static size_t elements(const fedc_st_tensor *t) {

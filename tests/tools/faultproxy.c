@@ -43,8 +43,8 @@
 #include <string.h>
 #include <uv.h>
 
-#include "alloc.h"
-#include "rng.h"
+#include "base/alloc.h"
+#include "base/rng.h"
 
 #define READ_BUF (64 * 1024)
 /* Bytes held in one direction (queued or being written) before the proxy

@@ -27,13 +27,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agg.h"
-#include "agg_cuda.h"
-#include "alloc.h"
-#include "backend.h"
-#include "error.h"
-#include "pipeline.h"
-#include "rng.h"
+#include "agg/agg.h"
+#include "cuda/agg_cuda.h"
+#include "base/alloc.h"
+#include "ml/backend.h"
+#include "base/error.h"
+#include "round/pipeline.h"
+#include "base/rng.h"
 
 #define MAX_K 31
 

@@ -33,12 +33,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "backend.h"
-#include "error.h"
-#include "model.h"
-#include "rng.h"
-#include "train.h"
+#include "base/alloc.h"
+#include "ml/backend.h"
+#include "base/error.h"
+#include "ml/model.h"
+#include "base/rng.h"
+#include "ml/train.h"
 
 #define TOL_ELEM 1e-5
 #define TOL_SUM 1e-4

@@ -20,11 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "client.h"
-#include "error.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/error.h"
+#include "ml/model.h"
+#include "wire/safetensors.h"
 
 static int64_t live_at_start;
 

@@ -18,10 +18,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "config.h"
-#include "error.h"
-#include "partition.h"
+#include "base/alloc.h"
+#include "config/config.h"
+#include "base/error.h"
+#include "data/partition.h"
 
 static char dir[64];
 static char ini_path[128];  /* dir/x.ini: the file most tests write */

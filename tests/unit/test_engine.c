@@ -14,11 +14,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "agg.h"
-#include "alloc.h"
-#include "engine.h"
-#include "error.h"
-#include "rng.h"
+#include "agg/agg.h"
+#include "base/alloc.h"
+#include "round/engine.h"
+#include "base/error.h"
+#include "base/rng.h"
 
 #define K 5
 #define NP 1000

@@ -18,10 +18,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "engine.h"
-#include "error.h"
-#include "rng.h"
+#include "base/alloc.h"
+#include "round/engine.h"
+#include "base/error.h"
+#include "base/rng.h"
 
 #define NPAR 777
 #define POOL 30

@@ -35,10 +35,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "http_server.h"
-#include "log.h"
+#include "base/log.h"
 
 /* ---- fixtures: certificates ------------------------------------------- */
 

@@ -26,9 +26,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "alloc.h"
-#include "data.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "data/data.h"
+#include "base/error.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 

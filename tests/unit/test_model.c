@@ -13,11 +13,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "backend.h"
-#include "model.h"
-#include "rng.h"
-#include "train.h"
+#include "base/alloc.h"
+#include "ml/backend.h"
+#include "ml/model.h"
+#include "base/rng.h"
+#include "ml/train.h"
 
 #define N_ROWS 12
 #define N_IN 7

@@ -21,12 +21,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "alloc.h"
-#include "data.h"
-#include "error.h"
-#include "log.h"
-#include "partition.h"
-#include "rng.h"
+#include "base/alloc.h"
+#include "data/data.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "data/partition.h"
+#include "base/rng.h"
 
 #define N_ROWS 10000
 #define N_CLASSES 10

@@ -14,12 +14,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "base/alloc.h"
 #include "attack.h"
-#include "config.h"
-#include "engine.h"
-#include "error.h"
-#include "pipeline.h"
+#include "config/config.h"
+#include "round/engine.h"
+#include "base/error.h"
+#include "round/pipeline.h"
 
 #define NP 4
 

@@ -23,11 +23,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "dp.h"
-#include "error.h"
-#include "rdp.h"
-#include "rng.h"
+#include "base/alloc.h"
+#include "privacy/dp.h"
+#include "base/error.h"
+#include "privacy/rdp.h"
+#include "base/rng.h"
 
 /* the streams dp.h documents: (seed, "dp", round, 0 update / 1 count) */
 #define DP_STREAM 0x6470u

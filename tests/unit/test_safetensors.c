@@ -19,9 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "safetensors.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "wire/safetensors.h"
 
 static int64_t live_at_start;
 

@@ -19,13 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "engine.h"
-#include "error.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "secagg.h"
-#include "secagg_internal.h"
+#include "base/alloc.h"
+#include "round/engine.h"
+#include "base/error.h"
+#include "base/rng.h"
+#include "wire/safetensors.h"
+#include "privacy/secagg.h"
+#include "privacy/secagg_internal.h"
 
 #define MAXP 24
 

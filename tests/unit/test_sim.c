@@ -17,11 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "config.h"
-#include "error.h"
-#include "model.h"
-#include "safetensors.h"
+#include "base/alloc.h"
+#include "config/config.h"
+#include "base/error.h"
+#include "ml/model.h"
+#include "wire/safetensors.h"
 #include "sim.h"
 
 static void small_config(fedc_config *c, int32_t threads) {

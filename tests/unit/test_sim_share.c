@@ -18,10 +18,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "config.h"
-#include "error.h"
-#include "model.h"
+#include "base/alloc.h"
+#include "config/config.h"
+#include "base/error.h"
+#include "ml/model.h"
 #include "sim.h"
 
 #define SHARES 2

@@ -33,8 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "error.h"
+#include "base/alloc.h"
+#include "base/error.h"
 #include "store.h"
 
 #if MBEDTLS_VERSION_MAJOR >= 3

@@ -27,11 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agg.h"
-#include "alloc.h"
-#include "error.h"
-#include "rng.h"
-#include "server_opt.h"
+#include "agg/agg.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/rng.h"
+#include "agg/server_opt.h"
 
 /* ---- server optimizers ------------------------------------------------- */
 

@@ -1,0 +1,156 @@
+/*
+ * config.h - the job configuration shared by every binary.
+ *
+ * INI files (read with inih) with the sections of DESIGN.md, then
+ * `--set section.key=value` overrides applied in order. Every key is typed
+ * and range-checked as it is read; an unknown section or key, a value of the
+ * wrong type or out of range is an error whose message names the file (or
+ * "--set"), the line and the key, e.g.
+ *     configs/x.ini:12: [train] lr = -1: must be > 0
+ * Nothing is silently ignored or defaulted past what fedc_config_defaults()
+ * sets. fedc_config_check() then checks the keys against each other
+ * (clients_per_round <= clients, min_clients <= clients_per_round, ...) and
+ * names the key and where it was set.
+ */
+#ifndef FEDC_CONFIG_H
+#define FEDC_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "data/data.h"
+#include "ml/backend.h"
+#include "ml/model.h"
+
+#define FEDC_CONFIG_MAX_HIDDEN FEDC_MODEL_MAX_HIDDEN
+#define FEDC_CONFIG_PATH_MAX 1024
+/* Room in the origin bookkeeping: keys in the table, and one origin's text
+ * (a long file name keeps its tail: ".../configs/x.ini:12"). */
+#define FEDC_CONFIG_MAX_KEYS 96
+#define FEDC_CONFIG_ORIGIN_MAX 96
+
+
+typedef enum { FEDC_ENROLL_ALLOWLIST = 0, FEDC_ENROLL_OPEN = 1 } fedc_enroll;
+typedef enum { FEDC_NORM_CLIP = 0, FEDC_NORM_REFUSE = 1 } fedc_norm_action;
+typedef enum {
+  FEDC_ATTACK_NONE = 0,
+  FEDC_ATTACK_SIGN_FLIP = 1,
+  FEDC_ATTACK_NOISE = 2,
+  FEDC_ATTACK_LABEL_FLIP = 3
+} fedc_attack;
+
+/* Which binary checks the config: the keys each one needs differ. */
+typedef enum {
+  FEDC_ROLE_SIM = 0,
+  FEDC_ROLE_COORDINATOR = 1,
+  FEDC_ROLE_CLIENT = 2
+} fedc_config_role;
+
+typedef struct fedc_config {
+  /* [job] */
+  int32_t rounds;            /* >= 1 */
+  int32_t clients_per_round; /* >= 1, <= sim.clients */
+  int32_t min_clients;       /* >= 1, <= clients_per_round */
+  double round_timeout_s;    /* > 0 */
+  uint64_t seed;
+  /* [model] */
+  fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp */
+  int32_t hidden[FEDC_CONFIG_MAX_HIDDEN]; /* hidden = 200,200 (mlp only) */
+  int32_t n_hidden;
+  int32_t inputs;                /* 0 = from the data */
+  int32_t classes;               /* 0 = from the data */
+  double l1, l2;                 /* >= 0 */
+  /* [train] */
+  int32_t epochs;     /* >= 1 */
+  int32_t batch_size; /* >= 1 */
+  double lr;          /* > 0 */
+  double momentum;    /* [0, 1) */
+  double prox_mu;     /* >= 0; FedProx proximal term, 0 = off */
+  fedc_device device; /* device = cpu | cuda */
+  int32_t threads;    /* >= 1; simulator worker threads */
+  /* [strategy] */
+  char strategy[32];  /* name = fedavg | fedavgm | ... (docs/strategies.md) */
+  double server_lr, server_momentum, beta1, beta2, tau;
+  double trim_beta;
+  int32_t krum_f, multikrum_m;
+  double norm_bound;
+  fedc_norm_action norm_action;
+  int32_t buffer_k;
+  /* [privacy] */
+  double dp_noise_multiplier, dp_clip_norm;
+  int32_t dp_adaptive_clip;
+  double dp_clip_quantile, dp_clip_lr, dp_delta, dp_epsilon_budget;
+  int32_t secagg;
+  double secagg_threshold;
+  int32_t secagg_neighbors;
+  /* [data] */
+  char train[FEDC_CONFIG_PATH_MAX];        /* images (idx) or table (csv) */
+  char train_labels[FEDC_CONFIG_PATH_MAX]; /* idx only */
+  char test[FEDC_CONFIG_PATH_MAX];
+  char test_labels[FEDC_CONFIG_PATH_MAX];  /* idx only */
+  fedc_data_format format;                 /* format = idx | csv */
+  char label[128];                         /* csv: label column name */
+  int32_t standardize;                     /* bool */
+  /* [server] */
+  char server_listen[256];       /* coordinator: "host:port" */
+  char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */
+  char server_url[FEDC_CONFIG_PATH_MAX]; /* client: "https://host:port" */
+  fedc_enroll server_enroll;
+  double server_max_body_mb;
+  double server_idle_timeout_s;
+  double server_poll_s;
+  double server_over_select;
+  /* [tls] */
+  char tls_ca[FEDC_CONFIG_PATH_MAX];
+  char tls_cert[FEDC_CONFIG_PATH_MAX];
+  char tls_key[FEDC_CONFIG_PATH_MAX];
+  int32_t tls_require_client_cert;
+  /* [store] */
+  char store_path[FEDC_CONFIG_PATH_MAX];
+  /* [client] */
+  char client_name[128];
+  char client_keep_updates[FEDC_CONFIG_PATH_MAX];
+  double client_backoff_max_s;
+  double client_give_up_s;
+  /* [sim] */
+  int32_t clients;           /* >= 1 */
+  int32_t partition;         /* fedc_partition_kind */
+  double alpha;              /* > 0 */
+  int32_t shards_per_client; /* >= 1 */
+  int32_t eval_every;        /* >= 1: evaluate on the test set every N rounds */
+  fedc_attack attack;
+  double attack_fraction, attack_scale;
+  double speed_skew;
+
+  /* Where each key was last set ("file:line" or "--set" or "default"),
+   * indexed like the key table in config.c; used for cross-key messages.
+   * Read it with fedc_config_origin(). */
+  char origin[FEDC_CONFIG_MAX_KEYS][FEDC_CONFIG_ORIGIN_MAX];
+} fedc_config;
+
+/* Fill every key with its documented default. */
+void fedc_config_defaults(fedc_config *c);
+/* Read an INI file over c. FEDC_ECONFIG (message names file:line:key) or
+ * FEDC_EIO (unreadable file). On error c is unchanged. */
+int fedc_config_load(fedc_config *c, const char *path);
+/* Apply one "section.key=value" override. FEDC_ECONFIG on error, c unchanged. */
+int fedc_config_set(fedc_config *c, const char *assignment);
+/* Cross-key checks; FEDC_ECONFIG naming the key and its origin.
+ * fedc_config_check is the simulator's; each binary checks for its role. */
+int fedc_config_check(const fedc_config *c);
+int fedc_config_check_role(const fedc_config *c, fedc_config_role role);
+
+/* Where [section] key was last set: "file:line", "--set" or "default";
+ * NULL for a key that does not exist. Points into c. */
+const char *fedc_config_origin(const fedc_config *c, const char *section,
+                               const char *key);
+/* Every key as a markdown table: key, type, default, range, description.
+ * FEDC_EIO if writing fails. */
+int fedc_config_write_doc(FILE *f);
+/* The effective configuration as an INI file that fedc_config_load reads
+ * back to the same values. FEDC_ECONFIG, with nothing written, if a value in
+ * c is out of its range or cannot be written as INI (c filled in by code);
+ * FEDC_EIO if writing fails, which may leave part of the file. */
+int fedc_config_dump(const fedc_config *c, FILE *f);
+
+#endif

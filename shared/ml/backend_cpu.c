@@ -1,0 +1,367 @@
+/*
+ * backend_cpu.c - the CPU backend: OpenBLAS for matrix products, plain loops
+ * (which the compiler vectorizes) for the rest. It is the reference every
+ * other backend is tested against. Buffers are 64-byte aligned host memory.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "ml/backend.h"
+#include "base/error.h"
+
+void fedc_backend_cpu_set_blas_threads(int n) { openblas_set_num_threads(n); }
+
+static float *cpu_alloc(fedc_backend *b, size_t n) {
+  (void)b;
+  if (n > SIZE_MAX / sizeof(float)) return NULL;
+  float *p = fedc_malloc_aligned(n * sizeof(float));
+  if (p) memset(p, 0, n * sizeof(float));
+  return p;
+}
+
+static void cpu_release(fedc_backend *b, float *p) {
+  (void)b;
+  fedc_free_aligned(p);
+}
+
+static int cpu_copy(fedc_backend *b, float *dst, const float *src, size_t n) {
+  (void)b;
+  if (dst != src) memmove(dst, src, n * sizeof(float));
+  return 0;
+}
+
+static int cpu_zero(fedc_backend *b, float *p, size_t n) {
+  (void)b;
+  memset(p, 0, n * sizeof(float));
+  return 0;
+}
+
+/*
+ * Own kernels for the skinny products of models with few outputs (softmax
+ * and logistic regression, an MLP's last layer), where OpenBLAS spends more
+ * time packing operands than multiplying. SMALL is the largest output count
+ * they take.
+ */
+#define SMALL 16
+/*
+ * C (m x n) = alpha A B^T + beta C with n <= SMALL. B is first transposed
+ * into bt (k rows of SMALL floats, zero-padded), then every row of C is
+ * sum_p A[i][p] bt[p]: one broadcast multiply-add of a whole output vector
+ * per input, eight rows of A at a time so each bt row loaded from L1 feeds
+ * eight accumulators, and no horizontal sums.
+ */
+typedef float vsmall __attribute__((vector_size(SMALL * sizeof(float))));
+
+static void store_row(float *c, vsmall acc, int n, float alpha, float beta) {
+  for (int j = 0; j < n; j++)
+    c[j] = alpha * acc[j] + (beta == 0.0f ? 0.0f : beta * c[j]);
+}
+
+/* The backend's scratch: grown, never shrunk, freed with the backend, so
+ * that the hot path does not allocate. */
+typedef struct cpu_ctx {
+  void *scratch;
+  size_t scratch_size;
+} cpu_ctx;
+
+static void *scratch(fedc_backend *b, size_t size) {
+  cpu_ctx *x = b->ctx;
+  if (size > x->scratch_size) {
+    void *p = fedc_malloc_aligned(size);
+    if (p == NULL) return NULL;
+    fedc_free_aligned(x->scratch);
+    x->scratch = p;
+    x->scratch_size = size;
+  }
+  return x->scratch;
+}
+
+static int gemm_nt_small(fedc_backend *be, int m, int n, int k, float alpha,
+                         const float *a, int lda, const float *bm, int ldb,
+                         float beta, float *c, int ldc) {
+  vsmall *bt = scratch(be, (size_t)k * sizeof(vsmall));
+  if (bt == NULL) return fedc_error_set(FEDC_ENOMEM, "cpu gemm: out of memory");
+  for (int p = 0; p < k; p++) {
+    vsmall v = {0};
+    for (int j = 0; j < n; j++) v[j] = bm[(size_t)j * ldb + p];
+    bt[p] = v;
+  }
+  int i = 0;
+  for (; i + 8 <= m; i += 8) {
+    const float *r[8];
+    vsmall acc[8];
+    for (int q = 0; q < 8; q++) {
+      r[q] = a + (size_t)(i + q) * lda;
+      acc[q] = (vsmall){0};
+    }
+    for (int p = 0; p < k; p++) {
+      vsmall b = bt[p];
+      acc[0] += r[0][p] * b;
+      acc[1] += r[1][p] * b;
+      acc[2] += r[2][p] * b;
+      acc[3] += r[3][p] * b;
+      acc[4] += r[4][p] * b;
+      acc[5] += r[5][p] * b;
+      acc[6] += r[6][p] * b;
+      acc[7] += r[7][p] * b;
+    }
+    for (int q = 0; q < 8; q++)
+      store_row(c + (size_t)(i + q) * ldc, acc[q], n, alpha, beta);
+  }
+  for (; i < m; i++) {
+    const float *r0 = a + (size_t)i * lda;
+    vsmall acc = {0};
+    for (int p = 0; p < k; p++) acc += r0[p] * bt[p];
+    store_row(c + (size_t)i * ldc, acc, n, alpha, beta);
+  }
+  return 0;
+}
+
+/*
+ * C (m x n) = alpha A^T B + beta C with m <= SMALL (a weight gradient
+ * dZ^T X): rank-1 updates of C's rows, four rows of B at a time so that each
+ * load and store of C carries four multiply-adds.
+ */
+static void gemm_tn_small(int m, int n, int k, float alpha, const float *a,
+                          int lda, const float *bm, int ldb, float beta,
+                          float *c, int ldc) {
+  for (int i = 0; i < m; i++) {
+    float *ci = c + (size_t)i * ldc;
+    if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
+    else if (beta != 1.0f)
+      for (int j = 0; j < n; j++) ci[j] *= beta;
+  }
+  int p = 0;
+  for (; p + 4 <= k; p += 4) {
+    const float *b0 = bm + (size_t)p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb,
+                *b3 = b2 + ldb;
+    for (int i = 0; i < m; i++) {
+      const float x0 = alpha * a[(size_t)p * lda + i],
+                  x1 = alpha * a[(size_t)(p + 1) * lda + i],
+                  x2 = alpha * a[(size_t)(p + 2) * lda + i],
+                  x3 = alpha * a[(size_t)(p + 3) * lda + i];
+      float *ci = c + (size_t)i * ldc;
+#pragma omp simd
+      for (int j = 0; j < n; j++)
+        ci[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j];
+    }
+  }
+  for (; p < k; p++) {
+    const float *b0 = bm + (size_t)p * ldb;
+    for (int i = 0; i < m; i++) {
+      const float x0 = alpha * a[(size_t)p * lda + i];
+      float *ci = c + (size_t)i * ldc;
+#pragma omp simd
+      for (int j = 0; j < n; j++) ci[j] += x0 * b0[j];
+    }
+  }
+}
+
+static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
+                    float alpha, const float *a, int lda, const float *bm,
+                    int ldb, float beta, float *c, int ldc) {
+  if (!ta && tb && n <= SMALL)
+    return gemm_nt_small(b, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+  if (ta && !tb && m <= SMALL) {
+    gemm_tn_small(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+    return 0;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+              tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, bm, ldb,
+              beta, c, ldc);
+  return 0;
+}
+
+static int cpu_gather_rows(fedc_backend *b, float *dst, const float *src,
+                           int64_t d, const int64_t *rows, int32_t n) {
+  (void)b;
+  for (int32_t i = 0; i < n; i++)
+    memcpy(dst + (size_t)i * (size_t)d, src + (size_t)rows[i] * (size_t)d,
+           (size_t)d * sizeof(float));
+  return 0;
+}
+
+static int cpu_gather(fedc_backend *b, float *dst, const float *src,
+                      const int64_t *rows, int32_t n) {
+  (void)b;
+  for (int32_t i = 0; i < n; i++) dst[i] = src[rows[i]];
+  return 0;
+}
+
+static int cpu_add_bias(fedc_backend *b, float *z, const float *bias,
+                        int32_t rows, int32_t cols) {
+  (void)b;
+  for (int32_t i = 0; i < rows; i++) {
+    float *zi = z + (size_t)i * (size_t)cols;
+    for (int32_t j = 0; j < cols; j++) zi[j] += bias[j];
+  }
+  return 0;
+}
+
+static int cpu_relu(fedc_backend *b, float *a, const float *z, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) a[i] = z[i] > 0.0f ? z[i] : 0.0f;
+  return 0;
+}
+
+static int cpu_relu_backward(fedc_backend *b, float *dz, const float *da,
+                             const float *a, size_t n) {
+  (void)b;
+  for (size_t i = 0; i < n; i++) dz[i] = a[i] > 0.0f ? da[i] : 0.0f;
+  return 0;
+}
+
+static int cpu_col_sum(fedc_backend *b, float *out, const float *m,
+                       int32_t rows, int32_t cols) {
+  (void)b;
+  memset(out, 0, (size_t)cols * sizeof(float));
+  for (int32_t i = 0; i < rows; i++) {
+    const float *mi = m + (size_t)i * (size_t)cols;
+    for (int32_t j = 0; j < cols; j++) out[j] += mi[j];
+  }
+  return 0;
+}
+
+/* log(1 + exp(x)) without overflow. */
+static double softplus(double x) {
+  return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+/*
+ * Softmax cross-entropy per row, computed stably by subtracting the row max:
+ * loss = logsumexp(z) - z[y]; d loss / d z = softmax(z) - onehot(y).
+ * Sigmoid BCE: loss = softplus(z) - y z; gradient sigmoid(z) - y.
+ * MSE: loss = (z - y)^2; gradient 2 (z - y).
+ */
+static int cpu_loss(fedc_backend *b, fedc_loss_kind kind, float *dz,
+                    const float *z, const float *y, int32_t rows, int32_t cols,
+                    float grad_scale, double *loss_sum, int64_t *correct,
+                    float *scores) {
+  (void)b;
+  double loss = 0.0;
+  int64_t ok = 0;
+  for (int32_t i = 0; i < rows; i++) {
+    const float *zi = z + (size_t)i * (size_t)cols;
+    float *dzi = dz ? dz + (size_t)i * (size_t)cols : NULL;
+    if (kind == FEDC_LOSS_SOFTMAX_XENT) {
+      int32_t label = (int32_t)y[i], arg = 0;
+      float zmax = zi[0];
+      for (int32_t j = 1; j < cols; j++)
+        if (zi[j] > zmax) zmax = zi[j], arg = j;
+      float sum = 0.0f;
+      if (dzi) {
+        for (int32_t j = 0; j < cols; j++) sum += (dzi[j] = expf(zi[j] - zmax));
+        float inv = grad_scale / sum;
+        for (int32_t j = 0; j < cols; j++) dzi[j] *= inv;
+        dzi[label] -= grad_scale;
+      } else {
+        for (int32_t j = 0; j < cols; j++) sum += expf(zi[j] - zmax);
+      }
+      loss += (double)logf(sum) + (double)(zmax - zi[label]);
+      ok += arg == label;
+    } else if (kind == FEDC_LOSS_SIGMOID_BCE) {
+      double zz = zi[0], p = 1.0 / (1.0 + exp(-zz));
+      loss += softplus(zz) - (double)y[i] * zz;
+      if (dzi) dzi[0] = (float)(p - (double)y[i]) * grad_scale;
+      ok += (p >= 0.5) == (y[i] >= 0.5f);
+      if (scores) scores[i] = (float)p;
+    } else {
+      double e = (double)zi[0] - (double)y[i];
+      loss += e * e;
+      if (dzi) dzi[0] = (float)(2.0 * e) * grad_scale;
+      if (scores) scores[i] = zi[0];
+    }
+  }
+  if (loss_sum) *loss_sum += loss;
+  if (correct) *correct += ok;
+  return 0;
+}
+
+static inline float sign_of(float x) {
+  return (float)((x > 0.0f) - (x < 0.0f));
+}
+
+static int cpu_reg_grad(fedc_backend *b, float *g, const float *w,
+                        const float *w0, size_t n, float l1, float l2,
+                        float mu) {
+  (void)b;
+  if (l1 == 0.0f && l2 == 0.0f && mu == 0.0f) return 0;
+  for (size_t i = 0; i < n; i++) {
+    float r = l2 * w[i] + l1 * sign_of(w[i]);
+    if (mu != 0.0f) r += mu * (w[i] - w0[i]);
+    g[i] += r;
+  }
+  return 0;
+}
+
+static int cpu_sgd_step(fedc_backend *b, float *w, const float *g, float *v,
+                        const float *w0, size_t n, const fedc_sgd_params *p) {
+  (void)b;
+  const float lr = p->lr, m = p->momentum, l1 = p->l1, l2 = p->l2,
+              mu = p->prox_mu;
+  if (l1 == 0.0f && l2 == 0.0f && mu == 0.0f && m == 0.0f) {
+    for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    float gi = g[i] + l2 * w[i] + l1 * sign_of(w[i]);
+    if (mu != 0.0f) gi += mu * (w[i] - w0[i]);
+    if (m != 0.0f) gi = v[i] = m * v[i] + gi;
+    w[i] -= lr * gi;
+  }
+  return 0;
+}
+
+static int cpu_sumsq(fedc_backend *b, const float *x, size_t n, double *out) {
+  (void)b;
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+  *out = s;
+  return 0;
+}
+
+static int cpu_sum_abs(fedc_backend *b, const float *x, size_t n, double *out) {
+  (void)b;
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += fabs((double)x[i]);
+  *out = s;
+  return 0;
+}
+
+static void cpu_close(fedc_backend *b) {
+  cpu_ctx *x = b->ctx;
+  fedc_free_aligned(x->scratch);
+  fedc_free(b);
+}
+
+int fedc__backend_cpu_open(fedc_backend **out) {
+  /* the backend and its context in one block */
+  fedc_backend *b = fedc_calloc(1, sizeof *b + sizeof(cpu_ctx));
+  *out = NULL;
+  if (b == NULL) return fedc_error_set(FEDC_ENOMEM, "cpu backend: out of memory");
+  b->ctx = (char *)b + sizeof *b;
+  b->name = "cpu";
+  b->device = FEDC_DEVICE_CPU;
+  b->alloc = cpu_alloc;
+  b->release = cpu_release;
+  b->upload = cpu_copy;
+  b->download = cpu_copy;
+  b->zero = cpu_zero;
+  b->gemm = cpu_gemm;
+  b->gather_rows = cpu_gather_rows;
+  b->gather = cpu_gather;
+  b->add_bias = cpu_add_bias;
+  b->relu = cpu_relu;
+  b->relu_backward = cpu_relu_backward;
+  b->col_sum = cpu_col_sum;
+  b->loss = cpu_loss;
+  b->reg_grad = cpu_reg_grad;
+  b->sgd_step = cpu_sgd_step;
+  b->sumsq = cpu_sumsq;
+  b->sum_abs = cpu_sum_abs;
+  b->close = cpu_close;
+  *out = b;
+  return 0;
+}

@@ -1,0 +1,498 @@
+/*
+ * engine.c - the round engine (see engine.h). The state is small: the global
+ * model, the strategy's accumulator, the open round's selection with one
+ * slot per selected client, and the history of committed rounds' metrics.
+ * Per-slot metrics are summed in selection order at close, so the metrics,
+ * like the model, do not depend on the order updates arrive in. A partial
+ * (fedc_engine_partial / fedc_engine_merge) is the open round's accumulator
+ * and slots as integers, for drivers that split a round over processes.
+ */
+#include "round/engine.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "agg/agg.h"
+#include "base/alloc.h"
+#include "base/error.h"
+#include "round/pipeline.h"
+#include "base/rng.h"
+
+typedef struct slot {
+  int32_t client;
+  int reported;
+  uint64_t n_samples;
+  double train_loss;
+} slot;
+
+struct fedc_engine {
+  fedc_engine_params p;
+  size_t n_params;
+  float *global;
+  fedc_pipeline *pl; /* norm bounds, DP, the aggregator, the server optimizer */
+  int32_t round;   /* open or next */
+  int32_t attempt; /* re-opens of the same round after a lost quorum */
+  int open;
+  slot *slots;
+  int32_t n_slots, slots_cap, reported;
+  int32_t *scratch; /* eligible ids during selection */
+  int32_t scratch_cap;
+  fedc_round_metrics *history;
+  int32_t n_history, history_cap;
+  /* fedbuff's buffer (allocated on the first asynchronous update) */
+  fedc_pipeline_params pp;
+  double *abuf;
+  int32_t a_count;
+  uint64_t a_samples;
+  double a_loss;
+};
+
+int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
+                    const float *w_init, fedc_engine **out) {
+  *out = NULL;
+  if (p->rounds < 1 || p->clients_per_round < 1 || p->min_clients < 1 ||
+      p->min_clients > p->clients_per_round || n_params == 0)
+    return fedc_error_set(FEDC_EINVAL,
+                          "engine: need rounds >= 1, 1 <= min_clients <= "
+                          "clients_per_round and a model");
+  fedc_engine *e = fedc_calloc(1, sizeof *e);
+  if (e == NULL) return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  e->p = *p;
+  e->n_params = n_params;
+  e->round = 1;
+  e->global = fedc_malloc_array(n_params, sizeof(float));
+  fedc_pipeline_params pp;
+  if (p->pipeline) {
+    pp = *p->pipeline;
+  } else {
+    fedc_pipeline_params_fedavg(&pp, p->clients_per_round);
+    if (p->strategy) pp.agg.name = pp.opt.name = p->strategy;
+  }
+  e->p.pipeline = NULL; /* not kept: the caller's storage */
+  e->pp = pp;
+  int rc = e->global ? fedc_pipeline_new(&pp, n_params, &e->pl)
+                     : fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  if (rc != 0) {
+    fedc_engine_free(e);
+    return rc;
+  }
+  memcpy(e->global, w_init, n_params * sizeof(float));
+  *out = e;
+  return 0;
+}
+
+void fedc_engine_free(fedc_engine *e) {
+  if (e == NULL) return;
+  fedc_pipeline_free(e->pl);
+  fedc_free(e->abuf);
+  fedc_free(e->global);
+  fedc_free(e->slots);
+  fedc_free(e->scratch);
+  fedc_free(e->history);
+  fedc_free(e);
+}
+
+int32_t fedc_engine_round(const fedc_engine *e) { return e->round; }
+int fedc_engine_done(const fedc_engine *e) { return e->round > e->p.rounds; }
+int fedc_engine_is_open(const fedc_engine *e) { return e->open; }
+size_t fedc_engine_n_params(const fedc_engine *e) { return e->n_params; }
+const float *fedc_engine_global(const fedc_engine *e) { return e->global; }
+int32_t fedc_engine_reported(const fedc_engine *e) { return e->reported; }
+int fedc_engine_all_reported(const fedc_engine *e) {
+  return e->open && e->reported == e->n_slots;
+}
+
+static int grow(void **buf, int32_t *cap, int32_t need, size_t elem) {
+  if (need <= *cap) return 0;
+  void *nb = fedc_realloc(*buf, (size_t)need * elem);
+  if (nb == NULL) return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  *buf = nb;
+  *cap = need;
+  return 0;
+}
+
+int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
+                     int32_t n_eligible, int32_t n_select, int32_t *selected,
+                     int32_t *n_selected) {
+  *n_selected = 0;
+  if (e->open) return fedc_error_set(FEDC_ESTATE, "engine: round %d is already open", (int)e->round);
+  if (fedc_engine_done(e)) return fedc_error_set(FEDC_ESTATE, "engine: the job is finished");
+  if (n_select < 1 || n_eligible < 0)
+    return fedc_error_set(FEDC_EINVAL, "engine: selection of %d clients", (int)n_select);
+  if (fedc_pipeline_budget_exhausted(e->pl))
+    return fedc_error_set(FEDC_EBUDGET,
+                          "engine: round %d would take the privacy loss past "
+                          "[privacy] epsilon_budget (epsilon so far %.4f)",
+                          (int)e->round, fedc_pipeline_epsilon(e->pl));
+  if (n_eligible < e->p.min_clients)
+    return fedc_error_set(FEDC_EQUORUM,
+                          "engine: %d eligible clients, quorum needs %d",
+                          (int)n_eligible, (int)e->p.min_clients);
+  int32_t k = n_select < n_eligible ? n_select : n_eligible;
+  int rc = grow((void **)&e->scratch, &e->scratch_cap, n_eligible, sizeof(int32_t));
+  if (rc == 0) rc = grow((void **)&e->slots, &e->slots_cap, k, sizeof(slot));
+  if (rc != 0) return rc;
+  /* partial Fisher-Yates: the first k of a seeded shuffle */
+  memcpy(e->scratch, eligible, (size_t)n_eligible * sizeof(int32_t));
+  fedc_rng rng;
+  fedc_rng_derive(&rng, e->p.seed, 0x73656c /* "sel" */, (uint64_t)e->round,
+                  (uint64_t)e->attempt);
+  for (int32_t i = 0; i < k; i++) {
+    int32_t j = i + (int32_t)fedc_rng_below(&rng, (uint64_t)(n_eligible - i));
+    int32_t t = e->scratch[i];
+    e->scratch[i] = e->scratch[j];
+    e->scratch[j] = t;
+    e->slots[i] = (slot){.client = e->scratch[i]};
+    selected[i] = e->scratch[i];
+  }
+  rc = fedc_pipeline_begin(e->pl, e->global);
+  if (rc != 0) return rc;
+  e->n_slots = k;
+  e->reported = 0;
+  e->open = 1;
+  *n_selected = k;
+  return 0;
+}
+
+int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
+                       const float *w, size_t n, uint64_t n_samples,
+                       double train_loss) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (round != e->round)
+    return fedc_error_set(FEDC_ESTALE, "engine: update for round %d, open round is %d",
+                          (int)round, (int)e->round);
+  slot *s = NULL;
+  for (int32_t i = 0; i < e->n_slots && s == NULL; i++)
+    if (e->slots[i].client == client) s = &e->slots[i];
+  if (s == NULL)
+    return fedc_error_set(FEDC_EINVAL, "engine: client %d was not selected in round %d",
+                          (int)client, (int)round);
+  if (s->reported)
+    return fedc_error_set(FEDC_EDUPLICATE,
+                          "engine: client %d already reported in round %d",
+                          (int)client, (int)round);
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
+                          n, e->n_params);
+  int rc = fedc_pipeline_add(e->pl, e->global, w, n, n_samples);
+  if (rc != 0) return rc;
+  s->reported = 1;
+  s->n_samples = n_samples;
+  s->train_loss = train_loss;
+  e->reported++;
+  return 0;
+}
+
+int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (e->reported < e->p.min_clients) {
+    e->open = 0;
+    e->attempt++;
+    return fedc_error_set(FEDC_EQUORUM,
+                          "engine: round %d got %d updates, quorum is %d; "
+                          "not committed",
+                          (int)e->round, (int)e->reported, (int)e->p.min_clients);
+  }
+  int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
+                sizeof(fedc_round_metrics));
+  if (rc != 0) return rc;
+  fedc_pipeline_round pr;
+  rc = fedc_pipeline_finish(e->pl, e->round, e->global, e->n_params, e->reported, &pr);
+  if (rc != 0) return rc;
+  fedc_round_metrics m = {.round = e->round, .selected = e->n_slots,
+                          .clients = e->reported, .test_loss = NAN,
+                          .test_acc = NAN, .secs = NAN, .epsilon = pr.epsilon,
+                          .delta = pr.delta, .clip_norm = pr.clip_norm,
+                          .clipped = pr.clipped};
+  double loss = 0.0;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    if (!e->slots[i].reported) continue;
+    m.samples += (int64_t)e->slots[i].n_samples;
+    loss += e->slots[i].train_loss * (double)e->slots[i].n_samples;
+  }
+  m.train_loss = m.samples ? loss / (double)m.samples : NAN;
+  e->history[e->n_history++] = m;
+  e->open = 0;
+  e->attempt = 0;
+  e->round++;
+  if (out) *out = m;
+  return 0;
+}
+
+/* Words a partial gives each slot: reported, n_samples, train_loss bits. */
+#define SLOT_WORDS 3
+#define MAX_SAMPLES ((__int128)1 << 40) /* fedavg's bound on one update */
+
+/* The checks a partial of n_words words shares with the open round, then
+ * the round's FedAvg accumulator (the only additive strategy so far). */
+static int partial_state(const fedc_engine *e, size_t n_words, __int128 **acc,
+                         uint64_t **total) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (n_words != fedc_engine_partial_words(e))
+    return fedc_error_set(FEDC_ESHAPE, "engine: partial of %zu words, round has %zu",
+                          n_words, fedc_engine_partial_words(e));
+  fedc_strategy *agg = fedc_pipeline_aggregator(e->pl);
+  if (!fedc_strategy_is_additive(agg) || fedc_pipeline_dp_on(e->pl))
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "engine: strategy %s%s cannot be split over processes",
+                          agg->ops->name,
+                          fedc_pipeline_dp_on(e->pl) ? " with differential privacy" : "");
+  fedc_fedavg_state(agg, acc, total);
+  return 0;
+}
+
+size_t fedc_engine_partial_words(const fedc_engine *e) {
+  return e->open ? e->n_params + 1 + SLOT_WORDS * (size_t)e->n_slots : 0;
+}
+
+int fedc_engine_partial(const fedc_engine *e, __int128 *words, size_t n_words) {
+  __int128 *acc;
+  uint64_t *total;
+  int rc = partial_state(e, n_words, &acc, &total);
+  if (rc != 0) return rc;
+  memcpy(words, acc, e->n_params * sizeof *acc);
+  words[e->n_params] = (__int128)*total;
+  __int128 *w = words + e->n_params + 1;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    const slot *s = &e->slots[i];
+    uint64_t bits = 0;
+    if (s->reported) memcpy(&bits, &s->train_loss, sizeof bits);
+    w[SLOT_WORDS * i] = s->reported ? 1 : 0;
+    w[SLOT_WORDS * i + 1] = s->reported ? (__int128)s->n_samples : 0;
+    w[SLOT_WORDS * i + 2] = (__int128)bits;
+  }
+  return 0;
+}
+
+/*
+ * Validate every slot of the incoming partial against the open round before
+ * touching anything, so that a bad partial (a client trained by two ranks, a
+ * buffer summed wrongly) is refused whole and the round stays as it was.
+ * The accumulator words themselves cannot be checked: they are trusted as
+ * much as the replicas that produced them.
+ */
+int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
+                      size_t n_words) {
+  if (e->open && round != e->round)
+    return fedc_error_set(FEDC_ESTALE, "engine: partial for round %d, open round is %d",
+                          (int)round, (int)e->round);
+  __int128 *acc;
+  uint64_t *total;
+  int rc = partial_state(e, n_words, &acc, &total);
+  if (rc != 0) return rc;
+  const __int128 *w = words + e->n_params + 1;
+  __int128 samples = 0;
+  int32_t added = 0;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    __int128 flag = w[SLOT_WORDS * i], n = w[SLOT_WORDS * i + 1],
+             bits = w[SLOT_WORDS * i + 2];
+    int client = (int)e->slots[i].client;
+    if (flag == 0) {
+      if (n != 0 || bits != 0)
+        return fedc_error_set(FEDC_EINVAL, "engine: partial has data for client "
+                              "%d but no report", client);
+      continue;
+    }
+    if (flag > 1 && flag <= INT32_MAX)
+      return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d was counted by "
+                            "%d replicas in round %d", client, (int)flag, (int)round);
+    if (flag != 1)
+      return fedc_error_set(FEDC_EINVAL, "engine: partial's report flag for "
+                            "client %d is out of range", client);
+    if (e->slots[i].reported)
+      return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d already reported "
+                            "in round %d", client, (int)round);
+    if (n < 1 || n > MAX_SAMPLES || bits < 0 || bits > (__int128)UINT64_MAX)
+      return fedc_error_set(FEDC_EINVAL, "engine: partial's sample count or "
+                            "loss for client %d is out of range", client);
+    samples += n;
+    added++;
+  }
+  if (words[e->n_params] != samples)
+    return fedc_error_set(FEDC_EINVAL, "engine: partial's total sample count "
+                          "is not the sum of its slots'");
+  /* modulo 2^128 like the reduction that produced words; a genuine sum
+   * stays far inside the range (see agg.h) */
+  for (size_t j = 0; j < e->n_params; j++)
+    acc[j] = (__int128)((unsigned __int128)acc[j] + (unsigned __int128)words[j]);
+  *total += (uint64_t)samples;
+  for (int32_t i = 0; i < e->n_slots; i++) {
+    if (w[SLOT_WORDS * i] == 0) continue;
+    slot *s = &e->slots[i];
+    uint64_t bits = (uint64_t)w[SLOT_WORDS * i + 2];
+    s->reported = 1;
+    s->n_samples = (uint64_t)w[SLOT_WORDS * i + 1];
+    memcpy(&s->train_loss, &bits, sizeof bits);
+  }
+  e->reported += added;
+  return 0;
+}
+
+int fedc_engine_record(fedc_engine *e, int32_t round, double test_loss,
+                       double test_acc, double secs) {
+  for (int32_t i = e->n_history - 1; i >= 0; i--) {
+    if (e->history[i].round != round) continue;
+    e->history[i].test_loss = test_loss;
+    e->history[i].test_acc = test_acc;
+    e->history[i].secs = secs;
+    return 0;
+  }
+  return fedc_error_set(FEDC_ENOTFOUND, "engine: round %d is not committed", (int)round);
+}
+
+const fedc_round_metrics *fedc_engine_history(const fedc_engine *e, int32_t *n) {
+  *n = e->n_history;
+  return e->history;
+}
+
+int fedc_engine_restore(fedc_engine *e, int32_t committed, const float *w) {
+  if (e->open || e->n_history > 0 || e->round != 1)
+    return fedc_error_set(FEDC_ESTATE, "engine: restore only before the first round");
+  if (committed < 0 || committed > e->p.rounds)
+    return fedc_error_set(FEDC_EINVAL, "engine: restore to round %d of %d",
+                          (int)committed, (int)e->p.rounds);
+  memcpy(e->global, w, e->n_params * sizeof(float));
+  e->round = committed + 1;
+  return 0;
+}
+
+int fedc_engine_restore_privacy(fedc_engine *e, double clip_norm, int32_t rounds) {
+  return fedc_pipeline_restore_privacy(e->pl, clip_norm, rounds);
+}
+
+/*
+ * FedBuff (see engine.h). The buffer is a double-precision sum; updates
+ * come in an order the driver fixes (the simulator's virtual clock), so the
+ * result is reproducible for a seed.
+ */
+int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
+                             const float *delta, size_t n, uint64_t n_samples,
+                             double train_loss, int *stepped,
+                             fedc_round_metrics *out) {
+  *stepped = 0;
+  (void)client;
+  if (e->open) return fedc_error_set(FEDC_ESTATE, "engine: a synchronous round is open");
+  if (fedc_engine_done(e)) return fedc_error_set(FEDC_ESTATE, "engine: the job is finished");
+  int32_t version = e->round - 1;
+  if (base < 0 || base > version)
+    return fedc_error_set(FEDC_ESTALE, "engine: update from version %d, newest is %d",
+                          (int)base, (int)version);
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
+                          n, e->n_params);
+  double ss = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(delta[i]))
+      return fedc_error_set(FEDC_ENONFINITE, "engine: delta %zu is %g", i, (double)delta[i]);
+    ss += (double)delta[i] * (double)delta[i];
+  }
+  double scale = 1.0, norm = sqrt(ss);
+  if (e->pp.norm_bound > 0.0 && norm > e->pp.norm_bound) {
+    if (e->pp.norm_refuse)
+      return fedc_error_set(FEDC_ERANGE,
+                            "update's distance from its base model %.6g exceeds "
+                            "[strategy] norm_bound = %.6g", norm, e->pp.norm_bound);
+    scale = e->pp.norm_bound / norm;
+  }
+  if (e->abuf == NULL && (e->abuf = fedc_calloc(n, sizeof *e->abuf)) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
+                sizeof(fedc_round_metrics));
+  if (rc != 0) return rc;
+  double tau = (double)(version - base), weight = scale / sqrt(1.0 + tau);
+  for (size_t i = 0; i < n; i++) e->abuf[i] += weight * (double)delta[i];
+  e->a_count++;
+  e->a_samples += n_samples;
+  e->a_loss += train_loss * (double)n_samples;
+  int32_t k = e->pp.buffer_k > 0 ? e->pp.buffer_k : 1;
+  if (e->a_count < k) return 0;
+  double step = e->pp.opt.lr / k;
+  for (size_t i = 0; i < n; i++) {
+    e->global[i] = (float)((double)e->global[i] + step * e->abuf[i]);
+    e->abuf[i] = 0.0;
+  }
+  fedc_round_metrics m = {.round = e->round, .selected = k, .clients = e->a_count,
+                          .samples = (int64_t)e->a_samples,
+                          .train_loss = e->a_samples ? e->a_loss / (double)e->a_samples : NAN,
+                          .test_loss = NAN, .test_acc = NAN, .secs = NAN,
+                          .epsilon = NAN, .delta = NAN, .clip_norm = NAN};
+  e->history[e->n_history++] = m;
+  e->round++;
+  e->a_count = 0;
+  e->a_samples = 0;
+  e->a_loss = 0.0;
+  *stepped = 1;
+  if (out) *out = m;
+  return 0;
+}
+
+/* ---- secure aggregation (shared/secagg.h) ----------------------------------
+ * Kept at the end of the file and self-contained: it uses the slots and
+ * the pipeline the same way fedc_engine_submit does. */
+
+/*
+ * The coordinator never sees single updates under secure aggregation, only
+ * the sample-weighted average of the survivors'. Count it as their updates:
+ * each client's slot is marked reported with its sample count and loss
+ * (for the round's metrics), and the average goes through the pipeline
+ * once, weighted by the total. FedAvg then gives the same model as the
+ * updates one by one, up to its fixed-point rounding; server optimizers act
+ * on the aggregate as usual. Everything is checked before the state
+ * changes.
+ */
+int fedc_engine_submit_sum(fedc_engine *e, int32_t round, const int32_t *clients,
+                           const uint64_t *n_samples, const double *train_loss,
+                           int32_t n_clients, const float *avg, size_t n) {
+  if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (round != e->round)
+    return fedc_error_set(FEDC_ESTALE, "engine: sum for round %d, open round is %d",
+                          (int)round, (int)e->round);
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: sum has %zu weights, model has %zu", n,
+                          e->n_params);
+  if (n_clients < 1 || clients == NULL || n_samples == NULL || avg == NULL)
+    return fedc_error_set(FEDC_EINVAL, "engine: a sum of %d clients", (int)n_clients);
+  uint64_t total = 0;
+  for (int32_t k = 0; k < n_clients; k++) {
+    slot *s = NULL;
+    for (int32_t i = 0; i < e->n_slots && s == NULL; i++)
+      if (e->slots[i].client == clients[k]) s = &e->slots[i];
+    if (s == NULL)
+      return fedc_error_set(FEDC_EINVAL, "engine: client %d was not selected in round %d",
+                            (int)clients[k], (int)round);
+    if (s->reported)
+      return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d already reported in round %d",
+                            (int)clients[k], (int)round);
+    for (int32_t j = 0; j < k; j++)
+      if (clients[j] == clients[k])
+        return fedc_error_set(FEDC_EDUPLICATE, "engine: client %d twice in a sum",
+                              (int)clients[k]);
+    if (n_samples[k] < 1)
+      return fedc_error_set(FEDC_ERANGE, "engine: client %d has no samples", (int)clients[k]);
+    total += n_samples[k];
+  }
+  int rc = fedc_pipeline_add(e->pl, e->global, avg, n, total);
+  if (rc != 0) return rc;
+  for (int32_t k = 0; k < n_clients; k++)
+    for (int32_t i = 0; i < e->n_slots; i++)
+      if (e->slots[i].client == clients[k]) {
+        e->slots[i].reported = 1;
+        e->slots[i].n_samples = n_samples[k];
+        e->slots[i].train_loss = train_loss ? train_loss[k] : 0.0;
+      }
+  e->reported += n_clients;
+  return 0;
+}
+
+size_t fedc_engine_opt_state_len(const fedc_engine *e) {
+  return fedc_pipeline_opt_state_len(e->pl);
+}
+
+int fedc_engine_opt_state_get(const fedc_engine *e, float *buf, size_t len) {
+  return fedc_pipeline_opt_state_get(e->pl, buf, len);
+}
+
+int fedc_engine_opt_state_set(fedc_engine *e, const float *buf, size_t len) {
+  return fedc_pipeline_opt_state_set(e->pl, buf, len);
+}

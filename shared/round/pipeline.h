@@ -1,0 +1,87 @@
+/*
+ * pipeline.h - what happens to updates between a client and the next
+ * global model x, in the order it happens:
+ *
+ *   per update:  d = w - x
+ *                norm bound ([strategy] norm_bound): clip d to the bound,
+ *                  or refuse the update
+ *                DP clip ([privacy]): d clipped to the DP norm S
+ *                the aggregator folds x + d (FedAvg weighted by samples,
+ *                  unweighted under DP; robust aggregators unweighted)
+ *   per round:   avg = the aggregate
+ *                DP: avg - x gets Gaussian noise z S / m; S adapts
+ *                the server optimizer steps x with d = avg - x
+ *
+ * With no norm bound, no DP and plain FedAvg, updates go straight to the
+ * aggregator and x = avg: exactly FedAvg. The round engine owns one
+ * pipeline; the pipeline knows nothing of rounds' selection or quorum.
+ */
+#ifndef FEDC_PIPELINE_H
+#define FEDC_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agg/agg.h"
+#include "privacy/dp.h"
+#include "agg/server_opt.h"
+
+typedef struct fedc_pipeline_params {
+  fedc_agg_params agg;
+  fedc_server_opt_params opt;
+  double norm_bound;     /* 0 = off */
+  int norm_refuse;       /* 1: refuse an update over the bound; 0: clip it */
+  int dp_on;
+  fedc_dp_params dp;
+  int32_t buffer_k;      /* fedbuff: updates per server step */
+  int32_t population;    /* clients that could be sampled (DP's q) */
+  int32_t per_round;     /* clients sampled per round (DP's q) */
+} fedc_pipeline_params;
+
+/* Plain FedAvg, as before any of the above existed. */
+void fedc_pipeline_params_fedavg(fedc_pipeline_params *p, int32_t max_updates);
+
+typedef struct fedc_pipeline fedc_pipeline;
+
+typedef struct fedc_pipeline_round {
+  int32_t clipped;      /* updates clipped by the norm bound */
+  int32_t dp_unclipped; /* updates under the DP clip norm */
+  double epsilon;       /* DP epsilon spent so far at delta; NAN without DP */
+  double delta;
+  double clip_norm;     /* the DP clip norm used this round; NAN without DP */
+} fedc_pipeline_round;
+
+int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
+                      fedc_pipeline **out);
+void fedc_pipeline_free(fedc_pipeline *pl);
+/* The aggregator (for drivers that merge FedAvg's additive sums). */
+fedc_strategy *fedc_pipeline_aggregator(fedc_pipeline *pl);
+int fedc_pipeline_dp_on(const fedc_pipeline *pl);
+
+int fedc_pipeline_begin(fedc_pipeline *pl, const float *x);
+/*
+ * Take one update w (n weights) with its sample count. Refused before any
+ * state changes: FEDC_ENONFINITE, FEDC_ESHAPE, FEDC_ERANGE (over the norm
+ * bound with norm_action = refuse; the message gives the norm and bound).
+ */
+int fedc_pipeline_add(fedc_pipeline *pl, const float *x, const float *w,
+                      size_t n, uint64_t n_samples);
+/* Close the round: x (in: the global model, out: the next one). m is the
+ * number of updates added. FEDC_EQUORUM if none. */
+int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
+                         int32_t m, fedc_pipeline_round *out);
+/* DP: would one more round go over the epsilon budget? */
+int fedc_pipeline_budget_exhausted(const fedc_pipeline *pl);
+/* Re-apply `rounds` DP rounds already taken and the clip norm in use. */
+int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
+                                  int32_t rounds);
+/* The server optimizer's state (momentum and second moments), so that a
+ * restarted coordinator goes on where it stopped: its length in floats (0
+ * for plain FedAvg), a copy, and a restore. */
+size_t fedc_pipeline_opt_state_len(const fedc_pipeline *pl);
+int fedc_pipeline_opt_state_get(const fedc_pipeline *pl, float *buf, size_t len);
+int fedc_pipeline_opt_state_set(fedc_pipeline *pl, const float *buf, size_t len);
+/* Privacy spent so far (NAN without DP). */
+double fedc_pipeline_epsilon(const fedc_pipeline *pl);
+
+#endif
