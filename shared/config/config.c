@@ -1237,6 +1237,19 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
 
 /* ---- writing: dump and docs --------------------------------------------- */
 
+int fedc_config_value(const fedc_config *c, const char *section, const char *key, char *buf,
+                      size_t size) {
+  const key_def *k = find_key(section, key);
+  if (k == NULL) return fedc_error_set(FEDC_ENOTFOUND, "[%s] %s: no such key", section, key);
+  char text[TEXT_MAX];
+  value_text(c, k, text, sizeof text);
+  size_t len = strlen(text);
+  if (len + 1 > size)
+    return fedc_error_set(FEDC_ERANGE, "[%s] %s: the value needs %zu bytes", section, key, len + 1);
+  memcpy(buf, text, len + 1);
+  return 0;
+}
+
 /*
  * Writes every key, section by section in table order. All values are
  * checked before the first byte is written, so FEDC_ECONFIG writes nothing;

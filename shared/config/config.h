@@ -144,6 +144,10 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role);
  * NULL for a key that does not exist. Points into c. */
 const char *fedc_config_origin(const fedc_config *c, const char *section,
                                const char *key);
+/* The value of [section] key as fedc_config_dump writes it, into buf (size
+ * bytes). FEDC_ENOTFOUND for an unknown key, FEDC_ERANGE if buf is small. */
+int fedc_config_value(const fedc_config *c, const char *section, const char *key, char *buf,
+                      size_t size);
 /* Every key as a markdown table: key, type, default, range, description.
  * FEDC_EIO if writing fails. */
 int fedc_config_write_doc(FILE *f);
