@@ -8,7 +8,7 @@
 #
 # Exit 1 if anything failed; 0 when everything passed or was skipped.
 #
-# What a suite tells the runner (docs/testing.md, "Skipped is not passed"):
+# What a suite tells the runner (README.md, "Build targets"):
 #  - its exit status: 0 passed, 77 skipped (automake's convention: a tool,
 #    a device or a permission it needs is missing), anything else failed;
 #  - its cases, read from its output: cmocka's summary lines
