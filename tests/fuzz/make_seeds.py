@@ -402,6 +402,29 @@ def idx_seeds():
     put(t, "empty", b"")
 
 
+def secagg_seeds(repo):
+    """The messages of a real secure round: fuzz_secagg.c built with
+    -DFUZZ_SECAGG_SEEDS is the writer (the keys are drawn afresh, so its
+    seeds differ from run to run). Needs libfedc.a: $FEDC_BUILD (build)
+    after `make`; skipped, saying so, without it."""
+    import subprocess
+    import tempfile
+    lib = os.path.join(repo, os.environ.get("FEDC_BUILD", "build"), "lib", "libfedc.a")
+    if not os.path.exists(lib):
+        print("make_seeds: secagg seeds skipped: %s is not built (make)" % lib)
+        return
+    d = os.path.join(ROOT, "secagg")
+    os.makedirs(d, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "secagg_seeds")
+        subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-D_GNU_SOURCE", "-O1",
+                        "-DFUZZ_SECAGG_SEEDS", "-I" + os.path.join(repo, "include"),
+                        "-I" + os.path.join(repo, "shared"), "-o", exe,
+                        os.path.join(repo, "tests", "fuzz", "fuzz_secagg.c"), lib,
+                        "-lcjson", "-lmbedcrypto", "-lz", "-lm", "-pthread"], check=True)
+        subprocess.run([exe, d], check=True)
+
+
 def main():
     repo = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
@@ -413,6 +436,7 @@ def main():
     config_seeds(repo)
     csv_seeds()
     idx_seeds()
+    secagg_seeds(repo)
 
 
 if __name__ == "__main__":

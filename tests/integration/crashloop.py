@@ -181,8 +181,10 @@ def main():
     except AssertionError as e:
         print(f"  FAIL {e}")
         print("crashloop: FAIL")
+        print("crashloop: 0 passed, 1 failed, 0 skipped")  # for scripts/run-tests.sh
         sys.exit(1)
     print("crashloop: ok")
+    print("crashloop: 1 passed, 0 failed, 0 skipped")
 
 
 if __name__ == "__main__":

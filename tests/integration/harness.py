@@ -254,13 +254,24 @@ give_up_s = 60
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (a tool, a device or a
+    permission missing): the case is counted as skipped, never passed."""
+
+
+SKIP_RC = 77  # a suite with nothing run: skipped (scripts/run-tests.sh)
+
+
 class Suite:
-    """A tiny runner: each test a function; prints ok/FAIL and a closing line."""
+    """A tiny runner: each test a function; prints ok/FAIL/skip and a closing
+    line "NAME: N passed, N failed, N skipped" that scripts/run-tests.sh
+    reads; exits 1 on a failure, 77 when every case was skipped, else 0."""
 
     def __init__(self, name):
         self.name = name
         self.passed = 0
         self.failed = 0
+        self.skipped = 0
 
     def run(self, fn):
         t0 = time.time()
@@ -268,10 +279,16 @@ class Suite:
             fn()
             self.passed += 1
             print(f"  ok   {fn.__name__} ({time.time() - t0:.1f}s)", flush=True)
+        except Skip as e:
+            self.skipped += 1
+            print(f"  skip {fn.__name__}: {e}", flush=True)
         except Exception as e:  # noqa: BLE001 - report every failure the same way
             self.failed += 1
             print(f"  FAIL {fn.__name__}: {type(e).__name__}: {e}", flush=True)
 
     def finish(self):
-        print(f"{self.name}: {self.passed} passed, {self.failed} failed")
-        sys.exit(1 if self.failed else 0)
+        print(f"{self.name}: {self.passed} passed, {self.failed} failed, "
+              f"{self.skipped} skipped", flush=True)
+        if self.failed:
+            sys.exit(1)
+        sys.exit(SKIP_RC if self.skipped and not self.passed else 0)

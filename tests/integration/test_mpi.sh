@@ -5,7 +5,8 @@
 # small MLP on a dirichlet split, and the --json round lines are fedc-sim's
 # (all but "secs"); the final line carries the MPI figures; the exit codes
 # are fedc-sim's (2 usage, 3 --save, 1 a rank's training diverged).
-# Skipped, with exit 0, when fedc-sim-mpi was not built (no OpenMPI).
+# Skipped (exit 77, which scripts/run-tests.sh counts as skipped, never as
+# passed) when fedc-sim-mpi was not built (no OpenMPI) or mpirun is missing.
 set -u
 BUILD=${FEDC_BUILD:-build}
 SIM="$BUILD/bin/fedc-sim"
@@ -13,11 +14,11 @@ MPI="$BUILD/bin/fedc-sim-mpi"
 if [ ! -x "$MPI" ]; then
   echo "test_mpi: SKIPPED: $MPI was not built (OpenMPI's mpicc was not found;"
   echo "          scripts/install-deps.sh installs libopenmpi-dev openmpi-bin)"
-  exit 0
+  exit 77
 fi
 if ! command -v mpirun >/dev/null 2>&1; then
   echo "test_mpi: SKIPPED: mpirun not found (apt-get install openmpi-bin)"
-  exit 0
+  exit 77
 fi
 if [ "$(id -u)" = 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
