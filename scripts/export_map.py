@@ -5,7 +5,7 @@ libfedc.so exports the public API and nothing else: the functions (and any
 extern objects) declared in include/fedc/*.h. This script reads those
 headers, drops comments, string literals and preprocessor lines, and takes
 every name that starts with fedc_ (never fedc__, the internal prefix) and
-is followed by "(" (a function declaration; a function-pointer typedef is
+is followed by "(" (a function declaration, unless it is static inline; a function-pointer typedef is
 "(*fedc_x)(" and is skipped) or declared `extern`. It prints
 
     { global: fedc_a; fedc_b; ...; local: *; };
@@ -22,6 +22,7 @@ import sys
 COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 STRING = re.compile(r'"(?:\\.|[^"\\])*"')
 FUNC = re.compile(r"\b(fedc_(?!_)\w+)\s*\(")
+STATIC = re.compile(r"\bstatic\b[^;{}=]*?\b(fedc_\w+)\s*\(")
 FUNC_POINTER = re.compile(r"\(\s*\*\s*fedc_\w+\s*\)")
 EXTERN = re.compile(r"\bextern\b[^;(){}]*?\b(fedc_(?!_)\w+)\s*(?:\[[^\]]*\])?\s*;")
 
@@ -33,7 +34,8 @@ def names(text):
     text = re.sub(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", " ", text, flags=re.M)
     text = FUNC_POINTER.sub("(*)", text)
     found = set(FUNC.findall(text)) | set(EXTERN.findall(text))
-    return found
+    # a static (inline) function in a header is compiled into the program
+    return found - set(STATIC.findall(text))
 
 
 def main(paths):
