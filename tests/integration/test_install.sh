@@ -156,6 +156,14 @@ else
   bad "the static program still needs libfedc.so"
 fi
 
+# what `make examples` built against its staged tree runs in place
+if [ -x "$BUILD/examples/tensors_roundtrip" ]; then
+  expect 0 "^ok: 43 parameters" "make examples' tensors_roundtrip runs against the staged tree" -- \
+    "$BUILD/examples/tensors_roundtrip" "$T/staged.safetensors"
+else
+  echo "  skipped: $BUILD/examples/tensors_roundtrip not built (make examples)"
+fi
+
 # ---- uninstall ----
 # shellcheck disable=SC2086
 expect 0 "" "make uninstall" -- make $MAKE_ARGS uninstall PREFIX=$PREFIX DESTDIR="$ROOT"
