@@ -1,7 +1,10 @@
 # fedc - top-level build.
 #
-#   make                     build build/bin/fedc-sim and libfedc (and
-#                            build/bin/fedc-sim-mpi when mpicc is found)
+#   make                     build the programs (build/bin/fedc-sim-mpi too
+#                            when mpicc is found) and libfedc.a/.so
+#   make install             PREFIX=/usr/local DESTDIR=: programs, library,
+#                            headers, fedc.pc (docs/install.md)
+#   make examples            examples/*.c against a staged install
 #   make test                install what is missing, build, run every test
 #   make demo                install what is missing, run the demo job
 #   make bench               print the benchmark figures
@@ -410,6 +413,142 @@ test-long: deps
 	echo "test-long: $$(( $$(date +%s) - start ))s$${failed:+, failed:$$failed}"; \
 	[ -z "$$failed" ]
 # ---- end hardening ----
+
+# ---- library and install ----
+# libfedc as a program embeds it: every library source (shared/), the
+# coordinator's, the client's and the simulator's modules (not their main.c,
+# not sim/*_mpi.c), and the CUDA objects when nvcc builds them. Two forms,
+# under $(DIST):
+#   libfedc.a                the objects above, as the programs use them
+#   libfedc.so.$(VERSION)    a PIC copy ($(BUILD)/pic/...), soname
+#                            libfedc.so.$(SOMAJOR), that exports only the
+#                            public API: $(EXPORTS_MAP), a version script
+#                            made by scripts/export_map.py from the
+#                            functions declared in include/fedc/*.h
+# The programs keep linking the static archives above ($(LIB) & co).
+#
+#   make lib                 libfedc.a and libfedc.so (part of `all`)
+#   make install             PREFIX=/usr/local, DESTDIR= (staging root):
+#                            bin/ the programs, lib/ libfedc.so* and
+#                            libfedc.a, include/fedc/*.h,
+#                            lib/pkgconfig/fedc.pc (fedc.pc.in)
+#   make uninstall           the same PREFIX and DESTDIR
+#   make examples            install under $(STAGE) (PREFIX=/usr), then
+#                            build every examples/NAME.c into
+#                            $(BUILD)/examples/NAME with nothing but
+#                            `pkg-config --cflags --libs fedc` against it
+VERSION := $(shell sed -n 's/.*define FEDC_VERSION "\(.*\)".*/\1/p' include/fedc/version.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+DIST := $(BUILD)/dist
+DIST_A := $(DIST)/libfedc.a
+DIST_SO := $(DIST)/libfedc.so.$(VERSION)
+DIST_SONAME := libfedc.so.$(SOMAJOR)
+EXPORTS_MAP := $(DIST)/libfedc.map
+PUBLIC_H := $(wildcard include/fedc/*.h)
+EMBED_SRC := $(LIB_SRC) $(COORD_SRC) $(CLIENT_SRC) $(SIM_SRC)
+EMBED_OBJ := $(EMBED_SRC:%.c=$(BUILD)/obj/%.o)
+PIC_OBJ := $(EMBED_SRC:%.c=$(BUILD)/pic/%.o)
+PIC_CUDA_OBJ := $(if $(CUDA_ON),$(CUDA_SRC:%.cu=$(BUILD)/pic/%.o))
+# what a program linking libfedc.a needs after it (libuv comes by Requires)
+LIBS_PRIVATE = $(filter-out -luv,$(CLIENT_LIBS) $(COORD_LIBS) $(LDLIBS_ALL))
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL_BINS := $(filter-out $(CUDA_BENCH),$(BINS)) $(if $(MPICC),$(BUILD)/bin/fedc-sim-mpi)
+
+.PHONY: lib install uninstall examples
+all: lib
+lib: $(DIST_A) $(DIST_SO)
+
+$(PIC_OBJ): $(CUDA_FLAG)
+$(PIC_OBJ): $(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+
+ifeq ($(CUDA_ON),1)
+$(PIC_CUDA_OBJ): $(BUILD)/pic/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS_ALL) -Xcompiler -fPIC -c $< -o $@
+endif
+
+$(EXPORTS_MAP): $(PUBLIC_H) scripts/export_map.py
+	@mkdir -p $(dir $@)
+	python3 scripts/export_map.py $(PUBLIC_H) > $@.tmp && mv $@.tmp $@
+
+$(DIST_A): $(EMBED_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+# --no-undefined: every library the objects need is named here, so a
+# program links -lfedc alone; left out under sanitizers, whose runtime
+# comes with the program
+$(DIST_SO): $(PIC_OBJ) $(PIC_CUDA_OBJ) $(EXPORTS_MAP)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,$(DIST_SONAME) \
+	    -Wl,--version-script=$(EXPORTS_MAP) $(if $(SANITIZE),,-Wl,--no-undefined) \
+	    -o $@ $(PIC_OBJ) $(PIC_CUDA_OBJ) $(CLIENT_LIBS) $(COORD_LIBS) $(LDLIBS_ALL)
+	ln -sf $(notdir $@) $(DIST)/$(DIST_SONAME)
+	ln -sf $(DIST_SONAME) $(DIST)/libfedc.so
+
+install: $(INSTALL_BINS) $(DIST_A) $(DIST_SO)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/fedc \
+	    $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(INSTALL_BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(DIST_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(DIST_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(DIST_SO)) $(DESTDIR)$(LIBDIR)/$(DIST_SONAME)
+	ln -sf $(DIST_SONAME) $(DESTDIR)$(LIBDIR)/libfedc.so
+	install -m 644 $(PUBLIC_H) $(DESTDIR)$(INCLUDEDIR)/fedc/
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(strip $(LIBS_PRIVATE))|' \
+	    fedc.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/fedc.pc
+	@echo "installed fedc $(VERSION) under $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(INSTALL_BINS)) fedc-sim-mpi)
+	rm -f $(DESTDIR)$(LIBDIR)/libfedc.a $(DESTDIR)$(LIBDIR)/libfedc.so \
+	    $(DESTDIR)$(LIBDIR)/libfedc.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libfedc.so.$(VERSION)
+	rm -f $(DESTDIR)$(INCLUDEDIR)/fedc/*.h $(DESTDIR)$(PKGCONFIGDIR)/fedc.pc
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/fedc 2>/dev/null
+
+# The examples see the library as a user would: a staged install and
+# pkg-config. EXAMPLE_CFLAGS are language and warning flags only (and the
+# sanitizer, which a sanitized libfedc.so needs in the program too).
+STAGE := $(abspath $(BUILD)/stage)
+STAGE_PREFIX := /usr
+STAGE_STAMP := $(BUILD)/stage.stamp
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
+EXAMPLE_CFLAGS ?= -std=gnu11 -O2 -g -Wall -Wextra $(WERROR) $(SANFLAGS)
+EXAMPLE_PKG := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig \
+    PKG_CONFIG_SYSROOT_DIR=$(STAGE) pkg-config
+
+$(STAGE_STAMP): $(INSTALL_BINS) $(DIST_A) $(DIST_SO) $(PUBLIC_H) fedc.pc.in
+	rm -rf $(STAGE)
+	@$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=$(STAGE_PREFIX) \
+	    BINDIR=$(STAGE_PREFIX)/bin LIBDIR=$(STAGE_PREFIX)/lib \
+	    INCLUDEDIR=$(STAGE_PREFIX)/include PKGCONFIGDIR=$(STAGE_PREFIX)/lib/pkgconfig >/dev/null
+	touch $@
+
+$(EXAMPLE_BIN): $(BUILD)/examples/%: examples/%.c $(STAGE_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $$($(EXAMPLE_PKG) --cflags --libs fedc) \
+	    -Wl,-rpath,$(STAGE)$(STAGE_PREFIX)/lib
+
+examples: deps
+	@$(MAKE) --no-print-directory $(EXAMPLE_BIN)
+
+test: examples
+
+-include $(PIC_OBJ:.o=.d) $(PIC_CUDA_OBJ:.o=.d)
+# ---- end library and install ----
 
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \

@@ -26,7 +26,11 @@ from harness import Job  # noqa: E402
 
 def crypto_speed():
     exe = "/tmp/fedc-crypto-speed"
-    subprocess.run(["cc", "-O2", os.path.join(ROOT, "bench/crypto_speed.c"), "-o", exe,
+    subprocess.run(["cc", "-O2", "-I" + os.path.join(ROOT, "include"),
+                    "-I" + os.path.join(ROOT, "shared"),
+                    os.path.join(ROOT, "bench/crypto_speed.c"),
+                    os.path.join(ROOT, "shared/base/mbedtls_compat.c"),
+                    os.path.join(ROOT, "shared/base/error.c"), "-o", exe,
                     "-lmbedcrypto"], check=True)
     return json.loads(subprocess.run([exe], capture_output=True, text=True, check=True).stdout)
 

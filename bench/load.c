@@ -52,6 +52,7 @@
 #include <uv.h>
 
 #include "base/alloc.h"
+#include "base/mbedtls_compat.h"
 #include "base/rng.h"
 #include "wire/safetensors.h"
 
@@ -912,7 +913,7 @@ static int make_identity(worker *w, mbedtls_pk_context *ca_key, const char *issu
 static void clients_setup(worker *w, int first, int count) {
   mbedtls_pk_context ca_key;
   mbedtls_pk_init(&ca_key);
-  int rc = mbedtls_pk_parse_keyfile(&ca_key, O.ca_key, NULL);
+  int rc = fedc__pk_parse_keyfile(&ca_key, O.ca_key, NULL, NULL, NULL);
   if (rc != 0) {
     char why[160];
     mbedtls_strerror(rc, why, sizeof why);
@@ -1005,7 +1006,7 @@ static void worker_init(worker *w, int idx) {
     mbedtls_x509_crt_init(&w->cert);
     mbedtls_pk_init(&w->key);
     int rc = mbedtls_x509_crt_parse_file(&w->cert, O.cert);
-    if (rc == 0) rc = mbedtls_pk_parse_keyfile(&w->key, O.key, NULL);
+    if (rc == 0) rc = fedc__pk_parse_keyfile(&w->key, O.key, NULL, mbedtls_ctr_drbg_random, &w->drbg);
     if (rc == 0) rc = conf_client(w, &w->conf, &w->cert, &w->key);
     if (rc != 0) {
       char why[160];

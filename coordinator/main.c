@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
 
@@ -20,6 +19,7 @@
 #include "coordinator.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/mbedtls_compat.h"
 #include "store.h"
 #include "base/version.h"
 
@@ -70,11 +70,9 @@ static int fingerprint_of(const char *arg, char out[65]) {
                           "certificate (mbedTLS error -0x%04x)",
                           arg, (unsigned)-rc);
   }
-  unsigned char h[32];
-  mbedtls_sha256_ret(crt.raw.p, crt.raw.len, h, 0);
-  for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+  rc = fedc__sha256_hex(crt.raw.p, crt.raw.len, out);
   mbedtls_x509_crt_free(&crt);
-  return 0;
+  return rc;
 }
 
 static int admin(const fedc_config *cfg, int argc, char **argv,

@@ -22,21 +22,14 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mbedtls_compat.h"
 
 #include <math.h>
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
 #include <sqlite3.h>
 #include <sys/random.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-#if MBEDTLS_VERSION_MAJOR >= 3
-#define store_sha256(buf, len, out) mbedtls_sha256((buf), (len), (out), 0)
-#else
-#define store_sha256(buf, len, out) mbedtls_sha256_ret((buf), (len), (out), 0)
-#endif
 
 /* Bumped whenever the schema changes; files of other versions are refused. */
 #define SCHEMA_VERSION 1
@@ -165,9 +158,7 @@ static int is_hex64(const char *s) {
 }
 
 static void sha256_hex(const uint8_t *data, size_t len, char out[65]) {
-  uint8_t digest[32];
-  store_sha256(data, len, digest);
-  to_hex(digest, sizeof digest, out);
+  if (fedc__sha256_hex(data, len, out) != 0) out[0] = '\0';
 }
 
 /* NAN is kept as SQL NULL ("not measured") and read back as NAN. */

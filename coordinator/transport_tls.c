@@ -24,7 +24,6 @@
 #include <mbedtls/error.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
-#include <mbedtls/sha256.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 #include <stdio.h>
@@ -33,6 +32,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/mbedtls_compat.h"
 
 #define OUT_MIN_CAP (17 * 1024) /* one full record and its overhead */
 
@@ -130,14 +130,7 @@ static int flush(tls_conn *c) {
 static void take_identity(tls_conn *c) {
   const mbedtls_x509_crt *pc = mbedtls_ssl_get_peer_cert(&c->ssl);
   if (pc == NULL || mbedtls_ssl_get_verify_result(&c->ssl) != 0) return;
-  unsigned char h[32];
-  if (mbedtls_sha256_ret(pc->raw.p, pc->raw.len, h, 0) != 0) return;
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 32; i++) {
-    c->fingerprint[2 * i] = hex[h[i] >> 4];
-    c->fingerprint[2 * i + 1] = hex[h[i] & 15];
-  }
-  c->fingerprint[64] = '\0';
+  if (fedc__sha256_hex(pc->raw.p, pc->raw.len, c->fingerprint) != 0) c->fingerprint[0] = '\0';
   for (const mbedtls_x509_name *nm = &pc->subject; nm; nm = nm->next) {
     if (nm->oid.p == NULL || MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &nm->oid) != 0)
       continue;
@@ -362,13 +355,13 @@ int fedc_transport_tls_new(const fedc_transport_tls_opts *o,
   }
   if ((rc = load_crt(&t->ca, "ca", o->ca_path)) != 0) goto fail;
   if ((rc = load_crt(&t->cert, "cert", o->cert_path)) != 0) goto fail;
-  rc = mbedtls_pk_parse_keyfile(&t->key, o->key_path, NULL);
+  rc = fedc__pk_parse_keyfile(&t->key, o->key_path, NULL, mbedtls_ctr_drbg_random, &t->drbg);
   if (rc != 0) {
     mbed_reason(rc, why, sizeof why);
     rc = fedc_error_set(FEDC_ECONFIG, "tls key %s: %s", o->key_path, why);
     goto fail;
   }
-  rc = mbedtls_pk_check_pair(&t->cert.pk, &t->key);
+  rc = fedc__pk_check_pair(&t->cert.pk, &t->key, mbedtls_ctr_drbg_random, &t->drbg);
   if (rc != 0) {
     mbed_reason(rc, why, sizeof why);
     rc = fedc_error_set(FEDC_ECONFIG,

@@ -25,6 +25,59 @@ int fedc_model_type_parse(const char *s) {
   return -1;
 }
 
+void fedc_model_spec_init(fedc_model_spec *spec, fedc_model_type type,
+                          int32_t n_in, int32_t n_out) {
+  memset(spec, 0, sizeof *spec);
+  spec->type = type;
+  spec->n_in = n_in;
+  spec->n_out = n_out;
+}
+
+/*
+ * What every other function here takes for granted: a known type, widths
+ * of at least 1, one output for the regressions, hidden layers for an MLP
+ * only (and at least one), finite non-negative regularization, and a flat
+ * vector whose length fits size_t.
+ */
+int fedc_model_spec_check(const fedc_model_spec *spec) {
+  if (spec == NULL) return fedc_error_set(FEDC_EINVAL, "model: no spec");
+  if ((int)spec->type < 0 || (int)spec->type > FEDC_MODEL_MLP)
+    return fedc_error_set(FEDC_EINVAL, "model: unknown type %d", (int)spec->type);
+  const char *name = fedc_model_type_name(spec->type);
+  if (spec->n_in < 1 || spec->n_out < 1)
+    return fedc_error_set(FEDC_EINVAL, "model %s: n_in and n_out must be >= 1 (%d, %d)", name,
+                          (int)spec->n_in, (int)spec->n_out);
+  if ((spec->type == FEDC_MODEL_LOGREG || spec->type == FEDC_MODEL_LINREG) && spec->n_out != 1)
+    return fedc_error_set(FEDC_EINVAL, "model %s: n_out must be 1 (is %d)", name,
+                          (int)spec->n_out);
+  if (spec->type == FEDC_MODEL_MLP) {
+    if (spec->n_hidden < 1 || spec->n_hidden > FEDC_MODEL_MAX_HIDDEN)
+      return fedc_error_set(FEDC_EINVAL, "model mlp: %d hidden layers; 1 to %d", (int)spec->n_hidden,
+                            FEDC_MODEL_MAX_HIDDEN);
+  } else if (spec->n_hidden != 0) {
+    return fedc_error_set(FEDC_EINVAL, "model %s: has no hidden layers (n_hidden = %d)", name,
+                          (int)spec->n_hidden);
+  }
+  for (int32_t l = 0; l < spec->n_hidden; l++)
+    if (spec->hidden[l] < 1)
+      return fedc_error_set(FEDC_EINVAL, "model mlp: hidden layer %d has width %d", (int)l,
+                            (int)spec->hidden[l]);
+  if (!(spec->l1 >= 0 && spec->l1 < INFINITY) || !(spec->l2 >= 0 && spec->l2 < INFINITY))
+    return fedc_error_set(FEDC_EINVAL, "model %s: l1 and l2 must be finite and >= 0", name);
+  /* every layer's in * out + out must fit, and their sum */
+  size_t total = 0;
+  int32_t in = spec->n_in;
+  for (int32_t l = 0; l <= spec->n_hidden; l++) {
+    int32_t o = l < spec->n_hidden ? spec->hidden[l] : spec->n_out;
+    size_t layer = (size_t)in * (size_t)o + (size_t)o; /* < 2^63 for int32 widths */
+    if (total > SIZE_MAX / sizeof(float) - layer)
+      return fedc_error_set(FEDC_EINVAL, "model %s: too many parameters", name);
+    total += layer;
+    in = o;
+  }
+  return 0;
+}
+
 int32_t fedc_model_n_layers(const fedc_model_spec *spec) {
   return spec->n_hidden + 1;
 }

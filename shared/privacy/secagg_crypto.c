@@ -17,21 +17,10 @@
 #include <mbedtls/hkdf.h>
 #include <mbedtls/md.h>
 #include <mbedtls/platform_util.h>
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
 
 #include "base/error.h"
+#include "base/mbedtls_compat.h"
 #include "privacy/secagg_internal.h"
-
-#if MBEDTLS_VERSION_MAJOR >= 3
-#define sa_sha256_starts(c) mbedtls_sha256_starts((c), 0)
-#define sa_sha256_update mbedtls_sha256_update
-#define sa_sha256_finish mbedtls_sha256_finish
-#else
-#define sa_sha256_starts(c) mbedtls_sha256_starts_ret((c), 0)
-#define sa_sha256_update mbedtls_sha256_update_ret
-#define sa_sha256_finish mbedtls_sha256_finish_ret
-#endif
 
 #define SALT "fedc-secagg-v1"
 
@@ -107,9 +96,9 @@ static void x_free(x25519 *x) {
 static int load_public(x25519 *x, const uint8_t pk[SA_KEY]) {
   if (pk[SA_KEY - 1] & 0x80)
     return fedc_error_set(FEDC_EFORMAT, "secagg: public key has its top bit set");
-  int mrc = mbedtls_mpi_read_binary_le(&x->q.X, pk, SA_KEY);
-  if (mrc == 0) mrc = mbedtls_mpi_lset(&x->q.Z, 1);
-  if (mrc != 0) return tls_fail("mpi_read", mrc);
+  /* a Montgomery point is its u-coordinate, little-endian (RFC 7748) */
+  int mrc = mbedtls_ecp_point_read_binary(&x->grp, &x->q, pk, SA_KEY);
+  if (mrc != 0) return tls_fail("ecp_point_read_binary", mrc);
   if (mbedtls_ecp_check_pubkey(&x->grp, &x->q) != 0)
     return fedc_error_set(FEDC_EFORMAT, "secagg: not a valid X25519 public key");
   return 0;
@@ -129,7 +118,11 @@ int fedc__sa_public(sa_rng *r, const uint8_t sk[SA_KEY], uint8_t pk[SA_KEY]) {
   if (rc == 0) rc = load_private(&x, sk);
   if (rc == 0) {
     int mrc = mbedtls_ecp_mul(&x.grp, &x.q, &x.d, &x.grp.G, mbedtls_ctr_drbg_random, &r->drbg);
-    if (mrc == 0) mrc = mbedtls_mpi_write_binary_le(&x.q.X, pk, SA_KEY);
+    size_t olen = 0;
+    if (mrc == 0)
+      mrc = mbedtls_ecp_point_write_binary(&x.grp, &x.q, MBEDTLS_ECP_PF_UNCOMPRESSED, &olen, pk,
+                                           SA_KEY);
+    if (mrc == 0 && olen != SA_KEY) mrc = MBEDTLS_ERR_ECP_BAD_INPUT_DATA;
     if (mrc != 0) rc = tls_fail("ecp_mul", mrc);
   }
   x_free(&x);
@@ -197,14 +190,13 @@ void fedc__sa_commit(const uint8_t b[SA_KEY], int32_t round, uint32_t id, uint8_
   uint8_t ri[8];
   fedc__sa_store32(ri, (uint32_t)round);
   fedc__sa_store32(ri + 4, id);
-  mbedtls_sha256_context h;
-  mbedtls_sha256_init(&h);
-  sa_sha256_starts(&h);
-  sa_sha256_update(&h, (const unsigned char *)tag, sizeof tag - 1);
-  sa_sha256_update(&h, ri, sizeof ri);
-  sa_sha256_update(&h, b, SA_KEY);
-  sa_sha256_finish(&h, out);
-  mbedtls_sha256_free(&h);
+  fedc__sha256_ctx h;
+  fedc__sha256_begin(&h);
+  fedc__sha256_update(&h, tag, sizeof tag - 1);
+  fedc__sha256_update(&h, ri, sizeof ri);
+  fedc__sha256_update(&h, b, SA_KEY);
+  fedc__sha256_finish(&h, out);
+  fedc__sha256_free(&h);
 }
 
 /* ---- share encryption ------------------------------------------------------ */

@@ -9,22 +9,20 @@
  * returns, with each tensor's floats 64-byte aligned. The encoder writes
  * the header by hand (no JSON library), metadata first, tensors in the
  * caller's order, padded with spaces so that the data starts 8-byte aligned.
- * cJSON parses the header; its allocations are routed through fedc's
- * allocator (hooks installed once, process-wide) so that allocation-failure
- * tests reach them and out-of-memory is told apart from malformed JSON.
+ * cJSON parses the header with its default allocator: a library must not
+ * install process-wide cJSON hooks under a program that may use cJSON
+ * itself. Everything the decoder returns is copied into fedc's allocator.
  */
 #include "wire/safetensors.h"
 #include "base/utf8.h"
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mbedtls_compat.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +43,6 @@
  * checked (and reported) precisely. Bounds what cJSON allocates per byte. */
 #define MAX_ARRAY_LEN 64
 
-#if MBEDTLS_VERSION_MAJOR >= 3
-#define st_sha256(buf, len, out) mbedtls_sha256((buf), (len), (out), 0)
-#else
-#define st_sha256(buf, len, out) mbedtls_sha256_ret((buf), (len), (out), 0)
-#endif
-
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define ST_BIG_ENDIAN 1
 #else
@@ -67,24 +59,6 @@ struct fedc_st_file {
   float *data;             /* 64-byte aligned; each tensor 64-byte aligned */
   uint8_t *u32;            /* per tensor: 1 if its dtype is U32 */
 };
-
-/* ---- cJSON allocation hooks ---------------------------------------------- */
-
-static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
-static _Thread_local int json_oom;
-
-static void *json_malloc(size_t size) {
-  void *p = fedc_malloc(size);
-  if (p == NULL) json_oom = 1;
-  return p;
-}
-
-static void json_free(void *p) { fedc_free(p); }
-
-static void install_hooks(void) {
-  cJSON_Hooks h = {json_malloc, json_free};
-  cJSON_InitHooks(&h);
-}
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -412,7 +386,11 @@ static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
     if (bytes) copy_le32(data + offsets[i], tensors[i].data, bytes / 4);
   }
   uint8_t digest[32];
-  st_sha256(data, (size_t)data_len, digest);
+  int hrc = fedc__sha256(data, (size_t)data_len, digest);
+  if (hrc != 0) {
+    fedc_free(buf);
+    return hrc;
+  }
   hex_lower(digest, sha_hex);
 
   store_le64(buf, hlen);
@@ -795,7 +773,8 @@ static int check_meta(const cJSON *m, const uint8_t *data, size_t data_len,
                           SHA_HEX_LEN);
   uint8_t digest[32];
   char got[SHA_HEX_LEN + 1];
-  st_sha256(data, data_len, digest);
+  int hrc = fedc__sha256(data, data_len, digest);
+  if (hrc != 0) return hrc;
   hex_lower(digest, got);
   for (int i = 0; i < SHA_HEX_LEN; i++) {
     char c = want[i];
@@ -959,21 +938,27 @@ int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
   int rc = prescan(h, (size_t)hlen);
   if (rc) return rc;
 
-  pthread_once(&hooks_once, install_hooks);
   /* A NUL-terminated copy: cJSON then cannot read past the header. */
   char *text = fedc_malloc((size_t)hlen + 1);
   if (text == NULL) return oom();
   memcpy(text, h, (size_t)hlen);
   text[hlen] = '\0';
   const char *end = NULL;
-  json_oom = 0;
   cJSON *root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
   entry *ents = NULL;
   if (root == NULL) {
-    rc = json_oom ? oom()
-                  : fedc_error_set(FEDC_EFORMAT,
-                                   "safetensors: header is not valid JSON");
-    goto done;
+    /* cJSON says NULL for malformed text and for want of memory alike:
+     * malformed text fails again, a passing allocation failure does not,
+     * and one that lasts shows in a block of the header's size */
+    root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
+    if (root == NULL) {
+      void *probe = malloc((size_t)hlen + 64);
+      rc = probe == NULL ? oom()
+                         : fedc_error_set(FEDC_EFORMAT,
+                                          "safetensors: header is not valid JSON");
+      free(probe);
+      goto done;
+    }
   }
   for (const char *p = end; p < text + hlen; p++) {
     if (*p != ' ') {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/error.h"
 #include "ml/backend.h"
 #include "ml/model.h"
 #include "base/rng.h"
@@ -181,6 +182,35 @@ static int leak_check(void **state) {
   return fedc_alloc_live() == (int64_t)(intptr_t)*state ? 0 : -1;
 }
 
+/* The public spec setup and its check: what a program building a model
+ * spec by hand gets told before anything assumes the spec is sound. */
+static void spec_init_and_check(void **state) {
+  (void)state;
+  fedc_model_spec s;
+  fedc_model_spec_init(&s, FEDC_MODEL_SOFTMAX, 784, 10);
+  assert_int_equal(fedc_model_spec_check(&s), 0);
+  assert_int_equal(fedc_model_n_params(&s), 784 * 10 + 10);
+  s.n_in = 0;
+  assert_int_equal(fedc_model_spec_check(&s), FEDC_EINVAL);
+  fedc_model_spec_init(&s, FEDC_MODEL_LOGREG, 5, 2);
+  assert_int_equal(fedc_model_spec_check(&s), FEDC_EINVAL);
+  s.n_out = 1;
+  assert_int_equal(fedc_model_spec_check(&s), 0);
+  fedc_model_spec_init(&s, FEDC_MODEL_MLP, 4, 3);
+  assert_int_equal(fedc_model_spec_check(&s), FEDC_EINVAL); /* no hidden layer */
+  s.n_hidden = 1;
+  s.hidden[0] = 0;
+  assert_int_equal(fedc_model_spec_check(&s), FEDC_EINVAL);
+  s.hidden[0] = 8;
+  assert_int_equal(fedc_model_spec_check(&s), 0);
+  assert_int_equal(fedc_model_n_params(&s), 4 * 8 + 8 + 8 * 3 + 3);
+  s.l2 = -1.0f;
+  assert_int_equal(fedc_model_spec_check(&s), FEDC_EINVAL);
+  s.l2 = 0.0f;
+  s.type = (fedc_model_type)7;
+  assert_int_equal(fedc_model_spec_check(&s), FEDC_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(grad_softmax, leak_setup, leak_check),
@@ -189,6 +219,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(grad_mlp, leak_setup, leak_check),
       cmocka_unit_test_setup_teardown(sgd_step_formula, leak_setup, leak_check),
       cmocka_unit_test(layout_and_tensors),
+      cmocka_unit_test(spec_init_and_check),
       cmocka_unit_test_setup_teardown(binary_metrics, leak_setup, leak_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

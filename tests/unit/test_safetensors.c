@@ -636,9 +636,12 @@ static void test_alloc_failure_decode(void **state) {
     assert_null(f);
     assert_int_equal(fedc_alloc_live(), live0);
   }
-  /* The JSON parser's allocations are among those that failed. */
-  assert_true(k > 20);
+  /* Every one of the decoder's own allocations (the header copy, the
+   * entries, the result's parts) failed once; cJSON allocates with the C
+   * library's malloc, which no hook redirects (no process-global state). */
   fedc_free(buf);
+  fprintf(stderr, "decode: %lld allocations\n", (long long)k - 1);
+  assert_true(k > 4);
 }
 
 int main(void) {

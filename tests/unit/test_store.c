@@ -20,8 +20,6 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -35,13 +33,9 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mbedtls_compat.h"
 #include "store.h"
 
-#if MBEDTLS_VERSION_MAJOR >= 3
-#define test_sha256(buf, len, out) mbedtls_sha256((buf), (len), (out), 0)
-#else
-#define test_sha256(buf, len, out) mbedtls_sha256_ret((buf), (len), (out), 0)
-#endif
 
 static char tmpdir[64];
 static int64_t live_at_start;
@@ -106,9 +100,7 @@ static void assert_msg_has(const char *needle) {
 static void fp_of(int i, char out[65]) { snprintf(out, 65, "%064x", i); }
 
 static void hex_sha(const uint8_t *data, size_t len, char out[65]) {
-  uint8_t d[32];
-  test_sha256(data, len, d);
-  for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+  assert_int_equal(fedc__sha256_hex(data, len, out), 0);
 }
 
 /* Deterministic model bytes for round r, so a reader can regenerate them. */
