@@ -15,8 +15,7 @@ P=$ROOT$PREFIX
 
 for tool in make pkg-config nm readelf "$CXX"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "test_install: skipped: $tool not found"
-    exit 0
+    skip_suite test_install "$tool not found"
   fi
 done
 
@@ -161,7 +160,7 @@ if [ -x "$BUILD/examples/tensors_roundtrip" ]; then
   expect 0 "^ok: 43 parameters" "make examples' tensors_roundtrip runs against the staged tree" -- \
     "$BUILD/examples/tensors_roundtrip" "$T/staged.safetensors"
 else
-  echo "  skipped: $BUILD/examples/tensors_roundtrip not built (make examples)"
+  skip "make examples' tensors_roundtrip: $BUILD/examples/tensors_roundtrip not built (make examples)"
 fi
 
 # ---- uninstall ----
