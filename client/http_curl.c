@@ -35,7 +35,8 @@ struct fedc_http_client {
   size_t body_cap; /* bytes allocated for resp->body */
   size_t max_len;  /* response cap */
   int too_big, nomem;
-  int peer_alert; /* the last TLS alert the peer sent (its description), or -1 */
+  int peer_alert;    /* the last TLS alert the peer sent (its description), or -1 */
+  int peer_finished; /* the peer's Finished message arrived: it passed verification */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -109,15 +110,20 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
 }
 
 /* libcurl hands this callback, among its verbose text, the TLS protocol
- * messages OpenSSL reads (CURLINFO_SSL_DATA_IN). A received alert is the
- * only such message two bytes long: its level (1 warning, 2 fatal), then
- * its description, which is kept to classify a failed handshake by what
- * the peer said (RFC 8446, 6.2) rather than by the wording of an error
- * message. Everything else is dropped, so nothing is printed. */
+ * messages OpenSSL reads (CURLINFO_SSL_DATA_IN), so that a failed
+ * handshake is classified by what the peer said rather than by the
+ * wording of an error message. A received alert is the only such message
+ * two bytes long: its level (1 warning, 2 fatal), then its description
+ * (RFC 8446, 6.2). A handshake message is a type byte and a 24-bit length:
+ * the peer's Finished (type 20) is read only once OpenSSL has verified its
+ * certificate chain. Everything else is dropped, so nothing is printed. */
 static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
   fedc_http_client *c = ud;
-  if (type == CURLINFO_SSL_DATA_IN && size == 2 && (data[0] == 1 || data[0] == 2))
-    c->peer_alert = (unsigned char)data[1];
+  if (type != CURLINFO_SSL_DATA_IN) return 0;
+  const unsigned char *b = (const unsigned char *)data;
+  if (size == 2 && (b[0] == 1 || b[0] == 2)) c->peer_alert = b[1];
+  if (size >= 4 && b[0] == 20 && ((size_t)b[1] << 16 | (size_t)b[2] << 8 | b[3]) == size - 4)
+    c->peer_finished = 1;
   return 0;
 }
 
@@ -250,16 +256,17 @@ static int refused_alert(int alert) {
 }
 
 /* OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
- * (libcurl may leave the host check to OpenSSL) */
+ * (when the host check is left to OpenSSL) */
 #define X509_HOSTNAME_MISMATCH 62L
 #define X509_IP_ADDRESS_MISMATCH 64L
 
 /*
  * Sorts a libcurl result into a failure kind, a FEDC_E* code and a
- * sub-code. A certificate that fails verification is told apart by the
- * verification result libcurl keeps (CURLINFO_SSL_VERIFYRESULT): OpenSSL
- * verified the chain during the handshake, so a failure with the chain
- * found good (X509_V_OK) is libcurl's own host name check.
+ * sub-code. A certificate that fails verification is told apart by where
+ * it failed: OpenSSL verifies the chain during the handshake, so a failure
+ * after the peer's Finished, or with the chain found good
+ * (CURLINFO_SSL_VERIFYRESULT X509_V_OK), is libcurl's own host name check;
+ * OpenSSL's own name checks have their verification results.
  */
 static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *sub) {
   *err = FEDC_EIO;
@@ -268,7 +275,7 @@ static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *
   case CURLE_PEER_FAILED_VERIFICATION: {
     long vr = -1;
     if (curl_easy_getinfo(c->curl, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK) vr = -1;
-    *sub = vr == 0 || vr == X509_HOSTNAME_MISMATCH || vr == X509_IP_ADDRESS_MISMATCH
+    *sub = c->peer_finished || vr == 0 || vr == X509_HOSTNAME_MISMATCH || vr == X509_IP_ADDRESS_MISMATCH
                ? FEDC_SUB_TLS_PEER_NAME
                : FEDC_SUB_TLS_PEER_UNTRUSTED;
     return FEDC_HTTP_FAIL_TLS_VERIFY;
@@ -362,6 +369,7 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   c->max_len = call->max_response ? call->max_response : DEFAULT_MAX_RESPONSE;
   c->too_big = c->nomem = 0;
   c->peer_alert = -1;
+  c->peer_finished = 0;
   c->errbuf[0] = '\0';
 
   struct curl_slist *post_headers = NULL;
