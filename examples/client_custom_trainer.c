@@ -262,7 +262,7 @@ int main(int argc, char **argv) {
     else if (strcmp(k, "--name") == 0) p.name = v;
     else if (strcmp(k, "--images") == 0) images = v;
     else if (strcmp(k, "--labels") == 0) labels = v;
-    else if (strcmp(k, "--give-up") == 0) p.give_up_s = atof(v);
+    else if (strcmp(k, "--give-up") == 0) p.give_up_s = strtod(v, NULL);
     else {
       fprintf(stderr, "client_custom_trainer: unknown option %s\n", k);
       return FEDC_CLIENT_EXIT_BAD_INPUT;
