@@ -5,7 +5,8 @@
  * errors) with malformed input refused as FEDC_EFORMAT, the check that a
  * job's model fits the local data (with messages naming both numbers),
  * the encoding of an update (decoded back: metadata and tensors), and the
- * certificate fingerprint against openssl's. Every test also checks that it
+ * certificate fingerprint against openssl's, the embedding API's parameter
+ * checks and the tensor layout a trainer sees. Every test also checks that it
  * leaked no fedc block.
  */
 #include <setjmp.h>
@@ -495,6 +496,75 @@ static void test_cert_fingerprint(void **state) {
   assert_msg_has(path);
 }
 
+/* ---- the embedding API ---------------------------------------------------------- */
+
+static int no_train(void *ud, const fedc_client_round *r, float *w, fedc_client_metrics *out) {
+  return 0;
+}
+
+/* Defaults from params_init; fedc_client_new refuses what cannot work and
+ * names it, before anything is sent; a good set makes a client whose
+ * fingerprint is its certificate's. */
+static void test_client_params(void **state) {
+  fedc_client_params p;
+  memset(&p, 0x5a, sizeof p);
+  fedc_client_params_init(&p);
+  assert_true(p.poll_s == 20 && p.backoff_max_s == 30 && p.give_up_s == 600);
+  assert_null(p.url);
+  assert_null(p.trainer.train);
+  fedc_client *c = (fedc_client *)&p;
+  assert_int_equal(fedc_client_new(&p, &c), FEDC_ECONFIG);
+  assert_null(c);
+  assert_msg_has("train callback");
+
+  char path[] = "/tmp/fedc-test-cert-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, cert_pem, sizeof cert_pem - 1), (ssize_t)(sizeof cert_pem - 1));
+  close(fd);
+  p.trainer.train = no_train;
+  p.url = "https://127.0.0.1:1";
+  p.ca = p.cert = p.key = path;
+  p.ca = "/nonexistent/ca.pem";
+  assert_int_equal(fedc_client_new(&p, &c), FEDC_ECONFIG);
+  assert_msg_has("/nonexistent/ca.pem");
+  p.ca = path;
+  p.url = "http://127.0.0.1:1";
+  assert_int_equal(fedc_client_new(&p, &c), FEDC_ECONFIG);
+  assert_msg_has("https://");
+  p.url = "https://127.0.0.1:1";
+  assert_int_equal(fedc_client_new(&p, &c), 0);
+  assert_string_equal(fedc_client_fingerprint(c), cert_fpr);
+  fedc_client_free(c);
+  unlink(path);
+}
+
+/* The layout a trainer sees: names, shapes and offsets of the flat vector,
+ * as the model (and the coordinator) lays it out. */
+static void test_layout(void **state) {
+  fedc_client_job j = softmax_job(6, 3);
+  snprintf(j.type, sizeof j.type, "mlp");
+  j.n_hidden = 1;
+  j.hidden[0] = 4;
+  fedc_model_spec spec;
+  assert_int_equal(fedc_client_job_spec(&j, &spec), 0);
+  fedc_client_tensor t[FEDC_CLIENT_MAX_TENSORS];
+  char names[FEDC_CLIENT_MAX_TENSORS][FEDC_CLIENT_NAME_MAX];
+  assert_int_equal(fedc_client_layout(&spec, t, names), 4);
+  assert_string_equal(t[0].name, "layers.0.weight");
+  assert_true(t[0].ndim == 2 && t[0].shape[0] == 4 && t[0].shape[1] == 6 && t[0].offset == 0);
+  assert_string_equal(t[1].name, "layers.0.bias");
+  assert_true(t[1].ndim == 1 && t[1].shape[0] == 4 && t[1].offset == 24);
+  assert_string_equal(t[3].name, "layers.1.bias");
+  assert_true(t[3].offset + t[3].count == fedc_model_n_params(&spec));
+  /* a job whose model cannot be a built-in layout */
+  snprintf(j.type, sizeof j.type, "softmax");
+  j.n_hidden = 0;
+  j.classes = 1;
+  assert_int_equal(fedc_client_job_spec(&j, &spec), FEDC_ERANGE);
+  assert_msg_has("at least 2");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_backoff_bounded_and_growing, setup, teardown),
@@ -507,6 +577,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_check_fit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_update_encoding, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cert_fingerprint, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_params, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
