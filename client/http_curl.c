@@ -35,6 +35,8 @@ struct fedc_http_client {
   size_t body_cap; /* bytes allocated for resp->body */
   size_t max_len;  /* response cap */
   int too_big, nomem;
+  int peer_alert;    /* the last TLS alert the peer sent (its description), or -1 */
+  int peer_finished; /* the peer's Finished message arrived: it passed verification */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -105,6 +107,24 @@ static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
                        curl_off_t ulnow) {
   fedc_http_client *c = ud;
   return c->cancel != NULL && *c->cancel != 0;
+}
+
+/* libcurl hands this callback, among its verbose text, the TLS protocol
+ * messages OpenSSL reads (CURLINFO_SSL_DATA_IN), so that a failed
+ * handshake is classified by what the peer said rather than by the
+ * wording of an error message. A received alert is the only such message
+ * two bytes long: its level (1 warning, 2 fatal), then its description
+ * (RFC 8446, 6.2). A handshake message is a type byte and a 24-bit length:
+ * the peer's Finished (type 20) is read only once OpenSSL has verified its
+ * certificate chain. Everything else is dropped, so nothing is printed. */
+static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *ud) {
+  fedc_http_client *c = ud;
+  if (type != CURLINFO_SSL_DATA_IN) return 0;
+  const unsigned char *b = (const unsigned char *)data;
+  if (size == 2 && (b[0] == 1 || b[0] == 2)) c->peer_alert = b[1];
+  if (size >= 4 && b[0] == 20 && ((size_t)b[1] << 16 | (size_t)b[2] << 8 | b[3]) == size - 4)
+    c->peer_finished = 1;
+  return 0;
 }
 
 /* ---- making and freeing ------------------------------------------------- */
@@ -202,6 +222,10 @@ int fedc_http_client_new(const fedc_http_client_opts *o, fedc_http_client **out)
   SETOPT(CURLOPT_XFERINFOFUNCTION, on_progress);
   SETOPT(CURLOPT_XFERINFODATA, c);
   SETOPT(CURLOPT_NOPROGRESS, 0L);
+  /* verbose, into on_debug only: it is how the peer's TLS alerts reach us */
+  SETOPT(CURLOPT_DEBUGFUNCTION, on_debug);
+  SETOPT(CURLOPT_DEBUGDATA, c);
+  SETOPT(CURLOPT_VERBOSE, 1L);
   *out = c;
   return 0;
 fail:
@@ -218,22 +242,44 @@ void fedc_http_response_free(fedc_http_response *r) {
   r->len = 0;
 }
 
-/* A TLS alert from the peer about our certificate: the coordinator's TLS
- * layer refused it (unknown CA, bad or missing certificate). OpenSSL words
- * these as "tlsv1 alert unknown ca", "sslv3 alert bad certificate",
- * "tlsv13 alert certificate required", "... alert access denied". */
-static int refused_alert(const char *msg) {
-  if (strstr(msg, "alert") == NULL) return 0;
-  return strstr(msg, "certificate") != NULL || strstr(msg, "unknown ca") != NULL ||
-         strstr(msg, "access denied") != NULL;
+/* TLS alert descriptions by which a peer refuses our certificate (RFC
+ * 5246 7.2.2, RFC 8446 6.2): no_certificate, bad_certificate,
+ * unsupported_certificate, certificate_revoked, certificate_expired,
+ * certificate_unknown, unknown_ca, access_denied, certificate_required. */
+static int refused_alert(int alert) {
+  switch (alert) {
+  case 41: case 42: case 43: case 44: case 45: case 46: case 48: case 49: case 116:
+    return 1;
+  default:
+    return 0;
+  }
 }
 
-/* Sorts a libcurl result into a failure kind and a FEDC_E* code. */
-static fedc_http_fail classify(const fedc_http_client *c, CURLcode cc, const char *msg, int *err) {
+/* OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
+ * (when the host check is left to OpenSSL) */
+#define X509_HOSTNAME_MISMATCH 62L
+#define X509_IP_ADDRESS_MISMATCH 64L
+
+/*
+ * Sorts a libcurl result into a failure kind, a FEDC_E* code and a
+ * sub-code. A certificate that fails verification is told apart by where
+ * it failed: OpenSSL verifies the chain during the handshake, so a failure
+ * after the peer's Finished, or with the chain found good
+ * (CURLINFO_SSL_VERIFYRESULT X509_V_OK), is libcurl's own host name check;
+ * OpenSSL's own name checks have their verification results.
+ */
+static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *sub) {
   *err = FEDC_EIO;
+  *sub = FEDC_SUB_NONE;
   switch (cc) {
-  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_PEER_FAILED_VERIFICATION: {
+    long vr = -1;
+    if (curl_easy_getinfo(c->curl, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK) vr = -1;
+    *sub = c->peer_finished || vr == 0 || vr == X509_HOSTNAME_MISMATCH || vr == X509_IP_ADDRESS_MISMATCH
+               ? FEDC_SUB_TLS_PEER_NAME
+               : FEDC_SUB_TLS_PEER_UNTRUSTED;
     return FEDC_HTTP_FAIL_TLS_VERIFY;
+  }
   case CURLE_SSL_CACERT_BADFILE:
   case CURLE_SSL_CERTPROBLEM:
   case CURLE_SSL_CRL_BADFILE:
@@ -265,7 +311,21 @@ static fedc_http_fail classify(const fedc_http_client *c, CURLcode cc, const cha
   case CURLE_SSL_CONNECT_ERROR:
   case CURLE_RECV_ERROR:
   case CURLE_SEND_ERROR:
-    return refused_alert(msg) ? FEDC_HTTP_FAIL_TLS_REFUSED : FEDC_HTTP_FAIL_NETWORK;
+  case CURLE_GOT_NOTHING:
+    /* with TLS 1.3 the peer's verdict on our certificate comes after our
+     * side of the handshake is done: the alert then ends the first read */
+    if (refused_alert(c->peer_alert)) {
+      *sub = FEDC_SUB_TLS_REFUSED_BY_PEER;
+      return FEDC_HTTP_FAIL_TLS_REFUSED;
+    }
+    return FEDC_HTTP_FAIL_NETWORK;
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_COULDNT_RESOLVE_HOST:
+    *sub = FEDC_SUB_CONNECT;
+    return FEDC_HTTP_FAIL_NETWORK;
+  case CURLE_OPERATION_TIMEDOUT:
+    *sub = FEDC_SUB_TIMEOUT;
+    return FEDC_HTTP_FAIL_NETWORK;
   default:
     return FEDC_HTTP_FAIL_NETWORK;
   }
@@ -308,6 +368,8 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   c->body_cap = 0;
   c->max_len = call->max_response ? call->max_response : DEFAULT_MAX_RESPONSE;
   c->too_big = c->nomem = 0;
+  c->peer_alert = -1;
+  c->peer_finished = 0;
   c->errbuf[0] = '\0';
 
   struct curl_slist *post_headers = NULL;
@@ -369,14 +431,14 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   fedc_http_response_free(resp);
   resp->status = 0;
   const char *msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
-  int err;
-  resp->fail = classify(c, cc, msg, &err);
+  int err, sub;
+  resp->fail = classify(c, cc, &err, &sub);
   if (resp->fail == FEDC_HTTP_FAIL_TOOBIG)
     return fedc_error_set(err, "%s %s: response larger than %zu bytes", method, c->url, c->max_len);
   if (resp->fail == FEDC_HTTP_FAIL_CANCELLED)
     return fedc_error_set(err, "%s %s: cancelled", method, c->url);
   if (c->nomem) return fedc_error_set(err, "%s %s: out of memory", method, c->url);
-  return fedc_error_set(err, "%s %s: %s (curl error %d)", method, c->url, msg, (int)cc);
+  return fedc_error_set_sub(err, sub, "%s %s: %s (curl error %d)", method, c->url, msg, (int)cc);
 }
 
 int fedc_http_get(fedc_http_client *c, const char *path, const fedc_http_call *call,

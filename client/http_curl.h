@@ -26,7 +26,12 @@
  * libcurl's errors are translated here into FEDC_E* codes, with libcurl's
  * own text kept in fedc_error_msg(), and sorted into the kinds of
  * fedc_http_fail so that a caller can tell "retry later" from "this will
- * never work".
+ * never work"; fedc_error_sub() says more (FEDC_SUB_TLS_PEER_UNTRUSTED or
+ * FEDC_SUB_TLS_PEER_NAME for FEDC_HTTP_FAIL_TLS_VERIFY,
+ * FEDC_SUB_TLS_REFUSED_BY_PEER for FEDC_HTTP_FAIL_TLS_REFUSED,
+ * FEDC_SUB_CONNECT, FEDC_SUB_TIMEOUT), read from libcurl's result code,
+ * its verification result and the TLS messages of the handshake, never
+ * from message text.
  *
  * The handle is used by one thread at a time. libcurl is told not to use
  * signals (CURLOPT_NOSIGNAL), so a program using this must ignore SIGPIPE

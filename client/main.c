@@ -11,10 +11,14 @@
  *   4 gave up: coordinator unreachable for [client] give_up_s
  *   5 interrupted by a signal
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "config/config.h"
@@ -77,6 +81,77 @@ static int install_signals(void) {
    * must not kill the client with SIGPIPE */
   return sigaction(SIGINT, &sa, NULL) | sigaction(SIGTERM, &sa, NULL) |
          sigaction(SIGPIPE, &ign, NULL);
+}
+
+/* "file:line: [section] key = value" for messages about a config value. */
+static const char *where(const fedc_config *cfg, const char *section, const char *key,
+                         const char *value, char *buf, size_t n) {
+  const char *o = fedc_config_origin(cfg, section, key);
+  snprintf(buf, n, "%s: [%s] %s = %s", o ? o : "?", section, key, value);
+  return buf;
+}
+
+static int check_readable(const fedc_config *cfg, const char *key, const char *path) {
+  if (access(path, R_OK) == 0) return 0;
+  char w[FEDC_CONFIG_PATH_MAX + 128];
+  return fedc_error_set(FEDC_ECONFIG, "%s: cannot read: %s",
+                        where(cfg, "tls", key, path, w, sizeof w), strerror(errno));
+}
+
+/* Creates keep_updates (one level) when it is missing. */
+static int keep_dir(const fedc_config *cfg) {
+  const char *d = cfg->client_keep_updates;
+  if (d[0] == '\0') return 0;
+  struct stat st;
+  if (stat(d, &st) == 0 && S_ISDIR(st.st_mode) && access(d, W_OK) == 0) return 0;
+  if (mkdir(d, 0755) == 0) return 0;
+  char w[FEDC_CONFIG_PATH_MAX + 128];
+  return fedc_error_set(FEDC_ECONFIG, "%s: not a writable folder: %s",
+                        where(cfg, "client", "keep_updates", d, w, sizeof w), strerror(errno));
+}
+
+/*
+ * The client of a checked config, with the built-in trainer: the settings
+ * that name files are checked here first, so that a message names the
+ * config file, line and key ([tls] files readable, the certificate a
+ * certificate, [server] url https://, keep_updates writable), then the
+ * local data is loaded and the library's client made from parameters.
+ */
+static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fedc_client **out) {
+  char w[FEDC_CONFIG_PATH_MAX + 128];
+  char fp[FEDC_CLIENT_SHA_HEX + 1];
+  int rc = check_readable(cfg, "ca", cfg->tls_ca);
+  if (rc == 0) rc = check_readable(cfg, "cert", cfg->tls_cert);
+  if (rc == 0) rc = check_readable(cfg, "key", cfg->tls_key);
+  if (rc == 0 && (rc = fedc_client_cert_fingerprint(cfg->tls_cert, fp)) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    rc = fedc_error_set(FEDC_ECONFIG, "%s: %s", where(cfg, "tls", "cert", cfg->tls_cert, w, sizeof w),
+                        msg);
+  }
+  if (rc == 0 && (strncasecmp(cfg->server_url, "https://", 8) != 0 || cfg->server_url[8] == '\0'))
+    rc = fedc_error_set(FEDC_ECONFIG, "%s: must be an https:// URL (plain HTTP is not supported)",
+                        where(cfg, "server", "url", cfg->server_url, w, sizeof w));
+  if (rc == 0) rc = keep_dir(cfg);
+  fedc_client_params p;
+  fedc_client_params_init(&p);
+  if (rc == 0) rc = fedc_client_builtin_new(cfg, builtin, &p.trainer);
+  if (rc != 0) return rc;
+  p.url = cfg->server_url;
+  p.ca = cfg->tls_ca;
+  p.cert = cfg->tls_cert;
+  p.key = cfg->tls_key;
+  p.name = cfg->client_name;
+  p.keep_updates = cfg->client_keep_updates;
+  p.poll_s = cfg->server_poll_s;
+  p.backoff_max_s = cfg->client_backoff_max_s;
+  p.give_up_s = cfg->client_give_up_s;
+  rc = fedc_client_new(&p, out);
+  if (rc != 0) {
+    fedc_client_builtin_free(*builtin);
+    *builtin = NULL;
+  }
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -147,17 +222,25 @@ int main(int argc, char **argv) {
     if (!have_config) fprintf(stderr, "fedc-client: (no --config given; try --help)\n");
     return FEDC_CLIENT_EXIT_BAD_INPUT;
   }
-  fedc_client *c;
-  int rc = fedc_client_new(&cfg, &c);
+  fedc_client_builtin *builtin = NULL;
+  fedc_client *c = NULL;
+  int rc = make_client(&cfg, &builtin, &c);
   if (rc != 0) {
     fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
     return rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;
+  }
+  const char *stall = getenv("FEDC_TEST_SECAGG_STALL_S");
+  if (stall) {
+    char *end;
+    double secs = strtod(stall, &end);
+    if (end != stall && secs > 0) fedc_client_set_test_stall(c, secs);
   }
   g_client = c;
   if (install_signals() != 0) {
     fprintf(stderr, "fedc-client: cannot install signal handlers\n");
     g_client = NULL;
     fedc_client_free(c);
+    fedc_client_builtin_free(builtin);
     return FEDC_CLIENT_EXIT_FAILED;
   }
   fedc_client_exit e = fedc_client_run(c);
@@ -172,5 +255,6 @@ int main(int argc, char **argv) {
   signal(SIGTERM, SIG_DFL);
   g_client = NULL;
   fedc_client_free(c);
+  fedc_client_builtin_free(builtin);
   return (int)e;
 }

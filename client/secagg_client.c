@@ -17,9 +17,10 @@
  * client, which then polls for its next task; nothing is resent, because
  * the keys of a round live only in this function.
  *
- * Test hook: FEDC_TEST_SECAGG_STALL_S=<seconds> in the environment makes
- * the client wait that long after sharing its keys, so that a test can kill
- * it at exactly that point.
+ * Test hook: io->test_stall_s > 0 (fedc-client sets it from
+ * FEDC_TEST_SECAGG_STALL_S=<seconds>; the library reads no environment)
+ * makes the client wait that long after sharing its keys, so that a test
+ * can kill it at exactly that point.
  */
 #include "secagg_client.h"
 
@@ -110,10 +111,8 @@ static int library_failed(sa_run *s, const char *step, int rc) {
 }
 
 static void stall_for_tests(sa_run *s) {
-  const char *v = getenv("FEDC_TEST_SECAGG_STALL_S");
-  char *end;
-  double secs = v ? strtod(v, &end) : 0;
-  if (v == NULL || end == v || !(secs > 0)) return;
+  double secs = s->io->test_stall_s;
+  if (!(secs > 0)) return;
   fedc_log_info("msg=\"test hook: stalling after sharing keys\" round=%d secs=%g",
                 (int)s->round, secs);
   for (double left = secs; left > 0 && !s->io->stopped(s->io->ctx); left -= 0.1) {

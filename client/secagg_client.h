@@ -27,6 +27,7 @@ typedef struct fedc_client_secagg_io {
   /* 1 when the run was asked to stop. */
   int (*stopped)(void *ctx);
   double poll_s; /* longest long-poll */
+  double test_stall_s; /* test hook: wait this long after sharing keys */
 } fedc_client_secagg_io;
 
 /*

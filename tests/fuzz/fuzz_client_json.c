@@ -1,6 +1,6 @@
 /*
  * fuzz_client_json.c - fuzz target for the edge client's parsers of what
- * the coordinator says (client.c): the join answer (the job, its model and
+ * the coordinator says (shared/wire/client_json.c): the join answer (the job, its model and
  * training parameters), the task answer (train, wait, finished), the update
  * acknowledgement and error bodies. A client must survive a hostile or
  * broken coordinator, and a job it accepts goes straight into allocation
@@ -21,10 +21,11 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "client.h"
 #include "base/error.h"
+#include "client.h"
 #include "fuzz_util.h"
 #include "ml/model.h"
+#include "wire/client_json.h"
 
 static int all_zero(const void *p, size_t n) {
   const unsigned char *b = p;
@@ -38,11 +39,12 @@ static void check_job_ranges(const fedc_client_job *j) {
   FUZZ_CHECK(strnlen(j->id, sizeof j->id) < sizeof j->id);
   FUZZ_CHECK(j->rounds >= 1 && j->rounds <= 1000000);
   FUZZ_CHECK(j->round >= 0);
-  FUZZ_CHECK(j->type >= FEDC_MODEL_LOGREG && j->type <= FEDC_MODEL_MLP);
+  int t = fedc_model_type_parse(j->type);
+  FUZZ_CHECK(t >= FEDC_MODEL_LOGREG && t <= FEDC_MODEL_MLP);
   FUZZ_CHECK(j->inputs >= 1 && j->inputs <= 100000000);
   FUZZ_CHECK(j->classes >= 0 && j->classes <= 1000000);
-  FUZZ_CHECK(j->n_hidden >= 0 && j->n_hidden <= FEDC_CONFIG_MAX_HIDDEN);
-  FUZZ_CHECK((j->type == FEDC_MODEL_MLP) == (j->n_hidden > 0));
+  FUZZ_CHECK(j->n_hidden >= 0 && j->n_hidden <= FEDC_CLIENT_MAX_HIDDEN);
+  FUZZ_CHECK((t == FEDC_MODEL_MLP) == (j->n_hidden > 0));
   for (int32_t i = 0; i < j->n_hidden; i++)
     FUZZ_CHECK(j->hidden[i] >= 1 && j->hidden[i] <= 65536);
   FUZZ_CHECK(isfinite(j->l1) && j->l1 >= 0 && isfinite(j->l2) && j->l2 >= 0);
@@ -68,7 +70,7 @@ static char *job_json(const fedc_client_job *j) {
   cJSON_AddNumberToObject(job, "round", j->round);
   cJSON_AddStringToObject(job, "seed", seed);
   cJSON_AddItemToObject(job, "model", model);
-  cJSON_AddStringToObject(model, "type", fedc_model_type_name(j->type));
+  cJSON_AddStringToObject(model, "type", j->type);
   cJSON_AddNumberToObject(model, "inputs", j->inputs);
   cJSON_AddNumberToObject(model, "classes", j->classes);
   for (int32_t i = 0; i < j->n_hidden; i++)
@@ -105,7 +107,7 @@ static void check_job(const char *json, size_t len) {
   cJSON_free(text);
   FUZZ_CHECK(k.client_id == j.client_id && strcmp(k.id, j.id) == 0);
   FUZZ_CHECK(k.rounds == j.rounds && k.round == j.round && k.seed == j.seed);
-  FUZZ_CHECK(k.type == j.type && k.inputs == j.inputs && k.classes == j.classes &&
+  FUZZ_CHECK(strcmp(k.type, j.type) == 0 && k.inputs == j.inputs && k.classes == j.classes &&
              k.n_hidden == j.n_hidden);
   FUZZ_CHECK(memcmp(k.hidden, j.hidden, sizeof k.hidden) == 0);
   FUZZ_CHECK(k.l1 == j.l1 && k.l2 == j.l2);

@@ -5,7 +5,8 @@
  * errors) with malformed input refused as FEDC_EFORMAT, the check that a
  * job's model fits the local data (with messages naming both numbers),
  * the encoding of an update (decoded back: metadata and tensors), and the
- * certificate fingerprint against openssl's. Every test also checks that it
+ * certificate fingerprint against openssl's, the embedding API's parameter
+ * checks and the tensor layout a trainer sees. Every test also checks that it
  * leaked no fedc block.
  */
 #include <setjmp.h>
@@ -217,7 +218,7 @@ static void test_job_parse(void **state) {
   assert_string_equal(j.id, "9f2c");
   assert_int_equal(j.rounds, 20);
   assert_int_equal(j.round, 4);
-  assert_int_equal(j.type, FEDC_MODEL_SOFTMAX);
+  assert_string_equal(j.type, "softmax");
   assert_int_equal(j.inputs, 784);
   assert_int_equal(j.classes, 10);
   assert_int_equal(j.n_hidden, 0);
@@ -233,7 +234,7 @@ static void test_job_parse(void **state) {
                      "\"batch_size\": 4, \"lr\": 0.1, \"momentum\": 0.9, \"prox_mu\": 0.01}, "
                      "\"seed\": \"18446744073709551615\"}}";
   assert_int_equal(fedc_client_job_parse(mlp, strlen(mlp), &j), 0);
-  assert_int_equal(j.type, FEDC_MODEL_MLP);
+  assert_string_equal(j.type, "mlp");
   assert_int_equal(j.n_hidden, 2);
   assert_int_equal(j.hidden[0], 8);
   assert_int_equal(j.hidden[1], 4);
@@ -300,10 +301,10 @@ static void test_ack_and_error_parse(void **state) {
 static fedc_client_job softmax_job(int32_t inputs, int32_t classes) {
   fedc_client_job j;
   memset(&j, 0, sizeof j);
-  j.type = FEDC_MODEL_SOFTMAX;
+  snprintf(j.type, sizeof j.type, "softmax");
   j.inputs = inputs;
   j.classes = classes;
-  j.train = (fedc_train_params){.epochs = 1, .batch_size = 32, .lr = 0.05f};
+  j.train = (fedc_client_hparams){.epochs = 1, .batch_size = 32, .lr = 0.05f};
   return j;
 }
 
@@ -359,7 +360,7 @@ static void test_check_fit(void **state) {
 
   /* logreg: labels 0 and 1 only; one output */
   j = softmax_job(4, 0);
-  j.type = FEDC_MODEL_LOGREG;
+  snprintf(j.type, sizeof j.type, "logreg");
   train = data_shape(50, 4, 2);
   assert_int_equal(fedc_client_check_fit(&j, &train, NULL, &spec), 0);
   assert_int_equal(spec.n_out, 1);
@@ -368,13 +369,13 @@ static void test_check_fit(void **state) {
   assert_msg_has("label 2");
 
   /* linreg takes any target */
-  j.type = FEDC_MODEL_LINREG;
+  snprintf(j.type, sizeof j.type, "linreg");
   train.n_classes = 0;
   assert_int_equal(fedc_client_check_fit(&j, &train, NULL, &spec), 0);
 
   /* an mlp's layers come from the job; an absurd size is refused */
   j = softmax_job(4, 3);
-  j.type = FEDC_MODEL_MLP;
+  snprintf(j.type, sizeof j.type, "mlp");
   j.n_hidden = 2;
   j.hidden[0] = 8;
   j.hidden[1] = 5;
@@ -495,6 +496,75 @@ static void test_cert_fingerprint(void **state) {
   assert_msg_has(path);
 }
 
+/* ---- the embedding API ---------------------------------------------------------- */
+
+static int no_train(void *ud, const fedc_client_round *r, float *w, fedc_client_metrics *out) {
+  return 0;
+}
+
+/* Defaults from params_init; fedc_client_new refuses what cannot work and
+ * names it, before anything is sent; a good set makes a client whose
+ * fingerprint is its certificate's. */
+static void test_client_params(void **state) {
+  fedc_client_params p;
+  memset(&p, 0x5a, sizeof p);
+  fedc_client_params_init(&p);
+  assert_true(p.poll_s == 20 && p.backoff_max_s == 30 && p.give_up_s == 600);
+  assert_null(p.url);
+  assert_null(p.trainer.train);
+  fedc_client *c = (fedc_client *)&p;
+  assert_int_equal(fedc_client_new(&p, &c), FEDC_ECONFIG);
+  assert_null(c);
+  assert_msg_has("train callback");
+
+  char path[] = "/tmp/fedc-test-cert-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, cert_pem, sizeof cert_pem - 1), (ssize_t)(sizeof cert_pem - 1));
+  close(fd);
+  p.trainer.train = no_train;
+  p.url = "https://127.0.0.1:1";
+  p.ca = p.cert = p.key = path;
+  p.ca = "/nonexistent/ca.pem";
+  assert_int_equal(fedc_client_new(&p, &c), FEDC_ECONFIG);
+  assert_msg_has("/nonexistent/ca.pem");
+  p.ca = path;
+  p.url = "http://127.0.0.1:1";
+  assert_int_equal(fedc_client_new(&p, &c), FEDC_ECONFIG);
+  assert_msg_has("https://");
+  p.url = "https://127.0.0.1:1";
+  assert_int_equal(fedc_client_new(&p, &c), 0);
+  assert_string_equal(fedc_client_fingerprint(c), cert_fpr);
+  fedc_client_free(c);
+  unlink(path);
+}
+
+/* The layout a trainer sees: names, shapes and offsets of the flat vector,
+ * as the model (and the coordinator) lays it out. */
+static void test_layout(void **state) {
+  fedc_client_job j = softmax_job(6, 3);
+  snprintf(j.type, sizeof j.type, "mlp");
+  j.n_hidden = 1;
+  j.hidden[0] = 4;
+  fedc_model_spec spec;
+  assert_int_equal(fedc_client_job_spec(&j, &spec), 0);
+  fedc_client_tensor t[FEDC_CLIENT_MAX_TENSORS];
+  char names[FEDC_CLIENT_MAX_TENSORS][FEDC_CLIENT_NAME_MAX];
+  assert_int_equal(fedc_client_layout(&spec, t, names), 4);
+  assert_string_equal(t[0].name, "layers.0.weight");
+  assert_true(t[0].ndim == 2 && t[0].shape[0] == 4 && t[0].shape[1] == 6 && t[0].offset == 0);
+  assert_string_equal(t[1].name, "layers.0.bias");
+  assert_true(t[1].ndim == 1 && t[1].shape[0] == 4 && t[1].offset == 24);
+  assert_string_equal(t[3].name, "layers.1.bias");
+  assert_true(t[3].offset + t[3].count == fedc_model_n_params(&spec));
+  /* a job whose model cannot be a built-in layout */
+  snprintf(j.type, sizeof j.type, "softmax");
+  j.n_hidden = 0;
+  j.classes = 1;
+  assert_int_equal(fedc_client_job_spec(&j, &spec), FEDC_ERANGE);
+  assert_msg_has("at least 2");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_backoff_bounded_and_growing, setup, teardown),
@@ -507,6 +577,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_check_fit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_update_encoding, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cert_fingerprint, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_client_params, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_layout, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
