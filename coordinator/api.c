@@ -168,8 +168,15 @@ static void join_done(uv_work_t *req, int status) {
       }
     }
   }
+  c->other_work--;
+  if (cl && c->params.on_client_joined) {
+    char name[sizeof cl->name];
+    int32_t id = cl->id;
+    snprintf(name, sizeof name, "%s", cl->name);
+    c->params.on_client_joined(c, id, name, c->params.user_data);
+  }
   fedc_free(w);
-  fedc__coord_step(c);
+  fedc__coord_worker_done(c);
 }
 
 static void handle_join(fedc_coord *c, fedc_http_exchange *x,
@@ -214,14 +221,20 @@ static void handle_join(fedc_coord *c, fedc_http_exchange *x,
     fedc_http_exchange_on_abort(x, NULL, NULL);
     fedc_free(w);
     fedc_http_respond_error(x, 503, "unavailable", "cannot queue the request");
+    return;
   }
+  c->other_work++;
 }
 
 /* ---- task, model, update ------------------------------------------------- */
 
+/* A pending poll's connection died. The poll refers to no client: the
+ * client that holds it is looked up now (the clients array may have moved
+ * since the poll came in). */
 static void poll_abort(void *ud, fedc_http_exchange *x) {
-  coord_client *cl = ud;
-  if (cl->poll == x) cl->poll = NULL;
+  fedc_coord *c = ud;
+  for (int32_t i = 0; i < c->n_clients; i++)
+    if (c->clients[i].poll == x) c->clients[i].poll = NULL;
 }
 
 /* The number value of key in a query string "a=1&b=2": 1 found, 0 absent,
@@ -255,10 +268,8 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   if (cl->poll) fedc__coord_answer_poll(c, cl); /* a newer poll replaces it */
   cl->poll = x;
   cl->poll_deadline = fedc__coord_now() + wait;
-  fedc_http_exchange_on_abort(x, poll_abort, cl);
-  int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
-  int task = slot >= 0 && !c->reported[slot] &&
-             !(c->secagg && fedc__coord_secagg_started(c, cl->id));
+  fedc_http_exchange_on_abort(x, poll_abort, c);
+  int task = fedc__coord_has_task(c, cl->id);
   if (c->state == ROUND_FINISHED || task || wait == 0 || c->stopping)
     fedc__coord_answer_poll(c, cl);
   else

@@ -3,9 +3,14 @@
  * coordinator.c (lifecycle and the round state machine), api.c (the HTTP
  * endpoints) and status.c (status JSON, Prometheus metrics).
  *
- * Threads: everything here belongs to the loop thread, except the engine
- * and the store, which worker threads (uv_queue_work) use under mu for the
- * heavy work (folding an update into the sum, aggregating, committing).
+ * Threads: everything here belongs to the loop thread, except the engine,
+ * the store and round_updates, which worker threads (uv_queue_work) use
+ * under mu for the heavy work (folding an update into the sum, aggregating,
+ * committing). The engine is the one owner of who was selected and who
+ * reported; the loop thread asks it under mu, and only while no commit is
+ * on a worker (states other than COMMITTING), so that it never waits for
+ * one. Clients are referred to by id across callbacks (a pending request
+ * never holds a pointer into the growable clients array).
  */
 #ifndef FEDC_COORD_INTERNAL_H
 #define FEDC_COORD_INTERNAL_H
@@ -30,16 +35,20 @@ typedef struct coord_client {
   int revoked;
   int joined;               /* sent /v1/join since this process started */
   double last_seen;         /* monotonic seconds */
-  fedc_http_exchange *poll; /* pending GET /v1/task */
+  fedc_http_exchange *poll; /* pending GET /v1/task (its abort finds the
+                               client by this pointer, not the reverse) */
   double poll_deadline;
   int64_t updates;          /* updates counted into committed rounds */
 } coord_client;
 
+/* The round's states (the table is in coordinator.c, round_event). */
 typedef enum {
-  ROUND_WAITING = 0, /* no round open; opening when enough clients poll */
-  ROUND_OPEN = 1,
-  ROUND_CLOSING = 2, /* commit (or abandon) on a worker */
-  ROUND_FINISHED = 3
+  ROUND_WAITING = 0,    /* no round open; opening when enough clients poll */
+  ROUND_OPEN = 1,       /* taking updates (secure aggregation: its phases) */
+  ROUND_CLOSING = 2,    /* closed to updates; waiting for those in flight,
+                           or to retry a commit that failed */
+  ROUND_COMMITTING = 3, /* prepare, durable write, engine commit on a worker */
+  ROUND_FINISHED = 4
 } round_state;
 
 /* Rejection reasons counted for /metrics, as protocol error codes. */
@@ -55,8 +64,9 @@ typedef enum {
   REJECT_COUNT
 } reject_reason;
 
-struct fedc_coord {
+struct fedc_coordinator {
   uv_loop_t *loop;
+  fedc_coordinator_params params; /* callbacks and user data */
   fedc_config cfg;
   fedc_model_spec spec;
   size_t n_params;
@@ -66,30 +76,31 @@ struct fedc_coord {
   pthread_mutex_t mu; /* engine, store, round_updates, last_* below */
   fedc_engine *engine;
   fedc_store *store;
-  fedc_store_update *round_updates; /* accepted in the open round */
+  fedc_store_update *round_updates; /* rows for the store, accepted in the
+                                       open round (not who reported: the engine) */
   int32_t n_round_updates, round_updates_cap;
-  int32_t last_committed;
-  int32_t *last_reporters; /* client ids counted in last_committed */
-  int32_t n_last_reporters;
 
   fedc_http_server *server, *status_server;
   uv_timer_t tick;
-  uv_signal_t sig_term, sig_int;
 
   coord_client *clients;
   int32_t n_clients, clients_cap;
 
   round_state state;
-  int32_t round;          /* open, or next to open */
-  int32_t *selected;      /* client ids */
-  uint8_t *reported;      /* per selected slot */
-  int32_t n_selected, n_reported;
-  int32_t selected_cap;
+  int32_t round;          /* open, or next to open (the engine's, mirrored) */
+  int32_t n_selected;     /* the open round's selection size, for logs */
+  int32_t commit_reported; /* the engine's count as the commit began, for
+                              /v1/status while it runs */
   double round_opened_at, round_deadline, quorum_since;
   int32_t inflight;       /* update work items queued or running */
-  int close_wanted;
+  int32_t other_work;     /* joins and checkpoint reads on workers */
+  int32_t commit_failures; /* consecutive failed commits of this round */
+  double commit_retry_at;
+  int finished_told;      /* on_finished ran */
 
-  uint8_t *model_bytes;   /* the current round's start model, encoded */
+  /* the current round's start model, encoded: made by the commit worker
+   * (or at start) and handed over; the loop thread alone reads it */
+  uint8_t *model_bytes;
   size_t model_len;
   char model_sha[65];
 
@@ -114,8 +125,9 @@ struct fedc_coord {
   int budget_stop; /* the job ended at its DP epsilon budget */
   struct coord_secagg *secagg; /* secure aggregation (secagg_rounds.c); NULL when off */
   int stopping;
+  int stopped;        /* on_stopped ran */
+  int free_when_closed; /* a failed start: free once the tick is closed */
   int exit_code;
-  int closed_handles;
 };
 
 double fedc__coord_now(void);
@@ -123,9 +135,22 @@ coord_client *fedc__coord_client_by_fpr(fedc_coord *c, const char *fpr);
 coord_client *fedc__coord_client_by_id(fedc_coord *c, int32_t id);
 int fedc__coord_client_add(fedc_coord *c, const fedc_store_client *sc,
                            coord_client **out);
-int32_t fedc__coord_slot_of(const fedc_coord *c, int32_t client_id);
-/* Re-evaluate the round state machine (open, close) now. */
+/* 1 when the client should train now: selected in the open round, not yet
+ * reported, not started on secure aggregation (asks the engine). */
+int fedc__coord_has_task(fedc_coord *c, int32_t client_id);
+/* 1 when the client is selected in the open round (asks the engine). */
+int fedc__coord_is_selected(fedc_coord *c, int32_t client_id);
+/* round.c: the round state machine's events (the table is in round.c) */
+typedef enum { EV_STEP, EV_COMMIT_DONE } coord_event;
+struct commit_work;
+void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *w);
+/* Re-evaluate the round state machine (open, close) now: EV_STEP. */
 void fedc__coord_step(fedc_coord *c);
+/* Encode w as the start model of round + 1, with its SHA-256 (any thread). */
+int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
+                             uint8_t **bytes, size_t *len, char sha[65]);
+/* After a worker finished: stop if asked to, else step. */
+void fedc__coord_worker_done(fedc_coord *c);
 /* Answer one pending long-poll with what this client should do now. */
 void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl);
 /* Queue an update for validation and folding on a worker. */
@@ -148,9 +173,11 @@ void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
                                     const fedc_http_request *req);
 /* secagg_rounds.c: secure aggregation ([privacy] secure_aggregation). Every
  * call but _init is made only when c->secagg is set. */
-int fedc__coord_secagg_init(fedc_coord *c);        /* at start: checks the config */
+/* at start: checks the config; debug_dir: where masked updates are written (NULL: not) */
+int fedc__coord_secagg_init(fedc_coord *c, const char *debug_dir);
 void fedc__coord_secagg_free(fedc_coord *c);
-void fedc__coord_secagg_open(fedc_coord *c);       /* a round was opened */
+/* a round was opened with these clients selected */
+void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n);
 /* 1 once the client has started the round's protocol (or it is too late to):
  * it gets no train task */
 int fedc__coord_secagg_started(const fedc_coord *c, int32_t client);

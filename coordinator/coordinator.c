@@ -1,20 +1,16 @@
 /*
- * coordinator.c - the coordinator's lifecycle and round state machine.
+ * coordinator.c - the coordinator's lifecycle (fedc/coordinator.h), its
+ * clients, and the work it hands to worker threads: updates, checkpoints
+ * of past rounds, the client list refreshed from the store. The round state
+ * machine is in round.c.
  *
  * Start: open the store, bind it to the job (model shape and seed), resume
  * the engine at the last committed round from its checkpoint (or store the
- * seeded initial model), load the optional test set, listen.
- *
- * Rounds (loop thread): WAITING -> OPEN when enough clients poll; OPEN ->
- * CLOSING when clients_per_round updates are in, every selected client has
- * reported, or the deadline passes; CLOSING -> WAITING (or FINISHED) when
- * the commit, done on a worker thread, is durable. Updates are validated
- * and folded into the running sum on worker threads; the engine and the
- * store are only touched under c->mu.
- *
- * A store failure while committing is fatal: the coordinator stops with
- * FEDC_COORD_EXIT_STORE rather than run ahead of its durable state; started
- * again, it resumes at the last round the store holds.
+ * seeded initial model), load the optional test set, listen. The library
+ * installs no signal handler, reads no environment and runs no loop: the
+ * program does (main.c). Updates are validated and folded into the running
+ * sum on worker threads; the engine and the store are only touched under
+ * c->mu.
  */
 #include "coord_internal.h"
 
@@ -32,6 +28,7 @@
 #include "base/log.h"
 #include "ml/model_io.h"
 #include "config/config_params.h"
+#include "config/settings.h"
 #include "round/pipeline.h"
 #include "wire/update_meta.h"
 
@@ -83,403 +80,8 @@ int fedc__coord_client_add(fedc_coord *c, const fedc_store_client *sc,
   return 0;
 }
 
-int32_t fedc__coord_slot_of(const fedc_coord *c, int32_t client_id) {
-  for (int32_t i = 0; i < c->n_selected; i++)
-    if (c->selected[i] == client_id) return i;
-  return -1;
-}
-
 void fedc__coord_reject(fedc_coord *c, reject_reason r) {
   if (r < REJECT_COUNT) c->rejected[r]++;
-}
-
-/* ---- the current model -------------------------------------------------- */
-
-/* Encode the engine's global model as the start model of round c->round. */
-static int encode_current_model(fedc_coord *c) {
-  char round[32];
-  snprintf(round, sizeof round, "%d", (int)c->round - 1);
-  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", round}};
-  uint8_t *bytes = NULL;
-  size_t len = 0;
-  pthread_mutex_lock(&c->mu);
-  int rc = fedc_model_encode(&c->spec, fedc_engine_global(c->engine), meta,
-                             sizeof meta / sizeof meta[0], &bytes, &len);
-  pthread_mutex_unlock(&c->mu);
-  if (rc != 0) return rc;
-  fedc_st_file *f = NULL;
-  rc = fedc_st_decode(bytes, len, &f);
-  if (rc != 0) {
-    fedc_free(bytes);
-    return rc;
-  }
-  snprintf(c->model_sha, sizeof c->model_sha, "%s", fedc_st_meta_get(f, "sha256"));
-  fedc_st_free(f);
-  fedc_free(c->model_bytes);
-  c->model_bytes = bytes;
-  c->model_len = len;
-  return 0;
-}
-
-/* ---- polls --------------------------------------------------------------- */
-
-static void respond_json(fedc_http_exchange *x, cJSON *obj) {
-  char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
-  if (text == NULL) {
-    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
-  } else {
-    fedc_http_respond(x, 200, "application/json", text, strlen(text), NULL);
-    cJSON_free(text);
-  }
-  cJSON_Delete(obj);
-}
-
-/*
- * What the client should do now: finished, train (selected in the open
- * round and not yet reported), or wait. Answers its pending poll.
- */
-void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
-  fedc_http_exchange *x = cl->poll;
-  if (x == NULL) return;
-  cl->poll = NULL;
-  fedc_http_exchange_on_abort(x, NULL, NULL);
-  /* every member or none: a task missing a member would send the client
-   * away, an out-of-memory 503 makes it ask again */
-  cJSON *o = cJSON_CreateObject();
-  int ok = o != NULL;
-  if (c->state == ROUND_FINISHED) {
-    ok = ok && cJSON_AddStringToObject(o, "action", "finished");
-    ok = ok && cJSON_AddNumberToObject(o, "round", c->round - 1);
-  } else {
-    int32_t slot = c->state == ROUND_OPEN ? fedc__coord_slot_of(c, cl->id) : -1;
-    if (slot >= 0 && !c->reported[slot] &&
-        !(c->secagg && fedc__coord_secagg_started(c, cl->id))) {
-      double left = c->round_deadline - fedc__coord_now();
-      ok = ok && cJSON_AddStringToObject(o, "action", "train");
-      ok = ok && cJSON_AddNumberToObject(o, "round", c->round);
-      ok = ok && cJSON_AddStringToObject(o, "model_sha256", c->model_sha);
-      ok = ok && cJSON_AddNumberToObject(o, "deadline_s", left > 0 ? left : 0);
-      if (c->secagg) ok = ok && cJSON_AddTrueToObject(o, "secagg"); /* secagg_rounds.c */
-    } else {
-      ok = ok && cJSON_AddStringToObject(o, "action", "wait");
-      ok = ok && cJSON_AddNumberToObject(o, "round", c->round);
-      ok = ok && cJSON_AddNumberToObject(o, "retry_after_ms", 0);
-    }
-  }
-  if (!ok) {
-    cJSON_Delete(o);
-    o = NULL;
-  }
-  respond_json(x, o);
-}
-
-static void answer_all_polls(fedc_coord *c) {
-  for (int32_t i = 0; i < c->n_clients; i++)
-    if (c->clients[i].poll) fedc__coord_answer_poll(c, &c->clients[i]);
-}
-
-/* ---- opening a round ----------------------------------------------------- */
-
-/* Eligible: allowed, joined, and polling now or within the last poll span. */
-static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
-  double now = fedc__coord_now(), span = c->cfg.server_poll_s + 5.0;
-  int32_t n = 0;
-  for (int32_t i = 0; i < c->n_clients; i++) {
-    coord_client *cl = &c->clients[i];
-    if (cl->revoked || !cl->joined) continue;
-    if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
-  }
-  /* by id: the selection then depends only on the seed and who is there */
-  for (int32_t i = 1; i < n; i++)
-    for (int32_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
-      int32_t t = out[j];
-      out[j] = out[j - 1];
-      out[j - 1] = t;
-    }
-  return n;
-}
-
-static int32_t select_count(const fedc_coord *c) {
-  return (int32_t)ceil(c->cfg.clients_per_round * c->cfg.server_over_select - 1e-9);
-}
-
-/*
- * Open a round when every client we would select is polling, or when at
- * least the quorum has been there for a short gathering time (so that the
- * first round does not start with the first client to connect).
- */
-static void maybe_open(fedc_coord *c) {
-  if (c->state != ROUND_WAITING || c->stopping) return;
-  if (c->model_bytes == NULL && encode_current_model(c) != 0) return;
-  int32_t *eligible = fedc_malloc_array((size_t)c->n_clients + 1, sizeof(int32_t));
-  if (eligible == NULL) return;
-  int32_t n = collect_eligible(c, eligible);
-  int32_t want = select_count(c);
-  double now = fedc__coord_now();
-  if (n < c->cfg.min_clients) {
-    c->quorum_since = 0;
-    fedc_free(eligible);
-    return;
-  }
-  if (c->quorum_since == 0) c->quorum_since = now;
-  /* everyone who has joined is here: no point waiting for more, except in
-   * this process's first round, while clients are still connecting */
-  int32_t known = 0;
-  for (int32_t i = 0; i < c->n_clients; i++)
-    known += !c->clients[i].revoked && c->clients[i].joined;
-  int all_here = n >= known && c->rounds_committed + c->rounds_abandoned > 0;
-  double gather = fmin(2.0, c->cfg.round_timeout_s / 4.0);
-  if (n < want && !all_here && now - c->quorum_since < gather) {
-    fedc_free(eligible);
-    return;
-  }
-  if (want > c->selected_cap) {
-    int32_t *s = fedc_realloc(c->selected, (size_t)want * sizeof *s);
-    uint8_t *r = s ? fedc_realloc(c->reported, (size_t)want) : NULL;
-    if (s) c->selected = s;
-    if (r) c->reported = r;
-    if (s == NULL || r == NULL) {
-      fedc_free(eligible);
-      return;
-    }
-    c->selected_cap = want;
-  }
-  pthread_mutex_lock(&c->mu);
-  int rc = 0;
-  /* room for every selected client's update row now, so that a worker
-   * never has to grow it after the engine has counted an update */
-  if (want > c->round_updates_cap) {
-    fedc_store_update *u = fedc_realloc(c->round_updates, (size_t)want * sizeof *u);
-    if (u) {
-      c->round_updates = u;
-      c->round_updates_cap = want;
-    } else {
-      rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
-    }
-  }
-  if (rc == 0) rc = fedc_engine_open(c->engine, eligible, n, want, c->selected, &c->n_selected);
-  c->n_round_updates = 0;
-  pthread_mutex_unlock(&c->mu);
-  fedc_free(eligible);
-  if (rc == FEDC_EBUDGET) {
-    /* differential privacy: another round would overspend; the job ends */
-    fedc_log_warn("round=%d msg=\"privacy budget reached; job finished\" err=\"%s\"",
-                  (int)c->round, fedc_error_msg());
-    c->state = ROUND_FINISHED;
-    c->budget_stop = 1;
-    answer_all_polls(c);
-    return;
-  }
-  if (rc != 0) {
-    fedc_log_warn("round=%d msg=\"cannot open\" err=\"%s\"", (int)c->round, fedc_error_msg());
-    return;
-  }
-  memset(c->reported, 0, (size_t)c->n_selected);
-  c->n_reported = 0;
-  c->state = ROUND_OPEN;
-  c->close_wanted = 0;
-  c->round_opened_at = now;
-  c->round_deadline = now + c->cfg.round_timeout_s;
-  c->quorum_since = 0;
-  fedc_log_info("round=%d msg=\"opened\" selected=%d eligible=%d", (int)c->round,
-                (int)c->n_selected, (int)n);
-  if (c->secagg) fedc__coord_secagg_open(c);
-  for (int32_t i = 0; i < c->n_selected; i++) {
-    coord_client *cl = fedc__coord_client_by_id(c, c->selected[i]);
-    if (cl && cl->poll) fedc__coord_answer_poll(c, cl);
-  }
-}
-
-/* ---- committing a round -------------------------------------------------- */
-
-typedef struct commit_work {
-  uv_work_t req;
-  fedc_coord *c;
-  int rc;             /* 0 committed, FEDC_EQUORUM abandoned, else store failure */
-  char err[512];
-  fedc_store_round row;
-  int32_t *reporters;
-  int32_t n_reporters;
-} commit_work;
-
-static void evaluate(fedc_coord *c, const float *w, fedc_store_round *row) {
-  fedc_eval_sums sums = {0};
-  if (fedc_evaluate(c->eval_tr, w, &c->test_view, 0, c->test.n, &sums, NULL) != 0 ||
-      sums.n == 0) {
-    fedc_log_warn("round=%d msg=\"evaluation failed\" err=\"%s\"", (int)row->round,
-                  fedc_error_msg());
-    return;
-  }
-  row->test_loss = sums.loss_sum / (double)sums.n;
-  row->test_acc = c->spec.type == FEDC_MODEL_LINREG ? NAN
-                                                    : (double)sums.correct / (double)sums.n;
-}
-
-/*
- * Worker thread: aggregate and make the round durable in one store
- * transaction, or abandon it below quorum. The test-set evaluation runs
- * before the commit so that the round's row holds its metrics.
- */
-static void commit_run(uv_work_t *req) {
-  commit_work *w = req->data;
-  fedc_coord *c = w->c;
-  pthread_mutex_lock(&c->mu);
-  /* secure aggregation: the unmasked sum is the round's only update */
-  if (c->secagg) fedc__coord_secagg_fold(c);
-  fedc_round_metrics m;
-  int rc = fedc_engine_close(c->engine, &m);
-  if (rc == FEDC_EQUORUM) {
-    w->rc = rc;
-    snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
-    pthread_mutex_unlock(&c->mu);
-    return;
-  }
-  if (rc != 0) goto fail;
-  w->row = (fedc_store_round){.round = m.round, .selected = m.selected,
-                              .clients = m.clients, .samples = m.samples,
-                              .train_loss = m.train_loss, .test_loss = NAN,
-                              .test_acc = NAN,
-                              .secs = fedc__coord_now() - c->round_opened_at,
-                              .epsilon = m.epsilon, .delta = m.delta,
-                              .clip_norm = m.clip_norm};
-  if (c->has_test) evaluate(c, fedc_engine_global(c->engine), &w->row);
-  char round[32];
-  snprintf(round, sizeof round, "%d", (int)m.round);
-  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", round}};
-  uint8_t *bytes = NULL;
-  size_t len = 0;
-  rc = fedc_model_encode(&c->spec, fedc_engine_global(c->engine), meta,
-                         sizeof meta / sizeof meta[0], &bytes, &len);
-  float *opt = NULL;
-  size_t opt_len = fedc_engine_opt_state_len(c->engine);
-  if (rc == 0 && opt_len > 0) {
-    opt = fedc_malloc_array(opt_len, sizeof(float));
-    rc = opt ? fedc_engine_opt_state_get(c->engine, opt, opt_len)
-             : fedc_error_set(FEDC_ENOMEM, "out of memory");
-    w->row.opt_state = opt;
-    w->row.opt_state_len = opt_len;
-  }
-  if (rc == 0)
-    rc = fedc_store_commit_round(c->store, &w->row, bytes, len, c->round_updates,
-                                 c->n_round_updates);
-  w->row.opt_state = NULL;
-  fedc_free(opt);
-  fedc_free(bytes);
-  if (rc != 0) goto fail;
-  /* remember who was counted, to acknowledge late resends as duplicates */
-  w->reporters = fedc_malloc_array((size_t)c->n_round_updates + 1, sizeof(int32_t));
-  if (w->reporters) {
-    for (int32_t i = 0; i < c->n_round_updates; i++)
-      w->reporters[i] = c->round_updates[i].client_id;
-    w->n_reporters = c->n_round_updates;
-  }
-  fedc_free(c->last_reporters);
-  c->last_reporters = w->reporters;
-  c->n_last_reporters = w->reporters ? w->n_reporters : 0;
-  c->last_committed = m.round;
-  w->reporters = NULL;
-  c->n_round_updates = 0;
-  pthread_mutex_unlock(&c->mu);
-  w->rc = 0;
-  return;
-fail:
-  w->rc = rc;
-  snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
-  pthread_mutex_unlock(&c->mu);
-}
-
-static void commit_done(uv_work_t *req, int status) {
-  commit_work *w = req->data;
-  fedc_coord *c = w->c;
-  (void)status;
-  if (w->rc == FEDC_EQUORUM) {
-    c->rounds_abandoned++;
-    fedc_log_warn("round=%d msg=\"abandoned below quorum\" reported=%d min_clients=%d",
-                  (int)c->round, (int)c->n_reported, (int)c->cfg.min_clients);
-    c->state = ROUND_WAITING;
-  } else if (w->rc != 0) {
-    fedc_log_error("round=%d msg=\"commit failed; stopping\" err=\"%s\"", (int)c->round, w->err);
-    c->exit_code = FEDC_COORD_EXIT_STORE;
-    c->state = ROUND_WAITING;
-    fedc_free(w);
-    fedc_coord_stop(c);
-    return;
-  } else {
-    c->rounds_committed++;
-    c->last_round_secs = w->row.secs;
-    for (int32_t i = 0; i < c->n_selected; i++) {
-      coord_client *cl = c->reported[i] ? fedc__coord_client_by_id(c, c->selected[i]) : NULL;
-      if (cl) cl->updates++;
-    }
-    if (c->n_history == c->history_cap) {
-      int32_t cap = c->history_cap ? 2 * c->history_cap : 64;
-      fedc_store_round *h = fedc_realloc(c->history, (size_t)cap * sizeof *h);
-      if (h) {
-        c->history = h;
-        c->history_cap = cap;
-      }
-    }
-    if (c->n_history < c->history_cap) c->history[c->n_history++] = w->row;
-    fedc_log_info("round=%d msg=\"committed\" clients=%d samples=%lld train_loss=%.4f "
-                  "test_acc=%.4f test_loss=%.4f secs=%.3f",
-                  (int)w->row.round, (int)w->row.clients, (long long)w->row.samples,
-                  w->row.train_loss, w->row.test_acc, w->row.test_loss, w->row.secs);
-    c->round++;
-    c->state = c->round > c->cfg.rounds ? ROUND_FINISHED : ROUND_WAITING;
-    if (encode_current_model(c) != 0) {
-      /* never hand out the previous round's model as this one's: no round
-       * opens until it is encoded (maybe_open tries again) */
-      fedc_log_error("msg=\"cannot encode the model\" err=\"%s\"", fedc_error_msg());
-      fedc_free(c->model_bytes);
-      c->model_bytes = NULL;
-      c->model_len = 0;
-      c->model_sha[0] = '\0';
-    }
-    if (c->state == ROUND_FINISHED) fedc_log_info("msg=\"job finished\" rounds=%d", (int)c->cfg.rounds);
-  }
-  c->n_selected = 0;
-  c->n_reported = 0;
-  /* the round is closed: a late resend is now stale or a duplicate, not
-   * "closing" (after the last round no new round would clear this) */
-  c->close_wanted = 0;
-  if (c->secagg) fedc__coord_secagg_end(c, w->rc == 0);
-  fedc_free(w);
-  answer_all_polls(c);
-  if (c->stopping) {
-    fedc_coord_stop(c);
-    return;
-  }
-  fedc__coord_step(c);
-}
-
-static void start_commit(fedc_coord *c) {
-  commit_work *w = fedc_calloc(1, sizeof *w);
-  if (w == NULL) return; /* retried on the next tick */
-  c->state = ROUND_CLOSING;
-  w->c = c;
-  w->req.data = w;
-  if (uv_queue_work(c->loop, &w->req, commit_run, commit_done) != 0) {
-    c->state = ROUND_OPEN;
-    fedc_free(w);
-  }
-}
-
-/* ---- the state machine -------------------------------------------------- */
-
-void fedc__coord_step(fedc_coord *c) {
-  if (c->stopping) return;
-  if (c->state == ROUND_OPEN) {
-    double now = fedc__coord_now();
-    if (c->secagg) { /* secure aggregation: its phases decide */
-      if (fedc__coord_secagg_step(c, now)) c->close_wanted = 1;
-    } else if (c->n_reported >= c->cfg.clients_per_round || c->n_reported == c->n_selected ||
-               now >= c->round_deadline) {
-      c->close_wanted = 1;
-    }
-    /* updates already being folded finish first; none are taken after */
-    if (c->close_wanted && c->inflight == 0) start_commit(c);
-  }
-  if (c->state == ROUND_WAITING) maybe_open(c);
 }
 
 /* ---- the client list, refreshed from the store ------------------------- */
@@ -529,7 +131,7 @@ static void refresh_done(uv_work_t *req, int status) {
   }
   fedc_free(w->list);
   fedc_free(w);
-  if (c->stopping) fedc_coord_stop(c);
+  fedc__coord_worker_done(c);
 }
 
 static void maybe_refresh(fedc_coord *c) {
@@ -644,9 +246,9 @@ static void update_run(uv_work_t *req) {
       snprintf(u->sha256, sizeof u->sha256, "%s", sha ? sha : "");
       u->received_at = wall_now();
     }
-  } else if ((rc == FEDC_ESTALE || rc == FEDC_ESTATE) && round == c->last_committed) {
-    for (int32_t i = 0; i < c->n_last_reporters; i++)
-      if (c->last_reporters[i] == w->client_id) w->duplicate = 1;
+  } else if ((rc == FEDC_ESTALE || rc == FEDC_ESTATE) &&
+             fedc_engine_has_reported(c->engine, (int32_t)round, w->client_id)) {
+    w->duplicate = 1; /* a late resend for the last committed round */
   } else if (rc == FEDC_EDUPLICATE) {
     w->duplicate = 1;
   }
@@ -697,14 +299,11 @@ static void update_done(uv_work_t *req, int status) {
   c->inflight--;
   if (w->status == 200 && !w->duplicate) {
     c->updates_accepted++;
-    int32_t slot = fedc__coord_slot_of(c, w->client_id);
-    if (slot >= 0 && !c->reported[slot] && c->state != ROUND_WAITING) {
-      c->reported[slot] = 1;
-      c->n_reported++;
-    }
+    pthread_mutex_lock(&c->mu); /* no commit runs while updates are in flight */
+    int32_t reported = fedc_engine_reported(c->engine);
+    pthread_mutex_unlock(&c->mu);
     fedc_log_info("round=%d client=%d msg=\"update accepted\" reported=%d/%d",
-                  (int)w->round, (int)w->client_id, (int)c->n_reported,
-                  (int)c->n_selected);
+                  (int)w->round, (int)w->client_id, (int)reported, (int)c->n_selected);
   } else if (w->status == 200) {
     c->updates_duplicate++;
   } else {
@@ -715,8 +314,7 @@ static void update_done(uv_work_t *req, int status) {
   fedc__coord_answer_update(w->x, w->status, w->round, w->duplicate, w->code, w->msg);
   fedc_free(w->body);
   fedc_free(w);
-  if (c->stopping) fedc_coord_stop(c);
-  else fedc__coord_step(c);
+  fedc__coord_worker_done(c);
 }
 
 void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
@@ -726,7 +324,7 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
     fedc__coord_secagg_update(c, x, cl, body, len);
     return;
   }
-  if (c->state == ROUND_CLOSING || c->close_wanted) {
+  if (c->state == ROUND_CLOSING || c->state == ROUND_COMMITTING) {
     /* the round is being committed: its outcome decides (stale or a
      * duplicate), so ask the client to send again in a moment */
     static const char busy[] =
@@ -787,6 +385,7 @@ static void ckpt_run(uv_work_t *req) {
 
 static void ckpt_done(uv_work_t *req, int status) {
   ckpt_work *w = req->data;
+  fedc_coord *c = w->c;
   (void)status;
   if (w->x) {
     fedc_http_exchange_on_abort(w->x, NULL, NULL);
@@ -799,6 +398,8 @@ static void ckpt_done(uv_work_t *req, int status) {
   }
   fedc_free(w->bytes);
   fedc_free(w);
+  c->other_work--;
+  if (c->stopping) fedc_coordinator_stop(c);
 }
 
 void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
@@ -817,7 +418,9 @@ void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
     fedc_http_exchange_on_abort(x, NULL, NULL);
     fedc_free(w);
     fedc_http_respond_error(x, 503, "unavailable", "cannot queue the request");
+    return;
   }
+  c->other_work++;
 }
 
 /* ---- start and stop ------------------------------------------------------ */
@@ -933,7 +536,6 @@ static int restore(fedc_coord *c) {
   fedc_free(w);
   if (rc != 0) return rc;
   c->round = last + 1;
-  c->last_committed = last;
   c->state = c->round > rounds ? ROUND_FINISHED : ROUND_WAITING;
   rc = fedc_store_rounds(c->store, &c->history, &c->n_history);
   c->history_cap = c->n_history;
@@ -953,9 +555,10 @@ static int restore(fedc_coord *c) {
     fedc_store_update *u = NULL;
     int32_t n = 0;
     if (fedc_store_round_updates(c->store, last, &u, &n) == 0) {
-      c->last_reporters = fedc_malloc_array((size_t)n + 1, sizeof(int32_t));
-      for (int32_t i = 0; c->last_reporters && i < n; i++) c->last_reporters[i] = u[i].client_id;
-      c->n_last_reporters = c->last_reporters ? n : 0;
+      int32_t *ids = fedc_malloc_array((size_t)n + 1, sizeof(int32_t));
+      for (int32_t i = 0; ids && i < n; i++) ids[i] = u[i].client_id;
+      if (ids) fedc_engine_restore_reporters(c->engine, ids, n); /* best effort */
+      fedc_free(ids);
       fedc_free(u);
     }
   }
@@ -969,7 +572,9 @@ static int restore(fedc_coord *c) {
     }
     fedc_free(sc);
   }
-  if (rc == 0) rc = encode_current_model(c);
+  if (rc == 0)
+    rc = fedc__coord_encode_model(c, fedc_engine_global(c->engine), c->round - 1,
+                                  &c->model_bytes, &c->model_len, c->model_sha);
   if (rc == 0)
     fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
                   last ? "resumed" : "started", c->job_id, (int)c->round,
@@ -1000,32 +605,44 @@ static int load_test_set(fedc_coord *c) {
   return rc;
 }
 
-static void on_signal(uv_signal_t *s, int signum) {
-  fedc_coord *c = s->data;
-  fedc_log_info("msg=\"signal %d: stopping after the commit in flight\"", signum);
-  fedc_coord_stop(c);
+void fedc_coordinator_params_init(fedc_coordinator_params *p) {
+  memset(p, 0, sizeof *p);
 }
 
-int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
-                     int *exit_code) {
+static void tick_closed(uv_handle_t *h);
+
+/*
+ * Start: everything that can fail is done before the coordinator takes
+ * part in the loop, except the listeners; if one of them fails, the handles
+ * already open are closed and the object frees itself when the tick's
+ * close completes (the next time the program runs its loop).
+ */
+int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
+                           int *exit_code) {
   *out = NULL;
   *exit_code = FEDC_COORD_EXIT_USAGE;
-  /* test hooks (faults.c, docs/hardening.md): off unless FEDC_FAIL_* is set */
-  int hooks = fedc__faults_init();
+  if (p == NULL || p->loop == NULL || p->settings == NULL)
+    return fedc_error_set(FEDC_EINVAL, "coordinator: params need a loop and settings");
+  uv_loop_t *loop = p->loop;
+  const fedc_config *cfg = fedc__settings_config(p->settings);
+  /* test hooks (faults.c, docs/hardening.md): off unless asked for */
+  int hooks = fedc__faults_init(p->fail_alloc_after, p->fail_store_after, p->fail_commit_after);
   if (hooks != 0) return hooks;
+  int rc = fedc_config_check_role(cfg, FEDC_ROLE_COORDINATOR);
+  if (rc != 0) return rc;
   fedc_coord *c = fedc_calloc(1, sizeof *c);
   if (c == NULL) {
     *exit_code = FEDC_COORD_EXIT_RUNTIME;
     return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
   }
   c->loop = loop;
+  c->params = *p;
+  c->params.settings = NULL; /* copied below, not kept */
   c->cfg = *cfg;
   pthread_mutex_init(&c->mu, NULL);
   uv_timer_init(loop, &c->tick);
-  uv_signal_init(loop, &c->sig_term);
-  uv_signal_init(loop, &c->sig_int);
-  c->tick.data = c->sig_term.data = c->sig_int.data = c;
-  int rc = fedc_coord_model_spec(cfg, &c->spec);
+  c->tick.data = c;
+  rc = fedc_coord_model_spec(cfg, &c->spec);
   if (rc == 0) {
     c->n_params = fedc_model_n_params(&c->spec);
     rc = load_test_set(c);
@@ -1046,7 +663,7 @@ int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
   }
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
-  if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c);
+  if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
     fedc_http_server_opts o = {
         .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca,
@@ -1067,16 +684,16 @@ int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
     if (rc != 0) *exit_code = FEDC_COORD_EXIT_LISTEN;
   }
   if (rc != 0) {
-    c->stopping = 1;
-    fedc_coord_stop(c);
-    /* let libuv close the handles; the caller runs the loop, then frees */
-    uv_run(loop, UV_RUN_DEFAULT);
-    fedc_coord_free(c);
+    /* no callback of this start runs: close what is open, free on close */
+    c->stopping = c->stopped = 1;
+    c->free_when_closed = 1;
+    if (c->server) fedc_http_server_close(c->server);
+    if (c->status_server) fedc_http_server_close(c->status_server);
+    c->server = c->status_server = NULL;
+    uv_close((uv_handle_t *)&c->tick, tick_closed);
     return rc;
   }
   uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
-  uv_signal_start(&c->sig_term, on_signal, SIGTERM);
-  uv_signal_start(&c->sig_int, on_signal, SIGINT);
   c->exit_code = FEDC_COORD_EXIT_OK;
   *exit_code = FEDC_COORD_EXIT_OK;
   *out = c;
@@ -1084,20 +701,32 @@ int fedc_coord_start(uv_loop_t *loop, const fedc_config *cfg, fedc_coord **out,
   return 0;
 }
 
-int fedc_coord_port(const fedc_coord *c) { return fedc_http_server_port(c->server); }
+int fedc_coordinator_port(const fedc_coord *c) { return fedc_http_server_port(c->server); }
 
-static void handle_closed(uv_handle_t *h) { ((fedc_coord *)h->data)->closed_handles++; }
+static void tick_closed(uv_handle_t *h) {
+  fedc_coord *c = h->data;
+  if (c->free_when_closed) {
+    fedc_coordinator_free(c);
+    return;
+  }
+  if (!c->stopped) {
+    c->stopped = 1;
+    if (c->params.on_stopped) c->params.on_stopped(c, c->exit_code, c->params.user_data);
+  }
+}
 
 /*
  * Stop: no new rounds and no new commits. A commit in flight finishes first
- * (commit_done calls back here), and so do updates being folded
- * (update_done does); an open round is not committed with what it has: it
- * is run again after a restart. Then the servers close (aborting pending
- * polls) and the timers and signal handlers go, which ends the loop.
+ * (its completion calls back here through fedc__coord_worker_done), and so
+ * do updates being folded and a client-list refresh; an open round is not
+ * committed with what it has: it is run again after a restart. Then the
+ * servers close (aborting pending polls) and the tick goes, which releases
+ * the loop; on_stopped runs from the tick's close.
  */
-void fedc_coord_stop(fedc_coord *c) {
+void fedc_coordinator_stop(fedc_coord *c) {
   c->stopping = 1;
-  if (c->state == ROUND_CLOSING || c->inflight > 0 || c->refreshing) return;
+  if (c->state == ROUND_COMMITTING || c->inflight > 0 || c->refreshing || c->other_work > 0)
+    return;
   if (c->server) {
     fedc_http_server_close(c->server);
     c->server = NULL;
@@ -1106,25 +735,23 @@ void fedc_coord_stop(fedc_coord *c) {
     fedc_http_server_close(c->status_server);
     c->status_server = NULL;
   }
-  if (!uv_is_closing((uv_handle_t *)&c->tick)) {
-    uv_close((uv_handle_t *)&c->tick, handle_closed);
-    uv_close((uv_handle_t *)&c->sig_term, handle_closed);
-    uv_close((uv_handle_t *)&c->sig_int, handle_closed);
-  }
+  if (!uv_is_closing((uv_handle_t *)&c->tick)) uv_close((uv_handle_t *)&c->tick, tick_closed);
 }
 
-int fedc_coord_exit_code(const fedc_coord *c) { return c->exit_code; }
+void fedc__coord_worker_done(fedc_coord *c) {
+  if (c->stopping) fedc_coordinator_stop(c);
+  else fedc__coord_step(c);
+}
 
-void fedc_coord_free(fedc_coord *c) {
+int fedc_coordinator_exit_code(const fedc_coord *c) { return c->exit_code; }
+
+void fedc_coordinator_free(fedc_coord *c) {
   if (c == NULL) return;
   fedc__coord_secagg_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_free(c->round_updates);
-  fedc_free(c->last_reporters);
   fedc_free(c->clients);
-  fedc_free(c->selected);
-  fedc_free(c->reported);
   fedc_free(c->model_bytes);
   fedc_free(c->history);
   fedc_free(c->job_json);

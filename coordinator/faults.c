@@ -15,9 +15,15 @@
  * _TRUNCATE. sqlite then runs its real error paths (statement and
  * transaction rollback, WAL recovery on the next open).
  *
- * Nothing here is active unless its environment variable is set; the
- * counters are atomic because the store and most allocations are used on
- * libuv's worker threads.
+ * A commit failure (FEDC_FAIL_COMMIT_AFTER) makes the Nth commit attempt
+ * fail before its durable write, as an out-of-memory while encoding would:
+ * the coordinator must keep the engine as it was and retry the round.
+ *
+ * The library reads no environment: fedc-coordinator's main.c reads the
+ * FEDC_FAIL_* variables and passes their values in (fedc_coordinator_params);
+ * nothing here is active unless one is given. The counters are atomic
+ * because the store and most allocations are used on libuv's worker
+ * threads.
  */
 #include "faults.h"
 
@@ -33,6 +39,7 @@
 
 #define ALLOC_VAR "FEDC_FAIL_ALLOC_AFTER"
 #define STORE_VAR "FEDC_FAIL_STORE_AFTER"
+#define COMMIT_VAR "FEDC_FAIL_COMMIT_AFTER"
 
 typedef struct hook {
   int on;         /* the variable is set */
@@ -41,9 +48,9 @@ typedef struct hook {
   int full;       /* store: SQLITE_FULL rather than an I/O error */
 } hook;
 
-static hook alloc_hook, store_hook;
+static hook alloc_hook, store_hook, commit_hook;
 static _Atomic int armed;
-static _Atomic int64_t allocs, store_ops, store_failures;
+static _Atomic int64_t allocs, store_ops, store_failures, commits;
 
 /*
  * "N[,word]..." with N a decimal integer >= 0; each word "sticky", or
@@ -222,11 +229,11 @@ static int install_vfs(void) {
 
 /* ---- the hooks' lifecycle --------------------------------------------------- */
 
-int fedc__faults_init(void) {
-  const char *a = getenv(ALLOC_VAR), *s = getenv(STORE_VAR);
+int fedc__faults_init(const char *a, const char *s, const char *k) {
   int rc = 0;
   if (a && *a && (rc = parse(ALLOC_VAR, a, "sticky", &alloc_hook)) != 0) return rc;
   if (s && *s && (rc = parse(STORE_VAR, s, "ioerr|full][,sticky", &store_hook)) != 0) return rc;
+  if (k && *k && (rc = parse(COMMIT_VAR, k, "sticky", &commit_hook)) != 0) return rc;
   if (alloc_hook.on) {
     /* the C library's functions, counted: blocks from before stay valid */
     fedc_allocator counting = {count_malloc, count_calloc, count_realloc, free};
@@ -236,9 +243,19 @@ int fedc__faults_init(void) {
   return rc;
 }
 
+int fedc__faults_commit(void) {
+  if (!commit_hook.on || !atomic_load(&armed)) return 0;
+  int64_t k = atomic_fetch_add(&commits, 1) + 1;
+  if (commit_hook.n > 0 && (k == commit_hook.n || (commit_hook.sticky && k > commit_hook.n)))
+    return fedc_error_set(FEDC_ENOMEM, "%s: commit %lld fails (out of memory, injected)",
+                          COMMIT_VAR, (long long)k);
+  return 0;
+}
+
 void fedc__faults_arm(void) {
-  if (!alloc_hook.on && !store_hook.on) return;
+  if (!alloc_hook.on && !store_hook.on && !commit_hook.on) return;
   atomic_store(&allocs, 0);
+  atomic_store(&commits, 0);
   atomic_store(&store_ops, 0);
   atomic_store(&store_failures, 0);
   atomic_store(&armed, 1);

@@ -12,15 +12,23 @@
  *       with SQLITE_FULL (a sync or truncate still gets its I/O error, as
  *       ENOSPC from fsync does); 0 only counts.
  *
- * Internal to the daemon (fedc__ prefix): coordinator.c calls _init before
- * it opens the store, _arm once it listens, and _report when it is freed.
+ *   FEDC_FAIL_COMMIT_AFTER=N[,sticky]
+ *       the Nth commit attempt fails before its durable write, with an
+ *       injected out-of-memory (the round must be retried, not lost).
+ *
+ * The program reads the variables (main.c) and passes their values in
+ * fedc_coordinator_params. Internal to the daemon (fedc__ prefix):
+ * coordinator.c calls _init before it opens the store, _arm once it
+ * listens, and _report when it is freed; round.c asks _commit.
  */
 #ifndef FEDC_COORD_FAULTS_H
 #define FEDC_COORD_FAULTS_H
 
 /* Parse the variables and install the counting allocator and the failing
  * sqlite VFS they ask for. FEDC_ECONFIG for a malformed value. */
-int fedc__faults_init(void);
+int fedc__faults_init(const char *alloc_spec, const char *store_spec, const char *commit_spec);
+/* 0, or the injected failure of this commit attempt (FEDC_ENOMEM). */
+int fedc__faults_commit(void);
 /* Start counting and failing from now. */
 void fedc__faults_arm(void);
 /* Log what the hooks saw (allocations and store writes since armed, fedc

@@ -3,6 +3,12 @@
  * its store (enroll and revoke client certificates, list clients, export a
  * committed round's model).
  *
+ * The daemon is the library's embeddable coordinator (fedc/coordinator.h)
+ * in this program's libuv loop; the program, not the library, handles
+ * SIGTERM and SIGINT (a clean stop after the commit in flight), reads the
+ * test hooks' environment variables (FEDC_FAIL_*, FEDC_SECAGG_DEBUG_DIR)
+ * and runs the loop.
+ *
  * Exit codes (docs/operations.md; never renumbered): 0 success, 1 runtime
  * failure, 2 usage or config error, 3 cannot listen, 4 store failure.
  */
@@ -16,6 +22,7 @@
 
 #include "base/alloc.h"
 #include "config/config.h"
+#include "config/settings.h"
 #include "coordinator.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -141,6 +148,71 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
   return code;
 }
 
+/* The signals and the coordinator share the loop; the signal handles go
+ * once the coordinator has stopped, which ends the loop. */
+typedef struct coord_daemon {
+  uv_signal_t sig_term, sig_int;
+  fedc_coordinator *c;
+} coord_daemon;
+
+static void on_signal(uv_signal_t *s, int signum) {
+  coord_daemon *d = s->data;
+  fedc_log_info("msg=\"signal %d: stopping after the commit in flight\"", signum);
+  if (d->c) fedc_coordinator_stop(d->c);
+}
+
+static void on_stopped(fedc_coordinator *c, int exit_code, void *user_data) {
+  coord_daemon *d = user_data;
+  (void)c;
+  (void)exit_code;
+  uv_close((uv_handle_t *)&d->sig_term, NULL);
+  uv_close((uv_handle_t *)&d->sig_int, NULL);
+}
+
+static int run_daemon(const fedc_config *cfg) {
+  fedc_settings *s = NULL;
+  if (fedc_settings_new(&s) != 0) {
+    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+    return FEDC_COORD_EXIT_RUNTIME;
+  }
+  s->cfg = *cfg;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  coord_daemon d = {0};
+  fedc_coordinator_params p;
+  fedc_coordinator_params_init(&p);
+  p.loop = &loop;
+  p.settings = s;
+  p.user_data = &d;
+  p.on_stopped = on_stopped;
+  p.fail_alloc_after = getenv("FEDC_FAIL_ALLOC_AFTER");
+  p.fail_store_after = getenv("FEDC_FAIL_STORE_AFTER");
+  p.fail_commit_after = getenv("FEDC_FAIL_COMMIT_AFTER");
+  p.secagg_debug_dir = getenv("FEDC_SECAGG_DEBUG_DIR");
+  int code;
+  int rc = fedc_coordinator_start(&p, &d.c, &code);
+  fedc_settings_free(s);
+  if (rc != 0) {
+    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+    uv_run(&loop, UV_RUN_DEFAULT); /* the closes of what start had opened */
+    uv_loop_close(&loop);
+    return code;
+  }
+  uv_signal_init(&loop, &d.sig_term);
+  uv_signal_init(&loop, &d.sig_int);
+  d.sig_term.data = d.sig_int.data = &d;
+  uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+  uv_signal_start(&d.sig_int, on_signal, SIGINT);
+  fedc_log_info("msg=\"listening\" address=%s port=%d", cfg->server_listen,
+                fedc_coordinator_port(d.c));
+  uv_run(&loop, UV_RUN_DEFAULT);
+  code = fedc_coordinator_exit_code(d.c);
+  fedc_coordinator_free(d.c);
+  uv_loop_close(&loop);
+  fedc_log_info("msg=\"stopped\" exit=%d", code);
+  return code;
+}
+
 int main(int argc, char **argv) {
   fedc_config cfg;
   fedc_config_defaults(&cfg);
@@ -201,19 +273,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
     return FEDC_COORD_EXIT_USAGE;
   }
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  fedc_coord *c;
-  if (fedc_coord_start(&loop, &cfg, &c, &code) != 0) {
-    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
-    uv_loop_close(&loop);
-    return code;
-  }
-  fedc_log_info("msg=\"listening\" address=%s port=%d", cfg.server_listen, fedc_coord_port(c));
-  uv_run(&loop, UV_RUN_DEFAULT);
-  code = fedc_coord_exit_code(c);
-  fedc_coord_free(c);
-  uv_loop_close(&loop);
-  fedc_log_info("msg=\"stopped\" exit=%d", code);
-  return code;
+  return run_daemon(&cfg);
 }

@@ -28,8 +28,14 @@
  * its own copy of the phase and per-party progress for status pages and
  * long-polls, so that it never waits on a commit in progress.
  *
- * Test hook: with FEDC_SECAGG_DEBUG_DIR set in its environment, the
- * coordinator writes every masked update it receives there as
+ * Who was selected is the engine's (given to fedc__coord_secagg_open);
+ * the protocol object keeps its own party list, fixed when the round
+ * opens, and the loop thread keeps the per-party phase progress, which is
+ * protocol state, not a copy of the engine's reports.
+ *
+ * Test hook: with a debug folder (fedc_coordinator_params
+ * secagg_debug_dir; fedc-coordinator takes it from FEDC_SECAGG_DEBUG_DIR),
+ * the coordinator writes every masked update it receives there as
  * round-<r>-client-<id>.safetensors, to show what it saw.
  */
 #include <math.h>
@@ -114,7 +120,7 @@ static double wall_now(void) {
  * The pipeline must act on the aggregate: robust aggregators, norm bounds
  * and DP clipping need single updates, which the coordinator never sees.
  */
-int fedc__coord_secagg_init(fedc_coord *c) {
+int fedc__coord_secagg_init(fedc_coord *c, const char *debug_dir) {
   static const char *const ok[] = {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"};
   int known = 0;
   for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) known |= strcmp(c->cfg.strategy, ok[i]) == 0;
@@ -133,8 +139,8 @@ int fedc__coord_secagg_init(fedc_coord *c) {
                           origin ? origin : "?");
   c->secagg = fedc_calloc(1, sizeof *c->secagg);
   if (c->secagg == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
-  const char *dir = getenv("FEDC_SECAGG_DEBUG_DIR");
-  if (dir && dir[0]) snprintf(c->secagg->debug_dir, sizeof c->secagg->debug_dir, "%s", dir);
+  if (debug_dir && debug_dir[0])
+    snprintf(c->secagg->debug_dir, sizeof c->secagg->debug_dir, "%s", debug_dir);
   return 0;
 }
 
@@ -189,15 +195,15 @@ void fedc__coord_secagg_free(fedc_coord *c) {
 
 /* Round opened (loop thread): a protocol object for the selected clients.
  * On failure the round has none and is abandoned at its first step. */
-void fedc__coord_secagg_open(fedc_coord *c) {
+void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_selected) {
   struct coord_secagg *sa = c->secagg;
   round_free(sa->cur);
   sa->cur = NULL;
   sa_round *r = fedc_calloc(1, sizeof *r);
-  uint32_t *ids = fedc_malloc_array((size_t)c->n_selected + 1, sizeof *ids);
+  uint32_t *ids = fedc_malloc_array((size_t)n_selected + 1, sizeof *ids);
   if (r) {
-    r->ids = fedc_malloc_array((size_t)c->n_selected + 1, sizeof *r->ids);
-    r->progress = fedc_malloc_array((size_t)c->n_selected + 1, 1);
+    r->ids = fedc_malloc_array((size_t)n_selected + 1, sizeof *r->ids);
+    r->progress = fedc_malloc_array((size_t)n_selected + 1, 1);
   }
   int rc = r && ids && r->ids && r->progress ? 0 : FEDC_ENOMEM;
   if (rc == 0) {
@@ -208,13 +214,13 @@ void fedc__coord_secagg_open(fedc_coord *c) {
                             .neighbors = c->cfg.secagg_neighbors,
                             .threshold = c->cfg.secagg_threshold,
                             .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
-    for (int32_t i = 0; i < c->n_selected; i++) {
-      ids[i] = (uint32_t)c->selected[i];
-      r->ids[i] = c->selected[i];
+    for (int32_t i = 0; i < n_selected; i++) {
+      ids[i] = (uint32_t)selected[i];
+      r->ids[i] = selected[i];
       r->progress[i] = -1;
     }
-    r->n = c->n_selected;
-    rc = fedc_secagg_server_new(&p, ids, c->n_selected, &r->srv);
+    r->n = n_selected;
+    rc = fedc_secagg_server_new(&p, ids, n_selected, &r->srv);
   }
   fedc_free(ids);
   if (rc != 0) {
@@ -377,7 +383,9 @@ int fedc__coord_secagg_step(fedc_coord *c, double now) {
  */
 void fedc__coord_secagg_fold(fedc_coord *c) {
   sa_round *r = c->secagg->cur;
-  if (r == NULL || !r->done || r->failed || r->round != fedc_engine_round(c->engine)) return;
+  if (r == NULL || !r->done || r->failed || r->fold_ok ||
+      r->round != fedc_engine_round(c->engine))
+    return; /* fold_ok: a commit being retried folded it already */
   size_t n = c->n_params;
   float *avg = fedc_malloc_array(n, sizeof *avg);
   int32_t *ids = fedc_malloc_array((size_t)r->n + 1, sizeof *ids);
@@ -572,11 +580,6 @@ static void masked_done(uv_work_t *req, int status) {
   sa_round *r = c->secagg->cur;
   if (w->status == 200 && !w->duplicate) {
     c->updates_accepted++;
-    int32_t slot = fedc__coord_slot_of(c, w->client_id);
-    if (slot >= 0 && !c->reported[slot]) {
-      c->reported[slot] = 1;
-      c->n_reported++;
-    }
     if (r == w->r) {
       int32_t k = party_slot(r, w->client_id);
       if (k >= 0 && r->progress[k] < FEDC_SECAGG_MASKED) {
@@ -597,8 +600,7 @@ static void masked_done(uv_work_t *req, int status) {
   fedc__coord_answer_update(w->x, w->status, w->round, w->duplicate, w->code, w->msg);
   fedc_free(w->body);
   fedc_free(w);
-  if (c->stopping) fedc_coord_stop(c);
-  else fedc__coord_step(c);
+  fedc__coord_worker_done(c);
 }
 
 void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,

@@ -19,6 +19,7 @@ static const char *state_name(round_state s) {
   case ROUND_WAITING: return "waiting";
   case ROUND_OPEN: return "open";
   case ROUND_CLOSING: return "closing";
+  case ROUND_COMMITTING: return "closing"; /* documented: closing while a commit is written */
   case ROUND_FINISHED: return "finished";
   }
   return "unknown";
@@ -48,8 +49,21 @@ char *fedc__coord_status_json(fedc_coord *c) {
   cJSON_AddNumberToObject(job, "min_clients", c->cfg.min_clients);
   cJSON_AddNumberToObject(o, "round", c->round);
   cJSON_AddStringToObject(o, "state", state_name(c->state));
-  cJSON_AddNumberToObject(o, "reported", c->n_reported);
-  cJSON_AddNumberToObject(o, "selected", c->n_selected);
+  /* the engine's answers; while a commit is on a worker the lock would
+   * wait for it, so the round's selection is reported as it closed */
+  int32_t reported = 0, selected = 0;
+  int ask = c->state == ROUND_OPEN || c->state == ROUND_CLOSING;
+  if (ask) {
+    pthread_mutex_lock(&c->mu);
+    reported = fedc_engine_reported(c->engine);
+    selected = fedc_engine_n_selected(c->engine);
+    pthread_mutex_unlock(&c->mu);
+  } else if (c->state == ROUND_COMMITTING) {
+    reported = c->commit_reported; /* as the commit began: a commit holds the engine */
+    selected = c->n_selected;
+  }
+  cJSON_AddNumberToObject(o, "reported", reported);
+  cJSON_AddNumberToObject(o, "selected", selected);
   double now = fedc__coord_now();
   cJSON *clients = cJSON_AddArrayToObject(o, "clients");
   for (int32_t i = 0; i < c->n_clients; i++) {
@@ -60,8 +74,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     cJSON_AddStringToObject(e, "fingerprint", cl->fingerprint);
     cJSON_AddStringToObject(e, "status", cl->revoked ? "revoked" : "allowed");
     add_num(e, "last_seen_s", cl->last_seen > 0 ? now - cl->last_seen : NAN);
-    cJSON_AddBoolToObject(e, "selected",
-                          c->state == ROUND_OPEN && fedc__coord_slot_of(c, cl->id) >= 0);
+    cJSON_AddBoolToObject(e, "selected", c->state == ROUND_OPEN && fedc__coord_is_selected(c, cl->id));
     cJSON_AddNumberToObject(e, "updates", (double)cl->updates);
     cJSON_AddItemToArray(clients, e);
   }

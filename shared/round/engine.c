@@ -6,6 +6,13 @@
  * like the model, do not depend on the order updates arrive in. A partial
  * (fedc_engine_partial / fedc_engine_merge) is the open round's accumulator
  * and slots as integers, for drivers that split a round over processes.
+ *
+ * The engine is the one owner of who was selected and who reported: the
+ * open round's slots, and the last committed round's (prev), kept to
+ * acknowledge late resends. A close is prepare (the next model into
+ * `pending`, the server optimizer's state saved in `opt_snap`) then commit
+ * (swap it in), so a driver can make the round durable in between and, if
+ * that fails, abort with the round still open and its updates kept.
  */
 #include "round/engine.h"
 
@@ -37,6 +44,17 @@ struct fedc_engine {
   slot *slots;
   int32_t n_slots, slots_cap, reported;
   int32_t *scratch; /* eligible ids during selection */
+  int32_t *sel_ids; /* the open round's selection, for fedc_engine_selected */
+  int32_t sel_cap;
+  /* the last committed round's reporters (client ids) */
+  int32_t prev_round, n_prev, prev_cap;
+  int32_t *prev;
+  /* a prepared close (fedc_engine_close_prepare) */
+  int prepared;
+  float *pending;          /* the next global model */
+  fedc_round_metrics pending_m;
+  float *opt_snap;         /* the optimizer state before the prepare */
+  size_t opt_snap_len;
   int32_t scratch_cap;
   fedc_round_metrics *history;
   int32_t n_history, history_cap;
@@ -89,6 +107,10 @@ void fedc_engine_free(fedc_engine *e) {
   fedc_free(e->global);
   fedc_free(e->slots);
   fedc_free(e->scratch);
+  fedc_free(e->sel_ids);
+  fedc_free(e->prev);
+  fedc_free(e->pending);
+  fedc_free(e->opt_snap);
   fedc_free(e->history);
   fedc_free(e);
 }
@@ -101,6 +123,35 @@ const float *fedc_engine_global(const fedc_engine *e) { return e->global; }
 int32_t fedc_engine_reported(const fedc_engine *e) { return e->reported; }
 int fedc_engine_all_reported(const fedc_engine *e) {
   return e->open && e->reported == e->n_slots;
+}
+
+void fedc_engine_params_init(fedc_engine_params *p) {
+  *p = (fedc_engine_params){.rounds = 1, .clients_per_round = 1, .min_clients = 1,
+                            .strategy = "fedavg"};
+}
+
+int32_t fedc_engine_n_selected(const fedc_engine *e) { return e->open ? e->n_slots : 0; }
+const int32_t *fedc_engine_selected(const fedc_engine *e) { return e->sel_ids; }
+
+static const slot *find_slot(const fedc_engine *e, int32_t client) {
+  for (int32_t i = 0; e->open && i < e->n_slots; i++)
+    if (e->slots[i].client == client) return &e->slots[i];
+  return NULL;
+}
+
+int fedc_engine_is_selected(const fedc_engine *e, int32_t client) {
+  return find_slot(e, client) != NULL;
+}
+
+int fedc_engine_has_reported(const fedc_engine *e, int32_t round, int32_t client) {
+  if (e->open && round == e->round) {
+    const slot *s = find_slot(e, client);
+    return s != NULL && s->reported;
+  }
+  if (round != e->prev_round || round < 1) return 0;
+  for (int32_t i = 0; i < e->n_prev; i++)
+    if (e->prev[i] == client) return 1;
+  return 0;
 }
 
 static int grow(void **buf, int32_t *cap, int32_t need, size_t elem) {
@@ -132,6 +183,8 @@ int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
   int32_t k = n_select < n_eligible ? n_select : n_eligible;
   int rc = grow((void **)&e->scratch, &e->scratch_cap, n_eligible, sizeof(int32_t));
   if (rc == 0) rc = grow((void **)&e->slots, &e->slots_cap, k, sizeof(slot));
+  if (rc == 0) rc = grow((void **)&e->sel_ids, &e->sel_cap, k, sizeof(int32_t));
+  if (rc == 0) rc = grow((void **)&e->prev, &e->prev_cap, k, sizeof(int32_t));
   if (rc != 0) return rc;
   /* partial Fisher-Yates: the first k of a seeded shuffle */
   memcpy(e->scratch, eligible, (size_t)n_eligible * sizeof(int32_t));
@@ -144,7 +197,7 @@ int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
     e->scratch[i] = e->scratch[j];
     e->scratch[j] = t;
     e->slots[i] = (slot){.client = e->scratch[i]};
-    selected[i] = e->scratch[i];
+    selected[i] = e->sel_ids[i] = e->scratch[i];
   }
   rc = fedc_pipeline_begin(e->pl, e->global);
   if (rc != 0) return rc;
@@ -159,6 +212,8 @@ int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
                        const float *w, size_t n, uint64_t n_samples,
                        double train_loss) {
   if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (e->prepared)
+    return fedc_error_set(FEDC_ESTATE, "engine: round %d is being committed", (int)e->round);
   if (round != e->round)
     return fedc_error_set(FEDC_ESTALE, "engine: update for round %d, open round is %d",
                           (int)round, (int)e->round);
@@ -184,8 +239,20 @@ int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
   return 0;
 }
 
-int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
+/*
+ * Prepare: everything a close computes, into e->pending and e->pending_m,
+ * leaving the committed state (global, round, history) alone. The
+ * aggregators' finish only reads their accumulators, so a prepare can be
+ * repeated after an abort; the server optimizer's step changes its state,
+ * which is saved first and put back by an abort. Every allocation the
+ * commit needs (the history's next row) is made here, so that
+ * fedc_engine_close_commit cannot fail.
+ */
+int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
+                              const float **next) {
   if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (e->prepared)
+    return fedc_error_set(FEDC_ESTATE, "engine: round %d is already prepared", (int)e->round);
   if (e->reported < e->p.min_clients) {
     e->open = 0;
     e->attempt++;
@@ -197,9 +264,24 @@ int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
   int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
                 sizeof(fedc_round_metrics));
   if (rc != 0) return rc;
+  if (e->pending == NULL &&
+      (e->pending = fedc_malloc_array(e->n_params, sizeof(float))) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  size_t olen = fedc_pipeline_opt_state_len(e->pl);
+  if (olen > e->opt_snap_len) {
+    float *o = fedc_realloc(e->opt_snap, olen * sizeof(float));
+    if (o == NULL) return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+    e->opt_snap = o;
+    e->opt_snap_len = olen;
+  }
+  if (olen > 0 && (rc = fedc_pipeline_opt_state_get(e->pl, e->opt_snap, olen)) != 0) return rc;
+  memcpy(e->pending, e->global, e->n_params * sizeof(float));
   fedc_pipeline_round pr;
-  rc = fedc_pipeline_finish(e->pl, e->round, e->global, e->n_params, e->reported, &pr);
-  if (rc != 0) return rc;
+  rc = fedc_pipeline_finish(e->pl, e->round, e->pending, e->n_params, e->reported, &pr);
+  if (rc != 0) {
+    if (olen > 0) fedc_pipeline_opt_state_set(e->pl, e->opt_snap, olen);
+    return rc;
+  }
   fedc_round_metrics m = {.round = e->round, .selected = e->n_slots,
                           .clients = e->reported, .test_loss = NAN,
                           .test_acc = NAN, .secs = NAN, .epsilon = pr.epsilon,
@@ -212,11 +294,58 @@ int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
     loss += e->slots[i].train_loss * (double)e->slots[i].n_samples;
   }
   m.train_loss = m.samples ? loss / (double)m.samples : NAN;
-  e->history[e->n_history++] = m;
+  e->pending_m = m;
+  e->prepared = 1;
+  if (out) *out = m;
+  if (next) *next = e->pending;
+  return 0;
+}
+
+int fedc_engine_close_commit(fedc_engine *e) {
+  if (!e->prepared) return fedc_error_set(FEDC_ESTATE, "engine: no close is prepared");
+  float *t = e->global;
+  e->global = e->pending;
+  e->pending = t;
+  e->history[e->n_history++] = e->pending_m;
+  /* the reporters, kept for late resends (prev has room: sized at open) */
+  e->n_prev = 0;
+  for (int32_t i = 0; i < e->n_slots; i++)
+    if (e->slots[i].reported) e->prev[e->n_prev++] = e->slots[i].client;
+  e->prev_round = e->round;
+  e->prepared = 0;
   e->open = 0;
   e->attempt = 0;
   e->round++;
-  if (out) *out = m;
+  return 0;
+}
+
+int fedc_engine_close_abort(fedc_engine *e) {
+  if (!e->prepared) return fedc_error_set(FEDC_ESTATE, "engine: no close is prepared");
+  e->prepared = 0;
+  size_t olen = fedc_pipeline_opt_state_len(e->pl);
+  if (olen > 0) {
+    int rc = fedc_pipeline_opt_state_set(e->pl, e->opt_snap, olen);
+    if (rc != 0) return rc;
+  }
+  if (fedc_pipeline_dp_on(e->pl))
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "engine: round %d: differential privacy's accountant cannot "
+                          "take a prepared round back", (int)e->round);
+  return 0;
+}
+
+int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
+  int rc = fedc_engine_close_prepare(e, out, NULL);
+  return rc != 0 ? rc : fedc_engine_close_commit(e);
+}
+
+int fedc_engine_restore_reporters(fedc_engine *e, const int32_t *clients, int32_t n) {
+  if (e->open || n < 0) return fedc_error_set(FEDC_ESTATE, "engine: restore only between rounds");
+  int rc = grow((void **)&e->prev, &e->prev_cap, n, sizeof(int32_t));
+  if (rc != 0) return rc;
+  if (n > 0) memcpy(e->prev, clients, (size_t)n * sizeof(int32_t));
+  e->n_prev = n;
+  e->prev_round = e->round - 1;
   return 0;
 }
 
@@ -277,6 +406,8 @@ int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
   if (e->open && round != e->round)
     return fedc_error_set(FEDC_ESTALE, "engine: partial for round %d, open round is %d",
                           (int)round, (int)e->round);
+  if (e->prepared)
+    return fedc_error_set(FEDC_ESTATE, "engine: round %d is being committed", (int)e->round);
   __int128 *acc;
   uint64_t *total;
   int rc = partial_state(e, n_words, &acc, &total);
@@ -445,6 +576,8 @@ int fedc_engine_submit_sum(fedc_engine *e, int32_t round, const int32_t *clients
                            const uint64_t *n_samples, const double *train_loss,
                            int32_t n_clients, const float *avg, size_t n) {
   if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
+  if (e->prepared)
+    return fedc_error_set(FEDC_ESTATE, "engine: round %d is being committed", (int)e->round);
   if (round != e->round)
     return fedc_error_set(FEDC_ESTALE, "engine: sum for round %d, open round is %d",
                           (int)round, (int)e->round);

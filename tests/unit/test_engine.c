@@ -17,6 +17,7 @@
 #include "agg/agg.h"
 #include "base/alloc.h"
 #include "round/engine.h"
+#include "round/pipeline.h"
 #include "base/error.h"
 #include "base/rng.h"
 
@@ -233,6 +234,96 @@ static void engine_out_of_memory(void **st) {
   assert_true(failures >= 5);
 }
 
+
+/* Runs rounds 1..2 of a 2-client job with strategy s; with abort_first, round
+ * 1 is prepared and aborted once (and round 2 twice) before its commit. */
+static void run_split(const char *strategy, int abort_first, float *out) {
+  float w0[NP] = {0};
+  fedc_engine_params p;
+  fedc_engine_params_init(&p);
+  p.rounds = 2;
+  p.clients_per_round = 2;
+  p.min_clients = 1;
+  p.seed = 3;
+  fedc_pipeline_params pp;
+  fedc_pipeline_params_fedavg(&pp, 2);
+  pp.opt.name = strategy; /* the server optimizer: fedavg is none */
+  pp.opt.lr = 0.5;
+  pp.opt.momentum = 0.9;
+  pp.opt.beta1 = 0.9;
+  pp.opt.beta2 = 0.99;
+  pp.opt.tau = 1e-3;
+  p.pipeline = &pp;
+  fedc_engine *e;
+  assert_int_equal(fedc_engine_new(&p, NP, w0, &e), 0);
+  int32_t eligible[3] = {4, 7, 9}, sel[2], n;
+  for (int32_t r = 1; r <= 2; r++) {
+    assert_int_equal(fedc_engine_open(e, eligible, 3, 2, sel, &n), 0);
+    assert_int_equal(fedc_engine_n_selected(e), 2);
+    assert_memory_equal(fedc_engine_selected(e), sel, sizeof sel);
+    assert_true(fedc_engine_is_selected(e, sel[0]) && fedc_engine_is_selected(e, sel[1]));
+    int32_t other = sel[0] != 4 && sel[1] != 4 ? 4 : sel[0] != 7 && sel[1] != 7 ? 7 : 9;
+    assert_false(fedc_engine_is_selected(e, other));
+    for (int k = 0; k < 2; k++) {
+      assert_false(fedc_engine_has_reported(e, r, sel[k]));
+      assert_int_equal(fedc_engine_submit(e, r, sel[k], updates[k + r], NP, counts[k + r], 0.5), 0);
+      assert_true(fedc_engine_has_reported(e, r, sel[k]));
+    }
+    for (int a = 0; a < abort_first * r; a++) {
+      const float *next = NULL;
+      fedc_round_metrics m;
+      float g0 = fedc_engine_global(e)[0];
+      assert_int_equal(fedc_engine_close_prepare(e, &m, &next), 0);
+      assert_non_null(next);
+      assert_int_equal(m.round, r);
+      assert_int_equal(m.clients, 2);
+      /* nothing committed yet, and no update taken meanwhile */
+      assert_int_equal(fedc_engine_round(e), r);
+      assert_true(fedc_engine_global(e)[0] == g0);
+      assert_int_equal(fedc_engine_submit(e, r, sel[0], updates[0], NP, 1, 0), FEDC_ESTATE);
+      assert_int_equal(fedc_engine_close_abort(e), 0);
+      assert_int_equal(fedc_engine_close_abort(e), FEDC_ESTATE);
+      assert_true(fedc_engine_is_open(e));
+      assert_int_equal(fedc_engine_reported(e), 2);
+      assert_int_equal(fedc_engine_submit(e, r, sel[0], updates[0], NP, 1, 0), FEDC_EDUPLICATE);
+    }
+    fedc_round_metrics m;
+    assert_int_equal(fedc_engine_close(e, &m), 0);
+    assert_int_equal(m.round, r);
+    /* the last round's reporters answer for late resends */
+    assert_true(fedc_engine_has_reported(e, r, sel[0]));
+    assert_false(fedc_engine_has_reported(e, r, other));
+    assert_int_equal(fedc_engine_n_selected(e), 0);
+  }
+  int32_t nh;
+  fedc_engine_history(e, &nh);
+  assert_int_equal(nh, 2);
+  memcpy(out, fedc_engine_global(e), sizeof(float) * NP);
+  fedc_engine_free(e);
+}
+
+/* A prepared close that is aborted leaves the engine as it was: the same
+ * rounds then commit the same model, bit for bit, with a stateful server
+ * optimizer too. */
+static void engine_prepare_abort_commit(void **st) {
+  (void)st;
+  make_updates();
+  static float a[NP], b[NP];
+  const char *strategies[] = {"fedavg", "fedadam", "fedavgm"};
+  for (int i = 0; i < 3; i++) {
+    run_split(strategies[i], 0, a);
+    run_split(strategies[i], 1, b);
+    assert_memory_equal(a, b, sizeof a);
+  }
+  fedc_engine *e = new_engine(2, 2, 1);
+  assert_int_equal(fedc_engine_close_commit(e), FEDC_ESTATE);
+  assert_int_equal(fedc_engine_close_prepare(e, NULL, NULL), FEDC_ESTATE);
+  int32_t done[2] = {3, 5};
+  assert_int_equal(fedc_engine_restore_reporters(e, done, 2), 0);
+  assert_int_equal(fedc_engine_has_reported(e, 0, 3), 0); /* no round 0 */
+  fedc_engine_free(e);
+}
+
 static int leak_setup(void **state) {
   *state = (void *)(intptr_t)fedc_alloc_live();
   return 0;
@@ -249,6 +340,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(engine_selection_seeded, leak_setup, leak_check),
       cmocka_unit_test_setup_teardown(engine_restore, leak_setup, leak_check),
       cmocka_unit_test_setup_teardown(engine_out_of_memory, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(engine_prepare_abort_commit, leak_setup, leak_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
