@@ -1,25 +1,19 @@
 /*
  * fingerprint.c - a certificate's identity on the wire: the SHA-256 of the
  * DER encoding of the first certificate in a PEM file, in lowercase hex
- * (<fedc/client.h>). mbedTLS reads the PEM; its SHA-256 function changed
- * name between 2.28 and 3.x.
+ * (<fedc/client.h>). The PEM armour is taken off here (base64 between the
+ * BEGIN and END lines), so nothing depends on mbedTLS's PEM context, whose
+ * fields are private in 3.x; the hash is the one shim's (base/mbedtls_compat.h).
  */
 #include <errno.h>
-#include <mbedtls/pem.h>
-#include <mbedtls/sha256.h>
-#include <mbedtls/version.h>
+#include <mbedtls/base64.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mbedtls_compat.h"
 #include "client.h"
-
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-#define client_sha256(buf, len, out) mbedtls_sha256((buf), (len), (out), 0)
-#else
-#define client_sha256(buf, len, out) mbedtls_sha256_ret((buf), (len), (out), 0)
-#endif
 
 /* Reads a whole small text file into a NUL-terminated fedc_malloc buffer. */
 static int read_text(const char *path, size_t max, char **out) {
@@ -48,30 +42,36 @@ static int read_text(const char *path, size_t max, char **out) {
 }
 
 int fedc_client_cert_fingerprint(const char *pem_path, char hex[FEDC_CLIENT_SHA_HEX + 1]) {
+  static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
   hex[0] = '\0';
   char *text;
   int rc = read_text(pem_path, 1u << 20, &text);
   if (rc != 0) return rc;
-  mbedtls_pem_context pem;
-  mbedtls_pem_init(&pem);
-  size_t used = 0;
-  int mrc =
-      mbedtls_pem_read_buffer(&pem, "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----",
-                              (const unsigned char *)text, NULL, 0, &used);
+  char *b = strstr(text, begin);
+  char *e = b ? strstr(b, end) : NULL;
+  if (b == NULL || e == NULL) {
+    fedc_free(text);
+    return fedc_error_set(FEDC_EFORMAT, "%s: no PEM certificate in it", pem_path);
+  }
+  /* the base64 body without its line breaks, in place */
+  char *body = b + sizeof begin - 1, *w = body;
+  for (char *r = body; r < e; r++)
+    if (*r != '\n' && *r != '\r' && *r != ' ' && *r != '\t') *w++ = *r;
+  size_t der_len = 0;
+  unsigned char *der = fedc_malloc((size_t)(w - body) + 1);
+  if (der == NULL) {
+    fedc_free(text);
+    return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  }
+  int mrc = mbedtls_base64_decode(der, (size_t)(w - body) + 1, &der_len,
+                                  (const unsigned char *)body, (size_t)(w - body));
   fedc_free(text);
-  if (mrc != 0 || pem.buflen == 0) {
-    mbedtls_pem_free(&pem);
-    return fedc_error_set(FEDC_EFORMAT, "%s: no PEM certificate in it (mbedTLS error -0x%04x)",
+  if (mrc != 0 || der_len == 0) {
+    fedc_free(der);
+    return fedc_error_set(FEDC_EFORMAT, "%s: no PEM certificate in it (bad base64, mbedTLS error -0x%04x)",
                           pem_path, (unsigned)-mrc);
   }
-  unsigned char digest[32];
-  client_sha256(pem.buf, pem.buflen, digest);
-  mbedtls_pem_free(&pem);
-  static const char digits[] = "0123456789abcdef";
-  for (int i = 0; i < 32; i++) {
-    hex[2 * i] = digits[digest[i] >> 4];
-    hex[2 * i + 1] = digits[digest[i] & 15];
-  }
-  hex[FEDC_CLIENT_SHA_HEX] = '\0';
-  return 0;
+  rc = fedc__sha256_hex(der, der_len, hex);
+  fedc_free(der);
+  return rc;
 }
