@@ -520,13 +520,15 @@ uninstall:
 
 # The examples see the library as a user would: a staged install and
 # pkg-config. EXAMPLE_CFLAGS are language and warning flags only (and the
-# sanitizer, which a sanitized libfedc.so needs in the program too).
+# sanitizer, which a sanitized libfedc.so needs in the program too);
+# EXAMPLE_LDLIBS is what the examples' own code uses (libm), not fedc.
 STAGE := $(abspath $(BUILD)/stage)
 STAGE_PREFIX := /usr
 STAGE_STAMP := $(BUILD)/stage.stamp
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 EXAMPLE_CFLAGS ?= -std=gnu11 -O2 -g -Wall -Wextra $(WERROR) $(SANFLAGS)
+EXAMPLE_LDLIBS ?= -lm
 EXAMPLE_PKG := PKG_CONFIG_PATH=$(STAGE)$(STAGE_PREFIX)/lib/pkgconfig \
     PKG_CONFIG_SYSROOT_DIR=$(STAGE) pkg-config
 
@@ -540,7 +542,7 @@ $(STAGE_STAMP): $(INSTALL_BINS) $(DIST_A) $(DIST_SO) $(PUBLIC_H) fedc.pc.in
 $(EXAMPLE_BIN): $(BUILD)/examples/%: examples/%.c $(STAGE_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(EXAMPLE_CFLAGS) -o $@ $< $$($(EXAMPLE_PKG) --cflags --libs fedc) \
-	    -Wl,-rpath,$(STAGE)$(STAGE_PREFIX)/lib
+	    $(EXAMPLE_LDLIBS) -Wl,-rpath,$(STAGE)$(STAGE_PREFIX)/lib
 
 examples: deps
 	@$(MAKE) --no-print-directory $(EXAMPLE_BIN)
