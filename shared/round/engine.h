@@ -148,7 +148,9 @@ int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
  * is weighted down by its staleness tau = (rounds committed now) - v:
  * s(tau) = 1 / sqrt(1 + tau). Every buffer_k updates the engine steps
  *     x <- x + server_lr * (sum_k s(tau_k) delta_k) / buffer_k
- * and commits a round (its metrics count the buffer's updates). *stepped
+ * and commits a round (its metrics count the buffer's updates). Each delta
+ * goes through the job's pipeline (norm bound, DP clip, the aggregator, the
+ * server step: pipeline.h) like a synchronous update. *stepped
  * is 1 when this update completed a step, and *out then has the round's
  * metrics. Errors, before anything changes: FEDC_ESTATE (a synchronous
  * round is open, or the job is done), FEDC_ESTALE (v in the future),
