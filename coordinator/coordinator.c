@@ -521,9 +521,8 @@ static int restore(fedc_coord *c) {
                              .clients_per_round = c->cfg.clients_per_round,
                              .min_clients = c->cfg.min_clients,
                              .seed = c->cfg.seed,
-                             .strategy = c->cfg.strategy,
-                             .pipeline = &pp};
-    rc = fedc_engine_new(&ep, c->n_params, w, &c->engine);
+                             .strategy = c->cfg.strategy};
+    rc = fedc__engine_new_pipeline(&ep, &pp, c->n_params, w, &c->engine);
   }
   if (rc == 0 && last > 0) rc = fedc_engine_restore(c->engine, last, w);
   if (rc == 0 && last > 0 && fedc_engine_opt_state_len(c->engine) > 0) {

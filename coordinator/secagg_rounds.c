@@ -117,26 +117,17 @@ static double wall_now(void) {
 /* ---- lifecycle -------------------------------------------------------------- */
 
 /*
- * The pipeline must act on the aggregate: robust aggregators, norm bounds
- * and DP clipping need single updates, which the coordinator never sees.
+ * The pipeline must act on the aggregate: the strategy must declare itself
+ * additive and secure-aggregation safe, and no norm bound or DP clip may
+ * ask for single updates (the shared capability check says which).
  */
 int fedc__coord_secagg_init(fedc_coord *c, const char *debug_dir) {
-  static const char *const ok[] = {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad"};
-  int known = 0;
-  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) known |= strcmp(c->cfg.strategy, ok[i]) == 0;
-  const char *origin = fedc_config_origin(&c->cfg, "privacy", "secure_aggregation");
-  if (!known)
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [privacy] secure_aggregation = true: [strategy] name = %s needs "
-                          "single updates, which secure aggregation hides; use fedavg or a "
-                          "server optimizer",
-                          origin ? origin : "?", c->cfg.strategy);
-  if (c->cfg.norm_bound > 0 || c->cfg.dp_noise_multiplier > 0)
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [privacy] secure_aggregation = true cannot be combined with "
-                          "[strategy] norm_bound or [privacy] noise_multiplier: both need "
-                          "single updates",
-                          origin ? origin : "?");
+  fedc_strategy_needs drv;
+  fedc_strategy_needs_init(&drv);
+  drv.can_secagg = 1;
+  drv.driver = "the coordinator";
+  int rc = fedc_config_check_strategy(&c->cfg, &drv);
+  if (rc != 0) return rc;
   c->secagg = fedc_calloc(1, sizeof *c->secagg);
   if (c->secagg == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
   if (debug_dir && debug_dir[0])

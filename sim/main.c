@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
   if (code != FEDC_CLI_RUN) return code;
   double t0 = fedc_cli_now();
   fedc_sim *sim;
-  int rc = fedc_sim_new(&cli.cfg, &sim);
+  int rc = fedc_sim_new_config(&cli.cfg, &sim);
   if (rc != 0) {
     fedc_cli_fail(&cli, NULL);
     return rc == FEDC_ENOMEM ? FEDC_EXIT_RUNTIME : FEDC_EXIT_USAGE;

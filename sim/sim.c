@@ -137,17 +137,38 @@ static int keep_share(fedc_sim *s) {
   return 0;
 }
 
-int fedc_sim_new(const fedc_config *cfg, fedc_sim **out) {
+static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int split,
+                   fedc_sim **out);
+
+int fedc_sim_new_config(const fedc_config *cfg, fedc_sim **out) {
   const fedc_sim_share whole = {.rank = 0, .size = 1, .evaluator = 1};
-  return fedc_sim_new_share(cfg, &whole, out);
+  return sim_new(cfg, &whole, 0, out);
 }
 
 int fedc_sim_new_share(const fedc_config *cfg, const fedc_sim_share *share,
                        fedc_sim **out) {
+  return sim_new(cfg, share, 1, out);
+}
+
+/*
+ * The driver's capability check comes first, before any data is read: the
+ * simulator runs asynchronous strategies but not secure aggregation, and a
+ * share of a split run (split) needs an additive strategy whose partial
+ * sums the processes can merge.
+ */
+static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int split,
+                   fedc_sim **out) {
   *out = NULL;
   if (share->size < 1 || share->rank < 0 || share->rank >= share->size)
     return fedc_error_set(FEDC_EINVAL, "sim: share %d of %d", (int)share->rank,
                           (int)share->size);
+  fedc_strategy_needs drv;
+  fedc_strategy_needs_init(&drv);
+  drv.split = split;
+  drv.can_async = !split;
+  drv.driver = split ? "fedc-sim-mpi" : "fedc-sim";
+  int crc = fedc_config_check_strategy(cfg, &drv);
+  if (crc != 0) return crc;
   fedc_sim *s = fedc_calloc(1, sizeof *s);
   if (s == NULL) return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
   pthread_mutex_init(&s->mu, NULL);
@@ -195,9 +216,8 @@ int fedc_sim_new_share(const fedc_config *cfg, const fedc_sim_share *share,
                              .clients_per_round = c->clients_per_round,
                              .min_clients = c->min_clients,
                              .seed = c->seed,
-                             .strategy = c->strategy,
-                             .pipeline = &pp};
-    rc = fedc_engine_new(&ep, s->n_params, w0, &s->engine);
+                             .strategy = c->strategy};
+    rc = fedc__engine_new_pipeline(&ep, &pp, s->n_params, w0, &s->engine);
   }
   fedc_free(w0);
   if (rc == 0) {
@@ -309,7 +329,8 @@ int fedc_sim_evaluate(fedc_sim *s, double *loss, double *acc) {
 }
 
 int fedc_sim_round(fedc_sim *s, fedc_round_metrics *out) {
-  if (strcmp(s->cfg.strategy, "fedbuff") == 0) return fedc__sim_async_step(s, out);
+  const fedc_strategy_info *info = fedc_strategy_lookup(s->cfg.strategy);
+  if (info && (info->caps & FEDC_STRATEGY_ASYNC)) return fedc__sim_async_step(s, out);
   return fedc_sim_round_combined(s, NULL, NULL, out);
 }
 

@@ -49,17 +49,13 @@ extern "C" {
 #endif
 
 typedef struct fedc_engine fedc_engine;
-struct fedc_pipeline_params; /* internal to the library */
 
 typedef struct fedc_engine_params {
   int32_t rounds;            /* rounds to commit */
   int32_t clients_per_round; /* default selection size */
   int32_t min_clients;       /* quorum: fewer updates abandon the round */
   uint64_t seed;
-  const char *strategy;      /* "fedavg"; used when pipeline is NULL */
-  /* the library's drivers only (norm bounds, DP, aggregator and server
-   * optimizer); programs leave it NULL. Copied. */
-  const struct fedc_pipeline_params *pipeline;
+  const char *strategy;      /* a registered strategy (<fedc/strategy.h>); NULL = "fedavg" */
 } fedc_engine_params;
 
 /* The metrics of one committed round, shared by the engine, the
@@ -176,7 +172,9 @@ int fedc_engine_close_abort(fedc_engine *e);
  * is weighted down by its staleness tau = (rounds committed now) - v:
  * s(tau) = 1 / sqrt(1 + tau). Every buffer_k updates the engine steps
  *     x <- x + server_lr * (sum_k s(tau_k) delta_k) / buffer_k
- * and commits a round (its metrics count the buffer's updates). *stepped
+ * and commits a round (its metrics count the buffer's updates). Each delta
+ * goes through the job's pipeline (norm bound, DP clip, the aggregator, the
+ * server step) like a synchronous update. *stepped
  * is 1 when this update completed a step, and *out then has the round's
  * metrics. Errors, before anything changes: FEDC_ESTATE (a synchronous
  * round is open, or the job is done), FEDC_ESTALE (v in the future),

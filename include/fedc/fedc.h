@@ -1,36 +1,40 @@
 /*
  * fedc/fedc.h - everything of fedc's public API in one include.
  *
- * A minimal, complete program: make a model's initial weights, save them
- * as safetensors, read them back and check them.
+ * A minimal, complete program: a federated job simulated on this machine,
+ * 100 clients holding shards of Fashion-MNIST, 10 of them training in each
+ * round, their updates averaged by FedAvg; each committed round is printed
+ * and the final model saved as safetensors.
  *
  *     #include <fedc/fedc.h>
  *     #include <stdio.h>
  *
- *     int main(void) {
- *       fedc_model_spec spec;
- *       fedc_model_spec_init(&spec, FEDC_MODEL_SOFTMAX, 4, 3);
- *       size_t n = fedc_model_n_params(&spec);
- *       float *w = fedc_malloc_array(n, sizeof *w);
- *       if (w == NULL) return 1;
- *       fedc_model_init(&spec, 42, w);
+ *     static int on_round(const fedc_round_metrics *m, void *user_data) {
+ *       printf("round %d: %d clients, test accuracy %.4f\n", (int)m->round,
+ *              (int)m->clients, m->test_acc);
+ *       return 0; // non-zero stops the job
+ *     }
  *
- *       fedc_st_tensor t[2 * FEDC_MODEL_MAX_LAYERS];
- *       size_t nt = fedc_model_tensors(&spec, w, t, 2 * FEDC_MODEL_MAX_LAYERS);
- *       fedc_st_meta meta = {"model", fedc_model_type_name(spec.type)};
- *       fedc_st_file *f = NULL;
- *       int rc = fedc_st_write_file("model.safetensors", t, nt, &meta, 1);
- *       if (rc == 0) rc = fedc_st_read_file("model.safetensors", &f);
- *       if (rc == 0) rc = fedc_model_from_tensors(&spec, f, w);
+ *     int main(void) {
+ *       fedc_settings *s = NULL;
+ *       fedc_sim *sim = NULL;
+ *       int rc = fedc_settings_new(&s);
+ *       if (rc == 0) rc = fedc_settings_load(s, "configs/sim-fashion-softmax.ini");
+ *       if (rc == 0) rc = fedc_settings_set(s, "job.rounds=5");
+ *       if (rc == 0) rc = fedc_sim_new(s, &sim);     // checks the settings
+ *       if (rc == 0) rc = fedc_sim_run(sim, on_round, NULL);
+ *       if (rc == 0) rc = fedc_sim_save(sim, "model.safetensors");
  *       if (rc != 0)
  *         fprintf(stderr, "%s: %s\n", fedc_err_name(rc), fedc_error_msg());
- *       else
- *         printf("fedc %s: %zu parameters in %zu tensors\n", fedc_version(),
- *                n, fedc_st_count(f));
- *       fedc_st_free(f);
- *       fedc_free(w);
+ *       fedc_sim_free(sim);
+ *       fedc_settings_free(s);
  *       return rc == 0 ? 0 : 1;
  *     }
+ *
+ * The same job runs over the network with a coordinator (<fedc/coordinator.h>,
+ * in the program's own libuv loop) and clients (<fedc/client.h>, with the
+ * built-in trainer or the site's own); a program adds its own aggregation
+ * rule with <fedc/strategy.h>. docs/api.md walks through each.
  *
  * Build it against an installed fedc with
  *     cc prog.c $(pkg-config --cflags --libs fedc)
@@ -50,13 +54,11 @@
 #include <fedc/tensors.h>
 #include <fedc/model.h>
 
-/* ---- added when the layers above merge (lead): keep this order ---------
- * #include <fedc/engine.h>
- * #include <fedc/strategy.h>
- * #include <fedc/client.h>
- * #include <fedc/coordinator.h>
- * #include <fedc/sim.h>
- * #include <fedc/settings.h>
- * ---------------------------------------------------------------------- */
+#include <fedc/settings.h>
+#include <fedc/strategy.h>
+#include <fedc/engine.h>
+#include <fedc/sim.h>
+#include <fedc/client.h>
+#include <fedc/coordinator.h>
 
 #endif

@@ -12,12 +12,16 @@
  * most 2^-33 of absolute error per weight, far below float32's own
  * resolution for weights near 1. Weights must satisfy |w| < 2^31.
  *
- * The strategy table lets later strategies (server optimizers, robust
- * aggregation) plug in behind the same calls.
+ * Strategies are looked up by name in one registry (registry.c, public
+ * API in <fedc/strategy.h>): each entry is a constructor for the
+ * aggregator behind the fedc_strategy_ops table below, the server
+ * optimizer that steps after it, and its declared capabilities. Built-ins
+ * and a program's strategies go through the same table.
  */
 #ifndef FEDC_AGG_H
 #define FEDC_AGG_H
 
+#include <fedc/strategy.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +37,10 @@ typedef struct fedc_strategy_ops {
   /* Write the new global model; FEDC_EQUORUM if nothing was added. */
   int (*finish)(fedc_strategy *s, float *out, size_t n);
   void (*free)(fedc_strategy *s);
+  /* Additive strategies only (NULL otherwise): the exact running sum, n
+   * int128 fixed-point sums and the total sample count, which processes
+   * add up (the MPI partial) and secure aggregation's sum stands for. */
+  void (*sum)(fedc_strategy *s, __int128 **acc, uint64_t **total);
 } fedc_strategy_ops;
 
 struct fedc_strategy {
@@ -40,7 +48,8 @@ struct fedc_strategy {
   size_t n;
 };
 
-/* "fedavg" -> a new strategy for models of n weights. */
+/* A registered name -> its aggregator for models of n weights, with the
+ * default parameters (fedc_strategy_new_params for the others). */
 int fedc_strategy_new(const char *name, size_t n, fedc_strategy **out);
 void fedc_strategy_free(fedc_strategy *s);
 
@@ -50,13 +59,13 @@ int fedc_fedavg_new(size_t n, fedc_strategy **out);
 void fedc_fedavg_state(fedc_strategy *s, __int128 **acc, uint64_t **total);
 
 /*
- * Strategy construction from the [strategy] section. The engine calls this
- * rather than fedc_strategy_new: the fedavg family ("fedavg", and the
- * server-optimizer names fedavgm, fedadam, fedyogi, fedadagrad and fedbuff,
- * which aggregate with FedAvg and then step with server_opt.h) gets
- * fedc_fedavg_new, so existing behaviour is unchanged; "median",
- * "trimmed_mean", "krum" and "multikrum" get a robust strategy
- * (agg_robust.c). Any other name is FEDC_EINVAL, naming it.
+ * Strategy construction from the [strategy] section: the registry entry of
+ * p->name makes the aggregator. The fedavg family ("fedavg", and fedavgm,
+ * fedadam, fedyogi, fedadagrad and fedbuff, which aggregate with FedAvg and
+ * then step with server_opt.h) gets fedc_fedavg_new; "median",
+ * "trimmed_mean", "krum" and "multikrum" a robust strategy (agg_robust.c);
+ * a program's strategy its callbacks (agg_custom.c). A name not registered
+ * is FEDC_EINVAL, naming it.
  *
  * Robust strategies copy every update they are given (the caller may reuse
  * its buffer as soon as add returns) and keep at most max_updates of them:
@@ -79,5 +88,33 @@ int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy *
  * 0 when it buffers them (robust ones). Only an additive strategy can be
  * split over processes or fed by secure aggregation's sum. */
 int fedc_strategy_is_additive(const fedc_strategy *s);
+
+/* ---- the registry's internals (registry.c) ------------------------------ */
+
+/* The server optimizer a strategy steps with after aggregating
+ * (server_opt.h). NONE: x = the aggregate, [strategy] server_lr unused. */
+typedef enum {
+  FEDC_OPT_NONE = 0,
+  FEDC_OPT_AVG,     /* x + server_lr (avg - x): fedbuff */
+  FEDC_OPT_AVGM,
+  FEDC_OPT_ADAGRAD,
+  FEDC_OPT_ADAM,
+  FEDC_OPT_YOGI
+} fedc_opt_kind;
+
+/* The server optimizer of a registered strategy (FEDC_OPT_NONE for NULL). */
+fedc_opt_kind fedc__strategy_opt_kind(const fedc_strategy_info *info);
+/* Make info's aggregator for n weights with parameters p (p->name is not
+ * read). */
+int fedc__strategy_make(const fedc_strategy_info *info, const fedc_agg_params *p, size_t n,
+                        fedc_strategy **out);
+
+/* The built-in makers behind the registry (agg_fedavg.c, agg_robust.c,
+ * agg_custom.c). */
+typedef enum { FEDC_ROBUST_MEDIAN, FEDC_ROBUST_TRIMMED, FEDC_ROBUST_KRUM,
+               FEDC_ROBUST_MULTIKRUM } fedc_robust_kind;
+int fedc__robust_new(fedc_robust_kind kind, const fedc_agg_params *p, size_t n,
+                     fedc_strategy **out);
+int fedc__custom_new(const fedc_strategy_def *def, size_t n, fedc_strategy **out);
 
 #endif

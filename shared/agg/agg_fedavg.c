@@ -1,6 +1,7 @@
 /*
  * agg_fedavg.c - FedAvg as an exact running weighted sum in 128-bit fixed
- * point (see agg.h for why), and the strategy factory.
+ * point (see agg.h for why). The registry (registry.c) makes it for fedavg,
+ * the server optimizers and fedbuff.
  */
 #include <math.h>
 #include <string.h>
@@ -71,8 +72,14 @@ static void fedavg_free(fedc_strategy *s) {
   fedc_free(f);
 }
 
+static void fedavg_sum(fedc_strategy *s, __int128 **acc, uint64_t **total) {
+  fedavg *f = (fedavg *)s;
+  *acc = f->acc;
+  *total = &f->total;
+}
+
 static const fedc_strategy_ops fedavg_ops = {
-    "fedavg", fedavg_begin, fedavg_add, fedavg_finish, fedavg_free};
+    "fedavg", fedavg_begin, fedavg_add, fedavg_finish, fedavg_free, fedavg_sum};
 
 int fedc_fedavg_new(size_t n, fedc_strategy **out) {
   *out = NULL;
@@ -92,17 +99,23 @@ int fedc_fedavg_new(size_t n, fedc_strategy **out) {
 }
 
 void fedc_fedavg_state(fedc_strategy *s, __int128 **acc, uint64_t **total) {
-  fedavg *f = (fedavg *)s;
-  *acc = f->acc;
-  *total = &f->total;
+  s->ops->sum(s, acc, total);
 }
 
 int fedc_strategy_new(const char *name, size_t n, fedc_strategy **out) {
-  if (strcmp(name, "fedavg") == 0) return fedc_fedavg_new(n, out);
   *out = NULL;
-  return fedc_error_set(FEDC_EINVAL, "[strategy] name = %s: unknown strategy", name);
+  const fedc_strategy_info *info = fedc_strategy_lookup(name);
+  if (info == NULL)
+    return fedc_error_set(FEDC_EINVAL, "[strategy] name = %s: unknown strategy",
+                          name ? name : "(none)");
+  fedc_agg_params p = {.name = name};
+  return fedc__strategy_make(info, &p, n, out);
 }
 
 void fedc_strategy_free(fedc_strategy *s) {
   if (s) s->ops->free(s);
+}
+
+int fedc_strategy_is_additive(const fedc_strategy *s) {
+  return s != NULL && s->ops->sum != NULL;
 }

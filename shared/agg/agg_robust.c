@@ -1,8 +1,9 @@
 /*
  * agg_robust.c - Byzantine-robust aggregation: coordinate-wise median and
  * trimmed mean (Yin et al. 2018), Krum and Multi-Krum (Blanchard et al.
- * 2017), behind the fedc_strategy_ops table, and the factory that picks a
- * strategy from the [strategy] section (fedc_strategy_new_params).
+ * 2017), behind the fedc_strategy_ops table, and the factory that makes an
+ * aggregator from the [strategy] section (fedc_strategy_new_params) through
+ * the registry.
  *
  * Unlike FedAvg these statistics need every update at once, so a robust
  * strategy copies each update it is given into a buffer of its own (the
@@ -32,7 +33,11 @@
 #include "base/alloc.h"
 #include "base/error.h"
 
-typedef enum { R_MEDIAN, R_TRIMMED, R_KRUM, R_MULTIKRUM } robust_kind;
+typedef fedc_robust_kind robust_kind;
+#define R_MEDIAN FEDC_ROBUST_MEDIAN
+#define R_TRIMMED FEDC_ROBUST_TRIMMED
+#define R_KRUM FEDC_ROBUST_KRUM
+#define R_MULTIKRUM FEDC_ROBUST_MULTIKRUM
 
 typedef struct robust {
   fedc_strategy base;
@@ -403,45 +408,44 @@ static void robust_free(fedc_strategy *s) {
 }
 
 static const fedc_strategy_ops median_ops = {"median", robust_begin, robust_add, median_finish,
-                                             robust_free};
+                                             robust_free, NULL};
 static const fedc_strategy_ops trimmed_ops = {"trimmed_mean", robust_begin, robust_add,
-                                              trimmed_finish, robust_free};
+                                              trimmed_finish, robust_free, NULL};
 static const fedc_strategy_ops krum_ops = {"krum", robust_begin, robust_add, krum_finish,
-                                           robust_free};
+                                           robust_free, NULL};
 static const fedc_strategy_ops multikrum_ops = {"multikrum", robust_begin, robust_add, krum_finish,
-                                                robust_free};
-
-/* Names that aggregate with FedAvg: plain FedAvg, the server optimizers
- * (server_opt.h steps on FedAvg's result) and FedBuff's buffer. */
-static const char *const fedavg_family[] = {"fedavg",     "fedavgm", "fedadam", "fedyogi",
-                                            "fedadagrad", "fedbuff", NULL};
+                                                robust_free, NULL};
 
 /*
- * The factory behind [strategy]: see agg.h. Parameters a robust strategy
- * cannot work with are FEDC_EINVAL here rather than a failure in every
- * round: trim_beta outside [0, 0.5), a negative krum_f or multikrum_m,
- * max_updates < 1, a Krum that the round's selection can never satisfy
- * (max_updates <= 2 krum_f + 2) or multikrum_m > max_updates.
+ * The factory behind [strategy]: see agg.h. The registry says which
+ * aggregator a name makes; nothing here reads the name.
  */
 int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy **out) {
   *out = NULL;
   if (p == NULL || p->name == NULL)
     return fedc_error_set(FEDC_EINVAL, "[strategy] name: no strategy named");
-  for (int i = 0; fedavg_family[i]; i++)
-    if (strcmp(p->name, fedavg_family[i]) == 0) return fedc_fedavg_new(n, out);
-  const fedc_strategy_ops *ops;
-  robust_kind kind;
-  if (strcmp(p->name, "median") == 0)
-    ops = &median_ops, kind = R_MEDIAN;
-  else if (strcmp(p->name, "trimmed_mean") == 0)
-    ops = &trimmed_ops, kind = R_TRIMMED;
-  else if (strcmp(p->name, "krum") == 0)
-    ops = &krum_ops, kind = R_KRUM;
-  else if (strcmp(p->name, "multikrum") == 0)
-    ops = &multikrum_ops, kind = R_MULTIKRUM;
-  else
+  const fedc_strategy_info *info = fedc_strategy_lookup(p->name);
+  if (info == NULL)
     return fedc_error_set(FEDC_EINVAL, "[strategy] name = %s: unknown strategy", p->name);
+  return fedc__strategy_make(info, p, n, out);
+}
 
+/*
+ * A robust aggregator of the given kind. Parameters it cannot work with
+ * are FEDC_EINVAL here rather than a failure in every round: trim_beta
+ * outside [0, 0.5), a negative krum_f or multikrum_m, max_updates < 1, a
+ * Krum that the round's selection can never satisfy (max_updates <=
+ * 2 krum_f + 2) or multikrum_m > max_updates.
+ */
+int fedc__robust_new(robust_kind kind, const fedc_agg_params *p, size_t n,
+                     fedc_strategy **out) {
+  static const fedc_strategy_ops *const ops_of[] = {
+      [R_MEDIAN] = &median_ops, [R_TRIMMED] = &trimmed_ops, [R_KRUM] = &krum_ops,
+      [R_MULTIKRUM] = &multikrum_ops};
+  *out = NULL;
+  const fedc_strategy_ops *ops = ops_of[kind];
+  p = &(fedc_agg_params){.name = ops->name, .trim_beta = p->trim_beta, .krum_f = p->krum_f,
+                         .multikrum_m = p->multikrum_m, .max_updates = p->max_updates};
   if (p->max_updates < 1)
     return fedc_error_set(FEDC_EINVAL, "%s: max_updates = %d, want >= 1", p->name,
                           (int)p->max_updates);
@@ -473,8 +477,4 @@ int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy *
   r->max_updates = (size_t)p->max_updates;
   *out = &r->base;
   return 0;
-}
-
-int fedc_strategy_is_additive(const fedc_strategy *s) {
-  return s != NULL && strcmp(s->ops->name, "fedavg") == 0;
 }

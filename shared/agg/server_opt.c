@@ -14,9 +14,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "agg/agg.h"
+#include "agg/server_opt.h"
 #include "base/alloc.h"
 #include "base/error.h"
-#include "agg/server_opt.h"
 
 typedef enum { OPT_AVG, OPT_AVGM, OPT_ADAGRAD, OPT_ADAM, OPT_YOGI } opt_kind;
 
@@ -48,17 +49,22 @@ static int in_unit(double x) {
 int fedc_server_opt_new(const fedc_server_opt_params *p, size_t n, fedc_server_opt **out) {
   *out = NULL;
   if (p == NULL) return fedc_error_set(FEDC_EINVAL, "server optimizer: no parameters");
+  /* the registry says which optimizer a strategy steps with */
   opt_kind kind = OPT_AVG;
-  if (p->name == NULL)
-    kind = OPT_AVG;
-  else if (strcmp(p->name, "fedavgm") == 0)
-    kind = OPT_AVGM;
-  else if (strcmp(p->name, "fedadagrad") == 0)
-    kind = OPT_ADAGRAD;
-  else if (strcmp(p->name, "fedadam") == 0)
-    kind = OPT_ADAM;
-  else if (strcmp(p->name, "fedyogi") == 0)
-    kind = OPT_YOGI;
+  if (p->name != NULL) {
+    const fedc_strategy_info *info = fedc_strategy_lookup(p->name);
+    if (info == NULL)
+      return fedc_error_set(FEDC_EINVAL, "server optimizer: [strategy] name = %s: unknown strategy",
+                            p->name);
+    switch (fedc__strategy_opt_kind(info)) {
+    case FEDC_OPT_NONE:
+    case FEDC_OPT_AVG: kind = OPT_AVG; break;
+    case FEDC_OPT_AVGM: kind = OPT_AVGM; break;
+    case FEDC_OPT_ADAGRAD: kind = OPT_ADAGRAD; break;
+    case FEDC_OPT_ADAM: kind = OPT_ADAM; break;
+    case FEDC_OPT_YOGI: kind = OPT_YOGI; break;
+    }
+  }
   const char *nm = kind_name(kind);
   if (!(isfinite(p->lr) && p->lr > 0.0))
     return fedc_error_set(FEDC_EINVAL, "%s: server_lr = %g, want > 0", nm, p->lr);

@@ -26,9 +26,11 @@
 typedef struct fedc_server_opt fedc_server_opt;
 
 typedef struct fedc_server_opt_params {
-  const char *name; /* "fedavg" (x = x + lr * d; lr = 1 gives plain FedAvg, x = avg), "fedavgm",
-                     * "fedadam", "fedyogi", "fedadagrad"; any other name (median, krum,
-                     * fedbuff...) behaves as "fedavg" */
+  const char *name; /* a registered strategy, whose registry entry names its optimizer:
+                     * "fedavg" (x = x + lr * d; lr = 1 gives plain FedAvg, x = avg),
+                     * "fedavgm", "fedadam", "fedyogi", "fedadagrad"; a strategy without
+                     * one (median, krum, fedbuff, a program's) steps as "fedavg"; NULL is
+                     * "fedavg"; a name not registered is FEDC_EINVAL */
   double lr, momentum, beta1, beta2, tau;
 } fedc_server_opt_params;
 

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agg/agg.h"
 #include "base/alloc.h"
 #include "base/error.h"
 #include "data/partition.h"
@@ -39,7 +40,8 @@ typedef enum {
   T_BOOL,    /* int32_t member, 0 or 1 */
   T_STRING,  /* char[size] member */
   T_ENUM,    /* int32_t-sized member holding the index into names */
-  T_CHOICE,  /* char[size] member holding one of names */
+  T_CHOICE,  /* char[size] member holding a registered strategy's name
+              * (the registry, <fedc/strategy.h>, is the one list) */
   T_INTLIST  /* int32_t[size / 4] member, count in the int32_t at aux */
 } key_type;
 
@@ -73,9 +75,6 @@ static const char *const format_names[] = {
 static const char *const partition_names[] = {
     [FEDC_PARTITION_IID] = "iid", [FEDC_PARTITION_DIRICHLET] = "dirichlet",
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
-static const char *const strategy_names[] = {
-    "fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "median",
-    "trimmed_mean", "krum", "multikrum", "fedbuff", NULL};
 static const char *const norm_action_names[] = {
     [FEDC_NORM_CLIP] = "clip", [FEDC_NORM_REFUSE] = "refuse", NULL};
 static const char *const attack_names[] = {
@@ -146,7 +145,7 @@ static const key_def keys[] = {
     {"train", "threads", T_INT32, M(threads), 1, 1024, MINMAX, NULL, "2",
      "Worker threads that train simulated clients."},
 
-    {"strategy", "name", T_CHOICE, M(strategy), 0, 0, 0, strategy_names,
+    {"strategy", "name", T_CHOICE, M(strategy), 0, 0, 0, NULL,
      "fedavg",
      "Aggregation: fedavg; server optimizers fedavgm, fedadam, fedyogi, "
      "fedadagrad; robust median, trimmed_mean, krum, multikrum; asynchronous "
@@ -381,6 +380,21 @@ static void choices_text(const char *const *names, char *buf, size_t n) {
   buf[0] = '\0';
   for (int i = 0; names[i] != NULL && used < n; i++) {
     int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", names[i]);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+}
+
+/* T_CHOICE: the strategy registry's names, in its order. */
+static int choice_known(const char *s) {
+  return fedc_strategy_lookup(s) != NULL;
+}
+
+static void choice_text(char *buf, size_t n) {
+  size_t used = 0, count = fedc_strategy_count();
+  buf[0] = '\0';
+  for (size_t i = 0; i < count && used < n; i++) {
+    int w = snprintf(buf + used, n - used, "%s%s", i ? ", " : "", fedc_strategy_at(i)->name);
     if (w < 0) break;
     used += (size_t)w;
   }
@@ -628,10 +642,10 @@ static int apply_value(fedc_config *c, const key_def *k, const char *v,
   }
   case T_CHOICE:
   case T_STRING: {
-    char list[128];
+    char list[512];
     size_t len = strlen(v);
-    if (k->type == T_CHOICE && name_index(k->names, v) < 0) {
-      choices_text(k->names, list, sizeof list);
+    if (k->type == T_CHOICE && !choice_known(v)) {
+      choice_text(list, sizeof list);
       snprintf(why, wn, "must be one of %s", list);
       return -1;
     }
@@ -692,7 +706,7 @@ static int check_field(const fedc_config *c, const key_def *k, char *why,
       snprintf(why, wn, "not NUL-terminated");
       return -1;
     }
-    if (k->type == T_CHOICE && name_index(k->names, s) < 0) {
+    if (k->type == T_CHOICE && !choice_known(s)) {
       snprintf(why, wn, "not a known name");
       return -1;
     }
@@ -1091,6 +1105,46 @@ static int need_string(const fedc_config *c, const char *section,
                         origin_of(c, section, key), section, key, role);
 }
 
+/*
+ * The strategy's capabilities against what the config asks ([privacy]
+ * secure_aggregation, noise_multiplier, [strategy] norm_bound) and what
+ * the driver can do. The asks are added one at a time, so that a refusal
+ * names the key that asked for the missing capability, with where it was
+ * set, and where [strategy] name was set.
+ */
+int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *driver) {
+  const fedc_strategy_info *info = fedc_strategy_lookup(c->strategy);
+  const char *by = origin_of(c, "strategy", "name");
+  char why[512];
+  if (info == NULL)
+    return fedc_error_set(FEDC_ECONFIG, "%s: [strategy] name = %s: not a registered strategy",
+                          by, c->strategy);
+  fedc_strategy_needs n = *driver;
+  n.secagg = n.dp = n.norm_bound = 0;
+  if (fedc_strategy_check(info, &n) != 0) {
+    snprintf(why, sizeof why, "%s", fedc_error_msg());
+    return fedc_error_set(FEDC_ECONFIG, "%s: [strategy] name = %s: %s", by, c->strategy, why);
+  }
+  n.dp = c->dp_noise_multiplier > 0.0;
+  if (n.dp && fedc_strategy_check(info, &n) != 0) {
+    snprintf(why, sizeof why, "%s", fedc_error_msg());
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] noise_multiplier = %g: %s ([strategy] name set at %s)",
+                          origin_of(c, "privacy", "noise_multiplier"), c->dp_noise_multiplier,
+                          why, by);
+  }
+  n.secagg = c->secagg != 0;
+  n.norm_bound = c->norm_bound > 0.0;
+  if (n.secagg && fedc_strategy_check(info, &n) != 0) {
+    snprintf(why, sizeof why, "%s", fedc_error_msg());
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] secure_aggregation = true: %s ([strategy] name = %s "
+                          "set at %s)",
+                          origin_of(c, "privacy", "secure_aggregation"), why, c->strategy, by);
+  }
+  return 0;
+}
+
 /* The coordinator has no training data: the model's shape comes from
  * [model] inputs and classes, which must then fit the model type. */
 static int check_coordinator(const fedc_config *c) {
@@ -1174,29 +1228,19 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
         origin_of(c, "model", "hidden"), text,
         fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
   }
-  int robust = strcmp(c->strategy, "median") == 0 ||
-               strcmp(c->strategy, "trimmed_mean") == 0 ||
-               strcmp(c->strategy, "krum") == 0 || strcmp(c->strategy, "multikrum") == 0;
-  int fedbuff = strcmp(c->strategy, "fedbuff") == 0;
-  if (fedbuff && c->dp_noise_multiplier > 0.0)
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [privacy] noise_multiplier = %g: differential privacy "
-                          "runs with synchronous rounds, not [strategy] name = fedbuff "
-                          "(set at %s)",
-                          origin_of(c, "privacy", "noise_multiplier"),
-                          c->dp_noise_multiplier, origin_of(c, "strategy", "name"));
-  if (c->secagg && (robust || fedbuff))
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [privacy] secure_aggregation = true: the coordinator "
-                          "sees only the sum, so [strategy] name = %s (which needs "
-                          "each update) cannot run with it (set at %s)",
-                          origin_of(c, "privacy", "secure_aggregation"), c->strategy,
-                          origin_of(c, "strategy", "name"));
-  if (role == FEDC_ROLE_COORDINATOR && fedbuff)
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [strategy] name = fedbuff: the coordinator runs "
-                          "synchronous rounds; fedbuff runs in fedc-sim for now",
-                          origin_of(c, "strategy", "name"));
+  {
+    /* what each program can do with a strategy; fedc-sim-mpi adds its
+     * split when it starts (fedc_sim_new_share) */
+    fedc_strategy_needs drv;
+    fedc_strategy_needs_init(&drv);
+    drv.can_secagg = role != FEDC_ROLE_SIM;
+    drv.can_async = role != FEDC_ROLE_COORDINATOR;
+    drv.driver = role == FEDC_ROLE_COORDINATOR ? "the coordinator"
+                 : role == FEDC_ROLE_SIM      ? "the simulator"
+                                              : "the client";
+    int rc = fedc_config_check_strategy(c, &drv);
+    if (rc != 0) return rc;
+  }
   if (role == FEDC_ROLE_COORDINATOR) {
     int rc = check_coordinator(c);
     if (rc != 0) return rc;
@@ -1326,8 +1370,10 @@ static void range_text(const key_def *k, char *buf, size_t n) {
     snprintf(buf, n, "at most %zu characters", k->size - 1);
     break;
   case T_ENUM:
-  case T_CHOICE:
     choices_text(k->names, buf, n);
+    break;
+  case T_CHOICE:
+    choice_text(buf, n);
     break;
   case T_INTLIST:
     snprintf(buf, n, "at most %zu entries, each %s",

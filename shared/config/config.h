@@ -15,6 +15,7 @@
 #ifndef FEDC_CONFIG_H
 #define FEDC_CONFIG_H
 
+#include <fedc/strategy.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -139,6 +140,13 @@ int fedc_config_set(fedc_config *c, const char *assignment);
  * fedc_config_check is the simulator's; each binary checks for its role. */
 int fedc_config_check(const fedc_config *c);
 int fedc_config_check_role(const fedc_config *c, fedc_config_role role);
+/* The strategy's declared capabilities (<fedc/strategy.h>) against what c
+ * asks (secure aggregation, DP, a norm bound) and what the driver can do
+ * (driver: split, can_secagg, can_async, its name; the asks are taken from
+ * c). fedc_config_check_role calls it with its role's driver; a driver
+ * that can do less (fedc-sim-mpi splits rounds) calls it again. FEDC_ECONFIG
+ * naming the key that asked, where it was set, and the strategy. */
+int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *driver);
 
 /* Where [section] key was last set: "file:line", "--set" or "default";
  * NULL for a key that does not exist. Points into c. */

@@ -7,9 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "agg/agg.h"
 #include "base/error.h"
-
-static int is_name(const char *a, const char *b) { return strcmp(a, b) == 0; }
 
 int fedc_model_spec_from_config(const fedc_config *c, int32_t n_in,
                                 int32_t n_classes, fedc_model_spec *spec) {
@@ -63,10 +62,10 @@ void fedc_pipeline_params_from_config(const fedc_config *c, int32_t population,
                                     .beta1 = c->beta1,
                                     .beta2 = c->beta2,
                                     .tau = c->tau};
-  /* server_lr is FedAvg's too only when asked for by a server optimizer */
-  if (is_name(c->strategy, "fedavg") || is_name(c->strategy, "median") ||
-      is_name(c->strategy, "trimmed_mean") || is_name(c->strategy, "krum") ||
-      is_name(c->strategy, "multikrum"))
+  /* server_lr applies only to a strategy with a server step (the server
+   * optimizers and fedbuff, says the registry); the others take the
+   * aggregate as it is */
+  if (fedc__strategy_opt_kind(fedc_strategy_lookup(c->strategy)) == FEDC_OPT_NONE)
     p->opt.lr = 1.0;
   p->buffer_k = c->buffer_k;
   p->norm_bound = c->norm_bound;

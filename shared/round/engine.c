@@ -58,9 +58,8 @@ struct fedc_engine {
   int32_t scratch_cap;
   fedc_round_metrics *history;
   int32_t n_history, history_cap;
-  /* fedbuff's buffer (allocated on the first asynchronous update) */
+  /* fedbuff's buffer: deltas counted in the pipeline's open round */
   fedc_pipeline_params pp;
-  double *abuf;
   int32_t a_count;
   uint64_t a_samples;
   double a_loss;
@@ -68,6 +67,11 @@ struct fedc_engine {
 
 int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
                     const float *w_init, fedc_engine **out) {
+  return fedc__engine_new_pipeline(p, NULL, n_params, w_init, out);
+}
+
+int fedc__engine_new_pipeline(const fedc_engine_params *p, const fedc_pipeline_params *pipeline,
+                              size_t n_params, const float *w_init, fedc_engine **out) {
   *out = NULL;
   if (p->rounds < 1 || p->clients_per_round < 1 || p->min_clients < 1 ||
       p->min_clients > p->clients_per_round || n_params == 0)
@@ -81,13 +85,12 @@ int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
   e->round = 1;
   e->global = fedc_malloc_array(n_params, sizeof(float));
   fedc_pipeline_params pp;
-  if (p->pipeline) {
-    pp = *p->pipeline;
+  if (pipeline) {
+    pp = *pipeline;
   } else {
     fedc_pipeline_params_fedavg(&pp, p->clients_per_round);
     if (p->strategy) pp.agg.name = pp.opt.name = p->strategy;
   }
-  e->p.pipeline = NULL; /* not kept: the caller's storage */
   e->pp = pp;
   int rc = e->global ? fedc_pipeline_new(&pp, n_params, &e->pl)
                      : fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
@@ -103,7 +106,6 @@ int fedc_engine_new(const fedc_engine_params *p, size_t n_params,
 void fedc_engine_free(fedc_engine *e) {
   if (e == NULL) return;
   fedc_pipeline_free(e->pl);
-  fedc_free(e->abuf);
   fedc_free(e->global);
   fedc_free(e->slots);
   fedc_free(e->scratch);
@@ -493,9 +495,12 @@ int fedc_engine_restore_privacy(fedc_engine *e, double clip_norm, int32_t rounds
 }
 
 /*
- * FedBuff (see engine.h). The buffer is a double-precision sum; updates
- * come in an order the driver fixes (the simulator's virtual clock), so the
- * result is reproducible for a seed.
+ * FedBuff (see engine.h). Each delta goes through the pipeline like a
+ * synchronous update (norm bound, DP clip, the aggregator), weighted by its
+ * staleness; the buffer is a pipeline round opened at its first delta and
+ * closed, with the server step, at its buffer_k-th. Updates come in an
+ * order the driver fixes (the simulator's virtual clock), so the result is
+ * reproducible for a seed.
  */
 int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
                              const float *delta, size_t n, uint64_t n_samples,
@@ -512,42 +517,27 @@ int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
   if (n != e->n_params)
     return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
                           n, e->n_params);
-  double ss = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(delta[i]))
-      return fedc_error_set(FEDC_ENONFINITE, "engine: delta %zu is %g", i, (double)delta[i]);
-    ss += (double)delta[i] * (double)delta[i];
-  }
-  double scale = 1.0, norm = sqrt(ss);
-  if (e->pp.norm_bound > 0.0 && norm > e->pp.norm_bound) {
-    if (e->pp.norm_refuse)
-      return fedc_error_set(FEDC_ERANGE,
-                            "update's distance from its base model %.6g exceeds "
-                            "[strategy] norm_bound = %.6g", norm, e->pp.norm_bound);
-    scale = e->pp.norm_bound / norm;
-  }
-  if (e->abuf == NULL && (e->abuf = fedc_calloc(n, sizeof *e->abuf)) == NULL)
-    return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
   int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
                 sizeof(fedc_round_metrics));
+  if (rc == 0 && e->a_count == 0) rc = fedc_pipeline_begin(e->pl, e->global);
   if (rc != 0) return rc;
-  double tau = (double)(version - base), weight = scale / sqrt(1.0 + tau);
-  for (size_t i = 0; i < n; i++) e->abuf[i] += weight * (double)delta[i];
+  double tau = (double)(version - base);
+  rc = fedc_pipeline_add_async(e->pl, e->global, delta, n, 1.0 / sqrt(1.0 + tau));
+  if (rc != 0) return rc;
   e->a_count++;
   e->a_samples += n_samples;
   e->a_loss += train_loss * (double)n_samples;
   int32_t k = e->pp.buffer_k > 0 ? e->pp.buffer_k : 1;
   if (e->a_count < k) return 0;
-  double step = e->pp.opt.lr / k;
-  for (size_t i = 0; i < n; i++) {
-    e->global[i] = (float)((double)e->global[i] + step * e->abuf[i]);
-    e->abuf[i] = 0.0;
-  }
+  fedc_pipeline_round pr;
+  rc = fedc_pipeline_finish(e->pl, e->round, e->global, e->n_params, e->a_count, &pr);
+  if (rc != 0) return rc;
   fedc_round_metrics m = {.round = e->round, .selected = k, .clients = e->a_count,
                           .samples = (int64_t)e->a_samples,
                           .train_loss = e->a_samples ? e->a_loss / (double)e->a_samples : NAN,
                           .test_loss = NAN, .test_acc = NAN, .secs = NAN,
-                          .epsilon = NAN, .delta = NAN, .clip_norm = NAN};
+                          .epsilon = pr.epsilon, .delta = pr.delta, .clip_norm = pr.clip_norm,
+                          .clipped = pr.clipped};
   e->history[e->n_history++] = m;
   e->round++;
   e->a_count = 0;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "round/pipeline.h"
+
 /*
  * Splitting a round over processes (the MPI simulator). Every process runs
  * an engine replica made with the same parameters and initial model, so the
@@ -52,5 +54,13 @@ int fedc_engine_partial(const fedc_engine *e, __int128 *words, size_t n_words);
  */
 int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
                       size_t n_words);
+
+/*
+ * The library's drivers make their engine with the job's whole pipeline
+ * (norm bounds, DP, aggregator and server optimizer: pipeline.h), copied;
+ * fedc_engine_new is this with plain FedAvg or p->strategy's defaults.
+ */
+int fedc__engine_new_pipeline(const fedc_engine_params *p, const fedc_pipeline_params *pipeline,
+                              size_t n_params, const float *w_init, fedc_engine **out);
 
 #endif

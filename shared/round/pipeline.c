@@ -1,6 +1,9 @@
 /*
  * pipeline.c - norm bounds, DP clipping and noise, aggregation and the
- * server optimizer, in the order pipeline.h gives.
+ * server optimizer, in the order pipeline.h gives. Synchronous updates
+ * (fedc_pipeline_add) and FedBuff's asynchronous deltas
+ * (fedc_pipeline_add_async) share one conditioning step (condition), so a
+ * norm bound or a DP clip means the same for both.
  */
 #include "round/pipeline.h"
 
@@ -12,6 +15,7 @@
 
 struct fedc_pipeline {
   fedc_pipeline_params p;
+  const fedc_strategy_info *info; /* the registry's entry for p.agg.name */
   size_t n;
   fedc_strategy *agg;
   fedc_server_opt *opt;
@@ -44,6 +48,7 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
   if (pl == NULL) return fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
   pl->p = *p;
   pl->n = n;
+  pl->info = p->agg.name ? fedc_strategy_lookup(p->agg.name) : NULL;
   int rc = fedc_strategy_new_params(&p->agg, n, &pl->agg);
   if (rc == 0) rc = fedc_server_opt_new(&p->opt, n, &pl->opt);
   if (rc == 0 && p->dp_on) rc = fedc_dp_new(&p->dp, &pl->dp);
@@ -58,6 +63,7 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
 }
 
 fedc_strategy *fedc_pipeline_aggregator(fedc_pipeline *pl) { return pl->agg; }
+const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl) { return pl->info; }
 int fedc_pipeline_dp_on(const fedc_pipeline *pl) { return pl->dp != NULL; }
 
 int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
@@ -66,43 +72,87 @@ int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
   return pl->agg->ops->begin(pl->agg, x, pl->n);
 }
 
+/*
+ * One update's delta d (d_i = w_i - x_i, or delta_i when w is NULL) through
+ * the per-update stages: the norm bound (clip or refuse), the DP clip, then
+ * a weight; pl->scratch gets x + the result, for the aggregator. Non-finite
+ * values and an update over a refusing bound are refused before anything
+ * changes. *clipped and *unclipped say what the two clips did.
+ */
+static int condition(fedc_pipeline *pl, const float *x, const float *w, const float *delta,
+                     double weight, size_t n, int *clipped, int *unclipped) {
+  double ss = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    const float v = w ? w[i] : delta[i];
+    if (!isfinite(v))
+      return fedc_error_set(FEDC_ENONFINITE, "update %s %zu is %g", w ? "weight" : "delta", i,
+                            (double)v);
+    double d = w ? (double)w[i] - (double)x[i] : (double)delta[i];
+    ss += d * d;
+  }
+  double norm = sqrt(ss), scale = 1.0;
+  *clipped = *unclipped = 0;
+  if (pl->p.norm_bound > 0.0 && norm > pl->p.norm_bound) {
+    if (pl->p.norm_refuse)
+      return fedc_error_set(FEDC_ERANGE,
+                            "update's distance from %s %.6g exceeds "
+                            "[strategy] norm_bound = %.6g",
+                            w ? "the global model" : "its base model", norm, pl->p.norm_bound);
+    scale = pl->p.norm_bound / norm;
+    *clipped = 1;
+  }
+  float *y = pl->scratch;
+  for (size_t i = 0; i < n; i++) {
+    double d = w ? (double)w[i] - (double)x[i] : (double)delta[i];
+    y[i] = (float)(d * scale);
+  }
+  if (pl->dp) {
+    double dnorm;
+    int rc = fedc_dp_clip(pl->dp, y, n, unclipped, &dnorm);
+    if (rc != 0) return rc;
+  }
+  if (weight == 1.0)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+  else
+    for (size_t i = 0; i < n; i++) y[i] = (float)((double)x[i] + weight * (double)y[i]);
+  return 0;
+}
+
 int fedc_pipeline_add(fedc_pipeline *pl, const float *x, const float *w,
                       size_t n, uint64_t n_samples) {
   if (n != pl->n)
     return fedc_error_set(FEDC_ESHAPE, "update has %zu weights, model has %zu", n, pl->n);
   if (pl->p.norm_bound <= 0.0 && pl->dp == NULL)
     return pl->agg->ops->add(pl->agg, w, n, n_samples);
-  /* d = w - x, its norm in double; non-finite weights are refused here */
-  double ss = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    if (!isfinite(w[i]))
-      return fedc_error_set(FEDC_ENONFINITE, "update weight %zu is %g", i, (double)w[i]);
-    double d = (double)w[i] - (double)x[i];
-    ss += d * d;
-  }
-  double norm = sqrt(ss), scale = 1.0;
-  int clipped = 0;
-  if (pl->p.norm_bound > 0.0 && norm > pl->p.norm_bound) {
-    if (pl->p.norm_refuse)
-      return fedc_error_set(FEDC_ERANGE,
-                            "update's distance from the global model %.6g exceeds "
-                            "[strategy] norm_bound = %.6g",
-                            norm, pl->p.norm_bound);
-    scale = pl->p.norm_bound / norm;
-    clipped = 1;
-  }
-  float *y = pl->scratch;
-  for (size_t i = 0; i < n; i++) y[i] = (float)(((double)w[i] - (double)x[i]) * scale);
-  int unclipped = 0;
-  if (pl->dp) {
-    double dnorm;
-    int rc = fedc_dp_clip(pl->dp, y, n, &unclipped, &dnorm);
-    if (rc != 0) return rc;
-  }
-  for (size_t i = 0; i < n; i++) y[i] += x[i];
+  int clipped, unclipped;
+  int rc = condition(pl, x, w, NULL, 1.0, n, &clipped, &unclipped);
+  if (rc != 0) return rc;
   /* DP-FedAvg averages clipped updates with equal weights: each client's
    * influence is bounded by S whatever its sample count */
-  int rc = pl->agg->ops->add(pl->agg, y, n, pl->dp ? 1 : n_samples);
+  rc = pl->agg->ops->add(pl->agg, pl->scratch, n, pl->dp ? 1 : n_samples);
+  if (rc != 0) return rc;
+  pl->clipped += clipped;
+  pl->dp_unclipped += unclipped;
+  return 0;
+}
+
+/*
+ * FedBuff's delta: conditioned like a synchronous update, weighted by its
+ * staleness, and folded unweighted by samples (FedBuff averages the
+ * buffer's deltas), as x + weight * d: the aggregator's mean minus x is
+ * then the buffer's mean weighted delta, and the server step with
+ * [strategy] server_lr completes Nguyen et al.'s update.
+ */
+int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delta, size_t n,
+                            double weight) {
+  if (n != pl->n)
+    return fedc_error_set(FEDC_ESHAPE, "update has %zu weights, model has %zu", n, pl->n);
+  if (!(isfinite(weight) && weight > 0.0))
+    return fedc_error_set(FEDC_EINVAL, "pipeline: staleness weight %g", weight);
+  int clipped, unclipped;
+  int rc = condition(pl, x, NULL, delta, weight, n, &clipped, &unclipped);
+  if (rc != 0) return rc;
+  rc = pl->agg->ops->add(pl->agg, pl->scratch, n, 1);
   if (rc != 0) return rc;
   pl->clipped += clipped;
   pl->dp_unclipped += unclipped;

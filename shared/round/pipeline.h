@@ -12,6 +12,10 @@
  *                DP: avg - x gets Gaussian noise z S / m; S adapts
  *                the server optimizer steps x with d = avg - x
  *
+ * FedBuff's asynchronous deltas go the same way (fedc_pipeline_add_async):
+ * norm bound and DP clip on the delta, a staleness weight, then the
+ * aggregator and the server step.
+ *
  * With no norm bound, no DP and plain FedAvg, updates go straight to the
  * aggregator and x = avg: exactly FedAvg. The round engine owns one
  * pipeline; the pipeline knows nothing of rounds' selection or quorum.
@@ -56,6 +60,8 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
 void fedc_pipeline_free(fedc_pipeline *pl);
 /* The aggregator (for drivers that merge FedAvg's additive sums). */
 fedc_strategy *fedc_pipeline_aggregator(fedc_pipeline *pl);
+/* The registry's entry for the pipeline's strategy: its capabilities. */
+const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl);
 int fedc_pipeline_dp_on(const fedc_pipeline *pl);
 
 int fedc_pipeline_begin(fedc_pipeline *pl, const float *x);
@@ -66,6 +72,16 @@ int fedc_pipeline_begin(fedc_pipeline *pl, const float *x);
  */
 int fedc_pipeline_add(fedc_pipeline *pl, const float *x, const float *w,
                       size_t n, uint64_t n_samples);
+/*
+ * Asynchronous rounds (FedBuff): take one delta (n weights, relative to
+ * the model its client started from) with its staleness weight in (0, 1].
+ * It goes through the same norm bound and DP clip as fedc_pipeline_add,
+ * then the aggregator folds x + weight * delta, unweighted by samples; a
+ * buffer is opened by fedc_pipeline_begin and closed by
+ * fedc_pipeline_finish like a round. Same refusals as fedc_pipeline_add.
+ */
+int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delta, size_t n,
+                            double weight);
 /* Close the round: x (in: the global model, out: the next one). m is the
  * number of updates added. FEDC_EQUORUM if none. */
 int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,

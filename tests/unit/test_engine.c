@@ -253,9 +253,8 @@ static void run_split(const char *strategy, int abort_first, float *out) {
   pp.opt.beta1 = 0.9;
   pp.opt.beta2 = 0.99;
   pp.opt.tau = 1e-3;
-  p.pipeline = &pp;
   fedc_engine *e;
-  assert_int_equal(fedc_engine_new(&p, NP, w0, &e), 0);
+  assert_int_equal(fedc__engine_new_pipeline(&p, &pp, NP, w0, &e), 0);
   int32_t eligible[3] = {4, 7, 9}, sel[2], n;
   for (int32_t r = 1; r <= 2; r++) {
     assert_int_equal(fedc_engine_open(e, eligible, 3, 2, sel, &n), 0);

@@ -26,9 +26,9 @@
 static fedc_engine *engine_with(const fedc_pipeline_params *pp, int32_t per_round,
                                 const float *w0) {
   fedc_engine_params ep = {.rounds = 50, .clients_per_round = per_round,
-                           .min_clients = 1, .seed = 3, .pipeline = pp};
+                           .min_clients = 1, .seed = 3};
   fedc_engine *e;
-  assert_int_equal(fedc_engine_new(&ep, NP, w0, &e), 0);
+  assert_int_equal(fedc__engine_new_pipeline(&ep, pp, NP, w0, &e), 0);
   return e;
 }
 

@@ -40,7 +40,7 @@ static void small_config(fedc_config *c, int32_t threads) {
 static void run(const fedc_config *c, float **model, size_t *n, double *acc0,
                 double *acc) {
   fedc_sim *s;
-  int rc = fedc_sim_new(c, &s);
+  int rc = fedc_sim_new_config(c, &s);
   if (rc != 0) fail_msg("fedc_sim_new: %s", fedc_error_msg());
   double loss0;
   assert_int_equal(fedc_sim_evaluate(s, &loss0, acc0), 0);
@@ -101,7 +101,7 @@ static void sim_missing_data(void **st) {
   small_config(&c, 1);
   assert_int_equal(fedc_config_set(&c, "data.train=/nonexistent/train.gz"), 0);
   fedc_sim *s;
-  int rc = fedc_sim_new(&c, &s);
+  int rc = fedc_sim_new_config(&c, &s);
   assert_int_equal(rc, FEDC_EIO);
   assert_non_null(strstr(fedc_error_msg(), "[data] train"));
   assert_non_null(strstr(fedc_error_msg(), "/nonexistent/train.gz"));

@@ -81,7 +81,7 @@ static void shares_give_the_plain_model(void **st) {
   fedc_config c;
   job(&c);
   fedc_sim *ref;
-  if (fedc_sim_new(&c, &ref) != 0) fail_msg("fedc_sim_new: %s", fedc_error_msg());
+  if (fedc_sim_new_config(&c, &ref) != 0) fail_msg("fedc_sim_new: %s", fedc_error_msg());
   fedc_round_metrics want = {0};
   while (!fedc_sim_done(ref)) assert_int_equal(fedc_sim_round(ref, &want), 0);
   int64_t all_rows = fedc_sim_rows(ref);
