@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 static int on_round(const fedc_round_metrics *m, void *user_data) {
+  (void)user_data;
   printf("round %d: %d clients, test accuracy %.4f\n", (int)m->round,
          (int)m->clients, m->test_acc);
   return 0; /* non-zero stops the job */
