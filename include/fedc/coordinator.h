@@ -31,7 +31,6 @@
 #define FEDC_PUBLIC_COORDINATOR_H
 
 #include <stdint.h>
-#include <uv.h>
 
 #include <fedc/engine.h>
 #include <fedc/settings.h>
@@ -39,6 +38,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* libuv's loop (uv_loop_t in <uv.h>), which the program includes itself:
+ * this header does not need <uv.h> to compile. */
+struct uv_loop_s;
 
 typedef struct fedc_coordinator fedc_coordinator;
 
@@ -53,7 +56,7 @@ enum {
 };
 
 typedef struct fedc_coordinator_params {
-  uv_loop_t *loop;                /* the program's loop; required */
+  struct uv_loop_s *loop;         /* the program's uv_loop_t (<uv.h>); required */
   const fedc_settings *settings;  /* the job; required; copied at start */
   void *user_data;                /* given back to every callback */
   /* A round was committed, durably (m: valid during the call). */
