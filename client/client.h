@@ -101,10 +101,9 @@ void fedc_client_set_test_stall(fedc_client *c, double secs);
 
 /* ---- the built-in trainer (trainer_builtin.c) ------------------------------ */
 
-typedef struct fedc_client_builtin fedc_client_builtin;
-
 /*
- * The built-in trainer for a config that passed fedc_config_check_role(...,
+ * The built-in trainer (public: fedc_client_builtin_new in <fedc/client.h>)
+ * for a config that passed fedc_config_check_role(...,
  * FEDC_ROLE_CLIENT): loads [data] train (and test when set; standardized
  * when [data] standardize), opens [train] device's backend, and fills
  * *trainer with its callbacks (evaluate only when there is a test set).
@@ -114,8 +113,7 @@ typedef struct fedc_client_builtin fedc_client_builtin;
  * FEDC_EUNSUPPORTED, FEDC_ECONFIG (bad data or config), FEDC_ENOMEM.
  * Free with fedc_client_builtin_free after the client that uses it.
  */
-int fedc_client_builtin_new(const fedc_config *cfg, fedc_client_builtin **out,
-                            fedc_client_trainer *trainer);
-void fedc_client_builtin_free(fedc_client_builtin *b);
+int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin **out,
+                                    fedc_client_trainer *trainer);
 
 #endif

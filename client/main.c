@@ -135,7 +135,7 @@ static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fe
   if (rc == 0) rc = keep_dir(cfg);
   fedc_client_params p;
   fedc_client_params_init(&p);
-  if (rc == 0) rc = fedc_client_builtin_new(cfg, builtin, &p.trainer);
+  if (rc == 0) rc = fedc__client_builtin_new_config(cfg, builtin, &p.trainer);
   if (rc != 0) return rc;
   p.url = cfg->server_url;
   p.ca = cfg->tls_ca;

@@ -19,6 +19,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "client.h"
+#include "config/settings.h"
 #include "ml/backend.h"
 
 /* the stream tag of local training: "client" */
@@ -146,8 +147,19 @@ static int load_data(fedc_client_builtin *b) {
   return rc;
 }
 
-int fedc_client_builtin_new(const fedc_config *cfg, fedc_client_builtin **out,
+int fedc_client_builtin_new(const fedc_settings *s, fedc_client_builtin **out,
                             fedc_client_trainer *trainer) {
+  if (s == NULL || out == NULL || trainer == NULL)
+    return fedc_error_set(FEDC_EINVAL, "fedc_client_builtin_new: NULL argument");
+  const fedc_config *cfg = fedc__settings_config(s);
+  if (cfg->train[0] == '\0')
+    return fedc_error_set(FEDC_ECONFIG, "%s: [data] train is not set: the built-in trainer "
+                          "trains on it", fedc_config_origin(cfg, "data", "train"));
+  return fedc__client_builtin_new_config(cfg, out, trainer);
+}
+
+int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin **out,
+                                    fedc_client_trainer *trainer) {
   *out = NULL;
   memset(trainer, 0, sizeof *trainer);
   fedc_client_builtin *b = fedc_calloc(1, sizeof *b);

@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include <fedc/error.h>
+#include <fedc/settings.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -235,6 +236,34 @@ void fedc_client_free(fedc_client *c);
 /* The client's certificate fingerprint: SHA-256 of its DER encoding, 64
  * lowercase hex digits (its identity at the coordinator). Points into c. */
 const char *fedc_client_fingerprint(const fedc_client *c);
+
+/* ---- the built-in trainer ----------------------------------------------------------------
+ *
+ * fedc-client's own trainer, for a program that embeds the client but keeps
+ * fedc's training: the job's built-in model trained with minibatch SGD on
+ * the local data that the settings' [data] section names (train, and test
+ * for evaluate; format, label, standardize), on [train] device, with
+ * [train] threads BLAS threads on the CPU. The job's hyper-parameters come
+ * from the coordinator with each task. prepare checks that the job's model
+ * fits the data (feature count, labels) and fails with FEDC_ESHAPE or
+ * FEDC_ERANGE naming the [data] key otherwise.
+ *
+ *     fedc_client_builtin *b;
+ *     if (fedc_client_builtin_new(settings, &b, &params.trainer) != 0) ...;
+ *     ... fedc_client_new(&params, &c), fedc_client_run(c), fedc_client_free(c) ...
+ *     fedc_client_builtin_free(b);            // after the client that used it
+ *
+ * fedc_client_builtin_new loads the data and opens the compute backend, and
+ * fills *trainer (evaluate only when there is a test set); the settings are
+ * copied. Errors: FEDC_ECONFIG ([data] train not set), FEDC_EIO,
+ * FEDC_EFORMAT, FEDC_ENOTFOUND (the data), FEDC_EUNSUPPORTED (no such
+ * device), FEDC_ENOMEM. Any thread; the trainer's callbacks then run where
+ * fedc_client_run calls them.
+ */
+typedef struct fedc_client_builtin fedc_client_builtin;
+int fedc_client_builtin_new(const fedc_settings *s, fedc_client_builtin **out,
+                            fedc_client_trainer *trainer);
+void fedc_client_builtin_free(fedc_client_builtin *b);
 
 /*
  * The fingerprint of the first certificate in a PEM file, as
