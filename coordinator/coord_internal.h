@@ -88,9 +88,10 @@ struct fedc_coordinator {
 
   round_state state;
   int32_t round;          /* open, or next to open (the engine's, mirrored) */
-  int32_t n_selected;     /* the open round's selection size, for logs */
-  int32_t commit_reported; /* the engine's count as the commit began, for
-                              /v1/status while it runs */
+  /* the engine's counts as the commit began, shown by /v1/status while a
+   * commit holds the engine (COMMITTING only): a picture of the closed
+   * round taken once, not a record of who was selected or reported */
+  int32_t commit_selected, commit_reported;
   double round_opened_at, round_deadline, quorum_since;
   int32_t inflight;       /* update work items queued or running */
   int32_t other_work;     /* joins and checkpoint reads on workers */
@@ -176,7 +177,8 @@ void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
 /* at start: checks the config; debug_dir: where masked updates are written (NULL: not) */
 int fedc__coord_secagg_init(fedc_coord *c, const char *debug_dir);
 void fedc__coord_secagg_free(fedc_coord *c);
-/* a round was opened with these clients selected */
+/* a round was opened with these clients selected (fedc_engine_open's
+ * answer: handed to the protocol object as its parties, not kept) */
 void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n);
 /* 1 once the client has started the round's protocol (or it is too late to):
  * it gets no train task */
@@ -191,7 +193,9 @@ void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x,
 void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req, coord_client *cl);
 struct cJSON;
-void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o);
+/* selected: the open round's selection size, as /v1/status has it (asked
+ * of the engine, or the picture taken as the commit began) */
+void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o, int32_t selected);
 
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);

@@ -301,9 +301,10 @@ static void update_done(uv_work_t *req, int status) {
     c->updates_accepted++;
     pthread_mutex_lock(&c->mu); /* no commit runs while updates are in flight */
     int32_t reported = fedc_engine_reported(c->engine);
+    int32_t selected = fedc_engine_n_selected(c->engine);
     pthread_mutex_unlock(&c->mu);
     fedc_log_info("round=%d client=%d msg=\"update accepted\" reported=%d/%d",
-                  (int)w->round, (int)w->client_id, (int)reported, (int)c->n_selected);
+                  (int)w->round, (int)w->client_id, (int)reported, (int)selected);
   } else if (w->status == 200) {
     c->updates_duplicate++;
   } else {

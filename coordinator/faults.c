@@ -16,8 +16,10 @@
  * transaction rollback, WAL recovery on the next open).
  *
  * A commit failure (FEDC_FAIL_COMMIT_AFTER) makes the Nth commit attempt
- * fail before its durable write, as an out-of-memory while encoding would:
- * the coordinator must keep the engine as it was and retry the round.
+ * (counting those that got past the engine's prepare) fail before its
+ * durable write, as an out-of-memory while encoding would: the coordinator
+ * must abort the prepare, leaving the engine (its DP ledger included) as it
+ * was, and retry the round.
  *
  * The library reads no environment: fedc-coordinator's main.c reads the
  * FEDC_FAIL_* variables and passes their values in (fedc_coordinator_params);

@@ -12,11 +12,11 @@
  * transaction, and only then makes it the engine's global model. A failure
  * before the durable write (out of memory, a store I/O error) aborts the
  * prepare: the engine is as it was, the round stays closed with its
- * updates and is committed again a moment later. Only a failure that
- * repeats COMMIT_TRIES times, or one the engine cannot take back
- * (differential privacy's accountant), stops the daemon with
- * FEDC_COORD_EXIT_STORE; started again, it resumes at the last round the
- * store holds. The worker hands the encoded model and its checksum to the
+ * updates and is committed again a moment later (under differential
+ * privacy too: the abort puts the clip norm and the privacy ledger back,
+ * and the retry draws the same noise). Only a failure that repeats
+ * COMMIT_TRIES times stops the daemon with FEDC_COORD_EXIT_STORE; started
+ * again, it resumes at the last round the store holds. The worker hands the encoded model and its checksum to the
  * loop thread, which serves GET /v1/model from them without a lock.
  */
 #include "coord_internal.h"
@@ -229,7 +229,6 @@ static round_state try_open(fedc_coord *c, double now) {
     fedc_free(selected);
     return ROUND_WAITING;
   }
-  c->n_selected = n_sel;
   c->round_opened_at = now;
   c->round_deadline = now + c->cfg.round_timeout_s;
   c->quorum_since = 0;
@@ -303,8 +302,7 @@ static void commit_run(uv_work_t *req) {
   if (c->secagg) fedc__coord_secagg_fold(c);
   w->reported = fedc_engine_reported(c->engine);
   const float *next = NULL;
-  int rc = fedc__faults_commit();
-  if (rc == 0) rc = fedc_engine_close_prepare(c->engine, &w->m, &next);
+  int rc = fedc_engine_close_prepare(c->engine, &w->m, &next);
   if (rc == FEDC_EQUORUM) {
     w->result = COMMIT_ABANDONED;
     snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
@@ -323,7 +321,10 @@ static void commit_run(uv_work_t *req) {
                                 .epsilon = m->epsilon, .delta = m->delta,
                                 .clip_norm = m->clip_norm};
     if (c->has_test) evaluate(c, next, &w->row);
-    rc = fedc__coord_encode_model(c, next, m->round, &w->model, &w->model_len, w->sha);
+    /* the test hook: an out-of-memory while encoding, after the prepare */
+    rc = fedc__faults_commit();
+    if (rc == 0)
+      rc = fedc__coord_encode_model(c, next, m->round, &w->model, &w->model_len, w->sha);
   }
   size_t opt_len = fedc_engine_opt_state_len(c->engine);
   if (rc == 0 && opt_len > 0) {
@@ -351,8 +352,8 @@ static void commit_run(uv_work_t *req) {
   w->model = NULL;
   w->result = COMMIT_RETRY;
   if (prepared && fedc_engine_close_abort(c->engine) != 0) {
-    /* the engine cannot take the round back: only a restart from the
-     * store can go on */
+    /* cannot happen after a prepare that succeeded (engine.h); were it
+     * to, only a restart from the store could go on */
     size_t len = strlen(w->err);
     snprintf(w->err + len, sizeof w->err - len, "; %s", fedc_error_msg());
     w->result = COMMIT_FATAL;
@@ -376,6 +377,7 @@ static round_state start_commit(fedc_coord *c) {
   commit_work *w = fedc_calloc(1, sizeof *w);
   if (w == NULL) return ROUND_CLOSING;
   pthread_mutex_lock(&c->mu);
+  c->commit_selected = fedc_engine_n_selected(c->engine);
   c->commit_reported = fedc_engine_reported(c->engine);
   pthread_mutex_unlock(&c->mu);
   w->c = c;
@@ -395,7 +397,6 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
     fedc_log_warn("round=%d msg=\"abandoned below quorum\" reported=%d min_clients=%d",
                   (int)c->round, (int)w->reported, (int)c->cfg.min_clients);
     if (c->secagg) fedc__coord_secagg_end(c, 0);
-    c->n_selected = 0;
     return ROUND_WAITING;
   case COMMIT_RETRY:
     if (++c->commit_failures < COMMIT_TRIES) {
@@ -440,7 +441,6 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   memcpy(c->model_sha, w->sha, sizeof c->model_sha);
   w->model = NULL;
   c->round++;
-  c->n_selected = 0;
   c->commit_failures = 0;
   if (c->secagg) fedc__coord_secagg_end(c, 1);
   if (c->params.on_round) {
@@ -478,6 +478,7 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
  *               commit done: below quorum              -> WAITING (round again)
  *               commit done: failed before durable     engine as it was -> CLOSING
  *               commit done: failed COMMIT_TRIES times exit code 4, stop -> CLOSING
+ *               (or the engine could not take it back)
  *   FINISHED    step                                   on_finished once
  *
  * While the coordinator is stopping nothing opens or closes; a commit in

@@ -28,10 +28,17 @@
  * its own copy of the phase and per-party progress for status pages and
  * long-polls, so that it never waits on a commit in progress.
  *
- * Who was selected is the engine's (given to fedc__coord_secagg_open);
- * the protocol object keeps its own party list, fixed when the round
- * opens, and the loop thread keeps the per-party phase progress, which is
- * protocol state, not a copy of the engine's reports.
+ * Who was selected is the engine's alone. fedc__coord_secagg_open hands
+ * the engine's selection to the protocol object, whose parties it becomes:
+ * the protocol needs them (the masking graph, the share routing), fixed
+ * for the round, and refuses anyone else's messages; nothing here reads
+ * them back as the selection. What this file keeps per client is the
+ * protocol's progress only: `parties` lists the clients whose ADVERTISE
+ * the protocol accepted, in that order, each with the last phase whose
+ * message came. A selected client that never advertised is not in it,
+ * and the selection's size is asked of the engine (or, in /v1/status,
+ * given by status.c), so no list here can disagree with the engine about
+ * who was selected.
  *
  * Test hook: with a debug folder (fedc_coordinator_params
  * secagg_debug_dir; fedc-coordinator takes it from FEDC_SECAGG_DEBUG_DIR),
@@ -62,6 +69,13 @@ static const char *const WAIT_NAME[3] = {"keys", "myshares", "survivors"};
 
 typedef struct sa_round sa_round;
 
+/* A client that took part in the round's protocol: its last phase whose
+ * message was accepted (FEDC_SECAGG_ADVERTISE at least). */
+typedef struct sa_party {
+  int32_t client;
+  int8_t progress;
+} sa_party;
+
 /* A pending long-poll for one of the server's broadcasts. */
 typedef struct sa_wait {
   sa_round *r;
@@ -80,9 +94,9 @@ struct sa_round {
   double opened_at, closed_at[4];
   int done, failed;
   char why[256];
-  int32_t n;         /* selected parties */
-  int32_t *ids;      /* their client ids */
-  int8_t *progress;  /* per party: the last phase whose message came, or -1 */
+  sa_party *parties; /* who advertised, in that order (room for the
+                        selection, made at open: appending never allocates) */
+  int32_t n_parties, parties_cap;
   int32_t counts[4]; /* messages accepted per phase */
   int32_t threshold, frac_bits;
   sa_wait *waits;
@@ -172,8 +186,7 @@ static void round_free(sa_round *r) {
   while (r->waits)
     answer_wait(r->waits, 409, "stale_round", "secure round %d is over", (int)r->round);
   fedc_secagg_server_free(r->srv);
-  fedc_free(r->ids);
-  fedc_free(r->progress);
+  fedc_free(r->parties);
   fedc_free(r);
 }
 
@@ -184,8 +197,9 @@ void fedc__coord_secagg_free(fedc_coord *c) {
   c->secagg = NULL;
 }
 
-/* Round opened (loop thread): a protocol object for the selected clients.
- * On failure the round has none and is abandoned at its first step. */
+/* Round opened (loop thread): a protocol object whose parties are the
+ * engine's selection (fedc_engine_open's answer, not kept here). On
+ * failure the round has none and is abandoned at its first step. */
 void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_selected) {
   struct coord_secagg *sa = c->secagg;
   round_free(sa->cur);
@@ -193,10 +207,10 @@ void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_s
   sa_round *r = fedc_calloc(1, sizeof *r);
   uint32_t *ids = fedc_malloc_array((size_t)n_selected + 1, sizeof *ids);
   if (r) {
-    r->ids = fedc_malloc_array((size_t)n_selected + 1, sizeof *r->ids);
-    r->progress = fedc_malloc_array((size_t)n_selected + 1, 1);
+    r->parties = fedc_malloc_array((size_t)n_selected + 1, sizeof *r->parties);
+    r->parties_cap = n_selected;
   }
-  int rc = r && ids && r->ids && r->progress ? 0 : FEDC_ENOMEM;
+  int rc = r && ids && r->parties ? 0 : FEDC_ENOMEM;
   if (rc == 0) {
     fedc_rng g;
     fedc_rng_derive(&g, c->cfg.seed, 0x7361677261706853ULL /* "sagraphS" */,
@@ -205,12 +219,7 @@ void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_s
                             .neighbors = c->cfg.secagg_neighbors,
                             .threshold = c->cfg.secagg_threshold,
                             .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
-    for (int32_t i = 0; i < n_selected; i++) {
-      ids[i] = (uint32_t)selected[i];
-      r->ids[i] = selected[i];
-      r->progress[i] = -1;
-    }
-    r->n = n_selected;
+    for (int32_t i = 0; i < n_selected; i++) ids[i] = (uint32_t)selected[i];
     rc = fedc_secagg_server_new(&p, ids, n_selected, &r->srv);
   }
   fedc_free(ids);
@@ -225,18 +234,42 @@ void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_s
   sa->cur = r;
 }
 
-static int32_t party_slot(const sa_round *r, int32_t client) {
-  for (int32_t i = 0; i < r->n; i++)
-    if (r->ids[i] == client) return i;
+/* The client's protocol progress: the last phase whose message came, or -1
+ * (it has not advertised: not selected, or not yet). Loop thread. */
+static int party_progress(const sa_round *r, int32_t client) {
+  for (int32_t i = 0; i < r->n_parties; i++)
+    if (r->parties[i].client == client) return r->parties[i].progress;
   return -1;
+}
+
+/* The protocol accepted the client's message of phase p. Loop thread. */
+static void party_advance(sa_round *r, int32_t client, fedc_secagg_phase p) {
+  for (int32_t i = 0; i < r->n_parties; i++)
+    if (r->parties[i].client == client) {
+      if (r->parties[i].progress < (int8_t)p) r->parties[i].progress = (int8_t)p;
+      return;
+    }
+  /* a first message is an ADVERTISE (the protocol refuses any other from a
+   * client that has not advertised); the protocol's parties are the
+   * selection, so there is room */
+  if (p == FEDC_SECAGG_ADVERTISE && r->n_parties < r->parties_cap)
+    r->parties[r->n_parties++] = (sa_party){.client = client, .progress = (int8_t)p};
 }
 
 int fedc__coord_secagg_started(const fedc_coord *c, int32_t client) {
   const sa_round *r = c->secagg ? c->secagg->cur : NULL;
   if (r == NULL || r->round != c->round) return 0;
-  int32_t k = party_slot(r, client);
   /* advertised, or too late to: no train task either way */
-  return r->phase != FEDC_SECAGG_ADVERTISE || (k >= 0 && r->progress[k] >= 0);
+  return r->phase != FEDC_SECAGG_ADVERTISE || party_progress(r, client) >= 0;
+}
+
+/* The open round's selection size, the engine's (loop thread, in OPEN:
+ * no commit holds the lock). */
+static int32_t n_selected(fedc_coord *c) {
+  pthread_mutex_lock(&c->mu);
+  int32_t n = fedc_engine_n_selected(c->engine);
+  pthread_mutex_unlock(&c->mu);
+  return n;
 }
 
 /* ---- phases ---------------------------------------------------------------- */
@@ -256,10 +289,9 @@ static void fail_round(fedc_coord *c, sa_round *r, const char *why) {
 /* Answer one long-poll with the broadcast it waits for, or 403 when this
  * client is not part of the set it asks about. Loop thread. */
 static void serve_wait(fedc_coord *c, sa_round *r, sa_wait *w) {
-  int32_t k = party_slot(r, w->client);
   int need = w->kind == WAIT_KEYS ? FEDC_SECAGG_ADVERTISE
              : w->kind == WAIT_MYSHARES ? FEDC_SECAGG_SHARES : FEDC_SECAGG_MASKED;
-  if (k < 0 || r->progress[k] < need) {
+  if (party_progress(r, w->client) < need) {
     fedc__coord_reject(c, REJECT_not_selected);
     answer_wait(w, 403, "not_selected",
                 "client %d did not take part in the %s phase of secure round %d",
@@ -296,9 +328,9 @@ static void serve_waits(fedc_coord *c, sa_round *r, int kind) {
   }
 }
 
-static int phase_complete(const sa_round *r) {
+static int phase_complete(fedc_coord *c, const sa_round *r) {
   switch (r->phase) {
-  case FEDC_SECAGG_ADVERTISE: return r->counts[0] == r->n;
+  case FEDC_SECAGG_ADVERTISE: return r->counts[0] == n_selected(c);
   case FEDC_SECAGG_SHARES: return r->counts[1] == r->counts[0];
   case FEDC_SECAGG_MASKED: return r->counts[2] == r->counts[1];
   case FEDC_SECAGG_UNMASK: return r->counts[3] == r->counts[2];
@@ -312,6 +344,7 @@ static void close_phase(fedc_coord *c, sa_round *r, double now) {
   int rc = 0;
   char err[256] = "";
   pthread_mutex_lock(&c->mu);
+  int32_t n_sel = fedc_engine_n_selected(c->engine);
   switch (p) {
   case FEDC_SECAGG_ADVERTISE:
     rc = fedc_secagg_server_close_advertise(r->srv);
@@ -334,7 +367,7 @@ static void close_phase(fedc_coord *c, sa_round *r, double now) {
   fedc_log_info("round=%d msg=\"secure aggregation phase closed\" phase=%s in=%d of=%d "
                 "secs=%.3f",
                 (int)r->round, fedc_secagg_phase_name(p), (int)r->counts[p],
-                (int)(p == 0 ? r->n : r->counts[p - 1]), now - r->opened_at);
+                (int)(p == 0 ? n_sel : r->counts[p - 1]), now - r->opened_at);
   if (p == FEDC_SECAGG_UNMASK) {
     r->done = 1;
     return;
@@ -358,7 +391,7 @@ int fedc__coord_secagg_step(fedc_coord *c, double now) {
   }
   while (!r->done && !r->failed) {
     double deadline = r->opened_at + PHASE_END[r->phase] * c->cfg.round_timeout_s;
-    if (!phase_complete(r) && now < deadline) break;
+    if (!phase_complete(c, r) && now < deadline) break;
     close_phase(c, r, now);
   }
   return r->done || r->failed;
@@ -378,10 +411,12 @@ void fedc__coord_secagg_fold(fedc_coord *c) {
       r->round != fedc_engine_round(c->engine))
     return; /* fold_ok: a commit being retried folded it already */
   size_t n = c->n_params;
+  /* the survivors are among the selected */
+  size_t n_sel = (size_t)fedc_engine_n_selected(c->engine) + 1;
   float *avg = fedc_malloc_array(n, sizeof *avg);
-  int32_t *ids = fedc_malloc_array((size_t)r->n + 1, sizeof *ids);
-  uint64_t *samples = fedc_malloc_array((size_t)r->n + 1, sizeof *samples);
-  double *losses = fedc_malloc_array((size_t)r->n + 1, sizeof *losses);
+  int32_t *ids = fedc_malloc_array(n_sel, sizeof *ids);
+  uint64_t *samples = fedc_malloc_array(n_sel, sizeof *samples);
+  double *losses = fedc_malloc_array(n_sel, sizeof *losses);
   int rc = avg && ids && samples && losses ? 0
                                            : fedc_error_set(FEDC_ENOMEM, "out of memory");
   if (rc == 0) rc = fedc_secagg_server_finish(r->srv, avg, n, &r->res);
@@ -571,12 +606,10 @@ static void masked_done(uv_work_t *req, int status) {
   sa_round *r = c->secagg->cur;
   if (w->status == 200 && !w->duplicate) {
     c->updates_accepted++;
-    if (r == w->r) {
-      int32_t k = party_slot(r, w->client_id);
-      if (k >= 0 && r->progress[k] < FEDC_SECAGG_MASKED) {
-        r->progress[k] = FEDC_SECAGG_MASKED;
-        r->counts[FEDC_SECAGG_MASKED]++;
-      }
+    int prog = r == w->r ? party_progress(r, w->client_id) : -1;
+    if (prog >= 0 && prog < FEDC_SECAGG_MASKED) {
+      party_advance(r, w->client_id, FEDC_SECAGG_MASKED);
+      r->counts[FEDC_SECAGG_MASKED]++;
     }
     fedc_log_info("round=%d client=%d msg=\"masked update accepted\" masked=%d/%d",
                   (int)w->round, (int)w->client_id, r == w->r ? (int)r->counts[2] : -1,
@@ -645,9 +678,8 @@ static void post_message(fedc_coord *c, sa_round *r, fedc_http_exchange *x, coor
   snprintf(err, sizeof err, "%s", rc ? fedc_error_msg() : "");
   pthread_mutex_unlock(&c->mu);
   if (rc == 0 || rc == FEDC_EDUPLICATE) {
-    int32_t k = party_slot(r, cl->id);
-    if (rc == 0 && k >= 0) {
-      r->progress[k] = (int8_t)phase;
+    if (rc == 0) {
+      party_advance(r, cl->id, phase);
       r->counts[phase]++;
     }
     fedc_log_debug("round=%d client=%d msg=\"secure aggregation message\" phase=%s%s",
@@ -753,7 +785,7 @@ void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
 
 /* ---- status ------------------------------------------------------------------------- */
 
-void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o) {
+void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o, int32_t selected) {
   const struct coord_secagg *sa = c->secagg;
   if (sa == NULL) return;
   cJSON *s = cJSON_AddObjectToObject(o, "secagg");
@@ -765,15 +797,16 @@ void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o) {
     cJSON_AddStringToObject(s, "phase", r->failed ? "failed"
                                         : r->done ? "done"
                                                   : fedc_secagg_phase_name(r->phase));
-    cJSON_AddNumberToObject(s, "selected", r->n);
+    cJSON_AddNumberToObject(s, "selected", selected);
     static const char *const cnt[4] = {"advertised", "shared", "masked", "unmasked"};
     for (int p = 0; p < 4; p++) {
       cJSON_AddNumberToObject(s, cnt[p], r->counts[p]);
       char key[32];
       snprintf(key, sizeof key, "%s_ids", cnt[p]);
       cJSON *ids = cJSON_AddArrayToObject(s, key);
-      for (int32_t i = 0; i < r->n; i++)
-        if (r->progress[i] >= p) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->ids[i]));
+      for (int32_t i = 0; i < r->n_parties; i++)
+        if (r->parties[i].progress >= p)
+          cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->parties[i].client));
     }
     if (r->phase > FEDC_SECAGG_ADVERTISE) {
       cJSON_AddNumberToObject(s, "threshold", r->threshold);

@@ -60,7 +60,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     pthread_mutex_unlock(&c->mu);
   } else if (c->state == ROUND_COMMITTING) {
     reported = c->commit_reported; /* as the commit began: a commit holds the engine */
-    selected = c->n_selected;
+    selected = c->commit_selected;
   }
   cJSON_AddNumberToObject(o, "reported", reported);
   cJSON_AddNumberToObject(o, "selected", selected);
@@ -109,7 +109,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     add_num(pv, "epsilon_budget", c->cfg.dp_epsilon_budget > 0 ? c->cfg.dp_epsilon_budget : NAN);
     cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }
-  if (c->secagg) fedc__coord_secagg_status(c, o);
+  if (c->secagg) fedc__coord_secagg_status(c, o, selected);
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);
   return text;

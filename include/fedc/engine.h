@@ -157,10 +157,11 @@ int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
 int fedc_engine_close_commit(fedc_engine *e);
 /*
  * Forget the prepared model: the round stays open with the updates it had,
- * as before fedc_engine_close_prepare, to be prepared again. FEDC_ESTATE
- * (nothing prepared); FEDC_EUNSUPPORTED under differential privacy, whose
- * accountant cannot take a round back (the engine is then unusable for
- * this round: the driver stops and resumes from its durable state).
+ * as before fedc_engine_close_prepare, to be prepared again: the server
+ * optimizer's state and, under differential privacy, the clip norm and the
+ * privacy ledger are put back, so the round prepared again has the same
+ * model and epsilon, bit for bit (its noise is drawn from the same
+ * stream). FEDC_ESTATE (nothing prepared); otherwise it cannot fail.
  */
 int fedc_engine_close_abort(fedc_engine *e);
 

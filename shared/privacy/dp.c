@@ -154,6 +154,28 @@ double fedc_dp_clip_norm(const fedc_dp *d) { return d ? d->clip : NAN; }
 
 int64_t fedc_dp_rounds(const fedc_dp *d) { return d ? d->rounds : 0; }
 
+/* The parameters are compared field by field: memcmp would also compare
+ * the struct's padding. */
+static int same_params(const fedc_dp_params *a, const fedc_dp_params *b) {
+  return a->noise_multiplier == b->noise_multiplier && a->clip_norm == b->clip_norm &&
+         a->adaptive == b->adaptive && a->clip_quantile == b->clip_quantile &&
+         a->clip_lr == b->clip_lr && a->delta == b->delta &&
+         a->epsilon_budget == b->epsilon_budget && a->seed == b->seed &&
+         a->clients_per_round == b->clients_per_round;
+}
+
+int fedc_dp_copy_state(fedc_dp *dst, const fedc_dp *src) {
+  if (dst == NULL || src == NULL) return fedc_error_set(FEDC_EINVAL, "privacy: no DP state");
+  if (dst == src) return 0;
+  if (!same_params(&dst->p, &src->p))
+    return fedc_error_set(FEDC_EINVAL, "privacy: copy between DP states of other parameters");
+  int rc = fedc_accountant_copy(dst->acct, src->acct);
+  if (rc < 0) return rc;
+  dst->clip = src->clip;
+  dst->rounds = src->rounds;
+  return 0;
+}
+
 /*
  * The norm is summed in double: float32 squares of a million coordinates
  * would lose the small ones. Scaling by S / norm in float can leave the

@@ -120,4 +120,19 @@ int fedc_dp_restore(fedc_dp *d, double clip_norm, double q, int64_t rounds);
 /* Rounds accounted so far (finished and restored). */
 int64_t fedc_dp_rounds(const fedc_dp *d);
 
+/*
+ * Taking a round back (a coordinator whose durable write failed after the
+ * round was aggregated): everything fedc_dp_finish_round changes is the
+ * clip norm S, the rounds counter and the accountant's ledger; the noise
+ * has no stream position to restore, since each round's noise is drawn
+ * from streams derived afresh from (seed, round). fedc_dp_copy_state makes
+ * dst's S, rounds and ledger src's. Copied into a spare state made by
+ * fedc_dp_new with the same parameters before a round and copied back
+ * after it, it leaves d as if the round had never been finished: the round
+ * finished again draws the same noise and spends the same privacy, bit for
+ * bit. Never allocates; FEDC_EINVAL (dst unchanged) when the two states
+ * were made with other parameters.
+ */
+int fedc_dp_copy_state(fedc_dp *dst, const fedc_dp *src);
+
 #endif

@@ -408,6 +408,20 @@ int fedc_accountant_new(const double *orders, size_t n, fedc_accountant **out) {
 
 void fedc_accountant_free(fedc_accountant *a) { fedc_free(a); }
 
+int fedc_accountant_copy(fedc_accountant *dst, const fedc_accountant *src) {
+  if (dst == NULL || src == NULL) return fedc_error_set(FEDC_EINVAL, "rdp: no accountant");
+  if (dst == src) return 0;
+  if (dst->n != src->n || memcmp(dst->orders, src->orders, src->n * sizeof(double)) != 0)
+    return fedc_error_set(FEDC_EINVAL, "rdp: copy between accountants of other orders");
+  dst->steps = src->steps;
+  dst->cache_ok = src->cache_ok;
+  dst->cache_q = src->cache_q;
+  dst->cache_sigma = src->cache_sigma;
+  memcpy(dst->rdp, src->rdp, src->n * sizeof(double));
+  memcpy(dst->cache, src->cache, src->n * sizeof(double));
+  return 0;
+}
+
 int64_t fedc_accountant_steps(const fedc_accountant *a) {
   return a ? a->steps : 0;
 }

@@ -94,6 +94,15 @@ int fedc_accountant_peek(const fedc_accountant *a, double q, double sigma,
 /* Steps recorded so far. */
 int64_t fedc_accountant_steps(const fedc_accountant *a);
 
+/*
+ * Make dst's ledger src's: its steps and RDP sums (and its per-step memo),
+ * so that a copy taken before a step and copied back takes the step back
+ * exactly, bit for bit (an RDP sum minus a step's value would not be).
+ * Never allocates. FEDC_EINVAL when the two were not made with the same
+ * orders; dst is then unchanged.
+ */
+int fedc_accountant_copy(fedc_accountant *dst, const fedc_accountant *src);
+
 void fedc_accountant_free(fedc_accountant *a);
 
 #endif

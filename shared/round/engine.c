@@ -10,9 +10,11 @@
  * The engine is the one owner of who was selected and who reported: the
  * open round's slots, and the last committed round's (prev), kept to
  * acknowledge late resends. A close is prepare (the next model into
- * `pending`, the server optimizer's state saved in `opt_snap`) then commit
+ * `pending`, after the pipeline has saved what its finish changes: the
+ * server optimizer's state and DP's clip norm and ledger) then commit
  * (swap it in), so a driver can make the round durable in between and, if
- * that fails, abort with the round still open and its updates kept.
+ * that fails, abort with the round still open and its updates kept, the
+ * pipeline put back as it was.
  */
 #include "round/engine.h"
 
@@ -53,8 +55,6 @@ struct fedc_engine {
   int prepared;
   float *pending;          /* the next global model */
   fedc_round_metrics pending_m;
-  float *opt_snap;         /* the optimizer state before the prepare */
-  size_t opt_snap_len;
   int32_t scratch_cap;
   fedc_round_metrics *history;
   int32_t n_history, history_cap;
@@ -112,7 +112,6 @@ void fedc_engine_free(fedc_engine *e) {
   fedc_free(e->sel_ids);
   fedc_free(e->prev);
   fedc_free(e->pending);
-  fedc_free(e->opt_snap);
   fedc_free(e->history);
   fedc_free(e);
 }
@@ -245,8 +244,9 @@ int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
  * Prepare: everything a close computes, into e->pending and e->pending_m,
  * leaving the committed state (global, round, history) alone. The
  * aggregators' finish only reads their accumulators, so a prepare can be
- * repeated after an abort; the server optimizer's step changes its state,
- * which is saved first and put back by an abort. Every allocation the
+ * repeated after an abort; what the pipeline's finish does change (the
+ * server optimizer's state, DP's clip norm and privacy ledger) it saves
+ * first (fedc_pipeline_save) and an abort puts back. Every allocation the
  * commit needs (the history's next row) is made here, so that
  * fedc_engine_close_commit cannot fail.
  */
@@ -269,19 +269,12 @@ int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
   if (e->pending == NULL &&
       (e->pending = fedc_malloc_array(e->n_params, sizeof(float))) == NULL)
     return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
-  size_t olen = fedc_pipeline_opt_state_len(e->pl);
-  if (olen > e->opt_snap_len) {
-    float *o = fedc_realloc(e->opt_snap, olen * sizeof(float));
-    if (o == NULL) return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
-    e->opt_snap = o;
-    e->opt_snap_len = olen;
-  }
-  if (olen > 0 && (rc = fedc_pipeline_opt_state_get(e->pl, e->opt_snap, olen)) != 0) return rc;
+  if ((rc = fedc_pipeline_save(e->pl)) != 0) return rc;
   memcpy(e->pending, e->global, e->n_params * sizeof(float));
   fedc_pipeline_round pr;
   rc = fedc_pipeline_finish(e->pl, e->round, e->pending, e->n_params, e->reported, &pr);
   if (rc != 0) {
-    if (olen > 0) fedc_pipeline_opt_state_set(e->pl, e->opt_snap, olen);
+    fedc_pipeline_undo(e->pl); /* finish may have stepped DP before failing */
     return rc;
   }
   fedc_round_metrics m = {.round = e->round, .selected = e->n_slots,
@@ -321,19 +314,12 @@ int fedc_engine_close_commit(fedc_engine *e) {
   return 0;
 }
 
+/* The pipeline saved at the prepare; its undo cannot fail after a save
+ * that succeeded (the prepare's). */
 int fedc_engine_close_abort(fedc_engine *e) {
   if (!e->prepared) return fedc_error_set(FEDC_ESTATE, "engine: no close is prepared");
   e->prepared = 0;
-  size_t olen = fedc_pipeline_opt_state_len(e->pl);
-  if (olen > 0) {
-    int rc = fedc_pipeline_opt_state_set(e->pl, e->opt_snap, olen);
-    if (rc != 0) return rc;
-  }
-  if (fedc_pipeline_dp_on(e->pl))
-    return fedc_error_set(FEDC_EUNSUPPORTED,
-                          "engine: round %d: differential privacy's accountant cannot "
-                          "take a prepared round back", (int)e->round);
-  return 0;
+  return fedc_pipeline_undo(e->pl);
 }
 
 int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {

@@ -23,6 +23,11 @@ struct fedc_pipeline {
   float *scratch; /* x + d for a modified update; the DP average delta */
   int32_t clipped, dp_unclipped;
   double dp_clip_used;
+  /* fedc_pipeline_save's record, put back by fedc_pipeline_undo */
+  int saved;
+  float *opt_snap;
+  size_t opt_snap_len;
+  fedc_dp *dp_snap; /* a spare DP state of the same parameters */
 };
 
 void fedc_pipeline_params_fedavg(fedc_pipeline_params *p, int32_t max_updates) {
@@ -37,6 +42,8 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
   fedc_strategy_free(pl->agg);
   fedc_server_opt_free(pl->opt);
   if (pl->dp) fedc_dp_free(pl->dp);
+  if (pl->dp_snap) fedc_dp_free(pl->dp_snap);
+  fedc_free(pl->opt_snap);
   fedc_free(pl->scratch);
   fedc_free(pl);
 }
@@ -182,6 +189,34 @@ int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
   if (rc != 0) return rc;
   if (out) *out = r;
   return 0;
+}
+
+int fedc_pipeline_save(fedc_pipeline *pl) {
+  pl->saved = 0;
+  size_t olen = fedc_server_opt_state_len(pl->opt);
+  if (olen > pl->opt_snap_len) {
+    float *o = fedc_realloc(pl->opt_snap, olen * sizeof(float));
+    if (o == NULL) return fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+    pl->opt_snap = o;
+    pl->opt_snap_len = olen;
+  }
+  if (pl->dp && pl->dp_snap == NULL) {
+    int rc = fedc_dp_new(&pl->p.dp, &pl->dp_snap);
+    if (rc != 0) return rc;
+  }
+  int rc = olen > 0 ? fedc_server_opt_state_get(pl->opt, pl->opt_snap, olen) : 0;
+  if (rc == 0 && pl->dp) rc = fedc_dp_copy_state(pl->dp_snap, pl->dp);
+  if (rc != 0) return rc;
+  pl->saved = 1;
+  return 0;
+}
+
+int fedc_pipeline_undo(fedc_pipeline *pl) {
+  if (!pl->saved) return fedc_error_set(FEDC_ESTATE, "pipeline: nothing saved to undo");
+  size_t olen = fedc_server_opt_state_len(pl->opt);
+  int rc = olen > 0 ? fedc_server_opt_state_set(pl->opt, pl->opt_snap, olen) : 0;
+  if (rc == 0 && pl->dp) rc = fedc_dp_copy_state(pl->dp, pl->dp_snap);
+  return rc;
 }
 
 int fedc_pipeline_budget_exhausted(const fedc_pipeline *pl) {

@@ -86,6 +86,21 @@ int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delt
  * number of updates added. FEDC_EQUORUM if none. */
 int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
                          int32_t m, fedc_pipeline_round *out);
+/*
+ * Taking a round's finish back. fedc_pipeline_save records everything
+ * fedc_pipeline_finish changes: the server optimizer's state and, under
+ * DP, the clip norm, the rounds counter and the accountant's ledger (the
+ * noise needs nothing: each round's is drawn from streams derived from the
+ * DP seed and the round). fedc_pipeline_undo puts them back, so that the
+ * round finished again draws the same noise, steps the optimizer from the
+ * same state and spends the same privacy: the same model and epsilon, bit
+ * for bit. The aggregator's finish only reads its accumulator, and the
+ * round's clip counters are left by finish as they were, so neither needs
+ * saving. save allocates its buffers the first time (FEDC_ENOMEM, nothing
+ * saved); undo never allocates and, after a successful save, returns 0.
+ */
+int fedc_pipeline_save(fedc_pipeline *pl);
+int fedc_pipeline_undo(fedc_pipeline *pl);
 /* DP: would one more round go over the epsilon budget? */
 int fedc_pipeline_budget_exhausted(const fedc_pipeline *pl);
 /* Re-apply `rounds` DP rounds already taken and the clip norm in use. */

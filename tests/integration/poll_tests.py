@@ -13,12 +13,20 @@ and its commit order (docs/coordinator-states.md):
    an injected out-of-memory) must not end the daemon: the round is
    retried, the job finishes, and every committed model is bit-identical to
    that of an undisturbed run.
+3. The same under differential privacy: the aborted prepare had drawn the
+   round's noise, stepped the accountant and adapted the clip norm; the
+   abort puts them back, so the models and the store's privacy ledger
+   (epsilon, delta and clip norm per round) equal the undisturbed run's,
+   bit for bit. Both runs' stores get the same secret DP seed (planted
+   before the coordinator first starts; it is otherwise drawn at random
+   per store).
 """
 import json
 import os
 import re
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -78,11 +86,13 @@ def test_polls_survive_client_array_growth():
         job.close()
 
 
-def run_job(job, name, env):
+def run_job(job, name, env, dp_seed=None):
     """The 3-client, 3-round job on a fresh store (same certificates and
     data: the clients' training depends on them); the checkpoints' tensors
     by round (their sha256 covers the job id, new with each store) and the
-    coordinator's log. The daemon must not exit while the clients run."""
+    coordinator's log. The daemon must not exit while the clients run.
+    dp_seed: the store's secret DP noise seed, planted before the
+    coordinator starts."""
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(job.store + suffix):
             os.remove(job.store + suffix)
@@ -90,6 +100,9 @@ def run_job(job, name, env):
     if os.path.exists(log_path):
         os.remove(log_path)
     job.allow_all()
+    if dp_seed is not None:
+        with sqlite3.connect(job.store) as con:  # the secrets table exists now
+            con.execute("INSERT INTO secrets(name, value) VALUES('dp_seed', ?)", (dp_seed,))
     p = job.start_coordinator(env)
     clients = [job.start_client(k, keep=False) for k in (1, 2, 3)]
     end = time.time() + 90
@@ -131,8 +144,44 @@ def test_commit_failure_retried():
         job.close()
 
 
+def privacy_ledger(job):
+    with job.db() as con:
+        return list(con.execute("SELECT round, epsilon, delta, clip_norm FROM privacy "
+                                "ORDER BY round"))
+
+
+def test_commit_failure_retried_dp():
+    extra = ("[privacy]\nnoise_multiplier = 0.2\nclip_norm = 0.5\nadaptive_clip = true\n"
+             "clip_quantile = 0.5\nclip_lr = 0.2\n")
+    job = Job("commit-dp", 3, rounds=3, round_timeout_s=20, poll_s=1, extra=extra)
+    seed = 0x2545F4914F6CDD1D
+    try:
+        ref, _ = run_job(job, "clean DP run", {}, dp_seed=seed)
+        assert sorted(ref) == [0, 1, 2, 3], sorted(ref)
+        ref_ledger = privacy_ledger(job)
+        eps = [e for (_, e, _, _) in ref_ledger]
+        assert [r for (r, _, _, _) in ref_ledger] == [1, 2, 3], ref_ledger
+        assert 0 < eps[0] < eps[1] < eps[2], ref_ledger
+        for spec in ("1", "3"):
+            got, log = run_job(job, f"DP, FEDC_FAIL_COMMIT_AFTER={spec}",
+                               {"FEDC_FAIL_COMMIT_AFTER": spec}, dp_seed=seed)
+            retries = log.count('msg="commit failed; retrying"')
+            assert retries >= 1, f"DP, FEDC_FAIL_COMMIT_AFTER={spec}: no retry in the log"
+            assert "commit failed; stopping" not in log
+            assert got == ref, f"DP, FEDC_FAIL_COMMIT_AFTER={spec}: models differ from the clean run"
+            ledger = privacy_ledger(job)
+            assert ledger == ref_ledger, (f"DP, FEDC_FAIL_COMMIT_AFTER={spec}: privacy ledger "
+                                          f"{ledger}, clean run {ref_ledger}")
+            print(f"       DP, FEDC_FAIL_COMMIT_AFTER={spec}: {retries} retry, the daemon kept "
+                  f"going, the same 3 models and privacy ledger (epsilon {eps[-1]:.4f}) as the "
+                  f"clean run", flush=True)
+    finally:
+        job.close()
+
+
 if __name__ == "__main__":
     s = Suite("poll_tests")
-    for t in (test_polls_survive_client_array_growth, test_commit_failure_retried):
+    for t in (test_polls_survive_client_array_growth, test_commit_failure_retried,
+              test_commit_failure_retried_dp):
         s.run(t)
     sys.exit(s.finish())

@@ -236,8 +236,11 @@ static void engine_out_of_memory(void **st) {
 
 
 /* Runs rounds 1..2 of a 2-client job with strategy s; with abort_first, round
- * 1 is prepared and aborted once (and round 2 twice) before its commit. */
-static void run_split(const char *strategy, int abort_first, float *out) {
+ * 1 is prepared and aborted once (and round 2 twice) before its commit. With
+ * dp, under differential privacy with adaptive clipping: hist gets the
+ * rounds' metrics (epsilon, clip norm). */
+static void run_split(const char *strategy, int abort_first, int dp, float *out,
+                      fedc_round_metrics hist[2]) {
   float w0[NP] = {0};
   fedc_engine_params p;
   fedc_engine_params_init(&p);
@@ -253,6 +256,14 @@ static void run_split(const char *strategy, int abort_first, float *out) {
   pp.opt.beta1 = 0.9;
   pp.opt.beta2 = 0.99;
   pp.opt.tau = 1e-3;
+  if (dp) {
+    pp.dp_on = 1;
+    pp.dp = (fedc_dp_params){.noise_multiplier = 0.1, .clip_norm = 0.5, .adaptive = 1,
+                             .clip_quantile = 0.5, .clip_lr = 0.2, .delta = 1e-5,
+                             .seed = 0x5eed};
+    pp.population = 3;
+    pp.per_round = 2;
+  }
   fedc_engine *e;
   assert_int_equal(fedc__engine_new_pipeline(&p, &pp, NP, w0, &e), 0);
   int32_t eligible[3] = {4, 7, 9}, sel[2], n;
@@ -276,6 +287,7 @@ static void run_split(const char *strategy, int abort_first, float *out) {
       assert_non_null(next);
       assert_int_equal(m.round, r);
       assert_int_equal(m.clients, 2);
+      assert_true(dp ? m.epsilon > 0.0 : isnan(m.epsilon));
       /* nothing committed yet, and no update taken meanwhile */
       assert_int_equal(fedc_engine_round(e), r);
       assert_true(fedc_engine_global(e)[0] == g0);
@@ -295,25 +307,46 @@ static void run_split(const char *strategy, int abort_first, float *out) {
     assert_int_equal(fedc_engine_n_selected(e), 0);
   }
   int32_t nh;
-  fedc_engine_history(e, &nh);
+  const fedc_round_metrics *h = fedc_engine_history(e, &nh);
   assert_int_equal(nh, 2);
+  memcpy(hist, h, 2 * sizeof *h);
   memcpy(out, fedc_engine_global(e), sizeof(float) * NP);
   fedc_engine_free(e);
 }
 
+/* Compare two runs' metrics field by field, the doubles by their bits
+ * (NAN equals NAN: no DP). */
+static void same_metrics(const fedc_round_metrics *a, const fedc_round_metrics *b) {
+  for (int r = 0; r < 2; r++) {
+    assert_int_equal(a[r].round, b[r].round);
+    assert_int_equal(a[r].clients, b[r].clients);
+    assert_memory_equal(&a[r].epsilon, &b[r].epsilon, sizeof(double));
+    assert_memory_equal(&a[r].clip_norm, &b[r].clip_norm, sizeof(double));
+    assert_memory_equal(&a[r].train_loss, &b[r].train_loss, sizeof(double));
+  }
+}
+
 /* A prepared close that is aborted leaves the engine as it was: the same
  * rounds then commit the same model, bit for bit, with a stateful server
- * optimizer too. */
+ * optimizer too, and under differential privacy the same noise, clip norm
+ * and epsilon (the accountant's ledger is put back). */
 static void engine_prepare_abort_commit(void **st) {
   (void)st;
   make_updates();
   static float a[NP], b[NP];
+  fedc_round_metrics ha[2], hb[2];
   const char *strategies[] = {"fedavg", "fedadam", "fedavgm"};
-  for (int i = 0; i < 3; i++) {
-    run_split(strategies[i], 0, a);
-    run_split(strategies[i], 1, b);
-    assert_memory_equal(a, b, sizeof a);
-  }
+  for (int dp = 0; dp < 2; dp++)
+    for (int i = 0; i < 3; i++) {
+      run_split(strategies[i], 0, dp, a, ha);
+      run_split(strategies[i], 1, dp, b, hb);
+      assert_memory_equal(a, b, sizeof a);
+      same_metrics(ha, hb);
+    }
+  /* under DP: the privacy spent grows by round, the clip norm adapts */
+  run_split("fedavg", 1, 1, b, hb);
+  assert_true(hb[0].epsilon > 0.0 && hb[1].epsilon > hb[0].epsilon);
+  assert_true(hb[0].clip_norm == 0.5 && hb[1].clip_norm != 0.5);
   fedc_engine *e = new_engine(2, 2, 1);
   assert_int_equal(fedc_engine_close_commit(e), FEDC_ESTATE);
   assert_int_equal(fedc_engine_close_prepare(e, NULL, NULL), FEDC_ESTATE);
