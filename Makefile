@@ -369,7 +369,9 @@ bench-load: deps
 #       fedc-client under valgrind (a build without -march=native in
 #       $(BUILD)/valgrind), every injected fault against an ASan+UBSan build
 #       (build/san, or $(BUILD) when SANITIZE is given), and the
-#       coordinator killed 50 times over one job
+#       coordinator killed 50 times over one job, then every
+#       tests/long/test_*.sh (long suites; exit 77 = skipped), given
+#       FEDC_BUILD and FEDC_ASAN_BUILD (the ASan+UBSan tree)
 TSAN_BUILD ?= build/tsan
 # BUILD as given; else a thread-sanitized tree of its own
 HARD_BUILD := $(if $(filter command line environment,$(origin BUILD)),$(BUILD),$(if \
@@ -410,6 +412,11 @@ test-long: deps
 	    || failed="$$failed faults"; \
 	echo "== crashloop.py (50 kills)"; \
 	FEDC_BUILD=$(BUILD) python3 tests/integration/crashloop.py || failed="$$failed crashloop"; \
+	for t in tests/long/test_*.sh; do \
+	  [ -e "$$t" ] || continue; echo "== $$t"; \
+	  FEDC_BUILD=$(BUILD) FEDC_ASAN_BUILD=$(ASAN_BUILD) sh "$$t"; rc=$$?; \
+	  [ $$rc = 0 ] || [ $$rc = 77 ] || failed="$$failed $$(basename $$t .sh)"; \
+	done; \
 	echo "test-long: $$(( $$(date +%s) - start ))s$${failed:+, failed:$$failed}"; \
 	[ -z "$$failed" ]
 # ---- end hardening ----
