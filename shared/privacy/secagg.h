@@ -152,6 +152,26 @@ int fedc_shamir_split(const uint8_t secret[FEDC_SECAGG_SEED_BYTES], int32_t t,
  */
 int fedc_shamir_combine(const fedc_shamir_share *shares, int32_t n, int32_t t,
                         uint8_t secret[FEDC_SECAGG_SEED_BYTES]);
+/* Whether a reconstructed secret is the dealer's (its commitment or its
+ * public key says): 1 yes, 0 no. */
+typedef int (*fedc_shamir_check_fn)(void *ctx, const uint8_t secret[FEDC_SECAGG_SEED_BYTES]);
+/*
+ * Reconstruct from n shares with threshold t when some may be wrong, and
+ * say which: wrong[i] = 1 for each share off the polynomials of the secret
+ * that check accepts, 0 for the others. First every share is combined as
+ * fedc_shamir_combine does; if they disagree (or the secret fails check),
+ * Berlekamp-Welch decoding on the first min(n, 256) shares corrects up to
+ * floor((min(n, 256) - t) / 2) wrong ones; failing that, sets of t shares
+ * are tried in turn (at most 4096 sets), which finds the secret whenever t
+ * shares are right and the sets are few enough. A secret is taken
+ * only when check accepts it and at least t shares lie on its polynomials,
+ * so a share is called wrong only against the dealer's own secret.
+ * FEDC_EQUORUM (n < t), FEDC_EINVAL, FEDC_ECHECKSUM (no accepted secret:
+ * too many wrong shares for the redundancy n - t), FEDC_ENOMEM.
+ */
+int fedc_shamir_decode(const fedc_shamir_share *shares, int32_t n, int32_t t,
+                       fedc_shamir_check_fn check, void *ctx,
+                       uint8_t secret[FEDC_SECAGG_SEED_BYTES], uint8_t *wrong);
 
 /* ---- what client and server compute alike -------------------------------- */
 
@@ -260,6 +280,7 @@ typedef struct fedc_secagg_result {
   uint64_t total_samples; /* their sample counts, summed */
   int32_t frac_bits;
   int32_t dropped;        /* shared keys, sent no masked input */
+  int32_t excluded;       /* survivors that revealed wrong shares (below) */
 } fedc_secagg_result;
 
 /* ids (distinct): the parties allowed to take part (the round's selected
@@ -314,12 +335,24 @@ int fedc_secagg_server_add_unmask(fedc_secagg_server *s, uint32_t sender, const 
  * End the round: reconstruct each survivor's b_u and each dropped party's
  * mask key from the shares received, remove the masks, and write the
  * sample-weighted average of the survivors' inputs into avg (n floats; may
- * be NULL for the sum alone). FEDC_EQUORUM (too few shares for some
- * secret), FEDC_ECHECKSUM (a reconstruction fails its check); the phase is
- * then FAILED.
+ * be NULL for the sum alone).
+ *
+ * Revealed shares that disagree are located (fedc_shamir_decode, each
+ * secret checked against the dealer's commitment to b_u or its public mask
+ * key) and their revealer is excluded: its other revealed shares are set
+ * aside for the secrets still to rebuild, and it is listed by
+ * fedc_secagg_server_excluded. Its own masked input stays in the sum (it
+ * can leave it only if its input were unmasked alone, which the protocol
+ * forbids), with its b_u rebuilt from the others' shares. FEDC_EQUORUM (too
+ * few shares for some secret), FEDC_ECHECKSUM (shares disagree beyond what
+ * the redundancy corrects, or a reconstruction fails its check); the phase
+ * is then FAILED, and the revealers found wrong so far are still listed.
  */
 int fedc_secagg_server_finish(fedc_secagg_server *s, float *avg, size_t n,
                               fedc_secagg_result *res);
+/* After finish (done or failed): the parties whose revealed shares were
+ * wrong, increasing; the count is returned. */
+int32_t fedc_secagg_server_excluded(const fedc_secagg_server *s, const uint32_t **ids);
 /* After finish: sum_u n_u Q(x_u) mod 2^32 over the survivors (n words). */
 const uint32_t *fedc_secagg_server_sum(const fedc_secagg_server *s);
 /* Mark the round failed (the caller abandons it). */

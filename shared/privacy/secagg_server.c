@@ -14,6 +14,12 @@
  * is sorted by id, the order of the KEYS broadcast. Closing a phase checks
  * that the round can still succeed, and fails it early (FEDC_EQUORUM)
  * when it cannot.
+ *
+ * A survivor may reveal a wrong share in UNMASK (nothing lets the server
+ * check one share alone). finish decodes each secret despite such shares
+ * (fedc_shamir_decode against the dealer's commitment or public key),
+ * names their revealers and sets their shares aside for the rest of the
+ * round, so that one liar can no longer make every round fail.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +36,7 @@ typedef struct party {
   uint64_t n_samples;
   uint8_t c_pk[SA_KEY], s_pk[SA_KEY], commit[SA_KEY];
   uint8_t advertised, shared, masked, unmasked;
+  uint8_t liar; /* revealed a share off the dealer's polynomial */
   int32_t *nbr; /* U1 indices, increasing (after KEYS) */
   int32_t deg;
   uint8_t *cts; /* deg ciphertexts addressed to this party, slot j from nbr[j] */
@@ -52,6 +59,8 @@ struct fedc_secagg_server {
   size_t keys_len, surv_len;
   uint32_t *surv_ids;
   int32_t n_surv, n_shared;
+  uint32_t *liars; /* parties found revealing wrong shares, increasing */
+  int32_t n_liars;
   fedc_secagg_result res;
 };
 
@@ -119,6 +128,7 @@ void fedc_secagg_server_free(fedc_secagg_server *s) {
   fedc_free(s->keys_msg);
   fedc_free(s->surv_msg);
   fedc_free(s->surv_ids);
+  fedc_free(s->liars);
   fedc_free(s);
 }
 
@@ -562,15 +572,77 @@ int fedc_secagg_server_add_unmask(fedc_secagg_server *s, uint32_t sender, const 
   return 0;
 }
 
-/* Reconstruct a party's secret from the shares revealed about it. */
-static int reconstruct(fedc_secagg_server *s, party *q, const char *what, uint8_t out[SA_KEY]) {
-  int rc = fedc_shamir_combine(q->sh, q->n_sh, s->t, out);
-  if (rc != 0) {
+/* What a reconstructed secret is checked against: b_u's commitment or
+ * the public mask key. */
+typedef struct secret_check {
+  fedc_secagg_server *s;
+  const party *q;
+  int kind; /* SA_KIND_B or SA_KIND_SK */
+  int32_t k_round;
+} secret_check;
+
+static int check_secret(void *ctx, const uint8_t secret[FEDC_SECAGG_SEED_BYTES]) {
+  secret_check *k = ctx;
+  uint8_t v[SA_KEY];
+  int ok;
+  if (k->kind == SA_KIND_B) {
+    fedc__sa_commit(secret, k->k_round, k->q->id, v);
+    ok = memcmp(v, k->q->commit, SA_KEY) == 0;
+  } else {
+    ok = fedc__sa_public(&k->s->rng, secret, v) == 0 && memcmp(v, k->q->s_pk, SA_KEY) == 0;
+  }
+  fedc__sa_wipe(v, sizeof v);
+  return ok;
+}
+
+static int cmp_id(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Party sender revealed a wrong share: excluded from here on. */
+static void mark_liar(fedc_secagg_server *s, party *v) {
+  if (v->liar) return;
+  v->liar = 1;
+  s->liars[s->n_liars++] = v->id;
+  qsort(s->liars, (size_t)s->n_liars, sizeof *s->liars, cmp_id);
+}
+
+/*
+ * Reconstruct a party's secret from the shares revealed about it, leaving
+ * out those of revealers already found lying (unless too few remain), and
+ * name the revealers of shares that disagree with the dealer's secret.
+ */
+static int reconstruct(fedc_secagg_server *s, party *q, int kind, uint8_t out[SA_KEY]) {
+  const char *what = kind == SA_KIND_B ? "self-mask seed" : "mask key";
+  fedc_shamir_share *sh = fedc_malloc_array((size_t)q->n_sh + 1, sizeof *sh);
+  party **from = fedc_malloc_array((size_t)q->n_sh + 1, sizeof *from);
+  uint8_t *wrong = fedc_calloc((size_t)q->n_sh + 1, 1);
+  int rc = sh && from && wrong ? 0 : fedc_error_set(FEDC_ENOMEM, "secagg server: out of memory");
+  int32_t n = 0, honest = 0;
+  for (int32_t i = 0; rc == 0 && i < q->n_sh; i++)
+    honest += !find_party(s, (uint32_t)(q->sh[i].x - 1))->liar;
+  for (int32_t i = 0; rc == 0 && i < q->n_sh; i++) {
+    party *v = find_party(s, (uint32_t)(q->sh[i].x - 1));
+    if (v->liar && honest >= s->t) continue;
+    from[n] = v;
+    sh[n++] = q->sh[i];
+  }
+  secret_check k = {.s = s, .q = q, .kind = kind, .k_round = s->p.round};
+  if (rc == 0) rc = fedc_shamir_decode(sh, n, s->t, check_secret, &k, out, wrong);
+  if (rc == 0)
+    for (int32_t i = 0; i < n; i++)
+      if (wrong[i]) mark_liar(s, from[i]);
+  if (rc != 0 && rc != FEDC_ENOMEM) {
     char msg[256];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     rc = fedc_error_set(rc, "secagg round %d: %s of client %u from %d shares: %s",
-                        (int)s->p.round, what, (unsigned)q->id, (int)q->n_sh, msg);
+                        (int)s->p.round, what, (unsigned)q->id, (int)n, msg);
   }
+  if (sh) fedc__sa_wipe(sh, (size_t)q->n_sh * sizeof *sh);
+  fedc_free(sh);
+  fedc_free(from);
+  fedc_free(wrong);
   return rc;
 }
 
@@ -608,37 +680,41 @@ int fedc_secagg_server_finish(fedc_secagg_server *s, float *avg, size_t n,
                           s->p.n);
   int rc = 0;
   fedc_secagg_result r = {.frac_bits = s->frac_bits};
+  fedc_free(s->liars);
+  s->n_liars = 0;
+  s->liars = fedc_malloc_array((size_t)s->n_surv + 1, sizeof *s->liars);
+  if (s->liars == NULL) return fedc_error_set(FEDC_ENOMEM, "secagg server: out of memory");
   for (int32_t i = 0; rc == 0 && i < s->n1; i++) {
     party *q = s->u1[i];
     if (!q->shared) continue;
     uint8_t secret[SA_KEY];
     if (q->masked) {
-      rc = reconstruct(s, q, "self-mask seed", secret);
-      uint8_t commit[SA_KEY];
-      if (rc == 0) fedc__sa_commit(secret, s->p.round, q->id, commit);
-      if (rc == 0 && memcmp(commit, q->commit, SA_KEY) != 0)
-        rc = fedc_error_set(FEDC_ECHECKSUM,
-                            "secagg round %d: the self-mask seed rebuilt for client %u does "
-                            "not match its commitment",
-                            (int)s->p.round, (unsigned)q->id);
+      /* its commitment is checked inside: a wrong seed is never taken */
+      rc = reconstruct(s, q, SA_KIND_B, secret);
       if (rc == 0) fedc_secagg_prg_add(secret, -1, s->sum, s->p.n);
       r.n_clients++;
       r.total_samples += q->n_samples;
     } else {
       r.dropped++;
       if (live_neighbours(s, q, 1) > 0) {
-        rc = reconstruct(s, q, "mask key", secret);
+        rc = reconstruct(s, q, SA_KIND_SK, secret);
         if (rc == 0) rc = strip_dropped(s, q, secret);
       }
     }
     fedc__sa_wipe(secret, sizeof secret);
   }
+  r.excluded = s->n_liars;
   if (rc != 0) return fail(s, rc);
   if (avg) fedc_secagg_dequantize(s->sum, n, s->frac_bits, r.total_samples, avg);
   s->res = r;
   if (res) *res = r;
   s->phase = FEDC_SECAGG_DONE;
   return 0;
+}
+
+int32_t fedc_secagg_server_excluded(const fedc_secagg_server *s, const uint32_t **ids) {
+  *ids = s->liars;
+  return s->liars ? s->n_liars : 0;
 }
 
 const uint32_t *fedc_secagg_server_sum(const fedc_secagg_server *s) {

@@ -171,12 +171,28 @@ static void prg_and_helpers(void **st) {
 
 /* Which step a party stops answering before. */
 enum { ALL = 0, NO_ADVERTISE, NO_SHARES, NO_MASKED, NO_UNMASK };
+/* What a party reveals wrong: nothing, one word of its first share, every
+ * share. */
+enum { LIE_NONE = 0, LIE_ONE_WORD, LIE_ALL };
+
+/* Alter revealed shares in an UNMASK message as a lying party would: one
+ * share word moved by one (still a field element, so the message is well
+ * formed), in the first entry or in every entry. */
+static void tell_lies(uint8_t *m, size_t ml, int lie) {
+  uint32_t count = fedc__sa_load32(m + SA_HEADER);
+  assert_int_equal(ml, SA_HEADER + 4 + (size_t)count * SA_UNMASK_ENTRY);
+  for (uint32_t k = 0; k < (lie == LIE_ALL ? count : 1); k++) {
+    uint8_t *y = m + SA_HEADER + 4 + (size_t)k * SA_UNMASK_ENTRY + 8 + 8 * 2;
+    fedc__sa_store64(y, (fedc__sa_load64(y) + 1) % FEDC_SHAMIR_PRIME);
+  }
+}
 
 typedef struct party {
   uint32_t id;
   uint64_t n;
   float *x;
   int drop;
+  int lie; /* LIE_*: what it reveals wrong in UNMASK */
   fedc_secagg_client *c;
   uint32_t *y; /* what it sent */
 } party;
@@ -272,6 +288,7 @@ static int world_run(world *w) {
     uint8_t *m;
     size_t ml;
     assert_int_equal(fedc_secagg_client_unmask(q->c, sv, svl, &m, &ml), 0);
+    if (q->lie) tell_lies(m, ml, q->lie);
     if (q->drop != NO_UNMASK)
       assert_int_equal(fedc_secagg_server_add_unmask(w->s, q->id, m, ml), 0);
     fedc_free(m);
@@ -563,8 +580,10 @@ static void malformed_messages(void **st) {
 
 static void tampered_unmask(void **st) {
   (void)st;
-  /* a survivor's revealed share altered: the commitment check catches the
-   * wrong self-mask seed, and nothing is averaged */
+  /* a survivor's revealed share altered: it disagrees with the other two
+   * shares of that secret; the set of two that gives the committed seed
+   * is found, the revealer is named and excluded, and the round ends with
+   * the exact sum */
   world w;
   world_make(&w, 4, 64, 0, NULL, 70);
   uint32_t ids[4];
@@ -616,10 +635,115 @@ static void tampered_unmask(void **st) {
     }
     fedc_free(m);
   }
-  int rc = fedc_secagg_server_finish(w.s, w.avg, 64, &w.res);
-  assert_true(rc == FEDC_ECHECKSUM);
+  assert_int_equal(fedc_secagg_server_finish(w.s, w.avg, 64, &w.res), 0);
+  assert_int_equal(w.res.excluded, 1);
+  const uint32_t *ex;
+  assert_int_equal(fedc_secagg_server_excluded(w.s, &ex), 1);
+  assert_int_equal(ex[0], ids[1]);
+  check_world(&w);
+  world_free(&w);
+}
+
+/* The test indices of the parties the server excluded, in order. */
+static void expect_excluded(const world *w, const int *who, int n) {
+  const uint32_t *ids;
+  assert_int_equal(fedc_secagg_server_excluded(w->s, &ids), n);
+  for (int i = 0; i < n; i++) assert_int_equal(ids[i], w->p[who[i]].id);
+}
+
+static int is_secret(void *ctx, const uint8_t s[32]) { return memcmp(ctx, s, 32) == 0; }
+static int never(void *ctx, const uint8_t s[32]) { (void)ctx, (void)s; return 0; }
+
+static void shamir_decode_locates(void **st) {
+  (void)st;
+  fedc_rng r;
+  fedc_rng_seed(&r, 8);
+  uint8_t secret[32], back[32], wrong[9];
+  make_secret(&r, secret);
+  uint64_t xs[9];
+  for (int i = 0; i < 9; i++) xs[i] = 40 + 3 * (uint64_t)i;
+  fedc_shamir_share sh[9], bad[9];
+  assert_int_equal(fedc_shamir_split(secret, 5, xs, 9, test_rand, &r, sh), 0);
+  /* all right: nobody wrong */
+  assert_int_equal(fedc_shamir_decode(sh, 9, 5, is_secret, secret, back, wrong), 0);
+  assert_memory_equal(back, secret, 32);
+  for (int i = 0; i < 9; i++) assert_int_equal(wrong[i], 0);
+  /* 1 to 4 wrong shares (one word each, in different words): 2 within
+   * Berlekamp-Welch's bound (9 - 5) / 2, up to 4 = n - t by the sets */
+  static const int at[4] = {7, 0, 4, 2};
+  for (int k = 1; k <= 4; k++) {
+    memcpy(bad, sh, sizeof sh);
+    for (int j = 0; j < k; j++) bad[at[j]].y[j] = (bad[at[j]].y[j] + 1 + (uint64_t)j) % FEDC_SHAMIR_PRIME;
+    assert_int_equal(fedc_shamir_combine(bad, 9, 5, back), FEDC_ECHECKSUM);
+    assert_int_equal(fedc_shamir_decode(bad, 9, 5, is_secret, secret, back, wrong), 0);
+    assert_memory_equal(back, secret, 32);
+    for (int i = 0; i < 9; i++) {
+      int want = 0;
+      for (int j = 0; j < k; j++) want |= at[j] == i;
+      assert_int_equal(wrong[i], want);
+    }
+  }
+  /* 5 wrong: only 4 right, below the threshold; and a check that takes
+   * nothing: no secret, nobody named */
+  bad[8].y[4] ^= 1;
+  assert_int_equal(fedc_shamir_decode(bad, 9, 5, is_secret, secret, back, wrong), FEDC_ECHECKSUM);
+  assert_int_equal(fedc_shamir_decode(sh, 9, 5, never, NULL, back, wrong), FEDC_ECHECKSUM);
+  assert_int_equal(fedc_shamir_decode(sh, 4, 5, is_secret, secret, back, wrong), FEDC_EQUORUM);
+}
+
+static void liar_is_excluded(void **st) {
+  (void)st;
+  /* 10 parties (t = 6, 9 shares of each secret): one reveals one wrong
+   * share word. It is named, its masked input stays in the sum (its b_u
+   * rebuilt from the others' shares), and the sum is exact */
+  world w;
+  world_make(&w, 10, 3000, 0, NULL, 90);
+  w.p[4].lie = LIE_ONE_WORD;
+  assert_int_equal(world_run(&w), 0);
+  assert_int_equal(w.res.excluded, 1);
+  expect_excluded(&w, (int[]){4}, 1);
+  assert_int_equal(w.res.n_clients, 10);
+  check_world(&w);
+  world_free(&w);
+  /* two liars about every share they reveal, and a dropout whose mask key
+   * they lie about too: 8 shares of a survivor's seed, 2 wrong, 6 = t
+   * right */
+  world_make(&w, 10, 1000, 0, NULL, 91);
+  w.p[2].lie = LIE_ALL;
+  w.p[7].lie = LIE_ALL;
+  w.p[5].drop = NO_MASKED;
+  assert_int_equal(world_run(&w), 0);
+  expect_excluded(&w, (int[]){2, 7}, 2);
+  assert_int_equal(w.res.dropped, 1);
+  check_world(&w);
+  world_free(&w);
+  /* a sparse SecAgg+ graph: 20 parties, 6 neighbours, t = 4 */
+  world_make(&w, 20, 500, 6, NULL, 92);
+  w.p[11].lie = LIE_ALL;
+  w.p[3].drop = NO_MASKED;
+  assert_int_equal(world_run(&w), 0);
+  expect_excluded(&w, (int[]){11}, 1);
+  check_world(&w);
+  world_free(&w);
+  /* too little redundancy to correct: 4 parties (t = 2), one drops; the
+   * liar is found on the dropout's mask key (3 shares), but a survivor's
+   * seed then has 2 shares, one of them the liar's. The round is
+   * abandoned, nothing is averaged, and the liar is named */
+  world_make(&w, 4, 64, 0, NULL, 93);
+  w.p[0].drop = NO_MASKED;
+  w.p[3].lie = LIE_ALL;
+  assert_int_equal(world_run(&w), FEDC_ECHECKSUM);
   assert_int_equal(fedc_secagg_server_phase(w.s), FEDC_SECAGG_FAILED);
   assert_null(fedc_secagg_server_sum(w.s));
+  expect_excluded(&w, (int[]){3}, 1);
+  world_free(&w);
+  /* no redundancy at all (3 parties, 2 shares of each secret, t = 2): a
+   * wrong share is detected but cannot be told from the right one */
+  world_make(&w, 3, 64, 0, NULL, 94);
+  w.p[1].lie = LIE_ONE_WORD;
+  assert_int_equal(world_run(&w), FEDC_ECHECKSUM);
+  assert_int_equal(fedc_secagg_server_phase(w.s), FEDC_SECAGG_FAILED);
+  expect_excluded(&w, NULL, 0);
   world_free(&w);
 }
 
@@ -774,7 +898,8 @@ int main(void) {
       T(shamir_at_threshold),   T(shamir_below_threshold), T(prg_and_helpers),
       T(masks_cancel),          T(dropouts_after_sharing), T(sparse_graph),
       T(weighted_average),      T(masked_is_not_the_input), T(malformed_messages),
-      T(tampered_unmask),       T(allocation_failures),     T(u32_container),
+      T(tampered_unmask),       T(shamir_decode_locates),   T(liar_is_excluded),
+      T(allocation_failures),     T(u32_container),
       T(engine_takes_the_sum),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
