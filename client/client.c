@@ -67,6 +67,7 @@ struct fedc_client {
   char *url, *ca, *cert, *key, *name, *keep_updates, *user_agent;
   double poll_s, backoff_max_s, give_up_s;
   double test_stall_s;
+  int test_secagg_lie;
   fedc_client_trainer trainer;
   char fingerprint[FEDC_CLIENT_SHA_HEX + 1];
   uint64_t fp64; /* the fingerprint's first 64 bits: names the round's stream */
@@ -126,6 +127,10 @@ void fedc_client_stop(fedc_client *c) {
 
 void fedc_client_set_test_stall(fedc_client *c, double secs) {
   c->test_stall_s = secs;
+}
+
+void fedc_client_set_test_secagg_lie(fedc_client *c, int lie) {
+  c->test_secagg_lie = lie;
 }
 
 void fedc_client_free(fedc_client *c) {
@@ -781,7 +786,8 @@ static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
   for (size_t i = 0; i < c->n_params; i++) c->g[i] = c->w[i] - c->g[i];
   fedc_client_secagg_io io = {.ctx = c, .call = sa_call, .forbidden = sa_forbidden,
                               .stopped = sa_stopped, .poll_s = c->poll_s,
-                              .test_stall_s = c->test_stall_s};
+                              .test_stall_s = c->test_stall_s,
+                              .test_lie = c->test_secagg_lie};
   rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, c->g, c->n_params,
                                  c->update_samples, c->update_loss);
   if (rc != 0) {

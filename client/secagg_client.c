@@ -20,7 +20,10 @@
  * Test hook: io->test_stall_s > 0 (fedc-client sets it from
  * FEDC_TEST_SECAGG_STALL_S=<seconds>; the library reads no environment)
  * makes the client wait that long after sharing its keys, so that a test
- * can kill it at exactly that point.
+ * can kill it at exactly that point. io->test_lie (FEDC_TEST_SECAGG_LIE=1)
+ * makes it a lying client: one word of the first share it reveals in
+ * UNMASK is moved by one (still a field element, so the message is well
+ * formed and only the share is wrong), as a client vetoing rounds would.
  */
 #include "secagg_client.h"
 
@@ -121,6 +124,19 @@ static void stall_for_tests(sa_run *s) {
   }
 }
 
+/* Test hook: the first revealed share's first word, plus one mod 2^61 - 1
+ * (UNMASK: 16-byte header, count u32, then entries of about u32 | kind u8
+ * | 3 zero bytes | y[5] u64, secagg.h). */
+static void lie_for_tests(sa_run *s, uint8_t *msg, size_t len) {
+  const size_t at = 16 + 4 + 8;
+  if (!s->io->test_lie || len < at + 8) return;
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | msg[at + (size_t)i];
+  v = (v + 1) % FEDC_SHAMIR_PRIME;
+  for (int i = 0; i < 8; i++) msg[at + (size_t)i] = (uint8_t)(v >> (8 * i));
+  fedc_log_info("msg=\"test hook: revealing a wrong share word\" round=%d", (int)s->round);
+}
+
 /* The masked delta as a safetensors container: one U32 tensor "masked"
  * and the metadata of a plain update. */
 static int encode_masked(const uint32_t *y, size_t n, int32_t round, int64_t n_samples,
@@ -181,6 +197,7 @@ static int run_steps(sa_run *s, fedc_secagg_client *sc, const float *delta, size
   if (step == STEP_OK) step = fetch(s, "survivors", &in, &in_len);
   if (step == STEP_OK) {
     rc = fedc_secagg_client_unmask(sc, in, in_len, &msg, &len);
+    if (rc == 0) lie_for_tests(s, msg, len);
     step = rc ? library_failed(s, "unmask", rc)
               : post(s, "secagg unmask", "/v1/secagg/unmask", "application/octet-stream", msg,
                      len);

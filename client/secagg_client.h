@@ -28,6 +28,7 @@ typedef struct fedc_client_secagg_io {
   int (*stopped)(void *ctx);
   double poll_s; /* longest long-poll */
   double test_stall_s; /* test hook: wait this long after sharing keys */
+  int test_lie;        /* test hook: reveal one wrong share word */
 } fedc_client_secagg_io;
 
 /*

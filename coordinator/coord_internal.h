@@ -187,6 +187,10 @@ int fedc__coord_secagg_started(const fedc_coord *c, int32_t client);
 int fedc__coord_secagg_step(fedc_coord *c, double now);
 void fedc__coord_secagg_fold(fedc_coord *c);       /* commit worker, under mu */
 void fedc__coord_secagg_end(fedc_coord *c, int committed); /* or abandoned */
+/* 1 when the client revealed wrong shares in a secure round: not selected
+ * again; the count of such exclusions for /metrics */
+int fedc__coord_secagg_excluded(const fedc_coord *c, int32_t client);
+uint64_t fedc__coord_secagg_excluded_total(const fedc_coord *c);
 void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x,
                                coord_client *cl, const uint8_t *body,
                                size_t len);

@@ -150,6 +150,7 @@ static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
   for (int32_t i = 0; i < c->n_clients; i++) {
     coord_client *cl = &c->clients[i];
     if (cl->revoked || !cl->joined) continue;
+    if (c->secagg && fedc__coord_secagg_excluded(c, cl->id)) continue; /* lied in secagg */
     if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
   }
   /* by id: the selection then depends only on the seed and who is there */

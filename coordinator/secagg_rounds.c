@@ -103,13 +103,15 @@ struct sa_round {
   /* written by the commit worker, read on the loop thread after it */
   int fold_ok;
   fedc_secagg_result res;
+  int32_t *liars; /* revealed wrong shares (fedc_secagg_server_excluded) */
+  int32_t n_liars;
 };
 
 /* The outcome of the last secure round, for /v1/status. */
 typedef struct sa_last {
   int32_t round;
   int committed;
-  int32_t survivors, dropped, frac_bits, threshold;
+  int32_t survivors, dropped, excluded, frac_bits, threshold;
   double phase_secs[4];
   char why[256];
 } sa_last;
@@ -119,6 +121,11 @@ struct coord_secagg {
   sa_last last;
   int has_last;
   int32_t opens;
+  /* clients that revealed wrong shares: never selected again by this
+   * process (the store has no per-job exclusion; see docs/privacy.md) */
+  int32_t *excluded;
+  int32_t n_excluded, excluded_cap;
+  uint64_t excluded_total; /* /metrics */
   char debug_dir[FEDC_CONFIG_PATH_MAX];
 };
 
@@ -187,12 +194,14 @@ static void round_free(sa_round *r) {
     answer_wait(r->waits, 409, "stale_round", "secure round %d is over", (int)r->round);
   fedc_secagg_server_free(r->srv);
   fedc_free(r->parties);
+  fedc_free(r->liars);
   fedc_free(r);
 }
 
 void fedc__coord_secagg_free(fedc_coord *c) {
   if (c->secagg == NULL) return;
   round_free(c->secagg->cur);
+  fedc_free(c->secagg->excluded);
   fedc_free(c->secagg);
   c->secagg = NULL;
 }
@@ -419,7 +428,16 @@ void fedc__coord_secagg_fold(fedc_coord *c) {
   double *losses = fedc_malloc_array(n_sel, sizeof *losses);
   int rc = avg && ids && samples && losses ? 0
                                            : fedc_error_set(FEDC_ENOMEM, "out of memory");
-  if (rc == 0) rc = fedc_secagg_server_finish(r->srv, avg, n, &r->res);
+  if (rc == 0) {
+    rc = fedc_secagg_server_finish(r->srv, avg, n, &r->res);
+    /* who revealed wrong shares, also when the round cannot be saved */
+    const uint32_t *liars;
+    int32_t nl = fedc_secagg_server_excluded(r->srv, &liars);
+    fedc_free(r->liars);
+    r->liars = nl > 0 ? fedc_malloc_array((size_t)nl, sizeof *r->liars) : NULL;
+    r->n_liars = r->liars ? nl : 0;
+    for (int32_t i = 0; i < r->n_liars; i++) r->liars[i] = (int32_t)liars[i];
+  }
   int32_t k = 0;
   if (rc == 0) {
     const float *g = fedc_engine_global(c->engine);
@@ -449,18 +467,60 @@ void fedc__coord_secagg_fold(fedc_coord *c) {
   fedc_free(losses);
 }
 
+/*
+ * A client revealed shares that disagree with the dealer's secret (the
+ * protocol located them): it is not selected again while this process
+ * runs. Its masked input of this round stays in the sum, as the protocol
+ * cannot take one survivor's input out without unmasking it alone. Loop
+ * thread.
+ */
+static void exclude(fedc_coord *c, const sa_round *r, int32_t client) {
+  struct coord_secagg *sa = c->secagg;
+  if (fedc__coord_secagg_excluded(c, client)) return;
+  if (sa->n_excluded == sa->excluded_cap) {
+    int32_t cap = sa->excluded_cap ? 2 * sa->excluded_cap : 8;
+    int32_t *grown = fedc_realloc(sa->excluded, (size_t)cap * sizeof *grown);
+    if (grown == NULL) {
+      fedc_log_error("client=%d msg=\"out of memory: cannot exclude a client that revealed "
+                     "wrong secure-aggregation shares\"",
+                     (int)client);
+      return;
+    }
+    sa->excluded = grown;
+    sa->excluded_cap = cap;
+  }
+  sa->excluded[sa->n_excluded++] = client;
+  sa->excluded_total++;
+  fedc_log_warn("round=%d client=%d msg=\"secure aggregation: the client revealed shares "
+                "that disagree with the dealers' secrets; excluded from later rounds\"",
+                (int)r->round, (int)client);
+}
+
+int fedc__coord_secagg_excluded(const fedc_coord *c, int32_t client) {
+  const struct coord_secagg *sa = c->secagg;
+  for (int32_t i = 0; sa && i < sa->n_excluded; i++)
+    if (sa->excluded[i] == client) return 1;
+  return 0;
+}
+
+uint64_t fedc__coord_secagg_excluded_total(const fedc_coord *c) {
+  return c->secagg ? c->secagg->excluded_total : 0;
+}
+
 /* The round is over, committed or abandoned (loop thread, after the
  * commit worker): remember its outcome, drop its state. */
 void fedc__coord_secagg_end(fedc_coord *c, int committed) {
   struct coord_secagg *sa = c->secagg;
   sa_round *r = sa->cur;
   if (r == NULL) return;
+  for (int32_t i = 0; i < r->n_liars; i++) exclude(c, r, r->liars[i]);
   sa_last *l = &sa->last;
   memset(l, 0, sizeof *l);
   l->round = r->round;
   l->committed = r->fold_ok && committed;
   l->survivors = r->fold_ok ? r->res.n_clients : r->counts[2];
   l->dropped = r->fold_ok ? r->res.dropped : r->counts[1] - r->counts[2];
+  l->excluded = r->n_liars;
   l->frac_bits = r->frac_bits;
   l->threshold = r->threshold;
   for (int p = 0; p < 4; p++)
@@ -470,9 +530,9 @@ void fedc__coord_secagg_end(fedc_coord *c, int committed) {
   sa->has_last = 1;
   if (l->committed)
     fedc_log_info("round=%d msg=\"secure aggregation done\" survivors=%d dropped=%d "
-                  "frac_bits=%d threshold=%d",
-                  (int)r->round, (int)l->survivors, (int)l->dropped, (int)l->frac_bits,
-                  (int)l->threshold);
+                  "excluded=%d frac_bits=%d threshold=%d",
+                  (int)r->round, (int)l->survivors, (int)l->dropped, (int)l->excluded,
+                  (int)l->frac_bits, (int)l->threshold);
   round_free(r);
   sa->cur = NULL;
 }
@@ -815,6 +875,9 @@ void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o, int32_t selected) 
   } else {
     cJSON_AddStringToObject(s, "phase", "idle");
   }
+  cJSON *ex = cJSON_AddArrayToObject(s, "excluded_ids");
+  for (int32_t i = 0; i < sa->n_excluded; i++)
+    cJSON_AddItemToArray(ex, cJSON_CreateNumber(sa->excluded[i]));
   if (sa->has_last) {
     const sa_last *l = &sa->last;
     cJSON *e = cJSON_AddObjectToObject(s, "last");
@@ -822,6 +885,7 @@ void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o, int32_t selected) 
     cJSON_AddBoolToObject(e, "committed", l->committed);
     cJSON_AddNumberToObject(e, "survivors", l->survivors);
     cJSON_AddNumberToObject(e, "dropped", l->dropped);
+    cJSON_AddNumberToObject(e, "excluded", l->excluded);
     cJSON_AddNumberToObject(e, "frac_bits", l->frac_bits);
     cJSON_AddNumberToObject(e, "threshold", l->threshold);
     cJSON *ps = cJSON_AddObjectToObject(e, "phase_secs");

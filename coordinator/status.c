@@ -178,6 +178,10 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   for (int i = 0; i < REJECT_COUNT; i++)
     put(&t, "fedc_updates_rejected_total{reason=\"%s\"} %llu\n", reasons[i],
         (unsigned long long)c->rejected[i]);
+  metric(&t, "fedc_secagg_clients_excluded_total", "counter",
+         "Clients excluded for revealing secure-aggregation shares that disagree.");
+  put(&t, "fedc_secagg_clients_excluded_total %llu\n",
+      (unsigned long long)fedc__coord_secagg_excluded_total(c));
   metric(&t, "fedc_bytes_received_total", "counter", "HTTP bytes received.");
   put(&t, "fedc_bytes_received_total %llu\n", (unsigned long long)(s.bytes_in + s2.bytes_in));
   metric(&t, "fedc_bytes_sent_total", "counter", "HTTP bytes sent.");

@@ -16,6 +16,11 @@ clients on 127.0.0.1 (mutual TLS, a real sqlite store).
 3. Cost: the same 10 clients and model, 3 rounds plain and 3 rounds
    secure; prints the mean round time and the bytes per round on the
    clients' listener.
+4. A lying client (FEDC_TEST_SECAGG_LIE=1: it reveals one wrong share word
+   in each secure round) among 6: its wrong share is located, it is named
+   in the log, counted in /metrics, listed in /v1/status and not selected
+   again; every round commits, and each honest client trains once per
+   round (no retraining in a loop).
 """
 import array
 import json
@@ -174,8 +179,53 @@ def test_cost_secure_vs_plain():
           f"received x{s_rx / p_rx:.2f}, sent x{s_tx / p_tx:.2f}")
 
 
+def test_lying_client_is_excluded():
+    rounds = 3
+    job = Job("secagg-liar", 6, sizes=SIZES[:6], rounds=rounds, round_timeout_s=8,
+              min_clients=4, extra=SECURE)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        liar = 4  # harness client number
+        procs = {k: job.start_client(k, env={"FEDC_TEST_SECAGG_LIE": "1"} if k == liar else None)
+                 for k in range(1, 7)}
+        job.wait_for(lambda: job.committed() == rounds, 90, f"{rounds} secure rounds to commit")
+        for k in range(1, 7):
+            assert procs[k].wait(timeout=30) == 0, f"client {k} did not exit 0"
+        ids = job.client_ids()
+        cid = {k: ids[job.fingerprint(k)] for k in range(1, 7)}
+        st = job.status()
+        sa = st["secagg"]
+        assert sa["excluded_ids"] == [cid[liar]], sa
+        assert metric(job, "fedc_secagg_clients_excluded_total") == 1
+        log = open(os.path.join(job.dir, "coordinator.log")).read()
+        named = [l for l in log.splitlines()
+                 if f"client={cid[liar]} " in l and "excluded from later rounds" in l]
+        assert len(named) == 1, named
+        assert metric(job, "fedc_rounds_abandoned_total") == 0
+        # round 1: the liar's masked input was counted (its self-mask rebuilt
+        # from the honest shares); later rounds go on without it
+        assert cid[liar] in [u[0] for u in job.updates_of(1)]
+        for r in range(2, rounds + 1):
+            got = sorted(u[0] for u in job.updates_of(r))
+            assert got == sorted(cid[k] for k in range(1, 7) if k != liar), (r, got)
+        assert len(st["rounds"]) == rounds
+        assert sa["last"]["committed"] and sa["last"]["excluded"] == 0, sa["last"]
+        for k in range(1, 7):
+            trained = open(os.path.join(job.dir, f"client-{k}.log")).read().count('msg="trained"')
+            want = 1 if k == liar else rounds
+            assert trained == want, f"client {k} trained {trained} times for {rounds} rounds"
+        secs = ", ".join(f"{r['secs']:.2f}" for r in st["rounds"])
+        print(f"       client {cid[liar]} revealed a wrong share word: excluded after round 1; "
+              f"{rounds} rounds committed, each honest client trained {rounds} times; "
+              f"round secs {secs}")
+    finally:
+        job.close()
+
+
 if __name__ == "__main__":
     s = Suite("secagg_tests")
     s.run(test_secure_round_with_dropouts)
     s.run(test_cost_secure_vs_plain)
+    s.run(test_lying_client_is_excluded)
     s.finish()
