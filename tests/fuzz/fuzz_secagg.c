@@ -11,14 +11,18 @@
  *                   metadata, then fedc_secagg_server_add_masked (what
  *                   secagg_rounds.c's masked_run does)
  *     3 UNMASK      fedc_secagg_server_add_unmask, then finish
+ *     7 UNMASK      the same in a round of five parties, where one wrong
+ *                   share per secret can be located: the finish must then
+ *                   give the exact average, naming the sender alone as
+ *                   excluded when its shares were wrong
  *   client (the edge client, client/secagg_client.c):
  *     4 KEYS        fedc_secagg_client_share
  *     5 MYSHARES    fedc_secagg_client_masked_input
  *     6 SURVIVORS   fedc_secagg_client_unmask
  *
  * Each input builds a real round of three parties (ids 1, 2, 3; four
- * words each) and drives it to the phase where the message is read. Input
- * byte 0 picks the parser (low 3 bits; 7 is read as 0), the party
+ * words each; five, ids 1 to 5, for parser 7) and drives it to the phase
+ * where the message is read. Input byte 0 picks the parser (low 3 bits), the party
  * (bits 4-5: party 1, 2, 3, or 3 for a stranger, id 99) and the mode
  * (bit 7): clear, the rest of the input is the message; set, the rest is
  * XORed over the message the real protocol produced at that point (and
@@ -48,19 +52,20 @@
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
 
-#define PARTIES 3
+#define PARTIES 5 /* at most; 3 but for P_UNMASK5 */
 #define WORDS 4
 #define ROUND 7
 #define STRANGER 99u
 
-enum { P_ADVERTISE, P_SHARES, P_MASKED, P_UNMASK, P_KEYS, P_MYSHARES, P_SURVIVORS };
+enum { P_ADVERTISE, P_SHARES, P_MASKED, P_UNMASK, P_KEYS, P_MYSHARES, P_SURVIVORS, P_UNMASK5 };
 
-static const uint32_t IDS[PARTIES] = {1, 2, 3};
-static const uint64_t SAMPLES[PARTIES] = {10, 20, 30};
+static const uint32_t IDS[PARTIES] = {1, 2, 3, 4, 5};
+static const uint64_t SAMPLES[PARTIES] = {10, 20, 30, 40, 50};
 
 /* A round in progress: the server, the clients, and each party's real
  * message of the current step (owned here). */
 typedef struct fixture {
+  int np; /* parties */
   fedc_secagg_server *srv;
   fedc_secagg_client *cli[PARTIES];
   float x[PARTIES][WORDS];
@@ -70,7 +75,7 @@ typedef struct fixture {
 } fixture;
 
 static void drop_msgs(fixture *f) {
-  for (int k = 0; k < PARTIES; k++) {
+  for (int k = 0; k < f->np; k++) {
     fedc_free(f->msg[k]);
     f->msg[k] = NULL;
     f->len[k] = 0;
@@ -79,7 +84,7 @@ static void drop_msgs(fixture *f) {
 
 static void fixture_free(fixture *f) {
   drop_msgs(f);
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     fedc_secagg_client_free(f->cli[k]);
   fedc_secagg_server_free(f->srv);
 }
@@ -104,17 +109,18 @@ static int encode_masked(const uint32_t *y, uint64_t n_samples, uint8_t **out, s
  */
 static void fixture_build(fixture *f, int parser) {
   memset(f, 0, sizeof *f);
+  f->np = parser == P_UNMASK5 ? 5 : 3;
   fedc_secagg_params p = {.round = ROUND, .n = WORDS, .neighbors = 0, .threshold = 0.5,
                           .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = 42};
-  MUST(fedc_secagg_server_new(&p, IDS, PARTIES, &f->srv));
-  for (int k = 0; k < PARTIES; k++) {
+  MUST(fedc_secagg_server_new(&p, IDS, f->np, &f->srv));
+  for (int k = 0; k < f->np; k++) {
     MUST(fedc_secagg_client_new(ROUND, IDS[k], SAMPLES[k], WORDS, &f->cli[k]));
     for (int i = 0; i < WORDS; i++)
       f->x[k][i] = 0.125f * (float)(k + 1) - 0.25f * (float)i;
     MUST(fedc_secagg_client_advertise(f->cli[k], &f->msg[k], &f->len[k]));
   }
   if (parser == P_ADVERTISE) return;
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_server_add_advertise(f->srv, IDS[k], f->msg[k], f->len[k]));
   drop_msgs(f);
   MUST(fedc_secagg_server_close_advertise(f->srv));
@@ -122,7 +128,7 @@ static void fixture_build(fixture *f, int parser) {
   size_t keys_len;
   MUST(fedc_secagg_server_keys(f->srv, &keys, &keys_len));
   if (parser == P_KEYS) {
-    for (int k = 0; k < PARTIES; k++) {
+    for (int k = 0; k < f->np; k++) {
       f->msg[k] = fedc_malloc(keys_len);
       FUZZ_CHECK(f->msg[k] != NULL);
       memcpy(f->msg[k], keys, keys_len);
@@ -130,24 +136,24 @@ static void fixture_build(fixture *f, int parser) {
     }
     return;
   }
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_client_share(f->cli[k], keys, keys_len, &f->msg[k], &f->len[k]));
   if (parser == P_SHARES) return;
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_server_add_shares(f->srv, IDS[k], f->msg[k], f->len[k]));
   drop_msgs(f);
   MUST(fedc_secagg_server_close_shares(f->srv));
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_server_myshares(f->srv, IDS[k], &f->msg[k], &f->len[k]));
   if (parser == P_MYSHARES) return;
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_client_masked_input(f->cli[k], f->msg[k], f->len[k], f->x[k], WORDS,
                                          f->y[k], NULL));
   drop_msgs(f);
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(encode_masked(f->y[k], SAMPLES[k], &f->msg[k], &f->len[k]));
   if (parser == P_MASKED) return;
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_server_add_masked(f->srv, IDS[k], f->y[k], WORDS));
   drop_msgs(f);
   MUST(fedc_secagg_server_close_masked(f->srv));
@@ -155,7 +161,7 @@ static void fixture_build(fixture *f, int parser) {
   size_t surv_len;
   MUST(fedc_secagg_server_survivors(f->srv, &surv, &surv_len));
   if (parser == P_SURVIVORS) {
-    for (int k = 0; k < PARTIES; k++) {
+    for (int k = 0; k < f->np; k++) {
       f->msg[k] = fedc_malloc(surv_len);
       FUZZ_CHECK(f->msg[k] != NULL);
       memcpy(f->msg[k], surv, surv_len);
@@ -163,7 +169,7 @@ static void fixture_build(fixture *f, int parser) {
     }
     return;
   }
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     MUST(fedc_secagg_client_unmask(f->cli[k], surv, surv_len, &f->msg[k], &f->len[k]));
 }
 
@@ -217,7 +223,8 @@ static int feed(fixture *f, int parser, int k, uint32_t sender, const uint8_t *m
   case P_ADVERTISE: rc = fedc_secagg_server_add_advertise(f->srv, sender, msg, len); break;
   case P_SHARES: rc = fedc_secagg_server_add_shares(f->srv, sender, msg, len); break;
   case P_MASKED: rc = take_masked(f, sender, msg, len); break;
-  case P_UNMASK: rc = fedc_secagg_server_add_unmask(f->srv, sender, msg, len); break;
+  case P_UNMASK:
+  case P_UNMASK5: rc = fedc_secagg_server_add_unmask(f->srv, sender, msg, len); break;
   case P_KEYS: rc = fedc_secagg_client_share(c, msg, len, &out, &out_len); break;
   case P_MYSHARES:
     rc = fedc_secagg_client_masked_input(c, msg, len, f->x[k], WORDS, y, NULL);
@@ -235,11 +242,11 @@ static int feed(fixture *f, int parser, int k, uint32_t sender, const uint8_t *m
  * the quantization's error bound). */
 static int average_ok(const fixture *f, const float *avg, int32_t frac_bits) {
   double total = 0;
-  for (int k = 0; k < PARTIES; k++)
+  for (int k = 0; k < f->np; k++)
     total += (double)SAMPLES[k];
   for (int i = 0; i < WORDS; i++) {
     double want = 0;
-    for (int k = 0; k < PARTIES; k++)
+    for (int k = 0; k < f->np; k++)
       want += (double)SAMPLES[k] * f->x[k][i];
     want /= total;
     if (!(fabs(avg[i] - want) <= ldexp(1.0, -frac_bits) + 1e-6)) return 0;
@@ -248,9 +255,11 @@ static int average_ok(const fixture *f, const float *avg, int32_t frac_bits) {
 }
 
 /* After an accepted UNMASK from party k: the others' real ones, then the
- * end of the round, which is exact or refused. */
-static void finish_round(fixture *f, int k) {
-  for (int j = 0; j < PARTIES; j++) {
+ * end of the round, which is exact or refused; with five parties (each
+ * secret has 4 shares, threshold 3) it is exact, and names party k alone
+ * when its message was not its real one. */
+static void finish_round(fixture *f, int k, int lied) {
+  for (int j = 0; j < f->np; j++) {
     if (j == k) continue;
     int rc = fedc_secagg_server_add_unmask(f->srv, IDS[j], f->msg[j], f->len[j]);
     FUZZ_CHECK(rc == 0);
@@ -259,8 +268,12 @@ static void finish_round(fixture *f, int k) {
   fedc_secagg_result res;
   int rc = fedc_secagg_server_finish(f->srv, avg, WORDS, &res);
   FUZZ_CHECK(FUZZ_ONE_OF(rc, 0, FEDC_ECHECKSUM, FEDC_EQUORUM, FEDC_ENOMEM));
+  const uint32_t *ex;
+  int32_t n_ex = fedc_secagg_server_excluded(f->srv, &ex);
+  FUZZ_CHECK(n_ex == 0 || (n_ex == 1 && ex[0] == IDS[k] && lied));
+  if (f->np == 5) FUZZ_CHECK(rc == FEDC_ENOMEM || (rc == 0 && n_ex == (lied ? 1 : 0)));
   if (rc == 0) {
-    FUZZ_CHECK(res.n_clients == PARTIES && res.dropped == 0);
+    FUZZ_CHECK(res.n_clients == f->np && res.dropped == 0 && res.excluded == n_ex);
     FUZZ_CHECK(average_ok(f, avg, res.frac_bits));
   }
 }
@@ -269,10 +282,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   int64_t live = fedc_alloc_live();
   int parser = data[0] & 7;
-  if (parser == 7) parser = P_ADVERTISE;
   int slot = (data[0] >> 4) & 3;
-  int k = slot < PARTIES ? slot : PARTIES - 1;
-  uint32_t sender = slot < PARTIES ? IDS[k] : STRANGER;
+  int np = parser == P_UNMASK5 ? 5 : 3; /* slot 3 is party 4 of five */
+  int k = slot < np ? slot : np - 1;
+  uint32_t sender = slot < np ? IDS[k] : STRANGER;
   int patch = (data[0] & 0x80) != 0;
   const uint8_t *rest = data + 1;
   size_t n = size - 1;
@@ -302,14 +315,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   int rc = feed(&f, parser, k, sender, msg, len);
   if (unchanged && sender != STRANGER) FUZZ_CHECK(rc == 0);
-  if (sender == STRANGER && parser <= P_UNMASK) FUZZ_CHECK(rc != 0);
-  if (parser <= P_UNMASK && sender != STRANGER) {
+  int server_side = parser <= P_UNMASK || parser == P_UNMASK5;
+  if (sender == STRANGER && server_side) FUZZ_CHECK(rc != 0);
+  if (server_side && sender != STRANGER) {
     /* the real message after it: taken if the fuzzed one was refused
      * (nothing changed), a duplicate or taken again if it was accepted */
     int again = feed(&f, parser, k, sender, f.msg[k], f.len[k]);
     if (rc != 0) FUZZ_CHECK(again == 0);
     else FUZZ_CHECK(again == 0 || again == FEDC_EDUPLICATE);
-    if (parser == P_UNMASK) finish_round(&f, k);
+    int lied = rc == 0 && (len != f.len[k] || memcmp(msg, f.msg[k], len) != 0);
+    if (parser == P_UNMASK || parser == P_UNMASK5) finish_round(&f, k, lied);
   }
   fedc_free(msg);
   fixture_free(&f);
@@ -336,18 +351,28 @@ static void put(const char *dir, const char *name, int sel, const uint8_t *msg, 
 
 int main(int argc, char **argv) {
   static const char *const NAMES[] = {"advertise", "shares", "masked", "unmask",
-                                      "keys", "myshares", "survivors"};
+                                      "keys", "myshares", "survivors", "unmask5"};
   const char *dir = argc > 1 ? argv[1] : "tests/fuzz/corpus/secagg";
-  for (int parser = P_ADVERTISE; parser <= P_SURVIVORS; parser++) {
+  for (int parser = P_ADVERTISE; parser <= P_UNMASK5; parser++) {
     fixture f;
     fixture_build(&f, parser);
-    for (int k = 0; k < PARTIES; k++) {
+    for (int k = 0; k < f.np && k < 4; k++) {
       char name[64];
       int sel = parser | (k << 4);
       snprintf(name, sizeof name, "%s-party%d", NAMES[parser], k + 1);
       put(dir, name, sel, f.msg[k], f.len[k], 0);
       snprintf(name, sizeof name, "%s-party%d-patch", NAMES[parser], k + 1);
       put(dir, name, sel | 0x80, f.msg[k], f.len[k], 1);
+      if (parser == P_UNMASK || parser == P_UNMASK5) {
+        /* a liar: one share word of its first entry changed (a patch of
+         * zeros but one bit, at byte 28: header 16, count 4, id, kind) */
+        snprintf(name, sizeof name, "%s-party%d-lie", NAMES[parser], k + 1);
+        uint8_t *z = calloc(f.len[k], 1);
+        if (z == NULL) exit(1);
+        z[16 + 4 + 8 + 2] = 0x10;
+        put(dir, name, sel | 0x80, z, f.len[k], 0);
+        free(z);
+      }
     }
     char name[64];
     snprintf(name, sizeof name, "%s-stranger", NAMES[parser]);
