@@ -236,7 +236,7 @@ int main(int argc, char **argv) {
     if (end != stall && secs > 0) fedc_client_set_test_stall(c, secs);
   }
   const char *lie = getenv("FEDC_TEST_SECAGG_LIE"); /* test hook: a lying client */
-  if (lie && atoi(lie) > 0) fedc_client_set_test_secagg_lie(c, 1);
+  if (lie && strcmp(lie, "1") == 0) fedc_client_set_test_secagg_lie(c, 1);
   g_client = c;
   if (install_signals() != 0) {
     fprintf(stderr, "fedc-client: cannot install signal handlers\n");

@@ -40,6 +40,12 @@
  * given by status.c), so no list here can disagree with the engine about
  * who was selected.
  *
+ * A client whose revealed shares disagree with the dealers' secrets (the
+ * protocol object locates them at the commit) is logged, counted for
+ * /metrics, listed in /v1/status and never selected again by this process
+ * (docs/privacy.md, "A client that reveals wrong shares"); the round
+ * commits when the other shares suffice.
+ *
  * Test hook: with a debug folder (fedc_coordinator_params
  * secagg_debug_dir; fedc-coordinator takes it from FEDC_SECAGG_DEBUG_DIR),
  * the coordinator writes every masked update it receives there as
