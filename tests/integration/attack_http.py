@@ -16,7 +16,8 @@ seconds, on a real coordinator (harness.Job):
    MiB of body after each does not grow the daemon's RSS.
 4. HEAD / on both ports: 200 with the page's Content-Length and no body.
 
-FEDC_ATTACK_OLD_CONFIG=1 leaves the new [server] keys out of the config, to
+FEDC_ATTACK_FULL=1 (tests/long/test_attack_http.sh) pushes the whole 64
+MiB of each refused body. FEDC_ATTACK_OLD_CONFIG=1 leaves the new [server] keys out of the config, to
 run these cases against a coordinator that predates them (they must fail).
 """
 import os
@@ -33,6 +34,7 @@ from harness import Job, Suite  # noqa: E402
 RSS_BOUND_MB = 64
 HEADER_S = 2
 OLD = os.environ.get("FEDC_ATTACK_OLD_CONFIG") == "1"
+FULL = os.environ.get("FEDC_ATTACK_FULL") == "1"  # the whole 64 MiB bodies (tests/long)
 
 
 def job_with(name, n, **server):
@@ -237,7 +239,7 @@ def big_posts(job, tls, path, cert, want):
             f"{status} {data[:120]!r} (want {want} before the body)"
         s.settimeout(2)
         try:
-            for _ in range(4):
+            for _ in range(64 if FULL else 4):
                 s.sendall(block)
         except OSError:
             pass  # the daemon closed: fine
