@@ -8,7 +8,10 @@
  * /v1/model and /v1/update need an enrolled, non-revoked one; the read-only
  * pages (/, /v1/status, /metrics) need only the TLS handshake (a
  * certificate from the job's CA), or come from the plain-HTTP status
- * listener on loopback.
+ * listener on loopback. The same refusals that need no body are decided
+ * once the headers are in (fedc__coord_admit), so that a request that will
+ * be refused never has its body read; the handlers check again, since a
+ * client may be revoked while its body arrives.
  */
 #include <math.h>
 #include <pthread.h>
@@ -40,7 +43,7 @@ static int serve_read_only(fedc_coord *c, fedc_http_exchange *x,
   const char *p = req->path;
   if (strcmp(p, "/") != 0 && strcmp(p, "/v1/status") != 0 && strcmp(p, "/metrics") != 0)
     return 0;
-  if (strcmp(req->method, "GET") != 0) {
+  if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
     fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes GET", p);
     return 1;
   }
@@ -337,4 +340,79 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
   if (is_task) handle_task(c, x, req, cl);
   else if (is_model) handle_model(c, x, p + 10);
   else fedc__coord_submit_update(c, x, cl, req->body, req->body_len);
+}
+
+/* ---- header-time admission ------------------------------------------------ */
+
+static int is_read_only(const char *p) {
+  return strcmp(p, "/") == 0 || strcmp(p, "/v1/status") == 0 || strcmp(p, "/metrics") == 0;
+}
+
+static int refusal(const char **code, char *msg, size_t cap, int status, const char *c,
+                   const char *text, const char *arg) {
+  *code = c;
+  snprintf(msg, cap, text, arg);
+  return status;
+}
+
+/* 0 when the certificate behind req is enrolled and not revoked, else 403
+ * (counted as a forbidden rejection). join: an unknown certificate is
+ * fine under enroll = open. */
+static int admit_client(fedc_coord *c, const fedc_http_request *req, int join,
+                        const char **code, char *msg, size_t cap) {
+  const char *fpr = req->peer_fingerprint;
+  coord_client *cl = fpr && fpr[0] ? fedc__coord_client_by_fpr(c, fpr) : NULL;
+  const char *why = NULL;
+  if (fpr == NULL || fpr[0] == '\0') why = "a client certificate is required%s";
+  else if (cl && cl->revoked) why = "certificate %.16s... is revoked";
+  else if (cl == NULL && !(join && c->cfg.server_enroll == FEDC_ENROLL_OPEN))
+    why = "certificate %.16s... is not enrolled in this job (fedc-coordinator allow)";
+  if (why == NULL) return 0;
+  fedc__coord_reject(c, REJECT_forbidden);
+  return refusal(code, msg, cap, 403, "forbidden", why, fpr ? fpr : "");
+}
+
+/*
+ * The TLS listener's admission: the route and the method, then the
+ * client, as fedc__coord_handle decides them; everything that needs the
+ * body or the round's state (a bad join body, stopping, not selected) is
+ * left to the handler.
+ */
+int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code,
+                      char *msg, size_t cap) {
+  fedc_coord *c = ctx;
+  const char *p = req->path, *m = req->method;
+  if (is_read_only(p)) {
+    if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+      return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes GET", p);
+    return 0;
+  }
+  if (strcmp(p, "/v1/join") == 0) {
+    if (strcmp(m, "POST") != 0)
+      return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
+    return admit_client(c, req, 1, code, msg, cap);
+  }
+  if (strncmp(p, "/v1/secagg/", 11) == 0) return admit_client(c, req, 0, code, msg, cap);
+  int is_update = strcmp(p, "/v1/update") == 0;
+  if (!is_update && strcmp(p, "/v1/task") != 0 && strncmp(p, "/v1/model/", 10) != 0)
+    return refusal(code, msg, cap, 404, "not_found", "no such path: %s", p);
+  if (strcmp(m, is_update ? "POST" : "GET") != 0) {
+    *code = "method_not_allowed";
+    snprintf(msg, cap, "%s takes %s", p, is_update ? "POST" : "GET");
+    return 405;
+  }
+  return admit_client(c, req, 0, code, msg, cap);
+}
+
+/* The plain-HTTP status listener's: GET (or HEAD) of the read-only pages,
+ * nothing else, and never a body. */
+int fedc__coord_admit_status_only(void *ctx, const fedc_http_request *req,
+                                  const char **code, char *msg, size_t cap) {
+  (void)ctx;
+  if (!is_read_only(req->path))
+    return refusal(code, msg, cap, 404, "not_found",
+                   "this listener serves only /, /v1/status and /metrics%s", "");
+  if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+    return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes GET", req->path);
+  return 0;
 }

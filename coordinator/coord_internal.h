@@ -172,6 +172,15 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
                         const fedc_http_request *req);
 void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
                                     const fedc_http_request *req);
+/* Header-time admission (fedc_http_admit_cb): the refusals the handlers
+ * would answer that need no body (unknown path, wrong method, a client not
+ * allowed), decided before the body is read. */
+int fedc__coord_admit(void *ctx, const fedc_http_request *req,
+                      const char **code, char *msg, size_t cap);
+int fedc__coord_admit_status_only(void *ctx, const fedc_http_request *req,
+                                  const char **code, char *msg, size_t cap);
+/* The status listener serves GETs only: the largest body it reads. */
+#define STATUS_MAX_BODY ((size_t)1024)
 /* secagg_rounds.c: secure aggregation ([privacy] secure_aggregation). Every
  * call but _init is made only when c->secagg is set. */
 /* at start: checks the config; debug_dir: where masked updates are written (NULL: not) */

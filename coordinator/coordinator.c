@@ -671,15 +671,25 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
         .require_client_cert = cfg->tls_require_client_cert,
         .max_body = (size_t)(cfg->server_max_body_mb * 1048576.0),
         .idle_timeout_s = cfg->server_idle_timeout_s, .max_connections = 100000,
-        .handler = fedc__coord_handle, .ctx = c};
+        .handler = fedc__coord_handle, .ctx = c,
+        .header_timeout_s = cfg->server_header_timeout_s,
+        .request_timeout_s = cfg->server_request_timeout_s,
+        .min_rate_bytes_s = cfg->server_min_rate_bytes_s,
+        .rate_window_s = cfg->server_rate_window_s, .admit = fedc__coord_admit};
     rc = fedc_http_server_start(loop, &o, &c->server);
     if (rc != 0) *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_LISTEN;
   }
   if (rc == 0 && cfg->server_status_listen[0]) {
     fedc_http_server_opts o = {
-        .listen = cfg->server_status_listen, .tls = 0, .max_body = 0,
+        /* read-only GETs: no body is ever needed (STATUS_MAX_BODY) */
+        .listen = cfg->server_status_listen, .tls = 0, .max_body = STATUS_MAX_BODY,
         .idle_timeout_s = cfg->server_idle_timeout_s, .max_connections = 1000,
-        .handler = fedc__coord_handle_status_only, .ctx = c};
+        .handler = fedc__coord_handle_status_only, .ctx = c,
+        .header_timeout_s = cfg->server_header_timeout_s,
+        .request_timeout_s = cfg->server_request_timeout_s,
+        .min_rate_bytes_s = cfg->server_min_rate_bytes_s,
+        .rate_window_s = cfg->server_rate_window_s,
+        .admit = fedc__coord_admit_status_only};
     rc = fedc_http_server_start(loop, &o, &c->status_server);
     if (rc != 0) *exit_code = FEDC_COORD_EXIT_LISTEN;
   }

@@ -17,12 +17,30 @@
  * dropped for a moment (a lingering close), so that the peer reads the
  * answer instead of a reset.
  *
- * The idle timer runs while the server waits for the peer (a request to
- * arrive or finish, a handshake, or the peer to read an answer) and restarts
- * whenever bytes move; it is stopped while the handler holds an exchange, so
- * long-polls may outlast it. Handles are closed with uv_close and memory is
- * freed in the close callbacks; the server itself is freed when its listener
- * and its last connection are closed.
+ * One timer per connection carries its nearest deadline (timer_arm): while
+ * the server waits for the peer (a request to arrive or finish, a
+ * handshake, or the peer to read an answer) the connection is closed after
+ * idle_timeout_s without progress; on top of that, deadlines that no byte
+ * moves: the headers within header_timeout_s of the request's first byte,
+ * the whole request within request_timeout_s, and a body or an answer at
+ * min_rate_bytes_s or faster, measured over each rate_window_s. A request
+ * past its deadline is answered 408 and the connection closed; a peer that
+ * does not read its answers fast enough is closed. No timer runs while the
+ * handler holds an exchange, so long-polls may outlast them all.
+ *
+ * Output backpressure: a request is only parsed while less than
+ * OUT_HIGH bytes of answers wait in the socket's write queue; above it the
+ * connection stops parsing and reading (out_paused) until the queue drains
+ * to OUT_LOW. So a peer pipelining requests without reading the answers
+ * holds at most OUT_HIGH plus one answer plus PENDING_INPUT_CAP of input.
+ *
+ * Header-time admission: when a request's headers are complete the admit
+ * callback decides whether it will be refused; one with a body is then
+ * answered and closed before a byte of it is read.
+ *
+ * Handles are closed with uv_close and memory is freed in the close
+ * callbacks; the server itself is freed when its listener and its last
+ * connection are closed.
  *
  * Details the header leaves open: max_body 0 means 64 MiB; max_header 0
  * means 16 KiB (request line and headers, beyond it 431 with the error code
@@ -60,6 +78,10 @@
 #define PENDING_INPUT_CAP ((size_t)256 * 1024)
 /* How long a closing connection keeps reading (and dropping) input. */
 #define LINGER_MS 1000
+/* Output backpressure: stop parsing and reading above OUT_HIGH bytes
+ * queued for the socket, go on below OUT_LOW. */
+#define OUT_HIGH ((size_t)256 * 1024)
+#define OUT_LOW ((size_t)64 * 1024)
 #define LISTEN_BACKLOG 511
 /* First allocation for a request body; it doubles up to Content-Length. */
 #define BODY_FIRST_CAP ((size_t)256 * 1024)
@@ -80,6 +102,10 @@ struct fedc_http_exchange {
   size_t body_len, body_cap, body_want; /* want: the Content-Length */
   int keep_alive;
   int head;
+  /* refused by admit, to be answered in order (a request without body) */
+  int rej_status;
+  const char *rej_code;
+  char rej_msg[160];
   fedc_http_abort_cb abort_cb;
   void *abort_ud;
 };
@@ -113,10 +139,19 @@ struct conn {
   size_t in_off, in_len, in_cap;
 
   int writes_pending;
-  size_t last_wq; /* write queue size when the idle timer was armed */
+  size_t last_wq; /* write queue size when output progress was last seen */
   int handles;    /* uv handles still open: tcp, timer */
+  /* deadlines (loop milliseconds, uv_now) */
+  uint64_t last_progress; /* bytes last moved either way */
+  uint64_t req_start;     /* first byte of the request being parsed */
+  uint64_t rate_at;       /* start of the current rate window */
+  uint64_t rate_bytes;    /* the phase's byte count at rate_at */
+  uint64_t body_in;       /* body bytes of the request being parsed */
+  uint64_t out_total;     /* bytes ever handed to uv_write */
+  int rate_phase;         /* the phase the rate window belongs to */
   unsigned tcp_inited : 1, timer_inited : 1, reading : 1, in_pump : 1,
-      want_close : 1, draining : 1, closing : 1, counted : 1;
+      want_close : 1, draining : 1, closing : 1, counted : 1, hdr_done : 1,
+      out_paused : 1;
 };
 
 struct fedc_http_server {
@@ -126,7 +161,9 @@ struct fedc_http_server {
   fedc_http_handler handler;
   void *ctx;
   size_t max_body, max_header;
-  uint64_t idle_ms;
+  uint64_t idle_ms, header_ms, request_ms, window_ms;
+  double min_rate; /* bytes per second; 0: no minimum */
+  fedc_http_admit_cb admit;
   int32_t max_conns;
   int port;
   int closing;
@@ -187,37 +224,150 @@ static int grow_append(uint8_t **buf, size_t *len, size_t *cap,
 
 /* ---- timers ----------------------------------------------------------- */
 
-static void on_idle(uv_timer_t *t) {
-  conn *c = t->data;
-  if (c->closing) return;
-  if (!c->draining && c->writes_pending > 0) {
-    /* A long answer is still going out: bytes moving is progress, even if
-     * libuv reports no completed write yet. */
-    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-    if (q < c->last_wq) {
-      c->last_wq = q;
-      uv_timer_start(&c->timer, on_idle, c->s->idle_ms, 0);
-      return;
-    }
-  }
-  if (!c->draining) {
-    c->s->st.idle_closed++;
-    fedc_log_debug("http idle timeout remote=%s", c->remote);
-  }
-  conn_close(c);
+/* Where a connection stands, for its deadlines. */
+enum {
+  PH_IDLE,    /* waiting for a request (or the handshake) */
+  PH_HEADERS, /* a request's first bytes are in, its headers are not */
+  PH_BODY,    /* reading a request's body */
+  PH_HANDLER, /* the handler holds an exchange and nothing is being sent */
+  PH_WRITING  /* answers are waiting for the peer to read them */
+};
+
+static size_t write_queue(const conn *c) {
+  return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
-/* (Re)start the idle timer if the server is waiting for the peer, stop it
- * if the handler holds the connection's exchange and nothing is being
- * written. Called whenever bytes move or the exchange changes hands. */
-static void idle_arm(conn *c) {
-  if (c->closing || c->draining || c->s->idle_ms == 0) return;
-  if (c->x != NULL && c->writes_pending == 0) {
+static int phase(const conn *c) {
+  if (c->cur != NULL && c->x == NULL && !c->want_close)
+    return c->hdr_done ? PH_BODY : PH_HEADERS;
+  if (c->writes_pending > 0) return PH_WRITING;
+  return c->x != NULL ? PH_HANDLER : PH_IDLE;
+}
+
+/* The byte count the minimum rate applies to in a phase: body bytes in,
+ * or answer bytes the kernel has taken. */
+static uint64_t rate_count(conn *c, int ph) {
+  return ph == PH_BODY ? c->body_in : c->out_total - write_queue(c);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+static void on_timer(uv_timer_t *t);
+static void refuse(conn *c, int status, const char *code, const char *msg);
+
+/*
+ * (Re)arm the connection's timer for its nearest deadline, given its phase:
+ * the idle timeout from the last progress everywhere the server waits for
+ * the peer, the header and request deadlines from the request's first
+ * byte, and the end of the current rate window while a body comes in or an
+ * answer goes out. No timer while the handler holds the exchange and
+ * nothing is being written. Called whenever bytes move or the exchange
+ * changes hands.
+ */
+static void timer_arm(conn *c) {
+  if (c->closing || c->draining) return;
+  fedc_http_server *s = c->s;
+  int ph = phase(c);
+  if (ph == PH_HANDLER) {
+    uv_timer_stop(&c->timer);
+    c->rate_phase = PH_HANDLER;
+    return;
+  }
+  uint64_t now = uv_now(s->loop), due = UINT64_MAX;
+  if (s->idle_ms) due = c->last_progress + s->idle_ms;
+  if (ph == PH_HEADERS && s->header_ms)
+    due = min_u64(due, c->req_start + s->header_ms);
+  if ((ph == PH_HEADERS || ph == PH_BODY) && s->request_ms)
+    due = min_u64(due, c->req_start + s->request_ms);
+  if ((ph == PH_BODY || ph == PH_WRITING) && s->min_rate > 0) {
+    if (c->rate_phase != ph) { /* a new window for a new phase */
+      c->rate_phase = ph;
+      c->rate_at = now;
+      c->rate_bytes = rate_count(c, ph);
+    }
+    due = min_u64(due, c->rate_at + s->window_ms);
+  } else {
+    c->rate_phase = ph;
+  }
+  if (due == UINT64_MAX) {
     uv_timer_stop(&c->timer);
     return;
   }
-  c->last_wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  uv_timer_start(&c->timer, on_idle, c->s->idle_ms, 0);
+  uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+/*
+ * A deadline came (or the lingering close ended). Checked in order: the
+ * header deadline and the request deadline (408, then close), the rate
+ * window (408 for a slow body; a slow reader of answers is closed), the
+ * idle timeout (closed silently). Otherwise re-arm for the next one.
+ */
+static void on_timer(uv_timer_t *t) {
+  conn *c = t->data;
+  fedc_http_server *s = c->s;
+  if (c->closing) return;
+  if (c->draining) {
+    conn_close(c);
+    return;
+  }
+  uint64_t now = uv_now(s->loop);
+  int ph = phase(c);
+  if (c->writes_pending > 0) {
+    /* A long answer is still going out: bytes moving is progress, even if
+     * libuv reports no completed write yet. */
+    size_t q = write_queue(c);
+    if (q < c->last_wq) c->last_progress = now;
+    c->last_wq = q;
+  }
+  char msg[160];
+  if (ph == PH_HEADERS && s->header_ms && now >= c->req_start + s->header_ms) {
+    s->st.header_timeouts++;
+    snprintf(msg, sizeof msg, "request headers not complete within %.3g s",
+             (double)s->header_ms / 1000.0);
+    fedc_log_info("http header deadline remote=%s", c->remote);
+    refuse(c, 408, "timeout", msg);
+    return;
+  }
+  if ((ph == PH_HEADERS || ph == PH_BODY) && s->request_ms &&
+      now >= c->req_start + s->request_ms) {
+    s->st.request_timeouts++;
+    snprintf(msg, sizeof msg, "request not complete within %.3g s",
+             (double)s->request_ms / 1000.0);
+    fedc_log_info("http request deadline remote=%s", c->remote);
+    refuse(c, 408, "timeout", msg);
+    return;
+  }
+  if ((ph == PH_BODY || ph == PH_WRITING) && s->min_rate > 0 &&
+      c->rate_phase == ph && now >= c->rate_at + s->window_ms) {
+    uint64_t got = rate_count(c, ph) - c->rate_bytes;
+    double secs = (double)(now - c->rate_at) / 1000.0;
+    if ((double)got < s->min_rate * secs) {
+      s->st.slow_closed++;
+      snprintf(msg, sizeof msg,
+               "%s at %.0f bytes/s, under the minimum of %.0f bytes/s",
+               ph == PH_BODY ? "request body arriving" : "answer read",
+               (double)got / secs, s->min_rate);
+      fedc_log_info("http too slow remote=%s: %s", c->remote, msg);
+      if (ph == PH_BODY) refuse(c, 408, "timeout", msg);
+      else conn_close(c);
+      return;
+    }
+    c->rate_at = now;
+    c->rate_bytes = rate_count(c, ph);
+  }
+  if (ph != PH_HANDLER && s->idle_ms && now >= c->last_progress + s->idle_ms) {
+    s->st.idle_closed++;
+    fedc_log_debug("http idle timeout remote=%s", c->remote);
+    conn_close(c);
+    return;
+  }
+  timer_arm(c);
+}
+
+/* Bytes moved: the idle timeout starts again (the deadlines do not). */
+static void progress(conn *c) {
+  c->last_progress = uv_now(c->s->loop);
+  timer_arm(c);
 }
 
 /* ---- closing ---------------------------------------------------------- */
@@ -276,7 +426,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   c->draining = 1;
   uint64_t ms = c->s->idle_ms && c->s->idle_ms < LINGER_MS ? c->s->idle_ms
                                                            : LINGER_MS;
-  uv_timer_start(&c->timer, on_idle, ms, 0);
+  uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /*
@@ -293,7 +443,7 @@ static void conn_finish(conn *c) {
   if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
     conn_close(c);
   else
-    idle_arm(c);
+    timer_arm(c);
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -311,7 +461,14 @@ static void on_write(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
-  idle_arm(c);
+  c->last_wq = write_queue(c);
+  if (c->out_paused && write_queue(c) <= OUT_LOW) {
+    c->out_paused = 0; /* the peer has read: parse and read again */
+    progress(c);
+    resume(c);
+    return;
+  }
+  progress(c);
 }
 
 /* The transport's output: queue it on the socket (we own buf). */
@@ -339,6 +496,8 @@ static int on_wire(void *ud, uint8_t *buf, size_t n) {
                           uv_strerror(rc));
   }
   c->writes_pending++;
+  c->out_total += n;
+  c->last_wq = write_queue(c);
   return 0;
 }
 
@@ -451,6 +610,10 @@ static int on_message_begin(http_parser *p) {
   c->field_long = 0;
   c->last_was_value = 0;
   c->hdr_kind = HDR_NONE;
+  c->hdr_done = 0;
+  c->body_in = 0;
+  c->req_start = uv_now(c->s->loop); /* the header and request deadlines */
+  timer_arm(c);
   return 0;
 }
 
@@ -544,9 +707,11 @@ static int split_target(fedc_http_exchange *x) {
 
 /*
  * The headers are in: decide everything that does not need the body.
- * Refusals (bad target 400, chunked or other transfer codings 411, a
- * declared body over max_body 413) stop the parser; the refusal is sent by
- * pump() and the connection closed without reading the body.
+ * Refusals (bad target 400, chunked or other transfer codings 411, the
+ * admit callback's, a declared body over max_body 413) stop the parser;
+ * the refusal is sent by pump() and the connection closed without reading
+ * the body. An admit refusal of a request without a body is kept in the
+ * exchange and answered in order instead (dispatch), the connection kept.
  */
 static int on_headers_complete(http_parser *p) {
   conn *c = pconn(p);
@@ -560,6 +725,29 @@ static int on_headers_complete(http_parser *p) {
     return reject(c, 411, "length_required",
                   "a request body needs Content-Length (no transfer coding)");
   int has_len = (p->flags & F_CONTENTLENGTH) != 0;
+  x->req.method = http_method_str((enum http_method)p->method);
+  x->req.content_type = x->content_type;
+  x->req.peer_fingerprint = fedc_transport_peer_fingerprint(c->tc);
+  x->req.peer_cn = fedc_transport_peer_cn(c->tc);
+  x->req.remote = c->remote;
+  if (s->admit) {
+    const char *code = NULL;
+    char msg[sizeof x->rej_msg];
+    msg[0] = '\0';
+    x->req.body = NULL;
+    x->req.body_len = has_len ? (size_t)p->content_length : 0;
+    int st = s->admit(s->ctx, &x->req, &code, msg, sizeof msg);
+    if (st != 0) {
+      s->st.refused_early++;
+      if (code == NULL) code = "forbidden";
+      if (has_len && p->content_length > 0)
+        return reject(c, st, code, "%s", msg);
+      x->rej_status = st;
+      x->rej_code = code;
+      snprintf(x->rej_msg, sizeof x->rej_msg, "%s", msg);
+    }
+  }
+  c->hdr_done = 1;
   if (has_len && p->content_length > s->max_body)
     return reject(c, 413, "too_large",
                   "request body of %llu bytes is over the limit of %zu bytes",
@@ -567,8 +755,6 @@ static int on_headers_complete(http_parser *p) {
   x->keep_alive = http_should_keep_alive(p) && p->http_major == 1 &&
                   p->http_minor >= 1 && !p->upgrade;
   x->head = p->method == HTTP_HEAD;
-  x->req.method = http_method_str((enum http_method)p->method);
-  x->req.content_type = x->content_type;
   if (has_len && p->content_length > 0) {
     /* The body buffer grows as bytes arrive, so that a peer that announces
      * a large body and sends nothing holds little memory. */
@@ -610,6 +796,7 @@ static int on_body(http_parser *p, const char *at, size_t n) {
   }
   memcpy(x->body + x->body_len, at, n);
   x->body_len += n;
+  c->body_in += n;
   return 0;
 }
 
@@ -638,11 +825,12 @@ static void dispatch(conn *c) {
   x->c = c;
   x->req.body = x->body ? x->body : (const uint8_t *)"";
   x->req.body_len = x->body_len;
-  x->req.peer_fingerprint = fedc_transport_peer_fingerprint(c->tc);
-  x->req.peer_cn = fedc_transport_peer_cn(c->tc);
-  x->req.remote = c->remote;
   c->x = x;
-  idle_arm(c);
+  timer_arm(c);
+  if (x->rej_status) { /* admit refused it: answered as the handler would */
+    fedc_http_respond_error(x, x->rej_status, x->rej_code, "%s", x->rej_msg);
+    return;
+  }
   c->s->handler(c->s->ctx, x, &x->req);
 }
 
@@ -656,6 +844,13 @@ static size_t pump(conn *c, const uint8_t *p, size_t n) {
   size_t used = 0;
   c->in_pump = 1;
   while (used < n && c->x == NULL && !c->closing && !c->want_close) {
+    if (c->cur == NULL && write_queue(c) >= OUT_HIGH) {
+      /* between requests with answers piling up: parse no more until the
+       * peer reads (on_write resumes) */
+      if (!c->out_paused) c->s->st.output_pauses++;
+      c->out_paused = 1;
+      break;
+    }
     size_t k = http_parser_execute(&c->parser, &settings,
                                    (const char *)p + used, n - used);
     used += k;
@@ -723,7 +918,8 @@ static void resume(conn *c) {
     }
   }
   if (c->closing || c->want_close) return;
-  if (!c->reading && c->in_len - c->in_off < PENDING_INPUT_CAP) {
+  if (!c->reading && !c->out_paused &&
+      c->in_len - c->in_off < PENDING_INPUT_CAP) {
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
       c->reading = 1;
   }
@@ -748,7 +944,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->draining || c->want_close) return; /* dropped */
-  idle_arm(c);
+  c->last_progress = uv_now(c->s->loop);
   int rc = fedc_transport_feed(c->tc, (const uint8_t *)buf->base,
                                (size_t)nread);
   if (c->closing) return;
@@ -771,10 +967,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->reading && !c->want_close &&
-      c->in_len - c->in_off >= PENDING_INPUT_CAP) {
+      (c->out_paused || c->in_len - c->in_off >= PENDING_INPUT_CAP)) {
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->reading = 0;
   }
+  timer_arm(c);
 }
 
 /* ---- accepting -------------------------------------------------------- */
@@ -876,7 +1073,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->counted = 1;
   s->st.connections++;
   s->st.connections_total++;
-  idle_arm(c);
+  progress(c);
 }
 
 /* ---- starting and stopping -------------------------------------------- */
@@ -957,6 +1154,13 @@ static int open_socket(const char *spec, int *fd_out, int *port_out) {
 
 static void on_listener_closed(uv_handle_t *h) { srv_unref(h->data); }
 
+/* Seconds to loop milliseconds; 0 (off) for <= 0, at least 1 otherwise. */
+static uint64_t ms_of(double sec) {
+  if (!(sec > 0)) return 0;
+  uint64_t ms = (uint64_t)(sec * 1000.0 + 0.5);
+  return ms ? ms : 1;
+}
+
 /*
  * Start: load the transport (TLS files are read here), bind, listen. On
  * error nothing is left allocated or registered on the loop.
@@ -977,6 +1181,11 @@ int fedc_http_server_start(uv_loop_t *loop, const fedc_http_server_opts *o,
                    ? (uint64_t)(o->idle_timeout_s * 1000.0 + 0.5)
                    : 0;
   if (o->idle_timeout_s > 0 && s->idle_ms == 0) s->idle_ms = 1;
+  s->header_ms = ms_of(o->header_timeout_s);
+  s->request_ms = ms_of(o->request_timeout_s);
+  s->min_rate = o->min_rate_bytes_s > 0 ? o->min_rate_bytes_s : 0;
+  s->window_ms = o->rate_window_s > 0 ? ms_of(o->rate_window_s) : 1000;
+  s->admit = o->admit;
   s->max_conns = o->max_connections;
   s->rbuf = fedc_malloc(READ_BUF_SIZE);
   int rc;
@@ -1062,7 +1271,7 @@ void fedc_http_respond(fedc_http_exchange *x, int status,
     conn_finish(c);
     return;
   }
-  idle_arm(c);
+  progress(c);
   resume(c);
 }
 

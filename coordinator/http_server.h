@@ -5,7 +5,22 @@
  * client certificates) chosen at start; the HTTP code never calls mbedTLS
  * itself. Requests are parsed with http-parser, bodies are bounded, keep-
  * alive is honoured, and a connection that makes no progress while the
- * server waits for the peer is closed after idle_timeout_s.
+ * server waits for the peer is closed after idle_timeout_s. Progress does
+ * not buy time without end: a request's headers must be complete within
+ * header_timeout_s of its first byte, the whole request within
+ * request_timeout_s, and a body or an answer must move at min_rate_bytes_s
+ * or more, averaged over rate_window_s (0 turns each off).
+ *
+ * Output is bounded per connection: while more than a few hundred KiB of
+ * answers wait to be sent (beyond the one being written), pipelined
+ * requests are not parsed and the socket is not read until the peer has
+ * read most of it.
+ *
+ * Authorization comes before the body: when a request's headers are
+ * complete, the admit callback (if set) may refuse it. A refused request
+ * with a body is answered at once with "Connection: close" and its body is
+ * never read into memory; one without a body is answered in order as the
+ * handler would have.
  *
  * Each complete request becomes an exchange handed to the handler on the
  * loop thread. The handler answers it with fedc_http_respond, at once or
@@ -15,8 +30,10 @@
  * out in request order on a connection.
  *
  * Errors the server answers by itself, with a JSON body as in
- * docs/protocol.md: 400 bad_request (unparsable), 411 length_required,
- * 413 too_large (decided from Content-Length, before the body is read).
+ * docs/protocol.md: 400 bad_request (unparsable), 408 timeout (headers or
+ * request past their deadline, or a body under the minimum rate), 411
+ * length_required, 413 too_large (decided from Content-Length, before the
+ * body is read), 431 bad_request (headers over max_header).
  */
 #ifndef FEDC_HTTP_SERVER_H
 #define FEDC_HTTP_SERVER_H
@@ -44,6 +61,17 @@ typedef struct fedc_http_request {
 typedef void (*fedc_http_handler)(void *ctx, fedc_http_exchange *x,
                                   const fedc_http_request *req);
 typedef void (*fedc_http_abort_cb)(void *ud, fedc_http_exchange *x);
+/*
+ * Header-time admission, on the loop thread, when a request's headers are
+ * complete and before any of its body is read. req has everything but the
+ * body (body NULL, body_len the declared Content-Length, 0 without one).
+ * Return 0 to read the body and hand the request to the handler, or an
+ * HTTP status (403, 404, 405, ...) with *code set to a static error code
+ * ("forbidden") and a message written to msg (cap bytes). The callback
+ * must not keep req.
+ */
+typedef int (*fedc_http_admit_cb)(void *ctx, const fedc_http_request *req,
+                                  const char **code, char *msg, size_t cap);
 
 typedef struct fedc_http_server_opts {
   const char *listen;      /* "host:port"; port 0 picks a free one */
@@ -58,6 +86,16 @@ typedef struct fedc_http_server_opts {
   int32_t max_connections; /* beyond this, new connections are closed at once */
   fedc_http_handler handler;
   void *ctx;
+  /* Deadlines and rates; 0 turns each off. header_timeout_s: from a
+   * request's first byte to the end of its headers; request_timeout_s:
+   * from its first byte to the end of its body; min_rate_bytes_s over
+   * rate_window_s (1 s if 0): a body arriving, or an answer being read,
+   * slower than this closes the connection. */
+  double header_timeout_s;
+  double request_timeout_s;
+  double min_rate_bytes_s;
+  double rate_window_s;
+  fedc_http_admit_cb admit; /* optional: refuse before the body is read */
 } fedc_http_server_opts;
 
 typedef struct fedc_http_server_stats {
@@ -69,6 +107,11 @@ typedef struct fedc_http_server_stats {
                                    connection is dropped, nothing is parsed */
   uint64_t idle_closed;         /* connections closed for making no progress
                                    for idle_timeout_s */
+  uint64_t header_timeouts;     /* 408: headers past header_timeout_s */
+  uint64_t request_timeouts;    /* 408: a request past request_timeout_s */
+  uint64_t slow_closed;         /* a body or an answer under min_rate */
+  uint64_t refused_early;       /* refused by admit before the body */
+  uint64_t output_pauses;       /* reading paused: too much output queued */
   int32_t connections;          /* open now */
 } fedc_http_server_stats;
 

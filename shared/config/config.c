@@ -254,6 +254,23 @@ static const key_def keys[] = {
      "Coordinator: select this many times clients_per_round, so that a few "
      "dropouts do not stall a round; the first clients_per_round updates "
      "close it."},
+    {"server", "header_timeout_s", T_DOUBLE, M(server_header_timeout_s), 0,
+     3600, MINMAX, NULL, "10",
+     "Coordinator: a request's line and headers must be in within this many "
+     "seconds of its first byte, else 408 and the connection is closed; 0 "
+     "turns it off."},
+    {"server", "request_timeout_s", T_DOUBLE, M(server_request_timeout_s), 0,
+     86400, MINMAX, NULL, "300",
+     "Coordinator: a whole request, body included, must be in within this "
+     "many seconds of its first byte, else 408 and close; 0 turns it off."},
+    {"server", "min_rate_bytes_s", T_DOUBLE, M(server_min_rate_bytes_s), 0,
+     1e9, MINMAX, NULL, "1024",
+     "Coordinator: a request body arriving, or an answer read by the "
+     "client, slower than this many bytes per second over rate_window_s "
+     "closes the connection (408 for a body); 0 turns it off."},
+    {"server", "rate_window_s", T_DOUBLE, M(server_rate_window_s), 0, 3600,
+     MINMAX | MIN_OPEN, NULL, "10",
+     "Coordinator: the window over which min_rate_bytes_s is averaged."},
 
     {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
      "CA certificate (PEM) that signs the coordinator and client "

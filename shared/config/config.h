@@ -101,6 +101,10 @@ typedef struct fedc_config {
   double server_idle_timeout_s;
   double server_poll_s;
   double server_over_select;
+  double server_header_timeout_s;  /* coordinator: headers within this of a request's first byte */
+  double server_request_timeout_s; /* coordinator: a whole request within this */
+  double server_min_rate_bytes_s;  /* coordinator: slowest body or answer accepted */
+  double server_rate_window_s;     /* coordinator: the window that rate is averaged over */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];
