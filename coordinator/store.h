@@ -81,6 +81,10 @@ int fedc_store_client_revoke(fedc_store *st, const char *fingerprint);
 int fedc_store_client_find(fedc_store *st, const char *fingerprint,
                            fedc_store_client *out);
 int fedc_store_client_set_name(fedc_store *st, int32_t id, const char *name);
+/* Does a client other than the one with this fingerprint have this name?
+ * *taken 1 or 0. */
+int fedc_store_client_name_taken(fedc_store *st, const char *name, const char *fingerprint,
+                                 int *taken);
 /* All clients by id; *out freed with fedc_free. */
 int fedc_store_client_list(fedc_store *st, fedc_store_client **out,
                            int32_t *n);

@@ -678,6 +678,26 @@ int fedc_store_client_set_name(fedc_store *st, int32_t id, const char *name) {
   return err;
 }
 
+int fedc_store_client_name_taken(fedc_store *st, const char *name, const char *fingerprint,
+                                 int *taken) {
+  *taken = 0;
+  if (st == NULL || name == NULL || fingerprint == NULL)
+    return fedc_error_set(FEDC_EINVAL, "store: name_taken without a name");
+  sqlite3_stmt *s;
+  int err = prepare(st, "SELECT 1 FROM clients WHERE name = ?1 AND fingerprint != ?2 LIMIT 1",
+                    &s, 0);
+  if (err) return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, fingerprint, -1, SQLITE_STATIC);
+  int r = sqlite3_step(s);
+  if (r == SQLITE_ROW) *taken = 1;
+  else if (r != SQLITE_DONE)
+    err = fedc_error_set(FEDC_EIO, "store %s: look up a name: %s", st->path,
+                         sqlite3_errmsg(st->db));
+  sqlite3_finalize(s);
+  return err;
+}
+
 /* ---- row lists ---------------------------------------------------------- */
 
 /* Make room for one more element in a growing array; the old block stays

@@ -77,6 +77,8 @@ typedef struct fedc_config {
   double norm_bound;
   fedc_norm_action norm_action;
   int32_t buffer_k;
+  double max_client_share; /* 0 = off */
+  double max_weight_delta; /* 0 = off */
   /* [privacy] */
   double dp_noise_multiplier, dp_clip_norm;
   int32_t dp_adaptive_clip;
@@ -101,6 +103,7 @@ typedef struct fedc_config {
   double server_idle_timeout_s;
   double server_poll_s;
   double server_over_select;
+  uint64_t server_max_samples; /* 0 = off */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];
