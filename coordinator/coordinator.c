@@ -649,6 +649,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   }
   if (rc == 0) {
     rc = fedc_store_open(cfg->store_path, &c->store);
+    if (rc == 0) rc = fedc_store_lock(c->store); /* one coordinator per store */
     if (rc != 0) *exit_code = FEDC_COORD_EXIT_STORE;
   }
   if (rc == 0) {
