@@ -118,6 +118,7 @@ struct fedc_coordinator {
   uint64_t rounds_committed, rounds_abandoned, updates_accepted,
       updates_duplicate;
   uint64_t rejected[REJECT_COUNT];
+  uint64_t updates_capped; /* weights cut by [strategy] max_client_share */
   double last_round_secs;
 
   int refreshing; /* a client-list refresh is on a worker */
