@@ -11,7 +11,9 @@ operator, against a real coordinator (tests/integration/harness.py):
   a write-ahead log deleted under the running daemon stops it (exit code 4)
   instead of committing a round a later kill -9 would lose;
 - a name with a bidirectional override is refused, a name already taken is
-  renamed, and a '"' in a name cannot forge a log field.
+  renamed, and a '"' in a name cannot forge a log field;
+- an enrolled client hammering old checkpoints and sending updates while
+  not selected leaves honest rounds at least half as fast (ROUND_FRACTION).
 """
 import array
 import json
@@ -19,6 +21,8 @@ import os
 import struct
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import BIN, Job, Suite, free_port, read_safetensors  # noqa: E402
@@ -191,11 +195,75 @@ def test_names():
         job.close()
 
 
+ROUND_FRACTION = 0.5  # honest rounds under the attack: at least this fast
+
+
+def hammer(job, stop, counts, kind, body=None):
+    """Requests from enrolled client 3 (never joined, so never selected) on
+    one kept-alive connection until stop is set."""
+    conn = job.tls_connection("client-3")
+    i = 0
+    while not stop.is_set():
+        try:
+            if kind == "model":
+                conn.request("GET", f"/v1/model/{1 + i % 3}")
+            else:
+                conn.request("POST", "/v1/update", body=body)
+            conn.getresponse().read()
+            counts[kind] += 1
+        except OSError:
+            conn.close()
+            conn = job.tls_connection("client-3")
+        i += 1
+    conn.close()
+
+
+def test_hammering_does_not_starve():
+    rounds = 40
+    job = Job("starve", 3, rounds=rounds, clients_per_round=2, min_clients=2, poll_s=1,
+              round_timeout_s=30)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        for k in (1, 2):
+            job.start_client(k, keep=False)
+        job.wait_for(lambda: job.committed() >= 4, 60, "4 rounds")
+        status, blob = job.request("GET", "/v1/model/latest", cert="client-3")
+        assert status == 200
+        model = read_safetensors(blob)[0]
+        body = encode(shifted(model, 0.0), {"round": "1", "num_samples": "300", "train_loss": "0.5"})
+
+        def pace(n):
+            start_r, t0 = job.committed(), time.time()
+            job.wait_for(lambda: job.committed() >= start_r + n, 120, f"{n} rounds")
+            return n / (time.time() - t0)
+
+        calm = pace(8)
+        stop, counts = threading.Event(), {"model": 0, "update": 0}
+        threads = [threading.Thread(target=hammer, args=(job, stop, counts, kind, body))
+                   for kind in ("model", "model", "update", "update")]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            attacked = pace(8)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        print(f"       honest rounds/s: {calm:.2f} calm, {attacked:.2f} under "
+              f"{counts['model']} checkpoint and {counts['update']} unselected update requests")
+        assert counts["model"] > 50 and counts["update"] > 50, counts
+        assert attacked >= ROUND_FRACTION * calm, (calm, attacked)
+    finally:
+        job.close()
+
+
 if __name__ == "__main__":
     suite = Suite("attack_round_tests")
     only = sys.argv[1:]
     for fn in (test_lying_sample_count, test_hex_loss_refused, test_second_coordinator_refused,
-               test_wal_deleted_stops_the_daemon, test_names):
+               test_wal_deleted_stops_the_daemon, test_names, test_hammering_does_not_starve):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()
