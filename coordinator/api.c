@@ -115,13 +115,36 @@ static void join_abort(void *ud, fedc_http_exchange *x) {
   ((join_work *)ud)->x = NULL;
 }
 
+/*
+ * Names are unique: a name another certificate already has is taken by
+ * this one as "<name>~<its fingerprint's first 8 hex digits>" (cut on a
+ * character boundary to fit), so that no client can pass for another in
+ * the logs or the dashboard and an honest client whose name clashes still
+ * joins. Under c->mu.
+ */
+static int unique_name(fedc_coord *c, join_work *w) {
+  int taken = 0;
+  if (w->name[0] == '\0') return 0;
+  int rc = fedc_store_client_name_taken(c->store, w->name, w->fingerprint, &taken);
+  if (rc != 0 || !taken) return rc;
+  size_t keep = strlen(w->name), room = sizeof w->name - 10;
+  if (keep > room) {
+    keep = room;
+    while (keep > 0 && ((unsigned char)w->name[keep] & 0xC0) == 0x80) keep--;
+  }
+  char old[sizeof w->name];
+  snprintf(old, sizeof old, "%s", w->name);
+  snprintf(w->name, sizeof w->name, "%.*s~%.8s", (int)keep, old, w->fingerprint);
+  return fedc_store_client_name_taken(c->store, w->name, w->fingerprint, &taken);
+}
+
 static void join_run(uv_work_t *req) {
   join_work *w = req->data;
   fedc_coord *c = w->c;
   pthread_mutex_lock(&c->mu);
   int32_t id;
-  int rc = 0;
-  if (w->enroll) rc = fedc_store_client_allow(c->store, w->fingerprint, w->name, &id);
+  int rc = unique_name(c, w);
+  if (rc == 0 && w->enroll) rc = fedc_store_client_allow(c->store, w->fingerprint, w->name, &id);
   if (rc == 0) {
     rc = fedc_store_client_find(c->store, w->fingerprint, &w->sc);
     /* the operator's name (from `allow --name`) wins; a client names
@@ -218,6 +241,8 @@ static void handle_join(fedc_coord *c, fedc_http_exchange *x,
   w->enroll = cl == NULL;
   snprintf(w->fingerprint, sizeof w->fingerprint, "%s", req->peer_fingerprint);
   snprintf(w->name, sizeof w->name, "%s", name[0] ? name : req->peer_cn ? req->peer_cn : "");
+  /* a certificate's common name stands in for a name only if it is one */
+  if (name[0] == '\0' && fedc_join_name_check(w->name, strlen(w->name)) != 0) w->name[0] = '\0';
   w->req.data = w;
   fedc_http_exchange_on_abort(x, join_abort, w);
   if (uv_queue_work(c->loop, &w->req, join_run, join_done) != 0) {

@@ -52,6 +52,9 @@ typedef enum {
 } round_state;
 
 /* Rejection reasons counted for /metrics, as protocol error codes. */
+/* past rounds' checkpoints kept encoded (coordinator.c) */
+#define COORD_CKPT_CACHE 4
+
 #define COORD_REJECT_REASONS(X)                                            \
   X(bad_request) X(bad_container) X(bad_dtype) X(bad_shape) X(non_finite)   \
   X(bad_checksum) X(bad_metadata) X(forbidden) X(not_selected)              \
@@ -118,6 +121,19 @@ struct fedc_coordinator {
   uint64_t rounds_committed, rounds_abandoned, updates_accepted,
       updates_duplicate;
   uint64_t rejected[REJECT_COUNT];
+  uint64_t updates_capped; /* weights cut by [strategy] max_client_share */
+  /* past rounds' checkpoints (coordinator.c): a few kept encoded on the
+   * loop thread; a miss is read by one worker at a time with the store
+   * connection of its own (ckpt_store), never under mu */
+  struct {
+    int32_t round; /* 0 = empty */
+    uint8_t *bytes;
+    size_t len;
+    uint64_t used;
+  } ckpt_cache[COORD_CKPT_CACHE];
+  uint64_t ckpt_tick;
+  int ckpt_reading;
+  fedc_store *ckpt_store;
   double last_round_secs;
 
   int refreshing; /* a client-list refresh is on a worker */

@@ -334,6 +334,26 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
     fedc_http_respond(x, 503, "application/json", busy, sizeof busy - 1, "Retry-After: 1\r\n");
     return;
   }
+  /* who may send an update now is known before its body is decoded: a
+   * client selected in the open round, or one that reported in it or in
+   * the last committed round (a resend, acknowledged as a duplicate);
+   * anyone else is refused here, without spending a worker on decoding */
+  pthread_mutex_lock(&c->mu);
+  int open = c->state == ROUND_OPEN && fedc_engine_is_open(c->engine);
+  int may = (open && fedc_engine_is_selected(c->engine, cl->id)) ||
+            fedc_engine_has_reported(c->engine, c->round - 1, cl->id) ||
+            fedc_engine_has_reported(c->engine, c->round, cl->id);
+  pthread_mutex_unlock(&c->mu);
+  if (!may) {
+    fedc__coord_reject(c, open ? REJECT_not_selected : REJECT_stale_round);
+    if (open)
+      fedc_http_respond_error(x, 403, "not_selected", "client %d was not selected in round %d",
+                              (int)cl->id, (int)c->round);
+    else
+      fedc_http_respond_error(x, 409, "stale_round", "no round is open for client %d",
+                              (int)cl->id);
+    return;
+  }
   update_work *w = fedc_calloc(1, sizeof *w);
   uint8_t *copy = w ? fedc_malloc(len ? len : 1) : NULL;
   if (copy == NULL) {
@@ -362,6 +382,16 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
 
 /* ---- checkpoints of past rounds ----------------------------------------- */
 
+/*
+ * A past round's model comes from the store, which the commits and the
+ * updates use under c->mu: a client asking for old checkpoints again and
+ * again must not hold that mutex nor the worker pool. So the last
+ * COORD_CKPT_CACHE checkpoints served are kept encoded (loop thread only,
+ * least recently used goes first), a miss is read on a worker with a store
+ * connection of its own (opened on first use; sqlite's WAL lets it read
+ * beside the daemon's writes), without c->mu, and at most one such read is
+ * in flight: another miss meanwhile gets 503 with Retry-After: 1.
+ */
 typedef struct ckpt_work {
   uv_work_t req;
   fedc_coord *c;
@@ -379,15 +409,29 @@ static void ckpt_abort(void *ud, fedc_http_exchange *x) {
 
 static void ckpt_run(uv_work_t *req) {
   ckpt_work *w = req->data;
-  pthread_mutex_lock(&w->c->mu);
-  w->rc = fedc_store_checkpoint(w->c->store, w->round, &w->bytes, &w->len);
-  pthread_mutex_unlock(&w->c->mu);
+  fedc_coord *c = w->c;
+  w->rc = c->ckpt_store ? 0 : fedc_store_open(c->cfg.store_path, &c->ckpt_store);
+  if (w->rc == 0) w->rc = fedc_store_checkpoint(c->ckpt_store, w->round, &w->bytes, &w->len);
+}
+
+/* Keep a checkpoint read from the store (takes bytes), evicting the least
+ * recently used; the bytes are freed instead if nothing is free. */
+static void ckpt_keep(fedc_coord *c, int32_t round, uint8_t *bytes, size_t len) {
+  int k = 0;
+  for (int i = 1; i < COORD_CKPT_CACHE; i++)
+    if (c->ckpt_cache[i].used < c->ckpt_cache[k].used) k = i;
+  fedc_free(c->ckpt_cache[k].bytes);
+  c->ckpt_cache[k].round = round;
+  c->ckpt_cache[k].bytes = bytes;
+  c->ckpt_cache[k].len = len;
+  c->ckpt_cache[k].used = ++c->ckpt_tick;
 }
 
 static void ckpt_done(uv_work_t *req, int status) {
   ckpt_work *w = req->data;
   fedc_coord *c = w->c;
   (void)status;
+  c->ckpt_reading = 0;
   if (w->x) {
     fedc_http_exchange_on_abort(w->x, NULL, NULL);
     if (w->rc == 0)
@@ -397,7 +441,8 @@ static void ckpt_done(uv_work_t *req, int status) {
     else
       fedc_http_respond_error(w->x, 503, "unavailable", "store: cannot read the checkpoint");
   }
-  fedc_free(w->bytes);
+  if (w->rc == 0) ckpt_keep(c, w->round, w->bytes, w->len);
+  else fedc_free(w->bytes);
   fedc_free(w);
   c->other_work--;
   if (c->stopping) fedc_coordinator_stop(c);
@@ -405,6 +450,20 @@ static void ckpt_done(uv_work_t *req, int status) {
 
 void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
                                   int32_t round) {
+  for (int i = 0; i < COORD_CKPT_CACHE; i++)
+    if (c->ckpt_cache[i].round == round && c->ckpt_cache[i].bytes) {
+      c->ckpt_cache[i].used = ++c->ckpt_tick;
+      fedc_http_respond(x, 200, "application/octet-stream", c->ckpt_cache[i].bytes,
+                        c->ckpt_cache[i].len, NULL);
+      return;
+    }
+  if (c->ckpt_reading) {
+    static const char busy[] =
+        "{\"error\":\"unavailable\",\"message\":\"a checkpoint is being read; retry\"}";
+    fedc__coord_reject(c, REJECT_unavailable);
+    fedc_http_respond(x, 503, "application/json", busy, sizeof busy - 1, "Retry-After: 1\r\n");
+    return;
+  }
   ckpt_work *w = fedc_calloc(1, sizeof *w);
   if (w == NULL) {
     fedc_http_respond_error(x, 503, "unavailable", "out of memory");
@@ -421,6 +480,7 @@ void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
     fedc_http_respond_error(x, 503, "unavailable", "cannot queue the request");
     return;
   }
+  c->ckpt_reading = 1;
   c->other_work++;
 }
 
@@ -649,6 +709,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   }
   if (rc == 0) {
     rc = fedc_store_open(cfg->store_path, &c->store);
+    if (rc == 0) rc = fedc_store_lock(c->store); /* one coordinator per store */
     if (rc != 0) *exit_code = FEDC_COORD_EXIT_STORE;
   }
   if (rc == 0) {
@@ -760,6 +821,8 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc__coord_secagg_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
+  fedc_store_close(c->ckpt_store);
+  for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_free(c->ckpt_cache[i].bytes);
   fedc_free(c->round_updates);
   fedc_free(c->clients);
   fedc_free(c->model_bytes);

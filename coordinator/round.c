@@ -435,6 +435,12 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
                 "test_acc=%.4f test_loss=%.4f secs=%.3f",
                 (int)w->row.round, (int)w->row.clients, (long long)w->row.samples,
                 w->row.train_loss, w->row.test_acc, w->row.test_loss, w->row.secs);
+  if (w->m.capped > 0 || w->m.clipped > 0)
+    fedc_log_warn("round=%d msg=\"updates limited\" capped=%d clipped=%d "
+                  "reason=\"capped: weight cut to [strategy] max_client_share; clipped: "
+                  "[strategy] norm_bound\"",
+                  (int)w->row.round, (int)w->m.capped, (int)w->m.clipped);
+  c->updates_capped += w->m.capped;
   /* the worker's encoded model becomes the one served: no lock */
   fedc_free(c->model_bytes);
   c->model_bytes = w->model;

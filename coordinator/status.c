@@ -169,6 +169,9 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   metric(&t, "fedc_updates_duplicate_total", "counter",
          "Resent updates acknowledged and not counted again.");
   put(&t, "fedc_updates_duplicate_total %llu\n", (unsigned long long)c->updates_duplicate);
+  metric(&t, "fedc_updates_capped_total", "counter",
+         "Updates whose FedAvg weight [strategy] max_client_share cut.");
+  put(&t, "fedc_updates_capped_total %llu\n", (unsigned long long)c->updates_capped);
   metric(&t, "fedc_updates_rejected_total", "counter", "Requests refused, by reason.");
   static const char *const reasons[] = {
 #define X(name) #name,

@@ -64,6 +64,18 @@ typedef struct fedc_store_update {
  * known schema version. */
 int fedc_store_open(const char *path, fedc_store **out);
 void fedc_store_close(fedc_store *st);
+/*
+ * The running daemon's hold on its store: an exclusive lock (flock on the
+ * file, taken without waiting; the subcommands `allow`, `export`... do not
+ * take it, so they still work beside the daemon), and from then on a check
+ * before every write transaction that the write-ahead log <path>-wal is
+ * still the file sqlite opened (same device and inode). A second
+ * coordinator on the same file gets FEDC_EIO here, at start; a WAL
+ * deleted or replaced under the daemon makes every later write fail with
+ * FEDC_EIO (a round committed into an unlinked WAL would be lost at the
+ * next kill -9), and the daemon stops on its store failure.
+ */
+int fedc_store_lock(fedc_store *st);
 
 /*
  * Bind the store to a job. The first call on a new store records job_spec
@@ -81,6 +93,10 @@ int fedc_store_client_revoke(fedc_store *st, const char *fingerprint);
 int fedc_store_client_find(fedc_store *st, const char *fingerprint,
                            fedc_store_client *out);
 int fedc_store_client_set_name(fedc_store *st, int32_t id, const char *name);
+/* Does a client other than the one with this fingerprint have this name?
+ * *taken 1 or 0. */
+int fedc_store_client_name_taken(fedc_store *st, const char *name, const char *fingerprint,
+                                 int *taken);
 /* All clients by id; *out freed with fedc_free. */
 int fedc_store_client_list(fedc_store *st, fedc_store_client **out,
                            int32_t *n);

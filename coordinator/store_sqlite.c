@@ -24,8 +24,13 @@
 #include "base/error.h"
 #include "base/mbedtls_compat.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/random.h>
 #include <stdio.h>
 #include <string.h>
@@ -105,6 +110,12 @@ struct fedc_store {
   sqlite3_stmt *last_round;
   sqlite3_stmt *ins_round, *ins_ckpt, *ins_update, *bump_client;
   sqlite3_stmt *find_client;
+  /* fedc_store_lock: the locked descriptor (0 = not locked, the daemon's
+   * hold; fd + 1) and the WAL's identity once seen */
+  int lock_fd1;
+  int wal_known;
+  dev_t wal_dev;
+  ino_t wal_ino;
 };
 
 /* ---- errors ----------------------------------------------------------- */
@@ -223,8 +234,11 @@ static int prepare(fedc_store *st, const char *sql, sqlite3_stmt **out,
   return 0;
 }
 
+static int wal_check(fedc_store *st);
+
 static int tx_begin(fedc_store *st) {
-  return step_done(st, st->begin, "begin transaction");
+  int err = wal_check(st);
+  return err ? err : step_done(st, st->begin, "begin transaction");
 }
 
 static int tx_commit(fedc_store *st, const char *what) {
@@ -439,8 +453,66 @@ void fedc_store_close(fedc_store *st) {
   /* With every statement finalized, close does not fail on BUSY; the last
    * connection checkpoints the WAL into the main file and removes it. */
   sqlite3_close(st->db);
+  if (st->lock_fd1) close(st->lock_fd1 - 1); /* drops the lock */
   fedc_free(st->path);
   fedc_free(st);
+}
+
+/* ---- the daemon's hold on its store ------------------------------------- */
+
+/* Is <path>-wal the file recorded, or (first time it exists) record it.
+ * Not locked (a subcommand): nothing to check. */
+static int wal_check(fedc_store *st) {
+  if (st->lock_fd1 == 0) return 0;
+  char wal[4096];
+  snprintf(wal, sizeof wal, "%s-wal", st->path);
+  struct stat sb;
+  if (stat(wal, &sb) != 0) {
+    if (errno == ENOENT && !st->wal_known) return 0; /* not yet created */
+    return fedc_error_set(FEDC_EIO,
+                          "store %s: its write-ahead log %s was deleted under the running "
+                          "coordinator; stopping rather than commit into a log that a "
+                          "crash would lose (restart the coordinator; the last rounds "
+                          "may have to be redone)",
+                          st->path, wal);
+  }
+  if (!st->wal_known) {
+    st->wal_known = 1;
+    st->wal_dev = sb.st_dev;
+    st->wal_ino = sb.st_ino;
+    return 0;
+  }
+  if (sb.st_dev != st->wal_dev || sb.st_ino != st->wal_ino)
+    return fedc_error_set(FEDC_EIO,
+                          "store %s: its write-ahead log %s was replaced under the running "
+                          "coordinator; stopping rather than commit into a log that a "
+                          "crash would lose",
+                          st->path, wal);
+  return 0;
+}
+
+int fedc_store_lock(fedc_store *st) {
+  if (st == NULL) return fedc_error_set(FEDC_EINVAL, "store: NULL store");
+  if (st->lock_fd1) return 0;
+  int fd = open(st->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fedc_error_set(FEDC_EIO, "store %s: cannot open it to lock it: %s", st->path,
+                          strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK)
+      return fedc_error_set(FEDC_EIO,
+                            "store %s is in use by another coordinator (it holds the "
+                            "store's lock); one store serves one coordinator",
+                            st->path);
+    return fedc_error_set(FEDC_EIO, "store %s: cannot lock it: %s", st->path, strerror(e));
+  }
+  st->lock_fd1 = fd + 1;
+  /* a read now makes sqlite open the WAL, whose identity is recorded */
+  int err = exec(st, "SELECT count(*) FROM sqlite_master", "read the schema");
+  if (err == 0) err = wal_check(st);
+  return err;
 }
 
 /* ---- the job ------------------------------------------------------------ */
@@ -674,6 +746,26 @@ int fedc_store_client_set_name(fedc_store *st, int32_t id, const char *name) {
   char missing[48];
   snprintf(missing, sizeof missing, "no client with id %d", (int)id);
   err = update_one(st, s, "rename client", missing);
+  sqlite3_finalize(s);
+  return err;
+}
+
+int fedc_store_client_name_taken(fedc_store *st, const char *name, const char *fingerprint,
+                                 int *taken) {
+  *taken = 0;
+  if (st == NULL || name == NULL || fingerprint == NULL)
+    return fedc_error_set(FEDC_EINVAL, "store: name_taken without a name");
+  sqlite3_stmt *s;
+  int err = prepare(st, "SELECT 1 FROM clients WHERE name = ?1 AND fingerprint != ?2 LIMIT 1",
+                    &s, 0);
+  if (err) return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, fingerprint, -1, SQLITE_STATIC);
+  int r = sqlite3_step(s);
+  if (r == SQLITE_ROW) *taken = 1;
+  else if (r != SQLITE_DONE)
+    err = fedc_error_set(FEDC_EIO, "store %s: look up a name: %s", st->path,
+                         sqlite3_errmsg(st->db));
   sqlite3_finalize(s);
   return err;
 }

@@ -8,13 +8,16 @@ coordinator's /v1/status. At the end it prints the final test accuracy,
 where the dashboard is, and leaves the sqlite store behind.
 
 Environment: FEDC_BUILD (build folder), FEDC_DEMO_DIR (default
-build/demo), FEDC_DEMO_PORT and FEDC_DEMO_STATUS_PORT (8443 and 8080),
+build/demo), FEDC_DEMO_PORT and FEDC_DEMO_STATUS_PORT (default: free ports
+the system picks, so that a coordinator already running on this machine,
+e.g. on 8443 and 8080, is never the one the demo's clients reach),
 FEDC_DEMO_ROUNDS (20).
 """
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,8 +28,19 @@ BUILD = os.environ.get("FEDC_BUILD", "build")
 BIN = BUILD if os.path.isabs(BUILD) else os.path.join(ROOT, BUILD)
 BIN = os.path.join(BIN, "bin")
 DEMO = os.path.abspath(os.environ.get("FEDC_DEMO_DIR", os.path.join(ROOT, "build", "demo")))
-PORT = int(os.environ.get("FEDC_DEMO_PORT", "8443"))
-STATUS_PORT = int(os.environ.get("FEDC_DEMO_STATUS_PORT", "8080"))
+
+
+def free_port():
+    """A port nobody listens on now, on 127.0.0.1."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+PORT = int(os.environ.get("FEDC_DEMO_PORT") or free_port())
+STATUS_PORT = int(os.environ.get("FEDC_DEMO_STATUS_PORT") or free_port())
 ROUNDS = int(os.environ.get("FEDC_DEMO_ROUNDS", "20"))
 FMNIST = "/usr/share/datasets/fashion-mnist"
 N = 4

@@ -169,6 +169,20 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
   drv.driver = split ? "fedc-sim-mpi" : "fedc-sim";
   int crc = fedc_config_check_strategy(cfg, &drv);
   if (crc != 0) return crc;
+  /* [strategy] max_client_share guards a coordinator against a site that
+   * lies about its sample count. The simulator's clients are in-process
+   * and report their true counts, so it applies only when set; a split run
+   * cannot apply it (the updates it holds aside live on other processes),
+   * so there it is refused rather than ignored. */
+  const char *share_origin = fedc_config_origin(cfg, "strategy", "max_client_share");
+  int share_set = share_origin != NULL && strcmp(share_origin, "default") != 0;
+  int share_on = share_set && cfg->max_client_share > 0.0 && cfg->max_client_share < 1.0;
+  if (split && share_on)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] max_client_share = %g: fedc-sim-mpi cannot cap a "
+                          "client's weight across processes; leave it unset or set it to 1 "
+                          "(the simulator's clients report their true sample counts)",
+                          share_origin, cfg->max_client_share);
   fedc_sim *s = fedc_calloc(1, sizeof *s);
   if (s == NULL) return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
   pthread_mutex_init(&s->mu, NULL);
@@ -212,6 +226,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
     fedc_model_init(&s->spec, c->seed, w0);
     fedc_pipeline_params pp;
     fedc_pipeline_params_from_config(c, c->clients, &pp);
+    if (!share_on) pp.max_share = 0.0;
     fedc_engine_params ep = {.rounds = c->rounds,
                              .clients_per_round = c->clients_per_round,
                              .min_clients = c->min_clients,

@@ -73,6 +73,7 @@ typedef struct fedc_round_metrics {
   double delta;
   double clip_norm;   /* DP clip norm used in the round; NAN without DP */
   int32_t clipped;    /* updates clipped by [strategy] norm_bound */
+  int32_t capped;     /* updates whose weight [strategy] max_client_share cut */
 } fedc_round_metrics;
 
 /* Defaults: 1 round, 1 client per round, quorum 1, seed 0, "fedavg". */

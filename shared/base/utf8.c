@@ -27,3 +27,15 @@ size_t fedc_utf8_seq(const uint8_t *p, size_t avail) {
     if (p[i] < 0x80 || p[i] > 0xBF) return 0;
   return n;
 }
+
+uint32_t fedc_utf8_decode(const uint8_t *p, size_t k) {
+  if (k <= 1) return p[0];
+  uint32_t cp = p[0] & (0x7Fu >> k);
+  for (size_t i = 1; i < k; i++) cp = (cp << 6) | (p[i] & 0x3Fu);
+  return cp;
+}
+
+int fedc_utf8_is_display_control(uint32_t cp) {
+  return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
+         (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E || cp == 0x200F || cp == 0x061C;
+}

@@ -176,6 +176,16 @@ static const key_def keys[] = {
      "refuse."},
     {"strategy", "buffer_k", T_INT32, M(buffer_k), 1, 1e6, MINMAX, NULL, "10",
      "fedbuff: the server steps every buffer_k updates."},
+    {"strategy", "max_client_share", T_DOUBLE, M(max_client_share), 0, 1, MINMAX,
+     NULL, "0.5",
+     "FedAvg: no client's weight exceeds this share of a round's total "
+     "(larger sample counts are cut to the water level; docs/strategies.md); "
+     "0 or 1 = off. The simulators' in-process clients report true counts: "
+     "fedc-sim applies it only when set, fedc-sim-mpi refuses it."},
+    {"strategy", "max_weight_delta", T_DOUBLE, M(max_weight_delta), 0, 0,
+     MIN_ONLY, NULL, "1e4",
+     "An update with a weight further than this from the global model's is "
+     "refused (an honest round moves no weight this far); 0 = off."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",
@@ -271,6 +281,10 @@ static const key_def keys[] = {
     {"server", "rate_window_s", T_DOUBLE, M(server_rate_window_s), 0, 3600,
      MINMAX | MIN_OPEN, NULL, "10",
      "Coordinator: the window over which min_rate_bytes_s is averaged."},
+    {"server", "max_samples", T_UINT64, M(server_max_samples), 0, 0,
+     0, NULL, "1000000000",
+     "An update claiming more training samples than this is refused; "
+     "0 = off (fedavg's own limit, 2^40, still holds)."},
 
     {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
      "CA certificate (PEM) that signs the coordinator and client "

@@ -77,6 +77,8 @@ typedef struct fedc_config {
   double norm_bound;
   fedc_norm_action norm_action;
   int32_t buffer_k;
+  double max_client_share; /* 0 = off */
+  double max_weight_delta; /* 0 = off */
   /* [privacy] */
   double dp_noise_multiplier, dp_clip_norm;
   int32_t dp_adaptive_clip;
@@ -105,6 +107,7 @@ typedef struct fedc_config {
   double server_request_timeout_s; /* coordinator: a whole request within this */
   double server_min_rate_bytes_s;  /* coordinator: slowest body or answer accepted */
   double server_rate_window_s;     /* coordinator: the window that rate is averaged over */
+  uint64_t server_max_samples; /* 0 = off */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];

@@ -281,14 +281,24 @@ int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
                           .clients = e->reported, .test_loss = NAN,
                           .test_acc = NAN, .secs = NAN, .epsilon = pr.epsilon,
                           .delta = pr.delta, .clip_norm = pr.clip_norm,
-                          .clipped = pr.clipped};
+                          .clipped = pr.clipped, .capped = pr.capped};
   double loss = 0.0;
   for (int32_t i = 0; i < e->n_slots; i++) {
     if (!e->slots[i].reported) continue;
     m.samples += (int64_t)e->slots[i].n_samples;
     loss += e->slots[i].train_loss * (double)e->slots[i].n_samples;
   }
-  m.train_loss = m.samples ? loss / (double)m.samples : NAN;
+  if (m.samples) loss /= (double)m.samples;
+  /* finite losses times sample counts can overflow to inf: then each loss
+   * times its share of the samples, whose sum stays finite; a mean that
+   * still is not finite is stored as NAN, "no loss" */
+  if (m.samples && !isfinite(loss)) {
+    loss = 0.0;
+    for (int32_t i = 0; i < e->n_slots; i++)
+      if (e->slots[i].reported)
+        loss += e->slots[i].train_loss * ((double)e->slots[i].n_samples / (double)m.samples);
+  }
+  m.train_loss = m.samples && isfinite(loss) ? loss : NAN;
   e->pending_m = m;
   e->prepared = 1;
   if (out) *out = m;
@@ -350,6 +360,9 @@ static int partial_state(const fedc_engine *e, size_t n_words, __int128 **acc,
     return fedc_error_set(FEDC_ESHAPE, "engine: partial of %zu words, round has %zu",
                           n_words, fedc_engine_partial_words(e));
   fedc_strategy *agg = fedc_pipeline_aggregator(e->pl);
+  /* the share cap's held updates go into the sums at full weight: a round
+   * split over processes is not capped (pipeline.h) */
+  fedc_pipeline_flush(e->pl);
   if (!fedc_strategy_is_additive(agg) || fedc_pipeline_dp_on(e->pl))
     return fedc_error_set(FEDC_EUNSUPPORTED,
                           "engine: strategy %s%s cannot be split over processes",
@@ -520,10 +533,11 @@ int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
   if (rc != 0) return rc;
   fedc_round_metrics m = {.round = e->round, .selected = k, .clients = e->a_count,
                           .samples = (int64_t)e->a_samples,
-                          .train_loss = e->a_samples ? e->a_loss / (double)e->a_samples : NAN,
+                          .train_loss = e->a_samples && isfinite(e->a_loss)
+                                            ? e->a_loss / (double)e->a_samples : NAN,
                           .test_loss = NAN, .test_acc = NAN, .secs = NAN,
                           .epsilon = pr.epsilon, .delta = pr.delta, .clip_norm = pr.clip_norm,
-                          .clipped = pr.clipped};
+                          .clipped = pr.clipped, .capped = pr.capped};
   e->history[e->n_history++] = m;
   e->round++;
   e->a_count = 0;
@@ -581,7 +595,7 @@ int fedc_engine_submit_sum(fedc_engine *e, int32_t round, const int32_t *clients
       return fedc_error_set(FEDC_ERANGE, "engine: client %d has no samples", (int)clients[k]);
     total += n_samples[k];
   }
-  int rc = fedc_pipeline_add(e->pl, e->global, avg, n, total);
+  int rc = fedc_pipeline_add_sum(e->pl, e->global, avg, n, total);
   if (rc != 0) return rc;
   for (int32_t k = 0; k < n_clients; k++)
     for (int32_t i = 0; i < e->n_slots; i++)

@@ -4,6 +4,27 @@
  * (fedc_pipeline_add) and FedBuff's asynchronous deltas
  * (fedc_pipeline_add_async) share one conditioning step (condition), so a
  * norm bound or a DP clip means the same for both.
+ *
+ * The share cap. FedAvg weights update k by its sample count n_k; a client
+ * that lies about n_k takes the round over. With [strategy]
+ * max_client_share = s, the weights become c_k = min(n_k, t), with t the
+ * water level for which the largest weights are exactly s of the total:
+ * t = s * R / (1 - s * j), where the j largest counts are over t and R is
+ * the sum of the others (every c_k / sum c <= s; no cut when no client is
+ * over s, so honest rounds whose largest client has at most s of the
+ * samples are FedAvg bit for bit). At most floor(1/s) updates can be over
+ * t (each has s of the total), so the pipeline holds the floor(1/s)
+ * updates with the largest counts aside (ties broken by arrival, which
+ * cannot matter: a held update tied with a folded one is not cut) and
+ * folds every other update into the aggregator's exact fixed-point sum at
+ * once. At finish the held updates are folded with weights floor(t) (at
+ * least 1) into the same sum, the aggregate is read, and they are taken
+ * out again (integer arithmetic, exact), so a prepare can be repeated.
+ * When the round has too few updates for any t (fewer than 1/s), the held
+ * ones (all of them) get equal weights. The result depends only on the
+ * set of updates and counts, not on their order. The cap applies to
+ * additive aggregators (FedAvg, the server optimizers) without DP; DP and
+ * the robust aggregators weigh updates equally already.
  */
 #include "round/pipeline.h"
 
@@ -28,6 +49,12 @@ struct fedc_pipeline {
   float *opt_snap;
   size_t opt_snap_len;
   fedc_dp *dp_snap; /* a spare DP state of the same parameters */
+  /* the share cap (see above): held updates, their counts, the largest
+   * count folded at once, and the last finish's cut count */
+  int32_t hold_cap, n_held, capped;
+  float *held;
+  uint64_t *held_n;
+  uint64_t folded_max;
 };
 
 void fedc_pipeline_params_fedavg(fedc_pipeline_params *p, int32_t max_updates) {
@@ -45,6 +72,8 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
   if (pl->dp_snap) fedc_dp_free(pl->dp_snap);
   fedc_free(pl->opt_snap);
   fedc_free(pl->scratch);
+  fedc_free(pl->held);
+  fedc_free(pl->held_n);
   fedc_free(pl);
 }
 
@@ -61,6 +90,14 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
   if (rc == 0 && p->dp_on) rc = fedc_dp_new(&p->dp, &pl->dp);
   if (rc == 0 && (pl->scratch = fedc_malloc_array(n, sizeof(float))) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+  if (rc == 0 && p->max_share > 0.0 && p->max_share < 1.0 && !p->dp_on &&
+      fedc_strategy_is_additive(pl->agg)) {
+    pl->hold_cap = (int32_t)floor(1.0 / p->max_share);
+    pl->held = fedc_malloc_array((size_t)pl->hold_cap * n, sizeof(float));
+    pl->held_n = fedc_calloc((size_t)pl->hold_cap, sizeof(uint64_t));
+    if (pl->held == NULL || pl->held_n == NULL)
+      rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory for the share cap");
+  }
   if (rc != 0) {
     fedc_pipeline_free(pl);
     return rc;
@@ -74,7 +111,8 @@ const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl) { retu
 int fedc_pipeline_dp_on(const fedc_pipeline *pl) { return pl->dp != NULL; }
 
 int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
-  pl->clipped = pl->dp_unclipped = 0;
+  pl->clipped = pl->dp_unclipped = pl->n_held = pl->capped = 0;
+  pl->folded_max = 0;
   pl->dp_clip_used = pl->dp ? fedc_dp_clip_norm(pl->dp) : NAN;
   return pl->agg->ops->begin(pl->agg, x, pl->n);
 }
@@ -95,6 +133,12 @@ static int condition(fedc_pipeline *pl, const float *x, const float *w, const fl
       return fedc_error_set(FEDC_ENONFINITE, "update %s %zu is %g", w ? "weight" : "delta", i,
                             (double)v);
     double d = w ? (double)w[i] - (double)x[i] : (double)delta[i];
+    if (pl->p.max_delta > 0.0 && fabs(d) > pl->p.max_delta)
+      return fedc_error_set(FEDC_ERANGE,
+                            "update's weight %zu is %.6g from %s, over "
+                            "[strategy] max_weight_delta = %.6g",
+                            i, fabs(d), w ? "the global model's" : "its base model's",
+                            pl->p.max_delta);
     ss += d * d;
   }
   double norm = sqrt(ss), scale = 1.0;
@@ -125,22 +169,141 @@ static int condition(fedc_pipeline *pl, const float *x, const float *w, const fl
   return 0;
 }
 
-int fedc_pipeline_add(fedc_pipeline *pl, const float *x, const float *w,
-                      size_t n, uint64_t n_samples) {
+#define W_LIMIT 2147483648.0 /* fedavg's bound on a weight (agg_fedavg.c) */
+#define TWO_POW_FRAC 4294967296.0 /* fedavg's fixed-point scale, 2^32 */
+
+/* Fold (sign +1) or take out (-1) held update k with weight m into the
+ * additive aggregator's fixed-point sum, as fedavg's add does. */
+static void fold_held(fedc_pipeline *pl, int32_t k, uint64_t m, int sign) {
+  __int128 *acc;
+  uint64_t *total;
+  fedc_fedavg_state(pl->agg, &acc, &total);
+  const float *w = pl->held + (size_t)k * pl->n;
+  const __int128 mm = (__int128)m * sign;
+  for (size_t i = 0; i < pl->n; i++)
+    acc[i] += mm * (int64_t)nearbyint((double)w[i] * TWO_POW_FRAC);
+  *total = sign > 0 ? *total + m : *total - m;
+}
+
+/* Hold update y (n_samples) aside for the share cap, or fold it (or the
+ * held update with the smallest count, which it replaces) at once. */
+static int hold_or_fold(fedc_pipeline *pl, const float *y, uint64_t n_samples) {
+  if (n_samples == 0 || n_samples > (1ull << 40))
+    return pl->agg->ops->add(pl->agg, y, pl->n, n_samples); /* its refusal */
+  for (size_t i = 0; i < pl->n; i++)
+    if (!isfinite(y[i]) || fabs((double)y[i]) >= W_LIMIT)
+      return pl->agg->ops->add(pl->agg, y, pl->n, n_samples); /* its refusal */
+  int32_t k = pl->n_held;
+  if (k == pl->hold_cap) { /* full: the smallest held count gives way */
+    k = 0;
+    for (int32_t i = 1; i < pl->n_held; i++)
+      if (pl->held_n[i] < pl->held_n[k]) k = i;
+    if (n_samples <= pl->held_n[k]) {
+      int rc = pl->agg->ops->add(pl->agg, y, pl->n, n_samples);
+      if (rc == 0 && n_samples > pl->folded_max) pl->folded_max = n_samples;
+      return rc;
+    }
+    fold_held(pl, k, pl->held_n[k], +1);
+    if (pl->held_n[k] > pl->folded_max) pl->folded_max = pl->held_n[k];
+  } else {
+    pl->n_held++;
+  }
+  memcpy(pl->held + (size_t)k * pl->n, y, pl->n * sizeof(float));
+  pl->held_n[k] = n_samples;
+  return 0;
+}
+
+void fedc_pipeline_flush(fedc_pipeline *pl) {
+  for (int32_t k = 0; k < pl->n_held; k++) {
+    fold_held(pl, k, pl->held_n[k], +1);
+    if (pl->held_n[k] > pl->folded_max) pl->folded_max = pl->held_n[k];
+  }
+  pl->n_held = 0;
+}
+
+/*
+ * The held updates' weights under the share cap (see the top of the file):
+ * sort the held counts down, find the smallest j whose water level
+ * t = s R / (1 - s j) is at least the (j+1)-th count (or the largest
+ * folded count), and cut the j largest to floor(t). No j: every update is
+ * held; they get equal weights.
+ */
+static void share_weights(const fedc_pipeline *pl, uint64_t folded_total, uint64_t *wt,
+                          int32_t *n_cut) {
+  const int32_t h = pl->n_held;
+  int32_t ord[h > 0 ? h : 1];
+  for (int32_t i = 0; i < h; i++) {
+    ord[i] = i;
+    wt[i] = pl->held_n[i];
+  }
+  for (int32_t i = 1; i < h; i++) /* insertion sort, counts down */
+    for (int32_t j = i; j > 0 && pl->held_n[ord[j]] > pl->held_n[ord[j - 1]]; j--) {
+      int32_t t = ord[j];
+      ord[j] = ord[j - 1];
+      ord[j - 1] = t;
+    }
+  *n_cut = 0;
+  const double s = pl->p.max_share;
+  uint64_t total = folded_total;
+  for (int32_t i = 0; i < h; i++) total += pl->held_n[i];
+  if (h == 0 || (double)pl->held_n[ord[0]] <= s * (double)total) return;
+  uint64_t rest = total;
+  for (int32_t j = 1; j <= h && s * j < 1.0; j++) {
+    rest -= pl->held_n[ord[j - 1]];
+    double t = s * (double)rest / (1.0 - s * j);
+    uint64_t next = j < h ? pl->held_n[ord[j]] : pl->folded_max;
+    if (t >= (double)next) {
+      uint64_t c = (uint64_t)floor(t);
+      if (c < 1) c = 1;
+      for (int32_t i = 0; i < j; i++) wt[ord[i]] = c;
+      *n_cut = j;
+      return;
+    }
+  }
+  for (int32_t i = 0; i < h; i++) wt[i] = 1; /* too few updates: equal */
+  *n_cut = h;
+}
+
+/* Conditioned update y (pl->scratch, or the client's own w) into the
+ * aggregator: held aside under the share cap, else folded. */
+static int fold(fedc_pipeline *pl, const float *y, uint64_t n_samples, int one_client) {
+  if (one_client && pl->hold_cap > 0) return hold_or_fold(pl, y, n_samples);
+  int rc = pl->agg->ops->add(pl->agg, y, pl->n, n_samples);
+  if (rc == 0 && n_samples > pl->folded_max) pl->folded_max = n_samples;
+  return rc;
+}
+
+static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t n,
+                      uint64_t n_samples, int one_client) {
   if (n != pl->n)
     return fedc_error_set(FEDC_ESHAPE, "update has %zu weights, model has %zu", n, pl->n);
-  if (pl->p.norm_bound <= 0.0 && pl->dp == NULL)
-    return pl->agg->ops->add(pl->agg, w, n, n_samples);
+  if (one_client && pl->p.max_samples > 0 && n_samples > pl->p.max_samples)
+    return fedc_error_set(FEDC_ERANGE,
+                          "update claims %llu samples, over [server] max_samples = %llu",
+                          (unsigned long long)n_samples,
+                          (unsigned long long)pl->p.max_samples);
+  if (pl->p.norm_bound <= 0.0 && pl->dp == NULL && pl->p.max_delta <= 0.0)
+    return fold(pl, w, n_samples, one_client);
   int clipped, unclipped;
   int rc = condition(pl, x, w, NULL, 1.0, n, &clipped, &unclipped);
   if (rc != 0) return rc;
   /* DP-FedAvg averages clipped updates with equal weights: each client's
    * influence is bounded by S whatever its sample count */
-  rc = pl->agg->ops->add(pl->agg, pl->scratch, n, pl->dp ? 1 : n_samples);
+  rc = fold(pl, pl->scratch, pl->dp ? 1 : n_samples, one_client);
   if (rc != 0) return rc;
   pl->clipped += clipped;
   pl->dp_unclipped += unclipped;
   return 0;
+}
+
+int fedc_pipeline_add(fedc_pipeline *pl, const float *x, const float *w,
+                      size_t n, uint64_t n_samples) {
+  return add_update(pl, x, w, n, n_samples, 1);
+}
+
+int fedc_pipeline_add_sum(fedc_pipeline *pl, const float *x, const float *w,
+                          size_t n, uint64_t n_samples) {
+  return add_update(pl, x, w, n, n_samples, 0);
 }
 
 /*
@@ -169,9 +332,21 @@ int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delt
 int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
                          int32_t m, fedc_pipeline_round *out) {
   float *avg = pl->scratch;
-  int rc = pl->agg->ops->finish(pl->agg, avg, n);
+  int rc;
+  if (pl->n_held > 0) { /* the share cap: fold, read, take out again */
+    __int128 *acc;
+    uint64_t *total, wt[pl->n_held];
+    fedc_fedavg_state(pl->agg, &acc, &total);
+    share_weights(pl, *total, wt, &pl->capped);
+    for (int32_t k = 0; k < pl->n_held; k++) fold_held(pl, k, wt[k], +1);
+    rc = pl->agg->ops->finish(pl->agg, avg, n);
+    for (int32_t k = 0; k < pl->n_held; k++) fold_held(pl, k, wt[k], -1);
+  } else {
+    rc = pl->agg->ops->finish(pl->agg, avg, n);
+  }
   if (rc != 0) return rc;
-  fedc_pipeline_round r = {.clipped = pl->clipped, .dp_unclipped = pl->dp_unclipped,
+  fedc_pipeline_round r = {.clipped = pl->clipped, .capped = pl->capped,
+                           .dp_unclipped = pl->dp_unclipped,
                            .epsilon = NAN, .delta = NAN, .clip_norm = NAN};
   if (pl->dp) {
     for (size_t i = 0; i < n; i++) avg[i] -= x[i];

@@ -40,6 +40,14 @@ typedef struct fedc_pipeline_params {
   int32_t buffer_k;      /* fedbuff: updates per server step */
   int32_t population;    /* clients that could be sampled (DP's q) */
   int32_t per_round;     /* clients sampled per round (DP's q) */
+  /* Hostile clients ([server] max_samples, [strategy] max_client_share,
+   * [strategy] max_weight_delta; 0 = off for each): an update claiming
+   * more samples, or with a weight further than max_delta from the global
+   * model's, is refused (FEDC_ERANGE); no client's FedAvg weight exceeds
+   * max_share of the round's total (see "The share cap" in pipeline.c). */
+  uint64_t max_samples;
+  double max_share;
+  double max_delta;
 } fedc_pipeline_params;
 
 /* Plain FedAvg, as before any of the above existed. */
@@ -49,6 +57,7 @@ typedef struct fedc_pipeline fedc_pipeline;
 
 typedef struct fedc_pipeline_round {
   int32_t clipped;      /* updates clipped by the norm bound */
+  int32_t capped;       /* updates whose FedAvg weight the share cap cut */
   int32_t dp_unclipped; /* updates under the DP clip norm */
   double epsilon;       /* DP epsilon spent so far at delta; NAN without DP */
   double delta;
@@ -72,6 +81,20 @@ int fedc_pipeline_begin(fedc_pipeline *pl, const float *x);
  */
 int fedc_pipeline_add(fedc_pipeline *pl, const float *x, const float *w,
                       size_t n, uint64_t n_samples);
+/*
+ * Like fedc_pipeline_add, for an update that is already a sum of several
+ * clients' (secure aggregation's unmasked sum): n_samples is their total,
+ * so max_samples and the share cap do not apply to it as one client's.
+ */
+int fedc_pipeline_add_sum(fedc_pipeline *pl, const float *x, const float *w,
+                          size_t n, uint64_t n_samples);
+/*
+ * Fold the updates the share cap holds aside into the aggregator with
+ * their full weights, for a driver that is about to read the aggregator's
+ * sums to merge them with other processes' (fedc_engine_partial): a round
+ * split over processes is not capped. Never fails.
+ */
+void fedc_pipeline_flush(fedc_pipeline *pl);
 /*
  * Asynchronous rounds (FedBuff): take one delta (n weights, relative to
  * the model its client started from) with its staleness weight in (0, 1].

@@ -52,6 +52,26 @@ static int is_json_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/*
+ * A client's name, from a join body or a certificate's common name: valid
+ * UTF-8, no control character (C0, DEL, C1) and no character that
+ * reorders or hides text around it (bidi embeddings, overrides, isolates,
+ * marks): what the store, the logs and the dashboard show is what the
+ * name is.
+ */
+int fedc_join_name_check(const char *s, size_t len) {
+  for (size_t i = 0; i < len;) {
+    size_t k = fedc_utf8_seq((const uint8_t *)s + i, len - i);
+    if (k == 0) return fedc_error_set(FEDC_EFORMAT, "join: \"name\" is not valid UTF-8");
+    uint32_t cp = fedc_utf8_decode((const uint8_t *)s + i, k);
+    if (fedc_utf8_is_display_control(cp))
+      return fedc_error_set(FEDC_EFORMAT, "join: \"name\" holds control character U+%04X",
+                            (unsigned)cp);
+    i += k;
+  }
+  return 0;
+}
+
 /* The name member of a parsed object: NULL when absent. FEDC_EFORMAT when
  * it is given twice, is not a string, is too long or holds a control
  * character. */
@@ -70,18 +90,8 @@ static int find_name(const cJSON *o, size_t name_size, const char **out) {
   size_t len = strlen(s);
   if (len >= name_size)
     return fedc_error_set(FEDC_EFORMAT, "join: \"name\" is longer than %zu bytes", name_size - 1);
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c < 0x20 || c == 0x7f)
-      return fedc_error_set(FEDC_EFORMAT, "join: \"name\" holds control character 0x%02x", c);
-  }
-  /* escapes decode to valid UTF-8, raw bytes were checked: still, say so
-   * here rather than trust two other places */
-  for (size_t i = 0; i < len;) {
-    size_t k = fedc_utf8_seq((const uint8_t *)s + i, len - i);
-    if (k == 0) return fedc_error_set(FEDC_EFORMAT, "join: \"name\" is not valid UTF-8");
-    i += k;
-  }
+  int rc = fedc_join_name_check(s, len);
+  if (rc != 0) return rc;
   *out = s;
   return 0;
 }

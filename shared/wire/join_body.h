@@ -5,7 +5,8 @@
  *
  * The body is optional. When present it is one JSON object, nothing but
  * white space around it; its optional member "name" is a string of at most
- * name_size - 1 bytes of valid UTF-8 without control characters (it ends up
+ * name_size - 1 bytes of valid UTF-8 without control or bidirectional-text
+ * characters (fedc_join_name_check; it ends up
  * in the store, the logs and the dashboard). Other members are ignored, so
  * that a newer client can say more; "name" given twice is refused.
  *
@@ -26,5 +27,10 @@
  * (name NULL or name_size 0).
  */
 int fedc_join_body_parse(const uint8_t *body, size_t len, char *name, size_t name_size);
+
+/* The rules a name follows (also for a certificate's common name used as
+ * one): valid UTF-8, no control, bidi or mark character. 0 or
+ * FEDC_EFORMAT with the reason. */
+int fedc_join_name_check(const char *s, size_t len);
 
 #endif

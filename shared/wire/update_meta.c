@@ -3,14 +3,14 @@
  * count, training loss) out of its decoded container, with the rules of
  * docs/protocol.md and nothing looser: integers are plain decimal digits
  * (strtoll alone would also take leading spaces and a '+'), and the loss
- * must be a whole, non-empty, finite number (strtod alone takes "" as 0).
+ * must be a whole, non-empty, finite decimal number (strtod alone takes ""
+ * as 0, and hexadecimal floats, "inf" and "nan" too).
  * Values come from an untrusted peer and end up in the store and in the
  * weighted sum, so every refusal names the key for the person reading the
  * 400 answer.
  */
 #include "wire/update_meta.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -65,7 +65,27 @@ static int meta_uint(const fedc_st_file *f, const char *key, int64_t lo, int64_t
   return 0;
 }
 
-/* train_loss: the whole value is one finite number. */
+/* Is v a decimal number as docs/protocol.md has it: an optional sign,
+ * digits with an optional fraction (at least one digit in all), an
+ * optional exponent? No hexadecimal, no "inf" or "nan", no spaces. */
+static int is_decimal(const char *v) {
+  const char *p = v;
+  int digits = 0;
+  if (*p == '-' || *p == '+') p++;
+  for (; *p >= '0' && *p <= '9'; p++) digits++;
+  if (*p == '.')
+    for (p++; *p >= '0' && *p <= '9'; p++) digits++;
+  if (!digits) return 0;
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '-' || *p == '+') p++;
+    if (!(*p >= '0' && *p <= '9')) return 0;
+    while (*p >= '0' && *p <= '9') p++;
+  }
+  return *p == '\0';
+}
+
+/* train_loss: the whole value is one finite decimal number. */
 static int meta_loss(const fedc_st_file *f, double *out) {
   const char *v = fedc_st_meta_get(f, "train_loss");
   char shown[SHOW_MAX + 4];
@@ -73,12 +93,12 @@ static int meta_loss(const fedc_st_file *f, double *out) {
   char *end = NULL;
   double x = NAN;
   /* strtod skips leading white space and reads "" as 0: neither is a loss */
-  if (v[0] != '\0' && !isspace((unsigned char)v[0])) x = strtod(v, &end);
+  if (is_decimal(v)) x = strtod(v, &end);
   if (end == NULL || *end != '\0' || !isfinite(x)) {
     show(v, shown);
     return fedc_error_set(FEDC_EFORMAT,
                           "update: metadata \"train_loss\" = \"%s\": not a "
-                          "finite number",
+                          "finite decimal number",
                           shown);
   }
   *out = x;

@@ -43,6 +43,9 @@ if [ -x "$MPI" ] && command -v mpirun >/dev/null 2>&1; then
     "fedc-sim-mpi refuses DP" -- $RUN "$MPI" $FAST --set privacy.noise_multiplier=1
   expect 2 "\[privacy\] secure_aggregation = true" \
     "fedc-sim-mpi refuses secure aggregation" -- $RUN "$MPI" $FAST --set privacy.secure_aggregation=true
+  expect 2 "max_client_share = 0.5: fedc-sim-mpi cannot cap a client's weight across processes" \
+    "fedc-sim-mpi refuses a share cap it cannot apply" -- $RUN "$MPI" $FAST --set strategy.max_client_share=0.5
+  expect 0 "" "fedc-sim-mpi runs with the share cap at its default" -- $RUN "$MPI" $FAST
 else
   echo "  skipped fedc-sim-mpi cases: $MPI or mpirun missing (OpenMPI)"
 fi

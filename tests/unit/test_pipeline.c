@@ -3,7 +3,8 @@
  * (or refuses) an update's distance from the global model; FedBuff weighs
  * deltas by staleness 1/sqrt(1 + tau) and steps every buffer_k updates;
  * differential privacy stops the job at its epsilon budget; the
- * simulator's attackers are a seeded fraction of the clients.
+ * simulator's attackers are a seeded fraction of the clients; the share
+ * cap, max_samples and max_weight_delta bound what one lying client does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -150,9 +151,95 @@ static void attackers_are_a_seeded_fraction(void **st) {
   fedc_free(b);
 }
 
+
+/* One round of per_round clients with counts ns and one-weight-per-client
+ * models (client k's update is all ws[k]); the first weight of the result. */
+static float capped_round(const fedc_pipeline_params *pp, int32_t k, const uint64_t *ns,
+                          const float *ws, const int32_t *order, int32_t *capped) {
+  float x[NP] = {0, 0, 0, 0};
+  fedc_engine *e = engine_with(pp, k, x);
+  int32_t el[8] = {0, 1, 2, 3, 4, 5, 6, 7}, sel[8], n;
+  assert_int_equal(fedc_engine_open(e, el, k, k, sel, &n), 0);
+  for (int32_t j = 0; j < k; j++) {
+    int32_t i = order ? order[j] : j;
+    float w[NP] = {ws[i], ws[i], ws[i], ws[i]};
+    assert_int_equal(fedc_engine_submit(e, 1, i, w, NP, ns[i], 0), 0);
+  }
+  fedc_round_metrics m;
+  assert_int_equal(fedc_engine_close(e, &m), 0);
+  float g = fedc_engine_global(e)[0];
+  if (capped) *capped = m.capped;
+  fedc_engine_free(e);
+  return g;
+}
+
+/* A client claiming 2^40 samples among three honest ones of 100 moves the
+ * model by at most max_client_share of its pull; honest rounds whose
+ * largest client has at most the share are plain FedAvg bit for bit; the
+ * result does not depend on the order updates arrive in. */
+static void share_cap_bounds_one_client(void **st) {
+  (void)st;
+  fedc_pipeline_params pp;
+  fedc_pipeline_params_fedavg(&pp, 4);
+  pp.max_share = 0.5;
+  uint64_t ns[4] = {1ull << 40, 100, 100, 100};
+  float ws[4] = {1000, 1, 1, 1};
+  int32_t capped;
+  float g = capped_round(&pp, 4, ns, ws, NULL, &capped);
+  /* water level t = 0.5 * 300 / 0.5 = 300: weights 300,100,100,100 */
+  assert_int_equal(capped, 1);
+  assert_true(fabsf(g - (300.0f * 1000 + 300) / 600) < 1e-3f);
+  int32_t rev[4] = {3, 2, 1, 0}, mid[4] = {1, 0, 3, 2};
+  assert_true(g == capped_round(&pp, 4, ns, ws, rev, NULL));
+  assert_true(g == capped_round(&pp, 4, ns, ws, mid, NULL));
+  /* without the cap the liar sets the model */
+  fedc_pipeline_params off = pp;
+  off.max_share = 0;
+  assert_true(capped_round(&off, 4, ns, ws, NULL, NULL) > 999.0f);
+  /* honest: largest share 0.4, no cut, same bits as uncapped FedAvg */
+  uint64_t hn[4] = {400, 300, 200, 100};
+  float hw[4] = {0.25f, -1.5f, 3.0f, 0.125f};
+  assert_true(capped_round(&pp, 4, hn, hw, NULL, &capped) ==
+              capped_round(&off, 4, hn, hw, NULL, NULL));
+  assert_int_equal(capped, 0);
+  /* two liars, share 0.3: both cut to t = 0.3 * 100 / 0.4 = 75 */
+  pp.max_share = 0.3;
+  uint64_t n2[4] = {1ull << 39, 1ull << 38, 50, 50};
+  float w2[4] = {100, 100, 0, 0};
+  g = capped_round(&pp, 4, n2, w2, rev, &capped);
+  assert_int_equal(capped, 2);
+  assert_true(fabsf(g - 100.0f * 150 / 250) < 1e-3f);
+  /* a single update is the whole round whatever the cap */
+  uint64_t n1[1] = {1ull << 40};
+  float w1[1] = {7};
+  assert_true(capped_round(&pp, 1, n1, w1, NULL, NULL) == 7.0f);
+}
+
+/* [server] max_samples and [strategy] max_weight_delta refuse. */
+static void max_samples_and_delta_refuse(void **st) {
+  (void)st;
+  float x[NP] = {0, 0, 0, 0};
+  fedc_pipeline_params pp;
+  fedc_pipeline_params_fedavg(&pp, 2);
+  pp.max_samples = 1000;
+  pp.max_delta = 1e4;
+  fedc_engine *e = engine_with(&pp, 2, x);
+  int32_t el[2] = {0, 1}, sel[2], n;
+  assert_int_equal(fedc_engine_open(e, el, 2, 2, sel, &n), 0);
+  float ok[NP] = {1, 2, 3, 4}, big[NP] = {1, 2, 3, 2147483000.0f};
+  assert_int_equal(fedc_engine_submit(e, 1, 0, ok, NP, 1001, 0), FEDC_ERANGE);
+  assert_non_null(strstr(fedc_error_msg(), "max_samples"));
+  assert_int_equal(fedc_engine_submit(e, 1, 0, big, NP, 10, 0), FEDC_ERANGE);
+  assert_non_null(strstr(fedc_error_msg(), "max_weight_delta"));
+  assert_int_equal(fedc_engine_submit(e, 1, 0, ok, NP, 1000, 0), 0);
+  fedc_engine_free(e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(norm_bound_clips_and_refuses),
+      cmocka_unit_test(share_cap_bounds_one_client),
+      cmocka_unit_test(max_samples_and_delta_refuse),
       cmocka_unit_test(fedbuff_staleness),
       cmocka_unit_test(dp_budget_stops_the_job),
       cmocka_unit_test(attackers_are_a_seeded_fraction),

@@ -999,6 +999,43 @@ static void test_alloc_failures(void **state) {
   assert_true(failures >= 6); /* open x2, checkpoint, three lists */
 }
 
+
+/* The daemon's hold: a second locker of the same file is refused at once,
+ * the subcommands' unlocked opens still work beside it, and a WAL deleted
+ * or replaced under the locked store fails the next write (FEDC_EIO). */
+static void test_lock_and_wal_check(void **state) {
+  char path[256], wal[300], fp[65];
+  path_of(path, sizeof path, "locked.db");
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  fedc_store *a, *b;
+  assert_int_equal(fedc_store_open(path, &a), 0);
+  assert_int_equal(fedc_store_lock(a), 0);
+  assert_int_equal(fedc_store_open(path, &b), 0);
+  assert_int_equal(fedc_store_lock(b), FEDC_EIO);
+  assert_msg_has("in use by another coordinator");
+  fp_of(1, fp);
+  assert_int_equal(fedc_store_client_allow(b, fp, "x", NULL), 0); /* `allow` */
+  fedc_store_close(b);
+  fp_of(2, fp);
+  assert_int_equal(fedc_store_client_allow(a, fp, "y", NULL), 0);
+  assert_int_equal(unlink(wal), 0);
+  fp_of(3, fp);
+  assert_int_equal(fedc_store_client_allow(a, fp, "z", NULL), FEDC_EIO);
+  assert_msg_has("was deleted");
+  /* a replacement is no better */
+  int fd = open(wal, O_CREAT | O_WRONLY, 0600);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_int_equal(fedc_store_client_allow(a, fp, "z", NULL), FEDC_EIO);
+  assert_msg_has("was replaced");
+  fedc_store_close(a);
+  unlink(wal);
+  /* closed: the lock is gone */
+  assert_int_equal(fedc_store_open(path, &b), 0);
+  assert_int_equal(fedc_store_lock(b), 0);
+  fedc_store_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_new_store, setup, teardown),
@@ -1015,6 +1052,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_write_fails, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_a_store, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_lock_and_wal_check, setup, teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
