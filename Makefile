@@ -3,7 +3,9 @@
 #   make                     build the programs (build/bin/fedc-sim-mpi too
 #                            when mpicc is found) and libfedc.a/.so
 #   make install             PREFIX=/usr/local DESTDIR=: programs, library,
-#                            headers, fedc.pc (docs/install.md)
+#                            headers, fedc.pc, man pages, systemd units,
+#                            the CUDA module (docs/install.md)
+#   make deb                 Debian packages (debian/, docs/install.md)
 #   make examples            examples/*.c against a staged install
 #   make test                install what is missing, build, run every test
 #   make demo                install what is missing, run the demo job
@@ -576,6 +578,71 @@ test: examples
 
 -include $(PIC_OBJ:.o=.d)
 # ---- end library and install ----
+
+# ---- packaging: man pages, systemd units, the CUDA module, make deb ----
+# What `make install` adds beside the programs and the library
+# (docs/install.md):
+#   $(MANDIR)/man1/fedc-client.1 fedc-sim.1 [fedc-sim-mpi.1]    man/ (by hand)
+#   $(MANDIR)/man8/fedc-coordinator.8
+#   $(MANDIR)/man5/fedc.conf.5   generated from `fedc-sim --config-doc` by
+#                                scripts/man_config.py ($(BUILD)/man/)
+#   $(SYSTEMDUNITDIR)/fedc-coordinator.service fedc-client.service
+#                                systemd/, ExecStart= rewritten to $(BINDIR)
+#   $(SYSUSERSDIR)/fedc.conf     the fedc system user (systemd/fedc.sysusers)
+#   $(LIBDIR)/fedc/libfedc-cuda.so   the CUDA module, when nvcc built it
+# and `make deb` builds the Debian packages with dpkg-buildpackage from
+# debian/ (scripts/build-deb.sh; the .debs land in $(BUILD)/deb/).
+#   make man                 the generated page ($(BUILD)/man/fedc.conf.5)
+#   make deb                 fedc-coordinator, fedc-client, fedc-sim,
+#                            libfedc0, libfedc-dev .debs (docs/install.md)
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MAN_CONF := $(BUILD)/man/fedc.conf.5
+MAN1 := man/fedc-client.1 man/fedc-sim.1 $(if $(MPICC),man/fedc-sim-mpi.1)
+MAN8 := man/fedc-coordinator.8
+UNITS := systemd/fedc-coordinator.service systemd/fedc-client.service
+
+.PHONY: man install-pkg-files uninstall-pkg-files deb
+all: man
+man: $(MAN_CONF)
+
+$(MAN_CONF): $(BUILD)/bin/fedc-sim scripts/man_config.py
+	@mkdir -p $(dir $@)
+	$(BUILD)/bin/fedc-sim --config-doc | python3 scripts/man_config.py $(VERSION) > $@.tmp
+	mv $@.tmp $@
+
+install: install-pkg-files
+install-pkg-files: $(MAN_CONF) $(if $(CUDA_ON),$(CUDA_MODULE))
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(MAN_CONF) $(DESTDIR)$(MANDIR)/man5/
+	for u in $(UNITS); do \
+	  sed 's|/usr/bin/|$(BINDIR)/|g' $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) && \
+	  chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) || exit 1; \
+	done
+	install -m 644 systemd/fedc.sysusers $(DESTDIR)$(SYSUSERSDIR)/fedc.conf
+ifeq ($(CUDA_ON),1)
+	install -d $(DESTDIR)$(CUDA_MODULEDIR)
+	install -m 644 $(CUDA_MODULE) $(DESTDIR)$(CUDA_MODULEDIR)/
+endif
+
+uninstall: uninstall-pkg-files
+uninstall-pkg-files:
+	rm -f $(DESTDIR)$(MANDIR)/man1/fedc-client.1 $(DESTDIR)$(MANDIR)/man1/fedc-sim.1 \
+	    $(DESTDIR)$(MANDIR)/man1/fedc-sim-mpi.1 $(DESTDIR)$(MANDIR)/man8/fedc-coordinator.8 \
+	    $(DESTDIR)$(MANDIR)/man5/fedc.conf.5
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/fedc-coordinator.service \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/fedc-client.service $(DESTDIR)$(SYSUSERSDIR)/fedc.conf
+	rm -f $(DESTDIR)$(CUDA_MODULEDIR)/libfedc-cuda.so
+	-rmdir $(DESTDIR)$(CUDA_MODULEDIR) 2>/dev/null
+
+deb:
+	scripts/build-deb.sh
+# ---- end packaging ----
 
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \
