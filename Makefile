@@ -591,7 +591,7 @@ test: examples
 #   $(SYSUSERSDIR)/fedc.conf     the fedc system user (systemd/fedc.sysusers)
 #   $(LIBDIR)/fedc/libfedc-cuda.so   the CUDA module, when nvcc built it
 # and `make deb` builds the Debian packages with dpkg-buildpackage from
-# debian/ (scripts/build-deb.sh; the .debs land in $(BUILD)/deb/).
+# debian/ (scripts/build-deb.sh; the .debs land in $(BUILD)/deb-out/).
 #   make man                 the generated page ($(BUILD)/man/fedc.conf.5)
 #   make deb                 fedc-coordinator, fedc-client, fedc-sim,
 #                            libfedc0, libfedc-dev .debs (docs/install.md)
@@ -641,7 +641,7 @@ uninstall-pkg-files:
 	-rmdir $(DESTDIR)$(CUDA_MODULEDIR) 2>/dev/null
 
 deb:
-	scripts/build-deb.sh
+	FEDC_DEB_OUT=$(abspath $(BUILD))/deb-out scripts/build-deb.sh
 # ---- end packaging ----
 
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
