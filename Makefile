@@ -3,7 +3,9 @@
 #   make                     build the programs (build/bin/fedc-sim-mpi too
 #                            when mpicc is found) and libfedc.a/.so
 #   make install             PREFIX=/usr/local DESTDIR=: programs, library,
-#                            headers, fedc.pc (docs/install.md)
+#                            headers, fedc.pc, man pages, systemd units,
+#                            the CUDA module (docs/install.md)
+#   make deb                 Debian packages (debian/, docs/install.md)
 #   make examples            examples/*.c against a staged install
 #   make test                install what is missing, build, run every test
 #   make demo                install what is missing, run the demo job
@@ -138,58 +140,78 @@ bench-mpi: deps
 # --- end of the MPI simulator -------------------------------------------------
 
 # ---- cuda ----
-# The CUDA backend and GPU aggregation (shared/*.cu, docs/cuda.md), built when
-# nvcc is found; `make CUDA=0`, or no nvcc, builds everything without them.
-# Sanitizer builds leave CUDA out unless CUDA=1 is given: ASan's shadow memory
-# and LeakSanitizer do not get on with the CUDA driver. FEDC_HAVE_CUDA=1 goes
-# to every C file (backend.c opens the backend; agg_cuda.h declares the real
-# calls instead of its stubs), and a flag file under $(BUILD) rebuilds the C
-# objects when the setting changes. Kernels are compiled for Hopper (sm_90)
-# plus compute_90 PTX that newer GPUs compile at load time.
+# The CUDA backend and GPU aggregation (shared/cuda/*.cu, docs/cuda.md) are
+# a module, $(CUDA_MODULE) = $(BUILD)/lib/fedc/libfedc-cuda.so, built when
+# nvcc is found (`make CUDA=0`, or no nvcc, leaves it out). No program and
+# not libfedc.so links the CUDA runtime: the library opens the module with
+# dlopen when device = cuda or GPU aggregation is asked for
+# (shared/ml/cuda_module.h: the ABI and where it looks; the build tree's
+# bin/ and tests/ find it in ../lib/fedc/). Only the module links libcudart,
+# and it exports one symbol (shared/cuda/module.map). Sanitizer builds
+# leave CUDA out unless CUDA=1 is given: ASan's shadow memory and
+# LeakSanitizer do not get on with the CUDA driver. Kernels are compiled
+# for Hopper (sm_90) plus compute_90 PTX that newer GPUs compile at load
+# time.
+#   make cuda-module         the module alone (part of `all`)
 #   make bench-cuda          bench/cuda.sh: GPU figures, or "skipped" without one
 CUDA ?= $(if $(SANITIZE),0,1)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 NVCC := $(NVCC)
 CUDA_ON := $(if $(filter 1,$(CUDA)),$(if $(NVCC),1))
 CUDA_OBJ :=
+CUDA_MODULE := $(BUILD)/lib/fedc/libfedc-cuda.so
 CUDA_BENCH := $(BUILD)/bin/fedc-bench-cuda
+.PHONY: cuda-module
 ifeq ($(CUDA_ON),1)
 CUDA_HOME ?= $(patsubst %/bin/,%,$(dir $(realpath $(NVCC))))
 CUDA_LIBDIR ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-NVCCFLAGS_ALL := -std=c++17 -O3 -g $(CUDA_ARCH) -DFEDC_HAVE_CUDA=1 -Iinclude -Ishared -MMD -MP \
+NVCCFLAGS_ALL := -std=c++17 -O3 -g $(CUDA_ARCH) -Iinclude -Ishared -MMD -MP \
     -DFEDC_CUDA_LIBDIR='"$(CUDA_LIBDIR)"' \
-    -Xcompiler -Wall,-Wextra,-Wshadow,-Wno-unused-parameter \
+    -Xcompiler -Wall,-Wextra,-Wshadow,-Wno-unused-parameter,-fPIC \
     $(if $(CI),-Werror all-warnings -Xcompiler -Werror,) $(NVCCFLAGS)
 CUDA_SRC := $(wildcard shared/cuda/*.cu)
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
-CFLAGS_ALL += -DFEDC_HAVE_CUDA=1
-# cuBLAS is not linked: the backend loads it when it first opens (cuda_blas.cu)
-LDLIBS_ALL += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -lstdc++ -ldl
+# the CUDA runtime's directory is in the module's run path (it is not a
+# system directory under /usr/local/cuda); cuBLAS is loaded by the module
+# when it first opens a backend (cuda_blas.cu)
+CUDA_MODULE_LIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -lstdc++
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS_ALL) -c $< -o $@
 
-# the archive rule takes $^: the CUDA objects join libfedc.a
-$(LIB): $(CUDA_OBJ)
+all: $(CUDA_MODULE) $(CUDA_BENCH)
+cuda-module: $(CUDA_MODULE)
+# unit tests run the GPU cases through the module when it is there
+$(UNIT_BIN): | $(CUDA_MODULE)
 
-all: $(CUDA_BENCH)
-
-$(CUDA_BENCH): $(BUILD)/obj/bench/cuda_bench.o $(LIB)
+$(CUDA_MODULE): $(CUDA_OBJ) shared/cuda/module.map
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
+	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,libfedc-cuda.so \
+	    -Wl,--version-script=shared/cuda/module.map -Wl,--no-undefined \
+	    -o $@ $(CUDA_OBJ) $(CUDA_MODULE_LIBS) -lm -pthread
+
+# the bench calls the CUDA runtime itself (device properties, pinned
+# buffers) and fedc's GPU code through the module, like any program
+$(CUDA_BENCH): $(BUILD)/obj/bench/cuda_bench.o $(LIB) | $(CUDA_MODULE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL) $(CUDA_MODULE_LIBS)
 
 -include $(CUDA_OBJ:.o=.d) $(BUILD)/obj/bench/cuda_bench.d
+else
+cuda-module:
+	@echo "cuda-module: no nvcc (or CUDA=0): libfedc-cuda.so is not built"
 endif
 
+# $(CUDA_FLAG) records the setting ("cuda=1" or "cuda=") for scripts that
+# ask what a build tree holds (tests/integration/test_install.sh); the C
+# objects no longer depend on it: they are the same with or without CUDA.
 CUDA_FLAG := $(BUILD)/obj/cuda.flag
 ifeq ($(filter clean lint deps,$(MAKECMDGOALS)),)
 $(shell mkdir -p $(BUILD)/obj && { [ "$$(cat $(CUDA_FLAG) 2>/dev/null)" = "cuda=$(CUDA_ON)" ] || echo "cuda=$(CUDA_ON)" > $(CUDA_FLAG); })
 endif
 $(CUDA_FLAG): ;
-$(LIB_OBJ) $(SIM_OBJ) $(SIM_MAIN) $(COORD_OBJ) $(CLIENT_OBJ) $(MPI_OBJ) $(UNIT_BIN) \
-    $(BUILD)/obj/coordinator/main.o $(BUILD)/obj/client/main.o: $(CUDA_FLAG)
 
 .PHONY: bench-cuda
 bench-cuda: deps
@@ -424,7 +446,7 @@ test-long: deps
 # ---- library and install ----
 # libfedc as a program embeds it: every library source (shared/), the
 # coordinator's, the client's and the simulator's modules (not their main.c,
-# not sim/*_mpi.c), and the CUDA objects when nvcc builds them. Two forms,
+# not sim/*_mpi.c); the CUDA code is a module of its own (---- cuda ----). Two forms,
 # under $(DIST):
 #   libfedc.a                the objects above, as the programs use them
 #   libfedc.so.$(VERSION)    a PIC copy ($(BUILD)/pic/...), soname
@@ -455,7 +477,6 @@ PUBLIC_H := $(wildcard include/fedc/*.h)
 EMBED_SRC := $(LIB_SRC) $(COORD_SRC) $(CLIENT_SRC) $(SIM_SRC)
 EMBED_OBJ := $(EMBED_SRC:%.c=$(BUILD)/obj/%.o)
 PIC_OBJ := $(EMBED_SRC:%.c=$(BUILD)/pic/%.o)
-PIC_CUDA_OBJ := $(if $(CUDA_ON),$(CUDA_SRC:%.cu=$(BUILD)/pic/%.o))
 # what a program linking libfedc.a needs after it (libuv comes by Requires)
 LIBS_PRIVATE = $(filter-out -luv,$(CLIENT_LIBS) $(COORD_LIBS) $(LDLIBS_ALL))
 
@@ -466,6 +487,11 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL_BINS := $(filter-out $(CUDA_BENCH),$(BINS)) $(if $(MPICC),$(BUILD)/bin/fedc-sim-mpi)
+# where the library looks for the CUDA module after its own directory
+# (shared/ml/cuda_module.h), compiled into cuda_module.o
+CUDA_MODULEDIR ?= $(LIBDIR)/fedc
+$(BUILD)/obj/shared/ml/cuda_module.o $(BUILD)/pic/shared/ml/cuda_module.o: \
+    CFLAGS_ALL += -DFEDC_CUDA_MODULE_DIR='"$(CUDA_MODULEDIR)"'
 
 .PHONY: lib install uninstall examples
 all: lib
@@ -476,17 +502,11 @@ $(PIC_OBJ): $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
 
-ifeq ($(CUDA_ON),1)
-$(PIC_CUDA_OBJ): $(BUILD)/pic/%.o: %.cu
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS_ALL) -Xcompiler -fPIC -c $< -o $@
-endif
-
 $(EXPORTS_MAP): $(PUBLIC_H) scripts/export_map.py
 	@mkdir -p $(dir $@)
 	python3 scripts/export_map.py $(PUBLIC_H) > $@.tmp && mv $@.tmp $@
 
-$(DIST_A): $(EMBED_OBJ) $(CUDA_OBJ)
+$(DIST_A): $(EMBED_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
@@ -494,11 +514,11 @@ $(DIST_A): $(EMBED_OBJ) $(CUDA_OBJ)
 # --no-undefined: every library the objects need is named here, so a
 # program links -lfedc alone; left out under sanitizers, whose runtime
 # comes with the program
-$(DIST_SO): $(PIC_OBJ) $(PIC_CUDA_OBJ) $(EXPORTS_MAP)
+$(DIST_SO): $(PIC_OBJ) $(EXPORTS_MAP)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS_ALL) -Wl,-soname,$(DIST_SONAME) \
 	    -Wl,--version-script=$(EXPORTS_MAP) $(if $(SANITIZE),,-Wl,--no-undefined) \
-	    -o $@ $(PIC_OBJ) $(PIC_CUDA_OBJ) $(CLIENT_LIBS) $(COORD_LIBS) $(LDLIBS_ALL)
+	    -o $@ $(PIC_OBJ) $(CLIENT_LIBS) $(COORD_LIBS) $(LDLIBS_ALL)
 	ln -sf $(notdir $@) $(DIST)/$(DIST_SONAME)
 	ln -sf $(DIST_SONAME) $(DIST)/libfedc.so
 
@@ -556,8 +576,73 @@ examples: deps
 
 test: examples
 
--include $(PIC_OBJ:.o=.d) $(PIC_CUDA_OBJ:.o=.d)
+-include $(PIC_OBJ:.o=.d)
 # ---- end library and install ----
+
+# ---- packaging: man pages, systemd units, the CUDA module, make deb ----
+# What `make install` adds beside the programs and the library
+# (docs/install.md):
+#   $(MANDIR)/man1/fedc-client.1 fedc-sim.1 [fedc-sim-mpi.1]    man/ (by hand)
+#   $(MANDIR)/man8/fedc-coordinator.8
+#   $(MANDIR)/man5/fedc.conf.5   generated from `fedc-sim --config-doc` by
+#                                scripts/man_config.py ($(BUILD)/man/)
+#   $(SYSTEMDUNITDIR)/fedc-coordinator.service fedc-client.service
+#                                systemd/, ExecStart= rewritten to $(BINDIR)
+#   $(SYSUSERSDIR)/fedc.conf     the fedc system user (systemd/fedc.sysusers)
+#   $(LIBDIR)/fedc/libfedc-cuda.so   the CUDA module, when nvcc built it
+# and `make deb` builds the Debian packages with dpkg-buildpackage from
+# debian/ (scripts/build-deb.sh; the .debs land in $(BUILD)/deb-out/).
+#   make man                 the generated page ($(BUILD)/man/fedc.conf.5)
+#   make deb                 fedc-coordinator, fedc-client, fedc-sim,
+#                            libfedc0, libfedc-dev .debs (docs/install.md)
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+MAN_CONF := $(BUILD)/man/fedc.conf.5
+MAN1 := man/fedc-client.1 man/fedc-sim.1 $(if $(MPICC),man/fedc-sim-mpi.1)
+MAN8 := man/fedc-coordinator.8
+UNITS := systemd/fedc-coordinator.service systemd/fedc-client.service
+
+.PHONY: man install-pkg-files uninstall-pkg-files deb
+all: man
+man: $(MAN_CONF)
+
+$(MAN_CONF): $(BUILD)/bin/fedc-sim scripts/man_config.py
+	@mkdir -p $(dir $@)
+	$(BUILD)/bin/fedc-sim --config-doc | python3 scripts/man_config.py $(VERSION) > $@.tmp
+	mv $@.tmp $@
+
+install: install-pkg-files
+install-pkg-files: $(MAN_CONF) $(if $(CUDA_ON),$(CUDA_MODULE))
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 $(MAN_CONF) $(DESTDIR)$(MANDIR)/man5/
+	for u in $(UNITS); do \
+	  sed 's|/usr/bin/|$(BINDIR)/|g' $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) && \
+	  chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u) || exit 1; \
+	done
+	install -m 644 systemd/fedc.sysusers $(DESTDIR)$(SYSUSERSDIR)/fedc.conf
+ifeq ($(CUDA_ON),1)
+	install -d $(DESTDIR)$(CUDA_MODULEDIR)
+	install -m 644 $(CUDA_MODULE) $(DESTDIR)$(CUDA_MODULEDIR)/
+endif
+
+uninstall: uninstall-pkg-files
+uninstall-pkg-files:
+	rm -f $(DESTDIR)$(MANDIR)/man1/fedc-client.1 $(DESTDIR)$(MANDIR)/man1/fedc-sim.1 \
+	    $(DESTDIR)$(MANDIR)/man1/fedc-sim-mpi.1 $(DESTDIR)$(MANDIR)/man8/fedc-coordinator.8 \
+	    $(DESTDIR)$(MANDIR)/man5/fedc.conf.5
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/fedc-coordinator.service \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/fedc-client.service $(DESTDIR)$(SYSUSERSDIR)/fedc.conf
+	rm -f $(DESTDIR)$(CUDA_MODULEDIR)/libfedc-cuda.so
+	-rmdir $(DESTDIR)$(CUDA_MODULEDIR) 2>/dev/null
+
+deb:
+	FEDC_DEB_OUT=$(abspath $(BUILD))/deb-out scripts/build-deb.sh
+# ---- end packaging ----
 
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \

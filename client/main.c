@@ -25,6 +25,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/version.h"
+#include <fedc/cuda.h>
 
 static void usage(FILE *f) {
   fputs("usage: fedc-client --config FILE [options]\n"
@@ -157,6 +158,7 @@ static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fe
 int main(int argc, char **argv) {
   fedc_config cfg;
   fedc_config_defaults(&cfg);
+  fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */
   if (getenv("FEDC_LOG") == NULL) fedc_log_set_level(FEDC_LOG_INFO);
   int have_config = 0;
   /* --help and --version win wherever they stand; --config is applied

@@ -29,6 +29,7 @@
 #include "base/mbedtls_compat.h"
 #include "store.h"
 #include "base/version.h"
+#include <fedc/cuda.h>
 
 static void usage(FILE *f) {
   fputs("usage: fedc-coordinator [--config FILE] [--set SECTION.KEY=VALUE]... [COMMAND]\n"
@@ -216,6 +217,7 @@ static int run_daemon(const fedc_config *cfg) {
 int main(int argc, char **argv) {
   fedc_config cfg;
   fedc_config_defaults(&cfg);
+  fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */
   if (fedc_log_get_level() < FEDC_LOG_INFO && getenv("FEDC_LOG") == NULL)
     fedc_log_set_level(FEDC_LOG_INFO); /* a daemon logs what it does */
   char **rest = fedc_calloc((size_t)argc + 1, sizeof *rest);

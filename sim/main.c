@@ -10,10 +10,12 @@
  *   2 usage, config or input data error   3 cannot write the --save file
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 #include "base/error.h"
 #include "sim.h"
+#include <fedc/cuda.h>
 
 static const char about[] =
     "Simulate a federated learning job: many clients on this machine,\n"
@@ -21,6 +23,7 @@ static const char about[] =
 
 int main(int argc, char **argv) {
   fedc_cli cli;
+  fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */
   int code = fedc_cli_parse(&cli, "fedc-sim", about, argc, argv, 1);
   if (code != FEDC_CLI_RUN) return code;
   double t0 = fedc_cli_now();

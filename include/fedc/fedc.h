@@ -61,5 +61,6 @@
 #include <fedc/sim.h>
 #include <fedc/client.h>
 #include <fedc/coordinator.h>
+#include <fedc/cuda.h>
 
 #endif

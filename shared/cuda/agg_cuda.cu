@@ -350,14 +350,14 @@ static __global__ void trimmed_k(float *out, const float *const *upd, unsigned k
 
 /* ---- the same per-coordinate code on the host, for tests ---------------- */
 
-extern "C" void fedc__agg_cuda_robust_host(int trimmed, size_t t, const float *const *upd, size_t k,
+extern "C" void fedc__cuda_agg_robust_host(int trimmed, size_t t, const float *const *upd, size_t k,
                                            size_t n, float *out) {
   for (size_t c = 0; c < n; c++)
     out[c] =
         trimmed ? trimmed_at(upd, (unsigned)k, (unsigned)t, c) : median_at(upd, (unsigned)k, c);
 }
 
-extern "C" void fedc__agg_cuda_fedavg_host(const float *const *w, const uint64_t *samples, size_t k,
+extern "C" void fedc__cuda_agg_fedavg_host(const float *const *w, const uint64_t *samples, size_t k,
                                            size_t n, float *out) {
   uint64_t total = 0;
   for (size_t j = 0; j < k; j++)
@@ -371,7 +371,7 @@ extern "C" void fedc__agg_cuda_fedavg_host(const float *const *w, const uint64_t
   }
 }
 
-extern "C" double fedc__agg_cuda_i128_to_double_host(__int128 v) {
+extern "C" double fedc__cuda_agg_i128_to_double_host(__int128 v) {
   return i128_to_double(v);
 }
 
@@ -463,7 +463,7 @@ static int next_buffer(fedc_agg_cuda *a, float **out) {
   return 0;
 }
 
-int fedc_agg_cuda_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_samples,
+int fedc__cuda_agg_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_samples,
                       double *norm) {
   const int fedavg = a->p.kind == FEDC_AGG_CUDA_FEDAVG;
   if (norm) *norm = NAN;
@@ -557,7 +557,7 @@ int fedc_agg_cuda_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_sam
   return 0;
 }
 
-int fedc_agg_cuda_begin(fedc_agg_cuda *a, const float *global, size_t n) {
+int fedc__cuda_agg_begin(fedc_agg_cuda *a, const float *global, size_t n) {
   if (n != a->n) return fedc_error_set(FEDC_ESHAPE, "%s: %zu weights, want %zu", kname(a), n, a->n);
   if (global == NULL && a->p.norm_bound > 0.0)
     return fedc_error_set(FEDC_EINVAL, "%s: a norm bound needs the global model", kname(a));
@@ -582,7 +582,7 @@ static size_t trim_count(double beta, size_t k) {
   return (size_t)floor(beta * (double)k + 1e-9);
 }
 
-int fedc_agg_cuda_finish(fedc_agg_cuda *a, float *out, size_t n) {
+int fedc__cuda_agg_finish(fedc_agg_cuda *a, float *out, size_t n) {
   if (n != a->n) return fedc_error_set(FEDC_ESHAPE, "%s: %zu weights, want %zu", kname(a), n, a->n);
   const unsigned eb = fedc__cuda_blocks(n);
   int rc;
@@ -628,13 +628,13 @@ int fedc_agg_cuda_finish(fedc_agg_cuda *a, float *out, size_t n) {
   return 0;
 }
 
-void fedc_agg_cuda_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out) {
+void fedc__cuda_agg_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out) {
   out->added = a->added;
   out->clipped = a->clipped;
   out->samples = a->total;
 }
 
-void fedc_agg_cuda_free(fedc_agg_cuda *a) {
+void fedc__cuda_agg_free(fedc_agg_cuda *a) {
   if (a == NULL) return;
   if (a->stream) cudaStreamSynchronize(a->stream);
   for (size_t i = 0; i < a->n_buf; i++)
@@ -679,7 +679,7 @@ static int init(fedc_agg_cuda *a) {
   return 0;
 }
 
-int fedc_agg_cuda_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **out) {
+int fedc__cuda_agg_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **out) {
   *out = NULL;
   if (p->kind != FEDC_AGG_CUDA_FEDAVG && p->kind != FEDC_AGG_CUDA_MEDIAN &&
       p->kind != FEDC_AGG_CUDA_TRIMMED_MEAN)
@@ -701,7 +701,7 @@ int fedc_agg_cuda_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **o
   a->n = n;
   rc = init(a);
   if (rc != 0) {
-    fedc_agg_cuda_free(a);
+    fedc__cuda_agg_free(a);
     return rc;
   }
   *out = a;

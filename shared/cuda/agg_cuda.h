@@ -32,8 +32,11 @@
  *
  * Not wired into the round engine yet: nothing in fedc calls this; it is
  * built and tested against the CPU versions (tests/unit/test_agg_cuda.c)
- * and measured by bench/cuda.sh. In a build without CUDA every function
- * returns FEDC_EUNSUPPORTED, so callers carry no #ifdef.
+ * and measured by bench/cuda.sh. The code runs in the CUDA module
+ * (libfedc-cuda.so, ml/cuda_module.h); these functions, in agg_cuda_module.c,
+ * load it on first use and forward to it. Without the module or without a
+ * GPU, fedc_agg_cuda_new returns FEDC_EUNSUPPORTED saying which is missing,
+ * so callers carry no #ifdef.
  */
 #ifndef FEDC_AGG_CUDA_H
 #define FEDC_AGG_CUDA_H
@@ -41,10 +44,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#ifndef FEDC_HAVE_CUDA
-#define FEDC_HAVE_CUDA 0
-#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -74,10 +73,8 @@ typedef struct fedc_agg_cuda_stats {
 
 typedef struct fedc_agg_cuda fedc_agg_cuda;
 
-#if FEDC_HAVE_CUDA
-
 /* An aggregator for models of n weights on device 0. FEDC_EUNSUPPORTED when
- * no device is present (the message says why), FEDC_EINVAL for bad
+ * the CUDA module is missing or no device is present (the message says which), FEDC_EINVAL for bad
  * parameters, FEDC_EBACKEND with CUDA's text when the device fails. */
 int fedc_agg_cuda_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **out);
 /* Start a round. global (host or device, n floats) is needed with a norm
@@ -97,61 +94,10 @@ int fedc_agg_cuda_finish(fedc_agg_cuda *a, float *out, size_t n);
 void fedc_agg_cuda_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out);
 void fedc_agg_cuda_free(fedc_agg_cuda *a);
 
-/*
- * For tests: the kernels' per-coordinate code run on the host, so that the
- * algorithms are checked against the CPU strategies on any machine. upd
- * holds k updates of n values as the GPU stores them (-0 as +0); t is the
- * trimmed mean's cut at each end.
- */
-void fedc__agg_cuda_robust_host(int trimmed, size_t t, const float *const *upd, size_t k, size_t n,
-                                float *out);
-void fedc__agg_cuda_fedavg_host(const float *const *w, const uint64_t *samples, size_t k, size_t n,
-                                float *out);
-double fedc__agg_cuda_i128_to_double_host(__int128 v);
-
-#else /* no CUDA in this build: the calls compile and say so */
-
-static inline int fedc_agg_cuda_off(void) {
-  return fedc_error_set(FEDC_EUNSUPPORTED, "agg_cuda: this build of fedc has no CUDA "
-                                           "(nvcc was not found at build time, or CUDA=0)");
-}
-static inline int fedc_agg_cuda_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **out) {
-  (void)p;
-  (void)n;
-  *out = NULL;
-  return fedc_agg_cuda_off();
-}
-static inline int fedc_agg_cuda_begin(fedc_agg_cuda *a, const float *global, size_t n) {
-  (void)a;
-  (void)global;
-  (void)n;
-  return fedc_agg_cuda_off();
-}
-static inline int fedc_agg_cuda_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_samples,
-                                    double *norm) {
-  (void)a;
-  (void)w;
-  (void)n;
-  (void)n_samples;
-  (void)norm;
-  return fedc_agg_cuda_off();
-}
-static inline int fedc_agg_cuda_finish(fedc_agg_cuda *a, float *out, size_t n) {
-  (void)a;
-  (void)out;
-  (void)n;
-  return fedc_agg_cuda_off();
-}
-static inline void fedc_agg_cuda_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out) {
-  (void)a;
-  out->added = out->clipped = 0;
-  out->samples = 0;
-}
-static inline void fedc_agg_cuda_free(fedc_agg_cuda *a) {
-  (void)a;
-}
-
-#endif
+/* For tests: the kernels' per-coordinate code run on the host is in the
+ * module's table (fedc_cuda_module_api: robust_host, fedavg_host,
+ * i128_to_double_host), so that the algorithms are checked against the CPU
+ * strategies wherever the module loads, GPU or not. */
 
 #ifdef __cplusplus
 }

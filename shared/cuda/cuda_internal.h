@@ -25,6 +25,26 @@
 extern "C" {
 #include "ml/backend.h"
 #include "base/error.h"
+#include "cuda/agg_cuda.h"
+}
+
+/* The module's entry points (module_entry.cu puts them in its table):
+ * agg_cuda.h's functions and test hooks, as agg_cuda.cu defines them, and
+ * the backend's open (backend_cuda.cu). */
+extern "C" {
+int fedc__backend_cuda_open(fedc_backend **out);
+int fedc__cuda_agg_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **out);
+int fedc__cuda_agg_begin(fedc_agg_cuda *a, const float *global, size_t n);
+int fedc__cuda_agg_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_samples,
+                       double *norm);
+int fedc__cuda_agg_finish(fedc_agg_cuda *a, float *out, size_t n);
+void fedc__cuda_agg_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out);
+void fedc__cuda_agg_free(fedc_agg_cuda *a);
+void fedc__cuda_agg_robust_host(int trimmed, size_t t, const float *const *upd, size_t k,
+                                size_t n, float *out);
+void fedc__cuda_agg_fedavg_host(const float *const *w, const uint64_t *samples, size_t k,
+                                size_t n, float *out);
+double fedc__cuda_agg_i128_to_double_host(__int128 v);
 }
 
 /* Threads per block of the elementwise and reduction kernels, and the most

@@ -1,35 +1,35 @@
 /*
  * backend.c - picking a backend and the buffer helpers every caller uses.
+ * The CPU backend is built in; the CUDA backend comes from the CUDA module.
  */
 #include "ml/backend.h"
 
 #include "base/error.h"
 
-#ifndef FEDC_HAVE_CUDA
-#define FEDC_HAVE_CUDA 0
-#endif
+#include "ml/cuda_module.h"
 
-#if FEDC_HAVE_CUDA
-/* shared/backend_cuda.cu; the Makefile defines FEDC_HAVE_CUDA=1 when it
- * builds the .cu files */
-int fedc__backend_cuda_open(fedc_backend **out);
-#else
-static int fedc__backend_cuda_open(fedc_backend **out) {
+/* The CUDA backend is in the CUDA module (cuda_module.h): loaded here on
+ * first use, so that a machine without CUDA never needs its libraries. */
+static int backend_cuda_open(fedc_backend **out) {
+  const fedc_cuda_module_api *m;
   *out = NULL;
-  return fedc_error_set(FEDC_EUNSUPPORTED,
-                        "device = cuda: this build of fedc has no CUDA backend "
-                        "(nvcc was not found at build time, or make CUDA=0)");
+  int rc = fedc__cuda_module_get("device = cuda", &m);
+  if (rc != 0) return rc;
+  return m->backend_open(out);
 }
-#endif
 
+/* 1 for the CPU; for CUDA, 1 when the module loads (a device may still be
+ * missing: opening says so). */
 int fedc_backend_available(fedc_device device) {
-  return device == FEDC_DEVICE_CPU || (device == FEDC_DEVICE_CUDA && FEDC_HAVE_CUDA);
+  const fedc_cuda_module_api *m;
+  if (device == FEDC_DEVICE_CPU) return 1;
+  return device == FEDC_DEVICE_CUDA && fedc__cuda_module_get("device = cuda", &m) == 0;
 }
 
 int fedc_backend_open(fedc_device device, fedc_backend **out) {
   switch (device) {
   case FEDC_DEVICE_CPU: return fedc__backend_cpu_open(out);
-  case FEDC_DEVICE_CUDA: return fedc__backend_cuda_open(out);
+  case FEDC_DEVICE_CUDA: return backend_cuda_open(out);
   }
   return fedc_error_set(FEDC_EINVAL, "unknown device %d", (int)device);
 }

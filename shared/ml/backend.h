@@ -104,7 +104,8 @@ struct fedc_backend {
  * built in or not present (the message says which). */
 int fedc_backend_open(fedc_device device, fedc_backend **out);
 void fedc_backend_close(fedc_backend *b);
-/* 1 when the device's backend was compiled in. */
+/* 1 when the device's backend can be opened here: the CPU always, CUDA when
+ * its module (libfedc-cuda.so) loads; fedc_error_msg() says why not. */
 int fedc_backend_available(fedc_device device);
 
 /* The CPU backend; always there. */

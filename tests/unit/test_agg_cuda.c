@@ -13,9 +13,10 @@
  * one too many, wrong shape) must leave the aggregate as it was. Updates
  * and results in device memory (a CUDA backend buffer) work as host ones.
  *
- * Without a GPU, or in a build without CUDA, every case prints "skipped: no
- * CUDA device" and skips, except the first, which checks that the refusal
- * says why.
+ * Without a GPU, or without the CUDA module (libfedc-cuda.so), every case
+ * prints "skipped: no CUDA device" and skips, except the first, which
+ * checks that the refusal says why, and the host-side algorithms, which
+ * run wherever the module loads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 #include "cuda/agg_cuda.h"
 #include "base/alloc.h"
 #include "ml/backend.h"
+#include "ml/cuda_module.h"
 #include "base/error.h"
 #include "round/pipeline.h"
 #include "base/rng.h"
@@ -170,7 +172,7 @@ static void check_same(const char *what, const float *got, const float *want, si
 
 /* ---- the cases ---------------------------------------------------------- */
 
-/* What the skips rest on: without CUDA or a device, new says why. */
+/* What the skips rest on: without the module or a device, new says which. */
 static void test_unavailable_says_why(void **state) {
   (void)state;
   fedc_agg_cuda_params p = {.kind = FEDC_AGG_CUDA_FEDAVG};
@@ -182,12 +184,16 @@ static void test_unavailable_says_why(void **state) {
   }
   assert_int_equal(rc, FEDC_EUNSUPPORTED);
   assert_null(a);
-  if (FEDC_HAVE_CUDA)
+  const char *msg = fedc_error_msg();
+  char why[1024];
+  snprintf(why, sizeof why, "%s", msg);
+  if (fedc_backend_available(FEDC_DEVICE_CUDA)) {
     assert_non_null(
-        strstr(fedc_error_msg(), "agg_cuda: no CUDA device is present (cudaGetDeviceCount: "));
-  else
-    assert_non_null(strstr(fedc_error_msg(), "has no CUDA"));
-  print_message("%s\n", fedc_error_msg());
+        strstr(why, "agg_cuda: no CUDA device is present (cudaGetDeviceCount: "));
+  } else {
+    assert_non_null(strstr(why, "agg_cuda: the CUDA module libfedc-cuda.so "));
+  }
+  print_message("%s\n", why);
 }
 
 static void test_against_cpu(void **state) {
@@ -313,13 +319,17 @@ static void test_refusals(void **state) {
 
 /*
  * The kernels' per-coordinate code, compiled for the host, against the CPU
- * strategies: runs wherever CUDA is built in, GPU or not, so the order
+ * strategies: runs wherever the CUDA module loads, GPU or not, so the order
  * statistics, the tie counting, the fixed-point sums and the 128-bit to
  * double conversion are checked on a machine without a GPU too.
  */
 static void test_algorithms_on_host(void **state) {
   (void)state;
-#if FEDC_HAVE_CUDA
+  const fedc_cuda_module_api *m;
+  if (fedc__cuda_module_get("agg_cuda", &m) != 0) {
+    print_message("skipped: no CUDA module (%s)\n", fedc_error_msg());
+    skip();
+  }
   /* int128 -> double, correctly rounded: against the compiler's conversion,
    * around 2^64 and on rounding ties (2^53 + 1 shifted up) */
   fedc_rng r;
@@ -334,7 +344,7 @@ static void test_algorithms_on_host(void **state) {
                      << (shift % 74));
     if (i % 7 == 0)
       v = (__int128)(((unsigned __int128)1 << 64) - 1 + (__int128)fedc_rng_below(&r, 3));
-    double got = fedc__agg_cuda_i128_to_double_host(v), want = (double)v;
+    double got = m->i128_to_double_host(v), want = (double)v;
     if (memcmp(&got, &want, sizeof got) != 0) {
       print_message("i128 -> double: got %a want %a\n", got, want);
       fail();
@@ -370,7 +380,7 @@ static void test_algorithms_on_host(void **state) {
       assert_int_equal(s->ops->add(s, d.w[j], n, d.samples[j]), 0);
     assert_int_equal(s->ops->finish(s, want, n), 0);
     fedc_strategy_free(s);
-    fedc__agg_cuda_fedavg_host((const float *const *)d.w, d.samples, (size_t)k, n, got);
+    m->fedavg_host((const float *const *)d.w, d.samples, (size_t)k, n, got);
     check_same("fedavg on the host", got, want, n, 1);
     for (int trimmed = 0; trimmed < 2; trimmed++)
       for (size_t bi = 0; bi < (trimmed ? 5u : 1u); bi++) {
@@ -383,7 +393,7 @@ static void test_algorithms_on_host(void **state) {
         assert_int_equal(s->ops->finish(s, want, n), 0);
         fedc_strategy_free(s);
         size_t t = (size_t)floor(betas[bi] * k + 1e-9);
-        fedc__agg_cuda_robust_host(trimmed, trimmed ? t : 0, (const float *const *)stored,
+        m->robust_host(trimmed, trimmed ? t : 0, (const float *const *)stored,
                                    (size_t)k, n, got);
         char what[64];
         snprintf(what, sizeof what, "%s beta %g k %d on the host", ap.name, betas[bi], k);
@@ -395,10 +405,6 @@ static void test_algorithms_on_host(void **state) {
   }
   fedc_free(got);
   fedc_free(want);
-#else
-  print_message("skipped: no CUDA device (this build has no CUDA)\n");
-  skip();
-#endif
 }
 
 /* Updates and results in device memory: a CUDA backend's buffers. */

@@ -11,7 +11,7 @@
  * Each case runs once per backend ("/cpu" and "/cuda"). Every backend is
  * checked against plain loops written here (in double), and a backend other
  * than the CPU also against the CPU backend's own result, the reference.
- * Without a GPU, or in a build without CUDA, the "/cuda" cases print
+ * Without a GPU, or without the CUDA module, the "/cuda" cases print
  * "skipped: no CUDA device" and skip; the "/cpu" cases still check the CPU
  * backend against the loops.
  *
@@ -863,9 +863,9 @@ static void test_train_logreg(void **state) {
 /* ---- opening, and the CUDA backend's errors ------------------------------------------ */
 
 /*
- * What the skips above rest on: without CUDA built in, or without a device,
- * opening the CUDA backend is FEDC_EUNSUPPORTED with a message that says
- * which. With a device, a bad call comes back as FEDC_EBACKEND with cuBLAS's
+ * What the skips above rest on: without the CUDA module (libfedc-cuda.so),
+ * or without a device, opening the CUDA backend is FEDC_EUNSUPPORTED with a
+ * message that says which. With a device, a bad call comes back as FEDC_EBACKEND with cuBLAS's
  * words, and the backend keeps working.
  */
 static void test_cuda_open(void **state) {
@@ -875,8 +875,8 @@ static void test_cuda_open(void **state) {
   if (!fedc_backend_available(FEDC_DEVICE_CUDA)) {
     assert_int_equal(rc, FEDC_EUNSUPPORTED);
     assert_null(be);
-    assert_non_null(strstr(fedc_error_msg(), "has no CUDA backend"));
-    print_message("CUDA not built in: %s\n", fedc_error_msg());
+    assert_non_null(strstr(fedc_error_msg(), "device = cuda: the CUDA module libfedc-cuda.so "));
+    print_message("no CUDA module: %s\n", fedc_error_msg());
     return;
   }
   if (rc != 0) {
@@ -884,7 +884,7 @@ static void test_cuda_open(void **state) {
     assert_null(be);
     assert_non_null(
         strstr(fedc_error_msg(), "device = cuda: no CUDA device is present (cudaGetDeviceCount: "));
-    print_message("CUDA built in, no device: %s\n", fedc_error_msg());
+    print_message("CUDA module, no device: %s\n", fedc_error_msg());
     return;
   }
   assert_string_equal(be->name, "cuda");
