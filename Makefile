@@ -585,7 +585,11 @@ ARM64_CC ?= $(ARM64_TRIPLET)-gcc
 ARM64_ARCH ?= -march=armv8-a
 ARM64_BUILD ?= build/arm64$(if $(LEAN),-lean)
 LEAN_BUILD ?= build/lean
-LEAN_MAKE := OPT=-Os CFLAGS="-ffunction-sections -fdata-sections" \
+# -Os inlines less, and GCC 12 then warns that config.c's snprintf of an
+# error message may be truncated (it may, on purpose) and, without
+# -march=native, that a static helper of backend_cpu.c passes a 64-byte
+# vector by value (an ABI note; static functions have no outside callers)
+LEAN_MAKE := OPT=-Os CFLAGS="-ffunction-sections -fdata-sections -Wno-format-truncation -Wno-psabi" \
     LDFLAGS="-Wl,--gc-sections -Wl,--as-needed -s"
 CLIENT_ONLY_MAKE := CUDA=0 MPICC= SANITIZE=
 
