@@ -35,12 +35,11 @@ else
   SUDO=""
 fi
 export DEBIAN_FRONTEND=noninteractive
-# wait for another apt run rather than fail on its lock
-APT_OPTS="-o DPkg::Lock::Timeout=600"
 if ! dpkg --print-foreign-architectures | grep -qx "$ARCH"; then
   $SUDO dpkg --add-architecture "$ARCH"
 fi
-$SUDO apt-get $APT_OPTS update -qq
+# wait for another apt run rather than fail on its lock
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get $APT_OPTS install -y -qq --no-install-recommends $missing >/dev/null
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null
 echo "fedc: arm64 packages installed" >&2

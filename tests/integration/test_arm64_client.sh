@@ -16,10 +16,13 @@ for b in fedc-coordinator fedc-client; do
     exit 1
   fi
 done
-if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
+QEMU=${FEDC_QEMU:-qemu-aarch64}
+tools() { command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v "$QEMU" >/dev/null 2>&1; }
+if ! tools; then
   if ! scripts/install-cross-deps.sh >"$T/deps" 2>&1; then
-    skip_suite test_arm64_client "no arm64 cross toolchain or qemu-aarch64, and they cannot be installed here: $(tail -n 1 "$T/deps")"
+    skip_suite test_arm64_client "no arm64 cross toolchain or $QEMU, and they cannot be installed here: $(tail -n 1 "$T/deps")"
   fi
+  tools || skip_suite test_arm64_client "aarch64-linux-gnu-gcc or $QEMU is not on PATH ($PATH)"
 fi
 if [ ! -x "$ARM64_BIN" ]; then
   if [ -n "${FEDC_ARM64_BIN:-}" ]; then
@@ -29,4 +32,4 @@ if [ ! -x "$ARM64_BIN" ]; then
   make --no-print-directory client-arm64 >"$T/build" 2>&1 || {
     tail -n 20 "$T/build"; echo "test_arm64_client: make client-arm64 failed"; exit 1; }
 fi
-FEDC_ARM64_BIN=$ARM64_BIN exec python3 tests/integration/arm64_client_tests.py "$@"
+FEDC_ARM64_BIN=$ARM64_BIN FEDC_QEMU=$QEMU exec python3 tests/integration/arm64_client_tests.py "$@"
