@@ -27,12 +27,13 @@ on loopback over mutual TLS (tests/integration/harness.py).
                                      size, NEEDED, peak RSS on a 15,000-image
                                      shard, for every client build present
 
-The environment: FEDC_ARM64_BIN (default $FEDC_BUILD/../build/arm64's
-client, i.e. build/arm64/bin/fedc-client), FEDC_QEMU (qemu-aarch64),
-FEDC_ARM64_SYSROOT (/, the multiarch root).
+The environment: FEDC_BUILD (the x86-64 programs, default build),
+FEDC_ARM64_BIN (default build/arm64/bin/fedc-client), FEDC_QEMU
+(qemu-aarch64), FEDC_ARM64_SYSROOT (/, the multiarch root). --measure also
+looks for build/lean and build/arm64-lean (make client-lean, make
+client-arm64 LEAN=1) and skips what is not built.
 """
 import os
-import shutil
 import subprocess
 import sys
 import time
