@@ -644,6 +644,66 @@ deb:
 	FEDC_DEB_OUT=$(abspath $(BUILD))/deb-out scripts/build-deb.sh
 # ---- end packaging ----
 
+# ---- arm64 client ----
+# fedc-client for arm64 edge devices, and a lean client build; see
+# docs/client.md, "Edge devices: arm64 and the lean build". Each is a
+# sub-make of this Makefile into a build folder of its own, without CUDA or
+# MPI, building only the client (libfedc.a is an archive: the linker takes
+# only the objects the client reaches, so none of the coordinator's
+# libraries, libuv, SQLite, http-parser, is linked).
+#
+#   make client-arm64        build/arm64/bin/fedc-client with Debian's cross
+#                            compiler (aarch64-linux-gnu-gcc) against the
+#                            arm64 libraries of multiarch; installs them
+#                            first (scripts/install-cross-deps.sh, as root)
+#   make client-lean         build/lean/bin/fedc-client: -Os, each function
+#                            and datum in its own section, unreferenced ones
+#                            dropped at link (--gc-sections), libraries
+#                            linked --as-needed, stripped
+#   make client-arm64 LEAN=1 both: build/arm64-lean/bin/fedc-client
+#   make test                also builds the arm64 client when the cross
+#                            packages are there or can be installed;
+#                            tests/integration/test_arm64_client.sh runs it
+#                            under qemu-aarch64 (skipped without them)
+ARM64_TRIPLET := aarch64-linux-gnu
+ARM64_CC ?= $(ARM64_TRIPLET)-gcc
+ARM64_ARCH ?= -march=armv8-a
+ARM64_BUILD ?= build/arm64$(if $(LEAN),-lean)
+LEAN_BUILD ?= build/lean
+# -Os inlines less, and GCC 12 then warns that config.c's snprintf of an
+# error message may be truncated (it may, on purpose) and, without
+# -march=native, that a static helper of backend_cpu.c passes a 64-byte
+# vector by value (an ABI note; static functions have no outside callers)
+LEAN_MAKE := OPT=-Os CFLAGS="-ffunction-sections -fdata-sections -Wno-format-truncation -Wno-psabi" \
+    LDFLAGS="-Wl,--gc-sections -Wl,--as-needed -s"
+CLIENT_ONLY_MAKE := CUDA=0 MPICC= SANITIZE=
+
+.PHONY: client-arm64 client-lean client-arm64-maybe
+client-arm64:
+	@scripts/install-cross-deps.sh
+	@$(MAKE) --no-print-directory BUILD=$(ARM64_BUILD) CC=$(ARM64_CC) \
+	    ARCH="$(ARM64_ARCH)" FEDC_TARGET=$(ARM64_TRIPLET) $(CLIENT_ONLY_MAKE) \
+	    $(if $(LEAN),$(LEAN_MAKE)) $(ARM64_BUILD)/bin/fedc-client
+
+client-lean:
+	@$(MAKE) --no-print-directory BUILD=$(LEAN_BUILD) ARCH= $(CLIENT_ONLY_MAKE) \
+	    $(LEAN_MAKE) $(LEAN_BUILD)/bin/fedc-client
+
+# for `make test`: a machine that cannot get the cross packages (not root,
+# no network) goes on without the arm64 client, and its test says skipped;
+# a build that fails once the packages are there fails `make test`
+client-arm64-maybe:
+	@if scripts/install-cross-deps.sh; then $(MAKE) --no-print-directory client-arm64; \
+	else echo "make test: no arm64 cross toolchain: test_arm64_client will be skipped"; fi
+
+test: client-arm64-maybe
+
+# inside the cross sub-make: the arm64 OpenBLAS headers, not the host's
+ifneq ($(FEDC_TARGET),)
+CFLAGS_ALL := $(subst x86_64-linux-gnu,$(FEDC_TARGET),$(CFLAGS_ALL))
+endif
+# ---- end arm64 client ----
+
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \
     $(BUILD)/obj/client/main.d
