@@ -1,0 +1,37 @@
+/*
+ * kernels_avx2.c - the AVX2 + FMA kernel variant (kernels.h), compiled with
+ * -march=x86-64-v3 whatever the build's baseline (Makefile). AVX2 has 16
+ * ymm registers of 8 floats: gemm_nt's block is 2 rows by 5 outputs (10
+ * accumulators, 2 A vectors, 1 B vector), gemm_tn's 5 rows by 2 vectors
+ * (10 accumulators, 2 B vectors, 1 broadcast). Empty on other machines.
+ */
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define V __m256
+#define VL 8
+#define V_ZERO() _mm256_setzero_ps()
+#define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_STOREU(p, v) _mm256_storeu_ps(p, v)
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_HSUM(v) hsum256(v)
+#define NT_R 2
+#define NT_N 5
+#define TN_R 5
+#define TN_C 2
+#define SIMD_TABLE fedc_kernels_avx2
+#define SIMD_VARIANT FEDC_CPU_AVX2
+
+static inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+#include "ml/kernels_simd.h"
+#else
+typedef int fedc_kernels_avx2_empty; /* ISO C wants something in a file */
+#endif
