@@ -17,6 +17,8 @@
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define V_MUL(a, b) _mm256_mul_ps(a, b)
 #define V_HSUM(v) hsum256(v)
+#define V_LOAD_PART(p, cnt) _mm256_maskload_ps(p, part_mask(cnt))
+#define V_HSUM4(a, b, c, d, out) _mm_storeu_ps(out, hsum4x256(a, b, c, d))
 #define NT_R 2
 #define NT_N 5
 #define TN_R 5
@@ -29,6 +31,17 @@ static inline float hsum256(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+
+/* lanes 0..cnt-1 set, for _mm256_maskload_ps */
+static inline __m256i part_mask(int cnt) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* the four lane sums at once: three horizontal adds and one of halves */
+static inline __m128 hsum4x256(__m256 a, __m256 b, __m256 c, __m256 d) {
+  __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
 
 #include "ml/kernels_simd.h"

@@ -18,12 +18,24 @@
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define V_MUL(a, b) _mm512_mul_ps(a, b)
 #define V_HSUM(v) _mm512_reduce_add_ps(v)
+#define V_LOAD_PART(p, cnt) _mm512_maskz_loadu_ps((__mmask16)((1u << (cnt)) - 1u), p)
+#define V_HSUM4(a, b, c, d, out) _mm_storeu_ps(out, hsum4x512(a, b, c, d))
 #define NT_R 4
 #define NT_N 5
 #define TN_R 5
 #define TN_C 4
 #define SIMD_TABLE fedc_kernels_avx512
 #define SIMD_VARIANT FEDC_CPU_AVX512
+
+/* the four lane sums at once: halves added, then horizontal adds */
+static inline __m256 half_sum(__m512 v) {
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+}
+static inline __m128 hsum4x512(__m512 a, __m512 b, __m512 c, __m512 d) {
+  __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(half_sum(a), half_sum(b)),
+                               _mm256_hadd_ps(half_sum(c), half_sum(d)));
+  return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
 
 #include "ml/kernels_simd.h"
 #else

@@ -17,6 +17,7 @@
 #define V_FMA(a, b, c) vfmaq_f32(c, a, b)
 #define V_MUL(a, b) vmulq_f32(a, b)
 #define V_HSUM(v) vaddvq_f32(v)
+#define V_HSUM4(a, b, c, d, out) vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)))
 #define NT_R 4
 #define NT_N 5
 #define TN_R 5

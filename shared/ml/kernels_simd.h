@@ -6,6 +6,8 @@
  *   V, VL                 the vector type and its floats
  *   V_ZERO() V_LOADU(p) V_STOREU(p, v) V_SET1(x) V_FMA(a, b, c) (a b + c)
  *   V_MUL(a, b) V_HSUM(v) (the sum of the lanes, in a fixed order)
+ *   V_HSUM4(a, b, c, d, out)   out[0..3] = the lane sums of a, b, c, d
+ *   V_LOAD_PART(p, cnt)   (optional) cnt < VL floats, the other lanes 0
  *   NT_R, NT_N            gemm_nt's block: NT_R rows of A by NT_N outputs
  *   TN_R, TN_C            gemm_tn's block: TN_R rows of C by TN_C vectors
  *   SIMD_TABLE, SIMD_VARIANT   the table's name and variant
@@ -26,8 +28,12 @@
 
 #define INL static inline __attribute__((always_inline))
 
-/* The last k % VL floats of a row, zero-padded to a vector. */
+/* The last k % VL floats of a row, zero-padded to a vector: a masked load
+ * where the instruction set has one (V_LOAD_PART), else through a copy. */
 INL V load_part(const float *p, int cnt) {
+#ifdef V_LOAD_PART
+  return V_LOAD_PART(p, cnt);
+#endif
   float t[VL] __attribute__((aligned(64)));
   memset(t, 0, sizeof t);
   memcpy(t, p, (size_t)cnt * sizeof(float));
@@ -62,12 +68,18 @@ INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
       for (int r = 0; r < R; r++) acc[r][j] = V_FMA(x[r], bj, acc[r][j]);
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int j = 0; j < NB; j++) {
-      float s = alpha * V_HSUM(acc[r][j]);
-      float *cij = c + (size_t)r * ldc + j;
-      *cij = beta == 0.0f ? s : s + beta * *cij;
-    }
+  /* the lanes summed four accumulators at a time (V_HSUM4's pairwise
+   * adds), the rest one by one */
+  for (int r = 0; r < R; r++) {
+    float sum[NT_N + 3];
+    int j = 0;
+    for (; j + 4 <= NB; j += 4)
+      V_HSUM4(acc[r][j], acc[r][j + 1], acc[r][j + 2], acc[r][j + 3], sum + j);
+    for (; j < NB; j++) sum[j] = V_HSUM(acc[r][j]);
+    float *cr = c + (size_t)r * ldc;
+    for (j = 0; j < NB; j++)
+      cr[j] = beta == 0.0f ? alpha * sum[j] : alpha * sum[j] + beta * cr[j];
+  }
 }
 
 #define NT_CASE(R, NB)                                                       \
