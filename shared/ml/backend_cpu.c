@@ -50,10 +50,14 @@ typedef struct cpu_ctx {
   const fedc_kernels *kern;
 } cpu_ctx;
 
+/* The backend's kernel table; the elementwise ops below are the variant's
+ * too (ml/kernels_elem.h). */
+#define KERN(b) (((cpu_ctx *)(b)->ctx)->kern)
+
 static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
                     float alpha, const float *a, int lda, const float *bm,
                     int ldb, float beta, float *c, int ldc) {
-  const fedc_kernels *kern = ((cpu_ctx *)b->ctx)->kern;
+  const fedc_kernels *kern = KERN(b);
   if (!ta && tb && n <= FEDC_KERNEL_SMALL) {
     kern->gemm_nt(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
     return 0;
@@ -86,35 +90,24 @@ static int cpu_gather(fedc_backend *b, float *dst, const float *src,
 
 static int cpu_add_bias(fedc_backend *b, float *z, const float *bias,
                         int32_t rows, int32_t cols) {
-  (void)b;
-  for (int32_t i = 0; i < rows; i++) {
-    float *zi = z + (size_t)i * (size_t)cols;
-    for (int32_t j = 0; j < cols; j++) zi[j] += bias[j];
-  }
+  KERN(b)->add_bias(z, bias, rows, cols);
   return 0;
 }
 
 static int cpu_relu(fedc_backend *b, float *a, const float *z, size_t n) {
-  (void)b;
-  for (size_t i = 0; i < n; i++) a[i] = z[i] > 0.0f ? z[i] : 0.0f;
+  KERN(b)->relu(a, z, n);
   return 0;
 }
 
 static int cpu_relu_backward(fedc_backend *b, float *dz, const float *da,
                              const float *a, size_t n) {
-  (void)b;
-  for (size_t i = 0; i < n; i++) dz[i] = a[i] > 0.0f ? da[i] : 0.0f;
+  KERN(b)->relu_backward(dz, da, a, n);
   return 0;
 }
 
 static int cpu_col_sum(fedc_backend *b, float *out, const float *m,
                        int32_t rows, int32_t cols) {
-  (void)b;
-  memset(out, 0, (size_t)cols * sizeof(float));
-  for (int32_t i = 0; i < rows; i++) {
-    const float *mi = m + (size_t)i * (size_t)cols;
-    for (int32_t j = 0; j < cols; j++) out[j] += mi[j];
-  }
+  KERN(b)->col_sum(out, m, rows, cols);
   return 0;
 }
 
@@ -192,19 +185,7 @@ static int cpu_reg_grad(fedc_backend *b, float *g, const float *w,
 
 static int cpu_sgd_step(fedc_backend *b, float *w, const float *g, float *v,
                         const float *w0, size_t n, const fedc_sgd_params *p) {
-  (void)b;
-  const float lr = p->lr, m = p->momentum, l1 = p->l1, l2 = p->l2,
-              mu = p->prox_mu;
-  if (l1 == 0.0f && l2 == 0.0f && mu == 0.0f && m == 0.0f) {
-    for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
-    return 0;
-  }
-  for (size_t i = 0; i < n; i++) {
-    float gi = g[i] + l2 * w[i] + l1 * sign_of(w[i]);
-    if (mu != 0.0f) gi += mu * (w[i] - w0[i]);
-    if (m != 0.0f) gi = v[i] = m * v[i] + gi;
-    w[i] -= lr * gi;
-  }
+  KERN(b)->sgd_step(w, g, v, w0, n, p->lr, p->momentum, p->l1, p->l2, p->prox_mu);
   return 0;
 }
 

@@ -2,8 +2,8 @@
  * kernels.h - the hot CPU kernels, in one table per instruction-set variant
  * (base/cpu.h chooses which): the skinny matrix products of models with few
  * outputs (softmax and logistic regression, an MLP's last layer), where
- * OpenBLAS spends more time packing operands than multiplying, and FedAvg's
- * fixed-point fold. kernels_scalar.c is the reference every other variant
+ * OpenBLAS spends more time packing operands than multiplying, FedAvg's
+ * fixed-point fold, and the backend's elementwise ops. kernels_scalar.c is the reference every other variant
  * is tested against (tests/unit/test_cpu_variants.c); kernels_avx2.c,
  * kernels_avx512.c and kernels_neon.c are compiled with their own flags
  * (Makefile) and blocked for their own register files (kernels_simd.h).
@@ -42,6 +42,14 @@ typedef struct fedc_kernels {
   /* acc[i] += m q[i] in 128-bit integers: exact, so any order gives the
    * same sum. */
   void (*fx_fold)(__int128 *acc, const int64_t *q, size_t n, int64_t m);
+  /* the CPU backend's elementwise ops (backend.h says what each does),
+   * compiled for the variant: kernels_elem.h */
+  void (*add_bias)(float *z, const float *bias, int32_t rows, int32_t cols);
+  void (*relu)(float *a, const float *z, size_t n);
+  void (*relu_backward)(float *dz, const float *da, const float *a, size_t n);
+  void (*col_sum)(float *out, const float *m, int32_t rows, int32_t cols);
+  void (*sgd_step)(float *w, const float *g, float *v, const float *w0, size_t n,
+                   float lr, float momentum, float l1, float l2, float prox_mu);
 } fedc_kernels;
 
 /* The table of the variant in use (fedc_cpu_current()). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ml/kernels.h"
+#include "ml/kernels_elem.h"
 #include "ml/kernels_fold.h"
 
 static float dot(const float *x, const float *y, int k) {
@@ -66,5 +67,5 @@ static void scalar_gemm_tn(int m, int n, int k, float alpha, const float *a,
   }
 }
 
-const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR, scalar_gemm_nt,
-                                          scalar_gemm_tn, fold_convert, fold_add};
+const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR, scalar_gemm_nt, scalar_gemm_tn,
+                                          fold_convert,    fold_add,       FEDC_KERNELS_ELEM};

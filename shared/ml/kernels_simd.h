@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "ml/kernels.h"
+#include "ml/kernels_elem.h"
 #include "ml/kernels_fold.h"
 
 #define INL static inline __attribute__((always_inline))
@@ -245,6 +246,6 @@ static void simd_gemm_tn(int m, int n, int k, float alpha, const float *a,
 }
 
 const fedc_kernels SIMD_TABLE = {SIMD_VARIANT, simd_gemm_nt, simd_gemm_tn,
-                                 fold_convert, fold_add};
+                                 fold_convert, fold_add,     FEDC_KERNELS_ELEM};
 
 #endif

@@ -255,6 +255,66 @@ static void test_fold(void **state) {
 }
 
 /*
+ * The elementwise ops: ReLU, its gradient, the bias and the column sums
+ * bit-equal to the scalar table (one operation per element, in the same
+ * order); the SGD step within 1e-6 (a variant may fuse its multiply-add),
+ * plain and with every extra, and the same bits on a second call.
+ */
+static void test_elem(void **state) {
+  const fedc_kernels *kern = kernels_or_skip(state);
+  const fedc_kernels *ref = &fedc_kernels_scalar;
+  fedc_rng r;
+  fedc_rng_seed(&r, 9);
+  const int32_t rows = 33, cols = 203;
+  const size_t n = (size_t)rows * cols;
+  float *z = fill(&r, n), *bias = fill(&r, (size_t)cols), *da = fill(&r, n);
+  float *x1 = fedc_malloc_array(n, sizeof *x1), *x2 = fedc_malloc_array(n, sizeof *x2);
+  assert_true(x1 && x2);
+  memcpy(x1, z, n * sizeof *z), memcpy(x2, z, n * sizeof *z);
+  kern->add_bias(x1, bias, rows, cols);
+  ref->add_bias(x2, bias, rows, cols);
+  assert_memory_equal(x1, x2, n * sizeof *x1);
+  kern->relu(x1, z, n);
+  ref->relu(x2, z, n);
+  assert_memory_equal(x1, x2, n * sizeof *x1);
+  memcpy(x1, da, n * sizeof *z), memcpy(x2, da, n * sizeof *z);
+  kern->relu_backward(x1, x1, z, n); /* in place, as training calls it */
+  ref->relu_backward(x2, x2, z, n);
+  assert_memory_equal(x1, x2, n * sizeof *x1);
+  kern->col_sum(x1, z, rows, cols);
+  ref->col_sum(x2, z, rows, cols);
+  assert_memory_equal(x1, x2, (size_t)cols * sizeof *x1);
+  float *g = fill(&r, n), *w0 = fill(&r, n), *v1 = fill(&r, n), *v2 = fedc_malloc_array(n, sizeof *v2);
+  float *w3 = fedc_malloc_array(n, sizeof *w3);
+  double *mag = fedc_malloc_array(n, sizeof *mag);
+  assert_true(v2 && w3 && mag);
+  for (size_t i = 0; i < n; i++) mag[i] = 10.0 * fabs(z[i]) + 10.0;
+  for (int extras = 0; extras < 2; extras++) {
+    float m = extras ? 0.9f : 0.0f, l1 = extras ? 1e-3f : 0.0f, l2 = extras ? 1e-2f : 0.0f,
+          mu = extras ? 0.1f : 0.0f;
+    memcpy(x1, z, n * sizeof *z), memcpy(x2, z, n * sizeof *z), memcpy(w3, z, n * sizeof *z);
+    memcpy(v2, v1, n * sizeof *v1);
+    float *v3 = fedc_malloc_array(n, sizeof *v3);
+    assert_non_null(v3);
+    memcpy(v3, v1, n * sizeof *v1);
+    kern->sgd_step(x1, g, v2, w0, n, 0.05f, m, l1, l2, mu);
+    kern->sgd_step(w3, g, v3, w0, n, 0.05f, m, l1, l2, mu);
+    assert_memory_equal(x1, w3, n * sizeof *x1);
+    memcpy(v3, v1, n * sizeof *v1);
+    ref->sgd_step(x2, g, v3, w0, n, 0.05f, m, l1, l2, mu);
+    for (size_t i = 0; i < n; i++) mag[i] = fabs(x2[i]) + 1.0;
+    for (size_t i = 0; i < n; i++)
+      if (!(fabs((double)x1[i] - x2[i]) <= 1e-6 * mag[i])) {
+        print_message("sgd_step [%zu]: got %.9g want %.9g\n", i, (double)x1[i], (double)x2[i]);
+        fail();
+      }
+    fedc_free(v3);
+  }
+  fedc_free(z), fedc_free(bias), fedc_free(da), fedc_free(x1), fedc_free(x2), fedc_free(g);
+  fedc_free(w0), fedc_free(v1), fedc_free(v2), fedc_free(w3), fedc_free(mag);
+}
+
+/*
  * Selection: names, the errors for an unknown or unavailable variant (the
  * variant in use unchanged), and a CPU backend opened after a selection
  * uses that variant's kernels (its product equals the table's, bit for bit).
@@ -296,7 +356,8 @@ static void test_select(void **state) {
 #define VARIANT_CASES(v, name)                                               \
   {"gemm_nt/" name, test_gemm_nt, NULL, NULL, &v},                           \
       {"gemm_tn/" name, test_gemm_tn, NULL, NULL, &v},                       \
-      {"fold/" name, test_fold, NULL, NULL, &v}
+      {"fold/" name, test_fold, NULL, NULL, &v},                             \
+      {"elementwise/" name, test_elem, NULL, NULL, &v}
 
 int main(void) {
   print_message("cpu kernels: best on this machine %s\n", fedc_cpu_variant_name(fedc_cpu_best()));
