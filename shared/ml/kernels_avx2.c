@@ -18,6 +18,7 @@
 #define V_MUL(a, b) _mm256_mul_ps(a, b)
 #define V_HSUM(v) hsum256(v)
 #define V_LOAD_PART(p, cnt) _mm256_maskload_ps(p, part_mask(cnt))
+#define V_STORE_PART(p, v, cnt) _mm256_maskstore_ps(p, part_mask(cnt), v)
 #define V_HSUM4(a, b, c, d, out) _mm_storeu_ps(out, hsum4x256(a, b, c, d))
 #define NT_R 2
 #define NT_N 5

@@ -19,6 +19,7 @@
 #define V_MUL(a, b) _mm512_mul_ps(a, b)
 #define V_HSUM(v) _mm512_reduce_add_ps(v)
 #define V_LOAD_PART(p, cnt) _mm512_maskz_loadu_ps((__mmask16)((1u << (cnt)) - 1u), p)
+#define V_STORE_PART(p, v, cnt) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (cnt)) - 1u), v)
 #define V_HSUM4(a, b, c, d, out) _mm_storeu_ps(out, hsum4x512(a, b, c, d))
 #define NT_R 4
 #define NT_N 5

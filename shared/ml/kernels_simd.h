@@ -8,6 +8,7 @@
  *   V_MUL(a, b) V_HSUM(v) (the sum of the lanes, in a fixed order)
  *   V_HSUM4(a, b, c, d, out)   out[0..3] = the lane sums of a, b, c, d
  *   V_LOAD_PART(p, cnt)   (optional) cnt < VL floats, the other lanes 0
+ *   V_STORE_PART(p, v, cnt)   (optional) store v's first cnt < VL lanes
  *   NT_R, NT_N            gemm_nt's block: NT_R rows of A by NT_N outputs
  *   TN_R, TN_C            gemm_tn's block: TN_R rows of C by TN_C vectors
  *   SIMD_TABLE, SIMD_VARIANT   the table's name and variant
@@ -39,6 +40,18 @@ INL V load_part(const float *p, int cnt) {
   memset(t, 0, sizeof t);
   memcpy(t, p, (size_t)cnt * sizeof(float));
   return V_LOADU(t);
+}
+
+/* Store the first cnt < VL lanes of v: masked where the instruction set
+ * can (V_STORE_PART), else through a copy. */
+INL void store_part(float *p, V v, int cnt) {
+#ifdef V_STORE_PART
+  V_STORE_PART(p, v, cnt);
+  return;
+#endif
+  float t[VL] __attribute__((aligned(64)));
+  V_STOREU(t, v);
+  memcpy(p, t, (size_t)cnt * sizeof(float));
 }
 
 /*
@@ -224,8 +237,63 @@ static void tn_dispatch(int rb, int cv, int k, const float *a, int lda,
   }
 }
 
+/* The last n % VL columns: RB rows by one partial vector, the same sums. */
+INL void tn_tail(const int RB, int cnt, int k, const float *a, int lda, const float *b,
+                 int ldb, float alpha, float beta, float *c, int ldc) {
+  V acc[TN_R];
+  for (int r = 0; r < RB; r++) acc[r] = V_ZERO();
+  for (int p = 0; p < k; p++) {
+    const float *ap = a + (size_t)p * lda;
+    V bv = load_part(b + (size_t)p * ldb, cnt);
+    for (int r = 0; r < RB; r++) acc[r] = V_FMA(V_SET1(ap[r]), bv, acc[r]);
+  }
+  const V va = V_SET1(alpha), vb = V_SET1(beta);
+  for (int r = 0; r < RB; r++) {
+    float *cp = c + (size_t)r * ldc;
+    V out = V_MUL(va, acc[r]);
+    if (beta != 0.0f) out = V_FMA(vb, load_part(cp, cnt), out);
+    store_part(cp, out, cnt);
+  }
+}
+
+#define TN_TAIL(RB)                                                          \
+  case RB:                                                                   \
+    tn_tail(RB, cnt, k, a, lda, b, ldb, alpha, beta, c, ldc);                \
+    break;
+
+static void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda,
+                             const float *b, int ldb, float alpha, float beta,
+                             float *c, int ldc) {
+  switch (rb) {
+    TN_TAIL(1)
+#if TN_R >= 2
+    TN_TAIL(2)
+#endif
+#if TN_R >= 3
+    TN_TAIL(3)
+#endif
+#if TN_R >= 4
+    TN_TAIL(4)
+#endif
+#if TN_R >= 5
+    TN_TAIL(5)
+#endif
+#if TN_R >= 6
+    TN_TAIL(6)
+#endif
+#if TN_R >= 7
+    TN_TAIL(7)
+#endif
+#if TN_R >= 8
+    TN_TAIL(8)
+#endif
+  default:
+    break;
+  }
+}
+
 /* Columns in chunks of TN_C vectors (the last chunk shorter), the last
- * n % VL columns by plain loops in the same order over k. */
+ * n % VL columns as one partial vector. */
 static void simd_gemm_tn(int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta,
                          float *c, int ldc) {
@@ -236,13 +304,10 @@ static void simd_gemm_tn(int m, int n, int k, float alpha, const float *a,
       tn_dispatch(m - i < TN_R ? m - i : TN_R, cv, k, a + i, lda, b + j, ldb,
                   alpha, beta, c + (size_t)i * ldc + j, ldc);
   }
-  for (int i = 0; i < m; i++)
-    for (int j = full; j < n; j++) {
-      float s = 0.0f;
-      for (int p = 0; p < k; p++) s += a[(size_t)p * lda + i] * b[(size_t)p * ldb + j];
-      float *cij = c + (size_t)i * ldc + j;
-      *cij = beta == 0.0f ? alpha * s : alpha * s + beta * *cij;
-    }
+  if (full < n)
+    for (int i = 0; i < m; i += TN_R)
+      tn_tail_dispatch(m - i < TN_R ? m - i : TN_R, n - full, k, a + i, lda, b + full, ldb,
+                       alpha, beta, c + (size_t)i * ldc + full, ldc);
 }
 
 const fedc_kernels SIMD_TABLE = {SIMD_VARIANT, simd_gemm_nt, simd_gemm_tn,
