@@ -2,7 +2,7 @@
  * kernels_avx512.c - the AVX-512 kernel variant (kernels.h), compiled with
  * -march=x86-64-v4 (F, BW, CD, DQ, VL) whatever the build's baseline
  * (Makefile). AVX-512 has 32 zmm registers of 16 floats: gemm_nt's block
- * is 4 rows by 5 outputs (20 accumulators, 4 A vectors, 1 B vector),
+ * is 5 rows by 5 outputs (25 accumulators, 5 A vectors, 1 B vector),
  * gemm_tn's 5 rows by 4 vectors (20 accumulators, 4 B vectors, broadcasts
  * from memory). Empty on other machines.
  */
@@ -21,7 +21,7 @@
 #define V_LOAD_PART(p, cnt) _mm512_maskz_loadu_ps((__mmask16)((1u << (cnt)) - 1u), p)
 #define V_STORE_PART(p, v, cnt) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (cnt)) - 1u), v)
 #define V_HSUM4(a, b, c, d, out) _mm_storeu_ps(out, hsum4x512(a, b, c, d))
-#define NT_R 4
+#define NT_R 5
 #define NT_N 5
 #define TN_R 5
 #define TN_C 4

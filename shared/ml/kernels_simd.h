@@ -132,18 +132,50 @@ INL void nt_rows(const int R, int nb, int k, const float *a, int lda,
   }
 }
 
+/* Rows: the remaining m % NT_R as one shorter block. */
+static void nt_tail_rows(int rows, int nb, int k, const float *a, int lda,
+                         const float *b, int ldb, float alpha, float beta,
+                         float *c, int ldc) {
+  switch (rows) {
+  case 1:
+    nt_rows(1, nb, k, a, lda, b, ldb, alpha, beta, c, ldc);
+    break;
+#if NT_R > 2
+  case 2:
+    nt_rows(2, nb, k, a, lda, b, ldb, alpha, beta, c, ldc);
+    break;
+#endif
+#if NT_R > 3
+  case 3:
+    nt_rows(3, nb, k, a, lda, b, ldb, alpha, beta, c, ldc);
+    break;
+#endif
+  default:
+    for (int i = 0; i < rows; i++)
+      nt_rows(1, nb, k, a + (size_t)i * lda, lda, b, ldb, alpha, beta, c + (size_t)i * ldc, ldc);
+    break;
+  }
+}
+
+/* Rows NT_R at a time (each block of A read from memory once, then from
+ * L1 for every chunk of outputs); outputs in as few chunks of at most NT_N
+ * as can be, of even sizes (10 outputs by 4: 4, 3, 3, not 4, 4, 2). */
 static void simd_gemm_nt(int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta,
                          float *c, int ldc) {
-  int i = 0;
-  for (; i + NT_R <= m; i += NT_R)
-    for (int j = 0; j < n; j += NT_N)
-      nt_rows(NT_R, n - j < NT_N ? n - j : NT_N, k, a + (size_t)i * lda, lda,
-              b + (size_t)j * ldb, ldb, alpha, beta, c + (size_t)i * ldc + j, ldc);
-  for (; i < m; i++)
-    for (int j = 0; j < n; j += NT_N)
-      nt_rows(1, n - j < NT_N ? n - j : NT_N, k, a + (size_t)i * lda, lda,
-              b + (size_t)j * ldb, ldb, alpha, beta, c + (size_t)i * ldc + j, ldc);
+  const int chunks = (n + NT_N - 1) / NT_N;
+  for (int i = 0; i < m; i += NT_R) {
+    const float *ai = a + (size_t)i * lda;
+    float *ci = c + (size_t)i * ldc;
+    for (int q = 0, j = 0; q < chunks; q++) {
+      int nb = n / chunks + (q < n % chunks);
+      if (i + NT_R <= m)
+        nt_rows(NT_R, nb, k, ai, lda, b + (size_t)j * ldb, ldb, alpha, beta, ci + j, ldc);
+      else
+        nt_tail_rows(m - i, nb, k, ai, lda, b + (size_t)j * ldb, ldb, alpha, beta, ci + j, ldc);
+      j += nb;
+    }
+  }
 }
 
 /*
