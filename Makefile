@@ -19,7 +19,19 @@
 
 CC      ?= cc
 SANITIZE ?=
-ARCH    ?= -march=native
+# ARCH: the instruction-set baseline of everything but the CPU kernel
+# variants (shared/ml/kernels_*.c, compiled for their own; see the block at
+# the end). Portable by default: x86-64 is Debian's amd64 baseline, armv8-a
+# arm64's; the hot kernels are chosen at run time (base/cpu.h).
+# `make ARCH=-march=native` builds for this machine only.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(filter x86_64-%,$(TARGET_MACHINE)),)
+ARCH    ?= -march=x86-64
+else ifneq ($(filter aarch64-%,$(TARGET_MACHINE)),)
+ARCH    ?= -march=armv8-a
+else
+ARCH    ?=
+endif
 OPT     ?= -O3
 
 ifeq ($(SANITIZE),)
@@ -707,3 +719,21 @@ endif
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \
     $(BUILD)/obj/client/main.d
+
+# --- CPU kernel variants: per-file flags ---------------------------------------
+# Each x86-64 variant of the hot kernels (shared/ml/kernels_avx2.c, _avx512.c)
+# is compiled for its own instruction set whatever ARCH says (a
+# -march=native build included), in the static, PIC and fuzz objects; the
+# program picks one at run time from what the CPU reports (base/cpu.h).
+# kernels_neon.c needs nothing: NEON is in the arm64 baseline.
+ifneq ($(filter x86_64-%,$(TARGET_MACHINE)),)
+KERNEL_ISA_avx2 := -march=x86-64-v3 -mtune=generic
+KERNEL_ISA_avx512 := -march=x86-64-v4 -mtune=generic
+define kernel_flags
+$(BUILD)/obj/shared/ml/kernels_$(1).o $(BUILD)/pic/shared/ml/kernels_$(1).o: \
+    CFLAGS_ALL := $$(filter-out -march=% -mtune=% -mcpu=%,$$(CFLAGS_ALL)) $$(KERNEL_ISA_$(1))
+$(FUZZ_DIR)/obj/shared/ml/kernels_$(1).o: \
+    FUZZ_CFLAGS := $$(filter-out -march=% -mtune=% -mcpu=%,$$(FUZZ_CFLAGS)) $$(KERNEL_ISA_$(1))
+endef
+$(foreach v,avx2 avx512,$(eval $(call kernel_flags,$(v))))
+endif

@@ -15,7 +15,11 @@
 #
 # Knobs (environment): FEDC_BENCH_REPS (3), FEDC_BENCH_THREADS (2),
 # FEDC_BENCH_SOFTMAX_ROUNDS (100), FEDC_BENCH_MLP_ROUNDS (20),
-# FEDC_BENCH_PYTHON (/usr/bin/python3, the interpreter that runs torch).
+# FEDC_BENCH_PYTHON (/usr/bin/python3, the interpreter that runs torch),
+# FEDC_BENCH_SPLIT (1: also time fedc without the per-round evaluation, to
+# show where a round goes), FEDC_CPU (force a kernel variant: avx2, ...).
+# The header names the kernel variant; bench/kernels.c prints the kernels'
+# GFLOP/s against the FMA peak.
 set -eu
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +40,9 @@ TEST_SAMPLES=10000 # Fashion-MNIST's test set, evaluated every round
 # 2 threads ran 3-5x slower than with PASSIVE here. The baseline gets the
 # better setting; an OMP_WAIT_POLICY already in the environment wins.
 TORCH_OMP_WAIT=${OMP_WAIT_POLICY:-PASSIVE}
+# FEDC_BENCH_SPLIT=1: each fedc run is followed by one without the per-round
+# evaluation, to show where a round goes
+SPLIT=${FEDC_BENCH_SPLIT:-1}
 
 if [ ! -x "$SIM" ]; then
   echo "bench: $SIM not found; build it first (make all)" >&2
@@ -67,11 +74,14 @@ run_one() {
   softmax) rounds=$SOFTMAX_ROUNDS ;;
   mlp) rounds=$MLP_ROUNDS ;;
   esac
-  if [ "$2" = fedc ]; then
+  if [ "$2" = fedc ] || [ "$2" = noeval ]; then
     if [ "$1" = mlp ]; then model="--set model.type=mlp --set model.hidden=$HIDDEN"
     else model="--set model.type=softmax"; fi
+    # noeval: the same job evaluating only after its last round
+    extra=""
+    [ "$2" = noeval ] && extra="--set sim.eval_every=1000000"
     # shellcheck disable=SC2086
-    "$SIM" $COMMON $model --set job.rounds="$rounds" >"$out" 2>"$out.err" || {
+    "$SIM" $COMMON $model --set job.rounds="$rounds" $extra >"$out" 2>"$out.err" || {
       echo "bench: fedc-sim ($1, run $3) failed:" >&2
       cat "$out.err" >&2
       return 0
@@ -91,7 +101,11 @@ run_one() {
 }
 
 echo "fedc benchmark: fedc-sim vs plain PyTorch FedAvg"
-echo "  fedc-sim:  $SIM ($("$SIM" --version 2>/dev/null || echo unknown version))"
+echo "  fedc-sim:  $SIM ($("$SIM" --version 2>/dev/null | head -n 1 || echo unknown version))"
+# the CPU kernel variant the runs use: the best one the CPU reports, or the
+# one FEDC_CPU forces (docs/architecture.md, Compute)
+VARIANT=$("$SIM" --version 2>/dev/null | sed -n 's/^cpu kernels: //p')
+echo "  kernels:   ${VARIANT:-unknown} (FEDC_CPU=${FEDC_CPU:-unset})"
 if [ "$HAVE_TORCH" = 1 ]; then
   echo "  pytorch:   $TORCH_PY, torch $TORCH_VER ($BENCH_DIR/pytorch_fedavg.py),"
   echo "             OMP_WAIT_POLICY=$TORCH_OMP_WAIT"
@@ -122,6 +136,10 @@ for setting in softmax mlp; do
       printf ' torch ' >&2
       run_one "$setting" torch "$rep"
     fi
+    if [ "$SPLIT" = 1 ]; then
+      printf ' fedc without evaluation ' >&2
+      run_one "$setting" noeval "$rep"
+    fi
     echo >&2
     rep=$((rep + 1))
   done
@@ -151,6 +169,48 @@ if [ "$HAVE_TORCH" = 1 ] && [ "${FEDC_BENCH_TORCH_DEFAULT:-1}" = 1 ]; then
       --threads "$THREADS" --lr 0.05 --json 2>/dev/null | tail -1 |
       "$PY" -c 'import json,sys; f=json.loads(sys.stdin.read()); print("  torch (default OpenMP) %.3f s/round" % f["sec_per_round"])'
   done
+fi
+# Where a round goes: each fedc run was followed by the same job evaluating
+# only after its last round; the difference of each pair is the evaluation.
+if [ "$SPLIT" = 1 ]; then
+  echo
+  echo "where a fedc round goes ($VARIANT; medians over the $REPS pairs of runs):"
+  "$PY" - "$TMP" <<'PYEOF'
+import json, os, statistics, sys
+tmp = sys.argv[1]
+def per_round(path):
+    try:
+        for line in open(path):
+            if '"final":true' in line:
+                return json.loads(line)["sec_per_round"]
+    except OSError:
+        pass
+    return None
+for setting in ("softmax", "mlp"):
+    pairs = []
+    for rep in range(1, 100):
+        a = per_round(os.path.join(tmp, "%s.fedc.%d.json" % (setting, rep)))
+        b = per_round(os.path.join(tmp, "%s.noeval.%d.json" % (setting, rep)))
+        if a is not None and b is not None:
+            pairs.append((a, b))
+    if not pairs:
+        continue
+    full = statistics.median(p[0] for p in pairs)
+    noev = statistics.median(p[1] for p in pairs)
+    ev = statistics.median(p[0] - p[1] for p in pairs)
+    print("  %-8s %7.2f ms/round; without the per-round evaluation %7.2f ms (local training,"
+          " exchange, FedAvg fold);\n           the evaluation of the 10,000 test images"
+          " %.2f ms (%.0f%% of a round)" % (setting, 1e3 * full, 1e3 * noev, 1e3 * ev,
+                                          100 * ev / full))
+PYEOF
+fi
+
+# The kernels on their own: the skinny products of every variant this CPU
+# runs, in GFLOP/s against the FMA peak (bench/kernels.c).
+if cc -O2 -std=c11 -D_GNU_SOURCE "$BENCH_DIR/kernels.c" -o "$TMP/kernels" \
+     -I"$BENCH_DIR/../include" -I"$BENCH_DIR/../shared" "$BUILD/lib/libfedc.a" -lm 2>/dev/null; then
+  echo
+  "$TMP/kernels"
 fi
 if cc -O2 "$BENCH_DIR/gemm_peak.c" -o "$TMP/gemm_peak" \
      -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas 2>/dev/null; then

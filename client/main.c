@@ -22,6 +22,7 @@
 
 #include "client.h"
 #include "config/config.h"
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/version.h"
@@ -161,6 +162,12 @@ int main(int argc, char **argv) {
   fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */
   if (getenv("FEDC_LOG") == NULL) fedc_log_set_level(FEDC_LOG_INFO);
   int have_config = 0;
+  /* FEDC_CPU forces a kernel variant (base/cpu.h), before anything runs */
+  const char *cpu = getenv("FEDC_CPU");
+  if (cpu && cpu[0] && fedc_cpu_select(cpu) != 0) {
+    fprintf(stderr, "fedc-client: FEDC_CPU: %s\n", fedc_error_msg());
+    return FEDC_CLIENT_EXIT_BAD_INPUT;
+  }
   /* --help and --version win wherever they stand; --config is applied
    * first, then every --set in order */
   for (int i = 1; i < argc; i++) {
@@ -169,7 +176,7 @@ int main(int argc, char **argv) {
       return FEDC_CLIENT_EXIT_FINISHED;
     }
     if (strcmp(argv[i], "--version") == 0) {
-      printf("fedc-client %s\n", FEDC_VERSION);
+      printf("fedc-client %s\ncpu kernels: %s\n", FEDC_VERSION, fedc_cpu_name());
       return FEDC_CLIENT_EXIT_FINISHED;
     }
   }

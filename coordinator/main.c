@@ -24,6 +24,7 @@
 #include "config/config.h"
 #include "config/settings.h"
 #include "coordinator.h"
+#include "base/cpu.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mbedtls_compat.h"
@@ -224,6 +225,13 @@ int main(int argc, char **argv) {
   int n_rest = 0;
   const char *name = NULL;
   if (rest == NULL) return FEDC_COORD_EXIT_RUNTIME;
+  /* FEDC_CPU forces a kernel variant (base/cpu.h), before anything runs */
+  const char *cpu = getenv("FEDC_CPU");
+  if (cpu && cpu[0] && fedc_cpu_select(cpu) != 0) {
+    fprintf(stderr, "fedc-coordinator: FEDC_CPU: %s\n", fedc_error_msg());
+    fedc_free(rest);
+    return FEDC_COORD_EXIT_USAGE;
+  }
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
       if (fedc_config_load(&cfg, argv[++i]) != 0) {
@@ -238,7 +246,7 @@ int main(int argc, char **argv) {
       usage(stdout);
       return FEDC_COORD_EXIT_OK;
     } else if (strcmp(a, "--version") == 0) {
-      printf("fedc-coordinator %s\n", FEDC_VERSION);
+      printf("fedc-coordinator %s\ncpu kernels: %s\n", FEDC_VERSION, fedc_cpu_name());
       return FEDC_COORD_EXIT_OK;
     } else if (strcmp(a, "--config") == 0) {
       if (++i >= argc) {

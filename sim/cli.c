@@ -10,11 +10,13 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "base/cpu.h"
 #include "base/error.h"
 #include "ml/model.h"
 #include "base/version.h"
@@ -67,6 +69,12 @@ int fedc_cli_parse(fedc_cli *cli, const char *prog, const char *about,
   cli->prog = prog;
   cli->last_acc = cli->last_loss = NAN;
   fedc_config_defaults(&cli->cfg);
+  /* FEDC_CPU forces a kernel variant (base/cpu.h), before anything runs */
+  const char *cpu = getenv("FEDC_CPU");
+  if (cpu && cpu[0] && fedc_cpu_select(cpu) != 0) {
+    if (speak) fprintf(stderr, "%s: FEDC_CPU: %s\n", prog, fedc_error_msg());
+    return FEDC_EXIT_USAGE;
+  }
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--config") != 0) continue;
     if (i + 1 >= argc) {
@@ -84,7 +92,7 @@ int fedc_cli_parse(fedc_cli *cli, const char *prog, const char *about,
       if (speak) usage(stdout, prog, about);
       return FEDC_EXIT_OK;
     } else if (strcmp(a, "--version") == 0) {
-      if (speak) printf("%s %s\n", prog, FEDC_VERSION);
+      if (speak) printf("%s %s\ncpu kernels: %s\n", prog, FEDC_VERSION, fedc_cpu_name());
       return FEDC_EXIT_OK;
     } else if (strcmp(a, "--config-doc") == 0) {
       if (speak) fedc_config_write_doc(stdout);

@@ -9,6 +9,7 @@
 #include "agg/agg.h"
 #include "base/alloc.h"
 #include "base/error.h"
+#include "ml/kernels.h"
 
 #define FRAC_BITS 32
 #define W_LIMIT 2147483648.0 /* |w| < 2^31 keeps w * 2^32 inside int64 */
@@ -33,7 +34,9 @@ static int fedavg_begin(fedc_strategy *s, const float *global, size_t n) {
 /*
  * Convert first, fold second: a bad weight anywhere in the update leaves the
  * accumulator untouched. w * 2^32 is exact in double (a power-of-two scale),
- * and nearbyint rounds it to the fixed-point grid.
+ * and nearbyint rounds it to the fixed-point grid. Both loops are the CPU
+ * variant's kernels (ml/kernels.h); their results are exact, so the same
+ * in every variant.
  */
 static int fedavg_add(fedc_strategy *s, const float *w, size_t n,
                       uint64_t n_samples) {
@@ -42,16 +45,15 @@ static int fedavg_add(fedc_strategy *s, const float *w, size_t n,
   if (n_samples == 0 || n_samples > (1ull << 40))
     return fedc_error_set(FEDC_ERANGE, "fedavg: sample count %llu outside 1..2^40",
                           (unsigned long long)n_samples);
-  for (size_t i = 0; i < n; i++) {
-    double x = (double)w[i];
+  const fedc_kernels *kern = fedc_kernels_get();
+  size_t bad = kern->fx_convert(f->q, w, n, TWO_POW_FRAC, W_LIMIT);
+  if (bad < n) {
+    double x = (double)w[bad];
     if (!isfinite(x))
-      return fedc_error_set(FEDC_ENONFINITE, "fedavg: weight %zu is %g", i, x);
-    if (fabs(x) >= W_LIMIT)
-      return fedc_error_set(FEDC_ERANGE, "fedavg: weight %zu = %g is outside +-2^31", i, x);
-    f->q[i] = (int64_t)nearbyint(x * TWO_POW_FRAC);
+      return fedc_error_set(FEDC_ENONFINITE, "fedavg: weight %zu is %g", bad, x);
+    return fedc_error_set(FEDC_ERANGE, "fedavg: weight %zu = %g is outside +-2^31", bad, x);
   }
-  const __int128 m = (__int128)n_samples;
-  for (size_t i = 0; i < n; i++) f->acc[i] += m * f->q[i];
+  kern->fx_fold(f->acc, f->q, n, (int64_t)n_samples);
   f->total += n_samples;
   return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * backend_cpu.c - the CPU backend: OpenBLAS for matrix products, plain loops
- * (which the compiler vectorizes) for the rest. It is the reference every
+ * backend_cpu.c - the CPU backend: OpenBLAS for matrix products, the
+ * kernels of the CPU variant in use (ml/kernels.h) for the skinny ones,
+ * plain loops (which the compiler vectorizes) for the rest. It is the reference every
  * other backend is tested against. Buffers are 64-byte aligned host memory.
  */
 #include <cblas.h>
@@ -9,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "ml/backend.h"
+#include "ml/kernels.h"
 #include "base/error.h"
 
 void fedc_backend_cpu_set_blas_threads(int n) { openblas_set_num_threads(n); }
@@ -39,133 +41,29 @@ static int cpu_zero(fedc_backend *b, float *p, size_t n) {
 }
 
 /*
- * Own kernels for the skinny products of models with few outputs (softmax
- * and logistic regression, an MLP's last layer), where OpenBLAS spends more
- * time packing operands than multiplying. SMALL is the largest output count
- * they take.
+ * The skinny products of models with few outputs (softmax and logistic
+ * regression, an MLP's last layer), where OpenBLAS spends more time packing
+ * operands than multiplying, go to the kernels of the CPU variant in use
+ * when the backend was opened (ml/kernels.h, base/cpu.h).
  */
-#define SMALL 16
-/*
- * C (m x n) = alpha A B^T + beta C with n <= SMALL. B is first transposed
- * into bt (k rows of SMALL floats, zero-padded), then every row of C is
- * sum_p A[i][p] bt[p]: one broadcast multiply-add of a whole output vector
- * per input, eight rows of A at a time so each bt row loaded from L1 feeds
- * eight accumulators, and no horizontal sums.
- */
-typedef float vsmall __attribute__((vector_size(SMALL * sizeof(float))));
-
-static void store_row(float *c, vsmall acc, int n, float alpha, float beta) {
-  for (int j = 0; j < n; j++)
-    c[j] = alpha * acc[j] + (beta == 0.0f ? 0.0f : beta * c[j]);
-}
-
-/* The backend's scratch: grown, never shrunk, freed with the backend, so
- * that the hot path does not allocate. */
 typedef struct cpu_ctx {
-  void *scratch;
-  size_t scratch_size;
+  const fedc_kernels *kern;
 } cpu_ctx;
 
-static void *scratch(fedc_backend *b, size_t size) {
-  cpu_ctx *x = b->ctx;
-  if (size > x->scratch_size) {
-    void *p = fedc_malloc_aligned(size);
-    if (p == NULL) return NULL;
-    fedc_free_aligned(x->scratch);
-    x->scratch = p;
-    x->scratch_size = size;
-  }
-  return x->scratch;
-}
-
-static int gemm_nt_small(fedc_backend *be, int m, int n, int k, float alpha,
-                         const float *a, int lda, const float *bm, int ldb,
-                         float beta, float *c, int ldc) {
-  vsmall *bt = scratch(be, (size_t)k * sizeof(vsmall));
-  if (bt == NULL) return fedc_error_set(FEDC_ENOMEM, "cpu gemm: out of memory");
-  for (int p = 0; p < k; p++) {
-    vsmall v = {0};
-    for (int j = 0; j < n; j++) v[j] = bm[(size_t)j * ldb + p];
-    bt[p] = v;
-  }
-  int i = 0;
-  for (; i + 8 <= m; i += 8) {
-    const float *r[8];
-    vsmall acc[8];
-    for (int q = 0; q < 8; q++) {
-      r[q] = a + (size_t)(i + q) * lda;
-      acc[q] = (vsmall){0};
-    }
-    for (int p = 0; p < k; p++) {
-      vsmall b = bt[p];
-      acc[0] += r[0][p] * b;
-      acc[1] += r[1][p] * b;
-      acc[2] += r[2][p] * b;
-      acc[3] += r[3][p] * b;
-      acc[4] += r[4][p] * b;
-      acc[5] += r[5][p] * b;
-      acc[6] += r[6][p] * b;
-      acc[7] += r[7][p] * b;
-    }
-    for (int q = 0; q < 8; q++)
-      store_row(c + (size_t)(i + q) * ldc, acc[q], n, alpha, beta);
-  }
-  for (; i < m; i++) {
-    const float *r0 = a + (size_t)i * lda;
-    vsmall acc = {0};
-    for (int p = 0; p < k; p++) acc += r0[p] * bt[p];
-    store_row(c + (size_t)i * ldc, acc, n, alpha, beta);
-  }
-  return 0;
-}
-
-/*
- * C (m x n) = alpha A^T B + beta C with m <= SMALL (a weight gradient
- * dZ^T X): rank-1 updates of C's rows, four rows of B at a time so that each
- * load and store of C carries four multiply-adds.
- */
-static void gemm_tn_small(int m, int n, int k, float alpha, const float *a,
-                          int lda, const float *bm, int ldb, float beta,
-                          float *c, int ldc) {
-  for (int i = 0; i < m; i++) {
-    float *ci = c + (size_t)i * ldc;
-    if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
-    else if (beta != 1.0f)
-      for (int j = 0; j < n; j++) ci[j] *= beta;
-  }
-  int p = 0;
-  for (; p + 4 <= k; p += 4) {
-    const float *b0 = bm + (size_t)p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb,
-                *b3 = b2 + ldb;
-    for (int i = 0; i < m; i++) {
-      const float x0 = alpha * a[(size_t)p * lda + i],
-                  x1 = alpha * a[(size_t)(p + 1) * lda + i],
-                  x2 = alpha * a[(size_t)(p + 2) * lda + i],
-                  x3 = alpha * a[(size_t)(p + 3) * lda + i];
-      float *ci = c + (size_t)i * ldc;
-#pragma omp simd
-      for (int j = 0; j < n; j++)
-        ci[j] += x0 * b0[j] + x1 * b1[j] + x2 * b2[j] + x3 * b3[j];
-    }
-  }
-  for (; p < k; p++) {
-    const float *b0 = bm + (size_t)p * ldb;
-    for (int i = 0; i < m; i++) {
-      const float x0 = alpha * a[(size_t)p * lda + i];
-      float *ci = c + (size_t)i * ldc;
-#pragma omp simd
-      for (int j = 0; j < n; j++) ci[j] += x0 * b0[j];
-    }
-  }
-}
+/* The backend's kernel table; the elementwise ops below are the variant's
+ * too (ml/kernels_elem.h). */
+#define KERN(b) (((cpu_ctx *)(b)->ctx)->kern)
 
 static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
                     float alpha, const float *a, int lda, const float *bm,
                     int ldb, float beta, float *c, int ldc) {
-  if (!ta && tb && n <= SMALL)
-    return gemm_nt_small(b, m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
-  if (ta && !tb && m <= SMALL) {
-    gemm_tn_small(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+  const fedc_kernels *kern = KERN(b);
+  if (!ta && tb && n <= FEDC_KERNEL_SMALL) {
+    kern->gemm_nt(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+    return 0;
+  }
+  if (ta && !tb && m <= FEDC_KERNEL_SMALL) {
+    kern->gemm_tn(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
     return 0;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
@@ -192,35 +90,24 @@ static int cpu_gather(fedc_backend *b, float *dst, const float *src,
 
 static int cpu_add_bias(fedc_backend *b, float *z, const float *bias,
                         int32_t rows, int32_t cols) {
-  (void)b;
-  for (int32_t i = 0; i < rows; i++) {
-    float *zi = z + (size_t)i * (size_t)cols;
-    for (int32_t j = 0; j < cols; j++) zi[j] += bias[j];
-  }
+  KERN(b)->add_bias(z, bias, rows, cols);
   return 0;
 }
 
 static int cpu_relu(fedc_backend *b, float *a, const float *z, size_t n) {
-  (void)b;
-  for (size_t i = 0; i < n; i++) a[i] = z[i] > 0.0f ? z[i] : 0.0f;
+  KERN(b)->relu(a, z, n);
   return 0;
 }
 
 static int cpu_relu_backward(fedc_backend *b, float *dz, const float *da,
                              const float *a, size_t n) {
-  (void)b;
-  for (size_t i = 0; i < n; i++) dz[i] = a[i] > 0.0f ? da[i] : 0.0f;
+  KERN(b)->relu_backward(dz, da, a, n);
   return 0;
 }
 
 static int cpu_col_sum(fedc_backend *b, float *out, const float *m,
                        int32_t rows, int32_t cols) {
-  (void)b;
-  memset(out, 0, (size_t)cols * sizeof(float));
-  for (int32_t i = 0; i < rows; i++) {
-    const float *mi = m + (size_t)i * (size_t)cols;
-    for (int32_t j = 0; j < cols; j++) out[j] += mi[j];
-  }
+  KERN(b)->col_sum(out, m, rows, cols);
   return 0;
 }
 
@@ -298,19 +185,7 @@ static int cpu_reg_grad(fedc_backend *b, float *g, const float *w,
 
 static int cpu_sgd_step(fedc_backend *b, float *w, const float *g, float *v,
                         const float *w0, size_t n, const fedc_sgd_params *p) {
-  (void)b;
-  const float lr = p->lr, m = p->momentum, l1 = p->l1, l2 = p->l2,
-              mu = p->prox_mu;
-  if (l1 == 0.0f && l2 == 0.0f && mu == 0.0f && m == 0.0f) {
-    for (size_t i = 0; i < n; i++) w[i] -= lr * g[i];
-    return 0;
-  }
-  for (size_t i = 0; i < n; i++) {
-    float gi = g[i] + l2 * w[i] + l1 * sign_of(w[i]);
-    if (mu != 0.0f) gi += mu * (w[i] - w0[i]);
-    if (m != 0.0f) gi = v[i] = m * v[i] + gi;
-    w[i] -= lr * gi;
-  }
+  KERN(b)->sgd_step(w, g, v, w0, n, p->lr, p->momentum, p->l1, p->l2, p->prox_mu);
   return 0;
 }
 
@@ -331,8 +206,6 @@ static int cpu_sum_abs(fedc_backend *b, const float *x, size_t n, double *out) {
 }
 
 static void cpu_close(fedc_backend *b) {
-  cpu_ctx *x = b->ctx;
-  fedc_free_aligned(x->scratch);
   fedc_free(b);
 }
 
@@ -342,6 +215,7 @@ int fedc__backend_cpu_open(fedc_backend **out) {
   *out = NULL;
   if (b == NULL) return fedc_error_set(FEDC_ENOMEM, "cpu backend: out of memory");
   b->ctx = (char *)b + sizeof *b;
+  ((cpu_ctx *)b->ctx)->kern = fedc_kernels_get();
   b->name = "cpu";
   b->device = FEDC_DEVICE_CPU;
   b->alloc = cpu_alloc;
