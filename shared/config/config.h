@@ -101,6 +101,12 @@ typedef struct fedc_config {
   double server_idle_timeout_s;
   double server_poll_s;
   double server_over_select;
+  double server_handshake_timeout_s;
+  int32_t server_max_conns_per_source;
+  double server_handshake_rate;
+  int32_t server_handshake_burst;
+  int32_t server_max_connections;
+  double server_reserved_share;
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];
