@@ -255,6 +255,46 @@ static int refused_alert(int alert) {
   }
 }
 
+/* The name of a TLS alert description (RFC 5246 7.2, RFC 8446 6.2). */
+static const char *alert_name(int alert) {
+  switch (alert) {
+  case 10: return "unexpected_message";
+  case 20: return "bad_record_mac";
+  case 40: return "handshake_failure";
+  case 41: return "no_certificate";
+  case 42: return "bad_certificate";
+  case 43: return "unsupported_certificate";
+  case 44: return "certificate_revoked";
+  case 45: return "certificate_expired";
+  case 46: return "certificate_unknown";
+  case 47: return "illegal_parameter";
+  case 48: return "unknown_ca";
+  case 49: return "access_denied";
+  case 50: return "decode_error";
+  case 51: return "decrypt_error";
+  case 70: return "protocol_version";
+  case 71: return "insufficient_security";
+  case 80: return "internal_error";
+  case 116: return "certificate_required";
+  default: return "alert";
+  }
+}
+
+/* What the peer's alert says about our certificate, in words. */
+static const char *alert_meaning(int alert) {
+  switch (alert) {
+  case 41: case 116: return "the coordinator requires a client certificate";
+  case 42: return "the coordinator finds this client's certificate bad (not signed by its CA, or damaged)";
+  case 43: return "the coordinator does not support this client's certificate type";
+  case 44: return "the coordinator says this client's certificate is revoked";
+  case 45: return "the coordinator says this client's certificate has expired";
+  case 46: return "the coordinator could not verify this client's certificate";
+  case 48: return "the coordinator does not know the CA that signed this client's certificate";
+  case 49: return "the coordinator denies access to this client's certificate";
+  default: return "the coordinator refused the handshake";
+  }
+}
+
 /* OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
  * (when the host check is left to OpenSSL) */
 #define X509_HOSTNAME_MISMATCH 62L
@@ -315,7 +355,7 @@ static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *
     /* with TLS 1.3 the peer's verdict on our certificate comes after our
      * side of the handshake is done: the alert then ends the first read */
     if (refused_alert(c->peer_alert)) {
-      *sub = FEDC_SUB_TLS_REFUSED_BY_PEER;
+      *sub = c->peer_alert == 45 ? FEDC_SUB_TLS_OWN_CERT_EXPIRED : FEDC_SUB_TLS_REFUSED_BY_PEER;
       return FEDC_HTTP_FAIL_TLS_REFUSED;
     }
     return FEDC_HTTP_FAIL_NETWORK;
@@ -438,6 +478,10 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   if (resp->fail == FEDC_HTTP_FAIL_CANCELLED)
     return fedc_error_set(err, "%s %s: cancelled", method, c->url);
   if (c->nomem) return fedc_error_set(err, "%s %s: out of memory", method, c->url);
+  if (resp->fail == FEDC_HTTP_FAIL_TLS_REFUSED)
+    return fedc_error_set_sub(err, sub, "%s %s: %s (TLS alert %s, %d): %s (curl error %d)",
+                              method, c->url, alert_meaning(c->peer_alert),
+                              alert_name(c->peer_alert), c->peer_alert, msg, (int)cc);
   return fedc_error_set_sub(err, sub, "%s %s: %s (curl error %d)", method, c->url, msg, (int)cc);
 }
 
