@@ -313,6 +313,13 @@ static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *
   *sub = FEDC_SUB_NONE;
   switch (cc) {
   case CURLE_PEER_FAILED_VERIFICATION: {
+    /* libcurl reports the peer's certificate_expired alert as its own
+     * verification failure (it maps OpenSSL's SSLV3_ALERT_CERTIFICATE_EXPIRED
+     * there): an alert received means the peer refused us, not the reverse */
+    if (refused_alert(c->peer_alert)) {
+      *sub = c->peer_alert == 45 ? FEDC_SUB_TLS_OWN_CERT_EXPIRED : FEDC_SUB_TLS_REFUSED_BY_PEER;
+      return FEDC_HTTP_FAIL_TLS_REFUSED;
+    }
     long vr = -1;
     if (curl_easy_getinfo(c->curl, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK) vr = -1;
     *sub = c->peer_finished || vr == 0 || vr == X509_HOSTNAME_MISMATCH || vr == X509_IP_ADDRESS_MISMATCH
