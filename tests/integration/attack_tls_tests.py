@@ -319,7 +319,7 @@ def rss_kib(pid):
 
 def round_times(job):
     s = job.status()
-    return [r.get("seconds", 0) for r in s["rounds"]] if s else []
+    return [r.get("secs", 0) for r in s["rounds"]] if s else []
 
 
 def flood_job(slow_n, flood_s, rounds, attack):
