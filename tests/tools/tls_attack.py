@@ -23,6 +23,7 @@ the server, flood hellos sent and answered). Standard library only.
 """
 import argparse
 import json
+import resource
 import selectors
 import socket
 import ssl
@@ -128,6 +129,9 @@ def flood(port, sources, seconds, stats, stop):
 def run(port, slow_n=0, slow_src=("127.0.0.2",), flood_s=0.0, flood_src=("127.0.0.9",),
         seconds=10.0, stop=None):
     """Both modes in threads; returns the stats dict when done (or stopped)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # one descriptor per slow connection
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     stats = dict(slow_opened=0, slow_closed_by_server=0, slow_open_now=0, flood_sent=0,
                  flood_answered=0, flood_refused=0, flood_errors=0)
     stop = stop or threading.Event()
