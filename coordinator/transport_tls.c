@@ -561,7 +561,8 @@ int fedc_transport_tls_new(const fedc_transport_tls_opts *o,
   mbedtls_ssl_conf_ciphersuites(&t->conf, suites);
   if ((rc = ticket_secret_init(t)) != 0) {
     mbed_reason(rc, why, sizeof why);
-    rc = fedc_error_set(FEDC_EIO, "tls: session ticket key: %s", why);
+    rc = fedc_error_set(rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? FEDC_ENOMEM : FEDC_EIO,
+                        "tls: session ticket key: %s", why);
     goto fail;
   }
   mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
