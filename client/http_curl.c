@@ -1,7 +1,9 @@
 /*
  * http_curl.c - the client's HTTPS transport on libcurl's easy interface
  * (see http_curl.h). One easy handle is kept for the client's lifetime so
- * that libcurl reuses the TLS connection (keep-alive); every TLS option is
+ * that libcurl reuses the TLS connection (keep-alive) and, when it must
+ * connect again, resumes the TLS session from the coordinator's session
+ * ticket (on_ssl_ctx), also after a coordinator restart; every TLS option is
  * set once, when the handle is made, and only the per-request options
  * (URL, method, body, timeouts) change between requests. The response body
  * grows in a fedc_malloc buffer up to a cap. libcurl's result codes are
@@ -11,6 +13,7 @@
 #include "http_curl.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -127,6 +130,38 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
   return 0;
 }
 
+/*
+ * Session tickets. libcurl's OpenSSL backend keeps each connection's TLS
+ * session in the easy handle's cache and offers it on the next connection,
+ * but sets SSL_OP_NO_TICKET, so the session it offers is a bare session
+ * ID, which only the same coordinator process can resume. The coordinator
+ * issues RFC 5077 tickets that survive its restarts (their key derives
+ * from its private key): clearing the option here lets this client resume
+ * after a restart too. The function is looked up in the process (libcurl
+ * has loaded libssl), so fedc needs no OpenSSL headers or link of its own;
+ * with another TLS backend the callback is not installed.
+ */
+#define FEDC_SSL_OP_NO_TICKET ((uint64_t)1 << 14) /* OpenSSL 1.1 and 3.x */
+
+static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *ud) {
+  (void)h;
+  (void)ud;
+  typedef uint64_t (*clear_options_fn)(void *, uint64_t);
+  static clear_options_fn clear_options;
+  static int looked_up;
+  if (!looked_up) {
+    *(void **)&clear_options = dlsym(RTLD_DEFAULT, "SSL_CTX_clear_options");
+    looked_up = 1;
+  }
+  if (clear_options && ssl_ctx) clear_options(ssl_ctx, FEDC_SSL_OP_NO_TICKET);
+  return CURLE_OK;
+}
+
+static int backend_is_openssl(void) {
+  curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+  return vi && vi->ssl_version && strncmp(vi->ssl_version, "OpenSSL/", 8) == 0;
+}
+
 /* ---- making and freeing ------------------------------------------------- */
 
 void fedc_http_client_free(fedc_http_client *c) {
@@ -226,6 +261,7 @@ int fedc_http_client_new(const fedc_http_client_opts *o, fedc_http_client **out)
   SETOPT(CURLOPT_DEBUGFUNCTION, on_debug);
   SETOPT(CURLOPT_DEBUGDATA, c);
   SETOPT(CURLOPT_VERBOSE, 1L);
+  if (backend_is_openssl()) SETOPT(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
   *out = c;
   return 0;
 fail:

@@ -16,7 +16,8 @@
 5. revoked and not-enrolled certificates get 403 on /, /v1/status and
    /metrics of the TLS port, an allowed one 200;
 6. session tickets: a session resumes after a coordinator restart
-   (fedc_tls_handshakes_resumed_total > 0 and Python's session_reused);
+   (fedc_tls_handshakes_resumed_total > 0 and Python's session_reused),
+   and fedc-client resumes its own after the restart;
 7. an expired client certificate: fedc-client says "[tls] cert: expired
    on ..." and exits 2; one that expires while the client waits is
    refused by the coordinator with alert certificate_expired, which the
@@ -250,6 +251,28 @@ def test_session_resumes_after_restart():
         job.close()
 
 
+def test_fedc_client_resumes_after_restart():
+    """fedc-client keeps its TLS session (libcurl's cache on its one
+    handle) and resumes it when it reconnects after a restart."""
+    job = Job("clientresume", 1, rounds=500)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        c = job.start_client(1)
+        job.wait_for(lambda: job.committed() >= 2, 60, "two rounds")
+        job.coordinator.send_signal(15)
+        job.coordinator.wait(30)
+        job.start_coordinator()
+        job.wait_for(lambda: metric(job, "fedc_tls_handshakes_total") >= 1, 30,
+                     "the client to reconnect")
+        hs = metric(job, "fedc_tls_handshakes_total")
+        res = metric(job, "fedc_tls_handshakes_resumed_total")
+        assert c.poll() is None, "the client ended"
+        assert res >= 1, f"{hs:.0f} handshakes after the restart, none resumed"
+    finally:
+        job.close()
+
+
 def make_cert(job, name, start, end):
     """A client certificate from the job's CA with chosen validity dates
     (openssl ca -startdate/-enddate, YYYYMMDDHHMMSSZ)."""
@@ -394,7 +417,8 @@ def main():
     only = sys.argv[1:]
     for fn in (test_handshake_deadline, test_per_source_limit, test_handshake_rate,
                test_reserved_slots, test_revoked_gets_403_everywhere,
-               test_session_resumes_after_restart, test_expired_client_cert,
+               test_session_resumes_after_restart, test_fedc_client_resumes_after_restart,
+               test_expired_client_cert,
                test_certificate_expired_alert, test_flood_short, test_flood_long):
         if (not only and fn is not test_flood_long) or fn.__name__ in only:
             suite.run(fn)
