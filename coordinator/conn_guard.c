@@ -41,7 +41,8 @@ typedef struct source {
   double tokens;
   uint64_t refill_ms, last_ms, prefer_until_ms, last_log_ms;
   /* since the last log line */
-  uint32_t r_src, r_rate, r_over, n_timeout, n_abort;
+  uint32_t r_src, r_rate, r_over, n_timeout, n_abort, n_fail;
+  char last_fail[160]; /* the reason of the last failed handshake */
 } source;
 
 struct fedc_conn_guard_slot {
@@ -156,15 +157,20 @@ static source *source_get(fedc_conn_guard *g, const char *key, uint64_t now) {
   return s;
 }
 
+#define QUIET(s) (!((s)->r_src | (s)->r_rate | (s)->r_over | (s)->n_timeout | (s)->n_abort | (s)->n_fail))
+
 static void source_log(source *s, uint64_t now) {
-  if (!(s->r_src | s->r_rate | s->r_over | s->n_timeout | s->n_abort)) return;
+  if (QUIET(s)) return;
   if (s->last_log_ms != 0 && now - s->last_log_ms < LOG_INTERVAL_MS) return;
   fedc_log_warn("tls source=%s refused_per_source=%u refused_rate=%u "
                 "refused_overload=%u handshake_timeouts=%u "
-                "handshakes_aborted=%u open=%d (counts since the last line)",
+                "handshakes_aborted=%u handshakes_failed=%u open=%d%s%s%s "
+                "(counts since the last line)",
                 s->key, s->r_src, s->r_rate, s->r_over, s->n_timeout,
-                s->n_abort, (int)s->conns);
-  s->r_src = s->r_rate = s->r_over = s->n_timeout = s->n_abort = 0;
+                s->n_abort, s->n_fail, (int)s->conns,
+                s->n_fail ? " last_failure=\"" : "", s->n_fail ? s->last_fail : "",
+                s->n_fail ? "\"" : "");
+  s->r_src = s->r_rate = s->r_over = s->n_timeout = s->n_abort = s->n_fail = 0;
   s->last_log_ms = now;
 }
 
@@ -176,7 +182,7 @@ static void sweep_sources(fedc_conn_guard *g, uint64_t now, int all) {
       source *s = *pp;
       if (all) s->last_log_ms = 0;
       source_log(s, now);
-      int quiet = !(s->r_src | s->r_rate | s->r_over | s->n_timeout | s->n_abort);
+      int quiet = QUIET(s);
       if (all || (s->conns == 0 && quiet && now - s->last_ms > STALE_MS &&
                   now > s->prefer_until_ms)) {
         if (s->conns == 0) {
@@ -332,6 +338,16 @@ void fedc_conn_guard_done(fedc_conn_guard_slot *sl, int verified, int resumed) {
   g->st.handshakes_done++;
   if (resumed) g->st.handshakes_resumed++;
   if (verified && sl->src) sl->src->prefer_until_ms = now_ms() + PREFER_MS;
+}
+
+void fedc_conn_guard_failed(fedc_conn_guard_slot *sl, const char *why) {
+  if (sl == NULL || !sl->pending || sl->src == NULL) return;
+  sl->src->n_fail++;
+  /* quotes would end the log field */
+  size_t k = 0;
+  for (const char *p = why ? why : ""; *p && k + 1 < sizeof sl->src->last_fail; p++)
+    sl->src->last_fail[k++] = (*p == '"' || (unsigned char)*p < 0x20) ? '\'' : *p;
+  sl->src->last_fail[k] = '\0';
 }
 
 void fedc_conn_guard_release(fedc_conn_guard_slot *sl, int failed) {

@@ -19,9 +19,9 @@
  *   - a connection whose handshake is not done handshake_timeout_s after it
  *     was accepted is expired through its callback, whatever bytes it sent.
  *
- * Refusals, expiries and aborted handshakes are counted (for /metrics) and
- * logged at most once per source per 10 s, with the counts since the last
- * line. Everything runs on the loop thread.
+ * Refusals, expiries, aborted and failed handshakes are counted (for
+ * /metrics) and logged at most once per source per 10 s, with the counts
+ * since the last line (and the last failure's reason). Everything runs on the loop thread.
  */
 #ifndef FEDC_CONN_GUARD_H
 #define FEDC_CONN_GUARD_H
@@ -78,6 +78,9 @@ int fedc_conn_guard_admit(fedc_conn_guard *g, const char *remote,
 /* The handshake completed; verified: with a certificate that chains to the
  * CA (the source becomes preferred); resumed: by session ticket. */
 void fedc_conn_guard_done(fedc_conn_guard_slot *s, int verified, int resumed);
+/* The handshake failed (a bad certificate, garbage): counted for the
+ * source's next log line, with why (the last reason is shown). */
+void fedc_conn_guard_failed(fedc_conn_guard_slot *s, const char *why);
 /* The connection is gone (failed: it ended on a handshake error, already
  * counted by its owner; otherwise a pending one counts as aborted). */
 void fedc_conn_guard_release(fedc_conn_guard_slot *s, int failed);

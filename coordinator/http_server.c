@@ -759,8 +759,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   if (rc < 0) {
     if (!fedc_transport_established(c->tc)) {
       c->s->st.handshakes_failed++;
-      fedc_log_info("tls handshake failed remote=%s reason=\"%s\"", c->remote,
-                    fedc_error_msg());
+      /* debug: the transport's guard logs failures once per source */
+      fedc_log_debug("tls handshake failed remote=%s reason=\"%s\"", c->remote,
+                     fedc_error_msg());
       conn_finish(c); /* the alert goes out first */
     } else {
       c->s->st.tls_errors++;

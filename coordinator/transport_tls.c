@@ -372,6 +372,7 @@ static int tls_feed(fedc_transport_conn *tc, const uint8_t *p, size_t n) {
       rc = c->out_nomem ? fedc_error_set(FEDC_ENOMEM, "tls: out of memory")
                         : handshake_error(c, r);
       c->failed = 1;
+      fedc_conn_guard_failed(c->slot, fedc_error_msg());
     }
   }
   if (c->established && rc == 0) {

@@ -328,6 +328,13 @@ def test_certificate_expired_alert():
             log = f.read()
         assert c.returncode == 3, (c.returncode, log[-2000:])
         assert "certificate_expired" in log and "as expired" in log, log[-2000:]
+        # the coordinator logs it once for the source, with the reason
+        def logged():
+            with open(os.path.join(job.dir, "coordinator.log")) as f:
+                return [ln for ln in f if "tls source=127.0.0.1 " in ln and "handshakes_failed=" in ln
+                        and "last_failure=" in ln]
+        lines = job.wait_for(logged, 5, "the source's log line")
+        assert "expired" in lines[0], lines[0]
     finally:
         job.close()
 
