@@ -20,8 +20,9 @@
  *                     TLS session (the coordinator's session ticket) and
  *                     resumes it when it reconnects, unless --no-resume;
  *                     a client whose connection drops and who later gets a
- *                     task again counts as reconnected, and the wall-clock
- *                     time when the last one got its task is printed
+ *                     task again counts as reconnected (the first drop
+ *                     only), and the wall-clock time when the last one got
+ *                     its task is printed
  *                     ("reconnect: ..."), for bench/reconnect.sh, which
  *                     restarts the coordinator under it.
  *
@@ -655,7 +656,8 @@ struct pclient {
   int state, round, trained_round, reconnects;
   mbedtls_ssl_session sess; /* the last session, resumed on reconnect */
   int has_sess;
-  double lost_at; /* CLOCK_REALTIME when the connection dropped, 0 if it did not */
+  double lost_at; /* CLOCK_REALTIME when the connection first dropped, or 0 */
+  int came_back;  /* got a task after that */
   char model_sha[65];
   uint8_t *update;
   size_t update_len;
@@ -812,9 +814,9 @@ static void pc_response(lconn *c) {
       snprintf(pc->model_sha, sizeof pc->model_sha, "%s",
                cJSON_IsString(sha) ? sha->valuestring : "");
       cJSON_Delete(o);
-      if (pc->lost_at > 0) {
+      if (pc->lost_at > 0 && !pc->came_back) { /* the first time only */
         double t = wall_now();
-        pc->lost_at = 0;
+        pc->came_back = 1;
         w->reconnected++;
         if (t > w->last_back) w->last_back = t;
       }
