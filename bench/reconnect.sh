@@ -137,8 +137,9 @@ EOF
   wait "$CPID" 2>/dev/null || true
   t_up=$(date +%s.%N) # the restart: from here until the last client has a task
   start_coordinator "$mode"
-  # the clients come back during round 2: wait for its commit
-  until [ "$(committed)" -ge 2 ]; do
+  # the clients come back for the round after the restart: wait for its commit
+  c0=$(committed)
+  until [ "$(committed)" -gt "$c0" ]; do
     kill -0 "$LPID" 2>/dev/null || break
     sleep 0.2
   done
@@ -160,7 +161,7 @@ EOF
     continue
   fi
   secs=$(python3 -c "print(f'{$2 - $t_up:.2f}')")
-  echo "$mode: $1 of $N clients had their next task $secs s after the restart; handshakes after the restart: $hs ($res resumed); coordinator CPU from the restart to round 2's commit: $cpu1 s"
+  echo "$mode: $1 of $N clients had their next task $secs s after the restart; handshakes after the restart: $hs ($res resumed); coordinator CPU from the restart to the next commit: $cpu1 s"
   if [ "$mode" = resume ] && [ "$res" -le 0 ]; then
     echo "reconnect: no handshake was resumed after the restart" >&2
     status=1
