@@ -16,7 +16,15 @@
  *                     signed with the CA's key (the coordinator runs with
  *                     [server] enroll = open). Their "training" moves every
  *                     weight by a small seeded step; what is measured is the
- *                     coordinator, not the clients.
+ *                     coordinator, not the clients. Each client keeps its
+ *                     TLS session (the coordinator's session ticket) and
+ *                     resumes it when it reconnects, unless --no-resume;
+ *                     a client whose connection drops and who later gets a
+ *                     task again counts as reconnected (the first drop
+ *                     only), and the wall-clock time when the last one got
+ *                     its task is printed
+ *                     ("reconnect: ..."), for bench/reconnect.sh, which
+ *                     restarts the coordinator under it.
  *
  * Each mode prints its figures as "key: value" lines, and with --json one
  * JSON object last. Traffic goes to 127.0.0.1 only. Every loop is bounded:
@@ -72,7 +80,7 @@ typedef struct opts {
   int conns, status_reqs, status_conns, threads, concurrency, clients;
   long pid;
   double idle_s, timeout_s, wait_s;
-  int verify, json;
+  int verify, json, resume;
 } opts;
 
 static opts O;
@@ -138,6 +146,8 @@ typedef struct worker {
   double first_train[MAX_ROUNDS + 2], last_ack[MAX_ROUNDS + 2];
   _Atomic int cmd;
   _Atomic long established, failed, peer_closed, busy, finished, updates, gave_up;
+  long reconnected;  /* clients that lost their connection and got a task again */
+  double last_back;  /* CLOCK_REALTIME when the last of them got it */
   _Atomic int done; /* the command asked for is complete */
   char first_error[256];
 } worker;
@@ -644,6 +654,10 @@ struct pclient {
   uv_timer_t timer;
   fedc_rng rng;
   int state, round, trained_round, reconnects;
+  mbedtls_ssl_session sess; /* the last session, resumed on reconnect */
+  int has_sess;
+  double lost_at; /* CLOCK_REALTIME when the connection first dropped, or 0 */
+  int came_back;  /* got a task after that */
   char model_sha[65];
   uint8_t *update;
   size_t update_len;
@@ -739,8 +753,21 @@ static int pc_train(pclient *pc, const uint8_t *body, size_t len) {
   return rc;
 }
 
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Keep the session (with its ticket) for the next connection. */
 static void pc_ready(lconn *c) {
-  pc_send(c->owner);
+  pclient *pc = c->owner;
+  if (O.resume) {
+    if (pc->has_sess) mbedtls_ssl_session_free(&pc->sess);
+    mbedtls_ssl_session_init(&pc->sess);
+    pc->has_sess = mbedtls_ssl_get_session(&c->ssl, &pc->sess) == 0;
+  }
+  pc_send(pc);
 }
 
 static void pc_response(lconn *c) {
@@ -787,6 +814,12 @@ static void pc_response(lconn *c) {
       snprintf(pc->model_sha, sizeof pc->model_sha, "%s",
                cJSON_IsString(sha) ? sha->valuestring : "");
       cJSON_Delete(o);
+      if (pc->lost_at > 0 && !pc->came_back) { /* the first time only */
+        double t = wall_now();
+        pc->came_back = 1;
+        w->reconnected++;
+        if (t > w->last_back) w->last_back = t;
+      }
       if (pc->round >= 1 && pc->round <= MAX_ROUNDS &&
           (w->first_train[pc->round] == 0 || now < w->first_train[pc->round]))
         w->first_train[pc->round] = now;
@@ -846,6 +879,7 @@ static void pc_closed(lconn *c, int was_ready, const char *why) {
     return;
   }
   (void)was_ready;
+  if (pc->lost_at == 0) pc->lost_at = wall_now();
   /* the coordinator's idle timeout or a restart: connect again, soon */
   pc_later(pc, 0.05 + 0.45 * fedc_rng_uniform(&pc->rng));
 }
@@ -854,7 +888,10 @@ static const lconn_ops pc_ops = {pc_ready, pc_response, pc_closed};
 
 static void pc_connect(pclient *pc) {
   char why[160];
-  if (lconn_open(pc->w, &pc->conf, &pc_ops, pc, &pc->c, why, sizeof why) != 0) {
+  int rc = lconn_open(pc->w, &pc->conf, &pc_ops, pc, &pc->c, why, sizeof why);
+  /* the handshake starts once the socket connects: offer the session */
+  if (rc == 0 && pc->has_sess) (void)mbedtls_ssl_set_session(&pc->c->ssl, &pc->sess);
+  if (rc != 0) {
     pc->c = NULL;
     if (++pc->reconnects > RECONNECTS_MAX) {
       worker_error(pc->w, "client %d: %s", pc->idx, why);
@@ -1326,6 +1363,15 @@ static int run_rounds(void) {
          coord_rounds ? coord_secs / coord_rounds : NAN, period, wall);
   printf("setup: %.1f s from the first connection to the first task (handshakes and joins)\n",
          first_train[1] > 0 ? first_train[1] - t_start : NAN);
+  long reconnected = 0;
+  double last_back = 0;
+  for (int i = 0; i < n_workers; i++) {
+    reconnected += W[i].reconnected;
+    if (W[i].last_back > last_back) last_back = W[i].last_back;
+  }
+  printf("reconnect: %ld clients lost their connection and got a task again, the last at unix "
+         "time %.3f; session resumption %s\n",
+         reconnected, last_back, O.resume ? "on" : "off");
   char j1[32], j2[32], j3[32];
   if (O.json)
     printf("{\"mode\":\"rounds\",\"clients\":%d,\"finished\":%ld,\"gave_up\":%ld,\"rounds\":%d,"
@@ -1356,6 +1402,7 @@ static void usage(FILE *f) {
         "  --threads T        threads with their own loop (2)\n"
         "  --concurrency N    handshakes in flight at once (64)\n"
         "  --no-verify        do not verify the coordinator's certificate\n"
+        "  --no-resume        rounds: full handshakes on reconnect (no session resumption)\n"
         "  --timeout-s S      end the run after S seconds (600)\n"
         "  --json             a JSON line last\n"
         "\n"
@@ -1387,7 +1434,8 @@ static int parse_args(int argc, char **argv) {
              .idle_s = 20,
              .timeout_s = 600,
              .wait_s = 10,
-             .verify = 1};
+             .verify = 1,
+             .resume = 1};
   if (argc < 2) return -1;
   if (strcmp(argv[1], "idle") == 0)
     O.mode = MODE_IDLE;
@@ -1406,6 +1454,10 @@ static int parse_args(int argc, char **argv) {
     }
     if (strcmp(a, "--no-verify") == 0) {
       O.verify = 0;
+      continue;
+    }
+    if (strcmp(a, "--no-resume") == 0) {
+      O.resume = 0;
       continue;
     }
     if (strcmp(a, "--help") == 0) {

@@ -89,6 +89,9 @@ enroll = open
 ; idle connections are the point of part 1: closed only after an hour
 ; (the most the key allows; opening 10,000 takes minutes on a small machine)
 idle_timeout_s = 3600
+; every connection comes from 127.0.0.1: no per-source limits
+max_conns_per_source = 0
+handshake_rate = 0
 poll_s = 10
 over_select = 1.0
 max_body_mb = 1

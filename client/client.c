@@ -208,6 +208,7 @@ int fedc_client_new(const fedc_client_params *p, fedc_client **out) {
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());
       rc = fedc_error_set(FEDC_ECONFIG, "client: certificate: %s", msg);
     }
+    if (rc == 0) rc = fedc__client_cert_check_dates(c->cert);
   }
   for (int i = 0; rc == 0 && i < 16; i++) {
     char ch = c->fingerprint[i];
@@ -364,6 +365,12 @@ static int call(fedc_client *c, const request *r, fedc_http_response *resp) {
                            "the coordinator's certificate is not signed by [tls] ca (%s): %s",
                            c->ca, c->last_err);
       case FEDC_HTTP_FAIL_TLS_REFUSED:
+        if (sub == FEDC_SUB_TLS_OWN_CERT_EXPIRED)
+          return end_run_sub(c, FEDC_CLIENT_EXIT_REFUSED, FEDC_EREFUSED, sub,
+                             "the coordinator refused this client's certificate as "
+                             "expired (%s, fingerprint %s); ask the job's CA for a new "
+                             "one, or check the clocks: %s",
+                             c->cert, c->fingerprint, c->last_err);
         return end_run_sub(c, FEDC_CLIENT_EXIT_REFUSED, FEDC_EREFUSED,
                            FEDC_SUB_TLS_REFUSED_BY_PEER,
                            "the coordinator refused this client's certificate "

@@ -119,4 +119,9 @@ void fedc_client_set_test_secagg_lie(fedc_client *c, int lie);
 int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin **out,
                                     fedc_client_trainer *trainer);
 
+/* FEDC_ECONFIG "[tls] cert: expired on <date> ..." when the certificate in
+ * pem_path is past its notAfter (or before its notBefore); 0 otherwise,
+ * also when it cannot be parsed (the fingerprint reports that). */
+int fedc__client_cert_check_dates(const char *pem_path);
+
 #endif

@@ -1,7 +1,9 @@
 /*
  * http_curl.c - the client's HTTPS transport on libcurl's easy interface
  * (see http_curl.h). One easy handle is kept for the client's lifetime so
- * that libcurl reuses the TLS connection (keep-alive); every TLS option is
+ * that libcurl reuses the TLS connection (keep-alive) and, when it must
+ * connect again, resumes the TLS session from the coordinator's session
+ * ticket (on_ssl_ctx), also after a coordinator restart; every TLS option is
  * set once, when the handle is made, and only the per-request options
  * (URL, method, body, timeouts) change between requests. The response body
  * grows in a fedc_malloc buffer up to a cap. libcurl's result codes are
@@ -11,6 +13,7 @@
 #include "http_curl.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -127,6 +130,38 @@ static int on_debug(CURL *h, curl_infotype type, char *data, size_t size, void *
   return 0;
 }
 
+/*
+ * Session tickets. libcurl's OpenSSL backend keeps each connection's TLS
+ * session in the easy handle's cache and offers it on the next connection,
+ * but sets SSL_OP_NO_TICKET, so the session it offers is a bare session
+ * ID, which only the same coordinator process can resume. The coordinator
+ * issues RFC 5077 tickets that survive its restarts (their key derives
+ * from its private key): clearing the option here lets this client resume
+ * after a restart too. The function is looked up in the process (libcurl
+ * has loaded libssl), so fedc needs no OpenSSL headers or link of its own;
+ * with another TLS backend the callback is not installed.
+ */
+#define FEDC_SSL_OP_NO_TICKET ((uint64_t)1 << 14) /* OpenSSL 1.1 and 3.x */
+
+static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *ud) {
+  (void)h;
+  (void)ud;
+  typedef uint64_t (*clear_options_fn)(void *, uint64_t);
+  static clear_options_fn clear_options;
+  static int looked_up;
+  if (!looked_up) {
+    *(void **)&clear_options = dlsym(RTLD_DEFAULT, "SSL_CTX_clear_options");
+    looked_up = 1;
+  }
+  if (clear_options && ssl_ctx) clear_options(ssl_ctx, FEDC_SSL_OP_NO_TICKET);
+  return CURLE_OK;
+}
+
+static int backend_is_openssl(void) {
+  curl_version_info_data *vi = curl_version_info(CURLVERSION_NOW);
+  return vi && vi->ssl_version && strncmp(vi->ssl_version, "OpenSSL/", 8) == 0;
+}
+
 /* ---- making and freeing ------------------------------------------------- */
 
 void fedc_http_client_free(fedc_http_client *c) {
@@ -226,6 +261,7 @@ int fedc_http_client_new(const fedc_http_client_opts *o, fedc_http_client **out)
   SETOPT(CURLOPT_DEBUGFUNCTION, on_debug);
   SETOPT(CURLOPT_DEBUGDATA, c);
   SETOPT(CURLOPT_VERBOSE, 1L);
+  if (backend_is_openssl()) SETOPT(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
   *out = c;
   return 0;
 fail:
@@ -255,6 +291,46 @@ static int refused_alert(int alert) {
   }
 }
 
+/* The name of a TLS alert description (RFC 5246 7.2, RFC 8446 6.2). */
+static const char *alert_name(int alert) {
+  switch (alert) {
+  case 10: return "unexpected_message";
+  case 20: return "bad_record_mac";
+  case 40: return "handshake_failure";
+  case 41: return "no_certificate";
+  case 42: return "bad_certificate";
+  case 43: return "unsupported_certificate";
+  case 44: return "certificate_revoked";
+  case 45: return "certificate_expired";
+  case 46: return "certificate_unknown";
+  case 47: return "illegal_parameter";
+  case 48: return "unknown_ca";
+  case 49: return "access_denied";
+  case 50: return "decode_error";
+  case 51: return "decrypt_error";
+  case 70: return "protocol_version";
+  case 71: return "insufficient_security";
+  case 80: return "internal_error";
+  case 116: return "certificate_required";
+  default: return "alert";
+  }
+}
+
+/* What the peer's alert says about our certificate, in words. */
+static const char *alert_meaning(int alert) {
+  switch (alert) {
+  case 41: case 116: return "the coordinator requires a client certificate";
+  case 42: return "the coordinator finds this client's certificate bad (not signed by its CA, or damaged)";
+  case 43: return "the coordinator does not support this client's certificate type";
+  case 44: return "the coordinator says this client's certificate is revoked";
+  case 45: return "the coordinator says this client's certificate has expired";
+  case 46: return "the coordinator could not verify this client's certificate";
+  case 48: return "the coordinator does not know the CA that signed this client's certificate";
+  case 49: return "the coordinator denies access to this client's certificate";
+  default: return "the coordinator refused the handshake";
+  }
+}
+
 /* OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
  * (when the host check is left to OpenSSL) */
 #define X509_HOSTNAME_MISMATCH 62L
@@ -273,6 +349,13 @@ static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *
   *sub = FEDC_SUB_NONE;
   switch (cc) {
   case CURLE_PEER_FAILED_VERIFICATION: {
+    /* libcurl reports the peer's certificate_expired alert as its own
+     * verification failure (it maps OpenSSL's SSLV3_ALERT_CERTIFICATE_EXPIRED
+     * there): an alert received means the peer refused us, not the reverse */
+    if (refused_alert(c->peer_alert)) {
+      *sub = c->peer_alert == 45 ? FEDC_SUB_TLS_OWN_CERT_EXPIRED : FEDC_SUB_TLS_REFUSED_BY_PEER;
+      return FEDC_HTTP_FAIL_TLS_REFUSED;
+    }
     long vr = -1;
     if (curl_easy_getinfo(c->curl, CURLINFO_SSL_VERIFYRESULT, &vr) != CURLE_OK) vr = -1;
     *sub = c->peer_finished || vr == 0 || vr == X509_HOSTNAME_MISMATCH || vr == X509_IP_ADDRESS_MISMATCH
@@ -315,7 +398,7 @@ static fedc_http_fail classify(fedc_http_client *c, CURLcode cc, int *err, int *
     /* with TLS 1.3 the peer's verdict on our certificate comes after our
      * side of the handshake is done: the alert then ends the first read */
     if (refused_alert(c->peer_alert)) {
-      *sub = FEDC_SUB_TLS_REFUSED_BY_PEER;
+      *sub = c->peer_alert == 45 ? FEDC_SUB_TLS_OWN_CERT_EXPIRED : FEDC_SUB_TLS_REFUSED_BY_PEER;
       return FEDC_HTTP_FAIL_TLS_REFUSED;
     }
     return FEDC_HTTP_FAIL_NETWORK;
@@ -438,6 +521,10 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   if (resp->fail == FEDC_HTTP_FAIL_CANCELLED)
     return fedc_error_set(err, "%s %s: cancelled", method, c->url);
   if (c->nomem) return fedc_error_set(err, "%s %s: out of memory", method, c->url);
+  if (resp->fail == FEDC_HTTP_FAIL_TLS_REFUSED)
+    return fedc_error_set_sub(err, sub, "%s %s: %s (TLS alert %s, %d): %s (curl error %d)",
+                              method, c->url, alert_meaning(c->peer_alert),
+                              alert_name(c->peer_alert), c->peer_alert, msg, (int)cc);
   return fedc_error_set_sub(err, sub, "%s %s: %s (curl error %d)", method, c->url, msg, (int)cc);
 }
 

@@ -5,13 +5,14 @@
  * client) and the heavy work on updates go to worker threads.
  *
  * Identity is the client certificate's fingerprint. /v1/join, /v1/task,
- * /v1/model and /v1/update need an enrolled, non-revoked one; the read-only
- * pages (/, /v1/status, /metrics) need only the TLS handshake (a
- * certificate from the job's CA), or come from the plain-HTTP status
- * listener on loopback. The same refusals that need no body are decided
- * once the headers are in (fedc__coord_admit), so that a request that will
- * be refused never has its body read; the handlers check again, since a
- * client may be revoked while its body arrives.
+ * /v1/model and /v1/update need an enrolled, non-revoked one, and so do the
+ * read-only pages (/, /v1/status, /metrics) on the TLS port (under enroll =
+ * open a CA-signed certificate not yet enrolled reads them too); the
+ * plain-HTTP status listener on loopback serves them without identity. The
+ * refusals that need no body are decided once the headers are in
+ * (fedc__coord_admit), so that a request that will be refused never has its
+ * body read; the handlers check again, since a client may be revoked while
+ * its body arrives.
  */
 #include <math.h>
 #include <pthread.h>
@@ -27,6 +28,12 @@
 #include "base/log.h"
 
 /* ---- read-only pages ----------------------------------------------------- */
+
+static coord_client *authorize(fedc_coord *c, fedc_http_exchange *x,
+                               const fedc_http_request *req);
+static int is_read_only_path(const char *p) {
+  return strcmp(p, "/") == 0 || strcmp(p, "/v1/status") == 0 || strcmp(p, "/metrics") == 0;
+}
 
 static void send_text(fedc_http_exchange *x, const char *type, char *text) {
   if (text == NULL) {
@@ -57,6 +64,25 @@ static int serve_read_only(fedc_coord *c, fedc_http_exchange *x,
     send_text(x, "text/plain; version=0.0.4", fedc__coord_metrics_text(c));
   }
   return 1;
+}
+
+/*
+ * The read-only pages on the TLS port: they list every client's name and
+ * fingerprint, so they need what the API needs, a certificate that is not
+ * revoked and is enrolled (under enroll = open, one from the CA that has
+ * not joined yet may read them too, since it could join). 403 otherwise,
+ * as on every other path. The plain status listener (loopback, the
+ * operator's) does not come through here.
+ */
+static int read_only_allowed(fedc_coord *c, fedc_http_exchange *x,
+                             const fedc_http_request *req) {
+  const char *fp = req->peer_fingerprint;
+  if (fp != NULL && fp[0] != '\0') {
+    coord_client *cl = fedc__coord_client_by_fpr(c, fp);
+    if (cl == NULL && c->cfg.server_enroll == FEDC_ENROLL_OPEN) return 1;
+    if (cl != NULL && !cl->revoked) return 1;
+  }
+  return authorize(c, x, req) != NULL; /* answers the 403 */
 }
 
 void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
@@ -332,6 +358,7 @@ static void handle_model(fedc_coord *c, fedc_http_exchange *x, const char *arg) 
 void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
                         const fedc_http_request *req) {
   fedc_coord *c = ctx;
+  if (is_read_only_path(req->path) && !read_only_allowed(c, x, req)) return;
   if (serve_read_only(c, x, req)) return;
   const char *p = req->path;
   int get = strcmp(req->method, "GET") == 0, post = strcmp(req->method, "POST") == 0;
@@ -369,10 +396,6 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
 
 /* ---- header-time admission ------------------------------------------------ */
 
-static int is_read_only(const char *p) {
-  return strcmp(p, "/") == 0 || strcmp(p, "/v1/status") == 0 || strcmp(p, "/metrics") == 0;
-}
-
 static int refusal(const char **code, char *msg, size_t cap, int status, const char *c,
                    const char *text, const char *arg) {
   *code = c;
@@ -407,10 +430,13 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
                       char *msg, size_t cap) {
   fedc_coord *c = ctx;
   const char *p = req->path, *m = req->method;
-  if (is_read_only(p)) {
+  if (is_read_only_path(p)) {
     if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
       return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes GET", p);
-    return 0;
+    /* as read_only_allowed: enrolled and not revoked, or not yet enrolled
+     * under enroll = open (it could join), which is admit_client's rule for
+     * a join */
+    return admit_client(c, req, 1, code, msg, cap);
   }
   if (strcmp(p, "/v1/join") == 0) {
     if (strcmp(m, "POST") != 0)
@@ -434,7 +460,7 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
 int fedc__coord_admit_status_only(void *ctx, const fedc_http_request *req,
                                   const char **code, char *msg, size_t cap) {
   (void)ctx;
-  if (!is_read_only(req->path))
+  if (!is_read_only_path(req->path))
     return refusal(code, msg, cap, 404, "not_found",
                    "this listener serves only /, /v1/status and /metrics%s", "");
   if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)

@@ -726,8 +726,16 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
+    fedc_conn_limits lim = {
+        .handshake_timeout_s = cfg->server_handshake_timeout_s,
+        .max_conns_per_source = cfg->server_max_conns_per_source,
+        .handshake_rate = cfg->server_handshake_rate,
+        .handshake_burst = cfg->server_handshake_burst,
+        .slots = cfg->server_max_connections,
+        .reserved_share = cfg->server_reserved_share};
+    fedc_conn_guard_fd_warn(&lim);
     fedc_http_server_opts o = {
-        .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca,
+        .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca, .limits = &lim,
         .cert_path = cfg->tls_cert, .key_path = cfg->tls_key,
         .require_client_cert = cfg->tls_require_client_cert,
         .max_body = (size_t)(cfg->server_max_body_mb * 1048576.0),

@@ -955,8 +955,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   if (rc < 0) {
     if (!fedc_transport_established(c->tc)) {
       c->s->st.handshakes_failed++;
-      fedc_log_info("tls handshake failed remote=%s reason=\"%s\"", c->remote,
-                    fedc_error_msg());
+      /* debug: the transport's guard logs failures once per source */
+      fedc_log_debug("tls handshake failed remote=%s reason=\"%s\"", c->remote,
+                     fedc_error_msg());
       conn_finish(c); /* the alert goes out first */
     } else {
       c->s->st.tls_errors++;
@@ -975,6 +976,9 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
 }
 
 /* ---- accepting -------------------------------------------------------- */
+
+/* The transport gave up on the connection (handshake deadline). */
+static void on_expire(void *ud) { conn_close(ud); }
 
 static void on_reject_closed(uv_handle_t *h) {
   fedc_http_server *s = h->data;
@@ -1056,9 +1060,11 @@ static void on_connection(uv_stream_t *ls, int status) {
     format_addr(&ss, c->remote, sizeof c->remote);
   else
     snprintf(c->remote, sizeof c->remote, "?");
-  static const fedc_transport_io io = {on_plain, on_wire};
-  if (fedc_transport_conn_new(s->transport, &io, c, c->remote, &c->tc) != 0) {
-    fedc_log_warn("http: %s", fedc_error_msg());
+  static const fedc_transport_io io = {on_plain, on_wire, on_expire};
+  int trc = fedc_transport_conn_new(s->transport, &io, c, c->remote, &c->tc);
+  if (trc != 0) {
+    /* a guard's refusal is counted and logged by the guard */
+    if (trc != FEDC_EREFUSED) fedc_log_warn("http: %s", fedc_error_msg());
     conn_close(c);
     return;
   }
@@ -1195,7 +1201,7 @@ int fedc_http_server_start(uv_loop_t *loop, const fedc_http_server_opts *o,
   }
   if (o->tls) {
     fedc_transport_tls_opts t = {o->ca_path, o->cert_path, o->key_path,
-                                 o->require_client_cert};
+                                 o->require_client_cert, loop, o->limits};
     rc = fedc_transport_tls_new(&t, &s->transport);
   } else {
     rc = fedc_transport_tcp_new(&s->transport);
@@ -1233,6 +1239,11 @@ fail:
 }
 
 int fedc_http_server_port(const fedc_http_server *s) { return s->port; }
+
+void fedc_http_server_guard_stats(const fedc_http_server *s,
+                                  fedc_conn_guard_stats *out) {
+  fedc_transport_stats(s->transport, out);
+}
 
 void fedc_http_server_stats_get(const fedc_http_server *s,
                                 fedc_http_server_stats *out) {

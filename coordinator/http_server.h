@@ -42,6 +42,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "conn_guard.h"
+
 typedef struct fedc_http_server fedc_http_server;
 typedef struct fedc_http_exchange fedc_http_exchange;
 
@@ -84,6 +86,9 @@ typedef struct fedc_http_server_opts {
   size_t max_header;       /* bytes, all headers together (16 KiB if 0) */
   double idle_timeout_s;   /* no progress from the peer for this long: close */
   int32_t max_connections; /* beyond this, new connections are closed at once */
+  const fedc_conn_limits *limits; /* TLS: per-source limits, handshake
+                                     deadline (conn_guard.h); NULL: defaults
+                                     off but the descriptor budget */
   fedc_http_handler handler;
   void *ctx;
   /* Deadlines and rates; 0 turns each off. header_timeout_s: from a
@@ -127,6 +132,9 @@ int fedc_http_server_start(uv_loop_t *loop, const fedc_http_server_opts *o,
 int fedc_http_server_port(const fedc_http_server *s);
 void fedc_http_server_stats_get(const fedc_http_server *s,
                                 fedc_http_server_stats *out);
+/* The transport's connection guard counters (zeros without TLS). */
+void fedc_http_server_guard_stats(const fedc_http_server *s,
+                                  fedc_conn_guard_stats *out);
 /* Stop accepting, close every connection (aborting pending exchanges) and
  * free the server once libuv has closed its handles. */
 void fedc_http_server_close(fedc_http_server *s);

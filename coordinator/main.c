@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
@@ -171,7 +172,25 @@ static void on_stopped(fedc_coordinator *c, int exit_code, void *user_data) {
   uv_close((uv_handle_t *)&d->sig_int, NULL);
 }
 
+/*
+ * Raise the soft descriptor limit to the hard one: every connection costs
+ * a descriptor, and the default soft limit (1,024) is far below what a
+ * coordinator with thousands of clients needs. The daemon does it, not the
+ * library (an embedding program owns its process limits); the coordinator
+ * then warns at start if the result is still low for [server] limits.
+ */
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rlim_t was = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+    fedc_log_debug("RLIMIT_NOFILE raised from %llu to %llu",
+                   (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+}
+
 static int run_daemon(const fedc_config *cfg) {
+  raise_nofile();
   fedc_settings *s = NULL;
   if (fedc_settings_new(&s) != 0) {
     fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());

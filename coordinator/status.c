@@ -199,6 +199,42 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   put(&t, "fedc_round_duration_seconds %.6f\n", c->last_round_secs);
   metric(&t, "fedc_tls_handshakes_failed_total", "counter", "TLS handshakes refused or failed.");
   put(&t, "fedc_tls_handshakes_failed_total %llu\n", (unsigned long long)s.handshakes_failed);
+  fedc_conn_guard_stats g = {0};
+  if (c->server) fedc_http_server_guard_stats(c->server, &g);
+  metric(&t, "fedc_conn_refused_total", "counter",
+         "TLS-port connections closed at once, before any crypto, by reason: "
+         "per_source ([server] max_conns_per_source), handshake_rate "
+         "([server] handshake_rate), overload (no connection slot left for a "
+         "source that is not preferred).");
+  put(&t,
+      "fedc_conn_refused_total{reason=\"per_source\"} %llu\n"
+      "fedc_conn_refused_total{reason=\"handshake_rate\"} %llu\n"
+      "fedc_conn_refused_total{reason=\"overload\"} %llu\n",
+      (unsigned long long)g.refused_per_source, (unsigned long long)g.refused_rate,
+      (unsigned long long)g.refused_overload);
+  metric(&t, "fedc_tls_handshake_failures_total", "counter",
+         "TLS handshakes that did not complete, by reason: failed (an error "
+         "or refused certificate), timeout ([server] handshake_timeout_s), "
+         "aborted (the peer left first).");
+  put(&t,
+      "fedc_tls_handshake_failures_total{reason=\"failed\"} %llu\n"
+      "fedc_tls_handshake_failures_total{reason=\"timeout\"} %llu\n"
+      "fedc_tls_handshake_failures_total{reason=\"aborted\"} %llu\n",
+      (unsigned long long)s.handshakes_failed, (unsigned long long)g.handshake_timeouts,
+      (unsigned long long)g.handshakes_aborted);
+  metric(&t, "fedc_tls_handshakes_total", "counter", "TLS handshakes completed.");
+  put(&t, "fedc_tls_handshakes_total %llu\n", (unsigned long long)g.handshakes_done);
+  metric(&t, "fedc_tls_handshakes_resumed_total", "counter",
+         "TLS handshakes completed by resuming a session ticket.");
+  put(&t, "fedc_tls_handshakes_resumed_total %llu\n", (unsigned long long)g.handshakes_resumed);
+  metric(&t, "fedc_tls_handshakes_pending", "gauge", "TLS handshakes under way.");
+  put(&t, "fedc_tls_handshakes_pending %d\n", (int)g.pending);
+  metric(&t, "fedc_conn_slots", "gauge",
+         "TLS connections allowed at once ([server] max_connections, or the "
+         "descriptor limit less 64).");
+  put(&t, "fedc_conn_slots %d\n", (int)g.slots);
+  metric(&t, "fedc_conn_sources", "gauge", "Source addresses tracked by the connection guard.");
+  put(&t, "fedc_conn_sources %d\n", (int)g.sources);
   metric(&t, "fedc_tls_errors_total", "counter",
          "Connections dropped for a TLS failure after the handshake (e.g. a record "
          "failing its MAC).");

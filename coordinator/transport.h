@@ -35,6 +35,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
+
+#include "conn_guard.h"
 
 typedef struct fedc_transport fedc_transport;
 typedef struct fedc_transport_conn fedc_transport_conn;
@@ -52,16 +55,22 @@ typedef struct fedc_transport_conn fedc_transport_conn;
  * on_wire: bytes for the socket, in order. buf is a fedc_malloc'd block that
  *   the callee owns from then on, whatever it returns; 0 or a FEDC_E* code
  *   (the connection is then unusable).
+ * on_expire: the transport gives up on the connection by itself (TLS: the
+ *   handshake deadline passed): close the socket now, without a word. NULL
+ *   where the owner does not care (the connection then only dies later).
  */
 typedef struct fedc_transport_io {
   int (*on_plain)(void *ud, const uint8_t *p, size_t n);
   int (*on_wire)(void *ud, uint8_t *buf, size_t n);
+  void (*on_expire)(void *ud);
 } fedc_transport_io;
 
 typedef struct fedc_transport_ops {
   const char *name; /* "tcp", "tls" */
   /* A connection for a socket just accepted; remote ("1.2.3.4:5") is copied
-   * and used in messages. FEDC_ENOMEM, FEDC_EIO. */
+   * and used in messages. FEDC_ENOMEM, FEDC_EIO, or FEDC_EREFUSED when the
+   * connection guard turns the source away (counted and logged there, once
+   * per source and interval: the caller closes the socket quietly). */
   int (*conn_new)(fedc_transport *t, const fedc_transport_io *io, void *ud,
                   const char *remote, fedc_transport_conn **out);
   /* Bytes read from the socket. Calls on_plain for what they decode to and
@@ -86,6 +95,8 @@ typedef struct fedc_transport_ops {
   const char *(*peer_cn)(const fedc_transport_conn *c);
   void (*conn_free)(fedc_transport_conn *c);
   void (*free)(fedc_transport *t);
+  /* The connection guard's counters (conn_guard.h); zeros for tcp. */
+  void (*stats)(const fedc_transport *t, fedc_conn_guard_stats *out);
 } fedc_transport_ops;
 
 /* Every implementation's structs begin with these, so that the inline
@@ -104,14 +115,18 @@ typedef struct fedc_transport_tls_opts {
   int require_client_cert; /* 1: refuse the handshake without a valid one;
                               0: ask for one, accept its absence (an invalid
                               one is then ignored: no identity) */
+  uv_loop_t *loop;               /* for the handshake deadline; NULL: none */
+  const fedc_conn_limits *limits; /* NULL: only the descriptor budget */
 } fedc_transport_tls_opts;
 
 /* Plain TCP. FEDC_ENOMEM. */
 int fedc_transport_tcp_new(fedc_transport **out);
 /*
  * TLS 1.2 (mbedTLS 2.28 has no production TLS 1.3), ECDHE with
- * ChaCha20-Poly1305 or AES-GCM only. The CA, certificate and key are read
- * once, here.
+ * ChaCha20-Poly1305 or AES-GCM only, session tickets (resumption survives a
+ * restart: the ticket key derives from the server key). The CA, certificate
+ * and key are read once, here. Every connection is admitted by a
+ * connection guard (conn_guard.h) built from limits.
  * Errors: FEDC_ECONFIG when a file cannot be read or parsed, or the key does
  * not match the certificate (the message names the file and gives
  * mbedTLS's reason), FEDC_EINVAL (a path missing), FEDC_ENOMEM, FEDC_EIO
@@ -149,6 +164,10 @@ static inline const char *fedc_transport_peer_cn(const fedc_transport_conn *c) {
 }
 static inline void fedc_transport_conn_free(fedc_transport_conn *c) {
   if (c) c->ops->conn_free(c);
+}
+static inline void fedc_transport_stats(const fedc_transport *t,
+                                        fedc_conn_guard_stats *out) {
+  t->ops->stats(t, out);
 }
 static inline void fedc_transport_free(fedc_transport *t) {
   if (t) t->ops->free(t);

@@ -61,9 +61,15 @@ static void tcp_conn_free(fedc_transport_conn *tc) { fedc_free(tc); }
 
 static void tcp_free(fedc_transport *t) { fedc_free(t); }
 
+static void tcp_stats(const fedc_transport *t, fedc_conn_guard_stats *out) {
+  (void)t;
+  *out = (fedc_conn_guard_stats){0};
+}
+
 static const fedc_transport_ops tcp_ops = {
     "tcp",          tcp_conn_new, tcp_feed,  tcp_write,     tcp_shutdown,
     tcp_established, tcp_empty,   tcp_empty, tcp_conn_free, tcp_free,
+    tcp_stats,
 };
 
 int fedc_transport_tcp_new(fedc_transport **out) {

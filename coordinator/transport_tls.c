@@ -19,20 +19,24 @@
  */
 #include "transport.h"
 
+#include <mbedtls/chachapoly.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
+#include <mbedtls/md.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mbedtls_compat.h"
+#include "conn_guard.h"
 
 #define OUT_MIN_CAP (17 * 1024) /* one full record and its overhead */
 
@@ -44,10 +48,17 @@ typedef struct tls_transport {
   mbedtls_x509_crt cert;
   mbedtls_pk_context key;
   mbedtls_ssl_config conf;
+  fedc_conn_guard *guard;
+  /* session tickets: the key of a period is derived from the server key */
+  uint8_t ticket_secret[32];
+  struct tls_conn *in_handshake; /* the connection mbedTLS is working on */
 } tls_transport;
 
 typedef struct tls_conn {
   fedc_transport_conn base;
+  tls_transport *t;
+  fedc_conn_guard_slot *slot;
+  int failed, resumed;
   mbedtls_ssl_context ssl;
   fedc_transport_io io;
   void *ud;
@@ -160,6 +171,139 @@ static int handshake_error(tls_conn *c, int rc) {
                         info[0] ? ": " : "", info);
 }
 
+/* ---- session tickets -------------------------------------------------- */
+
+/*
+ * RFC 5077 tickets, sealed by us rather than by mbedtls_ssl_ticket, whose
+ * keys are random and die with the process: a client reconnecting after a
+ * coordinator restart could not resume. Here the key of each 12-hour period
+ * is HMAC-SHA256(secret, "fedc-ticket" | period), and the secret is the
+ * SHA-256 of the server's private key (DER): it survives restarts, is
+ * protected exactly as the key file is, and changes when the key does.
+ * A ticket is
+ *   "FT" | period (4, big-endian) | issued (8, unix seconds) | nonce (12) |
+ *   ChaCha20-Poly1305(mbedtls_ssl_session_save) | tag (16)
+ * with the first 14 bytes as associated data; one from this period or the
+ * last, at most TICKET_LIFETIME_S old, is accepted. A forged or stale one
+ * falls back to a full handshake (mbedTLS treats the parse error so).
+ */
+#define TICKET_PERIOD_S (12 * 3600)
+#define TICKET_LIFETIME_S (12 * 3600)
+#define TICKET_HDR 14
+#define TICKET_NONCE 12
+#define TICKET_TAG 16
+
+static void put_be(uint8_t *p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+static uint64_t get_be(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+static int ticket_key(const tls_transport *t, uint32_t period, uint8_t key[32]) {
+  uint8_t msg[15] = "fedc-ticket";
+  put_be(msg + 11, period, 4);
+  const mbedtls_md_info_t *md = mbedtls_md_info_from_type(MBEDTLS_MD_SHA256);
+  return mbedtls_md_hmac(md, t->ticket_secret, sizeof t->ticket_secret, msg,
+                         sizeof msg, key);
+}
+
+static int ticket_write(void *p, const mbedtls_ssl_session *session,
+                        unsigned char *start, const unsigned char *end,
+                        size_t *tlen, uint32_t *lifetime) {
+  tls_transport *t = p;
+  size_t room = (size_t)(end - start), olen = 0;
+  if (room < TICKET_HDR + TICKET_NONCE + TICKET_TAG)
+    return MBEDTLS_ERR_SSL_BUFFER_TOO_SMALL;
+  uint8_t *body = start + TICKET_HDR + TICKET_NONCE;
+  int rc = mbedtls_ssl_session_save(session, body,
+                                    room - TICKET_HDR - TICKET_NONCE - TICKET_TAG,
+                                    &olen);
+  if (rc != 0) return rc;
+  uint64_t now = (uint64_t)time(NULL);
+  uint32_t period = (uint32_t)(now / TICKET_PERIOD_S);
+  start[0] = 'F';
+  start[1] = 'T';
+  put_be(start + 2, period, 4);
+  put_be(start + 6, now, 8);
+  if ((rc = mbedtls_ctr_drbg_random(&t->drbg, start + TICKET_HDR, TICKET_NONCE)) != 0)
+    return rc;
+  uint8_t key[32];
+  if ((rc = ticket_key(t, period, key)) != 0) return rc;
+  mbedtls_chachapoly_context cp;
+  mbedtls_chachapoly_init(&cp);
+  rc = mbedtls_chachapoly_setkey(&cp, key);
+  if (rc == 0)
+    rc = mbedtls_chachapoly_encrypt_and_tag(&cp, olen, start + TICKET_HDR, start,
+                                            TICKET_HDR, body, body, body + olen);
+  mbedtls_chachapoly_free(&cp);
+  memset(key, 0, sizeof key);
+  if (rc != 0) return rc;
+  *tlen = TICKET_HDR + TICKET_NONCE + olen + TICKET_TAG;
+  *lifetime = TICKET_LIFETIME_S;
+  return 0;
+}
+
+static int ticket_parse(void *p, mbedtls_ssl_session *session,
+                        unsigned char *buf, size_t len) {
+  tls_transport *t = p;
+  if (len < TICKET_HDR + TICKET_NONCE + TICKET_TAG || buf[0] != 'F' || buf[1] != 'T')
+    return MBEDTLS_ERR_SSL_INVALID_MAC;
+  uint64_t now = (uint64_t)time(NULL);
+  uint32_t period = (uint32_t)get_be(buf + 2, 4), cur = (uint32_t)(now / TICKET_PERIOD_S);
+  uint64_t issued = get_be(buf + 6, 8);
+  if ((period != cur && period + 1 != cur) || issued > now + 60 ||
+      now - issued > TICKET_LIFETIME_S || issued / TICKET_PERIOD_S != period)
+    return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+  size_t clen = len - TICKET_HDR - TICKET_NONCE - TICKET_TAG;
+  uint8_t *body = buf + TICKET_HDR + TICKET_NONCE;
+  uint8_t key[32];
+  int rc = ticket_key(t, period, key);
+  if (rc != 0) return rc;
+  mbedtls_chachapoly_context cp;
+  mbedtls_chachapoly_init(&cp);
+  rc = mbedtls_chachapoly_setkey(&cp, key);
+  if (rc == 0)
+    rc = mbedtls_chachapoly_auth_decrypt(&cp, clen, buf + TICKET_HDR, buf, TICKET_HDR,
+                                         body + clen, body, body);
+  mbedtls_chachapoly_free(&cp);
+  memset(key, 0, sizeof key);
+  if (rc != 0) return MBEDTLS_ERR_SSL_INVALID_MAC;
+  rc = mbedtls_ssl_session_load(session, body, clen);
+  if (rc != 0) return MBEDTLS_ERR_SSL_INVALID_MAC;
+  if (t->in_handshake) t->in_handshake->resumed = 1;
+  return 0;
+}
+
+/* The ticket secret from the private key; 0 or an mbedTLS code. */
+static int ticket_secret_init(tls_transport *t) {
+  size_t cap = 16384;
+  uint8_t *der = fedc_malloc(cap);
+  if (der == NULL) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+  int n = mbedtls_pk_write_key_der(&t->key, der, cap);
+  int rc = n;
+  if (n > 0) {
+    fedc__sha256_ctx h;
+    static const char label[] = "fedc session ticket secret v1";
+    rc = fedc__sha256_begin(&h);
+    if (rc == 0) rc = fedc__sha256_update(&h, label, sizeof label - 1);
+    if (rc == 0) rc = fedc__sha256_update(&h, der + cap - (size_t)n, (size_t)n);
+    if (rc == 0) rc = fedc__sha256_finish(&h, t->ticket_secret);
+    fedc__sha256_free(&h);
+  }
+  memset(der, 0, cap);
+  fedc_free(der);
+  return rc < 0 ? rc : 0;
+}
+
+/* The guard's handshake deadline passed: the owner closes the socket. */
+static void on_guard_expire(void *ud) {
+  tls_conn *c = ud;
+  if (c->io.on_expire) c->io.on_expire(c->ud);
+}
+
 /* ---- connections ------------------------------------------------------ */
 
 static int tls_conn_new(fedc_transport *tt, const fedc_transport_io *io,
@@ -169,15 +313,26 @@ static int tls_conn_new(fedc_transport *tt, const fedc_transport_io *io,
   tls_conn *c = fedc_calloc(1, sizeof *c);
   if (c == NULL) return fedc_error_set(FEDC_ENOMEM, "tls: out of memory");
   c->base.ops = &tls_ops;
+  c->t = t;
   c->io = *io;
   c->ud = ud;
   snprintf(c->remote, sizeof c->remote, "%s", remote ? remote : "");
+  /* admission first: a refused peer costs a lookup, no crypto */
+  int rc = fedc_conn_guard_admit(t->guard, c->remote, on_guard_expire, c,
+                                 &c->slot);
+  if (rc != 0) {
+    fedc_free(c);
+    return rc == FEDC_EREFUSED
+               ? fedc_error_set(FEDC_EREFUSED, "tls: refused %s", remote)
+               : rc;
+  }
   mbedtls_ssl_init(&c->ssl);
-  int rc = mbedtls_ssl_setup(&c->ssl, &t->conf);
+  rc = mbedtls_ssl_setup(&c->ssl, &t->conf);
   if (rc != 0) {
     char why[160];
     mbed_reason(rc, why, sizeof why);
     mbedtls_ssl_free(&c->ssl);
+    fedc_conn_guard_release(c->slot, 1);
     fedc_free(c);
     return fedc_error_set(rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? FEDC_ENOMEM
                                                             : FEDC_EIO,
@@ -202,10 +357,13 @@ static int tls_feed(fedc_transport_conn *tc, const uint8_t *p, size_t n) {
   c->in = p;
   c->in_len = n;
   if (!c->established) {
+    c->t->in_handshake = c;
     int r = mbedtls_ssl_handshake(&c->ssl);
+    c->t->in_handshake = NULL;
     if (r == 0) {
       c->established = 1;
       take_identity(c);
+      fedc_conn_guard_done(c->slot, c->fingerprint[0] != '\0', c->resumed);
       fedc_log_debug("tls established remote=%s version=%s suite=%s cn=\"%s\"",
                      c->remote, mbedtls_ssl_get_version(&c->ssl),
                      mbedtls_ssl_get_ciphersuite(&c->ssl), c->cn);
@@ -213,6 +371,8 @@ static int tls_feed(fedc_transport_conn *tc, const uint8_t *p, size_t n) {
                r != MBEDTLS_ERR_SSL_WANT_WRITE) {
       rc = c->out_nomem ? fedc_error_set(FEDC_ENOMEM, "tls: out of memory")
                         : handshake_error(c, r);
+      c->failed = 1;
+      fedc_conn_guard_failed(c->slot, fedc_error_msg());
     }
   }
   if (c->established && rc == 0) {
@@ -275,6 +435,11 @@ static int tls_established(const fedc_transport_conn *tc) {
   return ((const tls_conn *)tc)->established;
 }
 
+static void tls_stats(const fedc_transport *tt, fedc_conn_guard_stats *out) {
+  const tls_transport *t = (const tls_transport *)tt;
+  fedc_conn_guard_stats_get(t->guard, out);
+}
+
 static const char *tls_fingerprint(const fedc_transport_conn *tc) {
   return ((const tls_conn *)tc)->fingerprint;
 }
@@ -285,6 +450,7 @@ static const char *tls_cn(const fedc_transport_conn *tc) {
 
 static void tls_conn_free(fedc_transport_conn *tc) {
   tls_conn *c = (tls_conn *)tc;
+  fedc_conn_guard_release(c->slot, c->failed);
   mbedtls_ssl_free(&c->ssl);
   fedc_free(c->out);
   fedc_free(c);
@@ -294,6 +460,8 @@ static void tls_conn_free(fedc_transport_conn *tc) {
 
 static void tls_free(fedc_transport *tt) {
   tls_transport *t = (tls_transport *)tt;
+  fedc_conn_guard_free(t->guard); /* every connection is gone by now */
+  memset(t->ticket_secret, 0, sizeof t->ticket_secret);
   mbedtls_ssl_config_free(&t->conf);
   mbedtls_pk_free(&t->key);
   mbedtls_x509_crt_free(&t->cert);
@@ -306,6 +474,7 @@ static void tls_free(fedc_transport *tt) {
 static const fedc_transport_ops tls_ops = {
     "tls",           tls_conn_new,    tls_feed, tls_write,     tls_shutdown,
     tls_established, tls_fingerprint, tls_cn,   tls_conn_free, tls_free,
+    tls_stats,
 };
 
 /* Read a PEM certificate file; FEDC_ECONFIG names it on failure. A file
@@ -391,6 +560,14 @@ int fedc_transport_tls_new(const fedc_transport_tls_opts *o,
   mbedtls_ssl_conf_max_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                MBEDTLS_SSL_MINOR_VERSION_3);
   mbedtls_ssl_conf_ciphersuites(&t->conf, suites);
+  if ((rc = ticket_secret_init(t)) != 0) {
+    mbed_reason(rc, why, sizeof why);
+    rc = fedc_error_set(rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? FEDC_ENOMEM : FEDC_EIO,
+                        "tls: session ticket key: %s", why);
+    goto fail;
+  }
+  mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
+  if ((rc = fedc_conn_guard_new(o->loop, o->limits, &t->guard)) != 0) goto fail;
   *out = &t->base;
   return 0;
 

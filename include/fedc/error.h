@@ -72,7 +72,8 @@ enum {
   X(BODY_TOO_LONG, 7, "the body is longer than it announced")                    \
   X(NOT_ALLOWED, 8, "not on the allow list")                                     \
   X(REVOKED, 9, "revoked")                                                       \
-  X(JOB_FINISHED, 10, "the job has finished")
+  X(JOB_FINISHED, 10, "the job has finished") \
+  X(TLS_OWN_CERT_EXPIRED, 11, "the peer says our certificate has expired")
 
 enum {
 #define FEDC__SUBCODE_ENUM(name, val, msg) FEDC_SUB_##name = (val),

@@ -285,6 +285,31 @@ static const key_def keys[] = {
      0, NULL, "1000000000",
      "An update claiming more training samples than this is refused; "
      "0 = off (fedavg's own limit, 2^40, still holds)."},
+    {"server", "handshake_timeout_s", T_DOUBLE, M(server_handshake_timeout_s),
+     0, 600, MINMAX | MIN_OPEN, NULL, "10",
+     "Coordinator: a connection whose TLS handshake is not done this long "
+     "after it was accepted is closed, whatever it sent meanwhile."},
+    {"server", "max_conns_per_source", T_INT32, M(server_max_conns_per_source),
+     0, 1e6, MINMAX, NULL, "256",
+     "Coordinator: connections open at once from one address (IPv6: one "
+     "/64); 0 = no limit."},
+    {"server", "handshake_rate", T_DOUBLE, M(server_handshake_rate), 0, 1e6,
+     MINMAX, NULL, "50",
+     "Coordinator: new TLS handshakes per second from one address (a token "
+     "bucket of handshake_burst); 0 = no limit."},
+    {"server", "handshake_burst", T_INT32, M(server_handshake_burst), 1, 1e6,
+     MINMAX, NULL, "200",
+     "Coordinator: handshakes one address may start at once before "
+     "handshake_rate applies."},
+    {"server", "max_connections", T_INT32, M(server_max_connections), 0, 1e7,
+     MINMAX, NULL, "0",
+     "Coordinator: TLS connections open at once; 0 = what the descriptor "
+     "limit (RLIMIT_NOFILE) allows, less 64."},
+    {"server", "reserved_share", T_DOUBLE, M(server_reserved_share), 0, 0.9,
+     MINMAX, NULL, "0.25",
+     "Coordinator: share of max_connections kept for addresses that "
+     "completed a handshake with a CA-signed certificate in the last 10 "
+     "minutes (enrolled clients), refused to others."},
 
     {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
      "CA certificate (PEM) that signs the coordinator and client "

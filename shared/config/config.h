@@ -108,6 +108,12 @@ typedef struct fedc_config {
   double server_min_rate_bytes_s;  /* coordinator: slowest body or answer accepted */
   double server_rate_window_s;     /* coordinator: the window that rate is averaged over */
   uint64_t server_max_samples; /* 0 = off */
+  double server_handshake_timeout_s;
+  int32_t server_max_conns_per_source;
+  double server_handshake_rate;
+  int32_t server_handshake_burst;
+  int32_t server_max_connections;
+  double server_reserved_share;
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];
