@@ -235,6 +235,27 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   put(&t, "fedc_conn_slots %d\n", (int)g.slots);
   metric(&t, "fedc_conn_sources", "gauge", "Source addresses tracked by the connection guard.");
   put(&t, "fedc_conn_sources %d\n", (int)g.sources);
+  metric(&t, "fedc_http_closed_total", "counter",
+         "Requests or connections ended by an HTTP limit, by reason and listener (tls: "
+         "the clients' port; status: the plain read-only port): header_timeout ([server] "
+         "header_timeout_s), request_timeout (request_timeout_s), slow (under "
+         "min_rate_bytes_s), refused_early (refused at its headers, before its body).");
+  static const char *const listeners[2] = {"tls", "status"};
+  const fedc_http_server_stats *ls[2] = {&s, &s2};
+  for (int i = 0; i < 2; i++)
+    put(&t,
+        "fedc_http_closed_total{reason=\"header_timeout\",listener=\"%s\"} %llu\n"
+        "fedc_http_closed_total{reason=\"request_timeout\",listener=\"%s\"} %llu\n"
+        "fedc_http_closed_total{reason=\"slow\",listener=\"%s\"} %llu\n"
+        "fedc_http_closed_total{reason=\"refused_early\",listener=\"%s\"} %llu\n",
+        listeners[i], (unsigned long long)ls[i]->header_timeouts, listeners[i],
+        (unsigned long long)ls[i]->request_timeouts, listeners[i],
+        (unsigned long long)ls[i]->slow_closed, listeners[i],
+        (unsigned long long)ls[i]->refused_early);
+  metric(&t, "fedc_http_output_pauses_total", "counter",
+         "Times a connection's reading was paused because too many answers waited unread.");
+  put(&t, "fedc_http_output_pauses_total %llu\n",
+      (unsigned long long)(s.output_pauses + s2.output_pauses));
   metric(&t, "fedc_tls_errors_total", "counter",
          "Connections dropped for a TLS failure after the handshake (e.g. a record "
          "failing its MAC).");

@@ -222,6 +222,18 @@ def test_slow_peers():
         s.close()
         assert status == 200, (status, data[:200])
         print(f"       slow but reasonable client: 200 after {time.time() - t0:.1f} s")
+
+        # each closing is counted in /metrics, by reason and listener
+        counts = {}
+        for line in job.metrics().splitlines():
+            if line.startswith("fedc_http_closed_total{"):
+                key, val = line.rsplit(" ", 1)
+                counts[key[len("fedc_http_closed_total"):]] = int(val)
+        assert counts.get('{reason="header_timeout",listener="status"}', 0) >= 1, counts
+        assert counts.get('{reason="slow",listener="tls"}', 0) >= 1, counts
+        hdr = counts['{reason="header_timeout",listener="status"}']
+        slow = counts['{reason="slow",listener="tls"}']
+        print(f"       /metrics: header_timeout on the status port {hdr}, slow on the TLS port {slow}")
     finally:
         job.close()
 
