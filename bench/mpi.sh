@@ -2,7 +2,7 @@
 # mpi.sh - fedc-sim-mpi on this machine: seconds per round and the share of
 # it spent in MPI, with 1 and 2 ranks, beside plain fedc-sim.
 #
-# `make bench-mpi` runs it with FEDC_BUILD set. The job (issue "Past one
+# `make bench-mpi` runs it with FEDC_BUILD set. The job (the MPI scaling job, "Past one
 # machine"): Fashion-MNIST split iid over 1,000 clients (60 rows each), 100
 # per round, a 784-200-200-10 MLP (199,210 parameters), 1 local epoch of
 # batch 32 at lr 0.1, test-set evaluation every round (on rank 0).

@@ -160,7 +160,7 @@ fi
 
 # PyTorch as a user runs it, with OpenMP's default wait policy (its threads
 # spin, which on a 2-core machine costs it 3-5x): the MLP setting, 5 rounds,
-# twice; the figure the issue quotes (0.75-1.0 s per MLP round) is this one.
+# twice; the figure a user sees (0.75-1.0 s per MLP round) is this one.
 if [ "$HAVE_TORCH" = 1 ] && [ "${FEDC_BENCH_TORCH_DEFAULT:-1}" = 1 ]; then
   echo
   echo "PyTorch with its default OpenMP settings (OMP_WAIT_POLICY unset), MLP, 5 rounds:"

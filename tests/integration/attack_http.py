@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """attack_http.py - the coordinator's HTTP layer against hostile peers
-(issue 14; docs/operations.md, "Limits and hostile peers"). Each case a few
+(docs/operations.md, "Limits and hostile peers"). Each case a few
 seconds, on a real coordinator (harness.Job):
 
 1. Pipelined GET / flood whose answers are never read, on the plain status

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """attack_tls_tests.py - hostile peers at the TLS and connection level
-(issue 14, items 3, 4, 7 and 12; docs/operations.md "TLS and connections"):
+(docs/operations.md "TLS and connections"):
 
 1. handshake deadline: a peer that trickles a ClientHello one byte every
    0.3 s is closed after [server] handshake_timeout_s, although every byte

@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_churn.sh - issue 14's churn acceptance: 1,000 cycles of 100 clients
+# test_churn.sh - the hardening suite's churn probe: 1,000 cycles of 100 clients
 # joining, long-polling and dropping while other fingerprints are allowed,
 # against the ASan+UBSan build (FEDC_ASAN_BUILD, default build/san): no
 # sanitizer report, exit 0 at SIGTERM (tests/integration/churn.py).

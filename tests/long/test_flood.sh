@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_flood.sh - the acceptance flood of issue 14: 1,000 slow connections
+# test_flood.sh - the hardening suite's flood: 1,000 slow connections
 # (ClientHellos trickled from 20 loopback addresses) plus a replayed-
 # ClientHello flood from one attacking core, against a coordinator limited
 # to 1,024 descriptors: a 4-client job of 80 rounds completes, its median
