@@ -19,6 +19,7 @@ operator, against a real coordinator (tests/integration/harness.py):
 import array
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -222,6 +223,37 @@ def hammer(job, stop, counts, kind, body=None):
     conn.close()
 
 
+def test_unselected_refused_before_decoding():
+    """An update from a client that is not selected is refused from who it
+    is, before its body is decoded: garbage from an enrolled but unselected
+    client gets 403 not_selected, never a decoding error (which would mean
+    the coordinator spent a worker decoding it first). And a past round's
+    checkpoint asked for again and again is served from the cache."""
+    job = Job("unselected", 3, rounds=30, clients_per_round=2, min_clients=2, poll_s=1)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        for k in (1, 2):
+            job.start_client(k, keep=False)
+        job.wait_for(lambda: job.committed() >= 2, 60, "2 rounds")
+        garbage = b"\x00" * 4096  # not a safetensors container
+        for _ in range(5):
+            status, data = job.request("POST", "/v1/update", body=garbage, cert="client-3",
+                                       headers={"Content-Type": "application/octet-stream"})
+            assert status in (403, 409), (status, data[:200])
+            assert b"not_selected" in data or b"stale" in data, data[:200]
+        text = job.metrics()
+        m = re.search(r'^fedc_updates_rejected_total\{reason="bad_container"\} (\d+)$', text, re.M)
+        assert m is None or int(m.group(1)) == 0, "an unselected client's body was decoded"
+        for _ in range(20):
+            status, blob = job.request("GET", "/v1/model/1", cert="client-3")
+            assert status == 200
+        print("       5 garbage updates from an unselected client: 403 not_selected, none decoded; "
+              "20 reads of round 1's checkpoint served")
+    finally:
+        job.close()
+
+
 def test_hammering_does_not_starve():
     rounds = 40
     job = Job("starve", 3, rounds=rounds, clients_per_round=2, min_clients=2, poll_s=1,
@@ -268,7 +300,8 @@ if __name__ == "__main__":
     suite = Suite("attack_round_tests")
     only = sys.argv[1:]
     for fn in (test_lying_sample_count, test_hex_loss_refused, test_second_coordinator_refused,
-               test_wal_deleted_stops_the_daemon, test_names, test_hammering_does_not_starve):
+               test_wal_deleted_stops_the_daemon, test_names, test_unselected_refused_before_decoding,
+               test_hammering_does_not_starve):
         if fn is test_hammering_does_not_starve and fn.__name__ not in only:
             continue  # long: tests/long/test_attack_round_long.sh
         if not only or fn.__name__ in only:
