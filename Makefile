@@ -7,7 +7,10 @@
 #                            the CUDA module (docs/install.md)
 #   make deb                 Debian packages (debian/, docs/install.md)
 #   make examples            examples/*.c against a staged install
+#   make client-arm64        fedc-client for arm64 (LEAN=1: the lean build);
+#   make client-lean         a lean x86-64 fedc-client (docs/client.md)
 #   make test                install what is missing, build, run every test
+#   make test-long           the long suites (see "hardening" below)
 #   make demo                install what is missing, run the demo job
 #   make bench               print the benchmark figures
 #   make bench-mpi           fedc-sim-mpi with 1 and 2 ranks (bench/mpi.sh)
