@@ -31,6 +31,24 @@
 
 static coord_client *authorize(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req);
+/*
+ * Who may pass, decided in one place for the header-time admission, the
+ * handlers and the read-only pages: NULL when the certificate behind fpr is
+ * enrolled and not revoked (or, for a join, not yet known under enroll =
+ * open), else the reason as a format that takes the fingerprint. *out (if
+ * not NULL) gets the client, NULL when it is unknown.
+ */
+static const char *client_refusal(fedc_coord *c, const char *fpr, int join,
+                                  coord_client **out) {
+  coord_client *cl = fpr && fpr[0] ? fedc__coord_client_by_fpr(c, fpr) : NULL;
+  if (out) *out = cl;
+  if (fpr == NULL || fpr[0] == '\0') return "a client certificate is required%s";
+  if (cl && cl->revoked) return "certificate %.16s... is revoked";
+  if (cl == NULL && !(join && c->cfg.server_enroll == FEDC_ENROLL_OPEN))
+    return "certificate %.16s... is not enrolled in this job (fedc-coordinator allow)";
+  return NULL;
+}
+
 static int is_read_only_path(const char *p) {
   return strcmp(p, "/") == 0 || strcmp(p, "/v1/status") == 0 || strcmp(p, "/metrics") == 0;
 }
@@ -77,12 +95,11 @@ static int serve_read_only(fedc_coord *c, fedc_http_exchange *x,
 static int read_only_allowed(fedc_coord *c, fedc_http_exchange *x,
                              const fedc_http_request *req) {
   const char *fp = req->peer_fingerprint;
-  if (fp != NULL && fp[0] != '\0') {
-    coord_client *cl = fedc__coord_client_by_fpr(c, fp);
-    if (cl == NULL && c->cfg.server_enroll == FEDC_ENROLL_OPEN) return 1;
-    if (cl != NULL && !cl->revoked) return 1;
-  }
-  return authorize(c, x, req) != NULL; /* answers the 403 */
+  const char *why = client_refusal(c, fp, 1, NULL);
+  if (why == NULL) return 1;
+  fedc__coord_reject(c, REJECT_forbidden);
+  fedc_http_respond_error(x, 403, "forbidden", why, fp ? fp : "");
+  return 0;
 }
 
 void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
@@ -98,24 +115,12 @@ void fedc__coord_handle_status_only(void *ctx, fedc_http_exchange *x,
  * answering 403. */
 static coord_client *authorize(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req) {
-  if (req->peer_fingerprint == NULL || req->peer_fingerprint[0] == '\0') {
+  const char *fpr = req->peer_fingerprint;
+  coord_client *cl;
+  const char *why = client_refusal(c, fpr, 0, &cl);
+  if (why != NULL) {
     fedc__coord_reject(c, REJECT_forbidden);
-    fedc_http_respond_error(x, 403, "forbidden", "a client certificate is required");
-    return NULL;
-  }
-  coord_client *cl = fedc__coord_client_by_fpr(c, req->peer_fingerprint);
-  if (cl == NULL) {
-    fedc__coord_reject(c, REJECT_forbidden);
-    fedc_http_respond_error(x, 403, "forbidden",
-                            "certificate %.16s... is not enrolled in this job "
-                            "(fedc-coordinator allow)",
-                            req->peer_fingerprint);
-    return NULL;
-  }
-  if (cl->revoked) {
-    fedc__coord_reject(c, REJECT_forbidden);
-    fedc_http_respond_error(x, 403, "forbidden", "certificate %.16s... is revoked",
-                            req->peer_fingerprint);
+    fedc_http_respond_error(x, 403, "forbidden", why, fpr ? fpr : "");
     return NULL;
   }
   cl->last_seen = fedc__coord_now();
@@ -409,12 +414,7 @@ static int refusal(const char **code, char *msg, size_t cap, int status, const c
 static int admit_client(fedc_coord *c, const fedc_http_request *req, int join,
                         const char **code, char *msg, size_t cap) {
   const char *fpr = req->peer_fingerprint;
-  coord_client *cl = fpr && fpr[0] ? fedc__coord_client_by_fpr(c, fpr) : NULL;
-  const char *why = NULL;
-  if (fpr == NULL || fpr[0] == '\0') why = "a client certificate is required%s";
-  else if (cl && cl->revoked) why = "certificate %.16s... is revoked";
-  else if (cl == NULL && !(join && c->cfg.server_enroll == FEDC_ENROLL_OPEN))
-    why = "certificate %.16s... is not enrolled in this job (fedc-coordinator allow)";
+  const char *why = client_refusal(c, fpr, join, NULL);
   if (why == NULL) return 0;
   fedc__coord_reject(c, REJECT_forbidden);
   return refusal(code, msg, cap, 403, "forbidden", why, fpr ? fpr : "");

@@ -29,7 +29,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Job, Suite  # noqa: E402
+from harness import Job, Suite, mem_kb  # noqa: E402
 
 RSS_BOUND_MB = 64
 # Under ASan, freed blocks sit in a quarantine (256 MiB by default) and would
@@ -43,18 +43,8 @@ FULL = os.environ.get("FEDC_ATTACK_FULL") == "1"  # the whole 64 MiB bodies (tes
 def job_with(name, n, **server):
     job = Job(name, n, rounds=1, clients_per_round=8, min_clients=8, poll_s=5)
     if server and not OLD:
-        text = open(job.coord_ini).read()
-        keys = "".join(f"{k} = {v}\n" for k, v in server.items())
-        open(job.coord_ini, "w").write(text.replace("[server]\n", "[server]\n" + keys, 1))
+        job.set_server_keys(**server)
     return job
-
-
-def mem_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
 def tls_ctx(job, cert="client-1"):

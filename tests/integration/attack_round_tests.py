@@ -238,8 +238,12 @@ def test_unselected_refused_before_decoding():
         job.wait_for(lambda: job.committed() >= 2, 60, "2 rounds")
         garbage = b"\x00" * 4096  # not a safetensors container
         for _ in range(5):
-            status, data = job.request("POST", "/v1/update", body=garbage, cert="client-3",
-                                       headers={"Content-Type": "application/octet-stream"})
+            for _ in range(50):  # "the round is closing; retry" (503): as a client, retry
+                status, data = job.request("POST", "/v1/update", body=garbage, cert="client-3",
+                                           headers={"Content-Type": "application/octet-stream"})
+                if status != 503:
+                    break
+                time.sleep(0.05)
             assert status in (403, 409), (status, data[:200])
             assert b"not_selected" in data or b"stale" in data, data[:200]
         text = job.metrics()

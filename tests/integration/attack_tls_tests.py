@@ -48,17 +48,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
-from harness import BIN, Job, Skip, Suite  # noqa: E402
+from harness import BIN, Job, Skip, Suite, mem_kb  # noqa: E402
 import tls_attack  # noqa: E402
-
-
-def server_keys(job, **kv):
-    """Add [server] keys to the coordinator's config."""
-    with open(job.coord_ini) as f:
-        text = f.read()
-    add = "".join(f"{k} = {v}\n" for k, v in kv.items())
-    with open(job.coord_ini, "w") as f:
-        f.write(text.replace("[server]\n", "[server]\n" + add, 1))
 
 
 def metric(job, name):
@@ -90,7 +81,7 @@ def closed_within(s, seconds):
 def test_handshake_deadline():
     job = Job("hsdeadline", 1)
     try:
-        server_keys(job, handshake_timeout_s=1)
+        job.set_server_keys(handshake_timeout_s=1)
         job.start_coordinator()
         hello = tls_attack.client_hello()
         s = socket.create_connection(("127.0.0.1", job.port))
@@ -120,7 +111,7 @@ def test_per_source_limit():
         raise Skip("cannot bind 127.0.0.2")
     job = Job("persource", 1)
     try:
-        server_keys(job, max_conns_per_source=5)
+        job.set_server_keys(max_conns_per_source=5)
         job.start_coordinator()
         socks = []
         for _ in range(12):
@@ -147,7 +138,7 @@ def test_handshake_rate():
         raise Skip("cannot bind 127.0.0.2")
     job = Job("hsrate", 1)
     try:
-        server_keys(job, handshake_rate=1, handshake_burst=3)
+        job.set_server_keys(handshake_rate=1, handshake_burst=3)
         job.start_coordinator()
         refused = 0
         for _ in range(10):
@@ -168,7 +159,7 @@ def test_reserved_slots():
         raise Skip("cannot bind 127.0.0.2")
     job = Job("reserved", 1)
     try:
-        server_keys(job, max_connections=40, reserved_share=0.5, max_conns_per_source=0)
+        job.set_server_keys(max_connections=40, reserved_share=0.5, max_conns_per_source=0)
         job.allow_all()
         job.start_coordinator()
         # the enrolled client's address completes a handshake first
@@ -340,14 +331,6 @@ def test_certificate_expired_alert():
         job.close()
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    return 0
-
-
 def round_times(job):
     s = job.status()
     return [r.get("secs", 0) for r in s["rounds"]] if s else []
@@ -384,7 +367,7 @@ def flood_job(slow_n, flood_s, rounds, attack):
         peak = 0
         end = time.time() + 300
         while job.committed() < rounds and time.time() < end:
-            peak = max(peak, rss_kib(p.pid))
+            peak = max(peak, mem_kb(p.pid, "VmRSS"))
             time.sleep(0.2)
         stop.set()
         if t:

@@ -33,17 +33,9 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Job  # noqa: E402
+from harness import Job, mem_kb  # noqa: E402
 
 SANITIZER = re.compile(r"Sanitizer|runtime error:")
-
-
-def mem_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return -1
 
 
 def main():
@@ -58,11 +50,7 @@ def main():
               min_clients=100000, enroll="open", poll_s=30)
     # every client comes from 127.0.0.1: the per-address limits, meant for a
     # flood from one source, are turned off as for any single-address load
-    with open(job.coord_ini) as f:
-        text = f.read()
-    with open(job.coord_ini, "w") as f:
-        f.write(text.replace("[server]\n", "[server]\nmax_conns_per_source = 0\n"
-                             "handshake_rate = 0\n", 1))
+    job.set_server_keys(max_conns_per_source=0, handshake_rate=0)
     stop = threading.Event()
     allowed = [0]
     failures = []

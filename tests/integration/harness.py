@@ -30,6 +30,15 @@ BIN = os.path.join(ROOT, BUILD, "bin") if not os.path.isabs(BUILD) else os.path.
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
 
+def mem_kb(pid, field):
+    """A /proc/PID/status memory field in KiB ("VmRSS", "VmHWM")."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -151,6 +160,14 @@ backoff_max_s = 1
 give_up_s = 60
 """)
         return path
+
+    def set_server_keys(self, **kv):
+        """Add [server] keys to the coordinator's config (before it starts)."""
+        with open(self.coord_ini) as f:
+            text = f.read()
+        add = "".join(f"{k} = {v}\n" for k, v in kv.items())
+        with open(self.coord_ini, "w") as f:
+            f.write(text.replace("[server]\n", "[server]\n" + add, 1))
 
     # ---- processes -------------------------------------------------------------
     def coordinator_cmd(self, *args):

@@ -76,10 +76,53 @@ static const int ks[] = {1, 3, 8, 9, 16, 17, 40, 200, 784};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
- * C = alpha A B^T + beta C against the scalar table, with padded leading
- * dimensions; C starts as noise so that beta is checked (and beta = 0 must
- * ignore it, even when it is NaN). The variant is called twice: same bits.
+ * One product of the variant against the scalar table, with padded leading
+ * dimensions: C = alpha A B^T + beta C (A m x k, B n x k), or with tn
+ * C = alpha A^T B + beta C (A k x m, B k x n). C starts as noise so that
+ * beta is checked (and beta = 0 must ignore it, even when it is NaN); the
+ * padding of C is never written; the variant is called twice: same bits.
  */
+static void check_gemm(const fedc_kernels *kern, const fedc_kernels *ref, int tn, fedc_rng *r,
+                       int m, int n, int k, int lda, int ldb, int ldc, float alpha, float beta) {
+  const size_t nc = (size_t)m * ldc;
+  float *a = fill(r, (size_t)(tn ? k : m) * lda), *b = fill(r, (size_t)(tn ? k : n) * ldb),
+        *c0 = fill(r, nc);
+  float *c1 = fedc_malloc_array(nc, sizeof *c1), *c2 = fedc_malloc_array(nc, sizeof *c2),
+        *cr = fedc_malloc_array(nc, sizeof *cr);
+  double *mag = fedc_calloc(nc, sizeof *mag);
+  assert_true(c1 && c2 && cr && mag);
+  if (beta == 0.0f) c0[0] = NAN;
+  memcpy(c1, c0, nc * sizeof *c0);
+  memcpy(c2, c0, nc * sizeof *c0);
+  memcpy(cr, c0, nc * sizeof *c0);
+  void (*got)(int, int, int, float, const float *, int, const float *, int, float, float *,
+              int) = tn ? kern->gemm_tn : kern->gemm_nt;
+  void (*want)(int, int, int, float, const float *, int, const float *, int, float, float *,
+               int) = tn ? ref->gemm_tn : ref->gemm_nt;
+  got(m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
+  got(m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+  want(m, n, k, alpha, a, lda, b, ldb, beta, cr, ldc);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double sum = 0;
+      for (int p = 0; p < k; p++) {
+        float ai = tn ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+        float bj = tn ? b[(size_t)p * ldb + j] : b[(size_t)j * ldb + p];
+        sum += fabs((double)ai * bj);
+      }
+      mag[(size_t)i * ldc + j] =
+          fabs(alpha) * sum + (beta == 0.0f ? 0.0 : fabs(beta * c0[(size_t)i * ldc + j]));
+    }
+  for (int i = 0; i < m; i++) /* the padding is never written */
+    for (int j = n; j < ldc; j++)
+      assert_memory_equal(&c1[(size_t)i * ldc + j], &c0[(size_t)i * ldc + j], sizeof(float));
+  check_close(tn ? "gemm_tn" : "gemm_nt", m, n, k, c1, cr, mag, nc);
+  assert_memory_equal(c1, c2, nc * sizeof *c1);
+  fedc_free(a), fedc_free(b), fedc_free(c0), fedc_free(c1), fedc_free(c2);
+  fedc_free(cr), fedc_free(mag);
+}
+
+/* C = alpha A B^T + beta C: n <= 16 outputs, m and k any. */
 static void run_nt(const fedc_kernels *kern, const fedc_kernels *ref) {
   fedc_rng r;
   fedc_rng_seed(&r, 7);
@@ -88,37 +131,9 @@ static void run_nt(const fedc_kernels *kern, const fedc_kernels *ref) {
     for (size_t ni = 0; ni < COUNT(ns); ni++)
       for (size_t ki = 0; ki < COUNT(ks); ki++)
         for (size_t ab = 0; ab < 6; ab++) {
-          int m = ms[mi], n = ns[ni], k = ks[ki], lda = k + 3, ldb = k + 1, ldc = n + 2;
-          float alpha = alphas[ab % 2], beta = betas[ab / 2];
-          float *a = fill(&r, (size_t)m * lda), *b = fill(&r, (size_t)n * ldb),
-                *c0 = fill(&r, (size_t)m * ldc);
-          float *c1 = fedc_malloc_array((size_t)m * ldc, sizeof *c1),
-                *c2 = fedc_malloc_array((size_t)m * ldc, sizeof *c2),
-                *cr = fedc_malloc_array((size_t)m * ldc, sizeof *cr);
-          double *mag = fedc_calloc((size_t)m * ldc, sizeof *mag);
-          assert_true(c1 && c2 && cr && mag);
-          if (beta == 0.0f) c0[0] = NAN;
-          memcpy(c1, c0, (size_t)m * ldc * sizeof *c0);
-          memcpy(c2, c0, (size_t)m * ldc * sizeof *c0);
-          memcpy(cr, c0, (size_t)m * ldc * sizeof *c0);
-          kern->gemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
-          kern->gemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
-          ref->gemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, cr, ldc);
-          for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) {
-              double s = 0;
-              for (int p = 0; p < k; p++)
-                s += fabs((double)a[(size_t)i * lda + p] * b[(size_t)j * ldb + p]);
-              mag[(size_t)i * ldc + j] =
-                  fabs(alpha) * s + (beta == 0.0f ? 0.0 : fabs(beta * c0[(size_t)i * ldc + j]));
-            }
-          for (int i = 0; i < m; i++) /* the padding is never written */
-            for (int j = n; j < ldc; j++)
-              assert_memory_equal(&c1[(size_t)i * ldc + j], &c0[(size_t)i * ldc + j], sizeof(float));
-          check_close("gemm_nt", m, n, k, c1, cr, mag, (size_t)m * ldc);
-          assert_memory_equal(c1, c2, (size_t)m * ldc * sizeof *c1);
-          fedc_free(a), fedc_free(b), fedc_free(c0), fedc_free(c1), fedc_free(c2);
-          fedc_free(cr), fedc_free(mag);
+          int m = ms[mi], n = ns[ni], k = ks[ki];
+          check_gemm(kern, ref, 0, &r, m, n, k, k + 3, k + 1, n + 2, alphas[ab % 2],
+                     betas[ab / 2]);
         }
 }
 
@@ -134,37 +149,9 @@ static void run_tn(const fedc_kernels *kern, const fedc_kernels *ref) {
     for (size_t ni = 0; ni < COUNT(tnn); ni++)
       for (size_t ki = 0; ki < COUNT(tk); ki++)
         for (size_t ab = 0; ab < 6; ab++) {
-          int m = tm[mi], n = tnn[ni], k = tk[ki], lda = m + 1, ldb = n + 3, ldc = n + 5;
-          float alpha = alphas[ab % 2], beta = betas[ab / 2];
-          float *a = fill(&r, (size_t)k * lda), *b = fill(&r, (size_t)k * ldb),
-                *c0 = fill(&r, (size_t)m * ldc);
-          float *c1 = fedc_malloc_array((size_t)m * ldc, sizeof *c1),
-                *c2 = fedc_malloc_array((size_t)m * ldc, sizeof *c2),
-                *cr = fedc_malloc_array((size_t)m * ldc, sizeof *cr);
-          double *mag = fedc_calloc((size_t)m * ldc, sizeof *mag);
-          assert_true(c1 && c2 && cr && mag);
-          if (beta == 0.0f) c0[0] = NAN;
-          memcpy(c1, c0, (size_t)m * ldc * sizeof *c0);
-          memcpy(c2, c0, (size_t)m * ldc * sizeof *c0);
-          memcpy(cr, c0, (size_t)m * ldc * sizeof *c0);
-          kern->gemm_tn(m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
-          kern->gemm_tn(m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
-          ref->gemm_tn(m, n, k, alpha, a, lda, b, ldb, beta, cr, ldc);
-          for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) {
-              double s = 0;
-              for (int p = 0; p < k; p++)
-                s += fabs((double)a[(size_t)p * lda + i] * b[(size_t)p * ldb + j]);
-              mag[(size_t)i * ldc + j] =
-                  fabs(alpha) * s + (beta == 0.0f ? 0.0 : fabs(beta * c0[(size_t)i * ldc + j]));
-            }
-          for (int i = 0; i < m; i++)
-            for (int j = n; j < ldc; j++)
-              assert_memory_equal(&c1[(size_t)i * ldc + j], &c0[(size_t)i * ldc + j], sizeof(float));
-          check_close("gemm_tn", m, n, k, c1, cr, mag, (size_t)m * ldc);
-          assert_memory_equal(c1, c2, (size_t)m * ldc * sizeof *c1);
-          fedc_free(a), fedc_free(b), fedc_free(c0), fedc_free(c1), fedc_free(c2);
-          fedc_free(cr), fedc_free(mag);
+          int m = tm[mi], n = tnn[ni], k = tk[ki];
+          check_gemm(kern, ref, 1, &r, m, n, k, m + 1, n + 3, n + 5, alphas[ab % 2],
+                     betas[ab / 2]);
         }
 }
 
