@@ -75,6 +75,7 @@ static const char *const format_names[] = {
 static const char *const partition_names[] = {
     [FEDC_PARTITION_IID] = "iid", [FEDC_PARTITION_DIRICHLET] = "dirichlet",
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
+static const char *const agg_device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const norm_action_names[] = {
     [FEDC_NORM_CLIP] = "clip", [FEDC_NORM_REFUSE] = "refuse", NULL};
 static const char *const attack_names[] = {
@@ -186,6 +187,10 @@ static const key_def keys[] = {
      MIN_ONLY, NULL, "1e4",
      "An update with a weight further than this from the global model's is "
      "refused (an honest round moves no weight this far); 0 = off."},
+    {"strategy", "device", T_ENUM, M(agg_device), 0, 0, 0, agg_device_names, "cpu",
+     "Where updates are aggregated: cpu; cuda (the GPU: fedavg and the strategies that "
+     "aggregate with it, median, trimmed_mean; refused at start without the CUDA module "
+     "and a GPU); auto (the GPU when present, else the CPU, logged). docs/cuda.md."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",
@@ -1198,6 +1203,13 @@ int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *
                           "set at %s)",
                           origin_of(c, "privacy", "secure_aggregation"), why, c->strategy, by);
   }
+  if (c->agg_device == FEDC_AGG_DEVICE_CUDA && fedc__strategy_gpu_kind(info) < 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] device = cuda: strategy %s has no GPU form (set at "
+                          "%s); the GPU aggregates fedavg, fedavgm, fedadam, fedyogi, "
+                          "fedadagrad, fedbuff, median and trimmed_mean: use one of them, or "
+                          "device = cpu or auto",
+                          origin_of(c, "strategy", "device"), c->strategy, by);
   return 0;
 }
 

@@ -79,6 +79,7 @@ typedef struct fedc_config {
   int32_t buffer_k;
   double max_client_share; /* 0 = off */
   double max_weight_delta; /* 0 = off */
+  int32_t agg_device;      /* device = cpu | cuda | auto: a fedc_agg_device (agg/agg.h) */
   /* [privacy] */
   double dp_noise_multiplier, dp_clip_norm;
   int32_t dp_adaptive_clip;

@@ -69,6 +69,8 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
 void fedc_pipeline_free(fedc_pipeline *pl);
 /* The aggregator (for drivers that merge FedAvg's additive sums). */
 fedc_strategy *fedc_pipeline_aggregator(fedc_pipeline *pl);
+/* 1 when the aggregator runs on the GPU ([strategy] device, agg.h). */
+int fedc_pipeline_on_gpu(const fedc_pipeline *pl);
 /* The registry's entry for the pipeline's strategy: its capabilities. */
 const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl);
 int fedc_pipeline_dp_on(const fedc_pipeline *pl);
