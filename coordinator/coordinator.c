@@ -720,7 +720,8 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   }
   if (rc == 0) {
     rc = restore(c);
-    if (rc != 0 && rc != FEDC_ENOMEM) *exit_code = FEDC_COORD_EXIT_STORE;
+    if (rc != 0 && rc != FEDC_ENOMEM)
+      *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_STORE;
   }
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");

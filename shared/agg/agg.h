@@ -98,7 +98,7 @@ int fedc_strategy_is_additive(const fedc_strategy *s);
  * makers below. CUDA: on the GPU through the CUDA module (cuda/agg_cuda.h)
  * for the strategies that have a GPU form (fedavg and the strategies that
  * aggregate with it, median, trimmed_mean); any other strategy, a missing
- * module or a missing GPU is FEDC_EUNSUPPORTED, saying which. AUTO: the GPU
+ * module or a missing GPU is FEDC_ECONFIG, saying which. AUTO: the GPU
  * when it is there, else the CPU, with one log line saying why.
  */
 typedef enum {

@@ -11,8 +11,10 @@
  * The registry's maker calls fedc__strategy_device_new for a device other
  * than the CPU (registry.c); it decides where the aggregator runs:
  *   - a strategy with no GPU form (krum, multikrum, a program's own) is
- *     refused with device = cuda and stays on the CPU with auto;
- *   - no CUDA module or no GPU: refused with cuda, the CPU with auto;
+ *     refused with device = cuda (FEDC_ECONFIG) and stays on the CPU with
+ *     auto;
+ *   - no CUDA module or no GPU: refused with cuda (FEDC_ECONFIG, saying
+ *     which is missing), the CPU with auto;
  *   - with auto, any failure to set the device up falls back too.
  * Each fallback writes one log line naming the strategy and the reason.
  *
@@ -168,7 +170,7 @@ int fedc__strategy_device_new(const fedc_strategy_info *info, const fedc_agg_par
              "fedyogi, fedadagrad, fedbuff, which aggregate with it), median and trimmed_mean",
              info->name);
     if (demand)
-      return fedc_error_set(FEDC_EUNSUPPORTED, "[strategy] device = cuda: %s", why);
+      return fedc_error_set(FEDC_ECONFIG, "[strategy] device = cuda: %s", why);
     return fall_back(info, why);
   }
   const fedc_agg_cuda_params cp = {.kind = (fedc_agg_cuda_kind)kind,
@@ -187,7 +189,11 @@ int fedc__strategy_device_new(const fedc_strategy_info *info, const fedc_agg_par
     snprintf(why, sizeof why, "%s", fedc_error_msg());
     fedc_free(g->acc);
     fedc_free(g);
-    if (demand) return fedc_error_set(rc, "[strategy] device = cuda: %s", why);
+    /* a missing module or GPU is the config's demand unmet; a device
+     * that fails keeps its own code */
+    if (demand)
+      return fedc_error_set(rc == FEDC_EUNSUPPORTED ? FEDC_ECONFIG : rc,
+                            "[strategy] device = cuda: %s", why);
     return fall_back(info, why);
   }
   g->base.ops = kind == FEDC_AGG_CUDA_FEDAVG   ? &fedavg_gpu_ops

@@ -145,7 +145,7 @@ static void test_cuda_refused_without_gpu(void **state) {
   for (size_t j = 0; j < 4; j++) {
     made m = {.name = names[j], .device = FEDC_AGG_DEVICE_CUDA};
     int lines = log_lines(make_pipeline, &m, "device=", NULL, 0);
-    assert_int_equal(m.rc, FEDC_EUNSUPPORTED);
+    assert_int_equal(m.rc, FEDC_ECONFIG);
     assert_null(m.pl);
     assert_int_equal(lines, 0); /* the message is the error, not a log line */
     /* one line, saying the key and what is missing */
@@ -164,7 +164,7 @@ static void test_no_gpu_form(void **state) {
   for (size_t j = 0; j < 2; j++) {
     made m = {.name = names[j], .device = FEDC_AGG_DEVICE_CUDA};
     make_pipeline(&m);
-    assert_int_equal(m.rc, FEDC_EUNSUPPORTED);
+    assert_int_equal(m.rc, FEDC_ECONFIG);
     char want[64];
     snprintf(want, sizeof want, "[strategy] device = cuda: strategy %s has no GPU form", names[j]);
     assert_non_null(strstr(m.msg, want));
