@@ -47,8 +47,8 @@ typedef struct gpu_strategy {
   int clipped_last;
   __int128 *acc; /* FedAvg: the host mirror of the sums */
   uint64_t total;
-  int host;     /* 1: the mirror holds the state, the device's sums are stale */
-  int sync_rc;  /* a failed copy in sum, reported by the next add or finish */
+  int host;    /* 1: the mirror holds the state, the device's sums are stale */
+  int sync_rc; /* a failed copy in sum, reported by the next add or finish */
   char sync_msg[256];
 } gpu_strategy;
 
@@ -98,7 +98,8 @@ static int gpu_finish(fedc_strategy *s, float *out, size_t n) {
     return fedc_error_set(FEDC_ESHAPE, "%s: %zu weights, want %zu", s->ops->name, n, s->n);
   if (g->total == 0) return fedc_error_set(FEDC_EQUORUM, "fedavg: no updates to average");
   const double scale = ldexp(1.0, -32) / (double)g->total;
-  for (size_t i = 0; i < n; i++) out[i] = (float)((double)g->acc[i] * scale);
+  for (size_t i = 0; i < n; i++)
+    out[i] = (float)((double)g->acc[i] * scale);
   return 0;
 }
 
@@ -127,16 +128,16 @@ static void gpu_free(fedc_strategy *s) {
   fedc_free(g);
 }
 
-static const fedc_strategy_ops fedavg_gpu_ops = {"fedavg", gpu_begin, gpu_add, gpu_finish,
-                                                 gpu_free, gpu_sum};
-static const fedc_strategy_ops median_gpu_ops = {"median", gpu_begin, gpu_add, gpu_finish,
-                                                 gpu_free, NULL};
+static const fedc_strategy_ops fedavg_gpu_ops = {"fedavg",   gpu_begin, gpu_add,
+                                                 gpu_finish, gpu_free,  gpu_sum};
+static const fedc_strategy_ops median_gpu_ops = {"median",   gpu_begin, gpu_add,
+                                                 gpu_finish, gpu_free,  NULL};
 static const fedc_strategy_ops trimmed_gpu_ops = {"trimmed_mean", gpu_begin, gpu_add,
-                                                  gpu_finish, gpu_free, NULL};
+                                                  gpu_finish,     gpu_free,  NULL};
 
 int fedc__strategy_on_gpu(const fedc_strategy *s) {
-  return s != NULL && (s->ops == &fedavg_gpu_ops || s->ops == &median_gpu_ops ||
-                       s->ops == &trimmed_gpu_ops);
+  return s != NULL &&
+         (s->ops == &fedavg_gpu_ops || s->ops == &median_gpu_ops || s->ops == &trimmed_gpu_ops);
 }
 
 int fedc__strategy_gpu_clipped_last(const fedc_strategy *s) {
@@ -169,8 +170,7 @@ int fedc__strategy_device_new(const fedc_strategy_info *info, const fedc_agg_par
              "strategy %s has no GPU form; the GPU aggregates fedavg (and fedavgm, fedadam, "
              "fedyogi, fedadagrad, fedbuff, which aggregate with it), median and trimmed_mean",
              info->name);
-    if (demand)
-      return fedc_error_set(FEDC_ECONFIG, "[strategy] device = cuda: %s", why);
+    if (demand) return fedc_error_set(FEDC_ECONFIG, "[strategy] device = cuda: %s", why);
     return fall_back(info, why);
   }
   const fedc_agg_cuda_params cp = {.kind = (fedc_agg_cuda_kind)kind,
@@ -182,8 +182,8 @@ int fedc__strategy_device_new(const fedc_strategy_info *info, const fedc_agg_par
   if (g == NULL) return fedc_error_set(FEDC_ENOMEM, "%s (gpu): out of memory", info->name);
   int rc = 0;
   if (kind == FEDC_AGG_CUDA_FEDAVG && (g->acc = fedc_calloc(n ? n : 1, sizeof *g->acc)) == NULL)
-    rc = fedc_error_set(FEDC_ENOMEM, "fedavg (gpu): out of memory for the host copy of %zu sums",
-                        n);
+    rc =
+        fedc_error_set(FEDC_ENOMEM, "fedavg (gpu): out of memory for the host copy of %zu sums", n);
   if (rc == 0) rc = fedc_agg_cuda_new(&cp, n, &g->a);
   if (rc != 0) {
     snprintf(why, sizeof why, "%s", fedc_error_msg());

@@ -68,8 +68,10 @@ static void run_round(fedc_pipeline *pl, int32_t round, float *x, size_t n, cons
   for (int j = 0; j < k; j++) {
     int i = order ? order[j] : j;
     int rc = fedc_pipeline_add(pl, x, w + (size_t)i * n, n, samples[i]);
-    if (rcs) rcs[i] = rc;
-    else if (rc != 0) print_message("add %d: %s\n", i, fedc_error_msg());
+    if (rcs)
+      rcs[i] = rc;
+    else if (rc != 0)
+      print_message("add %d: %s\n", i, fedc_error_msg());
     if (!rcs) assert_int_equal(rc, 0);
     if (rc == 0) m++;
   }
@@ -122,7 +124,8 @@ static void pair_new(pair *pr, const fedc_pipeline_params *p, size_t n, int k, u
   assert_non_null(pr->samples);
   fedc_rng r;
   fedc_rng_seed(&r, seed ^ 0x5eed);
-  for (size_t i = 0; i < n; i++) pr->x_cpu[i] = pr->x_gpu[i] = (float)fedc_rng_normal(&r);
+  for (size_t i = 0; i < n; i++)
+    pr->x_cpu[i] = pr->x_gpu[i] = (float)fedc_rng_normal(&r);
   make_updates(seed, pr->x_cpu, n, k, spread, pr->w, pr->samples);
   fedc_pipeline_params pc = *p;
   pc.agg.device = FEDC_AGG_DEVICE_CPU;
@@ -148,12 +151,13 @@ static void pair_free(pair *pr) {
 static int32_t pair_rounds(pair *pr, int exact, const char *what) {
   int rev[64];
   assert_true(pr->k <= 64);
-  for (int j = 0; j < pr->k; j++) rev[j] = pr->k - 1 - j;
+  for (int j = 0; j < pr->k; j++)
+    rev[j] = pr->k - 1 - j;
   fedc_pipeline_round rc_cpu, rc_gpu;
   for (int32_t round = 1; round <= 2; round++) {
     run_round(pr->cpu, round, pr->x_cpu, pr->n, pr->w, pr->samples, NULL, pr->k, NULL, &rc_cpu);
-    run_round(pr->gpu, round, pr->x_gpu, pr->n, pr->w, pr->samples, round == 2 ? rev : NULL,
-              pr->k, NULL, &rc_gpu);
+    run_round(pr->gpu, round, pr->x_gpu, pr->n, pr->w, pr->samples, round == 2 ? rev : NULL, pr->k,
+              NULL, &rc_gpu);
     assert_int_equal(rc_cpu.clipped, rc_gpu.clipped);
     assert_int_equal(rc_cpu.capped, rc_gpu.capped);
     if (exact)
@@ -226,7 +230,8 @@ static void test_norm_clip(void **state) {
     pair_new(&pr, &p, 4001, 8, 31 + j, 0.6);
     for (int i = 0; i < 8; i += 2) /* every other update well inside */
       for (size_t t = 0; t < pr.n; t++)
-        pr.w[(size_t)i * pr.n + t] = pr.x_cpu[t] + 0.1f * (pr.w[(size_t)i * pr.n + t] - pr.x_cpu[t]);
+        pr.w[(size_t)i * pr.n + t] =
+            pr.x_cpu[t] + 0.1f * (pr.w[(size_t)i * pr.n + t] - pr.x_cpu[t]);
     assert_int_equal(pair_rounds(&pr, 0, names[j]), 4);
     pair_free(&pr);
   }
@@ -247,8 +252,9 @@ static void test_norm_refuse(void **state) {
     p.max_delta = 3.0;
     pair pr;
     pair_new(&pr, &p, 1000, 5, 41 + j, 0.05); /* norms near 1.6 */
-    for (size_t t = 0; t < pr.n; t++) pr.w[1 * pr.n + t] = pr.x_cpu[t] + 0.3f; /* norm 9.5 */
-    pr.w[3 * pr.n + 7] = pr.x_cpu[7] + 3.5f;                                   /* delta 3.5 */
+    for (size_t t = 0; t < pr.n; t++)
+      pr.w[1 * pr.n + t] = pr.x_cpu[t] + 0.3f; /* norm 9.5 */
+    pr.w[3 * pr.n + 7] = pr.x_cpu[7] + 3.5f;   /* delta 3.5 */
     int rc_c[5], rc_g[5];
     char msg_c[2][256], msg_g[2][256];
     fedc_pipeline_round r_c, r_g;
@@ -294,8 +300,10 @@ static void test_share_cap(void **state) {
   assert_int_equal(fedc_pipeline_begin(pr.cpu, pr.x_cpu), 0);
   assert_int_equal(fedc_pipeline_begin(pr.gpu, pr.x_gpu), 0);
   for (int i = 0; i < 7; i++) {
-    assert_int_equal(fedc_pipeline_add(pr.cpu, pr.x_cpu, pr.w + (size_t)i * pr.n, pr.n, counts[i]), 0);
-    assert_int_equal(fedc_pipeline_add(pr.gpu, pr.x_gpu, pr.w + (size_t)i * pr.n, pr.n, counts[i]), 0);
+    assert_int_equal(fedc_pipeline_add(pr.cpu, pr.x_cpu, pr.w + (size_t)i * pr.n, pr.n, counts[i]),
+                     0);
+    assert_int_equal(fedc_pipeline_add(pr.gpu, pr.x_gpu, pr.w + (size_t)i * pr.n, pr.n, counts[i]),
+                     0);
   }
   assert_int_equal(fedc_pipeline_finish(pr.cpu, 1, pr.x_cpu, pr.n, 7, &r_c), 0);
   assert_int_equal(fedc_pipeline_finish(pr.gpu, 1, pr.x_gpu, pr.n, 7, &r_g), 0);
@@ -327,8 +335,10 @@ static void test_partial_sums(void **state) {
   assert_int_equal(fedc_pipeline_begin(pr.cpu, pr.x_cpu), 0);
   assert_int_equal(fedc_pipeline_begin(pr.gpu, pr.x_gpu), 0);
   for (int i = 0; i < 3; i++) {
-    assert_int_equal(fedc_pipeline_add(pr.cpu, pr.x_cpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
-    assert_int_equal(fedc_pipeline_add(pr.gpu, pr.x_gpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
+    assert_int_equal(
+        fedc_pipeline_add(pr.cpu, pr.x_cpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
+    assert_int_equal(
+        fedc_pipeline_add(pr.gpu, pr.x_gpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
   }
   fedc_strategy *sc = fedc_pipeline_aggregator(pr.cpu), *sg = fedc_pipeline_aggregator(pr.gpu);
   assert_true(fedc_strategy_is_additive(sg));
@@ -353,8 +363,10 @@ static void test_partial_sums(void **state) {
   assert_int_equal(sg->ops->finish(sg, out_g, pr.n), 0);
   assert_same_bits(out_c, out_g, pr.n, "merged partial");
   for (int i = 3; i < 6; i++) { /* the sums go back to the device */
-    assert_int_equal(fedc_pipeline_add(pr.cpu, pr.x_cpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
-    assert_int_equal(fedc_pipeline_add(pr.gpu, pr.x_gpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
+    assert_int_equal(
+        fedc_pipeline_add(pr.cpu, pr.x_cpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
+    assert_int_equal(
+        fedc_pipeline_add(pr.gpu, pr.x_gpu, pr.w + (size_t)i * pr.n, pr.n, pr.samples[i]), 0);
   }
   assert_int_equal(sc->ops->finish(sc, out_c, pr.n), 0);
   assert_int_equal(sg->ops->finish(sg, out_g, pr.n), 0);
@@ -372,8 +384,8 @@ static void test_dp_and_async(void **state) {
   fedc_pipeline_params p;
   base_params(&p, "fedavg", FEDC_AGG_DEVICE_CUDA, 6);
   p.dp_on = 1;
-  p.dp = (fedc_dp_params){.noise_multiplier = 1.0, .clip_norm = 1.0, .delta = 1e-5,
-                          .seed = 7, .clients_per_round = 6};
+  p.dp = (fedc_dp_params){
+      .noise_multiplier = 1.0, .clip_norm = 1.0, .delta = 1e-5, .seed = 7, .clients_per_round = 6};
   p.population = 60;
   p.per_round = 6;
   p.norm_bound = 2.0; /* with DP the bound is applied on the CPU */
@@ -404,10 +416,10 @@ static void test_dp_and_async(void **state) {
   pair_free(&pr);
 }
 
-#define AGG_DEVICE_CASES                                                                   \
-  cmocka_unit_test(test_fedavg_exact), cmocka_unit_test(test_robust),                     \
-      cmocka_unit_test(test_norm_clip), cmocka_unit_test(test_norm_refuse),               \
-      cmocka_unit_test(test_share_cap), cmocka_unit_test(test_partial_sums),              \
+#define AGG_DEVICE_CASES                                                                           \
+  cmocka_unit_test(test_fedavg_exact), cmocka_unit_test(test_robust),                              \
+      cmocka_unit_test(test_norm_clip), cmocka_unit_test(test_norm_refuse),                        \
+      cmocka_unit_test(test_share_cap), cmocka_unit_test(test_partial_sums),                       \
       cmocka_unit_test(test_dp_and_async)
 
 #endif

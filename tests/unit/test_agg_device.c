@@ -93,7 +93,8 @@ static void same_as_cpu(fedc_pipeline *pl, const char *name) {
   const size_t n = 1003;
   float x1[1003], x2[1003], w[4 * 1003];
   uint64_t samples[4];
-  for (size_t i = 0; i < n; i++) x1[i] = x2[i] = (float)i / (float)n;
+  for (size_t i = 0; i < n; i++)
+    x1[i] = x2[i] = (float)i / (float)n;
   make_updates(5, x1, n, 4, 0.5, w, samples);
   fedc_pipeline_params p;
   base_params(&p, name, FEDC_AGG_DEVICE_CPU, 4);

@@ -53,9 +53,9 @@ int fedc_agg_cuda_new(const fedc_agg_cuda_params *p, size_t n, fedc_agg_cuda **o
   assert_true(a->x && a->y && a->acc);
   if (p->kind != FEDC_AGG_CUDA_FEDAVG) {
     fedc_agg_params ap = {.trim_beta = p->trim_beta, .max_updates = p->max_updates};
-    int rc = fedc__robust_new(p->kind == FEDC_AGG_CUDA_MEDIAN ? FEDC_ROBUST_MEDIAN
-                                                                : FEDC_ROBUST_TRIMMED,
-                              &ap, n, &a->robust);
+    int rc =
+        fedc__robust_new(p->kind == FEDC_AGG_CUDA_MEDIAN ? FEDC_ROBUST_MEDIAN : FEDC_ROBUST_TRIMMED,
+                         &ap, n, &a->robust);
     assert_int_equal(rc, 0);
   }
   if (p->norm_bound > 0.0) emul_norm_seen++;
@@ -99,9 +99,8 @@ int fedc_agg_cuda_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_sam
     clipped = 1;
   }
   for (size_t i = 0; i < n; i++)
-    a->y[i] = a->p.norm_bound > 0.0
-                  ? (float)(((double)w[i] - (double)a->x[i]) * scale) + a->x[i]
-                  : w[i];
+    a->y[i] =
+        a->p.norm_bound > 0.0 ? (float)(((double)w[i] - (double)a->x[i]) * scale) + a->x[i] : w[i];
   if (fedavg) {
     for (size_t i = 0; i < n; i++)
       if (fabs((double)a->y[i]) >= 2147483648.0)
@@ -122,7 +121,8 @@ int fedc_agg_cuda_finish(fedc_agg_cuda *a, float *out, size_t n) {
   if (a->robust) return a->robust->ops->finish(a->robust, out, n);
   if (a->total == 0) return fedc_error_set(FEDC_EQUORUM, "emul: no updates");
   const double scale = ldexp(1.0, -32) / (double)a->total;
-  for (size_t i = 0; i < n; i++) out[i] = (float)((double)a->acc[i] * scale);
+  for (size_t i = 0; i < n; i++)
+    out[i] = (float)((double)a->acc[i] * scale);
   return 0;
 }
 
@@ -170,8 +170,11 @@ static void test_norm_bound_placement(void **state) {
     double share;
     int dp;
     int want;
-  } cases[] = {{"fedavg", 0.0, 0, 1}, {"median", 0.5, 0, 1},  {"fedavg", 0.5, 0, 0},
-               {"fedavg", 0.0, 1, 0}, {"fedbuff", 0.0, 0, 0}};
+  } cases[] = {{"fedavg", 0.0, 0, 1},
+               {"median", 0.5, 0, 1},
+               {"fedavg", 0.5, 0, 0},
+               {"fedavg", 0.0, 1, 0},
+               {"fedbuff", 0.0, 0, 0}};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     base_params(&p, cases[c].name, FEDC_AGG_DEVICE_CUDA, 4);
     p.norm_bound = 1.0;
