@@ -27,7 +27,7 @@
 #define FEDC_CONFIG_PATH_MAX 1024
 /* Room in the origin bookkeeping: keys in the table, and one origin's text
  * (a long file name keeps its tail: ".../configs/x.ini:12"). */
-#define FEDC_CONFIG_MAX_KEYS 96
+#define FEDC_CONFIG_MAX_KEYS 192
 #define FEDC_CONFIG_ORIGIN_MAX 96
 
 
