@@ -75,6 +75,7 @@ struct fedc_coordinator {
   size_t n_params;
   char job_id[33];
   char *job_json; /* the "job" object of /v1/join (without "round") */
+  char *audit_params; /* the rounds' audit records' "params" (audit.h) */
 
   pthread_mutex_t mu; /* engine, store, round_updates, last_* below */
   fedc_engine *engine;

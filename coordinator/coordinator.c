@@ -22,6 +22,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "audit.h"
 #include "base/alloc.h"
 #include "base/error.h"
 #include "faults.h"
@@ -724,6 +725,8 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   }
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  /* what each round's audit record says of the strategy (audit.h) */
+  if (rc == 0 && (c->audit_params = fedc__audit_params_json(&c->cfg)) == NULL) rc = FEDC_ENOMEM;
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
     fedc_conn_limits lim = {
@@ -836,6 +839,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_free(c->model_bytes);
   fedc_free(c->history);
   fedc_free(c->job_json);
+  fedc_free(c->audit_params);
   if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
   fedc_trainer_free(c->eval_tr);
   fedc_backend_close(c->eval_be);
