@@ -115,9 +115,17 @@ static int query_text(fedc_store *st, const char *sql, int64_t arg, char *dst, s
   return err;
 }
 
+/* A double written with 17 significant digits, so that it reads back to
+ * the same bits (cJSON's own printing may round to 15 digits); null for
+ * NAN (not measured). */
 static void add_real_or_null(cJSON *o, const char *k, double v) {
-  if (isfinite(v)) cJSON_AddNumberToObject(o, k, v);
-  else cJSON_AddNullToObject(o, k);
+  char buf[40];
+  if (!isfinite(v)) {
+    cJSON_AddNullToObject(o, k);
+    return;
+  }
+  snprintf(buf, sizeof buf, "%.17g", v);
+  cJSON_AddRawToObject(o, k, buf);
 }
 
 /* Build round r's record (see audit.h) with the previous digest prev. */
