@@ -71,7 +71,9 @@ char *fedc__audit_params_json(const fedc_config *cfg) {
   fclose(f);
   cJSON *o = rc == 0 ? cJSON_CreateObject() : NULL;
   cJSON *sec = NULL;
-  for (char *line = rc == 0 ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+  char *save = NULL;
+  for (char *line = rc == 0 ? strtok_r(text, "\n", &save) : NULL; line;
+       line = strtok_r(NULL, "\n", &save)) {
     if (line[0] == '[') {
       char name[64];
       if (sscanf(line, "[%63[^]]]", name) != 1) continue;
@@ -486,7 +488,7 @@ static int recompute(audit_ctx *a, int32_t round, const cJSON *rec, const uint8_
     const char *ts = fu ? fedc_st_meta_get(fu, "train_loss") : NULL;
     if (rc == 0)
       rc = fedc_engine_submit(e, round, (int32_t)jnum(u, "client"), wu, n,
-                              (uint64_t)jnum(u, "samples"), ts ? atof(ts) : 0.0);
+                              (uint64_t)jnum(u, "samples"), ts ? strtod(ts, NULL) : 0.0);
     fedc_st_free(fu);
     fu = NULL;
   }

@@ -548,7 +548,7 @@ int fedc__pki_main(const fedc_config *cfg, int argc, char **argv) {
     else if (strcmp(a, "--kit") == 0) o.kit = argv[++i];
     else if (strcmp(a, "--url") == 0) o.url = argv[++i];
     else if (strcmp(a, "--days") == 0) {
-      o.days = atoi(argv[++i]);
+      o.days = (int)strtol(argv[++i], NULL, 10);
       if (o.days < 1 || o.days > 3650) return usage();
     } else if (strcmp(a, "--san") == 0) {
       if (n_sans == MAX_SANS || san_parse(argv[++i], &sans[n_sans]) != 0) {
