@@ -5,7 +5,9 @@
  *
  *   pki init --dir D --san DNS:fl.example.org --san IP:10.0.0.5 ...
  *            [--url https://fl.example.org:8443] [--days N]
- *     D/ca.key, D/ca.pem: the consortium's CA (EC P-256, 10 years);
+ *     D/ca.key, D/ca.pem: the consortium's CA (EC P-256, 10 years; one
+ *     already in D is kept, which is how the server's certificate is
+ *     renewed: move server.* away and run init again);
  *     D/server.key, D/server.pem: the coordinator's certificate for those
  *     names (serverAuth; --days, default 825); D/url: the URL the sites
  *     will use (--url, default https://<first SAN>:8443). Keys mode 0600,
@@ -33,6 +35,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/asn1write.h>
 #include <mbedtls/bignum.h>
@@ -295,11 +298,19 @@ static int pki_init(const char *dir, const san *sans, int n_sans, const char *ur
   mbedtls_pk_init(&srv);
   unsigned char pem[PEM_MAX];
   int rc = fedc__drbg_init(&r, "fedc-coordinator pki init");
-  if (rc == 0) rc = new_key(p_cakey, &ca, &r);
-  cert_spec q = {.subject_key = &ca, .issuer_key = &ca, .subject = CA_DN, .issuer = CA_DN,
-                 .days = CA_DAYS, .ca = 1};
-  if (rc == 0) rc = write_cert(&q, &r, pem);
-  if (rc == 0) rc = write_text(p_ca, (const char *)pem, 0644);
+  /* a CA already there is kept: this renews the server's certificate */
+  int have_ca = access(p_cakey, R_OK) == 0 && access(p_ca, R_OK) == 0;
+  if (rc == 0 && have_ca) {
+    int k = fedc__pk_parse_keyfile(&ca, p_cakey, NULL, mbedtls_ctr_drbg_random, &r.ctr);
+    if (k != 0) rc = fedc_error_set(FEDC_EIO, "%s: cannot read the CA key (mbedTLS -0x%04x)",
+                                    p_cakey, (unsigned)-k);
+  } else if (rc == 0) {
+    rc = new_key(p_cakey, &ca, &r);
+    cert_spec q = {.subject_key = &ca, .issuer_key = &ca, .subject = CA_DN, .issuer = CA_DN,
+                   .days = CA_DAYS, .ca = 1};
+    if (rc == 0) rc = write_cert(&q, &r, pem);
+    if (rc == 0) rc = write_text(p_ca, (const char *)pem, 0644);
+  }
   if (rc == 0) rc = new_key(p_key, &srv, &r);
   /* the server's CN: its first name, for people; clients check the SANs */
   char cn[300] = "fedc coordinator";
@@ -324,16 +335,16 @@ static int pki_init(const char *dir, const san *sans, int n_sans, const char *ur
   } else {
     snprintf(u, sizeof u, "%s\n", url);
   }
-  if (rc == 0) rc = write_text(p_url, u, 0644);
+  if (rc == 0) rc = fedc__file_write_new(p_url, u, strlen(u), 0644, 0);
   mbedtls_pk_free(&ca);
   mbedtls_pk_free(&srv);
   fedc__drbg_free(&r);
   if (rc == 0)
-    printf("CA:          %s (key %s, mode 0600: keep it offline)\n"
+    printf("CA:          %s (key %s, mode 0600: keep it offline)%s\n"
            "coordinator: %s (key %s, mode 0600)\n"
            "sites' URL:  %s"
            "[tls] ca = %s, cert = %s, key = %s in the coordinator's config\n",
-           p_ca, p_cakey, p_crt, p_key, u, p_ca, p_crt, p_key);
+           p_ca, p_cakey, have_ca ? " (kept)" : "", p_crt, p_key, u, p_ca, p_crt, p_key);
   return rc;
 }
 

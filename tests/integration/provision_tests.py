@@ -2,7 +2,8 @@
 expiry, allow/revoke on the running daemon, and the audit trail, with the
 real binaries on loopback (docs/operations.md).
 
-  provision_job_audit   pki init; enroll at 3 sites, each in its own
+  provision_job_audit   pki init (then again: the server certificate
+                        renewed by the same CA); enroll at 3 sites, each in its own
                         folder; only the requests travel; pki sign makes
                         startup kits; a job runs over mutual TLS with the
                         kits' site.ini; no private key is ever found outside
@@ -82,6 +83,19 @@ def provision_job_audit():
         # the coordinator's operator: CA and server certificate for the names used
         run([COORD, "pki", "init", "--dir", coord, "--san", "DNS:localhost", "--san",
              "IP:127.0.0.1", "--url", f"https://127.0.0.1:{job.port}"])
+        # renewing the server certificate: the CA in the folder is kept
+        with open(os.path.join(coord, "ca.pem")) as f:
+            ca_before = f.read()
+        old = os.path.join(d, "old-server")
+        os.makedirs(old)
+        for f in ("server.pem", "server.key"):
+            shutil.move(os.path.join(coord, f), old)
+        r = run([COORD, "pki", "init", "--dir", coord, "--san", "DNS:localhost", "--san",
+                 "IP:127.0.0.1", "--url", f"https://127.0.0.1:{job.port}"])
+        assert "(kept)" in r.stdout, r.stdout
+        with open(os.path.join(coord, "ca.pem")) as f:
+            assert f.read() == ca_before, "pki init replaced the CA"
+        shutil.rmtree(old)
         # each site: its key and request, in its own folder; only the CSR travels
         inbox = os.path.join(coord, "inbox")
         os.makedirs(inbox)
