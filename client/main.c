@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "enroll.h"
 #include "config/config.h"
 #include "base/cpu.h"
 #include "base/error.h"
@@ -30,6 +31,7 @@
 
 static void usage(FILE *f) {
   fputs("usage: fedc-client --config FILE [options]\n"
+        "       fedc-client enroll --name NAME [--dir DIR]   (a key and a CSR)\n"
         "\n"
         "Take part in a federated learning job: join the coordinator at\n"
         "[server] url over mutual TLS, train on the local data of [data]\n"
@@ -157,6 +159,8 @@ static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fe
 }
 
 int main(int argc, char **argv) {
+  /* provisioning: the site's key and request (enroll.c) */
+  if (argc >= 2 && strcmp(argv[1], "enroll") == 0) return fedc__client_enroll_main(argc - 1, argv + 1);
   fedc_config cfg;
   fedc_config_defaults(&cfg);
   fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */

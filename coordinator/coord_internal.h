@@ -26,6 +26,7 @@
 #include "http_server.h"
 #include "ml/model.h"
 #include "store.h"
+#include "certs.h"
 #include "ml/train.h"
 
 typedef struct coord_client {
@@ -75,6 +76,12 @@ struct fedc_coordinator {
   size_t n_params;
   char job_id[33];
   char *job_json; /* the "job" object of /v1/join (without "round") */
+  char *audit_params; /* the rounds' audit records' "params" (audit.h) */
+  /* certificate expiry (cert_watch.c): the server's, and the clients' the
+   * store knows, refreshed with the client list */
+  double server_not_after; /* unix seconds; 0 = unknown */
+  fedc__cert_row *certs;
+  int32_t n_certs;
 
   pthread_mutex_t mu; /* engine, store, round_updates, last_* below */
   fedc_engine *engine;
@@ -229,5 +236,11 @@ void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o, int32_t sel
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);
 char *fedc__coord_metrics_text(fedc_coord *c);
+
+/* cert_watch.c: read the server certificate's expiry and warn if it is
+ * near; take a new list of the clients' certificates (owned from then on)
+ * and warn of those expiring within FEDC_PKI_WARN_DAYS, once each. */
+void fedc__coord_certs_start(fedc_coord *c);
+void fedc__coord_certs_update(fedc_coord *c, fedc__cert_row *rows, int32_t n);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "audit.h"
 #include "base/alloc.h"
 #include "base/error.h"
 #include "faults.h"
@@ -96,6 +97,8 @@ typedef struct refresh_work {
   fedc_coord *c;
   fedc_store_client *list;
   int32_t n;
+  fedc__cert_row *certs; /* their certificates' expiry (cert_watch.c) */
+  int32_t n_certs;
   int rc;
 } refresh_work;
 
@@ -103,6 +106,7 @@ static void refresh_run(uv_work_t *req) {
   refresh_work *w = req->data;
   pthread_mutex_lock(&w->c->mu);
   w->rc = fedc_store_client_list(w->c->store, &w->list, &w->n);
+  if (w->rc == 0) w->rc = fedc__certs_list(w->c->store, &w->certs, &w->n_certs);
   pthread_mutex_unlock(&w->c->mu);
 }
 
@@ -126,9 +130,19 @@ static void refresh_done(uv_work_t *req, int status) {
         fedc_http_exchange_on_abort(x, NULL, NULL);
         fedc_http_respond_error(x, 403, "forbidden", "this certificate was revoked");
       }
+      /* and its open connections: nothing more goes through them */
+      int closed = fedc_http_server_close_peer(c->server, cl->fingerprint);
+      if (closed > 0)
+        fedc_log_info("client=%d msg=\"revoked: closed its connections\" connections=%d",
+                      (int)cl->id, closed);
     }
     cl->revoked = revoked;
   }
+  if (w->rc == 0) {
+    fedc__coord_certs_update(c, w->certs, w->n_certs); /* takes the list */
+    w->certs = NULL;
+  }
+  fedc_free(w->certs);
   fedc_free(w->list);
   fedc_free(w);
   fedc__coord_worker_done(c);
@@ -725,6 +739,9 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   }
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) fedc__coord_certs_start(c); /* the server certificate's expiry */
+  /* what each round's audit record says of the strategy (audit.h) */
+  if (rc == 0 && (c->audit_params = fedc__audit_params_json(&c->cfg)) == NULL) rc = FEDC_ENOMEM;
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
     fedc_conn_limits lim = {
@@ -837,6 +854,8 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_free(c->model_bytes);
   fedc_free(c->history);
   fedc_free(c->job_json);
+  fedc_free(c->audit_params);
+  fedc_free(c->certs);
   if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
   fedc_trainer_free(c->eval_tr);
   fedc_backend_close(c->eval_be);

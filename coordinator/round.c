@@ -320,7 +320,8 @@ static void commit_run(uv_work_t *req) {
                                 .test_acc = NAN,
                                 .secs = fedc__coord_now() - c->round_opened_at,
                                 .epsilon = m->epsilon, .delta = m->delta,
-                                .clip_norm = m->clip_norm};
+                                .clip_norm = m->clip_norm,
+                                .audit_params = c->audit_params};
     if (c->has_test) evaluate(c, next, &w->row);
     /* the test hook: an out-of-memory while encoding, after the prepare */
     rc = fedc__faults_commit();

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -271,6 +272,22 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   metric(&t, "fedc_clients", "gauge", "Enrolled clients by status.");
   put(&t, "fedc_clients{status=\"allowed\"} %d\nfedc_clients{status=\"revoked\"} %d\n",
       (int)allowed, (int)revoked);
+  /* certificate expiry (cert_watch.c): the server's, and each allowed
+   * client's whose certificate the store holds */
+  double now_wall = (double)time(NULL);
+  metric(&t, "fedc_cert_expiry_seconds", "gauge",
+         "Seconds until a certificate expires (negative: expired): role=\"server\" is the "
+         "coordinator's, role=\"client\" each allowed client's that the store holds.");
+  if (c->server_not_after > 0)
+    put(&t, "fedc_cert_expiry_seconds{role=\"server\"} %.0f\n", c->server_not_after - now_wall);
+  for (int32_t i = 0; i < c->n_certs; i++) {
+    const coord_client *cl = NULL;
+    for (int32_t j = 0; j < c->n_clients && cl == NULL; j++)
+      if (strcmp(c->clients[j].fingerprint, c->certs[i].fingerprint) == 0) cl = &c->clients[j];
+    if (cl == NULL || cl->revoked) continue;
+    put(&t, "fedc_cert_expiry_seconds{role=\"client\",client=\"%d\",fingerprint=\"%s\"} %.0f\n",
+        (int)cl->id, c->certs[i].fingerprint, c->certs[i].not_after - now_wall);
+  }
   if (t.oom) {
     fedc_free(t.buf);
     return NULL;

@@ -49,6 +49,9 @@ typedef struct fedc_store_round {
    * opt_state_len > 0; not read back by fedc_store_rounds) */
   const float *opt_state;
   size_t opt_state_len;
+  /* the job's strategy and privacy parameters as a JSON object, for the
+   * round's audit record (audit.h; NULL = none recorded) */
+  const char *audit_params;
 } fedc_store_round;
 
 typedef struct fedc_store_update {
@@ -141,5 +144,18 @@ int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len
 
 /* PRAGMA integrity_check: 0 when "ok", FEDC_EFORMAT with the report else. */
 int fedc_store_integrity_check(fedc_store *st);
+
+/*
+ * For the store's companion files (audit.c, certs.c), which keep their own
+ * tables in the same file: the connection, the path, and the translation
+ * of a sqlite failure (as every store function does it). Same thread rules.
+ */
+struct sqlite3 *fedc__store_db(fedc_store *st);
+const char *fedc__store_path(const fedc_store *st);
+int fedc__store_db_error(fedc_store *st, int rc, const char *what);
+/* audit.c: write round r's audit record inside the commit's transaction
+ * (result_sha: the checkpoint's SHA-256, hex). */
+int fedc__audit_append(fedc_store *st, const fedc_store_round *r, const char *result_sha,
+                       const fedc_store_update *updates, int32_t n_updates);
 
 #endif

@@ -95,6 +95,15 @@ static const char SCHEMA_SQL[] =
   "round INTEGER PRIMARY KEY REFERENCES rounds(round), "                     \
   "epsilon REAL NOT NULL, delta REAL NOT NULL, clip_norm REAL)"
 
+/* the audit trail (audit.c) and the certificates' details (certs.c) */
+#define AUDIT_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS audit(round INTEGER PRIMARY KEY "              \
+  "REFERENCES rounds(round), record TEXT NOT NULL, digest TEXT NOT NULL)"
+#define CERTS_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS certs(fingerprint TEXT PRIMARY KEY NOT NULL, " \
+  "name TEXT NOT NULL, not_after REAL NOT NULL, admin INTEGER NOT NULL, "    \
+  "pem TEXT NOT NULL)"
+
 #define ROUND_COLS                                                          \
   "round, selected, clients, samples, train_loss, test_loss, test_acc, "   \
   "secs, committed_at, sha256"
@@ -435,6 +444,8 @@ int fedc_store_open(const char *path, fedc_store **out) {
   if ((err = exec(st, PRIVACY_SQL, "create the privacy ledger")) != 0) goto fail;
   if ((err = exec(st, SECRETS_SQL, "create the secrets table")) != 0) goto fail;
   if ((err = exec(st, OPT_STATE_SQL, "create the optimizer table")) != 0) goto fail;
+  if ((err = exec(st, AUDIT_SQL, "create the audit trail")) != 0) goto fail;
+  if ((err = exec(st, CERTS_SQL, "create the certificates table")) != 0) goto fail;
   if ((err = prepare_hot(st)) != 0) goto fail;
   *out = st;
   return 0;
@@ -456,6 +467,14 @@ void fedc_store_close(fedc_store *st) {
   if (st->lock_fd1) close(st->lock_fd1 - 1); /* drops the lock */
   fedc_free(st->path);
   fedc_free(st);
+}
+
+/* ---- for the store's companion files (audit.c, certs.c) ----------------- */
+
+struct sqlite3 *fedc__store_db(fedc_store *st) { return st->db; }
+const char *fedc__store_path(const fedc_store *st) { return st->path; }
+int fedc__store_db_error(fedc_store *st, int rc, const char *what) {
+  return db_error(st, rc, what);
 }
 
 /* ---- the daemon's hold on its store ------------------------------------- */
@@ -1062,6 +1081,8 @@ int fedc_store_commit_round(fedc_store *st, fedc_store_round *r,
     goto fail;
   if (r->epsilon > 0.0 && (err = insert_privacy(st, r, what)) != 0) goto fail;
   if (r->opt_state_len > 0 && (err = insert_opt_state(st, r, what)) != 0) goto fail;
+  /* the round's audit record, chained to the last one (audit.c) */
+  if ((err = fedc__audit_append(st, r, hex, updates, n_updates)) != 0) goto fail;
   if ((err = tx_commit(st, what)) != 0) goto fail;
   memcpy(r->sha256, hex, sizeof hex);
   r->committed_at = now;
