@@ -14,6 +14,8 @@ its three sites played by this script with numpy:
   (bad_shape, bad_dtype, non_finite) with the tensor's name in the message;
 - a coordinator killed with SIGKILL after round 2 and restarted ends with
   models bit-identical to the uninterrupted run's;
+- the built-in client (no [trainer] command) refuses a tensor job at
+  once, exit code 2, saying so;
 - start refuses a missing or invalid init file, an F64 tensor, a bad
   integer_rule, [data] test, and max rules under secure aggregation.
 Run under /usr/bin/python3 (Debian's, with numpy).
@@ -352,8 +354,24 @@ def test_start_refusals():
         job.close()
 
 
+def test_builtin_client_refuses():
+    need_numpy()
+    job, _ = tensor_job("tensors-builtin")
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        p = job.start_client(1)
+        rc = p.wait(timeout=60)
+        with open(os.path.join(job.dir, "client-1.log")) as f:
+            log = f.read()
+        assert rc == 2 and "a tensors job needs [trainer] command" in log, (rc, log[-500:])
+    finally:
+        job.close()
+
+
 def main():
     s = Suite("tensor jobs")
+    s.run(test_builtin_client_refuses)
     s.run(test_tensor_job_and_resume)
     s.run(test_refusals_name_the_tensor)
     s.run(test_start_refusals)
