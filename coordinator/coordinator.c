@@ -656,7 +656,7 @@ static int restore(fedc_coord *c, float *w) {
 
 static int load_test_set(fedc_coord *c) {
   const fedc_config *cfg = &c->cfg;
-  if (cfg->test[0] == '\0') return 0;
+  if (cfg->test[0] == '\0' || cfg->model_type == FEDC_MODEL_TENSORS) return 0; /* its clients evaluate */
   int rc = cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
                                           : fedc_load_csv(cfg->test, cfg->label, &c->test);
   if (rc == 0 && c->test.d != c->spec.n_in)

@@ -137,8 +137,9 @@ static const key_def keys[] = {
      "define the job."},
     {"model", "integer_rule", T_STRING, M(integer_rule), 0, 0, 0, NULL, "",
      "type = tensors: what each integer tensor becomes at a commit, as "
-     "PATTERN=keep|max, ... (fnmatch patterns on tensor names, first match "
-     "wins; unmatched: keep the global model's value)."},
+     "PATTERN=RULE, ... with RULE keep (the global model's value) or max "
+     "(the largest in the round's updates); fnmatch patterns on tensor "
+     "names, the first match wins, unmatched tensors keep."},
 
     {"train", "epochs", T_INT32, M(epochs), 1, 10000, MINMAX, NULL, "1",
      "Local epochs each client runs per round."},
@@ -1255,7 +1256,8 @@ static int check_tensors(const fedc_config *c, fedc_config_role role) {
                             origin_of(c, "model", builtin[i]), builtin[i], (long)v,
                             builtin[i], origin_of(c, "model", "type"));
   }
-  if (c->test[0])
+  /* the default test set is simply not loaded; one the operator named is refused */
+  if (c->test[0] && strcmp(origin_of(c, "data", "test"), "default") != 0)
     return fedc_error_set(FEDC_ECONFIG,
                           "%s: [data] test is set: the coordinator never runs a tensor "
                           "job's model; it is evaluated only by its clients. Leave [data] "
