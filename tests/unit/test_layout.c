@@ -5,7 +5,8 @@
  * a layout, every refusal names its tensor, the integer rules (keep, max;
  * first pattern wins), and the engine's fold of a mixed-dtype model is
  * order independent and within half a unit of the dtype of the exact
- * weighted average.
+ * weighted average; every strategy with a norm bound keeps F16/BF16
+ * values in their dtype.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,8 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "config/config.h"
+#include "config/config_params.h"
 #include "ml/dtype.h"
 #include "ml/layout.h"
 #include "round/engine.h"
@@ -379,6 +382,72 @@ static void test_mixed_fold(void **state) {
   fedc_layout_free(&l);
 }
 
+/* Every strategy, with a norm bound, on the mixed layout: two rounds of
+ * four updates in two orders give the same global model, every F16 and
+ * BF16 value of which is one of its dtype. */
+static void test_every_strategy(void **state) {
+  (void)state;
+  static const char *const names[] = {"fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad",
+                                      "median", "trimmed_mean", "krum", "multikrum"};
+  mixed m[5];
+  float w[5][NW + NH + NB];
+  int64_t wi[5][NI + NS];
+  fedc_layout l;
+  uint8_t *bytes;
+  size_t len;
+  for (int c = 0; c < 5; c++) fill_mixed(&m[c], 0.21 * (c + 1));
+  layout_of(&m[0], &l, &bytes, &len);
+  fedc_free(bytes);
+  for (int c = 0; c < 5; c++) {
+    assert_int_equal(encode_mixed(&m[c], "head", FEDC_ST_F16, &bytes, &len), 0);
+    assert_int_equal(fedc_layout_decode(&l, bytes, len, w[c], wi[c], NULL), 0);
+    fedc_free(bytes);
+  }
+  for (size_t s = 0; s < sizeof names / sizeof *names; s++) {
+    float out[2][NW + NH + NB];
+    for (int order = 0; order < 2; order++) {
+      fedc_engine_params p;
+      fedc_engine_params_init(&p);
+      p.rounds = 2;
+      p.clients_per_round = 5;
+      p.min_clients = 5;
+      p.strategy = names[s];
+      fedc_config cfg; /* each strategy's default parameters */
+      fedc_config_defaults(&cfg);
+      char set[64];
+      snprintf(set, sizeof set, "strategy.name=%s", names[s]);
+      assert_int_equal(fedc_config_set(&cfg, set), 0);
+      assert_int_equal(fedc_config_set(&cfg, "strategy.norm_bound=50"), 0);
+      cfg.clients_per_round = 5;
+      fedc_pipeline_params pp;
+      fedc_pipeline_params_from_config(&cfg, 5, &pp);
+      pp.layout = &l;
+      fedc_engine *e;
+      int rc = fedc__engine_new_pipeline(&p, &pp, l.n_float, w[0], &e);
+      if (rc != 0) fail_msg("%s: %s", names[s], fedc_error_msg());
+      for (int32_t r = 1; r <= 2; r++) {
+        int32_t ids[5] = {0, 1, 2, 3, 4}, sel[5], k;
+        assert_int_equal(fedc_engine_open(e, ids, 5, 5, sel, &k), 0);
+        for (int i = 0; i < 5; i++) {
+          int c = order ? 4 - i : i;
+          assert_int_equal(fedc_engine_submit(e, r, c, w[c], l.n_float, 10 + (uint64_t)c, 0.5), 0);
+        }
+        if (fedc_engine_close(e, NULL) != 0) fail_msg("%s: %s", names[s], fedc_error_msg());
+      }
+      memcpy(out[order], fedc_engine_global(e), sizeof out[order]);
+      fedc_engine_free(e);
+    }
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+    for (size_t i = NW; i < l.n_float; i++) {
+      float v = out[0][i];
+      assert_true(isfinite(v));
+      if (i < NW + NH) assert_true(fedc_f16_to_f32(fedc_f32_to_f16(v)) == v);
+      else assert_true(fedc_bf16_to_f32(fedc_f32_to_bf16(v)) == v);
+    }
+  }
+  fedc_layout_free(&l);
+}
+
 static void test_from_spec(void **state) {
   (void)state;
   fedc_model_spec s;
@@ -422,6 +491,7 @@ int main(void) {
       T(test_unsupported_init),
       T(test_rules),
       T(test_mixed_fold),
+      T(test_every_strategy),
       T(test_from_spec),
 #undef T
   };
