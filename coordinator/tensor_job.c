@@ -173,9 +173,10 @@ int fedc__coord_tensors_job_json(const fedc_coord *c, cJSON *model) {
   return 0;
 }
 
-/* The identity of a tensor job in the store: its tensors, the integer
- * rules, the seed and the strategy (a restart with another init file of
- * the same tensors resumes; one with other tensors is refused). */
+/* The identity of a tensor job in the store: its tensors, the seed and
+ * the strategy (a restart with another init file of the same tensors
+ * resumes; one with other tensors is refused; the integer rules may
+ * change). */
 char *fedc__coord_tensors_spec_json(const fedc_coord *c) {
   cJSON *o = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(o, "model");
   char seed[32];
@@ -183,7 +184,6 @@ char *fedc__coord_tensors_spec_json(const fedc_coord *c) {
   cJSON_AddStringToObject(model, "type", "tensors");
   cJSON *arr = tensor_list(c);
   if (arr) cJSON_AddItemToObject(model, "tensors", arr);
-  cJSON_AddStringToObject(model, "integer_rule", c->cfg.integer_rule);
   cJSON_AddStringToObject(o, "seed", seed);
   cJSON_AddStringToObject(o, "strategy", c->cfg.strategy);
   char *text = arr ? cJSON_PrintUnformatted(o) : NULL;
