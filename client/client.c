@@ -533,7 +533,8 @@ static run_state join(fedc_client *c) {
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
-    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s", msg);
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "%s%s",
+            rc == FEDC_EUNSUPPORTED ? "" : "the job does not fit this client's data: ", msg);
     return RUN_END;
   }
   if (strcmp(job.id, c->job.id) != 0) {

@@ -28,6 +28,10 @@ int fedc_client_job_spec(const fedc_client_job *job, fedc_model_spec *spec) {
   if (t < 0)
     return fedc_error_set(FEDC_ERANGE, "the job's model type '%s' is not a built-in layout",
                           job->type);
+  if (t == FEDC_MODEL_TENSORS)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "a tensors job needs [trainer] command: the built-in trainer trains "
+                          "only the built-in dense models (docs/tensor-jobs.md)");
   const char *type = job->type;
   int multi = t == FEDC_MODEL_SOFTMAX || t == FEDC_MODEL_MLP;
   if (multi && job->classes < 2)

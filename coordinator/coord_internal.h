@@ -24,6 +24,7 @@
 #include "data/data.h"
 #include "round/engine.h"
 #include "http_server.h"
+#include "ml/layout.h"
 #include "ml/model.h"
 #include "store.h"
 #include "certs.h"
@@ -72,8 +73,12 @@ struct fedc_coordinator {
   uv_loop_t *loop;
   fedc_coordinator_params params; /* callbacks and user data */
   fedc_config cfg;
-  fedc_model_spec spec;
-  size_t n_params;
+  fedc_model_spec spec;   /* a built-in model's (type tensors: nothing else) */
+  size_t n_params;        /* the engine's model: the layout's float values */
+  /* the job's tensors and its integer tensors' values (tensor_job.c):
+   * committed, this round's fold, a prepared commit's; under mu */
+  fedc_layout layout;
+  int64_t *ints, *ints_acc, *ints_next;
   char job_id[33];
   char *job_json; /* the "job" object of /v1/join (without "round") */
   char *audit_params; /* the rounds' audit records' "params" (audit.h) */
@@ -170,9 +175,10 @@ struct commit_work;
 void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *w);
 /* Re-evaluate the round state machine (open, close) now: EV_STEP. */
 void fedc__coord_step(fedc_coord *c);
-/* Encode w as the start model of round + 1, with its SHA-256 (any thread). */
-int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
-                             uint8_t **bytes, size_t *len, char sha[65]);
+/* Encode w and ints (the integer tensors) as the start model of round + 1,
+ * with its SHA-256 (any thread). */
+int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t *ints,
+                             int32_t round, uint8_t **bytes, size_t *len, char sha[65]);
 /* After a worker finished: stop if asked to, else step. */
 void fedc__coord_worker_done(fedc_coord *c);
 /* Answer one pending long-poll with what this client should do now. */
@@ -232,6 +238,23 @@ struct cJSON;
 /* selected: the open round's selection size, as /v1/status has it (asked
  * of the engine, or the picture taken as the commit began) */
 void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o, int32_t selected);
+
+/* tensor_job.c: the layout and the integer tensors. _init builds the
+ * layout and the initial model (*w_init, new: the seeded built-in model
+ * or [model] init's float values; init's integers into ints) and sets
+ * n_params; FEDC_ECONFIG naming the key for a bad init file or rule. */
+int fedc__coord_tensors_init(fedc_coord *c, float **w_init);
+void fedc__coord_tensors_free(fedc_coord *c);
+/* add "tensors": [{"name","dtype","shape"}, ...] to the job's model object */
+int fedc__coord_tensors_job_json(const fedc_coord *c, struct cJSON *model);
+/* a tensor job's identity for fedc_store_job_bind (new string, fedc_free) */
+char *fedc__coord_tensors_spec_json(const fedc_coord *c);
+/* under mu: after the engine counted an update, fold its integers; at a
+ * commit, the integers it makes current (after fedc_engine_close_prepare),
+ * then make them current (with fedc_engine_close_commit) */
+void fedc__coord_tensors_fold(fedc_coord *c, const int64_t *ints);
+const int64_t *fedc__coord_tensors_prepare(fedc_coord *c);
+void fedc__coord_tensors_commit(fedc_coord *c);
 
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);

@@ -216,12 +216,15 @@ static void update_run(uv_work_t *req) {
   update_work *w = req->data;
   fedc_coord *c = w->c;
   float *weights = fedc_malloc_array(c->n_params, sizeof(float));
-  if (weights == NULL) {
+  int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
+  if (weights == NULL || ints == NULL) {
+    fedc_free(weights);
+    fedc_free(ints);
     fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
     return;
   }
   fedc_st_file *f = NULL;
-  int rc = fedc_model_decode(&c->spec, w->body, w->len, weights, &f);
+  int rc = fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
   if (rc != 0) {
     char msg[384];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -234,6 +237,7 @@ static void update_run(uv_work_t *req) {
     default: fail_update(w, 400, REJECT_bad_container, "bad_container", msg); break;
     }
     fedc_free(weights);
+    fedc_free(ints);
     return;
   }
   fedc_update_meta meta;
@@ -241,6 +245,7 @@ static void update_run(uv_work_t *req) {
     fail_update(w, 400, REJECT_bad_metadata, "bad_metadata", fedc_error_msg());
     fedc_st_free(f);
     fedc_free(weights);
+    fedc_free(ints);
     return;
   }
   int64_t round = meta.round, samples = meta.num_samples;
@@ -251,6 +256,7 @@ static void update_run(uv_work_t *req) {
   rc = fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
                           c->n_params, (uint64_t)samples, loss);
   if (rc == 0) {
+    fedc__coord_tensors_fold(c, ints); /* integer tensors (max rules) */
     /* round_updates has a row per selected client (sized at open) */
     if (c->n_round_updates < c->round_updates_cap) {
       fedc_store_update *u = &c->round_updates[c->n_round_updates++];
@@ -285,6 +291,7 @@ static void update_run(uv_work_t *req) {
   }
   fedc_st_free(f);
   fedc_free(weights);
+  fedc_free(ints);
 }
 
 /*
@@ -510,6 +517,7 @@ int fedc_coord_model_spec(const fedc_config *cfg, void *spec_out) {
 /* The job's identity in the store: what a client trains must not change
  * under it across restarts (the rounds and hyper-parameters may). */
 static char *job_spec_json(const fedc_coord *c) {
+  if (c->spec.type == FEDC_MODEL_TENSORS) return fedc__coord_tensors_spec_json(c);
   char hidden[128] = "";
   for (int32_t i = 0, off = 0; i < c->spec.n_hidden; i++)
     off += snprintf(hidden + off, sizeof hidden - (size_t)off, "%s%d", i ? "," : "",
@@ -529,6 +537,11 @@ static char *job_public_json(const fedc_coord *c) {
   cJSON_AddStringToObject(job, "id", c->job_id);
   cJSON_AddNumberToObject(job, "rounds", c->cfg.rounds);
   cJSON_AddStringToObject(model, "type", fedc_model_type_name(c->spec.type));
+  if (c->spec.type == FEDC_MODEL_TENSORS && fedc__coord_tensors_job_json(c, model) != 0) {
+    cJSON_Delete(job);
+    return NULL;
+  }
+  if (c->spec.type != FEDC_MODEL_TENSORS) {
   cJSON_AddNumberToObject(model, "inputs", c->spec.n_in);
   cJSON_AddNumberToObject(model, "classes", c->cfg.classes);
   cJSON *hidden = cJSON_AddArrayToObject(model, "hidden");
@@ -536,6 +549,7 @@ static char *job_public_json(const fedc_coord *c) {
     cJSON_AddItemToArray(hidden, cJSON_CreateNumber(c->spec.hidden[i]));
   cJSON_AddNumberToObject(model, "l1", c->cfg.l1);
   cJSON_AddNumberToObject(model, "l2", c->cfg.l2);
+  } /* a tensor job: its tensors say it all */
   train = cJSON_AddObjectToObject(job, "train");
   cJSON_AddNumberToObject(train, "epochs", c->cfg.epochs);
   cJSON_AddNumberToObject(train, "batch_size", c->cfg.batch_size);
@@ -553,22 +567,20 @@ static char *job_public_json(const fedc_coord *c) {
 }
 
 /* Resume from the store, or start the job with the seeded initial model. */
-static int restore(fedc_coord *c) {
+static int restore(fedc_coord *c, float *w) {
   int32_t last = 0;
   int rc = fedc_store_last_round(c->store, &last);
   if (rc != 0) return rc;
-  float *w = fedc_malloc_array(c->n_params, sizeof(float));
-  if (w == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
   uint8_t *bytes = NULL;
   size_t len = 0;
   if (last == 0) {
-    fedc_model_init(&c->spec, c->cfg.seed, w);
+    /* w holds the initial model (seeded, or [model] init's: tensor_job.c) */
     fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
-    rc = fedc_model_encode(&c->spec, w, meta, 3, &bytes, &len);
+    rc = fedc_layout_encode(&c->layout, w, c->ints, meta, 3, &bytes, &len);
     if (rc == 0) rc = fedc_store_put_initial(c->store, bytes, len);
   } else {
     rc = fedc_store_checkpoint(c->store, last, &bytes, &len);
-    if (rc == 0) rc = fedc_model_decode(&c->spec, bytes, len, w, NULL);
+    if (rc == 0) rc = fedc_layout_decode(&c->layout, bytes, len, w, c->ints, NULL);
     if (rc != 0) {
       char msg[384];
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -588,6 +600,7 @@ static int restore(fedc_coord *c) {
   fedc_pipeline_params pp;
   if (rc == 0) {
     fedc_pipeline_params_from_config(&c->cfg, population, &pp);
+    pp.layout = &c->layout; /* F16/BF16 tensors are rounded at each commit */
     /* DP noise from a secret seed: clients know the job seed */
     if (pp.dp_on) rc = fedc_store_secret(c->store, "dp_seed", &pp.dp.seed);
   }
@@ -607,7 +620,6 @@ static int restore(fedc_coord *c) {
     if (rc == 0 && opt_len > 0) rc = fedc_engine_opt_state_set(c->engine, opt, opt_len);
     fedc_free(opt);
   }
-  fedc_free(w);
   if (rc != 0) return rc;
   c->round = last + 1;
   c->state = c->round > rounds ? ROUND_FINISHED : ROUND_WAITING;
@@ -647,7 +659,7 @@ static int restore(fedc_coord *c) {
     fedc_free(sc);
   }
   if (rc == 0)
-    rc = fedc__coord_encode_model(c, fedc_engine_global(c->engine), c->round - 1,
+    rc = fedc__coord_encode_model(c, fedc_engine_global(c->engine), c->ints, c->round - 1,
                                   &c->model_bytes, &c->model_len, c->model_sha);
   if (rc == 0)
     fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
@@ -658,7 +670,7 @@ static int restore(fedc_coord *c) {
 
 static int load_test_set(fedc_coord *c) {
   const fedc_config *cfg = &c->cfg;
-  if (cfg->test[0] == '\0') return 0;
+  if (cfg->test[0] == '\0' || cfg->model_type == FEDC_MODEL_TENSORS) return 0; /* its clients evaluate */
   int rc = cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
                                           : fedc_load_csv(cfg->test, cfg->label, &c->test);
   if (rc == 0 && c->test.d != c->spec.n_in)
@@ -716,11 +728,9 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   pthread_mutex_init(&c->mu, NULL);
   uv_timer_init(loop, &c->tick);
   c->tick.data = c;
-  rc = fedc_coord_model_spec(cfg, &c->spec);
-  if (rc == 0) {
-    c->n_params = fedc_model_n_params(&c->spec);
-    rc = load_test_set(c);
-  }
+  float *w_init = NULL; /* the initial model, for a new store */
+  rc = fedc__coord_tensors_init(c, &w_init);
+  if (rc == 0) rc = load_test_set(c);
   if (rc == 0) {
     rc = fedc_store_open(cfg->store_path, &c->store);
     if (rc == 0) rc = fedc_store_lock(c->store); /* one coordinator per store */
@@ -733,10 +743,11 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
     fedc_free(spec);
   }
   if (rc == 0) {
-    rc = restore(c);
+    rc = restore(c, w_init);
     if (rc != 0 && rc != FEDC_ENOMEM)
       *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_STORE;
   }
+  fedc_free(w_init);
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
   if (rc == 0) fedc__coord_certs_start(c); /* the server certificate's expiry */
@@ -856,6 +867,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_free(c->job_json);
   fedc_free(c->audit_params);
   fedc_free(c->certs);
+  fedc__coord_tensors_free(c);
   if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
   fedc_trainer_free(c->eval_tr);
   fedc_backend_close(c->eval_be);

@@ -45,17 +45,18 @@
  * Encode w as the start model of round `round` + 1 (its metadata says
  * round), with its SHA-256 into sha. Any thread; touches nothing shared.
  */
-int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
-                             uint8_t **bytes, size_t *len, char sha[65]) {
+int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t *ints,
+                             int32_t round, uint8_t **bytes, size_t *len, char sha[65]) {
   char r[32];
   snprintf(r, sizeof r, "%d", (int)round);
   fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", r}};
   *bytes = NULL;
   *len = 0;
-  int rc = fedc_model_encode(&c->spec, w, meta, sizeof meta / sizeof meta[0], bytes, len);
+  int rc = fedc_layout_encode(&c->layout, w, ints, meta, sizeof meta / sizeof meta[0], bytes,
+                              len);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
-  rc = fedc_st_decode(*bytes, *len, &f);
+  rc = fedc_st_decode_ex(*bytes, *len, FEDC_ST_ALLOW_ANY, &f);
   if (rc == 0) {
     snprintf(sha, 65, "%s", fedc_st_meta_get(f, "sha256"));
     fedc_st_free(f);
@@ -326,7 +327,8 @@ static void commit_run(uv_work_t *req) {
     /* the test hook: an out-of-memory while encoding, after the prepare */
     rc = fedc__faults_commit();
     if (rc == 0)
-      rc = fedc__coord_encode_model(c, next, m->round, &w->model, &w->model_len, w->sha);
+      rc = fedc__coord_encode_model(c, next, fedc__coord_tensors_prepare(c), m->round,
+                                    &w->model, &w->model_len, w->sha);
   }
   size_t opt_len = fedc_engine_opt_state_len(c->engine);
   if (rc == 0 && opt_len > 0) {
@@ -344,6 +346,7 @@ static void commit_run(uv_work_t *req) {
   fedc_free(opt);
   if (rc == 0) {
     fedc_engine_close_commit(c->engine); /* cannot fail once prepared */
+    fedc__coord_tensors_commit(c);
     c->n_round_updates = 0;
     w->result = COMMIT_OK;
     pthread_mutex_unlock(&c->mu);

@@ -67,7 +67,8 @@ typedef struct key_def {
 
 static const char *const model_names[] = {
     [FEDC_MODEL_LOGREG] = "logreg", [FEDC_MODEL_SOFTMAX] = "softmax",
-    [FEDC_MODEL_LINREG] = "linreg", [FEDC_MODEL_MLP] = "mlp", NULL};
+    [FEDC_MODEL_LINREG] = "linreg", [FEDC_MODEL_MLP] = "mlp",
+    [FEDC_MODEL_TENSORS] = "tensors", NULL};
 static const char *const device_names[] = {
     [FEDC_DEVICE_CPU] = "cpu", [FEDC_DEVICE_CUDA] = "cuda", NULL};
 static const char *const format_names[] = {
@@ -114,7 +115,9 @@ static const key_def keys[] = {
      "Seed for client sampling, partitioning and initialisation."},
 
     {"model", "type", T_ENUM, M(model_type), 0, 0, 0, model_names, "softmax",
-     "Model: logreg (binary), softmax, linreg (squared error) or mlp."},
+     "Model: logreg (binary), softmax, linreg (squared error), mlp, or tensors "
+     "(any named tensors from [model] init, trained by the sites' [trainer] "
+     "command; docs/tensor-jobs.md)."},
     {"model", "hidden", T_INTLIST, LIST(hidden, n_hidden), 1, 65536, MINMAX,
      NULL, "",
      "Hidden layer sizes of an mlp, comma-separated (200,200); empty for "
@@ -129,6 +132,15 @@ static const key_def keys[] = {
      "L1 penalty on the weights."},
     {"model", "l2", T_DOUBLE, M(l2), 0, 1e30, MINMAX | AS_FLOAT, NULL, "0",
      "L2 penalty on the weights."},
+    {"model", "init", T_STRING, M(model_init), 0, 0, 0, NULL, "",
+     "type = tensors (coordinator): the initial global model, a safetensors "
+     "file whose tensor names, shapes and dtypes (F32, F16, BF16, integers) "
+     "define the job."},
+    {"model", "integer_rule", T_STRING, M(integer_rule), 0, 0, 0, NULL, "",
+     "type = tensors: what each integer tensor becomes at a commit, as "
+     "PATTERN=RULE, ... with RULE keep (the global model's value) or max "
+     "(the largest in the round's updates); fnmatch patterns on tensor "
+     "names, the first match wins, unmatched tensors keep."},
 
     {"train", "epochs", T_INT32, M(epochs), 1, 10000, MINMAX, NULL, "1",
      "Local epochs each client runs per round."},
@@ -1213,9 +1225,63 @@ int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *
   return 0;
 }
 
+/*
+ * Tensor jobs ([model] type = tensors, docs/tensor-jobs.md): the model is
+ * the coordinator's [model] init file, trained only by the sites' external
+ * trainers. The keys that describe a built-in model do not apply, the
+ * coordinator runs no model code (no [data] test), the simulator has no
+ * trainer for it; init and integer_rule mean nothing for a built-in model.
+ * The rules' syntax and the file itself are checked when the coordinator
+ * starts (it reads the file).
+ */
+static int check_tensors(const fedc_config *c, fedc_config_role role) {
+  int tensors = c->model_type == FEDC_MODEL_TENSORS;
+  if (!tensors) {
+    const char *k = c->model_init[0] ? "init" : c->integer_rule[0] ? "integer_rule" : NULL;
+    if (k)
+      return fedc_error_set(FEDC_ECONFIG,
+                            "%s: [model] %s is set: it applies only to [model] type = "
+                            "tensors, and type = %s (set at %s)",
+                            origin_of(c, "model", k), k, fedc_model_type_name(c->model_type),
+                            origin_of(c, "model", "type"));
+    return 0;
+  }
+  if (role == FEDC_ROLE_SIM)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] type = tensors: the simulator has no trainer for an "
+                          "arbitrary model; run a tensor job with fedc-coordinator and "
+                          "fedc-client's [trainer] command (docs/tensor-jobs.md)",
+                          origin_of(c, "model", "type"));
+  if (role != FEDC_ROLE_COORDINATOR) return 0;
+  if (c->model_init[0] == '\0')
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] type = tensors needs [model] init, the initial "
+                          "model as a safetensors file (its tensors define the job)",
+                          origin_of(c, "model", "type"));
+  static const char *const builtin[] = {"inputs", "classes"};
+  for (int i = 0; i < 2; i++) {
+    int32_t v = i ? c->classes : c->inputs;
+    if (v != 0)
+      return fedc_error_set(FEDC_ECONFIG,
+                            "%s: [model] %s = %ld: a tensor job's shapes come from [model] "
+                            "init; leave %s at 0 with [model] type = tensors (set at %s)",
+                            origin_of(c, "model", builtin[i]), builtin[i], (long)v,
+                            builtin[i], origin_of(c, "model", "type"));
+  }
+  /* the default test set is simply not loaded; one the operator named is refused */
+  if (c->test[0] && strcmp(origin_of(c, "data", "test"), "default") != 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [data] test is set: the coordinator never runs a tensor "
+                          "job's model; it is evaluated only by its clients. Leave [data] "
+                          "test empty with [model] type = tensors (set at %s)",
+                          origin_of(c, "data", "test"), origin_of(c, "model", "type"));
+  return 0;
+}
+
 /* The coordinator has no training data: the model's shape comes from
  * [model] inputs and classes, which must then fit the model type. */
 static int check_coordinator(const fedc_config *c) {
+  if (c->model_type == FEDC_MODEL_TENSORS) goto common; /* check_tensors */
   if (c->inputs < 1)
     return fedc_error_set(FEDC_ECONFIG,
                           "%s: [model] inputs = %ld: must be >= 1 for the "
@@ -1234,6 +1300,7 @@ static int check_coordinator(const fedc_config *c) {
                           "output; leave classes at 0",
                           origin_of(c, "model", "classes"), (long)c->classes,
                           fedc_model_type_name(c->model_type));
+common:;
   int rc = need_string(c, "store", "path", "the coordinator");
   if (rc == 0) rc = need_string(c, "server", "listen", "the coordinator");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the coordinator");
@@ -1307,6 +1374,10 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
                  : role == FEDC_ROLE_SIM      ? "the simulator"
                                               : "the client";
     int rc = fedc_config_check_strategy(c, &drv);
+    if (rc != 0) return rc;
+  }
+  {
+    int rc = check_tensors(c, role);
     if (rc != 0) return rc;
   }
   if (role == FEDC_ROLE_COORDINATOR) {

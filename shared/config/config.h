@@ -55,12 +55,14 @@ typedef struct fedc_config {
   double round_timeout_s;    /* > 0 */
   uint64_t seed;
   /* [model] */
-  fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp */
+  fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp | tensors */
   int32_t hidden[FEDC_CONFIG_MAX_HIDDEN]; /* hidden = 200,200 (mlp only) */
   int32_t n_hidden;
   int32_t inputs;                /* 0 = from the data */
   int32_t classes;               /* 0 = from the data */
   double l1, l2;                 /* >= 0 */
+  char model_init[FEDC_CONFIG_PATH_MAX]; /* init = FILE.safetensors (type = tensors) */
+  char integer_rule[512];        /* integer_rule = PATTERN=keep|max, ... (tensors) */
   /* [train] */
   int32_t epochs;     /* >= 1 */
   int32_t batch_size; /* >= 1 */

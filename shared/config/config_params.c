@@ -38,6 +38,8 @@ int fedc_model_spec_from_config(const fedc_config *c, int32_t n_in,
   case FEDC_MODEL_LINREG:
     spec->n_out = 1;
     break;
+  case FEDC_MODEL_TENSORS:
+    return fedc_model_spec_check(spec); /* refuses it, saying why */
   }
   if (c->model_type == FEDC_MODEL_MLP) {
     spec->n_hidden = c->n_hidden;

@@ -48,6 +48,10 @@ typedef struct fedc_pipeline_params {
   uint64_t max_samples;
   double max_share;
   double max_delta;
+  /* A tensor job's layout (ml/layout.h), or NULL (every value F32): the
+   * engine rounds each committed F16/BF16 value to its dtype. The caller
+   * keeps it alive as long as the engine. */
+  const struct fedc_layout *layout;
 } fedc_pipeline_params;
 
 /* Plain FedAvg, as before any of the above existed. */

@@ -19,7 +19,7 @@
 
 /* The built-in model layouts a job may name (ml/model.h has the same names;
  * the wire layer lies below it and only checks the word). */
-static const char *const model_types[] = {"logreg", "softmax", "linreg", "mlp"};
+static const char *const model_types[] = {"logreg", "softmax", "linreg", "mlp", "tensors"};
 
 
 /* A number member that must be an integer in [lo, hi]. */
@@ -154,10 +154,14 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
       k++;
     if (k == sizeof model_types / sizeof model_types[0])
       rc = fedc_error_set(
-          FEDC_EFORMAT, "join: model: \"type\" = \"%s\": not softmax, logreg, linreg or mlp", type);
+          FEDC_EFORMAT, "join: model: \"type\" = \"%s\": not softmax, logreg, linreg, mlp or tensors", type);
     else
       memcpy(out->type, type, strlen(type) + 1);
   }
+  /* a tensor job ("tensors": [{"name","dtype","shape"}, ...]) has none of
+   * the built-in fields below: its trainer is the site's own */
+  int tensors = rc == 0 && strcmp(out->type, "tensors") == 0;
+  if (tensors) goto train;
   if (rc == 0 && (rc = json_int(model, "join: model", "inputs", 1, 1e8, &v)) == 0)
     out->inputs = (int32_t)v;
   if (rc == 0 && (rc = json_int(model, "join: model", "classes", 0, 1e6, &v)) == 0)
@@ -195,6 +199,7 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
   if (rc == 0 && (rc = json_num(model, "join: model", "l2", 0, 0, 1e30, 0, 1, &d)) == 0)
     out->l2 = (float)d;
 
+train:;
   const cJSON *train = job ? cJSON_GetObjectItemCaseSensitive(job, "train") : NULL;
   if (rc == 0 && !cJSON_IsObject(train))
     rc = fedc_error_set(FEDC_EFORMAT, "join: job: \"train\" is %s",
