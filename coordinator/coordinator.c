@@ -13,6 +13,7 @@
  * c->mu.
  */
 #include "coord_internal.h"
+#include "stats_phase.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -645,8 +646,9 @@ static int restore(fedc_coord *c) {
 static int load_test_set(fedc_coord *c) {
   const fedc_config *cfg = &c->cfg;
   if (cfg->test[0] == '\0') return 0;
-  int rc = cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
-                                          : fedc_load_csv(cfg->test, cfg->label, &c->test);
+  int rc = c->stats ? fedc__coord_stats_load_test(c, &c->test)
+           : cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
+                                            : fedc_load_csv(cfg->test, cfg->label, &c->test);
   if (rc == 0 && c->test.d != c->spec.n_in)
     rc = fedc_error_set(FEDC_ECONFIG, "[data] test has %lld features, [model] inputs = %d",
                         (long long)c->test.d, (int)c->spec.n_in);
@@ -702,7 +704,8 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   pthread_mutex_init(&c->mu, NULL);
   uv_timer_init(loop, &c->tick);
   c->tick.data = c;
-  rc = fedc_coord_model_spec(cfg, &c->spec);
+  rc = fedc__coord_stats_init(c); /* a schema sets [model] inputs */
+  if (rc == 0) rc = fedc_coord_model_spec(&c->cfg, &c->spec);
   if (rc == 0) {
     c->n_params = fedc_model_n_params(&c->spec);
     rc = load_test_set(c);
@@ -724,6 +727,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   }
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) rc = fedc__coord_stats_start(c);
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
     fedc_conn_limits lim = {
@@ -836,6 +840,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_free(c->model_bytes);
   fedc_free(c->history);
   fedc_free(c->job_json);
+  fedc__coord_stats_free(c);
   if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
   fedc_trainer_free(c->eval_tr);
   fedc_backend_close(c->eval_be);
