@@ -20,6 +20,7 @@
  * loop thread, which serves GET /v1/model from them without a lock.
  */
 #include "coord_internal.h"
+#include "model_meta.h"
 #include "stats_phase.h"
 
 #include <math.h>
@@ -48,12 +49,12 @@
  */
 int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
                              uint8_t **bytes, size_t *len, char sha[65]) {
-  char r[32];
-  snprintf(r, sizeof r, "%d", (int)round);
-  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", r}};
   *bytes = NULL;
   *len = 0;
-  int rc = fedc_model_encode(&c->spec, w, meta, sizeof meta / sizeof meta[0], bytes, len);
+  coord_model_meta mm; /* model_meta.c: the model describes itself */
+  int rc = fedc__coord_model_meta(c, round, &mm);
+  if (rc == 0) rc = fedc_model_encode(&c->spec, w, mm.meta, mm.n, bytes, len);
+  fedc__coord_model_meta_free(&mm);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
   rc = fedc_st_decode(*bytes, *len, &f);
