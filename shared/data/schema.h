@@ -11,7 +11,7 @@
  * A site's CSV is mapped to it by column name, in any order.
  *
  * Statistics are per model input: rows counted, sum and sum of squares (as
- * 128-bit fixed-point integers with 32 fraction bits, so that combining
+ * 128-bit fixed-point integers with 48 fraction bits, so that combining
  * sites is exact and does not depend on their order), min, max, missing
  * count; and label counts for classification. The federation's statistics
  * are the sum of the sites'; from them come the means and standard
@@ -29,7 +29,8 @@
 #define FEDC_SCHEMA_VOCAB 1024 /* bytes of a column's vocabulary "a|b|c" */
 #define FEDC_SCHEMA_MAX_EXCLUDE 64
 #define FEDC_STATS_MAX_CLASSES 1024
-#define FEDC_STATS_FRAC_BITS 32
+#define FEDC_STATS_FRAC_BITS 48
+#define FEDC_STATS_MAX_ABS 16777216.0 /* 2^24: larger values are refused */
 
 typedef enum { FEDC_MISSING_REFUSE = 0, FEDC_MISSING_MEAN = 1 } fedc_missing;
 

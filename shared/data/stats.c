@@ -19,7 +19,7 @@
 #include "base/error.h"
 #include "data/schema.h"
 
-#define SCALE 4294967296.0 /* 2^FEDC_STATS_FRAC_BITS */
+#define SCALE 281474976710656.0L /* 2^FEDC_STATS_FRAC_BITS */
 
 int fedc_stats_init(fedc_stats *st, int32_t d, int32_t n_classes) {
   memset(st, 0, sizeof *st);
@@ -56,7 +56,9 @@ void fedc_stats_free(fedc_stats *st) {
   memset(st, 0, sizeof *st);
 }
 
-static __int128 fixed(double v) { return (__int128)llroundl((long double)v * SCALE); }
+/* v (a float or a float's square: at most 48 significant bits) scaled by
+ * 2^48 in long double (64-bit mantissa: exact) and rounded once. */
+static __int128 fixed(double v) { return (__int128)roundl((long double)v * SCALE); }
 
 int fedc_stats_compute(const fedc_dataset *ds, int32_t n_classes, fedc_stats *out) {
   int rc = fedc_stats_init(out, (int32_t)ds->d, n_classes);
@@ -70,9 +72,16 @@ int fedc_stats_compute(const fedc_dataset *ds, int32_t n_classes, fedc_stats *ou
         out->missing[j]++;
         continue;
       }
+      /* |v| < 2^24 keeps v^2 2^48 below 2^96: the 128-bit sums hold 2^30
+       * rows of it */
+      if (!(fabs(v) < FEDC_STATS_MAX_ABS)) {
+        fedc_stats_free(out);
+        return fedc_error_set(FEDC_ERANGE,
+                              "statistics: row %lld, input %d: |%g| >= 2^24, beyond what the "
+                              "exact statistics hold; scale the column",
+                              (long long)i + 1, (int)j + 1, v);
+      }
       out->count[j]++;
-      /* |v| < 2^31 keeps v * 2^32 and v^2 * 2^32 within what llroundl
-       * and the 128-bit sums hold for any realistic row count */
       out->sum[j] += fixed(v);
       out->sumsq[j] += fixed(v * v);
       if (v < out->min[j]) out->min[j] = v;
