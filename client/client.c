@@ -664,6 +664,13 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_metrics m = {.accuracy = NAN};
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
+  if (rc == FEDC_ENONFINITE) { /* the loss blew up: diverged, handled below */
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    fedc_log_warn("round=%d warning=diverged msg=\"%s; update withheld\"", (int)t->round, msg);
+    post_warning(c, t->round, "training loss not finite: update withheld");
+    return TRAIN_WITHHELD;
+  }
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());

@@ -383,6 +383,37 @@ def test_restart_keeps_statistics():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_diverged_site_warned():
+    """A site whose training loss diverges withholds its update: logged at the site, counted
+    at the coordinator (/metrics, /v1/status); the job goes on."""
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-dv-")
+    paths = []
+    for k in (1, 2):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        small_site(p, k)
+        paths.append(p)
+    job = SchemaJob("dv", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                    "exclude = id\ntest =\n", "linreg", rounds=3, round_timeout_s=3,
+                    train="epochs = 20\nbatch_size = 1\nlr = 40")
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        cl = [job.start_client(k) for k in (1, 2)]
+        job.wait_for(lambda: (job.status().get("warnings") or {}).get("diverged", 0) >= 1, 60,
+                     "a diverged warning")
+        st = job.status()
+        assert st["warnings"]["recent"][0]["kind"] == "diverged", st["warnings"]
+        assert 'fedc_warnings_total{kind="diverged"}' in job.metrics()
+        logs = job.log("client-1.log") + job.log("client-2.log")
+        assert "warning=diverged" in logs and "update withheld" in logs
+        for p in cl:
+            assert p.poll() is None, "a diverging site ended its run"
+            p.kill()
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_refused_combinations():
     """Per-site standardize, coordinator standardize, schema with secure aggregation or DP."""
     tmp = harness.tempfile.mkdtemp(prefix="fedc-cfg-")
@@ -413,6 +444,7 @@ def test_refused_combinations():
 def main():
     s = Suite("schema")
     tests = [test_refused_combinations, test_bad_schema_cases, test_restart_keeps_statistics,
+             test_diverged_site_warned,
              test_breast_cancer, test_diabetes]
     only = sys.argv[1:]
     for t in tests:
