@@ -383,6 +383,50 @@ def test_restart_keeps_statistics():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_sim_schema():
+    """fedc-sim reads the CSV by the same schema and standardizes with the federation's
+    statistics: the breast-cancer job in simulation, against the same centralized baseline."""
+    need_sklearn()
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    X, y = data.data, data.target
+    ids = np.arange(len(y))
+    Xtr, Xte, ytr, yte, idtr, idte = train_test_split(X, y, ids, test_size=0.2, random_state=0,
+                                                      stratify=y)
+    rng = np.random.default_rng(11)
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-sim-")
+    try:
+        tr, te = os.path.join(tmp, "train.csv"), os.path.join(tmp, "test.csv")
+        write_csv(tr, names, Xtr, ytr, "target", list(rng.permutation(len(names))), idtr)
+        write_csv(te, names, Xte, yte, "target", list(rng.permutation(len(names))), idte)
+        sc = StandardScaler().fit(Xtr)
+        c_acc = LogisticRegression(max_iter=5000).fit(sc.transform(Xtr), ytr).score(sc.transform(Xte), yte)
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--json",
+                            "--set", "model.type=logreg", "--set", "model.l2=0.002",
+                            "--set", "data.format=csv", "--set", f"data.train={tr}",
+                            "--set", f"data.test={te}", "--set", "data.label=target",
+                            "--set", "data.exclude=id", "--set", "data.features=" + ",".join(names),
+                            "--set", "sim.clients=3", "--set", "sim.partition=dirichlet",
+                            "--set", "sim.alpha=0.5", "--set", "job.clients_per_round=3",
+                            "--set", "job.min_clients=3", "--set", "job.rounds=40",
+                            "--set", "train.batch_size=16", "--set", "train.lr=0.1"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-1500:]
+        final = json.loads(r.stdout.strip().splitlines()[-1])
+        FIGURES["sim_breast_cancer"] = dict(sim_acc=final["test_acc"], central_acc=c_acc)
+        print(f"    fedc-sim breast_cancer: acc {final['test_acc']:.4f}; centralized {c_acc:.4f}",
+              flush=True)
+        assert abs(final["test_acc"] - c_acc) <= 0.02 + 1e-12, (final["test_acc"], c_acc)
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--set", "data.format=csv",
+                            "--set", f"data.train={tr}", "--set", f"data.test={te}",
+                            "--set", "data.label=target", "--set", "model.type=logreg",
+                            "--set", "data.features=" + ",".join(names[:-1])],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "'id'" in r.stderr and "[data] exclude" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_diverged_site_warned():
     """A site whose training loss diverges withholds its update: logged at the site, counted
     at the coordinator (/metrics, /v1/status); the job goes on."""
@@ -444,7 +488,7 @@ def test_refused_combinations():
 def main():
     s = Suite("schema")
     tests = [test_refused_combinations, test_bad_schema_cases, test_restart_keeps_statistics,
-             test_diverged_site_warned,
+             test_diverged_site_warned, test_sim_schema,
              test_breast_cancer, test_diabetes]
     only = sys.argv[1:]
     for t in tests:
