@@ -192,6 +192,7 @@ static void test_stats_exact(void **state) {
   for (int k = 0; k < D; k++) assert_true(back.sum[k] == a.sum[k] && back.sumsq[k] == a.sumsq[k]);
   assert_int_equal(back.label_count[2], a.label_count[2]);
   fedc_free(j);
+  fedc_stats_free(&back);
   assert_int_equal(fedc_stats_from_json("{\"count\":[1]}", &back), FEDC_EFORMAT);
   /* standardized: mean 0, missing values imputed with the mean (0) */
   assert_int_equal(fedc_dataset_standardize_with(&all, mean, sd, D), 0);
