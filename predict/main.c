@@ -37,7 +37,7 @@ typedef struct layer {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: fedc-predict --model M.safetensors --input data.csv --output predictions.csv\n"
-             "Applies a model exported by fedc (fedc-coordinator export, fedc-sim --save) to a\n"
+             "Applies a model exported by fedc (fedc-coordinator export ROUND FILE) to a\n"
              "CSV, with the preprocessing the model's metadata records. Options:\n"
              "  --model FILE    the model (safetensors with fedc metadata)\n"
              "  --input FILE    rows to score (a header; columns by name when the model has a schema)\n"
