@@ -21,7 +21,7 @@ struct cJSON;
 int fedc__coord_stats_init(struct fedc_coordinator *c);
 /* After the store is open and the job object made: the committed
  * statistics if any (then the test set is standardized), and the job object
- * gets "schema" (and "stats"). */
+ * has "schema" added (and "stats"). */
 int fedc__coord_stats_start(struct fedc_coordinator *c);
 void fedc__coord_stats_free(struct fedc_coordinator *c);
 /* [data] test read by the schema (raw; standardized once stats are known). */

@@ -157,7 +157,8 @@ int main(int argc, char **argv) {
     char head[1 << 16];
     has_label = 0;
     if (in && fgets(head, sizeof head, in)) {
-      for (char *t = strtok(head, ",\r\n"); t; t = strtok(NULL, ",\r\n")) {
+      char *save = NULL;
+      for (char *t = strtok_r(head, ",\r\n", &save); t; t = strtok_r(NULL, ",\r\n", &save)) {
         while (*t == ' ') t++;
         size_t n = strlen(t);
         while (n && t[n - 1] == ' ') t[--n] = '\0';
