@@ -653,6 +653,7 @@ endif
 uninstall: uninstall-pkg-files
 uninstall-pkg-files:
 	rm -f $(DESTDIR)$(MANDIR)/man1/fedc-client.1 $(DESTDIR)$(MANDIR)/man1/fedc-sim.1 \
+	    $(DESTDIR)$(MANDIR)/man1/fedc-predict.1 \
 	    $(DESTDIR)$(MANDIR)/man1/fedc-sim-mpi.1 $(DESTDIR)$(MANDIR)/man8/fedc-coordinator.8 \
 	    $(DESTDIR)$(MANDIR)/man5/fedc.conf.5
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/fedc-coordinator.service \
