@@ -60,6 +60,7 @@ typedef enum {
   RUN_WAIT,     /* the task said "wait": sleep a little, poll again */
   RUN_ROUND,    /* the task said "train": model, training, update */
   RUN_FINISHED, /* the task said "finished" */
+  RUN_STATS,    /* the task said "stats": send the local statistics */
   RUN_END       /* the run ended otherwise; c->outcome says how */
 } run_state;
 
@@ -100,6 +101,8 @@ struct fedc_client {
   int waiting;      /* the last poll said "wait" (log it once) */
   int32_t selected; /* the last round "selected" was logged for */
   char last_err[512];
+  char *schema_json, *stats_json; /* the job's, from the last join (stats_client.c) */
+  double first_loss;              /* the first round's training loss (divergence) */
 };
 
 static double now_s(void) {
@@ -139,6 +142,8 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->w);
   fedc_free(c->g);
   fedc_free(c->update);
+  fedc_free(c->schema_json);
+  fedc_free(c->stats_json);
   char *strs[] = {c->url, c->ca, c->cert, c->key, c->name, c->keep_updates, c->user_agent};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     fedc_free(strs[i]);
@@ -278,7 +283,9 @@ static int nap(fedc_client *c, double s) {
   return -1;
 }
 
-enum { CALL_END = -1 };
+enum { CALL_END = -1, TRAIN_WITHHELD = 1 };
+struct fedc_client;
+static void post_warning(struct fedc_client *c, int32_t round, const char *detail);
 
 /* Ends the run with an outcome; the message (and sub-code) is kept in
  * fedc_error_msg and fedc_error_sub. */
@@ -520,6 +527,7 @@ static run_state join(fedc_client *c) {
   }
   fedc_client_job job;
   rc = fedc_client_job_parse((const char *)resp.body, resp.len, &job);
+  if (rc == 0) rc = fedc__client_job_extras(&c->schema_json, &c->stats_json, resp.body, resp.len);
   fedc_http_response_free(&resp);
   if (rc != 0) {
     char msg[512];
@@ -544,6 +552,8 @@ static run_state join(fedc_client *c) {
     c->update_len = 0;
   }
   c->job = job;
+  c->job.schema_json = c->schema_json;
+  c->job.stats_json = c->stats_json;
   c->spec = spec;
   if (model_setup(c) != 0) return RUN_END;
   fedc_client_backoff_reset(&c->backoff);
@@ -655,6 +665,13 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_metrics m = {.accuracy = NAN};
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
+  if (rc == FEDC_ENONFINITE) { /* the loss blew up: diverged, handled below */
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    fedc_log_warn("round=%d warning=diverged msg=\"%s; update withheld\"", (int)t->round, msg);
+    post_warning(c, t->round, "training loss not finite: update withheld");
+    return TRAIN_WITHHELD;
+  }
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -662,6 +679,17 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
                    msg);
   }
   double secs = now_s() - t0;
+  /* a loss that is not finite, or ten times the first round's: the site
+   * withholds its update and says so; the round goes on without it */
+  if (!isfinite(m.loss) || (c->first_loss > 0 && m.loss > 10.0 * c->first_loss && m.loss > 1.0)) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "training loss %g (first round %g): update withheld",
+             m.loss, c->first_loss);
+    fedc_log_warn("round=%d warning=diverged msg=\"%s\"", (int)t->round, detail);
+    post_warning(c, t->round, detail);
+    return TRAIN_WITHHELD;
+  }
+  if (c->first_loss == 0 && m.loss > 0) c->first_loss = m.loss;
   for (size_t i = 0; i < c->n_tensors; i++) {
     const float *p = c->w + c->tensors[i].offset;
     for (size_t k = 0; k < c->tensors[i].count; k++)
@@ -716,6 +744,65 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   c->update_loss = m.loss;
   memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
   return 0;
+}
+
+/* A small JSON POST whose answer only matters by its status: 0 sent (2xx),
+ * 1 refused (logged), CALL_END when the run ends. */
+static int post_json(fedc_client *c, const char *what, const char *path, const char *body) {
+  request r = {.what = what,
+               .path = path,
+               .ctype = "application/json",
+               .body = body,
+               .len = strlen(body),
+               .timeout_s = TRANSFER_TIMEOUT_S,
+               .max_response = JSON_MAX};
+  fedc_http_response resp;
+  if (call(c, &r, &resp) != 0) return CALL_END;
+  int rc = 0;
+  if (resp.status == 403) {
+    rc = forbidden(c, what, &resp, 0) != 0 ? CALL_END : 1;
+  } else if (resp.status / 100 != 2) {
+    log_refusal(what, &resp, FEDC_LOG_WARN, "refused", 0);
+    rc = 1;
+  }
+  fedc_http_response_free(&resp);
+  return rc;
+}
+
+/* Diverged training: the coordinator counts it (POST /v1/warn); best effort. */
+static void post_warning(fedc_client *c, int32_t round, const char *detail) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "kind", "diverged");
+  cJSON_AddNumberToObject(o, "round", round);
+  cJSON_AddStringToObject(o, "detail", detail);
+  char *body = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  if (body) post_json(c, "warning", "/v1/warn", body);
+  cJSON_free(body);
+}
+
+/* The task said "stats": the trainer's statistics of its data, sent. */
+static run_state send_stats(fedc_client *c) {
+  if (c->trainer.stats == NULL) {
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, FEDC_ECONFIG,
+            "the job has a schema and asks for this site's statistics, but its trainer gives "
+            "none");
+    return RUN_END;
+  }
+  char *json = NULL;
+  int rc = c->trainer.stats(c->trainer.user_data, &c->job, &json);
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s", msg);
+    return RUN_END;
+  }
+  rc = post_json(c, "stats", "/v1/stats", json);
+  fedc_free(json);
+  if (rc == CALL_END) return RUN_END;
+  if (rc == 0) fedc_log_info("msg=\"statistics sent\"");
+  else if (pause_after_refusal(c)) return RUN_END;
+  return RUN_POLL;
 }
 
 static int post_update(fedc_client *c, int32_t round) {
@@ -812,6 +899,11 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
   fedc_log(c->selected == t->round ? FEDC_LOG_DEBUG : FEDC_LOG_INFO,
            "msg=\"selected\" round=%d deadline_s=%.1f", (int)t->round, t->deadline_s);
   c->selected = t->round;
+  if (c->schema_json && !c->stats_json) {
+    /* the statistics phase is over: the job object now has them */
+    fedc_log_info("msg=\"joining again for the federation's statistics\" round=%d", (int)t->round);
+    return RUN_JOIN;
+  }
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&
@@ -832,7 +924,9 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     if (rc != MODEL_OK) return RUN_POLL;
     if (c->stop) return interrupted(c), RUN_END;
     if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-    if (train_round(c, t) != 0) return RUN_END;
+    int tr = train_round(c, t);
+    if (tr == TRAIN_WITHHELD) return RUN_POLL;
+    if (tr != 0) return RUN_END;
   }
   if (c->stop) return interrupted(c), RUN_END;
   if (t->deadline_s >= 0 && now_s() - t0 > t->deadline_s)
@@ -862,6 +956,7 @@ static run_state poll_task(fedc_client *c, fedc_client_task *t) {
       case FEDC_CLIENT_TASK_FINISHED: return RUN_FINISHED;
       case FEDC_CLIENT_TASK_WAIT: return RUN_WAIT;
       case FEDC_CLIENT_TASK_TRAIN: return RUN_ROUND;
+      case FEDC_CLIENT_TASK_STATS: return RUN_STATS;
       }
     }
     char m[600];
@@ -931,6 +1026,9 @@ fedc_client_exit fedc_client_run(fedc_client *c) {
       break;
     case RUN_ROUND:
       st = do_round(c, &t);
+      break;
+    case RUN_STATS:
+      st = send_stats(c);
       break;
     case RUN_FINISHED:
       fedc_log_info("msg=\"finished\" round=%d", (int)t.round);

@@ -123,5 +123,7 @@ int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin 
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,
  * also when it cannot be parsed (the fingerprint reports that). */
 int fedc__client_cert_check_dates(const char *pem_path);
+/* job_model.c: the join answer's "job"."schema" and "stats" objects as text. */
+int fedc__client_job_extras(char **schema, char **stats, const void *body, size_t len);
 
 #endif

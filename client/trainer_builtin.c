@@ -20,6 +20,8 @@
 #include "base/error.h"
 #include "client.h"
 #include "config/settings.h"
+#include "base/log.h"
+#include "data/schema.h"
 #include "ml/backend.h"
 
 /* the stream tag of local training: "client" */
@@ -36,6 +38,11 @@ struct fedc_client_builtin {
   /* from the last prepare */
   fedc_model_spec spec;
   fedc_trainer *trainer, *evaluator;
+  /* a job with a schema: the data is read by it at join (and standardized
+   * with the federation's statistics once the job has them) */
+  char *loaded_for;     /* schema + stats text the data was last read for */
+  int load_failed;      /* the plain CSV read at start failed: only a schema can read it */
+  char load_err[768];
 };
 
 static void model_free(fedc_client_builtin *b) {
@@ -53,10 +60,139 @@ void fedc_client_builtin_free(fedc_client_builtin *b) {
   fedc_dataset_free(&b->train);
   fedc_dataset_free(&b->test);
   fedc_free(b->rows);
+  fedc_free(b->loaded_for);
   fedc_free(b);
 }
 
 /* ---- the callbacks ------------------------------------------------------------ */
+
+static int32_t job_classes(const fedc_client_job *job) {
+  int t = fedc_model_type_parse(job->type);
+  return t == FEDC_MODEL_LOGREG ? 2 : t == FEDC_MODEL_LINREG ? 0 : job->classes;
+}
+
+/* Close the views, replace the data sets, open the views again. */
+static int swap_data(fedc_client_builtin *b, fedc_dataset *train, fedc_dataset *test) {
+  model_free(b);
+  if (b->views_open > 0) fedc_data_view_close(b->be, &b->train_view);
+  if (b->views_open > 1) fedc_data_view_close(b->be, &b->test_view);
+  b->views_open = 0;
+  fedc_dataset_free(&b->train);
+  fedc_dataset_free(&b->test);
+  b->train = *train;
+  b->test = *test;
+  memset(train, 0, sizeof *train);
+  memset(test, 0, sizeof *test);
+  int64_t *rows = fedc_realloc(b->rows, (size_t)(b->train.n + 1) * sizeof *rows);
+  if (rows == NULL) return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  b->rows = rows;
+  for (int64_t i = 0; i < b->train.n; i++) rows[i] = i;
+  int rc = fedc_data_view_open(b->be, b->train.x, b->train.y, b->train.n, b->train.d, &b->train_view);
+  b->views_open = rc == 0;
+  if (rc == 0 && b->test.n > 0) {
+    rc = fedc_data_view_open(b->be, b->test.x, b->test.y, b->test.n, b->test.d, &b->test_view);
+    b->views_open += rc == 0;
+  }
+  return rc;
+}
+
+/*
+ * Read [data] train (and test) by the job's schema; with the federation's
+ * statistics, standardize them with those (and warn when this site is far
+ * from the federation). Done again only when the schema or the statistics
+ * change.
+ */
+static int schema_load(fedc_client_builtin *b, const fedc_client_job *job) {
+  const char *stats_text = job->stats_json ? job->stats_json : "";
+  size_t need = strlen(job->schema_json) + strlen(stats_text) + 2;
+  char *key = fedc_malloc(need);
+  if (key == NULL) return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  snprintf(key, need, "%s\n%s", job->schema_json, stats_text);
+  if (b->loaded_for && strcmp(b->loaded_for, key) == 0) {
+    fedc_free(key);
+    return 0;
+  }
+  fedc_schema *s = fedc_malloc(sizeof *s);
+  fedc_dataset tr = {0}, te = {0};
+  fedc_stats fed = {0}, site = {0};
+  double *mean = NULL;
+  int rc = s ? fedc_schema_from_json(job->schema_json, s)
+             : fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  if (rc == 0) {
+    rc = fedc_load_csv_schema(b->cfg.train, s, 1, &tr);
+    if (rc != 0) {
+      char msg[768];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set(rc, "[data] train: %s", msg);
+    }
+  }
+  if (rc == 0 && b->cfg.test[0] != '\0') {
+    rc = fedc_load_csv_schema(b->cfg.test, s, 1, &te);
+    if (rc != 0) {
+      char msg[768];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set(rc, "[data] test: %s", msg);
+    }
+  }
+  if (rc == 0 && job->stats_json) {
+    rc = fedc_stats_from_json(job->stats_json, &fed);
+    if (rc == 0 && fed.d != tr.d)
+      rc = fedc_error_set(FEDC_ESHAPE, "the job's statistics have %d inputs, its schema %lld",
+                          (int)fed.d, (long long)tr.d);
+    if (rc == 0 && (mean = fedc_malloc_array((size_t)fed.d * 2, sizeof(double))) == NULL)
+      rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+    if (rc == 0 && fedc_stats_compute(&tr, job_classes(job), &site) == 0) {
+      double z;
+      int32_t j;
+      fedc_stats_distance(&site, &fed, &z, &j);
+      if (z > 3.0) {
+        char name[FEDC_SCHEMA_NAME * 2];
+        fedc_schema_input_name(s, j, name, sizeof name);
+        fedc_log_warn("warning=far msg=\"this site's data is far from the federation's: input "
+                      "'%s' has a mean %.1f federation standard deviations away\"",
+                      name, z);
+      }
+    }
+    if (rc == 0) {
+      fedc_stats_moments(&fed, mean, mean + fed.d);
+      rc = fedc_dataset_standardize_with(&tr, mean, mean + fed.d, fed.d);
+      if (rc == 0 && te.n > 0) rc = fedc_dataset_standardize_with(&te, mean, mean + fed.d, fed.d);
+    }
+  }
+  if (rc == 0) rc = swap_data(b, &tr, &te);
+  if (rc == 0) {
+    fedc_free(b->loaded_for);
+    b->loaded_for = key;
+    key = NULL;
+    b->load_failed = 0;
+  }
+  fedc_free(key);
+  fedc_free(s);
+  fedc_free(mean);
+  fedc_stats_free(&fed);
+  fedc_stats_free(&site);
+  fedc_dataset_free(&tr);
+  fedc_dataset_free(&te);
+  return rc;
+}
+
+/* The statistics phase: this site's statistics of its raw training data. */
+static int builtin_stats(void *ud, const fedc_client_job *job, char **json) {
+  fedc_client_builtin *b = ud;
+  *json = NULL;
+  if (job->schema_json == NULL)
+    return fedc_error_set(FEDC_ESTATE, "statistics asked for a job without a schema");
+  int rc = schema_load(b, job);
+  if (rc != 0) return rc;
+  if (job->stats_json != NULL)
+    return fedc_error_set(FEDC_ESTATE, "statistics asked for a job that already has them");
+  fedc_stats st;
+  rc = fedc_stats_compute(&b->train, job_classes(job), &st);
+  if (rc != 0) return rc;
+  *json = fedc_stats_to_json(&st);
+  fedc_stats_free(&st);
+  return *json ? 0 : fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+}
 
 /* The job against the local data, then a trainer for its spec. A batch
  * larger than the local data is all of it: same steps, and no buffers
@@ -65,7 +201,11 @@ static int builtin_prepare(void *ud, const fedc_client_job *job, const fedc_clie
                            size_t n_tensors, size_t n_params) {
   fedc_client_builtin *b = ud;
   fedc_model_spec spec;
-  int rc = fedc_client_check_fit(job, &b->train, &b->test, &spec);
+  int rc = job->schema_json ? schema_load(b, job)
+           : b->load_failed ? fedc_error_set(FEDC_EFORMAT, "%s", b->load_err)
+                            : 0;
+  if (rc != 0) return rc;
+  rc = fedc_client_check_fit(job, &b->train, &b->test, &spec);
   if (rc != 0) return rc;
   model_free(b);
   b->spec = spec;
@@ -137,6 +277,13 @@ static int load_set(const fedc_config *cfg, const char *x, const char *y, const 
 static int load_data(fedc_client_builtin *b) {
   const fedc_config *cfg = &b->cfg;
   int rc = load_set(cfg, cfg->train, cfg->train_labels, "train", &b->train);
+  if (rc != 0 && cfg->format == FEDC_FORMAT_CSV && rc != FEDC_EIO && rc != FEDC_ENOMEM) {
+    /* a table only a job's schema can read (text categories, an id, missing
+     * values): read it at join; a job without a schema gets this error */
+    snprintf(b->load_err, sizeof b->load_err, "%s", fedc_error_msg());
+    b->load_failed = 1;
+    return 0;
+  }
   if (rc == 0 && cfg->test[0] != '\0')
     rc = load_set(cfg, cfg->test, cfg->test_labels, "test", &b->test);
   if (rc == 0 && b->test.n > 0 && b->test.d != b->train.d)
@@ -166,7 +313,7 @@ int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin 
   if (b == NULL) return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   b->cfg = *cfg;
   int rc = load_data(b);
-  if (rc == 0 && (b->rows = fedc_malloc_array((size_t)b->train.n, sizeof *b->rows)) == NULL)
+  if (rc == 0 && (b->rows = fedc_malloc_array((size_t)b->train.n + 1, sizeof *b->rows)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   for (int64_t i = 0; rc == 0 && i < b->train.n; i++)
     b->rows[i] = i;
@@ -187,6 +334,7 @@ int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin 
     return rc;
   }
   trainer->prepare = builtin_prepare;
+  trainer->stats = builtin_stats;
   trainer->train = builtin_train;
   trainer->evaluate = b->test.n > 0 ? builtin_evaluate : NULL;
   trainer->user_data = b;

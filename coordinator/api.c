@@ -22,6 +22,7 @@
 
 #include "base/alloc.h"
 #include "coord_internal.h"
+#include "stats_phase.h"
 #include "dashboard.h"
 #include "base/error.h"
 #include "wire/join_body.h"
@@ -372,6 +373,12 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
     else handle_join(c, x, req);
     return;
   }
+  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0) { /* stats_phase.c */
+    coord_client *cl = post ? authorize(c, x, req) : NULL;
+    if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes POST", p);
+    else if (cl) fedc__coord_stats_handle(c, x, req, cl);
+    return;
+  }
   if (strncmp(p, "/v1/secagg/", 11) == 0) { /* secure aggregation: secagg_rounds.c */
     coord_client *cl = authorize(c, x, req);
     if (cl) fedc__coord_secagg_handle(c, x, req, cl);
@@ -444,6 +451,11 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
     return admit_client(c, req, 1, code, msg, cap);
   }
   if (strncmp(p, "/v1/secagg/", 11) == 0) return admit_client(c, req, 0, code, msg, cap);
+  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0) {
+    if (strcmp(m, "POST") != 0)
+      return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
+    return admit_client(c, req, 0, code, msg, cap);
+  }
   int is_update = strcmp(p, "/v1/update") == 0;
   if (!is_update && strcmp(p, "/v1/task") != 0 && strncmp(p, "/v1/model/", 10) != 0)
     return refusal(code, msg, cap, 404, "not_found", "no such path: %s", p);

@@ -40,6 +40,7 @@
 #include "base/log.h"
 #include "base/mbedtls_compat.h"
 #include "config/config_params.h"
+#include "ml/layout.h"
 #include "round/engine.h"
 #include "wire/safetensors.h"
 #include <fedc/coordinator.h>
@@ -496,26 +497,22 @@ static int recompute(audit_ctx *a, int32_t round, const cJSON *rec, const uint8_
   fedc_round_metrics m;
   if (rc == 0) rc = fedc_engine_close_prepare(e, &m, &next);
   if (rc == 0) {
-    /* encode as the coordinator does: its tensors, its metadata */
-    size_t nt = fedc_st_count(f1), off = 0;
-    fedc_st_tensor *ts = fedc_malloc_array(nt ? nt : 1, sizeof *ts);
-    if (ts == NULL) rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
-    for (size_t j = 0; rc == 0 && j < nt; j++) {
-      fedc_st_get(f1, j, &ts[j]);
-      size_t cnt = 1;
-      for (int32_t d = 0; d < ts[j].ndim; d++) cnt *= (size_t)ts[j].shape[d];
-      ts[j].data = next + off;
-      off += cnt;
+    /* encode as the coordinator does: its layout (dtypes included) and
+     * every metadata key of the checkpoint but the checksum the writer adds */
+    fedc_layout l = {0};
+    rc = fedc_layout_from_file(f1, &l);
+    if (rc == 0 && l.n_int > 0)
+      rc = fedc_error_set(FEDC_EUNSUPPORTED, "integer tensors are not recomputed");
+    size_t nk = fedc_st_meta_count(f1), nm = 0;
+    fedc_st_meta *meta = fedc_malloc_array(nk ? nk : 1, sizeof *meta);
+    if (rc == 0 && meta == NULL) rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+    for (size_t j = 0; rc == 0 && j < nk; j++) {
+      const char *key = fedc_st_meta_key(f1, j);
+      if (strcmp(key, "sha256") != 0) meta[nm++] = (fedc_st_meta){key, fedc_st_meta_get(f1, key)};
     }
-    const char *keys[] = {"format", "job", "round"};
-    fedc_st_meta meta[3];
-    size_t nm = 0;
-    for (size_t j = 0; j < 3; j++) {
-      const char *v = fedc_st_meta_get(f1, keys[j]);
-      if (v) meta[nm++] = (fedc_st_meta){keys[j], v};
-    }
-    if (rc == 0) rc = fedc_st_encode(ts, nt, meta, nm, &bytes, &len);
-    fedc_free(ts);
+    if (rc == 0) rc = fedc_layout_encode(&l, next, NULL, meta, nm, &bytes, &len);
+    fedc_free(meta);
+    fedc_layout_free(&l);
   }
   int verdict;
   if (rc != 0) {

@@ -13,6 +13,7 @@
  * c->mu.
  */
 #include "coord_internal.h"
+#include "stats_phase.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -671,8 +672,9 @@ static int restore(fedc_coord *c, float *w) {
 static int load_test_set(fedc_coord *c) {
   const fedc_config *cfg = &c->cfg;
   if (cfg->test[0] == '\0' || cfg->model_type == FEDC_MODEL_TENSORS) return 0; /* its clients evaluate */
-  int rc = cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
-                                          : fedc_load_csv(cfg->test, cfg->label, &c->test);
+  int rc = c->stats ? fedc__coord_stats_load_test(c, &c->test)
+           : cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
+                                            : fedc_load_csv(cfg->test, cfg->label, &c->test);
   if (rc == 0 && c->test.d != c->spec.n_in)
     rc = fedc_error_set(FEDC_ECONFIG, "[data] test has %lld features, [model] inputs = %d",
                         (long long)c->test.d, (int)c->spec.n_in);
@@ -729,7 +731,8 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   uv_timer_init(loop, &c->tick);
   c->tick.data = c;
   float *w_init = NULL; /* the initial model, for a new store */
-  rc = fedc__coord_tensors_init(c, &w_init);
+  rc = fedc__coord_stats_init(c); /* a schema sets [model] inputs */
+  if (rc == 0) rc = fedc__coord_tensors_init(c, &w_init);
   if (rc == 0) rc = load_test_set(c);
   if (rc == 0) {
     rc = fedc_store_open(cfg->store_path, &c->store);
@@ -753,6 +756,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   if (rc == 0) fedc__coord_certs_start(c); /* the server certificate's expiry */
   /* what each round's audit record says of the strategy (audit.h) */
   if (rc == 0 && (c->audit_params = fedc__audit_params_json(&c->cfg)) == NULL) rc = FEDC_ENOMEM;
+  if (rc == 0) rc = fedc__coord_stats_start(c);
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
     fedc_conn_limits lim = {
@@ -868,6 +872,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_free(c->audit_params);
   fedc_free(c->certs);
   fedc__coord_tensors_free(c);
+  fedc__coord_stats_free(c);
   if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
   fedc_trainer_free(c->eval_tr);
   fedc_backend_close(c->eval_be);

@@ -20,6 +20,8 @@
  * loop thread, which serves GET /v1/model from them without a lock.
  */
 #include "coord_internal.h"
+#include "model_meta.h"
+#include "stats_phase.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -47,13 +49,12 @@
  */
 int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t *ints,
                              int32_t round, uint8_t **bytes, size_t *len, char sha[65]) {
-  char r[32];
-  snprintf(r, sizeof r, "%d", (int)round);
-  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", r}};
   *bytes = NULL;
   *len = 0;
-  int rc = fedc_layout_encode(&c->layout, w, ints, meta, sizeof meta / sizeof meta[0], bytes,
-                              len);
+  coord_model_meta mm; /* model_meta.c: the model describes itself */
+  int rc = fedc__coord_model_meta(c, round, &mm);
+  if (rc == 0) rc = fedc_layout_encode(&c->layout, w, ints, mm.meta, mm.n, bytes, len);
+  fedc__coord_model_meta_free(&mm);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
   rc = fedc_st_decode_ex(*bytes, *len, FEDC_ST_ALLOW_ANY, &f);
@@ -80,6 +81,7 @@ int fedc__coord_is_selected(fedc_coord *c, int32_t client_id) {
 }
 
 int fedc__coord_has_task(fedc_coord *c, int32_t client_id) {
+  if (c->state == ROUND_WAITING && fedc__coord_stats_wants(c, client_id)) return 1;
   if (c->state != ROUND_OPEN) return 0;
   pthread_mutex_lock(&c->mu);
   int task = fedc_engine_is_selected(c->engine, client_id) &&
@@ -118,6 +120,9 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
   if (c->state == ROUND_FINISHED) {
     ok = ok && cJSON_AddStringToObject(o, "action", "finished");
     ok = ok && cJSON_AddNumberToObject(o, "round", c->round - 1);
+  } else if (task && c->state == ROUND_WAITING) { /* stats_phase.c */
+    ok = ok && cJSON_AddStringToObject(o, "action", "stats");
+    ok = ok && cJSON_AddNumberToObject(o, "round", 0);
   } else if (task) {
     double left = c->round_deadline - fedc__coord_now();
     ok = ok && cJSON_AddStringToObject(o, "action", "train");
@@ -177,6 +182,7 @@ static int32_t select_count(const fedc_coord *c) {
  */
 static round_state try_open(fedc_coord *c, double now) {
   if (c->model_bytes == NULL) return ROUND_WAITING; /* never without its model */
+  if (fedc__coord_stats_pending(c, now)) return ROUND_WAITING; /* statistics first */
   int32_t *eligible = fedc_malloc_array((size_t)c->n_clients + 1, sizeof(int32_t));
   if (eligible == NULL) return ROUND_WAITING;
   int32_t n = collect_eligible(c, eligible);

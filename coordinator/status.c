@@ -14,6 +14,7 @@
 
 #include "base/alloc.h"
 #include "coord_internal.h"
+#include "stats_phase.h"
 
 static const char *state_name(round_state s) {
   switch (s) {
@@ -111,6 +112,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }
   if (c->secagg) fedc__coord_secagg_status(c, o, selected);
+  fedc__coord_stats_status(c, o); /* a job with a schema: statistics, warnings */
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);
   return text;
@@ -186,6 +188,12 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
          "Clients excluded for revealing secure-aggregation shares that disagree.");
   put(&t, "fedc_secagg_clients_excluded_total %llu\n",
       (unsigned long long)fedc__coord_secagg_excluded_total(c));
+  uint64_t far = 0, diverged = 0;
+  fedc__coord_stats_metrics(c, &far, &diverged);
+  metric(&t, "fedc_warnings_total", "counter",
+         "Site warnings: far from the federation's statistics, or training diverged.");
+  put(&t, "fedc_warnings_total{kind=\"far\"} %llu\n", (unsigned long long)far);
+  put(&t, "fedc_warnings_total{kind=\"diverged\"} %llu\n", (unsigned long long)diverged);
   metric(&t, "fedc_bytes_received_total", "counter", "HTTP bytes received.");
   put(&t, "fedc_bytes_received_total %llu\n", (unsigned long long)(s.bytes_in + s2.bytes_in));
   metric(&t, "fedc_bytes_sent_total", "counter", "HTTP bytes sent.");

@@ -138,6 +138,12 @@ int fedc_store_round_updates(fedc_store *st, int32_t round,
  */
 int fedc_store_secret(fedc_store *st, const char *name, uint64_t *value);
 
+/* Named texts kept with the job (the federation's statistics, "stats"):
+ * put replaces, durably; get gives a fedc_malloc'd copy, or NULL when the
+ * name was never put. Errors: FEDC_EIO (sqlite), FEDC_ENOMEM. */
+int fedc_store_put_text(fedc_store *st, const char *name, const char *value);
+int fedc_store_get_text(fedc_store *st, const char *name, char **value);
+
 /* The server optimizer's state stored with round r (*out freed with
  * fedc_free; *len 0 and *out NULL when the round has none). */
 int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len);

@@ -1346,3 +1346,44 @@ int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len
   sqlite3_finalize(s);
   return err;
 }
+
+/* ---- named texts of the job (the federation's statistics) ----------------- */
+
+#define TEXTS_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS job_texts(name TEXT PRIMARY KEY NOT NULL, "    \
+  "value TEXT NOT NULL)"
+
+/* Keep a named text (see store.h), replacing an older one, in one
+ * transaction: it is there after a crash or not at all. */
+int fedc_store_put_text(fedc_store *st, const char *name, const char *value) {
+  int err = exec(st, TEXTS_SQL, "create the job texts table");
+  if (err) return err;
+  sqlite3_stmt *s;
+  if ((err = prepare(st, "INSERT OR REPLACE INTO job_texts(name, value) VALUES(?1, ?2)", &s,
+                     0)) != 0)
+    return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE ? 0 : db_error(st, rc, "keep a job text");
+}
+
+/* Read a named text into a fedc_malloc'd *value, or NULL when absent. */
+int fedc_store_get_text(fedc_store *st, const char *name, char **value) {
+  *value = NULL;
+  int err = exec(st, TEXTS_SQL, "create the job texts table");
+  if (err) return err;
+  sqlite3_stmt *s;
+  if ((err = prepare(st, "SELECT value FROM job_texts WHERE name = ?1", &s, 0)) != 0) return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    const char *t = (const char *)sqlite3_column_text(s, 0);
+    *value = fedc_strdup(t ? t : "");
+    sqlite3_finalize(s);
+    return *value ? 0 : fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+  }
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE ? 0 : db_error(st, rc, "read a job text");
+}

@@ -99,6 +99,10 @@ typedef struct fedc_client_job {
   float l1, l2;      /* regularization of the weights; 0 when absent */
   fedc_client_hparams train;
   uint64_t seed;     /* the job's seed */
+  /* A job with a schema: its "schema" and (once the statistics phase is
+   * over) "stats" objects as JSON text, owned by the client and valid until
+   * the next join; NULL when absent (docs/protocol.md, "Statistics"). */
+  const char *schema_json, *stats_json;
 } fedc_client_job;
 
 /* One tensor of the job's flat parameter vector (float32, row-major: a
@@ -173,6 +177,12 @@ typedef struct fedc_client_trainer {
   /* For the client's log lines only ("starting", "joined"); 0 when not
    * known: local training rows, features per row, held-out rows. */
   int64_t samples, features, test_samples;
+  /* stats (optional): a job with a schema asks each site for its data's
+   * statistics before round 1: *json is set to a fedc_malloc'd JSON object
+   * (the built-in trainer's fedc_stats_to_json form: counts, sums, minima,
+   * maxima, missing and label counts, never a row). Without it the client
+   * cannot take part in such a job. */
+  int (*stats)(void *user_data, const fedc_client_job *job, char **json);
 } fedc_client_trainer;
 
 /*

@@ -82,6 +82,7 @@ static const char *const norm_action_names[] = {
 static const char *const attack_names[] = {
     [FEDC_ATTACK_NONE] = "none", [FEDC_ATTACK_SIGN_FLIP] = "sign_flip",
     [FEDC_ATTACK_NOISE] = "noise", [FEDC_ATTACK_LABEL_FLIP] = "label_flip", NULL};
+static const char *const missing_names[] = {"refuse", "mean", NULL};
 static const char *const enroll_names[] = {
     [FEDC_ENROLL_ALLOWLIST] = "allowlist", [FEDC_ENROLL_OPEN] = "open", NULL};
 
@@ -252,7 +253,24 @@ static const key_def keys[] = {
     {"data", "label", T_STRING, M(label), 0, 0, 0, NULL, "label",
      "Name of the label column (csv only)."},
     {"data", "standardize", T_BOOL, M(standardize), 0, 0, 0, NULL, "false",
-     "Scale each feature to mean 0 and variance 1."},
+     "Scale each feature to mean 0 and variance 1 (the site's own statistics; "
+     "refused in a federation with a schema, which standardizes with the "
+     "federation's)."},
+    {"data", "features", T_STRING, M(features), 0, 0, 0, NULL, "",
+     "Schema: the feature columns, names in order (a,b,c); sites map their "
+     "CSV columns by name. Turns on the statistics phase and the "
+     "federation's standardization."},
+    {"data", "schema_from", T_STRING, M(schema_from), 0, 0, 0, NULL, "",
+     "Schema: a CSV file whose header names the features (every column but "
+     "the label and [data] exclude)."},
+    {"data", "exclude", T_STRING, M(exclude), 0, 0, 0, NULL, "",
+     "Schema: columns a site's CSV may have that are not features (id,...)."},
+    {"data", "categorical", T_STRING, M(categorical), 0, 0, 0, NULL, "",
+     "Schema: categorical features and their vocabulary, one-hot encoded "
+     "(col:v1 then v2, v3... separated by vertical bars; columns by commas)."},
+    {"data", "missing", T_ENUM, M(missing), 0, 0, 0, missing_names, "refuse",
+     "Schema: a missing value is refused, or imputed with the federation's "
+     "mean."},
 
     {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
      "127.0.0.1:8443", "Coordinator: address and port to listen on."},
@@ -1281,8 +1299,29 @@ static int check_tensors(const fedc_config *c, fedc_config_role role) {
 /* The coordinator has no training data: the model's shape comes from
  * [model] inputs and classes, which must then fit the model type. */
 static int check_coordinator(const fedc_config *c) {
+  int schema = c->features[0] != '\0' || c->schema_from[0] != '\0';
+  if (c->standardize)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [data] standardize = true: the coordinator has no training data "
+                          "to standardize; declare a schema ([data] features or schema_from) and "
+                          "every site standardizes with the federation's statistics",
+                          origin_of(c, "data", "standardize"));
+  if (schema && c->secagg)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] secure_aggregation = true with a schema (%s): the "
+                          "statistics phase does not go through secure aggregation yet; drop "
+                          "one of them",
+                          origin_of(c, "privacy", "secure_aggregation"),
+                          origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
+  if (schema && c->dp_noise_multiplier > 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] noise_multiplier > 0 with a schema (%s): the statistics "
+                          "phase has no differential privacy yet (sites would send exact "
+                          "aggregates); drop one of them",
+                          origin_of(c, "privacy", "noise_multiplier"),
+                          origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
   if (c->model_type == FEDC_MODEL_TENSORS) goto common; /* check_tensors */
-  if (c->inputs < 1)
+  if (c->inputs < 1 && !schema)
     return fedc_error_set(FEDC_ECONFIG,
                           "%s: [model] inputs = %ld: must be >= 1 for the "
                           "coordinator (it has no data to infer it from)",
@@ -1311,6 +1350,14 @@ common:;
 }
 
 static int check_client(const fedc_config *c) {
+  if (c->standardize)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [data] standardize = true: inside a federation each site would "
+                          "scale its features by its own statistics and the global model would "
+                          "fit none of them; declare a schema in the job ([data] features at "
+                          "the coordinator) and every site standardizes with the federation's "
+                          "statistics",
+                          origin_of(c, "data", "standardize"));
   int rc = need_string(c, "server", "url", "the client");
   if (rc == 0) rc = need_string(c, "tls", "ca", "the client");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the client");

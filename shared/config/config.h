@@ -97,6 +97,11 @@ typedef struct fedc_config {
   fedc_data_format format;                 /* format = idx | csv */
   char label[128];                         /* csv: label column name */
   int32_t standardize;                     /* bool */
+  char features[8192];                     /* schema: feature names in order */
+  char schema_from[FEDC_CONFIG_PATH_MAX];  /* schema: a CSV whose header names them */
+  char exclude[1024];                      /* columns a site ignores (an id) */
+  char categorical[8192];                  /* "col:v1|v2, ...": one-hot vocabularies */
+  int32_t missing;                         /* fedc_missing: refuse | mean */
   /* [server] */
   char server_listen[256];       /* coordinator: "host:port" */
   char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */

@@ -252,6 +252,8 @@ int fedc_client_task_parse(const char *json, size_t len, fedc_client_task *out) 
       out->action = FEDC_CLIENT_TASK_WAIT;
     else if (strcmp(action, "finished") == 0)
       out->action = FEDC_CLIENT_TASK_FINISHED;
+    else if (strcmp(action, "stats") == 0) /* a job with a schema, before round 1 */
+      out->action = FEDC_CLIENT_TASK_STATS;
     else
       rc = fedc_error_set(FEDC_EFORMAT, "task: \"action\" = \"%s\": not train, wait or finished",
                           action);

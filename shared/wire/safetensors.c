@@ -1213,6 +1213,12 @@ const char *fedc_st_meta_get(const fedc_st_file *f, const char *key) {
   return NULL;
 }
 
+size_t fedc_st_meta_count(const fedc_st_file *f) { return f ? f->n_meta : 0; }
+
+const char *fedc_st_meta_key(const fedc_st_file *f, size_t i) {
+  return f && i < f->n_meta ? f->meta[i].key : NULL;
+}
+
 const char *fedc_st_dtype(const fedc_st_file *f, size_t i) {
   if (f == NULL || i >= f->n) return NULL;
   return dtypes[f->dt[i]].name;
