@@ -46,7 +46,8 @@ static void usage(FILE *f) {
         "                           64-hex SHA-256 fingerprint of its DER)\n"
         "  revoke CERT|FINGERPRINT  refuse that client from now on\n"
         "  clients                  list the enrolled clients\n"
-        "  export ROUND FILE        write the model after ROUND (0 = initial)\n"
+        "  export ROUND FILE        write the model after ROUND (0 = initial;\n"
+        "                           best = the best round by [eval] select)\n"
         "                           as safetensors\n"
         "\n"
         "options:\n"
@@ -122,7 +123,16 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
   } else if (strcmp(cmd, "export") == 0) {
     char *end = NULL;
     long round = argc == 3 ? strtol(argv[1], &end, 10) : -1;
-    if (argc != 3 || *end != '\0' || round < 0) {
+    if (argc == 3 && strcmp(argv[1], "best") == 0) {
+      int32_t best = 0;
+      rc = fedc_store_eval_best(st, &best);
+      round = best;
+      end = rc == 0 ? argv[1] + 4 : NULL;
+      if (rc == 0) printf("best round by the federated evaluation: %d\n", (int)best);
+    }
+    if (rc != 0) {
+      /* reported below */
+    } else if (argc != 3 || *end != '\0' || round < 0) {
       fprintf(stderr, "fedc-coordinator: usage: export ROUND FILE\n");
       code = FEDC_COORD_EXIT_USAGE;
     } else {

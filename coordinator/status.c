@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "eval_rounds.h"
 #include "base/alloc.h"
 #include "coord_internal.h"
 
@@ -110,6 +111,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }
   if (c->secagg) fedc__coord_secagg_status(c, o, selected);
+  fedc__coord_eval_status(c, o);
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);
   return text;
@@ -271,6 +273,11 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   metric(&t, "fedc_clients", "gauge", "Enrolled clients by status.");
   put(&t, "fedc_clients{status=\"allowed\"} %d\nfedc_clients{status=\"revoked\"} %d\n",
       (int)allowed, (int)revoked);
+  if (fedc__coord_eval_enabled(c)) {
+    char ev[4096] = "";
+    fedc__coord_eval_metrics(c, ev, sizeof ev);
+    put(&t, "%s", ev);
+  }
   if (t.oom) {
     fedc_free(t.buf);
     return NULL;

@@ -99,6 +99,11 @@ typedef struct fedc_client_job {
   float l1, l2;      /* regularization of the weights; 0 when absent */
   fedc_client_hparams train;
   uint64_t seed;     /* the job's seed */
+  /* class weighting of the loss: "none", "balanced" or "w0,w1,..." (the
+   * [train] class_weight key) and logreg's positive-class weight */
+  char class_weight[1024];
+  double pos_weight;
+  double eval_threshold; /* binary models: score >= threshold predicts 1 */
 } fedc_client_job;
 
 /* One tensor of the job's flat parameter vector (float32, row-major: a
@@ -160,6 +165,14 @@ typedef struct fedc_client_metrics {
  * *out is logged ("global model evaluated"). An error ends the run with
  * FEDC_CLIENT_EXIT_FAILED.
  *
+ * report (optional): federated evaluation. When the coordinator asks
+ * ("evaluate" task) the client fetches the committed round's model and
+ * calls report with it (w, read only); the trainer evaluates it on its
+ * validation data and returns the evaluation report as a JSON object (the
+ * "report" of POST /v1/eval, docs/protocol.md: counts and sums that the
+ * coordinator merges across sites) in *json, allocated with fedc_malloc
+ * (the client frees it). Without it the client declines evaluations.
+ *
  * The client never frees user_data: the program owns it and frees it
  * after fedc_client_free.
  */
@@ -173,6 +186,7 @@ typedef struct fedc_client_trainer {
   /* For the client's log lines only ("starting", "joined"); 0 when not
    * known: local training rows, features per row, held-out rows. */
   int64_t samples, features, test_samples;
+  int (*report)(void *user_data, const fedc_client_round *r, const float *w, char **json);
 } fedc_client_trainer;
 
 /*
