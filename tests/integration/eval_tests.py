@@ -13,8 +13,11 @@ recomputation from its saved model. Needs numpy and scikit-learn under
 import gzip
 import json
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -174,6 +177,82 @@ def test_balanced_raises_recall():
     assert FIG["balanced"]["recall"] > FIG["none"]["recall"] + 0.1
 
 
+def png_rgb(path):
+    """(width, height, rows of RGB tuples) of an 8-bit RGB or RGBA PNG."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, w = 8, b"", 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw, stride, prev, rows = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+    for y in range(h):
+        ft, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if ft == 1: line[i] = (line[i] + a) & 255
+            elif ft == 2: line[i] = (line[i] + b) & 255
+            elif ft == 3: line[i] = (line[i] + (a + b) // 2) & 255
+            elif ft == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append([tuple(line[x * bpp:x * bpp + 3]) for x in range(w)])
+        prev = line
+    return w, h, rows
+
+
+def test_dashboard_in_chromium():
+    """The dashboard of a coordinator without a test set, in headless
+    Chromium: the evaluation chart has a line and the confusion matrix its
+    counts (the rendered DOM), and both show in the screenshot (pixels of
+    the metric's colour and of the matrix's shaded cells)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        raise Skip("chromium is not installed (scripts/install-deps.sh)")
+    job, _ = fraud_job("eval-dash", "balanced", rounds=3)
+    try:
+        url = f"http://127.0.0.1:{job.status_port}/"
+        prof = os.path.join(job.dir, "chromium")
+        base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                f"--user-data-dir={prof}", "--virtual-time-budget=5000", "--window-size=1280,1400"]
+        dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True,
+                             timeout=120).stdout
+        chart = dom[dom.find('id="evalchart"'):]
+        chart = chart[:chart.find("</svg>")]
+        assert "<path" in chart and "stroke=\"#8250df\"" in chart, chart[:500]
+        cm = dom[dom.find('id="confusion"'):]
+        cm = cm[:cm.find("</table>")]
+        last = job.status()["eval"]["last"]
+        tn, fp, fn, tp = last["tn"], last["fp"], last["fn"], last["tp"]
+        for v in (tn, fp, fn, tp):
+            assert f">{v:,}<" in cm, (v, cm[:800])
+        assert "class 1" in cm and "recall" in cm
+        png = os.path.join(job.dir, "dashboard.png")
+        subprocess.run(base + [f"--screenshot={png}", url], capture_output=True, timeout=120)
+        w, h, rows = png_rgb(png)
+        keep = os.environ.get("FEDC_EVAL_SCREENSHOT")
+        if keep:
+            shutil.copy(png, keep)
+        purple = sum(1 for r in rows for p in r
+                     if abs(p[0] - 0x82) < 30 and abs(p[1] - 0x50) < 30 and abs(p[2] - 0xdf) < 30)
+        shaded = sum(1 for r in rows for p in r
+                     if p[2] > 200 and p[2] - p[0] > 40 and p[0] > 60 and p[1] < 235)
+        print(f"    screenshot {w}x{h}: {purple} px of the metric's line, {shaded} px of shaded "
+              f"matrix cells", flush=True)
+        assert purple > 100 and shaded > 500, (purple, shaded)
+    finally:
+        job.close()
+
+
 def load_idx(path):
     with gzip.open(path, "rb") as f:
         data = f.read()
@@ -217,5 +296,6 @@ if __name__ == "__main__":
     s = Suite("eval")
     s.run(test_federated_binary_matches_sklearn)
     s.run(test_balanced_raises_recall)
+    s.run(test_dashboard_in_chromium)
     s.run(test_sim_fashion_per_class)
     s.finish()
