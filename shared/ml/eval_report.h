@@ -124,6 +124,11 @@ int fedc_eval_report_from_predictions(fedc_eval_report *r, fedc_eval_task task, 
                                       double threshold, const float *scores, int32_t cols,
                                       const float *labels, int64_t n);
 
+/* The same from a predictions file (safetensors: "scores" [N] or [N, C]
+ * and "labels" [N], F32). FEDC_EIO, FEDC_EFORMAT, FEDC_ESHAPE, FEDC_EINVAL. */
+int fedc_eval_report_from_safetensors(const char *path, fedc_eval_task task, int32_t n_classes,
+                                      double threshold, fedc_eval_report *r);
+
 /* dst += src. FEDC_EINVAL (dst unchanged) unless both have the same task,
  * class count and threshold; FEDC_ERANGE if a count would overflow. */
 int fedc_eval_report_merge(fedc_eval_report *dst, const fedc_eval_report *src);

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
@@ -22,6 +23,7 @@
 #include "ml/eval_model.h"
 #include "ml/eval_report.h"
 #include "ml/train.h"
+#include "wire/safetensors.h"
 
 #define NEAR(a, b) assert_true(fabs((double)(a) - (double)(b)) < 1e-6)
 
@@ -406,6 +408,33 @@ static void weighted_step(void **s) {
   fedc_backend_close(be);
 }
 
+/* An external trainer's predictions file gives the report its scores and
+ * labels give directly; [N, 2] binary scores use column 1. */
+static void predictions_file(void **s) {
+  (void)s;
+  float sc[4] = {0.1f, 0.4f, 0.35f, 0.8f}, lb[4] = {0, 0, 1, 1}, sc2[8];
+  for (int i = 0; i < 4; i++) sc2[2 * i] = 1 - sc[i], sc2[2 * i + 1] = sc[i];
+  char path[] = "/tmp/fedc-test-pred-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  fedc_eval_report *a = new_report(FEDC_EVAL_BINARY, 2, 0.5), *b = fedc_malloc(sizeof *b);
+  assert_int_equal(fedc_eval_report_add_binary(a, sc, lb, 4), 0);
+  for (int cols = 1; cols <= 2; cols++) {
+    fedc_st_tensor t[2] = {{"scores", cols, {4, 2}, cols == 1 ? sc : sc2}, {"labels", 1, {4}, lb}};
+    assert_int_equal(fedc_st_write_file(path, t, 2, NULL, 0), 0);
+    assert_int_equal(fedc_eval_report_from_safetensors(path, FEDC_EVAL_BINARY, 2, 0.5, b), 0);
+    assert_memory_equal(a->confusion, b->confusion, sizeof a->confusion);
+    assert_memory_equal(a->hist, b->hist, sizeof a->hist);
+  }
+  fedc_st_tensor t[2] = {{"scores", 1, {4}, sc}, {"labels", 1, {3}, lb}};
+  assert_int_equal(fedc_st_write_file(path, t, 2, NULL, 0), 0);
+  assert_int_equal(fedc_eval_report_from_safetensors(path, FEDC_EVAL_BINARY, 2, 0.5, b), FEDC_ESHAPE);
+  unlink(path);
+  fedc_free(a);
+  fedc_free(b);
+}
+
 static int leak_setup(void **state) {
   *state = (void *)(intptr_t)fedc_alloc_live();
   return 0;
@@ -425,6 +454,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(json_round_trip_and_refusals, leak_setup, leak_check),
       cmocka_unit_test(class_weights),
       cmocka_unit_test_setup_teardown(weighted_step, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(predictions_file, leak_setup, leak_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
