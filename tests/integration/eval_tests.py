@@ -155,6 +155,13 @@ def test_federated_binary_matches_sklearn():
         # each site sees its own figures in its own log
         with open(os.path.join(job.dir, "client-3.log")) as f:
             assert 'msg="site evaluation"' in f.read()
+        # a restarted coordinator reads its evaluations back from the store
+        job.coordinator.kill()
+        job.coordinator.wait()
+        job.start_coordinator()
+        again = job.status()["eval"]
+        assert len(again["rounds"]) == 4 and again["best_round"] == best, again
+        assert again["last"]["auc"] == st["eval"]["last"]["auc"]
     finally:
         job.close()
 
