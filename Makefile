@@ -283,7 +283,7 @@ clean:
 #   make fuzz FUZZ_FLAGS=-jobs=2                  more libFuzzer options
 #   make fuzz-build                               build the fuzzers only
 FUZZ_TARGETS ?= safetensors model_update http_request join_json client_json \
-    config csv idx secagg
+    config csv idx secagg eval_json
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS ?=

@@ -59,6 +59,7 @@ typedef enum {
   RUN_POLL,     /* long-poll for a task */
   RUN_WAIT,     /* the task said "wait": sleep a little, poll again */
   RUN_ROUND,    /* the task said "train": model, training, update */
+  RUN_EVAL,     /* the task said "evaluate": model, report, POST /v1/eval */
   RUN_FINISHED, /* the task said "finished" */
   RUN_STATS,    /* the task said "stats": send the local statistics */
   RUN_END       /* the run ended otherwise; c->outcome says how */
@@ -100,6 +101,7 @@ struct fedc_client {
   fedc_client_exit outcome;
   int waiting;      /* the last poll said "wait" (log it once) */
   int32_t selected; /* the last round "selected" was logged for */
+  int32_t eval_declined; /* the last round this client could not evaluate */
   char last_err[512];
   char *schema_json, *stats_json; /* the job's, from the last join (stats_client.c) */
   double first_loss;              /* the first round's training loss (divergence) */
@@ -935,6 +937,64 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
   return post_update(c, t->round) != 0 ? RUN_END : RUN_POLL;
 }
 
+/* ---- federated evaluation (eval_site.c builds the body) --------------------------- */
+
+/*
+ * An evaluate task: the committed round's model (served as the start model
+ * of the next round), the trainer's report, POST /v1/eval. A client that
+ * cannot evaluate (no report callback, or it failed) says so in its log
+ * once and lets the evaluation's deadline pass without it.
+ */
+static run_state do_eval(fedc_client *c, const fedc_client_task *t) {
+  if (c->trainer.report == NULL || c->eval_declined == t->round) {
+    if (c->eval_declined != t->round)
+      fedc_log_warn("msg=\"asked to evaluate, but the trainer has no validation data "
+                    "([data] validation or validation_split)\" round=%d",
+                    (int)t->round);
+    c->eval_declined = t->round;
+    return nap(c, 1.0) != 0 ? (interrupted(c), RUN_END) : RUN_POLL;
+  }
+  fedc_client_task mt = *t;
+  mt.round = t->round + 1; /* round r's model starts round r + 1 */
+  int rc = fetch_model(c, &mt);
+  if (rc == CALL_END) return RUN_END;
+  if (rc == MODEL_REJOIN) return RUN_JOIN;
+  if (rc != MODEL_OK) return RUN_POLL;
+  fedc_client_round r;
+  round_info(c, t->round, &r);
+  char *report = NULL, *body = NULL, *mine = NULL;
+  rc = c->trainer.report(c->trainer.user_data, &r, c->w, &report);
+  if (rc == 0) rc = fedc__client_eval_body(report, t->round, t->model_sha256, &body, &mine);
+  fedc_free(report);
+  if (rc != 0) {
+    char m[600];
+    fedc_log_warn("msg=\"evaluation failed; declining it\" round=%d error=%s", (int)t->round,
+                  q(m, sizeof m, fedc_error_msg()));
+    c->eval_declined = t->round;
+    return RUN_POLL;
+  }
+  /* the site's own figures, in its own log */
+  fedc_log_info("msg=\"site evaluation\" round=%d metrics=%s", (int)t->round, mine);
+  fedc_free(mine);
+  request rq = {.what = "eval", .path = "/v1/eval", .ctype = "application/json",
+                .body = body, .len = strlen(body), .timeout_s = TRANSFER_TIMEOUT_S,
+                .max_response = JSON_MAX};
+  fedc_http_response resp;
+  rc = call(c, &rq, &resp);
+  fedc_free(body);
+  if (rc != 0) return RUN_END;
+  if (resp.status == 200)
+    fedc_log_info("msg=\"evaluation accepted\" round=%d", (int)t->round);
+  else if (resp.status == 403)
+    rc = forbidden(c, "eval", &resp, t->round);
+  else
+    log_refusal("eval", &resp, resp.status == 409 ? FEDC_LOG_INFO : FEDC_LOG_WARN,
+                "evaluation not taken", t->round);
+  if (resp.status != 200) c->eval_declined = t->round;
+  fedc_http_response_free(&resp);
+  return rc != 0 ? RUN_END : RUN_POLL;
+}
+
 /* ---- the loop --------------------------------------------------------------------- */
 
 /* Long-polls for a task into *t; the next state follows its action. */
@@ -957,6 +1017,7 @@ static run_state poll_task(fedc_client *c, fedc_client_task *t) {
       case FEDC_CLIENT_TASK_WAIT: return RUN_WAIT;
       case FEDC_CLIENT_TASK_TRAIN: return RUN_ROUND;
       case FEDC_CLIENT_TASK_STATS: return RUN_STATS;
+      case FEDC_CLIENT_TASK_EVALUATE: return RUN_EVAL;
       }
     }
     char m[600];
@@ -1029,6 +1090,9 @@ fedc_client_exit fedc_client_run(fedc_client *c) {
       break;
     case RUN_STATS:
       st = send_stats(c);
+      break;
+    case RUN_EVAL:
+      st = do_eval(c, &t);
       break;
     case RUN_FINISHED:
       fedc_log_info("msg=\"finished\" round=%d", (int)t.round);

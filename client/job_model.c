@@ -137,6 +137,7 @@ int fedc_client_check_fit(const fedc_client_job *job, const fedc_dataset *train,
 }
 
 void fedc_client_train_params(const fedc_client_job *job, fedc_train_params *p) {
+  *p = (fedc_train_params){0}; /* unweighted unless the trainer adds class weights */
   p->epochs = job->train.epochs;
   p->batch_size = job->train.batch_size;
   p->lr = job->train.lr;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval_rounds.h"
 #include "base/alloc.h"
 #include "coord_internal.h"
 #include "stats_phase.h"
@@ -329,7 +330,7 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   cl->poll = x;
   cl->poll_deadline = fedc__coord_now() + wait;
   fedc_http_exchange_on_abort(x, poll_abort, c);
-  int task = fedc__coord_has_task(c, cl->id);
+  int task = fedc__coord_has_task(c, cl->id) || fedc__coord_eval_has_task(c, cl->id);
   if (c->state == ROUND_FINISHED || task || wait == 0 || c->stopping)
     fedc__coord_answer_poll(c, cl);
   else
@@ -382,6 +383,15 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
   if (strncmp(p, "/v1/secagg/", 11) == 0) { /* secure aggregation: secagg_rounds.c */
     coord_client *cl = authorize(c, x, req);
     if (cl) fedc__coord_secagg_handle(c, x, req, cl);
+    return;
+  }
+  if (strcmp(p, "/v1/eval") == 0) { /* federated evaluation: eval_rounds.c */
+    if (!post) {
+      fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/eval takes POST");
+      return;
+    }
+    coord_client *cl = authorize(c, x, req);
+    if (cl) fedc__coord_eval_handle(c, x, cl, req->body, req->body_len);
     return;
   }
   int is_task = strcmp(p, "/v1/task") == 0, is_update = strcmp(p, "/v1/update") == 0;
@@ -451,7 +461,7 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
     return admit_client(c, req, 1, code, msg, cap);
   }
   if (strncmp(p, "/v1/secagg/", 11) == 0) return admit_client(c, req, 0, code, msg, cap);
-  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0) {
+  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0 || strcmp(p, "/v1/eval") == 0) {
     if (strcmp(m, "POST") != 0)
       return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
     return admit_client(c, req, 0, code, msg, cap);

@@ -154,6 +154,7 @@ struct fedc_coordinator {
   int budget_stop; /* the job ended at its DP epsilon budget */
   struct coord_secagg *secagg; /* secure aggregation (secagg_rounds.c); NULL when off */
   struct coord_stats *stats;   /* schema and statistics (stats_phase.c); NULL without a schema */
+  struct coord_eval *eval;     /* federated evaluation (eval_rounds.c); NULL when off */
   int stopping;
   int stopped;        /* on_stopped ran */
   int free_when_closed; /* a failed start: free once the tick is closed */

@@ -12,6 +12,7 @@
  * sum on worker threads; the engine and the store are only touched under
  * c->mu.
  */
+#include "eval_rounds.h"
 #include "coord_internal.h"
 #include "stats_phase.h"
 
@@ -172,6 +173,7 @@ static void on_tick(uv_timer_t *t) {
     coord_client *cl = &c->clients[i];
     if (cl->poll && now >= cl->poll_deadline) fedc__coord_answer_poll(c, cl);
   }
+  fedc__coord_eval_tick(c);
   fedc__coord_step(c);
 }
 
@@ -557,6 +559,15 @@ static char *job_public_json(const fedc_coord *c) {
   cJSON_AddNumberToObject(train, "lr", c->cfg.lr);
   cJSON_AddNumberToObject(train, "momentum", c->cfg.momentum);
   cJSON_AddNumberToObject(train, "prox_mu", c->cfg.prox_mu);
+  /* class weighting and evaluation (issue: metrics by task) */
+  cJSON_AddStringToObject(train, "class_weight", c->cfg.class_weight);
+  cJSON_AddNumberToObject(train, "pos_weight", c->cfg.pos_weight);
+  if (c->cfg.eval_rounds > 0) {
+    cJSON *ev = cJSON_AddObjectToObject(job, "eval");
+    cJSON_AddNumberToObject(ev, "every", c->cfg.eval_rounds);
+    cJSON_AddNumberToObject(ev, "threshold", c->cfg.eval_threshold);
+    cJSON_AddStringToObject(ev, "select", c->cfg.eval_select);
+  }
   char seed[32]; /* a uint64 does not fit a JSON number: a decimal string */
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->cfg.seed);
   cJSON_AddStringToObject(job, "seed", seed);
@@ -751,6 +762,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
       *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_STORE;
   }
   fedc_free(w_init);
+  if (rc == 0) rc = fedc__coord_eval_new(c);
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
   if (rc == 0) fedc__coord_certs_start(c); /* the server certificate's expiry */
@@ -860,6 +872,7 @@ int fedc_coordinator_exit_code(const fedc_coord *c) { return c->exit_code; }
 void fedc_coordinator_free(fedc_coord *c) {
   if (c == NULL) return;
   fedc__coord_secagg_free(c);
+  fedc__coord_eval_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);

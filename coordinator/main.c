@@ -51,7 +51,8 @@ static void usage(FILE *f) {
         "  revoke CERT|FINGERPRINT  refuse that client from now on\n"
         "  clients                  list the enrolled clients (with their\n"
         "                           certificates' expiry where known)\n"
-        "  export ROUND FILE        write the model after ROUND (0 = initial)\n"
+        "  export ROUND FILE        write the model after ROUND (0 = initial;\n"
+        "                           best = the best round by [eval] select)\n"
         "                           as safetensors\n"
         "  pki init|sign ...        provisioning: the CA and the server's\n"
         "                           certificate; a site's CSR signed into a\n"
@@ -173,7 +174,16 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
   } else if (strcmp(cmd, "export") == 0) {
     char *end = NULL;
     long round = argc == 3 ? strtol(argv[1], &end, 10) : -1;
-    if (argc != 3 || *end != '\0' || round < 0) {
+    if (argc == 3 && strcmp(argv[1], "best") == 0) {
+      int32_t best = 0;
+      rc = fedc_store_eval_best(st, &best);
+      round = best;
+      end = rc == 0 ? argv[1] + 4 : NULL;
+      if (rc == 0) printf("best round by the federated evaluation: %d\n", (int)best);
+    }
+    if (rc != 0) {
+      /* reported below */
+    } else if (argc != 3 || *end != '\0' || round < 0) {
       fprintf(stderr, "fedc-coordinator: usage: export ROUND FILE\n");
       code = FEDC_COORD_EXIT_USAGE;
     } else {

@@ -33,6 +33,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "eval_rounds.h"
 #include "faults.h"
 #include "ml/model_io.h"
 
@@ -117,7 +118,10 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
    * away, an out-of-memory 503 makes it ask again */
   cJSON *o = cJSON_CreateObject();
   int ok = o != NULL;
-  if (c->state == ROUND_FINISHED) {
+  if (fedc__coord_eval_has_task(c, cl->id)) {
+    /* evaluate a committed round first: a forward pass, then train */
+    ok = ok && fedc__coord_eval_task(c, o);
+  } else if (c->state == ROUND_FINISHED) {
     ok = ok && cJSON_AddStringToObject(o, "action", "finished");
     ok = ok && cJSON_AddNumberToObject(o, "round", c->round - 1);
   } else if (task && c->state == ROUND_WAITING) { /* stats_phase.c */
@@ -459,6 +463,7 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   w->model = NULL;
   c->round++;
   c->commit_failures = 0;
+  fedc__coord_eval_committed(c, w->row.round); /* eval_rounds.c */
   if (c->secagg) fedc__coord_secagg_end(c, 1);
   if (c->params.on_round) {
     fedc_round_metrics m = w->m;
@@ -521,7 +526,8 @@ void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *
       if (ev == EV_COMMIT_DONE) to = commit_finished(c, w, now);
       break;
     case ROUND_FINISHED:
-      if (!c->finished_told) {
+      /* the last round's evaluation closes before the job ends */
+      if (!c->finished_told && !fedc__coord_eval_open(c)) {
         c->finished_told = 1;
         if (c->params.on_finished) c->params.on_finished(c, c->params.user_data);
       }

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "eval_rounds.h"
 #include "base/alloc.h"
 #include "coord_internal.h"
 #include "stats_phase.h"
@@ -113,6 +114,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
   }
   if (c->secagg) fedc__coord_secagg_status(c, o, selected);
   fedc__coord_stats_status(c, o); /* a job with a schema: statistics, warnings */
+  fedc__coord_eval_status(c, o);
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);
   return text;
@@ -295,6 +297,11 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
     if (cl == NULL || cl->revoked) continue;
     put(&t, "fedc_cert_expiry_seconds{role=\"client\",client=\"%d\",fingerprint=\"%s\"} %.0f\n",
         (int)cl->id, c->certs[i].fingerprint, c->certs[i].not_after - now_wall);
+  }
+  if (fedc__coord_eval_enabled(c)) {
+    char ev[4096] = "";
+    fedc__coord_eval_metrics(c, ev, sizeof ev);
+    put(&t, "%s", ev);
   }
   if (t.oom) {
     fedc_free(t.buf);

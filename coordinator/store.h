@@ -148,6 +148,27 @@ int fedc_store_get_text(fedc_store *st, const char *name, char **value);
  * fedc_free; *len 0 and *out NULL when the round has none). */
 int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len);
 
+/* A committed round's federated evaluation: how many clients were asked
+ * and reported, their samples, the selection metric's value (NAN when it
+ * does not apply), the metrics and the merged report as JSON (eval_report.h)
+ * and, when the job shows them, each site's metrics (else NULL). */
+typedef struct fedc_store_eval {
+  int32_t round, asked, sites;
+  int64_t samples;
+  double value;
+  int sign; /* +1: higher value is better, -1: lower ([eval] select "-mse") */
+  char *metrics, *report, *per_site;
+} fedc_store_eval;
+
+/* Write (or replace) round e->round's evaluation. FEDC_EIO, FEDC_ENOMEM. */
+int fedc_store_eval_put(fedc_store *st, const fedc_store_eval *e);
+/* Every stored evaluation by round; free with fedc_store_evals_free. */
+int fedc_store_evals(fedc_store *st, fedc_store_eval **out, int32_t *n);
+void fedc_store_evals_free(fedc_store_eval *e, int32_t n);
+/* The best evaluated round by its selection metric (the earliest of
+ * equals). FEDC_ENOTFOUND when no round has a value. */
+int fedc_store_eval_best(fedc_store *st, int32_t *round);
+
 /* PRAGMA integrity_check: 0 when "ok", FEDC_EFORMAT with the report else. */
 int fedc_store_integrity_check(fedc_store *st);
 

@@ -103,6 +103,11 @@ static const char SCHEMA_SQL[] =
   "CREATE TABLE IF NOT EXISTS certs(fingerprint TEXT PRIMARY KEY NOT NULL, " \
   "name TEXT NOT NULL, not_after REAL NOT NULL, admin INTEGER NOT NULL, "    \
   "pem TEXT NOT NULL)"
+#define EVALS_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS evals("                                        \
+  "round INTEGER PRIMARY KEY REFERENCES rounds(round), "                     \
+  "asked INTEGER NOT NULL, sites INTEGER NOT NULL, samples INTEGER NOT NULL, " \
+  "value REAL, score REAL, metrics TEXT NOT NULL, report TEXT NOT NULL, per_site TEXT)"
 
 #define ROUND_COLS                                                          \
   "round, selected, clients, samples, train_loss, test_loss, test_acc, "   \
@@ -446,6 +451,7 @@ int fedc_store_open(const char *path, fedc_store **out) {
   if ((err = exec(st, OPT_STATE_SQL, "create the optimizer table")) != 0) goto fail;
   if ((err = exec(st, AUDIT_SQL, "create the audit trail")) != 0) goto fail;
   if ((err = exec(st, CERTS_SQL, "create the certificates table")) != 0) goto fail;
+  if ((err = exec(st, EVALS_SQL, "create the evaluation table")) != 0) goto fail;
   if ((err = prepare_hot(st)) != 0) goto fail;
   *out = st;
   return 0;
@@ -1386,4 +1392,106 @@ int fedc_store_get_text(fedc_store *st, const char *name, char **value) {
   }
   sqlite3_finalize(s);
   return rc == SQLITE_DONE ? 0 : db_error(st, rc, "read a job text");
+}
+
+/* ---- federated evaluation (eval_rounds.c) -------------------------------- */
+
+int fedc_store_eval_put(fedc_store *st, const fedc_store_eval *e) {
+  sqlite3_stmt *s;
+  int err = prepare(st,
+                    "INSERT OR REPLACE INTO evals(round, asked, sites, samples, value, metrics, "
+                    "report, per_site, score) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    &s, 0);
+  if (err) return err;
+  sqlite3_bind_int64(s, 1, e->round);
+  sqlite3_bind_int64(s, 2, e->asked);
+  sqlite3_bind_int64(s, 3, e->sites);
+  sqlite3_bind_int64(s, 4, e->samples);
+  bind_real(s, 5, e->value);
+  sqlite3_bind_text(s, 6, e->metrics, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 7, e->report, -1, SQLITE_STATIC);
+  if (e->per_site) sqlite3_bind_text(s, 8, e->per_site, -1, SQLITE_STATIC);
+  bind_real(s, 9, e->sign * e->value);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE ? 0 : db_error(st, rc, "store an evaluation");
+}
+
+/* A text column as fedc memory ("" for NULL); NULL when out of memory. */
+static char *col_dup(sqlite3_stmt *s, int i) {
+  const unsigned char *t = sqlite3_column_text(s, i);
+  return fedc_strdup(t ? (const char *)t : "");
+}
+
+int fedc_store_evals(fedc_store *st, fedc_store_eval **out, int32_t *n) {
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *s;
+  int err = prepare(st,
+                    "SELECT round, asked, sites, samples, value, metrics, report, per_site "
+                    "FROM evals ORDER BY round",
+                    &s, 0);
+  if (err) return err;
+  int32_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (*n == cap) {
+      int32_t nc = cap ? 2 * cap : 16;
+      fedc_store_eval *g = fedc_realloc(*out, (size_t)nc * sizeof *g);
+      if (g == NULL) {
+        err = fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+        break;
+      }
+      *out = g;
+      cap = nc;
+    }
+    fedc_store_eval *e = &(*out)[(*n)++];
+    e->round = (int32_t)sqlite3_column_int64(s, 0);
+    e->asked = (int32_t)sqlite3_column_int64(s, 1);
+    e->sites = (int32_t)sqlite3_column_int64(s, 2);
+    e->samples = sqlite3_column_int64(s, 3);
+    e->value = col_real(s, 4);
+    e->metrics = col_dup(s, 5);
+    e->report = col_dup(s, 6);
+    e->per_site = sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_dup(s, 7);
+    if (e->metrics == NULL || e->report == NULL) {
+      err = fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+      break;
+    }
+  }
+  if (err == 0 && rc != SQLITE_DONE) err = db_error(st, rc, "read the evaluations");
+  sqlite3_finalize(s);
+  if (err) {
+    fedc_store_evals_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+  }
+  return err;
+}
+
+int fedc_store_eval_best(fedc_store *st, int32_t *round) {
+  *round = 0;
+  sqlite3_stmt *s;
+  int err = prepare(st,
+                    "SELECT round FROM evals WHERE score IS NOT NULL "
+                    "ORDER BY score DESC, round ASC LIMIT 1",
+                    &s, 0);
+  if (err) return err;
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) *round = (int32_t)sqlite3_column_int64(s, 0);
+  else if (rc != SQLITE_DONE) err = db_error(st, rc, "find the best round");
+  sqlite3_finalize(s);
+  if (err == 0 && *round == 0)
+    err = fedc_error_set(FEDC_ENOTFOUND, "store %s: no round has been evaluated ([eval] every)",
+                         st->path);
+  return err;
+}
+
+void fedc_store_evals_free(fedc_store_eval *e, int32_t n) {
+  for (int32_t i = 0; e && i < n; i++) {
+    fedc_free(e[i].metrics);
+    fedc_free(e[i].report);
+    fedc_free(e[i].per_site);
+  }
+  fedc_free(e);
 }

@@ -103,6 +103,11 @@ typedef struct fedc_client_job {
    * over) "stats" objects as JSON text, owned by the client and valid until
    * the next join; NULL when absent (docs/protocol.md, "Statistics"). */
   const char *schema_json, *stats_json;
+  /* class weighting of the loss: "none", "balanced" or "w0,w1,..." (the
+   * [train] class_weight key) and logreg's positive-class weight */
+  char class_weight[1024];
+  double pos_weight;
+  double eval_threshold; /* binary models: score >= threshold predicts 1 */
 } fedc_client_job;
 
 /* One tensor of the job's flat parameter vector (float32, row-major: a
@@ -164,6 +169,14 @@ typedef struct fedc_client_metrics {
  * *out is logged ("global model evaluated"). An error ends the run with
  * FEDC_CLIENT_EXIT_FAILED.
  *
+ * report (optional): federated evaluation. When the coordinator asks
+ * ("evaluate" task) the client fetches the committed round's model and
+ * calls report with it (w, read only); the trainer evaluates it on its
+ * validation data and returns the evaluation report as a JSON object (the
+ * "report" of POST /v1/eval, docs/protocol.md: counts and sums that the
+ * coordinator merges across sites) in *json, allocated with fedc_malloc
+ * (the client frees it). Without it the client declines evaluations.
+ *
  * The client never frees user_data: the program owns it and frees it
  * after fedc_client_free.
  */
@@ -183,6 +196,7 @@ typedef struct fedc_client_trainer {
    * maxima, missing and label counts, never a row). Without it the client
    * cannot take part in such a job. */
   int (*stats)(void *user_data, const fedc_client_job *job, char **json);
+  int (*report)(void *user_data, const fedc_client_round *r, const float *w, char **json);
 } fedc_client_trainer;
 
 /*

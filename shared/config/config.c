@@ -32,6 +32,8 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "data/partition.h"
+#include "ml/class_weight.h"
+#include "ml/eval_report.h"
 
 typedef enum {
   T_INT32,   /* int32_t member */
@@ -158,6 +160,12 @@ static const key_def keys[] = {
      "Compute backend for training."},
     {"train", "threads", T_INT32, M(threads), 1, 1024, MINMAX, NULL, "2",
      "Worker threads that train simulated clients."},
+    {"train", "class_weight", T_STRING, M(class_weight), 0, 0, 0, NULL, "none",
+     "Loss weight per class: none, balanced (n / (K n_c), from the label "
+     "counts) or w0,w1,... (one per class)."},
+    {"train", "pos_weight", T_DOUBLE, M(pos_weight), 0, 1e6,
+     MINMAX | MIN_OPEN | AS_FLOAT, NULL, "1",
+     "logreg: extra weight of the positive class (times class_weight)."},
 
     {"strategy", "name", T_CHOICE, M(strategy), 0, 0, 0, NULL,
      "fedavg",
@@ -271,6 +279,15 @@ static const key_def keys[] = {
     {"data", "missing", T_ENUM, M(missing), 0, 0, 0, missing_names, "refuse",
      "Schema: a missing value is refused, or imputed with the federation's "
      "mean."},
+    {"data", "validation", T_STRING, M(validation), 0, 0, 0, NULL, "",
+     "Client: validation table (csv) or images (idx, labels in "
+     "validation_labels) for federated evaluation."},
+    {"data", "validation_labels", T_STRING, M(validation_labels), 0, 0, 0,
+     NULL, "", "Validation labels (idx only)."},
+    {"data", "validation_split", T_DOUBLE, M(validation_split), 0, 0.9,
+     MINMAX, NULL, "0",
+     "Without [data] validation: fraction of the training rows held out "
+     "(chosen with the job's seed) for federated evaluation."},
 
     {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
      "127.0.0.1:8443", "Coordinator: address and port to listen on."},
@@ -394,6 +411,26 @@ static const key_def keys[] = {
      "fedbuff: clients' speeds vary as exp(N(0, speed_skew^2)); 0 = equal."},
     {"sim", "eval_every", T_INT32, M(eval_every), 1, 0, MIN_ONLY, NULL, "1",
      "Evaluate on the test set every N rounds."},
+
+    {"eval", "every", T_INT32, M(eval_rounds), 0, 1e6, MINMAX, NULL, "0",
+     "Federated evaluation: clients evaluate the committed global model on "
+     "their validation data every N rounds and after the last; 0 = off."},
+    {"eval", "fraction", T_DOUBLE, M(eval_fraction), 0, 1,
+     MINMAX | MIN_OPEN, NULL, "1",
+     "Fraction of the joined clients asked to evaluate (1 = all)."},
+    {"eval", "threshold", T_DOUBLE, M(eval_threshold), 0, 1,
+     MINMAX | MIN_OPEN | MAX_OPEN, NULL, "0.5",
+     "Binary models: a score >= threshold predicts the positive class."},
+    {"eval", "select", T_STRING, M(eval_select), 0, 0, 0, NULL, "",
+     "Metric that marks the best round: auc, pr_auc, f1, precision, recall, "
+     "brier, accuracy, macro_f1, log_loss, mse, mae, r2; '-' before it when "
+     "lower is better; empty = auc, accuracy or -mse by the model."},
+    {"eval", "per_site", T_BOOL, M(eval_per_site), 0, 0, 0, NULL, "false",
+     "Show each site's evaluation in /v1/status (else the aggregate only)."},
+    {"eval", "deadline_s", T_DOUBLE, M(eval_deadline_s), 0, 86400,
+     MINMAX | MIN_OPEN, NULL, "30",
+     "Seconds an evaluation waits for reports; it closes then (or at the "
+     "next round's commit, if sooner) and later reports are dropped."},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -1366,6 +1403,52 @@ static int check_client(const fedc_config *c) {
   return rc;
 }
 
+/* [eval] select names a metric of the model's task; [train] class_weight
+ * parses, and pos_weight is for a binary model. */
+static int check_eval(const fedc_config *c) {
+  fedc_eval_task task = c->model_type == FEDC_MODEL_LOGREG   ? FEDC_EVAL_BINARY
+                        : c->model_type == FEDC_MODEL_LINREG ? FEDC_EVAL_REGRESSION
+                                                             : FEDC_EVAL_MULTICLASS;
+  int index, sign;
+  if (c->eval_select[0] != '\0' &&
+      (fedc_eval_select_parse(c->eval_select, &index, &sign) != 0 ||
+       !fedc_eval_metric_applies(index, task)))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [eval] select = %s: not a metric of a %s model ([model] type = %s "
+                          "set at %s); one of auc, pr_auc, f1, precision, recall, brier (binary), "
+                          "accuracy, macro_f1, log_loss (classification), mse, mae, r2 "
+                          "(regression), '-' before it for lower is better",
+                          origin_of(c, "eval", "select"), c->eval_select,
+                          fedc_eval_task_name(task), fedc_model_type_name(c->model_type),
+                          origin_of(c, "model", "type"));
+  fedc_class_weight cw;
+  if (fedc_class_weight_parse(c->class_weight, &cw) != 0) {
+    char why[192];
+    snprintf(why, sizeof why, "%s", fedc_error_msg());
+    return fedc_error_set(FEDC_ECONFIG, "%s: [train] class_weight = %.60s: %s",
+                          origin_of(c, "train", "class_weight"), c->class_weight, why);
+  }
+  if (task == FEDC_EVAL_REGRESSION && cw.mode != FEDC_CLASS_WEIGHT_NONE)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [train] class_weight = %.60s: a linreg model has no classes "
+                          "([model] type set at %s)",
+                          origin_of(c, "train", "class_weight"), c->class_weight,
+                          origin_of(c, "model", "type"));
+  if (task != FEDC_EVAL_BINARY && c->pos_weight != 1.0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [train] pos_weight = %g: only a logreg model has a positive "
+                          "class ([model] type = %s set at %s)",
+                          origin_of(c, "train", "pos_weight"), c->pos_weight,
+                          fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
+  int32_t k = task == FEDC_EVAL_BINARY ? 2 : c->classes;
+  if (cw.mode == FEDC_CLASS_WEIGHT_GIVEN && k > 0 && cw.n != k)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [train] class_weight = %.60s: %d weights for %d classes",
+                          origin_of(c, "train", "class_weight"), c->class_weight, (int)cw.n,
+                          (int)k);
+  return 0;
+}
+
 int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
   if (c == NULL)
     return fedc_error_set(FEDC_EINVAL, "fedc_config_check: NULL argument");
@@ -1409,6 +1492,10 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
         "[model] type = %s (set at %s)",
         origin_of(c, "model", "hidden"), text,
         fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
+  }
+  {
+    int rc = check_eval(c);
+    if (rc != 0) return rc;
   }
   {
     /* what each program can do with a strategy; fedc-sim-mpi adds its

@@ -71,6 +71,8 @@ typedef struct fedc_config {
   double prox_mu;     /* >= 0; FedProx proximal term, 0 = off */
   fedc_device device; /* device = cpu | cuda */
   int32_t threads;    /* >= 1; simulator worker threads */
+  char class_weight[1024]; /* none | balanced | w0,w1,... (ml/class_weight.h) */
+  double pos_weight;       /* > 0; logreg's positive class, 1 = none */
   /* [strategy] */
   char strategy[32];  /* name = fedavg | fedavgm | ... (docs/strategies.md) */
   double server_lr, server_momentum, beta1, beta2, tau;
@@ -102,6 +104,9 @@ typedef struct fedc_config {
   char exclude[1024];                      /* columns a site ignores (an id) */
   char categorical[8192];                  /* "col:v1|v2, ...": one-hot vocabularies */
   int32_t missing;                         /* fedc_missing: refuse | mean */
+  char validation[FEDC_CONFIG_PATH_MAX];   /* client: validation data */
+  char validation_labels[FEDC_CONFIG_PATH_MAX];
+  double validation_split;                 /* [0, 0.9]: held out when no file */
   /* [server] */
   char server_listen[256];       /* coordinator: "host:port" */
   char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */
@@ -143,6 +148,13 @@ typedef struct fedc_config {
   fedc_attack attack;
   double attack_fraction, attack_scale;
   double speed_skew;
+  /* [eval] */
+  int32_t eval_rounds;     /* every: 0 = no federated evaluation */
+  double eval_fraction;    /* (0, 1] */
+  double eval_threshold;   /* (0, 1) */
+  char eval_select[32];    /* "" = the model's default */
+  int32_t eval_per_site;   /* bool */
+  double eval_deadline_s;  /* > 0 */
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.
