@@ -94,6 +94,11 @@ struct fedc_client {
   int update_refused; /* refused for good (4xx other than 409): never resent */
   int64_t update_samples;
   double update_loss;
+  /* the job object of the last join, as JSON text (FEDC_TASK's "job") */
+  char *job_json;
+  /* the last round whose training failed (reported, nothing sent) */
+  int32_t failed_round;
+  char failed_sha[FEDC_CLIENT_SHA_HEX + 1];
 
   double last_contact; /* monotonic time of the last answer */
   fedc_client_exit outcome;
@@ -139,6 +144,7 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->w);
   fedc_free(c->g);
   fedc_free(c->update);
+  fedc_free(c->job_json);
   char *strs[] = {c->url, c->ca, c->cert, c->key, c->name, c->keep_updates, c->user_agent};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     fedc_free(strs[i]);
@@ -476,6 +482,19 @@ static int model_setup(fedc_client *c) {
   return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", msg);
 }
 
+/* The "job" object of a join answer as JSON text, for trainers that want
+ * every field of it (FEDC_TASK); "{}" when there is none. NULL: out of
+ * memory. Freed with fedc_free. */
+static char *job_object_text(const char *body, size_t len) {
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  const cJSON *job = o ? cJSON_GetObjectItemCaseSensitive(o, "job") : NULL;
+  char *text = job && cJSON_IsObject(job) ? cJSON_PrintUnformatted(job) : NULL;
+  char *out = fedc_strdup(text ? text : "{}");
+  cJSON_free(text);
+  cJSON_Delete(o);
+  return out;
+}
+
 static run_state join(fedc_client *c) {
   cJSON *o = cJSON_CreateObject();
   if (o == NULL || (c->name[0] && cJSON_AddStringToObject(o, "name", c->name) == NULL)) {
@@ -520,7 +539,14 @@ static run_state join(fedc_client *c) {
   }
   fedc_client_job job;
   rc = fedc_client_job_parse((const char *)resp.body, resp.len, &job);
+  char *job_json = rc == 0 ? job_object_text((const char *)resp.body, resp.len) : NULL;
   fedc_http_response_free(&resp);
+  if (rc == 0 && job_json == NULL) {
+    end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+    return RUN_END;
+  }
+  fedc_free(c->job_json);
+  c->job_json = job_json;
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -568,7 +594,8 @@ static void round_info(const fedc_client *c, int32_t round, fedc_client_round *r
                            .n_tensors = c->n_tensors,
                            .n_params = c->n_params,
                            .fingerprint = c->fingerprint,
-                           .seed = fedc_rng_u64(&rng)};
+                           .seed = fedc_rng_u64(&rng),
+                           .job_json = c->job_json ? c->job_json : "{}"};
 }
 
 enum { MODEL_OK = 0, MODEL_SKIP = 1, MODEL_REJOIN = 2 };
@@ -630,6 +657,12 @@ static int evaluate(fedc_client *c, int32_t round) {
   round_info(c, round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
   int rc = c->trainer.evaluate(c->trainer.user_data, &r, c->w, &m);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    fedc_log_warn("msg=\"evaluation failed\" round=%d error=\"%s\"", (int)round,
+                  fedc_error_msg());
+    return 0;
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -646,14 +679,62 @@ static int evaluate(fedc_client *c, int32_t round) {
   return 0;
 }
 
+enum { TRAIN_OK = 0, TRAIN_FAILED = 1 };
+
+/*
+ * A round the trainer failed (its error has FEDC_SUB_TRAINER_FAILED): one
+ * log line, nothing sent, and POST /v1/report so that the coordinator
+ * stops waiting for this client in this round. A coordinator without the
+ * endpoint (404) is fine: the round then waits for its deadline.
+ * TRAIN_FAILED, or CALL_END when the report met a fatal answer.
+ */
+static int report_failure(fedc_client *c, const fedc_client_task *t, const char *reason) {
+  /* fedc_log escapes %s arguments itself */
+  fedc_log_error("msg=\"trainer failed; nothing sent for this round\" round=%d error=\"%s\"",
+                 (int)t->round, reason);
+  c->failed_round = t->round;
+  memcpy(c->failed_sha, t->model_sha256, sizeof c->failed_sha);
+  cJSON *o = cJSON_CreateObject();
+  char *body = NULL;
+  if (o && cJSON_AddNumberToObject(o, "round", t->round) &&
+      cJSON_AddStringToObject(o, "status", "trainer_failed") &&
+      cJSON_AddStringToObject(o, "reason", reason))
+    body = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (body == NULL) return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+  request r = {.what = "report", .path = "/v1/report", .ctype = "application/json",
+               .body = body, .len = strlen(body), .timeout_s = JOIN_TIMEOUT_S,
+               .max_response = JSON_MAX};
+  fedc_http_response resp;
+  int rc = call(c, &r, &resp);
+  cJSON_free(body);
+  if (rc != 0) return rc;
+  if (resp.status == 200)
+    fedc_log_info("msg=\"failure reported\" round=%d", (int)t->round);
+  else if (resp.status == 403)
+    rc = forbidden(c, "report", &resp, t->round);
+  else
+    log_refusal("report", &resp, FEDC_LOG_WARN, "failure report refused", t->round);
+  fedc_http_response_free(&resp);
+  return rc != 0 ? rc : TRAIN_FAILED;
+}
+
 /* The trainer trains c->w; its result is checked and the update encoded
- * into c->update (and kept on disk when asked). */
+ * into c->update (and kept on disk when asked). TRAIN_OK, TRAIN_FAILED
+ * (the trainer failed this round only: reported, nothing to send), or
+ * CALL_END. */
 static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_round r;
   round_info(c, t->round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return report_failure(c, t, msg);
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -786,7 +867,9 @@ static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory"), RUN_END;
   memcpy(c->g, c->w, c->n_params * sizeof(float));
   if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-  if (train_round(c, t) != 0) return RUN_END;
+  int tr = train_round(c, t);
+  if (tr == TRAIN_FAILED) return RUN_POLL;
+  if (tr != TRAIN_OK) return RUN_END;
   fedc_free(c->update); /* never sent in the clear */
   c->update = NULL;
   c->update_len = 0;
@@ -822,6 +905,13 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
                    (int)t->round);
     return pause_after_refusal(c) ? RUN_END : RUN_POLL;
   }
+  if (!cached && c->failed_round == t->round && strcmp(c->failed_sha, t->model_sha256) == 0) {
+    /* the trainer failed this round, and the coordinator (one without
+     * /v1/report) asks again: wait for the next round */
+    fedc_log_debug("msg=\"the trainer failed this round; waiting for the next\" round=%d",
+                   (int)t->round);
+    return pause_after_refusal(c) ? RUN_END : RUN_POLL;
+  }
   if (cached) {
     fedc_log_info("msg=\"resending the update already made\" round=%d", (int)t->round);
   } else {
@@ -831,7 +921,9 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     if (rc != MODEL_OK) return RUN_POLL;
     if (c->stop) return interrupted(c), RUN_END;
     if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-    if (train_round(c, t) != 0) return RUN_END;
+    int tr = train_round(c, t);
+    if (tr == TRAIN_FAILED) return RUN_POLL;
+    if (tr != TRAIN_OK) return RUN_END;
   }
   if (c->stop) return interrupted(c), RUN_END;
   if (t->deadline_s >= 0 && now_s() - t0 > t->deadline_s)

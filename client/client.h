@@ -10,6 +10,8 @@
  *                      it fits local data, updates encoded from a spec
  *   trainer_builtin.c  the built-in trainer: [data] trained with
  *                      shared/ml/train.c (fedc-client's trainer)
+ *   trainer_external.c the site's own program ([trainer] command) run for
+ *                      each round, its output checked
  *   client.c           the task loop (an explicit state machine)
  *   http_curl.c        the HTTPS transport on libcurl
  *   secagg_client.c    a secure round's exchanges
@@ -20,6 +22,7 @@
 #ifndef FEDC_CLIENT_H
 #define FEDC_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -118,6 +121,27 @@ void fedc_client_set_test_secagg_lie(fedc_client *c, int lie);
  */
 int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin **out,
                                     fedc_client_trainer *trainer);
+
+/* ---- the external trainer (trainer_external.c) ----------------------------- */
+
+/*
+ * The external trainer of [trainer] command (and evaluate, timeout_s):
+ * for each round the global model is written to a private folder and the
+ * command run there with the FEDC_* environment (docs/trainers.md); its
+ * update is checked (names, shapes, dtype, finite values, num_samples,
+ * train_loss) before the client sends anything. A failure is returned with
+ * the sub-code FEDC_SUB_TRAINER_FAILED: the client reports the round as
+ * failed and goes on. FEDC_ECONFIG (no command), FEDC_ENOMEM. Free with
+ * fedc__client_external_free after the client that uses it.
+ */
+typedef struct fedc_client_external fedc_client_external;
+int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_external **out,
+                                     fedc_client_trainer *trainer);
+/* A flag that, once set (fedc-client's signal handler), makes a running
+ * command's process group be killed and the callback return
+ * FEDC_ECANCELED. */
+void fedc__client_external_set_stop(fedc_client_external *x, const volatile sig_atomic_t *stop);
+void fedc__client_external_free(fedc_client_external *x);
 
 /* FEDC_ECONFIG "[tls] cert: expired on <date> ..." when the certificate in
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,

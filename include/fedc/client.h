@@ -125,6 +125,10 @@ typedef struct fedc_client_round {
    * seed, the round and the fingerprint: the same job gives the same
    * stream, every client and round a different one. */
   uint64_t seed;
+  /* The job object of the coordinator's answer to POST /v1/join, as JSON
+   * text (every field, also those this struct does not hold: what an
+   * external trainer gets in FEDC_TASK); "{}" when not known. */
+  const char *job_json;
 } fedc_client_round;
 
 /* A trainer's report. */
@@ -153,12 +157,17 @@ typedef struct fedc_client_metrics {
  * (same layout; it may keep no pointer to w after returning) and fills
  * *out (samples >= 1, finite loss). An error ends the run with
  * FEDC_CLIENT_EXIT_FAILED. Weights that are not finite are refused the
- * same way.
+ * same way. An error set with the sub-code FEDC_SUB_TRAINER_FAILED
+ *     return fedc_error_set_sub(FEDC_EIO, FEDC_SUB_TRAINER_FAILED, "why");
+ * fails this round only: the client logs it, sends no update, tells the
+ * coordinator (POST /v1/report, docs/protocol.md) and serves the next
+ * round (the external trainer of [trainer] command fails rounds so).
  *
  * evaluate (optional): measures the round's global model w (read only,
  * r->n_params floats) on the program's own held-out data before training;
  * *out is logged ("global model evaluated"). An error ends the run with
- * FEDC_CLIENT_EXIT_FAILED.
+ * FEDC_CLIENT_EXIT_FAILED, except one with FEDC_SUB_TRAINER_FAILED,
+ * which is logged as a warning and the round goes on to training.
  *
  * The client never frees user_data: the program owns it and frees it
  * after fedc_client_free.

@@ -359,6 +359,19 @@ static const key_def keys[] = {
      "fedbuff: clients' speeds vary as exp(N(0, speed_skew^2)); 0 = equal."},
     {"sim", "eval_every", T_INT32, M(eval_every), 1, 0, MIN_ONLY, NULL, "1",
      "Evaluate on the test set every N rounds."},
+
+    {"trainer", "command", T_STRING, M(trainer_command), 0, 0, 0, NULL, "",
+     "Client: an external trainer, run through /bin/sh -c for each round "
+     "instead of the built-in one (docs/trainers.md: the FEDC_* "
+     "environment, the checks); [data] is then not read."},
+    {"trainer", "evaluate", T_STRING, M(trainer_evaluate), 0, 0, 0, NULL, "",
+     "Client: an external command that evaluates each round's global model "
+     "before training (needs [trainer] command)."},
+    {"trainer", "timeout_s", T_DOUBLE, M(trainer_timeout_s), 0, 1e7,
+     MINMAX | MIN_OPEN, NULL, "3600",
+     "Client: an external trainer or evaluate command still running after "
+     "this long is killed with its process group and the round reported as "
+     "failed."},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -1236,7 +1249,13 @@ static int check_client(const fedc_config *c) {
   if (rc == 0) rc = need_string(c, "tls", "ca", "the client");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the client");
   if (rc == 0) rc = need_string(c, "tls", "key", "the client");
-  if (rc == 0) rc = need_string(c, "data", "train", "the client");
+  if (rc == 0 && c->trainer_command[0] == '\0')
+    rc = need_string(c, "data", "train", "the built-in trainer (or set [trainer] command)");
+  if (rc == 0 && c->trainer_evaluate[0] != '\0' && c->trainer_command[0] == '\0')
+    rc = fedc_error_set(FEDC_ECONFIG,
+                        "%s: [trainer] evaluate is set but [trainer] command is not: an "
+                        "evaluate command comes with an external trainer",
+                        origin_of(c, "trainer", "evaluate"));
   return rc;
 }
 

@@ -135,6 +135,10 @@ typedef struct fedc_config {
   fedc_attack attack;
   double attack_fraction, attack_scale;
   double speed_skew;
+  /* [trainer] (client only): an external trainer instead of the built-in one */
+  char trainer_command[FEDC_CONFIG_PATH_MAX];  /* run through /bin/sh -c */
+  char trainer_evaluate[FEDC_CONFIG_PATH_MAX]; /* optional evaluate command */
+  double trainer_timeout_s;                    /* deadline of one run, > 0 */
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.
