@@ -96,6 +96,11 @@ struct fedc_client {
   double update_loss;
   /* the job object of the last join, as JSON text (FEDC_TASK's "job") */
   char *job_json;
+  /* 1: rounds go through the trainer's train_st (a tensor job, or a
+   * trainer without train); the round's model is then kept as sent */
+  int st_mode;
+  uint8_t *model_bytes;
+  size_t model_len;
   /* the last round whose training failed (reported, nothing sent) */
   int32_t failed_round;
   char failed_sha[FEDC_CLIENT_SHA_HEX + 1];
@@ -145,6 +150,7 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->g);
   fedc_free(c->update);
   fedc_free(c->job_json);
+  fedc_free(c->model_bytes);
   char *strs[] = {c->url, c->ca, c->cert, c->key, c->name, c->keep_updates, c->user_agent};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     fedc_free(strs[i]);
@@ -179,7 +185,7 @@ static int keep_dir(const char *d) {
 int fedc_client_new(const fedc_client_params *p, fedc_client **out) {
   if (out == NULL || p == NULL) return fedc_error_set(FEDC_EINVAL, "client: NULL argument");
   *out = NULL;
-  if (p->trainer.train == NULL)
+  if (p->trainer.train == NULL && p->trainer.train_st == NULL)
     return fedc_error_set(FEDC_ECONFIG, "client: the trainer has no train callback");
   if (p->url == NULL || p->url[0] == '\0')
     return fedc_error_set(FEDC_ECONFIG, "client: the coordinator's URL is not given");
@@ -466,6 +472,11 @@ static int model_setup(fedc_client *c) {
   fedc_free(c->w);
   fedc_free(c->g);
   c->w = c->g = NULL;
+  if (strcmp(c->job.type, "tensors") == 0) {
+    /* a tensor job: no flat vector, no layout; train_st takes it whole */
+    c->n_params = c->n_tensors = 0;
+    return 0;
+  }
   c->n_params = fedc_model_n_params(&c->spec);
   c->n_tensors = fedc_client_layout(&c->spec, c->tensors, c->names);
   if ((c->w = fedc_malloc_array(c->n_params, sizeof(float))) == NULL)
@@ -555,7 +566,15 @@ static run_state join(fedc_client *c) {
     return RUN_END;
   }
   fedc_model_spec spec;
-  rc = fedc_client_job_spec(&job, &spec);
+  int tensor_job = strcmp(job.type, "tensors") == 0;
+  if (tensor_job && c->trainer.train_st == NULL) {
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, FEDC_EUNSUPPORTED,
+            "the job is a tensor job ([model] type = tensors) and this client's trainer takes "
+            "only the built-in layouts (fedc-client: set [trainer] command; docs/trainers.md)");
+    return RUN_END;
+  }
+  c->st_mode = tensor_job || c->trainer.train == NULL;
+  rc = tensor_job ? (memset(&spec, 0, sizeof spec), 0) : fedc_client_job_spec(&job, &spec);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -603,23 +622,12 @@ enum { MODEL_OK = 0, MODEL_SKIP = 1, MODEL_REJOIN = 2 };
 /* Downloads the round's model into c->w. MODEL_OK: loaded; MODEL_SKIP: not
  * usable (logged, poll again); MODEL_REJOIN: it does not match the job;
  * CALL_END. */
+static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp);
+
 static int fetch_model(fedc_client *c, const fedc_client_task *t) {
-  char path[64];
-  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
-  request r = {
-      .what = "model", .path = path, .timeout_s = TRANSFER_TIMEOUT_S, .max_response = MODEL_MAX};
   fedc_http_response resp;
-  int rc = call(c, &r, &resp);
-  if (rc != 0) return rc;
-  if (resp.status != 200) {
-    if (resp.status == 403)
-      rc = forbidden(c, "model", &resp, t->round);
-    else
-      log_refusal("model", &resp, FEDC_LOG_WARN, "model not available", t->round);
-    fedc_http_response_free(&resp);
-    if (rc != 0) return rc;
-    return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
-  }
+  int rc = download_model(c, t, &resp);
+  if (rc != MODEL_OK) return rc;
   fedc_st_file *f = NULL;
   rc = fedc_st_decode(resp.body, resp.len, &f);
   fedc_http_response_free(&resp);
@@ -648,6 +656,62 @@ static int fetch_model(fedc_client *c, const fedc_client_task *t) {
                   (int)t->round, q(m, sizeof m, fedc_error_msg()));
     return MODEL_REJOIN;
   }
+  return MODEL_OK;
+}
+
+/* GET /v1/model/<round> into *resp (MODEL_OK; the caller frees it), or
+ * MODEL_SKIP (refused, logged, paused), or CALL_END. */
+static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp0) {
+  char path[64];
+  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
+  request r = {
+      .what = "model", .path = path, .timeout_s = TRANSFER_TIMEOUT_S, .max_response = MODEL_MAX};
+  fedc_http_response resp;
+  int rc = call(c, &r, &resp);
+  if (rc != 0) return rc;
+  if (resp.status != 200) {
+    if (resp.status == 403)
+      rc = forbidden(c, "model", &resp, t->round);
+    else
+      log_refusal("model", &resp, FEDC_LOG_WARN, "model not available", t->round);
+    fedc_http_response_free(&resp);
+    if (rc != 0) return rc;
+    return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
+  }
+  *resp0 = resp;
+  return MODEL_OK;
+}
+
+/* A round's model for train_st: kept in c->model_bytes as sent, once its
+ * header checks out and its sha256 is the task's. */
+static int fetch_model_st(fedc_client *c, const fedc_client_task *t) {
+  fedc_http_response resp;
+  int rc = download_model(c, t, &resp);
+  if (rc != MODEL_OK) return rc;
+  fedc_client_st_view v;
+  rc = fedc__client_st_view(resp.body, resp.len, &v);
+  if (rc == FEDC_ENOMEM) {
+    fedc_http_response_free(&resp);
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", fedc_error_msg());
+  }
+  const char *sha = rc == 0 ? fedc__client_st_meta(&v, "sha256") : NULL;
+  if (rc != 0 || sha == NULL || strcasecmp(sha, t->model_sha256) != 0) {
+    fedc_log_warn("msg=\"model refused\" round=%d error=\"%s\"", (int)t->round,
+                  rc != 0 ? fedc_error_msg() : "checksum mismatch");
+    if (rc == 0) fedc__client_st_view_free(&v);
+    fedc_http_response_free(&resp);
+    return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
+  }
+  fedc__client_st_view_free(&v);
+  fedc_free(c->model_bytes);
+  c->model_len = resp.len;
+  c->model_bytes = fedc_malloc(resp.len ? resp.len : 1);
+  if (c->model_bytes == NULL) {
+    fedc_http_response_free(&resp);
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+  }
+  memcpy(c->model_bytes, resp.body, resp.len);
+  fedc_http_response_free(&resp);
   return MODEL_OK;
 }
 
@@ -798,6 +862,139 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   return 0;
 }
 
+/* The trainer's evaluate_st on the round's model as sent (logged). */
+static int evaluate_st(fedc_client *c, int32_t round) {
+  fedc_client_round r;
+  round_info(c, round, &r);
+  fedc_client_metrics m = {.accuracy = NAN};
+  int rc = c->trainer.evaluate_st(c->trainer.user_data, &r, c->model_bytes, c->model_len, &m);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    fedc_log_warn("msg=\"evaluation failed\" round=%d error=\"%s\"", (int)round,
+                  fedc_error_msg());
+    return 0;
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: evaluation failed: %s", (int)round,
+                   msg);
+  }
+  fedc_log_info("msg=\"global model evaluated\" round=%d test_acc=%.4f test_loss=%.4f "
+                "test_samples=%lld",
+                (int)round, m.accuracy, m.loss, (long long)m.samples);
+  return 0;
+}
+
+/* Writes len bytes to path atomically (a temporary file beside it,
+ * fsync, rename). */
+static int write_atomic(const char *path, const uint8_t *buf, size_t len) {
+  size_t n = strlen(path) + 8;
+  char *tmp = fedc_malloc(n);
+  if (tmp == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  snprintf(tmp, n, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  int ok = f != NULL && fwrite(buf, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  if (f != NULL && fclose(f) != 0) ok = 0;
+  if (ok && rename(tmp, path) != 0) ok = 0;
+  if (!ok) remove(tmp);
+  fedc_free(tmp);
+  return ok ? 0 : fedc_error_set(FEDC_EIO, "%s: %s", path, strerror(errno));
+}
+
+/*
+ * train_st on the round's model as sent; the update it returns is checked
+ * against that model (the same tensors, dtypes and shapes, finite values,
+ * 1..2^40 samples, a finite loss), encoded again with this client's
+ * metadata into c->update and kept when asked. A failed check fails the
+ * round as the trainer's own failure does. TRAIN_OK, TRAIN_FAILED or
+ * CALL_END.
+ */
+static int train_round_st(fedc_client *c, const fedc_client_task *t) {
+  fedc_client_round r;
+  round_info(c, t->round, &r);
+  fedc_client_metrics m = {.accuracy = NAN};
+  uint8_t *out = NULL;
+  size_t out_len = 0;
+  double t0 = now_s();
+  int rc = c->trainer.train_st(c->trainer.user_data, &r, c->model_bytes, c->model_len, &out,
+                               &out_len, &m);
+  fedc_client_st_view mv = {0}, uv = {0};
+  int have_m = 0, have_u = 0;
+  if (rc == 0 && out == NULL)
+    rc = fedc_error_set_sub(FEDC_EINVAL, FEDC_SUB_TRAINER_FAILED,
+                            "round %d: the trainer returned no update", (int)t->round);
+  if (rc == 0) {
+    rc = fedc__client_st_view(c->model_bytes, c->model_len, &mv);
+    have_m = rc == 0;
+  }
+  if (rc == 0) {
+    rc = fedc__client_st_view(out, out_len, &uv);
+    have_u = rc == 0;
+    if (rc != 0 && rc != FEDC_ENOMEM) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set_sub(rc, FEDC_SUB_TRAINER_FAILED, "round %d: trainer: the update: %s",
+                              (int)t->round, msg);
+    }
+  }
+  if (rc == 0) rc = fedc__client_st_same_layout(&mv, &uv, t->round);
+  if (rc == 0) rc = fedc__client_st_finite(&uv, t->round);
+  if (rc == 0 && (m.samples < 1 || m.samples > FEDC_UPDATE_MAX_SAMPLES || !isfinite(m.loss)))
+    rc = fedc_error_set_sub(FEDC_EINVAL, FEDC_SUB_TRAINER_FAILED,
+                            "round %d: the trainer reported %lld samples and loss %g: an update "
+                            "needs 1..2^40 samples and a finite loss",
+                            (int)t->round, (long long)m.samples, m.loss);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (rc == 0) {
+    char rs[16], ns[24], ls[40];
+    snprintf(rs, sizeof rs, "%d", (int)t->round);
+    snprintf(ns, sizeof ns, "%lld", (long long)m.samples);
+    snprintf(ls, sizeof ls, "%.17g", m.loss);
+    fedc_st_meta meta[] = {{"round", rs}, {"num_samples", ns}, {"train_loss", ls}};
+    rc = fedc__client_st_reencode(&uv, meta, 3, &buf, &len);
+  }
+  if (have_m) fedc__client_st_view_free(&mv);
+  if (have_u) fedc__client_st_view_free(&uv);
+  fedc_free(out);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return report_failure(c, t, msg);
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: training failed: %s", (int)t->round,
+                   msg);
+  }
+  fedc_log_info("msg=\"trained\" round=%d samples=%lld epochs=%d loss=%.4f secs=%.3f",
+                (int)t->round, (long long)m.samples, (int)c->job.train.epochs, m.loss,
+                now_s() - t0);
+  if (c->keep_updates[0]) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    if (write_atomic(path, buf, len) != 0) {
+      fedc_free(buf);
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EIO,
+                     "[client] keep_updates: cannot write: %s", msg);
+    }
+  }
+  fedc_free(c->update);
+  c->update = buf;
+  c->update_len = len;
+  c->update_round = t->round;
+  c->update_refused = 0;
+  c->update_samples = m.samples;
+  c->update_loss = m.loss;
+  memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
+  return TRAIN_OK;
+}
+
 static int post_update(fedc_client *c, int32_t round) {
   request r = {.what = "update",
                .path = "/v1/update",
@@ -894,6 +1091,10 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
   fedc_log(c->selected == t->round ? FEDC_LOG_DEBUG : FEDC_LOG_INFO,
            "msg=\"selected\" round=%d deadline_s=%.1f", (int)t->round, t->deadline_s);
   c->selected = t->round;
+  if (t->secagg && c->st_mode)
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EUNSUPPORTED,
+                   "round %d: secure aggregation needs a trainer of flat float32 weights "
+                   "(train); this job's rounds go through train_st", (int)t->round), RUN_END;
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&
@@ -915,13 +1116,15 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
   if (cached) {
     fedc_log_info("msg=\"resending the update already made\" round=%d", (int)t->round);
   } else {
-    int rc = fetch_model(c, t);
+    int rc = c->st_mode ? fetch_model_st(c, t) : fetch_model(c, t);
     if (rc == CALL_END) return RUN_END;
     if (rc == MODEL_REJOIN) return RUN_JOIN;
     if (rc != MODEL_OK) return RUN_POLL;
     if (c->stop) return interrupted(c), RUN_END;
-    if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-    int tr = train_round(c, t);
+    if (c->st_mode ? c->trainer.evaluate_st && evaluate_st(c, t->round) != 0
+                   : c->trainer.evaluate && evaluate(c, t->round) != 0)
+      return RUN_END;
+    int tr = c->st_mode ? train_round_st(c, t) : train_round(c, t);
     if (tr == TRAIN_FAILED) return RUN_POLL;
     if (tr != TRAIN_OK) return RUN_END;
   }

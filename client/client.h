@@ -34,6 +34,7 @@
 #include "ml/model.h"
 #include "ml/train.h"
 #include "wire/client_json.h"
+#include "wire/safetensors.h"
 
 /* ---- backoff (backoff.c) -------------------------------------------------
  * "Full jitter" exponential backoff: the k-th retry in a row waits
@@ -142,6 +143,51 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
  * FEDC_ECANCELED. */
 void fedc__client_external_set_stop(fedc_client_external *x, const volatile sig_atomic_t *stop);
 void fedc__client_external_free(fedc_client_external *x);
+
+/* ---- containers of any dtype (tensor_update.c) ------------------------------ */
+
+#define FEDC_CLIENT_ST_MAX_DIMS 8
+
+/* One tensor of a view: its header entry; name and dtype point into the
+ * view's header. */
+typedef struct fedc_client_st_entry {
+  const char *name, *dtype;
+  int32_t elem; /* bytes per element */
+  int32_t ndim;
+  int64_t shape[FEDC_CLIENT_ST_MAX_DIMS];
+  uint64_t begin, end, count; /* byte offsets in the data, elements */
+} fedc_client_st_entry;
+
+/* A safetensors container read in place: the header parsed and checked
+ * (known dtypes, shapes against offsets, every data byte in exactly one
+ * tensor, the sha256 metadata when present), data pointing into the
+ * caller's buffer, which must outlive the view. */
+typedef struct fedc_client_st_view {
+  struct cJSON *header;
+  const struct cJSON *meta; /* "__metadata__", or NULL */
+  fedc_client_st_entry *t;  /* in header order */
+  size_t n;
+  const uint8_t *data;
+  size_t data_len;
+} fedc_client_st_view;
+
+/* FEDC_EFORMAT, FEDC_ECHECKSUM, FEDC_ENOMEM; free with _view_free. */
+int fedc__client_st_view(const uint8_t *buf, size_t len, fedc_client_st_view *v);
+void fedc__client_st_view_free(fedc_client_st_view *v);
+/* A metadata value, or NULL. */
+const char *fedc__client_st_meta(const fedc_client_st_view *v, const char *key);
+/* The update holds exactly the model's tensors with their dtypes and
+ * shapes; a failed-round error (FEDC_SUB_TRAINER_FAILED) naming the tensor
+ * otherwise. */
+int fedc__client_st_same_layout(const fedc_client_st_view *model, const fedc_client_st_view *u,
+                                int32_t round);
+/* Every F64/F32/F16/BF16 value finite; a failed-round error otherwise. */
+int fedc__client_st_finite(const fedc_client_st_view *u, int32_t round);
+/* The view's tensors (data copied as is, header order and offsets kept)
+ * with the given metadata plus sha256 of the data; *out freed with
+ * fedc_free. */
+int fedc__client_st_reencode(const fedc_client_st_view *u, const fedc_st_meta *meta, size_t n_meta,
+                             uint8_t **out, size_t *out_len);
 
 /* FEDC_ECONFIG "[tls] cert: expired on <date> ..." when the certificate in
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,

@@ -241,20 +241,36 @@ static int write_text(const char *path, const char *text) {
   return fclose(f) == 0 && ok ? 0 : -1;
 }
 
-/* Write the model, set up the environment and run cmd. */
+static int write_bytes(const char *path, const uint8_t *buf, size_t len) {
+  FILE *f = fopen(path, "wb");
+  if (f == NULL) return fedc_error_set(FEDC_EIO, "%s: %s", path, strerror(errno));
+  int ok = fwrite(buf, 1, len, f) == len;
+  if (fclose(f) != 0) ok = 0;
+  return ok ? 0 : fedc_error_set(FEDC_EIO, "%s: cannot write", path);
+}
+
+/* Write the model (the flat vector w in the round's layout, or the
+ * container as sent when model is not NULL), set up the environment and
+ * run cmd. */
 static int run_task(const fedc_client_external *x, const char *action, const char *cmd,
-                    const run_dir *d, const fedc_client_round *r, const float *w) {
+                    const run_dir *d, const fedc_client_round *r, const float *w,
+                    const uint8_t *model, size_t model_len) {
   const char *label = strcmp(action, "train") == 0 ? "trainer" : "evaluate command";
-  fedc_st_tensor ts[FEDC_CLIENT_MAX_TENSORS];
-  for (size_t i = 0; i < r->n_tensors; i++) {
-    const fedc_client_tensor *t = &r->tensors[i];
-    ts[i] = (fedc_st_tensor){.name = t->name, .ndim = t->ndim, .data = w + t->offset};
-    for (int k = 0; k < t->ndim; k++) ts[i].shape[k] = t->shape[k];
+  int rc;
+  if (model != NULL) {
+    rc = write_bytes(d->model, model, model_len);
+  } else {
+    fedc_st_tensor ts[FEDC_CLIENT_MAX_TENSORS];
+    for (size_t i = 0; i < r->n_tensors; i++) {
+      const fedc_client_tensor *t = &r->tensors[i];
+      ts[i] = (fedc_st_tensor){.name = t->name, .ndim = t->ndim, .data = w + t->offset};
+      for (int k = 0; k < t->ndim; k++) ts[i].shape[k] = t->shape[k];
+    }
+    char round_s[16];
+    snprintf(round_s, sizeof round_s, "%d", (int)r->round);
+    fedc_st_meta meta[] = {{"round", round_s}, {"format", "pt"}};
+    rc = fedc_st_write_file(d->model, ts, r->n_tensors, meta, 2);
   }
-  char round_s[16];
-  snprintf(round_s, sizeof round_s, "%d", (int)r->round);
-  fedc_st_meta meta[] = {{"round", round_s}, {"format", "pt"}};
-  int rc = fedc_st_write_file(d->model, ts, r->n_tensors, meta, 2);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -428,7 +444,7 @@ static int external_train(void *ud, const fedc_client_round *r, float *w,
   fedc_client_external *x = ud;
   run_dir d = {0};
   int rc = make_dir(&d);
-  if (rc == 0) rc = run_task(x, "train", x->command, &d, r, w);
+  if (rc == 0) rc = run_task(x, "train", x->command, &d, r, w, NULL, 0);
   fedc_st_file *f = NULL;
   cJSON *m = NULL;
   if (rc == 0) rc = read_update(d.update, "FEDC_UPDATE_OUT", r->round, &f);
@@ -499,12 +515,12 @@ static int predictions_accuracy(const char *path, int32_t round, double *acc, in
   return 0;
 }
 
-static int external_evaluate(void *ud, const fedc_client_round *r, const float *w,
-                             fedc_client_metrics *out) {
+static int evaluate_any(void *ud, const fedc_client_round *r, const float *w,
+                        const uint8_t *model, size_t model_len, fedc_client_metrics *out) {
   fedc_client_external *x = ud;
   run_dir d = {0};
   int rc = make_dir(&d);
-  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w);
+  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, model, model_len);
   cJSON *m = NULL;
   if (rc == 0) rc = read_metrics(d.metrics, "evaluate command", r->round, &m);
   double acc = NAN;
@@ -527,6 +543,110 @@ static int external_evaluate(void *ud, const fedc_client_round *r, const float *
   return rc;
 }
 
+static int external_evaluate(void *ud, const fedc_client_round *r, const float *w,
+                             fedc_client_metrics *out) {
+  return evaluate_any(ud, r, w, NULL, 0, out);
+}
+
+static int external_evaluate_st(void *ud, const fedc_client_round *r, const uint8_t *model,
+                                size_t model_len, fedc_client_metrics *out) {
+  return evaluate_any(ud, r, NULL, model, model_len, out);
+}
+
+/* The whole file at path into a new buffer (the update of a tensor job). */
+static int read_all(const char *path, int32_t round, uint8_t **buf, size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return errno == ENOENT ? failed(FEDC_ENOTFOUND, "round %d: trainer exited with status 0 but "
+                                    "wrote no FEDC_UPDATE_OUT", (int)round)
+                           : failed(FEDC_EIO, "round %d: trainer: %s: %s", (int)round, path,
+                                    strerror(errno));
+  int rc = 0;
+  if (fseek(f, 0, SEEK_END) != 0) rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s",
+                                              (int)round, path);
+  long n = rc == 0 ? ftell(f) : -1;
+  if (rc == 0 && (n < 0 || (uint64_t)n > ((uint64_t)2 << 30)))
+    rc = failed(FEDC_ETOOBIG, "round %d: trainer: FEDC_UPDATE_OUT is larger than 2 GiB",
+                (int)round);
+  if (rc == 0 && (*buf = fedc_malloc((size_t)n + 1)) == NULL)
+    rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  if (rc == 0 && (fseek(f, 0, SEEK_SET) != 0 || fread(*buf, 1, (size_t)n, f) != (size_t)n))
+    rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s", (int)round, path);
+  fclose(f);
+  if (rc != 0) {
+    fedc_free(*buf);
+    *buf = NULL;
+    return rc;
+  }
+  *len = (size_t)n;
+  return 0;
+}
+
+/* A tensor job's round: the model as sent in, the update's bytes out (the
+ * client checks them against the model); num_samples and train_loss from
+ * the metrics or the update's metadata. */
+static int external_train_st(void *ud, const fedc_client_round *r, const uint8_t *model,
+                             size_t model_len, uint8_t **update, size_t *update_len,
+                             fedc_client_metrics *out) {
+  fedc_client_external *x = ud;
+  run_dir d = {0};
+  *update = NULL;
+  *update_len = 0;
+  int rc = make_dir(&d);
+  if (rc == 0) rc = run_task(x, "train", x->command, &d, r, NULL, model, model_len);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (rc == 0) rc = read_all(d.update, r->round, &buf, &len);
+  fedc_client_st_view v = {0};
+  int have_v = 0;
+  if (rc == 0) {
+    rc = fedc__client_st_view(buf, len, &v);
+    have_v = rc == 0;
+    if (rc != 0 && rc != FEDC_ENOMEM) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = failed(rc, "round %d: trainer: FEDC_UPDATE_OUT is not a valid update: %s",
+                  (int)r->round, msg);
+    }
+  }
+  cJSON *m = NULL;
+  if (rc == 0) rc = read_metrics(d.metrics, "trainer", r->round, &m);
+  double n = NAN, loss = NAN;
+  int bad_n = 0, bad_l = 0;
+  if (rc == 0) {
+    const char *mn = fedc__client_st_meta(&v, "num_samples");
+    const char *ml = fedc__client_st_meta(&v, "train_loss");
+    n = metric_value(m, NULL, "num_samples", &bad_n);
+    if (isnan(n) && !bad_n && mn) n = strtod(mn, NULL);
+    loss = metric_value(m, NULL, "train_loss", &bad_l);
+    if (isnan(loss) && !bad_l && ml) loss = strtod(ml, NULL);
+    if (bad_n || !(n >= 1) || n > (double)FEDC_UPDATE_MAX_SAMPLES || n != floor(n))
+      rc = failed(FEDC_EINVAL,
+                  "round %d: trainer: num_samples %s: an update needs an integer 1..2^40 in "
+                  "FEDC_METRICS_OUT or the update's metadata",
+                  (int)r->round, isnan(n) && !bad_n ? "is missing" : "is not valid");
+    else if (bad_l || !isfinite(loss))
+      rc = failed(FEDC_ENONFINITE,
+                  "round %d: trainer: train_loss %s: a finite number in FEDC_METRICS_OUT or the "
+                  "update's metadata",
+                  (int)r->round, isnan(loss) && !bad_l ? "is missing" : "is not finite");
+  }
+  if (have_v) fedc__client_st_view_free(&v);
+  cJSON_Delete(m);
+  remove_dir(&d);
+  if (rc != 0) {
+    fedc_free(buf);
+    return rc;
+  }
+  out->samples = (int64_t)n;
+  out->loss = loss;
+  *update = buf;
+  *update_len = len;
+  return 0;
+}
+
 /* ---- making it ------------------------------------------------------------------------- */
 
 int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_external **out,
@@ -546,6 +666,8 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   }
   trainer->train = external_train;
   trainer->evaluate = x->evaluate[0] ? external_evaluate : NULL;
+  trainer->train_st = external_train_st;
+  trainer->evaluate_st = x->evaluate[0] ? external_evaluate_st : NULL;
   trainer->user_data = x;
   *out = x;
   return 0;

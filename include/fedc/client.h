@@ -83,7 +83,10 @@ typedef struct fedc_client_hparams {
  * seed, model description and hyper-parameters. The model is one of the
  * built-in layouts (type "logreg", "softmax", "linreg" or "mlp"); its
  * tensors are what the coordinator averages and what every update must
- * hold, with these names and shapes. A program's trainer may compute them
+ * hold, with these names and shapes. Type "tensors" is a tensor job: any
+ * tensor set, described in the job object (fedc_client_round.job_json);
+ * inputs, classes and hidden are then 0, and the trainer's train_st
+ * trains it. A program's trainer may compute them
  * as it likes (an mlp job trained with tanh instead of ReLU, say).
  */
 typedef struct fedc_client_job {
@@ -182,6 +185,27 @@ typedef struct fedc_client_trainer {
   /* For the client's log lines only ("starting", "joined"); 0 when not
    * known: local training rows, features per row, held-out rows. */
   int64_t samples, features, test_samples;
+  /*
+   * Tensor sets of any dtype (a job whose model type is "tensors": its
+   * tensors' names, shapes and dtypes are the job's, listed in
+   * r->job_json; docs/trainers.md). train_st gets the round's global model
+   * as the safetensors container the coordinator sent (model_len bytes,
+   * valid during the call) and returns its update as a safetensors
+   * container in *update (allocated with fedc_malloc; the client frees
+   * it): the same tensors with the same dtypes and shapes. The client
+   * checks it (those tensors and no other, finite F64/F32/F16/BF16
+   * values, out->samples >= 1, a finite out->loss) and encodes it with its
+   * own metadata; a failed check fails the round as
+   * FEDC_SUB_TRAINER_FAILED does (reported, nothing sent). evaluate_st
+   * (optional) measures the global model likewise. A tensor job needs
+   * train_st; a job of a built-in type uses train when it is set, else
+   * train_st. Secure aggregation needs train (flat float32 weights).
+   */
+  int (*train_st)(void *user_data, const fedc_client_round *r, const uint8_t *model,
+                  size_t model_len, uint8_t **update, size_t *update_len,
+                  fedc_client_metrics *out);
+  int (*evaluate_st)(void *user_data, const fedc_client_round *r, const uint8_t *model,
+                     size_t model_len, fedc_client_metrics *out);
 } fedc_client_trainer;
 
 /*

@@ -38,7 +38,7 @@ def have_numpy():
     return subprocess.run([PY, "-c", "import numpy"], capture_output=True).returncode == 0
 
 
-def start_external(job, k, args="", timeout_s=60, keep=True):
+def start_external(job, k, args="", timeout_s=60, keep=True, env=None):
     """Client k with the numpy trainer as its [trainer] command."""
     path = job.client_ini(k, keep=keep)
     data = os.path.join(job.dir, "data", f"client-{k}")
@@ -47,7 +47,7 @@ def start_external(job, k, args="", timeout_s=60, keep=True):
         f.write(f"[trainer]\ncommand = {cmd}\ntimeout_s = {timeout_s}\n")
     log = open(os.path.join(job.dir, f"client-{k}.log"), "ab")
     p = subprocess.Popen([os.path.join(BIN, "fedc-client"), "--config", path], stdout=log,
-                         stderr=log)
+                         stderr=log, env=dict(os.environ, **(env or {})))
     job.procs.append(p)
     return p
 
@@ -142,6 +142,41 @@ def test_trainer_failures():
         job.close()
 
 
+def test_tensor_path_on_a_dense_job():
+    """The rounds of a tensor job (the model and the update as containers,
+    checked and encoded again by the client) on a softmax job:
+    FEDC_TEST_TRAINER_ST=1 makes fedc-client use that path."""
+    if not have_numpy():
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    job = Job("stpath", 4, sizes=[200, 250, 300, 350], rounds=3, min_clients=2)
+    st_env = {"FEDC_TEST_TRAINER_ST": "1"}
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        procs = [job.start_client(1), start_external(job, 2, env=st_env),
+                 start_external(job, 3, "--fail nan@2", env=st_env),
+                 start_external(job, 4, "--fail shape@3", env=st_env)]
+        for k, p in enumerate(procs, 1):
+            assert p.wait(timeout=120) == 0, f"client {k} did not finish with exit 0"
+        assert job.committed() == 3
+        ids = job.client_ids()
+        k_of = {ids[job.fingerprint(k)]: k for k in range(1, 5)}
+        want = {1: {1, 2, 3, 4}, 2: {1, 2, 4}, 3: {1, 2, 3}}
+        for r, ks in want.items():
+            assert {k_of[cid] for cid, _, _ in job.updates_of(r)} == ks, r
+        worst = check_averages(job, 3)
+        assert "tensor 'layers.0.weight'[3] is not finite" in client_log(job, 3)
+        assert ("tensor 'layers.0.weight' has shape [2, 2] in the update, [10, 784] in the "
+                "global model") in client_log(job, 4)
+        m = job.metrics()
+        assert "fedc_trainer_failures_total 2" in m
+        for reason in ("bad_shape", "non_finite", "bad_container", "bad_metadata"):
+            assert f'fedc_updates_rejected_total{{reason="{reason}"}} 0' in m, reason
+        print(f"       tensor path: 3 rounds, 2 failures reported, max rel. error {worst:.2e}")
+    finally:
+        job.close()
+
+
 def test_tensor_job():
     if not have_numpy():
         raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
@@ -216,7 +251,8 @@ def test_tensor_job():
 if __name__ == "__main__":
     suite = Suite("trainer_tests")
     only = sys.argv[1:]
-    for fn in (test_mixed_federation, test_trainer_failures, test_tensor_job):
+    for fn in (test_mixed_federation, test_trainer_failures, test_tensor_path_on_a_dense_job,
+               test_tensor_job):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()
