@@ -4,8 +4,10 @@ with real processes on loopback (harness.py).
 
   * mixed federation: one softmax job, two sites on the built-in trainer
     and two on a numpy external trainer (tests/integration/trainers/
-    numpy_trainer.py, written with python/fedc); every update accepted,
-    every committed model the sample-weighted average of the updates sent;
+    numpy_trainer.py, written with python/fedc), one with an evaluate
+    command too; every update accepted, every committed model the
+    sample-weighted average of the updates sent, the evaluate command's
+    predictions scored by the client;
   * failures: trainers that exit non-zero, hang past [trainer] timeout_s,
     write NaN, write a tensor of the wrong shape, or give no num_samples:
     each is logged at its site in one line naming the round and the cause,
@@ -38,13 +40,16 @@ def have_numpy():
     return subprocess.run([PY, "-c", "import numpy"], capture_output=True).returncode == 0
 
 
-def start_external(job, k, args="", timeout_s=60, keep=True, env=None):
-    """Client k with the numpy trainer as its [trainer] command."""
+def start_external(job, k, args="", timeout_s=60, keep=True, env=None, evaluate=False):
+    """Client k with the numpy trainer as its [trainer] command (and
+    [trainer] evaluate when asked)."""
     path = job.client_ini(k, keep=keep)
     data = os.path.join(job.dir, "data", f"client-{k}")
     cmd = (f"PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data} {args}").strip()
     with open(path, "a") as f:
         f.write(f"[trainer]\ncommand = {cmd}\ntimeout_s = {timeout_s}\n")
+        if evaluate:
+            f.write(f"evaluate = PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data}\n")
     log = open(os.path.join(job.dir, f"client-{k}.log"), "ab")
     p = subprocess.Popen([os.path.join(BIN, "fedc-client"), "--config", path], stdout=log,
                          stderr=log, env=dict(os.environ, **(env or {})))
@@ -65,7 +70,7 @@ def test_mixed_federation():
         job.allow_all()
         job.start_coordinator()
         procs = [job.start_client(1), job.start_client(2),
-                 start_external(job, 3), start_external(job, 4)]
+                 start_external(job, 3), start_external(job, 4, evaluate=True)]
         for k, p in enumerate(procs, 1):
             assert p.wait(timeout=120) == 0, f"client {k} did not finish with exit 0"
         assert job.committed() == 3
@@ -77,6 +82,12 @@ def test_mixed_federation():
         assert re.search(r'fedc_updates_rejected_total\{reason="(bad_shape|non_finite)"\} 0', m)
         for k in (3, 4):
             assert 'msg="update accepted"' in client_log(job, k)
+        # site 4's evaluate command: predictions on its rows, accuracy by the client
+        evals = re.findall(r'msg="global model evaluated" round=(\d+) test_acc=([0-9.]+) '
+                           r'test_loss=([0-9.]+) test_samples=500', client_log(job, 4))
+        assert [int(r) for r, _, _ in evals] == [1, 2, 3], evals
+        accs = [float(a) for _, a, _ in evals]
+        assert accs[0] < 0.3 < accs[2], f"accuracy of the global models by round: {accs}"
         print(f"       2 built-in + 2 numpy sites, 3 rounds, max rel. error {worst:.2e}")
     finally:
         job.close()
