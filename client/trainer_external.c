@@ -47,6 +47,7 @@ extern char **environ;
 #define METRICS_MAX ((size_t)1 << 20) /* a metrics JSON larger than this is refused */
 #define KILL_GRACE_S 2.0              /* SIGTERM, then SIGKILL this long after */
 #define N_OWN_ENV 10
+#define TASK_ENV_MAX ((size_t)64 << 10) /* a larger FEDC_TASK is in the file only */
 
 struct fedc_client_external {
   char *command, *evaluate;
@@ -134,15 +135,15 @@ static const char *sig_name(int sig) {
   return s ? s : "?";
 }
 
-/* Stop the group: SIGTERM, then SIGKILL after a grace period, and reap. */
+/* Stop the group: SIGTERM, then SIGKILL to the whole group once the
+ * command has exited or after a grace period, and reap it. */
 static void kill_group(pid_t pid, int *status) {
   kill(-pid, SIGTERM);
   double end = mono_s() + KILL_GRACE_S;
   while (mono_s() < end) {
-    if (waitpid(pid, status, WNOHANG) == pid) {
-      kill(-pid, SIGKILL); /* whatever it left behind in its group */
-      return;
-    }
+    siginfo_t info = {0};
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+      break; /* exited, still a zombie: its group id is still its own */
     struct timespec ts = {0, 20 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
@@ -183,8 +184,11 @@ static int run_command(const fedc_client_external *x, const char *label, const c
   setpgid(pid, pid); /* also here: no window where a kill misses the group */
   int status = 0;
   for (;;) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
+    /* WNOWAIT: an exited command stays a zombie, its pid and group id
+     * reserved, until what it left in its group is killed below */
+    siginfo_t info = {0};
+    int w = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT);
+    if (w == 0 && info.si_pid == pid) break;
     if (w < 0 && errno != EINTR) return failed(FEDC_EIO, "round %d: %s: wait: %s", (int)round,
                                                label, strerror(errno));
     if (x->stop && *x->stop) {
@@ -203,6 +207,8 @@ static int run_command(const fedc_client_external *x, const char *label, const c
     nanosleep(&ts, NULL);
   }
   kill(-pid, SIGKILL); /* children it left running in its group */
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
   if (WIFSIGNALED(status))
     return failed(FEDC_EIO, "round %d: %s was killed by signal %d (SIG%s)", (int)round, label,
                   WTERMSIG(status), sig_name(WTERMSIG(status)));
@@ -301,7 +307,9 @@ static int run_task(const fedc_client_external *x, const char *action, const cha
   PUT("FEDC_SEED=%llu", (unsigned long long)r->seed);
   PUT("FEDC_ACTION=%s", action);
   PUT("FEDC_TASK_FILE=%s", d->task);
-  PUT("FEDC_TASK=%s", task);
+  /* the environment holds at most 128 KiB a string: a larger job object
+   * is in FEDC_TASK_FILE only */
+  if (strlen(task) <= TASK_ENV_MAX) PUT("FEDC_TASK=%s", task);
 #undef PUT
   cJSON_free(task);
   char **env = ok ? env_build(own, n) : NULL;

@@ -57,6 +57,20 @@ def start_external(job, k, args="", timeout_s=60, keep=True, env=None, evaluate=
     return p
 
 
+def close(job):
+    """SIGTERM first, so that a client still running stops its trainer's
+    process group (job.close's SIGKILL would leave it running)."""
+    for p in job.procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in job.procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    job.close()
+
+
 def client_log(job, k):
     with open(os.path.join(job.dir, f"client-{k}.log"), errors="replace") as f:
         return f.read()
@@ -90,7 +104,7 @@ def test_mixed_federation():
         assert accs[0] < 0.3 < accs[2], f"accuracy of the global models by round: {accs}"
         print(f"       2 built-in + 2 numpy sites, 3 rounds, max rel. error {worst:.2e}")
     finally:
-        job.close()
+        close(job)
 
 
 def test_trainer_failures():
@@ -145,12 +159,14 @@ def test_trainer_failures():
         assert "fedc_trainer_failures_total 5" in m, "metrics lack the 5 failures"
         for reason in ("bad_shape", "non_finite", "bad_container", "bad_metadata"):
             assert f'fedc_updates_rejected_total{{reason="{reason}"}} 0' in m, reason
-        left = subprocess.run(["pgrep", "-f", f"--data {job.dir}/data/client-5 --fail hang"],
-                              capture_output=True, text=True).stdout.split()
+        left = subprocess.run(["pgrep", "-f", "--", f"--data {job.dir}/data/client-5 --fail hang"],
+                              capture_output=True, text=True)
+        assert left.returncode in (0, 1), left.stderr
+        left = left.stdout.split()
         assert not left, f"the hung trainer still runs: {left}"
         print(f"       5 failures reported, 5 rounds committed in {secs:.1f} s")
     finally:
-        job.close()
+        close(job)
 
 
 def test_tensor_path_on_a_dense_job():
@@ -185,7 +201,32 @@ def test_tensor_path_on_a_dense_job():
             assert f'fedc_updates_rejected_total{{reason="{reason}"}} 0' in m, reason
         print(f"       tensor path: 3 rounds, 2 failures reported, max rel. error {worst:.2e}")
     finally:
-        job.close()
+        close(job)
+
+
+def test_stop_while_training():
+    """SIGTERM to fedc-client while its trainer runs: the trainer's process
+    group is stopped with it, and the client exits 5 (interrupted)."""
+    if not have_numpy():
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    job = Job("tstop", 1, sizes=[100], rounds=2)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        p = start_external(job, 1, "--fail hang@1")
+        pattern = f"--data {job.dir}/data/client-1 --fail hang"
+
+        def trainer_pids():
+            r = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True)
+            assert r.returncode in (0, 1), r.stderr
+            return r.stdout.split()
+        job.wait_for(trainer_pids, 30, "the trainer to start")
+        time.sleep(0.5)
+        p.send_signal(15)
+        assert p.wait(timeout=20) == 5, f"fedc-client exit {p.returncode}, want 5"
+        job.wait_for(lambda: not trainer_pids(), 5, "the trainer to be gone")
+    finally:
+        close(job)
 
 
 def test_tensor_job():
@@ -256,14 +297,14 @@ def test_tensor_job():
         assert worst <= 1e-6, f"largest relative error {worst:.3e}"
         print(f"       tensor job, 5 rounds, max rel. error {worst:.2e}")
     finally:
-        job.close()
+        close(job)
 
 
 if __name__ == "__main__":
     suite = Suite("trainer_tests")
     only = sys.argv[1:]
     for fn in (test_mixed_federation, test_trainer_failures, test_tensor_path_on_a_dense_job,
-               test_tensor_job):
+               test_stop_while_training, test_tensor_job):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()
