@@ -756,6 +756,8 @@ static int report_failure(fedc_client *c, const fedc_client_task *t, const char 
   /* fedc_log escapes %s arguments itself */
   fedc_log_error("msg=\"trainer failed; nothing sent for this round\" round=%d error=\"%s\"",
                  (int)t->round, reason);
+  /* until the coordinator says it knows, this round's task is not trained
+   * again (a coordinator without /v1/report keeps asking) */
   c->failed_round = t->round;
   memcpy(c->failed_sha, t->model_sha256, sizeof c->failed_sha);
   cJSON *o = cJSON_CreateObject();
@@ -773,8 +775,12 @@ static int report_failure(fedc_client *c, const fedc_client_task *t, const char 
   int rc = call(c, &r, &resp);
   cJSON_free(body);
   if (rc != 0) return rc;
-  if (resp.status == 200)
+  if (resp.status == 200) {
+    /* the coordinator knows: a task for this round again is a new opening
+     * of it (abandoned below quorum), to be trained again */
     fedc_log_info("msg=\"failure reported\" round=%d", (int)t->round);
+    c->failed_round = 0;
+  }
   else if (resp.status == 403)
     rc = forbidden(c, "report", &resp, t->round);
   else

@@ -41,6 +41,8 @@ typedef struct coord_client {
   int64_t updates;          /* updates counted into committed rounds */
   /* report.c: the client's trainer failed a round (POST /v1/report) */
   int32_t failed_round;     /* the last round it failed; 0 for none */
+  double failed_opened_at;  /* that round's opening (a round abandoned
+                               below quorum opens again, anew) */
   int64_t trainer_failures; /* failures reported since this process started */
   char failure[160];        /* the last one's reason, printable ASCII */
 } coord_client;

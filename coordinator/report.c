@@ -3,7 +3,9 @@
  * trainer failed the open round ({"round": r, "status": "trainer_failed",
  * "reason": "..."}); nothing else is sent for that round. The coordinator
  * logs it, keeps the count and the last reason for /v1/status and
- * /metrics, gives that client no task for the rest of the round, and
+ * /metrics, gives that client no task for the rest of the round (this
+ * opening of it: a round abandoned below quorum opens again and asks
+ * every selected client anew), and
  * stops waiting for it: a round whose selected clients have all sent an
  * update or reported a failure closes at once and commits with the
  * updates it has (when they reach the quorum). The report carries no
@@ -21,7 +23,9 @@
 int fedc__coord_report_failed(const fedc_coord *c, int32_t client_id) {
   if (c->state != ROUND_OPEN) return 0;
   for (int32_t i = 0; i < c->n_clients; i++)
-    if (c->clients[i].id == client_id) return c->clients[i].failed_round == c->round;
+    if (c->clients[i].id == client_id)
+      return c->clients[i].failed_round == c->round &&
+             c->clients[i].failed_opened_at == c->round_opened_at;
   return 0;
 }
 
@@ -84,6 +88,7 @@ void fedc__coord_handle_report(fedc_coord *c, fedc_http_exchange *x, coord_clien
     return;
   }
   cl->failed_round = round;
+  cl->failed_opened_at = c->round_opened_at;
   cl->trainer_failures++;
   memcpy(cl->failure, reason, sizeof cl->failure);
   fedc_log_warn("round=%d msg=\"a client's trainer failed; not waiting for it\" client=%d "

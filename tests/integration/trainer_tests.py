@@ -204,6 +204,31 @@ def test_tensor_path_on_a_dense_job():
         close(job)
 
 
+def test_failure_below_quorum():
+    """A failure that leaves the round below quorum: the round is abandoned
+    and opens again at once, the failed site is asked anew and trains it
+    (its trainer fails only once), and the job goes on to the end."""
+    if not have_numpy():
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    job = Job("tquorum", 2, sizes=[150, 150], rounds=3, min_clients=2)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        marker = os.path.join(job.dir, "failed-once")
+        procs = [job.start_client(1), start_external(job, 2, f"--fail exit@2 --fail-once {marker}")]
+        for k, p in enumerate(procs, 1):
+            assert p.wait(timeout=120) == 0, f"client {k} did not finish with exit 0"
+        assert job.committed() == 3
+        assert all(len(job.updates_of(r)) == 2 for r in (1, 2, 3))
+        with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+            abandoned = f.read().count('msg="abandoned below quorum"')
+        assert abandoned == 1, f"{abandoned} rounds abandoned, want 1"
+        assert client_log(job, 2).count("trainer failed") == 1
+        check_averages(job, 3)
+    finally:
+        close(job)
+
+
 def test_stop_while_training():
     """SIGTERM to fedc-client while its trainer runs: the trainer's process
     group is stopped with it, and the client exits 5 (interrupted)."""
@@ -304,7 +329,7 @@ if __name__ == "__main__":
     suite = Suite("trainer_tests")
     only = sys.argv[1:]
     for fn in (test_mixed_federation, test_trainer_failures, test_tensor_path_on_a_dense_job,
-               test_stop_while_training, test_tensor_job):
+               test_failure_below_quorum, test_stop_while_training, test_tensor_job):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()

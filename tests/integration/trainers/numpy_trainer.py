@@ -65,10 +65,17 @@ def main():
     ap.add_argument("--fail", default="")
     ap.add_argument("--samples", type=int, default=0)
     ap.add_argument("--keep", default="", help="a folder for a copy of each update written")
+    ap.add_argument("--fail-once", default="",
+                    help="a marker file: fail only while it does not exist (then make it)")
     a = ap.parse_args()
     t = fedc.task()
     mode, _, at = a.fail.partition("@")
     failing = mode and int(at or 0) == t.round
+    if failing and a.fail_once:
+        if os.path.exists(a.fail_once):
+            failing = False
+        else:
+            open(a.fail_once, "w").close()
     if failing and mode == "exit":
         print(f"numpy_trainer: failing round {t.round} on purpose", file=sys.stderr)
         sys.exit(3)
