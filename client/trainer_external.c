@@ -487,39 +487,100 @@ static int external_train(void *ud, const fedc_client_round *r, float *w,
   return rc;
 }
 
-/* Accuracy from FEDC_PREDICTIONS_OUT: "scores" [N] (a probability,
- * threshold 0.5) or [N, C] (argmax), "labels" [N]; NAN when absent. */
+/* The whole file at path into a new buffer (the update of a tensor job). */
+static int read_all(const char *path, int32_t round, uint8_t **buf, size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL)
+    return errno == ENOENT ? failed(FEDC_ENOTFOUND, "round %d: trainer exited with status 0 but "
+                                    "wrote no FEDC_UPDATE_OUT", (int)round)
+                           : failed(FEDC_EIO, "round %d: trainer: %s: %s", (int)round, path,
+                                    strerror(errno));
+  int rc = 0;
+  if (fseek(f, 0, SEEK_END) != 0) rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s",
+                                              (int)round, path);
+  long n = rc == 0 ? ftell(f) : -1;
+  if (rc == 0 && (n < 0 || (uint64_t)n > ((uint64_t)2 << 30)))
+    rc = failed(FEDC_ETOOBIG, "round %d: trainer: FEDC_UPDATE_OUT is larger than 2 GiB",
+                (int)round);
+  if (rc == 0 && (*buf = fedc_malloc((size_t)n + 1)) == NULL)
+    rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  if (rc == 0 && (fseek(f, 0, SEEK_SET) != 0 || fread(*buf, 1, (size_t)n, f) != (size_t)n))
+    rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s", (int)round, path);
+  fclose(f);
+  if (rc != 0) {
+    fedc_free(*buf);
+    *buf = NULL;
+    return rc;
+  }
+  *len = (size_t)n;
+  return 0;
+}
+
+/* Little-endian words of the predictions file. */
+static float f32_at(const uint8_t *p) {
+  uint32_t w = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+  float f;
+  memcpy(&f, &w, sizeof f);
+  return f;
+}
+
+static int64_t i64_at(const uint8_t *p) {
+  uint64_t w = 0;
+  for (int i = 7; i >= 0; i--) w = (w << 8) | p[i];
+  return (int64_t)w;
+}
+
+/* Accuracy from FEDC_PREDICTIONS_OUT: "scores" F32 [N] (a probability,
+ * threshold 0.5) or [N, C] (argmax), "labels" [N] I64 or F32; NAN when
+ * there is no such file. */
 static int predictions_accuracy(const char *path, int32_t round, double *acc, int64_t *rows) {
   *acc = NAN;
   if (access(path, F_OK) != 0) return 0;
-  fedc_st_file *f;
-  int rc = fedc_st_read_file(path, &f);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  int rc = read_all(path, round, &buf, &len);
+  fedc_client_st_view v = {0};
+  if (rc == 0) rc = fedc__client_st_view(buf, len, &v);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
-    return failed(rc, "round %d: evaluate command: FEDC_PREDICTIONS_OUT: %s", (int)round, msg);
+    fedc_free(buf);
+    return rc == FEDC_ENOMEM ? rc
+                             : failed(rc, "round %d: evaluate command: FEDC_PREDICTIONS_OUT: %s",
+                                      (int)round, msg);
   }
-  fedc_st_tensor s, l;
-  if (fedc_st_find(f, "scores", &s) != 0 || fedc_st_find(f, "labels", &l) != 0 || l.ndim != 1 ||
-      s.ndim < 1 || s.ndim > 2 || s.shape[0] != l.shape[0]) {
-    fedc_st_free(f);
+  const fedc_client_st_entry *s = NULL, *l = NULL;
+  for (size_t i = 0; i < v.n; i++) {
+    if (strcmp(v.t[i].name, "scores") == 0) s = &v.t[i];
+    if (strcmp(v.t[i].name, "labels") == 0) l = &v.t[i];
+  }
+  int l64 = l && strcmp(l->dtype, "I64") == 0;
+  if (s == NULL || l == NULL || strcmp(s->dtype, "F32") != 0 ||
+      (!l64 && strcmp(l->dtype, "F32") != 0) || l->ndim != 1 || s->ndim < 1 || s->ndim > 2 ||
+      s->shape[0] != l->shape[0]) {
+    fedc__client_st_view_free(&v);
+    fedc_free(buf);
     return failed(FEDC_ESHAPE, "round %d: evaluate command: FEDC_PREDICTIONS_OUT needs "
-                  "\"scores\" [N] or [N, C] and \"labels\" [N]", (int)round);
+                  "\"scores\" F32 [N] or [N, C] and \"labels\" I64 or F32 [N]", (int)round);
   }
-  int64_t n = l.shape[0], c = s.ndim == 2 ? s.shape[1] : 1, right = 0;
+  int64_t n = l->shape[0], c = s->ndim == 2 ? s->shape[1] : 1, right = 0;
+  const uint8_t *sd = v.data + s->begin, *ld = v.data + l->begin;
   for (int64_t i = 0; i < n; i++) {
     int64_t pred = 0;
     if (c == 1) {
-      pred = s.data[i] >= 0.5f;
+      pred = f32_at(sd + 4 * i) >= 0.5f;
     } else {
       for (int64_t k = 1; k < c; k++)
-        if (s.data[i * c + k] > s.data[i * c + pred]) pred = k;
+        if (f32_at(sd + 4 * (i * c + k)) > f32_at(sd + 4 * (i * c + pred))) pred = k;
     }
-    right += (double)pred == (double)l.data[i];
+    right += l64 ? pred == i64_at(ld + 8 * i) : (double)pred == (double)f32_at(ld + 4 * i);
   }
   *acc = n ? (double)right / (double)n : NAN;
   *rows = n;
-  fedc_st_free(f);
+  fedc__client_st_view_free(&v);
+  fedc_free(buf);
   return 0;
 }
 
@@ -559,37 +620,6 @@ static int external_evaluate(void *ud, const fedc_client_round *r, const float *
 static int external_evaluate_st(void *ud, const fedc_client_round *r, const uint8_t *model,
                                 size_t model_len, fedc_client_metrics *out) {
   return evaluate_any(ud, r, NULL, model, model_len, out);
-}
-
-/* The whole file at path into a new buffer (the update of a tensor job). */
-static int read_all(const char *path, int32_t round, uint8_t **buf, size_t *len) {
-  *buf = NULL;
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (f == NULL)
-    return errno == ENOENT ? failed(FEDC_ENOTFOUND, "round %d: trainer exited with status 0 but "
-                                    "wrote no FEDC_UPDATE_OUT", (int)round)
-                           : failed(FEDC_EIO, "round %d: trainer: %s: %s", (int)round, path,
-                                    strerror(errno));
-  int rc = 0;
-  if (fseek(f, 0, SEEK_END) != 0) rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s",
-                                              (int)round, path);
-  long n = rc == 0 ? ftell(f) : -1;
-  if (rc == 0 && (n < 0 || (uint64_t)n > ((uint64_t)2 << 30)))
-    rc = failed(FEDC_ETOOBIG, "round %d: trainer: FEDC_UPDATE_OUT is larger than 2 GiB",
-                (int)round);
-  if (rc == 0 && (*buf = fedc_malloc((size_t)n + 1)) == NULL)
-    rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
-  if (rc == 0 && (fseek(f, 0, SEEK_SET) != 0 || fread(*buf, 1, (size_t)n, f) != (size_t)n))
-    rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s", (int)round, path);
-  fclose(f);
-  if (rc != 0) {
-    fedc_free(*buf);
-    *buf = NULL;
-    return rc;
-  }
-  *len = (size_t)n;
-  return 0;
 }
 
 /* A tensor job's round: the model as sent in, the update's bytes out (the

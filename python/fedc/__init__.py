@@ -183,7 +183,7 @@ def save_predictions(scores, labels, path=None, metrics=None, metrics_path=None)
     lab = np.asarray(to_numpy({"l": labels})["l"])
     if s.ndim not in (1, 2) or lab.ndim != 1 or s.shape[0] != lab.shape[0]:
         raise ValueError(f"scores {s.shape} and labels {lab.shape}: want [N] or [N, C] and [N]")
-    lab = lab.astype(np.float32)
+    lab = lab.astype(np.int64 if np.issubdtype(lab.dtype, np.integer) else np.float32)
     st.save(_path(path, "FEDC_PREDICTIONS_OUT"), {"scores": s, "labels": lab})
     m = {"num_samples": int(lab.shape[0])}
     m.update(metrics or {})

@@ -247,7 +247,8 @@ class TaskHelpers(unittest.TestCase):
         fedc.save_predictions(scores, np.array([1, 0, 0]), metrics={"test_loss": 0.4})
         p = st.load(self.env["FEDC_PREDICTIONS_OUT"])
         self.assertEqual(p["scores"].shape, (3, 2))
-        self.assertEqual(list(p["labels"]), [1.0, 0.0, 0.0])
+        self.assertEqual(list(p["labels"]), [1, 0, 0])
+        self.assertEqual(p.dtypes["labels"], "I64")
         with open(self.env["FEDC_METRICS_OUT"]) as f:
             self.assertEqual(json.load(f), {"num_samples": 3, "test_loss": 0.4})
         with self.assertRaises(ValueError):
