@@ -13,6 +13,7 @@
 #   make test-long           the long suites (see "hardening" below)
 #   make demo                install what is missing, run the demo job
 #   make bench               print the benchmark figures
+#   make example-pytorch     a PyTorch CNN across 4 sites (examples/pytorch-cnn)
 #   make bench-mpi           fedc-sim-mpi with 1 and 2 ranks (bench/mpi.sh)
 #   make SANITIZE=address,undefined test    the suite under sanitizers
 #   make clean
@@ -260,6 +261,15 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@FEDC_BUILD=$(BUILD) bench/run.sh
+
+# A PyTorch CNN across 4 sites through fedc-client's external trainer
+# (examples/pytorch-cnn/README.md); installs Debian's python3-torch when
+# missing. Needs tensor jobs ([model] type = tensors) in fedc-coordinator.
+.PHONY: example-pytorch
+example-pytorch:
+	@FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh
+	@$(MAKE) --no-print-directory all
+	@FEDC_BUILD=$(BUILD) /usr/bin/python3 examples/pytorch-cnn/run.py $(EXAMPLE_ARGS)
 
 lint:
 	@scripts/lint.sh

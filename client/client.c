@@ -96,6 +96,16 @@ struct fedc_client {
   int update_refused; /* refused for good (4xx other than 409): never resent */
   int64_t update_samples;
   double update_loss;
+  /* the job object of the last join, as JSON text (FEDC_TASK's "job") */
+  char *job_json;
+  /* 1: rounds go through the trainer's train_st (a tensor job, or a
+   * trainer without train); the round's model is then kept as sent */
+  int st_mode;
+  uint8_t *model_bytes;
+  size_t model_len;
+  /* the last round whose training failed (reported, nothing sent) */
+  int32_t failed_round;
+  char failed_sha[FEDC_CLIENT_SHA_HEX + 1];
 
   double last_contact; /* monotonic time of the last answer */
   fedc_client_exit outcome;
@@ -146,6 +156,8 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->update);
   fedc_free(c->schema_json);
   fedc_free(c->stats_json);
+  fedc_free(c->job_json);
+  fedc_free(c->model_bytes);
   char *strs[] = {c->url, c->ca, c->cert, c->key, c->name, c->keep_updates, c->user_agent};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     fedc_free(strs[i]);
@@ -180,7 +192,7 @@ static int keep_dir(const char *d) {
 int fedc_client_new(const fedc_client_params *p, fedc_client **out) {
   if (out == NULL || p == NULL) return fedc_error_set(FEDC_EINVAL, "client: NULL argument");
   *out = NULL;
-  if (p->trainer.train == NULL)
+  if (p->trainer.train == NULL && p->trainer.train_st == NULL)
     return fedc_error_set(FEDC_ECONFIG, "client: the trainer has no train callback");
   if (p->url == NULL || p->url[0] == '\0')
     return fedc_error_set(FEDC_ECONFIG, "client: the coordinator's URL is not given");
@@ -285,7 +297,7 @@ static int nap(fedc_client *c, double s) {
   return -1;
 }
 
-enum { CALL_END = -1, TRAIN_WITHHELD = 1 };
+enum { CALL_END = -1 };
 struct fedc_client;
 static void post_warning(struct fedc_client *c, int32_t round, const char *detail);
 
@@ -469,6 +481,11 @@ static int model_setup(fedc_client *c) {
   fedc_free(c->w);
   fedc_free(c->g);
   c->w = c->g = NULL;
+  if (strcmp(c->job.type, "tensors") == 0) {
+    /* a tensor job: no flat vector, no layout; train_st takes it whole */
+    c->n_params = c->n_tensors = 0;
+    return 0;
+  }
   c->n_params = fedc_model_n_params(&c->spec);
   c->n_tensors = fedc_client_layout(&c->spec, c->tensors, c->names);
   if ((c->w = fedc_malloc_array(c->n_params, sizeof(float))) == NULL)
@@ -483,6 +500,19 @@ static int model_setup(fedc_client *c) {
     return end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s",
                    msg);
   return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", msg);
+}
+
+/* The "job" object of a join answer as JSON text, for trainers that want
+ * every field of it (FEDC_TASK); "{}" when there is none. NULL: out of
+ * memory. Freed with fedc_free. */
+static char *job_object_text(const char *body, size_t len) {
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  const cJSON *job = o ? cJSON_GetObjectItemCaseSensitive(o, "job") : NULL;
+  char *text = job && cJSON_IsObject(job) ? cJSON_PrintUnformatted(job) : NULL;
+  char *out = fedc_strdup(text ? text : "{}");
+  cJSON_free(text);
+  cJSON_Delete(o);
+  return out;
 }
 
 static run_state join(fedc_client *c) {
@@ -530,7 +560,14 @@ static run_state join(fedc_client *c) {
   fedc_client_job job;
   rc = fedc_client_job_parse((const char *)resp.body, resp.len, &job);
   if (rc == 0) rc = fedc__client_job_extras(&c->schema_json, &c->stats_json, resp.body, resp.len);
+  char *job_json = rc == 0 ? job_object_text((const char *)resp.body, resp.len) : NULL;
   fedc_http_response_free(&resp);
+  if (rc == 0 && job_json == NULL) {
+    end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+    return RUN_END;
+  }
+  fedc_free(c->job_json);
+  c->job_json = job_json;
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -539,7 +576,15 @@ static run_state join(fedc_client *c) {
     return RUN_END;
   }
   fedc_model_spec spec;
-  rc = fedc_client_job_spec(&job, &spec);
+  int tensor_job = strcmp(job.type, "tensors") == 0;
+  if (tensor_job && c->trainer.train_st == NULL) {
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, FEDC_EUNSUPPORTED,
+            "the job is a tensor job ([model] type = tensors) and this client's trainer takes "
+            "only the built-in layouts (fedc-client: set [trainer] command; docs/trainers.md)");
+    return RUN_END;
+  }
+  c->st_mode = tensor_job || c->trainer.train == NULL;
+  rc = tensor_job ? (memset(&spec, 0, sizeof spec), 0) : fedc_client_job_spec(&job, &spec);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -581,7 +626,8 @@ static void round_info(const fedc_client *c, int32_t round, fedc_client_round *r
                            .n_tensors = c->n_tensors,
                            .n_params = c->n_params,
                            .fingerprint = c->fingerprint,
-                           .seed = fedc_rng_u64(&rng)};
+                           .seed = fedc_rng_u64(&rng),
+                           .job_json = c->job_json ? c->job_json : "{}"};
 }
 
 enum { MODEL_OK = 0, MODEL_SKIP = 1, MODEL_REJOIN = 2 };
@@ -589,23 +635,12 @@ enum { MODEL_OK = 0, MODEL_SKIP = 1, MODEL_REJOIN = 2 };
 /* Downloads the round's model into c->w. MODEL_OK: loaded; MODEL_SKIP: not
  * usable (logged, poll again); MODEL_REJOIN: it does not match the job;
  * CALL_END. */
+static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp);
+
 static int fetch_model(fedc_client *c, const fedc_client_task *t) {
-  char path[64];
-  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
-  request r = {
-      .what = "model", .path = path, .timeout_s = TRANSFER_TIMEOUT_S, .max_response = MODEL_MAX};
   fedc_http_response resp;
-  int rc = call(c, &r, &resp);
-  if (rc != 0) return rc;
-  if (resp.status != 200) {
-    if (resp.status == 403)
-      rc = forbidden(c, "model", &resp, t->round);
-    else
-      log_refusal("model", &resp, FEDC_LOG_WARN, "model not available", t->round);
-    fedc_http_response_free(&resp);
-    if (rc != 0) return rc;
-    return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
-  }
+  int rc = download_model(c, t, &resp);
+  if (rc != MODEL_OK) return rc;
   fedc_st_file *f = NULL;
   rc = fedc_st_decode(resp.body, resp.len, &f);
   fedc_http_response_free(&resp);
@@ -637,12 +672,74 @@ static int fetch_model(fedc_client *c, const fedc_client_task *t) {
   return MODEL_OK;
 }
 
+/* GET /v1/model/<round> into *resp (MODEL_OK; the caller frees it), or
+ * MODEL_SKIP (refused, logged, paused), or CALL_END. */
+static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp0) {
+  char path[64];
+  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
+  request r = {
+      .what = "model", .path = path, .timeout_s = TRANSFER_TIMEOUT_S, .max_response = MODEL_MAX};
+  fedc_http_response resp;
+  int rc = call(c, &r, &resp);
+  if (rc != 0) return rc;
+  if (resp.status != 200) {
+    if (resp.status == 403)
+      rc = forbidden(c, "model", &resp, t->round);
+    else
+      log_refusal("model", &resp, FEDC_LOG_WARN, "model not available", t->round);
+    fedc_http_response_free(&resp);
+    if (rc != 0) return rc;
+    return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
+  }
+  *resp0 = resp;
+  return MODEL_OK;
+}
+
+/* A round's model for train_st: kept in c->model_bytes as sent, once its
+ * header checks out and its sha256 is the task's. */
+static int fetch_model_st(fedc_client *c, const fedc_client_task *t) {
+  fedc_http_response resp;
+  int rc = download_model(c, t, &resp);
+  if (rc != MODEL_OK) return rc;
+  fedc_client_st_view v;
+  rc = fedc__client_st_view(resp.body, resp.len, &v);
+  if (rc == FEDC_ENOMEM) {
+    fedc_http_response_free(&resp);
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", fedc_error_msg());
+  }
+  const char *sha = rc == 0 ? fedc__client_st_meta(&v, "sha256") : NULL;
+  if (rc != 0 || sha == NULL || strcasecmp(sha, t->model_sha256) != 0) {
+    fedc_log_warn("msg=\"model refused\" round=%d error=\"%s\"", (int)t->round,
+                  rc != 0 ? fedc_error_msg() : "checksum mismatch");
+    if (rc == 0) fedc__client_st_view_free(&v);
+    fedc_http_response_free(&resp);
+    return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
+  }
+  fedc__client_st_view_free(&v);
+  fedc_free(c->model_bytes);
+  c->model_len = resp.len;
+  c->model_bytes = fedc_malloc(resp.len ? resp.len : 1);
+  if (c->model_bytes == NULL) {
+    fedc_http_response_free(&resp);
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+  }
+  memcpy(c->model_bytes, resp.body, resp.len);
+  fedc_http_response_free(&resp);
+  return MODEL_OK;
+}
+
 /* The trainer evaluates the global model in c->w (logged). */
 static int evaluate(fedc_client *c, int32_t round) {
   fedc_client_round r;
   round_info(c, round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
   int rc = c->trainer.evaluate(c->trainer.user_data, &r, c->w, &m);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    fedc_log_warn("msg=\"evaluation failed\" round=%d error=\"%s\"", (int)round,
+                  fedc_error_msg());
+    return 0;
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -659,21 +756,76 @@ static int evaluate(fedc_client *c, int32_t round) {
   return 0;
 }
 
+enum { TRAIN_OK = 0, TRAIN_FAILED = 1 };
+
+/*
+ * A round the trainer failed (its error has FEDC_SUB_TRAINER_FAILED): one
+ * log line, nothing sent, and POST /v1/report so that the coordinator
+ * stops waiting for this client in this round. A coordinator without the
+ * endpoint (404) is fine: the round then waits for its deadline.
+ * TRAIN_FAILED, or CALL_END when the report met a fatal answer.
+ */
+static int report_failure(fedc_client *c, const fedc_client_task *t, const char *reason) {
+  /* fedc_log escapes %s arguments itself */
+  fedc_log_error("msg=\"trainer failed; nothing sent for this round\" round=%d error=\"%s\"",
+                 (int)t->round, reason);
+  /* until the coordinator says it knows, this round's task is not trained
+   * again (a coordinator without /v1/report keeps asking) */
+  c->failed_round = t->round;
+  memcpy(c->failed_sha, t->model_sha256, sizeof c->failed_sha);
+  cJSON *o = cJSON_CreateObject();
+  char *body = NULL;
+  if (o && cJSON_AddNumberToObject(o, "round", t->round) &&
+      cJSON_AddStringToObject(o, "status", "trainer_failed") &&
+      cJSON_AddStringToObject(o, "reason", reason))
+    body = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (body == NULL) return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
+  request r = {.what = "report", .path = "/v1/report", .ctype = "application/json",
+               .body = body, .len = strlen(body), .timeout_s = JOIN_TIMEOUT_S,
+               .max_response = JSON_MAX};
+  fedc_http_response resp;
+  int rc = call(c, &r, &resp);
+  cJSON_free(body);
+  if (rc != 0) return rc;
+  if (resp.status == 200) {
+    /* the coordinator knows: a task for this round again is a new opening
+     * of it (abandoned below quorum), to be trained again */
+    fedc_log_info("msg=\"failure reported\" round=%d", (int)t->round);
+    c->failed_round = 0;
+  }
+  else if (resp.status == 403)
+    rc = forbidden(c, "report", &resp, t->round);
+  else
+    log_refusal("report", &resp, FEDC_LOG_WARN, "failure report refused", t->round);
+  fedc_http_response_free(&resp);
+  return rc != 0 ? rc : TRAIN_FAILED;
+}
+
 /* The trainer trains c->w; its result is checked and the update encoded
- * into c->update (and kept on disk when asked). */
+ * into c->update (and kept on disk when asked). TRAIN_OK, TRAIN_FAILED
+ * (the trainer failed this round only: reported, nothing to send), or
+ * CALL_END. */
 static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_round r;
   round_info(c, t->round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
-  if (rc == FEDC_ENONFINITE) { /* the loss blew up: diverged, handled below */
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return report_failure(c, t, msg);
+  }
+  if (rc == FEDC_ENONFINITE) { /* the loss blew up: diverged */
     char msg[400];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     fedc_log_warn("round=%d warning=diverged msg=\"%s; update withheld\"", (int)t->round, msg);
     post_warning(c, t->round, "training loss not finite: update withheld");
-    return TRAIN_WITHHELD;
+    /* and the round stops waiting for this site (POST /v1/report) */
+    return report_failure(c, t, "training diverged (loss not finite): update withheld");
   }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -689,7 +841,7 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
              m.loss, c->first_loss);
     fedc_log_warn("round=%d warning=diverged msg=\"%s\"", (int)t->round, detail);
     post_warning(c, t->round, detail);
-    return TRAIN_WITHHELD;
+    return report_failure(c, t, detail);
   }
   if (c->first_loss == 0 && m.loss > 0) c->first_loss = m.loss;
   for (size_t i = 0; i < c->n_tensors; i++) {
@@ -807,6 +959,139 @@ static run_state send_stats(fedc_client *c) {
   return RUN_POLL;
 }
 
+/* The trainer's evaluate_st on the round's model as sent (logged). */
+static int evaluate_st(fedc_client *c, int32_t round) {
+  fedc_client_round r;
+  round_info(c, round, &r);
+  fedc_client_metrics m = {.accuracy = NAN};
+  int rc = c->trainer.evaluate_st(c->trainer.user_data, &r, c->model_bytes, c->model_len, &m);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    fedc_log_warn("msg=\"evaluation failed\" round=%d error=\"%s\"", (int)round,
+                  fedc_error_msg());
+    return 0;
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: evaluation failed: %s", (int)round,
+                   msg);
+  }
+  fedc_log_info("msg=\"global model evaluated\" round=%d test_acc=%.4f test_loss=%.4f "
+                "test_samples=%lld",
+                (int)round, m.accuracy, m.loss, (long long)m.samples);
+  return 0;
+}
+
+/* Writes len bytes to path atomically (a temporary file beside it,
+ * fsync, rename). */
+static int write_atomic(const char *path, const uint8_t *buf, size_t len) {
+  size_t n = strlen(path) + 8;
+  char *tmp = fedc_malloc(n);
+  if (tmp == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  snprintf(tmp, n, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  int ok = f != NULL && fwrite(buf, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  if (f != NULL && fclose(f) != 0) ok = 0;
+  if (ok && rename(tmp, path) != 0) ok = 0;
+  if (!ok) remove(tmp);
+  fedc_free(tmp);
+  return ok ? 0 : fedc_error_set(FEDC_EIO, "%s: %s", path, strerror(errno));
+}
+
+/*
+ * train_st on the round's model as sent; the update it returns is checked
+ * against that model (the same tensors, dtypes and shapes, finite values,
+ * 1..2^40 samples, a finite loss), encoded again with this client's
+ * metadata into c->update and kept when asked. A failed check fails the
+ * round as the trainer's own failure does. TRAIN_OK, TRAIN_FAILED or
+ * CALL_END.
+ */
+static int train_round_st(fedc_client *c, const fedc_client_task *t) {
+  fedc_client_round r;
+  round_info(c, t->round, &r);
+  fedc_client_metrics m = {.accuracy = NAN};
+  uint8_t *out = NULL;
+  size_t out_len = 0;
+  double t0 = now_s();
+  int rc = c->trainer.train_st(c->trainer.user_data, &r, c->model_bytes, c->model_len, &out,
+                               &out_len, &m);
+  fedc_client_st_view mv = {0}, uv = {0};
+  int have_m = 0, have_u = 0;
+  if (rc == 0 && out == NULL)
+    rc = fedc_error_set_sub(FEDC_EINVAL, FEDC_SUB_TRAINER_FAILED,
+                            "round %d: the trainer returned no update", (int)t->round);
+  if (rc == 0) {
+    rc = fedc__client_st_view(c->model_bytes, c->model_len, &mv);
+    have_m = rc == 0;
+  }
+  if (rc == 0) {
+    rc = fedc__client_st_view(out, out_len, &uv);
+    have_u = rc == 0;
+    if (rc != 0 && rc != FEDC_ENOMEM) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set_sub(rc, FEDC_SUB_TRAINER_FAILED, "round %d: trainer: the update: %s",
+                              (int)t->round, msg);
+    }
+  }
+  if (rc == 0) rc = fedc__client_st_same_layout(&mv, &uv, t->round);
+  if (rc == 0) rc = fedc__client_st_finite(&uv, t->round);
+  if (rc == 0 && (m.samples < 1 || m.samples > FEDC_UPDATE_MAX_SAMPLES || !isfinite(m.loss)))
+    rc = fedc_error_set_sub(FEDC_EINVAL, FEDC_SUB_TRAINER_FAILED,
+                            "round %d: the trainer reported %lld samples and loss %g: an update "
+                            "needs 1..2^40 samples and a finite loss",
+                            (int)t->round, (long long)m.samples, m.loss);
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (rc == 0) {
+    char rs[16], ns[24], ls[40];
+    snprintf(rs, sizeof rs, "%d", (int)t->round);
+    snprintf(ns, sizeof ns, "%lld", (long long)m.samples);
+    snprintf(ls, sizeof ls, "%.17g", m.loss);
+    fedc_st_meta meta[] = {{"round", rs}, {"num_samples", ns}, {"train_loss", ls}};
+    rc = fedc__client_st_reencode(&uv, meta, 3, &buf, &len);
+  }
+  if (have_m) fedc__client_st_view_free(&mv);
+  if (have_u) fedc__client_st_view_free(&uv);
+  fedc_free(out);
+  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return report_failure(c, t, msg);
+  }
+  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: training failed: %s", (int)t->round,
+                   msg);
+  }
+  fedc_log_info("msg=\"trained\" round=%d samples=%lld epochs=%d loss=%.4f secs=%.3f",
+                (int)t->round, (long long)m.samples, (int)c->job.train.epochs, m.loss,
+                now_s() - t0);
+  if (c->keep_updates[0]) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    if (write_atomic(path, buf, len) != 0) {
+      fedc_free(buf);
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EIO,
+                     "[client] keep_updates: cannot write: %s", msg);
+    }
+  }
+  fedc_free(c->update);
+  c->update = buf;
+  c->update_len = len;
+  c->update_round = t->round;
+  c->update_refused = 0;
+  c->update_samples = m.samples;
+  c->update_loss = m.loss;
+  memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
+  return TRAIN_OK;
+}
+
 static int post_update(fedc_client *c, int32_t round) {
   request r = {.what = "update",
                .path = "/v1/update",
@@ -876,7 +1161,9 @@ static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory"), RUN_END;
   memcpy(c->g, c->w, c->n_params * sizeof(float));
   if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-  if (train_round(c, t) != 0) return RUN_END;
+  int tr = train_round(c, t);
+  if (tr == TRAIN_FAILED) return RUN_POLL;
+  if (tr != TRAIN_OK) return RUN_END;
   fedc_free(c->update); /* never sent in the clear */
   c->update = NULL;
   c->update_len = 0;
@@ -906,6 +1193,10 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     fedc_log_info("msg=\"joining again for the federation's statistics\" round=%d", (int)t->round);
     return RUN_JOIN;
   }
+  if (t->secagg && c->st_mode)
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EUNSUPPORTED,
+                   "round %d: secure aggregation needs a trainer of flat float32 weights "
+                   "(train); this job's rounds go through train_st", (int)t->round), RUN_END;
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&
@@ -917,18 +1208,27 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
                    (int)t->round);
     return pause_after_refusal(c) ? RUN_END : RUN_POLL;
   }
+  if (!cached && c->failed_round == t->round && strcmp(c->failed_sha, t->model_sha256) == 0) {
+    /* the trainer failed this round, and the coordinator (one without
+     * /v1/report) asks again: wait for the next round */
+    fedc_log_debug("msg=\"the trainer failed this round; waiting for the next\" round=%d",
+                   (int)t->round);
+    return pause_after_refusal(c) ? RUN_END : RUN_POLL;
+  }
   if (cached) {
     fedc_log_info("msg=\"resending the update already made\" round=%d", (int)t->round);
   } else {
-    int rc = fetch_model(c, t);
+    int rc = c->st_mode ? fetch_model_st(c, t) : fetch_model(c, t);
     if (rc == CALL_END) return RUN_END;
     if (rc == MODEL_REJOIN) return RUN_JOIN;
     if (rc != MODEL_OK) return RUN_POLL;
     if (c->stop) return interrupted(c), RUN_END;
-    if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-    int tr = train_round(c, t);
-    if (tr == TRAIN_WITHHELD) return RUN_POLL;
-    if (tr != 0) return RUN_END;
+    if (c->st_mode ? c->trainer.evaluate_st && evaluate_st(c, t->round) != 0
+                   : c->trainer.evaluate && evaluate(c, t->round) != 0)
+      return RUN_END;
+    int tr = c->st_mode ? train_round_st(c, t) : train_round(c, t);
+    if (tr == TRAIN_FAILED) return RUN_POLL;
+    if (tr != TRAIN_OK) return RUN_END;
   }
   if (c->stop) return interrupted(c), RUN_END;
   if (t->deadline_s >= 0 && now_s() - t0 > t->deadline_s)

@@ -10,6 +10,8 @@
  *                      it fits local data, updates encoded from a spec
  *   trainer_builtin.c  the built-in trainer: [data] trained with
  *                      shared/ml/train.c (fedc-client's trainer)
+ *   trainer_external.c the site's own program ([trainer] command) run for
+ *                      each round, its output checked
  *   client.c           the task loop (an explicit state machine)
  *   http_curl.c        the HTTPS transport on libcurl
  *   secagg_client.c    a secure round's exchanges
@@ -20,6 +22,7 @@
 #ifndef FEDC_CLIENT_H
 #define FEDC_CLIENT_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +34,7 @@
 #include "ml/model.h"
 #include "ml/train.h"
 #include "wire/client_json.h"
+#include "wire/safetensors.h"
 
 /* ---- backoff (backoff.c) -------------------------------------------------
  * "Full jitter" exponential backoff: the k-th retry in a row waits
@@ -126,6 +130,72 @@ int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin 
  * read, FEDC_ENOMEM. */
 int fedc__client_eval_body(const char *report, int32_t round, const char *sha, char **body,
                            char **metrics);
+
+/* ---- the external trainer (trainer_external.c) ----------------------------- */
+
+/*
+ * The external trainer of [trainer] command (and evaluate, timeout_s):
+ * for each round the global model is written to a private folder and the
+ * command run there with the FEDC_* environment (docs/trainers.md); its
+ * update is checked (names, shapes, dtype, finite values, num_samples,
+ * train_loss) before the client sends anything. A failure is returned with
+ * the sub-code FEDC_SUB_TRAINER_FAILED: the client reports the round as
+ * failed and goes on. FEDC_ECONFIG (no command), FEDC_ENOMEM. Free with
+ * fedc__client_external_free after the client that uses it.
+ */
+typedef struct fedc_client_external fedc_client_external;
+int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_external **out,
+                                     fedc_client_trainer *trainer);
+/* A flag that, once set (fedc-client's signal handler), makes a running
+ * command's process group be killed and the callback return
+ * FEDC_ECANCELED. */
+void fedc__client_external_set_stop(fedc_client_external *x, const volatile sig_atomic_t *stop);
+void fedc__client_external_free(fedc_client_external *x);
+
+/* ---- containers of any dtype (tensor_update.c) ------------------------------ */
+
+#define FEDC_CLIENT_ST_MAX_DIMS 8
+
+/* One tensor of a view: its header entry; name and dtype point into the
+ * view's header. */
+typedef struct fedc_client_st_entry {
+  const char *name, *dtype;
+  int32_t elem; /* bytes per element */
+  int32_t ndim;
+  int64_t shape[FEDC_CLIENT_ST_MAX_DIMS];
+  uint64_t begin, end, count; /* byte offsets in the data, elements */
+} fedc_client_st_entry;
+
+/* A safetensors container read in place: the header parsed and checked
+ * (known dtypes, shapes against offsets, every data byte in exactly one
+ * tensor, the sha256 metadata when present), data pointing into the
+ * caller's buffer, which must outlive the view. */
+typedef struct fedc_client_st_view {
+  struct cJSON *header;
+  const struct cJSON *meta; /* "__metadata__", or NULL */
+  fedc_client_st_entry *t;  /* in header order */
+  size_t n;
+  const uint8_t *data;
+  size_t data_len;
+} fedc_client_st_view;
+
+/* FEDC_EFORMAT, FEDC_ECHECKSUM, FEDC_ENOMEM; free with _view_free. */
+int fedc__client_st_view(const uint8_t *buf, size_t len, fedc_client_st_view *v);
+void fedc__client_st_view_free(fedc_client_st_view *v);
+/* A metadata value, or NULL. */
+const char *fedc__client_st_meta(const fedc_client_st_view *v, const char *key);
+/* The update holds exactly the model's tensors with their dtypes and
+ * shapes; a failed-round error (FEDC_SUB_TRAINER_FAILED) naming the tensor
+ * otherwise. */
+int fedc__client_st_same_layout(const fedc_client_st_view *model, const fedc_client_st_view *u,
+                                int32_t round);
+/* Every F64/F32/F16/BF16 value finite; a failed-round error otherwise. */
+int fedc__client_st_finite(const fedc_client_st_view *u, int32_t round);
+/* The view's tensors (data copied as is, header order and offsets kept)
+ * with the given metadata plus sha256 of the data; *out freed with
+ * fedc_free. */
+int fedc__client_st_reencode(const fedc_client_st_view *u, const fedc_st_meta *meta, size_t n_meta,
+                             uint8_t **out, size_t *out_len);
 
 /* FEDC_ECONFIG "[tls] cert: expired on <date> ..." when the certificate in
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,

@@ -46,7 +46,9 @@ static void usage(FILE *f) {
         "Keys the client needs: [server] url, [tls] ca, cert and key, [data]\n"
         "train (and train_labels for idx); [data] test (optional) is used to\n"
         "evaluate each global model; [client] name, keep_updates,\n"
-        "backoff_max_s, give_up_s. See docs/client.md.\n"
+        "backoff_max_s, give_up_s. [trainer] command (with evaluate and\n"
+        "timeout_s) runs the site's own trainer instead of training on [data]:\n"
+        "see docs/trainers.md. See docs/client.md.\n"
         "\n"
         "exit codes: 0 the job finished\n"
         "            1 runtime failure\n"
@@ -62,12 +64,28 @@ static void usage(FILE *f) {
 }
 
 static fedc_client *volatile g_client;
+/* set by the handler too: an external trainer's command is killed on it */
+static volatile sig_atomic_t g_stop;
+
+/* The trainer in use: the built-in one, or [trainer] command's. */
+typedef struct trainers {
+  fedc_client_builtin *builtin;
+  fedc_client_external *external;
+} trainers;
+
+static void trainers_free(trainers *t) {
+  fedc_client_builtin_free(t->builtin);
+  fedc__client_external_free(t->external);
+  t->builtin = NULL;
+  t->external = NULL;
+}
 
 /* First SIGINT/SIGTERM asks the run to stop; SA_RESETHAND makes a second
  * one kill the process, for when the first is not enough. */
 static void on_signal(int sig) {
   (void)sig;
   fedc_client *c = g_client;
+  g_stop = 1;
   if (c) fedc_client_stop(c);
 }
 
@@ -121,7 +139,7 @@ static int keep_dir(const fedc_config *cfg) {
  * certificate, [server] url https://, keep_updates writable), then the
  * local data is loaded and the library's client made from parameters.
  */
-static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fedc_client **out) {
+static int make_client(const fedc_config *cfg, trainers *tr, fedc_client **out) {
   char w[FEDC_CONFIG_PATH_MAX + 128];
   char fp[FEDC_CLIENT_SHA_HEX + 1];
   int rc = check_readable(cfg, "ca", cfg->tls_ca);
@@ -139,7 +157,15 @@ static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fe
   if (rc == 0) rc = keep_dir(cfg);
   fedc_client_params p;
   fedc_client_params_init(&p);
-  if (rc == 0) rc = fedc__client_builtin_new_config(cfg, builtin, &p.trainer);
+  if (rc == 0 && cfg->trainer_command[0] != '\0') {
+    rc = fedc__client_external_new_config(cfg, &tr->external, &p.trainer);
+    if (rc == 0) fedc__client_external_set_stop(tr->external, &g_stop);
+    /* test hook: a dense job's rounds through train_st, as a tensor job's */
+    const char *st = getenv("FEDC_TEST_TRAINER_ST");
+    if (rc == 0 && st && strcmp(st, "1") == 0) p.trainer.train = NULL, p.trainer.evaluate = NULL;
+  } else if (rc == 0) {
+    rc = fedc__client_builtin_new_config(cfg, &tr->builtin, &p.trainer);
+  }
   if (rc != 0) return rc;
   p.url = cfg->server_url;
   p.ca = cfg->tls_ca;
@@ -151,10 +177,7 @@ static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fe
   p.backoff_max_s = cfg->client_backoff_max_s;
   p.give_up_s = cfg->client_give_up_s;
   rc = fedc_client_new(&p, out);
-  if (rc != 0) {
-    fedc_client_builtin_free(*builtin);
-    *builtin = NULL;
-  }
+  if (rc != 0) trainers_free(tr);
   return rc;
 }
 
@@ -235,9 +258,9 @@ int main(int argc, char **argv) {
     if (!have_config) fprintf(stderr, "fedc-client: (no --config given; try --help)\n");
     return FEDC_CLIENT_EXIT_BAD_INPUT;
   }
-  fedc_client_builtin *builtin = NULL;
+  trainers tr = {0};
   fedc_client *c = NULL;
-  int rc = make_client(&cfg, &builtin, &c);
+  int rc = make_client(&cfg, &tr, &c);
   if (rc != 0) {
     fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
     return rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;
@@ -255,7 +278,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "fedc-client: cannot install signal handlers\n");
     g_client = NULL;
     fedc_client_free(c);
-    fedc_client_builtin_free(builtin);
+    trainers_free(&tr);
     return FEDC_CLIENT_EXIT_FAILED;
   }
   fedc_client_exit e = fedc_client_run(c);
@@ -270,6 +293,6 @@ int main(int argc, char **argv) {
   signal(SIGTERM, SIG_DFL);
   g_client = NULL;
   fedc_client_free(c);
-  fedc_client_builtin_free(builtin);
+  trainers_free(&tr);
   return (int)e;
 }

@@ -394,6 +394,12 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
     if (cl) fedc__coord_eval_handle(c, x, cl, req->body, req->body_len);
     return;
   }
+  if (strcmp(p, "/v1/report") == 0) { /* a trainer failed: report.c */
+    coord_client *cl = !post ? NULL : authorize(c, x, req);
+    if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/report takes POST");
+    else if (cl) fedc__coord_handle_report(c, x, cl, req->body, req->body_len);
+    return;
+  }
   int is_task = strcmp(p, "/v1/task") == 0, is_update = strcmp(p, "/v1/update") == 0;
   int is_model = strncmp(p, "/v1/model/", 10) == 0;
   if (!is_task && !is_update && !is_model) {
@@ -461,7 +467,8 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
     return admit_client(c, req, 1, code, msg, cap);
   }
   if (strncmp(p, "/v1/secagg/", 11) == 0) return admit_client(c, req, 0, code, msg, cap);
-  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0 || strcmp(p, "/v1/eval") == 0) {
+  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0 || strcmp(p, "/v1/eval") == 0 ||
+      strcmp(p, "/v1/report") == 0) {
     if (strcmp(m, "POST") != 0)
       return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
     return admit_client(c, req, 0, code, msg, cap);

@@ -41,6 +41,12 @@ typedef struct coord_client {
                                client by this pointer, not the reverse) */
   double poll_deadline;
   int64_t updates;          /* updates counted into committed rounds */
+  /* report.c: the client's trainer failed a round (POST /v1/report) */
+  int32_t failed_round;     /* the last round it failed; 0 for none */
+  double failed_opened_at;  /* that round's opening (a round abandoned
+                               below quorum opens again, anew) */
+  int64_t trainer_failures; /* failures reported since this process started */
+  char failure[160];        /* the last one's reason, printable ASCII */
 } coord_client;
 
 /* The round's states (the table is in coordinator.c, round_event). */
@@ -212,6 +218,18 @@ int fedc__coord_admit_status_only(void *ctx, const fedc_http_request *req,
                                   const char **code, char *msg, size_t cap);
 /* The status listener serves GETs only: the largest body it reads. */
 #define STATUS_MAX_BODY ((size_t)1024)
+/* report.c: POST /v1/report, a client's trainer failed the open round
+ * (docs/protocol.md). The coordinator records it and stops waiting for
+ * that client in that round. */
+void fedc__coord_handle_report(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                               const uint8_t *body, size_t len);
+/* 1 when this client reported a failure in the open round. */
+int fedc__coord_report_failed(const fedc_coord *c, int32_t client_id);
+/* 1 when every selected client of the open round has sent its update or
+ * reported a failure, and at least one failed (locks mu). */
+int fedc__coord_report_all_done(fedc_coord *c);
+/* Failures reported since this process started, all clients. */
+uint64_t fedc__coord_report_total(const fedc_coord *c);
 /* secagg_rounds.c: secure aggregation ([privacy] secure_aggregation). Every
  * call but _init is made only when c->secagg is set. */
 /* at start: checks the config; debug_dir: where masked updates are written (NULL: not) */

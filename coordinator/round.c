@@ -88,7 +88,8 @@ int fedc__coord_has_task(fedc_coord *c, int32_t client_id) {
   int task = fedc_engine_is_selected(c->engine, client_id) &&
              !fedc_engine_has_reported(c->engine, c->round, client_id);
   pthread_mutex_unlock(&c->mu);
-  return task && !(c->secagg && fedc__coord_secagg_started(c, client_id));
+  return task && !(c->secagg && fedc__coord_secagg_started(c, client_id)) &&
+         !fedc__coord_report_failed(c, client_id); /* report.c */
 }
 
 /* ---- polls --------------------------------------------------------------- */
@@ -260,7 +261,8 @@ static int close_due(fedc_coord *c, double now) {
   int32_t reported = fedc_engine_reported(c->engine);
   int all = fedc_engine_all_reported(c->engine);
   pthread_mutex_unlock(&c->mu);
-  return reported >= c->cfg.clients_per_round || all || now >= c->round_deadline;
+  return reported >= c->cfg.clients_per_round || all || now >= c->round_deadline ||
+         fedc__coord_report_all_done(c); /* report.c: the others' trainers failed */
 }
 
 /* ---- committing a round (worker) ----------------------------------------- */

@@ -79,6 +79,11 @@ char *fedc__coord_status_json(fedc_coord *c) {
     add_num(e, "last_seen_s", cl->last_seen > 0 ? now - cl->last_seen : NAN);
     cJSON_AddBoolToObject(e, "selected", c->state == ROUND_OPEN && fedc__coord_is_selected(c, cl->id));
     cJSON_AddNumberToObject(e, "updates", (double)cl->updates);
+    cJSON_AddNumberToObject(e, "trainer_failures", (double)cl->trainer_failures);
+    if (cl->trainer_failures > 0) {
+      cJSON_AddNumberToObject(e, "last_failure_round", cl->failed_round);
+      cJSON_AddStringToObject(e, "last_failure", cl->failure);
+    }
     cJSON_AddItemToArray(clients, e);
   }
   cJSON *rounds = cJSON_AddArrayToObject(o, "rounds");
@@ -186,6 +191,9 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   for (int i = 0; i < REJECT_COUNT; i++)
     put(&t, "fedc_updates_rejected_total{reason=\"%s\"} %llu\n", reasons[i],
         (unsigned long long)c->rejected[i]);
+  metric(&t, "fedc_trainer_failures_total", "counter",
+         "Rounds a client's trainer failed (POST /v1/report).");
+  put(&t, "fedc_trainer_failures_total %llu\n", (unsigned long long)fedc__coord_report_total(c));
   metric(&t, "fedc_secagg_clients_excluded_total", "counter",
          "Clients excluded for revealing secure-aggregation shares that disagree.");
   put(&t, "fedc_secagg_clients_excluded_total %llu\n",

@@ -83,7 +83,10 @@ typedef struct fedc_client_hparams {
  * seed, model description and hyper-parameters. The model is one of the
  * built-in layouts (type "logreg", "softmax", "linreg" or "mlp"); its
  * tensors are what the coordinator averages and what every update must
- * hold, with these names and shapes. A program's trainer may compute them
+ * hold, with these names and shapes. Type "tensors" is a tensor job: any
+ * tensor set, described in the job object (fedc_client_round.job_json);
+ * inputs, classes and hidden are then 0, and the trainer's train_st
+ * trains it. A program's trainer may compute them
  * as it likes (an mlp job trained with tanh instead of ReLU, say).
  */
 typedef struct fedc_client_job {
@@ -134,6 +137,10 @@ typedef struct fedc_client_round {
    * seed, the round and the fingerprint: the same job gives the same
    * stream, every client and round a different one. */
   uint64_t seed;
+  /* The job object of the coordinator's answer to POST /v1/join, as JSON
+   * text (every field, also those this struct does not hold: what an
+   * external trainer gets in FEDC_TASK); "{}" when not known. */
+  const char *job_json;
 } fedc_client_round;
 
 /* A trainer's report. */
@@ -162,12 +169,17 @@ typedef struct fedc_client_metrics {
  * (same layout; it may keep no pointer to w after returning) and fills
  * *out (samples >= 1, finite loss). An error ends the run with
  * FEDC_CLIENT_EXIT_FAILED. Weights that are not finite are refused the
- * same way.
+ * same way. An error set with the sub-code FEDC_SUB_TRAINER_FAILED
+ *     return fedc_error_set_sub(FEDC_EIO, FEDC_SUB_TRAINER_FAILED, "why");
+ * fails this round only: the client logs it, sends no update, tells the
+ * coordinator (POST /v1/report, docs/protocol.md) and serves the next
+ * round (the external trainer of [trainer] command fails rounds so).
  *
  * evaluate (optional): measures the round's global model w (read only,
  * r->n_params floats) on the program's own held-out data before training;
  * *out is logged ("global model evaluated"). An error ends the run with
- * FEDC_CLIENT_EXIT_FAILED.
+ * FEDC_CLIENT_EXIT_FAILED, except one with FEDC_SUB_TRAINER_FAILED,
+ * which is logged as a warning and the round goes on to training.
  *
  * report (optional): federated evaluation. When the coordinator asks
  * ("evaluate" task) the client fetches the committed round's model and
@@ -197,6 +209,27 @@ typedef struct fedc_client_trainer {
    * cannot take part in such a job. */
   int (*stats)(void *user_data, const fedc_client_job *job, char **json);
   int (*report)(void *user_data, const fedc_client_round *r, const float *w, char **json);
+  /*
+   * Tensor sets of any dtype (a job whose model type is "tensors": its
+   * tensors' names, shapes and dtypes are the job's, listed in
+   * r->job_json; docs/trainers.md). train_st gets the round's global model
+   * as the safetensors container the coordinator sent (model_len bytes,
+   * valid during the call) and returns its update as a safetensors
+   * container in *update (allocated with fedc_malloc; the client frees
+   * it): the same tensors with the same dtypes and shapes. The client
+   * checks it (those tensors and no other, finite F64/F32/F16/BF16
+   * values, out->samples >= 1, a finite out->loss) and encodes it with its
+   * own metadata; a failed check fails the round as
+   * FEDC_SUB_TRAINER_FAILED does (reported, nothing sent). evaluate_st
+   * (optional) measures the global model likewise. A tensor job needs
+   * train_st; a job of a built-in type uses train when it is set, else
+   * train_st. Secure aggregation needs train (flat float32 weights).
+   */
+  int (*train_st)(void *user_data, const fedc_client_round *r, const uint8_t *model,
+                  size_t model_len, uint8_t **update, size_t *update_len,
+                  fedc_client_metrics *out);
+  int (*evaluate_st)(void *user_data, const fedc_client_round *r, const uint8_t *model,
+                     size_t model_len, fedc_client_metrics *out);
 } fedc_client_trainer;
 
 /*

@@ -73,7 +73,8 @@ enum {
   X(NOT_ALLOWED, 8, "not on the allow list")                                     \
   X(REVOKED, 9, "revoked")                                                       \
   X(JOB_FINISHED, 10, "the job has finished") \
-  X(TLS_OWN_CERT_EXPIRED, 11, "the peer says our certificate has expired")
+  X(TLS_OWN_CERT_EXPIRED, 11, "the peer says our certificate has expired")      \
+  X(TRAINER_FAILED, 12, "the trainer failed this round; the client goes on")
 
 enum {
 #define FEDC__SUBCODE_ENUM(name, val, msg) FEDC_SUB_##name = (val),

@@ -431,6 +431,18 @@ static const key_def keys[] = {
      MINMAX | MIN_OPEN, NULL, "30",
      "Seconds an evaluation waits for reports; it closes then (or at the "
      "next round's commit, if sooner) and later reports are dropped."},
+    {"trainer", "command", T_STRING, M(trainer_command), 0, 0, 0, NULL, "",
+     "Client: an external trainer, run through /bin/sh -c for each round "
+     "instead of the built-in one (docs/trainers.md: the FEDC_* "
+     "environment, the checks); [data] is then not read."},
+    {"trainer", "evaluate", T_STRING, M(trainer_evaluate), 0, 0, 0, NULL, "",
+     "Client: an external command that evaluates each round's global model "
+     "before training (needs [trainer] command)."},
+    {"trainer", "timeout_s", T_DOUBLE, M(trainer_timeout_s), 0, 1e7,
+     MINMAX | MIN_OPEN, NULL, "3600",
+     "Client: an external trainer or evaluate command still running after "
+     "this long is killed with its process group and the round reported as "
+     "failed."},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -1399,7 +1411,13 @@ static int check_client(const fedc_config *c) {
   if (rc == 0) rc = need_string(c, "tls", "ca", "the client");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the client");
   if (rc == 0) rc = need_string(c, "tls", "key", "the client");
-  if (rc == 0) rc = need_string(c, "data", "train", "the client");
+  if (rc == 0 && c->trainer_command[0] == '\0')
+    rc = need_string(c, "data", "train", "the built-in trainer (or set [trainer] command)");
+  if (rc == 0 && c->trainer_evaluate[0] != '\0' && c->trainer_command[0] == '\0')
+    rc = fedc_error_set(FEDC_ECONFIG,
+                        "%s: [trainer] evaluate is set but [trainer] command is not: an "
+                        "evaluate command comes with an external trainer",
+                        origin_of(c, "trainer", "evaluate"));
   return rc;
 }
 

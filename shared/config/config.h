@@ -155,6 +155,10 @@ typedef struct fedc_config {
   char eval_select[32];    /* "" = the model's default */
   int32_t eval_per_site;   /* bool */
   double eval_deadline_s;  /* > 0 */
+  /* [trainer] (client only): an external trainer instead of the built-in one */
+  char trainer_command[FEDC_CONFIG_PATH_MAX];  /* run through /bin/sh -c */
+  char trainer_evaluate[FEDC_CONFIG_PATH_MAX]; /* optional evaluate command */
+  double trainer_timeout_s;                    /* deadline of one run, > 0 */
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.

@@ -144,7 +144,9 @@ static int job_eval(const cJSON *job, const cJSON *train, fedc_client_job *out) 
 
 /*
  * The join answer: {"client_id": 3, "job": {"id", "rounds", "round",
- * "model": {"type", "inputs", "classes", "hidden"}, "train": {"epochs",
+ * "model": {"type", "inputs", "classes", "hidden"} (type "tensors": a tensor
+ * job, whose tensor list the client reads from the job object itself),
+ * "train": {"epochs",
  * "batch_size", "lr", "momentum", "prox_mu"}, "seed"}}. Ranges are those of
  * the config keys of the same names.
  */
@@ -172,7 +174,10 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
                         model ? "not an object" : "missing");
   char type[32];
   if (rc == 0) rc = json_str(model, "join: model", "type", type, sizeof type);
-  if (rc == 0) {
+  /* a tensor job: its tensors are in the job object (the client keeps it) */
+  int tensors = rc == 0 && strcmp(type, "tensors") == 0;
+  if (tensors) memcpy(out->type, type, strlen(type) + 1);
+  if (rc == 0 && !tensors) {
     size_t k = 0;
     while (k < sizeof model_types / sizeof model_types[0] && strcmp(type, model_types[k]) != 0)
       k++;
@@ -182,16 +187,12 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
     else
       memcpy(out->type, type, strlen(type) + 1);
   }
-  /* a tensor job ("tensors": [{"name","dtype","shape"}, ...]) has none of
-   * the built-in fields below: its trainer is the site's own */
-  int tensors = rc == 0 && strcmp(out->type, "tensors") == 0;
-  if (tensors) goto train;
-  if (rc == 0 && (rc = json_int(model, "join: model", "inputs", 1, 1e8, &v)) == 0)
+  if (rc == 0 && !tensors && (rc = json_int(model, "join: model", "inputs", 1, 1e8, &v)) == 0)
     out->inputs = (int32_t)v;
-  if (rc == 0 && (rc = json_int(model, "join: model", "classes", 0, 1e6, &v)) == 0)
+  if (rc == 0 && !tensors && (rc = json_int(model, "join: model", "classes", 0, 1e6, &v)) == 0)
     out->classes = (int32_t)v;
   const cJSON *hidden = model ? cJSON_GetObjectItemCaseSensitive(model, "hidden") : NULL;
-  if (rc == 0 && hidden != NULL && !cJSON_IsNull(hidden)) {
+  if (rc == 0 && !tensors && hidden != NULL && !cJSON_IsNull(hidden)) {
     if (!cJSON_IsArray(hidden)) {
       rc = fedc_error_set(FEDC_EFORMAT, "join: model: \"hidden\" is not an array");
     } else if (cJSON_GetArraySize(hidden) > FEDC_CLIENT_MAX_HIDDEN) {
@@ -214,16 +215,15 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
   int is_mlp = strcmp(out->type, "mlp") == 0;
   if (rc == 0 && is_mlp && out->n_hidden == 0)
     rc = fedc_error_set(FEDC_EFORMAT, "join: model: an mlp needs \"hidden\" sizes");
-  if (rc == 0 && !is_mlp && out->n_hidden > 0)
+  if (rc == 0 && !is_mlp && !tensors && out->n_hidden > 0)
     rc = fedc_error_set(FEDC_EFORMAT, "join: model: a %s model has no hidden layers", type);
   d = 0;
-  if (rc == 0 && (rc = json_num(model, "join: model", "l1", 0, 0, 1e30, 0, 1, &d)) == 0)
+  if (rc == 0 && !tensors && (rc = json_num(model, "join: model", "l1", 0, 0, 1e30, 0, 1, &d)) == 0)
     out->l1 = (float)d;
   d = 0;
-  if (rc == 0 && (rc = json_num(model, "join: model", "l2", 0, 0, 1e30, 0, 1, &d)) == 0)
+  if (rc == 0 && !tensors && (rc = json_num(model, "join: model", "l2", 0, 0, 1e30, 0, 1, &d)) == 0)
     out->l2 = (float)d;
 
-train:;
   const cJSON *train = job ? cJSON_GetObjectItemCaseSensitive(job, "train") : NULL;
   if (rc == 0 && !cJSON_IsObject(train))
     rc = fedc_error_set(FEDC_EFORMAT, "join: job: \"train\" is %s",

@@ -271,7 +271,7 @@ def test_diabetes():
     rounds = 60
     job = SchemaJob("diab", paths,
                     f"features = {','.join(names)}\nlabel = target\nexclude = id\ntest = {test_csv}\n",
-                    "linreg", rounds=rounds, train="epochs = 2\nbatch_size = 16\nlr = 0.05")
+                    "linreg", rounds=rounds, train="epochs = 2\nbatch_size = 32\nlr = 0.02")
     try:
         job.run_all()
         model = os.path.join(job.dir, "model.safetensors")

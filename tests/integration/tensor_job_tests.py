@@ -364,7 +364,7 @@ def test_builtin_client_refuses():
         rc = p.wait(timeout=60)
         with open(os.path.join(job.dir, "client-1.log")) as f:
             log = f.read()
-        assert rc == 2 and "a tensors job needs [trainer] command" in log, (rc, log[-500:])
+        assert rc == 2 and "set [trainer] command" in log, (rc, log[-500:])
     finally:
         job.close()
 
