@@ -64,6 +64,7 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_free(s->mine);
   fedc_free(s->attackers);
   fedc__sim_async_free(s->async);
+  fedc__sim_scaffold_free(s);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
 }
@@ -166,6 +167,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
   fedc_strategy_needs_init(&drv);
   drv.split = split;
   drv.can_async = !split;
+  drv.can_variates = 1;
   drv.driver = split ? "fedc-sim-mpi" : "fedc-sim";
   int crc = fedc_config_check_strategy(cfg, &drv);
   if (crc != 0) return crc;
@@ -244,6 +246,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
     rc = fedc_pool_new(s->n_workers, &s->pool);
   }
   if (rc == 0) rc = workers_new(s);
+  if (rc == 0) rc = fedc__sim_scaffold_new(s);
   if (rc != 0) {
     fedc_sim_free(s);
     return rc;
@@ -280,8 +283,10 @@ int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
   fedc_train_params tp = {.epochs = c->epochs, .batch_size = c->batch_size,
                           .lr = (float)c->lr, .momentum = (float)c->momentum,
                           .prox_mu = (float)c->prox_mu};
+  if (s->scaffold) tp.correction = fedc__sim_scaffold_before(s, wi, client, w);
   fedc_train_stats st = {0};
   int rc = fedc_train_local(wk->train, &tp, &wk->train_view, rows, *n_rows, &rng, w, &st);
+  if (rc == 0 && s->scaffold) rc = fedc__sim_scaffold_after(s, wi, client, w, st.steps);
   if (rc != 0) return rc;
   *loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
   return 0;
@@ -362,6 +367,7 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
   double t0 = now_s();
   int rc = fedc_engine_open(s->engine, s->eligible, c->clients,
                             c->clients_per_round, s->selected, &s->n_selected);
+  if (rc == 0) rc = fedc__sim_scaffold_begin(s);
   if (rc != 0) return rc;
   s->n_mine = 0;
   for (int32_t i = 0; i < s->n_selected; i++)
@@ -383,6 +389,7 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
   }
   fedc_round_metrics m;
   rc = fedc_engine_close(s->engine, &m);
+  if (rc == 0) rc = fedc__sim_scaffold_finish(s);
   if (rc != 0) return rc;
   double loss = NAN, acc = NAN;
   if (s->share.evaluator && (m.round % c->eval_every == 0 || m.round == c->rounds)) {

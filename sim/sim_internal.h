@@ -19,6 +19,7 @@
 #include "ml/train.h"
 
 typedef struct fedc_sim_async fedc_sim_async;
+typedef struct fedc_sim_scaffold fedc_sim_scaffold;
 
 #define EVAL_BATCH 512
 #define EVAL_CHUNKS 16
@@ -52,6 +53,7 @@ struct fedc_sim {
   int32_t *mine, n_mine; /* the selected clients this share trains */
   uint8_t *attackers;    /* [sim] attack: one flag per client */
   struct fedc_sim_async *async; /* fedbuff's clients in flight */
+  fedc_sim_scaffold *scaffold;  /* SCAFFOLD's control variates, or NULL */
   int round_rc; /* first error of the round's tasks */
   char round_err[512];
   chunk_sums chunks[EVAL_CHUNKS];
@@ -67,5 +69,20 @@ void fedc__sim_async_free(fedc_sim_async *a);
 int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
                            int32_t round, float *w, double *loss,
                            int64_t *n_rows);
+
+/* sim_scaffold.c: SCAFFOLD's variates (NULL s->scaffold for other
+ * strategies). new after the workers exist; before gives worker wi's
+ * correction for client and remembers the start model x; after updates
+ * the client's variate from the trained y and folds its delta; begin and
+ * finish bracket a round (finish after the engine commits). */
+int fedc__sim_scaffold_new(fedc_sim *s);
+void fedc__sim_scaffold_free(fedc_sim *s);
+const float *fedc__sim_scaffold_before(fedc_sim *s, int32_t wi, int32_t client,
+                                       const float *x);
+int fedc__sim_scaffold_after(fedc_sim *s, int32_t wi, int32_t client, const float *y,
+                             int64_t steps);
+int fedc__sim_scaffold_begin(fedc_sim *s);
+int fedc__sim_scaffold_finish(fedc_sim *s);
+const float *fedc__sim_scaffold_variate(const fedc_sim *s);
 
 #endif

@@ -149,9 +149,9 @@ static const key_def keys[] = {
      "fedavg",
      "Aggregation: fedavg; server optimizers fedavgm, fedadam, fedyogi, "
      "fedadagrad; robust median, trimmed_mean, krum, multikrum; asynchronous "
-     "fedbuff (docs/strategies.md)."},
+     "fedbuff; control variates scaffold (docs/strategies.md)."},
     {"strategy", "server_lr", T_DOUBLE, M(server_lr), 0, 100, MINMAX | MIN_OPEN,
-     NULL, "1", "Server learning rate of fedavgm/fedadam/fedyogi/fedadagrad "
+     NULL, "1", "Server learning rate of fedavgm/fedadam/fedyogi/fedadagrad, scaffold "
      "and fedbuff."},
     {"strategy", "server_momentum", T_DOUBLE, M(server_momentum), 0, 1,
      MINMAX | MAX_OPEN, NULL, "0.9", "fedavgm: momentum of the server step."},
@@ -1291,6 +1291,7 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
     fedc_strategy_needs_init(&drv);
     drv.can_secagg = role != FEDC_ROLE_SIM;
     drv.can_async = role != FEDC_ROLE_COORDINATOR;
+    drv.can_variates = role != FEDC_ROLE_COORDINATOR;
     drv.driver = role == FEDC_ROLE_COORDINATOR ? "the coordinator"
                  : role == FEDC_ROLE_SIM      ? "the simulator"
                                               : "the client";
