@@ -229,6 +229,8 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
     fedc_pipeline_params pp;
     fedc_pipeline_params_from_config(c, c->clients, &pp);
     if (!share_on) pp.max_share = 0.0;
+    /* SCAFFOLD's server variate weighs clients by rows, out of all rows */
+    pp.variate_total = (double)s->train.n;
     fedc_engine_params ep = {.rounds = c->rounds,
                              .clients_per_round = c->clients_per_round,
                              .min_clients = c->min_clients,
@@ -311,8 +313,13 @@ static void train_task(void *arg, int32_t task, int32_t wi) {
   if (s->attackers[client])
     fedc_attack_update(c, round, client, fedc_engine_global(s->engine), w->w, s->n_params);
   pthread_mutex_lock(&s->mu);
-  rc = fedc_engine_submit(s->engine, round, client, w->w, s->n_params,
-                          (uint64_t)n_rows, loss);
+  if (s->scaffold)
+    rc = fedc__engine_submit_variate(s->engine, round, client, w->w,
+                                     fedc__sim_scaffold_delta(s, wi), s->n_params,
+                                     (uint64_t)n_rows, loss);
+  else
+    rc = fedc_engine_submit(s->engine, round, client, w->w, s->n_params,
+                            (uint64_t)n_rows, loss);
   pthread_mutex_unlock(&s->mu);
   if (rc != 0) record_error(s, rc);
 }
@@ -367,7 +374,6 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
   double t0 = now_s();
   int rc = fedc_engine_open(s->engine, s->eligible, c->clients,
                             c->clients_per_round, s->selected, &s->n_selected);
-  if (rc == 0) rc = fedc__sim_scaffold_begin(s);
   if (rc != 0) return rc;
   s->n_mine = 0;
   for (int32_t i = 0; i < s->n_selected; i++)
@@ -389,7 +395,6 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
   }
   fedc_round_metrics m;
   rc = fedc_engine_close(s->engine, &m);
-  if (rc == 0) rc = fedc__sim_scaffold_finish(s);
   if (rc != 0) return rc;
   double loss = NAN, acc = NAN;
   if (s->share.evaluator && (m.round % c->eval_every == 0 || m.round == c->rounds)) {

@@ -70,19 +70,18 @@ int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
                            int32_t round, float *w, double *loss,
                            int64_t *n_rows);
 
-/* sim_scaffold.c: SCAFFOLD's variates (NULL s->scaffold for other
- * strategies). new after the workers exist; before gives worker wi's
- * correction for client and remembers the start model x; after updates
- * the client's variate from the trained y and folds its delta; begin and
- * finish bracket a round (finish after the engine commits). */
+/* sim_scaffold.c: SCAFFOLD's client variates (s->scaffold is NULL for
+ * other strategies; the server variate is the engine's). new after the
+ * engine and workers exist; before gives worker wi's correction c - c_i
+ * for client and remembers the start model x; after updates the client's
+ * variate from the trained y (steps local steps) and its delta, which
+ * delta gives until the worker's next client. */
 int fedc__sim_scaffold_new(fedc_sim *s);
 void fedc__sim_scaffold_free(fedc_sim *s);
 const float *fedc__sim_scaffold_before(fedc_sim *s, int32_t wi, int32_t client,
                                        const float *x);
 int fedc__sim_scaffold_after(fedc_sim *s, int32_t wi, int32_t client, const float *y,
                              int64_t steps);
-int fedc__sim_scaffold_begin(fedc_sim *s);
-int fedc__sim_scaffold_finish(fedc_sim *s);
-const float *fedc__sim_scaffold_variate(const fedc_sim *s);
+const float *fedc__sim_scaffold_delta(const fedc_sim *s, int32_t wi);
 
 #endif

@@ -101,7 +101,7 @@ int fedc_scaffold_server_finish(fedc_scaffold_server *s) {
   const double scale = ldexp(1.0, -32) / s->total_weight;
   for (size_t i = 0; i < s->n; i++)
     s->c[i] = (float)((double)s->c[i] + (double)acc[i] * scale);
-  return fedc_scaffold_server_begin(s);
+  return 0;
 }
 
 const float *fedc_scaffold_server_variate(const fedc_scaffold_server *s) { return s->c; }
@@ -116,5 +116,5 @@ int fedc_scaffold_server_set(fedc_scaffold_server *s, const float *c, size_t n) 
       return fedc_error_set(FEDC_ENONFINITE, "scaffold: server variate %zu is %g", i,
                             (double)c[i]);
   for (size_t i = 0; i < n; i++) s->c[i] = c[i];
-  return fedc_scaffold_server_begin(s);
+  return 0;
 }

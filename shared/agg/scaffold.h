@@ -54,12 +54,14 @@ int fedc_scaffold_server_begin(fedc_scaffold_server *s);
 int fedc_scaffold_server_add(fedc_scaffold_server *s, const float *delta, size_t n,
                              uint64_t weight);
 /* c += sum of the round's weighted deltas / total_weight (nothing when
- * none came). */
+ * none came). The sum is kept until the next begin, so a driver that
+ * restores c (an aborted commit) can finish the same round again. */
 int fedc_scaffold_server_finish(fedc_scaffold_server *s);
 /* The current server variate (n weights) and its deltas this round. */
 const float *fedc_scaffold_server_variate(const fedc_scaffold_server *s);
 int32_t fedc_scaffold_server_count(const fedc_scaffold_server *s);
-/* Set c (a restart restoring the committed variate). */
+/* Set c (a restart restoring the committed variate, or an aborted
+ * commit); the round's sum of deltas is kept. */
 int fedc_scaffold_server_set(fedc_scaffold_server *s, const float *c, size_t n);
 
 #endif

@@ -243,6 +243,7 @@ static void test_server_variate(void **state) {
   /* a round with no deltas leaves c alone */
   float before[N];
   memcpy(before, ca, sizeof before);
+  assert_int_equal(fedc_scaffold_server_begin(a), 0);
   assert_int_equal(fedc_scaffold_server_finish(a), 0);
   assert_memory_equal(before, ca, sizeof before);
   c0[2] = NAN;
@@ -302,6 +303,7 @@ static void test_two_rounds_reference(void **state) {
     for (size_t i = 0; i < np; i++)
       x[i] = (float)((double)x[i] + server_lr * (sum[i] / 2.0 - (double)x[i]));
     assert_int_equal(fedc_scaffold_server_finish(srv), 0);
+    assert_int_equal(fedc_scaffold_server_begin(srv), 0);
     fedc_free(sum);
     /* the reference */
     memset(avg, 0, np * sizeof *avg);
