@@ -145,6 +145,7 @@ static int make_client(const fedc_config *cfg, fedc_client_builtin **builtin, fe
   p.key = cfg->tls_key;
   p.name = cfg->client_name;
   p.keep_updates = cfg->client_keep_updates;
+  p.state_dir = cfg->client_state_dir;
   p.poll_s = cfg->server_poll_s;
   p.backoff_max_s = cfg->client_backoff_max_s;
   p.give_up_s = cfg->client_give_up_s;

@@ -91,6 +91,7 @@ static int builtin_train(void *ud, const fedc_client_round *r, float *w,
   if (b->trainer == NULL) return fedc_error_set(FEDC_ESTATE, "built-in trainer: not prepared");
   fedc_train_params p;
   fedc_client_train_params(r->job, &p);
+  p.correction = r->correction; /* SCAFFOLD's c - c_i, or NULL */
   if (p.batch_size > b->train.n) p.batch_size = (int32_t)b->train.n;
   fedc_rng rng;
   fedc_rng_derive(&rng, r->job->seed, CLIENT_TAG, (uint64_t)r->round, fp64_of(r->fingerprint));
@@ -100,6 +101,7 @@ static int builtin_train(void *ud, const fedc_client_round *r, float *w,
   out->samples = b->train.n;
   out->loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
   out->accuracy = NAN;
+  out->steps = st.steps;
   return 0;
 }
 

@@ -230,4 +230,16 @@ void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o, int32_t sel
 char *fedc__coord_status_json(fedc_coord *c);
 char *fedc__coord_metrics_text(fedc_coord *c);
 
+/* scaffold_wire.c: SCAFFOLD's variates in the containers served and
+ * received (docs/protocol.md). on: the job's strategy keeps variates.
+ * model_encode/model_decode replace fedc_model_encode/decode for the
+ * model containers (with the "variate." tensors when on); update_decode
+ * reads an update's weights and "variate_delta." tensors. */
+int fedc__coord_scaffold_on(const fedc_coord *c);
+int fedc__coord_model_encode(const fedc_coord *c, const float *w, const fedc_st_meta *meta,
+                             size_t n_meta, uint8_t **out, size_t *len);
+int fedc__coord_model_decode(const fedc_coord *c, const uint8_t *bytes, size_t len, float *w);
+int fedc__coord_update_decode(const fedc_coord *c, const uint8_t *bytes, size_t len, float *w,
+                              float *dc, fedc_st_file **file);
+
 #endif

@@ -207,7 +207,15 @@ static void update_run(uv_work_t *req) {
     return;
   }
   fedc_st_file *f = NULL;
-  int rc = fedc_model_decode(&c->spec, w->body, w->len, weights, &f);
+  float *dc = NULL; /* SCAFFOLD: the client's control-variate delta */
+  int scaffold = fedc__coord_scaffold_on(c);
+  if (scaffold && (dc = fedc_malloc_array(c->n_params, sizeof(float))) == NULL) {
+    fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
+    fedc_free(weights);
+    return;
+  }
+  int rc = scaffold ? fedc__coord_update_decode(c, w->body, w->len, weights, dc, &f)
+                    : fedc_model_decode(&c->spec, w->body, w->len, weights, &f);
   if (rc != 0) {
     char msg[384];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -220,6 +228,7 @@ static void update_run(uv_work_t *req) {
     default: fail_update(w, 400, REJECT_bad_container, "bad_container", msg); break;
     }
     fedc_free(weights);
+    fedc_free(dc);
     return;
   }
   fedc_update_meta meta;
@@ -227,6 +236,7 @@ static void update_run(uv_work_t *req) {
     fail_update(w, 400, REJECT_bad_metadata, "bad_metadata", fedc_error_msg());
     fedc_st_free(f);
     fedc_free(weights);
+    fedc_free(dc);
     return;
   }
   int64_t round = meta.round, samples = meta.num_samples;
@@ -234,8 +244,10 @@ static void update_run(uv_work_t *req) {
   const char *sha = meta.sha256;
   w->round = (int32_t)round;
   pthread_mutex_lock(&c->mu);
-  rc = fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
-                          c->n_params, (uint64_t)samples, loss);
+  rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
+                                              dc, c->n_params, (uint64_t)samples, loss)
+                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
+                                     c->n_params, (uint64_t)samples, loss);
   if (rc == 0) {
     /* round_updates has a row per selected client (sized at open) */
     if (c->n_round_updates < c->round_updates_cap) {
@@ -271,6 +283,7 @@ static void update_run(uv_work_t *req) {
   }
   fedc_st_free(f);
   fedc_free(weights);
+  fedc_free(dc);
 }
 
 /*
@@ -531,6 +544,9 @@ static char *job_public_json(const fedc_coord *c) {
   char seed[32]; /* a uint64 does not fit a JSON number: a decimal string */
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->cfg.seed);
   cJSON_AddStringToObject(job, "seed", seed);
+  /* the strategy, for clients whose part depends on it (SCAFFOLD) */
+  cJSON *strategy = cJSON_AddObjectToObject(job, "strategy");
+  cJSON_AddStringToObject(strategy, "name", c->cfg.strategy);
   char *text = cJSON_PrintUnformatted(job);
   cJSON_Delete(job);
   char *copy = text ? fedc_strdup(text) : NULL;
@@ -550,11 +566,11 @@ static int restore(fedc_coord *c) {
   if (last == 0) {
     fedc_model_init(&c->spec, c->cfg.seed, w);
     fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
-    rc = fedc_model_encode(&c->spec, w, meta, 3, &bytes, &len);
+    rc = fedc__coord_model_encode(c, w, meta, 3, &bytes, &len);
     if (rc == 0) rc = fedc_store_put_initial(c->store, bytes, len);
   } else {
     rc = fedc_store_checkpoint(c->store, last, &bytes, &len);
-    if (rc == 0) rc = fedc_model_decode(&c->spec, bytes, len, w, NULL);
+    if (rc == 0) rc = fedc__coord_model_decode(c, bytes, len, w);
     if (rc != 0) {
       char msg[384];
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());

@@ -52,7 +52,7 @@ int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
   fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", r}};
   *bytes = NULL;
   *len = 0;
-  int rc = fedc_model_encode(&c->spec, w, meta, sizeof meta / sizeof meta[0], bytes, len);
+  int rc = fedc__coord_model_encode(c, w, meta, sizeof meta / sizeof meta[0], bytes, len);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
   rc = fedc_st_decode(*bytes, *len, &f);

@@ -230,7 +230,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
     fedc_pipeline_params_from_config(c, c->clients, &pp);
     if (!share_on) pp.max_share = 0.0;
     /* SCAFFOLD's server variate weighs clients by rows, out of all rows */
-    pp.variate_total = (double)s->train.n;
+    if (pp.variate_total <= 0.0) pp.variate_total = (double)s->train.n;
     fedc_engine_params ep = {.rounds = c->rounds,
                              .clients_per_round = c->clients_per_round,
                              .min_clients = c->min_clients,

@@ -99,6 +99,7 @@ typedef struct fedc_client_job {
   float l1, l2;      /* regularization of the weights; 0 when absent */
   fedc_client_hparams train;
   uint64_t seed;     /* the job's seed */
+  char strategy[32]; /* the job's [strategy] name; "fedavg" when not sent */
 } fedc_client_job;
 
 /* One tensor of the job's flat parameter vector (float32, row-major: a
@@ -125,6 +126,12 @@ typedef struct fedc_client_round {
    * seed, the round and the fingerprint: the same job gives the same
    * stream, every client and round a different one. */
   uint64_t seed;
+  /* SCAFFOLD jobs (job->strategy "scaffold"): the drift correction c - c_i
+   * (n_params floats) that every local SGD step adds to its minibatch
+   * gradient, y <- y - lr (g(y) + correction); NULL for other jobs. The
+   * client keeps the variates and computes the delta it sends from the
+   * trainer's result (docs/strategies.md). */
+  const float *correction;
 } fedc_client_round;
 
 /* A trainer's report. */
@@ -134,6 +141,8 @@ typedef struct fedc_client_metrics {
   double loss;     /* train: mean training loss (finite), sent with the
                       update; evaluate: mean loss */
   double accuracy; /* in [0, 1], or NAN when it does not apply (logged) */
+  int64_t steps;   /* train: local SGD steps taken; 0 = not said (then
+                      epochs x ceil(samples / batch_size)) */
 } fedc_client_metrics;
 
 /*
@@ -194,6 +203,9 @@ typedef struct fedc_client_params {
                                an answer (default 600); 0 = never */
   const char *user_agent;   /* HTTP User-Agent; NULL for "fedc-client/<version>" */
   fedc_client_trainer trainer; /* train is required */
+  const char *state_dir;    /* folder for state kept between runs (SCAFFOLD's
+                               client variate); NULL or "": none, and a
+                               scaffold job then ends the run */
 } fedc_client_params;
 
 /* Fill p with the defaults (no URL, files or trainer). Any thread. */

@@ -186,6 +186,11 @@ static const key_def keys[] = {
      MIN_ONLY, NULL, "1e4",
      "An update with a weight further than this from the global model's is "
      "refused (an honest round moves no weight this far); 0 = off."},
+    {"strategy", "variate_samples", T_DOUBLE, M(variate_samples), 0, 1e18, MINMAX, NULL,
+     "0",
+     "scaffold: the training samples of all the federation's clients, which "
+     "weigh the server control variate's update (c += sum n_i dc_i / this); "
+     "0 = fedc-sim's own row count. The coordinator needs it set."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",
@@ -338,6 +343,9 @@ static const key_def keys[] = {
      "600",
      "Client: exit with an error after this long without reaching the "
      "coordinator; 0 = never."},
+    {"client", "state_dir", T_STRING, M(client_state_dir), 0, 0, 0, NULL, "",
+     "Client: a folder for state kept between runs (SCAFFOLD's client control "
+     "variate); a scaffold job needs it."},
 
     {"sim", "clients", T_INT32, M(clients), 1, 1e7, MINMAX, NULL, "100",
      "Simulated clients the training set is split among."},
@@ -1222,6 +1230,15 @@ static int check_coordinator(const fedc_config *c) {
                           "output; leave classes at 0",
                           origin_of(c, "model", "classes"), (long)c->classes,
                           fedc_model_type_name(c->model_type));
+  const fedc_strategy_info *si = fedc_strategy_lookup(c->strategy);
+  if (si && (si->caps & FEDC_STRATEGY_VARIATES) && !(c->variate_samples >= 1.0))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] variate_samples = %g: strategy %s (set at %s) weighs "
+                          "each client's control-variate delta by its samples out of the "
+                          "federation's; the coordinator cannot count them: set it to the "
+                          "total training samples of all clients",
+                          origin_of(c, "strategy", "variate_samples"), c->variate_samples,
+                          c->strategy, origin_of(c, "strategy", "name"));
   int rc = need_string(c, "store", "path", "the coordinator");
   if (rc == 0) rc = need_string(c, "server", "listen", "the coordinator");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the coordinator");
@@ -1291,7 +1308,7 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
     fedc_strategy_needs_init(&drv);
     drv.can_secagg = role != FEDC_ROLE_SIM;
     drv.can_async = role != FEDC_ROLE_COORDINATOR;
-    drv.can_variates = role != FEDC_ROLE_COORDINATOR;
+    drv.can_variates = 1;
     drv.driver = role == FEDC_ROLE_COORDINATOR ? "the coordinator"
                  : role == FEDC_ROLE_SIM      ? "the simulator"
                                               : "the client";

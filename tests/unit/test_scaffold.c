@@ -371,6 +371,15 @@ static void test_refusals(void **state) {
   assert_int_equal(fedc_config_set(&c, "strategy.name=scaffold"), 0);
   assert_int_equal(fedc_config_set(&c, "privacy.secure_aggregation=true"), 0);
   expect_refused(&c, FEDC_ROLE_SIM, "secure aggregation would hide the model update");
+  /* the coordinator cannot count the federation's samples: it is told */
+  fedc_config_defaults(&c);
+  const char *coord[] = {"strategy.name=scaffold", "model.inputs=784", "model.classes=10",
+                         "tls.cert=s.pem", "tls.key=s.key", "tls.ca=ca.pem"};
+  for (size_t i = 0; i < sizeof coord / sizeof *coord; i++)
+    assert_int_equal(fedc_config_set(&c, coord[i]), 0);
+  expect_refused(&c, FEDC_ROLE_COORDINATOR, "[strategy] variate_samples = 0");
+  assert_int_equal(fedc_config_set(&c, "strategy.variate_samples=60000"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), 0);
   /* the driver-level checks */
   fedc_strategy_needs n;
   fedc_strategy_needs_init(&n);
