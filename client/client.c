@@ -69,6 +69,7 @@ struct fedc_client {
   fedc_client_scaffold *scaffold; /* a SCAFFOLD job's client variate, or NULL */
   double poll_s, backoff_max_s, give_up_s;
   double test_stall_s;
+  double test_train_delay_s;
   int test_secagg_lie;
   fedc_client_trainer trainer;
   char fingerprint[FEDC_CLIENT_SHA_HEX + 1];
@@ -129,6 +130,10 @@ void fedc_client_stop(fedc_client *c) {
 
 void fedc_client_set_test_stall(fedc_client *c, double secs) {
   c->test_stall_s = secs;
+}
+
+void fedc_client_set_test_train_delay(fedc_client *c, double secs) {
+  c->test_train_delay_s = secs;
 }
 
 void fedc_client_set_test_secagg_lie(fedc_client *c, int lie) {
@@ -671,6 +676,8 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   round_info(c, t->round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
   if (c->scaffold) r.correction = fedc_client_scaffold_begin(c->scaffold, t->round, c->w);
+  if (c->test_train_delay_s > 0 && nap(c, c->test_train_delay_s) != 0)
+    return interrupted(c);
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
   if (rc != 0) {

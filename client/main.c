@@ -239,6 +239,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
     return rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;
   }
+  const char *delay = getenv("FEDC_TEST_TRAIN_DELAY_S"); /* a slow site, in tests */
+  if (delay) {
+    char *end;
+    double secs = strtod(delay, &end);
+    if (end != delay && secs > 0) fedc_client_set_test_train_delay(c, secs);
+  }
   const char *stall = getenv("FEDC_TEST_SECAGG_STALL_S");
   if (stall) {
     char *end;

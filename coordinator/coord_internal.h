@@ -39,6 +39,10 @@ typedef struct coord_client {
                                client by this pointer, not the reverse) */
   double poll_deadline;
   int64_t updates;          /* updates counted into committed rounds */
+  /* fedbuff (async_rounds.c): the step (round) its last counted update
+   * went into (0 = none), and that update's checksum */
+  int32_t async_last;
+  char async_sha[65];
 } coord_client;
 
 /* The round's states (the table is in coordinator.c, round_event). */
@@ -141,6 +145,8 @@ struct fedc_coordinator {
 
   int budget_stop; /* the job ended at its DP epsilon budget */
   struct coord_secagg *secagg; /* secure aggregation (secagg_rounds.c); NULL when off */
+  int async_rounds;            /* fedbuff: asynchronous steps (async_rounds.c) */
+  struct coord_async *async;
   int stopping;
   int stopped;        /* on_stopped ran */
   int free_when_closed; /* a failed start: free once the tick is closed */
@@ -241,5 +247,38 @@ int fedc__coord_model_encode(const fedc_coord *c, const float *w, const fedc_st_
 int fedc__coord_model_decode(const fedc_coord *c, const uint8_t *bytes, size_t len, float *w);
 int fedc__coord_update_decode(const fedc_coord *c, const uint8_t *bytes, size_t len, float *w,
                               float *dc, fedc_st_file **file);
+
+/* async_rounds.c: FedBuff over the wire. on: the job's strategy is
+ * asynchronous. init after the engine is restored; has_task replaces the
+ * selection; update runs on a worker (decode, delta against the update's
+ * base version, the engine's staleness-weighted fold, and a step's commit
+ * to the store); update_done on the loop thread serves a committed step;
+ * event is the state machine of an asynchronous job. */
+typedef struct coord_async_result {
+  int status; /* 200, or the refusal */
+  int reason; /* reject_reason */
+  char code[32];
+  char msg[384];
+  int32_t round;
+  int duplicate;
+  int32_t staleness;
+  struct {
+    int stepped, fatal;
+    fedc_round_metrics m;
+    fedc_store_round row;
+    uint8_t *model;
+    size_t model_len;
+    char sha[65];
+    char err[384];
+  } step;
+} coord_async_result;
+int fedc__coord_async_on(const fedc_coord *c);
+int fedc__coord_async_init(fedc_coord *c);
+void fedc__coord_async_free(fedc_coord *c);
+int fedc__coord_async_has_task(fedc_coord *c, int32_t client_id);
+void fedc__coord_async_update(fedc_coord *c, int32_t client_id, const uint8_t *body, size_t len,
+                              coord_async_result *r);
+void fedc__coord_async_update_done(fedc_coord *c, coord_async_result *r);
+void fedc__coord_async_event(fedc_coord *c);
 
 #endif

@@ -176,6 +176,7 @@ typedef struct update_work {
   char msg[384];
   int32_t round;
   int duplicate;
+  coord_async_result ar; /* fedbuff */
 } update_work;
 
 static void update_abort(void *ud, fedc_http_exchange *x) {
@@ -201,6 +202,16 @@ static void fail_update(update_work *w, int status, reject_reason r,
 static void update_run(uv_work_t *req) {
   update_work *w = req->data;
   fedc_coord *c = w->c;
+  if (c->async_rounds) { /* fedbuff: async_rounds.c */
+    fedc__coord_async_update(c, w->client_id, w->body, w->len, &w->ar);
+    w->status = w->ar.status;
+    w->reason = (reject_reason)w->ar.reason;
+    snprintf(w->code, sizeof w->code, "%s", w->ar.code);
+    snprintf(w->msg, sizeof w->msg, "%s", w->ar.msg);
+    w->round = w->ar.round;
+    w->duplicate = w->ar.duplicate;
+    return;
+  }
   float *weights = fedc_malloc_array(c->n_params, sizeof(float));
   if (weights == NULL) {
     fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
@@ -310,6 +321,7 @@ static void update_done(uv_work_t *req, int status) {
   fedc_coord *c = w->c;
   (void)status;
   c->inflight--;
+  if (c->async_rounds) fedc__coord_async_update_done(c, &w->ar);
   if (w->status == 200 && !w->duplicate) {
     c->updates_accepted++;
     pthread_mutex_lock(&c->mu); /* no commit runs while updates are in flight */
@@ -352,8 +364,10 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
    * the last committed round (a resend, acknowledged as a duplicate);
    * anyone else is refused here, without spending a worker on decoding */
   pthread_mutex_lock(&c->mu);
-  int open = c->state == ROUND_OPEN && fedc_engine_is_open(c->engine);
-  int may = (open && fedc_engine_is_selected(c->engine, cl->id)) ||
+  int open = c->state == ROUND_OPEN &&
+             (c->async_rounds || fedc_engine_is_open(c->engine)); /* fedbuff: always */
+  int may = (open && c->async_rounds) ||
+            (open && fedc_engine_is_selected(c->engine, cl->id)) ||
             fedc_engine_has_reported(c->engine, c->round - 1, cl->id) ||
             fedc_engine_has_reported(c->engine, c->round, cl->id);
   pthread_mutex_unlock(&c->mu);
@@ -741,6 +755,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
+  if (rc == 0 && (c->async_rounds = fedc__coord_async_on(c)) != 0) rc = fedc__coord_async_init(c);
   if (rc == 0) {
     fedc_conn_limits lim = {
         .handshake_timeout_s = cfg->server_handshake_timeout_s,
@@ -843,6 +858,7 @@ int fedc_coordinator_exit_code(const fedc_coord *c) { return c->exit_code; }
 void fedc_coordinator_free(fedc_coord *c) {
   if (c == NULL) return;
   fedc__coord_secagg_free(c);
+  fedc__coord_async_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);

@@ -71,6 +71,7 @@ int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
 
 /* Only in states where no commit is on a worker: the lock is then short. */
 int fedc__coord_is_selected(fedc_coord *c, int32_t client_id) {
+  if (c->async_rounds) return fedc__coord_async_has_task(c, client_id);
   if (c->state != ROUND_OPEN && c->state != ROUND_CLOSING) return 0;
   pthread_mutex_lock(&c->mu);
   int sel = fedc_engine_is_selected(c->engine, client_id);
@@ -79,6 +80,7 @@ int fedc__coord_is_selected(fedc_coord *c, int32_t client_id) {
 }
 
 int fedc__coord_has_task(fedc_coord *c, int32_t client_id) {
+  if (c->async_rounds) return fedc__coord_async_has_task(c, client_id);
   if (c->state != ROUND_OPEN) return 0;
   pthread_mutex_lock(&c->mu);
   int task = fedc_engine_is_selected(c->engine, client_id) &&
@@ -493,6 +495,10 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
  * answered on every change of state. The loop runs until the state stays.
  */
 void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *w) {
+  if (c->async_rounds) { /* fedbuff: async_rounds.c */
+    fedc__coord_async_event(c);
+    return;
+  }
   for (;;) {
     round_state from = c->state, to = from;
     double now = fedc__coord_now();

@@ -1307,7 +1307,7 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
     fedc_strategy_needs drv;
     fedc_strategy_needs_init(&drv);
     drv.can_secagg = role != FEDC_ROLE_SIM;
-    drv.can_async = role != FEDC_ROLE_COORDINATOR;
+    drv.can_async = 1; /* the coordinator's in coordinator/async_rounds.c */
     drv.can_variates = 1;
     drv.driver = role == FEDC_ROLE_COORDINATOR ? "the coordinator"
                  : role == FEDC_ROLE_SIM      ? "the simulator"
