@@ -151,15 +151,19 @@ static void json_num(char *buf, size_t n, double v, int digits) {
   else snprintf(buf, n, "%.*f", digits, v);
 }
 
-static void print_json_round(const fedc_round_metrics *m) {
+static void print_json_round(const fedc_cli *cli, const fedc_round_metrics *m) {
   char acc[32], tl[32], trl[32];
   json_num(acc, sizeof acc, m->test_acc, 4);
   json_num(tl, sizeof tl, m->test_loss, 4);
   json_num(trl, sizeof trl, m->train_loss, 4);
-  char privacy[96] = "";
+  char privacy[128] = "";
   if (!isnan(m->epsilon))
     snprintf(privacy, sizeof privacy, ",\"epsilon\":%.5f,\"delta\":%g,\"clip_norm\":%.5g",
              m->epsilon, m->delta, m->clip_norm);
+  if (cli->cfg.speed_skew > 0) { /* the simulated clock: rows / speed */
+    size_t len = strlen(privacy);
+    snprintf(privacy + len, sizeof privacy - len, ",\"vtime\":%.3f", cli->vtime);
+  }
   printf("{\"round\":%d,\"test_acc\":%s,\"test_loss\":%s,\"train_loss\":%s,"
          "\"clients\":%d,\"samples\":%lld,\"secs\":%.4f%s}\n",
          (int)m->round, acc, tl, trl, (int)m->clients, (long long)m->samples,
@@ -171,7 +175,7 @@ void fedc_cli_round(fedc_cli *cli, const fedc_round_metrics *m) {
   if (!isnan(m->test_acc)) cli->last_acc = m->test_acc;
   if (!isnan(m->test_loss)) cli->last_loss = m->test_loss;
   if (cli->json) {
-    print_json_round(m);
+    print_json_round(cli, m);
     return;
   }
   if (!cli->tty) return;

@@ -31,6 +31,7 @@ typedef struct fedc_cli {
   int tty;          /* progress line on stderr */
   double t_rounds;  /* when the first round started */
   double last_acc, last_loss;
+  double vtime; /* the simulated clock after the round (sim.speed_skew > 0 only) */
 } fedc_cli;
 
 /*

@@ -50,6 +50,7 @@ int main(int argc, char **argv) {
       fedc_sim_free(sim);
       return FEDC_EXIT_RUNTIME;
     }
+    cli.vtime = fedc_sim_vtime(sim);
     fedc_cli_round(&cli, &m);
   }
   fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, "");

@@ -65,6 +65,7 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_free(s->attackers);
   fedc__sim_async_free(s->async);
   fedc__sim_scaffold_free(s);
+  fedc_free(s->speed);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
 }
@@ -381,6 +382,7 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
       s->mine[s->n_mine++] = s->selected[i];
   s->round_rc = 0;
   fedc_pool_run(s->pool, s->n_mine, train_task, s);
+  s->vtime += fedc__sim_round_vtime(s); /* the slowest selected client's time */
   if (s->round_rc != 0)
     rc = fedc_error_set(s->round_rc, "round %d: %s",
                         (int)fedc_engine_round(s->engine), s->round_err);

@@ -54,6 +54,8 @@ struct fedc_sim {
   uint8_t *attackers;    /* [sim] attack: one flag per client */
   struct fedc_sim_async *async; /* fedbuff's clients in flight */
   fedc_sim_scaffold *scaffold;  /* SCAFFOLD's control variates, or NULL */
+  double *speed;                /* clients' speeds (sim_async.c), made on first use */
+  double vtime;                 /* the simulated clock (fedc_sim_vtime) */
   int round_rc; /* first error of the round's tasks */
   char round_err[512];
   chunk_sums chunks[EVAL_CHUNKS];
@@ -65,6 +67,10 @@ struct fedc_sim {
  * engine steps every [strategy] buffer_k updates. */
 int fedc__sim_async_step(fedc_sim *s, fedc_round_metrics *out);
 void fedc__sim_async_free(fedc_sim_async *a);
+/* sim_async.c: client k's speed (rows per unit of simulated time), and a
+ * synchronous round's duration: its slowest selected client's. */
+int fedc__sim_speeds(fedc_sim *s);
+double fedc__sim_round_vtime(fedc_sim *s);
 /* sim.c: train client on worker wi from weights w (in: start, out: trained) */
 int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
                            int32_t round, float *w, double *loss,
