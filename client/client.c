@@ -37,6 +37,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "http_curl.h"
+#include "scaffold_client.h"
 #include "secagg_client.h"
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
@@ -66,9 +67,11 @@ typedef enum {
 } run_state;
 
 struct fedc_client {
-  char *url, *ca, *cert, *key, *name, *keep_updates, *user_agent;
+  char *url, *ca, *cert, *key, *name, *keep_updates, *user_agent, *state_dir;
+  fedc_client_scaffold *scaffold; /* a SCAFFOLD job's client variate, or NULL */
   double poll_s, backoff_max_s, give_up_s;
   double test_stall_s;
+  double test_train_delay_s;
   int test_secagg_lie;
   fedc_client_trainer trainer;
   char fingerprint[FEDC_CLIENT_SHA_HEX + 1];
@@ -144,6 +147,10 @@ void fedc_client_set_test_stall(fedc_client *c, double secs) {
   c->test_stall_s = secs;
 }
 
+void fedc_client_set_test_train_delay(fedc_client *c, double secs) {
+  c->test_train_delay_s = secs;
+}
+
 void fedc_client_set_test_secagg_lie(fedc_client *c, int lie) {
   c->test_secagg_lie = lie;
 }
@@ -158,7 +165,9 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->stats_json);
   fedc_free(c->job_json);
   fedc_free(c->model_bytes);
-  char *strs[] = {c->url, c->ca, c->cert, c->key, c->name, c->keep_updates, c->user_agent};
+  fedc_client_scaffold_free(c->scaffold);
+  char *strs[] = {c->url,  c->ca,           c->cert,      c->key,
+                  c->name, c->keep_updates, c->user_agent, c->state_dir};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     fedc_free(strs[i]);
   fedc_free(c);
@@ -218,6 +227,7 @@ int fedc_client_new(const fedc_client_params *p, fedc_client **out) {
   if (rc == 0) rc = copy_str(p->key, &c->key);
   if (rc == 0) rc = copy_str(p->name, &c->name);
   if (rc == 0) rc = copy_str(p->keep_updates, &c->keep_updates);
+  if (rc == 0) rc = copy_str(p->state_dir, &c->state_dir);
   if (rc == 0) rc = copy_str(p->user_agent ? p->user_agent : "fedc-client/" FEDC_VERSION,
                              &c->user_agent);
   if (rc == 0) {
@@ -490,6 +500,18 @@ static int model_setup(fedc_client *c) {
   c->n_tensors = fedc_client_layout(&c->spec, c->tensors, c->names);
   if ((c->w = fedc_malloc_array(c->n_params, sizeof(float))) == NULL)
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "client: out of memory");
+  /* SCAFFOLD: the site's control variate, kept in [client] state_dir */
+  fedc_client_scaffold_free(c->scaffold);
+  c->scaffold = NULL;
+  const fedc_strategy_info *si = fedc_strategy_lookup(c->job.strategy);
+  if (si && (si->caps & FEDC_STRATEGY_VARIATES)) {
+    int src = fedc_client_scaffold_new(c->state_dir, c->job.id, &c->spec, &c->scaffold);
+    if (src != 0) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      return end_run(c, FEDC_CLIENT_EXIT_FAILED, src, "%s", msg);
+    }
+  }
   if (c->trainer.prepare == NULL) return 0;
   int rc = c->trainer.prepare(c->trainer.user_data, &c->job, c->tensors, c->n_tensors,
                               c->n_params);
@@ -660,7 +682,8 @@ static int fetch_model(fedc_client *c, const fedc_client_task *t) {
     fedc_error_set(FEDC_ECHECKSUM, "round %d: model checksum mismatch", (int)t->round);
     return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
   }
-  rc = fedc_model_from_tensors(&c->spec, f, c->w);
+  rc = c->scaffold ? fedc_client_scaffold_model(c->scaffold, f, c->w)
+                   : fedc_model_from_tensors(&c->spec, f, c->w);
   fedc_st_free(f);
   if (rc != 0) {
     /* the coordinator serves a model of another shape than the job it
@@ -810,6 +833,9 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_round r;
   round_info(c, t->round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
+  if (c->scaffold) r.correction = fedc_client_scaffold_begin(c->scaffold, t->round, c->w);
+  if (c->test_train_delay_s > 0 && nap(c, c->test_train_delay_s) != 0)
+    return interrupted(c);
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
   if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
@@ -866,7 +892,20 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
                   (int)t->round, (long long)m.samples, (int)c->job.train.epochs, m.loss, secs);
   uint8_t *buf;
   size_t len;
-  rc = fedc_client_update_encode(&c->spec, c->w, t->round, m.samples, m.loss, &buf, &len);
+  if (c->scaffold) {
+    /* the variate's update needs the local step count: the trainer's, or
+     * what the job's epochs and batch size make of its samples */
+    int64_t bs = c->job.train.batch_size < 1 ? 1 : c->job.train.batch_size;
+    int64_t steps = m.steps > 0 ? m.steps
+                                : (int64_t)c->job.train.epochs * ((m.samples + bs - 1) / bs);
+    rc = fedc_client_scaffold_finish(c->scaffold, t->round, c->w, steps, c->job.train.lr);
+    if (rc != 0)
+      return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: %s", (int)t->round,
+                     fedc_error_msg());
+    rc = fedc_client_scaffold_encode(c->scaffold, c->w, t->round, m.samples, m.loss, &buf, &len);
+  } else {
+    rc = fedc_client_update_encode(&c->spec, c->w, t->round, m.samples, m.loss, &buf, &len);
+  }
   if (rc != 0)
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: %s", (int)t->round, fedc_error_msg());
   if (c->keep_updates[0]) {

@@ -102,6 +102,9 @@ int fedc_client_update_write(const char *path, const fedc_model_spec *spec, cons
 /* Test hook of secure rounds: wait secs after sharing keys (fedc-client
  * sets it from FEDC_TEST_SECAGG_STALL_S; the library reads no environment). */
 void fedc_client_set_test_stall(fedc_client *c, double secs);
+/* Test hook of asynchronous jobs: a slow site, which waits secs before
+ * each training (fedc-client sets it from FEDC_TEST_TRAIN_DELAY_S). */
+void fedc_client_set_test_train_delay(fedc_client *c, double secs);
 /* Test hook: lie = 1 makes the client reveal one wrong share word in each
  * secure round (fedc-client sets it from FEDC_TEST_SECAGG_LIE=1). */
 void fedc_client_set_test_secagg_lie(fedc_client *c, int lie);

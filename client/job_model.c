@@ -143,6 +143,7 @@ void fedc_client_train_params(const fedc_client_job *job, fedc_train_params *p) 
   p->lr = job->train.lr;
   p->momentum = job->train.momentum;
   p->prox_mu = job->train.prox_mu;
+  p->correction = NULL;
 }
 
 int fedc_client_update_encode(const fedc_model_spec *spec, const float *w, int32_t round,

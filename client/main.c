@@ -173,6 +173,7 @@ static int make_client(const fedc_config *cfg, trainers *tr, fedc_client **out) 
   p.key = cfg->tls_key;
   p.name = cfg->client_name;
   p.keep_updates = cfg->client_keep_updates;
+  p.state_dir = cfg->client_state_dir;
   p.poll_s = cfg->server_poll_s;
   p.backoff_max_s = cfg->client_backoff_max_s;
   p.give_up_s = cfg->client_give_up_s;
@@ -264,6 +265,12 @@ int main(int argc, char **argv) {
   if (rc != 0) {
     fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
     return rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;
+  }
+  const char *delay = getenv("FEDC_TEST_TRAIN_DELAY_S"); /* a slow site, in tests */
+  if (delay) {
+    char *end;
+    double secs = strtod(delay, &end);
+    if (end != delay && secs > 0) fedc_client_set_test_train_delay(c, secs);
   }
   const char *stall = getenv("FEDC_TEST_SECAGG_STALL_S");
   if (stall) {

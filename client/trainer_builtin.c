@@ -358,6 +358,7 @@ static int builtin_train(void *ud, const fedc_client_round *r, float *w,
   if (b->trainer == NULL) return fedc_error_set(FEDC_ESTATE, "built-in trainer: not prepared");
   fedc_train_params p;
   fedc_client_train_params(r->job, &p);
+  p.correction = r->correction; /* SCAFFOLD's c - c_i, or NULL */
   if (p.batch_size > b->n_rows) p.batch_size = (int32_t)b->n_rows;
   if (b->n_cw > 0) p.class_weight = b->cw, p.n_class_weight = b->n_cw;
   fedc_rng rng;
@@ -368,6 +369,7 @@ static int builtin_train(void *ud, const fedc_client_round *r, float *w,
   out->samples = b->n_rows;
   out->loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
   out->accuracy = NAN;
+  out->steps = st.steps;
   return 0;
 }
 

@@ -47,6 +47,10 @@ typedef struct coord_client {
                                below quorum opens again, anew) */
   int64_t trainer_failures; /* failures reported since this process started */
   char failure[160];        /* the last one's reason, printable ASCII */
+  /* fedbuff (async_rounds.c): the step (round) its last counted update
+   * went into (0 = none), and that update's checksum */
+  int32_t async_last;
+  char async_sha[65];
 } coord_client;
 
 /* The round's states (the table is in coordinator.c, round_event). */
@@ -161,6 +165,8 @@ struct fedc_coordinator {
   struct coord_secagg *secagg; /* secure aggregation (secagg_rounds.c); NULL when off */
   struct coord_stats *stats;   /* schema and statistics (stats_phase.c); NULL without a schema */
   struct coord_eval *eval;     /* federated evaluation (eval_rounds.c); NULL when off */
+  int async_rounds;            /* fedbuff: asynchronous steps (async_rounds.c) */
+  struct coord_async *async;
   int stopping;
   int stopped;        /* on_stopped ran */
   int free_when_closed; /* a failed start: free once the tick is closed */
@@ -285,5 +291,51 @@ char *fedc__coord_metrics_text(fedc_coord *c);
  * and warn of those expiring within FEDC_PKI_WARN_DAYS, once each. */
 void fedc__coord_certs_start(fedc_coord *c);
 void fedc__coord_certs_update(fedc_coord *c, fedc__cert_row *rows, int32_t n);
+
+/* scaffold_wire.c: SCAFFOLD's variates in the containers served and
+ * received (docs/protocol.md). on: the job's strategy keeps variates.
+ * model_encode/model_decode replace fedc_model_encode/decode for the
+ * model containers (with the "variate." tensors when on); update_decode
+ * reads an update's weights and "variate_delta." tensors. */
+int fedc__coord_scaffold_on(const fedc_coord *c);
+int fedc__coord_model_encode(const fedc_coord *c, const float *w, const int64_t *ints,
+                             const fedc_st_meta *meta, size_t n_meta, uint8_t **out, size_t *len);
+int fedc__coord_model_decode(const fedc_coord *c, const uint8_t *bytes, size_t len, float *w,
+                             int64_t *ints);
+int fedc__coord_update_decode(const fedc_coord *c, const uint8_t *bytes, size_t len, float *w,
+                              float *dc, fedc_st_file **file);
+
+/* async_rounds.c: FedBuff over the wire. on: the job's strategy is
+ * asynchronous. init after the engine is restored; has_task replaces the
+ * selection; update runs on a worker (decode, delta against the update's
+ * base version, the engine's staleness-weighted fold, and a step's commit
+ * to the store); update_done on the loop thread serves a committed step;
+ * event is the state machine of an asynchronous job. */
+typedef struct coord_async_result {
+  int status; /* 200, or the refusal */
+  int reason; /* reject_reason */
+  char code[32];
+  char msg[384];
+  int32_t round;
+  int duplicate;
+  int32_t staleness;
+  struct {
+    int stepped, fatal;
+    fedc_round_metrics m;
+    fedc_store_round row;
+    uint8_t *model;
+    size_t model_len;
+    char sha[65];
+    char err[384];
+  } step;
+} coord_async_result;
+int fedc__coord_async_on(const fedc_coord *c);
+int fedc__coord_async_init(fedc_coord *c);
+void fedc__coord_async_free(fedc_coord *c);
+int fedc__coord_async_has_task(fedc_coord *c, int32_t client_id);
+void fedc__coord_async_update(fedc_coord *c, int32_t client_id, const uint8_t *body, size_t len,
+                              coord_async_result *r);
+void fedc__coord_async_update_done(fedc_coord *c, coord_async_result *r);
+void fedc__coord_async_event(fedc_coord *c);
 
 #endif

@@ -193,6 +193,7 @@ typedef struct update_work {
   char msg[384];
   int32_t round;
   int duplicate;
+  coord_async_result ar; /* fedbuff */
 } update_work;
 
 static void update_abort(void *ud, fedc_http_exchange *x) {
@@ -218,6 +219,16 @@ static void fail_update(update_work *w, int status, reject_reason r,
 static void update_run(uv_work_t *req) {
   update_work *w = req->data;
   fedc_coord *c = w->c;
+  if (c->async_rounds) { /* fedbuff: async_rounds.c */
+    fedc__coord_async_update(c, w->client_id, w->body, w->len, &w->ar);
+    w->status = w->ar.status;
+    w->reason = (reject_reason)w->ar.reason;
+    snprintf(w->code, sizeof w->code, "%s", w->ar.code);
+    snprintf(w->msg, sizeof w->msg, "%s", w->ar.msg);
+    w->round = w->ar.round;
+    w->duplicate = w->ar.duplicate;
+    return;
+  }
   float *weights = fedc_malloc_array(c->n_params, sizeof(float));
   int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
   if (weights == NULL || ints == NULL) {
@@ -227,7 +238,16 @@ static void update_run(uv_work_t *req) {
     return;
   }
   fedc_st_file *f = NULL;
-  int rc = fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
+  float *dc = NULL; /* SCAFFOLD: the client's control-variate delta */
+  int scaffold = fedc__coord_scaffold_on(c);
+  if (scaffold && (dc = fedc_malloc_array(c->n_params, sizeof(float))) == NULL) {
+    fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
+    fedc_free(weights);
+    fedc_free(ints);
+    return;
+  }
+  int rc = scaffold ? fedc__coord_update_decode(c, w->body, w->len, weights, dc, &f)
+                    : fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
   if (rc != 0) {
     char msg[384];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -241,6 +261,7 @@ static void update_run(uv_work_t *req) {
     }
     fedc_free(weights);
     fedc_free(ints);
+    fedc_free(dc);
     return;
   }
   fedc_update_meta meta;
@@ -249,6 +270,7 @@ static void update_run(uv_work_t *req) {
     fedc_st_free(f);
     fedc_free(weights);
     fedc_free(ints);
+    fedc_free(dc);
     return;
   }
   int64_t round = meta.round, samples = meta.num_samples;
@@ -256,8 +278,10 @@ static void update_run(uv_work_t *req) {
   const char *sha = meta.sha256;
   w->round = (int32_t)round;
   pthread_mutex_lock(&c->mu);
-  rc = fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
-                          c->n_params, (uint64_t)samples, loss);
+  rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
+                                              dc, c->n_params, (uint64_t)samples, loss)
+                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
+                                     c->n_params, (uint64_t)samples, loss);
   if (rc == 0) {
     fedc__coord_tensors_fold(c, ints); /* integer tensors (max rules) */
     /* round_updates has a row per selected client (sized at open) */
@@ -295,6 +319,7 @@ static void update_run(uv_work_t *req) {
   fedc_st_free(f);
   fedc_free(weights);
   fedc_free(ints);
+  fedc_free(dc);
 }
 
 /*
@@ -321,6 +346,7 @@ static void update_done(uv_work_t *req, int status) {
   fedc_coord *c = w->c;
   (void)status;
   c->inflight--;
+  if (c->async_rounds) fedc__coord_async_update_done(c, &w->ar);
   if (w->status == 200 && !w->duplicate) {
     c->updates_accepted++;
     pthread_mutex_lock(&c->mu); /* no commit runs while updates are in flight */
@@ -363,8 +389,10 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
    * the last committed round (a resend, acknowledged as a duplicate);
    * anyone else is refused here, without spending a worker on decoding */
   pthread_mutex_lock(&c->mu);
-  int open = c->state == ROUND_OPEN && fedc_engine_is_open(c->engine);
-  int may = (open && fedc_engine_is_selected(c->engine, cl->id)) ||
+  int open = c->state == ROUND_OPEN &&
+             (c->async_rounds || fedc_engine_is_open(c->engine)); /* fedbuff: always */
+  int may = (open && c->async_rounds) ||
+            (open && fedc_engine_is_selected(c->engine, cl->id)) ||
             fedc_engine_has_reported(c->engine, c->round - 1, cl->id) ||
             fedc_engine_has_reported(c->engine, c->round, cl->id);
   pthread_mutex_unlock(&c->mu);
@@ -571,6 +599,9 @@ static char *job_public_json(const fedc_coord *c) {
   char seed[32]; /* a uint64 does not fit a JSON number: a decimal string */
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->cfg.seed);
   cJSON_AddStringToObject(job, "seed", seed);
+  /* the strategy, for clients whose part depends on it (SCAFFOLD) */
+  cJSON *strategy = cJSON_AddObjectToObject(job, "strategy");
+  cJSON_AddStringToObject(strategy, "name", c->cfg.strategy);
   char *text = cJSON_PrintUnformatted(job);
   cJSON_Delete(job);
   char *copy = text ? fedc_strdup(text) : NULL;
@@ -588,11 +619,11 @@ static int restore(fedc_coord *c, float *w) {
   if (last == 0) {
     /* w holds the initial model (seeded, or [model] init's: tensor_job.c) */
     fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
-    rc = fedc_layout_encode(&c->layout, w, c->ints, meta, 3, &bytes, &len);
+    rc = fedc__coord_model_encode(c, w, c->ints, meta, 3, &bytes, &len);
     if (rc == 0) rc = fedc_store_put_initial(c->store, bytes, len);
   } else {
     rc = fedc_store_checkpoint(c->store, last, &bytes, &len);
-    if (rc == 0) rc = fedc_layout_decode(&c->layout, bytes, len, w, c->ints, NULL);
+    if (rc == 0) rc = fedc__coord_model_decode(c, bytes, len, w, c->ints);
     if (rc != 0) {
       char msg[384];
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -770,6 +801,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   if (rc == 0 && (c->audit_params = fedc__audit_params_json(&c->cfg)) == NULL) rc = FEDC_ENOMEM;
   if (rc == 0) rc = fedc__coord_stats_start(c);
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
+  if (rc == 0 && (c->async_rounds = fedc__coord_async_on(c)) != 0) rc = fedc__coord_async_init(c);
   if (rc == 0) {
     fedc_conn_limits lim = {
         .handshake_timeout_s = cfg->server_handshake_timeout_s,
@@ -873,6 +905,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   if (c == NULL) return;
   fedc__coord_secagg_free(c);
   fedc__coord_eval_free(c);
+  fedc__coord_async_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);

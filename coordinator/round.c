@@ -54,7 +54,7 @@ int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t 
   *len = 0;
   coord_model_meta mm; /* model_meta.c: the model describes itself */
   int rc = fedc__coord_model_meta(c, round, &mm);
-  if (rc == 0) rc = fedc_layout_encode(&c->layout, w, ints, mm.meta, mm.n, bytes, len);
+  if (rc == 0) rc = fedc__coord_model_encode(c, w, ints, mm.meta, mm.n, bytes, len);
   fedc__coord_model_meta_free(&mm);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
@@ -74,6 +74,7 @@ int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t 
 
 /* Only in states where no commit is on a worker: the lock is then short. */
 int fedc__coord_is_selected(fedc_coord *c, int32_t client_id) {
+  if (c->async_rounds) return fedc__coord_async_has_task(c, client_id);
   if (c->state != ROUND_OPEN && c->state != ROUND_CLOSING) return 0;
   pthread_mutex_lock(&c->mu);
   int sel = fedc_engine_is_selected(c->engine, client_id);
@@ -83,6 +84,7 @@ int fedc__coord_is_selected(fedc_coord *c, int32_t client_id) {
 
 int fedc__coord_has_task(fedc_coord *c, int32_t client_id) {
   if (c->state == ROUND_WAITING && fedc__coord_stats_wants(c, client_id)) return 1;
+  if (c->async_rounds) return fedc__coord_async_has_task(c, client_id);
   if (c->state != ROUND_OPEN) return 0;
   pthread_mutex_lock(&c->mu);
   int task = fedc_engine_is_selected(c->engine, client_id) &&
@@ -510,6 +512,10 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
  * answered on every change of state. The loop runs until the state stays.
  */
 void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *w) {
+  if (c->async_rounds) { /* fedbuff: async_rounds.c */
+    fedc__coord_async_event(c);
+    return;
+  }
   for (;;) {
     round_state from = c->state, to = from;
     double now = fedc__coord_now();

@@ -100,6 +100,12 @@ int fedc__coord_tensors_init(fedc_coord *c, float **w_init) {
                             c->cfg.integer_rule, msg);
       }
     }
+    if (rc == 0 && (fedc__coord_scaffold_on(c) || fedc__coord_async_on(c)))
+      rc = fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] name = %s with [model] type = tensors: SCAFFOLD's "
+                          "variates and FedBuff's steps are built for the built-in models' "
+                          "float32 layouts only; use another strategy for a tensor job",
+                          fedc_config_origin(&c->cfg, "strategy", "name"), c->cfg.strategy);
     if (rc == 0 && c->cfg.secagg && fedc_layout_has_max(&c->layout))
       rc = fedc_error_set(FEDC_ECONFIG,
                           "%s: [model] integer_rule = %s: max needs every update's integer "

@@ -159,15 +159,20 @@ void fedc_cli_set_eval(fedc_cli *cli, char *eval_json) {
   cli->eval_fresh = 1;
 }
 
-static void print_json_round(const fedc_round_metrics *m, const char *eval) {
+static void print_json_round(const fedc_cli *cli, const fedc_round_metrics *m,
+                             const char *eval) {
   char acc[32], tl[32], trl[32];
   json_num(acc, sizeof acc, m->test_acc, 4);
   json_num(tl, sizeof tl, m->test_loss, 4);
   json_num(trl, sizeof trl, m->train_loss, 4);
-  char privacy[96] = "";
+  char privacy[128] = "";
   if (!isnan(m->epsilon))
     snprintf(privacy, sizeof privacy, ",\"epsilon\":%.5f,\"delta\":%g,\"clip_norm\":%.5g",
              m->epsilon, m->delta, m->clip_norm);
+  if (cli->cfg.speed_skew > 0) { /* the simulated clock: rows / speed */
+    size_t len = strlen(privacy);
+    snprintf(privacy + len, sizeof privacy - len, ",\"vtime\":%.3f", cli->vtime);
+  }
   printf("{\"round\":%d,\"test_acc\":%s,\"test_loss\":%s,\"train_loss\":%s,"
          "\"clients\":%d,\"samples\":%lld,\"secs\":%.4f%s%s%s}\n",
          (int)m->round, acc, tl, trl, (int)m->clients, (long long)m->samples,
@@ -179,7 +184,7 @@ void fedc_cli_round(fedc_cli *cli, const fedc_round_metrics *m) {
   if (!isnan(m->test_acc)) cli->last_acc = m->test_acc;
   if (!isnan(m->test_loss)) cli->last_loss = m->test_loss;
   if (cli->json) {
-    print_json_round(m, cli->eval_fresh ? cli->eval_json : NULL);
+    print_json_round(cli, m, cli->eval_fresh ? cli->eval_json : NULL);
     cli->eval_fresh = 0;
     return;
   }

@@ -33,6 +33,7 @@ typedef struct fedc_cli {
   double last_acc, last_loss;
   char *eval_json; /* the last evaluation's metrics (fedc_cli_set_eval) */
   int eval_fresh;  /* eval_json belongs to the round about to be printed */
+  double vtime; /* the simulated clock after the round (sim.speed_skew > 0 only) */
 } fedc_cli;
 
 /*

@@ -58,6 +58,7 @@ int main(int argc, char **argv) {
       return FEDC_EXIT_RUNTIME;
     }
     fedc_cli_set_eval(&cli, eval);
+    cli.vtime = fedc_sim_vtime(sim);
     fedc_cli_round(&cli, &m);
   }
   fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, "");

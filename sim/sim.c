@@ -68,6 +68,8 @@ void fedc_sim_free(fedc_sim *s) {
   for (int i = 0; i < EVAL_CHUNKS; i++) fedc_free(s->chunks[i].report);
   fedc_free(s->report);
   fedc__sim_async_free(s->async);
+  fedc__sim_scaffold_free(s);
+  fedc_free(s->speed);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
 }
@@ -184,6 +186,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
   fedc_strategy_needs_init(&drv);
   drv.split = split;
   drv.can_async = !split;
+  drv.can_variates = 1;
   drv.driver = split ? "fedc-sim-mpi" : "fedc-sim";
   int crc = fedc_config_check_strategy(cfg, &drv);
   if (crc != 0) return crc;
@@ -245,6 +248,8 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
     fedc_pipeline_params pp;
     fedc_pipeline_params_from_config(c, c->clients, &pp);
     if (!share_on) pp.max_share = 0.0;
+    /* SCAFFOLD's server variate weighs clients by rows, out of all rows */
+    if (pp.variate_total <= 0.0) pp.variate_total = (double)s->train.n;
     fedc_engine_params ep = {.rounds = c->rounds,
                              .clients_per_round = c->clients_per_round,
                              .min_clients = c->min_clients,
@@ -263,6 +268,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
   }
   if (rc == 0) rc = workers_new(s);
   if (rc == 0 && s->share.evaluator) rc = reports_new(s);
+  if (rc == 0) rc = fedc__sim_scaffold_new(s);
   if (rc != 0) {
     fedc_sim_free(s);
     return rc;
@@ -327,8 +333,10 @@ int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
   int rc = client_weights(s, rows, *n_rows, weights);
   if (rc < 0) return rc;
   if (rc == 0) tp.class_weight = weights, tp.n_class_weight = (s->spec.type == FEDC_MODEL_LOGREG) ? 2 : s->spec.n_out;
+  if (s->scaffold) tp.correction = fedc__sim_scaffold_before(s, wi, client, w);
   fedc_train_stats st = {0};
   rc = fedc_train_local(wk->train, &tp, &wk->train_view, rows, *n_rows, &rng, w, &st);
+  if (rc == 0 && s->scaffold) rc = fedc__sim_scaffold_after(s, wi, client, w, st.steps);
   if (rc != 0) return rc;
   *loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
   return 0;
@@ -353,8 +361,13 @@ static void train_task(void *arg, int32_t task, int32_t wi) {
   if (s->attackers[client])
     fedc_attack_update(c, round, client, fedc_engine_global(s->engine), w->w, s->n_params);
   pthread_mutex_lock(&s->mu);
-  rc = fedc_engine_submit(s->engine, round, client, w->w, s->n_params,
-                          (uint64_t)n_rows, loss);
+  if (s->scaffold)
+    rc = fedc__engine_submit_variate(s->engine, round, client, w->w,
+                                     fedc__sim_scaffold_delta(s, wi), s->n_params,
+                                     (uint64_t)n_rows, loss);
+  else
+    rc = fedc_engine_submit(s->engine, round, client, w->w, s->n_params,
+                            (uint64_t)n_rows, loss);
   pthread_mutex_unlock(&s->mu);
   if (rc != 0) record_error(s, rc);
 }
@@ -429,6 +442,7 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
       s->mine[s->n_mine++] = s->selected[i];
   s->round_rc = 0;
   fedc_pool_run(s->pool, s->n_mine, train_task, s);
+  s->vtime += fedc__sim_round_vtime(s); /* the slowest selected client's time */
   if (s->round_rc != 0)
     rc = fedc_error_set(s->round_rc, "round %d: %s",
                         (int)fedc_engine_round(s->engine), s->round_err);

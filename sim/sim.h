@@ -67,6 +67,11 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
                             void *ctx, fedc_round_metrics *out);
 /* Training rows this share holds. */
 int64_t fedc_sim_rows(const fedc_sim *s);
+/* The simulated clock after the rounds run so far, with client k taking
+ * rows_k / speed_k to train (speeds exp(N(0, sim.speed_skew^2)), drawn
+ * from the seed): a synchronous round lasts as long as its slowest
+ * selected client, FedBuff's steps happen when their updates arrive. */
+double fedc_sim_vtime(const fedc_sim *s);
 const fedc_model_spec *fedc_sim_spec(const fedc_sim *s);
 const fedc_engine *fedc_sim_engine(const fedc_sim *s);
 /* The metrics of the last evaluation on the test set (eval_report.h's

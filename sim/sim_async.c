@@ -35,7 +35,7 @@ typedef struct flight {
 struct fedc_sim_async {
   int32_t n_flights;
   flight *fl;
-  double *speed;
+  const double *speed;
   uint8_t *busy;
   double now;
   uint64_t starts;
@@ -46,7 +46,6 @@ void fedc__sim_async_free(fedc_sim_async *a) {
   if (a == NULL) return;
   for (int32_t i = 0; a->fl && i < a->n_flights; i++) fedc_free(a->fl[i].delta);
   fedc_free(a->fl);
-  fedc_free(a->speed);
   fedc_free(a->busy);
   fedc_free(a);
 }
@@ -76,6 +75,31 @@ static int start(fedc_sim *s, fedc_sim_async *a, flight *f) {
   return 0;
 }
 
+int fedc__sim_speeds(fedc_sim *s) {
+  const fedc_config *c = &s->cfg;
+  if (s->speed) return 0;
+  s->speed = fedc_malloc_array((size_t)c->clients, sizeof *s->speed);
+  if (s->speed == NULL) return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
+  fedc_rng rng;
+  fedc_rng_derive(&rng, c->seed, 0x7370656564 /* "speed" */, 0, 0);
+  for (int32_t i = 0; i < c->clients; i++)
+    s->speed[i] = exp(c->speed_skew * fedc_rng_normal(&rng));
+  return 0;
+}
+
+double fedc__sim_round_vtime(fedc_sim *s) {
+  if (fedc__sim_speeds(s) != 0) return NAN;
+  double t = 0.0;
+  for (int32_t i = 0; i < s->n_selected; i++) {
+    int32_t k = s->selected[i];
+    double d = (double)(s->part.offsets[k + 1] - s->part.offsets[k]) / s->speed[k];
+    if (d > t) t = d;
+  }
+  return t;
+}
+
+double fedc_sim_vtime(const fedc_sim *s) { return s->vtime; }
+
 static int setup(fedc_sim *s) {
   const fedc_config *c = &s->cfg;
   fedc_sim_async *a = fedc_calloc(1, sizeof *a);
@@ -83,14 +107,10 @@ static int setup(fedc_sim *s) {
   s->async = a;
   a->n_flights = c->clients_per_round < c->clients ? c->clients_per_round : c->clients;
   a->fl = fedc_calloc((size_t)a->n_flights, sizeof *a->fl);
-  a->speed = fedc_malloc_array((size_t)c->clients, sizeof *a->speed);
   a->busy = fedc_calloc((size_t)c->clients, 1);
-  if (a->fl == NULL || a->speed == NULL || a->busy == NULL)
+  if (a->fl == NULL || a->busy == NULL || fedc__sim_speeds(s) != 0)
     return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
-  fedc_rng rng;
-  fedc_rng_derive(&rng, c->seed, 0x7370656564 /* "speed" */, 0, 0);
-  for (int32_t i = 0; i < c->clients; i++)
-    a->speed[i] = exp(c->speed_skew * fedc_rng_normal(&rng));
+  a->speed = s->speed;
   fedc_rng_derive(&a->pick, c->seed, 0x7069636b /* "pick" */, 0, 0);
   for (int32_t i = 0; i < a->n_flights; i++) {
     if ((a->fl[i].delta = fedc_malloc_array(s->n_params, sizeof(float))) == NULL)
@@ -123,6 +143,7 @@ int fedc__sim_async_step(fedc_sim *s, fedc_round_metrics *out) {
       if (g->finish < f->finish || (g->finish == f->finish && g->client < f->client)) f = g;
     }
     a->now = f->finish;
+    s->vtime = a->now;
     int stepped = 0;
     fedc_round_metrics m;
     rc = fedc_engine_submit_async(s->engine, f->client, f->base, f->delta, s->n_params,

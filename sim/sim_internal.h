@@ -20,6 +20,7 @@
 #include "ml/eval_report.h"
 
 typedef struct fedc_sim_async fedc_sim_async;
+typedef struct fedc_sim_scaffold fedc_sim_scaffold;
 
 #define EVAL_BATCH 512
 #define EVAL_CHUNKS 16
@@ -54,6 +55,9 @@ struct fedc_sim {
   int32_t *mine, n_mine; /* the selected clients this share trains */
   uint8_t *attackers;    /* [sim] attack: one flag per client */
   struct fedc_sim_async *async; /* fedbuff's clients in flight */
+  fedc_sim_scaffold *scaffold;  /* SCAFFOLD's control variates, or NULL */
+  double *speed;                /* clients' speeds (sim_async.c), made on first use */
+  double vtime;                 /* the simulated clock (fedc_sim_vtime) */
   int round_rc; /* first error of the round's tasks */
   char round_err[512];
   chunk_sums chunks[EVAL_CHUNKS];
@@ -68,9 +72,27 @@ struct fedc_sim {
  * engine steps every [strategy] buffer_k updates. */
 int fedc__sim_async_step(fedc_sim *s, fedc_round_metrics *out);
 void fedc__sim_async_free(fedc_sim_async *a);
+/* sim_async.c: client k's speed (rows per unit of simulated time), and a
+ * synchronous round's duration: its slowest selected client's. */
+int fedc__sim_speeds(fedc_sim *s);
+double fedc__sim_round_vtime(fedc_sim *s);
 /* sim.c: train client on worker wi from weights w (in: start, out: trained) */
 int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
                            int32_t round, float *w, double *loss,
                            int64_t *n_rows);
+
+/* sim_scaffold.c: SCAFFOLD's client variates (s->scaffold is NULL for
+ * other strategies; the server variate is the engine's). new after the
+ * engine and workers exist; before gives worker wi's correction c - c_i
+ * for client and remembers the start model x; after updates the client's
+ * variate from the trained y (steps local steps) and its delta, which
+ * delta gives until the worker's next client. */
+int fedc__sim_scaffold_new(fedc_sim *s);
+void fedc__sim_scaffold_free(fedc_sim *s);
+const float *fedc__sim_scaffold_before(fedc_sim *s, int32_t wi, int32_t client,
+                                       const float *x);
+int fedc__sim_scaffold_after(fedc_sim *s, int32_t wi, int32_t client, const float *y,
+                             int64_t steps);
+const float *fedc__sim_scaffold_delta(const fedc_sim *s, int32_t wi);
 
 #endif

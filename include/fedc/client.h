@@ -111,6 +111,7 @@ typedef struct fedc_client_job {
   char class_weight[1024];
   double pos_weight;
   double eval_threshold; /* binary models: score >= threshold predicts 1 */
+  char strategy[32]; /* the job's [strategy] name; "fedavg" when not sent */
 } fedc_client_job;
 
 /* One tensor of the job's flat parameter vector (float32, row-major: a
@@ -141,6 +142,12 @@ typedef struct fedc_client_round {
    * text (every field, also those this struct does not hold: what an
    * external trainer gets in FEDC_TASK); "{}" when not known. */
   const char *job_json;
+  /* SCAFFOLD jobs (job->strategy "scaffold"): the drift correction c - c_i
+   * (n_params floats) that every local SGD step adds to its minibatch
+   * gradient, y <- y - lr (g(y) + correction); NULL for other jobs. The
+   * client keeps the variates and computes the delta it sends from the
+   * trainer's result (docs/strategies.md). */
+  const float *correction;
 } fedc_client_round;
 
 /* A trainer's report. */
@@ -150,6 +157,8 @@ typedef struct fedc_client_metrics {
   double loss;     /* train: mean training loss (finite), sent with the
                       update; evaluate: mean loss */
   double accuracy; /* in [0, 1], or NAN when it does not apply (logged) */
+  int64_t steps;   /* train: local SGD steps taken; 0 = not said (then
+                      epochs x ceil(samples / batch_size)) */
 } fedc_client_metrics;
 
 /*
@@ -251,6 +260,9 @@ typedef struct fedc_client_params {
                                an answer (default 600); 0 = never */
   const char *user_agent;   /* HTTP User-Agent; NULL for "fedc-client/<version>" */
   fedc_client_trainer trainer; /* train is required */
+  const char *state_dir;    /* folder for state kept between runs (SCAFFOLD's
+                               client variate); NULL or "": none, and a
+                               scaffold job then ends the run */
 } fedc_client_params;
 
 /* Fill p with the defaults (no URL, files or trainer). Any thread. */

@@ -58,7 +58,11 @@ enum {
   /* Secure aggregation gives it one sample-weighted average of the
    * survivors' updates in place of the updates: the result is the same as
    * with the updates one by one. Needs FEDC_STRATEGY_ADDITIVE. */
-  FEDC_STRATEGY_SECAGG = 1u << 5
+  FEDC_STRATEGY_SECAGG = 1u << 5,
+  /* Keeps control variates: one on the server, one at each client, both
+   * updated every round (SCAFFOLD). The driver must exchange and keep
+   * them; each client's variate delta is seen on its own. Built-ins only. */
+  FEDC_STRATEGY_VARIATES = 1u << 6
 };
 
 #define FEDC_STRATEGY_NAME_MAX 32  /* bytes, with the NUL */
@@ -106,7 +110,8 @@ void fedc_strategy_def_init(fedc_strategy_def *def);
  * Add def to the registry (its fields are copied). Errors, with nothing
  * registered: FEDC_EINVAL for a NULL or badly formed name, a missing
  * callback, an unknown capability bit, FEDC_STRATEGY_ADDITIVE,
- * FEDC_STRATEGY_SECAGG or FEDC_STRATEGY_ASYNC (built-in only);
+ * FEDC_STRATEGY_SECAGG, FEDC_STRATEGY_ASYNC, FEDC_STRATEGY_SERVER_STATE or
+ * FEDC_STRATEGY_VARIATES (built-in only);
  * FEDC_EDUPLICATE for a name already registered (built-in or not);
  * FEDC_ERANGE when FEDC_STRATEGY_MAX_CUSTOM are registered. Call before
  * starting jobs (see above).
@@ -137,6 +142,7 @@ typedef struct fedc_strategy_needs {
   int32_t can_secagg;  /* the driver implements secure aggregation */
   int32_t can_async;   /* the driver runs asynchronous strategies */
   const char *driver;  /* for messages: "fedc-sim", "the coordinator" */
+  int32_t can_variates; /* the driver keeps and exchanges control variates */
 } fedc_strategy_needs;
 
 void fedc_strategy_needs_init(fedc_strategy_needs *needs);

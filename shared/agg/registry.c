@@ -38,7 +38,8 @@ typedef struct entry {
 #define DP FEDC_STRATEGY_DP
 #define STATE FEDC_STRATEGY_SERVER_STATE
 #define SECAGG FEDC_STRATEGY_SECAGG
-#define ALL_CAPS (ADD | IND | ASYNC | DP | STATE | SECAGG)
+#define VARIATES FEDC_STRATEGY_VARIATES
+#define ALL_CAPS (ADD | IND | ASYNC | DP | STATE | SECAGG | VARIATES)
 
 /* The built-ins. Robust strategies run under DP too: the pipeline clips
  * each update before the aggregator sees it and noises the aggregate, with
@@ -64,6 +65,13 @@ static const entry builtins[] = {
     {{"multikrum", IND | DP, "Multi-Krum: the mean of the m best Krum scores", 1},
      MAKE_ROBUST, FEDC_ROBUST_MULTIKRUM, FEDC_OPT_NONE, {0}, "", ""},
     {{"fedbuff", ADD | ASYNC, "FedBuff: asynchronous, staleness-weighted buffer of deltas", 1},
+     MAKE_FEDAVG, 0, FEDC_OPT_AVG, {0}, "", ""},
+    /* SCAFFOLD (Karimireddy et al. 2020): the mean of the clients' models,
+     * a server step x + server_lr (avg - x), and control variates kept by
+     * the driver (agg/scaffold.h). Not DP or secure-aggregation safe: see
+     * fedc_strategy_check. */
+    {{"scaffold", ADD | VARIATES,
+      "SCAFFOLD: FedAvg with server and client control variates against client drift", 1},
      MAKE_FEDAVG, 0, FEDC_OPT_AVG, {0}, "", ""},
 };
 #define N_BUILTIN (sizeof builtins / sizeof *builtins)
@@ -128,10 +136,11 @@ int fedc_strategy_register(const fedc_strategy_def *def) {
   if (def->caps & ~(uint32_t)ALL_CAPS)
     return fedc_error_set(FEDC_EINVAL, "strategy %s: unknown capability bits 0x%x", def->name,
                           (unsigned)(def->caps & ~(uint32_t)ALL_CAPS));
-  if (def->caps & (ADD | SECAGG | ASYNC | STATE))
+  if (def->caps & (ADD | SECAGG | ASYNC | STATE | VARIATES))
     return fedc_error_set(FEDC_EINVAL,
-                          "strategy %s: the additive, secure-aggregation, asynchronous and "
-                          "server-state capabilities are for built-in strategies only "
+                          "strategy %s: the additive, secure-aggregation, asynchronous, "
+                          "server-state and control-variate capabilities are for built-in "
+                          "strategies only "
                           "(docs/strategies.md)",
                           def->name);
   pthread_mutex_lock(&reg_mu);
@@ -213,6 +222,24 @@ int fedc_strategy_check(const fedc_strategy_info *info, const fedc_strategy_need
     return fedc_error_set(FEDC_EUNSUPPORTED,
                           "strategy %s is asynchronous; %s runs synchronous rounds only", nm,
                           drv);
+  if ((caps & VARIATES) && !needs->can_variates)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "strategy %s keeps a control variate at every client and on the "
+                          "server; %s does not exchange control variates", nm, drv);
+  if ((caps & VARIATES) && needs->split)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "strategy %s updates its server control variate from every client's "
+                          "variate delta; %s cannot merge those across processes", nm, drv);
+  if ((caps & VARIATES) && needs->secagg)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "strategy %s needs each client's control-variate delta in the clear, "
+                          "and a client's variate summarizes its gradients: secure aggregation "
+                          "would hide the model update but not the variates", nm);
+  if ((caps & VARIATES) && needs->dp)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "strategy %s sends each client's control variate (its mean gradient) "
+                          "unclipped and unnoised, so differential privacy's guarantee would "
+                          "not hold; use fedavg or a server optimizer with DP", nm);
   if ((caps & ASYNC) && needs->split)
     return fedc_error_set(FEDC_EUNSUPPORTED,
                           "strategy %s is asynchronous and cannot be split over processes", nm);

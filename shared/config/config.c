@@ -171,9 +171,9 @@ static const key_def keys[] = {
      "fedavg",
      "Aggregation: fedavg; server optimizers fedavgm, fedadam, fedyogi, "
      "fedadagrad; robust median, trimmed_mean, krum, multikrum; asynchronous "
-     "fedbuff (docs/strategies.md)."},
+     "fedbuff; control variates scaffold (docs/strategies.md)."},
     {"strategy", "server_lr", T_DOUBLE, M(server_lr), 0, 100, MINMAX | MIN_OPEN,
-     NULL, "1", "Server learning rate of fedavgm/fedadam/fedyogi/fedadagrad "
+     NULL, "1", "Server learning rate of fedavgm/fedadam/fedyogi/fedadagrad, scaffold "
      "and fedbuff."},
     {"strategy", "server_momentum", T_DOUBLE, M(server_momentum), 0, 1,
      MINMAX | MAX_OPEN, NULL, "0.9", "fedavgm: momentum of the server step."},
@@ -212,6 +212,11 @@ static const key_def keys[] = {
      "Where updates are aggregated: cpu; cuda (the GPU: fedavg and the strategies that "
      "aggregate with it, median, trimmed_mean; refused at start without the CUDA module "
      "and a GPU); auto (the GPU when present, else the CPU, logged). docs/cuda.md."},
+    {"strategy", "variate_samples", T_DOUBLE, M(variate_samples), 0, 1e18, MINMAX, NULL,
+     "0",
+     "scaffold: the training samples of all the federation's clients, which "
+     "weigh the server control variate's update (c += sum n_i dc_i / this); "
+     "0 = fedc-sim's own row count. The coordinator needs it set."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",
@@ -390,6 +395,9 @@ static const key_def keys[] = {
      "600",
      "Client: exit with an error after this long without reaching the "
      "coordinator; 0 = never."},
+    {"client", "state_dir", T_STRING, M(client_state_dir), 0, 0, 0, NULL, "",
+     "Client: a folder for state kept between runs (SCAFFOLD's client control "
+     "variate); a scaffold job needs it."},
 
     {"sim", "clients", T_INT32, M(clients), 1, 1e7, MINMAX, NULL, "100",
      "Simulated clients the training set is split among."},
@@ -1389,6 +1397,15 @@ static int check_coordinator(const fedc_config *c) {
                           origin_of(c, "model", "classes"), (long)c->classes,
                           fedc_model_type_name(c->model_type));
 common:;
+  const fedc_strategy_info *si = fedc_strategy_lookup(c->strategy);
+  if (si && (si->caps & FEDC_STRATEGY_VARIATES) && !(c->variate_samples >= 1.0))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] variate_samples = %g: strategy %s (set at %s) weighs "
+                          "each client's control-variate delta by its samples out of the "
+                          "federation's; the coordinator cannot count them: set it to the "
+                          "total training samples of all clients",
+                          origin_of(c, "strategy", "variate_samples"), c->variate_samples,
+                          c->strategy, origin_of(c, "strategy", "name"));
   int rc = need_string(c, "store", "path", "the coordinator");
   if (rc == 0) rc = need_string(c, "server", "listen", "the coordinator");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the coordinator");
@@ -1521,7 +1538,8 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
     fedc_strategy_needs drv;
     fedc_strategy_needs_init(&drv);
     drv.can_secagg = role != FEDC_ROLE_SIM;
-    drv.can_async = role != FEDC_ROLE_COORDINATOR;
+    drv.can_async = 1; /* the coordinator's in coordinator/async_rounds.c */
+    drv.can_variates = 1;
     drv.driver = role == FEDC_ROLE_COORDINATOR ? "the coordinator"
                  : role == FEDC_ROLE_SIM      ? "the simulator"
                                               : "the client";

@@ -84,6 +84,7 @@ typedef struct fedc_config {
   double max_client_share; /* 0 = off */
   double max_weight_delta; /* 0 = off */
   int32_t agg_device;      /* device = cpu | cuda | auto: a fedc_agg_device (agg/agg.h) */
+  double variate_samples;  /* scaffold: the federation's samples; 0 = the sim's */
   /* [privacy] */
   double dp_noise_multiplier, dp_clip_norm;
   int32_t dp_adaptive_clip;
@@ -139,6 +140,7 @@ typedef struct fedc_config {
   char client_keep_updates[FEDC_CONFIG_PATH_MAX];
   double client_backoff_max_s;
   double client_give_up_s;
+  char client_state_dir[FEDC_CONFIG_PATH_MAX];
   /* [sim] */
   int32_t clients;           /* >= 1 */
   int32_t partition;         /* fedc_partition_kind */

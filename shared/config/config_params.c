@@ -76,6 +76,7 @@ void fedc_pipeline_params_from_config(const fedc_config *c, int32_t population,
   p->max_samples = c->server_max_samples;
   p->max_share = c->max_client_share;
   p->max_delta = c->max_weight_delta;
+  p->variate_total = c->variate_samples;
   p->dp_on = c->dp_noise_multiplier > 0.0;
   p->dp = (fedc_dp_params){.noise_multiplier = c->dp_noise_multiplier,
                            .clip_norm = c->dp_clip_norm,

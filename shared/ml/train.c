@@ -53,6 +53,7 @@ struct fedc_trainer {
   int32_t max_batch;
   int32_t max_width;
   float *w, *g, *v, *w0;             /* n_params each, backend memory */
+  float *corr;                       /* SCAFFOLD's correction, made on first use */
   float *xb, *yb;                    /* gathered batch */
   float *acts[FEDC_MODEL_MAX_LAYERS]; /* acts[l], l >= 1: B x in_l */
   float *out;                        /* B x n_out */
@@ -68,6 +69,7 @@ static void trainer_release(fedc_trainer *t) {
   fedc_buf_free(be, t->g);
   fedc_buf_free(be, t->v);
   fedc_buf_free(be, t->w0);
+  fedc_buf_free(be, t->corr);
   fedc_buf_free(be, t->xb);
   fedc_buf_free(be, t->yb);
   for (int32_t l = 1; l < t->n_layers; l++) fedc_buf_free(be, t->acts[l]);
@@ -235,6 +237,11 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
   size_t np = t->n_params;
   int rc = be->upload(be, t->w, w, np);
   if (rc == 0 && p->prox_mu != 0.0f) rc = be->upload(be, t->w0, w, np);
+  if (rc == 0 && p->correction != NULL) {
+    if (t->corr == NULL && (t->corr = fedc_buf_alloc(be, np)) == NULL)
+      rc = fedc_error_set(FEDC_ENOMEM, "train: out of %s memory", be->name);
+    if (rc == 0) rc = be->upload(be, t->corr, p->correction, np);
+  }
   /* a fresh momentum buffer per local run: each run is a new client optimizer */
   if (rc == 0 && p->momentum != 0.0f) rc = be->zero(be, t->v, np);
   if (rc != 0) return rc;
@@ -261,6 +268,9 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
                             loss, (long long)stats->steps);
       if (rc == 0 && p->class_weight != NULL) rc = weight_rows(t, p, B);
       if (rc == 0) rc = backward(t, t->xb, B);
+      /* g += c - c_i, exactly (reg_grad with l2 = 1 adds 1 * corr) */
+      if (rc == 0 && p->correction != NULL)
+        rc = be->reg_grad(be, t->g, t->corr, NULL, np, 0.0f, 1.0f, 0.0f);
       if (rc == 0) rc = step(t, &sp, p->prox_mu != 0.0f);
       stats->loss_sum += loss;
       stats->correct += correct;

@@ -11,7 +11,8 @@
  *   L(w) = 1/|B| sum_{i in B} loss_i(w) + l2/2 ||W||^2 + l1 ||W||_1
  *          + mu/2 ||w - w0||^2
  * where W are the weights (not the biases) and the last term is FedProx
- * (Li et al. 2020). fedc_model_loss_grad computes it and its gradient exactly
+ * (Li et al. 2020). SCAFFOLD adds a constant vector to each minibatch
+ * gradient (fedc_train_params.correction). fedc_model_loss_grad computes it and its gradient exactly
  * on one batch, which is what the gradient tests check.
  */
 #ifndef FEDC_TRAIN_H
@@ -48,6 +49,10 @@ typedef struct fedc_train_params {
    * count (2 for logreg). The reported training loss stays unweighted. */
   const float *class_weight;
   int32_t n_class_weight;
+  /* SCAFFOLD's drift correction c - c_i (host, n_params), added to every
+   * minibatch gradient: y <- y - lr (g_i(y) + c - c_i) (Karimireddy et al.
+   * 2020, eq. 3); NULL for none. Zero-initialise the struct so it is NULL. */
+  const float *correction;
 } fedc_train_params;
 
 typedef struct fedc_train_stats {

@@ -244,6 +244,20 @@ int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
   return 0;
 }
 
+const float *fedc__engine_variate(const fedc_engine *e) {
+  return fedc_pipeline_variate(e->pl);
+}
+
+int fedc__engine_submit_variate(fedc_engine *e, int32_t round, int32_t client, const float *w,
+                                const float *dc, size_t n, uint64_t n_samples,
+                                double train_loss) {
+  int rc = fedc_pipeline_check_variate(e->pl, dc, n);
+  if (rc == 0) rc = fedc_engine_submit(e, round, client, w, n, n_samples, train_loss);
+  /* checked above, and the sample count passed the model's own check */
+  if (rc == 0) rc = fedc_pipeline_add_variate(e->pl, dc, n, n_samples);
+  return rc;
+}
+
 /*
  * Prepare: everything a close computes, into e->pending and e->pending_m,
  * leaving the committed state (global, round, history) alone. The

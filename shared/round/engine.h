@@ -63,4 +63,20 @@ int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
 int fedc__engine_new_pipeline(const fedc_engine_params *p, const fedc_pipeline_params *pipeline,
                               size_t n_params, const float *w_init, fedc_engine **out);
 
+/*
+ * SCAFFOLD (a strategy with FEDC_STRATEGY_VARIATES, agg/scaffold.h): the
+ * server control variate of the open or next round (n_params floats; NULL
+ * for other strategies), and fedc_engine_submit with the client's variate
+ * delta dc. dc is checked first (FEDC_ESHAPE, FEDC_ENONFINITE, FEDC_ERANGE;
+ * FEDC_ESTATE for a strategy without variates), then the model goes
+ * through fedc_engine_submit; the delta is folded, weighted by n_samples,
+ * only when the model was counted (not on a refusal or FEDC_EDUPLICATE).
+ * The variate is committed and restored with the optimizer state
+ * (fedc_engine_opt_state_*).
+ */
+const float *fedc__engine_variate(const fedc_engine *e);
+int fedc__engine_submit_variate(fedc_engine *e, int32_t round, int32_t client, const float *w,
+                                const float *dc, size_t n, uint64_t n_samples,
+                                double train_loss);
+
 #endif

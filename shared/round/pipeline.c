@@ -31,6 +31,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "agg/scaffold.h"
 #include "base/alloc.h"
 #include "base/error.h"
 
@@ -56,6 +57,9 @@ struct fedc_pipeline {
   float *held;
   uint64_t *held_n;
   uint64_t folded_max;
+  /* SCAFFOLD's server variate and save's copy of it (NULL otherwise) */
+  fedc_scaffold_server *variates;
+  float *var_snap;
 };
 
 void fedc_pipeline_params_fedavg(fedc_pipeline_params *p, int32_t max_updates) {
@@ -97,6 +101,8 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
   fedc_free(pl->scratch);
   fedc_free(pl->held);
   fedc_free(pl->held_n);
+  fedc_scaffold_server_free(pl->variates);
+  fedc_free(pl->var_snap);
   fedc_free(pl);
 }
 
@@ -124,6 +130,12 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
     if (pl->held == NULL || pl->held_n == NULL)
       rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory for the share cap");
   }
+  if (rc == 0 && pl->info && (pl->info->caps & FEDC_STRATEGY_VARIATES)) {
+    rc = fedc_scaffold_server_new(n, p->variate_total >= 1.0 ? p->variate_total : 1.0,
+                                  &pl->variates);
+    if (rc == 0 && (pl->var_snap = fedc_malloc_array(n ? n : 1, sizeof(float))) == NULL)
+      rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+  }
   if (rc != 0) {
     fedc_pipeline_free(pl);
     return rc;
@@ -141,6 +153,10 @@ int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
   pl->clipped = pl->dp_unclipped = pl->n_held = pl->capped = 0;
   pl->folded_max = 0;
   pl->dp_clip_used = pl->dp ? fedc_dp_clip_norm(pl->dp) : NAN;
+  if (pl->variates) {
+    int rc = fedc_scaffold_server_begin(pl->variates);
+    if (rc != 0) return rc;
+  }
   return pl->agg->ops->begin(pl->agg, x, pl->n);
 }
 
@@ -407,6 +423,7 @@ int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
     r.clip_norm = pl->dp_clip_used;
   }
   rc = fedc_server_opt_step(pl->opt, x, avg, n);
+  if (rc == 0 && pl->variates) rc = fedc_scaffold_server_finish(pl->variates);
   if (rc != 0) return rc;
   if (out) *out = r;
   return 0;
@@ -428,6 +445,8 @@ int fedc_pipeline_save(fedc_pipeline *pl) {
   int rc = olen > 0 ? fedc_server_opt_state_get(pl->opt, pl->opt_snap, olen) : 0;
   if (rc == 0 && pl->dp) rc = fedc_dp_copy_state(pl->dp_snap, pl->dp);
   if (rc != 0) return rc;
+  if (pl->variates)
+    memcpy(pl->var_snap, fedc_scaffold_server_variate(pl->variates), pl->n * sizeof(float));
   pl->saved = 1;
   return 0;
 }
@@ -437,6 +456,7 @@ int fedc_pipeline_undo(fedc_pipeline *pl) {
   size_t olen = fedc_server_opt_state_len(pl->opt);
   int rc = olen > 0 ? fedc_server_opt_state_set(pl->opt, pl->opt_snap, olen) : 0;
   if (rc == 0 && pl->dp) rc = fedc_dp_copy_state(pl->dp, pl->dp_snap);
+  if (rc == 0 && pl->variates) rc = fedc_scaffold_server_set(pl->variates, pl->var_snap, pl->n);
   return rc;
 }
 
@@ -462,14 +482,58 @@ int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
   return fedc_dp_restore(pl->dp, clip_norm, q > 1.0 ? 1.0 : q, rounds);
 }
 
+/* The optimizer's state, then SCAFFOLD's server variate when there is one. */
 size_t fedc_pipeline_opt_state_len(const fedc_pipeline *pl) {
-  return fedc_server_opt_state_len(pl->opt);
+  return fedc_server_opt_state_len(pl->opt) + (pl->variates ? pl->n : 0);
 }
 
 int fedc_pipeline_opt_state_get(const fedc_pipeline *pl, float *buf, size_t len) {
-  return fedc_server_opt_state_get(pl->opt, buf, len);
+  size_t olen = fedc_server_opt_state_len(pl->opt);
+  if (pl->variates == NULL) return fedc_server_opt_state_get(pl->opt, buf, len);
+  if (len != olen + pl->n)
+    return fedc_error_set(FEDC_ESHAPE, "pipeline: state of %zu floats, want %zu", len,
+                          olen + pl->n);
+  int rc = olen > 0 ? fedc_server_opt_state_get(pl->opt, buf, olen) : 0;
+  if (rc == 0)
+    memcpy(buf + olen, fedc_scaffold_server_variate(pl->variates), pl->n * sizeof(float));
+  return rc;
 }
 
 int fedc_pipeline_opt_state_set(fedc_pipeline *pl, const float *buf, size_t len) {
-  return fedc_server_opt_state_set(pl->opt, buf, len);
+  size_t olen = fedc_server_opt_state_len(pl->opt);
+  if (pl->variates == NULL) return fedc_server_opt_state_set(pl->opt, buf, len);
+  if (len != olen + pl->n)
+    return fedc_error_set(FEDC_ESHAPE, "pipeline: state of %zu floats, want %zu", len,
+                          olen + pl->n);
+  int rc = fedc_scaffold_server_set(pl->variates, buf + olen, pl->n);
+  if (rc == 0 && olen > 0) rc = fedc_server_opt_state_set(pl->opt, buf, olen);
+  return rc;
+}
+
+const float *fedc_pipeline_variate(const fedc_pipeline *pl) {
+  return pl->variates ? fedc_scaffold_server_variate(pl->variates) : NULL;
+}
+
+/* What fedc_scaffold_server_add would refuse, checked without folding. */
+int fedc_pipeline_check_variate(const fedc_pipeline *pl, const float *delta, size_t n) {
+  if (pl->variates == NULL)
+    return fedc_error_set(FEDC_ESTATE, "strategy %s keeps no control variates",
+                          pl->info ? pl->info->name : "?");
+  if (n != pl->n)
+    return fedc_error_set(FEDC_ESHAPE, "variate delta has %zu weights, model has %zu", n,
+                          pl->n);
+  for (size_t i = 0; i < n; i++) {
+    double v = (double)delta[i];
+    if (!isfinite(v))
+      return fedc_error_set(FEDC_ENONFINITE, "variate delta %zu is %g", i, v);
+    if (fabs(v) >= W_LIMIT)
+      return fedc_error_set(FEDC_ERANGE, "variate delta %zu = %g is outside +-2^31", i, v);
+  }
+  return 0;
+}
+
+int fedc_pipeline_add_variate(fedc_pipeline *pl, const float *delta, size_t n,
+                              uint64_t n_samples) {
+  int rc = fedc_pipeline_check_variate(pl, delta, n);
+  return rc == 0 ? fedc_scaffold_server_add(pl->variates, delta, n, n_samples) : rc;
 }

@@ -52,6 +52,10 @@ typedef struct fedc_pipeline_params {
    * engine rounds each committed F16/BF16 value to its dtype. The caller
    * keeps it alive as long as the engine. */
   const struct fedc_layout *layout;
+  /* SCAFFOLD (a strategy with FEDC_STRATEGY_VARIATES): the samples of all
+   * the federation's clients, which the server variate's weighted sum of
+   * deltas divides by (agg/scaffold.h); below 1 counts as 1. */
+  double variate_total;
 } fedc_pipeline_params;
 
 /* Plain FedAvg, as before any of the above existed. */
@@ -141,6 +145,19 @@ int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
 size_t fedc_pipeline_opt_state_len(const fedc_pipeline *pl);
 int fedc_pipeline_opt_state_get(const fedc_pipeline *pl, float *buf, size_t len);
 int fedc_pipeline_opt_state_set(fedc_pipeline *pl, const float *buf, size_t len);
+/*
+ * SCAFFOLD's server control variate (agg/scaffold.h), kept by the
+ * pipeline of a strategy with FEDC_STRATEGY_VARIATES (NULL / FEDC_ESTATE
+ * otherwise). check refuses a client's variate delta that add would
+ * (FEDC_ESHAPE, FEDC_ENONFINITE, FEDC_ERANGE) without changing anything;
+ * add folds it with weight n_samples. finish updates the variate after the
+ * server step; save/undo and the opt_state functions cover it (the
+ * opt_state is the server optimizer's followed by the n floats of c).
+ */
+const float *fedc_pipeline_variate(const fedc_pipeline *pl);
+int fedc_pipeline_check_variate(const fedc_pipeline *pl, const float *delta, size_t n);
+int fedc_pipeline_add_variate(fedc_pipeline *pl, const float *delta, size_t n,
+                              uint64_t n_samples);
 /* Privacy spent so far (NAN without DP). */
 double fedc_pipeline_epsilon(const fedc_pipeline *pl);
 

@@ -167,6 +167,15 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
   if (rc == 0 && (rc = json_int(job, "join: job", "round", 0, INT32_MAX, &v)) == 0)
     out->round = (int32_t)v;
   if (rc == 0) rc = job_seed(job, &out->seed);
+  /* optional: {"strategy": {"name": "scaffold"}}; absent means fedavg */
+  snprintf(out->strategy, sizeof out->strategy, "fedavg");
+  const cJSON *strategy = job ? cJSON_GetObjectItemCaseSensitive(job, "strategy") : NULL;
+  if (rc == 0 && strategy != NULL) {
+    if (!cJSON_IsObject(strategy))
+      rc = fedc_error_set(FEDC_EFORMAT, "join: job: \"strategy\" is not an object");
+    else
+      rc = json_str(strategy, "join: strategy", "name", out->strategy, sizeof out->strategy);
+  }
 
   const cJSON *model = job ? cJSON_GetObjectItemCaseSensitive(job, "model") : NULL;
   if (rc == 0 && !cJSON_IsObject(model))

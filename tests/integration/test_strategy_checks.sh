@@ -4,7 +4,8 @@
 # combination is silently ignored: fedc-sim refuses secure aggregation
 # (which it does not implement) and DP with fedbuff; fedc-sim-mpi refuses
 # what cannot be split over ranks (median, fedbuff, DP) at start, not in
-# round 1; the coordinator refuses fedbuff and secure aggregation with a
+# round 1; the coordinator refuses scaffold with DP or without
+# variate_samples, and secure aggregation with a
 # strategy that needs single updates. Each refusal is exit 2 with a message
 # naming the key.
 set -u
@@ -39,6 +40,8 @@ if [ -x "$MPI" ] && command -v mpirun >/dev/null 2>&1; then
   if grep -q '"round"' "$T/out"; then bad "fedc-sim-mpi median ran a round"; else ok "fedc-sim-mpi median ran no round"; fi
   expect 2 "strategy fedbuff is asynchronous" \
     "fedc-sim-mpi refuses fedbuff" -- $RUN "$MPI" $FAST --set strategy.name=fedbuff
+  expect 2 "strategy scaffold updates its server control variate from every client's variate delta; fedc-sim-mpi cannot merge" \
+    "fedc-sim-mpi refuses scaffold" -- $RUN "$MPI" $FAST --set strategy.name=scaffold
   expect 2 "\[privacy\] noise_multiplier = 1: differential privacy" \
     "fedc-sim-mpi refuses DP" -- $RUN "$MPI" $FAST --set privacy.noise_multiplier=1
   expect 2 "\[privacy\] secure_aggregation = true" \
@@ -51,8 +54,12 @@ else
 fi
 
 # the coordinator: refused before it opens its store or its port
-expect 2 "\[strategy\] name = fedbuff: strategy fedbuff is asynchronous; the coordinator runs synchronous rounds only" \
-  "the coordinator refuses fedbuff" -- "$COORD" --set strategy.name=fedbuff
+expect 2 "\[model\] inputs = 0: must be >= 1 for the coordinator" \
+  "the coordinator takes fedbuff (stopped by the next check)" -- "$COORD" --set strategy.name=fedbuff
+expect 2 "\[privacy\] noise_multiplier = 1: strategy scaffold sends each client's control variate" \
+  "the coordinator refuses scaffold with DP" -- "$COORD" --set strategy.name=scaffold --set privacy.noise_multiplier=1
+expect 2 "\[strategy\] variate_samples = 0: strategy scaffold" \
+  "the coordinator needs scaffold's variate_samples" -- "$COORD" --set strategy.name=scaffold --set model.inputs=784 --set model.classes=10
 expect 2 "\[privacy\] secure_aggregation = true: secure aggregation shows only the sum of the updates, and strategy median is not additive" \
   "the coordinator refuses secure aggregation with median" -- "$COORD" --set strategy.name=median --set privacy.secure_aggregation=true
 expect 2 "secure aggregation cannot be combined with a norm bound" \
