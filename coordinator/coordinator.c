@@ -215,6 +215,13 @@ static void fail_update(update_work *w, int status, reject_reason r,
 static void update_run(uv_work_t *req) {
   update_work *w = req->data;
   fedc_coord *c = w->c;
+  fedc__coord_partial_result pr; /* a relay's partial sum (relay_fold.c) */
+  if (fedc__coord_partial_fold(c, w->client_id, w->body, w->len, &pr)) {
+    fail_update(w, pr.status, pr.reason, pr.code, pr.msg);
+    w->round = pr.round;
+    w->duplicate = pr.duplicate;
+    return;
+  }
   float *weights = fedc_malloc_array(c->n_params, sizeof(float));
   if (weights == NULL) {
     fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");

@@ -136,6 +136,11 @@ typedef struct fedc_config {
   fedc_attack attack;
   double attack_fraction, attack_scale;
   double speed_skew;
+  /* [relay] */
+  char relay_parent[FEDC_CONFIG_PATH_MAX];
+  char relay_cert[FEDC_CONFIG_PATH_MAX];
+  char relay_key[FEDC_CONFIG_PATH_MAX];
+  int32_t relay_sites;
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.
