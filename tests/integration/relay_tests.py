@@ -104,20 +104,19 @@ def run_tree(kill=False):
     job.start_coordinator()
     ports = [free_port(), free_port()]
     relays = [start_relay(SITES + 1, ports[0]), start_relay(SITES + 2, ports[1])]
-    sites = [start_site(k, ports[(k - 1) // 3]) for k in range(1, SITES + 1)]
+    late = 3 if kill else None  # relay A's last site starts after the kill
+    sites = [start_site(k, ports[(k - 1) // 3]) for k in range(1, SITES + 1) if k != late]
     if kill:
         log = os.path.join(job.dir, f"relay-{SITES + 1}.log")
 
-        def in_round_two():
+        def two_in_round_one():
             with open(log) as f:
-                text = f.read()
-            i = text.find("round=2 msg=\"round opened\"")
-            return i >= 0 and "round=2 site=" in text[i:]
-        job.wait_for(in_round_two, 60, "relay A to take an update in round 2")
-        relays[0].kill()
+                return f.read().count("round=1 site=") >= 2
+        job.wait_for(two_in_round_one, 60, "relay A to take 2 of its 3 updates in round 1")
+        relays[0].kill()  # SIGKILL, mid-round: its sum of 2 updates is lost
         relays[0].wait()
-        time.sleep(0.5)
         relays[0] = start_relay(SITES + 1, ports[0])
+        sites.append(start_site(late, ports[0]))
     out = finish_run(sites)
     for p in relays:
         p.wait(timeout=20)
