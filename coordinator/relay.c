@@ -344,8 +344,9 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
   pthread_mutex_lock(&r->mu);
   int ready = r->job_json != NULL;
   int32_t site = site_of(r, req->peer_fingerprint);
-  if (ready && site < 0 && strcmp(p, "/v1/join") == 0 && post)
-    site = site_add(r, req->peer_fingerprint);
+  /* a site known to a relay that was restarted since has no need to join
+   * again: its certificate is its identity (403 would stop it for good) */
+  if (ready && site < 0) site = site_add(r, req->peer_fingerprint);
   pthread_mutex_unlock(&r->mu);
   if (strcmp(p, "/v1/join") != 0 && strcmp(p, "/v1/task") != 0 &&
       strcmp(p, "/v1/update") != 0 && strncmp(p, "/v1/model/", 10) != 0) {
@@ -359,9 +360,7 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
     return;
   }
   if (site < 0) {
-    fedc_http_respond_error(x, strcmp(p, "/v1/join") == 0 ? 503 : 403,
-                            strcmp(p, "/v1/join") == 0 ? "unavailable" : "forbidden",
-                            "join this relay first (POST /v1/join)");
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory for a site");
     return;
   }
   if (strcmp(p, "/v1/join") == 0 && post)

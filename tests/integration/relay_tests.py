@@ -53,10 +53,17 @@ sites = {sites}
     return path
 
 
-def start_relay(k, port):
+def start_relay(k, port, sites=3, parent=None):
     log = open(os.path.join(job.dir, f"relay-{k}.log"), "ab")
-    p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config",
-                          relay_ini(k, port, 3), "relay"], stdout=log, stderr=log)
+    ini = relay_ini(k, port, sites)
+    if parent is not None:
+        with open(ini) as f:
+            text = f.read().replace(f"parent = https://127.0.0.1:{job.port}",
+                                    f"parent = https://127.0.0.1:{parent}")
+        with open(ini, "w") as f:
+            f.write(text)
+    p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config", ini, "relay"],
+                         stdout=log, stderr=log)
     job.procs.append(p)
     return p
 
@@ -100,6 +107,10 @@ def run_flat():
 
 def run_tree(kill=False):
     fresh_store("tree-kill.db" if kill else "tree.db", 2)
+    for k in (SITES + 1, SITES + 2):  # each run reads its own relay logs
+        log = os.path.join(job.dir, f"relay-{k}.log")
+        if os.path.exists(log):
+            os.rename(log, log + f".{time.time():.0f}")
     allow([SITES + 1, SITES + 2])
     job.start_coordinator()
     ports = [free_port(), free_port()]
@@ -146,6 +157,24 @@ def test_tree_with_relay_killed_is_bit_identical():
         assert tree[r] == flat[r], f"round {r}: after the kill the model differs from the flat run's"
 
 
+def test_nested_relays_are_bit_identical():
+    """root <- relay A (sites: relay B, clients 4-6) <- relay B (clients 1-3)."""
+    fresh_store("nested.db", 1)
+    allow([SITES + 1])
+    job.start_coordinator()
+    ports = [free_port(), free_port()]
+    relays = [start_relay(SITES + 1, ports[0], sites=4),
+              start_relay(SITES + 2, ports[1], sites=3, parent=ports[0])]
+    sites = [start_site(k, ports[0] if k > 3 else ports[1]) for k in range(1, SITES + 1)]
+    tree = finish_run(sites)
+    for p in relays:
+        p.wait(timeout=20)
+    with open(os.path.join(job.dir, f"relay-{SITES + 1}.log")) as f:
+        assert "from=relay" in f.read(), "relay A took no partial from relay B"
+    for r in sorted(flat):
+        assert tree[r] == flat[r], f"round {r}: the nested tree's model differs from the flat run's"
+
+
 def test_relay_refuses_what_it_cannot_forward():
     path = relay_ini(SITES + 1, free_port(), 3)
     r = subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", path,
@@ -155,7 +184,7 @@ def test_relay_refuses_what_it_cannot_forward():
 
 try:
     for t in (test_flat_run, test_tree_is_bit_identical, test_tree_with_relay_killed_is_bit_identical,
-              test_relay_refuses_what_it_cannot_forward):
+              test_nested_relays_are_bit_identical, test_relay_refuses_what_it_cannot_forward):
         suite.run(t)
 finally:
     job.close(keep=suite.failed > 0 or bool(os.environ.get("KEEP")))
