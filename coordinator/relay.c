@@ -42,7 +42,9 @@ double fedc__relay_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void fedc__relay_wake(fedc_relay *r) { uv_async_send(&r->wake); }
+void fedc__relay_wake(fedc_relay *r) {
+  uv_async_send(&r->wake);
+}
 
 static void respond_json(fedc_http_exchange *x, cJSON *o) {
   char *s = cJSON_PrintUnformatted(o);
@@ -237,8 +239,10 @@ static int condition(fedc_relay *r, float *w, size_t n) {
   for (size_t i = 0; i < n; i++) {
     double d = (double)w[i] - (double)r->global[i];
     if (fabs(d) > bound)
-      return fedc_error_set(FEDC_ERANGE, "update's weight %zu is %.6g from the global model's, "
-                            "over [strategy] max_weight_delta = %.6g", i, fabs(d), bound);
+      return fedc_error_set(FEDC_ERANGE,
+                            "update's weight %zu is %.6g from the global model's, "
+                            "over [strategy] max_weight_delta = %.6g",
+                            i, fabs(d), bound);
   }
   for (size_t i = 0; i < n; i++) {
     float y = (float)((double)w[i] - (double)r->global[i]);
@@ -301,8 +305,7 @@ static void on_update(fedc_relay *r, fedc_http_exchange *x, const fedc_http_requ
     dup = 1;
   } else {
     if (!is_partial) rc = condition(r, w, n);
-    if (rc == 0)
-      rc = is_partial ? fold_partial(r, &part) : r->sum->ops->add(r->sum, w, n, samples);
+    if (rc == 0) rc = is_partial ? fold_partial(r, &part) : r->sum->ops->add(r->sum, w, n, samples);
     if (rc == 0) {
       if (!is_partial) {
         r->updates++;
@@ -348,15 +351,16 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
    * again: its certificate is its identity (403 would stop it for good) */
   if (ready && site < 0) site = site_add(r, req->peer_fingerprint);
   pthread_mutex_unlock(&r->mu);
-  if (strcmp(p, "/v1/join") != 0 && strcmp(p, "/v1/task") != 0 &&
-      strcmp(p, "/v1/update") != 0 && strncmp(p, "/v1/model/", 10) != 0) {
+  if (strcmp(p, "/v1/join") != 0 && strcmp(p, "/v1/task") != 0 && strcmp(p, "/v1/update") != 0 &&
+      strncmp(p, "/v1/model/", 10) != 0) {
     fedc_http_respond_error(x, 404, "not_found", "no such path: %s", p);
     return;
   }
   if (!ready) {
-    fedc_http_respond(x, 503, "application/json",
-                      "{\"error\":\"unavailable\",\"message\":\"the relay has not joined its parent yet\"}",
-                      81, "Retry-After: 1\r\n");
+    fedc_http_respond(
+        x, 503, "application/json",
+        "{\"error\":\"unavailable\",\"message\":\"the relay has not joined its parent yet\"}", 81,
+        "Retry-After: 1\r\n");
     return;
   }
   if (site < 0) {
@@ -393,7 +397,9 @@ static void on_wake(uv_async_t *a) {
   }
 }
 
-static void on_tick(uv_timer_t *t) { answer_polls(t->data, 0); }
+static void on_tick(uv_timer_t *t) {
+  answer_polls(t->data, 0);
+}
 
 static fedc_relay *g_relay; /* for the signal handler only */
 
@@ -445,13 +451,19 @@ int fedc__relay_main(const fedc_config *cfg, int argc, char **argv) {
   r->wake.data = r;
   uv_timer_init(&r->loop, &r->tick);
   r->tick.data = r;
-  fedc_http_server_opts o = {
-      .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca,
-      .cert_path = cfg->tls_cert, .key_path = cfg->tls_key, .require_client_cert = 1,
-      .max_body = (size_t)(cfg->server_max_body_mb * 1048576.0),
-      .idle_timeout_s = cfg->server_idle_timeout_s, .max_connections = 4096,
-      .handler = handle, .ctx = r, .header_timeout_s = cfg->server_header_timeout_s,
-      .request_timeout_s = cfg->server_request_timeout_s};
+  fedc_http_server_opts o = {.listen = cfg->server_listen,
+                             .tls = 1,
+                             .ca_path = cfg->tls_ca,
+                             .cert_path = cfg->tls_cert,
+                             .key_path = cfg->tls_key,
+                             .require_client_cert = 1,
+                             .max_body = (size_t)(cfg->server_max_body_mb * 1048576.0),
+                             .idle_timeout_s = cfg->server_idle_timeout_s,
+                             .max_connections = 4096,
+                             .handler = handle,
+                             .ctx = r,
+                             .header_timeout_s = cfg->server_header_timeout_s,
+                             .request_timeout_s = cfg->server_request_timeout_s};
   int code = FEDC_COORD_EXIT_OK;
   if (fedc_http_server_start(&r->loop, &o, &r->server) != 0) {
     fprintf(stderr, "fedc-coordinator relay: %s\n", fedc_error_msg());

@@ -47,10 +47,10 @@ typedef struct fedc_relay {
   fedc_model_spec spec;
   size_t n_params;
   /* the round relayed now */
-  int32_t round; /* the parent's round number; 0 before the first */
-  int open;      /* taking updates */
-  int finished;  /* the parent said finished */
-  int stop;      /* the loop is to stop */
+  int32_t round;  /* the parent's round number; 0 before the first */
+  int open;       /* taking updates */
+  int finished;   /* the parent said finished */
+  int stop;       /* the loop is to stop */
   uint8_t *model; /* the parent's start model of `round`, verbatim */
   size_t model_len;
   char model_sha[65];

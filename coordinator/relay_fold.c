@@ -28,8 +28,8 @@
 #include "base/mbedtls_compat.h"
 #include "wire/partial.h"
 
-static int fail(fedc__coord_partial_result *r, int status, reject_reason why,
-                const char *code, const char *msg) {
+static int fail(fedc__coord_partial_result *r, int status, reject_reason why, const char *code,
+                const char *msg) {
   r->status = status;
   r->reason = why;
   snprintf(r->code, sizeof r->code, "%s", code);
@@ -43,8 +43,8 @@ static int fail(fedc__coord_partial_result *r, int status, reject_reason why,
  * outcome in *r. The words handed to the engine are those of a replica
  * that counted this one client: zeros in every other slot.
  */
-int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *body,
-                             size_t len, fedc__coord_partial_result *r) {
+int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *body, size_t len,
+                             fedc__coord_partial_result *r) {
   memset(r, 0, sizeof *r);
   if (!fedc_partial_is(body, len)) return 0;
   fedc_partial p;
@@ -59,8 +59,8 @@ int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *bo
                 "[strategy] norm_bound or max_client_share (set it to 0) (docs/relays.md)");
   if (p.n != c->n_params) {
     char m[128];
-    snprintf(m, sizeof m, "partial of %llu weights, the model has %zu",
-             (unsigned long long)p.n, c->n_params);
+    snprintf(m, sizeof m, "partial of %llu weights, the model has %zu", (unsigned long long)p.n,
+             c->n_params);
     return fail(r, 400, REJECT_bad_shape, "bad_shape", m);
   }
   if (c->cfg.server_max_samples > 0 && p.total > c->cfg.server_max_samples)
@@ -81,12 +81,13 @@ int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *bo
   else if (slot < 0)
     rc = fedc_engine_has_reported(c->engine, p.round, client_id)
              ? FEDC_EDUPLICATE
-             : fedc_error_set(FEDC_EINVAL, "client %d is not selected in round %d",
-                              (int)client_id, (int)p.round);
+             : fedc_error_set(FEDC_EINVAL, "client %d is not selected in round %d", (int)client_id,
+                              (int)p.round);
   else if ((words = fedc_calloc(nw, sizeof *words)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory for a partial");
   if (rc == 0) {
-    for (uint64_t i = 0; i < p.n; i++) words[i] = fedc_partial_sum(&p, i);
+    for (uint64_t i = 0; i < p.n; i++)
+      words[i] = fedc_partial_sum(&p, i);
     words[p.n] = (__int128)p.total;
     __int128 *s = words + p.n + 1 + 3 * (size_t)slot;
     uint64_t bits;
@@ -115,9 +116,7 @@ int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *bo
   }
   if (rc == FEDC_ESTALE || rc == FEDC_ESTATE)
     return fail(r, 409, REJECT_stale_round, "stale_round", msg);
-  if (rc == FEDC_EINVAL)
-    return fail(r, 403, REJECT_not_selected, "not_selected", msg);
-  if (rc == FEDC_EUNSUPPORTED)
-    return fail(r, 400, REJECT_bad_request, "bad_request", msg);
+  if (rc == FEDC_EINVAL) return fail(r, 403, REJECT_not_selected, "not_selected", msg);
+  if (rc == FEDC_EUNSUPPORTED) return fail(r, 400, REJECT_bad_request, "bad_request", msg);
   return fail(r, 503, REJECT_unavailable, "unavailable", msg);
 }

@@ -64,8 +64,8 @@ static void nap(double s) {
 }
 
 /* One request to the parent: the HTTP status (0 on a network error). */
-static long call(fedc_relay *r, CURL *h, const char *method, const char *path,
-                 const uint8_t *body, size_t len, double timeout_s, buf *out) {
+static long call(fedc_relay *r, CURL *h, const char *method, const char *path, const uint8_t *body,
+                 size_t len, double timeout_s, buf *out) {
   char url[2048];
   snprintf(url, sizeof url, "%s%s", r->cfg->relay_parent, path);
   out->len = 0;
@@ -207,8 +207,11 @@ static int close_round(fedc_relay *r, uint8_t **body, size_t *len) {
     __int128 *acc;
     uint64_t *total;
     fedc_fedavg_state(r->sum, &acc, &total);
-    fedc_partial p = {.round = r->round, .updates = r->updates, .total = *total,
-                      .train_loss = r->loss_sum / (double)*total, .n = r->n_params};
+    fedc_partial p = {.round = r->round,
+                      .updates = r->updates,
+                      .total = *total,
+                      .train_loss = r->loss_sum / (double)*total,
+                      .n = r->n_params};
     have = fedc_partial_encode(&p, acc, body, len) == 0;
   }
   int32_t round = r->round, rep = r->n_reported;
@@ -277,7 +280,8 @@ void *fedc__relay_link_main(void *arg) {
       fedc__relay_wake(r);
       fedc_log_info("msg=\"the parent finished\" round=%d", (int)t.round);
       /* the sites hear it at their next poll */
-      for (int i = 0; i < 30 && !stopping(r); i++) nap(0.1);
+      for (int i = 0; i < 30 && !stopping(r); i++)
+        nap(0.1);
       break;
     }
     if (t.action == FEDC_CLIENT_TASK_WAIT) {

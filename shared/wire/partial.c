@@ -13,12 +13,14 @@
 #include "base/mbedtls_compat.h"
 
 static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static uint64_t get64(const uint8_t *p) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
   return v;
 }
 
@@ -26,8 +28,7 @@ int fedc_partial_is(const uint8_t *body, size_t len) {
   return len >= 8 && memcmp(body, FEDC_PARTIAL_MAGIC, 8) == 0;
 }
 
-int fedc_partial_encode(const fedc_partial *p, const __int128 *acc, uint8_t **out,
-                        size_t *len) {
+int fedc_partial_encode(const fedc_partial *p, const __int128 *acc, uint8_t **out, size_t *len) {
   *out = NULL;
   *len = 0;
   if (p->n > (SIZE_MAX - FEDC_PARTIAL_HEAD - 32) / 16)
@@ -61,8 +62,8 @@ int fedc_partial_decode(const uint8_t *body, size_t len, fedc_partial *out) {
     return fedc_error_set(FEDC_EFORMAT, "partial: %zu bytes, not a partial sum", len);
   uint64_t n = get64(body + 32);
   if (n > (len - FEDC_PARTIAL_HEAD - 32) / 16 || FEDC_PARTIAL_HEAD + 16 * n + 32 != len)
-    return fedc_error_set(FEDC_EFORMAT, "partial: %llu weights in %zu bytes",
-                          (unsigned long long)n, len);
+    return fedc_error_set(FEDC_EFORMAT, "partial: %llu weights in %zu bytes", (unsigned long long)n,
+                          len);
   unsigned char sha[32];
   fedc__sha256(body, len - 32, sha);
   if (memcmp(sha, body + len - 32, 32) != 0)

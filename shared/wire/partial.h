@@ -38,8 +38,7 @@ typedef struct fedc_partial {
 /* 1 when body starts like a partial (its magic), 0 otherwise. */
 int fedc_partial_is(const uint8_t *body, size_t len);
 /* Encode p with the n sums acc into a new buffer (fedc_free). */
-int fedc_partial_encode(const fedc_partial *p, const __int128 *acc, uint8_t **out,
-                        size_t *len);
+int fedc_partial_encode(const fedc_partial *p, const __int128 *acc, uint8_t **out, size_t *len);
 /* Check and read a partial body: FEDC_EFORMAT (size, magic, counts) or
  * FEDC_ECHECKSUM. out->sums points into body. */
 int fedc_partial_decode(const uint8_t *body, size_t len, fedc_partial *out);

@@ -31,7 +31,8 @@ static void test_round_trip(void **state) {
   assert_int_equal(q.total, 900);
   assert_true(q.train_loss == 0.25);
   assert_int_equal(q.n, 4);
-  for (uint64_t i = 0; i < 4; i++) assert_true(fedc_partial_sum(&q, i) == acc[i]);
+  for (uint64_t i = 0; i < 4; i++)
+    assert_true(fedc_partial_sum(&q, i) == acc[i]);
   fedc_free(b);
 }
 
