@@ -52,7 +52,7 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(ARCH) -pthread -fopenmp-simd -f
     -MMD -MP -Iinclude -Ishared -I/usr/include/x86_64-linux-gnu/openblas-pthread \
     $(SANFLAGS) $(CFLAGS)
 LDLIBS_ALL := -lopenblas -linih -lcjson -lmbedcrypto -lz -lm -pthread $(LDLIBS)
-COORD_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lsqlite3 -lhttp_parser
+COORD_LIBS := -luv -lmbedtls -lmbedx509 -lmbedcrypto -lsqlite3 -lhttp_parser -lcurl
 CLIENT_LIBS := -lcurl
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 

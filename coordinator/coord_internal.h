@@ -209,6 +209,19 @@ void fedc__coord_reject(fedc_coord *c, reject_reason r);
 void fedc__coord_answer_update(fedc_http_exchange *x, int status, int32_t round,
                                int duplicate, const char *code, const char *msg);
 
+/* relay_fold.c: a relay's partial sum posted as an update (docs/relays.md).
+ * Worker thread: 0 when body is not a partial, 1 when handled (*r says how). */
+typedef struct fedc__coord_partial_result {
+  int status; /* 200, or the protocol error's */
+  reject_reason reason;
+  char code[32];
+  char msg[384];
+  int32_t round;
+  int duplicate;
+} fedc__coord_partial_result;
+int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *body,
+                             size_t len, fedc__coord_partial_result *r);
+
 /* api.c */
 int fedc__coord_query_double(const char *q, const char *key, double *out);
 void fedc__coord_handle(void *ctx, fedc_http_exchange *x,

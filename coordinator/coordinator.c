@@ -229,6 +229,13 @@ static void update_run(uv_work_t *req) {
     w->duplicate = w->ar.duplicate;
     return;
   }
+  fedc__coord_partial_result pr; /* a relay's partial sum (relay_fold.c) */
+  if (fedc__coord_partial_fold(c, w->client_id, w->body, w->len, &pr)) {
+    fail_update(w, pr.status, pr.reason, pr.code, pr.msg);
+    w->round = pr.round;
+    w->duplicate = pr.duplicate;
+    return;
+  }
   float *weights = fedc_malloc_array(c->n_params, sizeof(float));
   int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
   if (weights == NULL || ints == NULL) {

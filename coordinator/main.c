@@ -34,6 +34,7 @@
 #include "audit.h"
 #include "certs.h"
 #include "pki.h"
+#include "relay.h"
 #include "base/version.h"
 #include <fedc/cuda.h>
 
@@ -54,6 +55,9 @@ static void usage(FILE *f) {
         "  export ROUND FILE        write the model after ROUND (0 = initial;\n"
         "                           best = the best round by [eval] select)\n"
         "                           as safetensors\n"
+        "  relay                    run as a relay: a coordinator to the sites\n"
+        "                           below it, one client to [relay] parent\n"
+        "                           (docs/relays.md)\n"
         "  pki init|sign ...        provisioning: the CA and the server's\n"
         "                           certificate; a site's CSR signed into a\n"
         "                           startup kit (pki --help; docs/operations.md)\n"
@@ -345,6 +349,8 @@ int main(int argc, char **argv) {
         return FEDC_COORD_EXIT_USAGE;
       }
       name = argv[i];
+    } else if (n_rest == 0 && strcmp(a, "relay") == 0) {
+      return fedc__relay_main(&cfg, argc - i, argv + i); /* relay.h, docs/relays.md */
     } else if (n_rest == 0 && (strcmp(a, "pki") == 0 || strcmp(a, "audit") == 0)) {
       /* these parse their own options (pki.c, audit.c) */
       fedc_free(rest);

@@ -451,6 +451,17 @@ static const key_def keys[] = {
      "Client: an external trainer or evaluate command still running after "
      "this long is killed with its process group and the round reported as "
      "failed."},
+    {"relay", "parent", T_STRING, M(relay_parent), 0, 0, 0, NULL, "",
+     "Relay (fedc-coordinator relay): the parent coordinator's URL, "
+     "https://host:port (docs/relays.md)."},
+    {"relay", "cert", T_STRING, M(relay_cert), 0, 0, 0, NULL, "",
+     "Relay: the client certificate (PEM) it presents to its parent; the "
+     "parent's CA is [tls] ca."},
+    {"relay", "key", T_STRING, M(relay_key), 0, 0, 0, NULL, "",
+     "Relay: the private key (PEM) of [relay] cert."},
+    {"relay", "sites", T_INT32, M(relay_sites), 1, 1e6, MINMAX, NULL, "1",
+     "Relay: the sites (clients or relays) below it; a round is forwarded "
+     "once all have reported, or at the parent's deadline."},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

@@ -161,6 +161,11 @@ typedef struct fedc_config {
   char trainer_command[FEDC_CONFIG_PATH_MAX];  /* run through /bin/sh -c */
   char trainer_evaluate[FEDC_CONFIG_PATH_MAX]; /* optional evaluate command */
   double trainer_timeout_s;                    /* deadline of one run, > 0 */
+  /* [relay] */
+  char relay_parent[FEDC_CONFIG_PATH_MAX];
+  char relay_cert[FEDC_CONFIG_PATH_MAX];
+  char relay_key[FEDC_CONFIG_PATH_MAX];
+  int32_t relay_sites;
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.

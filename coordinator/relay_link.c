@@ -1,0 +1,310 @@
+/*
+ * relay_link.c - a relay's link to its parent (relay.h): one thread, one
+ * curl handle, mutual TLS with [relay] cert and key against [tls] ca. It
+ * is an ordinary client of protocol v1 to the parent (join, long-poll the
+ * task, download the model, post an update) whose update is the subtree's
+ * partial sum (wire/partial.h). It opens the parent's round here, waits
+ * until every site reported or the parent's deadline is near, and posts
+ * the sum, retrying on network errors and 5xx. A relay killed in a round
+ * is a client that did not report: started again, it joins again (same
+ * certificate, same client), is handed the same round's task while the
+ * parent still waits for it, and its sites, whose resends of the updates
+ * they made are the same bytes, report again.
+ */
+#include "relay.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "ml/model_io.h"
+#include "wire/client_json.h"
+#include "wire/partial.h"
+
+/* The share of the parent's deadline a round waits for its sites. */
+#define RELAY_DEADLINE_SHARE 0.8
+
+typedef struct buf {
+  uint8_t *p;
+  size_t len, cap;
+} buf;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
+  buf *b = ud;
+  size_t n = size * nmemb;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = (b->len + n + 1) * 2;
+    uint8_t *p = fedc_realloc(b->p, cap);
+    if (p == NULL) return 0;
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, ptr, n);
+  b->len += n;
+  b->p[b->len] = 0;
+  return n;
+}
+
+static int stopping(fedc_relay *r) {
+  pthread_mutex_lock(&r->mu);
+  int s = r->stop;
+  pthread_mutex_unlock(&r->mu);
+  return s;
+}
+
+static void nap(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+/* One request to the parent: the HTTP status (0 on a network error). */
+static long call(fedc_relay *r, CURL *h, const char *method, const char *path, const uint8_t *body,
+                 size_t len, double timeout_s, buf *out) {
+  char url[2048];
+  snprintf(url, sizeof url, "%s%s", r->cfg->relay_parent, path);
+  out->len = 0;
+  curl_easy_reset(h);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_CAINFO, r->cfg->tls_ca);
+  curl_easy_setopt(h, CURLOPT_SSLCERT, r->cfg->relay_cert);
+  curl_easy_setopt(h, CURLOPT_SSLKEY, r->cfg->relay_key);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+  struct curl_slist *hdr = NULL;
+  if (strcmp(method, "POST") == 0) {
+    hdr = curl_slist_append(hdr, "Content-Type: application/octet-stream");
+    hdr = curl_slist_append(hdr, "Expect:");
+    curl_easy_setopt(h, CURLOPT_POST, 1L);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, len ? (const char *)body : "");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+  }
+  long status = 0;
+  if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(hdr);
+  return status;
+}
+
+/* The job object: kept printed; its model's spec and size for decoding. */
+static int take_job(fedc_relay *r, const buf *b) {
+  fedc_client_job job;
+  int rc = fedc_client_job_parse((const char *)b->p, b->len, &job);
+  if (rc != 0) return rc;
+  int t = fedc_model_type_parse(job.type);
+  if (t < 0) return fedc_error_set(FEDC_EUNSUPPORTED, "relay: model type %s", job.type);
+  cJSON *o = cJSON_ParseWithLength((const char *)b->p, b->len);
+  cJSON *j = cJSON_GetObjectItemCaseSensitive(o, "job");
+  if (cJSON_GetObjectItemCaseSensitive(j, "secagg") != NULL ||
+      cJSON_GetObjectItemCaseSensitive(j, "compression") != NULL) {
+    cJSON_Delete(o);
+    return fedc_error_set(FEDC_EUNSUPPORTED, "relay: the parent's job asks for secure "
+                                             "aggregation or compression, which a relay "
+                                             "cannot forward exactly");
+  }
+  char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+  cJSON_Delete(o);
+  if (s == NULL) return fedc_error_set(FEDC_EFORMAT, "relay: no job object");
+  fedc_model_spec spec;
+  memset(&spec, 0, sizeof spec);
+  int multi = t == FEDC_MODEL_SOFTMAX || t == FEDC_MODEL_MLP;
+  spec.type = (fedc_model_type)t;
+  spec.n_in = job.inputs;
+  spec.n_out = multi ? job.classes : 1;
+  spec.n_hidden = job.n_hidden;
+  memcpy(spec.hidden, job.hidden, sizeof spec.hidden);
+  spec.l1 = job.l1;
+  spec.l2 = job.l2;
+  size_t n = fedc_model_n_params(&spec);
+  fedc_strategy *sum = NULL;
+  if (fedc_fedavg_new(n, &sum) != 0) {
+    cJSON_free(s);
+    return FEDC_ENOMEM;
+  }
+  pthread_mutex_lock(&r->mu);
+  r->job_json = fedc_strdup(s);
+  r->spec = spec;
+  r->n_params = n;
+  r->sum = sum;
+  pthread_mutex_unlock(&r->mu);
+  cJSON_free(s);
+  fedc_log_info("msg=\"joined the parent\" model=%s params=%zu", job.type, n);
+  return r->job_json ? 0 : FEDC_ENOMEM;
+}
+
+/* Download round's model and check it against the task's checksum. */
+static int fetch_model(fedc_relay *r, CURL *h, const fedc_client_task *t, buf *b) {
+  char path[64];
+  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
+  if (call(r, h, "GET", path, NULL, 0, 120, b) != 200)
+    return fedc_error_set(FEDC_EIO, "relay: model of round %d not served", (int)t->round);
+  fedc_st_file *f = NULL;
+  int rc = fedc_st_decode(b->p, b->len, &f);
+  if (rc != 0) return rc;
+  const char *sha = fedc_st_meta_get(f, "sha256");
+  rc = sha && strcmp(sha, t->model_sha256) == 0
+           ? 0
+           : fedc_error_set(FEDC_ECHECKSUM, "relay: model of round %d: checksum", (int)t->round);
+  fedc_st_free(f);
+  return rc;
+}
+
+/* Open the round here with the parent's model bytes (taken from b). */
+static void open_round(fedc_relay *r, const fedc_client_task *t, buf *b) {
+  float *g = fedc_malloc_array(r->n_params, sizeof *g);
+  if (g != NULL && fedc_model_decode(&r->spec, b->p, b->len, g, NULL) != 0) {
+    fedc_free(g);
+    g = NULL;
+  }
+  pthread_mutex_lock(&r->mu);
+  fedc_free(r->global);
+  r->global = g;
+  fedc_free(r->model);
+  r->model = b->p;
+  r->model_len = b->len;
+  b->p = NULL;
+  b->len = b->cap = 0;
+  snprintf(r->model_sha, sizeof r->model_sha, "%s", t->model_sha256);
+  r->round = t->round;
+  r->deadline = fedc__relay_now() + RELAY_DEADLINE_SHARE * t->deadline_s;
+  memset(r->reported, 0, (size_t)r->n_sites);
+  r->n_reported = 0;
+  r->updates = 0;
+  r->loss_sum = 0;
+  r->sum->ops->begin(r->sum, NULL, r->n_params);
+  r->open = 1;
+  pthread_mutex_unlock(&r->mu);
+  fedc__relay_wake(r);
+  fedc_log_info("round=%d msg=\"round opened\" deadline_s=%.1f", (int)t->round,
+                RELAY_DEADLINE_SHARE * t->deadline_s);
+}
+
+/* Wait for every site (or the deadline), close, and encode the sum; 1 with
+ * *body set when there is something to post. */
+static int close_round(fedc_relay *r, uint8_t **body, size_t *len) {
+  pthread_mutex_lock(&r->mu);
+  while (!r->stop && r->n_reported < r->cfg->relay_sites && fedc__relay_now() < r->deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+  }
+  r->open = 0;
+  int have = r->n_reported > 0 && !r->stop;
+  if (have) {
+    __int128 *acc;
+    uint64_t *total;
+    fedc_fedavg_state(r->sum, &acc, &total);
+    fedc_partial p = {.round = r->round,
+                      .updates = r->updates,
+                      .total = *total,
+                      .train_loss = r->loss_sum / (double)*total,
+                      .n = r->n_params};
+    have = fedc_partial_encode(&p, acc, body, len) == 0;
+  }
+  int32_t round = r->round, rep = r->n_reported;
+  pthread_mutex_unlock(&r->mu);
+  fedc__relay_wake(r);
+  fedc_log_info("round=%d msg=\"round closed\" reported=%d/%d", (int)round, (int)rep,
+                (int)r->cfg->relay_sites);
+  return have;
+}
+
+/* Post the partial until the parent answers other than 5xx or a network error. */
+static void post_partial(fedc_relay *r, CURL *h, const uint8_t *body, size_t len, buf *b) {
+  for (int tries = 0; tries < 60 && !stopping(r); tries++) {
+    long st = call(r, h, "POST", "/v1/update", body, len, 120, b);
+    if (st == 200) {
+      pthread_mutex_lock(&r->mu);
+      r->bytes_up += len;
+      pthread_mutex_unlock(&r->mu);
+      fedc_log_info("msg=\"partial sum posted\" bytes=%zu", len);
+      return;
+    }
+    if (st >= 400 && st < 500) {
+      fedc_log_warn("msg=\"partial sum refused\" status=%ld body=%.*s", st, (int)b->len,
+                    b->p ? (const char *)b->p : "");
+      return;
+    }
+    nap(0.5);
+  }
+}
+
+void *fedc__relay_link_main(void *arg) {
+  fedc_relay *r = arg;
+  CURL *h = curl_easy_init();
+  buf b = {0};
+  void *res = NULL;
+  if (h == NULL) return r;
+  char jbody[256];
+  snprintf(jbody, sizeof jbody, "{\"name\":\"relay\"}");
+  while (!stopping(r)) { /* join */
+    long st = call(r, h, "POST", "/v1/join", (const uint8_t *)jbody, strlen(jbody), 30, &b);
+    if (st == 200) {
+      if (take_job(r, &b) == 0) break;
+      fedc_log_error("msg=\"cannot relay this job\" reason=\"%s\"", fedc_error_msg());
+      res = r;
+      goto out;
+    }
+    if (st == 403) {
+      fedc_log_error("msg=\"the parent refuses this relay's certificate\"");
+      res = r;
+      goto out;
+    }
+    nap(0.5);
+  }
+  while (!stopping(r)) {
+    long st = call(r, h, "GET", "/v1/task?wait=5", NULL, 0, 30, &b);
+    fedc_client_task t;
+    if (st != 200 || fedc_client_task_parse((const char *)b.p, b.len, &t) != 0) {
+      nap(0.5);
+      continue;
+    }
+    if (t.action == FEDC_CLIENT_TASK_FINISHED) {
+      pthread_mutex_lock(&r->mu);
+      r->finished = 1;
+      r->round = t.round;
+      pthread_mutex_unlock(&r->mu);
+      fedc__relay_wake(r);
+      fedc_log_info("msg=\"the parent finished\" round=%d", (int)t.round);
+      /* the sites hear it at their next poll */
+      for (int i = 0; i < 30 && !stopping(r); i++)
+        nap(0.1);
+      break;
+    }
+    if (t.action == FEDC_CLIENT_TASK_WAIT) {
+      nap(t.retry_after_s > 0 && t.retry_after_s < 1 ? t.retry_after_s : 0.2);
+      continue;
+    }
+    if (fetch_model(r, h, &t, &b) != 0) {
+      fedc_log_warn("msg=\"model download failed\" reason=\"%s\"", fedc_error_msg());
+      nap(0.5);
+      continue;
+    }
+    open_round(r, &t, &b);
+    uint8_t *body = NULL;
+    size_t len = 0;
+    if (close_round(r, &body, &len)) post_partial(r, h, body, len, &b);
+    fedc_free(body);
+  }
+out:
+  pthread_mutex_lock(&r->mu);
+  r->stop = 1;
+  pthread_mutex_unlock(&r->mu);
+  fedc__relay_wake(r);
+  fedc_free(b.p);
+  curl_easy_cleanup(h);
+  return res;
+}
