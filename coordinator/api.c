@@ -329,7 +329,11 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   cl->poll_deadline = fedc__coord_now() + wait;
   fedc_http_exchange_on_abort(x, poll_abort, c);
   int task = fedc__coord_has_task(c, cl->id);
-  if (c->state == ROUND_FINISHED || task || wait == 0 || c->stopping)
+  /* next=1 (a site service between jobs): a finished job holds the poll
+   * for its wait, until the coordinator stops for the next job */
+  double next = 0;
+  int hold = fedc__coord_query_double(req->query, "next", &next) == 1 && next != 0;
+  if ((c->state == ROUND_FINISHED && !hold) || task || wait == 0 || c->stopping)
     fedc__coord_answer_poll(c, cl);
   else
     fedc__coord_step(c); /* this poll may complete a quorum */
@@ -370,6 +374,12 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
   if (strcmp(p, "/v1/join") == 0) {
     if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/join takes POST");
     else handle_join(c, x, req);
+    return;
+  }
+  if (strcmp(p, "/v1/decline") == 0) { /* a site's policy refused the job: job_site.c */
+    coord_client *cl = !post ? NULL : authorize(c, x, req);
+    if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/decline takes POST");
+    else if (cl) fedc__coord_decline(c, x, req, cl);
     return;
   }
   if (strncmp(p, "/v1/secagg/", 11) == 0) { /* secure aggregation: secagg_rounds.c */
@@ -443,7 +453,8 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
       return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
     return admit_client(c, req, 1, code, msg, cap);
   }
-  if (strncmp(p, "/v1/secagg/", 11) == 0) return admit_client(c, req, 0, code, msg, cap);
+  if (strncmp(p, "/v1/secagg/", 11) == 0 || strcmp(p, "/v1/decline") == 0)
+    return admit_client(c, req, 0, code, msg, cap);
   int is_update = strcmp(p, "/v1/update") == 0;
   if (!is_update && strcmp(p, "/v1/task") != 0 && strncmp(p, "/v1/model/", 10) != 0)
     return refusal(code, msg, cap, 404, "not_found", "no such path: %s", p);

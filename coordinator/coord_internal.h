@@ -39,6 +39,9 @@ typedef struct coord_client {
                                client by this pointer, not the reverse) */
   double poll_deadline;
   int64_t updates;          /* updates counted into committed rounds */
+  int declined;             /* its site's policy refused this job (job_site.c):
+                               never selected */
+  char decline_reason[256];
 } coord_client;
 
 /* The round's states (the table is in coordinator.c, round_event). */
@@ -225,6 +228,14 @@ struct cJSON;
 /* selected: the open round's selection size, as /v1/status has it (asked
  * of the engine, or the picture taken as the commit began) */
 void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o, int32_t selected);
+
+/* job_site.c: what sites see of the job and how they refuse it. The job
+ * object's fields a site's policy reads ("dataset", "privacy"); POST
+ * /v1/decline {"reason": "..."}; the "declined" list of /v1/status. */
+void fedc__coord_job_fields(const fedc_coord *c, struct cJSON *job);
+void fedc__coord_decline(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *req,
+                         coord_client *cl);
+void fedc__coord_declines_status(const fedc_coord *c, struct cJSON *o);
 
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);

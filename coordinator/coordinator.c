@@ -531,6 +531,7 @@ static char *job_public_json(const fedc_coord *c) {
   char seed[32]; /* a uint64 does not fit a JSON number: a decimal string */
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->cfg.seed);
   cJSON_AddStringToObject(job, "seed", seed);
+  fedc__coord_job_fields(c, job); /* job_site.c: what a site's policy reads */
   char *text = cJSON_PrintUnformatted(job);
   cJSON_Delete(job);
   char *copy = text ? fedc_strdup(text) : NULL;

@@ -149,7 +149,7 @@ static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
   int32_t n = 0;
   for (int32_t i = 0; i < c->n_clients; i++) {
     coord_client *cl = &c->clients[i];
-    if (cl->revoked || !cl->joined) continue;
+    if (cl->revoked || !cl->joined || cl->declined) continue; /* declined: job_site.c */
     if (c->secagg && fedc__coord_secagg_excluded(c, cl->id)) continue; /* lied in secagg */
     if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
   }

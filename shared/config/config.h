@@ -27,7 +27,7 @@
 #define FEDC_CONFIG_PATH_MAX 1024
 /* Room in the origin bookkeeping: keys in the table, and one origin's text
  * (a long file name keeps its tail: ".../configs/x.ini:12"). */
-#define FEDC_CONFIG_MAX_KEYS 96
+#define FEDC_CONFIG_MAX_KEYS 160
 #define FEDC_CONFIG_ORIGIN_MAX 96
 
 
@@ -94,6 +94,8 @@ typedef struct fedc_config {
   fedc_data_format format;                 /* format = idx | csv */
   char label[128];                         /* csv: label column name */
   int32_t standardize;                     /* bool */
+  char data_set[128];                      /* job: the named set to use */
+  char data_sets[FEDC_CONFIG_PATH_MAX];    /* site: NAME:TRAIN[:LABELS],... */
   /* [server] */
   char server_listen[256];       /* coordinator: "host:port" */
   char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */
@@ -114,6 +116,9 @@ typedef struct fedc_config {
   int32_t server_handshake_burst;
   int32_t server_max_connections;
   double server_reserved_share;
+  int32_t server_queue;               /* bool: run the store's job queue */
+  char server_admin_listen[256];      /* admin endpoint, "" = off */
+  char server_admins[FEDC_CONFIG_PATH_MAX]; /* admin fingerprints */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];
@@ -126,6 +131,7 @@ typedef struct fedc_config {
   char client_keep_updates[FEDC_CONFIG_PATH_MAX];
   double client_backoff_max_s;
   double client_give_up_s;
+  int32_t client_serve; /* bool: a site service across jobs */
   /* [sim] */
   int32_t clients;           /* >= 1 */
   int32_t partition;         /* fedc_partition_kind */
@@ -135,6 +141,13 @@ typedef struct fedc_config {
   fedc_attack attack;
   double attack_fraction, attack_scale;
   double speed_skew;
+  /* [policy]: a site's limits on the jobs it takes part in */
+  char policy_model_types[256];
+  char policy_trainers[64];
+  int32_t policy_max_rounds, policy_max_epochs; /* 0 = no limit */
+  double policy_min_noise;
+  int32_t policy_require_secagg; /* bool */
+  char policy_datasets[1024];
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.
