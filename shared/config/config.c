@@ -393,8 +393,8 @@ static const key_def keys[] = {
      "0", "Site: decline a job of more local epochs than this; 0 = no limit."},
     {"policy", "min_noise_multiplier", T_DOUBLE, M(policy_min_noise), 0, 1e6,
      MINMAX, NULL, "0",
-     "Site: decline a job whose DP noise multiplier is below this (unless "
-     "require_secagg alone is met, see docs/operations.md); 0 = no minimum."},
+     "Site: decline a job whose DP noise multiplier ([privacy] "
+     "noise_multiplier) is below this; 0 = no minimum."},
     {"policy", "require_secagg", T_BOOL, M(policy_require_secagg), 0, 0, 0, NULL,
      "false", "Site: decline a job without secure aggregation."},
     {"policy", "datasets", T_STRING, M(policy_datasets), 0, 0, 0, NULL, "",
