@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include <fedc/client.h>
+
 #include "config/config.h"
 
 typedef struct fedc_site {

@@ -219,7 +219,10 @@ def test_queue_and_site_services():
     j.close()
 
 
-def test_cancel_queued():
+def test_cancel():
+    """A queued job cancelled never starts; a running one (no sites: it
+    waits for clients) stops within a tick, and the next job starts on the
+    same port; a bad job file is refused at submit, naming the key."""
     q = Queue()
     try:
         r = q.cmd("submit", q.write_job("a"))
@@ -229,6 +232,16 @@ def test_cancel_queued():
         assert q.state(1) == "cancelled", q.jobs()
         r = q.cmd("cancel", "1")
         assert r.returncode != 0 and "already ended" in r.stderr, r.stderr
+        q.start_daemon()
+        for name in ("b", "c"):
+            assert q.cmd("submit", q.write_job(name)).returncode == 0
+        q.job.wait_for(lambda: q.state(2) == "running", 10, "job 2 to start")
+        q.job.wait_for(lambda: q.job.status(), 10, "job 2's status page")
+        assert q.cmd("cancel", "2").returncode == 0
+        q.job.wait_for(lambda: q.state(3) == "running", 10, "job 3 to start after the cancel")
+        assert q.state(2) == "cancelled", q.jobs()
+        q.job.wait_for(lambda: q.job.status(), 10, "job 3 listening on the same port")
+        assert q.state(1) == "cancelled", "a cancelled queued job never starts"
         bad = os.path.join(q.job.dir, "bad.ini")
         with open(bad, "w") as f:
             f.write("[model]\ntype = mlp\n")
@@ -240,6 +253,6 @@ def test_cancel_queued():
 
 if __name__ == "__main__":
     s = harness.Suite("queue_tests")
-    s.run(test_cancel_queued)
+    s.run(test_cancel)
     s.run(test_queue_and_site_services)
     s.finish()
