@@ -487,7 +487,7 @@ static int model_setup(fedc_client *c) {
  * FEDC_CLIENT_EXIT_DECLINED: after telling the coordinator (POST
  * /v1/decline {"reason"}) for a decline, silently for a skip.
  */
-static int fedc__client_filter_job(fedc_client *c, const char *body, size_t len) {
+static int filter_job(fedc_client *c, const char *body, size_t len) {
   cJSON *o = cJSON_ParseWithLength(body, len);
   const cJSON *job = cJSON_GetObjectItemCaseSensitive(o, "job");
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
@@ -596,7 +596,7 @@ static run_state join(fedc_client *c) {
                 msg);
     return RUN_END;
   }
-  if (c->job_filter && fedc__client_filter_job(c, (const char *)resp.body, resp.len) != 0) {
+  if (c->job_filter && filter_job(c, (const char *)resp.body, resp.len) != 0) {
     fedc_http_response_free(&resp); /* declined or skipped: serve.c */
     return RUN_END;
   }

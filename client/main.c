@@ -214,7 +214,18 @@ static int serve(const fedc_config *cfg) {
     }
     g_client = c;
     if (g_stop) fedc_client_stop(c);
+    double last_run = 0;
     for (;;) {
+      /* a job that keeps coming back at once (declined, then offered
+       * again) must not make a busy loop: runs at most once a second */
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      double t = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+      if (t - last_run < 1.0 && pause_s(1.0 - (t - last_run)) != 0) {
+        code = FEDC_CLIENT_EXIT_INTERRUPTED;
+        break;
+      }
+      last_run = t < last_run + 1.0 ? last_run + 1.0 : t;
       fedc_client_exit e = fedc_client_run(c);
       if (e == FEDC_CLIENT_EXIT_INTERRUPTED || g_stop) {
         code = FEDC_CLIENT_EXIT_INTERRUPTED;

@@ -324,11 +324,12 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   }
   if (wait > c->cfg.server_poll_s) wait = c->cfg.server_poll_s;
   cl->joined = 1;
+  cl->polled = 1; /* asked for work: eligible (round.c) */
   if (cl->poll) fedc__coord_answer_poll(c, cl); /* a newer poll replaces it */
   cl->poll = x;
   cl->poll_deadline = fedc__coord_now() + wait;
   fedc_http_exchange_on_abort(x, poll_abort, c);
-  int task = fedc__coord_has_task(c, cl->id);
+  int task = !cl->declined && fedc__coord_has_task(c, cl->id);
   /* next=1 (a site service between jobs): a finished job holds the poll
    * for its wait, until the coordinator stops for the next job */
   double next = 0;

@@ -40,7 +40,9 @@ typedef struct coord_client {
   double poll_deadline;
   int64_t updates;          /* updates counted into committed rounds */
   int declined;             /* its site's policy refused this job (job_site.c):
-                               never selected */
+                               never selected, never given a task */
+  int polled;               /* has asked for work (GET /v1/task) since this
+                               process started: only then eligible */
   char decline_reason[256];
 } coord_client;
 

@@ -66,6 +66,20 @@ int fedc__runner_check_job(const fedc_config *base, const char *job_path, int32_
   *cfg = *base;
   cfg->server_queue = 0;
   int rc = fedc_config_load(cfg, job_path);
+  /* the daemon's own settings are not a job's to change */
+  static const char *const daemon_keys[][2] = {
+      {"server", "listen"},   {"server", "status_listen"}, {"server", "admin_listen"},
+      {"server", "admins"},   {"server", "queue"},         {"server", "enroll"},
+      {"tls", "ca"},          {"tls", "cert"},             {"tls", "key"},
+      {"tls", "require_client_cert"}, {"store", "path"}};
+  size_t plen = strlen(job_path);
+  for (size_t i = 0; rc == 0 && i < sizeof daemon_keys / sizeof daemon_keys[0]; i++) {
+    const char *o = fedc_config_origin(cfg, daemon_keys[i][0], daemon_keys[i][1]);
+    if (o && strncmp(o, job_path, plen) == 0 && o[plen] == ':')
+      rc = fedc_error_set(FEDC_ECONFIG,
+                          "%s: [%s] %s is the queue daemon's setting; a job file may not set it",
+                          o, daemon_keys[i][0], daemon_keys[i][1]);
+  }
   if (rc == 0) rc = fedc_config_check_role(cfg, FEDC_ROLE_COORDINATOR);
   if (rc == 0 && rounds) *rounds = cfg->rounds;
   fedc_free(cfg);

@@ -107,7 +107,7 @@ static void respond_json(fedc_http_exchange *x, cJSON *obj) {
 void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
   fedc_http_exchange *x = cl->poll;
   if (x == NULL) return;
-  int task = fedc__coord_has_task(c, cl->id);
+  int task = !cl->declined && fedc__coord_has_task(c, cl->id);
   cl->poll = NULL;
   fedc_http_exchange_on_abort(x, NULL, NULL);
   /* every member or none: a task missing a member would send the client
@@ -149,7 +149,9 @@ static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
   int32_t n = 0;
   for (int32_t i = 0; i < c->n_clients; i++) {
     coord_client *cl = &c->clients[i];
-    if (cl->revoked || !cl->joined || cl->declined) continue; /* declined: job_site.c */
+    /* declined (job_site.c): its site refused the job; not polled: a site
+     * reads the job before it asks for work, and may decline it */
+    if (cl->revoked || !cl->joined || cl->declined || !cl->polled) continue;
     if (c->secagg && fedc__coord_secagg_excluded(c, cl->id)) continue; /* lied in secagg */
     if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
   }
