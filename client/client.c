@@ -487,6 +487,7 @@ static int model_setup(fedc_client *c) {
  * FEDC_CLIENT_EXIT_DECLINED: after telling the coordinator (POST
  * /v1/decline {"reason"}) for a decline, silently for a skip.
  */
+static int post_decline(fedc_client *c, const char *reason);
 static int filter_job(fedc_client *c, const char *body, size_t len) {
   cJSON *o = cJSON_ParseWithLength(body, len);
   const cJSON *job = cJSON_GetObjectItemCaseSensitive(o, "job");
@@ -506,6 +507,12 @@ static int filter_job(fedc_client *c, const char *body, size_t len) {
   }
   fedc_log_warn("msg=\"declined the job by this site's policy\" job=%s reason=%s",
                 q(qid, sizeof qid, c->seen_job), q(qr, sizeof qr, reason));
+  return post_decline(c, reason);
+}
+
+/* Tell the coordinator this site will not take part (POST /v1/decline),
+ * and end the run with FEDC_CLIENT_EXIT_DECLINED. */
+static int post_decline(fedc_client *c, const char *reason) {
   cJSON *d = cJSON_CreateObject();
   char *dbody = d && cJSON_AddStringToObject(d, "reason", reason[0] ? reason : "site policy")
                     ? cJSON_PrintUnformatted(d)
@@ -545,6 +552,12 @@ int fedc_client_wait_next(fedc_client *c) {
     int still = resp.status == 200 &&
                 fedc_client_task_parse((const char *)resp.body, resp.len, &t) == 0 &&
                 (t.action == FEDC_CLIENT_TASK_FINISHED || t.action == FEDC_CLIENT_TASK_WAIT);
+    if (still) { /* still the job it joined: another one means join again */
+      cJSON *o = cJSON_ParseWithLength((const char *)resp.body, resp.len);
+      const cJSON *job = cJSON_GetObjectItemCaseSensitive(o, "job");
+      if (cJSON_IsString(job) && strcmp(job->valuestring, c->seen_job) != 0) still = 0;
+      cJSON_Delete(o);
+    }
     long status = resp.status;
     fedc_http_response_free(&resp);
     if (!still) return 0;
@@ -552,6 +565,18 @@ int fedc_client_wait_next(fedc_client *c) {
      * coordinator that does not hold it) is spaced out */
     if (status == 200 && nap(c, 1.0) != 0) return FEDC_ECANCELED;
   }
+}
+
+/* A site service (a job filter is set) whose data the job does not fit
+ * declines it, so that it is not selected for rounds it cannot train. */
+static run_state decline_unfit(fedc_client *c) {
+  if (c->job_filter == NULL || c->outcome != FEDC_CLIENT_EXIT_BAD_INPUT) return RUN_END;
+  char reason[256], qr[300];
+  snprintf(reason, sizeof reason, "%s", fedc_error_msg());
+  fedc_log_warn("msg=\"declined the job: it does not fit this site's data\" reason=%s",
+                q(qr, sizeof qr, reason));
+  post_decline(c, reason);
+  return RUN_END;
 }
 
 static run_state join(fedc_client *c) {
@@ -616,7 +641,7 @@ static run_state join(fedc_client *c) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s", msg);
-    return RUN_END;
+    return decline_unfit(c);
   }
   if (strcmp(job.id, c->job.id) != 0) {
     /* a new job: an update kept from another one must never be resent */
@@ -626,7 +651,7 @@ static run_state join(fedc_client *c) {
   }
   c->job = job;
   c->spec = spec;
-  if (model_setup(c) != 0) return RUN_END;
+  if (model_setup(c) != 0) return decline_unfit(c);
   fedc_client_backoff_reset(&c->backoff);
   fedc_client_backoff_reset(&c->pause);
   char qid[160];

@@ -129,6 +129,7 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
     ok = ok && cJSON_AddNumberToObject(o, "round", c->round);
     ok = ok && cJSON_AddNumberToObject(o, "retry_after_ms", 0);
   }
+  ok = ok && cJSON_AddStringToObject(o, "job", c->job_id); /* a site service's wait: serve */
   if (!ok) {
     cJSON_Delete(o);
     o = NULL;

@@ -216,6 +216,20 @@ def test_queue_and_site_services():
         status, body = q.admin("GET", "/v1/admin/jobs/1/model/2")
         assert status == 200 and body[:8], status
         assert all(p.poll() is None for p in sites), "a site service exited"
+
+        # job 4 does not fit the sites' data (100 inputs): every site
+        # declines it instead of being selected for rounds it cannot train
+        job4 = q.write_job("unfit", seed=10).replace(".ini", "")
+        with open(job4 + ".ini") as f:
+            text = f.read().replace("inputs = 784", "inputs = 100")
+        with open(job4 + ".ini", "w") as f:
+            f.write(text)
+        assert q.cmd("submit", job4 + ".ini").returncode == 0
+        j.wait_for(lambda: q.jobs().count("declined by site-") >= 4, 60, "every site to decline job 4")
+        assert q.cmd("cancel", "4").returncode == 0
+        j.wait_for(lambda: q.state(4) == "cancelled", 10, "job 4 cancelled")
+        assert not q.rounds(4), "no round of job 4 ran"
+        assert all(p.poll() is None for p in sites), "a site service exited"
     except Exception:
         j.close(keep=True)
         raise
