@@ -84,6 +84,7 @@ endif
 ifneq ($(wildcard client/main.c),)
 BINS += $(BUILD)/bin/fedc-client
 endif
+BINS += $(BUILD)/bin/fedc-predict
 ALL_LIBS := $(SIM_LIB) $(COORD_LIB) $(CLIENT_LIB) $(LIB)
 
 .PHONY: all test test-unit test-integration demo bench clean deps lint
@@ -121,6 +122,10 @@ $(CLIENT_LIB): $(CLIENT_OBJ)
 $(BUILD)/bin/fedc-coordinator: $(BUILD)/obj/coordinator/main.o $(COORD_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(COORD_LIB) $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/bin/fedc-predict: $(BUILD)/obj/predict/main.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(LDLIBS_ALL)
 
 $(BUILD)/bin/fedc-client: $(BUILD)/obj/client/main.o $(CLIENT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
@@ -278,7 +283,7 @@ clean:
 #   make fuzz FUZZ_FLAGS=-jobs=2                  more libFuzzer options
 #   make fuzz-build                               build the fuzzers only
 FUZZ_TARGETS ?= safetensors model_update http_request join_json client_json \
-    config csv idx secagg
+    config csv idx secagg eval_json
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS ?=
@@ -615,7 +620,7 @@ MANDIR ?= $(DATADIR)/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MAN_CONF := $(BUILD)/man/fedc.conf.5
-MAN1 := man/fedc-client.1 man/fedc-sim.1 $(if $(MPICC),man/fedc-sim-mpi.1)
+MAN1 := man/fedc-client.1 man/fedc-predict.1 man/fedc-sim.1 $(if $(MPICC),man/fedc-sim-mpi.1)
 MAN8 := man/fedc-coordinator.8
 UNITS := systemd/fedc-coordinator.service systemd/fedc-client.service
 
@@ -648,6 +653,7 @@ endif
 uninstall: uninstall-pkg-files
 uninstall-pkg-files:
 	rm -f $(DESTDIR)$(MANDIR)/man1/fedc-client.1 $(DESTDIR)$(MANDIR)/man1/fedc-sim.1 \
+	    $(DESTDIR)$(MANDIR)/man1/fedc-predict.1 \
 	    $(DESTDIR)$(MANDIR)/man1/fedc-sim-mpi.1 $(DESTDIR)$(MANDIR)/man8/fedc-coordinator.8 \
 	    $(DESTDIR)$(MANDIR)/man5/fedc.conf.5
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/fedc-coordinator.service \

@@ -59,7 +59,9 @@ typedef enum {
   RUN_POLL,     /* long-poll for a task */
   RUN_WAIT,     /* the task said "wait": sleep a little, poll again */
   RUN_ROUND,    /* the task said "train": model, training, update */
+  RUN_EVAL,     /* the task said "evaluate": model, report, POST /v1/eval */
   RUN_FINISHED, /* the task said "finished" */
+  RUN_STATS,    /* the task said "stats": send the local statistics */
   RUN_END       /* the run ended otherwise; c->outcome says how */
 } run_state;
 
@@ -102,7 +104,10 @@ struct fedc_client {
   fedc_client_exit outcome;
   int waiting;      /* the last poll said "wait" (log it once) */
   int32_t selected; /* the last round "selected" was logged for */
+  int32_t eval_declined; /* the last round this client could not evaluate */
   char last_err[512];
+  char *schema_json, *stats_json; /* the job's, from the last join (stats_client.c) */
+  double first_loss;              /* the first round's training loss (divergence) */
 };
 
 static double now_s(void) {
@@ -142,6 +147,8 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->w);
   fedc_free(c->g);
   fedc_free(c->update);
+  fedc_free(c->schema_json);
+  fedc_free(c->stats_json);
   char *strs[] = {c->url, c->ca, c->cert, c->key, c->name, c->keep_updates, c->user_agent};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     fedc_free(strs[i]);
@@ -283,7 +290,9 @@ static int nap(fedc_client *c, double s) {
   return -1;
 }
 
-enum { CALL_END = -1 };
+enum { CALL_END = -1, TRAIN_WITHHELD = 1 };
+struct fedc_client;
+static void post_warning(struct fedc_client *c, int32_t round, const char *detail);
 
 /* Ends the run with an outcome; the message (and sub-code) is kept in
  * fedc_error_msg and fedc_error_sub. */
@@ -627,6 +636,7 @@ static run_state join(fedc_client *c) {
   }
   fedc_client_job job;
   rc = fedc_client_job_parse((const char *)resp.body, resp.len, &job);
+  if (rc == 0) rc = fedc__client_job_extras(&c->schema_json, &c->stats_json, resp.body, resp.len);
   fedc_http_response_free(&resp);
   if (rc != 0) {
     char msg[512];
@@ -640,7 +650,8 @@ static run_state join(fedc_client *c) {
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
-    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s", msg);
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "%s%s",
+            rc == FEDC_EUNSUPPORTED ? "" : "the job does not fit this client's data: ", msg);
     return decline_unfit(c);
   }
   if (strcmp(job.id, c->job.id) != 0) {
@@ -650,6 +661,8 @@ static run_state join(fedc_client *c) {
     c->update_len = 0;
   }
   c->job = job;
+  c->job.schema_json = c->schema_json;
+  c->job.stats_json = c->stats_json;
   c->spec = spec;
   if (model_setup(c) != 0) return decline_unfit(c);
   fedc_client_backoff_reset(&c->backoff);
@@ -761,6 +774,13 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_metrics m = {.accuracy = NAN};
   double t0 = now_s();
   int rc = c->trainer.train(c->trainer.user_data, &r, c->w, &m);
+  if (rc == FEDC_ENONFINITE) { /* the loss blew up: diverged, handled below */
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    fedc_log_warn("round=%d warning=diverged msg=\"%s; update withheld\"", (int)t->round, msg);
+    post_warning(c, t->round, "training loss not finite: update withheld");
+    return TRAIN_WITHHELD;
+  }
   if (rc != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -768,6 +788,17 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
                    msg);
   }
   double secs = now_s() - t0;
+  /* a loss that is not finite, or ten times the first round's: the site
+   * withholds its update and says so; the round goes on without it */
+  if (!isfinite(m.loss) || (c->first_loss > 0 && m.loss > 10.0 * c->first_loss && m.loss > 1.0)) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "training loss %g (first round %g): update withheld",
+             m.loss, c->first_loss);
+    fedc_log_warn("round=%d warning=diverged msg=\"%s\"", (int)t->round, detail);
+    post_warning(c, t->round, detail);
+    return TRAIN_WITHHELD;
+  }
+  if (c->first_loss == 0 && m.loss > 0) c->first_loss = m.loss;
   for (size_t i = 0; i < c->n_tensors; i++) {
     const float *p = c->w + c->tensors[i].offset;
     for (size_t k = 0; k < c->tensors[i].count; k++)
@@ -822,6 +853,65 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   c->update_loss = m.loss;
   memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
   return 0;
+}
+
+/* A small JSON POST whose answer only matters by its status: 0 sent (2xx),
+ * 1 refused (logged), CALL_END when the run ends. */
+static int post_json(fedc_client *c, const char *what, const char *path, const char *body) {
+  request r = {.what = what,
+               .path = path,
+               .ctype = "application/json",
+               .body = body,
+               .len = strlen(body),
+               .timeout_s = TRANSFER_TIMEOUT_S,
+               .max_response = JSON_MAX};
+  fedc_http_response resp;
+  if (call(c, &r, &resp) != 0) return CALL_END;
+  int rc = 0;
+  if (resp.status == 403) {
+    rc = forbidden(c, what, &resp, 0) != 0 ? CALL_END : 1;
+  } else if (resp.status / 100 != 2) {
+    log_refusal(what, &resp, FEDC_LOG_WARN, "refused", 0);
+    rc = 1;
+  }
+  fedc_http_response_free(&resp);
+  return rc;
+}
+
+/* Diverged training: the coordinator counts it (POST /v1/warn); best effort. */
+static void post_warning(fedc_client *c, int32_t round, const char *detail) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "kind", "diverged");
+  cJSON_AddNumberToObject(o, "round", round);
+  cJSON_AddStringToObject(o, "detail", detail);
+  char *body = o ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  if (body) post_json(c, "warning", "/v1/warn", body);
+  cJSON_free(body);
+}
+
+/* The task said "stats": the trainer's statistics of its data, sent. */
+static run_state send_stats(fedc_client *c) {
+  if (c->trainer.stats == NULL) {
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, FEDC_ECONFIG,
+            "the job has a schema and asks for this site's statistics, but its trainer gives "
+            "none");
+    return RUN_END;
+  }
+  char *json = NULL;
+  int rc = c->trainer.stats(c->trainer.user_data, &c->job, &json);
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s", msg);
+    return RUN_END;
+  }
+  rc = post_json(c, "stats", "/v1/stats", json);
+  fedc_free(json);
+  if (rc == CALL_END) return RUN_END;
+  if (rc == 0) fedc_log_info("msg=\"statistics sent\"");
+  else if (pause_after_refusal(c)) return RUN_END;
+  return RUN_POLL;
 }
 
 static int post_update(fedc_client *c, int32_t round) {
@@ -918,6 +1008,11 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
   fedc_log(c->selected == t->round ? FEDC_LOG_DEBUG : FEDC_LOG_INFO,
            "msg=\"selected\" round=%d deadline_s=%.1f", (int)t->round, t->deadline_s);
   c->selected = t->round;
+  if (c->schema_json && !c->stats_json) {
+    /* the statistics phase is over: the job object now has them */
+    fedc_log_info("msg=\"joining again for the federation's statistics\" round=%d", (int)t->round);
+    return RUN_JOIN;
+  }
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&
@@ -938,13 +1033,73 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     if (rc != MODEL_OK) return RUN_POLL;
     if (c->stop) return interrupted(c), RUN_END;
     if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-    if (train_round(c, t) != 0) return RUN_END;
+    int tr = train_round(c, t);
+    if (tr == TRAIN_WITHHELD) return RUN_POLL;
+    if (tr != 0) return RUN_END;
   }
   if (c->stop) return interrupted(c), RUN_END;
   if (t->deadline_s >= 0 && now_s() - t0 > t->deadline_s)
     fedc_log_warn("msg=\"past the round's deadline; sending anyway\" round=%d late_s=%.1f",
                   (int)t->round, now_s() - t0 - t->deadline_s);
   return post_update(c, t->round) != 0 ? RUN_END : RUN_POLL;
+}
+
+/* ---- federated evaluation (eval_site.c builds the body) --------------------------- */
+
+/*
+ * An evaluate task: the committed round's model (served as the start model
+ * of the next round), the trainer's report, POST /v1/eval. A client that
+ * cannot evaluate (no report callback, or it failed) says so in its log
+ * once and lets the evaluation's deadline pass without it.
+ */
+static run_state do_eval(fedc_client *c, const fedc_client_task *t) {
+  if (c->trainer.report == NULL || c->eval_declined == t->round) {
+    if (c->eval_declined != t->round)
+      fedc_log_warn("msg=\"asked to evaluate, but the trainer has no validation data "
+                    "([data] validation or validation_split)\" round=%d",
+                    (int)t->round);
+    c->eval_declined = t->round;
+    return nap(c, 1.0) != 0 ? (interrupted(c), RUN_END) : RUN_POLL;
+  }
+  fedc_client_task mt = *t;
+  mt.round = t->round + 1; /* round r's model starts round r + 1 */
+  int rc = fetch_model(c, &mt);
+  if (rc == CALL_END) return RUN_END;
+  if (rc == MODEL_REJOIN) return RUN_JOIN;
+  if (rc != MODEL_OK) return RUN_POLL;
+  fedc_client_round r;
+  round_info(c, t->round, &r);
+  char *report = NULL, *body = NULL, *mine = NULL;
+  rc = c->trainer.report(c->trainer.user_data, &r, c->w, &report);
+  if (rc == 0) rc = fedc__client_eval_body(report, t->round, t->model_sha256, &body, &mine);
+  fedc_free(report);
+  if (rc != 0) {
+    char m[600];
+    fedc_log_warn("msg=\"evaluation failed; declining it\" round=%d error=%s", (int)t->round,
+                  q(m, sizeof m, fedc_error_msg()));
+    c->eval_declined = t->round;
+    return RUN_POLL;
+  }
+  /* the site's own figures, in its own log */
+  fedc_log_info("msg=\"site evaluation\" round=%d metrics=%s", (int)t->round, mine);
+  fedc_free(mine);
+  request rq = {.what = "eval", .path = "/v1/eval", .ctype = "application/json",
+                .body = body, .len = strlen(body), .timeout_s = TRANSFER_TIMEOUT_S,
+                .max_response = JSON_MAX};
+  fedc_http_response resp;
+  rc = call(c, &rq, &resp);
+  fedc_free(body);
+  if (rc != 0) return RUN_END;
+  if (resp.status == 200)
+    fedc_log_info("msg=\"evaluation accepted\" round=%d", (int)t->round);
+  else if (resp.status == 403)
+    rc = forbidden(c, "eval", &resp, t->round);
+  else
+    log_refusal("eval", &resp, resp.status == 409 ? FEDC_LOG_INFO : FEDC_LOG_WARN,
+                "evaluation not taken", t->round);
+  if (resp.status != 200) c->eval_declined = t->round;
+  fedc_http_response_free(&resp);
+  return rc != 0 ? RUN_END : RUN_POLL;
 }
 
 /* ---- the loop --------------------------------------------------------------------- */
@@ -968,6 +1123,8 @@ static run_state poll_task(fedc_client *c, fedc_client_task *t) {
       case FEDC_CLIENT_TASK_FINISHED: return RUN_FINISHED;
       case FEDC_CLIENT_TASK_WAIT: return RUN_WAIT;
       case FEDC_CLIENT_TASK_TRAIN: return RUN_ROUND;
+      case FEDC_CLIENT_TASK_STATS: return RUN_STATS;
+      case FEDC_CLIENT_TASK_EVALUATE: return RUN_EVAL;
       }
     }
     char m[600];
@@ -1037,6 +1194,12 @@ fedc_client_exit fedc_client_run(fedc_client *c) {
       break;
     case RUN_ROUND:
       st = do_round(c, &t);
+      break;
+    case RUN_STATS:
+      st = send_stats(c);
+      break;
+    case RUN_EVAL:
+      st = do_eval(c, &t);
       break;
     case RUN_FINISHED:
       fedc_log_info("msg=\"finished\" round=%d", (int)t.round);

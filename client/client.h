@@ -119,9 +119,19 @@ void fedc_client_set_test_secagg_lie(fedc_client *c, int lie);
 int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin **out,
                                     fedc_client_trainer *trainer);
 
+/* eval_site.c: the body of POST /v1/eval for a trainer's report (JSON,
+ * checked with the library's strict reader): {"round", "model_sha256",
+ * "report"} into *body, and the site's own metrics (JSON) into *metrics
+ * for its log; both fedc memory. FEDC_EFORMAT for a report that does not
+ * read, FEDC_ENOMEM. */
+int fedc__client_eval_body(const char *report, int32_t round, const char *sha, char **body,
+                           char **metrics);
+
 /* FEDC_ECONFIG "[tls] cert: expired on <date> ..." when the certificate in
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,
  * also when it cannot be parsed (the fingerprint reports that). */
 int fedc__client_cert_check_dates(const char *pem_path);
+/* job_model.c: the join answer's "job"."schema" and "stats" objects as text. */
+int fedc__client_job_extras(char **schema, char **stats, const void *body, size_t len);
 
 #endif

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "base/alloc.h"
 #include "base/error.h"
 #include "client.h"
 
@@ -28,6 +31,10 @@ int fedc_client_job_spec(const fedc_client_job *job, fedc_model_spec *spec) {
   if (t < 0)
     return fedc_error_set(FEDC_ERANGE, "the job's model type '%s' is not a built-in layout",
                           job->type);
+  if (t == FEDC_MODEL_TENSORS)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "a tensors job needs [trainer] command: the built-in trainer trains "
+                          "only the built-in dense models (docs/tensor-jobs.md)");
   const char *type = job->type;
   int multi = t == FEDC_MODEL_SOFTMAX || t == FEDC_MODEL_MLP;
   if (multi && job->classes < 2)
@@ -130,6 +137,7 @@ int fedc_client_check_fit(const fedc_client_job *job, const fedc_dataset *train,
 }
 
 void fedc_client_train_params(const fedc_client_job *job, fedc_train_params *p) {
+  *p = (fedc_train_params){0}; /* unweighted unless the trainer adds class weights */
   p->epochs = job->train.epochs;
   p->batch_size = job->train.batch_size;
   p->lr = job->train.lr;
@@ -150,4 +158,39 @@ int fedc_client_update_write(const char *path, const fedc_model_spec *spec, cons
   fedc_st_tensor t[FEDC_CLIENT_MAX_TENSORS];
   size_t nt = fedc_model_tensors(spec, w, t, FEDC_CLIENT_MAX_TENSORS);
   return fedc_client_update_write_tensors(path, t, nt, round, num_samples, train_loss);
+}
+
+/*
+ * The join answer's "job"."schema" and "job"."stats" as JSON text, into
+ * *schema and *stats (freed and replaced; NULL when absent). Errors:
+ * FEDC_EFORMAT (one of them is not an object), FEDC_ENOMEM.
+ */
+int fedc__client_job_extras(char **schema, char **stats, const void *body, size_t len) {
+  fedc_free(*schema);
+  fedc_free(*stats);
+  *schema = *stats = NULL;
+  cJSON *root = cJSON_ParseWithLength((const char *)body, len);
+  const cJSON *job = cJSON_GetObjectItemCaseSensitive(root, "job");
+  const char *names[2] = {"schema", "stats"};
+  char **outs[2] = {schema, stats};
+  int rc = 0;
+  for (int i = 0; i < 2 && rc == 0; i++) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(job, names[i]);
+    if (o == NULL) continue;
+    if (!cJSON_IsObject(o)) {
+      rc = fedc_error_set(FEDC_EFORMAT, "join: \"job\".\"%s\" is not an object", names[i]);
+      break;
+    }
+    char *t = cJSON_PrintUnformatted(o);
+    *outs[i] = t ? fedc_strdup(t) : NULL;
+    cJSON_free(t);
+    if (*outs[i] == NULL) rc = fedc_error_set(FEDC_ENOMEM, "join: out of memory");
+  }
+  cJSON_Delete(root);
+  if (rc != 0) {
+    fedc_free(*schema);
+    fedc_free(*stats);
+    *schema = *stats = NULL;
+  }
+  return rc;
 }

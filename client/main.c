@@ -23,6 +23,7 @@
 
 #include "base/alloc.h"
 #include "client.h"
+#include "enroll.h"
 #include "config/config.h"
 #include "site_policy.h"
 #include "base/cpu.h"
@@ -33,6 +34,7 @@
 
 static void usage(FILE *f) {
   fputs("usage: fedc-client --config FILE [options]\n"
+        "       fedc-client enroll --name NAME [--dir DIR]   (a key and a CSR)\n"
         "\n"
         "Take part in a federated learning job: join the coordinator at\n"
         "[server] url over mutual TLS, train on the local data of [data]\n"
@@ -265,6 +267,8 @@ static int serve(const fedc_config *cfg) {
 }
 
 int main(int argc, char **argv) {
+  /* provisioning: the site's key and request (enroll.c) */
+  if (argc >= 2 && strcmp(argv[1], "enroll") == 0) return fedc__client_enroll_main(argc - 1, argv + 1);
   fedc_config cfg;
   fedc_config_defaults(&cfg);
   fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */

@@ -1,9 +1,10 @@
 /*
  * admin_api.c - the job queue daemon's admin endpoint ([server]
  * admin_listen), over mutual TLS with the daemon's CA, certificate and
- * key. Only certificates whose SHA-256 fingerprint is in [server] admins
- * pass (decided from the headers, before any body is read); everyone else
- * gets 403. The endpoint lives as long as the daemon, across jobs.
+ * key. Only admin certificates pass: those `pki sign --admin` issued
+ * (OU=fedc-admin, recorded in the store: certs.h) and those whose SHA-256
+ * fingerprint is in [server] admins; decided from the headers, before any
+ * body is read; everyone else gets 403. The endpoint lives as long as the daemon, across jobs.
  *
  *   GET  /v1/admin/jobs                     the queue, with sites' declines
  *   POST /v1/admin/jobs?name=NAME           submit a job (body: its INI text)
@@ -23,6 +24,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "certs.h"
 #include "http_server.h"
 #include "job_runner.h"
 
@@ -53,9 +55,13 @@ static int admit(void *ctx, const fedc_http_request *req, const char **code, cha
     snprintf(msg, cap, "this listener serves only /v1/admin/...");
     return 404;
   }
-  if (!is_admin(a->base, req->peer_fingerprint)) {
+  int cert_admin = 0; /* an admin certificate (pki sign --admin) the store knows */
+  if (req->peer_fingerprint && req->peer_fingerprint[0] &&
+      fedc__certs_is_admin(a->store, req->peer_fingerprint, &cert_admin) != 0)
+    cert_admin = 0;
+  if (!cert_admin && !is_admin(a->base, req->peer_fingerprint)) {
     *code = "forbidden";
-    snprintf(msg, cap, "certificate %.16s... is not an admin ([server] admins)",
+    snprintf(msg, cap, "certificate %.16s... is not an admin certificate (pki sign --admin, or [server] admins)",
              req->peer_fingerprint ? req->peer_fingerprint : "");
     fedc_log_warn("msg=\"admin endpoint refused\" fingerprint=%.16s remote=%s",
                   req->peer_fingerprint ? req->peer_fingerprint : "", req->remote);
@@ -157,10 +163,6 @@ int fedc__admin_start(uv_loop_t *loop, fedc_admin_ctx *ctx, fedc_http_server **o
   *out = NULL;
   const fedc_config *cfg = ctx->base;
   if (cfg->server_admin_listen[0] == '\0') return 0;
-  if (cfg->server_admins[0] == '\0')
-    return fedc_error_set(FEDC_ECONFIG,
-                          "[server] admin_listen is set but [server] admins is empty: nobody "
-                          "could use the admin endpoint");
   fedc_http_server_opts o = {
       .listen = cfg->server_admin_listen, .tls = 1, .ca_path = cfg->tls_ca,
       .cert_path = cfg->tls_cert, .key_path = cfg->tls_key, .require_client_cert = 1,

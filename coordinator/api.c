@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval_rounds.h"
 #include "base/alloc.h"
 #include "coord_internal.h"
+#include "stats_phase.h"
 #include "dashboard.h"
 #include "base/error.h"
 #include "wire/join_body.h"
@@ -329,7 +331,8 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   cl->poll = x;
   cl->poll_deadline = fedc__coord_now() + wait;
   fedc_http_exchange_on_abort(x, poll_abort, c);
-  int task = !cl->declined && fedc__coord_has_task(c, cl->id);
+  int task = !cl->declined &&
+             (fedc__coord_has_task(c, cl->id) || fedc__coord_eval_has_task(c, cl->id));
   /* next=1 (a site service between jobs): a finished job holds the poll
    * for its wait, until the coordinator stops for the next job */
   double next = 0;
@@ -383,9 +386,24 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
     else if (cl) fedc__coord_decline(c, x, req, cl);
     return;
   }
+  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0) { /* stats_phase.c */
+    coord_client *cl = post ? authorize(c, x, req) : NULL;
+    if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes POST", p);
+    else if (cl) fedc__coord_stats_handle(c, x, req, cl);
+    return;
+  }
   if (strncmp(p, "/v1/secagg/", 11) == 0) { /* secure aggregation: secagg_rounds.c */
     coord_client *cl = authorize(c, x, req);
     if (cl) fedc__coord_secagg_handle(c, x, req, cl);
+    return;
+  }
+  if (strcmp(p, "/v1/eval") == 0) { /* federated evaluation: eval_rounds.c */
+    if (!post) {
+      fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/eval takes POST");
+      return;
+    }
+    coord_client *cl = authorize(c, x, req);
+    if (cl) fedc__coord_eval_handle(c, x, cl, req->body, req->body_len);
     return;
   }
   int is_task = strcmp(p, "/v1/task") == 0, is_update = strcmp(p, "/v1/update") == 0;
@@ -456,6 +474,11 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
   }
   if (strncmp(p, "/v1/secagg/", 11) == 0 || strcmp(p, "/v1/decline") == 0)
     return admit_client(c, req, 0, code, msg, cap);
+  if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0 || strcmp(p, "/v1/eval") == 0) {
+    if (strcmp(m, "POST") != 0)
+      return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
+    return admit_client(c, req, 0, code, msg, cap);
+  }
   int is_update = strcmp(p, "/v1/update") == 0;
   if (!is_update && strcmp(p, "/v1/task") != 0 && strncmp(p, "/v1/model/", 10) != 0)
     return refusal(code, msg, cap, 404, "not_found", "no such path: %s", p);

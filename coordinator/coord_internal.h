@@ -24,8 +24,10 @@
 #include "data/data.h"
 #include "round/engine.h"
 #include "http_server.h"
+#include "ml/layout.h"
 #include "ml/model.h"
 #include "store.h"
+#include "certs.h"
 #include "ml/train.h"
 
 typedef struct coord_client {
@@ -76,10 +78,20 @@ struct fedc_coordinator {
   uv_loop_t *loop;
   fedc_coordinator_params params; /* callbacks and user data */
   fedc_config cfg;
-  fedc_model_spec spec;
-  size_t n_params;
+  fedc_model_spec spec;   /* a built-in model's (type tensors: nothing else) */
+  size_t n_params;        /* the engine's model: the layout's float values */
+  /* the job's tensors and its integer tensors' values (tensor_job.c):
+   * committed, this round's fold, a prepared commit's; under mu */
+  fedc_layout layout;
+  int64_t *ints, *ints_acc, *ints_next;
   char job_id[33];
   char *job_json; /* the "job" object of /v1/join (without "round") */
+  char *audit_params; /* the rounds' audit records' "params" (audit.h) */
+  /* certificate expiry (cert_watch.c): the server's, and the clients' the
+   * store knows, refreshed with the client list */
+  double server_not_after; /* unix seconds; 0 = unknown */
+  fedc__cert_row *certs;
+  int32_t n_certs;
 
   pthread_mutex_t mu; /* engine, store, round_updates, last_* below */
   fedc_engine *engine;
@@ -146,6 +158,8 @@ struct fedc_coordinator {
 
   int budget_stop; /* the job ended at its DP epsilon budget */
   struct coord_secagg *secagg; /* secure aggregation (secagg_rounds.c); NULL when off */
+  struct coord_stats *stats;   /* schema and statistics (stats_phase.c); NULL without a schema */
+  struct coord_eval *eval;     /* federated evaluation (eval_rounds.c); NULL when off */
   int stopping;
   int stopped;        /* on_stopped ran */
   int free_when_closed; /* a failed start: free once the tick is closed */
@@ -168,9 +182,10 @@ struct commit_work;
 void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *w);
 /* Re-evaluate the round state machine (open, close) now: EV_STEP. */
 void fedc__coord_step(fedc_coord *c);
-/* Encode w as the start model of round + 1, with its SHA-256 (any thread). */
-int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
-                             uint8_t **bytes, size_t *len, char sha[65]);
+/* Encode w and ints (the integer tensors) as the start model of round + 1,
+ * with its SHA-256 (any thread). */
+int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t *ints,
+                             int32_t round, uint8_t **bytes, size_t *len, char sha[65]);
 /* After a worker finished: stop if asked to, else step. */
 void fedc__coord_worker_done(fedc_coord *c);
 /* Answer one pending long-poll with what this client should do now. */
@@ -231,6 +246,23 @@ struct cJSON;
  * of the engine, or the picture taken as the commit began) */
 void fedc__coord_secagg_status(const fedc_coord *c, struct cJSON *o, int32_t selected);
 
+/* tensor_job.c: the layout and the integer tensors. _init builds the
+ * layout and the initial model (*w_init, new: the seeded built-in model
+ * or [model] init's float values; init's integers into ints) and sets
+ * n_params; FEDC_ECONFIG naming the key for a bad init file or rule. */
+int fedc__coord_tensors_init(fedc_coord *c, float **w_init);
+void fedc__coord_tensors_free(fedc_coord *c);
+/* add "tensors": [{"name","dtype","shape"}, ...] to the job's model object */
+int fedc__coord_tensors_job_json(const fedc_coord *c, struct cJSON *model);
+/* a tensor job's identity for fedc_store_job_bind (new string, fedc_free) */
+char *fedc__coord_tensors_spec_json(const fedc_coord *c);
+/* under mu: after the engine counted an update, fold its integers; at a
+ * commit, the integers it makes current (after fedc_engine_close_prepare),
+ * then make them current (with fedc_engine_close_commit) */
+void fedc__coord_tensors_fold(fedc_coord *c, const int64_t *ints);
+const int64_t *fedc__coord_tensors_prepare(fedc_coord *c);
+void fedc__coord_tensors_commit(fedc_coord *c);
+
 /* job_site.c: what sites see of the job and how they refuse it. The job
  * object's fields a site's policy reads ("dataset", "privacy"); POST
  * /v1/decline {"reason": "..."}; the "declined" list of /v1/status. */
@@ -242,5 +274,11 @@ void fedc__coord_declines_status(const fedc_coord *c, struct cJSON *o);
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);
 char *fedc__coord_metrics_text(fedc_coord *c);
+
+/* cert_watch.c: read the server certificate's expiry and warn if it is
+ * near; take a new list of the clients' certificates (owned from then on)
+ * and warn of those expiring within FEDC_PKI_WARN_DAYS, once each. */
+void fedc__coord_certs_start(fedc_coord *c);
+void fedc__coord_certs_update(fedc_coord *c, fedc__cert_row *rows, int32_t n);
 
 #endif

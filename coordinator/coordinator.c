@@ -12,7 +12,9 @@
  * sum on worker threads; the engine and the store are only touched under
  * c->mu.
  */
+#include "eval_rounds.h"
 #include "coord_internal.h"
+#include "stats_phase.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "audit.h"
 #include "base/alloc.h"
 #include "base/error.h"
 #include "faults.h"
@@ -96,6 +99,8 @@ typedef struct refresh_work {
   fedc_coord *c;
   fedc_store_client *list;
   int32_t n;
+  fedc__cert_row *certs; /* their certificates' expiry (cert_watch.c) */
+  int32_t n_certs;
   int rc;
 } refresh_work;
 
@@ -103,6 +108,7 @@ static void refresh_run(uv_work_t *req) {
   refresh_work *w = req->data;
   pthread_mutex_lock(&w->c->mu);
   w->rc = fedc_store_client_list(w->c->store, &w->list, &w->n);
+  if (w->rc == 0) w->rc = fedc__certs_list(w->c->store, &w->certs, &w->n_certs);
   pthread_mutex_unlock(&w->c->mu);
 }
 
@@ -126,9 +132,19 @@ static void refresh_done(uv_work_t *req, int status) {
         fedc_http_exchange_on_abort(x, NULL, NULL);
         fedc_http_respond_error(x, 403, "forbidden", "this certificate was revoked");
       }
+      /* and its open connections: nothing more goes through them */
+      int closed = fedc_http_server_close_peer(c->server, cl->fingerprint);
+      if (closed > 0)
+        fedc_log_info("client=%d msg=\"revoked: closed its connections\" connections=%d",
+                      (int)cl->id, closed);
     }
     cl->revoked = revoked;
   }
+  if (w->rc == 0) {
+    fedc__coord_certs_update(c, w->certs, w->n_certs); /* takes the list */
+    w->certs = NULL;
+  }
+  fedc_free(w->certs);
   fedc_free(w->list);
   fedc_free(w);
   fedc__coord_worker_done(c);
@@ -157,6 +173,7 @@ static void on_tick(uv_timer_t *t) {
     coord_client *cl = &c->clients[i];
     if (cl->poll && now >= cl->poll_deadline) fedc__coord_answer_poll(c, cl);
   }
+  fedc__coord_eval_tick(c);
   fedc__coord_step(c);
 }
 
@@ -202,12 +219,15 @@ static void update_run(uv_work_t *req) {
   update_work *w = req->data;
   fedc_coord *c = w->c;
   float *weights = fedc_malloc_array(c->n_params, sizeof(float));
-  if (weights == NULL) {
+  int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
+  if (weights == NULL || ints == NULL) {
+    fedc_free(weights);
+    fedc_free(ints);
     fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
     return;
   }
   fedc_st_file *f = NULL;
-  int rc = fedc_model_decode(&c->spec, w->body, w->len, weights, &f);
+  int rc = fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
   if (rc != 0) {
     char msg[384];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -220,6 +240,7 @@ static void update_run(uv_work_t *req) {
     default: fail_update(w, 400, REJECT_bad_container, "bad_container", msg); break;
     }
     fedc_free(weights);
+    fedc_free(ints);
     return;
   }
   fedc_update_meta meta;
@@ -227,6 +248,7 @@ static void update_run(uv_work_t *req) {
     fail_update(w, 400, REJECT_bad_metadata, "bad_metadata", fedc_error_msg());
     fedc_st_free(f);
     fedc_free(weights);
+    fedc_free(ints);
     return;
   }
   int64_t round = meta.round, samples = meta.num_samples;
@@ -237,6 +259,7 @@ static void update_run(uv_work_t *req) {
   rc = fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
                           c->n_params, (uint64_t)samples, loss);
   if (rc == 0) {
+    fedc__coord_tensors_fold(c, ints); /* integer tensors (max rules) */
     /* round_updates has a row per selected client (sized at open) */
     if (c->n_round_updates < c->round_updates_cap) {
       fedc_store_update *u = &c->round_updates[c->n_round_updates++];
@@ -271,6 +294,7 @@ static void update_run(uv_work_t *req) {
   }
   fedc_st_free(f);
   fedc_free(weights);
+  fedc_free(ints);
 }
 
 /*
@@ -496,6 +520,7 @@ int fedc_coord_model_spec(const fedc_config *cfg, void *spec_out) {
 /* The job's identity in the store: what a client trains must not change
  * under it across restarts (the rounds and hyper-parameters may). */
 static char *job_spec_json(const fedc_coord *c) {
+  if (c->spec.type == FEDC_MODEL_TENSORS) return fedc__coord_tensors_spec_json(c);
   char hidden[128] = "";
   for (int32_t i = 0, off = 0; i < c->spec.n_hidden; i++)
     off += snprintf(hidden + off, sizeof hidden - (size_t)off, "%s%d", i ? "," : "",
@@ -515,6 +540,11 @@ static char *job_public_json(const fedc_coord *c) {
   cJSON_AddStringToObject(job, "id", c->job_id);
   cJSON_AddNumberToObject(job, "rounds", c->cfg.rounds);
   cJSON_AddStringToObject(model, "type", fedc_model_type_name(c->spec.type));
+  if (c->spec.type == FEDC_MODEL_TENSORS && fedc__coord_tensors_job_json(c, model) != 0) {
+    cJSON_Delete(job);
+    return NULL;
+  }
+  if (c->spec.type != FEDC_MODEL_TENSORS) {
   cJSON_AddNumberToObject(model, "inputs", c->spec.n_in);
   cJSON_AddNumberToObject(model, "classes", c->cfg.classes);
   cJSON *hidden = cJSON_AddArrayToObject(model, "hidden");
@@ -522,12 +552,22 @@ static char *job_public_json(const fedc_coord *c) {
     cJSON_AddItemToArray(hidden, cJSON_CreateNumber(c->spec.hidden[i]));
   cJSON_AddNumberToObject(model, "l1", c->cfg.l1);
   cJSON_AddNumberToObject(model, "l2", c->cfg.l2);
+  } /* a tensor job: its tensors say it all */
   train = cJSON_AddObjectToObject(job, "train");
   cJSON_AddNumberToObject(train, "epochs", c->cfg.epochs);
   cJSON_AddNumberToObject(train, "batch_size", c->cfg.batch_size);
   cJSON_AddNumberToObject(train, "lr", c->cfg.lr);
   cJSON_AddNumberToObject(train, "momentum", c->cfg.momentum);
   cJSON_AddNumberToObject(train, "prox_mu", c->cfg.prox_mu);
+  /* class weighting and evaluation (issue: metrics by task) */
+  cJSON_AddStringToObject(train, "class_weight", c->cfg.class_weight);
+  cJSON_AddNumberToObject(train, "pos_weight", c->cfg.pos_weight);
+  if (c->cfg.eval_rounds > 0) {
+    cJSON *ev = cJSON_AddObjectToObject(job, "eval");
+    cJSON_AddNumberToObject(ev, "every", c->cfg.eval_rounds);
+    cJSON_AddNumberToObject(ev, "threshold", c->cfg.eval_threshold);
+    cJSON_AddStringToObject(ev, "select", c->cfg.eval_select);
+  }
   char seed[32]; /* a uint64 does not fit a JSON number: a decimal string */
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->cfg.seed);
   cJSON_AddStringToObject(job, "seed", seed);
@@ -540,22 +580,20 @@ static char *job_public_json(const fedc_coord *c) {
 }
 
 /* Resume from the store, or start the job with the seeded initial model. */
-static int restore(fedc_coord *c) {
+static int restore(fedc_coord *c, float *w) {
   int32_t last = 0;
   int rc = fedc_store_last_round(c->store, &last);
   if (rc != 0) return rc;
-  float *w = fedc_malloc_array(c->n_params, sizeof(float));
-  if (w == NULL) return fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
   uint8_t *bytes = NULL;
   size_t len = 0;
   if (last == 0) {
-    fedc_model_init(&c->spec, c->cfg.seed, w);
+    /* w holds the initial model (seeded, or [model] init's: tensor_job.c) */
     fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
-    rc = fedc_model_encode(&c->spec, w, meta, 3, &bytes, &len);
+    rc = fedc_layout_encode(&c->layout, w, c->ints, meta, 3, &bytes, &len);
     if (rc == 0) rc = fedc_store_put_initial(c->store, bytes, len);
   } else {
     rc = fedc_store_checkpoint(c->store, last, &bytes, &len);
-    if (rc == 0) rc = fedc_model_decode(&c->spec, bytes, len, w, NULL);
+    if (rc == 0) rc = fedc_layout_decode(&c->layout, bytes, len, w, c->ints, NULL);
     if (rc != 0) {
       char msg[384];
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -575,6 +613,7 @@ static int restore(fedc_coord *c) {
   fedc_pipeline_params pp;
   if (rc == 0) {
     fedc_pipeline_params_from_config(&c->cfg, population, &pp);
+    pp.layout = &c->layout; /* F16/BF16 tensors are rounded at each commit */
     /* DP noise from a secret seed: clients know the job seed */
     if (pp.dp_on) rc = fedc_store_secret(c->store, "dp_seed", &pp.dp.seed);
   }
@@ -594,7 +633,6 @@ static int restore(fedc_coord *c) {
     if (rc == 0 && opt_len > 0) rc = fedc_engine_opt_state_set(c->engine, opt, opt_len);
     fedc_free(opt);
   }
-  fedc_free(w);
   if (rc != 0) return rc;
   c->round = last + 1;
   c->state = c->round > rounds ? ROUND_FINISHED : ROUND_WAITING;
@@ -634,7 +672,7 @@ static int restore(fedc_coord *c) {
     fedc_free(sc);
   }
   if (rc == 0)
-    rc = fedc__coord_encode_model(c, fedc_engine_global(c->engine), c->round - 1,
+    rc = fedc__coord_encode_model(c, fedc_engine_global(c->engine), c->ints, c->round - 1,
                                   &c->model_bytes, &c->model_len, c->model_sha);
   if (rc == 0)
     fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
@@ -645,9 +683,10 @@ static int restore(fedc_coord *c) {
 
 static int load_test_set(fedc_coord *c) {
   const fedc_config *cfg = &c->cfg;
-  if (cfg->test[0] == '\0') return 0;
-  int rc = cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
-                                          : fedc_load_csv(cfg->test, cfg->label, &c->test);
+  if (cfg->test[0] == '\0' || cfg->model_type == FEDC_MODEL_TENSORS) return 0; /* its clients evaluate */
+  int rc = c->stats ? fedc__coord_stats_load_test(c, &c->test)
+           : cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
+                                            : fedc_load_csv(cfg->test, cfg->label, &c->test);
   if (rc == 0 && c->test.d != c->spec.n_in)
     rc = fedc_error_set(FEDC_ECONFIG, "[data] test has %lld features, [model] inputs = %d",
                         (long long)c->test.d, (int)c->spec.n_in);
@@ -703,11 +742,10 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
   pthread_mutex_init(&c->mu, NULL);
   uv_timer_init(loop, &c->tick);
   c->tick.data = c;
-  rc = fedc_coord_model_spec(cfg, &c->spec);
-  if (rc == 0) {
-    c->n_params = fedc_model_n_params(&c->spec);
-    rc = load_test_set(c);
-  }
+  float *w_init = NULL; /* the initial model, for a new store */
+  rc = fedc__coord_stats_init(c); /* a schema sets [model] inputs */
+  if (rc == 0) rc = fedc__coord_tensors_init(c, &w_init);
+  if (rc == 0) rc = load_test_set(c);
   if (rc == 0) {
     rc = fedc_store_open(cfg->store_path, &c->store);
     if (rc == 0) rc = fedc_store_lock(c->store); /* one coordinator per store */
@@ -720,11 +758,18 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
     fedc_free(spec);
   }
   if (rc == 0) {
-    rc = restore(c);
-    if (rc != 0 && rc != FEDC_ENOMEM) *exit_code = FEDC_COORD_EXIT_STORE;
+    rc = restore(c, w_init);
+    if (rc != 0 && rc != FEDC_ENOMEM)
+      *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_STORE;
   }
+  fedc_free(w_init);
+  if (rc == 0) rc = fedc__coord_eval_new(c);
   if (rc == 0 && (c->job_json = job_public_json(c)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) fedc__coord_certs_start(c); /* the server certificate's expiry */
+  /* what each round's audit record says of the strategy (audit.h) */
+  if (rc == 0 && (c->audit_params = fedc__audit_params_json(&c->cfg)) == NULL) rc = FEDC_ENOMEM;
+  if (rc == 0) rc = fedc__coord_stats_start(c);
   if (rc == 0 && cfg->secagg) rc = fedc__coord_secagg_init(c, p->secagg_debug_dir);
   if (rc == 0) {
     fedc_conn_limits lim = {
@@ -828,6 +873,7 @@ int fedc_coordinator_exit_code(const fedc_coord *c) { return c->exit_code; }
 void fedc_coordinator_free(fedc_coord *c) {
   if (c == NULL) return;
   fedc__coord_secagg_free(c);
+  fedc__coord_eval_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);
@@ -837,6 +883,10 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_free(c->model_bytes);
   fedc_free(c->history);
   fedc_free(c->job_json);
+  fedc_free(c->audit_params);
+  fedc_free(c->certs);
+  fedc__coord_tensors_free(c);
+  fedc__coord_stats_free(c);
   if (c->eval_be) fedc_data_view_close(c->eval_be, &c->test_view);
   fedc_trainer_free(c->eval_tr);
   fedc_backend_close(c->eval_be);

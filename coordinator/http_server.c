@@ -1250,6 +1250,20 @@ void fedc_http_server_stats_get(const fedc_http_server *s,
   *out = s->st;
 }
 
+int fedc_http_server_close_peer(fedc_http_server *s, const char *fingerprint) {
+  int n = 0;
+  if (s == NULL || fingerprint == NULL || fingerprint[0] == '\0') return 0;
+  for (conn *c = s->conns; c != NULL; c = c->next) {
+    if (c->closing || c->tc == NULL) continue;
+    const char *f = fedc_transport_peer_fingerprint(c->tc);
+    if (f != NULL && strcmp(f, fingerprint) == 0) {
+      conn_close(c);
+      n++;
+    }
+  }
+  return n;
+}
+
 void fedc_http_server_close(fedc_http_server *s) {
   if (s == NULL || s->closing) return;
   s->closing = 1;

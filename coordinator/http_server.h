@@ -135,6 +135,10 @@ void fedc_http_server_stats_get(const fedc_http_server *s,
 /* The transport's connection guard counters (zeros without TLS). */
 void fedc_http_server_guard_stats(const fedc_http_server *s,
                                   fedc_conn_guard_stats *out);
+/* Close every open connection whose client certificate has this
+ * fingerprint (a revoked client), aborting its pending exchanges; the
+ * number closed. Loop thread only. */
+int fedc_http_server_close_peer(fedc_http_server *s, const char *fingerprint);
 /* Stop accepting, close every connection (aborting pending exchanges) and
  * free the server once libuv has closed its handles. */
 void fedc_http_server_close(fedc_http_server *s);

@@ -158,9 +158,10 @@ char *fedc__runner_jobs_json(fedc_jobq *q) {
 
 /*
  * The model of a job: a round number, "latest" (the last committed round),
- * or "best": the committed round with the highest test accuracy that the
- * coordinator measured on its [data] test set; with no round evaluated,
- * the latest, and the note says so.
+ * or "best": the best round by the federated evaluation ([eval],
+ * fedc_store_eval_best), else the committed round with the highest test
+ * accuracy the coordinator measured on its [data] test set; with no round
+ * evaluated either way, the latest, and the note says so.
  */
 int fedc__runner_export(const char *store_path, int32_t id, const char *which, uint8_t **bytes,
                         size_t *len, int32_t *round, char *note, size_t note_cap) {
@@ -176,7 +177,10 @@ int fedc__runner_export(const char *store_path, int32_t id, const char *which, u
   int32_t r = 0;
   if (strcmp(which, "latest") == 0) {
     rc = fedc_store_last_round(st, &r);
+  } else if (strcmp(which, "best") == 0 && fedc_store_eval_best(st, &r) == 0) {
+    snprintf(note, note_cap, "best round by the federated evaluation: %d", (int)r);
   } else if (strcmp(which, "best") == 0) {
+    /* no federated evaluation: the coordinator's own test accuracy */
     fedc_store_round *rs = NULL;
     int32_t n = 0;
     rc = fedc_store_rounds(st, &rs, &n);
@@ -189,7 +193,7 @@ int fedc__runner_export(const char *store_path, int32_t id, const char *which, u
     if (rc == 0 && best < 0) {
       rc = fedc_store_last_round(st, &r);
       snprintf(note, note_cap,
-               "no round of job %d was evaluated (the job has no [data] test): \"best\" is the "
+               "no round of job %d was evaluated ([eval] every, [data] test): \"best\" is the "
                "latest round, %d",
                (int)id, (int)r);
     } else if (rc == 0) {
@@ -367,6 +371,7 @@ int fedc__runner_start(uv_loop_t *loop, const fedc_config *base, fedc_job_runner
   if (rc == 0) {
     r->admin_ctx.base = &r->base;
     r->admin_ctx.q = r->q;
+    r->admin_ctx.store = r->main;
     rc = fedc__admin_start(loop, &r->admin_ctx, &r->admin);
     if (rc != 0) *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_LISTEN;
   }

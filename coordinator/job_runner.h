@@ -59,6 +59,7 @@ int fedc__runner_export(const char *store_path, int32_t id, const char *which, u
 typedef struct fedc_admin_ctx {
   const fedc_config *base;
   fedc_jobq *q;
+  fedc_store *store; /* the store: its admin certificates (certs.h) */
 } fedc_admin_ctx;
 struct fedc_http_server;
 int fedc__admin_start(uv_loop_t *loop, fedc_admin_ctx *ctx, struct fedc_http_server **out);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <mbedtls/x509_crt.h>
@@ -32,6 +33,9 @@
 #include "base/mbedtls_compat.h"
 #include "job_runner.h"
 #include "store.h"
+#include "audit.h"
+#include "certs.h"
+#include "pki.h"
 #include "base/version.h"
 #include <fedc/cuda.h>
 
@@ -47,9 +51,17 @@ static void usage(FILE *f) {
         "                           enroll a client certificate (PEM file or\n"
         "                           64-hex SHA-256 fingerprint of its DER)\n"
         "  revoke CERT|FINGERPRINT  refuse that client from now on\n"
-        "  clients                  list the enrolled clients\n"
-        "  export ROUND FILE        write the model after ROUND (0 = initial)\n"
+        "  clients                  list the enrolled clients (with their\n"
+        "                           certificates' expiry where known)\n"
+        "  export ROUND FILE        write the model after ROUND (0 = initial;\n"
+        "                           best = the best round by [eval] select)\n"
         "                           as safetensors\n"
+        "  pki init|sign ...        provisioning: the CA and the server's\n"
+        "                           certificate; a site's CSR signed into a\n"
+        "                           startup kit (pki --help; docs/operations.md)\n"
+        "  audit [--store FILE] [JOB] [--updates DIR...]\n"
+        "                           check the audit trail of every committed\n"
+        "                           round; recompute them from kept updates\n"
         "\n"
         "job queue ([server] queue = true; docs/operations.md):\n"
         "  serve                    run the queue daemon (the same as run with\n"
@@ -178,6 +190,39 @@ static int queue_command(const fedc_config *cfg, int argc, char **argv, const ch
   return rc;
 }
 
+/* `allow CERT.pem`: keep the certificate's expiry and admin mark too. */
+static int record_cert(fedc_store *st, const char *arg) {
+  if (strlen(arg) == 64) return 0; /* a bare fingerprint: nothing more known */
+  fedc__cert_info ci;
+  int rc = fedc__cert_file_info(arg, &ci);
+  if (rc != 0) return rc;
+  FILE *f = fopen(arg, "rb");
+  char pem[8192];
+  size_t n = f ? fread(pem, 1, sizeof pem - 1, f) : 0;
+  if (f) fclose(f);
+  pem[n] = '\0';
+  return fedc__certs_put(st, &ci, pem);
+}
+
+/* "expires=YYYY-MM-DD (N d)", flagged within the warning window, or
+ * "expires=?" when the store has only the fingerprint. */
+static void expiry_text(const fedc__cert_row *certs, int32_t n, const char *fpr, char *out,
+                        size_t size) {
+  snprintf(out, size, "expires=?");
+  for (int32_t i = 0; i < n; i++) {
+    if (strcmp(certs[i].fingerprint, fpr) != 0) continue;
+    time_t t = (time_t)certs[i].not_after;
+    struct tm tm;
+    char day[16];
+    gmtime_r(&t, &tm);
+    strftime(day, sizeof day, "%Y-%m-%d", &tm);
+    double left = (certs[i].not_after - (double)time(NULL)) / 86400.0;
+    snprintf(out, size, "expires=%s(%.0fd)%s%s", day, left,
+             left < 0 ? "EXPIRED" : left < FEDC_PKI_WARN_DAYS ? "SOON" : "",
+             certs[i].admin ? " admin" : "");
+  }
+}
+
 static int admin(const fedc_config *cfg, int argc, char **argv,
                  const char *name) {
   const char *cmd = argv[0];
@@ -198,6 +243,7 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
     } else if (strcmp(cmd, "allow") == 0) {
       int32_t id;
       rc = fedc_store_client_allow(st, fpr, name, &id);
+      if (rc == 0) rc = record_cert(st, argv[1]);
       if (rc == 0) rc = sync_jobs(cfg);
       if (rc == 0) printf("allowed client %d %s\n", (int)id, fpr);
     } else {
@@ -207,13 +253,19 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
     }
   } else if (strcmp(cmd, "clients") == 0) {
     fedc_store_client *list = NULL;
-    int32_t n = 0;
+    fedc__cert_row *certs = NULL;
+    int32_t n = 0, n_certs = 0;
     rc = fedc_store_client_list(st, &list, &n);
-    for (int32_t i = 0; rc == 0 && i < n; i++)
-      printf("%4d  %-8s %s  updates=%-6lld %s\n", (int)list[i].id,
+    if (rc == 0) rc = fedc__certs_list(st, &certs, &n_certs);
+    for (int32_t i = 0; rc == 0 && i < n; i++) {
+      char expiry[64];
+      expiry_text(certs, n_certs, list[i].fingerprint, expiry, sizeof expiry);
+      printf("%4d  %-8s %s  updates=%-6lld %-26s %s\n", (int)list[i].id,
              list[i].status == FEDC_CLIENT_REVOKED ? "revoked" : "allowed",
-             list[i].fingerprint, (long long)list[i].updates, list[i].name);
+             list[i].fingerprint, (long long)list[i].updates, expiry, list[i].name);
+    }
     fedc_free(list);
+    fedc_free(certs);
   } else if (strcmp(cmd, "export") == 0 && argc == 4) {
     rc = export_job(cfg, argv[1], argv[2], argv[3]);
   } else if (strcmp(cmd, "submit") == 0 || strcmp(cmd, "jobs") == 0 ||
@@ -224,7 +276,16 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
   } else if (strcmp(cmd, "export") == 0) {
     char *end = NULL;
     long round = argc == 3 ? strtol(argv[1], &end, 10) : -1;
-    if (argc != 3 || *end != '\0' || round < 0) {
+    if (argc == 3 && strcmp(argv[1], "best") == 0) {
+      int32_t best = 0;
+      rc = fedc_store_eval_best(st, &best);
+      round = best;
+      end = rc == 0 ? argv[1] + 4 : NULL;
+      if (rc == 0) printf("best round by the federated evaluation: %d\n", (int)best);
+    }
+    if (rc != 0) {
+      /* reported below */
+    } else if (argc != 3 || *end != '\0' || round < 0) {
       fprintf(stderr, "fedc-coordinator: usage: export ROUND FILE\n");
       code = FEDC_COORD_EXIT_USAGE;
     } else {
@@ -427,6 +488,11 @@ int main(int argc, char **argv) {
         return FEDC_COORD_EXIT_USAGE;
       }
       name = argv[i];
+    } else if (n_rest == 0 && (strcmp(a, "pki") == 0 || strcmp(a, "audit") == 0)) {
+      /* these parse their own options (pki.c, audit.c) */
+      fedc_free(rest);
+      return a[0] == 'p' ? fedc__pki_main(&cfg, argc - i, argv + i)
+                         : fedc__audit_main(&cfg, argc - i, argv + i);
     } else if (a[0] == '-' && a[1] == '-') {
       fprintf(stderr, "fedc-coordinator: unknown option '%s' (try --help)\n", a);
       return FEDC_COORD_EXIT_USAGE;

@@ -20,6 +20,8 @@
  * loop thread, which serves GET /v1/model from them without a lock.
  */
 #include "coord_internal.h"
+#include "model_meta.h"
+#include "stats_phase.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "eval_rounds.h"
 #include "faults.h"
 #include "ml/model_io.h"
 
@@ -45,17 +48,17 @@
  * Encode w as the start model of round `round` + 1 (its metadata says
  * round), with its SHA-256 into sha. Any thread; touches nothing shared.
  */
-int fedc__coord_encode_model(const fedc_coord *c, const float *w, int32_t round,
-                             uint8_t **bytes, size_t *len, char sha[65]) {
-  char r[32];
-  snprintf(r, sizeof r, "%d", (int)round);
-  fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", r}};
+int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t *ints,
+                             int32_t round, uint8_t **bytes, size_t *len, char sha[65]) {
   *bytes = NULL;
   *len = 0;
-  int rc = fedc_model_encode(&c->spec, w, meta, sizeof meta / sizeof meta[0], bytes, len);
+  coord_model_meta mm; /* model_meta.c: the model describes itself */
+  int rc = fedc__coord_model_meta(c, round, &mm);
+  if (rc == 0) rc = fedc_layout_encode(&c->layout, w, ints, mm.meta, mm.n, bytes, len);
+  fedc__coord_model_meta_free(&mm);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
-  rc = fedc_st_decode(*bytes, *len, &f);
+  rc = fedc_st_decode_ex(*bytes, *len, FEDC_ST_ALLOW_ANY, &f);
   if (rc == 0) {
     snprintf(sha, 65, "%s", fedc_st_meta_get(f, "sha256"));
     fedc_st_free(f);
@@ -79,6 +82,7 @@ int fedc__coord_is_selected(fedc_coord *c, int32_t client_id) {
 }
 
 int fedc__coord_has_task(fedc_coord *c, int32_t client_id) {
+  if (c->state == ROUND_WAITING && fedc__coord_stats_wants(c, client_id)) return 1;
   if (c->state != ROUND_OPEN) return 0;
   pthread_mutex_lock(&c->mu);
   int task = fedc_engine_is_selected(c->engine, client_id) &&
@@ -114,9 +118,15 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
    * away, an out-of-memory 503 makes it ask again */
   cJSON *o = cJSON_CreateObject();
   int ok = o != NULL;
-  if (c->state == ROUND_FINISHED) {
+  if (!cl->declined && fedc__coord_eval_has_task(c, cl->id)) {
+    /* evaluate a committed round first: a forward pass, then train */
+    ok = ok && fedc__coord_eval_task(c, o);
+  } else if (c->state == ROUND_FINISHED) {
     ok = ok && cJSON_AddStringToObject(o, "action", "finished");
     ok = ok && cJSON_AddNumberToObject(o, "round", c->round - 1);
+  } else if (task && c->state == ROUND_WAITING) { /* stats_phase.c */
+    ok = ok && cJSON_AddStringToObject(o, "action", "stats");
+    ok = ok && cJSON_AddNumberToObject(o, "round", 0);
   } else if (task) {
     double left = c->round_deadline - fedc__coord_now();
     ok = ok && cJSON_AddStringToObject(o, "action", "train");
@@ -179,6 +189,7 @@ static int32_t select_count(const fedc_coord *c) {
  */
 static round_state try_open(fedc_coord *c, double now) {
   if (c->model_bytes == NULL) return ROUND_WAITING; /* never without its model */
+  if (fedc__coord_stats_pending(c, now)) return ROUND_WAITING; /* statistics first */
   int32_t *eligible = fedc_malloc_array((size_t)c->n_clients + 1, sizeof(int32_t));
   if (eligible == NULL) return ROUND_WAITING;
   int32_t n = collect_eligible(c, eligible);
@@ -323,12 +334,14 @@ static void commit_run(uv_work_t *req) {
                                 .test_acc = NAN,
                                 .secs = fedc__coord_now() - c->round_opened_at,
                                 .epsilon = m->epsilon, .delta = m->delta,
-                                .clip_norm = m->clip_norm};
+                                .clip_norm = m->clip_norm,
+                                .audit_params = c->audit_params};
     if (c->has_test) evaluate(c, next, &w->row);
     /* the test hook: an out-of-memory while encoding, after the prepare */
     rc = fedc__faults_commit();
     if (rc == 0)
-      rc = fedc__coord_encode_model(c, next, m->round, &w->model, &w->model_len, w->sha);
+      rc = fedc__coord_encode_model(c, next, fedc__coord_tensors_prepare(c), m->round,
+                                    &w->model, &w->model_len, w->sha);
   }
   size_t opt_len = fedc_engine_opt_state_len(c->engine);
   if (rc == 0 && opt_len > 0) {
@@ -346,6 +359,7 @@ static void commit_run(uv_work_t *req) {
   fedc_free(opt);
   if (rc == 0) {
     fedc_engine_close_commit(c->engine); /* cannot fail once prepared */
+    fedc__coord_tensors_commit(c);
     c->n_round_updates = 0;
     w->result = COMMIT_OK;
     pthread_mutex_unlock(&c->mu);
@@ -452,6 +466,7 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   w->model = NULL;
   c->round++;
   c->commit_failures = 0;
+  fedc__coord_eval_committed(c, w->row.round); /* eval_rounds.c */
   if (c->secagg) fedc__coord_secagg_end(c, 1);
   if (c->params.on_round) {
     fedc_round_metrics m = w->m;
@@ -514,7 +529,8 @@ void fedc__coord_round_event(fedc_coord *c, coord_event ev, struct commit_work *
       if (ev == EV_COMMIT_DONE) to = commit_finished(c, w, now);
       break;
     case ROUND_FINISHED:
-      if (!c->finished_told) {
+      /* the last round's evaluation closes before the job ends */
+      if (!c->finished_told && !fedc__coord_eval_open(c)) {
         c->finished_told = 1;
         if (c->params.on_finished) c->params.on_finished(c, c->params.user_data);
       }

@@ -8,11 +8,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
+#include "eval_rounds.h"
 #include "base/alloc.h"
 #include "coord_internal.h"
+#include "stats_phase.h"
 
 static const char *state_name(round_state s) {
   switch (s) {
@@ -111,6 +114,8 @@ char *fedc__coord_status_json(fedc_coord *c) {
     cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }
   if (c->secagg) fedc__coord_secagg_status(c, o, selected);
+  fedc__coord_stats_status(c, o); /* a job with a schema: statistics, warnings */
+  fedc__coord_eval_status(c, o);
   char *text = own(cJSON_PrintUnformatted(o));
   cJSON_Delete(o);
   return text;
@@ -186,6 +191,12 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
          "Clients excluded for revealing secure-aggregation shares that disagree.");
   put(&t, "fedc_secagg_clients_excluded_total %llu\n",
       (unsigned long long)fedc__coord_secagg_excluded_total(c));
+  uint64_t far = 0, diverged = 0;
+  fedc__coord_stats_metrics(c, &far, &diverged);
+  metric(&t, "fedc_warnings_total", "counter",
+         "Site warnings: far from the federation's statistics, or training diverged.");
+  put(&t, "fedc_warnings_total{kind=\"far\"} %llu\n", (unsigned long long)far);
+  put(&t, "fedc_warnings_total{kind=\"diverged\"} %llu\n", (unsigned long long)diverged);
   metric(&t, "fedc_bytes_received_total", "counter", "HTTP bytes received.");
   put(&t, "fedc_bytes_received_total %llu\n", (unsigned long long)(s.bytes_in + s2.bytes_in));
   metric(&t, "fedc_bytes_sent_total", "counter", "HTTP bytes sent.");
@@ -272,6 +283,27 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   metric(&t, "fedc_clients", "gauge", "Enrolled clients by status.");
   put(&t, "fedc_clients{status=\"allowed\"} %d\nfedc_clients{status=\"revoked\"} %d\n",
       (int)allowed, (int)revoked);
+  /* certificate expiry (cert_watch.c): the server's, and each allowed
+   * client's whose certificate the store holds */
+  double now_wall = (double)time(NULL);
+  metric(&t, "fedc_cert_expiry_seconds", "gauge",
+         "Seconds until a certificate expires (negative: expired): role=\"server\" is the "
+         "coordinator's, role=\"client\" each allowed client's that the store holds.");
+  if (c->server_not_after > 0)
+    put(&t, "fedc_cert_expiry_seconds{role=\"server\"} %.0f\n", c->server_not_after - now_wall);
+  for (int32_t i = 0; i < c->n_certs; i++) {
+    const coord_client *cl = NULL;
+    for (int32_t j = 0; j < c->n_clients && cl == NULL; j++)
+      if (strcmp(c->clients[j].fingerprint, c->certs[i].fingerprint) == 0) cl = &c->clients[j];
+    if (cl == NULL || cl->revoked) continue;
+    put(&t, "fedc_cert_expiry_seconds{role=\"client\",client=\"%d\",fingerprint=\"%s\"} %.0f\n",
+        (int)cl->id, c->certs[i].fingerprint, c->certs[i].not_after - now_wall);
+  }
+  if (fedc__coord_eval_enabled(c)) {
+    char ev[4096] = "";
+    fedc__coord_eval_metrics(c, ev, sizeof ev);
+    put(&t, "%s", ev);
+  }
   if (t.oom) {
     fedc_free(t.buf);
     return NULL;

@@ -49,6 +49,9 @@ typedef struct fedc_store_round {
    * opt_state_len > 0; not read back by fedc_store_rounds) */
   const float *opt_state;
   size_t opt_state_len;
+  /* the job's strategy and privacy parameters as a JSON object, for the
+   * round's audit record (audit.h; NULL = none recorded) */
+  const char *audit_params;
 } fedc_store_round;
 
 typedef struct fedc_store_update {
@@ -135,11 +138,51 @@ int fedc_store_round_updates(fedc_store *st, int32_t round,
  */
 int fedc_store_secret(fedc_store *st, const char *name, uint64_t *value);
 
+/* Named texts kept with the job (the federation's statistics, "stats"):
+ * put replaces, durably; get gives a fedc_malloc'd copy, or NULL when the
+ * name was never put. Errors: FEDC_EIO (sqlite), FEDC_ENOMEM. */
+int fedc_store_put_text(fedc_store *st, const char *name, const char *value);
+int fedc_store_get_text(fedc_store *st, const char *name, char **value);
+
 /* The server optimizer's state stored with round r (*out freed with
  * fedc_free; *len 0 and *out NULL when the round has none). */
 int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len);
 
+/* A committed round's federated evaluation: how many clients were asked
+ * and reported, their samples, the selection metric's value (NAN when it
+ * does not apply), the metrics and the merged report as JSON (eval_report.h)
+ * and, when the job shows them, each site's metrics (else NULL). */
+typedef struct fedc_store_eval {
+  int32_t round, asked, sites;
+  int64_t samples;
+  double value;
+  int sign; /* +1: higher value is better, -1: lower ([eval] select "-mse") */
+  char *metrics, *report, *per_site;
+} fedc_store_eval;
+
+/* Write (or replace) round e->round's evaluation. FEDC_EIO, FEDC_ENOMEM. */
+int fedc_store_eval_put(fedc_store *st, const fedc_store_eval *e);
+/* Every stored evaluation by round; free with fedc_store_evals_free. */
+int fedc_store_evals(fedc_store *st, fedc_store_eval **out, int32_t *n);
+void fedc_store_evals_free(fedc_store_eval *e, int32_t n);
+/* The best evaluated round by its selection metric (the earliest of
+ * equals). FEDC_ENOTFOUND when no round has a value. */
+int fedc_store_eval_best(fedc_store *st, int32_t *round);
+
 /* PRAGMA integrity_check: 0 when "ok", FEDC_EFORMAT with the report else. */
 int fedc_store_integrity_check(fedc_store *st);
+
+/*
+ * For the store's companion files (audit.c, certs.c), which keep their own
+ * tables in the same file: the connection, the path, and the translation
+ * of a sqlite failure (as every store function does it). Same thread rules.
+ */
+struct sqlite3 *fedc__store_db(fedc_store *st);
+const char *fedc__store_path(const fedc_store *st);
+int fedc__store_db_error(fedc_store *st, int rc, const char *what);
+/* audit.c: write round r's audit record inside the commit's transaction
+ * (result_sha: the checkpoint's SHA-256, hex). */
+int fedc__audit_append(fedc_store *st, const fedc_store_round *r, const char *result_sha,
+                       const fedc_store_update *updates, int32_t n_updates);
 
 #endif

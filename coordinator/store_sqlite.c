@@ -95,6 +95,20 @@ static const char SCHEMA_SQL[] =
   "round INTEGER PRIMARY KEY REFERENCES rounds(round), "                     \
   "epsilon REAL NOT NULL, delta REAL NOT NULL, clip_norm REAL)"
 
+/* the audit trail (audit.c) and the certificates' details (certs.c) */
+#define AUDIT_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS audit(round INTEGER PRIMARY KEY "              \
+  "REFERENCES rounds(round), record TEXT NOT NULL, digest TEXT NOT NULL)"
+#define CERTS_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS certs(fingerprint TEXT PRIMARY KEY NOT NULL, " \
+  "name TEXT NOT NULL, not_after REAL NOT NULL, admin INTEGER NOT NULL, "    \
+  "pem TEXT NOT NULL)"
+#define EVALS_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS evals("                                        \
+  "round INTEGER PRIMARY KEY REFERENCES rounds(round), "                     \
+  "asked INTEGER NOT NULL, sites INTEGER NOT NULL, samples INTEGER NOT NULL, " \
+  "value REAL, score REAL, metrics TEXT NOT NULL, report TEXT NOT NULL, per_site TEXT)"
+
 #define ROUND_COLS                                                          \
   "round, selected, clients, samples, train_loss, test_loss, test_acc, "   \
   "secs, committed_at, sha256"
@@ -435,6 +449,9 @@ int fedc_store_open(const char *path, fedc_store **out) {
   if ((err = exec(st, PRIVACY_SQL, "create the privacy ledger")) != 0) goto fail;
   if ((err = exec(st, SECRETS_SQL, "create the secrets table")) != 0) goto fail;
   if ((err = exec(st, OPT_STATE_SQL, "create the optimizer table")) != 0) goto fail;
+  if ((err = exec(st, AUDIT_SQL, "create the audit trail")) != 0) goto fail;
+  if ((err = exec(st, CERTS_SQL, "create the certificates table")) != 0) goto fail;
+  if ((err = exec(st, EVALS_SQL, "create the evaluation table")) != 0) goto fail;
   if ((err = prepare_hot(st)) != 0) goto fail;
   *out = st;
   return 0;
@@ -456,6 +473,14 @@ void fedc_store_close(fedc_store *st) {
   if (st->lock_fd1) close(st->lock_fd1 - 1); /* drops the lock */
   fedc_free(st->path);
   fedc_free(st);
+}
+
+/* ---- for the store's companion files (audit.c, certs.c) ----------------- */
+
+struct sqlite3 *fedc__store_db(fedc_store *st) { return st->db; }
+const char *fedc__store_path(const fedc_store *st) { return st->path; }
+int fedc__store_db_error(fedc_store *st, int rc, const char *what) {
+  return db_error(st, rc, what);
 }
 
 /* ---- the daemon's hold on its store ------------------------------------- */
@@ -1062,6 +1087,8 @@ int fedc_store_commit_round(fedc_store *st, fedc_store_round *r,
     goto fail;
   if (r->epsilon > 0.0 && (err = insert_privacy(st, r, what)) != 0) goto fail;
   if (r->opt_state_len > 0 && (err = insert_opt_state(st, r, what)) != 0) goto fail;
+  /* the round's audit record, chained to the last one (audit.c) */
+  if ((err = fedc__audit_append(st, r, hex, updates, n_updates)) != 0) goto fail;
   if ((err = tx_commit(st, what)) != 0) goto fail;
   memcpy(r->sha256, hex, sizeof hex);
   r->committed_at = now;
@@ -1324,4 +1351,147 @@ int fedc_store_opt_state(fedc_store *st, int32_t round, float **out, size_t *len
   }
   sqlite3_finalize(s);
   return err;
+}
+
+/* ---- named texts of the job (the federation's statistics) ----------------- */
+
+#define TEXTS_SQL                                                            \
+  "CREATE TABLE IF NOT EXISTS job_texts(name TEXT PRIMARY KEY NOT NULL, "    \
+  "value TEXT NOT NULL)"
+
+/* Keep a named text (see store.h), replacing an older one, in one
+ * transaction: it is there after a crash or not at all. */
+int fedc_store_put_text(fedc_store *st, const char *name, const char *value) {
+  int err = exec(st, TEXTS_SQL, "create the job texts table");
+  if (err) return err;
+  sqlite3_stmt *s;
+  if ((err = prepare(st, "INSERT OR REPLACE INTO job_texts(name, value) VALUES(?1, ?2)", &s,
+                     0)) != 0)
+    return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE ? 0 : db_error(st, rc, "keep a job text");
+}
+
+/* Read a named text into a fedc_malloc'd *value, or NULL when absent. */
+int fedc_store_get_text(fedc_store *st, const char *name, char **value) {
+  *value = NULL;
+  int err = exec(st, TEXTS_SQL, "create the job texts table");
+  if (err) return err;
+  sqlite3_stmt *s;
+  if ((err = prepare(st, "SELECT value FROM job_texts WHERE name = ?1", &s, 0)) != 0) return err;
+  sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    const char *t = (const char *)sqlite3_column_text(s, 0);
+    *value = fedc_strdup(t ? t : "");
+    sqlite3_finalize(s);
+    return *value ? 0 : fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+  }
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE ? 0 : db_error(st, rc, "read a job text");
+}
+
+/* ---- federated evaluation (eval_rounds.c) -------------------------------- */
+
+int fedc_store_eval_put(fedc_store *st, const fedc_store_eval *e) {
+  sqlite3_stmt *s;
+  int err = prepare(st,
+                    "INSERT OR REPLACE INTO evals(round, asked, sites, samples, value, metrics, "
+                    "report, per_site, score) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    &s, 0);
+  if (err) return err;
+  sqlite3_bind_int64(s, 1, e->round);
+  sqlite3_bind_int64(s, 2, e->asked);
+  sqlite3_bind_int64(s, 3, e->sites);
+  sqlite3_bind_int64(s, 4, e->samples);
+  bind_real(s, 5, e->value);
+  sqlite3_bind_text(s, 6, e->metrics, -1, SQLITE_STATIC);
+  sqlite3_bind_text(s, 7, e->report, -1, SQLITE_STATIC);
+  if (e->per_site) sqlite3_bind_text(s, 8, e->per_site, -1, SQLITE_STATIC);
+  bind_real(s, 9, e->sign * e->value);
+  int rc = sqlite3_step(s);
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE ? 0 : db_error(st, rc, "store an evaluation");
+}
+
+/* A text column as fedc memory ("" for NULL); NULL when out of memory. */
+static char *col_dup(sqlite3_stmt *s, int i) {
+  const unsigned char *t = sqlite3_column_text(s, i);
+  return fedc_strdup(t ? (const char *)t : "");
+}
+
+int fedc_store_evals(fedc_store *st, fedc_store_eval **out, int32_t *n) {
+  *out = NULL;
+  *n = 0;
+  sqlite3_stmt *s;
+  int err = prepare(st,
+                    "SELECT round, asked, sites, samples, value, metrics, report, per_site "
+                    "FROM evals ORDER BY round",
+                    &s, 0);
+  if (err) return err;
+  int32_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    if (*n == cap) {
+      int32_t nc = cap ? 2 * cap : 16;
+      fedc_store_eval *g = fedc_realloc(*out, (size_t)nc * sizeof *g);
+      if (g == NULL) {
+        err = fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+        break;
+      }
+      *out = g;
+      cap = nc;
+    }
+    fedc_store_eval *e = &(*out)[(*n)++];
+    e->round = (int32_t)sqlite3_column_int64(s, 0);
+    e->asked = (int32_t)sqlite3_column_int64(s, 1);
+    e->sites = (int32_t)sqlite3_column_int64(s, 2);
+    e->samples = sqlite3_column_int64(s, 3);
+    e->value = col_real(s, 4);
+    e->metrics = col_dup(s, 5);
+    e->report = col_dup(s, 6);
+    e->per_site = sqlite3_column_type(s, 7) == SQLITE_NULL ? NULL : col_dup(s, 7);
+    if (e->metrics == NULL || e->report == NULL) {
+      err = fedc_error_set(FEDC_ENOMEM, "store: out of memory");
+      break;
+    }
+  }
+  if (err == 0 && rc != SQLITE_DONE) err = db_error(st, rc, "read the evaluations");
+  sqlite3_finalize(s);
+  if (err) {
+    fedc_store_evals_free(*out, *n);
+    *out = NULL;
+    *n = 0;
+  }
+  return err;
+}
+
+int fedc_store_eval_best(fedc_store *st, int32_t *round) {
+  *round = 0;
+  sqlite3_stmt *s;
+  int err = prepare(st,
+                    "SELECT round FROM evals WHERE score IS NOT NULL "
+                    "ORDER BY score DESC, round ASC LIMIT 1",
+                    &s, 0);
+  if (err) return err;
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) *round = (int32_t)sqlite3_column_int64(s, 0);
+  else if (rc != SQLITE_DONE) err = db_error(st, rc, "find the best round");
+  sqlite3_finalize(s);
+  if (err == 0 && *round == 0)
+    err = fedc_error_set(FEDC_ENOTFOUND, "store %s: no round has been evaluated ([eval] every)",
+                         st->path);
+  return err;
+}
+
+void fedc_store_evals_free(fedc_store_eval *e, int32_t n) {
+  for (int32_t i = 0; e && i < n; i++) {
+    fedc_free(e[i].metrics);
+    fedc_free(e[i].report);
+    fedc_free(e[i].per_site);
+  }
+  fedc_free(e);
 }

@@ -10,6 +10,7 @@ PACKAGES="build-essential pkg-config python3 ca-certificates openssl \
 libopenblas-dev libinih-dev libcjson-dev libmbedtls-dev zlib1g-dev \
 libsqlite3-dev libuv1-dev libcurl4-openssl-dev libhttp-parser-dev \
 libcmocka-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin \
+python3-numpy python3-sklearn chromium \
 ${FEDC_DEPS_EXTRA:-}"
 
 missing=""

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "base/cpu.h"
 #include "base/error.h"
 #include "ml/model.h"
@@ -151,7 +152,14 @@ static void json_num(char *buf, size_t n, double v, int digits) {
   else snprintf(buf, n, "%.*f", digits, v);
 }
 
-static void print_json_round(const fedc_round_metrics *m) {
+void fedc_cli_set_eval(fedc_cli *cli, char *eval_json) {
+  if (eval_json == NULL) return; /* keep the last one for the final line */
+  fedc_free(cli->eval_json);
+  cli->eval_json = eval_json;
+  cli->eval_fresh = 1;
+}
+
+static void print_json_round(const fedc_round_metrics *m, const char *eval) {
   char acc[32], tl[32], trl[32];
   json_num(acc, sizeof acc, m->test_acc, 4);
   json_num(tl, sizeof tl, m->test_loss, 4);
@@ -161,9 +169,9 @@ static void print_json_round(const fedc_round_metrics *m) {
     snprintf(privacy, sizeof privacy, ",\"epsilon\":%.5f,\"delta\":%g,\"clip_norm\":%.5g",
              m->epsilon, m->delta, m->clip_norm);
   printf("{\"round\":%d,\"test_acc\":%s,\"test_loss\":%s,\"train_loss\":%s,"
-         "\"clients\":%d,\"samples\":%lld,\"secs\":%.4f%s}\n",
+         "\"clients\":%d,\"samples\":%lld,\"secs\":%.4f%s%s%s}\n",
          (int)m->round, acc, tl, trl, (int)m->clients, (long long)m->samples,
-         m->secs, privacy);
+         m->secs, privacy, eval ? ",\"eval\":" : "", eval ? eval : "");
   fflush(stdout);
 }
 
@@ -171,7 +179,8 @@ void fedc_cli_round(fedc_cli *cli, const fedc_round_metrics *m) {
   if (!isnan(m->test_acc)) cli->last_acc = m->test_acc;
   if (!isnan(m->test_loss)) cli->last_loss = m->test_loss;
   if (cli->json) {
-    print_json_round(m);
+    print_json_round(m, cli->eval_fresh ? cli->eval_json : NULL);
+    cli->eval_fresh = 0;
     return;
   }
   if (!cli->tty) return;
@@ -216,10 +225,11 @@ void fedc_cli_finish(fedc_cli *cli, const fedc_engine *e, double setup_secs,
     printf("{\"final\":true,\"rounds\":%d,\"test_acc\":%s,\"test_loss\":%s,"
            "\"secs\":%.3f,\"sec_per_round\":%.5f,\"setup_secs\":%.3f,"
            "\"peak_rss_mb\":%.1f,\"model\":\"%s\",\"strategy\":\"%s\","
-           "\"threads\":%d%s%s}\n",
+           "\"threads\":%d%s%s%s%s}\n",
            (int)rounds, acc, tl, secs, per, setup_secs, fedc_cli_peak_rss_mb(),
            fedc_model_type_name(cli->cfg.model_type), cli->cfg.strategy,
-           (int)cli->cfg.threads, privacy, extra_json);
+           (int)cli->cfg.threads, privacy, extra_json, cli->eval_json ? ",\"eval\":" : "",
+           cli->eval_json ? cli->eval_json : "");
     fflush(stdout);
   } else if (!cli->quiet) {
     print_table(e);
@@ -227,6 +237,11 @@ void fedc_cli_finish(fedc_cli *cli, const fedc_engine *e, double setup_secs,
                     "peak RSS %.0f MB\n",
             cli->last_acc, (int)rounds, per, fedc_cli_peak_rss_mb());
   }
+}
+
+void fedc_cli_release(fedc_cli *cli) {
+  fedc_free(cli->eval_json);
+  cli->eval_json = NULL;
 }
 
 void fedc_cli_fail(const fedc_cli *cli, const char *prefix) {

@@ -31,6 +31,8 @@ typedef struct fedc_cli {
   int tty;          /* progress line on stderr */
   double t_rounds;  /* when the first round started */
   double last_acc, last_loss;
+  char *eval_json; /* the last evaluation's metrics (fedc_cli_set_eval) */
+  int eval_fresh;  /* eval_json belongs to the round about to be printed */
 } fedc_cli;
 
 /*
@@ -48,6 +50,12 @@ int fedc_cli_parse(fedc_cli *cli, const char *prog, const char *about,
 void fedc_cli_start(fedc_cli *cli, double setup_secs, const char *workers);
 /* After each round: its JSON line, or the progress line on a terminal. */
 void fedc_cli_round(fedc_cli *cli, const fedc_round_metrics *m);
+/* Hand the cli this round's evaluation metrics (JSON, fedc memory, may be
+ * NULL): printed as "eval" in this round's line and, the last one, in the
+ * final line. Call before fedc_cli_round; fedc_cli_finish frees it. */
+void fedc_cli_set_eval(fedc_cli *cli, char *eval_json);
+/* Free what the cli holds (after fedc_cli_finish). */
+void fedc_cli_release(fedc_cli *cli);
 /* After the last round: the final JSON line, with extra_json (more
  * ',"key":value' pairs, or "") before its closing brace; or the table and
  * a summary on stderr. */

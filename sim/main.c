@@ -50,9 +50,18 @@ int main(int argc, char **argv) {
       fedc_sim_free(sim);
       return FEDC_EXIT_RUNTIME;
     }
+    char *eval = NULL;
+    if (fedc_sim_eval_json(sim, &eval) != 0) {
+      fedc_cli_fail(&cli, NULL);
+      fedc_sim_free(sim);
+      fedc_cli_release(&cli);
+      return FEDC_EXIT_RUNTIME;
+    }
+    fedc_cli_set_eval(&cli, eval);
     fedc_cli_round(&cli, &m);
   }
   fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, "");
+  fedc_cli_release(&cli);
   code = FEDC_EXIT_OK;
   if (cli.save && fedc_sim_save(sim, cli.save) != 0) {
     char prefix[FEDC_CONFIG_PATH_MAX + 16];

@@ -137,13 +137,18 @@ static int run(fedc_cli *cli, int rank, int size) {
       fedc_sim_free(sim);
       return FEDC_EXIT_RUNTIME;
     }
-    if (rank == 0) fedc_cli_round(cli, &m);
+    if (rank == 0) {
+      char *eval = NULL; /* rank 0 holds the test set: the same metrics as fedc-sim */
+      if (fedc_sim_eval_json(sim, &eval) == 0) fedc_cli_set_eval(cli, eval);
+      fedc_cli_round(cli, &m);
+    }
   }
   char extra[512];
   mpi_figures(sim, x, size, fedc_cli_now() - cli->t_rounds, extra, sizeof extra);
   code = FEDC_EXIT_OK;
   if (rank == 0) {
     fedc_cli_finish(cli, fedc_sim_engine(sim), setup, extra);
+    fedc_cli_release(cli);
     if (cli->save && fedc_sim_save(sim, cli->save) != 0) {
       char what[FEDC_CONFIG_PATH_MAX + 16];
       snprintf(what, sizeof what, "--save %s: ", cli->save);

@@ -27,6 +27,8 @@
 #include "base/pool.h"
 #include "wire/safetensors.h"
 #include "ml/train.h"
+#include "ml/class_weight.h"
+#include "ml/eval_model.h"
 
 
 static double now_s(void) {
@@ -63,6 +65,8 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_free(s->selected);
   fedc_free(s->mine);
   fedc_free(s->attackers);
+  for (int i = 0; i < EVAL_CHUNKS; i++) fedc_free(s->chunks[i].report);
+  fedc_free(s->report);
   fedc__sim_async_free(s->async);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
@@ -139,6 +143,20 @@ static int keep_share(fedc_sim *s) {
 
 static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int split,
                    fedc_sim **out);
+
+/* The evaluator's reports, one per test chunk and their sum; none for a
+ * model the report cannot hold (more than 64 classes): only loss and
+ * accuracy are then measured. */
+static int reports_new(fedc_sim *s) {
+  fedc_eval_report probe;
+  if (fedc_eval_report_init_for(&probe, &s->spec, s->cfg.eval_threshold) != 0) return 0;
+  s->report = fedc_malloc(sizeof *s->report);
+  for (int i = 0; i < EVAL_CHUNKS; i++)
+    s->chunks[i].report = fedc_malloc(sizeof *s->chunks[i].report);
+  int ok = s->report != NULL;
+  for (int i = 0; i < EVAL_CHUNKS; i++) ok = ok && s->chunks[i].report != NULL;
+  return ok ? 0 : fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
+}
 
 int fedc_sim_new_config(const fedc_config *cfg, fedc_sim **out) {
   const fedc_sim_share whole = {.rank = 0, .size = 1, .evaluator = 1};
@@ -244,6 +262,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
     rc = fedc_pool_new(s->n_workers, &s->pool);
   }
   if (rc == 0) rc = workers_new(s);
+  if (rc == 0 && s->share.evaluator) rc = reports_new(s);
   if (rc != 0) {
     fedc_sim_free(s);
     return rc;
@@ -259,6 +278,30 @@ static void record_error(fedc_sim *s, int rc) {
     snprintf(s->round_err, sizeof s->round_err, "%s", fedc_error_msg());
   }
   pthread_mutex_unlock(&s->mu);
+}
+
+/*
+ * [train] class_weight and pos_weight for one client: balanced from the
+ * client's own label counts (a site knows only its own). Returns 1 when the
+ * client trains unweighted, 0 with weights in out, or an error.
+ */
+static int client_weights(const fedc_sim *s, const int64_t *rows, int64_t n, float *out) {
+  const fedc_config *c = &s->cfg;
+  if (s->spec.type == FEDC_MODEL_LINREG) return 1;
+  fedc_class_weight cw;
+  int rc = fedc_class_weight_parse(c->class_weight, &cw);
+  if (rc != 0) return rc;
+  if (cw.mode == FEDC_CLASS_WEIGHT_NONE && c->pos_weight == 1.0) return 1;
+  int32_t k = (s->spec.type == FEDC_MODEL_LOGREG) ? 2 : s->spec.n_out;
+  if (k > FEDC_CLASS_WEIGHT_MAX)
+    return fedc_error_set(FEDC_EINVAL, "[train] class_weight: %d classes, at most %d", (int)k,
+                          FEDC_CLASS_WEIGHT_MAX);
+  int64_t counts[FEDC_CLASS_WEIGHT_MAX] = {0};
+  for (int64_t i = 0; i < n; i++) {
+    int32_t y = (int32_t)s->train.y[rows[i]];
+    if (y >= 0 && y < k) counts[y]++;
+  }
+  return fedc_class_weight_resolve(&cw, c->pos_weight, k, counts, out);
 }
 
 /*
@@ -280,8 +323,12 @@ int fedc__sim_train_client(fedc_sim *s, int32_t wi, int32_t client,
   fedc_train_params tp = {.epochs = c->epochs, .batch_size = c->batch_size,
                           .lr = (float)c->lr, .momentum = (float)c->momentum,
                           .prox_mu = (float)c->prox_mu};
+  float weights[FEDC_CLASS_WEIGHT_MAX];
+  int rc = client_weights(s, rows, *n_rows, weights);
+  if (rc < 0) return rc;
+  if (rc == 0) tp.class_weight = weights, tp.n_class_weight = (s->spec.type == FEDC_MODEL_LOGREG) ? 2 : s->spec.n_out;
   fedc_train_stats st = {0};
-  int rc = fedc_train_local(wk->train, &tp, &wk->train_view, rows, *n_rows, &rng, w, &st);
+  rc = fedc_train_local(wk->train, &tp, &wk->train_view, rows, *n_rows, &rng, w, &st);
   if (rc != 0) return rc;
   *loss = st.seen ? st.loss_sum / (double)st.seen : 0.0;
   return 0;
@@ -321,6 +368,12 @@ static void eval_task(void *arg, int32_t task, int32_t wi) {
   cs->sums = (fedc_eval_sums){0};
   cs->rc = fedc_evaluate(w->eval, fedc_engine_global(s->engine), &w->test_view,
                          begin, end, &cs->sums, NULL);
+  if (cs->rc == 0 && cs->report) {
+    cs->rc = fedc_eval_report_init_for(cs->report, &s->spec, s->cfg.eval_threshold);
+    if (cs->rc == 0)
+      cs->rc = fedc_evaluate_report(w->eval, fedc_engine_global(s->engine), &w->test_view,
+                                    s->test.y, begin, end, cs->report);
+  }
   if (cs->rc != 0) record_error(s, cs->rc);
 }
 
@@ -336,6 +389,13 @@ int fedc_sim_evaluate(fedc_sim *s, double *loss, double *acc) {
     t.loss_sum += s->chunks[i].sums.loss_sum;
     t.correct += s->chunks[i].sums.correct;
     t.n += s->chunks[i].sums.n;
+  }
+  if (s->report) {
+    int rc = fedc_eval_report_init_for(s->report, &s->spec, s->cfg.eval_threshold);
+    for (int i = 0; rc == 0 && i < EVAL_CHUNKS; i++)
+      rc = fedc_eval_report_merge(s->report, s->chunks[i].report);
+    if (rc != 0) return rc;
+    s->report_round = fedc_engine_round(s->engine) - 1;
   }
   *loss = t.n ? t.loss_sum / (double)t.n : NAN;
   *acc = t.n ? (double)t.correct / (double)t.n : NAN;
@@ -396,6 +456,17 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
   m.secs = secs;
   *out = m;
   return 0;
+}
+
+int fedc_sim_eval_json(const fedc_sim *s, char **out) {
+  *out = NULL;
+  if (s->report == NULL || s->report_round == 0 ||
+      s->report_round != fedc_engine_round(s->engine) - 1)
+    return 0;
+  fedc_eval_metrics m;
+  int rc = fedc_eval_metrics_compute(s->report, &m);
+  if (rc == 0) rc = fedc_eval_metrics_to_json(&m, s->report, 1, out);
+  return rc;
 }
 
 int fedc_sim_done(const fedc_sim *s) { return fedc_engine_done(s->engine); }

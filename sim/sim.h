@@ -69,6 +69,11 @@ int fedc_sim_round_combined(fedc_sim *s, fedc_sim_combine_fn combine,
 int64_t fedc_sim_rows(const fedc_sim *s);
 const fedc_model_spec *fedc_sim_spec(const fedc_sim *s);
 const fedc_engine *fedc_sim_engine(const fedc_sim *s);
+/* The metrics of the last evaluation on the test set (eval_report.h's
+ * JSON, per-class recall and the confusion matrix included), into *out
+ * (fedc_free it); *out is NULL when the last round was not evaluated or the
+ * model has no report (a softmax of more than 64 classes). FEDC_ENOMEM. */
+int fedc_sim_eval_json(const fedc_sim *s, char **out);
 /* fedc_sim_evaluate (fedc/sim.h) is FEDC_ESTATE on a share that is not the
  * evaluator; fedc_sim_save writes round/seed metadata with the model. */
 

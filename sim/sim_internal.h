@@ -17,6 +17,7 @@
 #include "base/pool.h"
 #include "sim.h"
 #include "ml/train.h"
+#include "ml/eval_report.h"
 
 typedef struct fedc_sim_async fedc_sim_async;
 
@@ -33,6 +34,7 @@ typedef struct worker {
 
 typedef struct chunk_sums {
   fedc_eval_sums sums;
+  fedc_eval_report *report; /* NULL when the model has none */
   int rc;
 } chunk_sums;
 
@@ -55,6 +57,9 @@ struct fedc_sim {
   int round_rc; /* first error of the round's tasks */
   char round_err[512];
   chunk_sums chunks[EVAL_CHUNKS];
+  fedc_eval_report *report; /* the last evaluation's, merged in chunk order */
+  int32_t report_round;     /* the round it evaluated; 0 = none yet */
+  int32_t last_round;       /* the last round closed */
 };
 
 

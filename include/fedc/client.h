@@ -109,6 +109,15 @@ typedef struct fedc_client_job {
   float l1, l2;      /* regularization of the weights; 0 when absent */
   fedc_client_hparams train;
   uint64_t seed;     /* the job's seed */
+  /* A job with a schema: its "schema" and (once the statistics phase is
+   * over) "stats" objects as JSON text, owned by the client and valid until
+   * the next join; NULL when absent (docs/protocol.md, "Statistics"). */
+  const char *schema_json, *stats_json;
+  /* class weighting of the loss: "none", "balanced" or "w0,w1,..." (the
+   * [train] class_weight key) and logreg's positive-class weight */
+  char class_weight[1024];
+  double pos_weight;
+  double eval_threshold; /* binary models: score >= threshold predicts 1 */
 } fedc_client_job;
 
 /* One tensor of the job's flat parameter vector (float32, row-major: a
@@ -170,6 +179,14 @@ typedef struct fedc_client_metrics {
  * *out is logged ("global model evaluated"). An error ends the run with
  * FEDC_CLIENT_EXIT_FAILED.
  *
+ * report (optional): federated evaluation. When the coordinator asks
+ * ("evaluate" task) the client fetches the committed round's model and
+ * calls report with it (w, read only); the trainer evaluates it on its
+ * validation data and returns the evaluation report as a JSON object (the
+ * "report" of POST /v1/eval, docs/protocol.md: counts and sums that the
+ * coordinator merges across sites) in *json, allocated with fedc_malloc
+ * (the client frees it). Without it the client declines evaluations.
+ *
  * The client never frees user_data: the program owns it and frees it
  * after fedc_client_free.
  */
@@ -183,6 +200,13 @@ typedef struct fedc_client_trainer {
   /* For the client's log lines only ("starting", "joined"); 0 when not
    * known: local training rows, features per row, held-out rows. */
   int64_t samples, features, test_samples;
+  /* stats (optional): a job with a schema asks each site for its data's
+   * statistics before round 1: *json is set to a fedc_malloc'd JSON object
+   * (the built-in trainer's fedc_stats_to_json form: counts, sums, minima,
+   * maxima, missing and label counts, never a row). Without it the client
+   * cannot take part in such a job. */
+  int (*stats)(void *user_data, const fedc_client_job *job, char **json);
+  int (*report)(void *user_data, const fedc_client_round *r, const float *w, char **json);
 } fedc_client_trainer;
 
 /*

@@ -112,6 +112,15 @@ void fedc_coordinator_stop(fedc_coordinator *c);
 int fedc_coordinator_exit_code(const fedc_coordinator *c);
 /* The TLS port bound (the settings may ask for port 0). */
 int fedc_coordinator_port(const fedc_coordinator *c);
+
+/*
+ * The federation's label counts, from the statistics phase of a job with a
+ * schema ([data] features or schema_from): copies up to cap counts (class
+ * 0, 1, ...) into counts and returns the number of classes; 0 when the job
+ * has no schema, is a regression, or its statistics are not yet combined.
+ * Errors: FEDC_EINVAL (c is NULL).
+ */
+int fedc_coordinator_label_counts(const fedc_coordinator *c, int64_t *counts, int32_t cap);
 /* Free a coordinator that has stopped (on_stopped ran, or the loop ended). */
 void fedc_coordinator_free(fedc_coordinator *c);
 

@@ -38,7 +38,11 @@ typedef enum {
   FEDC_MODEL_LOGREG = 0,  /* binary logistic regression */
   FEDC_MODEL_SOFTMAX = 1, /* multinomial logistic regression */
   FEDC_MODEL_LINREG = 2,  /* linear regression, mean squared error */
-  FEDC_MODEL_MLP = 3      /* ReLU hidden layers, softmax output */
+  FEDC_MODEL_MLP = 3,     /* ReLU hidden layers, softmax output */
+  FEDC_MODEL_TENSORS = 4  /* a tensor job: any named tensors, defined by the
+                             initial model ([model] init); trained only by
+                             external trainers, so no spec of its own:
+                             fedc_model_spec_check refuses it */
 } fedc_model_type;
 
 /* The type's name ("softmax"; "unknown" out of range, never NULL), and

@@ -94,6 +94,11 @@ void fedc_st_get(const fedc_st_file *f, size_t i, fedc_st_tensor *out);
 int fedc_st_find(const fedc_st_file *f, const char *name, fedc_st_tensor *out);
 /* A metadata value (owned by f), or NULL if the key is absent. */
 const char *fedc_st_meta_get(const fedc_st_file *f, const char *key);
+/* Metadata entries in header order ("sha256" among them), for a reader
+ * that copies every key: entry i of fedc_st_meta_count(f), or NULL past the
+ * end. The strings are owned by f. Any thread. */
+size_t fedc_st_meta_count(const fedc_st_file *f);
+const char *fedc_st_meta_key(const fedc_st_file *f, size_t i);
 
 #ifdef __cplusplus
 }

@@ -81,6 +81,10 @@ typedef struct fedc_agg_params {
   int32_t multikrum_m; /* multikrum: updates averaged; 0 = count - krum_f */
   int32_t max_updates; /* buffered strategies keep at most this many updates (the round's
                         * selection size); adding more is FEDC_ERANGE */
+  int32_t device;      /* fedc_agg_device ([strategy] device): where the aggregator runs */
+  double norm_bound;   /* GPU aggregator only: it applies the pipeline's norm bound itself
+                        * (the pipeline sets these when it leaves the bound to it); 0 = off */
+  int norm_refuse;     /* with norm_bound: 1 refuse an update over it, 0 clip it */
 } fedc_agg_params;
 
 int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy **out);
@@ -88,6 +92,34 @@ int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy *
  * 0 when it buffers them (robust ones). Only an additive strategy can be
  * split over processes or fed by secure aggregation's sum. */
 int fedc_strategy_is_additive(const fedc_strategy *s);
+
+/*
+ * Where the aggregator runs ([strategy] device; agg_device.c). CPU: the
+ * makers below. CUDA: on the GPU through the CUDA module (cuda/agg_cuda.h)
+ * for the strategies that have a GPU form (fedavg and the strategies that
+ * aggregate with it, median, trimmed_mean); any other strategy, a missing
+ * module or a missing GPU is FEDC_ECONFIG, saying which. AUTO: the GPU
+ * when it is there, else the CPU, with one log line saying why.
+ */
+typedef enum {
+  FEDC_AGG_DEVICE_CPU = 0,
+  FEDC_AGG_DEVICE_CUDA = 1,
+  FEDC_AGG_DEVICE_AUTO = 2
+} fedc_agg_device;
+
+/* The GPU form of a registered strategy's aggregator: a fedc_agg_cuda_kind
+ * (cuda/agg_cuda.h), or -1 when it has none (registry.c). */
+int fedc__strategy_gpu_kind(const fedc_strategy_info *info);
+/* The GPU strategy (agg_device.c) for p->device = CUDA or AUTO: 0 with *out
+ * set when it runs on the GPU; 0 with *out NULL when AUTO falls back (the
+ * caller makes the CPU one; the reason is logged); an error for CUDA. */
+int fedc__strategy_device_new(const fedc_strategy_info *info, const fedc_agg_params *p, size_t n,
+                              fedc_strategy **out);
+/* 1 when s aggregates on the GPU. */
+int fedc__strategy_on_gpu(const fedc_strategy *s);
+/* A GPU strategy made with a norm bound: the updates its last successful
+ * add clipped (0 or 1); 0 for every other strategy. */
+int fedc__strategy_gpu_clipped_last(const fedc_strategy *s);
 
 /* ---- the registry's internals (registry.c) ------------------------------ */
 

@@ -18,6 +18,7 @@
 #include "agg/agg.h"
 #include "base/alloc.h"
 #include "base/error.h"
+#include "cuda/agg_cuda.h"
 
 typedef enum { MAKE_FEDAVG, MAKE_ROBUST, MAKE_CUSTOM } make_kind;
 
@@ -170,6 +171,10 @@ int fedc__strategy_make(const fedc_strategy_info *info, const fedc_agg_params *p
                         fedc_strategy **out) {
   *out = NULL;
   const entry *e = (const entry *)info;
+  if (p->device != FEDC_AGG_DEVICE_CPU) { /* the GPU, or auto's fallback to here */
+    int rc = fedc__strategy_device_new(info, p, n, out);
+    if (rc != 0 || *out != NULL) return rc;
+  }
   switch (e->make) {
   case MAKE_FEDAVG:
     return fedc_fedavg_new(n, out);
@@ -179,6 +184,15 @@ int fedc__strategy_make(const fedc_strategy_info *info, const fedc_agg_params *p
     return fedc__custom_new(&e->def, n, out);
   }
   return fedc_error_set(FEDC_EINVAL, "strategy %s: no maker", info->name);
+}
+
+int fedc__strategy_gpu_kind(const fedc_strategy_info *info) {
+  const entry *e = (const entry *)info;
+  if (info == NULL || e->make == MAKE_CUSTOM) return -1;
+  if (e->make == MAKE_FEDAVG) return FEDC_AGG_CUDA_FEDAVG;
+  if (e->robust == FEDC_ROBUST_MEDIAN) return FEDC_AGG_CUDA_MEDIAN;
+  if (e->robust == FEDC_ROBUST_TRIMMED) return FEDC_AGG_CUDA_TRIMMED_MEAN;
+  return -1;
 }
 
 void fedc_strategy_needs_init(fedc_strategy_needs *needs) {

@@ -85,3 +85,14 @@ int fedc__pk_check_pair(const mbedtls_pk_context *pub, const mbedtls_pk_context 
   return mbedtls_pk_check_pair(pub, prv);
 #endif
 }
+
+int fedc__pk_sign(mbedtls_pk_context *pk, mbedtls_md_type_t md, const unsigned char *hash,
+                  size_t hash_len, unsigned char *sig, size_t sig_size, size_t *sig_len,
+                  int (*f_rng)(void *, unsigned char *, size_t), void *p_rng) {
+#if MBEDTLS_VERSION_MAJOR >= 3
+  return mbedtls_pk_sign(pk, md, hash, hash_len, sig, sig_size, sig_len, f_rng, p_rng);
+#else
+  if (sig_size < MBEDTLS_PK_SIGNATURE_MAX_SIZE) return MBEDTLS_ERR_PK_BAD_INPUT_DATA;
+  return mbedtls_pk_sign(pk, md, hash, hash_len, sig, sig_len, f_rng, p_rng);
+#endif
+}

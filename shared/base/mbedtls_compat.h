@@ -42,5 +42,10 @@ int fedc__pk_parse_keyfile(mbedtls_pk_context *pk, const char *path, const char 
                            int (*f_rng)(void *, unsigned char *, size_t), void *p_rng);
 int fedc__pk_check_pair(const mbedtls_pk_context *pub, const mbedtls_pk_context *prv,
                         int (*f_rng)(void *, unsigned char *, size_t), void *p_rng);
+/* mbedtls_pk_sign: 3.x takes the signature buffer's size, 2.28 does not
+ * (it writes at most MBEDTLS_PK_SIGNATURE_MAX_SIZE bytes). */
+int fedc__pk_sign(mbedtls_pk_context *pk, mbedtls_md_type_t md, const unsigned char *hash,
+                  size_t hash_len, unsigned char *sig, size_t sig_size, size_t *sig_len,
+                  int (*f_rng)(void *, unsigned char *, size_t), void *p_rng);
 
 #endif

@@ -32,6 +32,8 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "data/partition.h"
+#include "ml/class_weight.h"
+#include "ml/eval_report.h"
 
 typedef enum {
   T_INT32,   /* int32_t member */
@@ -67,7 +69,8 @@ typedef struct key_def {
 
 static const char *const model_names[] = {
     [FEDC_MODEL_LOGREG] = "logreg", [FEDC_MODEL_SOFTMAX] = "softmax",
-    [FEDC_MODEL_LINREG] = "linreg", [FEDC_MODEL_MLP] = "mlp", NULL};
+    [FEDC_MODEL_LINREG] = "linreg", [FEDC_MODEL_MLP] = "mlp",
+    [FEDC_MODEL_TENSORS] = "tensors", NULL};
 static const char *const device_names[] = {
     [FEDC_DEVICE_CPU] = "cpu", [FEDC_DEVICE_CUDA] = "cuda", NULL};
 static const char *const format_names[] = {
@@ -75,11 +78,13 @@ static const char *const format_names[] = {
 static const char *const partition_names[] = {
     [FEDC_PARTITION_IID] = "iid", [FEDC_PARTITION_DIRICHLET] = "dirichlet",
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
+static const char *const agg_device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const norm_action_names[] = {
     [FEDC_NORM_CLIP] = "clip", [FEDC_NORM_REFUSE] = "refuse", NULL};
 static const char *const attack_names[] = {
     [FEDC_ATTACK_NONE] = "none", [FEDC_ATTACK_SIGN_FLIP] = "sign_flip",
     [FEDC_ATTACK_NOISE] = "noise", [FEDC_ATTACK_LABEL_FLIP] = "label_flip", NULL};
+static const char *const missing_names[] = {"refuse", "mean", NULL};
 static const char *const enroll_names[] = {
     [FEDC_ENROLL_ALLOWLIST] = "allowlist", [FEDC_ENROLL_OPEN] = "open", NULL};
 
@@ -113,7 +118,9 @@ static const key_def keys[] = {
      "Seed for client sampling, partitioning and initialisation."},
 
     {"model", "type", T_ENUM, M(model_type), 0, 0, 0, model_names, "softmax",
-     "Model: logreg (binary), softmax, linreg (squared error) or mlp."},
+     "Model: logreg (binary), softmax, linreg (squared error), mlp, or tensors "
+     "(any named tensors from [model] init, trained by the sites' [trainer] "
+     "command; docs/tensor-jobs.md)."},
     {"model", "hidden", T_INTLIST, LIST(hidden, n_hidden), 1, 65536, MINMAX,
      NULL, "",
      "Hidden layer sizes of an mlp, comma-separated (200,200); empty for "
@@ -128,6 +135,15 @@ static const key_def keys[] = {
      "L1 penalty on the weights."},
     {"model", "l2", T_DOUBLE, M(l2), 0, 1e30, MINMAX | AS_FLOAT, NULL, "0",
      "L2 penalty on the weights."},
+    {"model", "init", T_STRING, M(model_init), 0, 0, 0, NULL, "",
+     "type = tensors (coordinator): the initial global model, a safetensors "
+     "file whose tensor names, shapes and dtypes (F32, F16, BF16, integers) "
+     "define the job."},
+    {"model", "integer_rule", T_STRING, M(integer_rule), 0, 0, 0, NULL, "",
+     "type = tensors: what each integer tensor becomes at a commit, as "
+     "PATTERN=RULE, ... with RULE keep (the global model's value) or max "
+     "(the largest in the round's updates); fnmatch patterns on tensor "
+     "names, the first match wins, unmatched tensors keep."},
 
     {"train", "epochs", T_INT32, M(epochs), 1, 10000, MINMAX, NULL, "1",
      "Local epochs each client runs per round."},
@@ -144,6 +160,12 @@ static const key_def keys[] = {
      "Compute backend for training."},
     {"train", "threads", T_INT32, M(threads), 1, 1024, MINMAX, NULL, "2",
      "Worker threads that train simulated clients."},
+    {"train", "class_weight", T_STRING, M(class_weight), 0, 0, 0, NULL, "none",
+     "Loss weight per class: none, balanced (n / (K n_c), from the label "
+     "counts) or w0,w1,... (one per class)."},
+    {"train", "pos_weight", T_DOUBLE, M(pos_weight), 0, 1e6,
+     MINMAX | MIN_OPEN | AS_FLOAT, NULL, "1",
+     "logreg: extra weight of the positive class (times class_weight)."},
 
     {"strategy", "name", T_CHOICE, M(strategy), 0, 0, 0, NULL,
      "fedavg",
@@ -186,6 +208,10 @@ static const key_def keys[] = {
      MIN_ONLY, NULL, "1e4",
      "An update with a weight further than this from the global model's is "
      "refused (an honest round moves no weight this far); 0 = off."},
+    {"strategy", "device", T_ENUM, M(agg_device), 0, 0, 0, agg_device_names, "cpu",
+     "Where updates are aggregated: cpu; cuda (the GPU: fedavg and the strategies that "
+     "aggregate with it, median, trimmed_mean; refused at start without the CUDA module "
+     "and a GPU); auto (the GPU when present, else the CPU, logged). docs/cuda.md."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",
@@ -235,7 +261,33 @@ static const key_def keys[] = {
     {"data", "label", T_STRING, M(label), 0, 0, 0, NULL, "label",
      "Name of the label column (csv only)."},
     {"data", "standardize", T_BOOL, M(standardize), 0, 0, 0, NULL, "false",
-     "Scale each feature to mean 0 and variance 1."},
+     "Scale each feature to mean 0 and variance 1 (the site's own statistics; "
+     "refused in a federation with a schema, which standardizes with the "
+     "federation's)."},
+    {"data", "features", T_STRING, M(features), 0, 0, 0, NULL, "",
+     "Schema: the feature columns, names in order (a,b,c); sites map their "
+     "CSV columns by name. Turns on the statistics phase and the "
+     "federation's standardization."},
+    {"data", "schema_from", T_STRING, M(schema_from), 0, 0, 0, NULL, "",
+     "Schema: a CSV file whose header names the features (every column but "
+     "the label and [data] exclude)."},
+    {"data", "exclude", T_STRING, M(exclude), 0, 0, 0, NULL, "",
+     "Schema: columns a site's CSV may have that are not features (id,...)."},
+    {"data", "categorical", T_STRING, M(categorical), 0, 0, 0, NULL, "",
+     "Schema: categorical features and their vocabulary, one-hot encoded "
+     "(col:v1 then v2, v3... separated by vertical bars; columns by commas)."},
+    {"data", "missing", T_ENUM, M(missing), 0, 0, 0, missing_names, "refuse",
+     "Schema: a missing value is refused, or imputed with the federation's "
+     "mean."},
+    {"data", "validation", T_STRING, M(validation), 0, 0, 0, NULL, "",
+     "Client: validation table (csv) or images (idx, labels in "
+     "validation_labels) for federated evaluation."},
+    {"data", "validation_labels", T_STRING, M(validation_labels), 0, 0, 0,
+     NULL, "", "Validation labels (idx only)."},
+    {"data", "validation_split", T_DOUBLE, M(validation_split), 0, 0.9,
+     MINMAX, NULL, "0",
+     "Without [data] validation: fraction of the training rows held out "
+     "(chosen with the job's seed) for federated evaluation."},
     {"data", "set", T_STRING, M(data_set), 0, 0, 0, NULL, "",
      "Job: the named data set the sites train on (one of their [data] sets); "
      "empty = each site's default [data] train."},
@@ -379,6 +431,26 @@ static const key_def keys[] = {
      "fedbuff: clients' speeds vary as exp(N(0, speed_skew^2)); 0 = equal."},
     {"sim", "eval_every", T_INT32, M(eval_every), 1, 0, MIN_ONLY, NULL, "1",
      "Evaluate on the test set every N rounds."},
+
+    {"eval", "every", T_INT32, M(eval_rounds), 0, 1e6, MINMAX, NULL, "0",
+     "Federated evaluation: clients evaluate the committed global model on "
+     "their validation data every N rounds and after the last; 0 = off."},
+    {"eval", "fraction", T_DOUBLE, M(eval_fraction), 0, 1,
+     MINMAX | MIN_OPEN, NULL, "1",
+     "Fraction of the joined clients asked to evaluate (1 = all)."},
+    {"eval", "threshold", T_DOUBLE, M(eval_threshold), 0, 1,
+     MINMAX | MIN_OPEN | MAX_OPEN, NULL, "0.5",
+     "Binary models: a score >= threshold predicts the positive class."},
+    {"eval", "select", T_STRING, M(eval_select), 0, 0, 0, NULL, "",
+     "Metric that marks the best round: auc, pr_auc, f1, precision, recall, "
+     "brier, accuracy, macro_f1, log_loss, mse, mae, r2; '-' before it when "
+     "lower is better; empty = auc, accuracy or -mse by the model."},
+    {"eval", "per_site", T_BOOL, M(eval_per_site), 0, 0, 0, NULL, "false",
+     "Show each site's evaluation in /v1/status (else the aggregate only)."},
+    {"eval", "deadline_s", T_DOUBLE, M(eval_deadline_s), 0, 86400,
+     MINMAX | MIN_OPEN, NULL, "30",
+     "Seconds an evaluation waits for reports; it closes then (or at the "
+     "next round's commit, if sooner) and later reports are dropped."},
 
     {"policy", "model_types", T_STRING, M(policy_model_types), 0, 0, 0, NULL, "",
      "Site: model types a job may use (comma-separated: logreg, softmax, "
@@ -1239,13 +1311,95 @@ int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *
                           "set at %s)",
                           origin_of(c, "privacy", "secure_aggregation"), why, c->strategy, by);
   }
+  if (c->agg_device == FEDC_AGG_DEVICE_CUDA && fedc__strategy_gpu_kind(info) < 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] device = cuda: strategy %s has no GPU form (set at "
+                          "%s); the GPU aggregates fedavg, fedavgm, fedadam, fedyogi, "
+                          "fedadagrad, fedbuff, median and trimmed_mean: use one of them, or "
+                          "device = cpu or auto",
+                          origin_of(c, "strategy", "device"), c->strategy, by);
+  return 0;
+}
+
+/*
+ * Tensor jobs ([model] type = tensors, docs/tensor-jobs.md): the model is
+ * the coordinator's [model] init file, trained only by the sites' external
+ * trainers. The keys that describe a built-in model do not apply, the
+ * coordinator runs no model code (no [data] test), the simulator has no
+ * trainer for it; init and integer_rule mean nothing for a built-in model.
+ * The rules' syntax and the file itself are checked when the coordinator
+ * starts (it reads the file).
+ */
+static int check_tensors(const fedc_config *c, fedc_config_role role) {
+  int tensors = c->model_type == FEDC_MODEL_TENSORS;
+  if (!tensors) {
+    const char *k = c->model_init[0] ? "init" : c->integer_rule[0] ? "integer_rule" : NULL;
+    if (k)
+      return fedc_error_set(FEDC_ECONFIG,
+                            "%s: [model] %s is set: it applies only to [model] type = "
+                            "tensors, and type = %s (set at %s)",
+                            origin_of(c, "model", k), k, fedc_model_type_name(c->model_type),
+                            origin_of(c, "model", "type"));
+    return 0;
+  }
+  if (role == FEDC_ROLE_SIM)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] type = tensors: the simulator has no trainer for an "
+                          "arbitrary model; run a tensor job with fedc-coordinator and "
+                          "fedc-client's [trainer] command (docs/tensor-jobs.md)",
+                          origin_of(c, "model", "type"));
+  if (role != FEDC_ROLE_COORDINATOR) return 0;
+  if (c->model_init[0] == '\0')
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [model] type = tensors needs [model] init, the initial "
+                          "model as a safetensors file (its tensors define the job)",
+                          origin_of(c, "model", "type"));
+  static const char *const builtin[] = {"inputs", "classes"};
+  for (int i = 0; i < 2; i++) {
+    int32_t v = i ? c->classes : c->inputs;
+    if (v != 0)
+      return fedc_error_set(FEDC_ECONFIG,
+                            "%s: [model] %s = %ld: a tensor job's shapes come from [model] "
+                            "init; leave %s at 0 with [model] type = tensors (set at %s)",
+                            origin_of(c, "model", builtin[i]), builtin[i], (long)v,
+                            builtin[i], origin_of(c, "model", "type"));
+  }
+  /* the default test set is simply not loaded; one the operator named is refused */
+  if (c->test[0] && strcmp(origin_of(c, "data", "test"), "default") != 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [data] test is set: the coordinator never runs a tensor "
+                          "job's model; it is evaluated only by its clients. Leave [data] "
+                          "test empty with [model] type = tensors (set at %s)",
+                          origin_of(c, "data", "test"), origin_of(c, "model", "type"));
   return 0;
 }
 
 /* The coordinator has no training data: the model's shape comes from
  * [model] inputs and classes, which must then fit the model type. */
 static int check_coordinator(const fedc_config *c) {
-  if (c->inputs < 1)
+  int schema = c->features[0] != '\0' || c->schema_from[0] != '\0';
+  if (c->standardize)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [data] standardize = true: the coordinator has no training data "
+                          "to standardize; declare a schema ([data] features or schema_from) and "
+                          "every site standardizes with the federation's statistics",
+                          origin_of(c, "data", "standardize"));
+  if (schema && c->secagg)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] secure_aggregation = true with a schema (%s): the "
+                          "statistics phase does not go through secure aggregation yet; drop "
+                          "one of them",
+                          origin_of(c, "privacy", "secure_aggregation"),
+                          origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
+  if (schema && c->dp_noise_multiplier > 0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [privacy] noise_multiplier > 0 with a schema (%s): the statistics "
+                          "phase has no differential privacy yet (sites would send exact "
+                          "aggregates); drop one of them",
+                          origin_of(c, "privacy", "noise_multiplier"),
+                          origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
+  if (c->model_type == FEDC_MODEL_TENSORS) goto common; /* check_tensors */
+  if (c->inputs < 1 && !schema)
     return fedc_error_set(FEDC_ECONFIG,
                           "%s: [model] inputs = %ld: must be >= 1 for the "
                           "coordinator (it has no data to infer it from)",
@@ -1263,6 +1417,7 @@ static int check_coordinator(const fedc_config *c) {
                           "output; leave classes at 0",
                           origin_of(c, "model", "classes"), (long)c->classes,
                           fedc_model_type_name(c->model_type));
+common:;
   int rc = need_string(c, "store", "path", "the coordinator");
   if (rc == 0) rc = need_string(c, "server", "listen", "the coordinator");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the coordinator");
@@ -1273,12 +1428,66 @@ static int check_coordinator(const fedc_config *c) {
 }
 
 static int check_client(const fedc_config *c) {
+  if (c->standardize)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [data] standardize = true: inside a federation each site would "
+                          "scale its features by its own statistics and the global model would "
+                          "fit none of them; declare a schema in the job ([data] features at "
+                          "the coordinator) and every site standardizes with the federation's "
+                          "statistics",
+                          origin_of(c, "data", "standardize"));
   int rc = need_string(c, "server", "url", "the client");
   if (rc == 0) rc = need_string(c, "tls", "ca", "the client");
   if (rc == 0) rc = need_string(c, "tls", "cert", "the client");
   if (rc == 0) rc = need_string(c, "tls", "key", "the client");
   if (rc == 0) rc = need_string(c, "data", "train", "the client");
   return rc;
+}
+
+/* [eval] select names a metric of the model's task; [train] class_weight
+ * parses, and pos_weight is for a binary model. */
+static int check_eval(const fedc_config *c) {
+  fedc_eval_task task = c->model_type == FEDC_MODEL_LOGREG   ? FEDC_EVAL_BINARY
+                        : c->model_type == FEDC_MODEL_LINREG ? FEDC_EVAL_REGRESSION
+                                                             : FEDC_EVAL_MULTICLASS;
+  int index, sign;
+  if (c->eval_select[0] != '\0' &&
+      (fedc_eval_select_parse(c->eval_select, &index, &sign) != 0 ||
+       !fedc_eval_metric_applies(index, task)))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [eval] select = %s: not a metric of a %s model ([model] type = %s "
+                          "set at %s); one of auc, pr_auc, f1, precision, recall, brier (binary), "
+                          "accuracy, macro_f1, log_loss (classification), mse, mae, r2 "
+                          "(regression), '-' before it for lower is better",
+                          origin_of(c, "eval", "select"), c->eval_select,
+                          fedc_eval_task_name(task), fedc_model_type_name(c->model_type),
+                          origin_of(c, "model", "type"));
+  fedc_class_weight cw;
+  if (fedc_class_weight_parse(c->class_weight, &cw) != 0) {
+    char why[192];
+    snprintf(why, sizeof why, "%s", fedc_error_msg());
+    return fedc_error_set(FEDC_ECONFIG, "%s: [train] class_weight = %.60s: %s",
+                          origin_of(c, "train", "class_weight"), c->class_weight, why);
+  }
+  if (task == FEDC_EVAL_REGRESSION && cw.mode != FEDC_CLASS_WEIGHT_NONE)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [train] class_weight = %.60s: a linreg model has no classes "
+                          "([model] type set at %s)",
+                          origin_of(c, "train", "class_weight"), c->class_weight,
+                          origin_of(c, "model", "type"));
+  if (task != FEDC_EVAL_BINARY && c->pos_weight != 1.0)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [train] pos_weight = %g: only a logreg model has a positive "
+                          "class ([model] type = %s set at %s)",
+                          origin_of(c, "train", "pos_weight"), c->pos_weight,
+                          fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
+  int32_t k = task == FEDC_EVAL_BINARY ? 2 : c->classes;
+  if (cw.mode == FEDC_CLASS_WEIGHT_GIVEN && k > 0 && cw.n != k)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [train] class_weight = %.60s: %d weights for %d classes",
+                          origin_of(c, "train", "class_weight"), c->class_weight, (int)cw.n,
+                          (int)k);
+  return 0;
 }
 
 int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
@@ -1326,6 +1535,10 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
         fedc_model_type_name(c->model_type), origin_of(c, "model", "type"));
   }
   {
+    int rc = check_eval(c);
+    if (rc != 0) return rc;
+  }
+  {
     /* what each program can do with a strategy; fedc-sim-mpi adds its
      * split when it starts (fedc_sim_new_share) */
     fedc_strategy_needs drv;
@@ -1336,6 +1549,10 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
                  : role == FEDC_ROLE_SIM      ? "the simulator"
                                               : "the client";
     int rc = fedc_config_check_strategy(c, &drv);
+    if (rc != 0) return rc;
+  }
+  {
+    int rc = check_tensors(c, role);
     if (rc != 0) return rc;
   }
   if (role == FEDC_ROLE_COORDINATOR) {

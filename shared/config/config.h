@@ -27,7 +27,7 @@
 #define FEDC_CONFIG_PATH_MAX 1024
 /* Room in the origin bookkeeping: keys in the table, and one origin's text
  * (a long file name keeps its tail: ".../configs/x.ini:12"). */
-#define FEDC_CONFIG_MAX_KEYS 160
+#define FEDC_CONFIG_MAX_KEYS 192
 #define FEDC_CONFIG_ORIGIN_MAX 96
 
 
@@ -55,12 +55,14 @@ typedef struct fedc_config {
   double round_timeout_s;    /* > 0 */
   uint64_t seed;
   /* [model] */
-  fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp */
+  fedc_model_type model_type;    /* type = softmax | logreg | linreg | mlp | tensors */
   int32_t hidden[FEDC_CONFIG_MAX_HIDDEN]; /* hidden = 200,200 (mlp only) */
   int32_t n_hidden;
   int32_t inputs;                /* 0 = from the data */
   int32_t classes;               /* 0 = from the data */
   double l1, l2;                 /* >= 0 */
+  char model_init[FEDC_CONFIG_PATH_MAX]; /* init = FILE.safetensors (type = tensors) */
+  char integer_rule[512];        /* integer_rule = PATTERN=keep|max, ... (tensors) */
   /* [train] */
   int32_t epochs;     /* >= 1 */
   int32_t batch_size; /* >= 1 */
@@ -69,6 +71,8 @@ typedef struct fedc_config {
   double prox_mu;     /* >= 0; FedProx proximal term, 0 = off */
   fedc_device device; /* device = cpu | cuda */
   int32_t threads;    /* >= 1; simulator worker threads */
+  char class_weight[1024]; /* none | balanced | w0,w1,... (ml/class_weight.h) */
+  double pos_weight;       /* > 0; logreg's positive class, 1 = none */
   /* [strategy] */
   char strategy[32];  /* name = fedavg | fedavgm | ... (docs/strategies.md) */
   double server_lr, server_momentum, beta1, beta2, tau;
@@ -79,6 +83,7 @@ typedef struct fedc_config {
   int32_t buffer_k;
   double max_client_share; /* 0 = off */
   double max_weight_delta; /* 0 = off */
+  int32_t agg_device;      /* device = cpu | cuda | auto: a fedc_agg_device (agg/agg.h) */
   /* [privacy] */
   double dp_noise_multiplier, dp_clip_norm;
   int32_t dp_adaptive_clip;
@@ -94,6 +99,14 @@ typedef struct fedc_config {
   fedc_data_format format;                 /* format = idx | csv */
   char label[128];                         /* csv: label column name */
   int32_t standardize;                     /* bool */
+  char features[8192];                     /* schema: feature names in order */
+  char schema_from[FEDC_CONFIG_PATH_MAX];  /* schema: a CSV whose header names them */
+  char exclude[1024];                      /* columns a site ignores (an id) */
+  char categorical[8192];                  /* "col:v1|v2, ...": one-hot vocabularies */
+  int32_t missing;                         /* fedc_missing: refuse | mean */
+  char validation[FEDC_CONFIG_PATH_MAX];   /* client: validation data */
+  char validation_labels[FEDC_CONFIG_PATH_MAX];
+  double validation_split;                 /* [0, 0.9]: held out when no file */
   char data_set[128];                      /* job: the named set to use */
   char data_sets[FEDC_CONFIG_PATH_MAX];    /* site: NAME:TRAIN[:LABELS],... */
   /* [server] */
@@ -141,6 +154,13 @@ typedef struct fedc_config {
   fedc_attack attack;
   double attack_fraction, attack_scale;
   double speed_skew;
+  /* [eval] */
+  int32_t eval_rounds;     /* every: 0 = no federated evaluation */
+  double eval_fraction;    /* (0, 1] */
+  double eval_threshold;   /* (0, 1) */
+  char eval_select[32];    /* "" = the model's default */
+  int32_t eval_per_site;   /* bool */
+  double eval_deadline_s;  /* > 0 */
   /* [policy]: a site's limits on the jobs it takes part in */
   char policy_model_types[256];
   char policy_trainers[64];

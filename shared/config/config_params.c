@@ -38,6 +38,8 @@ int fedc_model_spec_from_config(const fedc_config *c, int32_t n_in,
   case FEDC_MODEL_LINREG:
     spec->n_out = 1;
     break;
+  case FEDC_MODEL_TENSORS:
+    return fedc_model_spec_check(spec); /* refuses it, saying why */
   }
   if (c->model_type == FEDC_MODEL_MLP) {
     spec->n_hidden = c->n_hidden;
@@ -55,7 +57,8 @@ void fedc_pipeline_params_from_config(const fedc_config *c, int32_t population,
                              .trim_beta = c->trim_beta,
                              .krum_f = c->krum_f,
                              .multikrum_m = c->multikrum_m,
-                             .max_updates = (int32_t)ceil(select * over)};
+                             .max_updates = (int32_t)ceil(select * over),
+                             .device = c->agg_device};
   p->opt = (fedc_server_opt_params){.name = c->strategy,
                                     .lr = c->server_lr,
                                     .momentum = c->server_momentum,

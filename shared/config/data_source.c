@@ -2,6 +2,12 @@
  * data_source.c - load the train and test sets that a config's [data]
  * section names, with the checks that span both files (same feature count,
  * standardization fitted on train only).
+ *
+ * With a schema ([data] features or schema_from) both files are read by it,
+ * as a site reads its data, and standardized with the federation's
+ * statistics: those of every training row, which are exactly the sum of the
+ * clients' statistics however the rows are partitioned (fixed-point sums),
+ * so a simulation computes what a deployment of the same job computes.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,7 +15,9 @@
 #include "config/config.h"
 #include "data/data.h"
 #include "config/data_source.h"
+#include "base/alloc.h"
 #include "base/error.h"
+#include "data/schema.h"
 
 static int load_one(const fedc_config *c, const char *x, const char *y,
                     const char *key, fedc_dataset *out) {
@@ -23,10 +31,59 @@ static int load_one(const fedc_config *c, const char *x, const char *y,
   return 0;
 }
 
+/* Both sets by the config's schema, standardized with the federation's
+ * statistics. */
+static int load_schema(const fedc_config *c, fedc_dataset *train, fedc_dataset *test) {
+  if (c->standardize)
+    return fedc_error_set(FEDC_ECONFIG, "%s: [data] standardize = true with a schema: the "
+                          "schema already standardizes with the federation's statistics; "
+                          "leave standardize off", fedc_config_origin(c, "data", "standardize"));
+  fedc_schema *s = fedc_malloc(sizeof *s);
+  if (s == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  int rc = fedc_schema_make(c->features, c->schema_from, c->label, c->exclude, c->categorical,
+                            (fedc_missing)c->missing, s);
+  const char *key = "train";
+  if (rc == 0) rc = fedc_load_csv_schema(c->train, s, 1, train);
+  if (rc == 0) {
+    key = "test";
+    rc = fedc_load_csv_schema(c->test, s, 1, test);
+  }
+  if (rc != 0 && rc != FEDC_ECONFIG) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    rc = fedc_error_set(rc, "[data] %s: %s", key, msg);
+  }
+  fedc_stats st = {0};
+  double *m = NULL;
+  if (rc == 0) rc = fedc_stats_compute(train, 0, &st);
+  if (rc == 0 && (m = fedc_malloc_array((size_t)st.d * 2, sizeof *m)) == NULL)
+    rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) {
+    fedc_stats_moments(&st, m, m + st.d);
+    rc = fedc_dataset_standardize_with(train, m, m + st.d, st.d);
+    if (rc == 0) rc = fedc_dataset_standardize_with(test, m, m + st.d, st.d);
+  }
+  fedc_free(m);
+  fedc_stats_free(&st);
+  fedc_free(s);
+  return rc;
+}
+
 int fedc_data_load(const fedc_config *c, fedc_dataset *train,
                    fedc_dataset *test) {
   memset(train, 0, sizeof *train);
   memset(test, 0, sizeof *test);
+  if (c->features[0] != '\0' || c->schema_from[0] != '\0') {
+    int rc = load_schema(c, train, test);
+    if (rc == 0 && test->n_classes > train->n_classes && train->n_classes > 0)
+      rc = fedc_error_set(FEDC_EFORMAT, "[data] test has label %d, unseen in train (%d classes)",
+                          (int)test->n_classes - 1, (int)train->n_classes);
+    if (rc != 0) {
+      fedc_dataset_free(train);
+      fedc_dataset_free(test);
+    }
+    return rc;
+  }
   int rc = load_one(c, c->train, c->train_labels, "train", train);
   if (rc == 0) rc = load_one(c, c->test, c->test_labels, "test", test);
   if (rc == 0 && train->d != test->d)

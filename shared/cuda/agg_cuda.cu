@@ -628,6 +628,36 @@ int fedc__cuda_agg_finish(fedc_agg_cuda *a, float *out, size_t n) {
   return 0;
 }
 
+/*
+ * FedAvg's running sum to and from the host (agg_cuda.h): the n int128
+ * sums and the sample count, copied whole. The stream is drained first, so
+ * every fold already launched is in the copy; put replaces the sums and
+ * the count, so that the next add and finish go on from the host's values.
+ */
+int fedc__cuda_agg_sums_get(fedc_agg_cuda *a, __int128 *acc, uint64_t *total, size_t n) {
+  if (a->p.kind != FEDC_AGG_CUDA_FEDAVG)
+    return fedc_error_set(FEDC_EINVAL, "%s: only fedavg keeps a running sum", kname(a));
+  if (n != a->n) return fedc_error_set(FEDC_ESHAPE, "%s: %zu sums, want %zu", kname(a), n, a->n);
+  if (n > 0)
+    FEDC_CUDA_TRY(cudaMemcpyAsync(acc, a->acc, n * sizeof *acc, cudaMemcpyDeviceToHost, a->stream),
+                  "agg_cuda sums get");
+  FEDC_CUDA_TRY(cudaStreamSynchronize(a->stream), "agg_cuda sums get");
+  *total = a->total;
+  return 0;
+}
+
+int fedc__cuda_agg_sums_put(fedc_agg_cuda *a, const __int128 *acc, uint64_t total, size_t n) {
+  if (a->p.kind != FEDC_AGG_CUDA_FEDAVG)
+    return fedc_error_set(FEDC_EINVAL, "%s: only fedavg keeps a running sum", kname(a));
+  if (n != a->n) return fedc_error_set(FEDC_ESHAPE, "%s: %zu sums, want %zu", kname(a), n, a->n);
+  if (n > 0)
+    FEDC_CUDA_TRY(cudaMemcpyAsync(a->acc, acc, n * sizeof *acc, cudaMemcpyHostToDevice, a->stream),
+                  "agg_cuda sums put");
+  FEDC_CUDA_TRY(cudaStreamSynchronize(a->stream), "agg_cuda sums put");
+  a->total = total;
+  return 0;
+}
+
 void fedc__cuda_agg_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out) {
   out->added = a->added;
   out->clipped = a->clipped;

@@ -30,9 +30,10 @@
  * allocated as they arrive) plus n floats. DP noise, Krum and the server
  * optimizers stay on the CPU.
  *
- * Not wired into the round engine yet: nothing in fedc calls this; it is
- * built and tested against the CPU versions (tests/unit/test_agg_cuda.c)
- * and measured by bench/cuda.sh. The code runs in the CUDA module
+ * The round engine reaches it through the GPU strategy (agg/agg_device.c,
+ * [strategy] device = cuda | auto); it is tested against the CPU versions
+ * (tests/unit/test_agg_cuda.c, test_agg_device.c) and measured by
+ * bench/cuda.sh and bench/gpu-check.sh. The code runs in the CUDA module
  * (libfedc-cuda.so, ml/cuda_module.h); these functions, in agg_cuda_module.c,
  * load it on first use and forward to it. Without the module or without a
  * GPU, fedc_agg_cuda_new returns FEDC_EUNSUPPORTED saying which is missing,
@@ -92,6 +93,15 @@ int fedc_agg_cuda_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_sam
  * was added; FEDC_EINVAL when trim_beta cuts every update. */
 int fedc_agg_cuda_finish(fedc_agg_cuda *a, float *out, size_t n);
 void fedc_agg_cuda_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out);
+/*
+ * FedAvg only: the running sum (n int128 fixed-point sums, agg.h, and the
+ * sample count) copied to the host, and a host copy put back in its place.
+ * The GPU strategy (agg/agg_device.c) uses them where the CPU's code works
+ * on the sums itself: the share cap's held updates and the MPI partials.
+ * FEDC_EINVAL for the robust kinds, FEDC_ESHAPE, FEDC_EBACKEND.
+ */
+int fedc_agg_cuda_sums_get(fedc_agg_cuda *a, __int128 *acc, uint64_t *total, size_t n);
+int fedc_agg_cuda_sums_put(fedc_agg_cuda *a, const __int128 *acc, uint64_t total, size_t n);
 void fedc_agg_cuda_free(fedc_agg_cuda *a);
 
 /* For tests: the kernels' per-coordinate code run on the host is in the

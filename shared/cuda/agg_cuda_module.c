@@ -48,6 +48,16 @@ void fedc_agg_cuda_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out) {
   loaded()->agg_stats_get(a, out);
 }
 
+int fedc_agg_cuda_sums_get(fedc_agg_cuda *a, __int128 *acc, uint64_t *total, size_t n) {
+  if (a == NULL) return fedc_error_set(FEDC_EINVAL, "agg_cuda sums: no aggregator");
+  return loaded()->agg_sums_get(a, acc, total, n);
+}
+
+int fedc_agg_cuda_sums_put(fedc_agg_cuda *a, const __int128 *acc, uint64_t total, size_t n) {
+  if (a == NULL) return fedc_error_set(FEDC_EINVAL, "agg_cuda sums: no aggregator");
+  return loaded()->agg_sums_put(a, acc, total, n);
+}
+
 void fedc_agg_cuda_free(fedc_agg_cuda *a) {
   if (a) loaded()->agg_free(a);
 }

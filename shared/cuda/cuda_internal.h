@@ -40,6 +40,8 @@ int fedc__cuda_agg_add(fedc_agg_cuda *a, const float *w, size_t n, uint64_t n_sa
 int fedc__cuda_agg_finish(fedc_agg_cuda *a, float *out, size_t n);
 void fedc__cuda_agg_stats_get(const fedc_agg_cuda *a, fedc_agg_cuda_stats *out);
 void fedc__cuda_agg_free(fedc_agg_cuda *a);
+int fedc__cuda_agg_sums_get(fedc_agg_cuda *a, __int128 *acc, uint64_t *total, size_t n);
+int fedc__cuda_agg_sums_put(fedc_agg_cuda *a, const __int128 *acc, uint64_t total, size_t n);
 void fedc__cuda_agg_robust_host(int trimmed, size_t t, const float *const *upd, size_t k,
                                 size_t n, float *out);
 void fedc__cuda_agg_fedavg_host(const float *const *w, const uint64_t *samples, size_t k,

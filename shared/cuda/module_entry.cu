@@ -59,6 +59,8 @@ static const fedc_cuda_module_api table = {
     fedc__cuda_agg_robust_host,
     fedc__cuda_agg_fedavg_host,
     fedc__cuda_agg_i128_to_double_host,
+    fedc__cuda_agg_sums_get,
+    fedc__cuda_agg_sums_put,
 };
 
 /*

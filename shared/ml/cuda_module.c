@@ -100,10 +100,16 @@ static int try_open(const char *path) {
   const fedc_cuda_module_api *a = entry ? entry(&host) : NULL;
   if (a == NULL || a->abi != FEDC_CUDA_MODULE_ABI || a->size != sizeof *a ||
       a->backend_size != sizeof(fedc_backend)) {
-    put(why, sizeof why,
-             "the CUDA module %s was built for another version of fedc (module ABI %u, "
-             "this library's %d)",
-             path, a ? (unsigned)a->abi : 0u, FEDC_CUDA_MODULE_ABI);
+    if (a == NULL)
+      put(why, sizeof why,
+          "the CUDA module %s was built for another version of fedc (it refuses this "
+          "library's module ABI %d)",
+          path, FEDC_CUDA_MODULE_ABI);
+    else
+      put(why, sizeof why,
+          "the CUDA module %s was built for another version of fedc (module ABI %u, "
+          "this library's %d)",
+          path, (unsigned)a->abi, FEDC_CUDA_MODULE_ABI);
     dlclose(lib);
     return -1;
   }

@@ -39,7 +39,7 @@ extern "C" {
 
 /* Bumped whenever either table or a type it passes (fedc_backend,
  * fedc_agg_cuda_params) changes shape. */
-#define FEDC_CUDA_MODULE_ABI 1
+#define FEDC_CUDA_MODULE_ABI 2
 #define FEDC_CUDA_MODULE_ENTRY "fedc_cuda_module_entry"
 #define FEDC_CUDA_MODULE_FILE "libfedc-cuda.so"
 
@@ -85,6 +85,9 @@ typedef struct fedc_cuda_module_api {
   void (*fedavg_host)(const float *const *w, const uint64_t *samples, size_t k, size_t n,
                       float *out);
   double (*i128_to_double_host)(__int128 v);
+  /* ABI 2: FedAvg's running sum to and from the host (agg_cuda.h) */
+  int (*agg_sums_get)(struct fedc_agg_cuda *a, __int128 *acc, uint64_t *total, size_t n);
+  int (*agg_sums_put)(struct fedc_agg_cuda *a, const __int128 *acc, uint64_t total, size_t n);
 } fedc_cuda_module_api;
 
 /* The module's one exported function: NULL when host is of another ABI. */

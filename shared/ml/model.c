@@ -11,10 +11,10 @@
 #include "base/error.h"
 #include "base/rng.h"
 
-static const char *const model_names[] = {"logreg", "softmax", "linreg", "mlp"};
+static const char *const model_names[] = {"logreg", "softmax", "linreg", "mlp", "tensors"};
 
 const char *fedc_model_type_name(fedc_model_type t) {
-  if ((int)t < 0 || (int)t > FEDC_MODEL_MLP) return "unknown";
+  if ((int)t < 0 || (int)t > FEDC_MODEL_TENSORS) return "unknown";
   return model_names[t];
 }
 
@@ -43,6 +43,10 @@ int fedc_model_spec_check(const fedc_model_spec *spec) {
   if (spec == NULL) return fedc_error_set(FEDC_EINVAL, "model: no spec");
   if ((int)spec->type < 0 || (int)spec->type > FEDC_MODEL_MLP)
     return fedc_error_set(FEDC_EINVAL, "model: unknown type %d", (int)spec->type);
+  if (spec->type == FEDC_MODEL_TENSORS)
+    return fedc_error_set(FEDC_EINVAL, "model tensors: a tensor job's model is its initial "
+                          "safetensors file, trained by an external trainer; it has no "
+                          "built-in spec");
   const char *name = fedc_model_type_name(spec->type);
   if (spec->n_in < 1 || spec->n_out < 1)
     return fedc_error_set(FEDC_EINVAL, "model %s: n_in and n_out must be >= 1 (%d, %d)", name,

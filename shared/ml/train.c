@@ -59,6 +59,7 @@ struct fedc_trainer {
   float *d1, *d2;                    /* B x max_width, backward ping-pong */
   int64_t *order;                    /* host: shuffled rows of an epoch */
   int64_t order_cap;
+  float *host_dz, *host_y;           /* host: class weighting, B x n_out and B */
 };
 
 static void trainer_release(fedc_trainer *t) {
@@ -74,6 +75,8 @@ static void trainer_release(fedc_trainer *t) {
   fedc_buf_free(be, t->d1);
   fedc_buf_free(be, t->d2);
   fedc_free(t->order);
+  fedc_free(t->host_dz);
+  fedc_free(t->host_y);
 }
 
 int fedc_trainer_new(fedc_backend *be, const fedc_model_spec *spec,
@@ -186,6 +189,31 @@ static int step(fedc_trainer *t, const fedc_sgd_params *base, int use_w0) {
   return rc;
 }
 
+/*
+ * Scale each row of the loss gradient t->d1 (B x n_out) by its class's
+ * weight. Done on a host copy so that every backend can do it with the ops
+ * it has (download, upload); B x n_out floats is small next to the gemms.
+ */
+static int weight_rows(fedc_trainer *t, const fedc_train_params *p, int32_t B) {
+  fedc_backend *be = t->be;
+  size_t cols = (size_t)t->spec.n_out;
+  if (t->host_dz == NULL) {
+    t->host_dz = fedc_malloc_array((size_t)t->max_batch * cols, sizeof(float));
+    t->host_y = fedc_malloc_array((size_t)t->max_batch, sizeof(float));
+    if (t->host_dz == NULL || t->host_y == NULL)
+      return fedc_error_set(FEDC_ENOMEM, "train: out of memory");
+  }
+  int rc = be->download(be, t->host_y, t->yb, (size_t)B);
+  if (rc == 0) rc = be->download(be, t->host_dz, t->d1, (size_t)B * cols);
+  for (int32_t i = 0; i < B && rc == 0; i++) {
+    int32_t k = (int32_t)t->host_y[i];
+    float wk = k >= 0 && k < p->n_class_weight ? p->class_weight[k] : 1.0f;
+    for (size_t j = 0; j < cols; j++) t->host_dz[(size_t)i * cols + j] *= wk;
+  }
+  if (rc == 0) rc = be->upload(be, t->d1, t->host_dz, (size_t)B * cols);
+  return rc;
+}
+
 int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
                      const fedc_data_view *data, const int64_t *rows,
                      int64_t n_rows, fedc_rng *rng, float *w,
@@ -231,6 +259,7 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
         rc = fedc_error_set(FEDC_ENONFINITE,
                             "train: loss became %g at step %lld (lr too high?)",
                             loss, (long long)stats->steps);
+      if (rc == 0 && p->class_weight != NULL) rc = weight_rows(t, p, B);
       if (rc == 0) rc = backward(t, t->xb, B);
       if (rc == 0) rc = step(t, &sp, p->prox_mu != 0.0f);
       stats->loss_sum += loss;
@@ -260,6 +289,22 @@ int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
                     &sums->loss_sum, &sums->correct,
                     scores ? scores + (s - begin) : NULL);
     sums->n += B;
+  }
+  return rc;
+}
+
+int fedc_predict(fedc_trainer *t, const float *w, const fedc_data_view *data, int64_t begin,
+                 int64_t end, float *out) {
+  fedc_backend *be = t->be;
+  if (data->d != t->spec.n_in)
+    return fedc_error_set(FEDC_ESHAPE, "predict: data has %lld features, model %d",
+                          (long long)data->d, (int)t->spec.n_in);
+  int rc = be->upload(be, t->w, w, t->n_params);
+  size_t cols = (size_t)t->spec.n_out;
+  for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
+    int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, B);
+    if (rc == 0) rc = be->download(be, out + (size_t)(s - begin) * cols, t->out, (size_t)B * cols);
   }
   return rc;
 }

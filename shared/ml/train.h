@@ -43,6 +43,11 @@ typedef struct fedc_train_params {
   float lr;
   float momentum;
   float prox_mu;
+  /* Per-class weights of the loss (NULL = all 1): row i's gradient is
+   * scaled by class_weight[label_i]; n_class_weight is the model's class
+   * count (2 for logreg). The reported training loss stays unweighted. */
+  const float *class_weight;
+  int32_t n_class_weight;
 } fedc_train_params;
 
 typedef struct fedc_train_stats {
@@ -85,6 +90,14 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
 int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
                   int64_t begin, int64_t end, fedc_eval_sums *sums,
                   float *scores);
+
+/*
+ * Forward pass over data rows [begin, end): the raw outputs (logits for the
+ * classification heads, the prediction for regression) into out, host
+ * memory of (end - begin) x n_out floats.
+ */
+int fedc_predict(fedc_trainer *t, const float *w, const fedc_data_view *data, int64_t begin,
+                 int64_t end, float *out);
 
 /*
  * The objective above and its gradient (host, n_params) on rows

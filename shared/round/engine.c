@@ -25,6 +25,7 @@
 #include "agg/agg.h"
 #include "base/alloc.h"
 #include "base/error.h"
+#include "ml/layout.h"
 #include "round/pipeline.h"
 #include "base/rng.h"
 
@@ -94,6 +95,9 @@ int fedc__engine_new_pipeline(const fedc_engine_params *p, const fedc_pipeline_p
   e->pp = pp;
   int rc = e->global ? fedc_pipeline_new(&pp, n_params, &e->pl)
                      : fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  if (rc == 0 && pp.layout && pp.layout->n_float != n_params)
+    rc = fedc_error_set(FEDC_EINVAL, "engine: the layout has %zu float values, the model %zu",
+                        pp.layout->n_float, n_params);
   if (rc != 0) {
     fedc_engine_free(e);
     return rc;
@@ -277,6 +281,7 @@ int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
     fedc_pipeline_undo(e->pl); /* finish may have stepped DP before failing */
     return rc;
   }
+  if (e->pp.layout) fedc_layout_round(e->pp.layout, e->pending); /* F16/BF16 tensors */
   fedc_round_metrics m = {.round = e->round, .selected = e->n_slots,
                           .clients = e->reported, .test_loss = NAN,
                           .test_acc = NAN, .secs = NAN, .epsilon = pr.epsilon,
@@ -531,6 +536,7 @@ int fedc_engine_submit_async(fedc_engine *e, int32_t client, int32_t base,
   fedc_pipeline_round pr;
   rc = fedc_pipeline_finish(e->pl, e->round, e->global, e->n_params, e->a_count, &pr);
   if (rc != 0) return rc;
+  if (e->pp.layout) fedc_layout_round(e->pp.layout, e->global);
   fedc_round_metrics m = {.round = e->round, .selected = k, .clients = e->a_count,
                           .samples = (int64_t)e->a_samples,
                           .train_loss = e->a_samples && isfinite(e->a_loss)

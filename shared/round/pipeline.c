@@ -39,6 +39,7 @@ struct fedc_pipeline {
   const fedc_strategy_info *info; /* the registry's entry for p.agg.name */
   size_t n;
   fedc_strategy *agg;
+  int gpu_norm; /* the GPU aggregator applies the norm bound (gpu_norm_params below) */
   fedc_server_opt *opt;
   fedc_dp *dp;
   float *scratch; /* x + d for a modified update; the DP average delta */
@@ -64,6 +65,28 @@ void fedc_pipeline_params_fedavg(fedc_pipeline_params *p, int32_t max_updates) {
   p->buffer_k = 10;
 }
 
+/*
+ * [strategy] device = cuda | auto (agg/agg_device.c). The GPU aggregator
+ * can apply the norm bound itself, on the device, when nothing else
+ * conditions an update before it: no DP clip (DP clips and noises on the
+ * CPU, then the GPU aggregates), no share cap (its held updates are folded
+ * on the host), a synchronous strategy (FedBuff's deltas are conditioned
+ * here). The aggregator's parameters then carry the bound, and updates go
+ * to it as they came, after max_weight_delta's check here (add_gpu_norm).
+ * A CPU aggregator (auto's fallback) ignores them.
+ */
+static void gpu_norm_params(const fedc_pipeline_params *p, const fedc_strategy_info *info,
+                            fedc_agg_params *ap) {
+  const uint32_t caps = info ? info->caps : 0;
+  const int share = p->max_share > 0.0 && p->max_share < 1.0 && !p->dp_on &&
+                    (caps & FEDC_STRATEGY_ADDITIVE);
+  if (ap->device == FEDC_AGG_DEVICE_CPU || p->norm_bound <= 0.0 || p->dp_on || share ||
+      (caps & FEDC_STRATEGY_ASYNC))
+    return;
+  ap->norm_bound = p->norm_bound;
+  ap->norm_refuse = p->norm_refuse;
+}
+
 void fedc_pipeline_free(fedc_pipeline *pl) {
   if (pl == NULL) return;
   fedc_strategy_free(pl->agg);
@@ -85,7 +108,10 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
   pl->p = *p;
   pl->n = n;
   pl->info = p->agg.name ? fedc_strategy_lookup(p->agg.name) : NULL;
-  int rc = fedc_strategy_new_params(&p->agg, n, &pl->agg);
+  fedc_agg_params ap = p->agg;
+  gpu_norm_params(p, pl->info, &ap);
+  int rc = fedc_strategy_new_params(&ap, n, &pl->agg);
+  pl->gpu_norm = rc == 0 && ap.norm_bound > 0.0 && fedc__strategy_on_gpu(pl->agg);
   if (rc == 0) rc = fedc_server_opt_new(&p->opt, n, &pl->opt);
   if (rc == 0 && p->dp_on) rc = fedc_dp_new(&p->dp, &pl->dp);
   if (rc == 0 && (pl->scratch = fedc_malloc_array(n, sizeof(float))) == NULL)
@@ -107,6 +133,7 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
 }
 
 fedc_strategy *fedc_pipeline_aggregator(fedc_pipeline *pl) { return pl->agg; }
+int fedc_pipeline_on_gpu(const fedc_pipeline *pl) { return fedc__strategy_on_gpu(pl->agg); }
 const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl) { return pl->info; }
 int fedc_pipeline_dp_on(const fedc_pipeline *pl) { return pl->dp != NULL; }
 
@@ -273,6 +300,24 @@ static int fold(fedc_pipeline *pl, const float *y, uint64_t n_samples, int one_c
   return rc;
 }
 
+/* The GPU aggregator bounds the norm (gpu_norm_params): only max_weight_delta
+ * is checked here, in one read, with condition's words. */
+static int add_gpu_norm(fedc_pipeline *pl, const float *x, const float *w, uint64_t n_samples) {
+  for (size_t i = 0; pl->p.max_delta > 0.0 && i < pl->n; i++) {
+    double d = fabs((double)w[i] - (double)x[i]);
+    if (d > pl->p.max_delta)
+      return fedc_error_set(FEDC_ERANGE,
+                            "update's weight %zu is %.6g from the global model's, over "
+                            "[strategy] max_weight_delta = %.6g",
+                            i, d, pl->p.max_delta);
+  }
+  int rc = pl->agg->ops->add(pl->agg, w, pl->n, n_samples);
+  if (rc != 0) return rc;
+  if (n_samples > pl->folded_max) pl->folded_max = n_samples;
+  pl->clipped += fedc__strategy_gpu_clipped_last(pl->agg);
+  return 0;
+}
+
 static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t n,
                       uint64_t n_samples, int one_client) {
   if (n != pl->n)
@@ -282,6 +327,7 @@ static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t 
                           "update claims %llu samples, over [server] max_samples = %llu",
                           (unsigned long long)n_samples,
                           (unsigned long long)pl->p.max_samples);
+  if (pl->gpu_norm) return add_gpu_norm(pl, x, w, n_samples);
   if (pl->p.norm_bound <= 0.0 && pl->dp == NULL && pl->p.max_delta <= 0.0)
     return fold(pl, w, n_samples, one_client);
   int clipped, unclipped;

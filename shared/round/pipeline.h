@@ -48,6 +48,10 @@ typedef struct fedc_pipeline_params {
   uint64_t max_samples;
   double max_share;
   double max_delta;
+  /* A tensor job's layout (ml/layout.h), or NULL (every value F32): the
+   * engine rounds each committed F16/BF16 value to its dtype. The caller
+   * keeps it alive as long as the engine. */
+  const struct fedc_layout *layout;
 } fedc_pipeline_params;
 
 /* Plain FedAvg, as before any of the above existed. */
@@ -69,6 +73,8 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
 void fedc_pipeline_free(fedc_pipeline *pl);
 /* The aggregator (for drivers that merge FedAvg's additive sums). */
 fedc_strategy *fedc_pipeline_aggregator(fedc_pipeline *pl);
+/* 1 when the aggregator runs on the GPU ([strategy] device, agg.h). */
+int fedc_pipeline_on_gpu(const fedc_pipeline *pl);
 /* The registry's entry for the pipeline's strategy: its capabilities. */
 const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl);
 int fedc_pipeline_dp_on(const fedc_pipeline *pl);

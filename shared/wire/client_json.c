@@ -19,7 +19,7 @@
 
 /* The built-in model layouts a job may name (ml/model.h has the same names;
  * the wire layer lies below it and only checks the word). */
-static const char *const model_types[] = {"logreg", "softmax", "linreg", "mlp"};
+static const char *const model_types[] = {"logreg", "softmax", "linreg", "mlp", "tensors"};
 
 
 /* A number member that must be an integer in [lo, hi]. */
@@ -119,6 +119,30 @@ static int job_seed(const cJSON *job, uint64_t *out) {
 }
 
 /*
+ * The job's class weighting ("train": {"class_weight": "balanced",
+ * "pos_weight": 1}) and evaluation ("eval": {"every": 5, "threshold": 0.5,
+ * "select": "auc"}), all optional: a coordinator without them asks for
+ * neither (threshold 0.5, weights "none" and 1).
+ */
+static int job_eval(const cJSON *job, const cJSON *train, fedc_client_job *out) {
+  out->eval_threshold = 0.5;
+  out->pos_weight = 1.0;
+  snprintf(out->class_weight, sizeof out->class_weight, "none");
+  int rc = 0;
+  if (cJSON_GetObjectItemCaseSensitive(train, "class_weight"))
+    rc = json_str(train, "join: train", "class_weight", out->class_weight,
+                  sizeof out->class_weight);
+  if (rc == 0)
+    rc = json_num(train, "join: train", "pos_weight", 0, 1, 1e6, 0, 1, &out->pos_weight);
+  const cJSON *ev = cJSON_GetObjectItemCaseSensitive(job, "eval");
+  if (rc == 0 && ev && !cJSON_IsObject(ev))
+    rc = fedc_error_set(FEDC_EFORMAT, "join: job: \"eval\" is not an object");
+  if (rc == 0 && ev)
+    rc = json_num(ev, "join: eval", "threshold", 0, 1, 1, 1, 1, &out->eval_threshold);
+  return rc;
+}
+
+/*
  * The join answer: {"client_id": 3, "job": {"id", "rounds", "round",
  * "model": {"type", "inputs", "classes", "hidden"}, "train": {"epochs",
  * "batch_size", "lr", "momentum", "prox_mu"}, "seed"}}. Ranges are those of
@@ -154,10 +178,14 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
       k++;
     if (k == sizeof model_types / sizeof model_types[0])
       rc = fedc_error_set(
-          FEDC_EFORMAT, "join: model: \"type\" = \"%s\": not softmax, logreg, linreg or mlp", type);
+          FEDC_EFORMAT, "join: model: \"type\" = \"%s\": not softmax, logreg, linreg, mlp or tensors", type);
     else
       memcpy(out->type, type, strlen(type) + 1);
   }
+  /* a tensor job ("tensors": [{"name","dtype","shape"}, ...]) has none of
+   * the built-in fields below: its trainer is the site's own */
+  int tensors = rc == 0 && strcmp(out->type, "tensors") == 0;
+  if (tensors) goto train;
   if (rc == 0 && (rc = json_int(model, "join: model", "inputs", 1, 1e8, &v)) == 0)
     out->inputs = (int32_t)v;
   if (rc == 0 && (rc = json_int(model, "join: model", "classes", 0, 1e6, &v)) == 0)
@@ -195,6 +223,7 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
   if (rc == 0 && (rc = json_num(model, "join: model", "l2", 0, 0, 1e30, 0, 1, &d)) == 0)
     out->l2 = (float)d;
 
+train:;
   const cJSON *train = job ? cJSON_GetObjectItemCaseSensitive(job, "train") : NULL;
   if (rc == 0 && !cJSON_IsObject(train))
     rc = fedc_error_set(FEDC_EFORMAT, "join: job: \"train\" is %s",
@@ -221,6 +250,7 @@ int fedc_client_job_parse(const char *json, size_t len, fedc_client_job *out) {
   d = 0;
   if (rc == 0 && (rc = json_num(train, "join: train", "prox_mu", 0, 0, 1e30, 0, 1, &d)) == 0)
     out->train.prox_mu = (float)d;
+  if (rc == 0) rc = job_eval(job, train, out);
   cJSON_Delete(root);
   if (rc != 0) memset(out, 0, sizeof *out);
   return rc;
@@ -247,11 +277,18 @@ int fedc_client_task_parse(const char *json, size_t len, fedc_client_task *out) 
       out->action = FEDC_CLIENT_TASK_WAIT;
     else if (strcmp(action, "finished") == 0)
       out->action = FEDC_CLIENT_TASK_FINISHED;
+    else if (strcmp(action, "stats") == 0) /* a job with a schema, before round 1 */
+      out->action = FEDC_CLIENT_TASK_STATS;
+    else if (strcmp(action, "evaluate") == 0)
+      out->action = FEDC_CLIENT_TASK_EVALUATE;
     else
-      rc = fedc_error_set(FEDC_EFORMAT, "task: \"action\" = \"%s\": not train, wait or finished",
+      rc = fedc_error_set(FEDC_EFORMAT,
+                          "task: \"action\" = \"%s\": not train, evaluate, wait or finished",
                           action);
   }
-  int train = rc == 0 && out->action == FEDC_CLIENT_TASK_TRAIN;
+  /* an evaluate task names its round and model as a train task does */
+  int train = rc == 0 && (out->action == FEDC_CLIENT_TASK_TRAIN ||
+                          out->action == FEDC_CLIENT_TASK_EVALUATE);
   /* a round is the point of a train task; wait and finished name one too,
    * but the client only logs it */
   if (rc == 0 && (train || cJSON_GetObjectItemCaseSensitive(root, "round")))

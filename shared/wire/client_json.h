@@ -23,7 +23,9 @@
 typedef enum {
   FEDC_CLIENT_TASK_TRAIN = 0,
   FEDC_CLIENT_TASK_WAIT = 1,
-  FEDC_CLIENT_TASK_FINISHED = 2
+  FEDC_CLIENT_TASK_FINISHED = 2,
+  FEDC_CLIENT_TASK_STATS = 3,   /* send the local data's statistics (POST /v1/stats) */
+  FEDC_CLIENT_TASK_EVALUATE = 4 /* federated evaluation of a committed round's model */
 } fedc_client_action;
 
 /* GET /v1/task's answer. */

@@ -57,7 +57,7 @@ struct fedc_st_file {
   fedc_st_meta *meta;      /* header order */
   char *strings;           /* names, metadata keys and values */
   float *data;             /* 64-byte aligned; each tensor 64-byte aligned */
-  uint8_t *u32;            /* per tensor: 1 if its dtype is U32 */
+  uint8_t *dt;             /* per tensor: its dtype (fedc_st_dtype_code) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -76,20 +76,47 @@ static void store_le64(uint8_t *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* Copy n floats between a little-endian byte image and host floats. */
-static void copy_le32(void *dst, const void *src, size_t n) {
-  memcpy(dst, src, n * 4);
+/* Copy n elements of size bytes between a little-endian byte image and
+ * host order (the same swap both ways). */
+static void copy_le(void *dst, const void *src, size_t n, size_t size) {
+  memcpy(dst, src, n * size);
 #if ST_BIG_ENDIAN
   uint8_t *d = dst;
-  for (size_t i = 0; i < n; i++, d += 4) {
-    uint8_t t = d[0];
-    d[0] = d[3];
-    d[3] = t;
-    t = d[1];
-    d[1] = d[2];
-    d[2] = t;
-  }
+  for (size_t i = 0; size > 1 && i < n; i++, d += size)
+    for (size_t a = 0, b = size - 1; a < b; a++, b--) {
+      uint8_t t = d[a];
+      d[a] = d[b];
+      d[b] = t;
+    }
 #endif
+}
+
+/* ---- dtypes -------------------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtypes[FEDC_ST_N_DTYPES] = {
+    [FEDC_ST_F32] = {"F32", 4},  [FEDC_ST_U32] = {"U32", 4},
+    [FEDC_ST_F16] = {"F16", 2},  [FEDC_ST_BF16] = {"BF16", 2},
+    [FEDC_ST_F64] = {"F64", 8},  [FEDC_ST_I64] = {"I64", 8},
+    [FEDC_ST_I32] = {"I32", 4},  [FEDC_ST_I16] = {"I16", 2},
+    [FEDC_ST_I8] = {"I8", 1},    [FEDC_ST_U8] = {"U8", 1},
+    [FEDC_ST_BOOL] = {"BOOL", 1}, [FEDC_ST_U16] = {"U16", 2},
+    [FEDC_ST_U64] = {"U64", 8}};
+
+const char *fedc_st_dtype_name(int code) {
+  return code >= 0 && code < FEDC_ST_N_DTYPES ? dtypes[code].name : NULL;
+}
+
+int fedc_st_dtype_parse(const char *s) {
+  for (int i = 0; s && i < FEDC_ST_N_DTYPES; i++)
+    if (strcmp(dtypes[i].name, s) == 0) return i;
+  return -1;
+}
+
+size_t fedc_st_dtype_size(int code) {
+  return code >= 0 && code < FEDC_ST_N_DTYPES ? dtypes[code].size : 0;
 }
 
 
@@ -153,10 +180,11 @@ static int find_duplicate(const char **strs, size_t n, const char **dup) {
   return FEDC_OK;
 }
 
-/* Element count of a shape, or -1 on overflow past int64/4 bytes. */
+/* Element count of a shape, or -1 on overflow past int64/8 bytes (the
+ * widest dtype). */
 static int64_t shape_elements(const int64_t *shape, int32_t ndim) {
   uint64_t n = 1;
-  const uint64_t limit = (uint64_t)INT64_MAX / 4;
+  const uint64_t limit = (uint64_t)INT64_MAX / 8;
   for (int32_t d = 0; d < ndim; d++) {
     uint64_t v = (uint64_t)shape[d];
     if (v != 0 && n > limit / v) return -1;
@@ -216,7 +244,8 @@ static void put_json_str(writer *w, const char *s) {
 
 static void put_header(writer *w, const fedc_st_tensor *t, size_t n,
                        const int64_t *offsets, const fedc_st_meta *meta,
-                       size_t n_meta, const char *sha_hex, const char *dtype) {
+                       size_t n_meta, const char *sha_hex, const uint8_t *dts,
+                       int dt_one) {
   put_s(w, "{\"" META_KEY "\":{");
   for (size_t i = 0; i < n_meta; i++) {
     put_json_str(w, meta[i].key);
@@ -231,7 +260,7 @@ static void put_header(writer *w, const fedc_st_tensor *t, size_t n,
     put(w, ",", 1);
     put_json_str(w, t[i].name);
     put_s(w, ":{\"dtype\":\"");
-    put_s(w, dtype);
+    put_s(w, dtypes[dts ? dts[i] : dt_one].name);
     put_s(w, "\",\"shape\":[");
     for (int32_t d = 0; d < t[i].ndim; d++) {
       if (d) put(w, ",", 1);
@@ -253,7 +282,7 @@ static void put_header(writer *w, const fedc_st_tensor *t, size_t n,
  */
 static int check_encode_args(const fedc_st_tensor *t, size_t n,
                              const fedc_st_meta *meta, size_t n_meta,
-                             int64_t *offsets) {
+                             const uint8_t *dts, int dt_one, int64_t *offsets) {
   offsets[0] = 0;
   for (size_t i = 0; i < n; i++) {
     const char *name = t[i].name;
@@ -282,8 +311,13 @@ static int check_encode_args(const fedc_st_tensor *t, size_t n,
                               "safetensors: tensor '%s' has negative dim %d "
                               "(%lld)", show(name).s, (int)d,
                               (long long)t[i].shape[d]);
+    int dt = dts ? dts[i] : dt_one;
+    if (dt < 0 || dt >= FEDC_ST_N_DTYPES)
+      return fedc_error_set(FEDC_EINVAL, "safetensors: tensor '%s': dtype code %d",
+                            show(name).s, dt);
+    int64_t size = (int64_t)dtypes[dt].size;
     int64_t elems = shape_elements(t[i].shape, t[i].ndim);
-    if (elems < 0 || offsets[i] > INT64_MAX - 4 * elems)
+    if (elems < 0 || offsets[i] > INT64_MAX - size * elems)
       return fedc_error_set(FEDC_EINVAL,
                             "safetensors: tensor '%s' is too large",
                             show(name).s);
@@ -291,7 +325,7 @@ static int check_encode_args(const fedc_st_tensor *t, size_t n,
       return fedc_error_set(FEDC_EINVAL,
                             "safetensors: tensor '%s' has no data",
                             show(name).s);
-    offsets[i + 1] = offsets[i] + 4 * elems;
+    offsets[i + 1] = offsets[i] + size * elems;
   }
   for (size_t i = 0; i < n_meta; i++) {
     if (meta[i].key == NULL || meta[i].value == NULL)
@@ -339,8 +373,8 @@ static int check_encode_args(const fedc_st_tensor *t, size_t n,
  * FEDC_ENOMEM.
  */
 static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
-                     const fedc_st_meta *meta, size_t n_meta, const char *dtype,
-                     uint8_t **out, size_t *out_len) {
+                     const fedc_st_meta *meta, size_t n_meta, const uint8_t *dts,
+                     int dt_one, uint8_t **out, size_t *out_len) {
   if (out == NULL || out_len == NULL)
     return fedc_error_set(FEDC_EINVAL, "safetensors: encode: no output");
   *out = NULL;
@@ -352,7 +386,7 @@ static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
 
   int64_t *offsets = fedc_malloc_array(n_tensors + 1, sizeof *offsets);
   if (offsets == NULL) return oom();
-  int rc = check_encode_args(tensors, n_tensors, meta, n_meta, offsets);
+  int rc = check_encode_args(tensors, n_tensors, meta, n_meta, dts, dt_one, offsets);
   if (rc) goto done;
 
   /* Size the header with a placeholder digest (always 64 hex digits). */
@@ -360,7 +394,7 @@ static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
   memset(sha_hex, '0', SHA_HEX_LEN);
   sha_hex[SHA_HEX_LEN] = '\0';
   writer w = {NULL, 0};
-  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dtype);
+  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dts, dt_one);
   size_t hlen = (w.len + 7) & ~(size_t)7;
   uint64_t data_len = (uint64_t)offsets[n_tensors];
   if (hlen > FEDC_ST_MAX_HEADER) {
@@ -383,7 +417,8 @@ static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
   uint8_t *data = buf + 8 + hlen;
   for (size_t i = 0; i < n_tensors; i++) {
     size_t bytes = (size_t)(offsets[i + 1] - offsets[i]);
-    if (bytes) copy_le32(data + offsets[i], tensors[i].data, bytes / 4);
+    size_t size = dtypes[dts ? dts[i] : dt_one].size;
+    if (bytes) copy_le(data + offsets[i], tensors[i].data, bytes / size, size);
   }
   uint8_t digest[32];
   int hrc = fedc__sha256(data, (size_t)data_len, digest);
@@ -396,7 +431,7 @@ static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
   store_le64(buf, hlen);
   w.buf = buf + 8;
   w.len = 0;
-  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dtype);
+  put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dts, dt_one);
   memset(buf + 8 + w.len, ' ', hlen - w.len);
   *out = buf;
   *out_len = total;
@@ -408,7 +443,15 @@ done:
 int fedc_st_encode(const fedc_st_tensor *tensors, size_t n_tensors,
                    const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
                    size_t *out_len) {
-  return encode_as(tensors, n_tensors, meta, n_meta, "F32", out, out_len);
+  return encode_as(tensors, n_tensors, meta, n_meta, NULL, FEDC_ST_F32, out, out_len);
+}
+
+int fedc_st_encode_typed(const fedc_st_tensor *tensors, const uint8_t *dts,
+                         size_t n_tensors, const fedc_st_meta *meta, size_t n_meta,
+                         uint8_t **out, size_t *out_len) {
+  if (dts == NULL && n_tensors > 0)
+    return fedc_error_set(FEDC_EINVAL, "safetensors: encode: no dtypes");
+  return encode_as(tensors, n_tensors, meta, n_meta, dts, FEDC_ST_F32, out, out_len);
 }
 
 /* One 1-D U32 tensor: the words travel through the same 4-byte
@@ -419,7 +462,7 @@ int fedc_st_encode_u32(const char *name, const uint32_t *words, size_t n,
   if (n > (size_t)INT64_MAX / 4)
     return fedc_error_set(FEDC_EINVAL, "safetensors: tensor too large");
   fedc_st_tensor t = {name, 1, {(int64_t)n, 0, 0, 0}, (const float *)(const void *)words};
-  return encode_as(&t, 1, meta, n_meta, "U32", out, out_len);
+  return encode_as(&t, 1, meta, n_meta, NULL, FEDC_ST_U32, out, out_len);
 }
 
 /* ---- writing a file ------------------------------------------------------ */
@@ -634,7 +677,7 @@ typedef struct {
   int64_t shape[FEDC_ST_MAX_DIMS];
   int64_t begin, end;
   size_t index;      /* position in header order */
-  int u32;           /* dtype U32 (only with FEDC_ST_ALLOW_U32) */
+  int dt;            /* dtype: F32, U32 with FEDC_ST_ALLOW_U32, any with _ANY */
 } entry;
 
 static int cmp_entry_offset(const void *a, const void *b) {
@@ -684,8 +727,11 @@ static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: tensor '%s': dtype is not a string",
                           show(nm).s);
-  e->u32 = (flags & FEDC_ST_ALLOW_U32) && strcmp(dtype->valuestring, "U32") == 0;
-  if (!e->u32 && strcmp(dtype->valuestring, "F32") != 0) {
+  e->dt = fedc_st_dtype_parse(dtype->valuestring);
+  int allowed = e->dt == FEDC_ST_F32 ||
+                (e->dt == FEDC_ST_U32 && (flags & FEDC_ST_ALLOW_U32)) ||
+                (e->dt >= 0 && (flags & FEDC_ST_ALLOW_ANY));
+  if (!allowed) {
     static const char *const known[] = {
         "BOOL", "U8",  "I8",  "U16", "I16",  "F16",     "BF16",
         "U32",  "I32", "U64", "I64", "F64",  "F8_E4M3", "F8_E5M2",
@@ -733,7 +779,8 @@ static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: tensor '%s': data_offsets is not two "
                           "non-negative integers", show(nm).s);
-  if (e->begin > e->end || e->end - e->begin != 4 * elems) {
+  if (e->begin > e->end || (uint64_t)(e->end - e->begin) !=
+                               (uint64_t)elems * dtypes[e->dt].size) {
     char dims[96];
     size_t k = 0;
     dims[0] = '\0';
@@ -744,7 +791,7 @@ static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
                           "safetensors: tensor '%s': data_offsets [%lld,%lld] "
                           "do not match shape [%s] of %s", show(nm).s,
                           (long long)e->begin, (long long)e->end, dims,
-                          e->u32 ? "U32" : "F32");
+                          dtypes[e->dt].name);
   }
   return FEDC_OK;
 }
@@ -858,10 +905,10 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
   f->meta = fedc_calloc(n_meta ? n_meta : 1, sizeof *f->meta);
   f->strings = fedc_malloc(str_bytes ? str_bytes : 1);
   f->data = fedc_malloc_aligned(data_bytes ? data_bytes : 64);
-  f->u32 = fedc_calloc(n ? n : 1, 1);
+  f->dt = fedc_calloc(n ? n : 1, 1);
   const fedc_st_tensor **idx = fedc_malloc_array(n ? n : 1, sizeof *idx);
   if (!f->tensors || !f->by_name || !f->meta || !f->strings || !f->data ||
-      !f->u32 || !idx) {
+      !f->dt || !idx) {
     fedc_free(idx);
     fedc_st_free(f);
     return oom();
@@ -876,9 +923,10 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
     memcpy(t->shape, ents[i].shape, sizeof t->shape);
     size_t bytes = (size_t)(ents[i].end - ents[i].begin);
     float *dst = f->data + at / 4;
-    copy_le32(dst, data + ents[i].begin, bytes / 4);
+    size_t size = dtypes[ents[i].dt].size;
+    copy_le(dst, data + ents[i].begin, bytes / size, size);
     t->data = dst;
-    f->u32[i] = (uint8_t)ents[i].u32;
+    f->dt[i] = (uint8_t)ents[i].dt;
     at += round64(bytes);
     idx[i] = t;
   }
@@ -1119,7 +1167,7 @@ void fedc_st_free(fedc_st_file *f) {
   fedc_free(f->meta);
   fedc_free(f->strings);
   fedc_free_aligned(f->data);
-  fedc_free(f->u32);
+  fedc_free(f->dt);
   fedc_free(f);
 }
 
@@ -1165,9 +1213,20 @@ const char *fedc_st_meta_get(const fedc_st_file *f, const char *key) {
   return NULL;
 }
 
+size_t fedc_st_meta_count(const fedc_st_file *f) { return f ? f->n_meta : 0; }
+
+const char *fedc_st_meta_key(const fedc_st_file *f, size_t i) {
+  return f && i < f->n_meta ? f->meta[i].key : NULL;
+}
+
 const char *fedc_st_dtype(const fedc_st_file *f, size_t i) {
   if (f == NULL || i >= f->n) return NULL;
-  return f->u32[i] ? "U32" : "F32";
+  return dtypes[f->dt[i]].name;
+}
+
+int fedc_st_dtype_at(const fedc_st_file *f, size_t i) {
+  if (f == NULL || i >= f->n) return -1;
+  return f->dt[i];
 }
 
 int fedc_st_find_u32(const fedc_st_file *f, const char *name,
@@ -1178,9 +1237,9 @@ int fedc_st_find_u32(const fedc_st_file *f, const char *name,
   size_t i;
   for (i = 0; i < f->n; i++)
     if (strcmp(f->tensors[i].name, t.name) == 0) break;
-  if (!f->u32[i])
-    return fedc_error_set(FEDC_EUNSUPPORTED, "safetensors: tensor '%s' is F32, not U32",
-                          show(name).s);
+  if (f->dt[i] != FEDC_ST_U32)
+    return fedc_error_set(FEDC_EUNSUPPORTED, "safetensors: tensor '%s' is %s, not U32",
+                          show(name).s, dtypes[f->dt[i]].name);
   int64_t count = 1;
   for (int32_t d = 0; d < t.ndim; d++) count *= t.shape[d];
   *words = (const uint32_t *)(const void *)t.data;

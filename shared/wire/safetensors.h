@@ -3,7 +3,8 @@
  *
  * The format and the F32 API are public (<fedc/tensors.h>). This header
  * adds what only the library uses: U32 tensors for secure aggregation's
- * masked vectors, decoding with flags, and per-tensor dtypes.
+ * masked vectors, decoding with flags, and per-tensor dtypes (F16, BF16,
+ * integers: tensor jobs).
  */
 #ifndef FEDC_SAFETENSORS_H
 #define FEDC_SAFETENSORS_H
@@ -29,9 +30,37 @@ int fedc_st_encode_u32(const char *name, const uint32_t *words, size_t n,
 int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
                       fedc_st_file **out);
 
-/* "F32" or "U32" for tensor i (NULL out of range). A U32 tensor's view
- * from fedc_st_get/fedc_st_find has its words where data points. */
+/*
+ * The dtypes the container can carry (safetensors' names). The public API
+ * reads and writes F32; tensor jobs (ml/layout.h) read and write any of
+ * these with fedc_st_decode_ex(FEDC_ST_ALLOW_ANY) and fedc_st_encode_typed.
+ * A tensor of another dtype than F32 has its elements, in host byte order,
+ * where its view's data points (the pointer's type says nothing then).
+ */
+typedef enum {
+  FEDC_ST_F32 = 0, FEDC_ST_U32, FEDC_ST_F16, FEDC_ST_BF16, FEDC_ST_F64,
+  FEDC_ST_I64, FEDC_ST_I32, FEDC_ST_I16, FEDC_ST_I8, FEDC_ST_U8,
+  FEDC_ST_BOOL, FEDC_ST_U16, FEDC_ST_U64,
+  FEDC_ST_N_DTYPES
+} fedc_st_dtype_code;
+#define FEDC_ST_ALLOW_ANY 2u
+/* "F16" for FEDC_ST_F16 (NULL out of range), the code of a name (-1 if
+ * none of the above), and an element's size in bytes (0 out of range). */
+const char *fedc_st_dtype_name(int code);
+int fedc_st_dtype_parse(const char *s);
+size_t fedc_st_dtype_size(int code);
+
+/* fedc_st_encode with tensor i of dtype dts[i]; t[i].data points to its
+ * elements in host byte order. */
+int fedc_st_encode_typed(const fedc_st_tensor *t, const uint8_t *dts, size_t n_tensors,
+                         const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
+                         size_t *out_len);
+
+/* The dtype's name for tensor i ("F32", "U32", ...; NULL out of range), and
+ * its code (-1 out of range). A U32 tensor's view from fedc_st_get or
+ * fedc_st_find has its words where data points. */
 const char *fedc_st_dtype(const fedc_st_file *f, size_t i);
+int fedc_st_dtype_at(const fedc_st_file *f, size_t i);
 /* A U32 tensor's words and count by name: FEDC_ENOTFOUND, or
  * FEDC_EUNSUPPORTED when the tensor is F32. */
 int fedc_st_find_u32(const fedc_st_file *f, const char *name,

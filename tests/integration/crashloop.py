@@ -150,6 +150,10 @@ def run(args):
         assert len(final) == len(ref), f"{len(final) - 1} rounds committed, want {args.rounds}"
         for r, (_, blob) in final.items():
             assert tensors(blob) == ref[r], f"checkpoint {r} differs from the run without crashes"
+        # the audit trail survived every kill: one record per round, chained
+        a = job.coordinator_cmd("audit")
+        assert a.returncode == 0 and f"{args.rounds} committed rounds, 0 findings" in a.stdout, \
+            f"audit after {kills} kills: {a.stdout}{a.stderr}"
         t_crash = time.time() - t0
         n_floats = sum(len(b) // 4 for _, b in ref[args.rounds].values())
         print(f"  {kills} SIGKILLs over {args.rounds} rounds, {args.clients} clients never "
@@ -158,6 +162,7 @@ def run(args):
         print(f"  final model identical to the run without crashes ({n_floats} floats), and "
               f"all {args.rounds + 1} checkpoints; no committed checkpoint changed across "
               f"{kills} restarts")
+        print(f"  audit trail intact: {args.rounds} records chained across {kills} kills")
         print(f"  run without crashes {t_clean:.1f}s, run with {kills} crashes {t_crash:.1f}s")
     finally:
         job.close()

@@ -38,7 +38,7 @@ expect 0 "installed fedc" "make install PREFIX=$PREFIX DESTDIR=..." -- \
 
 # ---- layout ----
 missing=""
-for f in bin/fedc-coordinator bin/fedc-client bin/fedc-sim; do
+for f in bin/fedc-coordinator bin/fedc-client bin/fedc-predict bin/fedc-sim; do
   [ -x "$P/$f" ] || missing="$missing $f"
 done
 if [ -x "$BUILD/bin/fedc-sim-mpi" ] && [ ! -x "$P/bin/fedc-sim-mpi" ]; then

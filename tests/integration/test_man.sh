@@ -10,7 +10,7 @@ BUILD=${FEDC_BUILD:-build}
 
 command -v groff >/dev/null 2>&1 || skip_suite test_man "groff is not installed (apt-get install groff)"
 [ -e "$BUILD/man/fedc.conf.5" ] || make --no-print-directory BUILD="$BUILD" man >/dev/null 2>&1
-PAGES="man/fedc-coordinator.8 man/fedc-client.1 man/fedc-sim.1 man/fedc-sim-mpi.1 $BUILD/man/fedc.conf.5"
+PAGES="man/fedc-coordinator.8 man/fedc-client.1 man/fedc-predict.1 man/fedc-sim.1 man/fedc-sim-mpi.1 $BUILD/man/fedc.conf.5"
 for p in $PAGES; do
   if [ ! -e "$p" ]; then bad "$p: missing"; continue; fi
   LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z "$p" >"$T/groff" 2>&1
@@ -26,7 +26,7 @@ for p in $PAGES; do
 done
 
 # every long option of --help is in the program's page
-for pr in fedc-coordinator:8 fedc-client:1 fedc-sim:1; do
+for pr in fedc-coordinator:8 fedc-client:1 fedc-predict:1 fedc-sim:1; do
   name=${pr%:*} sec=${pr#*:}
   "$BUILD/bin/$name" --help >"$T/help" 2>&1
   missing=""

@@ -191,7 +191,10 @@ static void test_unavailable_says_why(void **state) {
     assert_non_null(
         strstr(why, "agg_cuda: no CUDA device is present (cudaGetDeviceCount: "));
   } else {
-    assert_non_null(strstr(why, "agg_cuda: the CUDA module libfedc-cuda.so "));
+    /* not installed, or a module left from a build of another ABI */
+    assert_true(strstr(why, "agg_cuda: the CUDA module libfedc-cuda.so ") != NULL ||
+                (strstr(why, "agg_cuda: the CUDA module ") != NULL &&
+                 strstr(why, "was built for another version of fedc") != NULL));
   }
   print_message("%s\n", why);
 }

@@ -875,7 +875,10 @@ static void test_cuda_open(void **state) {
   if (!fedc_backend_available(FEDC_DEVICE_CUDA)) {
     assert_int_equal(rc, FEDC_EUNSUPPORTED);
     assert_null(be);
-    assert_non_null(strstr(fedc_error_msg(), "device = cuda: the CUDA module libfedc-cuda.so "));
+    /* not installed, or a module left from a build of another ABI */
+    assert_true(strstr(fedc_error_msg(), "device = cuda: the CUDA module libfedc-cuda.so ") != NULL ||
+                (strstr(fedc_error_msg(), "device = cuda: the CUDA module ") != NULL &&
+                 strstr(fedc_error_msg(), "was built for another version of fedc") != NULL));
     print_message("no CUDA module: %s\n", fedc_error_msg());
     return;
   }

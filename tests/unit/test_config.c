@@ -592,13 +592,13 @@ static void test_write_doc(void **state) {
   assert_contains(buf, "| Key | Type | Default | Allowed | Description |");
   assert_contains(buf, "| `job.rounds` | integer | `100` | >= 1 and <= 1000000 |");
   assert_contains(buf, "| `train.lr` | number | `0.05` | > 0 and <= 100, finite |");
-  assert_contains(buf, "| `model.type` | choice | `softmax` | logreg, softmax, linreg, mlp |");
+  assert_contains(buf, "| `model.type` | choice | `softmax` | logreg, softmax, linreg, mlp, tensors |");
   assert_contains(buf, "| `model.hidden` | list of integers | (empty) |");
   assert_contains(buf, "`sim.eval_every`");
   /* One row per key, plus the header and the rule. */
   int rows = 0;
   for (const char *p = buf; (p = strchr(p, '\n')) != NULL; p++) rows++;
-  assert_int_equal(rows, 2 + 99);
+  assert_int_equal(rows, 2 + 118);
 }
 
 /* Each binary checks the keys it needs, naming the key and the role. */
@@ -629,6 +629,33 @@ static void test_role_checks(void **state) {
   assert_int_equal(fedc_config_set(&c, "server.enroll=anyone"), FEDC_ECONFIG);
   assert_int_equal(fedc_config_set(&c, "server.enroll=open"), 0);
   assert_int_equal(c.server_enroll, FEDC_ENROLL_OPEN);
+}
+
+/* Tensor jobs: the coordinator needs init and refuses what does not apply;
+ * the simulator refuses the type; init and integer_rule need the type. */
+static void test_tensor_checks(void **state) {
+  fedc_config c;
+  fedc_config_defaults(&c);
+  assert_int_equal(fedc_config_set(&c, "tls.cert=s.pem"), 0);
+  assert_int_equal(fedc_config_set(&c, "tls.key=s.key"), 0);
+  assert_int_equal(fedc_config_set(&c, "tls.ca=ca.pem"), 0);
+  assert_int_equal(fedc_config_set(&c, "model.integer_rule=*.n=max"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "[model] integer_rule is set: it applies only to [model] type = tensors");
+  assert_int_equal(fedc_config_set(&c, "model.type=tensors"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "needs [model] init");
+  assert_int_equal(fedc_config_set(&c, "model.init=m.safetensors"), 0);
+  if (fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR) != 0) fail_msg("%s", fedc_error_msg());
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_SIM), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "the simulator has no trainer for an arbitrary model");
+  assert_int_equal(fedc_config_set(&c, "model.classes=10"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "[model] classes = 10");
+  assert_int_equal(fedc_config_set(&c, "model.classes=0"), 0);
+  assert_int_equal(fedc_config_set(&c, "data.test=t.idx"), 0);
+  assert_int_equal(fedc_config_check_role(&c, FEDC_ROLE_COORDINATOR), FEDC_ECONFIG);
+  assert_contains(fedc_error_msg(), "never runs a tensor job's model");
 }
 
 static void test_model_type_names(void **state) {
@@ -669,6 +696,7 @@ int main(void) {
                                       test_teardown),
       cmocka_unit_test_setup_teardown(test_role_checks, test_setup,
                                       test_teardown),
+      cmocka_unit_test_setup_teardown(test_tensor_checks, test_setup, test_teardown),
       cmocka_unit_test_setup_teardown(test_model_type_names, test_setup,
                                       test_teardown),
   };

@@ -1,0 +1,503 @@
+"""schema_tests.py - a job with a schema, end to end on loopback (issue:
+federated data preparation): the statistics phase, the federation's
+standardization at every site, models that describe themselves, fedc-predict
+and the numpy recipe of docs/predict.md, and every bad-schema refusal.
+
+Data: scikit-learn's breast-cancer and diabetes tables (Debian's
+python3-sklearn), split over 3 sites unevenly and label-skewed, each site's
+CSV with its columns in its own order plus an id column. Needs
+/usr/bin/python3 with numpy and scikit-learn (run by test_schema.sh).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import BIN, ROOT, Job, Skip, Suite  # noqa: E402
+
+try:
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.metrics import r2_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+except ImportError as e:  # reported as skipped, never passed
+    np = None
+    IMPORT_ERROR = str(e)
+
+sys.path.insert(0, os.path.join(ROOT, "docs"))
+
+FIGURES = {}
+
+
+def write_csv(path, names, X, y, label, order, ids):
+    """A site's CSV: an id column first, the features in `order`, the label last."""
+    cols = ["id"] + [names[j] for j in order] + [label]
+    with open(path, "w") as f:
+        f.write(",".join(cols) + "\n")
+        for i in range(X.shape[0]):
+            vals = [str(ids[i])] + [repr(float(X[i, j])) for j in order] + [repr(float(y[i])) if label == "target" and y.dtype.kind == "f" else str(int(y[i]))]
+            f.write(",".join(vals) + "\n")
+
+
+class SchemaJob(Job):
+    """A Job whose coordinator and clients use CSV tables and a schema."""
+
+    def __init__(self, name, sites, coord_data, model, rounds=30, extra_model="", train="",
+                 extra_client="", **kw):
+        self.sites = sites  # csv path per site (1-based k -> sites[k-1])
+        self.coord_data = coord_data
+        self.model = model
+        self.extra_model = extra_model
+        self.train_cfg = train
+        self.extra_client = extra_client
+        super().__init__(name, len(sites), sizes=[1] * len(sites), rounds=rounds, **kw)
+
+    def write_coordinator_config(self):
+        c = self.cfg
+        self.coord_ini = os.path.join(self.dir, "coordinator.ini")
+        with open(self.coord_ini, "w") as f:
+            f.write(f"""[job]
+rounds = {c['rounds']}
+clients_per_round = {c['clients_per_round']}
+min_clients = {c['min_clients']}
+round_timeout_s = {c['round_timeout_s']}
+seed = 7
+[model]
+type = {self.model}
+{self.extra_model}
+[train]
+{self.train_cfg}
+[server]
+listen = 127.0.0.1:{self.port}
+status_listen = 127.0.0.1:{self.status_port}
+enroll = {c['enroll']}
+poll_s = {c['poll_s']}
+over_select = 1.0
+idle_timeout_s = 10
+[tls]
+ca = {self.pki('ca.pem')}
+cert = {self.pki('server.pem')}
+key = {self.pki('server.key')}
+[store]
+path = {self.store}
+[data]
+{self.coord_data}
+""")
+
+    def client_ini(self, k, cert=None, keep=True):
+        path = os.path.join(self.dir, f"client-{k}.ini")
+        cert = cert or f"client-{k}"
+        with open(path, "w") as f:
+            f.write(f"""[server]
+url = https://127.0.0.1:{self.port}
+[tls]
+ca = {self.pki('ca.pem')}
+cert = {self.pki(cert + '.pem')}
+key = {self.pki(cert + '.key')}
+[data]
+format = csv
+train = {self.sites[k - 1]}
+test =
+label = target
+{self.extra_client}
+[client]
+name = site-{k}
+backoff_max_s = 1
+give_up_s = 60
+""")
+        return path
+
+    def run_all(self, timeout=240):
+        self.allow_all()
+        self.start_coordinator()
+        clients = [self.start_client(k) for k in range(1, self.n + 1)]
+        self.wait_for(lambda: self.status() and self.status().get("state") == "finished", timeout,
+                      "the job to finish")
+        for p in clients:
+            p.wait(timeout=30)
+        return clients
+
+    def log(self, name):
+        with open(os.path.join(self.dir, name), errors="replace") as f:
+            return f.read()
+
+
+def need_sklearn():
+    if np is None:
+        raise Skip(f"numpy / scikit-learn not importable: {IMPORT_ERROR}")
+
+
+def split_sites(y, rng, plan):
+    """Indices of each site: plan = [(n_class0, n_class1), ...], the last takes the rest."""
+    i0 = list(rng.permutation(np.where(y == 0)[0]))
+    i1 = list(rng.permutation(np.where(y == 1)[0]))
+    out = []
+    for a, b in plan:
+        out.append(np.array(i0[:a] + i1[:b]))
+        i0, i1 = i0[a:], i1[b:]
+    out.append(np.array(i0 + i1))
+    return [rng.permutation(s) for s in out]
+
+
+def export_latest(job, rounds, path):
+    r = job.coordinator_cmd("export", str(rounds), path)
+    assert r.returncode == 0, r.stderr
+
+
+def predict(model, csv, out):
+    r = subprocess.run([os.path.join(BIN, "fedc-predict"), "--model", model, "--input", csv,
+                        "--output", out], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def read_predictions(path):
+    with open(path) as f:
+        head = f.readline().strip().split(",")
+        rows = [line.strip().split(",") for line in f if line.strip()]
+    return head, np.array([[float(v) for v in r] for r in rows])
+
+
+def recipe():
+    import predict_recipe  # docs/predict_recipe.py, the code of docs/predict.md
+    return predict_recipe
+
+
+def test_breast_cancer():
+    need_sklearn()
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    X, y = data.data, data.target
+    ids = np.arange(1000, 1000 + len(y))
+    Xtr, Xte, ytr, yte, idtr, idte = train_test_split(X, y, ids, test_size=0.2, random_state=0,
+                                                      stratify=y)
+    rng = np.random.default_rng(3)
+    sites = split_sites(ytr, rng, [(33, 187), (105, 45)])  # uneven, label-skewed
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-bc-")
+    paths = []
+    for k, idx in enumerate(sites):
+        order = list(rng.permutation(len(names)))
+        p = os.path.join(tmp, f"site-{k + 1}.csv")
+        write_csv(p, names, Xtr[idx], ytr[idx], "target", order, idtr[idx])
+        paths.append(p)
+    test_csv = os.path.join(tmp, "test.csv")
+    write_csv(test_csv, names, Xte, yte, "target", list(rng.permutation(len(names))), idte)
+    # centralized baseline on the pooled, standardized data
+    sc = StandardScaler().fit(Xtr)
+    lr = LogisticRegression(max_iter=5000).fit(sc.transform(Xtr), ytr)
+    c_acc = lr.score(sc.transform(Xte), yte)
+    c_auc = roc_auc_score(yte, lr.predict_proba(sc.transform(Xte))[:, 1])
+    rounds = 40
+    job = SchemaJob("bc", paths,
+                    f"features = {','.join(names)}\nlabel = target\nexclude = id\ntest = {test_csv}\n",
+                    "logreg", rounds=rounds, extra_model="l2 = 0.002",
+                    train="epochs = 1\nbatch_size = 16\nlr = 0.1")
+    try:
+        job.run_all()
+        st = job.status()
+        assert st["statistics"]["phase"] == "done", st.get("statistics")
+        assert st["statistics"]["label_counts"] == [int((ytr == 0).sum()), int((ytr == 1).sum())], st["statistics"]
+        # the store keeps the federation's statistics with the job
+        with job.db() as con:
+            stats = json.loads(con.execute("SELECT value FROM job_texts WHERE name='stats'").fetchone()[0])
+        # the sites read float32 values: the pooled float32 data's moments
+        X32 = Xtr.astype(np.float32).astype(np.float64)
+        dm = float(abs(np.array(stats["mean"]) - X32.mean(axis=0)).max())
+        assert dm < 1e-9 * (1 + abs(X32).max()), f"federation means differ from the pooled ones by {dm}"
+        ds = float(abs(np.array(stats["std"]) / X32.std(axis=0) - 1).max())
+        assert ds < 1e-9, f"federation stds differ from the pooled ones by {ds} (relative)"
+        coord_acc = st["rounds"][-1]["test_acc"]
+        model = os.path.join(job.dir, "model.safetensors")
+        export_latest(job, rounds, model)
+        out = os.path.join(job.dir, "pred.csv")
+        text = predict(model, test_csv, out)
+        head, P = read_predictions(out)
+        assert head == ["score", "label"], head
+        R = recipe().predict(model, test_csv)
+        diff = float(abs(R["scores"][:, -1] - P[:, 0]).max())
+        assert diff <= 1e-6, f"fedc-predict and the recipe differ by {diff}"
+        assert (R["labels"] == P[:, 1]).all()
+        f_acc = float((P[:, 1] == yte).mean())
+        f_auc = roc_auc_score(yte, P[:, 0])
+        assert f"accuracy={f_acc:.6f}" in text, text
+        assert abs(f_acc - coord_acc) < 1e-9, (f_acc, coord_acc)
+        FIGURES["breast_cancer"] = dict(fed_acc=f_acc, fed_auc=f_auc, central_acc=c_acc,
+                                        central_auc=c_auc, coord_acc=coord_acc, max_diff=diff)
+        print(f"    breast_cancer: federated acc {f_acc:.4f} auc {f_auc:.4f}; centralized acc "
+              f"{c_acc:.4f} auc {c_auc:.4f}; coordinator acc {coord_acc:.4f}; "
+              f"predict vs recipe {diff:.2e}", flush=True)
+        assert abs(f_acc - c_acc) <= 0.02 + 1e-12, (f_acc, c_acc)
+        assert abs(f_auc - c_auc) <= 0.01 + 1e-12, (f_auc, c_auc)
+        meta = harness.read_safetensors(open(model, "rb").read())[1]
+        for key in ("model_type", "link", "features", "preprocessing", "class_labels", "job",
+                    "round", "fedc_version"):
+            assert key in meta, key
+        assert meta["link"] == "sigmoid" and meta["model_type"] == "logreg"
+        assert json.loads(meta["features"]) == names
+        assert "fedc_warnings_total{kind=\"far\"}" in job.metrics()
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_diabetes():
+    need_sklearn()
+    d = load_diabetes(scaled=False)
+    names = list(d.feature_names)
+    X, y = d.data, d.target
+    ids = np.arange(len(y))
+    Xtr, Xte, ytr, yte, idtr, idte = train_test_split(X, y, ids, test_size=0.2, random_state=0)
+    rng = np.random.default_rng(5)
+    order = np.argsort(ytr)  # skewed: site 1 the low targets, site 2 the high, site 3 mixed
+    sites = [order[:60], order[-140:], order[60:-140]]
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-diab-")
+    paths = []
+    for k, idx in enumerate(sites):
+        p = os.path.join(tmp, f"site-{k + 1}.csv")
+        write_csv(p, names, Xtr[idx], ytr[idx].astype(float), "target",
+                  list(rng.permutation(len(names))), idtr[idx])
+        paths.append(p)
+    test_csv = os.path.join(tmp, "test.csv")
+    write_csv(test_csv, names, Xte, yte.astype(float), "target", list(rng.permutation(len(names))), idte)
+    sc = StandardScaler().fit(Xtr)
+    c_r2 = r2_score(yte, LinearRegression().fit(sc.transform(Xtr), ytr).predict(sc.transform(Xte)))
+    rounds = 60
+    job = SchemaJob("diab", paths,
+                    f"features = {','.join(names)}\nlabel = target\nexclude = id\ntest = {test_csv}\n",
+                    "linreg", rounds=rounds, train="epochs = 2\nbatch_size = 16\nlr = 0.05")
+    try:
+        job.run_all()
+        model = os.path.join(job.dir, "model.safetensors")
+        export_latest(job, rounds, model)
+        out = os.path.join(job.dir, "pred.csv")
+        predict(model, test_csv, out)
+        _, P = read_predictions(out)
+        R = recipe().predict(model, test_csv)
+        diff = float(abs(R["scores"][:, 0] - P[:, 0]).max() / max(1.0, abs(P[:, 0]).max()))
+        assert diff <= 1e-6, diff
+        f_r2 = r2_score(yte, P[:, 0])
+        FIGURES["diabetes"] = dict(fed_r2=f_r2, central_r2=c_r2, max_rel_diff=diff)
+        print(f"    diabetes: federated R2 {f_r2:.4f}; centralized least squares R2 {c_r2:.4f}; "
+              f"predict vs recipe {diff:.2e} (relative)", flush=True)
+        assert abs(f_r2 - c_r2) <= 0.02, (f_r2, c_r2)
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+BAD_CASES = [
+    # (name, edit of site 1's CSV text, expected message parts)
+    ("missing_feature", lambda h, r: (h.replace(",b,", ","), [x for x in r]),
+     ["site-1.csv:1:", "column 'b'", "missing from the header"]),
+    ("extra_column", lambda h, r: (h + ",extra", [x + ",5" for x in r]),
+     ["site-1.csv:1:", "column 6 'extra'", "[data] exclude"]),
+    ("not_a_number", lambda h, r: (h, r[:2] + [r[2].replace(",2.5,", ",abc,", 1)] + r[3:]),
+     ["site-1.csv:4:", "'b'", "'abc' is not a finite number"]),
+    ("missing_value", lambda h, r: (h, r[:1] + [r[1].replace(",2.5,", ",,", 1)] + r[2:]),
+     ["site-1.csv:3:", "'b'", "missing, and [data] missing = refuse"]),
+    ("bad_category", lambda h, r: (h, r[:3] + [r[3].replace(",red,", ",purple,", 1)] + r[4:]),
+     ["site-1.csv:5:", "'c'", "'purple' is not in the column's vocabulary"]),
+]
+
+
+def small_site(path, k, edit=None):
+    header = "id,a,b,c,target"
+    rows = [f"{i},{i * 0.5 + k},2.5,{'red' if i % 2 else 'blue'},{i % 2}" for i in range(8)]
+    if edit:
+        header, rows = edit(header, rows)
+    with open(path, "w") as f:
+        f.write(header + "\n" + "\n".join(rows) + "\n")
+
+
+def test_bad_schema_cases():
+    """Each bad site CSV: one message naming file, line and column; nothing trained or stored."""
+    for name, edit, parts in BAD_CASES:
+        tmp = harness.tempfile.mkdtemp(prefix="fedc-bad-")
+        paths = []
+        for k in (1, 2):
+            p = os.path.join(tmp, f"site-{k}.csv")
+            small_site(p, k, edit if k == 1 else None)
+            paths.append(p)
+        job = SchemaJob("bad", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                        "exclude = id\ntest =\n", "logreg", rounds=2, round_timeout_s=5)
+        try:
+            job.allow_all()
+            job.start_coordinator()
+            bad = job.start_client(1)
+            good = job.start_client(2)
+            rc = bad.wait(timeout=60)
+            assert rc != 0, f"{name}: the bad site exited 0"
+            log = job.log("client-1.log")
+            for part in parts:
+                assert part in log, f"{name}: {part!r} not in the site's message: {log[-800:]}"
+            time.sleep(1.0)
+            st = job.status()
+            assert st["rounds"] == [], f"{name}: a round committed"
+            assert st["statistics"]["phase"] == "collecting", st["statistics"]
+            with job.db() as con:
+                tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master")]
+                if "job_texts" in tables:
+                    assert con.execute("SELECT count(*) FROM job_texts").fetchone()[0] == 0, name
+                assert con.execute("SELECT count(*) FROM updates").fetchone()[0] == 0
+            good.kill()
+        finally:
+            job.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_restart_keeps_statistics():
+    """kill -9 after the statistics phase: the restarted coordinator has them, asks no site again."""
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-rs-")
+    paths = []
+    for k in (1, 2):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        small_site(p, k)
+        paths.append(p)
+    job = SchemaJob("rs", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                    "exclude = id\ntest =\n", "logreg", rounds=200, round_timeout_s=5)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        cl = [job.start_client(k) for k in (1, 2)]
+        job.wait_for(lambda: job.committed() >= 2, 60, "two rounds")
+        before = job.status()["statistics"]
+        job.coordinator.send_signal(signal.SIGKILL)
+        job.coordinator.wait()
+        job.start_coordinator()
+        st = job.status()
+        assert st["statistics"]["phase"] == "done" and st["statistics"]["rows"] == before["rows"], st
+        assert st["statistics"]["label_counts"] == before["label_counts"]
+        job.wait_for(lambda: job.committed() >= len(st["rounds"]) + 1, 60, "a round after restart")
+        assert "statistics in" not in job.log("coordinator.log").split("federation statistics restored")[-1]
+        for p in cl:
+            p.kill()
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_sim_schema():
+    """fedc-sim reads the CSV by the same schema and standardizes with the federation's
+    statistics: the breast-cancer job in simulation, against the same centralized baseline."""
+    need_sklearn()
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    X, y = data.data, data.target
+    ids = np.arange(len(y))
+    Xtr, Xte, ytr, yte, idtr, idte = train_test_split(X, y, ids, test_size=0.2, random_state=0,
+                                                      stratify=y)
+    rng = np.random.default_rng(11)
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-sim-")
+    try:
+        tr, te = os.path.join(tmp, "train.csv"), os.path.join(tmp, "test.csv")
+        write_csv(tr, names, Xtr, ytr, "target", list(rng.permutation(len(names))), idtr)
+        write_csv(te, names, Xte, yte, "target", list(rng.permutation(len(names))), idte)
+        sc = StandardScaler().fit(Xtr)
+        c_acc = LogisticRegression(max_iter=5000).fit(sc.transform(Xtr), ytr).score(sc.transform(Xte), yte)
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--json",
+                            "--set", "model.type=logreg", "--set", "model.l2=0.002",
+                            "--set", "data.format=csv", "--set", f"data.train={tr}",
+                            "--set", f"data.test={te}", "--set", "data.label=target",
+                            "--set", "data.exclude=id", "--set", "data.features=" + ",".join(names),
+                            "--set", "sim.clients=3", "--set", "sim.partition=dirichlet",
+                            "--set", "sim.alpha=0.5", "--set", "job.clients_per_round=3",
+                            "--set", "job.min_clients=3", "--set", "job.rounds=40",
+                            "--set", "train.batch_size=16", "--set", "train.lr=0.1"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-1500:]
+        final = json.loads(r.stdout.strip().splitlines()[-1])
+        FIGURES["sim_breast_cancer"] = dict(sim_acc=final["test_acc"], central_acc=c_acc)
+        print(f"    fedc-sim breast_cancer: acc {final['test_acc']:.4f}; centralized {c_acc:.4f}",
+              flush=True)
+        assert abs(final["test_acc"] - c_acc) <= 0.02 + 1e-12, (final["test_acc"], c_acc)
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--set", "data.format=csv",
+                            "--set", f"data.train={tr}", "--set", f"data.test={te}",
+                            "--set", "data.label=target", "--set", "model.type=logreg",
+                            "--set", "data.features=" + ",".join(names[:-1])],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "'id'" in r.stderr and "[data] exclude" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_diverged_site_warned():
+    """A site whose training loss diverges withholds its update: logged at the site, counted
+    at the coordinator (/metrics, /v1/status); the job goes on."""
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-dv-")
+    paths = []
+    for k in (1, 2):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        small_site(p, k)
+        paths.append(p)
+    job = SchemaJob("dv", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                    "exclude = id\ntest =\n", "linreg", rounds=3, round_timeout_s=3,
+                    train="epochs = 20\nbatch_size = 1\nlr = 40")
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        cl = [job.start_client(k) for k in (1, 2)]
+        job.wait_for(lambda: (job.status().get("warnings") or {}).get("diverged", 0) >= 1, 60,
+                     "a diverged warning")
+        st = job.status()
+        assert st["warnings"]["recent"][0]["kind"] == "diverged", st["warnings"]
+        assert 'fedc_warnings_total{kind="diverged"}' in job.metrics()
+        logs = job.log("client-1.log") + job.log("client-2.log")
+        assert "warning=diverged" in logs and "update withheld" in logs
+        for p in cl:
+            assert p.poll() is None, "a diverging site ended its run"
+            p.kill()
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_refused_combinations():
+    """Per-site standardize, coordinator standardize, schema with secure aggregation or DP."""
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-cfg-")
+    paths = []
+    for k in (1,):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        small_site(p, k)
+        paths.append(p)
+    job = SchemaJob("cfg", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                    "exclude = id\ntest =\n", "logreg", rounds=2)
+    try:
+        cases = [("data.standardize=true", "the coordinator has no training data"),
+                 ("privacy.secure_aggregation=true", "does not go through secure aggregation"),
+                 ("privacy.noise_multiplier=1.0", "no differential privacy yet")]
+        for kv, msg in cases:
+            r = subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini,
+                                "--set", kv], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2 and msg in r.stderr, (kv, r.returncode, r.stderr)
+        r = subprocess.run([os.path.join(BIN, "fedc-client"), "--config", job.client_ini(1),
+                            "--set", "data.standardize=true"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 2 and "scale its features by its own statistics" in r.stderr, r.stderr
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    s = Suite("schema")
+    tests = [test_refused_combinations, test_bad_schema_cases, test_restart_keeps_statistics,
+             test_diverged_site_warned, test_sim_schema,
+             test_breast_cancer, test_diabetes]
+    only = sys.argv[1:]
+    for t in tests:
+        if not only or t.__name__ in only:
+            s.run(t)
+    if FIGURES:
+        print("  figures: " + json.dumps(FIGURES), flush=True)
+    s.finish()
+
+
+if __name__ == "__main__":
+    main()
