@@ -602,7 +602,9 @@ static run_state join(fedc_client *c) {
     return RUN_END;
   }
   request r = {.what = "join",
-               .path = "/v1/join",
+               /* a site service reads the job before its policy decides:
+                * it becomes eligible when it asks for work (job_site.c) */
+               .path = c->job_filter ? "/v1/join?probe=1" : "/v1/join",
                .ctype = "application/json",
                .body = body,
                .len = strlen(body),

@@ -138,6 +138,7 @@ typedef struct join_work {
   char fingerprint[65];
   char name[128];
   int enroll; /* enroll = open and the fingerprint is new */
+  int probe;  /* join?probe=1: the job is read, the client not yet eligible */
   int rc;
   char err[256];
   fedc_store_client sc;
@@ -202,7 +203,7 @@ static void join_done(uv_work_t *req, int status) {
   }
   if (cl) {
     snprintf(cl->name, sizeof cl->name, "%s", w->sc.name);
-    cl->joined = 1;
+    if (!w->probe) cl->joined = 1; /* a probe (job_site.c) is eligible once it polls */
     cl->last_seen = fedc__coord_now();
     fedc_log_info("client=%d name=\"%s\" msg=\"joined\"", (int)cl->id, cl->name);
   }
@@ -272,6 +273,7 @@ static void handle_join(fedc_coord *c, fedc_http_exchange *x,
   w->c = c;
   w->x = x;
   w->enroll = cl == NULL;
+  w->probe = fedc__coord_join_is_probe(req->query); /* job_site.c */
   snprintf(w->fingerprint, sizeof w->fingerprint, "%s", req->peer_fingerprint);
   snprintf(w->name, sizeof w->name, "%s", name[0] ? name : req->peer_cn ? req->peer_cn : "");
   /* a certificate's common name stands in for a name only if it is one */
@@ -326,7 +328,6 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   }
   if (wait > c->cfg.server_poll_s) wait = c->cfg.server_poll_s;
   cl->joined = 1;
-  cl->polled = 1; /* asked for work: eligible (round.c) */
   if (cl->poll) fedc__coord_answer_poll(c, cl); /* a newer poll replaces it */
   cl->poll = x;
   cl->poll_deadline = fedc__coord_now() + wait;

@@ -43,8 +43,6 @@ typedef struct coord_client {
   int64_t updates;          /* updates counted into committed rounds */
   int declined;             /* its site's policy refused this job (job_site.c):
                                never selected, never given a task */
-  int polled;               /* has asked for work (GET /v1/task) since this
-                               process started: only then eligible */
   char decline_reason[256];
 } coord_client;
 
@@ -270,6 +268,9 @@ void fedc__coord_job_fields(const fedc_coord *c, struct cJSON *job);
 void fedc__coord_decline(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *req,
                          coord_client *cl);
 void fedc__coord_declines_status(const fedc_coord *c, struct cJSON *o);
+/* POST /v1/join?probe=1 (a site service reading the job before its policy
+ * decides): the client is not eligible until it asks for work. */
+int fedc__coord_join_is_probe(const char *query);
 
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);

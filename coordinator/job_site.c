@@ -6,6 +6,9 @@
  * training settings, the fields a site's [policy] decides on: "dataset"
  * (the named data set the job asks for, "" for the site's default) and
  * "privacy" (the DP noise multiplier and whether secure aggregation is on).
+ * A site service joins with ?probe=1 (fedc__coord_join_is_probe): it is
+ * not eligible until it asks for work, so a round never waits for a site
+ * that reads the job only to decline it.
  * A site whose policy refuses the job answers POST /v1/decline with its
  * reason: the client is marked declined (never selected in this job), the
  * reason is logged, shown in /v1/status ("declined") and handed to the
@@ -65,6 +68,11 @@ void fedc__coord_decline(fedc_coord *c, fedc_http_exchange *x, const fedc_http_r
                           c->params.user_data);
   static const char ok[] = "{\"declined\":true}";
   fedc_http_respond(x, 200, "application/json", ok, sizeof ok - 1, NULL);
+}
+
+int fedc__coord_join_is_probe(const char *query) {
+  double v = 0;
+  return query && fedc__coord_query_double(query, "probe", &v) == 1 && v != 0;
 }
 
 void fedc__coord_declines_status(const fedc_coord *c, cJSON *o) {

@@ -160,9 +160,8 @@ static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
   int32_t n = 0;
   for (int32_t i = 0; i < c->n_clients; i++) {
     coord_client *cl = &c->clients[i];
-    /* declined (job_site.c): its site refused the job; not polled: a site
-     * reads the job before it asks for work, and may decline it */
-    if (cl->revoked || !cl->joined || cl->declined || !cl->polled) continue;
+    /* declined: its site refused the job (job_site.c) */
+    if (cl->revoked || !cl->joined || cl->declined) continue;
     if (c->secagg && fedc__coord_secagg_excluded(c, cl->id)) continue; /* lied in secagg */
     if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
   }
