@@ -16,7 +16,8 @@
  * [data] validation_split of the training rows held out at each join
  * (drawn with the job's seed; those rows then do not train). Class weights
  * ([train] class_weight from the job; balanced from this site's own
- * training labels) scale each row's loss gradient.
+ * training labels, or the federation's label counts when the job has
+ * them) scale each row's loss gradient.
  */
 #include <math.h>
 #include <stdio.h>
@@ -296,11 +297,20 @@ static int class_weights(fedc_client_builtin *b, const fedc_client_job *job) {
                ? 0
                : fedc_error_set(FEDC_EINVAL, "class_weight: %d classes, at most %d", (int)k,
                                 FEDC_CLASS_WEIGHT_MAX);
+  /* balanced: from the federation's label counts when the job has them
+   * (its statistics phase), else from this site's own training labels */
   int64_t counts[FEDC_CLASS_WEIGHT_MAX] = {0};
-  for (int64_t i = 0; i < b->n_rows; i++) {
-    int32_t y = (int32_t)b->train.y[b->rows[i]];
-    if (y >= 0 && y < k) counts[y]++;
+  fedc_stats fed = {0};
+  if (job->stats_json != NULL && fedc_stats_from_json(job->stats_json, &fed) == 0 &&
+      fed.n_classes == k) {
+    for (int32_t c = 0; c < k; c++) counts[c] = fed.label_count[c];
+  } else {
+    for (int64_t i = 0; i < b->n_rows; i++) {
+      int32_t y = (int32_t)b->train.y[b->rows[i]];
+      if (y >= 0 && y < k) counts[y]++;
+    }
   }
+  fedc_stats_free(&fed);
   rc = fedc_class_weight_resolve(&cw, job->pos_weight, k, counts, b->cw);
   if (rc < 0) return rc;
   b->n_cw = rc == 0 ? k : 0;
