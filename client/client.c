@@ -74,6 +74,9 @@ struct fedc_client {
   double test_train_delay_s;
   int test_secagg_lie;
   fedc_client_trainer trainer;
+  int (*job_filter)(void *, const char *, char *, size_t); /* site policy: serve.c */
+  void *job_filter_data;
+  char seen_job[128]; /* the job of the last join, accepted or not */
   char fingerprint[FEDC_CLIENT_SHA_HEX + 1];
   uint64_t fp64; /* the fingerprint's first 64 bits: names the round's stream */
   fedc_http_client *http;
@@ -220,6 +223,8 @@ int fedc_client_new(const fedc_client_params *p, fedc_client **out) {
   c->backoff_max_s = p->backoff_max_s;
   c->give_up_s = p->give_up_s;
   c->trainer = p->trainer;
+  c->job_filter = p->job_filter;
+  c->job_filter_data = p->job_filter_data;
   c->outcome = FEDC_CLIENT_EXIT_FAILED;
   rc = copy_str(p->url, &c->url);
   if (rc == 0) rc = copy_str(p->ca, &c->ca);
@@ -537,6 +542,104 @@ static char *job_object_text(const char *body, size_t len) {
   return out;
 }
 
+/*
+ * The job filter after a join (a site's policy): hands it the "job" object
+ * of the answer. 0: take part. Otherwise the run ends with
+ * FEDC_CLIENT_EXIT_DECLINED: after telling the coordinator (POST
+ * /v1/decline {"reason"}) for a decline, silently for a skip.
+ */
+static int post_decline(fedc_client *c, const char *reason);
+static int filter_job(fedc_client *c, const char *body, size_t len) {
+  cJSON *o = cJSON_ParseWithLength(body, len);
+  const cJSON *job = cJSON_GetObjectItemCaseSensitive(o, "job");
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(job, "id");
+  snprintf(c->seen_job, sizeof c->seen_job, "%s", cJSON_IsString(id) ? id->valuestring : "");
+  char *text = cJSON_IsObject(job) ? cJSON_PrintUnformatted(job) : NULL;
+  cJSON_Delete(o);
+  if (text == NULL) return 0; /* the parse that follows reports it */
+  char reason[256] = "";
+  int verdict = c->job_filter(c->job_filter_data, text, reason, sizeof reason);
+  cJSON_free(text);
+  if (verdict == FEDC_CLIENT_JOB_ACCEPT) return 0;
+  char qr[300], qid[160];
+  if (verdict == FEDC_CLIENT_JOB_SKIP) {
+    fedc_log_debug("msg=\"job skipped\" job=%s", q(qid, sizeof qid, c->seen_job));
+    return end_run(c, FEDC_CLIENT_EXIT_DECLINED, FEDC_ECANCELED, "job %s skipped", c->seen_job);
+  }
+  fedc_log_warn("msg=\"declined the job by this site's policy\" job=%s reason=%s",
+                q(qid, sizeof qid, c->seen_job), q(qr, sizeof qr, reason));
+  return post_decline(c, reason);
+}
+
+/* Tell the coordinator this site will not take part (POST /v1/decline),
+ * and end the run with FEDC_CLIENT_EXIT_DECLINED. */
+static int post_decline(fedc_client *c, const char *reason) {
+  cJSON *d = cJSON_CreateObject();
+  char *dbody = d && cJSON_AddStringToObject(d, "reason", reason[0] ? reason : "site policy")
+                    ? cJSON_PrintUnformatted(d)
+                    : NULL;
+  cJSON_Delete(d);
+  if (dbody) {
+    request r = {.what = "decline", .path = "/v1/decline", .ctype = "application/json",
+                 .body = dbody, .len = strlen(dbody), .timeout_s = JOIN_TIMEOUT_S,
+                 .max_response = JSON_MAX};
+    fedc_http_response resp;
+    if (call(c, &r, &resp) == 0) {
+      if (resp.status != 200) log_refusal("decline", &resp, FEDC_LOG_WARN, "decline refused", 0);
+      fedc_http_response_free(&resp);
+    }
+    cJSON_free(dbody);
+    if (c->outcome == FEDC_CLIENT_EXIT_INTERRUPTED) return CALL_END;
+  }
+  return end_run(c, FEDC_CLIENT_EXIT_DECLINED, FEDC_EREFUSED, "declined job %s: %s", c->seen_job,
+                 reason);
+}
+
+const char *fedc_client_job_id(const fedc_client *c) { return c->seen_job; }
+
+int fedc_client_wait_next(fedc_client *c) {
+  char path[64];
+  snprintf(path, sizeof path, "/v1/task?wait=%g&next=1", c->poll_s);
+  for (;;) {
+    if (c->stop) return FEDC_ECANCELED;
+    fedc_http_call hc = {.timeout_s = c->poll_s + POLL_MARGIN_S,
+                         .connect_timeout_s = CONNECT_TIMEOUT_S, .max_response = JSON_MAX};
+    fedc_http_response resp;
+    if (fedc_http_get(c->http, path, &hc, &resp) != 0) {
+      fedc_http_response_free(&resp);
+      return c->stop ? FEDC_ECANCELED : 0; /* the coordinator went away: a new job */
+    }
+    fedc_client_task t;
+    int still = resp.status == 200 &&
+                fedc_client_task_parse((const char *)resp.body, resp.len, &t) == 0 &&
+                (t.action == FEDC_CLIENT_TASK_FINISHED || t.action == FEDC_CLIENT_TASK_WAIT);
+    if (still) { /* still the job it joined: another one means join again */
+      cJSON *o = cJSON_ParseWithLength((const char *)resp.body, resp.len);
+      const cJSON *job = cJSON_GetObjectItemCaseSensitive(o, "job");
+      if (cJSON_IsString(job) && strcmp(job->valuestring, c->seen_job) != 0) still = 0;
+      cJSON_Delete(o);
+    }
+    long status = resp.status;
+    fedc_http_response_free(&resp);
+    if (!still) return 0;
+    /* a held poll comes back after poll_s; an early answer (an old
+     * coordinator that does not hold it) is spaced out */
+    if (status == 200 && nap(c, 1.0) != 0) return FEDC_ECANCELED;
+  }
+}
+
+/* A site service (a job filter is set) whose data the job does not fit
+ * declines it, so that it is not selected for rounds it cannot train. */
+static run_state decline_unfit(fedc_client *c) {
+  if (c->job_filter == NULL || c->outcome != FEDC_CLIENT_EXIT_BAD_INPUT) return RUN_END;
+  char reason[256], qr[300];
+  snprintf(reason, sizeof reason, "%s", fedc_error_msg());
+  fedc_log_warn("msg=\"declined the job: it does not fit this site's data\" reason=%s",
+                q(qr, sizeof qr, reason));
+  post_decline(c, reason);
+  return RUN_END;
+}
+
 static run_state join(fedc_client *c) {
   cJSON *o = cJSON_CreateObject();
   if (o == NULL || (c->name[0] && cJSON_AddStringToObject(o, "name", c->name) == NULL)) {
@@ -551,7 +654,9 @@ static run_state join(fedc_client *c) {
     return RUN_END;
   }
   request r = {.what = "join",
-               .path = "/v1/join",
+               /* a site service reads the job before its policy decides:
+                * it becomes eligible when it asks for work (job_site.c) */
+               .path = c->job_filter ? "/v1/join?probe=1" : "/v1/join",
                .ctype = "application/json",
                .body = body,
                .len = strlen(body),
@@ -577,6 +682,10 @@ static run_state join(fedc_client *c) {
     end_run_sub(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EIO, FEDC_SUB_HTTP_STATUS,
                 "join: the coordinator answered HTTP %ld %s: %s", status, code[0] ? code : "-",
                 msg);
+    return RUN_END;
+  }
+  if (c->job_filter && filter_job(c, (const char *)resp.body, resp.len) != 0) {
+    fedc_http_response_free(&resp); /* declined or skipped: serve.c */
     return RUN_END;
   }
   fedc_client_job job;
@@ -612,7 +721,7 @@ static run_state join(fedc_client *c) {
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "%s%s",
             rc == FEDC_EUNSUPPORTED ? "" : "the job does not fit this client's data: ", msg);
-    return RUN_END;
+    return decline_unfit(c);
   }
   if (strcmp(job.id, c->job.id) != 0) {
     /* a new job: an update kept from another one must never be resent */
@@ -624,7 +733,7 @@ static run_state join(fedc_client *c) {
   c->job.schema_json = c->schema_json;
   c->job.stats_json = c->stats_json;
   c->spec = spec;
-  if (model_setup(c) != 0) return RUN_END;
+  if (model_setup(c) != 0) return decline_unfit(c);
   fedc_client_backoff_reset(&c->backoff);
   fedc_client_backoff_reset(&c->pause);
   char qid[160];

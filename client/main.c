@@ -18,11 +18,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "client.h"
 #include "enroll.h"
 #include "config/config.h"
+#include "site_policy.h"
 #include "base/cpu.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -41,6 +44,9 @@ static void usage(FILE *f) {
         "  --set SECTION.KEY=VAL  override one key (repeatable; applied after\n"
         "                         --config, in order)\n"
         "  --log-level LEVEL      error, warn, info (default) or debug\n"
+        "  --serve                run as a site service ([client] serve = true):\n"
+        "                         take part in each job [policy] allows, one\n"
+        "                         after another, waiting between jobs\n"
         "  --help, --version\n"
         "\n"
         "Keys the client needs: [server] url, [tls] ca, cert and key, [data]\n"
@@ -84,8 +90,8 @@ static void trainers_free(trainers *t) {
  * one kill the process, for when the first is not enough. */
 static void on_signal(int sig) {
   (void)sig;
-  fedc_client *c = g_client;
   g_stop = 1;
+  fedc_client *c = g_client;
   if (c) fedc_client_stop(c);
 }
 
@@ -139,7 +145,8 @@ static int keep_dir(const fedc_config *cfg) {
  * certificate, [server] url https://, keep_updates writable), then the
  * local data is loaded and the library's client made from parameters.
  */
-static int make_client(const fedc_config *cfg, trainers *tr, fedc_client **out) {
+static int make_client(const fedc_config *cfg, fedc_site *site, trainers *tr,
+                       fedc_client **out) {
   char w[FEDC_CONFIG_PATH_MAX + 128];
   char fp[FEDC_CLIENT_SHA_HEX + 1];
   int rc = check_readable(cfg, "ca", cfg->tls_ca);
@@ -177,9 +184,108 @@ static int make_client(const fedc_config *cfg, trainers *tr, fedc_client **out) 
   p.poll_s = cfg->server_poll_s;
   p.backoff_max_s = cfg->client_backoff_max_s;
   p.give_up_s = cfg->client_give_up_s;
+  if (site) {
+    p.job_filter = fedc__site_filter;
+    p.job_filter_data = site;
+  }
   rc = fedc_client_new(&p, out);
   if (rc != 0) trainers_free(tr);
   return rc;
+}
+
+/* Sleeps s seconds unless a signal asks to stop (then -1). */
+static int pause_s(double s) {
+  for (double t = 0; t < s; t += 0.1) {
+    if (g_stop) return -1;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000L};
+    nanosleep(&ts, NULL);
+  }
+  return g_stop ? -1 : 0;
+}
+
+/*
+ * The site service (--serve): one job after another, as [policy] allows.
+ * The client is made with the data set the next job names (remade when a
+ * job asks for another one); after a job it finished, declined or could
+ * not take part in, it long-polls for the next (fedc_client_wait_next).
+ * Only a signal (exit 5) or a certificate the coordinator refuses (exit 3)
+ * ends it; a coordinator that is away is waited for.
+ */
+static int serve(const fedc_config *cfg) {
+  fedc_site site = {.cfg = cfg};
+  snprintf(site.loaded_set, sizeof site.loaded_set, "default");
+  fedc_config *dc = fedc_malloc(sizeof *dc);
+  if (dc == NULL) return FEDC_CLIENT_EXIT_FAILED;
+  fedc_log_info("msg=\"site service starting\" model_types=\"%s\" max_rounds=%d max_epochs=%d "
+                "min_noise_multiplier=%g require_secagg=%d datasets=\"%s\"",
+                cfg->policy_model_types, (int)cfg->policy_max_rounds, (int)cfg->policy_max_epochs,
+                cfg->policy_min_noise, (int)cfg->policy_require_secagg, cfg->policy_datasets);
+  int code = FEDC_CLIENT_EXIT_FINISHED;
+  while (!g_stop) {
+    trainers tr = {0};
+    fedc_client *c = NULL;
+    int rc = fedc__site_data_config(cfg, site.loaded_set, dc);
+    if (rc == 0) rc = make_client(dc, &site, &tr, &c);
+    if (rc != 0) {
+      fprintf(stderr, "fedc-client: data set %s: %s\n", site.loaded_set, fedc_error_msg());
+      if (strcmp(site.loaded_set, "default") == 0) {
+        code = rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;
+        break;
+      }
+      snprintf(site.loaded_set, sizeof site.loaded_set, "default");
+      if (pause_s(5) != 0) break;
+      continue;
+    }
+    g_client = c;
+    if (g_stop) fedc_client_stop(c);
+    double last_run = 0;
+    for (;;) {
+      /* a job that keeps coming back at once (declined, then offered
+       * again) must not make a busy loop: runs at most once a second */
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      double t = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+      if (t - last_run < 1.0 && pause_s(1.0 - (t - last_run)) != 0) {
+        code = FEDC_CLIENT_EXIT_INTERRUPTED;
+        break;
+      }
+      last_run = t < last_run + 1.0 ? last_run + 1.0 : t;
+      fedc_client_exit e = fedc_client_run(c);
+      if (e == FEDC_CLIENT_EXIT_INTERRUPTED || g_stop) {
+        code = FEDC_CLIENT_EXIT_INTERRUPTED;
+        break;
+      }
+      if (e == FEDC_CLIENT_EXIT_REFUSED) {
+        fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
+        code = e;
+        break;
+      }
+      if (e == FEDC_CLIENT_EXIT_FINISHED) {
+        snprintf(site.done_job, sizeof site.done_job, "%s", fedc_client_job_id(c));
+        fedc_log_info("msg=\"job done; waiting for the next\" job=%s", site.done_job);
+      } else if (e == FEDC_CLIENT_EXIT_DECLINED && site.want_set[0]) {
+        fedc_log_info("msg=\"loading data set %s for job %s\"", site.want_set,
+                      fedc_client_job_id(c));
+        break; /* remade with that set */
+      } else if (e != FEDC_CLIENT_EXIT_DECLINED) {
+        fedc_log_warn("msg=\"run ended; waiting for the next job\" exit=%d error=\"%s\"",
+                      (int)e, fedc_error_msg());
+        if (pause_s(1) != 0) continue;
+      }
+      if (fedc_client_wait_next(c) != 0) continue; /* stopped: seen above */
+    }
+    g_client = NULL;
+    fedc_client_free(c);
+    trainers_free(&tr);
+    if (code != FEDC_CLIENT_EXIT_FINISHED) break;
+    if (site.want_set[0]) {
+      snprintf(site.loaded_set, sizeof site.loaded_set, "%s", site.want_set);
+      site.want_set[0] = '\0';
+    }
+  }
+  fedc_free(dc);
+  if (g_stop) code = FEDC_CLIENT_EXIT_INTERRUPTED;
+  return code;
 }
 
 int main(int argc, char **argv) {
@@ -229,6 +335,8 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--config") == 0) {
       i++;
+    } else if (strcmp(a, "--serve") == 0) {
+      cfg.client_serve = 1;
     } else if (strcmp(a, "--set") == 0 || strcmp(a, "--log-level") == 0) {
       if (i + 1 >= argc) {
         fprintf(stderr, "fedc-client: %s needs a value\n", a);
@@ -259,9 +367,16 @@ int main(int argc, char **argv) {
     if (!have_config) fprintf(stderr, "fedc-client: (no --config given; try --help)\n");
     return FEDC_CLIENT_EXIT_BAD_INPUT;
   }
+  if (cfg.client_serve) {
+    if (install_signals() != 0) {
+      fprintf(stderr, "fedc-client: cannot install signal handlers\n");
+      return FEDC_CLIENT_EXIT_FAILED;
+    }
+    return serve(&cfg);
+  }
   trainers tr = {0};
   fedc_client *c = NULL;
-  int rc = make_client(&cfg, &tr, &c);
+  int rc = make_client(&cfg, NULL, &tr, &c);
   if (rc != 0) {
     fprintf(stderr, "fedc-client: %s\n", fedc_error_msg());
     return rc == FEDC_ENOMEM ? FEDC_CLIENT_EXIT_FAILED : FEDC_CLIENT_EXIT_BAD_INPUT;

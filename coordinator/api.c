@@ -138,6 +138,7 @@ typedef struct join_work {
   char fingerprint[65];
   char name[128];
   int enroll; /* enroll = open and the fingerprint is new */
+  int probe;  /* join?probe=1: the job is read, the client not yet eligible */
   int rc;
   char err[256];
   fedc_store_client sc;
@@ -202,7 +203,7 @@ static void join_done(uv_work_t *req, int status) {
   }
   if (cl) {
     snprintf(cl->name, sizeof cl->name, "%s", w->sc.name);
-    cl->joined = 1;
+    if (!w->probe) cl->joined = 1; /* a probe (job_site.c) is eligible once it polls */
     cl->last_seen = fedc__coord_now();
     fedc_log_info("client=%d name=\"%s\" msg=\"joined\"", (int)cl->id, cl->name);
   }
@@ -272,6 +273,7 @@ static void handle_join(fedc_coord *c, fedc_http_exchange *x,
   w->c = c;
   w->x = x;
   w->enroll = cl == NULL;
+  w->probe = fedc__coord_join_is_probe(req->query); /* job_site.c */
   snprintf(w->fingerprint, sizeof w->fingerprint, "%s", req->peer_fingerprint);
   snprintf(w->name, sizeof w->name, "%s", name[0] ? name : req->peer_cn ? req->peer_cn : "");
   /* a certificate's common name stands in for a name only if it is one */
@@ -330,8 +332,13 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
   cl->poll = x;
   cl->poll_deadline = fedc__coord_now() + wait;
   fedc_http_exchange_on_abort(x, poll_abort, c);
-  int task = fedc__coord_has_task(c, cl->id) || fedc__coord_eval_has_task(c, cl->id);
-  if (c->state == ROUND_FINISHED || task || wait == 0 || c->stopping)
+  int task = !cl->declined &&
+             (fedc__coord_has_task(c, cl->id) || fedc__coord_eval_has_task(c, cl->id));
+  /* next=1 (a site service between jobs): a finished job holds the poll
+   * for its wait, until the coordinator stops for the next job */
+  double next = 0;
+  int hold = fedc__coord_query_double(req->query, "next", &next) == 1 && next != 0;
+  if ((c->state == ROUND_FINISHED && !hold) || task || wait == 0 || c->stopping)
     fedc__coord_answer_poll(c, cl);
   else
     fedc__coord_step(c); /* this poll may complete a quorum */
@@ -372,6 +379,12 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
   if (strcmp(p, "/v1/join") == 0) {
     if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/join takes POST");
     else handle_join(c, x, req);
+    return;
+  }
+  if (strcmp(p, "/v1/decline") == 0) { /* a site's policy refused the job: job_site.c */
+    coord_client *cl = !post ? NULL : authorize(c, x, req);
+    if (!post) fedc_http_respond_error(x, 405, "method_not_allowed", "/v1/decline takes POST");
+    else if (cl) fedc__coord_decline(c, x, req, cl);
     return;
   }
   if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0) { /* stats_phase.c */
@@ -466,7 +479,8 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
       return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
     return admit_client(c, req, 1, code, msg, cap);
   }
-  if (strncmp(p, "/v1/secagg/", 11) == 0) return admit_client(c, req, 0, code, msg, cap);
+  if (strncmp(p, "/v1/secagg/", 11) == 0 || strcmp(p, "/v1/decline") == 0)
+    return admit_client(c, req, 0, code, msg, cap);
   if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0 || strcmp(p, "/v1/eval") == 0 ||
       strcmp(p, "/v1/report") == 0) {
     if (strcmp(m, "POST") != 0)

@@ -51,6 +51,9 @@ typedef struct coord_client {
    * went into (0 = none), and that update's checksum */
   int32_t async_last;
   char async_sha[65];
+  int declined;             /* its site's policy refused this job (job_site.c):
+                               never selected, never given a task */
+  char decline_reason[256];
 } coord_client;
 
 /* The round's states (the table is in coordinator.c, round_event). */
@@ -294,6 +297,17 @@ char *fedc__coord_tensors_spec_json(const fedc_coord *c);
 void fedc__coord_tensors_fold(fedc_coord *c, const int64_t *ints);
 const int64_t *fedc__coord_tensors_prepare(fedc_coord *c);
 void fedc__coord_tensors_commit(fedc_coord *c);
+
+/* job_site.c: what sites see of the job and how they refuse it. The job
+ * object's fields a site's policy reads ("dataset", "privacy"); POST
+ * /v1/decline {"reason": "..."}; the "declined" list of /v1/status. */
+void fedc__coord_job_fields(const fedc_coord *c, struct cJSON *job);
+void fedc__coord_decline(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *req,
+                         coord_client *cl);
+void fedc__coord_declines_status(const fedc_coord *c, struct cJSON *o);
+/* POST /v1/join?probe=1 (a site service reading the job before its policy
+ * decides): the client is not eligible until it asks for work. */
+int fedc__coord_join_is_probe(const char *query);
 
 /* status.c: new strings freed with fedc_free */
 char *fedc__coord_status_json(fedc_coord *c);

@@ -609,6 +609,7 @@ static char *job_public_json(const fedc_coord *c) {
   /* the strategy, for clients whose part depends on it (SCAFFOLD) */
   cJSON *strategy = cJSON_AddObjectToObject(job, "strategy");
   cJSON_AddStringToObject(strategy, "name", c->cfg.strategy);
+  fedc__coord_job_fields(c, job); /* job_site.c: what a site's policy reads */
   char *text = cJSON_PrintUnformatted(job);
   cJSON_Delete(job);
   char *copy = text ? fedc_strdup(text) : NULL;

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/x509_crt.h>
 #include <uv.h>
@@ -30,6 +31,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mbedtls_compat.h"
+#include "job_runner.h"
 #include "store.h"
 #include "audit.h"
 #include "certs.h"
@@ -65,6 +67,16 @@ static void usage(FILE *f) {
         "                           check the audit trail of every committed\n"
         "                           round; recompute them from kept updates\n"
         "\n"
+        "job queue ([server] queue = true; docs/operations.md):\n"
+        "  serve                    run the queue daemon (the same as run with\n"
+        "                           [server] queue = true)\n"
+        "  submit JOB.ini [--name NAME]\n"
+        "                           queue a job (its model, rounds, training...)\n"
+        "  jobs                     list the jobs, with sites that declined them\n"
+        "  cancel JOB               cancel a queued or running job\n"
+        "  export JOB ROUND|best|latest FILE\n"
+        "                           write a job's model as safetensors\n"
+        "\n"
         "options:\n"
         "  --config FILE            the job file (INI; see docs/config.md)\n"
         "  --set SECTION.KEY=VAL    override one key (repeatable)\n"
@@ -98,6 +110,87 @@ static int fingerprint_of(const char *arg, char out[65]) {
   }
   rc = fedc__sha256_hex(crt.raw.p, crt.raw.len, out);
   mbedtls_x509_crt_free(&crt);
+  return rc;
+}
+
+/* After an allow or revoke: the running job of a queue store sees it too
+ * (its coordinator re-reads its own store's list). */
+static int sync_jobs(const fedc_config *cfg) {
+  char dir[FEDC_CONFIG_PATH_MAX + 8];
+  snprintf(dir, sizeof dir, "%s.jobs", cfg->store_path);
+  if (access(dir, F_OK) != 0) return 0; /* not a queue store */
+  return fedc__jobq_sync_all(cfg->store_path);
+}
+
+/* export JOB ROUND|best|latest FILE on a queue store. */
+static int export_job(const fedc_config *cfg, const char *job, const char *which,
+                      const char *file) {
+  char *end;
+  long id = strtol(job, &end, 10);
+  if (*job == '\0' || *end != '\0' || id < 1 || id > INT32_MAX)
+    return fedc_error_set(FEDC_EINVAL, "export: '%s' is not a job id", job);
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  int32_t round = 0;
+  char note[256];
+  int rc = fedc__runner_export(cfg->store_path, (int32_t)id, which, &bytes, &len, &round, note,
+                               sizeof note);
+  if (rc == 0) {
+    FILE *f = fopen(file, "wb");
+    int ok = f != NULL && fwrite(bytes, 1, len, f) == len;
+    if (f != NULL && fclose(f) != 0) ok = 0;
+    if (!ok) rc = fedc_error_set(FEDC_EIO, "%s: cannot write", file);
+  }
+  if (rc == 0 && note[0]) fprintf(stderr, "fedc-coordinator: export: %s\n", note);
+  if (rc == 0)
+    printf("wrote the model of job %ld after round %d to %s (%zu bytes)\n", id, (int)round, file,
+           len);
+  fedc_free(bytes);
+  return rc;
+}
+
+/* submit, jobs, cancel: the queue in the store, as the daemon reads it
+ * (it notices a new job or a cancel within a tick). */
+static int queue_command(const fedc_config *cfg, int argc, char **argv, const char *name,
+                         int *usage_err) {
+  const char *cmd = argv[0];
+  fedc_jobq *q = NULL;
+  if ((strcmp(cmd, "jobs") == 0 && argc != 1) || (strcmp(cmd, "jobs") != 0 && argc != 2)) {
+    fprintf(stderr, "fedc-coordinator: usage: %s\n",
+            strcmp(cmd, "jobs") == 0 ? "jobs" : strcmp(cmd, "cancel") == 0 ? "cancel JOB"
+                                                : "submit JOB.ini [--name NAME]");
+    *usage_err = 1;
+    return 0;
+  }
+  int rc = fedc__jobq_open(cfg->store_path, &q);
+  if (rc == 0 && strcmp(cmd, "submit") == 0) {
+    int32_t id = 0;
+    rc = fedc__runner_submit(q, cfg, argv[1], name, &id);
+    if (rc == 0) printf("submitted job %d\n", (int)id);
+  } else if (rc == 0 && strcmp(cmd, "cancel") == 0) {
+    char *end;
+    long id = strtol(argv[1], &end, 10);
+    rc = *end != '\0' || id < 1 ? fedc_error_set(FEDC_EINVAL, "'%s' is not a job id", argv[1])
+                                : fedc__jobq_cancel(q, (int32_t)id);
+    if (rc == 0) printf("cancelled job %ld\n", id);
+  } else if (rc == 0) {
+    fedc_jobq_job *jobs = NULL;
+    int32_t n = 0;
+    rc = fedc__jobq_list(q, &jobs, &n);
+    for (int32_t i = 0; rc == 0 && i < n; i++) {
+      const fedc_jobq_job *j = &jobs[i];
+      printf("%4d  %-9s rounds=%d/%-5d %s%s%s\n", (int)j->id, j->state, (int)j->rounds_done,
+             (int)j->rounds, j->name, j->note[0] ? "  " : "", j->note);
+      fedc_jobq_decline *d = NULL;
+      int32_t nd = 0;
+      if (fedc__jobq_declines(q, j->id, &d, &nd) == 0)
+        for (int32_t k = 0; k < nd; k++)
+          printf("      declined by %s: %s\n", d[k].site, d[k].reason);
+      fedc_free(d);
+    }
+    fedc_free(jobs);
+  }
+  fedc__jobq_close(q);
   return rc;
 }
 
@@ -155,9 +248,11 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
       int32_t id;
       rc = fedc_store_client_allow(st, fpr, name, &id);
       if (rc == 0) rc = record_cert(st, argv[1]);
+      if (rc == 0) rc = sync_jobs(cfg);
       if (rc == 0) printf("allowed client %d %s\n", (int)id, fpr);
     } else {
       rc = fedc_store_client_revoke(st, fpr);
+      if (rc == 0) rc = sync_jobs(cfg);
       if (rc == 0) printf("revoked %s\n", fpr);
     }
   } else if (strcmp(cmd, "clients") == 0) {
@@ -175,6 +270,13 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
     }
     fedc_free(list);
     fedc_free(certs);
+  } else if (strcmp(cmd, "export") == 0 && argc == 4) {
+    rc = export_job(cfg, argv[1], argv[2], argv[3]);
+  } else if (strcmp(cmd, "submit") == 0 || strcmp(cmd, "jobs") == 0 ||
+             strcmp(cmd, "cancel") == 0) {
+    int usage_err = 0;
+    rc = queue_command(cfg, argc, argv, name, &usage_err);
+    if (usage_err) code = FEDC_COORD_EXIT_USAGE;
   } else if (strcmp(cmd, "export") == 0) {
     char *end = NULL;
     long round = argc == 3 ? strtol(argv[1], &end, 10) : -1;
@@ -299,6 +401,47 @@ static int run_daemon(const fedc_config *cfg) {
   return code;
 }
 
+/* The queue daemon: the runner on the loop, stopped by SIGTERM/SIGINT. */
+typedef struct queue_daemon {
+  uv_signal_t sig_term, sig_int;
+  fedc_job_runner *r;
+} queue_daemon;
+
+static void on_queue_signal(uv_signal_t *s, int signum) {
+  queue_daemon *d = s->data;
+  fedc_log_info("msg=\"signal %d: stopping after the commit in flight\"", signum);
+  uv_close((uv_handle_t *)&d->sig_term, NULL);
+  uv_close((uv_handle_t *)&d->sig_int, NULL);
+  fedc__runner_stop(d->r);
+}
+
+static int run_queue(const fedc_config *cfg) {
+  raise_nofile();
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  queue_daemon d = {0};
+  int code;
+  if (fedc__runner_start(&loop, cfg, &d.r, &code) != 0) {
+    fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return code;
+  }
+  uv_signal_init(&loop, &d.sig_term);
+  uv_signal_init(&loop, &d.sig_int);
+  d.sig_term.data = d.sig_int.data = &d;
+  uv_signal_start(&d.sig_term, on_queue_signal, SIGTERM);
+  uv_signal_start(&d.sig_int, on_queue_signal, SIGINT);
+  fedc_log_info("msg=\"job queue daemon started\" store=%s listen=%s", cfg->store_path,
+                cfg->server_listen);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  code = fedc__runner_exit_code(d.r);
+  fedc__runner_free(d.r);
+  uv_loop_close(&loop);
+  fedc_log_info("msg=\"stopped\" exit=%d", code);
+  return code;
+}
+
 int main(int argc, char **argv) {
   fedc_config cfg;
   fedc_config_defaults(&cfg);
@@ -364,12 +507,17 @@ int main(int argc, char **argv) {
     }
   }
   int code;
+  if (n_rest > 0 && strcmp(rest[0], "serve") == 0) {
+    cfg.server_queue = 1;
+    n_rest = 0;
+  }
   if (n_rest > 0 && strcmp(rest[0], "run") != 0) {
     code = admin(&cfg, n_rest, rest, name);
     fedc_free(rest);
     return code;
   }
   fedc_free(rest);
+  if (cfg.server_queue) return run_queue(&cfg); /* each job is checked as it is submitted */
   if (fedc_config_check_role(&cfg, FEDC_ROLE_COORDINATOR) != 0) {
     fprintf(stderr, "fedc-coordinator: %s\n", fedc_error_msg());
     return FEDC_COORD_EXIT_USAGE;

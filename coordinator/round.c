@@ -114,14 +114,14 @@ static void respond_json(fedc_http_exchange *x, cJSON *obj) {
 void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
   fedc_http_exchange *x = cl->poll;
   if (x == NULL) return;
-  int task = fedc__coord_has_task(c, cl->id);
+  int task = !cl->declined && fedc__coord_has_task(c, cl->id);
   cl->poll = NULL;
   fedc_http_exchange_on_abort(x, NULL, NULL);
   /* every member or none: a task missing a member would send the client
    * away, an out-of-memory 503 makes it ask again */
   cJSON *o = cJSON_CreateObject();
   int ok = o != NULL;
-  if (fedc__coord_eval_has_task(c, cl->id)) {
+  if (!cl->declined && fedc__coord_eval_has_task(c, cl->id)) {
     /* evaluate a committed round first: a forward pass, then train */
     ok = ok && fedc__coord_eval_task(c, o);
   } else if (c->state == ROUND_FINISHED) {
@@ -142,6 +142,7 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
     ok = ok && cJSON_AddNumberToObject(o, "round", c->round);
     ok = ok && cJSON_AddNumberToObject(o, "retry_after_ms", 0);
   }
+  ok = ok && cJSON_AddStringToObject(o, "job", c->job_id); /* a site service's wait: serve */
   if (!ok) {
     cJSON_Delete(o);
     o = NULL;
@@ -162,7 +163,8 @@ static int32_t collect_eligible(fedc_coord *c, int32_t *out) {
   int32_t n = 0;
   for (int32_t i = 0; i < c->n_clients; i++) {
     coord_client *cl = &c->clients[i];
-    if (cl->revoked || !cl->joined) continue;
+    /* declined: its site refused the job (job_site.c) */
+    if (cl->revoked || !cl->joined || cl->declined) continue;
     if (c->secagg && fedc__coord_secagg_excluded(c, cl->id)) continue; /* lied in secagg */
     if (cl->poll || now - cl->last_seen <= span) out[n++] = cl->id;
   }

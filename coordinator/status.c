@@ -86,6 +86,7 @@ char *fedc__coord_status_json(fedc_coord *c) {
     }
     cJSON_AddItemToArray(clients, e);
   }
+  fedc__coord_declines_status(c, o); /* job_site.c: sites that declined the job */
   cJSON *rounds = cJSON_AddArrayToObject(o, "rounds");
   for (int32_t i = 0; i < c->n_history; i++) {
     const fedc_store_round *r = &c->history[i];

@@ -62,8 +62,18 @@ typedef enum {
                                       verification */
   FEDC_CLIENT_EXIT_GAVE_UP = 4,    /* no answer from the coordinator for
                                       give_up_s */
-  FEDC_CLIENT_EXIT_INTERRUPTED = 5 /* stopped by fedc_client_stop */
+  FEDC_CLIENT_EXIT_INTERRUPTED = 5, /* stopped by fedc_client_stop */
+  FEDC_CLIENT_EXIT_DECLINED = 6     /* the job filter declined the job (the
+                                       coordinator was told why) or skipped it */
 } fedc_client_exit;
+
+/* What a job filter (fedc_client_params.job_filter) answers. */
+enum {
+  FEDC_CLIENT_JOB_ACCEPT = 0,  /* take part */
+  FEDC_CLIENT_JOB_DECLINE = 1, /* refuse it: POST /v1/decline with the reason */
+  FEDC_CLIENT_JOB_SKIP = 2     /* end the run without telling the coordinator
+                                  (a job already done, data to reload first) */
+};
 
 #define FEDC_CLIENT_MAX_HIDDEN 8
 #define FEDC_CLIENT_MAX_TENSORS (2 * (FEDC_CLIENT_MAX_HIDDEN + 1))
@@ -263,6 +273,14 @@ typedef struct fedc_client_params {
   const char *state_dir;    /* folder for state kept between runs (SCAFFOLD's
                                client variate); NULL or "": none, and a
                                scaffold job then ends the run */
+  /* Optional: called after each join, before the trainer's prepare, with
+   * the job object of the coordinator's answer (JSON text, valid during
+   * the call). Answers FEDC_CLIENT_JOB_ACCEPT, _DECLINE (with a reason in
+   * reason, cap bytes: the run then tells the coordinator, logs it and
+   * ends with FEDC_CLIENT_EXIT_DECLINED; nothing is trained) or _SKIP. A
+   * site's policy (fedc-client's [policy]) is such a filter. */
+  int (*job_filter)(void *user_data, const char *job_json, char *reason, size_t cap);
+  void *job_filter_data;
 } fedc_client_params;
 
 /* Fill p with the defaults (no URL, files or trainer). Any thread. */
@@ -298,6 +316,20 @@ fedc_client_exit fedc_client_run(fedc_client *c);
  * handler or any thread, while c exists.
  */
 void fedc_client_stop(fedc_client *c);
+
+/*
+ * A site service between jobs: long-poll the coordinator (GET
+ * /v1/task?next=1, which a finished job holds for up to poll_s) until the
+ * job it serves changes, i.e. the coordinator goes away to start the next
+ * job, or answers with something other than "finished"/"wait". Returns 0
+ * then (run the client again: it joins the next job), or
+ * FEDC_ECANCELED when stopped. Never gives up. Same thread as
+ * fedc_client_run, not while it runs.
+ */
+int fedc_client_wait_next(fedc_client *c);
+
+/* The id of the job of the last join ("" before one). Points into c. */
+const char *fedc_client_job_id(const fedc_client *c);
 
 /* Free a client that is not running. NULL is a no-op. */
 void fedc_client_free(fedc_client *c);

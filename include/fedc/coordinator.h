@@ -82,6 +82,11 @@ typedef struct fedc_coordinator_params {
   const char *fail_store_after;
   const char *fail_commit_after;
   const char *secagg_debug_dir;
+  /* A site declined the job by its policy (POST /v1/decline): the client's
+   * certificate fingerprint, its name ("" if none) and its reason, valid
+   * during the call. The client is not selected in this job again. */
+  void (*on_declined)(fedc_coordinator *c, const char *fingerprint, const char *name,
+                      const char *reason, void *user_data);
 } fedc_coordinator_params;
 
 /* Every field NULL or 0. */

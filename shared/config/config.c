@@ -293,6 +293,13 @@ static const key_def keys[] = {
      MINMAX, NULL, "0",
      "Without [data] validation: fraction of the training rows held out "
      "(chosen with the job's seed) for federated evaluation."},
+    {"data", "set", T_STRING, M(data_set), 0, 0, 0, NULL, "",
+     "Job: the named data set the sites train on (one of their [data] sets); "
+     "empty = each site's default [data] train."},
+    {"data", "sets", T_STRING, M(data_sets), 0, 0, 0, NULL, "",
+     "Site: named data sets a job may ask for with [data] set, as "
+     "NAME:TRAIN[:TRAIN_LABELS], comma-separated (same format as [data] "
+     "train); the site's [data] train is the set named \"default\"."},
 
     {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
      "127.0.0.1:8443", "Coordinator: address and port to listen on."},
@@ -367,6 +374,16 @@ static const key_def keys[] = {
      "Coordinator: share of max_connections kept for addresses that "
      "completed a handshake with a CA-signed certificate in the last 10 "
      "minutes (enrolled clients), refused to others."},
+    {"server", "queue", T_BOOL, M(server_queue), 0, 0, 0, NULL, "false",
+     "Coordinator: run the job queue of the store (jobs added with "
+     "`fedc-coordinator submit`) one job after another, instead of the one "
+     "job of this config."},
+    {"server", "admin_listen", T_STRING, M(server_admin_listen), 0, 0, 0, NULL,
+     "", "Coordinator (queue): if set, serve the admin endpoint (/v1/admin/...) "
+     "over mutual TLS there, to the certificates in [server] admins only."},
+    {"server", "admins", T_STRING, M(server_admins), 0, 0, 0, NULL, "",
+     "Coordinator (queue): SHA-256 fingerprints (64 hex, comma-separated) of "
+     "the certificates that may use the admin endpoint."},
 
     {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
      "CA certificate (PEM) that signs the coordinator and client "
@@ -398,6 +415,9 @@ static const key_def keys[] = {
     {"client", "state_dir", T_STRING, M(client_state_dir), 0, 0, 0, NULL, "",
      "Client: a folder for state kept between runs (SCAFFOLD's client control "
      "variate); a scaffold job needs it."},
+    {"client", "serve", T_BOOL, M(client_serve), 0, 0, 0, NULL, "false",
+     "Client: run as a site service: after a job ends, wait for the next "
+     "one and take part in each job that [policy] allows (same as --serve)."},
 
     {"sim", "clients", T_INT32, M(clients), 1, 1e7, MINMAX, NULL, "100",
      "Simulated clients the training set is split among."},
@@ -462,6 +482,27 @@ static const key_def keys[] = {
     {"relay", "sites", T_INT32, M(relay_sites), 1, 1e6, MINMAX, NULL, "1",
      "Relay: the sites (clients or relays) below it; a round is forwarded "
      "once all have reported, or at the parent's deadline."},
+
+    {"policy", "model_types", T_STRING, M(policy_model_types), 0, 0, 0, NULL, "",
+     "Site: model types a job may use (comma-separated: logreg, softmax, "
+     "linreg, mlp, tensors); empty = any."},
+    {"policy", "trainers", T_STRING, M(policy_trainers), 0, 0, 0, NULL,
+     "builtin,external",
+     "Site: trainers a job may run here: builtin (fedc's own) and/or "
+     "external (a [trainer] command, as tensor jobs need)."},
+    {"policy", "max_rounds", T_INT32, M(policy_max_rounds), 0, 1e6, MINMAX, NULL,
+     "0", "Site: decline a job of more rounds than this; 0 = no limit."},
+    {"policy", "max_epochs", T_INT32, M(policy_max_epochs), 0, 1e4, MINMAX, NULL,
+     "0", "Site: decline a job of more local epochs than this; 0 = no limit."},
+    {"policy", "min_noise_multiplier", T_DOUBLE, M(policy_min_noise), 0, 1e6,
+     MINMAX, NULL, "0",
+     "Site: decline a job whose DP noise multiplier ([privacy] "
+     "noise_multiplier) is below this; 0 = no minimum."},
+    {"policy", "require_secagg", T_BOOL, M(policy_require_secagg), 0, 0, 0, NULL,
+     "false", "Site: decline a job without secure aggregation."},
+    {"policy", "datasets", T_STRING, M(policy_datasets), 0, 0, 0, NULL, "",
+     "Site: names of the data sets ([data] sets, or \"default\") a job may "
+     "use; empty = any the site holds."},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

@@ -108,6 +108,8 @@ typedef struct fedc_config {
   char validation[FEDC_CONFIG_PATH_MAX];   /* client: validation data */
   char validation_labels[FEDC_CONFIG_PATH_MAX];
   double validation_split;                 /* [0, 0.9]: held out when no file */
+  char data_set[128];                      /* job: the named set to use */
+  char data_sets[FEDC_CONFIG_PATH_MAX];    /* site: NAME:TRAIN[:LABELS],... */
   /* [server] */
   char server_listen[256];       /* coordinator: "host:port" */
   char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */
@@ -128,6 +130,9 @@ typedef struct fedc_config {
   int32_t server_handshake_burst;
   int32_t server_max_connections;
   double server_reserved_share;
+  int32_t server_queue;               /* bool: run the store's job queue */
+  char server_admin_listen[256];      /* admin endpoint, "" = off */
+  char server_admins[FEDC_CONFIG_PATH_MAX]; /* admin fingerprints */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];
@@ -141,6 +146,7 @@ typedef struct fedc_config {
   double client_backoff_max_s;
   double client_give_up_s;
   char client_state_dir[FEDC_CONFIG_PATH_MAX];
+  int32_t client_serve; /* bool: a site service across jobs */
   /* [sim] */
   int32_t clients;           /* >= 1 */
   int32_t partition;         /* fedc_partition_kind */
@@ -166,6 +172,13 @@ typedef struct fedc_config {
   char relay_cert[FEDC_CONFIG_PATH_MAX];
   char relay_key[FEDC_CONFIG_PATH_MAX];
   int32_t relay_sites;
+  /* [policy]: a site's limits on the jobs it takes part in */
+  char policy_model_types[256];
+  char policy_trainers[64];
+  int32_t policy_max_rounds, policy_max_epochs; /* 0 = no limit */
+  double policy_min_noise;
+  int32_t policy_require_secagg; /* bool */
+  char policy_datasets[1024];
 
   /* Where each key was last set ("file:line" or "--set" or "default"),
    * indexed like the key table in config.c; used for cross-key messages.
