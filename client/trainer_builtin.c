@@ -153,7 +153,7 @@ static int schema_load(fedc_client_builtin *b, const fedc_client_job *job) {
       rc = fedc_error_set(rc, "[data] train: %s", msg);
     }
   }
-  if (rc == 0 && b->cfg.test[0] != '\0') {
+  if (rc == 0 && fedc__config_data_given(&b->cfg, "test", FEDC_ROLE_CLIENT)) {
     rc = fedc_load_csv_schema(b->cfg.test, s, 1, &te);
     if (rc != 0) {
       char msg[768];
@@ -430,7 +430,7 @@ static int load_data(fedc_client_builtin *b) {
     b->load_failed = 1;
     return 0;
   }
-  if (rc == 0 && cfg->test[0] != '\0')
+  if (rc == 0 && fedc__config_data_given(cfg, "test", FEDC_ROLE_CLIENT))
     rc = load_set(cfg, cfg->test, cfg->test_labels, "test", &b->test);
   if (rc == 0 && b->test.n > 0 && b->test.d != b->train.d)
     rc = fedc_error_set(FEDC_EFORMAT, "[data] train has %lld features but test has %lld",

@@ -721,7 +721,9 @@ static int restore(fedc_coord *c, float *w) {
 
 static int load_test_set(fedc_coord *c) {
   const fedc_config *cfg = &c->cfg;
-  if (cfg->test[0] == '\0' || cfg->model_type == FEDC_MODEL_TENSORS) return 0; /* its clients evaluate */
+  if (!fedc__config_data_given(cfg, "test", FEDC_ROLE_COORDINATOR) ||
+      cfg->model_type == FEDC_MODEL_TENSORS)
+    return 0; /* no test set named (a defaulted one is not assumed); its clients evaluate */
   int rc = c->stats ? fedc__coord_stats_load_test(c, &c->test)
            : cfg->format == FEDC_FORMAT_IDX ? fedc_load_idx(cfg->test, cfg->test_labels, &c->test)
                                             : fedc_load_csv(cfg->test, cfg->label, &c->test);

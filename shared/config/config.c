@@ -1296,11 +1296,36 @@ int fedc_config_check(const fedc_config *c) {
   return fedc_config_check_role(c, FEDC_ROLE_SIM);
 }
 
-/* Keys a role cannot run without: "key = (empty): must be set for ROLE". */
+/*
+ * The [data] paths default to Fashion-MNIST's files, which fedc-sim reads in
+ * the examples. Anywhere else a path left at that default surprises: a
+ * coordinator evaluating a 784-feature test set against a 30-input model, a
+ * CSV site reading an idx image file. So a path is given when a file or
+ * --set named it, when code filled in another value, or for fedc-sim with
+ * [data] format = idx; otherwise the key counts as missing.
+ */
+int fedc__config_data_given(const fedc_config *c, const char *key, fedc_config_role role) {
+  const key_def *k = find_key("data", key);
+  if (c == NULL || k == NULL || k->type != T_STRING) return 0;
+  const char *v = (const char *)c + k->offset;
+  if (v[0] == '\0') return 0;
+  if (role == FEDC_ROLE_SIM && c->format == FEDC_FORMAT_IDX) return 1;
+  return strcmp(origin_of(c, "data", key), "default") != 0 || strcmp(v, k->def) != 0;
+}
+
+/* Keys a role cannot run without: "key = (empty): must be set for ROLE";
+ * a [data] path left at its Fashion-MNIST default "is missing". */
 static int need_string(const fedc_config *c, const char *section,
                        const char *key, const char *role) {
   const key_def *k = find_key(section, key);
-  if (((const char *)c + k->offset)[0] != '\0') return 0;
+  const char *v = (const char *)c + k->offset;
+  if (strcmp(section, "data") == 0 && v[0] != '\0' &&
+      !fedc__config_data_given(c, key, FEDC_ROLE_CLIENT))
+    return fedc_error_set(FEDC_ECONFIG,
+                          "[%s] %s is missing: must be set for %s (no data set is assumed; "
+                          "`fedc-coordinator init --data FILE.csv` writes a config for your own)",
+                          section, key, role);
+  if (v[0] != '\0') return 0;
   return fedc_error_set(FEDC_ECONFIG, "%s: [%s] %s = (empty): must be set for %s",
                         origin_of(c, section, key), section, key, role);
 }
@@ -1630,6 +1655,16 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
             origin_of(c, "data", need[i]), need[i],
             origin_of(c, "data", "format"));
     }
+  }
+  if (role == FEDC_ROLE_SIM && c->format == FEDC_FORMAT_CSV) {
+    static const char *const sets[] = {"train", "test"};
+    for (int i = 0; i < 2; i++)
+      if (!fedc__config_data_given(c, sets[i], role))
+        return fedc_error_set(FEDC_ECONFIG,
+                              "[data] %s is missing: fedc-sim with [data] format = csv (set at "
+                              "%s) reads a train and a test table; only idx defaults to "
+                              "Fashion-MNIST",
+                              sets[i], origin_of(c, "data", "format"));
   }
   if (c->format == FEDC_FORMAT_CSV && c->label[0] == '\0')
     return fedc_error_set(

@@ -205,6 +205,12 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role);
  * naming the key that asked, where it was set, and the strategy. */
 int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *driver);
 
+/* 1 if the [data] path `key` (train, train_labels, test, test_labels, ...)
+ * is given for role: named by a file or --set, or filled in by code. A path
+ * left at its Fashion-MNIST default is given only to fedc-sim reading idx
+ * files; elsewhere it counts as missing (the coordinator then evaluates
+ * nothing, a site has no training data). */
+int fedc__config_data_given(const fedc_config *c, const char *key, fedc_config_role role);
 /* Where [section] key was last set: "file:line", "--set" or "default";
  * NULL for a key that does not exist. Points into c. */
 const char *fedc_config_origin(const fedc_config *c, const char *section,
