@@ -36,6 +36,7 @@
 #include "audit.h"
 #include "certs.h"
 #include "pki.h"
+#include "init_config.h"
 #include "relay.h"
 #include "base/version.h"
 #include <fedc/cuda.h>
@@ -63,6 +64,9 @@ static void usage(FILE *f) {
         "  pki init|sign ...        provisioning: the CA and the server's\n"
         "                           certificate; a site's CSR signed into a\n"
         "                           startup kit (pki --help; docs/operations.md)\n"
+        "  init [--data FILE.csv] [--label NAME] [--job] [--out FILE]\n"
+        "                           write a commented config for your own data\n"
+        "                           (the schema from the CSV's header)\n"
         "  audit [--store FILE] [JOB] [--updates DIR...]\n"
         "                           check the audit trail of every committed\n"
         "                           round; recompute them from kept updates\n"
@@ -311,8 +315,11 @@ static int admin(const fedc_config *cfg, int argc, char **argv,
   }
   if (rc != 0) {
     fprintf(stderr, "fedc-coordinator: %s: %s\n", cmd, fedc_error_msg());
+    /* a job file that does not check out is a config error, as at start */
     if (code == FEDC_COORD_EXIT_OK)
-      code = rc == FEDC_EIO ? FEDC_COORD_EXIT_STORE : FEDC_COORD_EXIT_RUNTIME;
+      code = rc == FEDC_EIO       ? FEDC_COORD_EXIT_STORE
+             : rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE
+                                  : FEDC_COORD_EXIT_RUNTIME;
   }
   fedc_store_close(st);
   return code;
@@ -494,6 +501,9 @@ int main(int argc, char **argv) {
       name = argv[i];
     } else if (n_rest == 0 && strcmp(a, "relay") == 0) {
       return fedc__relay_main(&cfg, argc - i, argv + i); /* relay.h, docs/relays.md */
+    } else if (n_rest == 0 && strcmp(a, "init") == 0) {
+      fedc_free(rest);
+      return fedc__init_main(argc - i, argv + i); /* init_config.h */
     } else if (n_rest == 0 && (strcmp(a, "pki") == 0 || strcmp(a, "audit") == 0)) {
       /* these parse their own options (pki.c, audit.c) */
       fedc_free(rest);

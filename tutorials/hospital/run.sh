@@ -1,0 +1,141 @@
+#!/bin/sh
+# run.sh - every command of docs/tutorials/hospital-network.md, on loopback,
+# checking each outcome the page promises. `make tutorial-hospital` runs it.
+#
+# Three hospitals (their own folders: their data and keys never leave them),
+# one coordinator (a queue daemon), two jobs on the same running sites.
+# Exit 0: every check passed; 1: a check failed (its line says which);
+# 77: python3-sklearn is missing. Work folder: $TUTORIAL_DIR (default a
+# temporary one, removed at the end unless KEEP=1).
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${FEDC_BUILD:-$ROOT/build}/bin
+PY=/usr/bin/python3
+export PATH="$BIN:$PATH"
+$PY -c "import sklearn, numpy" 2>/dev/null || { echo "skip: python3-sklearn is not installed"; exit 77; }
+W=${TUTORIAL_DIR:-$(mktemp -d /tmp/fedc-hospital.XXXXXX)}
+mkdir -p "$W" && cd "$W" || exit 1
+PORT=${PORT:-$((20000 + $$ % 20000))}
+STATUS=$((PORT + 1))
+PIDS=""
+FAILS=0
+T0=$(date +%s)
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null; done
+  for p in $PIDS; do wait "$p" 2>/dev/null; done
+  [ "${KEEP:-0}" = 1 ] || [ -n "${TUTORIAL_DIR:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+step() { printf '\n== %s\n' "$*"; }
+check() { # check DESCRIPTION COMMAND...: the command must succeed
+  d=$1; shift
+  if "$@"; then echo "ok: $d"; else echo "FAILED: $d"; FAILS=$((FAILS + 1)); fi
+}
+# wait_until SECONDS COMMAND...
+wait_until() {
+  n=$1; shift
+  while [ "$n" -gt 0 ]; do "$@" && return 0; sleep 1; n=$((n - 1)); done
+  return 1
+}
+
+step "1. Each hospital's data (one folder each)"
+$PY "$ROOT/tutorials/hospital/make_data.py" . || exit 1
+head -c 160 hospital-a/hospital-a.csv; echo " ..."
+
+step "2. The coordinator's PKI; each hospital enrolls; the operator signs"
+mkdir -p coord
+fedc-coordinator pki init --dir coord/pki --san IP:127.0.0.1 --url "https://127.0.0.1:$PORT" \
+  || exit 1
+for h in hospital-a hospital-b hospital-c; do
+  (cd $h && fedc-client enroll --name $h --dir .) || exit 1
+  # only the CSR travels to the operator; the key stays in the hospital's folder
+  fedc-coordinator pki sign $h/$h.csr --dir coord/pki --store coord/fedc.db --kit $h/kit || exit 1
+done
+check "the kits hold no private key" sh -c '! ls hospital-*/kit/*.key 2>/dev/null | grep -q .'
+check "each key stayed at its hospital" test -f hospital-b/hospital-b.key
+
+step "3. The coordinator: a queue daemon"
+cat > coord/coordinator.ini <<INI
+[server]
+listen = 127.0.0.1:$PORT
+status_listen = 127.0.0.1:$STATUS
+queue = true
+poll_s = 2
+[tls]
+ca = pki/ca.pem
+cert = pki/server.pem
+key = pki/server.key
+[store]
+path = fedc.db
+INI
+(cd coord && exec fedc-coordinator --config coordinator.ini serve 2> coordinator.log) &
+PIDS="$PIDS $!"
+
+step "4. Each hospital runs its site service"
+for h in hospital-a hospital-b hospital-c; do
+  cp $h/kit/* $h/
+  cat >> $h/site.ini <<INI
+
+[data]
+format = csv
+train = $h.csv
+label = malignant
+validation_split = 0.2   ; 20% of our patients score each model, never train
+
+[client]
+serve = true
+backoff_max_s = 2
+INI
+  (cd $h && exec fedc-client --config site.ini --serve 2> site.log) &
+  PIDS="$PIDS $!"
+done
+
+step "5. The job: written by init from a hospital's header, then edited"
+fedc-coordinator init --data hospital-a/hospital-a.csv --job --out coord/logreg.ini || exit 1
+sed -i -e 's/^rounds = 20 /rounds = 15 /' -e 's/^min_clients = 2 /min_clients = 3 /' coord/logreg.ini
+grep -E '^(rounds|type|select|label|exclude) ' coord/logreg.ini
+
+step "6. Privacy with a schema: what is refused, and why"
+{ cat coord/logreg.ini; printf '\n[privacy]\nnoise_multiplier = 1.0\n'; } > coord/logreg-dp.ini
+(cd coord && fedc-coordinator --config coordinator.ini submit logreg-dp.ini --name dp) 2> dp.err
+rc=$?
+cat dp.err
+check "DP with a schema is refused at submit (exit 2)" test $rc = 2
+check "the refusal names the keys" grep -q "noise_multiplier > 0 with a schema" dp.err
+
+step "7. Submit the job and watch it"
+(cd coord && fedc-coordinator --config coordinator.ini submit logreg.ini --name logreg) || exit 1
+check "/v1/status answers while the job runs" wait_until 60 curl -sf "http://127.0.0.1:$STATUS/v1/status" -o /dev/null
+curl -s "http://127.0.0.1:$STATUS/v1/status" | $PY -c 'import json,sys; s=json.load(sys.stdin); print("status:", s.get("state"), "round", s.get("round"), "statistics", (s.get("statistics") or {}).get("phase"))'
+finished() { (cd coord && fedc-coordinator --config coordinator.ini jobs) | grep -q "^ *$1 *finished"; }
+check "job 1 finishes" wait_until 300 finished 1
+(cd coord && fedc-coordinator --config coordinator.ini jobs)
+curl -s "http://127.0.0.1:$STATUS/v1/status" > status1.json
+curl -s "http://127.0.0.1:$STATUS/" > dashboard.html
+check "the dashboard is served" grep -qi "<html" dashboard.html
+
+step "8. Export the best model (by federated ROC AUC) and predict on new patients"
+(cd coord && fedc-coordinator --config coordinator.ini export 1 best ../logreg.safetensors) || FAILS=$((FAILS + 1))
+check "fedc-predict exits 0" fedc-predict --model logreg.safetensors --input new-patients.csv \
+  --output logreg-pred.csv
+head -3 logreg-pred.csv
+
+step "9. A second job, an MLP, on the same running sites"
+sed -e 's/^type = logreg .*/type = mlp/' -e 's/^; classes: .*/classes = 2\nhidden = 16/' \
+    -e 's/^select = auc .*/select = -log_loss/' -e 's/^lr = 0.1/lr = 0.05/' \
+    coord/logreg.ini > coord/mlp.ini
+(cd coord && fedc-coordinator --config coordinator.ini submit mlp.ini --name mlp) || exit 1
+check "job 2 finishes" wait_until 300 finished 2
+(cd coord && fedc-coordinator --config coordinator.ini jobs)
+(cd coord && fedc-coordinator --config coordinator.ini export 2 best ../mlp.safetensors) || FAILS=$((FAILS + 1))
+check "fedc-predict exits 0 (mlp)" fedc-predict --model mlp.safetensors --input new-patients.csv \
+  --output mlp-pred.csv
+
+step "10. Against a centralized model on the pooled data"
+$PY "$ROOT/tutorials/hospital/compare.py" . || FAILS=$((FAILS + 1))
+check "the sites' data never left their folders" sh -c '! grep -rq "^patient_id" coord'
+
+echo
+echo "time: $(( $(date +%s) - T0 )) s"
+if [ $FAILS -ne 0 ]; then echo "$FAILS check(s) FAILED (work folder: $W)"; KEEP=1; exit 1; fi
+echo "all checks passed"
