@@ -15,6 +15,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/fs.h"
 #include "base/keygen.h"
 
 static int usage(void) {
@@ -35,7 +36,7 @@ static int enroll(const char *name, const char *dir, char *key_path, char *csr_p
                           "--name '%s': want 1..64 of A-Z a-z 0-9 . _ - "
                           "(not starting with . or -)",
                           name);
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+  if (fedc__mkdirs(dir, 0700) != 0)
     return fedc_error_set(FEDC_EIO, "%s: cannot create: %s", dir, strerror(errno));
   snprintf(key_path, n, "%s/%s.key", dir, name);
   snprintf(csr_path, n, "%s/%s.csr", dir, name);

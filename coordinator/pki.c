@@ -44,6 +44,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/fs.h"
 #include "base/keygen.h"
 #include "base/mbedtls_compat.h"
 #include "certs.h"
@@ -284,7 +285,7 @@ static int pki_init(const char *dir, const san *sans, int n_sans, const char *ur
     return fedc_error_set(FEDC_EINVAL,
                           "pki init: give the names the sites will use: --san DNS:host "
                           "and/or --san IP:address");
-  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+  if (fedc__mkdirs(dir, 0700) != 0)
     return fedc_error_set(FEDC_EIO, "%s: cannot create: %s", dir, strerror(errno));
   char p_cakey[4096], p_ca[4096], p_key[4096], p_crt[4096], p_url[4096];
   join(p_cakey, sizeof p_cakey, dir, "ca.key");
@@ -383,7 +384,7 @@ static int csr_cn(const mbedtls_x509_csr *csr, char *out, size_t n) {
 /* The startup kit: the certificate, the CA, the URL and a site config. */
 static int write_kit(const char *kit, const char *name, const char *cert_pem, const char *ca_path,
                      const char *url) {
-  if (mkdir(kit, 0755) != 0 && errno != EEXIST)
+  if (fedc__mkdirs(kit, 0755) != 0)
     return fedc_error_set(FEDC_EIO, "%s: cannot create: %s", kit, strerror(errno));
   char path[4096], file[200];
   FILE *f = fopen(ca_path, "rb");
@@ -507,7 +508,7 @@ static int pki_sign(const sign_opts *o) {
     else {
       char kits[4096];
       join(kits, sizeof kits, o->dir, "kits");
-      if (mkdir(kits, 0755) != 0 && errno != EEXIST)
+      if (fedc__mkdirs(kits, 0755) != 0)
         rc = fedc_error_set(FEDC_EIO, "%s: cannot create: %s", kits, strerror(errno));
       join(kit, sizeof kit, kits, name);
     }

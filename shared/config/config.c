@@ -254,11 +254,16 @@ static const key_def keys[] = {
 
     {"data", "train", T_STRING, M(train), 0, 0, 0, NULL,
      FMNIST "train-images-idx3-ubyte.gz",
-     "Training images (idx) or table (csv)."},
+     "Training images (idx) or table (csv). The default is fedc-sim's, with "
+     "format = idx only; a site must set it (unset: \"[data] train is "
+     "missing\")."},
     {"data", "train_labels", T_STRING, M(train_labels), 0, 0, 0, NULL,
      FMNIST "train-labels-idx1-ubyte.gz", "Training labels (idx only)."},
     {"data", "test", T_STRING, M(test), 0, 0, 0, NULL,
-     FMNIST "t10k-images-idx3-ubyte.gz", "Test images (idx) or table (csv)."},
+     FMNIST "t10k-images-idx3-ubyte.gz",
+     "Test images (idx) or table (csv). The default is fedc-sim's, with "
+     "format = idx only; the coordinator and sites evaluate on a test set "
+     "only when it is set."},
     {"data", "test_labels", T_STRING, M(test_labels), 0, 0, 0, NULL,
      FMNIST "t10k-labels-idx1-ubyte.gz", "Test labels (idx only)."},
     {"data", "format", T_ENUM, M(format), 0, 0, 0, format_names, "idx",

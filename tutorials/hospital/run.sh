@@ -43,7 +43,6 @@ $PY "$ROOT/tutorials/hospital/make_data.py" . || exit 1
 head -c 160 hospital-a/hospital-a.csv; echo " ..."
 
 step "2. The coordinator's PKI; each hospital enrolls; the operator signs"
-mkdir -p coord
 fedc-coordinator pki init --dir coord/pki --san IP:127.0.0.1 --url "https://127.0.0.1:$PORT" \
   || exit 1
 for h in hospital-a hospital-b hospital-c; do
