@@ -9,7 +9,9 @@
 # temporary one, removed at the end unless KEEP=1).
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${FEDC_BUILD:-$ROOT/build}/bin
+BUILD_DIR=${FEDC_BUILD:-$ROOT/build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$(pwd)/$BUILD_DIR ;; esac # before the cd below
+BIN=$BUILD_DIR/bin
 PY=/usr/bin/python3
 export PATH="$BIN:$PATH"
 $PY -c "import sklearn, numpy" 2>/dev/null || { echo "skip: python3-sklearn is not installed"; exit 77; }
