@@ -17,7 +17,9 @@
  * file) is returned with the sub-code FEDC_SUB_TRAINER_FAILED and one
  * message that says what and where, so that the client reports the round
  * as failed and goes on serving. [trainer] evaluate runs the same way with
- * action "evaluate" and FEDC_PREDICTIONS_OUT.
+ * action "evaluate" and FEDC_PREDICTIONS_OUT: before training (its
+ * metrics logged) and, when the job evaluates federated, on the committed
+ * model, its predictions made into the evaluation report (POST /v1/eval).
  */
 
 #include <cjson/cJSON.h>
@@ -39,6 +41,8 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "client.h"
+#include "ml/eval_model.h"
+#include "ml/eval_report.h"
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
 
@@ -622,6 +626,45 @@ static int external_evaluate_st(void *ud, const fedc_client_round *r, const uint
   return evaluate_any(ud, r, NULL, model, model_len, out);
 }
 
+/*
+ * Federated evaluation ("evaluate" task): the evaluate command on the
+ * committed model, then its FEDC_PREDICTIONS_OUT (scores and labels) made
+ * into the evaluation report by the library's own code, for the job's task
+ * (its model type: binary, multiclass or regression) and threshold, the
+ * same report the built-in trainer makes. Only counts and sums leave the
+ * site (eval_site.c re-encodes it).
+ */
+static int external_report(void *ud, const fedc_client_round *r, const float *w, char **json) {
+  fedc_client_external *x = ud;
+  *json = NULL;
+  fedc_model_spec spec;
+  int rc = fedc_client_job_spec(r->job, &spec);
+  fedc_eval_report *rep = rc == 0 ? fedc_malloc(sizeof *rep) : NULL;
+  if (rc == 0 && rep == NULL) rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  /* the task, classes and threshold of the job, as the coordinator has them */
+  if (rc == 0) rc = fedc_eval_report_init_for(rep, &spec, r->job->eval_threshold);
+  run_dir d = {0};
+  if (rc == 0) rc = make_dir(&d);
+  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, NULL, 0);
+  if (rc == 0 && access(d.predictions, F_OK) != 0)
+    rc = failed(FEDC_ENOTFOUND, "round %d: evaluate command exited with status 0 but wrote no "
+                "FEDC_PREDICTIONS_OUT (scores and labels): federated evaluation needs them",
+                (int)r->round);
+  if (rc == 0) {
+    rc = fedc_eval_report_from_safetensors(d.predictions, (fedc_eval_task)rep->task,
+                                           rep->n_classes, rep->threshold, rep);
+    if (rc != 0 && rc != FEDC_ENOMEM) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = failed(rc, "round %d: evaluate command: FEDC_PREDICTIONS_OUT: %s", (int)r->round, msg);
+    }
+  }
+  if (rc == 0) rc = fedc_eval_report_to_json(rep, json);
+  remove_dir(&d);
+  fedc_free(rep);
+  return rc;
+}
+
 /* A tensor job's round: the model as sent in, the update's bytes out (the
  * client checks them against the model); num_samples and train_loss from
  * the metrics or the update's metadata. */
@@ -706,6 +749,7 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   trainer->evaluate = x->evaluate[0] ? external_evaluate : NULL;
   trainer->train_st = external_train_st;
   trainer->evaluate_st = x->evaluate[0] ? external_evaluate_st : NULL;
+  trainer->report = x->evaluate[0] ? external_report : NULL;
   trainer->user_data = x;
   *out = x;
   return 0;

@@ -1102,6 +1102,10 @@ done:
  * prefixed with the path.
  */
 int fedc_st_read_file(const char *path, fedc_st_file **out) {
+  return fedc_st_read_file_ex(path, 0, out);
+}
+
+int fedc_st_read_file_ex(const char *path, unsigned flags, fedc_st_file **out) {
   if (out == NULL || path == NULL)
     return fedc_error_set(FEDC_EINVAL, "safetensors: read: NULL argument");
   *out = NULL;
@@ -1150,7 +1154,7 @@ int fedc_st_read_file(const char *path, fedc_st_file **out) {
     got += (size_t)k;
   }
   close(fd);
-  int rc = fedc_st_decode(buf, size, out);
+  int rc = fedc_st_decode_ex(buf, size, flags, out);
   fedc_free(buf);
   if (rc) {
     char msg[512];
