@@ -134,6 +134,13 @@ int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin 
 int fedc__client_eval_body(const char *report, int32_t round, const char *sha, char **body,
                            char **metrics);
 
+/* stats_site.c: this site's statistics for a job with a schema (the
+ * statistics phase) from the CSV at path read by the job's schema, as
+ * fedc_stats_to_json text in *json (fedc memory). FEDC_ECONFIG when path
+ * is empty, FEDC_ESTATE for a job without a schema or with its statistics,
+ * the loader's errors naming [data] train, FEDC_ENOMEM. */
+int fedc__client_csv_stats(const char *path, const fedc_client_job *job, char **json);
+
 /* ---- the external trainer (trainer_external.c) ----------------------------- */
 
 /*

@@ -55,6 +55,7 @@ extern char **environ;
 
 struct fedc_client_external {
   char *command, *evaluate;
+  char *train_csv; /* [data] train: the statistics phase reads it, or "" */
   double timeout_s;
   const volatile sig_atomic_t *stop; /* fedc-client's stop flag, or NULL */
 };
@@ -72,6 +73,7 @@ void fedc__client_external_free(fedc_client_external *x) {
   if (x == NULL) return;
   fedc_free(x->command);
   fedc_free(x->evaluate);
+  fedc_free(x->train_csv);
   fedc_free(x);
 }
 
@@ -665,6 +667,14 @@ static int external_report(void *ud, const fedc_client_round *r, const float *w,
   return rc;
 }
 
+/* The statistics phase of a job with a schema: fedc-client reads
+ * [data] train by the schema itself (stats_site.c); the trainer gets the
+ * federation's statistics in FEDC_TASK's job object afterwards. */
+static int external_stats(void *ud, const fedc_client_job *job, char **json) {
+  const fedc_client_external *x = ud;
+  return fedc__client_csv_stats(x->train_csv, job, json);
+}
+
 /* A tensor job's round: the model as sent in, the update's bytes out (the
  * client checks them against the model); num_samples and train_loss from
  * the metrics or the update's metadata. */
@@ -740,8 +750,9 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   if (x == NULL) return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   x->command = fedc_strdup(cfg->trainer_command);
   x->evaluate = fedc_strdup(cfg->trainer_evaluate);
+  x->train_csv = fedc_strdup(cfg->train);
   x->timeout_s = cfg->trainer_timeout_s;
-  if (x->command == NULL || x->evaluate == NULL) {
+  if (x->command == NULL || x->evaluate == NULL || x->train_csv == NULL) {
     fedc__client_external_free(x);
     return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   }
@@ -750,6 +761,7 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   trainer->train_st = external_train_st;
   trainer->evaluate_st = x->evaluate[0] ? external_evaluate_st : NULL;
   trainer->report = x->evaluate[0] ? external_report : NULL;
+  trainer->stats = external_stats;
   trainer->user_data = x;
   *out = x;
   return 0;
