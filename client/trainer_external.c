@@ -572,7 +572,7 @@ static int predictions_accuracy(const char *path, int32_t round, double *acc, in
                   "\"scores\" F32 [N] or [N, C] and \"labels\" I64 or F32 [N]", (int)round);
   }
   int64_t n = l->shape[0], c = s->ndim == 2 ? s->shape[1] : 1, right = 0;
-  const uint8_t *sd = v.data + s->begin, *ld = v.data + l->begin;
+  const uint8_t *sd = s->data, *ld = l->data;
   for (int64_t i = 0; i < n; i++) {
     int64_t pred = 0;
     if (c == 1) {

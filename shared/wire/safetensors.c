@@ -741,9 +741,12 @@ static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
       if (strcmp(dtype->valuestring, known[k]) == 0) is_known = 1;
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: tensor '%s': dtype %s %s (fedc reads "
-                          "F32 only)", show(nm).s,
+                          "%s)", show(nm).s,
                           show(dtype->valuestring).s,
-                          is_known ? "not supported" : "unknown");
+                          is_known ? "not supported" : "unknown",
+                          (flags & FEDC_ST_ALLOW_ANY)
+                              ? "F64, F32, F16, BF16, the integers and BOOL"
+                              : "F32 only");
   }
 
   if (!cJSON_IsArray(shape))
