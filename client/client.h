@@ -134,6 +134,13 @@ int fedc__client_builtin_new_config(const fedc_config *cfg, fedc_client_builtin 
 int fedc__client_eval_body(const char *report, int32_t round, const char *sha, char **body,
                            char **metrics);
 
+/* stats_site.c: this site's statistics for a job with a schema (the
+ * statistics phase) from the CSV at path read by the job's schema, as
+ * fedc_stats_to_json text in *json (fedc memory). FEDC_ECONFIG when path
+ * is empty, FEDC_ESTATE for a job without a schema or with its statistics,
+ * the loader's errors naming [data] train, FEDC_ENOMEM. */
+int fedc__client_csv_stats(const char *path, const fedc_client_job *job, char **json);
+
 /* ---- the external trainer (trainer_external.c) ----------------------------- */
 
 /*
@@ -157,29 +164,26 @@ void fedc__client_external_free(fedc_client_external *x);
 
 /* ---- containers of any dtype (tensor_update.c) ------------------------------ */
 
-#define FEDC_CLIENT_ST_MAX_DIMS 8
-
-/* One tensor of a view: its header entry; name and dtype point into the
- * view's header. */
+/* One tensor of a view: name and dtype ("F16", ...) point into the view;
+ * data is its elements in host byte order (the wire layer's reader). */
 typedef struct fedc_client_st_entry {
   const char *name, *dtype;
+  int code;     /* fedc_st_dtype_code */
   int32_t elem; /* bytes per element */
   int32_t ndim;
-  int64_t shape[FEDC_CLIENT_ST_MAX_DIMS];
-  uint64_t begin, end, count; /* byte offsets in the data, elements */
+  int64_t shape[FEDC_ST_MAX_DIMS];
+  uint64_t count; /* elements */
+  const uint8_t *data;
 } fedc_client_st_entry;
 
-/* A safetensors container read in place: the header parsed and checked
- * (known dtypes, shapes against offsets, every data byte in exactly one
- * tensor, the sha256 metadata when present), data pointing into the
- * caller's buffer, which must outlive the view. */
+/* A safetensors container of any dtype read by the wire layer
+ * (fedc_st_decode_ex with FEDC_ST_ALLOW_ANY: the header, offsets, coverage
+ * and the sha256 metadata checked there), its tensors listed in header
+ * order. */
 typedef struct fedc_client_st_view {
-  struct cJSON *header;
-  const struct cJSON *meta; /* "__metadata__", or NULL */
-  fedc_client_st_entry *t;  /* in header order */
+  fedc_st_file *f;
+  fedc_client_st_entry *t; /* in header order */
   size_t n;
-  const uint8_t *data;
-  size_t data_len;
 } fedc_client_st_view;
 
 /* FEDC_EFORMAT, FEDC_ECHECKSUM, FEDC_ENOMEM; free with _view_free. */
@@ -194,9 +198,9 @@ int fedc__client_st_same_layout(const fedc_client_st_view *model, const fedc_cli
                                 int32_t round);
 /* Every F64/F32/F16/BF16 value finite; a failed-round error otherwise. */
 int fedc__client_st_finite(const fedc_client_st_view *u, int32_t round);
-/* The view's tensors (data copied as is, header order and offsets kept)
- * with the given metadata plus sha256 of the data; *out freed with
- * fedc_free. */
+/* The view's tensors (each one's bytes as they are, header order kept)
+ * encoded by the wire layer with the given metadata plus its sha256 of the
+ * data; *out freed with fedc_free. */
 int fedc__client_st_reencode(const fedc_client_st_view *u, const fedc_st_meta *meta, size_t n_meta,
                              uint8_t **out, size_t *out_len);
 

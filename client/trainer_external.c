@@ -17,7 +17,9 @@
  * file) is returned with the sub-code FEDC_SUB_TRAINER_FAILED and one
  * message that says what and where, so that the client reports the round
  * as failed and goes on serving. [trainer] evaluate runs the same way with
- * action "evaluate" and FEDC_PREDICTIONS_OUT.
+ * action "evaluate" and FEDC_PREDICTIONS_OUT: before training (its
+ * metrics logged) and, when the job evaluates federated, on the committed
+ * model, its predictions made into the evaluation report (POST /v1/eval).
  */
 
 #include <cjson/cJSON.h>
@@ -39,6 +41,8 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "client.h"
+#include "ml/eval_model.h"
+#include "ml/eval_report.h"
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
 
@@ -51,6 +55,7 @@ extern char **environ;
 
 struct fedc_client_external {
   char *command, *evaluate;
+  char *train_csv; /* [data] train: the statistics phase reads it, or "" */
   double timeout_s;
   const volatile sig_atomic_t *stop; /* fedc-client's stop flag, or NULL */
 };
@@ -68,6 +73,7 @@ void fedc__client_external_free(fedc_client_external *x) {
   if (x == NULL) return;
   fedc_free(x->command);
   fedc_free(x->evaluate);
+  fedc_free(x->train_csv);
   fedc_free(x);
 }
 
@@ -566,7 +572,7 @@ static int predictions_accuracy(const char *path, int32_t round, double *acc, in
                   "\"scores\" F32 [N] or [N, C] and \"labels\" I64 or F32 [N]", (int)round);
   }
   int64_t n = l->shape[0], c = s->ndim == 2 ? s->shape[1] : 1, right = 0;
-  const uint8_t *sd = v.data + s->begin, *ld = v.data + l->begin;
+  const uint8_t *sd = s->data, *ld = l->data;
   for (int64_t i = 0; i < n; i++) {
     int64_t pred = 0;
     if (c == 1) {
@@ -620,6 +626,53 @@ static int external_evaluate(void *ud, const fedc_client_round *r, const float *
 static int external_evaluate_st(void *ud, const fedc_client_round *r, const uint8_t *model,
                                 size_t model_len, fedc_client_metrics *out) {
   return evaluate_any(ud, r, NULL, model, model_len, out);
+}
+
+/*
+ * Federated evaluation ("evaluate" task): the evaluate command on the
+ * committed model, then its FEDC_PREDICTIONS_OUT (scores and labels) made
+ * into the evaluation report by the library's own code, for the job's task
+ * (its model type: binary, multiclass or regression) and threshold, the
+ * same report the built-in trainer makes. Only counts and sums leave the
+ * site (eval_site.c re-encodes it).
+ */
+static int external_report(void *ud, const fedc_client_round *r, const float *w, char **json) {
+  fedc_client_external *x = ud;
+  *json = NULL;
+  fedc_model_spec spec;
+  int rc = fedc_client_job_spec(r->job, &spec);
+  fedc_eval_report *rep = rc == 0 ? fedc_malloc(sizeof *rep) : NULL;
+  if (rc == 0 && rep == NULL) rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  /* the task, classes and threshold of the job, as the coordinator has them */
+  if (rc == 0) rc = fedc_eval_report_init_for(rep, &spec, r->job->eval_threshold);
+  run_dir d = {0};
+  if (rc == 0) rc = make_dir(&d);
+  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, NULL, 0);
+  if (rc == 0 && access(d.predictions, F_OK) != 0)
+    rc = failed(FEDC_ENOTFOUND, "round %d: evaluate command exited with status 0 but wrote no "
+                "FEDC_PREDICTIONS_OUT (scores and labels): federated evaluation needs them",
+                (int)r->round);
+  if (rc == 0) {
+    rc = fedc_eval_report_from_safetensors(d.predictions, (fedc_eval_task)rep->task,
+                                           rep->n_classes, rep->threshold, rep);
+    if (rc != 0 && rc != FEDC_ENOMEM) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = failed(rc, "round %d: evaluate command: FEDC_PREDICTIONS_OUT: %s", (int)r->round, msg);
+    }
+  }
+  if (rc == 0) rc = fedc_eval_report_to_json(rep, json);
+  remove_dir(&d);
+  fedc_free(rep);
+  return rc;
+}
+
+/* The statistics phase of a job with a schema: fedc-client reads
+ * [data] train by the schema itself (stats_site.c); the trainer gets the
+ * federation's statistics in FEDC_TASK's job object afterwards. */
+static int external_stats(void *ud, const fedc_client_job *job, char **json) {
+  const fedc_client_external *x = ud;
+  return fedc__client_csv_stats(x->train_csv, job, json);
 }
 
 /* A tensor job's round: the model as sent in, the update's bytes out (the
@@ -697,8 +750,9 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   if (x == NULL) return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   x->command = fedc_strdup(cfg->trainer_command);
   x->evaluate = fedc_strdup(cfg->trainer_evaluate);
+  x->train_csv = fedc_strdup(cfg->train);
   x->timeout_s = cfg->trainer_timeout_s;
-  if (x->command == NULL || x->evaluate == NULL) {
+  if (x->command == NULL || x->evaluate == NULL || x->train_csv == NULL) {
     fedc__client_external_free(x);
     return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   }
@@ -706,6 +760,8 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   trainer->evaluate = x->evaluate[0] ? external_evaluate : NULL;
   trainer->train_st = external_train_st;
   trainer->evaluate_st = x->evaluate[0] ? external_evaluate_st : NULL;
+  trainer->report = x->evaluate[0] ? external_report : NULL;
+  trainer->stats = external_stats;
   trainer->user_data = x;
   *out = x;
   return 0;

@@ -51,6 +51,20 @@ def peak_rss_kb(pid):
     return 0
 
 
+def children(pid):
+    """The pids whose parent is pid."""
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                with open(f"/proc/{e}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(e))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
@@ -136,19 +150,27 @@ timeout_s = 1800
             procs.append(p)
             clients.append(p)
         print(f"{a.sites} sites x {a.shard} images, {a.rounds} rounds; work folder {d}")
-        print("round  test_acc  train_loss  secs   client_peak_rss_mb")
-        done, t_last, rss = 0, time.time(), {}
+        print("round  test_acc  train_loss  secs   client_peak_rss_mb  trainer_peak_rss_mb")
+        done, t_last, rss, trss = 0, time.time(), {}, 0
         while done < a.rounds:
-            if all(p.poll() is not None for p in clients):
-                break
+            # the clients leave when the job finishes: read the status once
+            # more after that, so the last rounds are printed too
+            finished = all(p.poll() is not None for p in clients)
             for p in clients:
                 if p.poll() is None:
                     rss[p.pid] = max(rss.get(p.pid, 0), peak_rss_kb(p.pid))
+                    todo = children(p.pid)  # the trainer, maybe under a shell
+                    while todo:
+                        c = todo.pop()
+                        trss = max(trss, peak_rss_kb(c))
+                        todo += children(c)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/v1/status",
                                             timeout=2) as r:
                     st = json.loads(r.read())
             except OSError:
+                if finished:
+                    break
                 time.sleep(0.5)
                 continue
             for row in st.get("rounds", [])[done:]:
@@ -170,9 +192,11 @@ timeout_s = 1800
                 now = time.time()
                 print(f"{rnd:5d}  {acc:>8}  {row.get('train_loss') or float('nan'):10.4f}  "
                       f"{row.get('secs') or now - t_last:5.1f}  "
-                      f"{max(rss.values() or [0]) / 1024:8.1f}", flush=True)
+                      f"{max(rss.values() or [0]) / 1024:8.1f}  {trss / 1024:8.1f}", flush=True)
                 t_last = now
                 done += 1
+            if finished:
+                break
             time.sleep(0.5)
         codes = [p.wait(timeout=120) for p in clients]
         if any(codes):

@@ -30,9 +30,11 @@ import numpy as np
 
 from . import safetensors as st
 from .safetensors import FormatError, Tensors  # noqa: F401
+from .tabular import read_table, standardize  # noqa: F401
 
 __all__ = ["Task", "task", "load_model", "load_state_dict", "to_numpy", "save_update",
-           "save_metrics", "save_predictions", "st", "FormatError", "Tensors"]
+           "save_metrics", "save_predictions", "st", "FormatError", "Tensors", "read_table",
+           "standardize"]
 __version__ = "0.1.0"
 
 # the dtypes of the last model loaded: an update is written in them
@@ -67,6 +69,17 @@ class Task:
         """The job's training hyper-parameters (epochs, batch_size, lr,
         momentum, prox_mu, ...): the job object's "train" member."""
         return dict(self.job.get("train", {}))
+
+    @property
+    def schema(self):
+        """The job's schema (a dict), or None for a job without one."""
+        return self.job.get("schema")
+
+    @property
+    def stats(self):
+        """The federation's statistics ("mean", "std", "count", ... per
+        model input), or None before the statistics phase is over."""
+        return self.job.get("stats")
 
     @property
     def model(self):

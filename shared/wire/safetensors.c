@@ -741,9 +741,12 @@ static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
       if (strcmp(dtype->valuestring, known[k]) == 0) is_known = 1;
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: tensor '%s': dtype %s %s (fedc reads "
-                          "F32 only)", show(nm).s,
+                          "%s)", show(nm).s,
                           show(dtype->valuestring).s,
-                          is_known ? "not supported" : "unknown");
+                          is_known ? "not supported" : "unknown",
+                          (flags & FEDC_ST_ALLOW_ANY)
+                              ? "F64, F32, F16, BF16, the integers and BOOL"
+                              : "F32 only");
   }
 
   if (!cJSON_IsArray(shape))
@@ -1102,6 +1105,10 @@ done:
  * prefixed with the path.
  */
 int fedc_st_read_file(const char *path, fedc_st_file **out) {
+  return fedc_st_read_file_ex(path, 0, out);
+}
+
+int fedc_st_read_file_ex(const char *path, unsigned flags, fedc_st_file **out) {
   if (out == NULL || path == NULL)
     return fedc_error_set(FEDC_EINVAL, "safetensors: read: NULL argument");
   *out = NULL;
@@ -1150,7 +1157,7 @@ int fedc_st_read_file(const char *path, fedc_st_file **out) {
     got += (size_t)k;
   }
   close(fd);
-  int rc = fedc_st_decode(buf, size, out);
+  int rc = fedc_st_decode_ex(buf, size, flags, out);
   fedc_free(buf);
   if (rc) {
     char msg[512];

@@ -50,6 +50,9 @@ const char *fedc_st_dtype_name(int code);
 int fedc_st_dtype_parse(const char *s);
 size_t fedc_st_dtype_size(int code);
 
+/* fedc_st_read_file with fedc_st_decode_ex's flags (FEDC_ST_ALLOW_ANY: a
+ * file of any dtype). */
+int fedc_st_read_file_ex(const char *path, unsigned flags, fedc_st_file **out);
 /* fedc_st_encode with tensor i of dtype dts[i]; t[i].data points to its
  * elements in host byte order. */
 int fedc_st_encode_typed(const fedc_st_tensor *t, const uint8_t *dts, size_t n_tensors,

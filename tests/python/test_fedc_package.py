@@ -4,7 +4,8 @@
 a round trip through the C library's reader and writer (libfedc.so through
 ctypes), the file check of tests/tools/check_safetensors.py, and the task
 helpers (task(), load_model, save_update, save_predictions) against the
-environment fedc-client sets.
+environment fedc-client sets, and the schema helpers (read_table,
+standardize).
 
     /usr/bin/python3 tests/python/test_fedc_package.py
 """
@@ -253,6 +254,44 @@ class TaskHelpers(unittest.TestCase):
             self.assertEqual(json.load(f), {"num_samples": 3, "test_loss": 0.4})
         with self.assertRaises(ValueError):
             fedc.save_predictions(scores, np.array([1, 0]))
+
+
+class Tabular(unittest.TestCase):
+    """read_table and standardize: a job's schema and statistics as the
+    built-in trainer uses them (columns by name, one-hot categories in
+    vocabulary order, NaN for a missing value, then (x - mean) / std with
+    a missing value at 0)."""
+
+    def task(self, stats=True):
+        job = {"schema": {"features": ["a", "c", "b"], "label": "y", "exclude": ["id"],
+                          "categorical": {"c": ["red", "blue"]}, "missing": "mean"}}
+        if stats:
+            job["stats"] = {"mean": [1.0, 0.5, 0.5, 10.0], "std": [2.0, 0.5, 0.5, 1.0]}
+        return fedc.Task(env={"FEDC_TASK": json.dumps({"action": "train", "round": 1,
+                                                       "seed": "1", "job": job})})
+
+    def test_read_and_standardize(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.csv")
+            with open(path, "w") as f:
+                f.write("y,b,id,c,a\n1,11,7,red,3\n0,9,8,blue,NA\n1,,9,,-1\n")
+            t = self.task()
+            x, y = fedc.read_table(path, t)
+            nan = float("nan")
+            np.testing.assert_array_equal(x, [[3, 1, 0, 11], [nan, 0, 1, 9], [-1, nan, nan, nan]])
+            np.testing.assert_array_equal(y, [1, 0, 1])
+            z = fedc.standardize(x, t)
+            np.testing.assert_allclose(z, [[1, 1, -1, 1], [0, -1, 1, -1], [-1, 0, 0, 0]])
+            self.assertEqual(t.schema["label"], "y")
+            self.assertEqual(t.stats["std"][0], 2.0)
+            with self.assertRaises(ValueError):  # no statistics yet
+                fedc.standardize(x, self.task(stats=False))
+            with self.assertRaises(ValueError):  # another width
+                fedc.standardize(x[:, :3], t)
+            with open(path, "w") as f:
+                f.write("y,b,id,c,a\n1,11,7,purple,3\n")
+            with self.assertRaises(ValueError):  # not in the vocabulary
+                fedc.read_table(path, t)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 /*
  * test_client_tensors.c - the client's containers of any dtype
- * (client/tensor_update.c) and the tensor job's join: a container of
- * F32, F16, BF16 and I64 tensors read in place; an update compared with
+ * (client/tensor_update.c, over the wire layer's reader and writer) and
+ * the tensor job's join: a container of F32, F16, BF16 and I64 tensors
+ * read; an update compared with
  * the model (a missing, extra, retyped or reshaped tensor each named);
  * non-finite F32, F16 and BF16 values found, integers never; encoding
  * again with new metadata keeps every data byte and adds a correct
@@ -71,7 +72,10 @@ static void test_view(void **state) {
   assert_int_equal(v.t[1].elem, 2);
   assert_int_equal(v.t[3].ndim, 0);
   assert_int_equal(v.t[3].count, 1);
-  assert_int_equal(v.data_len, sizeof data);
+  size_t bytes = 0;
+  for (size_t i = 0; i < v.n; i++) bytes += v.t[i].count * (size_t)v.t[i].elem;
+  assert_int_equal(bytes, sizeof data);
+  assert_memory_equal(v.t[1].data, data + 8, 4);
   assert_null(fedc__client_st_meta(&v, "sha256"));
   assert_int_equal(fedc__client_st_finite(&v, 1), 0);
   fedc__client_st_view_free(&v);
@@ -80,14 +84,14 @@ static void test_view(void **state) {
 static void test_refused(void **state) {
   uint8_t buf[1024];
   const char *bad[][2] = {
-      {"{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,22]}}", "unknown dtype"},
-      {"{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,22]}}", "bytes for F32"},
-      {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "do not cover"},
+      {"{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,22]}}", "dtype Q7 unknown"},
+      {"{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,22]}}", "do not match shape [3] of F32"},
+      {"{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "trailing bytes"},
       {"{\"w\":{\"dtype\":\"U8\",\"shape\":[22],\"data_offsets\":[0,22]},"
        "\"v\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[3,4]}}",
-       "overlap"},
-      {"{\"w\":{\"dtype\":\"U8\",\"shape\":[22],\"data_offsets\":[0,23]}}", "out of the data"},
-      {"[1, 2]", "not a JSON object"},
+       "overlapping tensors"},
+      {"{\"w\":{\"dtype\":\"U8\",\"shape\":[22],\"data_offsets\":[0,23]}}", "[0,23] do not match"},
+      {"[1, 2]", "does not start with '{'"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     size_t len = make(buf, bad[i][0], data, sizeof data);
@@ -197,7 +201,11 @@ static void test_reencode(void **state) {
   assert_int_equal((len - sizeof data) % 8, 0); /* the data stays 8-byte aligned */
   assert_int_equal(fedc__client_st_view(out, len, &back), 0);
   assert_int_equal(back.n, 4);
-  assert_memory_equal(back.data, data, sizeof data);
+  for (size_t i = 0, at = 0; i < back.n; i++) { /* in header order, each as it was */
+    size_t nb = back.t[i].count * (size_t)back.t[i].elem;
+    assert_memory_equal(back.t[i].data, data + at, nb);
+    at += nb;
+  }
   assert_string_equal(fedc__client_st_meta(&back, "num_samples"), "120");
   assert_string_equal(fedc__client_st_meta(&back, "round"), "5");
   assert_non_null(fedc__client_st_meta(&back, "sha256"));

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -427,6 +428,29 @@ static void predictions_file(void **s) {
     assert_memory_equal(a->confusion, b->confusion, sizeof a->confusion);
     assert_memory_equal(a->hist, b->hist, sizeof a->hist);
   }
+  /* I64 labels (a PyTorch trainer's targets) give the same report */
+  int64_t lb64[4] = {0, 0, 1, 1};
+  fedc_st_tensor ti[2] = {{"scores", 1, {4}, sc}, {"labels", 1, {4}, (const float *)lb64}};
+  uint8_t dts[2] = {FEDC_ST_F32, FEDC_ST_I64}, *buf = NULL;
+  size_t len = 0;
+  assert_int_equal(fedc_st_encode_typed(ti, dts, 2, NULL, 0, &buf, &len), 0);
+  FILE *fp = fopen(path, "wb");
+  assert_non_null(fp);
+  assert_int_equal(fwrite(buf, 1, len, fp), len);
+  fclose(fp);
+  fedc_free(buf);
+  assert_int_equal(fedc_eval_report_from_safetensors(path, FEDC_EVAL_BINARY, 2, 0.5, b), 0);
+  assert_memory_equal(a->confusion, b->confusion, sizeof a->confusion);
+  assert_memory_equal(a->hist, b->hist, sizeof a->hist);
+  /* labels of another dtype, and scores that are not F32, are refused */
+  dts[1] = FEDC_ST_I32;
+  assert_int_equal(fedc_st_encode_typed(ti, dts, 2, NULL, 0, &buf, &len), 0);
+  fp = fopen(path, "wb");
+  assert_non_null(fp);
+  assert_int_equal(fwrite(buf, 1, len, fp), len);
+  fclose(fp);
+  fedc_free(buf);
+  assert_int_equal(fedc_eval_report_from_safetensors(path, FEDC_EVAL_BINARY, 2, 0.5, b), FEDC_EFORMAT);
   fedc_st_tensor t[2] = {{"scores", 1, {4}, sc}, {"labels", 1, {3}, lb}};
   assert_int_equal(fedc_st_write_file(path, t, 2, NULL, 0), 0);
   assert_int_equal(fedc_eval_report_from_safetensors(path, FEDC_EVAL_BINARY, 2, 0.5, b), FEDC_ESHAPE);

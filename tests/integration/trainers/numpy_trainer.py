@@ -7,7 +7,7 @@ IDX shard, with the job's hyper-parameters. Tensor jobs: every float
 tensor moves by a step that depends on the round and the site, integer
 tensors count the rounds, so that the test can recompute the average.
 
-    numpy_trainer.py --data DIR [--fail MODE@ROUND] [--samples N] [--keep DIR]
+    numpy_trainer.py --data DIR [--fail MODE@ROUND] [--samples N] [--keep DIR] [--f32-labels]
 
 --fail makes the trainer misbehave in one round: exit (status 3), hang
 (sleeps past any deadline), nan (a NaN in the update), shape (a tensor of
@@ -64,6 +64,8 @@ def main():
     ap.add_argument("--data", default="")
     ap.add_argument("--fail", default="")
     ap.add_argument("--samples", type=int, default=0)
+    ap.add_argument("--f32-labels", action="store_true",
+                    help="evaluate: write the labels as F32 (else I64)")
     ap.add_argument("--keep", default="", help="a folder for a copy of each update written")
     ap.add_argument("--fail-once", default="",
                     help="a marker file: fail only while it does not exist (then make it)")
@@ -91,7 +93,8 @@ def main():
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         loss = float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean())
-        fedc.save_predictions(p, y, metrics={"test_loss": loss})
+        fedc.save_predictions(p, y.astype(np.float32) if a.f32_labels else y,
+                              metrics={"test_loss": loss})
         return
     if t.model.get("type") == "tensors" or not a.data:
         # a tensor job: a step every site and round makes differently
