@@ -21,6 +21,7 @@
 #include "client.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -597,6 +598,24 @@ static int post_decline(fedc_client *c, const char *reason) {
 
 const char *fedc_client_job_id(const fedc_client *c) { return c->seen_job; }
 
+/*
+ * Where [client] keep_updates puts a round's copy: DIR/round-<r>.safetensors.
+ * A site service serves job after job into the one folder, so its copies
+ * name the job as well (DIR/job-<id>-round-<r>.safetensors, the id's
+ * letters, digits, '-' and '_' only) and one job's never replace another's.
+ */
+static void kept_path(const fedc_client *c, int32_t round, char *out, size_t cap) {
+  char id[72];
+  size_t k = 0;
+  for (const char *p = c->job_filter ? c->seen_job : ""; *p && k + 1 < sizeof id; p++)
+    if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') id[k++] = *p;
+  id[k] = '\0';
+  if (k > 0)
+    snprintf(out, cap, "%s/job-%s-round-%d.safetensors", c->keep_updates, id, (int)round);
+  else
+    snprintf(out, cap, "%s/round-%d.safetensors", c->keep_updates, (int)round);
+}
+
 int fedc_client_wait_next(fedc_client *c) {
   char path[64];
   snprintf(path, sizeof path, "/v1/task?wait=%g&next=1", c->poll_s);
@@ -1018,13 +1037,13 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   if (rc != 0)
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: %s", (int)t->round, fedc_error_msg());
   if (c->keep_updates[0]) {
-    size_t plen = strlen(c->keep_updates) + 64;
+    size_t plen = strlen(c->keep_updates) + 160;
     char *path = fedc_malloc(plen);
     if (path == NULL) {
       fedc_free(buf);
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
     }
-    snprintf(path, plen, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    kept_path(c, t->round, path, plen);
     rc = fedc_client_update_write(path, &c->spec, c->w, t->round, m.samples, m.loss);
     if (rc != 0) {
       fedc_free(buf);
@@ -1219,8 +1238,8 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
                 (int)t->round, (long long)m.samples, (int)c->job.train.epochs, m.loss,
                 now_s() - t0);
   if (c->keep_updates[0]) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    char path[4400];
+    kept_path(c, t->round, path, sizeof path);
     if (write_atomic(path, buf, len) != 0) {
       fedc_free(buf);
       char msg[512];
