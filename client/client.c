@@ -659,6 +659,25 @@ static run_state decline_unfit(fedc_client *c) {
   return RUN_END;
 }
 
+/*
+ * A queue daemon between jobs answers a join with 409 no_job. A site
+ * service ends the run as declined (nothing to decline: no log line but
+ * this one) and long-polls for the next job (fedc_client_wait_next); a
+ * one-job client waits a poll period and joins again.
+ */
+static run_state no_job(fedc_client *c) {
+  c->seen_job[0] = '\0';
+  if (c->job_filter) {
+    fedc_log_info("msg=\"no job is running at the coordinator: waiting for one\"");
+    end_run(c, FEDC_CLIENT_EXIT_DECLINED, FEDC_ENOTFOUND, "no job is running at the coordinator");
+    return RUN_END;
+  }
+  if (!c->waiting) fedc_log_info("msg=\"no job is running at the coordinator: waiting for one\"");
+  c->waiting = 1;
+  if (nap(c, c->poll_s > 1 ? c->poll_s : 1.0) != 0) return interrupted(c), RUN_END;
+  return RUN_JOIN;
+}
+
 static run_state join(fedc_client *c) {
   cJSON *o = cJSON_CreateObject();
   if (o == NULL || (c->name[0] && cJSON_AddStringToObject(o, "name", c->name) == NULL)) {
@@ -698,6 +717,7 @@ static run_state join(fedc_client *c) {
     fedc_client_error_parse((const char *)resp.body, resp.len, code, sizeof code, msg, sizeof msg);
     long status = resp.status;
     fedc_http_response_free(&resp);
+    if (status == 409 && strcmp(code, "no_job") == 0) return no_job(c);
     end_run_sub(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EIO, FEDC_SUB_HTTP_STATUS,
                 "join: the coordinator answered HTTP %ld %s: %s", status, code[0] ? code : "-",
                 msg);

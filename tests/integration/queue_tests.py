@@ -17,7 +17,10 @@ acceptance test of issue 16 end to end (docs/operations.md's lifecycle).
         site 3 declines it, the reason reaches the operator (`jobs`, the
         admin endpoint, /v1/status), and the job runs with the other two; a
         site's certificate gets 403 there; a fourth job that fits no site's
-        data is declined by all and cancelled over the endpoint. No private
+        data is declined by all and cancelled over the endpoint. Before the
+        first job and after that cancel no job runs: the daemon's idle
+        listener tells the sites (409 no_job), they wait on it, and a fifth
+        job submitted then is served by all three. No private
         key is found outside the folder of the party that made it. `audit`
         passes on every job of the daemon's store and recomputes each round
         from the sites' kept updates; one byte changed in a stored
@@ -230,6 +233,10 @@ path = {j.store}
         conn.close()
         return r.status, data
 
+    def log(self, name):
+        with open(os.path.join(self.job.dir, name)) as f:
+            return f.read()
+
     def audit(self, *args, store=None):
         return subprocess.run([COORD, "audit", "--store", store or self.job.store] + list(args),
                               capture_output=True, text=True)
@@ -262,12 +269,12 @@ def check_audit(q):
     ups = [os.path.join(s, "updates") for s in q.sites.values()]
     r = q.audit("--updates", *ups)
     out = r.stdout
-    assert r.returncode == 0 and "audit: 4 jobs of the queue" in out, out + r.stderr
-    for jid, n in ((1, 3), (2, 20), (3, 2), (4, 0)):
+    assert r.returncode == 0 and "audit: 5 jobs of the queue" in out, out + r.stderr
+    for jid in (1, 2, 3, 4, 5):
         assert f"queued job {jid}, job " in out, out
     recomputed = re.findall(r"audit: (\d+) rounds recomputed exactly from the kept updates, (\d+) not",
                             out)
-    assert recomputed == [("3", "0"), ("20", "0"), ("2", "0"), ("0", "0")], out
+    assert recomputed == [("3", "0"), ("20", "0"), ("2", "0"), ("0", "0"), ("2", "0")], out
     r = q.audit("2")
     assert r.returncode == 0 and "queued job 2" in r.stdout and "20 committed rounds, 0 findings" \
         in r.stdout, r.stdout + r.stderr
@@ -308,6 +315,11 @@ def test_queue_and_site_services():
     try:
         daemon = q.start_daemon()
         sites = [q.start_site(1), q.start_site(2), q.start_site(3, ["policy.max_epochs=2"])]
+        # no job yet: the daemon's idle listener tells the sites, which wait
+        # on it (a long-poll) instead of retrying their joins
+        for k in (1, 2, 3):
+            j.wait_for(lambda: "no job is running at the coordinator" in q.log(f"client-{k}.log"),
+                       30, f"site {k} to hear that no job runs")
 
         # job 1: softmax, every site
         r = q.cmd("submit", q.write_job("softmax"), "--name", "softmax")
@@ -392,6 +404,15 @@ def test_queue_and_site_services():
         assert not q.rounds(4), "no round of job 4 ran"
         assert all(p.poll() is None for p in sites), "a site service exited"
 
+        # the queue is empty again: the idle listener holds the address;
+        # a job submitted then is served by every site
+        idle = "no job running: sites wait on the listener"
+        j.wait_for(lambda: q.log("coordinator.log").count(idle) >= 2, 20, "the idle listener")
+        assert q.cmd("submit", q.write_job("again", rounds=2, seed=11)).returncode == 0
+        j.wait_for(lambda: q.state(5) == "finished", 60, "job 5 to finish after an idle queue")
+        assert q.senders(5) == fps, "every site trained job 5"
+        assert all(p.poll() is None for p in sites), "a site service exited"
+
         check_keys_stayed(q)
         check_audit(q)
     except Exception:
@@ -401,9 +422,12 @@ def test_queue_and_site_services():
 
 
 def test_cancel():
-    """A queued job cancelled never starts; a running one (no sites: it
-    waits for clients) stops within a tick, and the next job starts on the
-    same port; a bad job file is refused at submit, naming the key."""
+    """A queued job cancelled never starts; with nothing to run the idle
+    listener answers the sites (403 to a certificate not allowed, 409
+    no_job to a join, a held wait to a poll, 503 to the rest); a running
+    job (no sites: it waits for clients) stops within a tick, and the next
+    job starts on the same port; a bad job file is refused at submit,
+    naming the key."""
     q = Queue()
     try:
         r = q.cmd("submit", q.write_job("a"))
@@ -414,6 +438,20 @@ def test_cancel():
         r = q.cmd("cancel", "1")
         assert r.returncode != 0 and "already ended" in r.stderr, r.stderr
         q.start_daemon()
+        # nothing to run: the idle listener on the sites' address
+        j = q.job
+        j.wait_for(lambda: "no job running" in q.log("coordinator.log"), 10, "the idle listener")
+        status, body = j.request("POST", "/v1/join", b"{}", cert="client-1")
+        assert status == 403, (status, body)  # not allowed: refused as a job would
+        assert q.cmd("allow", j.pki("client-1.pem")).returncode == 0
+        status, body = j.request("POST", "/v1/join", b"{}", cert="client-1")
+        assert status == 409 and json.loads(body)["error"] == "no_job", (status, body)
+        t0 = time.time()
+        status, body = j.request("GET", "/v1/task?wait=1&next=1", cert="client-1")
+        assert status == 200 and json.loads(body)["action"] == "wait", (status, body)
+        assert time.time() - t0 >= 0.9, "the poll was not held"
+        status, body = j.request("POST", "/v1/update", b"x" * 100, cert="client-1")
+        assert status == 503 and b"no_job" in body, (status, body)
         for name in ("b", "c"):
             assert q.cmd("submit", q.write_job(name)).returncode == 0
         q.job.wait_for(lambda: q.state(2) == "running", 10, "job 2 to start")
