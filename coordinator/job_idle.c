@@ -42,7 +42,9 @@ typedef struct idle_poll {
   fedc_http_exchange *x; /* NULL once answered or aborted */
 } idle_poll;
 
-static void poll_closed(uv_handle_t *h) { fedc_free(h->data); }
+static void poll_closed(uv_handle_t *h) {
+  fedc_free(h->data);
+}
 
 static void poll_fire(uv_timer_t *t) {
   idle_poll *p = t->data;
@@ -72,18 +74,24 @@ static double wait_of(const char *query, double poll_s) {
   return s < poll_s ? s : poll_s;
 }
 
+/*
+ * Header-time admission (fedc_http_admit_cb): the store's allow list, as a
+ * job's coordinator would apply it (one indexed sqlite read on the loop
+ * thread, as the admin endpoint's check is); then only a task poll or a
+ * join reach the handler, and the rest is refused before its body.
+ */
 static int admit(void *ctx, const fedc_http_request *req, const char **code, char *msg,
                  size_t cap) {
   fedc_admin_ctx *a = ctx;
   const char *fpr = req->peer_fingerprint ? req->peer_fingerprint : "";
   fedc_store_client cl;
-  int allowed = fpr[0] != '\0' && (a->base->server_enroll == FEDC_ENROLL_OPEN ||
-                                   (fedc_store_client_find(a->store, fpr, &cl) == 0 &&
-                                    cl.status == FEDC_CLIENT_ALLOWED));
+  int allowed =
+      fpr[0] != '\0' &&
+      (a->base->server_enroll == FEDC_ENROLL_OPEN ||
+       (fedc_store_client_find(a->store, fpr, &cl) == 0 && cl.status == FEDC_CLIENT_ALLOWED));
   if (!allowed) {
     *code = "forbidden";
-    snprintf(msg, cap, "client certificate %.16s... is not allowed (fedc-coordinator allow)",
-             fpr);
+    snprintf(msg, cap, "client certificate %.16s... is not allowed (fedc-coordinator allow)", fpr);
     return 403;
   }
   if ((strcmp(req->path, "/v1/task") == 0 && strcmp(req->method, "GET") == 0) ||
@@ -94,6 +102,12 @@ static int admit(void *ctx, const fedc_http_request *req, const char **code, cha
   return 503;
 }
 
+/*
+ * A task poll is held for its wait (an idle_poll, freed when its timer
+ * closes, whether it fired or the connection went first) and answered
+ * "wait"; without a wait, or out of memory, it is answered at once. A join
+ * is told that no job runs.
+ */
 static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *req) {
   fedc_admin_ctx *a = ctx;
   if (strcmp(req->path, "/v1/task") == 0) {
@@ -116,6 +130,12 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
                           "site services wait for the next job");
 }
 
+/*
+ * Listen on [server] listen with the daemon's TLS files and connection
+ * limits, as a job's coordinator does. Errors as fedc_http_server_start
+ * (FEDC_EIO while the last job's listener still holds the address: the
+ * runner retries); *out is the server, closed with fedc_http_server_close.
+ */
 int fedc__idle_start(fedc_admin_ctx *ctx, struct fedc_http_server **out) {
   const fedc_config *cfg = ctx->base;
   fedc_conn_limits lim = {.handshake_timeout_s = cfg->server_handshake_timeout_s,
@@ -124,15 +144,23 @@ int fedc__idle_start(fedc_admin_ctx *ctx, struct fedc_http_server **out) {
                           .handshake_burst = cfg->server_handshake_burst,
                           .slots = cfg->server_max_connections,
                           .reserved_share = cfg->server_reserved_share};
-  fedc_http_server_opts o = {
-      .listen = cfg->server_listen, .tls = 1, .ca_path = cfg->tls_ca, .limits = &lim,
-      .cert_path = cfg->tls_cert, .key_path = cfg->tls_key,
-      .require_client_cert = cfg->tls_require_client_cert, .max_body = IDLE_MAX_BODY,
-      .idle_timeout_s = cfg->server_idle_timeout_s, .max_connections = 100000,
-      .handler = handle, .ctx = ctx, .header_timeout_s = cfg->server_header_timeout_s,
-      .request_timeout_s = cfg->server_request_timeout_s,
-      .min_rate_bytes_s = cfg->server_min_rate_bytes_s,
-      .rate_window_s = cfg->server_rate_window_s, .admit = admit};
+  fedc_http_server_opts o = {.listen = cfg->server_listen,
+                             .tls = 1,
+                             .ca_path = cfg->tls_ca,
+                             .limits = &lim,
+                             .cert_path = cfg->tls_cert,
+                             .key_path = cfg->tls_key,
+                             .require_client_cert = cfg->tls_require_client_cert,
+                             .max_body = IDLE_MAX_BODY,
+                             .idle_timeout_s = cfg->server_idle_timeout_s,
+                             .max_connections = 100000,
+                             .handler = handle,
+                             .ctx = ctx,
+                             .header_timeout_s = cfg->server_header_timeout_s,
+                             .request_timeout_s = cfg->server_request_timeout_s,
+                             .min_rate_bytes_s = cfg->server_min_rate_bytes_s,
+                             .rate_window_s = cfg->server_rate_window_s,
+                             .admit = admit};
   int rc = fedc_http_server_start(ctx->loop, &o, out);
   if (rc == 0)
     fedc_log_info("msg=\"no job running: sites wait on the listener until one is queued\" "
