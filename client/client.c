@@ -21,6 +21,7 @@
 #include "client.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -597,6 +598,24 @@ static int post_decline(fedc_client *c, const char *reason) {
 
 const char *fedc_client_job_id(const fedc_client *c) { return c->seen_job; }
 
+/*
+ * Where [client] keep_updates puts a round's copy: DIR/round-<r>.safetensors.
+ * A site service serves job after job into the one folder, so its copies
+ * name the job as well (DIR/job-<id>-round-<r>.safetensors, the id's
+ * letters, digits, '-' and '_' only) and one job's never replace another's.
+ */
+static void kept_path(const fedc_client *c, int32_t round, char *out, size_t cap) {
+  char id[72];
+  size_t k = 0;
+  for (const char *p = c->job_filter ? c->seen_job : ""; *p && k + 1 < sizeof id; p++)
+    if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') id[k++] = *p;
+  id[k] = '\0';
+  if (k > 0)
+    snprintf(out, cap, "%s/job-%s-round-%d.safetensors", c->keep_updates, id, (int)round);
+  else
+    snprintf(out, cap, "%s/round-%d.safetensors", c->keep_updates, (int)round);
+}
+
 int fedc_client_wait_next(fedc_client *c) {
   char path[64];
   snprintf(path, sizeof path, "/v1/task?wait=%g&next=1", c->poll_s);
@@ -640,6 +659,25 @@ static run_state decline_unfit(fedc_client *c) {
   return RUN_END;
 }
 
+/*
+ * A queue daemon between jobs answers a join with 409 no_job. A site
+ * service ends the run as declined (nothing to decline: no log line but
+ * this one) and long-polls for the next job (fedc_client_wait_next); a
+ * one-job client waits a poll period and joins again.
+ */
+static run_state no_job(fedc_client *c) {
+  c->seen_job[0] = '\0';
+  if (c->job_filter) {
+    fedc_log_info("msg=\"no job is running at the coordinator: waiting for one\"");
+    end_run(c, FEDC_CLIENT_EXIT_DECLINED, FEDC_ENOTFOUND, "no job is running at the coordinator");
+    return RUN_END;
+  }
+  if (!c->waiting) fedc_log_info("msg=\"no job is running at the coordinator: waiting for one\"");
+  c->waiting = 1;
+  if (nap(c, c->poll_s > 1 ? c->poll_s : 1.0) != 0) return interrupted(c), RUN_END;
+  return RUN_JOIN;
+}
+
 static run_state join(fedc_client *c) {
   cJSON *o = cJSON_CreateObject();
   if (o == NULL || (c->name[0] && cJSON_AddStringToObject(o, "name", c->name) == NULL)) {
@@ -679,6 +717,7 @@ static run_state join(fedc_client *c) {
     fedc_client_error_parse((const char *)resp.body, resp.len, code, sizeof code, msg, sizeof msg);
     long status = resp.status;
     fedc_http_response_free(&resp);
+    if (status == 409 && strcmp(code, "no_job") == 0) return no_job(c);
     end_run_sub(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EIO, FEDC_SUB_HTTP_STATUS,
                 "join: the coordinator answered HTTP %ld %s: %s", status, code[0] ? code : "-",
                 msg);
@@ -1018,13 +1057,13 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
   if (rc != 0)
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: %s", (int)t->round, fedc_error_msg());
   if (c->keep_updates[0]) {
-    size_t plen = strlen(c->keep_updates) + 64;
+    size_t plen = strlen(c->keep_updates) + 160;
     char *path = fedc_malloc(plen);
     if (path == NULL) {
       fedc_free(buf);
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
     }
-    snprintf(path, plen, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    kept_path(c, t->round, path, plen);
     rc = fedc_client_update_write(path, &c->spec, c->w, t->round, m.samples, m.loss);
     if (rc != 0) {
       fedc_free(buf);
@@ -1219,8 +1258,8 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
                 (int)t->round, (long long)m.samples, (int)c->job.train.epochs, m.loss,
                 now_s() - t0);
   if (c->keep_updates[0]) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    char path[4400];
+    kept_path(c, t->round, path, sizeof path);
     if (write_atomic(path, buf, len) != 0) {
       fedc_free(buf);
       char msg[512];

@@ -32,6 +32,8 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -631,6 +633,122 @@ int fedc__audit_verify(fedc_store *st, char **dirs, int n_dirs, FILE *out, int *
   return rc;
 }
 
+/*
+ * One store's audit: the header line, then fedc__audit_verify. job, when
+ * given, must be a prefix of the store's own job id. 'label' names the job
+ * in the header (a queued job's number). Returns the exit code.
+ */
+static int audit_store(const char *store, const char *job, const char *label, char **dirs,
+                       int n_dirs) {
+  fedc_store *st = NULL;
+  if (fedc_store_open(store, &st) != 0) {
+    fprintf(stderr, "fedc-coordinator: audit: %s\n", fedc_error_msg());
+    return FEDC_COORD_EXIT_STORE;
+  }
+  int code = FEDC_COORD_EXIT_OK, failures = 0;
+  char held[80] = "";
+  query_text(st, "SELECT id FROM job LIMIT ?1", 1, held, sizeof held);
+  if (job != NULL && strncmp(held, job, strlen(job)) != 0) {
+    fprintf(stderr, "fedc-coordinator: audit: store %s holds job %s, not %s\n", store,
+            held[0] ? held : "(none)", job);
+    code = FEDC_COORD_EXIT_USAGE;
+  } else {
+    printf("audit: store %s, %s%sjob %s\n", store, label ? label : "", label ? ", " : "",
+           held[0] ? held : "(none)");
+    int rc = fedc__audit_verify(st, dirs, n_dirs, stdout, &failures);
+    if (rc != 0) {
+      fprintf(stderr, "fedc-coordinator: audit: %s\n", fedc_error_msg());
+      code = rc == FEDC_EIO ? FEDC_COORD_EXIT_STORE : FEDC_COORD_EXIT_RUNTIME;
+    } else if (failures > 0) {
+      code = FEDC_COORD_EXIT_RUNTIME;
+    }
+  }
+  fedc_store_close(st);
+  return code;
+}
+
+static int cmp_id(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/*
+ * A queue daemon's store (docs/operations.md): each job's rounds are in
+ * its own store, <store>.jobs/job-<N>.db. `audit N` checks that one;
+ * without a job, every job that has started is checked in turn (jobs
+ * cancelled before they started have no store). Nothing is created: a job
+ * without a store is reported. Returns the exit code (the worst job's).
+ */
+static int audit_queue(const char *store, const char *jobs_dir, const char *job, char **dirs,
+                       int n_dirs) {
+  char path[4240], label[32];
+  if (job != NULL) {
+    char *end;
+    long id = strtol(job, &end, 10);
+    if (*job == '\0' || *end != '\0' || id < 1 || id > INT32_MAX) {
+      fprintf(stderr,
+              "fedc-coordinator: audit: %s is a job queue's store: name a job by its number "
+              "(fedc-coordinator jobs lists them), not '%s'\n",
+              store, job);
+      return FEDC_COORD_EXIT_USAGE;
+    }
+    snprintf(path, sizeof path, "%s/job-%ld.db", jobs_dir, id);
+    if (access(path, F_OK) != 0) {
+      fprintf(stderr,
+              "fedc-coordinator: audit: job %ld of %s has no store (%s): it never started, "
+              "or is not a job of this queue\n",
+              id, store, path);
+      return FEDC_COORD_EXIT_USAGE;
+    }
+    snprintf(label, sizeof label, "queued job %ld", id);
+    return audit_store(path, NULL, label, dirs, n_dirs);
+  }
+  DIR *d = opendir(jobs_dir);
+  if (d == NULL) {
+    fprintf(stderr, "fedc-coordinator: audit: %s: cannot open\n", jobs_dir);
+    return FEDC_COORD_EXIT_STORE;
+  }
+  int32_t *ids = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  int code = FEDC_COORD_EXIT_OK;
+  while ((e = readdir(d)) != NULL) {
+    int id = 0, used = 0;
+    if (sscanf(e->d_name, "job-%d.db%n", &id, &used) != 1 || e->d_name[used] != '\0' || id < 1)
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      int32_t *grown = fedc_realloc(ids, cap * sizeof *ids);
+      if (grown == NULL) {
+        code = FEDC_COORD_EXIT_RUNTIME;
+        break;
+      }
+      ids = grown;
+    }
+    ids[n++] = id;
+  }
+  closedir(d);
+  if (code != FEDC_COORD_EXIT_OK) {
+    fedc_free(ids);
+    fprintf(stderr, "fedc-coordinator: audit: out of memory\n");
+    return code;
+  }
+  if (n > 0) qsort(ids, n, sizeof *ids, cmp_id);
+  int failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/job-%d.db", jobs_dir, (int)ids[i]);
+    snprintf(label, sizeof label, "queued job %d", (int)ids[i]);
+    int c = audit_store(path, NULL, label, dirs, n_dirs);
+    if (c != FEDC_COORD_EXIT_OK) failed++;
+    if (c != FEDC_COORD_EXIT_OK && (code == FEDC_COORD_EXIT_OK || c != FEDC_COORD_EXIT_RUNTIME))
+      code = c;
+  }
+  printf("audit: %zu job%s of the queue in %s, %d with findings or errors\n", n,
+         n == 1 ? "" : "s", store, failed);
+  fedc_free(ids);
+  return code;
+}
+
 int fedc__audit_main(const fedc_config *cfg, int argc, char **argv) {
   const char *store = cfg->store_path, *job = NULL;
   char **dirs = fedc_calloc((size_t)argc + 1, sizeof *dirs);
@@ -652,30 +770,13 @@ int fedc__audit_main(const fedc_config *cfg, int argc, char **argv) {
       job = argv[i];
     }
   }
-  fedc_store *st = NULL;
-  if (fedc_store_open(store, &st) != 0) {
-    fprintf(stderr, "fedc-coordinator: audit: %s\n", fedc_error_msg());
-    fedc_free(dirs);
-    return FEDC_COORD_EXIT_STORE;
-  }
-  int code = FEDC_COORD_EXIT_OK, failures = 0;
-  char held[80] = "";
-  query_text(st, "SELECT id FROM job LIMIT ?1", 1, held, sizeof held);
-  if (job != NULL && strncmp(held, job, strlen(job)) != 0) {
-    fprintf(stderr, "fedc-coordinator: audit: store %s holds job %s, not %s\n", store,
-            held[0] ? held : "(none)", job);
-    code = FEDC_COORD_EXIT_USAGE;
-  } else {
-    printf("audit: store %s, job %s\n", store, held[0] ? held : "(none)");
-    int rc = fedc__audit_verify(st, dirs, n_dirs, stdout, &failures);
-    if (rc != 0) {
-      fprintf(stderr, "fedc-coordinator: audit: %s\n", fedc_error_msg());
-      code = rc == FEDC_EIO ? FEDC_COORD_EXIT_STORE : FEDC_COORD_EXIT_RUNTIME;
-    } else if (failures > 0) {
-      code = FEDC_COORD_EXIT_RUNTIME;
-    }
-  }
-  fedc_store_close(st);
+  /* a queue daemon's store: its jobs' stores are in <store>.jobs/ */
+  char jobs_dir[4100];
+  struct stat sb;
+  snprintf(jobs_dir, sizeof jobs_dir, "%s.jobs", store);
+  int code = stat(jobs_dir, &sb) == 0 && S_ISDIR(sb.st_mode)
+                 ? audit_queue(store, jobs_dir, job, dirs, n_dirs)
+                 : audit_store(store, job, NULL, dirs, n_dirs);
   fedc_free(dirs);
   return code;
 }

@@ -8,7 +8,9 @@
  * until another job is queued), STOPPING (stop asked; on_stopped follows).
  * A tick (TICK_MS) reads the queue: it starts the next job when IDLE, stops
  * a RUNNING job that was cancelled, stops a DONE coordinator when a job is
- * waiting. The per-job machinery (rounds, commits, resume, status) is the
+ * waiting. While IDLE with nothing queued, the idle listener (job_idle.c)
+ * holds [server] listen so that sites wait on it; a job queued then closes
+ * it, and starts on the next tick, once the address is free. The per-job machinery (rounds, commits, resume, status) is the
  * coordinator's, untouched; the runner only builds each job's config (the
  * daemon's config with the job's file read over it, the job's own store)
  * and copies the allow list into the job's store before it starts.
@@ -42,6 +44,8 @@ struct fedc_job_runner {
   fedc_jobq *q;
   fedc_admin_ctx admin_ctx;
   fedc_http_server *admin;
+  fedc_http_server *idle; /* job_idle.c, while IDLE with nothing queued */
+  double idle_retry_at;   /* an idle listener that could not listen: retried then */
   uv_timer_t tick;
   runner_state state;
   fedc_coordinator *c;
@@ -243,9 +247,16 @@ static void on_declined(fedc_coordinator *c, const char *fpr, const char *name,
     fedc_log_warn("msg=\"job queue: %s\"", fedc_error_msg());
 }
 
+static void close_idle(fedc_job_runner *r) {
+  if (r->idle == NULL) return;
+  fedc_http_server_close(r->idle); /* drops the held polls: the sites join again */
+  r->idle = NULL;
+}
+
 static void close_all(fedc_job_runner *r) {
   if (r->admin) fedc_http_server_close(r->admin);
   r->admin = NULL;
+  close_idle(r);
   if (!uv_is_closing((uv_handle_t *)&r->tick)) uv_close((uv_handle_t *)&r->tick, runner_closed);
 }
 
@@ -340,7 +351,18 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   if (r->state == R_IDLE) {
-    if (next != 0 && mono_s() >= r->retry_at) start_job(r, next);
+    if (next != 0 && r->idle) {
+      close_idle(r); /* the address is free by the next tick */
+    } else if (next != 0 && mono_s() >= r->retry_at) {
+      start_job(r, next);
+    } else if (next == 0 && r->idle == NULL && mono_s() >= r->idle_retry_at) {
+      /* the last coordinator's listener may still be closing: retried */
+      if (fedc__idle_start(&r->admin_ctx, &r->idle) != 0) {
+        fedc_log_debug("msg=\"idle listener: %s\"", fedc_error_msg());
+        r->idle = NULL;
+        r->idle_retry_at = mono_s() + 1.0;
+      }
+    }
   } else if (r->state == R_RUNNING) {
     fedc_jobq_job j;
     if (fedc__jobq_get(r->q, r->job, &j, NULL) == 0 && strcmp(j.state, "cancelled") == 0) {
@@ -369,6 +391,7 @@ int fedc__runner_start(uv_loop_t *loop, const fedc_config *base, fedc_job_runner
   if (rc == 0) rc = fedc_store_open(base->store_path, &r->main);
   if (rc == 0) rc = fedc_store_lock(r->main);
   if (rc == 0) {
+    r->admin_ctx.loop = loop;
     r->admin_ctx.base = &r->base;
     r->admin_ctx.q = r->q;
     r->admin_ctx.store = r->main;

@@ -57,11 +57,17 @@ int fedc__runner_export(const char *store_path, int32_t id, const char *which, u
 /* admin_api.c: the admin endpoint's listener (NULL out when admin_listen
  * is empty). */
 typedef struct fedc_admin_ctx {
+  uv_loop_t *loop;
   const fedc_config *base;
   fedc_jobq *q;
   fedc_store *store; /* the store: its admin certificates (certs.h) */
 } fedc_admin_ctx;
 struct fedc_http_server;
 int fedc__admin_start(uv_loop_t *loop, fedc_admin_ctx *ctx, struct fedc_http_server **out);
+
+/* job_idle.c: the listener on [server] listen while no job's coordinator
+ * runs (sites wait on it for the next job); closed with
+ * fedc_http_server_close before a job starts. */
+int fedc__idle_start(fedc_admin_ctx *ctx, struct fedc_http_server **out);
 
 #endif

@@ -48,6 +48,7 @@
 #include "base/keygen.h"
 #include "base/mbedtls_compat.h"
 #include "certs.h"
+#include "job_queue.h"
 #include "store.h"
 #include <fedc/coordinator.h>
 
@@ -406,8 +407,9 @@ static int write_kit(const char *kit, const char *name, const char *cert_pem, co
   snprintf(ini, sizeof ini,
            "; fedc site config from the startup kit of '%s' (docs/operations.md).\n"
            "; Put this kit's files beside the key that `fedc-client enroll` made\n"
-           "; (%s.key: it never left this site), fill in [data], then run\n"
-           ";   fedc-client --config site.ini\n"
+           "; (%s.key: it never left this site), fill in [data] and [policy], then\n"
+           "; install the site service (systemd/fedc-client.service) or run\n"
+           ";   fedc-client --config site.ini --serve\n"
            "\n"
            "[server]\n"
            "url = %s            ; the coordinator\n"
@@ -419,7 +421,18 @@ static int write_kit(const char *kit, const char *name, const char *cert_pem, co
            "\n"
            "[client]\n"
            "name = %s\n"
+           "; serve = true               ; a site service, job after job (as --serve)\n"
            "; keep_updates = updates     ; keep a copy of every update sent (for audits)\n"
+           "\n"
+           "; which jobs this site takes part in (a key left out: any)\n"
+           "[policy]\n"
+           "; model_types = softmax, mlp\n"
+           "; trainers = builtin\n"
+           "; max_rounds = 200\n"
+           "; max_epochs = 5\n"
+           "; min_noise_multiplier = 0.8\n"
+           "; require_secagg = false\n"
+           "; datasets = default\n"
            "\n"
            "[data]\n"
            "; format = csv\n"
@@ -502,6 +515,10 @@ static int pki_sign(const sign_opts *o) {
     rc = fedc_store_open(o->store, &st);
     if (rc == 0) rc = fedc_store_client_allow(st, ci.fingerprint, name, &id);
     if (rc == 0) rc = fedc__certs_put(st, &ci, (const char *)pem);
+    /* a queue daemon's store: the running job's allow list gets it now */
+    char jobs[4200];
+    snprintf(jobs, sizeof jobs, "%s.jobs", o->store);
+    if (rc == 0 && access(jobs, F_OK) == 0) rc = fedc__jobq_sync_all(o->store);
   }
   if (rc == 0) {
     if (o->kit) snprintf(kit, sizeof kit, "%s", o->kit);
