@@ -257,6 +257,9 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
                              .strategy = c->strategy};
     rc = fedc__engine_new_pipeline(&ep, &pp, s->n_params, w0, &s->engine);
   }
+  /* a schema's statistics under DP (data_source.c) spend their share first */
+  if (rc == 0 && (c->features[0] || c->schema_from[0]) && c->dp_noise_multiplier > 0)
+    rc = fedc__engine_account_release(s->engine, c->dp_noise_multiplier);
   fedc_free(w0);
   if (rc == 0) {
     for (int32_t i = 0; i < c->clients; i++) s->eligible[i] = i;

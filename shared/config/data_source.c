@@ -8,7 +8,10 @@
  * statistics: those of every training row, which are exactly the sum of the
  * clients' statistics however the rows are partitioned (fixed-point sums),
  * so a simulation computes what a deployment of the same job computes.
+ * Under differential privacy the pooled statistics get the noise of the
+ * config's [sim] clients sites at once (stats_dp.c).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,9 +56,22 @@ static int load_schema(const fedc_config *c, fedc_dataset *train, fedc_dataset *
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     rc = fedc_error_set(rc, "[data] %s: %s", key, msg);
   }
+  if (rc == 0 && c->data_clip[0]) rc = fedc_schema_set_clip(s, c->data_clip);
+  if (rc == 0 && c->dp_noise_multiplier > 0) {
+    s->noise_multiplier = c->dp_noise_multiplier;
+    rc = fedc_schema_require_clip(s);
+  }
   fedc_stats st = {0};
   double *m = NULL;
-  if (rc == 0) rc = fedc_stats_compute(train, 0, &st);
+  if (rc == 0 && s->noise_multiplier > 0) {
+    /* under DP: the pooled statistics with noise sqrt(K) times a site's,
+     * the distribution of the sum of K sites' independent noise */
+    fedc_rng rng;
+    fedc_rng_derive(&rng, c->seed, 0x73746174 /* "stat" */, 0, 0);
+    rc = fedc_stats_compute_dp(train, train->n_classes, s, sqrt((double)c->clients), &rng, &st);
+  } else if (rc == 0) {
+    rc = fedc_stats_compute(train, 0, &st);
+  }
   if (rc == 0 && (m = fedc_malloc_array((size_t)st.d * 2, sizeof *m)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
   if (rc == 0) {

@@ -246,6 +246,14 @@ char *fedc_schema_to_json(const fedc_schema *s) {
   if (cat) cJSON_AddItemToObject(o, "categorical", cat);
   cJSON_AddStringToObject(o, "missing", s->missing == FEDC_MISSING_MEAN ? "mean" : "refuse");
   cJSON_AddNumberToObject(o, "inputs", s->d);
+  cJSON *clip = NULL;
+  for (int32_t i = 0; i < s->n_cols; i++)
+    if (s->col[i].has_clip && (clip || (clip = cJSON_AddObjectToObject(o, "clip")))) {
+      cJSON *b = cJSON_AddArrayToObject(clip, s->col[i].name);
+      cJSON_AddItemToArray(b, cJSON_CreateNumber(s->col[i].lo));
+      cJSON_AddItemToArray(b, cJSON_CreateNumber(s->col[i].hi));
+    }
+  if (s->noise_multiplier > 0) cJSON_AddNumberToObject(o, "noise_multiplier", s->noise_multiplier);
   char *t = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   char *copy = t ? fedc_strdup(t) : NULL;
@@ -302,6 +310,24 @@ int fedc_schema_from_json(const char *json, fedc_schema *out) {
       rc = fedc_error_set(FEDC_EFORMAT, "schema: %s", msg);
     }
   }
+  /* statistics under DP: the clip bounds and the noise multiplier */
+  const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "clip");
+  if (rc == 0 && cJSON_IsObject(cl))
+    cJSON_ArrayForEach(it, cl) {
+      int i = find_col(out, it->string);
+      const cJSON *lo = cJSON_GetArrayItem(it, 0), *hi = cJSON_GetArrayItem(it, 1);
+      if (i < 0 || !cJSON_IsNumber(lo) || !cJSON_IsNumber(hi) || !(lo->valuedouble < hi->valuedouble)) {
+        rc = fedc_error_set(FEDC_EFORMAT, "schema: clip '%s' is not [lo, hi] of a feature",
+                            it->string ? it->string : "");
+        break;
+      }
+      out->col[i].has_clip = 1;
+      out->col[i].lo = lo->valuedouble;
+      out->col[i].hi = hi->valuedouble;
+    }
+  const cJSON *z = cJSON_GetObjectItemCaseSensitive(o, "noise_multiplier");
+  if (rc == 0 && cJSON_IsNumber(z) && z->valuedouble > 0) out->noise_multiplier = z->valuedouble;
+  if (rc != 0) memset(out, 0, sizeof *out);
   fedc_free(feat);
   fedc_free(ex);
   fedc_free(cat);
