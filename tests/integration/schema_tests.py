@@ -9,6 +9,7 @@ CSV with its columns in its own order plus an id column. Needs
 /usr/bin/python3 with numpy and scikit-learn (run by test_schema.sh).
 """
 import json
+import math
 import os
 import shutil
 import signal
@@ -458,6 +459,69 @@ def test_diverged_site_warned():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def gaussian_epsilon(steps, z, delta):
+    """epsilon of `steps` Gaussian mechanisms at noise multiplier z (RDP a / (2 z^2) each),
+    converted as shared/privacy/rdp.c does, over its default orders."""
+    orders = [1.25, 1.5, 1.75, 2, 2.25, 2.5, 3, 3.5, 4, 4.5] + list(range(5, 65)) + [128, 256]
+    best = float("inf")
+    for a in orders:
+        e = steps * a / (2 * z * z) + math.log((a - 1) / a) - (math.log(delta) + math.log(a)) / (a - 1)
+        best = min(best, max(e, 0.0))
+    return best
+
+
+def test_dp_statistics():
+    """[privacy] noise_multiplier > 0 with a schema: each site's statistics are released with
+    Gaussian noise within the declared clip bounds, and their share is in the privacy ledger:
+    with every site in every round (q = 1), round r's epsilon is that of r + 1 Gaussian steps."""
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-dps-")
+    paths = []
+    for k in (1, 2):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        small_site(p, k)
+        paths.append(p)
+    z, delta = 4.0, 1e-5
+    job = SchemaJob("dps", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                    "exclude = id\ntest =\nclip = a:0:10, b:0:5\n", "logreg", rounds=2,
+                    round_timeout_s=10,
+                    extra_model=f"[privacy]\nnoise_multiplier = {z}\nclip_norm = 1.0\ndelta = {delta}")
+    try:
+        job.run_all(timeout=120)
+        st = job.status()
+        assert st["statistics"]["phase"] == "done", st["statistics"]
+        eps = [r["epsilon"] for r in st["rounds"]]
+        want = [gaussian_epsilon(r + 1, z, delta) for r in (1, 2)]
+        without = [gaussian_epsilon(r, z, delta) for r in (1, 2)]
+        print(f"    dp statistics: epsilon by round {eps}; with the statistics' step {want}, "
+              f"without {without}", flush=True)
+        for e, w in zip(eps, want):
+            assert abs(e - w) <= 1e-6 * w, (eps, want)
+        with job.db() as con:
+            text = con.execute("SELECT value FROM job_texts WHERE name = 'stats'").fetchone()[0]
+        stats = json.loads(text)
+        assert stats["noise_multiplier"] == z, stats
+        # min and max are the public bounds, never a site's own extremes
+        assert stats["min"][:2] == [0, 0] and stats["max"][:2] == [10, 5], stats
+        logs = job.log("client-1.log") + job.log("client-2.log")
+        assert "statistics under differential privacy" in logs
+        # fedc-sim spends the same share: 2 rounds at q = 1 after the statistics' step
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--json", "--set", "model.type=logreg",
+                            "--set", "data.format=csv", "--set", f"data.train={paths[0]}",
+                            "--set", f"data.test={paths[1]}", "--set", "data.label=target",
+                            "--set", "data.exclude=id", "--set", "data.features=a,b,c",
+                            "--set", "data.categorical=c:red|blue", "--set", "data.clip=a:0:10,b:0:5",
+                            "--set", f"privacy.noise_multiplier={z}", "--set", f"privacy.delta={delta}",
+                            "--set", "sim.clients=2", "--set", "job.clients_per_round=2",
+                            "--set", "job.min_clients=2", "--set", "job.rounds=2"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-800:]
+        final = json.loads(r.stdout.strip().splitlines()[-1])
+        assert abs(final["epsilon"] - want[1]) <= 1e-4 * want[1], (final["epsilon"], want[1])
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_refused_combinations():
     """Per-site standardize, coordinator standardize, schema with secure aggregation or DP."""
     tmp = harness.tempfile.mkdtemp(prefix="fedc-cfg-")
@@ -471,7 +535,8 @@ def test_refused_combinations():
     try:
         cases = [("data.standardize=true", "the coordinator has no training data"),
                  ("privacy.secure_aggregation=true", "does not go through secure aggregation"),
-                 ("privacy.noise_multiplier=1.0", "no differential privacy yet")]
+                 ("privacy.noise_multiplier=1.0", "[data] clip: feature 'a' has no bounds"),
+                 ("data.clip=a:0:10,c:0:1", "'c' is categorical")]
         for kv, msg in cases:
             r = subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini,
                                 "--set", kv], capture_output=True, text=True, timeout=30)
@@ -487,7 +552,7 @@ def test_refused_combinations():
 
 def main():
     s = Suite("schema")
-    tests = [test_refused_combinations, test_bad_schema_cases, test_restart_keeps_statistics,
+    tests = [test_refused_combinations, test_dp_statistics, test_bad_schema_cases, test_restart_keeps_statistics,
              test_diverged_site_warned, test_sim_schema,
              test_breast_cancer, test_diabetes]
     only = sys.argv[1:]
