@@ -449,6 +449,12 @@ def test_diverged_site_warned():
         st = job.status()
         assert st["warnings"]["recent"][0]["kind"] == "diverged", st["warnings"]
         assert 'fedc_warnings_total{kind="diverged"}' in job.metrics()
+        # the dashboard draws the warnings and the federation's statistics from this status
+        with harness.urllib.request.urlopen(f"http://127.0.0.1:{job.status_port}/", timeout=2) as r:
+            page = r.read().decode()
+        for part in ("statsCard(s.statistics)", "warningsCard(s.warnings)", "'Federation statistics'",
+                     "' diverged'"):
+            assert part in page, part
         logs = job.log("client-1.log") + job.log("client-2.log")
         assert "warning=diverged" in logs and "update withheld" in logs
         for p in cl:
