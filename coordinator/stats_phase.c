@@ -76,6 +76,14 @@ int fedc__coord_stats_init(fedc_coord *c) {
                         fedc_config_origin(cfg, "data", cfg->features[0] ? "features" : "schema_from"),
                         (int)s->schema.d);
   if (rc == 0 && cfg->data_clip[0]) rc = fedc_schema_set_clip(&s->schema, cfg->data_clip);
+  if (rc == 0 && cfg->class_labels[0]) {
+    rc = fedc_schema_set_class_labels(&s->schema, cfg->class_labels);
+    if (rc == 0 && s->schema.n_label_vocab != job_classes(c))
+      rc = fedc_error_set(FEDC_ECONFIG, "%s: [data] class_labels names %d classes; [model] type "
+                          "= %s has %d (set at %s)", fedc_config_origin(cfg, "data", "class_labels"),
+                          (int)s->schema.n_label_vocab, fedc_model_type_name(cfg->model_type),
+                          (int)job_classes(c), fedc_config_origin(cfg, "model", "classes"));
+  }
   if (rc == 0 && cfg->dp_noise_multiplier > 0) {
     /* the statistics under DP (stats_dp.c): every input bounded */
     s->schema.noise_multiplier = cfg->dp_noise_multiplier;

@@ -55,6 +55,11 @@ typedef struct fedc_schema {
   /* the statistics under differential privacy (stats_dp.c): the noise
    * multiplier z, 0 for exact statistics */
   double noise_multiplier;
+  /* class labels that are strings in the CSV ([data] class_labels): the
+   * label column's values "v0|v1|..." mapped to classes 0, 1, ...; "" when
+   * the labels are numbers */
+  char label_vocab[FEDC_SCHEMA_VOCAB];
+  int32_t n_label_vocab;
 } fedc_schema;
 
 typedef struct fedc_stats {
@@ -79,6 +84,15 @@ typedef struct fedc_stats {
 int fedc_schema_make(const char *features, const char *header_path, const char *label,
                      const char *exclude, const char *categorical, fedc_missing missing,
                      fedc_schema *out);
+
+/*
+ * Declared class labels "B|M" ([data] class_labels; commas work too): the
+ * label column's values, class 0, 1, ... in that order. FEDC_ECONFIG naming
+ * the problem (a duplicate, an empty value, fewer than 2, too long).
+ */
+int fedc_schema_set_class_labels(fedc_schema *s, const char *labels);
+/* The class of label value v (its index in the declared labels), or -1. */
+int fedc_schema_class_of(const fedc_schema *s, const char *v);
 
 /* The name of model input j: "col" or "col=value" for a one-hot input. */
 void fedc_schema_input_name(const fedc_schema *s, int32_t j, char *buf, size_t cap);

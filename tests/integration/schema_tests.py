@@ -465,6 +465,93 @@ def test_diverged_site_warned():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def string_site(path, k, bad=None):
+    """A site whose labels are strings (M when a + b is large, else B), columns shuffled."""
+    rows = []
+    for i in range(40):
+        a, b = (i * 7 % 40) / 4.0 + k, (i * 3 % 11) / 2.0
+        lab = "M" if a + 2 * b > 12 else "B"
+        rows.append(f"{b},{lab},{i},{a}")
+    if bad:
+        rows[5] = rows[5].replace(",M,", f",{bad},").replace(",B,", f",{bad},")
+    with open(path, "w") as f:
+        f.write("b,diagnosis,id,a\n" + "\n".join(rows) + "\n")
+
+
+def test_string_labels():
+    """Class labels that are strings ("M"/"B") mapped through [data] class_labels: trained on,
+    carried in the model's metadata, printed by fedc-predict and the recipe; a label outside
+    them refused at the site naming file, line and column; fedc-sim's saved model describes
+    itself the same way."""
+    need_sklearn()
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-sl-")
+    paths = []
+    for k in (1, 2):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        string_site(p, k)
+        paths.append(p)
+    data = "features = a,b\nlabel = diagnosis\nexclude = id\nclass_labels = B|M\ntest =\n"
+    job = SchemaJob("sl", paths, data, "logreg", rounds=15, round_timeout_s=10,
+                    train="epochs = 5\nlr = 0.5\nbatch_size = 8")
+    try:
+        job.run_all(timeout=120)
+        model = os.path.join(job.dir, "model.safetensors")
+        export_latest(job, 15, model)
+        meta = harness.read_safetensors(open(model, "rb").read())[1]
+        assert json.loads(meta["class_labels"]) == ["B", "M"], meta["class_labels"]
+        assert json.loads(meta["schema"])["class_labels"] == ["B", "M"]
+        out = os.path.join(tmp, "pred.csv")
+        text = predict(model, paths[0], out)
+        with open(out) as f:
+            assert f.readline().strip() == "score,label"
+            labels = [line.strip().split(",")[1] for line in f if line.strip()]
+        assert set(labels) == {"B", "M"}, set(labels)
+        truth = [line.split(",")[1] for line in open(paths[0]).read().splitlines()[1:]]
+        acc = sum(p == t for p, t in zip(labels, truth)) / len(truth)
+        assert f"accuracy={acc:.6f}" in text and acc >= 0.8, (text, acc)
+        assert recipe().predict(model, paths[0])["names"] == labels
+        print(f"    string labels: site-1 accuracy {acc:.4f} (B/M)", flush=True)
+    finally:
+        job.close()
+    # a label that is not one of the declared ones: refused at start, nothing trained
+    bad_paths = [os.path.join(tmp, "bad-1.csv"), paths[1]]
+    string_site(bad_paths[0], 1, bad="X")
+    job = SchemaJob("slbad", bad_paths, data, "logreg", rounds=2, round_timeout_s=5)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        bad = job.start_client(1)
+        assert bad.wait(timeout=60) != 0
+        log = job.log("client-1.log")
+        for part in ("bad-1.csv:7:", "'diagnosis'", "not one of the job's class labels"):
+            assert part in log, (part, log[-600:])
+        assert job.status()["rounds"] == []
+    finally:
+        job.close()
+    # fedc-sim --save: the same self-describing metadata
+    try:
+        saved = os.path.join(tmp, "sim.safetensors")
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--save", saved,
+                            "--set", "model.type=logreg", "--set", "data.format=csv",
+                            "--set", f"data.train={paths[0]}", "--set", f"data.test={paths[1]}",
+                            "--set", "data.label=diagnosis", "--set", "data.exclude=id",
+                            "--set", "data.features=a,b", "--set", "data.class_labels=B|M",
+                            "--set", "sim.clients=2", "--set", "job.clients_per_round=2",
+                            "--set", "job.min_clients=2", "--set", "job.rounds=3"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-800:]
+        meta = harness.read_safetensors(open(saved, "rb").read())[1]
+        for key in ("model_type", "head_outputs", "link", "features", "schema", "preprocessing",
+                    "class_labels", "job", "round", "fedc_version"):
+            assert key in meta, (key, sorted(meta))
+        assert meta["link"] == "sigmoid" and json.loads(meta["features"]) == ["a", "b"]
+        assert json.loads(meta["class_labels"]) == ["B", "M"] and meta["round"] == "3"
+        text = predict(saved, paths[1], os.path.join(tmp, "sim-pred.csv"))
+        assert "accuracy=" in text, text
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def gaussian_epsilon(steps, z, delta):
     """epsilon of `steps` Gaussian mechanisms at noise multiplier z (RDP a / (2 z^2) each),
     converted as shared/privacy/rdp.c does, over its default orders."""
@@ -558,7 +645,7 @@ def test_refused_combinations():
 
 def main():
     s = Suite("schema")
-    tests = [test_refused_combinations, test_dp_statistics, test_bad_schema_cases, test_restart_keeps_statistics,
+    tests = [test_refused_combinations, test_dp_statistics, test_string_labels, test_bad_schema_cases, test_restart_keeps_statistics,
              test_diverged_site_warned, test_sim_schema,
              test_breast_cancer, test_diabetes]
     only = sys.argv[1:]
