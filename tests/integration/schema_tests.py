@@ -629,7 +629,8 @@ def test_refused_combinations():
         cases = [("data.standardize=true", "the coordinator has no training data"),
                  ("privacy.secure_aggregation=true", "does not go through secure aggregation"),
                  ("privacy.noise_multiplier=1.0", "[data] clip: feature 'a' has no bounds"),
-                 ("data.clip=a:0:10,c:0:1", "'c' is categorical")]
+                 ("data.clip=a:0:10,c:0:1", "'c' is categorical"),
+                 ("data.class_labels=x|y|z", "[data] class_labels names 3 classes; [model] type = logreg has 2")]
         for kv, msg in cases:
             r = subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini,
                                 "--set", kv], capture_output=True, text=True, timeout=30)
