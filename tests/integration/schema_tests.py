@@ -570,14 +570,19 @@ def test_dp_statistics():
     tmp = harness.tempfile.mkdtemp(prefix="fedc-dps-")
     paths = []
     for k in (1, 2):
+        # enough rows that the statistics' noise leaves a usable standardization
         p = os.path.join(tmp, f"site-{k}.csv")
-        small_site(p, k)
+        with open(p, "w") as f:
+            f.write("id,a,b,c,target\n")
+            for i in range(2000):
+                a, b = (i * 37 % 101) / 10.0, (i * 13 % 51) / 10.0
+                f.write(f"{i},{a},{b},{'red' if i % 2 else 'blue'},{int(a + b > 7.5)}\n")
         paths.append(p)
     z, delta = 4.0, 1e-5
     job = SchemaJob("dps", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
                     "exclude = id\ntest =\nclip = a:0:10, b:0:5\n", "logreg", rounds=2,
                     round_timeout_s=10,
-                    extra_model=f"[privacy]\nnoise_multiplier = {z}\nclip_norm = 1.0\ndelta = {delta}")
+                    extra_model=f"[privacy]\nnoise_multiplier = {z}\nclip_norm = 0.01\ndelta = {delta}")
     try:
         job.run_all(timeout=120)
         st = job.status()
