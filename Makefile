@@ -745,7 +745,7 @@ endif
 
 -include $(LIB_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(SIM_MAIN:.o=.d) $(UNIT_BIN:=.d) $(MPI_OBJ:.o=.d) \
     $(COORD_OBJ:.o=.d) $(CLIENT_OBJ:.o=.d) $(BUILD)/obj/coordinator/main.d \
-    $(BUILD)/obj/client/main.d
+    $(BUILD)/obj/client/main.d $(BUILD)/obj/predict/main.d
 
 # --- CPU kernel variants: per-file flags ---------------------------------------
 # Each x86-64 variant of the hot kernels (shared/ml/kernels_avx2.c, _avx512.c)

@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
@@ -221,6 +222,33 @@ static int schema_load(fedc_client_builtin *b, const fedc_client_job *job) {
   return rc;
 }
 
+/*
+ * This site's statistics of its raw training data: exact, or, when the
+ * job's schema carries a noise multiplier, released under differential
+ * privacy (stats_dp.c) with noise from a secret seed (getrandom: the
+ * coordinator must not be able to regenerate it).
+ */
+static int stats_of_site(fedc_client_builtin *b, const fedc_client_job *job, fedc_stats *st) {
+  fedc_schema *s = fedc_malloc(sizeof *s);
+  int rc = s ? fedc_schema_from_json(job->schema_json, s)
+             : fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  if (rc == 0 && s->noise_multiplier > 0) {
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+      rc = fedc_error_set(FEDC_EIO, "client: no random seed for the statistics' noise");
+    fedc_rng rng;
+    if (rc == 0) fedc_rng_seed(&rng, seed);
+    if (rc == 0) rc = fedc_stats_compute_dp(&b->train, job_classes(job), s, 1.0, &rng, st);
+    if (rc == 0)
+      fedc_log_info("msg=\"statistics under differential privacy\" noise_multiplier=%g",
+                    s->noise_multiplier);
+  } else if (rc == 0) {
+    rc = fedc_stats_compute(&b->train, job_classes(job), st);
+  }
+  fedc_free(s);
+  return rc;
+}
+
 /* The statistics phase: this site's statistics of its raw training data. */
 static int builtin_stats(void *ud, const fedc_client_job *job, char **json) {
   fedc_client_builtin *b = ud;
@@ -232,7 +260,7 @@ static int builtin_stats(void *ud, const fedc_client_job *job, char **json) {
   if (job->stats_json != NULL)
     return fedc_error_set(FEDC_ESTATE, "statistics asked for a job that already has them");
   fedc_stats st;
-  rc = fedc_stats_compute(&b->train, job_classes(job), &st);
+  rc = stats_of_site(b, job, &st);
   if (rc != 0) return rc;
   *json = fedc_stats_to_json(&st);
   fedc_stats_free(&st);

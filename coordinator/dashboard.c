@@ -16,7 +16,9 @@
  * ({"epsilon": ..., "delta": ..., ...}) and per-round "epsilon" when
  * present, and an optional "eval" object (federated evaluation: the
  * selection metric per evaluated round, drawn on 0..1 for rates, and the
- * last evaluation's confusion matrix with per-class recall).
+ * last evaluation's confusion matrix with per-class recall), and for a job
+ * with a schema the "statistics" (phase, sites, rows, label counts) and
+ * "warnings" (far and diverged sites, the last one's detail) objects.
  *
  * Editing: the page is plain HTML/CSS/JS below, one C string literal per
  * line; keep quotes and backslashes escaped, and keep "??" out of it (C11
@@ -211,6 +213,18 @@ static const char page[] =
     "    var sub = rest.join(' \\u00b7 ');\n"
     "    return card('Privacy spent', main, sub);\n"
     "  }\n"
+    "  /* a job with a schema: the federation's statistics and the warnings */\n"
+    "  function statsCard(st) {\n"
+    "    var lc = Array.isArray(st.label_counts) ? st.label_counts.map(int).join(' / ') : '';\n"
+    "    return card('Federation statistics', short(st.phase, 16), int(st.sites) + ' sites \\u00b7 ' +\n"
+    "      int(st.rows) + ' rows' + (lc ? ' \\u00b7 labels ' + short(lc, 40) : ''));\n"
+    "  }\n"
+    "  function warningsCard(w) {\n"
+    "    var list = Array.isArray(w.recent) ? w.recent : [], last = list[list.length - 1];\n"
+    "    var sub = last ? 'client ' + int(last.client) + ' round ' + int(last.round) + ': ' +\n"
+    "      short(last.kind, 12) + ' \\u2013 ' + short(last.detail, 80) : 'none';\n"
+    "    return card('Warnings', int(w.far_sites) + ' far \\u00b7 ' + int(w.diverged) + ' diverged', sub);\n"
+    "  }\n"
     "  function renderCards(s, rounds) {\n"
     "    var job = s.job || {}, box = $('cards');\n"
     "    clear(box);\n"
@@ -240,6 +254,8 @@ static const char page[] =
     "      allowed + ' allowed, ' + (cl.length - allowed) + ' other'));\n"
     "    if (s.privacy && typeof s.privacy === 'object' && !Array.isArray(s.privacy))\n"
     "      box.appendChild(privacyCard(s.privacy));\n"
+    "    if (s.statistics && typeof s.statistics === 'object') box.appendChild(statsCard(s.statistics));\n"
+    "    if (s.warnings && typeof s.warnings === 'object') box.appendChild(warningsCard(s.warnings));\n"
     "  }\n"
     "\n"
     "  /* ---- charts --------------------------------------------------------- */\n"

@@ -10,14 +10,11 @@
 
 #include <fedc/tensors.h>
 
+#include "ml/model_describe.h"
+
 struct fedc_coordinator;
 
-typedef struct coord_model_meta {
-  fedc_st_meta meta[16];
-  size_t n;
-  char round[16], head[16];
-  char *classes, *features, *schema, *prep; /* owned */
-} coord_model_meta;
+typedef fedc_model_desc coord_model_meta;
 
 /* Fill *m for a model after `round` committed rounds (any thread: reads
  * only what does not change once the statistics are known). Errors:

@@ -31,6 +31,7 @@
 #include "base/log.h"
 #include "coord_internal.h"
 #include "data/schema.h"
+#include "round/engine.h"
 #include "stats_phase.h"
 
 #define FAR_Z 3.0
@@ -74,6 +75,26 @@ int fedc__coord_stats_init(fedc_coord *c) {
                         fedc_config_origin(cfg, "model", "inputs"), (int)cfg->inputs,
                         fedc_config_origin(cfg, "data", cfg->features[0] ? "features" : "schema_from"),
                         (int)s->schema.d);
+  if (rc == 0 && cfg->data_clip[0]) rc = fedc_schema_set_clip(&s->schema, cfg->data_clip);
+  if (rc == 0 && cfg->class_labels[0]) {
+    rc = fedc_schema_set_class_labels(&s->schema, cfg->class_labels);
+    if (rc == 0 && s->schema.n_label_vocab != job_classes(c))
+      rc = fedc_error_set(FEDC_ECONFIG, "%s: [data] class_labels names %d classes; [model] type "
+                          "= %s has %d (set at %s)", fedc_config_origin(cfg, "data", "class_labels"),
+                          (int)s->schema.n_label_vocab, fedc_model_type_name(cfg->model_type),
+                          (int)job_classes(c), fedc_config_origin(cfg, "model", "classes"));
+  }
+  if (rc == 0 && cfg->dp_noise_multiplier > 0) {
+    /* the statistics under DP (stats_dp.c): every input bounded */
+    s->schema.noise_multiplier = cfg->dp_noise_multiplier;
+    if (fedc_schema_require_clip(&s->schema) != 0) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set(FEDC_ECONFIG, "%s: %s ([privacy] noise_multiplier > 0 at %s)",
+                          fedc_config_origin(cfg, "data", "clip"), msg,
+                          fedc_config_origin(cfg, "privacy", "noise_multiplier"));
+    }
+  }
   if (rc == 0 && (s->schema_json = fedc_schema_to_json(&s->schema)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "coordinator: out of memory");
   if (rc == 0 && (s->mean = fedc_malloc_array((size_t)s->schema.d * 2, sizeof(double))) == NULL)
@@ -166,6 +187,10 @@ int fedc__coord_stats_start(fedc_coord *c) {
       s->stats_json = text;
       text = NULL;
       rc = adopt(c);
+      /* the statistics' share of the privacy budget was spent before the
+       * restart too */
+      if (rc == 0 && s->schema.noise_multiplier > 0)
+        rc = fedc__engine_account_release(c->engine, s->schema.noise_multiplier);
       if (rc == 0)
         fedc_log_info("msg=\"federation statistics restored\" rows=%lld inputs=%d",
                       (long long)s->acc.rows, (int)s->acc.d);
@@ -190,6 +215,7 @@ int fedc__coord_stats_wants(const fedc_coord *c, int32_t client_id) {
 /* Close the phase: commit, adopt, count the far sites. */
 static void finish(fedc_coord *c) {
   struct coord_stats *s = c->stats;
+  s->acc.noise_multiplier = s->schema.noise_multiplier;
   char *text = fedc_stats_to_json(&s->acc);
   int rc = text ? fedc_store_put_text(c->store, "stats", text)
                 : fedc_error_set(FEDC_ENOMEM, "out of memory");
@@ -200,6 +226,12 @@ static void finish(fedc_coord *c) {
     return;
   }
   s->stats_json = text;
+  /* the statistics' share of the privacy budget, in the ledger before any
+   * round (the Gaussian mechanism at z, stats_dp.c) */
+  if (s->schema.noise_multiplier > 0 &&
+      fedc__engine_account_release(c->engine, s->schema.noise_multiplier) != 0)
+    fedc_log_warn("msg=\"cannot record the statistics in the privacy ledger\" err=\"%s\"",
+                  fedc_error_msg());
   if (adopt(c) != 0) {
     fedc_log_warn("msg=\"cannot adopt the federation's statistics\" err=\"%s\"", fedc_error_msg());
     return;
@@ -326,7 +358,13 @@ void fedc__coord_stats_handle(fedc_coord *c, fedc_http_exchange *x,
                         (int)s->acc.n_classes);
     fedc_stats_free(&st);
   }
-  if (rc == 0 && st.rows < 1) {
+  if (rc == 0 && st.noise_multiplier < s->schema.noise_multiplier) {
+    rc = fedc_error_set(FEDC_EFORMAT, "statistics with noise multiplier %g; the job's are "
+                        "released under differential privacy with %g", st.noise_multiplier,
+                        s->schema.noise_multiplier);
+    fedc_stats_free(&st);
+  }
+  if (rc == 0 && st.rows < 1 && s->schema.noise_multiplier == 0) {
     rc = fedc_error_set(FEDC_EFORMAT, "statistics of no rows");
     fedc_stats_free(&st);
   }

@@ -50,7 +50,8 @@ def read_inputs(csv_path, schema):
 
 def predict(model_path, csv_path):
     """{"scores": [N, K] probabilities (sigmoid: P(class 1); identity: the value),
-    "labels": predicted labels (regression: the value)}."""
+    "labels": predicted classes (regression: the value), "names": the predicted
+    classes' labels from the model's class_labels ("B", "M"; as fedc-predict prints)}."""
     t, meta = load_model(model_path)
     schema = json.loads(meta["schema"])
     prep = json.loads(meta["preprocessing"])
@@ -66,9 +67,14 @@ def predict(model_path, csv_path):
     link = meta["link"]
     if link == "sigmoid":
         p = 1.0 / (1.0 + np.exp(-a[:, 0]))
-        return {"scores": np.stack([1.0 - p, p], axis=1), "labels": (p >= 0.5).astype(int)}
+        lab = (p >= 0.5).astype(int)
+        names = json.loads(meta.get("class_labels", '["0", "1"]'))
+        return {"scores": np.stack([1.0 - p, p], axis=1), "labels": lab,
+                "names": [names[k] for k in lab]}
     if link == "softmax":
         e = np.exp(a - a.max(axis=1, keepdims=True))
         p = e / e.sum(axis=1, keepdims=True)
-        return {"scores": p, "labels": p.argmax(axis=1)}
+        lab = p.argmax(axis=1)
+        names = json.loads(meta.get("class_labels", "[]")) or [str(k) for k in range(p.shape[1])]
+        return {"scores": p, "labels": lab, "names": [names[k] for k in lab]}
     return {"scores": a, "labels": a[:, 0]}

@@ -3,14 +3,15 @@
  *
  *     fedc-predict --model M.safetensors --input data.csv --output predictions.csv
  *
- * The model says what it needs (coordinator/model_meta.c): its type, head
+ * The model says what it needs (shared/ml/model_describe.c): its type, head
  * and link, and, for a job with a schema, the schema (the CSV is read by
  * column name, in any order, with the same refusals as a site), the
  * federation's means and standard deviations, the categorical encodings
  * and the imputation of missing values. The input is standardized and run
  * through the layers in double precision; each row gets its scores (P(class
  * 1) for logreg, one probability per class for softmax and mlp, the value
- * for linreg) and its predicted label. When the CSV has the label column,
+ * for linreg) and its predicted label (the model's class labels, "B" or "M"
+ * when the job declared them). When the CSV has the label column,
  * the accuracy (classification) or R^2 (regression) is printed.
  * Exit codes: 0 done, 2 usage, 1 anything else (the message on stderr).
  */
@@ -99,6 +100,9 @@ int main(int argc, char **argv) {
   const char *link = fedc_st_meta_get(f, "link");
   const char *schema_text = fedc_st_meta_get(f, "schema");
   const char *prep_text = fedc_st_meta_get(f, "preprocessing");
+  /* the class labels, printed as the predicted label ("B", "M"; "0", "1"
+   * for numeric labels); read after the model's head is known */
+  const char *classes_text = fedc_st_meta_get(f, "class_labels");
   if (type == NULL || link == NULL) {
     fprintf(stderr, "fedc-predict: %s: no model_type or link in its metadata: not a model "
             "that describes itself (exported by a fedc older than 0.3?)\n", model);
@@ -178,6 +182,11 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  cJSON *cls = classes_text ? cJSON_Parse(classes_text) : NULL;
+  if (cls && (!cJSON_IsArray(cls) || cJSON_GetArraySize(cls) != (sigmoid ? 2 : (int)k))) {
+    cJSON_Delete(cls); /* not one label per class: print class indices */
+    cls = NULL;
+  }
   FILE *out = fopen(output, "we");
   if (out == NULL) {
     perror(output);
@@ -215,7 +224,9 @@ int main(int argc, char **argv) {
     if (sigmoid) {
       double p = 1.0 / (1.0 + exp(-a[0]));
       int lab = p >= 0.5;
-      fprintf(out, "%.17g,%d\n", p, lab);
+      const cJSON *name = cls ? cJSON_GetArrayItem(cls, lab) : NULL;
+      if (cJSON_IsString(name)) fprintf(out, "%.17g,%s\n", p, name->valuestring);
+      else fprintf(out, "%.17g,%d\n", p, lab);
       correct += lab == (int)y;
     } else if (softmax) {
       double m = a[0], sum = 0;
@@ -224,7 +235,9 @@ int main(int argc, char **argv) {
         if (a[c] > m) m = a[c], best = c;
       for (int64_t c = 0; c < k; c++) sum += exp(a[c] - m);
       for (int64_t c = 0; c < k; c++) fprintf(out, "%.17g,", exp(a[c] - m) / sum);
-      fprintf(out, "%lld\n", (long long)best);
+      const cJSON *name = cls ? cJSON_GetArrayItem(cls, (int)best) : NULL;
+      if (cJSON_IsString(name)) fprintf(out, "%s\n", name->valuestring);
+      else fprintf(out, "%lld\n", (long long)best);
       correct += best == (int64_t)y;
     } else {
       fprintf(out, "%.17g\n", a[0]);
@@ -249,6 +262,7 @@ int main(int argc, char **argv) {
   } else {
     printf("rows=%lld\n", (long long)ds.n);
   }
+  cJSON_Delete(cls);
   fedc_free(a);
   fedc_free(mean);
   fedc_free(std);

@@ -26,6 +26,7 @@
 #include "data/partition.h"
 #include "base/pool.h"
 #include "wire/safetensors.h"
+#include "ml/model_describe.h"
 #include "ml/train.h"
 #include "ml/class_weight.h"
 #include "ml/eval_model.h"
@@ -61,6 +62,7 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_partition_free(&s->part);
   fedc_dataset_free(&s->train);
   fedc_dataset_free(&s->test);
+  fedc_data_prep_free(&s->prep);
   fedc_free(s->eligible);
   fedc_free(s->selected);
   fedc_free(s->mine);
@@ -210,7 +212,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
   s->cfg = *cfg;
   s->share = *share;
   const fedc_config *c = &s->cfg;
-  int rc = fedc_data_load(c, &s->train, &s->test);
+  int rc = fedc_data_load_prep(c, &s->train, &s->test, &s->prep);
   if (rc == 0 && !s->share.evaluator) fedc_dataset_free(&s->test);
   if (rc == 0)
     rc = fedc_model_spec_from_config(c, (int32_t)s->train.d, s->train.n_classes,
@@ -257,6 +259,9 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
                              .strategy = c->strategy};
     rc = fedc__engine_new_pipeline(&ep, &pp, s->n_params, w0, &s->engine);
   }
+  /* a schema's statistics under DP (data_source.c) spend their share first */
+  if (rc == 0 && (c->features[0] || c->schema_from[0]) && c->dp_noise_multiplier > 0)
+    rc = fedc__engine_account_release(s->engine, c->dp_noise_multiplier);
   fedc_free(w0);
   if (rc == 0) {
     for (int32_t i = 0; i < c->clients; i++) s->eligible[i] = i;
@@ -495,16 +500,21 @@ int fedc_sim_save(const fedc_sim *s, const char *path) {
   fedc_st_tensor t[2 * FEDC_MODEL_MAX_LAYERS];
   size_t n = fedc_model_tensors(&s->spec, fedc_sim_global(s), t,
                                 2 * FEDC_MODEL_MAX_LAYERS);
-  char round[32], seed[32], hidden[128] = "";
-  snprintf(round, sizeof round, "%d", (int)fedc_engine_round(s->engine) - 1);
+  char seed[32], hidden[128] = "";
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->cfg.seed);
   for (int32_t i = 0, off = 0; i < s->spec.n_hidden; i++)
     off += snprintf(hidden + off, sizeof hidden - (size_t)off, "%s%d",
                     i ? "," : "", (int)s->spec.hidden[i]);
-  fedc_st_meta meta[] = {{"format", "fedc"},
-                         {"model", fedc_model_type_name(s->spec.type)},
-                         {"hidden", hidden},
-                         {"round", round},
-                         {"seed", seed}};
-  return fedc_st_write_file(path, t, n, meta, sizeof meta / sizeof meta[0]);
+  /* the same self-description as the coordinator's models (model_describe.h),
+   * plus what only a simulation has */
+  fedc_st_meta extra[] = {{"model", fedc_model_type_name(s->spec.type)},
+                          {"hidden", hidden},
+                          {"seed", seed}};
+  fedc_model_desc m;
+  int rc = fedc_model_describe(&s->spec, "fedc-sim", fedc_engine_round(s->engine) - 1,
+                               s->prep.schema, s->prep.mean, s->prep.std, extra,
+                               sizeof extra / sizeof extra[0], &m);
+  if (rc == 0) rc = fedc_st_write_file(path, t, n, m.meta, m.n);
+  fedc_model_desc_free(&m);
+  return rc;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "config/data_source.h"
 #include "data/data.h"
 #include "round/engine.h"
 #include "ml/model.h"
@@ -43,6 +44,7 @@ struct fedc_sim {
   fedc_config cfg;
   fedc_sim_share share;
   fedc_dataset train, test;
+  fedc_data_prep prep; /* a schema and the federation's moments (data_source.h) */
   fedc_partition part;
   fedc_model_spec spec;
   size_t n_params;

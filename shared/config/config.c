@@ -305,6 +305,14 @@ static const key_def keys[] = {
      "Site: named data sets a job may ask for with [data] set, as "
      "NAME:TRAIN[:TRAIN_LABELS], comma-separated (same format as [data] "
      "train); the site's [data] train is the set named \"default\"."},
+    {"data", "clip", T_STRING, M(data_clip), 0, 0, 0, NULL, "",
+     "Schema: bounds of the numeric features (col:lo:hi, comma-separated) that "
+     "values are clipped to for the statistics under differential privacy "
+     "(needed for every numeric feature when [privacy] noise_multiplier > 0)."},
+    {"data", "class_labels", T_STRING, M(class_labels), 0, 0, 0, NULL, "",
+     "Schema: the label column's values when they are strings (B|M), classes "
+     "0, 1, ... in that order; carried in the model's metadata and printed by "
+     "fedc-predict."},
 
     {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
      "127.0.0.1:8443", "Coordinator: address and port to listen on."},
@@ -1448,16 +1456,10 @@ static int check_coordinator(const fedc_config *c) {
   if (schema && c->secagg)
     return fedc_error_set(FEDC_ECONFIG,
                           "%s: [privacy] secure_aggregation = true with a schema (%s): the "
-                          "statistics phase does not go through secure aggregation yet; drop "
-                          "one of them",
+                          "statistics phase does not go through secure aggregation yet (it sums "
+                          "32-bit words of a round's model; the statistics are 128-bit integers "
+                          "and minima and maxima); drop one of them",
                           origin_of(c, "privacy", "secure_aggregation"),
-                          origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
-  if (schema && c->dp_noise_multiplier > 0)
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [privacy] noise_multiplier > 0 with a schema (%s): the statistics "
-                          "phase has no differential privacy yet (sites would send exact "
-                          "aggregates); drop one of them",
-                          origin_of(c, "privacy", "noise_multiplier"),
                           origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
   if (c->model_type == FEDC_MODEL_TENSORS) goto common; /* check_tensors */
   if (c->inputs < 1 && !schema)

@@ -110,6 +110,8 @@ typedef struct fedc_config {
   double validation_split;                 /* [0, 0.9]: held out when no file */
   char data_set[128];                      /* job: the named set to use */
   char data_sets[FEDC_CONFIG_PATH_MAX];    /* site: NAME:TRAIN[:LABELS],... */
+  char data_clip[8192];                    /* schema: "col:lo:hi, ...": DP statistics' bounds */
+  char class_labels[FEDC_CONFIG_PATH_MAX]; /* schema: "B|M": string labels, class order */
   /* [server] */
   char server_listen[256];       /* coordinator: "host:port" */
   char server_status_listen[256]; /* coordinator: plain-HTTP read-only pages */

@@ -236,8 +236,14 @@ int fedc_load_csv_schema(const char *path, const fedc_schema *s, int label_requi
       const char *why = NULL;
       if (col_of[c] == -1) {
         double lv;
+        int k;
         if (*v == '\0') why = "is empty (a label is never missing)";
-        else if (parse_num(v, &lv) != 0) why = "is not a number";
+        else if (s->n_label_vocab > 0 && (k = fedc_schema_class_of(s, v)) < 0)
+          why = "is not one of the job's class labels ([data] class_labels)";
+        else if (s->n_label_vocab > 0) {
+          y[n] = (float)k;
+          if (k > max_label) max_label = k;
+        } else if (parse_num(v, &lv) != 0) why = "is not a number";
         else {
           y[n] = (float)lv;
           if (!(lv >= 0 && lv < 16777216.0 && lv == floor(lv))) classes = 0;
@@ -280,6 +286,7 @@ int fedc_load_csv_schema(const char *path, const fedc_schema *s, int label_requi
   out->x = x;
   out->y = y;
   out->n_classes = label_col == SIZE_MAX ? 0 : classes ? (int32_t)max_label + 1 : 0;
+  if (label_col != SIZE_MAX && s->n_label_vocab > 0) out->n_classes = s->n_label_vocab;
   x = y = NULL;
 done:
   fedc_free(buf);

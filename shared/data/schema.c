@@ -204,6 +204,40 @@ int fedc_schema_make(const char *features, const char *header_path, const char *
   return 0;
 }
 
+/* "B|M" or "B,M": each value trimmed, non-empty, unique; stored "B|M". */
+int fedc_schema_set_class_labels(fedc_schema *s, const char *labels) {
+  char sep = strchr(labels, '|') ? '|' : ',';
+  const char *p = labels;
+  char v[FEDC_SCHEMA_NAME];
+  size_t off = 0;
+  int32_t n = 0, r;
+  s->label_vocab[0] = '\0';
+  s->n_label_vocab = 0;
+  while ((r = next_item(&p, sep, v, sizeof v)) != 0) {
+    if (r < 0 || v[0] == '\0' || strchr(v, '|'))
+      return fedc_error_set(FEDC_ECONFIG, "[data] class_labels: an empty or too long value");
+    if (fedc_schema_class_of(s, v) >= 0)
+      return fedc_error_set(FEDC_ECONFIG, "[data] class_labels: '%s' named twice", v);
+    int w = snprintf(s->label_vocab + off, sizeof s->label_vocab - off, "%s%s", n ? "|" : "", v);
+    if (w < 0 || off + (size_t)w >= sizeof s->label_vocab)
+      return fedc_error_set(FEDC_ECONFIG, "[data] class_labels: longer than %d bytes",
+                            FEDC_SCHEMA_VOCAB - 1);
+    off += (size_t)w;
+    s->n_label_vocab = ++n;
+  }
+  if (n == 1) return fedc_error_set(FEDC_ECONFIG, "[data] class_labels: one value; a class "
+                                    "needs at least two");
+  return 0;
+}
+
+int fedc_schema_class_of(const fedc_schema *s, const char *v) {
+  const char *p = s->label_vocab;
+  char w[FEDC_SCHEMA_NAME];
+  for (int k = 0; k < s->n_label_vocab && next_item(&p, '|', w, sizeof w) == 1; k++)
+    if (strcmp(w, v) == 0) return k;
+  return -1;
+}
+
 void fedc_schema_input_name(const fedc_schema *s, int32_t j, char *buf, size_t cap) {
   buf[0] = '\0';
   for (int32_t i = 0; i < s->n_cols; i++) {
@@ -246,6 +280,20 @@ char *fedc_schema_to_json(const fedc_schema *s) {
   if (cat) cJSON_AddItemToObject(o, "categorical", cat);
   cJSON_AddStringToObject(o, "missing", s->missing == FEDC_MISSING_MEAN ? "mean" : "refuse");
   cJSON_AddNumberToObject(o, "inputs", s->d);
+  cJSON *clip = NULL;
+  for (int32_t i = 0; i < s->n_cols; i++)
+    if (s->col[i].has_clip && (clip || (clip = cJSON_AddObjectToObject(o, "clip")))) {
+      cJSON *b = cJSON_AddArrayToObject(clip, s->col[i].name);
+      cJSON_AddItemToArray(b, cJSON_CreateNumber(s->col[i].lo));
+      cJSON_AddItemToArray(b, cJSON_CreateNumber(s->col[i].hi));
+    }
+  if (s->noise_multiplier > 0) cJSON_AddNumberToObject(o, "noise_multiplier", s->noise_multiplier);
+  if (s->n_label_vocab > 0) {
+    cJSON *cl = cJSON_AddArrayToObject(o, "class_labels");
+    const char *p = s->label_vocab;
+    char w[FEDC_SCHEMA_NAME];
+    while (cl && next_item(&p, '|', w, sizeof w) == 1) cJSON_AddItemToArray(cl, cJSON_CreateString(w));
+  }
   char *t = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   char *copy = t ? fedc_strdup(t) : NULL;
@@ -302,6 +350,42 @@ int fedc_schema_from_json(const char *json, fedc_schema *out) {
       rc = fedc_error_set(FEDC_EFORMAT, "schema: %s", msg);
     }
   }
+  /* statistics under DP: the clip bounds and the noise multiplier */
+  const cJSON *cl = cJSON_GetObjectItemCaseSensitive(o, "clip");
+  if (rc == 0 && cJSON_IsObject(cl))
+    cJSON_ArrayForEach(it, cl) {
+      int i = find_col(out, it->string);
+      const cJSON *lo = cJSON_GetArrayItem(it, 0), *hi = cJSON_GetArrayItem(it, 1);
+      if (i < 0 || !cJSON_IsNumber(lo) || !cJSON_IsNumber(hi) || !(lo->valuedouble < hi->valuedouble)) {
+        rc = fedc_error_set(FEDC_EFORMAT, "schema: clip '%s' is not [lo, hi] of a feature",
+                            it->string ? it->string : "");
+        break;
+      }
+      out->col[i].has_clip = 1;
+      out->col[i].lo = lo->valuedouble;
+      out->col[i].hi = hi->valuedouble;
+    }
+  const cJSON *z = cJSON_GetObjectItemCaseSensitive(o, "noise_multiplier");
+  if (rc == 0 && cJSON_IsNumber(z) && z->valuedouble > 0) out->noise_multiplier = z->valuedouble;
+  const cJSON *cls = cJSON_GetObjectItemCaseSensitive(o, "class_labels");
+  if (rc == 0 && cJSON_IsArray(cls)) {
+    char *lab = fedc_calloc(1, FEDC_SCHEMA_VOCAB);
+    size_t lo = 0;
+    rc = lab ? 0 : fedc_error_set(FEDC_ENOMEM, "schema: out of memory");
+    cJSON_ArrayForEach(it, cls) {
+      if (rc != 0) break;
+      if (!cJSON_IsString(it)) rc = fedc_error_set(FEDC_EFORMAT, "schema: a class label is not a string");
+      else lo += (size_t)snprintf(lab + lo, lo < FEDC_SCHEMA_VOCAB ? FEDC_SCHEMA_VOCAB - lo : 0,
+                                  "%s%s", lo ? "|" : "", it->valuestring);
+    }
+    if (rc == 0 && fedc_schema_set_class_labels(out, lab) != 0) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+      rc = fedc_error_set(FEDC_EFORMAT, "schema: %s", msg);
+    }
+    fedc_free(lab);
+  }
+  if (rc != 0) memset(out, 0, sizeof *out);
   fedc_free(feat);
   fedc_free(ex);
   fedc_free(cat);

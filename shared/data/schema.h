@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 
+#include "base/rng.h"
 #include "data/data.h"
 
 #define FEDC_SCHEMA_MAX_COLS 1024
@@ -39,6 +40,8 @@ typedef struct fedc_schema_col {
   char vocab[FEDC_SCHEMA_VOCAB]; /* categorical: "v1|v2|v3"; "" for numeric */
   int32_t n_vocab;               /* 0 for numeric */
   int32_t offset;                /* first model input of the column */
+  int32_t has_clip;              /* numeric: [data] clip declared lo .. hi */
+  double lo, hi;
 } fedc_schema_col;
 
 typedef struct fedc_schema {
@@ -49,6 +52,14 @@ typedef struct fedc_schema {
   char exclude[FEDC_SCHEMA_MAX_EXCLUDE][FEDC_SCHEMA_NAME];
   fedc_missing missing;
   int32_t d; /* model inputs */
+  /* the statistics under differential privacy (stats_dp.c): the noise
+   * multiplier z, 0 for exact statistics */
+  double noise_multiplier;
+  /* class labels that are strings in the CSV ([data] class_labels): the
+   * label column's values "v0|v1|..." mapped to classes 0, 1, ...; "" when
+   * the labels are numbers */
+  char label_vocab[FEDC_SCHEMA_VOCAB];
+  int32_t n_label_vocab;
 } fedc_schema;
 
 typedef struct fedc_stats {
@@ -59,6 +70,7 @@ typedef struct fedc_stats {
   double *min, *max;        /* d each (+inf / -inf when no value) */
   int32_t n_classes;        /* 0: regression, no label counts */
   int64_t label_count[FEDC_STATS_MAX_CLASSES];
+  double noise_multiplier; /* > 0: released under DP with this z (stats_dp.c) */
 } fedc_stats;
 
 /*
@@ -72,6 +84,15 @@ typedef struct fedc_stats {
 int fedc_schema_make(const char *features, const char *header_path, const char *label,
                      const char *exclude, const char *categorical, fedc_missing missing,
                      fedc_schema *out);
+
+/*
+ * Declared class labels "B|M" ([data] class_labels; commas work too): the
+ * label column's values, class 0, 1, ... in that order. FEDC_ECONFIG naming
+ * the problem (a duplicate, an empty value, fewer than 2, too long).
+ */
+int fedc_schema_set_class_labels(fedc_schema *s, const char *labels);
+/* The class of label value v (its index in the declared labels), or -1. */
+int fedc_schema_class_of(const fedc_schema *s, const char *v);
 
 /* The name of model input j: "col" or "col=value" for a one-hot input. */
 void fedc_schema_input_name(const fedc_schema *s, int32_t j, char *buf, size_t cap);
@@ -131,5 +152,42 @@ int fedc_dataset_standardize_with(fedc_dataset *ds, const double *mean, const do
  */
 void fedc_stats_distance(const fedc_stats *site, const fedc_stats *fed, double *z,
                          int32_t *which);
+
+/* ---- differential privacy (stats_dp.c) -------------------------------------------- */
+
+/*
+ * Clip bounds from config text "col:lo:hi, ..." ([data] clip): each a
+ * numeric feature of s with finite lo < hi, |lo|, |hi| < 2^24. FEDC_ECONFIG
+ * naming the item otherwise.
+ */
+int fedc_schema_set_clip(fedc_schema *s, const char *clip);
+/* FEDC_ECONFIG naming the first numeric column without clip bounds (DP
+ * statistics need every input bounded); 0 when all have them. */
+int fedc_schema_require_clip(const fedc_schema *s);
+/* The bounds of model input j: a numeric column's clip bounds (or
+ * -inf/+inf), [0, 1] for a one-hot input. */
+void fedc_schema_input_bounds(const fedc_schema *s, int32_t j, double *lo, double *hi);
+
+/*
+ * The standard deviations of the Gaussian noise on the three groups of a
+ * site's DP statistics (counts, centred sums, centred sums of squares), for
+ * noise multiplier z: sigma_g = z sqrt(3) Delta_g (stats_dp.c derives the
+ * sensitivities Delta_g). FEDC_EINVAL when an input has no bounds.
+ */
+int fedc_stats_dp_sigmas(const fedc_schema *s, int32_t n_classes, double z, double sigma[3]);
+
+/*
+ * A site's statistics of ds released under differential privacy with
+ * s->noise_multiplier z > 0: values clipped to their input's bounds, then
+ * Gaussian noise of std sigma_g * scale added to every count, sum and sum
+ * of squares (scale 1 at a site; sqrt(K) for a simulator that releases the
+ * pooled statistics of K simulated sites at once, the same distribution as
+ * the sum of K sites' noise); min and max become the public bounds. The
+ * release is one Gaussian mechanism with noise multiplier z per row
+ * (record-level neighbours), whatever the number of inputs. Errors as
+ * fedc_stats_compute; FEDC_EINVAL (no z, an input without bounds).
+ */
+int fedc_stats_compute_dp(const fedc_dataset *ds, int32_t n_classes, const fedc_schema *s,
+                          double scale, fedc_rng *rng, fedc_stats *out);
 
 #endif

@@ -212,6 +212,7 @@ char *fedc_stats_to_json(const fedc_stats *st) {
   fedc_stats_moments(st, mean, std);
   cJSON_AddNumberToObject(o, "rows", (double)st->rows);
   cJSON_AddNumberToObject(o, "frac_bits", FEDC_STATS_FRAC_BITS);
+  if (st->noise_multiplier > 0) cJSON_AddNumberToObject(o, "noise_multiplier", st->noise_multiplier);
   const char *names[] = {"count", "missing", "sum", "sumsq", "min", "max", "mean", "std"};
   for (int a = 0; a < 8; a++) {
     cJSON *arr = cJSON_AddArrayToObject(o, names[a]);
@@ -269,6 +270,8 @@ int fedc_stats_from_json(const char *json, fedc_stats *out) {
     return rc == FEDC_ENOMEM ? rc : fedc_error_set(FEDC_EFORMAT, "statistics: %d inputs, %d classes", d, k);
   }
   out->rows = (int64_t)rows->valuedouble;
+  const cJSON *z = cJSON_GetObjectItemCaseSensitive(o, "noise_multiplier");
+  if (cJSON_IsNumber(z) && z->valuedouble > 0) out->noise_multiplier = z->valuedouble;
   const char *names[] = {"count", "missing", "sum", "sumsq", "min", "max"};
   for (int a = 0; rc == 0 && a < 6; a++) {
     const cJSON *arr = arr_of(o, names[a], d), *it;

@@ -289,6 +289,15 @@ int fedc_dp_would_exceed(const fedc_dp *d, double q, int *exceed) {
   return 0;
 }
 
+/* One step at q = 1: the accountant's sampled Gaussian at full sampling is
+ * the Gaussian mechanism's alpha / (2 sigma^2) (rdp.h). */
+int fedc_dp_account_release(fedc_dp *d, double sigma) {
+  if (d == NULL) return fedc_error_set(FEDC_EINVAL, "privacy: no DP state");
+  if (!(sigma > 0.0) || !isfinite(sigma))
+    return fedc_error_set(FEDC_EINVAL, "privacy: release noise multiplier %g is not > 0", sigma);
+  return fedc_accountant_step(d->acct, 1.0, sigma, 1);
+}
+
 int fedc_dp_restore(fedc_dp *d, double clip_norm, double q, int64_t rounds) {
   if (d == NULL) return fedc_error_set(FEDC_EINVAL, "privacy: no DP state");
   if (!(clip_norm > 0.0 && isfinite(clip_norm)))

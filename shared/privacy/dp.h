@@ -117,6 +117,15 @@ int fedc_dp_would_exceed(const fedc_dp *d, double q, int *exceed);
  */
 int fedc_dp_restore(fedc_dp *d, double clip_norm, double q, int64_t rounds);
 
+/*
+ * A release outside the rounds, such as a job's statistics under DP
+ * (data/schema.h, fedc_stats_compute_dp): one step of the Gaussian
+ * mechanism with noise multiplier sigma > 0 at sampling rate 1, recorded in
+ * the ledger (so in epsilon and the budget) but not counted as a round.
+ * FEDC_EINVAL for a bad sigma; on an error nothing has changed.
+ */
+int fedc_dp_account_release(fedc_dp *d, double sigma);
+
 /* Rounds accounted so far (finished and restored). */
 int64_t fedc_dp_rounds(const fedc_dp *d);
 

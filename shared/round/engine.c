@@ -508,6 +508,10 @@ int fedc_engine_restore(fedc_engine *e, int32_t committed, const float *w) {
   return 0;
 }
 
+int fedc__engine_account_release(fedc_engine *e, double sigma) {
+  return fedc_pipeline_account_release(e->pl, sigma);
+}
+
 int fedc_engine_restore_privacy(fedc_engine *e, double clip_norm, int32_t rounds) {
   return fedc_pipeline_restore_privacy(e->pl, clip_norm, rounds);
 }

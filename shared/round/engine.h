@@ -63,6 +63,10 @@ int fedc_engine_merge(fedc_engine *e, int32_t round, const __int128 *words,
 int fedc__engine_new_pipeline(const fedc_engine_params *p, const fedc_pipeline_params *pipeline,
                               size_t n_params, const float *w_init, fedc_engine **out);
 
+/* The job's statistics released under DP with noise multiplier sigma: one
+ * step in the privacy ledger (fedc_dp_account_release); 0 without DP. */
+int fedc__engine_account_release(fedc_engine *e, double sigma);
+
 /*
  * SCAFFOLD (a strategy with FEDC_STRATEGY_VARIATES, agg/scaffold.h): the
  * server control variate of the open or next round (n_params floats; NULL

@@ -475,6 +475,10 @@ double fedc_pipeline_epsilon(const fedc_pipeline *pl) {
   return eps;
 }
 
+int fedc_pipeline_account_release(fedc_pipeline *pl, double sigma) {
+  return pl->dp == NULL ? 0 : fedc_dp_account_release(pl->dp, sigma);
+}
+
 int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
                                   int32_t rounds) {
   if (pl->dp == NULL || rounds <= 0) return 0;

@@ -137,6 +137,9 @@ int fedc_pipeline_undo(fedc_pipeline *pl);
 /* DP: would one more round go over the epsilon budget? */
 int fedc_pipeline_budget_exhausted(const fedc_pipeline *pl);
 /* Re-apply `rounds` DP rounds already taken and the clip norm in use. */
+/* A release outside the rounds under DP (fedc_dp_account_release); a no-op
+ * (0) without DP. */
+int fedc_pipeline_account_release(fedc_pipeline *pl, double sigma);
 int fedc_pipeline_restore_privacy(fedc_pipeline *pl, double clip_norm,
                                   int32_t rounds);
 /* The server optimizer's state (momentum and second moments), so that a

@@ -9,6 +9,7 @@ CSV with its columns in its own order plus an id column. Needs
 /usr/bin/python3 with numpy and scikit-learn (run by test_schema.sh).
 """
 import json
+import math
 import os
 import shutil
 import signal
@@ -448,11 +449,187 @@ def test_diverged_site_warned():
         st = job.status()
         assert st["warnings"]["recent"][0]["kind"] == "diverged", st["warnings"]
         assert 'fedc_warnings_total{kind="diverged"}' in job.metrics()
+        # the dashboard draws the warnings and the federation's statistics from this status
+        with harness.urllib.request.urlopen(f"http://127.0.0.1:{job.status_port}/", timeout=2) as r:
+            page = r.read().decode()
+        for part in ("statsCard(s.statistics)", "warningsCard(s.warnings)", "'Federation statistics'",
+                     "' diverged'"):
+            assert part in page, part
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium:  # the rendered page: the two cards with the status's figures
+            prof = os.path.join(job.dir, "chromium")
+            dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                                  "--no-first-run", f"--user-data-dir={prof}",
+                                  "--virtual-time-budget=5000", "--dump-dom",
+                                  f"http://127.0.0.1:{job.status_port}/"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            n = job.status()["warnings"]["diverged"]
+            for part in ("Federation statistics", "2 sites", "Warnings", "0 far",
+                         "diverged", "client "):
+                assert part in dom, (part, dom[dom.find('id="cards"'):][:1500])
+            print(f"    dashboard: statistics and warnings cards rendered ({n} diverged)", flush=True)
+        else:
+            print("    dashboard DOM check skipped: chromium is not installed", flush=True)
         logs = job.log("client-1.log") + job.log("client-2.log")
         assert "warning=diverged" in logs and "update withheld" in logs
         for p in cl:
             assert p.poll() is None, "a diverging site ended its run"
             p.kill()
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def string_site(path, k, bad=None):
+    """A site whose labels are strings (M when a + b is large, else B), columns shuffled."""
+    rows = []
+    for i in range(40):
+        a, b = (i * 7 % 40) / 4.0 + k, (i * 3 % 11) / 2.0
+        lab = "M" if a + 2 * b > 12 else "B"
+        rows.append(f"{b},{lab},{i},{a}")
+    if bad:
+        rows[5] = rows[5].replace(",M,", f",{bad},").replace(",B,", f",{bad},")
+    with open(path, "w") as f:
+        f.write("b,diagnosis,id,a\n" + "\n".join(rows) + "\n")
+
+
+def test_string_labels():
+    """Class labels that are strings ("M"/"B") mapped through [data] class_labels: trained on,
+    carried in the model's metadata, printed by fedc-predict and the recipe; a label outside
+    them refused at the site naming file, line and column; fedc-sim's saved model describes
+    itself the same way."""
+    need_sklearn()
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-sl-")
+    paths = []
+    for k in (1, 2):
+        p = os.path.join(tmp, f"site-{k}.csv")
+        string_site(p, k)
+        paths.append(p)
+    data = "features = a,b\nlabel = diagnosis\nexclude = id\nclass_labels = B|M\ntest =\n"
+    job = SchemaJob("sl", paths, data, "logreg", rounds=15, round_timeout_s=10,
+                    train="epochs = 5\nlr = 0.5\nbatch_size = 8")
+    try:
+        job.run_all(timeout=120)
+        model = os.path.join(job.dir, "model.safetensors")
+        export_latest(job, 15, model)
+        meta = harness.read_safetensors(open(model, "rb").read())[1]
+        assert json.loads(meta["class_labels"]) == ["B", "M"], meta["class_labels"]
+        assert json.loads(meta["schema"])["class_labels"] == ["B", "M"]
+        out = os.path.join(tmp, "pred.csv")
+        text = predict(model, paths[0], out)
+        with open(out) as f:
+            assert f.readline().strip() == "score,label"
+            labels = [line.strip().split(",")[1] for line in f if line.strip()]
+        assert set(labels) == {"B", "M"}, set(labels)
+        truth = [line.split(",")[1] for line in open(paths[0]).read().splitlines()[1:]]
+        acc = sum(p == t for p, t in zip(labels, truth)) / len(truth)
+        assert f"accuracy={acc:.6f}" in text and acc >= 0.8, (text, acc)
+        assert recipe().predict(model, paths[0])["names"] == labels
+        print(f"    string labels: site-1 accuracy {acc:.4f} (B/M)", flush=True)
+    finally:
+        job.close()
+    # a label that is not one of the declared ones: refused at start, nothing trained
+    bad_paths = [os.path.join(tmp, "bad-1.csv"), paths[1]]
+    string_site(bad_paths[0], 1, bad="X")
+    job = SchemaJob("slbad", bad_paths, data, "logreg", rounds=2, round_timeout_s=5)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        bad = job.start_client(1)
+        assert bad.wait(timeout=60) != 0
+        log = job.log("client-1.log")
+        for part in ("bad-1.csv:7:", "'diagnosis'", "not one of the job's class labels"):
+            assert part in log, (part, log[-600:])
+        assert job.status()["rounds"] == []
+    finally:
+        job.close()
+    # fedc-sim --save: the same self-describing metadata
+    try:
+        saved = os.path.join(tmp, "sim.safetensors")
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--save", saved,
+                            "--set", "model.type=logreg", "--set", "data.format=csv",
+                            "--set", f"data.train={paths[0]}", "--set", f"data.test={paths[1]}",
+                            "--set", "data.label=diagnosis", "--set", "data.exclude=id",
+                            "--set", "data.features=a,b", "--set", "data.class_labels=B|M",
+                            "--set", "sim.clients=2", "--set", "job.clients_per_round=2",
+                            "--set", "job.min_clients=2", "--set", "job.rounds=3"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-800:]
+        meta = harness.read_safetensors(open(saved, "rb").read())[1]
+        for key in ("model_type", "head_outputs", "link", "features", "schema", "preprocessing",
+                    "class_labels", "job", "round", "fedc_version"):
+            assert key in meta, (key, sorted(meta))
+        assert meta["link"] == "sigmoid" and json.loads(meta["features"]) == ["a", "b"]
+        assert json.loads(meta["class_labels"]) == ["B", "M"] and meta["round"] == "3"
+        text = predict(saved, paths[1], os.path.join(tmp, "sim-pred.csv"))
+        assert "accuracy=" in text, text
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def gaussian_epsilon(steps, z, delta):
+    """epsilon of `steps` Gaussian mechanisms at noise multiplier z (RDP a / (2 z^2) each),
+    converted as shared/privacy/rdp.c does, over its default orders."""
+    orders = [1.25, 1.5, 1.75, 2, 2.25, 2.5, 3, 3.5, 4, 4.5] + list(range(5, 65)) + [128, 256]
+    best = float("inf")
+    for a in orders:
+        e = steps * a / (2 * z * z) + math.log((a - 1) / a) - (math.log(delta) + math.log(a)) / (a - 1)
+        best = min(best, max(e, 0.0))
+    return best
+
+
+def test_dp_statistics():
+    """[privacy] noise_multiplier > 0 with a schema: each site's statistics are released with
+    Gaussian noise within the declared clip bounds, and their share is in the privacy ledger:
+    with every site in every round (q = 1), round r's epsilon is that of r + 1 Gaussian steps."""
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-dps-")
+    paths = []
+    for k in (1, 2):
+        # enough rows that the statistics' noise leaves a usable standardization
+        p = os.path.join(tmp, f"site-{k}.csv")
+        with open(p, "w") as f:
+            f.write("id,a,b,c,target\n")
+            for i in range(2000):
+                a, b = (i * 37 % 101) / 10.0, (i * 13 % 51) / 10.0
+                f.write(f"{i},{a},{b},{'red' if i % 2 else 'blue'},{int(a + b > 7.5)}\n")
+        paths.append(p)
+    z, delta = 4.0, 1e-5
+    job = SchemaJob("dps", paths, "features = a,b,c\ncategorical = c:red|blue\nlabel = target\n"
+                    "exclude = id\ntest =\nclip = a:0:10, b:0:5\n", "logreg", rounds=2,
+                    round_timeout_s=10,
+                    extra_model=f"[privacy]\nnoise_multiplier = {z}\nclip_norm = 0.01\ndelta = {delta}")
+    try:
+        job.run_all(timeout=120)
+        st = job.status()
+        assert st["statistics"]["phase"] == "done", st["statistics"]
+        eps = [r["epsilon"] for r in st["rounds"]]
+        want = [gaussian_epsilon(r + 1, z, delta) for r in (1, 2)]
+        without = [gaussian_epsilon(r, z, delta) for r in (1, 2)]
+        print(f"    dp statistics: epsilon by round {eps}; with the statistics' step {want}, "
+              f"without {without}", flush=True)
+        for e, w in zip(eps, want):
+            assert abs(e - w) <= 1e-6 * w, (eps, want)
+        with job.db() as con:
+            text = con.execute("SELECT value FROM job_texts WHERE name = 'stats'").fetchone()[0]
+        stats = json.loads(text)
+        assert stats["noise_multiplier"] == z, stats
+        # min and max are the public bounds, never a site's own extremes
+        assert stats["min"][:2] == [0, 0] and stats["max"][:2] == [10, 5], stats
+        logs = job.log("client-1.log") + job.log("client-2.log")
+        assert "statistics under differential privacy" in logs
+        # fedc-sim spends the same share: 2 rounds at q = 1 after the statistics' step
+        r = subprocess.run([os.path.join(BIN, "fedc-sim"), "--json", "--set", "model.type=logreg",
+                            "--set", "data.format=csv", "--set", f"data.train={paths[0]}",
+                            "--set", f"data.test={paths[1]}", "--set", "data.label=target",
+                            "--set", "data.exclude=id", "--set", "data.features=a,b,c",
+                            "--set", "data.categorical=c:red|blue", "--set", "data.clip=a:0:10,b:0:5",
+                            "--set", f"privacy.noise_multiplier={z}", "--set", f"privacy.delta={delta}",
+                            "--set", "sim.clients=2", "--set", "job.clients_per_round=2",
+                            "--set", "job.min_clients=2", "--set", "job.rounds=2"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr[-800:]
+        final = json.loads(r.stdout.strip().splitlines()[-1])
+        assert abs(final["epsilon"] - want[1]) <= 1e-4 * want[1], (final["epsilon"], want[1])
     finally:
         job.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -471,7 +648,9 @@ def test_refused_combinations():
     try:
         cases = [("data.standardize=true", "the coordinator has no training data"),
                  ("privacy.secure_aggregation=true", "does not go through secure aggregation"),
-                 ("privacy.noise_multiplier=1.0", "no differential privacy yet")]
+                 ("privacy.noise_multiplier=1.0", "[data] clip: feature 'a' has no bounds"),
+                 ("data.clip=a:0:10,c:0:1", "'c' is categorical"),
+                 ("data.class_labels=x|y|z", "[data] class_labels names 3 classes; [model] type = logreg has 2")]
         for kv, msg in cases:
             r = subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini,
                                 "--set", kv], capture_output=True, text=True, timeout=30)
@@ -487,7 +666,7 @@ def test_refused_combinations():
 
 def main():
     s = Suite("schema")
-    tests = [test_refused_combinations, test_bad_schema_cases, test_restart_keeps_statistics,
+    tests = [test_refused_combinations, test_dp_statistics, test_string_labels, test_bad_schema_cases, test_restart_keeps_statistics,
              test_diverged_site_warned, test_sim_schema,
              test_breast_cancer, test_diabetes]
     only = sys.argv[1:]
