@@ -310,9 +310,9 @@ static const key_def keys[] = {
      "values are clipped to for the statistics under differential privacy "
      "(needed for every numeric feature when [privacy] noise_multiplier > 0)."},
     {"data", "class_labels", T_STRING, M(class_labels), 0, 0, 0, NULL, "",
-     "Schema: the label column's values when they are strings (B|M), classes "
-     "0, 1, ... in that order; carried in the model's metadata and printed by "
-     "fedc-predict."},
+     "Schema: the label column's values when they are strings (B then M, "
+     "separated by vertical bars), classes 0, 1, ... in that order; carried in "
+     "the model's metadata and printed by fedc-predict."},
 
     {"server", "listen", T_STRING, M(server_listen), 0, 0, 0, NULL,
      "127.0.0.1:8443", "Coordinator: address and port to listen on."},
