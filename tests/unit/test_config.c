@@ -607,6 +607,15 @@ static void test_write_doc(void **state) {
   int rows = 0;
   for (const char *p = buf; (p = strchr(p, '\n')) != NULL; p++) rows++;
   assert_int_equal(rows, 2 + 129);
+  /* every row has exactly five cells: a vertical bar inside a description
+   * would split it (the man page generator refuses such a row) */
+  for (const char *line = buf; *line; ) {
+    const char *end = strchr(line, '\n');
+    int bars = 0;
+    for (const char *p = line; p < end; p++) bars += *p == '|';
+    if (bars != 6) fail_msg("a row of %d cells: %.*s", bars - 1, (int)(end - line), line);
+    line = end + 1;
+  }
 }
 
 /* Each binary checks the keys it needs, naming the key and the role. */
