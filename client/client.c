@@ -899,12 +899,15 @@ static int fetch_model_st(fedc_client *c, const fedc_client_task *t) {
   return MODEL_OK;
 }
 
-/* The trainer evaluates the global model in c->w (logged). */
+/* The trainer evaluates the global model (logged): evaluate on c->w, or
+ * evaluate_st on the model's bytes as sent in a tensor-set round. */
 static int evaluate(fedc_client *c, int32_t round) {
   fedc_client_round r;
   round_info(c, round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
-  int rc = c->trainer.evaluate(c->trainer.user_data, &r, c->w, &m);
+  int rc = c->st_mode ? c->trainer.evaluate_st(c->trainer.user_data, &r, c->model_bytes,
+                                               c->model_len, &m)
+                      : c->trainer.evaluate(c->trainer.user_data, &r, c->w, &m);
   if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
     fedc_log_warn("msg=\"evaluation failed\" round=%d error=\"%s\"", (int)round,
                   fedc_error_msg());
@@ -1144,30 +1147,6 @@ static run_state send_stats(fedc_client *c) {
   if (rc == 0) fedc_log_info("msg=\"statistics sent\"");
   else if (pause_after_refusal(c)) return RUN_END;
   return RUN_POLL;
-}
-
-/* The trainer's evaluate_st on the round's model as sent (logged). */
-static int evaluate_st(fedc_client *c, int32_t round) {
-  fedc_client_round r;
-  round_info(c, round, &r);
-  fedc_client_metrics m = {.accuracy = NAN};
-  int rc = c->trainer.evaluate_st(c->trainer.user_data, &r, c->model_bytes, c->model_len, &m);
-  if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
-    fedc_log_warn("msg=\"evaluation failed\" round=%d error=\"%s\"", (int)round,
-                  fedc_error_msg());
-    return 0;
-  }
-  if (rc == FEDC_ECANCELED && c->stop) return interrupted(c);
-  if (rc != 0) {
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
-    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: evaluation failed: %s", (int)round,
-                   msg);
-  }
-  fedc_log_info("msg=\"global model evaluated\" round=%d test_acc=%.4f test_loss=%.4f "
-                "test_samples=%lld",
-                (int)round, m.accuracy, m.loss, (long long)m.samples);
-  return 0;
 }
 
 /* Writes len bytes to path atomically (a temporary file beside it,
@@ -1410,8 +1389,8 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     if (rc == MODEL_REJOIN) return RUN_JOIN;
     if (rc != MODEL_OK) return RUN_POLL;
     if (c->stop) return interrupted(c), RUN_END;
-    if (c->st_mode ? c->trainer.evaluate_st && evaluate_st(c, t->round) != 0
-                   : c->trainer.evaluate && evaluate(c, t->round) != 0)
+    if ((c->st_mode ? c->trainer.evaluate_st != NULL : c->trainer.evaluate != NULL) &&
+        evaluate(c, t->round) != 0)
       return RUN_END;
     int tr = c->st_mode ? train_round_st(c, t) : train_round(c, t);
     if (tr == TRAIN_FAILED) return RUN_POLL;
