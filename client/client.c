@@ -1041,11 +1041,12 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
       fedc_free(buf);
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
     }
-    /* a compressed update is kept as sent (the body the coordinator decodes) */
-    snprintf(path, plen, "%s/round-%d.%s", c->keep_updates, (int)t->round,
-             c->codec ? "coded" : "safetensors");
-    rc = c->codec ? write_atomic(path, buf, len)
-                  : fedc_client_update_write(path, &c->spec, c->w, t->round, m.samples, m.loss);
+    snprintf(path, plen, "%s/round-%d.safetensors", c->keep_updates, (int)t->round);
+    rc = fedc_client_update_write(path, &c->spec, c->w, t->round, m.samples, m.loss);
+    if (rc == 0 && c->codec) { /* and the compressed body as sent */
+      snprintf(path, plen, "%s/round-%d.coded", c->keep_updates, (int)t->round);
+      rc = write_atomic(path, buf, len);
+    }
     if (rc != 0) {
       fedc_free(buf);
       char msg[512];

@@ -1379,31 +1379,38 @@ static int check_compression(const fedc_config *c) {
   const char *name = fedc_codec_name((fedc_codec)c->compression);
   const char *at = origin_of(c, "strategy", "compression");
   const fedc_strategy_info *si = fedc_strategy_lookup(c->strategy);
-  const char *why = NULL, *other = NULL;
+  const char *why = NULL, *other = NULL, *key = NULL;
   if (c->secagg) {
+    key = "[privacy] secure_aggregation = true";
     why = "secure aggregation masks the full fixed-point vector, so a compressed update would "
           "be decoded before masking and save nothing; choose one";
     other = origin_of(c, "privacy", "secure_aggregation");
   } else if (c->relay_parent[0]) {
+    key = "[relay] parent";
     why = "a relay forwards exact partial sums and takes its job's codec from its parent "
           "(relays refuse a job with compression); leave it at none";
     other = origin_of(c, "relay", "parent");
   } else if (c->model_type == FEDC_MODEL_TENSORS) {
+    key = "[model] type = tensors";
     why = "a tensor job's tensors have their own dtypes and integer rules; the codecs take "
           "the float32 delta of a built-in model";
     other = origin_of(c, "model", "type");
   } else if (si && (si->caps & FEDC_STRATEGY_VARIATES)) {
+    key = "[strategy] name = scaffold";
     why = "scaffold sends control-variate deltas in the same body, which the codecs do not "
           "carry";
     other = origin_of(c, "strategy", "name");
   } else if (si && (si->caps & FEDC_STRATEGY_ASYNC)) {
+    key = "[strategy] name = fedbuff";
     why = "fedbuff folds updates trained from older models than the current one, and a "
           "delta is decoded against the current one";
     other = origin_of(c, "strategy", "name");
   }
   if (why)
-    return fedc_error_set(FEDC_ECONFIG, "%s: [strategy] compression = %s: %s (see %s)", at,
-                          name, why, other);
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] compression = %s: not with %s (set at %s): %s "
+                          "(docs/compression.md)",
+                          at, name, key, other, why);
   return 0;
 }
 
