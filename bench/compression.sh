@@ -12,7 +12,7 @@
 # Targets (issue 17): >= 8x fewer bytes up, <= 0.5 points of accuracy lost.
 #
 # Knobs (environment): FEDC_BUILD (build), FEDC_BENCH_ROUNDS (100),
-# FEDC_BENCH_SCHEMES ("none f16 bf16 int8 topk:0.1 topk:0.05 topk:0.02").
+# FEDC_BENCH_SCHEMES ("none f16 bf16 int8 topk:0.05 topk:0.1 topk_bf16:0.1 topk_bf16:0.15").
 set -eu
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +20,7 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BUILD=${FEDC_BUILD:-$ROOT/build}
 SIM=$BUILD/bin/fedc-sim
 ROUNDS=${FEDC_BENCH_ROUNDS:-100}
-SCHEMES=${FEDC_BENCH_SCHEMES:-"none f16 bf16 int8 topk:0.1 topk:0.05 topk:0.02"}
+SCHEMES=${FEDC_BENCH_SCHEMES:-"none f16 bf16 int8 topk:0.05 topk:0.1 topk_bf16:0.1 topk_bf16:0.15"}
 PY=/usr/bin/python3
 [ -x "$SIM" ] || { echo "compression: $SIM not found; make all first" >&2; exit 1; }
 [ -x "$PY" ] || PY=python3
@@ -45,7 +45,7 @@ for line in open(sys.argv[1]):
     rows.append((name, json.loads(js)))
 base = dict(rows).get("none")
 print(f"Fashion-MNIST MLP, 10 clients a round, round {sys.argv[2]} (fedc-sim, 1 run each)")
-print(f"{'scheme':<11} {'bytes/update':>12} {'bytes up/round':>14} {'x fewer':>8} "
+print(f"{"scheme":<15} {'bytes/update':>12} {'bytes up/round':>14} {'x fewer':>8} "
       f"{'test acc':>9} {'vs f32':>7}  targets (>=8x, <=0.5 pt)")
 for name, r in rows:
     per = r["bytes_up_per_update"]
@@ -54,5 +54,5 @@ for name, r in rows:
     acc = r["test_acc"]
     d = (acc - base["test_acc"]) * 100 if base else float("nan")
     met = "met" if ratio >= 8 and d >= -0.5 else "not met"
-    print(f"{name:<11} {per:>12.0f} {per * 10:>14.0f} {ratio:>8.1f} {acc:>9.4f} {d:>+7.2f}  {met}")
+    print(f"{name:<15} {per:>12.0f} {per * 10:>14.0f} {ratio:>8.1f} {acc:>9.4f} {d:>+7.2f}  {met}")
 PYEOF

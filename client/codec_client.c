@@ -121,13 +121,13 @@ static int parse(const char *job_json, fedc_codec *codec, double *fraction) {
     if (k < 0)
       rc = fedc_error_set(FEDC_EFORMAT, "join: \"job\".\"compression\".\"codec\" is not one "
                                         "of none, f16, bf16, int8, topk");
-    else if (k == FEDC_CODEC_TOPK && !(cJSON_IsNumber(f) && f->valuedouble > 0 &&
+    else if (FEDC_CODEC_SPARSE(k) && !(cJSON_IsNumber(f) && f->valuedouble > 0 &&
                                        f->valuedouble <= 1))
       rc = fedc_error_set(FEDC_EFORMAT, "join: \"job\".\"compression\".\"topk_fraction\" "
                                         "is not a number in (0, 1]");
     else {
       *codec = (fedc_codec)k;
-      *fraction = k == FEDC_CODEC_TOPK ? f->valuedouble : 0;
+      *fraction = FEDC_CODEC_SPARSE(k) ? f->valuedouble : 0;
     }
   }
   cJSON_Delete(o);
@@ -141,11 +141,11 @@ int fedc__client_codec_new(const char *job_json, const char *state_dir, const ch
   double fraction;
   int rc = parse(job_json, &codec, &fraction);
   if (rc != 0 || codec == FEDC_CODEC_NONE) return rc;
-  if (codec == FEDC_CODEC_TOPK && (state_dir == NULL || state_dir[0] == '\0'))
+  if (FEDC_CODEC_SPARSE(codec) && (state_dir == NULL || state_dir[0] == '\0'))
     return fedc_error_set(FEDC_ECONFIG,
                           "the job sends top-k updates, whose error-feedback residual must "
                           "outlive this process: set [client] state_dir to a folder of this site");
-  if (codec == FEDC_CODEC_TOPK && !safe_id(job_id))
+  if (FEDC_CODEC_SPARSE(codec) && !safe_id(job_id))
     return fedc_error_set(FEDC_EFORMAT, "topk: job id \"%.40s\" cannot name a file", job_id);
   fedc_client_codec *cc = fedc_calloc(1, sizeof *cc);
   if (cc == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
@@ -157,7 +157,7 @@ int fedc__client_codec_new(const char *job_json, const char *state_dir, const ch
   snprintf(cc->job, sizeof cc->job, "%s", job_id);
   cc->x = fedc_malloc_array(n ? n : 1, sizeof(float));
   rc = cc->x ? 0 : fedc_error_set(FEDC_ENOMEM, "out of memory");
-  if (rc == 0 && codec == FEDC_CODEC_TOPK) {
+  if (rc == 0 && FEDC_CODEC_SPARSE(codec)) {
     int len = snprintf(cc->path, sizeof cc->path, "%s/topk-%s.safetensors", state_dir, job_id);
     if (len < 0 || (size_t)len >= sizeof cc->path)
       rc = fedc_error_set(FEDC_ECONFIG, "[client] state_dir: path too long");
@@ -175,7 +175,7 @@ int fedc__client_codec_new(const char *job_json, const char *state_dir, const ch
     return rc;
   }
   fedc_log_info("msg=\"updates compressed\" codec=%s kept=%zu of=%zu", fedc_codec_name(codec),
-                codec == FEDC_CODEC_TOPK ? cc->k : n, n);
+                FEDC_CODEC_SPARSE(codec) ? cc->k : n, n);
   *out = cc;
   return 0;
 }
@@ -201,8 +201,8 @@ int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t rou
                        .num_samples = (uint64_t)num_samples,
                        .train_loss = train_loss,
                        .n = cc->n,
-                       .k = cc->codec == FEDC_CODEC_TOPK ? cc->k : 0};
-  if (cc->codec != FEDC_CODEC_TOPK) return fedc_coded_encode(&m, w, cc->x, NULL, &rng, out, out_len);
+                       .k = FEDC_CODEC_SPARSE(cc->codec) ? cc->k : 0};
+  if (!FEDC_CODEC_SPARSE(cc->codec)) return fedc_coded_encode(&m, w, cc->x, NULL, &rng, out, out_len);
   const float *start = cc->file_round == round ? cc->e_prev : cc->e;
   memcpy(cc->e_w, start, cc->n * sizeof(float));
   int rc = fedc_coded_encode(&m, w, cc->x, cc->e_w, &rng, out, out_len);

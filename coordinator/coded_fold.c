@@ -24,7 +24,7 @@ void fedc__coord_compression_json(const fedc_coord *c, struct cJSON *job) {
   if (c->cfg.compression == FEDC_CODEC_NONE) return;
   cJSON *o = cJSON_AddObjectToObject(job, "compression");
   cJSON_AddStringToObject(o, "codec", fedc_codec_name((fedc_codec)c->cfg.compression));
-  if (c->cfg.compression == FEDC_CODEC_TOPK)
+  if (FEDC_CODEC_SPARSE(c->cfg.compression))
     cJSON_AddNumberToObject(o, "topk_fraction", c->cfg.topk_fraction);
 }
 

@@ -39,7 +39,7 @@ int fedc__sim_codec_new(fedc_sim *s) {
   s->codec = cc;
   cc->codec = (fedc_codec)s->cfg.compression;
   cc->k = fedc_coded_topk_k(s->n_params, s->cfg.topk_fraction);
-  if (cc->codec == FEDC_CODEC_TOPK &&
+  if (FEDC_CODEC_SPARSE(cc->codec) &&
       (cc->residual = fedc_calloc((size_t)s->cfg.clients, sizeof *cc->residual)) == NULL)
     return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
   fedc_st_tensor t[2 * FEDC_MODEL_MAX_LAYERS];
@@ -78,7 +78,7 @@ int fedc__sim_codec_apply(fedc_sim *s, int32_t client, int32_t round, uint64_t s
     return 0;
   }
   float *e = NULL;
-  if (cc->codec == FEDC_CODEC_TOPK) {
+  if (FEDC_CODEC_SPARSE(cc->codec)) {
     if (cc->residual[client] == NULL &&
         (cc->residual[client] = fedc_calloc(s->n_params, sizeof(float))) == NULL)
       return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
@@ -91,7 +91,7 @@ int fedc__sim_codec_apply(fedc_sim *s, int32_t client, int32_t round, uint64_t s
                        .num_samples = samples ? samples : 1,
                        .train_loss = loss,
                        .n = s->n_params,
-                       .k = cc->codec == FEDC_CODEC_TOPK ? cc->k : 0};
+                       .k = FEDC_CODEC_SPARSE(cc->codec) ? cc->k : 0};
   const float *x = fedc_engine_global(s->engine);
   uint8_t *body = NULL;
   size_t len = 0;

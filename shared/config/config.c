@@ -81,7 +81,8 @@ static const char *const partition_names[] = {
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
 static const char *const agg_device_names[] = {"cpu", "cuda", "auto", NULL};
 /* in fedc_codec's order (wire/compress.h) */
-static const char *const compression_names[] = {"none", "f16", "bf16", "int8", "topk", NULL};
+static const char *const compression_names[] = {"none", "f16", "bf16", "int8", "topk",
+                                                 "topk_bf16", NULL};
 static const char *const norm_action_names[] = {
     [FEDC_NORM_CLIP] = "clip", [FEDC_NORM_REFUSE] = "refuse", NULL};
 static const char *const attack_names[] = {
@@ -222,11 +223,12 @@ static const key_def keys[] = {
      "0 = fedc-sim's own row count. The coordinator needs it set."},
     {"strategy", "compression", T_ENUM, M(compression), 0, 0, 0, compression_names, "none",
      "How clients send their update's delta from the global model: none (float32), f16, bf16, "
-     "int8 (per-block scales, stochastic rounding) or topk (the topk_fraction largest, error "
-     "feedback kept in [client] state_dir). Not with secure aggregation, relays, tensor jobs, "
+     "int8 (per-block scales, stochastic rounding), topk (the topk_fraction largest, error "
+     "feedback kept in [client] state_dir) or topk_bf16 (the same as a bitmap and bfloat16 "
+     "values). Not with secure aggregation, relays, tensor jobs, "
      "scaffold or fedbuff (docs/compression.md)."},
     {"strategy", "topk_fraction", T_DOUBLE, M(topk_fraction), 0, 1, MINMAX | MIN_OPEN, NULL,
-     "0.05", "compression = topk: the share of the weights each update sends."},
+     "0.05", "compression = topk or topk_bf16: the share of the weights each update sends."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",

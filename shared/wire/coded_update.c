@@ -43,9 +43,9 @@ static int meta_ok(const fedc_coded_meta *m) {
                           "compressed update: round %d, %llu samples, loss %g (needs round >= 0, "
                           "1..2^40 samples, a finite loss)",
                           (int)m->round, (unsigned long long)m->num_samples, m->train_loss);
-  if ((unsigned)m->codec > FEDC_CODEC_TOPK)
+  if ((unsigned)m->codec > FEDC_CODEC_TOPK_BF16)
     return fedc_error_set(FEDC_EFORMAT, "compressed update: codec %u", (unsigned)m->codec);
-  if (m->codec == FEDC_CODEC_TOPK ? (m->k < 1 || m->k > m->n) : m->k != 0)
+  if (FEDC_CODEC_SPARSE(m->codec) ? (m->k < 1 || m->k > m->n) : m->k != 0)
     return fedc_error_set(FEDC_EFORMAT, "compressed update: %s with k = %llu of %llu weights",
                           fedc_codec_name(m->codec), (unsigned long long)m->k,
                           (unsigned long long)m->n);
@@ -62,7 +62,7 @@ int fedc_coded_encode(const fedc_coded_meta *m, const float *w, const float *x, 
   *out = NULL;
   *out_len = 0;
   if (meta_ok(m) != 0) return fedc_error_set(FEDC_EINVAL, "%s", fedc_error_msg());
-  if (m->codec == FEDC_CODEC_TOPK && residual == NULL)
+  if (FEDC_CODEC_SPARSE(m->codec) && residual == NULL)
     return fedc_error_set(FEDC_EINVAL, "compressed update: topk needs its residual");
   size_t n = (size_t)m->n, payload = fedc_codec_size(m->codec, n, (size_t)m->k);
   size_t len = FEDC_CODED_HEAD + payload + 32;

@@ -39,7 +39,7 @@ static uint8_t *encode(fedc_codec c, const float *w, const float *x, float *e, s
   fedc_rng rng;
   fedc_rng_derive(&rng, 1, 2, 3, 4);
   fedc_coded_meta m = {.round = 3, .codec = c, .num_samples = 600, .train_loss = 0.5,
-                       .n = N, .k = c == FEDC_CODEC_TOPK ? 50 : 0};
+                       .n = N, .k = FEDC_CODEC_SPARSE(c) ? 50 : 0};
   uint8_t *b = NULL;
   assert_int_equal(fedc_coded_encode(&m, w, x, e, &rng, &b, len), 0);
   return b;
@@ -50,8 +50,8 @@ static void test_round_trip(void **state) {
   (void)state;
   static float x[N], w[N], got[N], e[N];
   model(x, w);
-  const double tol[] = {0, 1e-5, 1e-4, 0.01 / 127 + 1e-6, 0};
-  for (int c = FEDC_CODEC_NONE; c <= FEDC_CODEC_TOPK; c++) {
+  const double tol[] = {0, 1e-5, 1e-4, 0.01 / 127 + 1e-6, 0, 0};
+  for (int c = FEDC_CODEC_NONE; c <= FEDC_CODEC_TOPK_BF16; c++) {
     memset(e, 0, sizeof e);
     size_t len;
     uint8_t *b = encode((fedc_codec)c, w, x, e, &len);
@@ -61,7 +61,7 @@ static void test_round_trip(void **state) {
     assert_int_equal(m.round, 3);
     assert_int_equal(m.num_samples, 600);
     assert_true(m.train_loss == 0.5);
-    if (c == FEDC_CODEC_TOPK) { /* sent + residual = the whole delta */
+    if (FEDC_CODEC_SPARSE(c)) { /* sent + residual = the whole delta */
       for (int i = 0; i < N; i++)
         assert_true(fabsf((got[i] - x[i]) + e[i] - (w[i] - x[i])) < 1e-6f);
     } else {
