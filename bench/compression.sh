@@ -45,7 +45,7 @@ for line in open(sys.argv[1]):
     rows.append((name, json.loads(js)))
 base = dict(rows).get("none")
 print(f"Fashion-MNIST MLP, 10 clients a round, round {sys.argv[2]} (fedc-sim, 1 run each)")
-print(f"{"scheme":<15} {'bytes/update':>12} {'bytes up/round':>14} {'x fewer':>8} "
+print(f"{'scheme':<15} {'bytes/update':>12} {'bytes up/round':>14} {'x fewer':>8} "
       f"{'test acc':>9} {'vs f32':>7}  targets (>=8x, <=0.5 pt)")
 for name, r in rows:
     per = r["bytes_up_per_update"]

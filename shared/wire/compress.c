@@ -292,6 +292,17 @@ int fedc_codec_decode(fedc_codec c, const uint8_t *in, size_t len, float *d, siz
     return 0;
   }
   if (c == FEDC_CODEC_TOPK_BF16) return decode_topk_bf16(in, len, d, n);
+  if (c == FEDC_CODEC_INT8 && len == fedc_codec_size(c, n, 0)) {
+    /* block by block: the scale, then its levels (the loop vectorizes) */
+    for (size_t b = 0; b < n; b += FEDC_CODEC_BLOCK, in += 4 + FEDC_CODEC_BLOCK) {
+      size_t m = n - b < FEDC_CODEC_BLOCK ? n - b : FEDC_CODEC_BLOCK;
+      float s = float_of(get32(in));
+      const int8_t *q = (const int8_t *)(in + 4);
+      for (size_t i = 0; i < m; i++)
+        d[b + i] = s * (float)q[i];
+    }
+    return 0;
+  }
   if ((unsigned)c > FEDC_CODEC_TOPK || len != fedc_codec_size(c, n, 0))
     return fedc_error_set(FEDC_EFORMAT, "%s: %zu bytes for %zu weights", fedc_codec_name(c), len,
                           n);
