@@ -51,7 +51,8 @@ static double read_bw(void) {
   size_t n = (size_t)64 << 20;
   uint64_t *a = fedc_malloc_array(n, 8);
   if (a == NULL) return 0;
-  for (size_t i = 0; i < n; i++) a[i] = i;
+  for (size_t i = 0; i < n; i++)
+    a[i] = i;
   double t[5];
   volatile uint64_t sink = 0;
   for (int r = 0; r < 5; r++) {
@@ -100,13 +101,14 @@ static double rounds_gbs(size_t n, int32_t m, double share, const float *x, cons
   cfg.max_client_share = share;
   fedc_pipeline_params pp;
   fedc_pipeline_params_from_config(&cfg, m, &pp);
-  fedc_engine_params ep = {.rounds = 1000000, .clients_per_round = m,
-                           .min_clients = 1, .seed = 1, .strategy = "fedavg"};
+  fedc_engine_params ep = {
+      .rounds = 1000000, .clients_per_round = m, .min_clients = 1, .seed = 1, .strategy = "fedavg"};
   fedc_engine *e = NULL;
   if (fedc__engine_new_pipeline(&ep, &pp, n, x, &e) != 0) return -1;
   double t[5];
   int32_t ids[256], sel[256], k;
-  for (int32_t i = 0; i < m; i++) ids[i] = i;
+  for (int32_t i = 0; i < m; i++)
+    ids[i] = i;
   for (int r = 0; r < 5; r++) {
     fedc_round_metrics rm;
     double t0 = now();
@@ -115,8 +117,8 @@ static double rounds_gbs(size_t n, int32_t m, double share, const float *x, cons
     for (int32_t c = 0; c < m; c++) {
       fedc_coded_meta got;
       const float *u = w;
-      if (body && fedc_coded_decode(body, blen, FEDC_CODEC_INT8, fedc_engine_global(e), n, &got,
-                                    out) != 0)
+      if (body &&
+          fedc_coded_decode(body, blen, FEDC_CODEC_INT8, fedc_engine_global(e), n, &got, out) != 0)
         return -1;
       if (body) u = out;
       if (fedc_engine_submit(e, round, c, u, n, 600 + (uint64_t)c, 0.5) != 0) return -1;
@@ -130,7 +132,7 @@ static double rounds_gbs(size_t n, int32_t m, double share, const float *x, cons
 
 int main(int argc, char **argv) {
   size_t n = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : (size_t)16 << 20;
-  int32_t m = argc > 2 ? (int32_t)atoi(argv[2]) : 8;
+  int32_t m = argc > 2 ? (int32_t)strtol(argv[2], NULL, 10) : 8;
   if (n < 1 || m < 1 || m > 256) {
     fprintf(stderr, "usage: fedc-bench-fold [WEIGHTS [UPDATES 1..256]]\n");
     return 2;
@@ -144,8 +146,8 @@ int main(int argc, char **argv) {
     x[i] = (float)(fedc_rng_uniform(&rng) - 0.5);
     w[i] = x[i] + (float)(0.01 * (fedc_rng_uniform(&rng) - 0.5));
   }
-  fedc_coded_meta cm = {.round = 1, .codec = FEDC_CODEC_INT8, .num_samples = 600,
-                        .train_loss = 0.5, .n = n, .k = 0};
+  fedc_coded_meta cm = {
+      .round = 1, .codec = FEDC_CODEC_INT8, .num_samples = 600, .train_loss = 0.5, .n = n, .k = 0};
   uint8_t *body = NULL, *cont = NULL;
   size_t blen = 0, clen = 0;
   fedc_st_tensor t = {.name = "w", .ndim = 1, .shape = {(int64_t)n}, .data = w};
@@ -179,12 +181,9 @@ int main(int argc, char **argv) {
   printf("weights %zu (%.0f MB float32), %d updates a round, one core (thread CPU time, "
          "median of 5 rounds)\n",
          n, (double)n * 4 / 1e6, (int)m);
-  printf("  fold, max_client_share = 0   (open, submits, close)   %6.2f GB/s of float32\n",
-         plain0);
-  printf("  fold, max_client_share = 0.5 (the default)            %6.2f GB/s of float32\n",
-         plain5);
-  printf("  int8 bodies decoded, then folded (share 0)            %6.2f GB/s of float32\n",
-         coded0);
+  printf("  fold, max_client_share = 0   (open, submits, close)   %6.2f GB/s of float32\n", plain0);
+  printf("  fold, max_client_share = 0.5 (the default)            %6.2f GB/s of float32\n", plain5);
+  printf("  int8 bodies decoded, then folded (share 0)            %6.2f GB/s of float32\n", coded0);
   printf("  float32 safetensors update decoded (SHA-256 checked)  %6.2f GB/s\n", median5(st));
   printf("  memory, one core: read %.2f GB/s, memcpy %.2f GB/s (read + write)\n", rb, cb);
   fedc_free(body);

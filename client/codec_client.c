@@ -92,8 +92,7 @@ static int load(fedc_client_codec *cc) {
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     return fedc_error_set(rc, "[client] state_dir: %s: %s", cc->path, msg);
   }
-  fedc_log_info("msg=\"topk residual restored\" round=%d file=%s", (int)cc->file_round,
-                cc->path);
+  fedc_log_info("msg=\"topk residual restored\" round=%d file=%s", (int)cc->file_round, cc->path);
   return 0;
 }
 
@@ -121,8 +120,8 @@ static int parse(const char *job_json, fedc_codec *codec, double *fraction) {
     if (k < 0)
       rc = fedc_error_set(FEDC_EFORMAT, "join: \"job\".\"compression\".\"codec\" is not one "
                                         "of none, f16, bf16, int8, topk");
-    else if (FEDC_CODEC_SPARSE(k) && !(cJSON_IsNumber(f) && f->valuedouble > 0 &&
-                                       f->valuedouble <= 1))
+    else if (FEDC_CODEC_SPARSE(k) &&
+             !(cJSON_IsNumber(f) && f->valuedouble > 0 && f->valuedouble <= 1))
       rc = fedc_error_set(FEDC_EFORMAT, "join: \"job\".\"compression\".\"topk_fraction\" "
                                         "is not a number in (0, 1]");
     else {
@@ -188,8 +187,9 @@ void fedc__client_codec_begin(fedc_client_codec *cc, int32_t round, const float 
 /*
  * topk: the residual this round starts from (prev when the file was
  * written for this very round) is copied to scratch, the encoder updates
- * the scratch, the file gets (scratch, start) and only then do they become
- * the residual in memory: a failed write leaves the client as it was.
+ * the scratch, the file is written with (scratch, start), and only then
+ * do they become the residual in memory: a failed write leaves the client
+ * as it was.
  */
 int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t round,
                               int64_t num_samples, double train_loss, uint8_t **out,
@@ -202,7 +202,8 @@ int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t rou
                        .train_loss = train_loss,
                        .n = cc->n,
                        .k = FEDC_CODEC_SPARSE(cc->codec) ? cc->k : 0};
-  if (!FEDC_CODEC_SPARSE(cc->codec)) return fedc_coded_encode(&m, w, cc->x, NULL, &rng, out, out_len);
+  if (!FEDC_CODEC_SPARSE(cc->codec))
+    return fedc_coded_encode(&m, w, cc->x, NULL, &rng, out, out_len);
   const float *start = cc->file_round == round ? cc->e_prev : cc->e;
   memcpy(cc->e_w, start, cc->n * sizeof(float));
   int rc = fedc_coded_encode(&m, w, cc->x, cc->e_w, &rng, out, out_len);
@@ -210,9 +211,9 @@ int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t rou
   char r[32];
   snprintf(r, sizeof r, "%d", (int)round);
   fedc_st_meta meta[] = {{"format", "fedc-topk-residual"}, {"job", cc->job}, {"round", r}};
-  fedc_st_tensor t[2] = {{.name = "residual", .ndim = 1, .shape = {(int64_t)cc->n}, .data = cc->e_w},
-                         {.name = "prev.residual", .ndim = 1, .shape = {(int64_t)cc->n},
-                          .data = start}};
+  fedc_st_tensor t[2] = {
+      {.name = "residual", .ndim = 1, .shape = {(int64_t)cc->n}, .data = cc->e_w},
+      {.name = "prev.residual", .ndim = 1, .shape = {(int64_t)cc->n}, .data = start}};
   rc = fedc_st_write_file(cc->path, t, 2, meta, 3);
   if (rc != 0) {
     char msg[512];

@@ -47,8 +47,8 @@ int fedc__coord_coded_decode(fedc_coord *c, const uint8_t *body, size_t len, flo
   }
   fedc_coded_meta m;
   pthread_mutex_lock(&c->mu);
-  *rc = fedc_coded_decode(body, len, (fedc_codec)c->cfg.compression,
-                          fedc_engine_global(c->engine), c->n_params, &m, weights);
+  *rc = fedc_coded_decode(body, len, (fedc_codec)c->cfg.compression, fedc_engine_global(c->engine),
+                          c->n_params, &m, weights);
   pthread_mutex_unlock(&c->mu);
   if (*rc != 0) return 1;
   if (m.round < 1) {

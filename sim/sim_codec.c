@@ -43,8 +43,8 @@ int fedc__sim_codec_new(fedc_sim *s) {
       (cc->residual = fedc_calloc((size_t)s->cfg.clients, sizeof *cc->residual)) == NULL)
     return fedc_error_set(FEDC_ENOMEM, "sim: out of memory");
   fedc_st_tensor t[2 * FEDC_MODEL_MAX_LAYERS];
-  size_t nt = fedc_model_tensors(&s->spec, fedc_engine_global(s->engine), t,
-                                 2 * FEDC_MODEL_MAX_LAYERS);
+  size_t nt =
+      fedc_model_tensors(&s->spec, fedc_engine_global(s->engine), t, 2 * FEDC_MODEL_MAX_LAYERS);
   uint8_t *buf = NULL;
   int rc = fedc_client_update_encode_tensors(t, nt, 1, 600, 0.5, &buf, &cc->float32_len);
   fedc_free(buf);
@@ -67,8 +67,8 @@ void fedc__sim_codec_free(fedc_sim *s) {
  * client is trained by one worker at a time, so its residual needs no
  * lock; the byte counters are atomic.
  */
-int fedc__sim_codec_apply(fedc_sim *s, int32_t client, int32_t round, uint64_t samples,
-                          double loss, float *w) {
+int fedc__sim_codec_apply(fedc_sim *s, int32_t client, int32_t round, uint64_t samples, double loss,
+                          float *w) {
   fedc_sim_codec *cc = s->codec;
   if (cc == NULL || cc->codec == FEDC_CODEC_NONE) {
     if (cc) {

@@ -38,8 +38,12 @@ static void model(float *x, float *w) {
 static uint8_t *encode(fedc_codec c, const float *w, const float *x, float *e, size_t *len) {
   fedc_rng rng;
   fedc_rng_derive(&rng, 1, 2, 3, 4);
-  fedc_coded_meta m = {.round = 3, .codec = c, .num_samples = 600, .train_loss = 0.5,
-                       .n = N, .k = FEDC_CODEC_SPARSE(c) ? 50 : 0};
+  fedc_coded_meta m = {.round = 3,
+                       .codec = c,
+                       .num_samples = 600,
+                       .train_loss = 0.5,
+                       .n = N,
+                       .k = FEDC_CODEC_SPARSE(c) ? 50 : 0};
   uint8_t *b = NULL;
   assert_int_equal(fedc_coded_encode(&m, w, x, e, &rng, &b, len), 0);
   return b;
@@ -74,7 +78,9 @@ static void test_round_trip(void **state) {
 
 /* Re-seal a tampered body with a fresh checksum, so that the check after
  * the checksum is what refuses it. */
-static void reseal(uint8_t *b, size_t len) { fedc__sha256(b, len - 32, b + len - 32); }
+static void reseal(uint8_t *b, size_t len) {
+  fedc__sha256(b, len - 32, b + len - 32);
+}
 
 static void test_refusals(void **state) {
   (void)state;
