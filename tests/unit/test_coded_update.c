@@ -114,6 +114,17 @@ static void test_refusals(void **state) {
   reseal(b, len);
   assert_int_equal(fedc_coded_decode(b, len, FEDC_CODEC_TOPK, x, N, &m, got), FEDC_EFORMAT);
   fedc_free(b);
+  /* topk_bf16: one bit more than k values */
+  memset(e, 0, sizeof e);
+  b = encode(FEDC_CODEC_TOPK_BF16, w, x, e, &len);
+  for (int i = 0; i < N; i++)
+    if (!(b[FEDC_CODED_HEAD + i / 8] >> (i % 8) & 1)) {
+      b[FEDC_CODED_HEAD + i / 8] |= (uint8_t)(1u << (i % 8));
+      break;
+    }
+  reseal(b, len);
+  assert_int_equal(fedc_coded_decode(b, len, FEDC_CODEC_TOPK_BF16, x, N, &m, got), FEDC_EFORMAT);
+  fedc_free(b);
   /* a delta too large for f16 decodes to inf: refused */
   w[7] = x[7] + 1e6f;
   b = encode(FEDC_CODEC_F16, w, x, NULL, &len);
