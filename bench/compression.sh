@@ -53,6 +53,6 @@ for name, r in rows:
     ratio = f32 / per
     acc = r["test_acc"]
     d = (acc - base["test_acc"]) * 100 if base else float("nan")
-    met = "met" if ratio >= 8 and d >= -0.5 else "not met"
+    met = "(float32)" if name == "none" else "met" if ratio >= 8 and d >= -0.5 else "not met"
     print(f"{name:<15} {per:>12.0f} {per * 10:>14.0f} {ratio:>8.1f} {acc:>9.4f} {d:>+7.2f}  {met}")
 PYEOF
