@@ -401,7 +401,20 @@ $(LOADGEN): $(BUILD)/obj/bench/load.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
 
-.PHONY: netfaults-build bench-load
+# bench/fold.c, fedc-bench-fold: the coordinator's fold throughput against
+# one core's memory bandwidth (bench/fold.sh, docs/compression.md).
+#   make bench-fold
+FOLDBENCH := $(BUILD)/bin/fedc-bench-fold
+
+$(FOLDBENCH): $(BUILD)/obj/bench/fold.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
+.PHONY: netfaults-build bench-load bench-fold
+bench-fold: deps
+	@$(MAKE) --no-print-directory $(FOLDBENCH)
+	@FEDC_BUILD=$(BUILD) bench/fold.sh
+
 netfaults-build: deps
 	@$(MAKE) --no-print-directory $(FAULTPROXY)
 
@@ -411,7 +424,7 @@ bench-load: deps
 	@$(MAKE) --no-print-directory all $(LOADGEN)
 	@FEDC_BUILD=$(BUILD) bench/load.sh
 
--include $(BUILD)/obj/tests/tools/faultproxy.d $(BUILD)/obj/bench/load.d
+-include $(BUILD)/obj/tests/tools/faultproxy.d $(BUILD)/obj/bench/load.d $(BUILD)/obj/bench/fold.d
 # ---- end load ----
 
 # ---- hardening ----

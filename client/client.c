@@ -39,6 +39,7 @@
 #include "base/version.h"
 #include "http_curl.h"
 #include "scaffold_client.h"
+#include "codec_client.h"
 #include "secagg_client.h"
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
@@ -70,6 +71,7 @@ typedef enum {
 struct fedc_client {
   char *url, *ca, *cert, *key, *name, *keep_updates, *user_agent, *state_dir;
   fedc_client_scaffold *scaffold; /* a SCAFFOLD job's client variate, or NULL */
+  fedc_client_codec *codec;       /* [strategy] compression: codec_client.c, or NULL */
   double poll_s, backoff_max_s, give_up_s;
   double test_stall_s;
   double test_train_delay_s;
@@ -170,6 +172,7 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->job_json);
   fedc_free(c->model_bytes);
   fedc_client_scaffold_free(c->scaffold);
+  fedc__client_codec_free(c->codec);
   char *strs[] = {c->url,  c->ca,           c->cert,      c->key,
                   c->name, c->keep_updates, c->user_agent, c->state_dir};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
@@ -517,6 +520,16 @@ static int model_setup(fedc_client *c) {
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, src, "%s", msg);
     }
+  }
+  /* compressed updates: the codec the job announces (codec_client.c) */
+  fedc__client_codec_free(c->codec);
+  c->codec = NULL;
+  int crc = fedc__client_codec_new(c->job_json, c->state_dir, c->job.id, c->job.seed,
+                                   (int32_t)c->job.client_id, c->n_params, &c->codec);
+  if (crc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, crc, "%s", msg);
   }
   if (c->trainer.prepare == NULL) return 0;
   int rc = c->trainer.prepare(c->trainer.user_data, &c->job, c->tensors, c->n_tensors,
@@ -980,11 +993,13 @@ static int report_failure(fedc_client *c, const fedc_client_task *t, const char 
  * into c->update (and kept on disk when asked). TRAIN_OK, TRAIN_FAILED
  * (the trainer failed this round only: reported, nothing to send), or
  * CALL_END. */
+static int write_atomic(const char *path, const uint8_t *buf, size_t len);
 static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_round r;
   round_info(c, t->round, &r);
   fedc_client_metrics m = {.accuracy = NAN};
   if (c->scaffold) r.correction = fedc_client_scaffold_begin(c->scaffold, t->round, c->w);
+  if (c->codec) fedc__client_codec_begin(c->codec, t->round, c->w);
   if (c->test_train_delay_s > 0 && nap(c, c->test_train_delay_s) != 0)
     return interrupted(c);
   double t0 = now_s();
@@ -1054,6 +1069,8 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: %s", (int)t->round,
                      fedc_error_msg());
     rc = fedc_client_scaffold_encode(c->scaffold, c->w, t->round, m.samples, m.loss, &buf, &len);
+  } else if (c->codec) {
+    rc = fedc__client_codec_encode(c->codec, c->w, t->round, m.samples, m.loss, &buf, &len);
   } else {
     rc = fedc_client_update_encode(&c->spec, c->w, t->round, m.samples, m.loss, &buf, &len);
   }
@@ -1068,6 +1085,10 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
     }
     kept_path(c, t->round, path, plen);
     rc = fedc_client_update_write(path, &c->spec, c->w, t->round, m.samples, m.loss);
+    if (rc == 0 && c->codec) { /* and the compressed body as sent */
+      snprintf(path, plen, "%s/round-%d.coded", c->keep_updates, (int)t->round);
+      rc = write_atomic(path, buf, len);
+    }
     if (rc != 0) {
       fedc_free(buf);
       char msg[512];

@@ -29,6 +29,7 @@
 #include "store.h"
 #include "certs.h"
 #include "ml/train.h"
+#include "wire/update_meta.h"
 
 typedef struct coord_client {
   int32_t id; /* store id */
@@ -224,6 +225,14 @@ typedef struct fedc__coord_partial_result {
 } fedc__coord_partial_result;
 int fedc__coord_partial_fold(fedc_coord *c, int32_t client_id, const uint8_t *body,
                              size_t len, fedc__coord_partial_result *r);
+
+/* coded_fold.c: [strategy] compression. The job object's "compression";
+ * and a compressed update body decoded to weights (0: not one; 1: *rc
+ * says how it went, meta filled on success). */
+struct cJSON;
+void fedc__coord_compression_json(const fedc_coord *c, struct cJSON *job);
+int fedc__coord_coded_decode(fedc_coord *c, const uint8_t *body, size_t len, float *weights,
+                             fedc_update_meta *meta, char sha_hex[65], int *rc);
 
 /* api.c */
 int fedc__coord_query_double(const char *q, const char *key, double *out);

@@ -253,8 +253,12 @@ static void update_run(uv_work_t *req) {
     fedc_free(ints);
     return;
   }
-  int rc = scaffold ? fedc__coord_update_decode(c, w->body, w->len, weights, dc, &f)
-                    : fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
+  fedc_update_meta meta;
+  char coded_sha[65]; /* a compressed update's checksum (coded_fold.c) */
+  int rc = 0, coded = fedc__coord_coded_decode(c, w->body, w->len, weights, &meta, coded_sha, &rc);
+  if (!coded)
+    rc = scaffold ? fedc__coord_update_decode(c, w->body, w->len, weights, dc, &f)
+                  : fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
   if (rc != 0) {
     char msg[384];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -271,8 +275,7 @@ static void update_run(uv_work_t *req) {
     fedc_free(dc);
     return;
   }
-  fedc_update_meta meta;
-  if (fedc_update_meta_parse(f, &meta) != 0) {
+  if (!coded && fedc_update_meta_parse(f, &meta) != 0) {
     fail_update(w, 400, REJECT_bad_metadata, "bad_metadata", fedc_error_msg());
     fedc_st_free(f);
     fedc_free(weights);
@@ -610,6 +613,7 @@ static char *job_public_json(const fedc_coord *c) {
   cJSON *strategy = cJSON_AddObjectToObject(job, "strategy");
   cJSON_AddStringToObject(strategy, "name", c->cfg.strategy);
   fedc__coord_job_fields(c, job); /* job_site.c: what a site's policy reads */
+  fedc__coord_compression_json(c, job); /* coded_fold.c */
   char *text = cJSON_PrintUnformatted(job);
   cJSON_Delete(job);
   char *copy = text ? fedc_strdup(text) : NULL;

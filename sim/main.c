@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "base/error.h"
 #include "sim.h"
+#include "wire/compress.h"
 #include <fedc/cuda.h>
 
 static const char about[] =
@@ -61,7 +62,16 @@ int main(int argc, char **argv) {
     cli.vtime = fedc_sim_vtime(sim);
     fedc_cli_round(&cli, &m);
   }
-  fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, "");
+  double per = 0, f32 = 0;
+  int codec = fedc_sim_bytes_up(sim, &per, &f32);
+  char extra[160];
+  snprintf(extra, sizeof extra,
+           ",\"compression\":\"%s\",\"bytes_up_per_update\":%.0f,\"float32_bytes_per_update\":%.0f",
+           fedc_codec_name((fedc_codec)codec), per, f32);
+  fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, extra);
+  if (!cli.json && !cli.quiet && codec != FEDC_CODEC_NONE)
+    fprintf(stderr, "compression %s: %.0f bytes up per update (float32: %.0f, %.1fx fewer)\n",
+            fedc_codec_name((fedc_codec)codec), per, f32, per > 0 ? f32 / per : 0.0);
   fedc_cli_release(&cli);
   code = FEDC_EXIT_OK;
   if (cli.save && fedc_sim_save(sim, cli.save) != 0) {

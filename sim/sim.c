@@ -71,6 +71,7 @@ void fedc_sim_free(fedc_sim *s) {
   fedc_free(s->report);
   fedc__sim_async_free(s->async);
   fedc__sim_scaffold_free(s);
+  fedc__sim_codec_free(s);
   fedc_free(s->speed);
   pthread_mutex_destroy(&s->mu);
   fedc_free(s);
@@ -274,6 +275,7 @@ static int sim_new(const fedc_config *cfg, const fedc_sim_share *share, int spli
   if (rc == 0) rc = workers_new(s);
   if (rc == 0 && s->share.evaluator) rc = reports_new(s);
   if (rc == 0) rc = fedc__sim_scaffold_new(s);
+  if (rc == 0) rc = fedc__sim_codec_new(s);
   if (rc != 0) {
     fedc_sim_free(s);
     return rc;
@@ -365,6 +367,11 @@ static void train_task(void *arg, int32_t task, int32_t wi) {
   }
   if (s->attackers[client])
     fedc_attack_update(c, round, client, fedc_engine_global(s->engine), w->w, s->n_params);
+  rc = fedc__sim_codec_apply(s, client, round, (uint64_t)n_rows, loss, w->w);
+  if (rc != 0) {
+    record_error(s, rc);
+    return;
+  }
   pthread_mutex_lock(&s->mu);
   if (s->scaffold)
     rc = fedc__engine_submit_variate(s->engine, round, client, w->w,

@@ -72,6 +72,10 @@ int64_t fedc_sim_rows(const fedc_sim *s);
  * from the seed): a synchronous round lasts as long as its slowest
  * selected client, FedBuff's steps happen when their updates arrive. */
 double fedc_sim_vtime(const fedc_sim *s);
+/* [strategy] compression: the mean bytes of an update's body so far and
+ * those of a float32 (uncompressed) update's; returns the codec
+ * (wire/compress.h's fedc_codec, 0 = none). */
+int fedc_sim_bytes_up(const fedc_sim *s, double *per_update, double *float32_per_update);
 const fedc_model_spec *fedc_sim_spec(const fedc_sim *s);
 const fedc_engine *fedc_sim_engine(const fedc_sim *s);
 /* The metrics of the last evaluation on the test set (eval_report.h's

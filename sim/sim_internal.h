@@ -22,6 +22,7 @@
 
 typedef struct fedc_sim_async fedc_sim_async;
 typedef struct fedc_sim_scaffold fedc_sim_scaffold;
+typedef struct fedc_sim_codec fedc_sim_codec;
 
 #define EVAL_BATCH 512
 #define EVAL_CHUNKS 16
@@ -58,6 +59,7 @@ struct fedc_sim {
   uint8_t *attackers;    /* [sim] attack: one flag per client */
   struct fedc_sim_async *async; /* fedbuff's clients in flight */
   fedc_sim_scaffold *scaffold;  /* SCAFFOLD's control variates, or NULL */
+  fedc_sim_codec *codec;        /* [strategy] compression (sim_codec.c) */
   double *speed;                /* clients' speeds (sim_async.c), made on first use */
   double vtime;                 /* the simulated clock (fedc_sim_vtime) */
   int round_rc; /* first error of the round's tasks */
@@ -96,5 +98,13 @@ const float *fedc__sim_scaffold_before(fedc_sim *s, int32_t wi, int32_t client,
 int fedc__sim_scaffold_after(fedc_sim *s, int32_t wi, int32_t client, const float *y,
                              int64_t steps);
 const float *fedc__sim_scaffold_delta(const fedc_sim *s, int32_t wi);
+
+/* sim_codec.c: [strategy] compression. new after the engine; apply turns
+ * client's trained w (round, samples, loss) into what the coordinator would
+ * decode from its compressed body, counting the body's bytes. */
+int fedc__sim_codec_new(fedc_sim *s);
+void fedc__sim_codec_free(fedc_sim *s);
+int fedc__sim_codec_apply(fedc_sim *s, int32_t client, int32_t round, uint64_t samples,
+                          double loss, float *w);
 
 #endif

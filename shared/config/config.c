@@ -34,6 +34,7 @@
 #include "data/partition.h"
 #include "ml/class_weight.h"
 #include "ml/eval_report.h"
+#include "wire/compress.h"
 
 typedef enum {
   T_INT32,   /* int32_t member */
@@ -79,6 +80,9 @@ static const char *const partition_names[] = {
     [FEDC_PARTITION_IID] = "iid", [FEDC_PARTITION_DIRICHLET] = "dirichlet",
     [FEDC_PARTITION_SHARDS] = "shards", NULL};
 static const char *const agg_device_names[] = {"cpu", "cuda", "auto", NULL};
+/* in fedc_codec's order (wire/compress.h) */
+static const char *const compression_names[] = {"none", "f16", "bf16", "int8", "topk",
+                                                 "topk_bf16", NULL};
 static const char *const norm_action_names[] = {
     [FEDC_NORM_CLIP] = "clip", [FEDC_NORM_REFUSE] = "refuse", NULL};
 static const char *const attack_names[] = {
@@ -217,6 +221,14 @@ static const key_def keys[] = {
      "scaffold: the training samples of all the federation's clients, which "
      "weigh the server control variate's update (c += sum n_i dc_i / this); "
      "0 = fedc-sim's own row count. The coordinator needs it set."},
+    {"strategy", "compression", T_ENUM, M(compression), 0, 0, 0, compression_names, "none",
+     "How clients send their update's delta from the global model: none (float32), f16, bf16, "
+     "int8 (per-block scales, stochastic rounding), topk (the topk_fraction largest, error "
+     "feedback kept in [client] state_dir) or topk_bf16 (the same as a bitmap and bfloat16 "
+     "values). Not with secure aggregation, relays, tensor jobs, "
+     "scaffold or fedbuff (docs/compression.md)."},
+    {"strategy", "topk_fraction", T_DOUBLE, M(topk_fraction), 0, 1, MINMAX | MIN_OPEN, NULL,
+     "0.05", "compression = topk or topk_bf16: the share of the weights each update sends."},
 
     {"privacy", "noise_multiplier", T_DOUBLE, M(dp_noise_multiplier), 0, 1000,
      MINMAX, NULL, "0",
@@ -1391,6 +1403,58 @@ int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *
 }
 
 /*
+ * [strategy] compression (docs/compression.md): a codec acts on one
+ * client's float32 delta, which the coordinator decodes and folds as any
+ * update. Refused where that is not what happens: secure aggregation
+ * (masks need the full fixed-point vector, so nothing would be saved),
+ * a relay (it forwards exact partial sums and takes its codec from its
+ * parent, which relays refuse to join with one), tensor jobs (several
+ * dtypes, integer tensors), scaffold (its control variates ride in the
+ * same body) and fedbuff (updates against older models than the
+ * coordinator's). Central DP is not refused: it clips the decoded delta at
+ * the coordinator, so the bound holds for every codec.
+ */
+static int check_compression(const fedc_config *c) {
+  if (c->compression == FEDC_CODEC_NONE) return 0;
+  const char *name = fedc_codec_name((fedc_codec)c->compression);
+  const char *at = origin_of(c, "strategy", "compression");
+  const fedc_strategy_info *si = fedc_strategy_lookup(c->strategy);
+  const char *why = NULL, *other = NULL, *key = NULL;
+  if (c->secagg) {
+    key = "[privacy] secure_aggregation = true";
+    why = "secure aggregation masks the full fixed-point vector, so a compressed update would "
+          "be decoded before masking and save nothing; choose one";
+    other = origin_of(c, "privacy", "secure_aggregation");
+  } else if (c->relay_parent[0]) {
+    key = "[relay] parent";
+    why = "a relay forwards exact partial sums and takes its job's codec from its parent "
+          "(relays refuse a job with compression); leave it at none";
+    other = origin_of(c, "relay", "parent");
+  } else if (c->model_type == FEDC_MODEL_TENSORS) {
+    key = "[model] type = tensors";
+    why = "a tensor job's tensors have their own dtypes and integer rules; the codecs take "
+          "the float32 delta of a built-in model";
+    other = origin_of(c, "model", "type");
+  } else if (si && (si->caps & FEDC_STRATEGY_VARIATES)) {
+    key = "[strategy] name = scaffold";
+    why = "scaffold sends control-variate deltas in the same body, which the codecs do not "
+          "carry";
+    other = origin_of(c, "strategy", "name");
+  } else if (si && (si->caps & FEDC_STRATEGY_ASYNC)) {
+    key = "[strategy] name = fedbuff";
+    why = "fedbuff folds updates trained from older models than the current one, and a "
+          "delta is decoded against the current one";
+    other = origin_of(c, "strategy", "name");
+  }
+  if (why)
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] compression = %s: not with %s (set at %s): %s "
+                          "(docs/compression.md)",
+                          at, name, key, other, why);
+  return 0;
+}
+
+/*
  * Tensor jobs ([model] type = tensors, docs/tensor-jobs.md): the model is
  * the coordinator's [model] init file, trained only by the sites' external
  * trainers. The keys that describe a built-in model do not apply, the
@@ -1632,6 +1696,7 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
   }
   {
     int rc = check_tensors(c, role);
+    if (rc == 0 && role != FEDC_ROLE_CLIENT) rc = check_compression(c);
     if (rc != 0) return rc;
   }
   if (role == FEDC_ROLE_COORDINATOR) {

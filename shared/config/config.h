@@ -85,6 +85,8 @@ typedef struct fedc_config {
   double max_weight_delta; /* 0 = off */
   int32_t agg_device;      /* device = cpu | cuda | auto: a fedc_agg_device (agg/agg.h) */
   double variate_samples;  /* scaffold: the federation's samples; 0 = the sim's */
+  int32_t compression;     /* none | f16 | bf16 | int8 | topk: a fedc_codec (wire/compress.h) */
+  double topk_fraction;    /* topk: the share of weights sent, (0, 1] */
   /* [privacy] */
   double dp_noise_multiplier, dp_clip_norm;
   int32_t dp_adaptive_clip;

@@ -34,6 +34,7 @@
 #include "agg/scaffold.h"
 #include "base/alloc.h"
 #include "base/error.h"
+#include "ml/kernels.h"
 
 struct fedc_pipeline {
   fedc_pipeline_params p;
@@ -56,6 +57,7 @@ struct fedc_pipeline {
   int32_t hold_cap, n_held, capped;
   float *held;
   uint64_t *held_n;
+  int64_t *held_q; /* fold_held's fixed-point scratch, made on first use */
   uint64_t folded_max;
   /* SCAFFOLD's server variate and save's copy of it (NULL otherwise) */
   fedc_scaffold_server *variates;
@@ -101,6 +103,7 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
   fedc_free(pl->scratch);
   fedc_free(pl->held);
   fedc_free(pl->held_n);
+  fedc_free(pl->held_q);
   fedc_scaffold_server_free(pl->variates);
   fedc_free(pl->var_snap);
   fedc_free(pl);
@@ -167,8 +170,40 @@ int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
  * values and an update over a refusing bound are refused before anything
  * changes. *clipped and *unclipped say what the two clips did.
  */
+static int condition_checked(fedc_pipeline *pl, const float *x, const float *w,
+                             const float *delta, double weight, size_t n, int *clipped,
+                             int *unclipped);
+
+/*
+ * The common case, an update's weights without a norm bound or DP (the
+ * norm is then not needed): one branch-free pass checks every weight (a
+ * non-finite weight, or one over max_weight_delta, fails |w - x| <= limit)
+ * and writes x + (float)(w - x), the values the general path writes. Any
+ * failure goes to the general path, which writes them again, finds the
+ * first bad weight and says so. The pass vectorizes; the general path's
+ * running sum of squares does not.
+ */
 static int condition(fedc_pipeline *pl, const float *x, const float *w, const float *delta,
                      double weight, size_t n, int *clipped, int *unclipped) {
+  if (w == NULL || pl->p.norm_bound > 0.0 || pl->dp != NULL || weight != 1.0)
+    return condition_checked(pl, x, w, delta, weight, n, clipped, unclipped);
+  const double limit = pl->p.max_delta > 0.0 ? pl->p.max_delta : 1.7976931348623157e308;
+  int ok = 1;
+  float *y = pl->scratch;
+#pragma omp simd reduction(& : ok) /* gcc vectorizes the int reduction only when told */
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)w[i] - (double)x[i];
+    ok &= fabs(d) <= limit;
+    y[i] = (float)d + x[i];
+  }
+  if (!ok) return condition_checked(pl, x, w, delta, weight, n, clipped, unclipped);
+  *clipped = *unclipped = 0;
+  return 0;
+}
+
+static int condition_checked(fedc_pipeline *pl, const float *x, const float *w,
+                             const float *delta, double weight, size_t n, int *clipped,
+                             int *unclipped) {
   double ss = 0.0;
   for (size_t i = 0; i < n; i++) {
     const float v = w ? w[i] : delta[i];
@@ -222,9 +257,18 @@ static void fold_held(fedc_pipeline *pl, int32_t k, uint64_t m, int sign) {
   uint64_t *total;
   fedc_fedavg_state(pl->agg, &acc, &total);
   const float *w = pl->held + (size_t)k * pl->n;
-  const __int128 mm = (__int128)m * sign;
-  for (size_t i = 0; i < pl->n; i++)
-    acc[i] += mm * (int64_t)nearbyint((double)w[i] * TWO_POW_FRAC);
+  if (pl->held_q == NULL) pl->held_q = fedc_malloc_array(pl->n ? pl->n : 1, sizeof(int64_t));
+  const fedc_kernels *kern = fedc_kernels_get();
+  /* the fold's own kernels (the same exact integers); the scalar loop only
+   * when the scratch could not be had (a held update was checked, so the
+   * conversion passes) */
+  if (pl->held_q != NULL && kern->fx_convert(pl->held_q, w, pl->n, TWO_POW_FRAC, W_LIMIT) == pl->n) {
+    kern->fx_fold(acc, pl->held_q, pl->n, (int64_t)m * sign);
+  } else {
+    const __int128 mm = (__int128)m * sign;
+    for (size_t i = 0; i < pl->n; i++)
+      acc[i] += mm * (int64_t)nearbyint((double)w[i] * TWO_POW_FRAC);
+  }
   *total = sign > 0 ? *total + m : *total - m;
 }
 
@@ -233,9 +277,10 @@ static void fold_held(fedc_pipeline *pl, int32_t k, uint64_t m, int sign) {
 static int hold_or_fold(fedc_pipeline *pl, const float *y, uint64_t n_samples) {
   if (n_samples == 0 || n_samples > (1ull << 40))
     return pl->agg->ops->add(pl->agg, y, pl->n, n_samples); /* its refusal */
-  for (size_t i = 0; i < pl->n; i++)
-    if (!isfinite(y[i]) || fabs((double)y[i]) >= W_LIMIT)
-      return pl->agg->ops->add(pl->agg, y, pl->n, n_samples); /* its refusal */
+  int ok = 1;
+#pragma omp simd reduction(& : ok)
+  for (size_t i = 0; i < pl->n; i++) ok &= fabs((double)y[i]) < W_LIMIT; /* false for NaN, inf */
+  if (!ok) return pl->agg->ops->add(pl->agg, y, pl->n, n_samples); /* its refusal */
   int32_t k = pl->n_held;
   if (k == pl->hold_cap) { /* full: the smallest held count gives way */
     k = 0;

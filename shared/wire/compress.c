@@ -12,16 +12,17 @@
 #include "base/alloc.h"
 #include "base/error.h"
 
-static const char *const names[] = {"none", "f16", "bf16", "int8", "topk"};
+static const char *const names[] = {"none", "f16", "bf16", "int8", "topk", "topk_bf16"};
+#define N_CODECS 6
 
 int fedc_codec_parse(const char *name) {
-  for (int i = 0; i < 5; i++)
+  for (int i = 0; i < N_CODECS; i++)
     if (name && strcmp(name, names[i]) == 0) return i;
   return -1;
 }
 
 const char *fedc_codec_name(fedc_codec c) {
-  return (unsigned)c < 5 ? names[c] : "?";
+  return (unsigned)c < N_CODECS ? names[c] : "?";
 }
 
 size_t fedc_codec_size(fedc_codec c, size_t n, size_t k) {
@@ -33,6 +34,8 @@ size_t fedc_codec_size(fedc_codec c, size_t n, size_t k) {
     return n + 4 * ((n + FEDC_CODEC_BLOCK - 1) / FEDC_CODEC_BLOCK);
   case FEDC_CODEC_TOPK:
     return 8 * k;
+  case FEDC_CODEC_TOPK_BF16:
+    return (n + 7) / 8 + 2 * k;
   default:
     return 4 * n;
   }
@@ -45,7 +48,7 @@ int fedc_codec_check(fedc_codec c, int secure_aggregation, double topk_fraction)
                           "masks act on the full fixed-point vector, so a "
                           "compressed update saves nothing; choose one",
                           fedc_codec_name(c));
-  if (c == FEDC_CODEC_TOPK && !(topk_fraction > 0 && topk_fraction <= 1))
+  if (FEDC_CODEC_SPARSE(c) && !(topk_fraction > 0 && topk_fraction <= 1))
     return fedc_error_set(FEDC_ECONFIG, "compression = topk needs a fraction in (0, 1], not %g",
                           topk_fraction);
   return 0;
@@ -186,6 +189,62 @@ static int encode_topk(const float *d, size_t n, size_t k, float *e, uint8_t *ou
   return 0;
 }
 
+/*
+ * topk_bf16: topk's selection (into a scratch of 8k bytes), then the
+ * bitmap and the values in index order rounded to bfloat16; what the
+ * rounding loses goes back into the residual, so error feedback covers
+ * it too. Padding values (fewer non-zeros than k) are zero.
+ */
+static int encode_topk_bf16(const float *d, size_t n, size_t k, float *e, uint8_t *out) {
+  uint8_t *tmp = fedc_malloc_array(k ? k : 1, 8);
+  float *val = fedc_calloc(n ? n : 1, sizeof *val);
+  int rc = tmp && val ? encode_topk(d, n, k, e, tmp)
+                      : fedc_error_set(FEDC_ENOMEM, "topk_bf16: out of memory");
+  if (rc == 0) {
+    uint8_t *bits = out, *v = out + (n + 7) / 8;
+    memset(out, 0, (n + 7) / 8 + 2 * k);
+    for (size_t j = 0; j < k; j++) {
+      uint32_t i = get32(tmp + 8 * j);
+      if (i >= n) continue;
+      bits[i / 8] |= (uint8_t)(1u << (i % 8));
+      val[i] = float_of(get32(tmp + 8 * j + 4));
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (bits[i / 8] >> (i % 8) & 1) {
+        uint16_t h = to_bf16(val[i]);
+        e[i] += val[i] - from_bf16(h); /* e[i] was zeroed by the selection */
+        v[2 * m] = (uint8_t)h;
+        v[2 * m + 1] = (uint8_t)(h >> 8);
+        m++;
+      }
+  }
+  fedc_free(tmp);
+  fedc_free(val);
+  return rc;
+}
+
+/* topk_bf16's decoder: at most k bits, none past n, zero padding. */
+static int decode_topk_bf16(const uint8_t *in, size_t len, float *d, size_t n) {
+  size_t nb = (n + 7) / 8;
+  if (len < nb || (len - nb) % 2 != 0)
+    return fedc_error_set(FEDC_EFORMAT, "topk_bf16: %zu bytes for %zu weights", len, n);
+  size_t k = (len - nb) / 2, m = 0;
+  const uint8_t *v = in + nb;
+  for (size_t i = 0; i < n; i++) {
+    d[i] = 0;
+    if (!(in[i / 8] >> (i % 8) & 1)) continue;
+    if (m == k) return fedc_error_set(FEDC_EFORMAT, "topk_bf16: more than %zu weights set", k);
+    d[i] = from_bf16((uint16_t)(v[2 * m] | v[2 * m + 1] << 8));
+    m++;
+  }
+  if (n % 8 != 0 && in[nb - 1] >> (n % 8) != 0)
+    return fedc_error_set(FEDC_EFORMAT, "topk_bf16: bits set past weight %zu", n);
+  for (size_t j = 2 * m; j < 2 * k; j++)
+    if (v[j] != 0) return fedc_error_set(FEDC_EFORMAT, "topk_bf16: padding not zero");
+  return 0;
+}
+
 int fedc_codec_encode(fedc_codec c, const float *d, size_t n, size_t k, float *residual,
                       fedc_rng *rng, uint8_t *out) {
   switch (c) {
@@ -208,6 +267,9 @@ int fedc_codec_encode(fedc_codec c, const float *d, size_t n, size_t k, float *r
     return 0;
   case FEDC_CODEC_TOPK:
     return encode_topk(d, n, k, residual, out);
+  case FEDC_CODEC_TOPK_BF16:
+    if (k == 0 || k > n) return fedc_error_set(FEDC_EINVAL, "topk_bf16: k = %zu of %zu", k, n);
+    return encode_topk_bf16(d, n, k, residual, out);
   case FEDC_CODEC_NONE:
     for (size_t i = 0; i < n; i++)
       put32(out + 4 * i, bits_of(d[i]));
@@ -226,6 +288,18 @@ int fedc_codec_decode(fedc_codec c, const uint8_t *in, size_t len, float *d, siz
       if (i > n || d[i] != 0)
         return fedc_error_set(FEDC_EFORMAT, "topk: index %u (of %zu) out of range or twice", i, n);
       d[i] = float_of(get32(in + 8 * j + 4));
+    }
+    return 0;
+  }
+  if (c == FEDC_CODEC_TOPK_BF16) return decode_topk_bf16(in, len, d, n);
+  if (c == FEDC_CODEC_INT8 && len == fedc_codec_size(c, n, 0)) {
+    /* block by block: the scale, then its levels (the loop vectorizes) */
+    for (size_t b = 0; b < n; b += FEDC_CODEC_BLOCK, in += 4 + FEDC_CODEC_BLOCK) {
+      size_t m = n - b < FEDC_CODEC_BLOCK ? n - b : FEDC_CODEC_BLOCK;
+      float s = float_of(get32(in));
+      const int8_t *q = (const int8_t *)(in + 4);
+      for (size_t i = 0; i < m; i++)
+        d[b + i] = s * (float)q[i];
     }
     return 0;
   }

@@ -14,6 +14,9 @@
  *   topk  the k largest |d + e| as (u32 index, f32 value), where e is the
  *         client's residual (error feedback): e becomes d + e less what
  *         was sent                                        8 bytes a kept weight
+ *   topk_bf16  the same selection, sent as a bitmap of the n weights and
+ *         the kept values in index order as bfloat16; each value's
+ *         rounding error stays in the residual     n/8 + 2 bytes a kept weight
  *
  * Combinations (fedc_codec_check): every codec works with exact
  * aggregation and with the coordinator's central DP (clipping and noise
@@ -38,10 +41,14 @@ typedef enum {
   FEDC_CODEC_F16 = 1,
   FEDC_CODEC_BF16 = 2,
   FEDC_CODEC_INT8 = 3,
-  FEDC_CODEC_TOPK = 4
+  FEDC_CODEC_TOPK = 4,
+  FEDC_CODEC_TOPK_BF16 = 5
 } fedc_codec;
 
-/* "none", "f16", "bf16", "int8", "topk" -> the codec, or -1. */
+/* topk and topk_bf16: k kept of n, with an error-feedback residual. */
+#define FEDC_CODEC_SPARSE(c) ((c) == FEDC_CODEC_TOPK || (c) == FEDC_CODEC_TOPK_BF16)
+
+/* "none", "f16", "bf16", "int8", "topk", "topk_bf16" -> the codec, or -1. */
 int fedc_codec_parse(const char *name);
 const char *fedc_codec_name(fedc_codec c);
 /* Bytes of an encoded delta of n weights (topk: k kept). */

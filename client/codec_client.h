@@ -1,0 +1,33 @@
+/*
+ * codec_client.h - [strategy] compression at the site (docs/compression.md):
+ * the job object's "compression" read, the round's global model kept
+ * before training, the trained weights' delta encoded into the body of
+ * POST /v1/update (wire/coded_update.h), and topk's error-feedback
+ * residual kept in [client] state_dir across rounds and restarts.
+ */
+#ifndef FEDC_CLIENT_CODEC_CLIENT_H
+#define FEDC_CLIENT_CODEC_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fedc_client_codec fedc_client_codec;
+
+/*
+ * From the job object's text (job_json, "{}" allowed): *out NULL when the
+ * job does not compress, else a codec for n weights. topk reads or starts
+ * STATE_DIR/topk-<job id>.safetensors (FEDC_ECONFIG without a state_dir);
+ * FEDC_EFORMAT for an unknown codec or a bad fraction, FEDC_ENOMEM.
+ */
+int fedc__client_codec_new(const char *job_json, const char *state_dir, const char *job_id,
+                           uint64_t seed, int32_t client_id, size_t n, fedc_client_codec **out);
+void fedc__client_codec_free(fedc_client_codec *cc);
+/* The round's start model x (n weights), before the trainer changes it. */
+void fedc__client_codec_begin(fedc_client_codec *cc, int32_t round, const float *x);
+/* The body for trained weights w: topk's residual is written (atomically)
+ * before it returns. *out freed with fedc_free. */
+int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t round,
+                              int64_t num_samples, double train_loss, uint8_t **out,
+                              size_t *out_len);
+
+#endif
