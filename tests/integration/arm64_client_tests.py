@@ -167,7 +167,9 @@ def test_mixed_job_correct_model():
         assert e_upd < 1e-4, f"arm64 update off by {e_upd:.3e} (relative)"
         assert e_model < 1e-3, f"final models differ by {e_model:.3e} (relative)"
         assert abs(acc_a - acc_b) <= 0.005, f"test accuracy {acc_a:.4f} vs {acc_b:.4f}"
-        assert acc_b > 0.65, f"the job did not learn: test accuracy {acc_b:.4f}"
+        # 3 rounds on 3,000 images land at 0.63-0.73 with the shuffles of each
+        # run's fresh certificates; a model that learned nothing is at 0.10
+        assert acc_b > 0.5, f"the job did not learn: test accuracy {acc_b:.4f}"
     finally:
         job.close()
 
