@@ -14,6 +14,7 @@
 #   make demo                install what is missing, run the demo job
 #   make bench               print the benchmark figures
 #   make example-pytorch     a PyTorch CNN across 4 sites (examples/pytorch-cnn)
+#   make tutorial-fraud      docs/tutorials/fraud-consortium.md, run and checked
 #   make bench-mpi           fedc-sim-mpi with 1 and 2 ranks (bench/mpi.sh)
 #   make SANITIZE=address,undefined test    the suite under sanitizers
 #   make clean
@@ -270,6 +271,14 @@ example-pytorch:
 	@FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh
 	@$(MAKE) --no-print-directory all
 	@FEDC_BUILD=$(BUILD) /usr/bin/python3 examples/pytorch-cnn/run.py $(EXAMPLE_ARGS)
+
+# docs/tutorials/fraud-consortium.md as a script: every command of the page
+# on loopback, each promised outcome checked (also in make test-long, as
+# tests/long/test_tutorial_fraud.sh). TUTORIAL_DIR keeps its files.
+.PHONY: tutorial-fraud
+tutorial-fraud: deps
+	@$(MAKE) --no-print-directory all
+	@FEDC_BUILD=$(BUILD) sh tutorials/fraud/run.sh $(TUTORIAL_DIR)
 
 lint:
 	@scripts/lint.sh

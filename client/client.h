@@ -153,6 +153,12 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
  * command's process group be killed and the callback return
  * FEDC_ECANCELED. */
 void fedc__client_external_set_stop(fedc_client_external *x, const volatile sig_atomic_t *stop);
+/* The statistics phase of a job with a schema through from's stats
+ * callback (the built-in trainer on [data] train): trainer->stats (the
+ * external trainer's) calls it. Without it such a job's statistics are
+ * refused with a message naming [data] train. */
+void fedc__client_external_set_stats(fedc_client_external *x, fedc_client_trainer *trainer,
+                                     const fedc_client_trainer *from);
 void fedc__client_external_free(fedc_client_external *x);
 
 /* ---- containers of any dtype (tensor_update.c) ------------------------------ */

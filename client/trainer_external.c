@@ -17,7 +17,9 @@
  * file) is returned with the sub-code FEDC_SUB_TRAINER_FAILED and one
  * message that says what and where, so that the client reports the round
  * as failed and goes on serving. [trainer] evaluate runs the same way with
- * action "evaluate" and FEDC_PREDICTIONS_OUT.
+ * action "evaluate" and FEDC_PREDICTIONS_OUT; its predictions also make
+ * the site's federated-evaluation report. A job with a schema gets its
+ * statistics from [data] train through the built-in trainer's code.
  */
 
 #include <cjson/cJSON.h>
@@ -37,6 +39,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "ml/eval_report.h"
 #include "base/log.h"
 #include "client.h"
 #include "wire/safetensors.h"
@@ -52,6 +55,10 @@ extern char **environ;
 struct fedc_client_external {
   char *command, *evaluate;
   double timeout_s;
+  /* statistics of a job with a schema: the built-in trainer's, on [data]
+   * train (fedc__client_external_set_stats), or NULL */
+  int (*stats)(void *user_data, const fedc_client_job *job, char **json);
+  void *stats_data;
   const volatile sig_atomic_t *stop; /* fedc-client's stop flag, or NULL */
 };
 
@@ -532,11 +539,17 @@ static int64_t i64_at(const uint8_t *p) {
   return (int64_t)w;
 }
 
-/* Accuracy from FEDC_PREDICTIONS_OUT: "scores" F32 [N] (a probability,
- * threshold 0.5) or [N, C] (argmax), "labels" [N] I64 or F32; NAN when
- * there is no such file. */
-static int predictions_accuracy(const char *path, int32_t round, double *acc, int64_t *rows) {
-  *acc = NAN;
+/*
+ * FEDC_PREDICTIONS_OUT read into float arrays: "scores" F32 [N] or [N, C]
+ * (*cols = 1 or C) and "labels" [N], I64 or F32 (as floats). *n = -1 when
+ * the command wrote no such file. The arrays are fedc_malloc'd (freed by
+ * the caller, also on error: they are NULL then).
+ */
+static int predictions_load(const char *path, int32_t round, float **scores, int32_t *cols,
+                            float **labels, int64_t *n) {
+  *scores = *labels = NULL;
+  *cols = 0;
+  *n = -1;
   if (access(path, F_OK) != 0) return 0;
   uint8_t *buf = NULL;
   size_t len = 0;
@@ -559,43 +572,78 @@ static int predictions_accuracy(const char *path, int32_t round, double *acc, in
   int l64 = l && strcmp(l->dtype, "I64") == 0;
   if (s == NULL || l == NULL || strcmp(s->dtype, "F32") != 0 ||
       (!l64 && strcmp(l->dtype, "F32") != 0) || l->ndim != 1 || s->ndim < 1 || s->ndim > 2 ||
-      s->shape[0] != l->shape[0]) {
+      s->shape[0] != l->shape[0] || (s->ndim == 2 && (s->shape[1] < 1 || s->shape[1] > 4096))) {
     fedc__client_st_view_free(&v);
     fedc_free(buf);
     return failed(FEDC_ESHAPE, "round %d: evaluate command: FEDC_PREDICTIONS_OUT needs "
                   "\"scores\" F32 [N] or [N, C] and \"labels\" I64 or F32 [N]", (int)round);
   }
-  int64_t n = l->shape[0], c = s->ndim == 2 ? s->shape[1] : 1, right = 0;
+  int64_t rows = l->shape[0], c = s->ndim == 2 ? s->shape[1] : 1;
+  float *sc = fedc_malloc_array((size_t)(rows * c) + 1, sizeof(float));
+  float *lab = fedc_malloc_array((size_t)rows + 1, sizeof(float));
+  if (sc == NULL || lab == NULL) {
+    fedc_free(sc);
+    fedc_free(lab);
+    fedc__client_st_view_free(&v);
+    fedc_free(buf);
+    return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  }
   const uint8_t *sd = v.data + s->begin, *ld = v.data + l->begin;
+  for (int64_t i = 0; i < rows * c; i++) sc[i] = f32_at(sd + 4 * i);
+  for (int64_t i = 0; i < rows; i++)
+    lab[i] = l64 ? (float)i64_at(ld + 8 * i) : f32_at(ld + 4 * i);
+  fedc__client_st_view_free(&v);
+  fedc_free(buf);
+  *scores = sc;
+  *labels = lab;
+  *cols = (int32_t)c;
+  *n = rows;
+  return 0;
+}
+
+/* Accuracy of predictions: a [N] score >= 0.5 predicts 1, else argmax. */
+static double predictions_accuracy(const float *sc, int32_t c, const float *lab, int64_t n) {
+  int64_t right = 0;
   for (int64_t i = 0; i < n; i++) {
     int64_t pred = 0;
     if (c == 1) {
-      pred = f32_at(sd + 4 * i) >= 0.5f;
+      pred = sc[i] >= 0.5f;
     } else {
       for (int64_t k = 1; k < c; k++)
-        if (f32_at(sd + 4 * (i * c + k)) > f32_at(sd + 4 * (i * c + pred))) pred = k;
+        if (sc[i * c + k] > sc[i * c + pred]) pred = k;
     }
-    right += l64 ? pred == i64_at(ld + 8 * i) : (double)pred == (double)f32_at(ld + 4 * i);
+    right += (double)pred == (double)lab[i];
   }
-  *acc = n ? (double)right / (double)n : NAN;
-  *rows = n;
-  fedc__client_st_view_free(&v);
-  fedc_free(buf);
-  return 0;
+  return n > 0 ? (double)right / (double)n : NAN;
+}
+
+/* Run the evaluate command on the round's model; its metrics and
+ * predictions (NULL, *n = -1 when it wrote none). */
+static int evaluate_run(fedc_client_external *x, const fedc_client_round *r, const float *w,
+                        const uint8_t *model, size_t model_len, cJSON **m, float **scores,
+                        int32_t *cols, float **labels, int64_t *n) {
+  run_dir d = {0};
+  *m = NULL;
+  *scores = *labels = NULL;
+  *n = -1;
+  int rc = make_dir(&d);
+  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, model, model_len);
+  if (rc == 0) rc = read_metrics(d.metrics, "evaluate command", r->round, m);
+  if (rc == 0) rc = predictions_load(d.predictions, r->round, scores, cols, labels, n);
+  remove_dir(&d);
+  return rc;
 }
 
 static int evaluate_any(void *ud, const fedc_client_round *r, const float *w,
                         const uint8_t *model, size_t model_len, fedc_client_metrics *out) {
-  fedc_client_external *x = ud;
-  run_dir d = {0};
-  int rc = make_dir(&d);
-  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, model, model_len);
   cJSON *m = NULL;
-  if (rc == 0) rc = read_metrics(d.metrics, "evaluate command", r->round, &m);
-  double acc = NAN;
-  int64_t rows = 0;
-  if (rc == 0) rc = predictions_accuracy(d.predictions, r->round, &acc, &rows);
+  float *sc = NULL, *lab = NULL;
+  int32_t c = 0;
+  int64_t rows = -1;
+  int rc = evaluate_run(ud, r, w, model, model_len, &m, &sc, &c, &lab, &rows);
   if (rc == 0) {
+    double acc = rows >= 0 ? predictions_accuracy(sc, c, lab, rows) : NAN;
+    if (rows < 0) rows = 0;
     int bad;
     double n = metric_value(m, NULL, "num_samples", &bad);
     double loss = metric_value(m, NULL, "test_loss", &bad);
@@ -608,7 +656,8 @@ static int evaluate_any(void *ud, const fedc_client_round *r, const float *w,
     out->accuracy = isfinite(acc) ? acc : a;
   }
   cJSON_Delete(m);
-  remove_dir(&d);
+  fedc_free(sc);
+  fedc_free(lab);
   return rc;
 }
 
@@ -620,6 +669,62 @@ static int external_evaluate(void *ud, const fedc_client_round *r, const float *
 static int external_evaluate_st(void *ud, const fedc_client_round *r, const uint8_t *model,
                                 size_t model_len, fedc_client_metrics *out) {
   return evaluate_any(ud, r, NULL, model, model_len, out);
+}
+
+/*
+ * Federated evaluation through [trainer] evaluate: its predictions of the
+ * committed model on the site's validation data become the same report
+ * the built-in trainer sends (fedc_eval_report_from_predictions): a logreg
+ * job's scores are P(y = 1) [N] (or [N, 2]), softmax and mlp [N, classes],
+ * linreg predictions [N]. A command that writes no predictions fails it.
+ */
+static int external_report(void *ud, const fedc_client_round *r, const float *w, char **json) {
+  *json = NULL;
+  cJSON *m = NULL;
+  float *sc = NULL, *lab = NULL;
+  int32_t c = 0;
+  int64_t rows = -1;
+  int rc = evaluate_run(ud, r, w, NULL, 0, &m, &sc, &c, &lab, &rows);
+  cJSON_Delete(m);
+  const char *type = r->job->type;
+  fedc_eval_task task = strcmp(type, "logreg") == 0   ? FEDC_EVAL_BINARY
+                        : strcmp(type, "linreg") == 0 ? FEDC_EVAL_REGRESSION
+                                                      : FEDC_EVAL_MULTICLASS;
+  int32_t classes = task == FEDC_EVAL_BINARY       ? 2
+                    : task == FEDC_EVAL_REGRESSION ? 0
+                                                   : r->job->classes;
+  if (rc == 0 && rows < 1)
+    rc = failed(FEDC_EINVAL, "round %d: evaluate command wrote no predictions "
+                "(FEDC_PREDICTIONS_OUT): nothing to report", (int)r->round);
+  fedc_eval_report *rep = rc == 0 ? fedc_malloc(sizeof *rep) : NULL;
+  if (rc == 0 && rep == NULL) rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  if (rc == 0)
+    rc = fedc_eval_report_from_predictions(rep, task, classes, r->job->eval_threshold, sc, c,
+                                           lab, rows);
+  if (rc == 0) rc = fedc_eval_report_to_json(rep, json);
+  fedc_free(rep);
+  fedc_free(sc);
+  fedc_free(lab);
+  return rc;
+}
+
+/* The statistics phase of a job with a schema, from [data] train: the
+ * built-in trainer's (the same code, so the federation's sums agree). */
+static int external_stats(void *ud, const fedc_client_job *job, char **json) {
+  fedc_client_external *x = ud;
+  *json = NULL;
+  if (x->stats == NULL)
+    return fedc_error_set(FEDC_ECONFIG, "the job has a schema and asks for this site's "
+                          "statistics: with [trainer] command, set [data] train to the "
+                          "site's CSV (read by the job's schema for them)");
+  return x->stats(x->stats_data, job, json);
+}
+
+void fedc__client_external_set_stats(fedc_client_external *x, fedc_client_trainer *trainer,
+                                     const fedc_client_trainer *from) {
+  x->stats = from->stats;
+  x->stats_data = from->user_data;
+  trainer->stats = external_stats;
 }
 
 /* A tensor job's round: the model as sent in, the update's bytes out (the
@@ -706,6 +811,8 @@ int fedc__client_external_new_config(const fedc_config *cfg, fedc_client_externa
   trainer->evaluate = x->evaluate[0] ? external_evaluate : NULL;
   trainer->train_st = external_train_st;
   trainer->evaluate_st = x->evaluate[0] ? external_evaluate_st : NULL;
+  trainer->report = x->evaluate[0] ? external_report : NULL;
+  trainer->stats = external_stats;
   trainer->user_data = x;
   *out = x;
   return 0;
