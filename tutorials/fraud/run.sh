@@ -63,6 +63,7 @@ fi
 
 # ---- 1. the data ------------------------------------------------------------------------------
 say "1. four banks' transactions (tutorials/fraud/make_data.py)"
+mkdir -p "$W/data"
 $PY "$EX/make_data.py" "$W/data" | tee "$W/data/summary.txt"
 check "five CSVs written" test -s "$W/data/bank-d.csv" -a -s "$W/data/test.csv"
 check "each bank's fraud rate is in 0.5-2%" $PY - "$W/data" <<'PYEOF'
@@ -228,6 +229,8 @@ import json,subprocess,sys
 f=json.loads(subprocess.run(['$PY','$EX/score.py','$C/fraud-lr.csv','$W/data/test.csv','--json'],capture_output=True,text=True).stdout)
 assert f['pr_auc'] >= 0.40 and f['recall'] >= 0.40, f"
 echo "  (job 1: 8 rounds in ${T1}s)"
+printf '  the same model fitted on the pooled rows (scikit-learn): '
+$PY "$EX/centralized.py" "$W/data" --threshold 0.8 | tee "$C/score-pooled.txt"
 
 # ---- 6. a bank's corrupted data: FedAvg against trimmed mean -----------------------------------
 say "6. bank C's botched export (fraud flags inverted): fedavg and trimmed_mean"
