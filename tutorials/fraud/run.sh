@@ -118,7 +118,9 @@ start_bank() { # start_bank LETTER [EXTRA --set ...]
   eval "PID_$b=$!"
   PIDS="$PIDS $!"
 }
-for b in a b c d; do
+BUILTIN_BANKS="a b c d"
+[ $TORCH = 1 ] && BUILTIN_BANKS="a b c"
+for b in $BUILTIN_BANKS; do
   cat >> "$W/bank-$b/site.ini" <<INI
 format = csv
 train = bank-$b.csv
@@ -127,16 +129,24 @@ validation_split = 0.2
 
 [policy]
 model_types = logreg, mlp
+trainers = builtin
 max_epochs = 5
 INI
 done
 if [ $TORCH = 1 ]; then
   cat >> "$W/bank-d/site.ini" <<INI
+format = csv
+train = bank-d.csv
+test =
+
+[policy]
+model_types = logreg, mlp
 trainers = external
+max_epochs = 5
 
 [trainer]
-command = $PY $EX/torch_trainer.py --data bank-d.csv
-evaluate = $PY $EX/torch_trainer.py --data bank-d.csv
+command = $PY $EX/torch_trainer.py --data bank-d.csv --holdout 0.2
+evaluate = $PY $EX/torch_trainer.py --data bank-d.csv --holdout 0.2
 timeout_s = 600
 INI
 fi
@@ -235,8 +245,8 @@ $PY "$EX/centralized.py" "$W/data" --threshold 0.8 | tee "$C/score-pooled.txt"
 # ---- 6. a bank's corrupted data: FedAvg against trimmed mean -----------------------------------
 say "6. bank C's botched export (fraud flags inverted): fedavg and trimmed_mean"
 kill "$PID_c"; wait "$PID_c" 2>/dev/null
-start_bank c --set data.train=bank-c-broken.csv
 cp "$W/data/bank-c-broken.csv" "$W/bank-c/"
+start_bank c --set data.train=bank-c-broken.csv
 write_job "$C/jobs/fedavg-broken.ini" fedavg "" balanced
 write_job "$C/jobs/trimmed-broken.ini" trimmed_mean "trim_beta = 0.25" balanced
 T0=$(date +%s)
@@ -246,6 +256,18 @@ check "job 2 (fedavg) finished" wait_job 2 240
 check "job 3 (trimmed_mean) finished" wait_job 3 240
 T23=$(( $(date +%s) - T0 ))
 jobs
+curl -s "http://127.0.0.1:$STATUS_PORT/v1/status" > "$C/status-3.json"
+check "the federation's label counts show bank C's inverted flags" $PY - "$C" "$W/data" <<'PYEOF'
+import csv, json, sys
+n = {f: [int(r["is_fraud"]) for r in csv.DictReader(open(f"{sys.argv[2]}/{f}.csv"))]
+     for f in ("bank-a", "bank-b", "bank-c", "bank-d", "bank-c-broken")}
+clean = sum(sum(n[f"bank-{b}"]) for b in "abcd")
+broken = clean - sum(n["bank-c"]) + sum(n["bank-c-broken"])
+s1 = json.load(open(f"{sys.argv[1]}/status-1.json"))["statistics"]["label_counts"]
+s3 = json.load(open(f"{sys.argv[1]}/status-3.json"))["statistics"]["label_counts"]
+print(f"  frauds in the federation's label counts: job 1 {s1[1]}, job 3 {s3[1]}")
+assert s1[1] == clean and s3[1] == broken, (s1, s3, clean, broken)
+PYEOF
 for j in 2 3; do
   fedc-coordinator --config "$C/coordinator.ini" export $j latest "$C/job-$j.safetensors"
   fedc-predict --model "$C/job-$j.safetensors" --input "$W/data/test.csv" --output "$C/job-$j.csv"
