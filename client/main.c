@@ -167,10 +167,13 @@ static int make_client(const fedc_config *cfg, fedc_site *site, trainers *tr,
   if (rc == 0 && cfg->trainer_command[0] != '\0') {
     rc = fedc__client_external_new_config(cfg, &tr->external, &p.trainer);
     if (rc == 0) fedc__client_external_set_stop(tr->external, &g_stop);
-    /* [data] train beside a command: the site's CSV, read by a job's
-     * schema for the statistics phase (the trainer reads its own data) */
+    /* [data] train beside a command, set by the site (not the default):
+     * its CSV, read by a job's schema for the statistics phase (the
+     * trainer reads its own data) */
+    const char *train_origin = fedc_config_origin(cfg, "data", "train");
     fedc_client_trainer bt;
-    if (rc == 0 && cfg->train[0] != '\0' &&
+    if (rc == 0 && cfg->train[0] != '\0' && train_origin && train_origin[0] &&
+        strcmp(train_origin, "default") != 0 &&
         (rc = fedc__client_builtin_new_config(cfg, &tr->builtin, &bt)) == 0)
       fedc__client_external_set_stats(tr->external, &p.trainer, &bt);
     /* test hook: a dense job's rounds through train_st, as a tensor job's */

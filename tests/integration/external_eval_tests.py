@@ -4,8 +4,9 @@ built-in site, on loopback: the external site's [data] train gives the
 statistics phase its share (the federation's rows are both sites'), and its
 evaluate command's predictions become its evaluation report (every round's
 evaluation has both sites, the federation's n is both sites' held-out
-rows, and the site logs "evaluation accepted"). Needs numpy under
-/usr/bin/python3.
+rows, and the site logs "evaluation accepted"). An external site without
+[data] train stops at the statistics phase with a message naming that key.
+Needs numpy under /usr/bin/python3.
 """
 import os
 import subprocess
@@ -86,7 +87,34 @@ def test_external_site_in_schema_job():
         job.close()
 
 
+def test_external_site_without_data_train():
+    if np is None:
+        raise Skip("numpy is not installed")
+    job = Job("extnodata", 1, sizes=[10], rounds=1, model="logreg", poll_s=1)
+    try:
+        with open(job.coord_ini) as f:
+            text = f.read()
+        text = text.replace("inputs = 784\nclasses = 10\n", "") + "features = a,b\nlabel = label\n"
+        with open(job.coord_ini, "w") as f:
+            f.write(text)
+        job.allow_all()
+        job.start_coordinator()
+        ini = job.client_ini(1)
+        with open(ini) as f:
+            t = f.read()
+        t = t.replace(t[t.index("[data]\n"):t.index("[client]")], "")
+        with open(ini, "w") as f:
+            f.write(t + f"[data]\ntest =\n[trainer]\ncommand = {PY} {TRAINER} --data x.csv\n")
+        r = subprocess.run([os.path.join(harness.BIN, "fedc-client"), "--config", ini],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0, "the client went on without statistics"
+        assert "[data] train" in r.stderr and "statistics" in r.stderr, r.stderr[-1500:]
+    finally:
+        job.close()
+
+
 if __name__ == "__main__":
     suite = Suite("external_eval_tests")
     suite.run(test_external_site_in_schema_job)
+    suite.run(test_external_site_without_data_train)
     suite.finish()
