@@ -15,6 +15,7 @@
 #   make bench               print the benchmark figures
 #   make example-pytorch     a PyTorch CNN across 4 sites (examples/pytorch-cnn)
 #   make tutorial-hospital   docs/tutorials/hospital-network.md, run and checked
+#   make tutorial-fraud      docs/tutorials/fraud-consortium.md, run and checked
 #   make bench-mpi           fedc-sim-mpi with 1 and 2 ranks (bench/mpi.sh)
 #   make SANITIZE=address,undefined test    the suite under sanitizers
 #   make clean
@@ -278,6 +279,14 @@ example-pytorch:
 tutorial-hospital: deps
 	@$(MAKE) --no-print-directory all
 	@FEDC_BUILD=$(BUILD) sh tutorials/hospital/run.sh
+
+# docs/tutorials/fraud-consortium.md as a script: every command of the page
+# on loopback, each promised outcome checked (also in make test-long, as
+# tests/long/test_tutorial_fraud.sh). TUTORIAL_DIR keeps its files.
+.PHONY: tutorial-fraud
+tutorial-fraud: deps
+	@$(MAKE) --no-print-directory all
+	@FEDC_BUILD=$(BUILD) sh tutorials/fraud/run.sh $(TUTORIAL_DIR)
 
 lint:
 	@scripts/lint.sh
