@@ -45,8 +45,8 @@ from .safetensors import FormatError, Tensors  # noqa: F401
 from .tabular import read_table, standardize  # noqa: F401
 
 __all__ = ["Task", "task", "load_model", "load_state_dict", "to_numpy", "save_update",
-           "save_metrics", "save_predictions", "apply_correction", "st", "FormatError", "Tensors", "read_table",
-           "standardize"]
+           "save_metrics", "save_predictions", "apply_correction", "st", "FormatError", "Tensors",
+           "read_table", "standardize"]
 __version__ = "0.1.0"
 
 # the dtypes of the last model loaded: an update is written in them

@@ -149,7 +149,8 @@ def test_external_site_applies_the_correction():
         data = (read_idx(os.path.join(shard, "train-images.idx")).reshape(-1, 784) / 255.0,
                 read_idx(os.path.join(shard, "train-labels.idx")).astype(np.int64))
         ckpt = job.checkpoints()
-        zero = {k: np.zeros_like(v) for k, v in load(os.path.join(keep, "round-1-model.safetensors")).items()}
+        first = load(os.path.join(keep, "round-1-model.safetensors"))
+        zero = {k: np.zeros_like(v) for k, v in first.items()}
         ci = dict(zero)  # site 3's c_i, recomputed
         worst_builtin = worst_ref = 0.0
         for r in range(1, rounds + 1):
