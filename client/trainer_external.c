@@ -13,7 +13,11 @@
  * the site: the update holds exactly the global model's tensors, same
  * names, shapes and dtypes, every value finite; num_samples is an integer
  * >= 1 (from the metrics JSON or the update's metadata); train_loss is
- * finite. Any failure (exit status, signal, deadline, a missing or bad
+ * finite. In a SCAFFOLD round the drift correction c - c_i is written
+ * beside the model (FEDC_CORRECTION_IN, scaffold_external.c) and the
+ * trainer must report its local step count ("steps"), from which the
+ * client computes its control variate.
+ * Any failure (exit status, signal, deadline, a missing or bad
  * file) is returned with the sub-code FEDC_SUB_TRAINER_FAILED and one
  * message that says what and where, so that the client reports the round
  * as failed and goes on serving. [trainer] evaluate runs the same way with
@@ -41,6 +45,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "client.h"
+#include "scaffold_external.h"
 #include "ml/eval_model.h"
 #include "ml/eval_report.h"
 #include "wire/safetensors.h"
@@ -50,7 +55,7 @@ extern char **environ;
 
 #define METRICS_MAX ((size_t)1 << 20) /* a metrics JSON larger than this is refused */
 #define KILL_GRACE_S 2.0              /* SIGTERM, then SIGKILL this long after */
-#define N_OWN_ENV 10
+#define N_OWN_ENV 11
 #define TASK_ENV_MAX ((size_t)64 << 10) /* a larger FEDC_TASK is in the file only */
 
 struct fedc_client_external {
@@ -85,7 +90,7 @@ void fedc__client_external_set_stop(fedc_client_external *x, const volatile sig_
 
 typedef struct run_dir {
   char dir[512];
-  char model[600], update[600], metrics[600], predictions[600], task[600];
+  char model[600], update[600], metrics[600], predictions[600], task[600], correction[600];
 } run_dir;
 
 static int make_dir(run_dir *d) {
@@ -99,6 +104,7 @@ static int make_dir(run_dir *d) {
   snprintf(d->metrics, sizeof d->metrics, "%s/metrics.json", d->dir);
   snprintf(d->predictions, sizeof d->predictions, "%s/predictions.safetensors", d->dir);
   snprintf(d->task, sizeof d->task, "%s/task.json", d->dir);
+  snprintf(d->correction, sizeof d->correction, "%s/correction.safetensors", d->dir);
   return 0;
 }
 
@@ -227,8 +233,9 @@ static int run_command(const fedc_client_external *x, const char *label, const c
 
 /* ---- the task's environment ----------------------------------------------------------- */
 
-/* FEDC_TASK: {"action", "round", "seed" (decimal string), "job": verbatim}. */
-static char *task_json(const char *action, const fedc_client_round *r) {
+/* FEDC_TASK: {"action", "round", "seed" (decimal string), "job": verbatim,
+ * and "correction": its file in a SCAFFOLD round (NULL otherwise)}. */
+static char *task_json(const char *action, const fedc_client_round *r, const char *correction) {
   cJSON *o = cJSON_CreateObject();
   char seed[32];
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->seed);
@@ -239,7 +246,8 @@ static char *task_json(const char *action, const fedc_client_round *r) {
       cJSON_AddNumberToObject(o, "round", r->round) && cJSON_AddStringToObject(o, "seed", seed) &&
       cJSON_AddItemToObject(o, "job", job)) {
     job = NULL;
-    text = cJSON_PrintUnformatted(o);
+    if (correction == NULL || cJSON_AddStringToObject(o, "correction", correction))
+      text = cJSON_PrintUnformatted(o);
   }
   cJSON_Delete(job);
   cJSON_Delete(o);
@@ -290,7 +298,16 @@ static int run_task(const fedc_client_external *x, const char *action, const cha
                   "round %d: cannot write the global model for the %s: %s", (int)r->round,
                   label, msg);
   }
-  char *task = task_json(action, r);
+  /* SCAFFOLD: the correction beside the model, for the training run only */
+  int corr = r->correction != NULL && strcmp(action, "train") == 0;
+  if (corr && (rc = fedc__client_correction_write(d->correction, r)) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return failed(rc == FEDC_ENOMEM ? FEDC_ENOMEM : FEDC_EIO,
+                  "round %d: cannot write the SCAFFOLD correction for the %s: %s", (int)r->round,
+                  label, msg);
+  }
+  char *task = task_json(action, r, corr ? d->correction : NULL);
   if (task == NULL || write_text(d->task, task) != 0) {
     cJSON_free(task);
     return failed(FEDC_EIO, "round %d: cannot write the task for the %s", (int)r->round, label);
@@ -313,6 +330,7 @@ static int run_task(const fedc_client_external *x, const char *action, const cha
   PUT("FEDC_SEED=%llu", (unsigned long long)r->seed);
   PUT("FEDC_ACTION=%s", action);
   PUT("FEDC_TASK_FILE=%s", d->task);
+  if (corr) PUT("FEDC_CORRECTION_IN=%s", d->correction);
   /* the environment holds at most 128 KiB a string: a larger job object
    * is in FEDC_TASK_FILE only */
   if (strlen(task) <= TASK_ENV_MAX) PUT("FEDC_TASK=%s", task);
@@ -481,8 +499,11 @@ static int external_train(void *ud, const fedc_client_round *r, float *w,
                   "update's metadata",
                   (int)r->round, isnan(loss) && !bad_l ? "is missing" : "is not finite");
   }
+  int64_t steps = 0;
+  if (rc == 0) rc = fedc__client_correction_steps(m, f, r, &steps);
   if (rc == 0) rc = check_update(f, r, w);
   if (rc == 0) {
+    out->steps = steps;
     out->samples = (int64_t)n;
     out->loss = loss;
     out->accuracy = isfinite(acc) && acc >= 0 && acc <= 1 ? acc : NAN;

@@ -10,7 +10,10 @@ fedc-client runs the site's trainer once per task with this environment
   FEDC_PREDICTIONS_OUT  evaluate only: "scores" [N] or [N, C], "labels" [N]
   FEDC_ROUND, FEDC_SEED the round and a seed for its randomness
   FEDC_TASK             {"action": "train"|"evaluate", "round": r,
-                         "seed": "...", "job": {...the job object...}}
+                         "seed": "...", "job": {...the job object...},
+                         "correction": path (SCAFFOLD rounds only)}
+  FEDC_CORRECTION_IN    SCAFFOLD rounds only: the drift correction c - c_i
+                        (safetensors, the model's tensor names and shapes)
 
     import fedc
     t = fedc.task()
@@ -21,6 +24,15 @@ fedc-client runs the site's trainer once per task with this environment
 With PyTorch: fedc.load_state_dict(module) before training,
 fedc.save_update(module.state_dict(), ...) after. The update is written in
 the global model's dtypes (an F16 tensor stays F16) unless told otherwise.
+
+In a SCAFFOLD job (t.correction() is not None) every local step adds the
+correction to its minibatch gradient, y <- y - lr (g(y) + c - c_i), at the
+job's lr, and the update says how many steps were taken:
+
+    corr = t.correction()                    # or t.correction("torch", module)
+    ... g = gradients; g = fedc.apply_correction(g, corr); w -= lr * g ...
+    ... torch: loss.backward(); fedc.apply_correction(module, corr); opt.step()
+    fedc.save_update(w, num_samples=n, train_loss=loss, steps=k)
 """
 import json
 import math
@@ -33,8 +45,8 @@ from .safetensors import FormatError, Tensors  # noqa: F401
 from .tabular import read_table, standardize  # noqa: F401
 
 __all__ = ["Task", "task", "load_model", "load_state_dict", "to_numpy", "save_update",
-           "save_metrics", "save_predictions", "st", "FormatError", "Tensors", "read_table",
-           "standardize"]
+           "save_metrics", "save_predictions", "apply_correction", "st", "FormatError", "Tensors",
+           "read_table", "standardize"]
 __version__ = "0.1.0"
 
 # the dtypes of the last model loaded: an update is written in them
@@ -63,6 +75,37 @@ class Task:
         self.update_out = env.get("FEDC_UPDATE_OUT")
         self.metrics_out = env.get("FEDC_METRICS_OUT")
         self.predictions_out = env.get("FEDC_PREDICTIONS_OUT")
+        # SCAFFOLD rounds: the drift correction's file, else None
+        self.correction_in = env.get("FEDC_CORRECTION_IN") or d.get("correction")
+
+    def correction(self, framework="numpy", module=None, device=None):
+        """SCAFFOLD's drift correction c - c_i for this round, or None when
+        the round has none (not a SCAFFOLD job, or an evaluate task).
+        framework "numpy": name -> float32 array, the model's names and
+        shapes (a fedc.Tensors); "torch": a state dict of torch tensors,
+        each cast to the dtype and device of module's parameter of that
+        name when a module is given (else to device, if given). Every
+        local SGD step adds it to its minibatch gradient
+        (fedc.apply_correction), and fedc.save_update must then be told the
+        step count (steps=)."""
+        if not self.correction_in:
+            return None
+        c = st.load(self.correction_in)
+        if framework == "numpy":
+            return c
+        if framework != "torch":
+            raise ValueError(f"framework must be 'numpy' or 'torch', not {framework!r}")
+        import torch
+        own = dict(module.named_parameters()) if module is not None else {}
+        out = {}
+        for k, v in c.items():
+            t = torch.from_numpy(np.ascontiguousarray(v))
+            if k in own:
+                t = t.to(dtype=own[k].dtype, device=own[k].device)
+            elif device is not None:
+                t = t.to(device=device)
+            out[k] = t
+        return out
 
     @property
     def hparams(self):
@@ -162,26 +205,80 @@ def save_metrics(metrics, path=None):
     os.replace(tmp, p)
 
 
+def apply_correction(target, correction):
+    """Add SCAFFOLD's correction to one step's gradients, before the
+    optimizer steps: y <- y - lr (g(y) + c - c_i).
+
+    target is a torch.nn.Module (after loss.backward(): each named
+    parameter's .grad gets the correction of its name added in place;
+    returns the module) or a dict of numpy gradients (returns a new dict,
+    each gradient plus the correction of its name, in the gradient's
+    dtype). correction is what Task.correction gives (numpy or torch);
+    None leaves the gradients as they are. A gradient without a
+    correction of its name, or of another shape, is a ValueError: the
+    correction is in the model's layout, as the gradients must be."""
+    if correction is None:
+        return target
+    if hasattr(target, "named_parameters"):
+        import torch
+        for name, p in target.named_parameters():
+            if p.grad is None:
+                continue
+            if name not in correction:
+                raise ValueError(f"the correction has no tensor '{name}'")
+            c = correction[name]
+            if not isinstance(c, torch.Tensor):
+                c = torch.from_numpy(np.ascontiguousarray(c))
+            if tuple(c.shape) != tuple(p.grad.shape):
+                raise ValueError(f"'{name}': correction {tuple(c.shape)}, gradient "
+                                 f"{tuple(p.grad.shape)}")
+            p.grad.add_(c.to(dtype=p.grad.dtype, device=p.grad.device))
+        return target
+    out = {}
+    for name, g in target.items():
+        if name not in correction:
+            raise ValueError(f"the correction has no tensor '{name}'")
+        g = np.asarray(g)
+        c = np.asarray(to_numpy({name: correction[name]})[name])
+        if c.shape != g.shape:
+            raise ValueError(f"'{name}': correction {c.shape}, gradient {g.shape}")
+        out[name] = (g + c).astype(g.dtype, copy=False)
+    return out
+
+
 def save_update(tensors, num_samples, train_loss, path=None, metrics=None, dtypes=None,
-                metrics_path=None):
+                metrics_path=None, steps=None):
     """Write the update (FEDC_UPDATE_OUT, or path) with metadata
     num_samples and train_loss, and the metrics JSON beside it
     (FEDC_METRICS_OUT, or metrics_path) with those two and any extra
     numbers in metrics. Each tensor is written in the dtype the global
     model had (load_model remembers them) unless dtypes says otherwise.
     num_samples must be an integer >= 1 and train_loss finite: fedc-client
-    refuses anything else."""
+    refuses anything else. steps: the local SGD steps taken (an integer
+    >= 1), written to the metadata and the metrics; required in a SCAFFOLD
+    round (FEDC_CORRECTION_IN set), where the client computes its control
+    variate from it."""
     n = int(num_samples)
     if n != num_samples or n < 1:
         raise ValueError(f"num_samples must be an integer >= 1, not {num_samples}")
     loss = _finite_number(train_loss, "train_loss")
+    meta = {"num_samples": str(n), "train_loss": repr(loss)}
+    if steps is None and os.environ.get("FEDC_CORRECTION_IN") and path is None:
+        raise ValueError("a SCAFFOLD round (FEDC_CORRECTION_IN) needs steps=, the number of "
+                         "local SGD steps taken")
+    if steps is not None:
+        k = int(steps)
+        if k != steps or k < 1:
+            raise ValueError(f"steps must be an integer >= 1, not {steps}")
+        meta["steps"] = str(k)
     arrays = to_numpy(tensors)
     want = dict(_last_dtypes)
     want.update(dtypes or {})
     want = {k: v for k, v in want.items() if k in arrays}
-    st.save(_path(path, "FEDC_UPDATE_OUT"), arrays,
-            metadata={"num_samples": str(n), "train_loss": repr(loss)}, dtypes=want)
+    st.save(_path(path, "FEDC_UPDATE_OUT"), arrays, metadata=meta, dtypes=want)
     m = {"num_samples": n, "train_loss": loss}
+    if steps is not None:
+        m["steps"] = int(steps)
     m.update(metrics or {})
     if metrics_path or os.environ.get("FEDC_METRICS_OUT"):
         save_metrics(m, metrics_path)

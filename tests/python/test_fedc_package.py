@@ -256,6 +256,120 @@ class TaskHelpers(unittest.TestCase):
             fedc.save_predictions(scores, np.array([1, 0]))
 
 
+class ScaffoldHelpers(unittest.TestCase):
+    """A SCAFFOLD round: task.correction() as numpy and torch,
+    apply_correction on numpy gradients and a torch module's, and the step
+    count save_update requires."""
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        d = self.dir.name
+        self.corr_path = os.path.join(d, "correction.safetensors")
+        self.env = {"FEDC_MODEL_IN": os.path.join(d, "model.safetensors"),
+                    "FEDC_UPDATE_OUT": os.path.join(d, "update.safetensors"),
+                    "FEDC_METRICS_OUT": os.path.join(d, "metrics.json"),
+                    "FEDC_CORRECTION_IN": self.corr_path,
+                    "FEDC_TASK": json.dumps({"action": "train", "round": 2, "seed": "5",
+                                             "job": {"train": {"lr": 0.1}},
+                                             "correction": self.corr_path})}
+        self.saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        rng = np.random.default_rng(3)
+        self.c = {"layers.0.weight": rng.normal(size=(3, 4)).astype(np.float32),
+                  "layers.0.bias": rng.normal(size=(3,)).astype(np.float32)}
+        st.save(self.corr_path, self.c, metadata={"round": "2", "kind": "scaffold_correction"})
+
+    def tearDown(self):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self.dir.cleanup()
+
+    def test_correction_numpy(self):
+        t = fedc.task()
+        self.assertEqual(t.correction_in, self.corr_path)
+        c = t.correction()
+        self.assertEqual(list(c), list(self.c))
+        for k, v in self.c.items():
+            self.assertTrue(np.array_equal(c[k], v), k)
+        # the path in FEDC_TASK alone is enough
+        env = dict(self.env)
+        del env["FEDC_CORRECTION_IN"]
+        self.assertEqual(fedc.task(env=env).correction_in, self.corr_path)
+        # no correction: not a SCAFFOLD round
+        env["FEDC_TASK"] = json.dumps({"action": "train", "round": 2, "job": {}})
+        self.assertIsNone(fedc.task(env=env).correction())
+        with self.assertRaises(ValueError):
+            t.correction("jax")
+
+    def test_apply_correction_numpy(self):
+        g = {k: np.ones(v.shape, np.float64) for k, v in self.c.items()}
+        out = fedc.apply_correction(g, fedc.task().correction())
+        for k in g:
+            self.assertEqual(out[k].dtype, np.float64)
+            self.assertTrue(np.allclose(out[k], 1.0 + self.c[k].astype(np.float64)), k)
+            self.assertTrue(np.array_equal(g[k], np.ones(self.c[k].shape)), "g changed")
+        self.assertIs(fedc.apply_correction(g, None), g)
+        with self.assertRaises(ValueError):
+            fedc.apply_correction({"other": np.ones(3)}, self.c)
+        with self.assertRaises(ValueError):
+            fedc.apply_correction({"layers.0.bias": np.ones(4)}, self.c)
+        # one corrected SGD step against y - lr (g + c)
+        y = {k: np.zeros(v.shape) for k, v in self.c.items()}
+        step = {k: y[k] - 0.1 * v for k, v in fedc.apply_correction(g, self.c).items()}
+        for k in y:
+            self.assertTrue(np.allclose(step[k], -0.1 * (1.0 + self.c[k])), k)
+
+    def test_apply_correction_torch(self):
+        try:
+            import torch
+        except ImportError:
+            raise unittest.SkipTest("no torch under this interpreter")
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(4, 3))
+        lr = 0.1
+        x = torch.randn(8, 4)
+        y = torch.randint(0, 3, (8,))
+        start = {k: v.clone() for k, v in m.state_dict().items()}
+        opt = torch.optim.SGD(m.parameters(), lr=lr)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+        grads = {k: p.grad.clone() for k, p in m.named_parameters()}
+        corr = fedc.task().correction("torch")
+        self.assertEqual(set(corr), set(self.c))
+        # a module whose parameter names are the model's
+        m2 = torch.nn.Module()
+        m2.layers = torch.nn.Sequential(torch.nn.Linear(4, 3))
+        m2.layers.load_state_dict(start)
+        opt = torch.optim.SGD(m2.parameters(), lr=lr)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m2.layers(x), y).backward()
+        corr = fedc.task().correction("torch", module=m2)
+        self.assertEqual(corr["layers.0.weight"].dtype, torch.float32)
+        fedc.apply_correction(m2, corr)
+        opt.step()
+        for k in ("weight", "bias"):
+            c = torch.from_numpy(self.c["layers.0." + k])
+            want = start["0." + k] - lr * (grads["0." + k] + c)
+            got = dict(m2.named_parameters())["layers.0." + k].detach()
+            self.assertTrue(torch.allclose(got, want, atol=1e-6), k)
+        with self.assertRaises(ValueError):
+            fedc.apply_correction(m, corr)  # names that are not the model's
+
+    def test_save_update_needs_steps(self):
+        w = {k: np.zeros(v.shape, np.float32) for k, v in self.c.items()}
+        with self.assertRaises(ValueError):
+            fedc.save_update(w, num_samples=10, train_loss=0.5)
+        with self.assertRaises(ValueError):
+            fedc.save_update(w, num_samples=10, train_loss=0.5, steps=0)
+        fedc.save_update(w, num_samples=10, train_loss=0.5, steps=7)
+        self.assertEqual(st.load(self.env["FEDC_UPDATE_OUT"]).metadata["steps"], "7")
+        with open(self.env["FEDC_METRICS_OUT"]) as f:
+            self.assertEqual(json.load(f)["steps"], 7)
+
+
 class Tabular(unittest.TestCase):
     """read_table and standardize: a job's schema and statistics as the
     built-in trainer uses them (columns by name, one-hot categories in

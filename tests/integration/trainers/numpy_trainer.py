@@ -9,9 +9,14 @@ tensors count the rounds, so that the test can recompute the average.
 
     numpy_trainer.py --data DIR [--fail MODE@ROUND] [--samples N] [--keep DIR] [--f32-labels]
 
+SCAFFOLD jobs: each minibatch gradient gets the round's correction
+(fedc.apply_correction) and the update reports its step count.
+
 --fail makes the trainer misbehave in one round: exit (status 3), hang
 (sleeps past any deadline), nan (a NaN in the update), shape (a tensor of
-the wrong shape), nosamples (no num_samples anywhere).
+the wrong shape), nosamples (no num_samples anywhere), nosteps (no step
+count, in a SCAFFOLD round). --keep copies the update of each round there,
+and in a SCAFFOLD job its model, correction and metrics too.
 """
 import argparse
 import gzip
@@ -34,12 +39,14 @@ def read_idx(path):
     return np.frombuffer(data[4 + 4 * ndim:], dtype=np.uint8).reshape(dims)
 
 
-def train_softmax(w, x, y, hp, seed):
+def train_softmax(w, x, y, hp, seed, corr=None):
+    """Minibatch SGD; corr: SCAFFOLD's correction, added to each
+    minibatch gradient. The mean loss and the number of steps."""
     W = w["layers.0.weight"].astype(np.float64)
     b = w["layers.0.bias"].astype(np.float64)
     lr, bs = float(hp.get("lr", 0.05)), int(hp.get("batch_size", 32))
     rng = np.random.default_rng(seed)
-    loss_sum, seen = 0.0, 0
+    loss_sum, seen, steps = 0.0, 0, 0
     for _ in range(int(hp.get("epochs", 1))):
         order = rng.permutation(len(y))
         for s in range(0, len(y), bs):
@@ -52,11 +59,14 @@ def train_softmax(w, x, y, hp, seed):
             loss_sum += float(-np.log(p[np.arange(len(yb)), yb] + 1e-12).sum())
             seen += len(yb)
             p[np.arange(len(yb)), yb] -= 1.0
-            W -= lr * (p.T @ xb) / len(yb)
-            b -= lr * p.sum(axis=0) / len(yb)
+            g = {"layers.0.weight": (p.T @ xb) / len(yb), "layers.0.bias": p.sum(axis=0) / len(yb)}
+            g = fedc.apply_correction(g, corr)
+            W -= lr * g["layers.0.weight"]
+            b -= lr * g["layers.0.bias"]
+            steps += 1
     w["layers.0.weight"] = W.astype(np.float32)
     w["layers.0.bias"] = b.astype(np.float32)
-    return loss_sum / max(seen, 1)
+    return loss_sum / max(seen, 1), steps
 
 
 def main():
@@ -111,7 +121,13 @@ def main():
         x = read_idx(os.path.join(a.data, "train-images.idx")).reshape(-1, 784) / 255.0
         y = read_idx(os.path.join(a.data, "train-labels.idx")).astype(np.int64)
         n = len(y)
-        loss = train_softmax(w, x, y, t.hparams, t.seed)
+        corr = t.correction()
+        if a.keep and corr is not None:
+            import shutil
+            shutil.copy(t.model_in, os.path.join(a.keep, f"round-{t.round}-model.safetensors"))
+            shutil.copy(t.correction_in,
+                        os.path.join(a.keep, f"round-{t.round}-correction.safetensors"))
+        loss, steps = train_softmax(w, x, y, t.hparams, t.seed, corr)
     if failing and mode == "nan":
         first = next(iter(w))
         w[first] = w[first].copy()
@@ -122,10 +138,16 @@ def main():
     if failing and mode == "nosamples":
         fedc.st.save(t.update_out, w)
         return
-    fedc.save_update(w, num_samples=n, train_loss=loss)
+    if failing and mode == "nosteps":
+        fedc.save_update(w, num_samples=n, train_loss=loss, path=t.update_out)
+        return
+    scaffold = t.correction_in is not None
+    fedc.save_update(w, num_samples=n, train_loss=loss, steps=steps if scaffold else None)
     if a.keep:
         import shutil
         shutil.copy(t.update_out, os.path.join(a.keep, f"round-{t.round}.safetensors"))
+        if scaffold:
+            shutil.copy(t.metrics_out, os.path.join(a.keep, f"round-{t.round}-metrics.json"))
 
 
 if __name__ == "__main__":
