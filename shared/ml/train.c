@@ -61,6 +61,7 @@ struct fedc_trainer {
   int64_t *order;                    /* host: shuffled rows of an epoch */
   int64_t order_cap;
   float *host_dz, *host_y;           /* host: class weighting, B x n_out and B */
+  float *host_out;                   /* host: a batch's outputs, B x n_out */
 };
 
 static void trainer_release(fedc_trainer *t) {
@@ -79,6 +80,7 @@ static void trainer_release(fedc_trainer *t) {
   fedc_free(t->order);
   fedc_free(t->host_dz);
   fedc_free(t->host_y);
+  fedc_free(t->host_out);
 }
 
 int fedc_trainer_new(fedc_backend *be, const fedc_model_spec *spec,
@@ -299,6 +301,38 @@ int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
                     &sums->loss_sum, &sums->correct,
                     scores ? scores + (s - begin) : NULL);
     sums->n += B;
+  }
+  return rc;
+}
+
+/*
+ * One pass of fedc_evaluate's batches; after each batch's loss the outputs
+ * go to fn, from the trainer's own buffer on the CPU backend and through a
+ * host copy (made on first use) on the others.
+ */
+int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *data,
+                       int64_t begin, int64_t end, fedc_eval_sums *sums,
+                       fedc_eval_batch_fn fn, void *ctx) {
+  fedc_backend *be = t->be;
+  if (data->d != t->spec.n_in)
+    return fedc_error_set(FEDC_ESHAPE, "evaluate: data has %lld features, model %d",
+                          (long long)data->d, (int)t->spec.n_in);
+  size_t cols = (size_t)t->spec.n_out;
+  int host = be->device == FEDC_DEVICE_CPU;
+  if (!host && t->host_out == NULL &&
+      (t->host_out = fedc_malloc_array((size_t)t->max_batch * cols, sizeof(float))) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "evaluate: out of memory");
+  int rc = be->upload(be, t->w, w, t->n_params);
+  fedc_loss_kind kind = fedc_model_loss_kind(&t->spec);
+  for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
+    int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, B);
+    if (rc == 0)
+      rc = be->loss(be, kind, NULL, t->out, data->y + s, B, t->spec.n_out, 1.0f,
+                    &sums->loss_sum, &sums->correct, NULL);
+    sums->n += B;
+    if (rc == 0 && !host) rc = be->download(be, t->host_out, t->out, (size_t)B * cols);
+    if (rc == 0 && fn) rc = fn(ctx, host ? t->out : t->host_out, s, B);
   }
   return rc;
 }
