@@ -391,13 +391,14 @@ static void eval_task(void *arg, int32_t task, int32_t wi) {
   int64_t begin = n * task / EVAL_CHUNKS, end = n * (task + 1) / EVAL_CHUNKS;
   chunk_sums *cs = &s->chunks[task];
   cs->sums = (fedc_eval_sums){0};
-  cs->rc = fedc_evaluate(w->eval, fedc_engine_global(s->engine), &w->test_view,
-                         begin, end, &cs->sums, NULL);
-  if (cs->rc == 0 && cs->report) {
+  if (cs->report == NULL) {
+    cs->rc = fedc_evaluate(w->eval, fedc_engine_global(s->engine), &w->test_view,
+                           begin, end, &cs->sums, NULL);
+  } else { /* the loss, the accuracy and the report from one forward pass */
     cs->rc = fedc_eval_report_init_for(cs->report, &s->spec, s->cfg.eval_threshold);
     if (cs->rc == 0)
-      cs->rc = fedc_evaluate_report(w->eval, fedc_engine_global(s->engine), &w->test_view,
-                                    s->test.y, begin, end, cs->report);
+      cs->rc = fedc_evaluate_with_report(w->eval, fedc_engine_global(s->engine), &w->test_view,
+                                         s->test.y, begin, end, &cs->sums, cs->report);
   }
   if (cs->rc != 0) record_error(s, cs->rc);
 }

@@ -54,6 +54,16 @@ struct fedc_backend {
   int (*gemm)(fedc_backend *b, int trans_a, int trans_b, int m, int n, int k,
               float alpha, const float *a, int lda, const float *bm, int ldb,
               float beta, float *c, int ldc);
+  /* optional (NULL: the caller gathers the rows first): gemm with the rows
+   * of the data operand read where they lie, through rows (host indices):
+   * with (trans_a, trans_b) = (0, 1), row i of A is a + rows[i] lda (a
+   * layer's forward pass); with (1, 0), row p of B is bm + rows[p] ldb (its
+   * weight gradient). Only for products whose small side (n, or m) is at
+   * most gemm_rows_max; the same bits as gemm on the gathered rows. */
+  int (*gemm_rows)(fedc_backend *b, int trans_a, int trans_b, int m, int n, int k,
+                   float alpha, const float *a, int lda, const float *bm, int ldb,
+                   const int64_t *rows, float beta, float *c, int ldc);
+  int32_t gemm_rows_max;
   /* dst[i, :] = src[rows[i], :] for i < n; rows are host indices */
   int (*gather_rows)(fedc_backend *b, float *dst, const float *src, int64_t d,
                      const int64_t *rows, int32_t n);

@@ -72,6 +72,23 @@ static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
   return 0;
 }
 
+/* The small products with the data operand's rows read in place (backend.h):
+ * the kernels' *_rows forms of what cpu_gemm runs for the same shapes. */
+static int cpu_gemm_rows(fedc_backend *b, int ta, int tb, int m, int n, int k,
+                         float alpha, const float *a, int lda, const float *bm,
+                         int ldb, const int64_t *rows, float beta, float *c, int ldc) {
+  const fedc_kernels *kern = KERN(b);
+  if (!ta && tb && n <= FEDC_KERNEL_SMALL) {
+    kern->gemm_nt_rows(m, n, k, alpha, a, lda, rows, bm, ldb, beta, c, ldc);
+    return 0;
+  }
+  if (ta && !tb && m <= FEDC_KERNEL_SMALL) {
+    kern->gemm_tn_rows(m, n, k, alpha, a, lda, bm, ldb, rows, beta, c, ldc);
+    return 0;
+  }
+  return fedc_error_set(FEDC_EINVAL, "cpu backend: gemm_rows of a %dx%dx%d product", m, n, k);
+}
+
 static int cpu_gather_rows(fedc_backend *b, float *dst, const float *src,
                            int64_t d, const int64_t *rows, int32_t n) {
   (void)b;
@@ -224,6 +241,8 @@ int fedc__backend_cpu_open(fedc_backend **out) {
   b->download = cpu_copy;
   b->zero = cpu_zero;
   b->gemm = cpu_gemm;
+  b->gemm_rows = cpu_gemm_rows;
+  b->gemm_rows_max = FEDC_KERNEL_SMALL;
   b->gather_rows = cpu_gather_rows;
   b->gather = cpu_gather;
   b->add_bias = cpu_add_bias;

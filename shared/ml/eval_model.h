@@ -24,4 +24,11 @@ int fedc_eval_report_init_for(fedc_eval_report *r, const fedc_model_spec *spec, 
 int fedc_evaluate_report(fedc_trainer *t, const float *w, const fedc_data_view *data,
                          const float *labels, int64_t begin, int64_t end, fedc_eval_report *r);
 
+/* fedc_evaluate's sums and fedc_evaluate_report's report of rows [begin,
+ * end) from one forward pass: the same figures, to the bit, as the two
+ * calls, in half the time. Errors as those two. */
+int fedc_evaluate_with_report(fedc_trainer *t, const float *w, const fedc_data_view *data,
+                              const float *labels, int64_t begin, int64_t end,
+                              fedc_eval_sums *sums, fedc_eval_report *r);
+
 #endif

@@ -148,7 +148,8 @@ int fedc_eval_report_add_multiclass(fedc_eval_report *r, const float *scores, co
       r->loss_sum -= log(clip_p(s[y]));
     } else { /* logits: logsumexp(s) - s[y] */
       double sum = 0.0;
-      for (int32_t j = 0; j < k; j++) sum += exp((double)s[j] - (double)s[arg]);
+      /* exp(0) = 1 exactly: the arg-max term without a call */
+      for (int32_t j = 0; j < k; j++) sum += j == arg ? 1.0 : exp((double)s[j] - (double)s[arg]);
       r->loss_sum += log(sum) + (double)s[arg] - (double)s[y];
     }
   }

@@ -50,6 +50,16 @@ typedef struct fedc_kernels {
   void (*col_sum)(float *out, const float *m, int32_t rows, int32_t cols);
   void (*sgd_step)(float *w, const float *g, float *v, const float *w0, size_t n,
                    float lr, float momentum, float l1, float l2, float prox_mu);
+  /* gemm_nt with row i of A at a + rows[i] lda: a minibatch's rows read
+   * where they lie in the data set instead of gathered first; the same
+   * sums, to the bit, as gemm_nt on the gathered rows. */
+  void (*gemm_nt_rows)(int m, int n, int k, float alpha, const float *a, int lda,
+                       const int64_t *rows, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+  /* gemm_tn with row p of B at b + rows[p] ldb (p < k), likewise. */
+  void (*gemm_tn_rows)(int m, int n, int k, float alpha, const float *a, int lda,
+                       const float *b, int ldb, const int64_t *rows, float beta, float *c,
+                       int ldc);
 } fedc_kernels;
 
 /* The table of the variant in use (fedc_cpu_current()). */

@@ -20,11 +20,17 @@ static float dot(const float *x, const float *y, int k) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-static void scalar_gemm_nt(int m, int n, int k, float alpha, const float *a,
-                           int lda, const float *b, int ldb, float beta,
-                           float *c, int ldc) {
+/* Row r of (base, ld), or row ix[r] when ix is not NULL (the *_rows
+ * kernels). */
+static inline const float *row_ptr(const float *base, int ld, const int64_t *ix, int r) {
+  return ix ? base + ix[r] * (int64_t)ld : base + (size_t)r * ld;
+}
+
+static void nt_any(int m, int n, int k, float alpha, const float *a, int lda,
+                   const int64_t *ix, const float *b, int ldb, float beta, float *c,
+                   int ldc) {
   for (int i = 0; i < m; i++) {
-    const float *ai = a + (size_t)i * lda;
+    const float *ai = row_ptr(a, lda, ix, i);
     float *ci = c + (size_t)i * ldc;
     for (int j = 0; j < n; j++) {
       float s = alpha * dot(ai, b + (size_t)j * ldb, k);
@@ -33,10 +39,22 @@ static void scalar_gemm_nt(int m, int n, int k, float alpha, const float *a,
   }
 }
 
-/* Rank-1 updates of C's rows, four rows of B at a time. */
-static void scalar_gemm_tn(int m, int n, int k, float alpha, const float *a,
-                           int lda, const float *bm, int ldb, float beta,
+static void scalar_gemm_nt(int m, int n, int k, float alpha, const float *a,
+                           int lda, const float *b, int ldb, float beta,
                            float *c, int ldc) {
+  nt_any(m, n, k, alpha, a, lda, NULL, b, ldb, beta, c, ldc);
+}
+
+static void scalar_gemm_nt_rows(int m, int n, int k, float alpha, const float *a, int lda,
+                                const int64_t *rows, const float *b, int ldb, float beta,
+                                float *c, int ldc) {
+  nt_any(m, n, k, alpha, a, lda, rows, b, ldb, beta, c, ldc);
+}
+
+/* Rank-1 updates of C's rows, four rows of B at a time. */
+static void tn_any(int m, int n, int k, float alpha, const float *a, int lda,
+                   const float *bm, int ldb, const int64_t *ix, float beta, float *c,
+                   int ldc) {
   for (int i = 0; i < m; i++) {
     float *ci = c + (size_t)i * ldc;
     if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
@@ -45,8 +63,8 @@ static void scalar_gemm_tn(int m, int n, int k, float alpha, const float *a,
   }
   int p = 0;
   for (; p + 4 <= k; p += 4) {
-    const float *b0 = bm + (size_t)p * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb,
-                *b3 = b2 + ldb;
+    const float *b0 = row_ptr(bm, ldb, ix, p), *b1 = row_ptr(bm, ldb, ix, p + 1),
+                *b2 = row_ptr(bm, ldb, ix, p + 2), *b3 = row_ptr(bm, ldb, ix, p + 3);
     for (int i = 0; i < m; i++) {
       const float x0 = alpha * a[(size_t)p * lda + i],
                   x1 = alpha * a[(size_t)(p + 1) * lda + i],
@@ -58,7 +76,7 @@ static void scalar_gemm_tn(int m, int n, int k, float alpha, const float *a,
     }
   }
   for (; p < k; p++) {
-    const float *b0 = bm + (size_t)p * ldb;
+    const float *b0 = row_ptr(bm, ldb, ix, p);
     for (int i = 0; i < m; i++) {
       const float x0 = alpha * a[(size_t)p * lda + i];
       float *ci = c + (size_t)i * ldc;
@@ -67,5 +85,19 @@ static void scalar_gemm_tn(int m, int n, int k, float alpha, const float *a,
   }
 }
 
-const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR, scalar_gemm_nt, scalar_gemm_tn,
-                                          fold_convert,    fold_add,       FEDC_KERNELS_ELEM};
+static void scalar_gemm_tn(int m, int n, int k, float alpha, const float *a,
+                           int lda, const float *bm, int ldb, float beta,
+                           float *c, int ldc) {
+  tn_any(m, n, k, alpha, a, lda, bm, ldb, NULL, beta, c, ldc);
+}
+
+static void scalar_gemm_tn_rows(int m, int n, int k, float alpha, const float *a, int lda,
+                                const float *bm, int ldb, const int64_t *rows, float beta,
+                                float *c, int ldc) {
+  tn_any(m, n, k, alpha, a, lda, bm, ldb, rows, beta, c, ldc);
+}
+
+const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR,     scalar_gemm_nt,
+                                          scalar_gemm_tn,      fold_convert,
+                                          fold_add,            FEDC_KERNELS_ELEM,
+                                          scalar_gemm_nt_rows, scalar_gemm_tn_rows};

@@ -54,13 +54,19 @@ INL void store_part(float *p, V v, int cnt) {
   memcpy(p, t, (size_t)cnt * sizeof(float));
 }
 
+/* Row r of a row-major operand (base, ld): row r itself, or row ix[r] when
+ * the rows are read through an index (the *_rows kernels, kernels.h). */
+INL const float *row_ptr(const float *base, int ld, const int64_t *ix, int r) {
+  return ix ? base + ix[r] * (int64_t)ld : base + (size_t)r * ld;
+}
+
 /*
  * gemm_nt: C = alpha A B^T + beta C, as R x NB dot products over k at once:
  * each step loads R vectors of A and NB of B (all contiguous in k) for
  * R NB multiply-adds; the lanes are summed once at the end. No packing.
  */
 INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
-                  const float *b, int ldb, float alpha, float beta, float *c,
+                  const int64_t *ix, const float *b, int ldb, float alpha, float beta, float *c,
                   int ldc) {
   V acc[NT_R][NT_N];
   for (int r = 0; r < R; r++)
@@ -68,7 +74,7 @@ INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
   int p = 0;
   for (; p + VL <= k; p += VL) {
     V x[NT_R];
-    for (int r = 0; r < R; r++) x[r] = V_LOADU(a + (size_t)r * lda + p);
+    for (int r = 0; r < R; r++) x[r] = V_LOADU(row_ptr(a, lda, ix, r) + p);
     for (int j = 0; j < NB; j++) {
       V bj = V_LOADU(b + (size_t)j * ldb + p);
       for (int r = 0; r < R; r++) acc[r][j] = V_FMA(x[r], bj, acc[r][j]);
@@ -76,7 +82,7 @@ INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
   }
   if (p < k) {
     V x[NT_R];
-    for (int r = 0; r < R; r++) x[r] = load_part(a + (size_t)r * lda + p, k - p);
+    for (int r = 0; r < R; r++) x[r] = load_part(row_ptr(a, lda, ix, r) + p, k - p);
     for (int j = 0; j < NB; j++) {
       V bj = load_part(b + (size_t)j * ldb + p, k - p);
       for (int r = 0; r < R; r++) acc[r][j] = V_FMA(x[r], bj, acc[r][j]);
@@ -98,11 +104,11 @@ INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
 
 #define NT_CASE(R, NB)                                                       \
   case NB:                                                                   \
-    nt_block(R, NB, k, a, lda, b, ldb, alpha, beta, c, ldc);                 \
+    nt_block(R, NB, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);             \
     break;
 
 INL void nt_rows(const int R, int nb, int k, const float *a, int lda,
-                 const float *b, int ldb, float alpha, float beta, float *c,
+                 const int64_t *ix, const float *b, int ldb, float alpha, float beta, float *c,
                  int ldc) {
   switch (nb) {
     NT_CASE(R, 1)
@@ -133,26 +139,27 @@ INL void nt_rows(const int R, int nb, int k, const float *a, int lda,
 }
 
 /* Rows: the remaining m % NT_R as one shorter block. */
-static void nt_tail_rows(int rows, int nb, int k, const float *a, int lda,
-                         const float *b, int ldb, float alpha, float beta,
+INL void nt_tail_rows(int rows, int nb, int k, const float *a, int lda,
+                      const int64_t *ix, const float *b, int ldb, float alpha, float beta,
                          float *c, int ldc) {
   switch (rows) {
   case 1:
-    nt_rows(1, nb, k, a, lda, b, ldb, alpha, beta, c, ldc);
+    nt_rows(1, nb, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);
     break;
 #if NT_R > 2
   case 2:
-    nt_rows(2, nb, k, a, lda, b, ldb, alpha, beta, c, ldc);
+    nt_rows(2, nb, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);
     break;
 #endif
 #if NT_R > 3
   case 3:
-    nt_rows(3, nb, k, a, lda, b, ldb, alpha, beta, c, ldc);
+    nt_rows(3, nb, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);
     break;
 #endif
   default:
     for (int i = 0; i < rows; i++)
-      nt_rows(1, nb, k, a + (size_t)i * lda, lda, b, ldb, alpha, beta, c + (size_t)i * ldc, ldc);
+      nt_rows(1, nb, k, ix ? a : a + (size_t)i * lda, lda, ix ? ix + i : NULL, b, ldb, alpha,
+              beta, c + (size_t)i * ldc, ldc);
     break;
   }
 }
@@ -160,22 +167,37 @@ static void nt_tail_rows(int rows, int nb, int k, const float *a, int lda,
 /* Rows NT_R at a time (each block of A read from memory once, then from
  * L1 for every chunk of outputs); outputs in as few chunks of at most NT_N
  * as can be, of even sizes (10 outputs by 4: 4, 3, 3, not 4, 4, 2). */
-static void simd_gemm_nt(int m, int n, int k, float alpha, const float *a,
-                         int lda, const float *b, int ldb, float beta,
-                         float *c, int ldc) {
+INL void nt_all(int m, int n, int k, float alpha, const float *a, int lda,
+                const int64_t *ix, const float *b, int ldb, float beta, float *c,
+                int ldc) {
   const int chunks = (n + NT_N - 1) / NT_N;
   for (int i = 0; i < m; i += NT_R) {
-    const float *ai = a + (size_t)i * lda;
+    const float *ai = ix ? a : a + (size_t)i * lda;
+    const int64_t *ixi = ix ? ix + i : NULL;
     float *ci = c + (size_t)i * ldc;
     for (int q = 0, j = 0; q < chunks; q++) {
       int nb = n / chunks + (q < n % chunks);
       if (i + NT_R <= m)
-        nt_rows(NT_R, nb, k, ai, lda, b + (size_t)j * ldb, ldb, alpha, beta, ci + j, ldc);
+        nt_rows(NT_R, nb, k, ai, lda, ixi, b + (size_t)j * ldb, ldb, alpha, beta, ci + j, ldc);
       else
-        nt_tail_rows(m - i, nb, k, ai, lda, b + (size_t)j * ldb, ldb, alpha, beta, ci + j, ldc);
+        nt_tail_rows(m - i, nb, k, ai, lda, ixi, b + (size_t)j * ldb, ldb, alpha, beta, ci + j,
+                     ldc);
       j += nb;
     }
   }
+}
+
+static void simd_gemm_nt(int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta,
+                         float *c, int ldc) {
+  nt_all(m, n, k, alpha, a, lda, NULL, b, ldb, beta, c, ldc);
+}
+
+/* gemm_nt with A's rows read through rows[] (kernels.h): the same sums. */
+static void simd_gemm_nt_rows(int m, int n, int k, float alpha, const float *a,
+                              int lda, const int64_t *rows, const float *b, int ldb,
+                              float beta, float *c, int ldc) {
+  nt_all(m, n, k, alpha, a, lda, rows, b, ldb, beta, c, ldc);
 }
 
 /*
@@ -185,13 +207,13 @@ static void simd_gemm_nt(int m, int n, int k, float alpha, const float *a,
  * RB CV multiply-adds. C is read (beta != 0) and written once.
  */
 INL void tn_block(const int RB, const int CV, int k, const float *a, int lda,
-                  const float *b, int ldb, float alpha, float beta, float *c,
+                  const float *b, int ldb, const int64_t *ix, float alpha, float beta, float *c,
                   int ldc) {
   V acc[TN_R][TN_C];
   for (int r = 0; r < RB; r++)
     for (int v = 0; v < CV; v++) acc[r][v] = V_ZERO();
   for (int p = 0; p < k; p++) {
-    const float *bp = b + (size_t)p * ldb, *ap = a + (size_t)p * lda;
+    const float *bp = row_ptr(b, ldb, ix, p), *ap = a + (size_t)p * lda;
     V bv[TN_C];
     for (int v = 0; v < CV; v++) bv[v] = V_LOADU(bp + v * VL);
     for (int r = 0; r < RB; r++) {
@@ -211,11 +233,11 @@ INL void tn_block(const int RB, const int CV, int k, const float *a, int lda,
 
 #define TN_CASE(RB, CV)                                                      \
   case CV:                                                                   \
-    tn_block(RB, CV, k, a, lda, b, ldb, alpha, beta, c, ldc);                \
+    tn_block(RB, CV, k, a, lda, b, ldb, ix, alpha, beta, c, ldc);            \
     break;
 
 INL void tn_cols(const int RB, int cv, int k, const float *a, int lda,
-                 const float *b, int ldb, float alpha, float beta, float *c,
+                 const float *b, int ldb, const int64_t *ix, float alpha, float beta, float *c,
                  int ldc) {
   switch (cv) {
     TN_CASE(RB, 1)
@@ -235,11 +257,11 @@ INL void tn_cols(const int RB, int cv, int k, const float *a, int lda,
 
 #define TN_ROWS(RB)                                                          \
   case RB:                                                                   \
-    tn_cols(RB, cv, k, a, lda, b, ldb, alpha, beta, c, ldc);                 \
+    tn_cols(RB, cv, k, a, lda, b, ldb, ix, alpha, beta, c, ldc);             \
     break;
 
-static void tn_dispatch(int rb, int cv, int k, const float *a, int lda,
-                        const float *b, int ldb, float alpha, float beta,
+INL void tn_dispatch(int rb, int cv, int k, const float *a, int lda,
+                     const float *b, int ldb, const int64_t *ix, float alpha, float beta,
                         float *c, int ldc) {
   switch (rb) {
     TN_ROWS(1)
@@ -271,12 +293,12 @@ static void tn_dispatch(int rb, int cv, int k, const float *a, int lda,
 
 /* The last n % VL columns: RB rows by one partial vector, the same sums. */
 INL void tn_tail(const int RB, int cnt, int k, const float *a, int lda, const float *b,
-                 int ldb, float alpha, float beta, float *c, int ldc) {
+                 int ldb, const int64_t *ix, float alpha, float beta, float *c, int ldc) {
   V acc[TN_R];
   for (int r = 0; r < RB; r++) acc[r] = V_ZERO();
   for (int p = 0; p < k; p++) {
     const float *ap = a + (size_t)p * lda;
-    V bv = load_part(b + (size_t)p * ldb, cnt);
+    V bv = load_part(row_ptr(b, ldb, ix, p), cnt);
     for (int r = 0; r < RB; r++) acc[r] = V_FMA(V_SET1(ap[r]), bv, acc[r]);
   }
   const V va = V_SET1(alpha), vb = V_SET1(beta);
@@ -290,11 +312,11 @@ INL void tn_tail(const int RB, int cnt, int k, const float *a, int lda, const fl
 
 #define TN_TAIL(RB)                                                          \
   case RB:                                                                   \
-    tn_tail(RB, cnt, k, a, lda, b, ldb, alpha, beta, c, ldc);                \
+    tn_tail(RB, cnt, k, a, lda, b, ldb, ix, alpha, beta, c, ldc);            \
     break;
 
-static void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda,
-                             const float *b, int ldb, float alpha, float beta,
+INL void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda,
+                          const float *b, int ldb, const int64_t *ix, float alpha, float beta,
                              float *c, int ldc) {
   switch (rb) {
     TN_TAIL(1)
@@ -326,23 +348,37 @@ static void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda,
 
 /* Columns in chunks of TN_C vectors (the last chunk shorter), the last
  * n % VL columns as one partial vector. */
-static void simd_gemm_tn(int m, int n, int k, float alpha, const float *a,
-                         int lda, const float *b, int ldb, float beta,
-                         float *c, int ldc) {
+INL void tn_all(int m, int n, int k, float alpha, const float *a, int lda,
+                const float *b, int ldb, const int64_t *ix, float beta, float *c,
+                int ldc) {
   const int chunk = TN_C * VL, full = n - n % VL;
   for (int j = 0; j < full; j += chunk) {
     int cv = (full - j < chunk ? full - j : chunk) / VL;
     for (int i = 0; i < m; i += TN_R)
-      tn_dispatch(m - i < TN_R ? m - i : TN_R, cv, k, a + i, lda, b + j, ldb,
+      tn_dispatch(m - i < TN_R ? m - i : TN_R, cv, k, a + i, lda, b + j, ldb, ix,
                   alpha, beta, c + (size_t)i * ldc + j, ldc);
   }
   if (full < n)
     for (int i = 0; i < m; i += TN_R)
-      tn_tail_dispatch(m - i < TN_R ? m - i : TN_R, n - full, k, a + i, lda, b + full, ldb,
+      tn_tail_dispatch(m - i < TN_R ? m - i : TN_R, n - full, k, a + i, lda, b + full, ldb, ix,
                        alpha, beta, c + (size_t)i * ldc + full, ldc);
 }
 
-const fedc_kernels SIMD_TABLE = {SIMD_VARIANT, simd_gemm_nt, simd_gemm_tn,
-                                 fold_convert, fold_add,     FEDC_KERNELS_ELEM};
+static void simd_gemm_tn(int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta,
+                         float *c, int ldc) {
+  tn_all(m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+}
+
+/* gemm_tn with B's rows read through rows[] (kernels.h): the same sums. */
+static void simd_gemm_tn_rows(int m, int n, int k, float alpha, const float *a,
+                              int lda, const float *b, int ldb, const int64_t *rows,
+                              float beta, float *c, int ldc) {
+  tn_all(m, n, k, alpha, a, lda, b, ldb, rows, beta, c, ldc);
+}
+
+const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,     simd_gemm_tn,
+                                 fold_convert,      fold_add,         FEDC_KERNELS_ELEM,
+                                 simd_gemm_nt_rows, simd_gemm_tn_rows};
 
 #endif

@@ -61,6 +61,7 @@ struct fedc_trainer {
   int64_t *order;                    /* host: shuffled rows of an epoch */
   int64_t order_cap;
   float *host_dz, *host_y;           /* host: class weighting, B x n_out and B */
+  float *host_out;                   /* host: a batch's outputs, B x n_out */
 };
 
 static void trainer_release(fedc_trainer *t) {
@@ -79,6 +80,7 @@ static void trainer_release(fedc_trainer *t) {
   fedc_free(t->order);
   fedc_free(t->host_dz);
   fedc_free(t->host_y);
+  fedc_free(t->host_out);
 }
 
 int fedc_trainer_new(fedc_backend *be, const fedc_model_spec *spec,
@@ -127,8 +129,9 @@ const fedc_model_spec *fedc_trainer_spec(const fedc_trainer *t) {
   return &t->spec;
 }
 
-/* Forward B rows of x (backend memory, B x n_in) through t->w into t->out. */
-static int forward(fedc_trainer *t, const float *x, int32_t B) {
+/* Forward B rows of x (backend memory, B x n_in) through t->w into t->out;
+ * with rows, row i is x's row rows[i], read in place (be->gemm_rows). */
+static int forward(fedc_trainer *t, const float *x, const int64_t *rows, int32_t B) {
   fedc_backend *be = t->be;
   const float *a = x;
   int rc = 0;
@@ -136,8 +139,12 @@ static int forward(fedc_trainer *t, const float *x, int32_t B) {
     const fedc_layer_layout *ly = &t->layers[l];
     int last = l == t->n_layers - 1;
     float *z = last ? t->out : t->acts[l + 1];
-    rc = be->gemm(be, 0, 1, B, ly->out, ly->in, 1.0f, a, ly->in,
-                  t->w + ly->w_off, ly->in, 0.0f, z, ly->out);
+    if (l == 0 && rows)
+      rc = be->gemm_rows(be, 0, 1, B, ly->out, ly->in, 1.0f, a, ly->in,
+                         t->w + ly->w_off, ly->in, rows, 0.0f, z, ly->out);
+    else
+      rc = be->gemm(be, 0, 1, B, ly->out, ly->in, 1.0f, a, ly->in,
+                    t->w + ly->w_off, ly->in, 0.0f, z, ly->out);
     if (rc == 0) rc = be->add_bias(be, z, t->w + ly->b_off, B, ly->out);
     if (rc == 0 && !last) rc = be->relu(be, z, z, (size_t)B * (size_t)ly->out);
     a = z;
@@ -145,16 +152,21 @@ static int forward(fedc_trainer *t, const float *x, int32_t B) {
   return rc;
 }
 
-/* Backward pass: t->d1 holds dZ of the last layer (B x n_out); fills t->g. */
-static int backward(fedc_trainer *t, const float *x, int32_t B) {
+/* Backward pass: t->d1 holds dZ of the last layer (B x n_out); fills t->g.
+ * x and rows as forward's. */
+static int backward(fedc_trainer *t, const float *x, const int64_t *rows, int32_t B) {
   fedc_backend *be = t->be;
   float *dz = t->d1, *da = t->d2;
   int rc = 0;
   for (int32_t l = t->n_layers - 1; l >= 0 && rc == 0; l--) {
     const fedc_layer_layout *ly = &t->layers[l];
     const float *a = l == 0 ? x : t->acts[l];
-    rc = be->gemm(be, 1, 0, ly->out, ly->in, B, 1.0f, dz, ly->out, a, ly->in,
-                  0.0f, t->g + ly->w_off, ly->in);
+    if (l == 0 && rows)
+      rc = be->gemm_rows(be, 1, 0, ly->out, ly->in, B, 1.0f, dz, ly->out, a, ly->in,
+                         rows, 0.0f, t->g + ly->w_off, ly->in);
+    else
+      rc = be->gemm(be, 1, 0, ly->out, ly->in, B, 1.0f, dz, ly->out, a, ly->in,
+                    0.0f, t->g + ly->w_off, ly->in);
     if (rc == 0) rc = be->col_sum(be, t->g + ly->b_off, dz, B, ly->out);
     if (rc == 0 && l > 0) {
       rc = be->gemm(be, 0, 0, B, ly->in, ly->out, 1.0f, dz, ly->out,
@@ -249,6 +261,9 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
                         .l1 = t->spec.l1, .l2 = t->spec.l2,
                         .prox_mu = p->prox_mu};
   fedc_loss_kind kind = fedc_model_loss_kind(&t->spec);
+  /* the first layer's products read the minibatch where it lies when the
+   * backend can (the same bits); otherwise its rows are gathered first */
+  int in_place = be->gemm_rows != NULL && t->layers[0].out <= be->gemm_rows_max;
   for (int32_t e = 0; e < p->epochs && rc == 0; e++) {
     memcpy(t->order, rows, (size_t)n_rows * sizeof *rows);
     fedc_rng_shuffle_i64(rng, t->order, n_rows);
@@ -256,9 +271,11 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
       int32_t B = (int32_t)(n_rows - s < p->batch_size ? n_rows - s : p->batch_size);
       double loss = 0.0;
       int64_t correct = 0;
-      rc = be->gather_rows(be, t->xb, data->x, data->d, t->order + s, B);
+      const float *x = in_place ? data->x : t->xb;
+      const int64_t *xrows = in_place ? t->order + s : NULL;
+      if (!in_place) rc = be->gather_rows(be, t->xb, data->x, data->d, t->order + s, B);
       if (rc == 0) rc = be->gather(be, t->yb, data->y, t->order + s, B);
-      if (rc == 0) rc = forward(t, t->xb, B);
+      if (rc == 0) rc = forward(t, x, xrows, B);
       if (rc == 0)
         rc = be->loss(be, kind, t->d1, t->out, t->yb, B, t->spec.n_out,
                       1.0f / (float)B, &loss, &correct, NULL);
@@ -267,7 +284,7 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
                             "train: loss became %g at step %lld (lr too high?)",
                             loss, (long long)stats->steps);
       if (rc == 0 && p->class_weight != NULL) rc = weight_rows(t, p, B);
-      if (rc == 0) rc = backward(t, t->xb, B);
+      if (rc == 0) rc = backward(t, x, xrows, B);
       /* g += c - c_i, exactly (reg_grad with l2 = 1 adds 1 * corr) */
       if (rc == 0 && p->correction != NULL)
         rc = be->reg_grad(be, t->g, t->corr, NULL, np, 0.0f, 1.0f, 0.0f);
@@ -293,12 +310,44 @@ int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
   fedc_loss_kind kind = fedc_model_loss_kind(&t->spec);
   for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
     int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
-    rc = forward(t, data->x + (size_t)s * (size_t)data->d, B);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, NULL, B);
     if (rc == 0)
       rc = be->loss(be, kind, NULL, t->out, data->y + s, B, t->spec.n_out, 1.0f,
                     &sums->loss_sum, &sums->correct,
                     scores ? scores + (s - begin) : NULL);
     sums->n += B;
+  }
+  return rc;
+}
+
+/*
+ * One pass of fedc_evaluate's batches; after each batch's loss the outputs
+ * go to fn, from the trainer's own buffer on the CPU backend and through a
+ * host copy (made on first use) on the others.
+ */
+int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *data,
+                       int64_t begin, int64_t end, fedc_eval_sums *sums,
+                       fedc_eval_batch_fn fn, void *ctx) {
+  fedc_backend *be = t->be;
+  if (data->d != t->spec.n_in)
+    return fedc_error_set(FEDC_ESHAPE, "evaluate: data has %lld features, model %d",
+                          (long long)data->d, (int)t->spec.n_in);
+  size_t cols = (size_t)t->spec.n_out;
+  int host = be->device == FEDC_DEVICE_CPU;
+  if (!host && t->host_out == NULL &&
+      (t->host_out = fedc_malloc_array((size_t)t->max_batch * cols, sizeof(float))) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "evaluate: out of memory");
+  int rc = be->upload(be, t->w, w, t->n_params);
+  fedc_loss_kind kind = fedc_model_loss_kind(&t->spec);
+  for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
+    int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, NULL, B);
+    if (rc == 0)
+      rc = be->loss(be, kind, NULL, t->out, data->y + s, B, t->spec.n_out, 1.0f,
+                    &sums->loss_sum, &sums->correct, NULL);
+    sums->n += B;
+    if (rc == 0 && !host) rc = be->download(be, t->host_out, t->out, (size_t)B * cols);
+    if (rc == 0 && fn) rc = fn(ctx, host ? t->out : t->host_out, s, B);
   }
   return rc;
 }
@@ -313,7 +362,7 @@ int fedc_predict(fedc_trainer *t, const float *w, const fedc_data_view *data, in
   size_t cols = (size_t)t->spec.n_out;
   for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
     int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
-    rc = forward(t, data->x + (size_t)s * (size_t)data->d, B);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, NULL, B);
     if (rc == 0) rc = be->download(be, out + (size_t)(s - begin) * cols, t->out, (size_t)B * cols);
   }
   return rc;
@@ -333,12 +382,12 @@ int fedc_model_loss_grad(fedc_trainer *t, const float *w, const float *w0,
   if (rc == 0 && mu != 0.0f) rc = be->upload(be, t->w0, w0, np);
   if (rc == 0) rc = be->gather_rows(be, t->xb, data->x, data->d, rows, n_rows);
   if (rc == 0) rc = be->gather(be, t->yb, data->y, rows, n_rows);
-  if (rc == 0) rc = forward(t, t->xb, n_rows);
+  if (rc == 0) rc = forward(t, t->xb, NULL, n_rows);
   if (rc == 0)
     rc = be->loss(be, fedc_model_loss_kind(&t->spec), t->d1, t->out, t->yb,
                   n_rows, t->spec.n_out, 1.0f / (float)n_rows, &data_loss, NULL,
                   NULL);
-  if (rc == 0) rc = backward(t, t->xb, n_rows);
+  if (rc == 0) rc = backward(t, t->xb, NULL, n_rows);
   double reg = 0.0;
   for (int32_t l = 0; l < t->n_layers && rc == 0; l++) {
     const fedc_layer_layout *ly = &t->layers[l];

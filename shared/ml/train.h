@@ -96,6 +96,21 @@ int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
                   int64_t begin, int64_t end, fedc_eval_sums *sums,
                   float *scores);
 
+/* Called by fedc_evaluate_each with each batch's raw outputs (host memory,
+ * rows x n_out floats) of data rows [row, row + rows); nonzero stops the
+ * pass and is returned. */
+typedef int (*fedc_eval_batch_fn)(void *ctx, const float *out, int64_t row, int32_t rows);
+
+/*
+ * fedc_evaluate (scores NULL) that also hands each batch's outputs to fn:
+ * one forward pass for the loss sums and for whatever else reads the
+ * outputs (an evaluation report), with the same batches, so the same sums
+ * to the bit as fedc_evaluate's.
+ */
+int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *data,
+                       int64_t begin, int64_t end, fedc_eval_sums *sums,
+                       fedc_eval_batch_fn fn, void *ctx);
+
 /*
  * Forward pass over data rows [begin, end): the raw outputs (logits for the
  * classification heads, the prediction for regression) into out, host

@@ -165,6 +165,55 @@ static void test_gemm_tn(void **state) {
   run_tn(k, &fedc_kernels_scalar);
 }
 
+/*
+ * The *_rows forms (a minibatch read in place through an index) against the
+ * same variant's product on the gathered rows: the same bits. The data has
+ * more rows than are read, the index repeats one and runs backwards.
+ */
+static void check_rows(const fedc_kernels *kern, int tn, fedc_rng *r, int m, int n, int k,
+                       float beta) {
+  const int rows = tn ? k : m, d = tn ? n : k, ld = d + 3, n_data = 2 * rows + 5;
+  float *x = fill(r, (size_t)n_data * ld), *g = fedc_malloc_array((size_t)rows * ld, sizeof *g);
+  int64_t *ix = fedc_malloc_array((size_t)rows, sizeof *ix);
+  assert_true(g && ix);
+  for (int i = 0; i < rows; i++) {
+    ix[i] = i == 1 ? ix[0] : (int64_t)(n_data - 1 - 2 * i);
+    memcpy(g + (size_t)i * ld, x + ix[i] * ld, (size_t)ld * sizeof *g);
+  }
+  /* the other operand: W (n x k) for nt, dZ (k x m) for tn */
+  const int lo = tn ? m : k;
+  float *o = fill(r, (size_t)(tn ? k : n) * lo);
+  const int ldc = n + 1;
+  float *c1 = fill(r, (size_t)m * ldc), *c2 = fedc_malloc_array((size_t)m * ldc, sizeof *c2);
+  assert_non_null(c2);
+  memcpy(c2, c1, (size_t)m * ldc * sizeof *c1);
+  if (tn) {
+    kern->gemm_tn(m, n, k, 0.5f, o, lo, g, ld, beta, c1, ldc);
+    kern->gemm_tn_rows(m, n, k, 0.5f, o, lo, x, ld, ix, beta, c2, ldc);
+  } else {
+    kern->gemm_nt(m, n, k, 0.5f, g, ld, o, lo, beta, c1, ldc);
+    kern->gemm_nt_rows(m, n, k, 0.5f, x, ld, ix, o, lo, beta, c2, ldc);
+  }
+  assert_memory_equal(c1, c2, (size_t)m * ldc * sizeof *c1);
+  fedc_free(x), fedc_free(g), fedc_free(ix), fedc_free(o), fedc_free(c1), fedc_free(c2);
+}
+
+static void test_gemm_rows(void **state) {
+  const fedc_kernels *kern = kernels_or_skip(state);
+  fedc_rng r;
+  fedc_rng_seed(&r, 13);
+  static const int bs[] = {1, 2, 3, 5, 31, 32, 33};  /* batch rows */
+  static const int outs[] = {1, 2, 5, 10, 16};       /* outputs */
+  static const int feats[] = {1, 7, 8, 17, 200, 784}; /* features */
+  for (size_t bi = 0; bi < COUNT(bs); bi++)
+    for (size_t oi = 0; oi < COUNT(outs); oi++)
+      for (size_t fi = 0; fi < COUNT(feats); fi++)
+        for (int beta = 0; beta < 2; beta++) {
+          check_rows(kern, 0, &r, bs[bi], outs[oi], feats[fi], beta ? 1.0f : 0.0f);
+          check_rows(kern, 1, &r, outs[oi], feats[fi], bs[bi], beta ? 1.0f : 0.0f);
+        }
+}
+
 /* The scalar reference itself against double loops (exact products of
  * floats, summed in double), the same shapes. */
 static void test_scalar_against_double(void **state) {
@@ -343,6 +392,7 @@ static void test_select(void **state) {
 #define VARIANT_CASES(v, name)                                               \
   {"gemm_nt/" name, test_gemm_nt, NULL, NULL, &v},                           \
       {"gemm_tn/" name, test_gemm_tn, NULL, NULL, &v},                       \
+      {"gemm_rows/" name, test_gemm_rows, NULL, NULL, &v},                   \
       {"fold/" name, test_fold, NULL, NULL, &v},                             \
       {"elementwise/" name, test_elem, NULL, NULL, &v}
 

@@ -409,6 +409,56 @@ static void weighted_step(void **s) {
   fedc_backend_close(be);
 }
 
+/* fedc_evaluate_with_report: the sums and the report of the two separate
+ * passes, bit for bit, for a softmax and a logistic model, on a range of
+ * more than one report chunk (4096 rows) in batches (300) that do not
+ * divide it. */
+static void evaluate_with_report_same(void **s) {
+  (void)s;
+  enum { N = 9000, D = 5, K = 3 };
+  float *x = fedc_malloc_array((size_t)N * D, sizeof *x), *y = fedc_malloc_array(N, sizeof *y);
+  assert_true(x && y);
+  fedc_rng g;
+  fedc_rng_seed(&g, 5);
+  for (int i = 0; i < N * D; i++) x[i] = (float)fedc_rng_normal(&g);
+  for (int type = 0; type < 2; type++) {
+    int softmax = type == 0;
+    for (int i = 0; i < N; i++) y[i] = (float)(softmax ? i % K : i % 3 == 0);
+    fedc_model_spec spec;
+    fedc_model_spec_init(&spec, softmax ? FEDC_MODEL_SOFTMAX : FEDC_MODEL_LOGREG, D,
+                         softmax ? K : 1);
+    fedc_backend *be;
+    assert_int_equal(fedc_backend_open(FEDC_DEVICE_CPU, &be), 0);
+    fedc_trainer *t;
+    assert_int_equal(fedc_trainer_new(be, &spec, 300, &t), 0);
+    fedc_data_view v;
+    assert_int_equal(fedc_data_view_open(be, x, y, N, D, &v), 0);
+    float w[(D + 1) * K];
+    for (size_t i = 0; i < fedc_model_n_params(&spec); i++) w[i] = (float)fedc_rng_normal(&g);
+    fedc_eval_report *a = fedc_malloc(sizeof *a), *b = fedc_malloc(sizeof *b);
+    assert_true(a && b);
+    assert_int_equal(fedc_eval_report_init_for(a, &spec, 0.5), 0);
+    assert_int_equal(fedc_eval_report_init_for(b, &spec, 0.5), 0);
+    fedc_eval_sums sa = {0}, sb = {0};
+    assert_int_equal(fedc_evaluate(t, w, &v, 7, N - 3, &sa, NULL), 0);
+    assert_int_equal(fedc_evaluate_report(t, w, &v, y, 7, N - 3, a), 0);
+    assert_int_equal(fedc_evaluate_with_report(t, w, &v, y, 7, N - 3, &sb, b), 0);
+    assert_int_equal(sb.n, N - 10);
+    assert_int_equal(sa.n, sb.n);
+    assert_int_equal(sa.correct, sb.correct);
+    assert_memory_equal(&sa.loss_sum, &sb.loss_sum, sizeof sa.loss_sum);
+    assert_int_equal(b->n, N - 10);
+    assert_memory_equal(a, b, sizeof *a);
+    fedc_free(a);
+    fedc_free(b);
+    fedc_data_view_close(be, &v);
+    fedc_trainer_free(t);
+    fedc_backend_close(be);
+  }
+  fedc_free(x);
+  fedc_free(y);
+}
+
 /* An external trainer's predictions file gives the report its scores and
  * labels give directly; [N, 2] binary scores use column 1. */
 static void predictions_file(void **s) {
@@ -479,6 +529,7 @@ int main(void) {
       cmocka_unit_test(class_weights),
       cmocka_unit_test_setup_teardown(weighted_step, leak_setup, leak_check),
       cmocka_unit_test_setup_teardown(predictions_file, leak_setup, leak_check),
+      cmocka_unit_test_setup_teardown(evaluate_with_report_same, leak_setup, leak_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
