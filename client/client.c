@@ -38,6 +38,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "http_curl.h"
+#include "ml/layout.h"
 #include "scaffold_client.h"
 #include "codec_client.h"
 #include "secagg_client.h"
@@ -1335,32 +1336,89 @@ static int sa_forbidden(void *ctx, const char *what, const fedc_http_response *r
 
 static int sa_stopped(void *ctx) { return ((fedc_client *)ctx)->stop != 0; }
 
+/*
+ * A tensor-set round's delta for secure aggregation: the round's model
+ * (c->model_bytes) and the checked update (c->update) decoded with the
+ * model's own layout (ml/layout.h, the coordinator's layout too), their
+ * F32/F16/BF16 tensors in layout order as float32, and *delta = update -
+ * model over those (*n = the layout's n_float, the coordinator's n_params).
+ * Integer tensors are not sent: the coordinator keeps them. A new vector
+ * freed with fedc_free; FEDC_ENOMEM, or the decoder's error.
+ */
+static int st_delta(const fedc_client *c, float **delta, size_t *n) {
+  fedc_st_file *f = NULL;
+  fedc_layout l = {0};
+  float *g = NULL, *u = NULL;
+  int64_t *wi = NULL;
+  int rc = fedc_st_decode_ex(c->model_bytes, c->model_len, FEDC_ST_ALLOW_ANY, &f);
+  int have_l = rc == 0 && (rc = fedc_layout_from_file(f, &l)) == 0;
+  if (have_l) {
+    g = fedc_malloc_array(l.n_float, sizeof *g);
+    u = fedc_malloc_array(l.n_float, sizeof *u);
+    wi = l.n_int ? fedc_malloc_array(l.n_int, sizeof *wi) : NULL;
+    if (g == NULL || u == NULL || (l.n_int && wi == NULL))
+      rc = fedc_error_set(FEDC_ENOMEM, "out of memory");
+  }
+  if (rc == 0) rc = fedc_layout_read(&l, f, g, wi);
+  if (rc == 0) rc = fedc_layout_decode(&l, c->update, c->update_len, u, wi, NULL);
+  if (rc == 0) {
+    for (size_t i = 0; i < l.n_float; i++) u[i] -= g[i];
+    *delta = u;
+    *n = l.n_float;
+    u = NULL;
+  }
+  fedc_free(g);
+  fedc_free(u);
+  fedc_free(wi);
+  if (have_l) fedc_layout_free(&l);
+  fedc_st_free(f);
+  return rc;
+}
+
 /* A train task with "secagg": train from the round's model, then send the
  * delta masked; the plain update is never sent (its keep_updates copy is
- * still written). */
+ * still written). A tensor-set round (st_mode) masks the delta of its float
+ * tensors (st_delta). */
 static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
-  int rc = fetch_model(c, t);
+  int rc = c->st_mode ? fetch_model_st(c, t) : fetch_model(c, t);
   if (rc == CALL_END) return RUN_END;
   if (rc == MODEL_REJOIN) return RUN_JOIN;
   if (rc != MODEL_OK) return RUN_POLL;
   if (c->stop) return interrupted(c), RUN_END;
-  if (c->g == NULL && (c->g = fedc_malloc_array(c->n_params, sizeof(float))) == NULL)
-    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory"), RUN_END;
-  memcpy(c->g, c->w, c->n_params * sizeof(float));
-  if (c->trainer.evaluate && evaluate(c, t->round) != 0) return RUN_END;
-  int tr = train_round(c, t);
+  if (!c->st_mode) {
+    if (c->g == NULL && (c->g = fedc_malloc_array(c->n_params, sizeof(float))) == NULL)
+      return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory"), RUN_END;
+    memcpy(c->g, c->w, c->n_params * sizeof(float));
+  }
+  if ((c->st_mode ? c->trainer.evaluate_st != NULL : c->trainer.evaluate != NULL) &&
+      evaluate(c, t->round) != 0)
+    return RUN_END;
+  int tr = c->st_mode ? train_round_st(c, t) : train_round(c, t);
   if (tr == TRAIN_FAILED) return RUN_POLL;
   if (tr != TRAIN_OK) return RUN_END;
+  float *delta = c->g;
+  size_t n = c->n_params;
+  if (c->st_mode) {
+    rc = st_delta(c, &delta, &n);
+  } else {
+    for (size_t i = 0; i < n; i++) c->g[i] = c->w[i] - c->g[i];
+  }
   fedc_free(c->update); /* never sent in the clear */
   c->update = NULL;
   c->update_len = 0;
-  for (size_t i = 0; i < c->n_params; i++) c->g[i] = c->w[i] - c->g[i];
+  if (rc != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: the update's float tensors: %s",
+                   (int)t->round, msg), RUN_END;
+  }
   fedc_client_secagg_io io = {.ctx = c, .call = sa_call, .forbidden = sa_forbidden,
                               .stopped = sa_stopped, .poll_s = c->poll_s,
                               .test_stall_s = c->test_stall_s,
                               .test_lie = c->test_secagg_lie};
-  rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, c->g, c->n_params,
-                                 c->update_samples, c->update_loss);
+  rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, delta, n, c->update_samples,
+                                 c->update_loss);
+  if (delta != c->g) fedc_free(delta);
   if (rc != 0) {
     if (c->stop) interrupted(c);
     return RUN_END;
@@ -1380,10 +1438,6 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     fedc_log_info("msg=\"joining again for the federation's statistics\" round=%d", (int)t->round);
     return RUN_JOIN;
   }
-  if (t->secagg && c->st_mode)
-    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EUNSUPPORTED,
-                   "round %d: secure aggregation needs a trainer of flat float32 weights "
-                   "(train); this job's rounds go through train_st", (int)t->round), RUN_END;
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&

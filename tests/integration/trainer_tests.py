@@ -254,6 +254,50 @@ def test_stop_while_training():
         close(job)
 
 
+def start_tensor_job(job, init_tensors, rule):
+    """Write init_tensors (name -> numpy array) as the tensor job's initial
+    model with [model] integer_rule = rule, and start its coordinator;
+    returns the init file's path."""
+    import fedc
+    init = os.path.join(job.dir, "init.safetensors")
+    fedc.st.save(init, init_tensors)
+    with open(job.coord_ini) as f:
+        text = f.read()
+    text = text.replace("type = tensors\n", f"type = tensors\ninit = {init}\n"
+                        f"integer_rule = {rule}\n")
+    # a tensor job's shapes come from init; the coordinator runs no model
+    text = text.replace("inputs = 784\n", "").replace("classes = 10\n", "")
+    text = re.sub(r"(?m)^test(_labels)? = .*\n", "", text)
+    with open(job.coord_ini, "w") as f:
+        f.write(text)
+    r = job.coordinator_cmd("allow", job.pki("client-1.pem"), "--name", "site-1")
+    assert r.returncode == 0, f"allow on a tensor job's store: {r.stderr.strip()[-300:]}"
+    job.allow_all()
+    log = open(os.path.join(job.dir, "coordinator.log"), "ab")
+    p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini],
+                         stdout=log, stderr=log)
+    job.procs.append(p)
+    end = time.time() + 10
+    while time.time() < end and job.status() is None and p.poll() is None:
+        time.sleep(0.05)
+    if p.poll() is not None:
+        with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+            why = f.read().strip().splitlines()[-1:]
+        raise AssertionError(f"the coordinator refused the tensor job: {' '.join(why)[:300]}")
+    return init
+
+
+def start_tensor_sites(job, samples):
+    """One numpy-trainer site per entry of samples (k -> its sample count),
+    each keeping its trainer's outputs in out-<k>."""
+    procs = []
+    for k, n in samples.items():
+        keep = os.path.join(job.dir, f"out-{k}")
+        os.makedirs(keep)
+        procs.append(start_external(job, k, f"--samples {n} --keep {keep}", keep=False))
+    return procs
+
+
 def test_tensor_job():
     if not have_numpy():
         raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
@@ -262,40 +306,14 @@ def test_tensor_job():
     import fedc
     job = Job("tensors", 3, sizes=[100] * 3, rounds=5, model="tensors")
     try:
-        init = os.path.join(job.dir, "init.safetensors")
         rng = np.random.default_rng(3)
-        fedc.st.save(init, {"conv.weight": rng.normal(size=(4, 3, 3)).astype(np.float32),
-                            "fc.weight": rng.normal(size=(5, 6)).astype(np.float16),
-                            "bn.num_batches_tracked": np.array(7, dtype=np.int64)})
-        with open(job.coord_ini) as f:
-            text = f.read()
-        text = text.replace("type = tensors\n", f"type = tensors\ninit = {init}\n"
-                            "integer_rule = *num_batches_tracked=max\n")
-        # a tensor job's shapes come from init; the coordinator runs no model
-        text = text.replace("inputs = 784\n", "").replace("classes = 10\n", "")
-        text = re.sub(r"(?m)^test(_labels)? = .*\n", "", text)
-        with open(job.coord_ini, "w") as f:
-            f.write(text)
-        r = job.coordinator_cmd("allow", job.pki("client-1.pem"), "--name", "site-1")
-        assert r.returncode == 0, f"allow on a tensor job's store: {r.stderr.strip()[-300:]}"
-        job.allow_all()
-        log = open(os.path.join(job.dir, "coordinator.log"), "ab")
-        p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini],
-                             stdout=log, stderr=log)
-        job.procs.append(p)
-        end = time.time() + 10
-        while time.time() < end and job.status() is None and p.poll() is None:
-            time.sleep(0.05)
-        if p.poll() is not None:
-            with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
-                why = f.read().strip().splitlines()[-1:]
-            raise AssertionError(f"the coordinator refused the tensor job: {' '.join(why)[:300]}")
+        init = start_tensor_job(
+            job, {"conv.weight": rng.normal(size=(4, 3, 3)).astype(np.float32),
+                  "fc.weight": rng.normal(size=(5, 6)).astype(np.float16),
+                  "bn.num_batches_tracked": np.array(7, dtype=np.int64)},
+            "*num_batches_tracked=max")
         samples = {1: 120, 2: 240, 3: 175}  # none over [strategy] max_client_share (0.5)
-        procs = []
-        for k, n in samples.items():
-            keep = os.path.join(job.dir, f"out-{k}")
-            os.makedirs(keep)
-            procs.append(start_external(job, k, f"--samples {n} --keep {keep}", keep=False))
+        procs = start_tensor_sites(job, samples)
         for k, q in enumerate(procs, 1):
             assert q.wait(timeout=120) == 0, f"client {k} did not finish with exit 0"
         ckpt = job.checkpoints()
@@ -330,11 +348,81 @@ def test_tensor_job():
         close(job)
 
 
+def test_secure_tensor_job():
+    """A tensor job (F32 + F16 + an I64 buffer kept) under secure
+    aggregation, three numpy sites, 3 rounds: each site masks the delta of
+    its float tensors (the plain update is never sent); each committed
+    float tensor is the weighted average of the trainers' outputs within
+    secure aggregation's fixed point (2^-(f+1) per coordinate, as
+    secagg_tests.py measures it, plus float32 rounding; F16 tensors then
+    rounded to F16), the I64 buffer the initial value."""
+    if not have_numpy():
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import numpy as np
+    import fedc
+    job = Job("tensors-secagg", 3, sizes=[100] * 3, rounds=3, model="tensors",
+              extra="[privacy]\nsecure_aggregation = true\n")
+    try:
+        rng = np.random.default_rng(5)
+        init = start_tensor_job(
+            job, {"conv.weight": rng.normal(size=(4, 3, 3)).astype(np.float32),
+                  "fc.weight": rng.normal(size=(5, 6)).astype(np.float16),
+                  "keep": np.array([7, -3], dtype=np.int64)}, "*=keep")
+        samples = {1: 120, 2: 240, 3: 175}
+        procs = start_tensor_sites(job, samples)
+        for k, q in enumerate(procs, 1):
+            assert q.wait(timeout=150) == 0, f"client {k} did not finish with exit 0"
+        assert job.committed() == 3
+        st = job.status()
+        assert [r["clients"] for r in st["rounds"]] == [3] * 3, st["rounds"]
+        with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+            done = re.findall(r'round=(\d+) msg="secure aggregation done" survivors=3 .*'
+                              r'frac_bits=(\d+)', f.read())
+        fbits = {int(r): int(b) for r, b in done}
+        assert sorted(fbits) == [1, 2, 3], f"secure rounds committed: {done}"
+        for k in samples:
+            log = client_log(job, k)
+            assert log.count('msg="secure round done"') == 3, f"site {k}: secure rounds"
+            assert 'msg="update accepted' not in log, f"site {k} sent a plain update"
+        ckpt = job.checkpoints()
+        prev = fedc.st.load(init)
+        total = sum(samples.values())
+        worst = 0.0
+        for r in range(1, 4):
+            bound = 2.0 ** -(fbits[r] + 1)
+            outs = [fedc.st.load(os.path.join(job.dir, f"out-{k}", f"round-{r}.safetensors"))
+                    for k in samples]
+            got = fedc.st.loads(ckpt[r][0])
+            for name in prev:
+                assert got.dtypes[name] == prev.dtypes[name], (name, got.dtypes[name])
+                if name == "keep":
+                    assert all(int(o[name][0]) != 7 for o in outs), "the trainer left 'keep'"
+                    assert got[name].tolist() == [7, -3], (r, got[name])
+                    continue
+                avg = sum(samples[k] * outs[i][name].astype(np.float64)
+                          for i, k in enumerate(samples)) / total
+                off = np.abs(got[name].astype(np.float64) - avg)
+                if got.dtypes[name] == "F16":
+                    ulp = np.abs(np.spacing(avg.astype(np.float16))).astype(np.float64)
+                    assert np.all(off <= ulp + bound), (r, name, float((off / ulp).max()))
+                else:
+                    err = off - bound - 2e-7 * np.maximum(1.0, np.abs(avg))
+                    assert np.all(err <= 0), (r, name, float(err.max()))
+                    worst = max(worst, float(off.max()))
+            prev = got
+        print(f"       secure tensor job, 3 rounds, frac_bits {sorted(set(fbits.values()))}, "
+              f"F32 max error {worst:.2e} (bound 2^-(f+1) = {2.0 ** -(min(fbits.values()) + 1):.2e})")
+    finally:
+        close(job)
+
+
 if __name__ == "__main__":
     suite = Suite("trainer_tests")
     only = sys.argv[1:]
     for fn in (test_mixed_federation, test_trainer_failures, test_tensor_path_on_a_dense_job,
-               test_failure_below_quorum, test_stop_while_training, test_tensor_job):
+               test_failure_below_quorum, test_stop_while_training, test_tensor_job,
+               test_secure_tensor_job):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()
