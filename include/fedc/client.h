@@ -242,7 +242,9 @@ typedef struct fedc_client_trainer {
    * FEDC_SUB_TRAINER_FAILED does (reported, nothing sent). evaluate_st
    * (optional) measures the global model likewise. A tensor job needs
    * train_st; a job of a built-in type uses train when it is set, else
-   * train_st. Secure aggregation needs train (flat float32 weights).
+   * train_st. In a secure round the client masks the change of the
+   * update's F32/F16/BF16 tensors (in the job's layout order, as float32)
+   * and never sends the update itself.
    */
   int (*train_st)(void *user_data, const fedc_client_round *r, const uint8_t *model,
                   size_t model_len, uint8_t **update, size_t *update_len,

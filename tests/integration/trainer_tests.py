@@ -18,6 +18,10 @@ with real processes on loopback (harness.py).
   * a tensor job (F32 + F16 + an integer buffer) over 5 rounds, committed
     models against the weighted average recomputed from the trainers'
     outputs; skipped while the coordinator refuses [model] type = tensors.
+  * the same under secure aggregation (an I64 buffer kept), 3 rounds:
+    every round commits from the masked float deltas, no plain update
+    sent, each float tensor within the fixed point's 2^-(f+1) of the
+    weighted average.
 
 The numpy trainer runs under /usr/bin/python3 (Debian's, with numpy); the
 suite is skipped when that has no numpy.
