@@ -105,11 +105,16 @@ static int try_open(const char *path) {
           "the CUDA module %s was built for another version of fedc (it refuses this "
           "library's module ABI %d)",
           path, FEDC_CUDA_MODULE_ABI);
-    else
+    else if (a->abi != FEDC_CUDA_MODULE_ABI)
       put(why, sizeof why,
           "the CUDA module %s was built for another version of fedc (module ABI %u, "
           "this library's %d)",
           path, (unsigned)a->abi, FEDC_CUDA_MODULE_ABI);
+    else
+      put(why, sizeof why,
+          "the CUDA module %s was built for another version of fedc (module ABI %u, but "
+          "its backend table is %u bytes, this library's %zu: rebuild the module)",
+          path, (unsigned)a->abi, (unsigned)a->backend_size, sizeof(fedc_backend));
     dlclose(lib);
     return -1;
   }
