@@ -122,6 +122,10 @@ struct fedc_coordinator {
    * round taken once, not a record of who was selected or reported */
   int32_t commit_selected, commit_reported;
   double round_opened_at, round_deadline, quorum_since;
+  /* a round abandoned below quorum opens again no sooner than reopen_at:
+   * a pause that doubles with each abandonment in a row (round.c) */
+  double reopen_at;
+  int32_t abandoned_in_row;
   int32_t inflight;       /* update work items queued or running */
   int32_t other_work;     /* joins and checkpoint reads on workers */
   int32_t commit_failures; /* consecutive failed commits of this round */

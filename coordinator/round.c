@@ -192,6 +192,7 @@ static int32_t select_count(const fedc_coord *c) {
 static round_state try_open(fedc_coord *c, double now) {
   if (c->model_bytes == NULL) return ROUND_WAITING; /* never without its model */
   if (fedc__coord_stats_pending(c, now)) return ROUND_WAITING; /* statistics first */
+  if (now < c->reopen_at) return ROUND_WAITING; /* after an abandoned round */
   int32_t *eligible = fedc_malloc_array((size_t)c->n_clients + 1, sizeof(int32_t));
   if (eligible == NULL) return ROUND_WAITING;
   int32_t n = collect_eligible(c, eligible);
@@ -415,8 +416,15 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   switch (w->result) {
   case COMMIT_ABANDONED:
     c->rounds_abandoned++;
-    fedc_log_warn("round=%d msg=\"abandoned below quorum\" reported=%d min_clients=%d",
-                  (int)c->round, (int)w->reported, (int)c->cfg.min_clients);
+    /* a round that keeps ending below quorum (a site whose trainer fails
+     * every time, say) opens again after a pause, 0.25 s doubling up to
+     * round_timeout_s, not at once in a loop */
+    c->abandoned_in_row++;
+    int doublings = c->abandoned_in_row > 20 ? 20 : c->abandoned_in_row - 1;
+    c->reopen_at = now + fmin(c->cfg.round_timeout_s, 0.25 * ldexp(1.0, doublings));
+    fedc_log_warn("round=%d msg=\"abandoned below quorum\" reported=%d min_clients=%d "
+                  "reopen_in_s=%.2f",
+                  (int)c->round, (int)w->reported, (int)c->cfg.min_clients, c->reopen_at - now);
     if (c->secagg) fedc__coord_secagg_end(c, 0);
     return ROUND_WAITING;
   case COMMIT_RETRY:
@@ -436,6 +444,8 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   case COMMIT_OK:
     break;
   }
+  c->abandoned_in_row = 0;
+  c->reopen_at = 0;
   c->rounds_committed++;
   c->last_round_secs = w->row.secs;
   pthread_mutex_lock(&c->mu); /* the engine: who was counted in the round */

@@ -210,7 +210,7 @@ def test_tensor_path_on_a_dense_job():
 
 def test_failure_below_quorum():
     """A failure that leaves the round below quorum: the round is abandoned
-    and opens again at once, the failed site is asked anew and trains it
+    and opens again after a short pause, the failed site is asked anew and trains it
     (its trainer fails only once), and the job goes on to the end."""
     if not have_numpy():
         raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
@@ -229,6 +229,32 @@ def test_failure_below_quorum():
         assert abandoned == 1, f"{abandoned} rounds abandoned, want 1"
         assert client_log(job, 2).count("trainer failed") == 1
         check_averages(job, 3)
+    finally:
+        close(job)
+
+
+def test_failing_site_backs_off():
+    """A site whose trainer fails every time, with min_clients = every site:
+    the round is abandoned again and again, each time after a longer pause
+    (0.25 s doubling), never in a tight loop."""
+    if not have_numpy():
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    job = Job("tbackoff", 2, sizes=[150, 150], rounds=2, min_clients=2, round_timeout_s=60)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        job.start_client(1)
+        start_external(job, 2, "--fail exit@1")
+        time.sleep(6.0)
+        with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+            log = f.read()
+        pauses = [float(x) for x in re.findall(r'abandoned below quorum".*reopen_in_s=([0-9.]+)', log)]
+        assert job.committed() == 0
+        # 0.25 + 0.5 + 1 + 2 + 4 s of pauses: at most 6 abandonments in 6 s
+        # (without the pause a round of 150 rows is abandoned every ~50 ms)
+        assert 2 <= len(pauses) <= 6, f"{len(pauses)} rounds abandoned in 6 s: {pauses}"
+        assert pauses[:3] == [0.25, 0.5, 1.0][:len(pauses[:3])], pauses
+        print(f"       {len(pauses)} abandonments in 6 s, pauses {pauses}")
     finally:
         close(job)
 
@@ -425,8 +451,8 @@ if __name__ == "__main__":
     suite = Suite("trainer_tests")
     only = sys.argv[1:]
     for fn in (test_mixed_federation, test_trainer_failures, test_tensor_path_on_a_dense_job,
-               test_failure_below_quorum, test_stop_while_training, test_tensor_job,
-               test_secure_tensor_job):
+               test_failure_below_quorum, test_failing_site_backs_off, test_stop_while_training,
+               test_tensor_job, test_secure_tensor_job):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()
