@@ -116,24 +116,27 @@ void fedc_schema_input_bounds(const fedc_schema *s, int32_t j, double *lo, doubl
 /*
  * Sensitivities under adding or removing one row, with input j clipped to
  * [lo_j, hi_j], centre c_j = (lo_j + hi_j) / 2, half range r_j = (hi_j -
- * lo_j) / 2:
+ * lo_j) / 2, and d' the inputs whose range is not empty:
  *
  *   counts: rows, every input's count or missing count (one of the two per
  *     input), and one label count: Delta_1 = sqrt(1 + d + [classes > 0]);
- *   centred sums of x_j - c_j, each term in [-r_j, r_j]:
- *     Delta_2 = sqrt(sum_j r_j^2);
- *   centred sums of squares of (x_j - c_j)^2 - r_j^2 / 2, each term in
- *     [-r_j^2 / 2, r_j^2 / 2]: Delta_3 = sqrt(sum_j r_j^4 / 4).
+ *   centred sums scaled to unit range, sum (x_j - c_j) / r_j, each term in
+ *     [-1, 1]: Delta_2 = sqrt(d');
+ *   centred squares scaled likewise, sum ((x_j - c_j)^2 - r_j^2 / 2) /
+ *     (r_j^2 / 2), each term in [-1, 1]: Delta_3 = sqrt(d').
  *
- * Each group gets Gaussian noise of std sigma_g = z sqrt(3) Delta_g: its RDP
- * is alpha Delta_g^2 / (2 sigma_g^2) = alpha / (6 z^2) (Mironov 2017,
- * Table II), and the three compose (Prop. 1) to alpha / (2 z^2), that of one
- * Gaussian mechanism with noise multiplier z.
+ * Each group gets Gaussian noise of std sigma_g = z sqrt(3) Delta_g on the
+ * scaled values (so input j's sum gets sigma_2 r_j and its squares sigma_3
+ * r_j^2 / 2 once scaled back: each input's noise in proportion to its own
+ * range, not to the widest one's). Its RDP is alpha Delta_g^2 / (2
+ * sigma_g^2) = alpha / (6 z^2) (Mironov 2017, Table II), and the three
+ * compose (Prop. 1) to alpha / (2 z^2), that of one Gaussian mechanism with
+ * noise multiplier z. sigma[1] and sigma[2] are those of the scaled values.
  */
 int fedc_stats_dp_sigmas(const fedc_schema *s, int32_t n_classes, double z, double sigma[3]) {
   if (!(z > 0) || !isfinite(z))
     return fedc_error_set(FEDC_EINVAL, "statistics: noise multiplier %g is not > 0", z);
-  double d2 = 1.0 + s->d + (n_classes > 0 ? 1.0 : 0.0), s2 = 0, q2 = 0;
+  double d2 = 1.0 + s->d + (n_classes > 0 ? 1.0 : 0.0), ranged = 0;
   for (int32_t j = 0; j < s->d; j++) {
     double lo, hi;
     fedc_schema_input_bounds(s, j, &lo, &hi);
@@ -142,14 +145,12 @@ int fedc_stats_dp_sigmas(const fedc_schema *s, int32_t n_classes, double z, doub
       fedc_schema_input_name(s, j, name, sizeof name);
       return fedc_error_set(FEDC_EINVAL, "statistics: input '%s' has no clip bounds", name);
     }
-    double r = (hi - lo) / 2;
-    s2 += r * r;
-    q2 += r * r * r * r / 4;
+    ranged += hi > lo;
   }
   double k = z * sqrt(3.0);
   sigma[0] = k * sqrt(d2);
-  sigma[1] = k * sqrt(s2);
-  sigma[2] = k * sqrt(q2);
+  sigma[1] = k * sqrt(ranged);
+  sigma[2] = k * sqrt(ranged);
   return 0;
 }
 
@@ -226,8 +227,9 @@ int fedc_stats_compute_dp(const fedc_dataset *ds, int32_t n_classes, const fedc_
     int64_t n = noisy_count(out->count[j], sigma[0], rng);
     out->count[j] = n;
     out->missing[j] = noisy_count(out->missing[j], sigma[0], rng);
-    long double sp = cs[j] + (long double)(sigma[1] * fedc_rng_normal(rng));
-    long double qp = cq[j] + (long double)(sigma[2] * fedc_rng_normal(rng)) +
+    /* the noise of the unit-range values, scaled back by this input's range */
+    long double sp = cs[j] + (long double)(sigma[1] * r * fedc_rng_normal(rng));
+    long double qp = cq[j] + (long double)(sigma[2] * (r * r / 2) * fedc_rng_normal(rng)) +
                      (long double)n * r * r / 2;
     if (qp < 0) qp = 0;
     long double sum = sp + (long double)c * n;
