@@ -16,6 +16,9 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 w = sys.argv[1]
+# The DP job's figures are printed, not checked: over six runs its ROC AUC
+# on the new patients ranged from 0.09 to 0.987 (docs/tutorials/hospital-network.md,
+# step 10: the statistics' noise is scaled by the widest feature's bounds).
 
 
 def table(path):
@@ -54,21 +57,26 @@ def federated(path):
 
 
 fails = 0
-print(f"{'model':8} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
-for kind in ("logreg", "mlp"):
-    fa, facc = federated(os.path.join(w, f"{kind}-pred.csv"))
-    pc = central[kind].predict_proba(sc.transform(Xn))[:, 1]
+fed = {}
+print(f"{'model':10} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
+for kind in ("logreg-dp", "logreg", "mlp"):
+    fa, facc = fed[kind] = federated(os.path.join(w, f"{kind}-pred.csv"))
+    pc = central[kind.split("-")[0]].predict_proba(sc.transform(Xn))[:, 1]
     ca, cacc = roc_auc_score(yn, pc), accuracy_score(yn, pc >= 0.5)
-    print(f"{kind:8} {fa:14.4f} {ca:16.4f} {facc:8.4f} {cacc:12.4f}   (AUC difference {fa - ca:+.4f})")
+    print(f"{kind:10} {fa:14.4f} {ca:16.4f} {facc:8.4f} {cacc:12.4f}   (AUC difference {fa - ca:+.4f})")
+    if kind == "logreg-dp":
+        continue
     if fa < 0.97:
         print(f"FAILED: {kind}: federated AUC {fa:.4f} < 0.97")
         fails += 1
     if ca - fa > 0.02:
         print(f"FAILED: {kind}: federated AUC {fa:.4f} more than 0.02 below centralized {ca:.4f}")
         fails += 1
+print(f"the cost of DP: ROC AUC {fed['logreg-dp'][0] - fed['logreg'][0]:+.4f}, "
+      f"accuracy {fed['logreg-dp'][1] - fed['logreg'][1]:+.4f} (logreg-dp against logreg)")
 st = json.load(open(os.path.join(w, "status1.json")))
 ev = st.get("eval") or {}
 best = ev.get("best") if isinstance(ev, dict) else None
-print("federated evaluation (job 1, the sites' held-out rows):",
+print("federated evaluation (job 1, DP, the sites' held-out rows):",
       json.dumps(best if best is not None else ev)[:300])
 sys.exit(1 if fails else 0)

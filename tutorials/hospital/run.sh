@@ -3,7 +3,7 @@
 # checking each outcome the page promises. `make tutorial-hospital` runs it.
 #
 # Three hospitals (their own folders: their data and keys never leave them),
-# one coordinator (a queue daemon), two jobs on the same running sites.
+# one coordinator (a queue daemon), three jobs on the same running sites.
 # Exit 0: every check passed; 1: a check failed (its line says which);
 # 77: python3-sklearn is missing. Work folder: $TUTORIAL_DIR (default a
 # temporary one, removed at the end unless KEEP=1).
@@ -96,16 +96,28 @@ fedc-coordinator init --data hospital-a/hospital-a.csv --job --out coord/logreg.
 sed -i -e 's/^rounds = 20 /rounds = 15 /' -e 's/^min_clients = 2 /min_clients = 3 /' coord/logreg.ini
 grep -E '^(rounds|type|select|label|exclude) ' coord/logreg.ini
 
-step "6. Privacy with a schema: what is refused, and why"
-{ cat coord/logreg.ini; printf '\n[privacy]\nnoise_multiplier = 1.0\n'; } > coord/logreg-dp.ini
-(cd coord && fedc-coordinator --config coordinator.ini submit logreg-dp.ini --name dp) 2> dp.err
+step "6. Privacy: DP on the statistics and the rounds; secure aggregation refused"
+# clip bounds: public ranges from the data dictionary, generous, never from the sites' data
+CLIP="mean_radius:0:40,mean_texture:0:60,mean_perimeter:0:250,mean_area:0:4000"
+CLIP="$CLIP,mean_smoothness:0:0.25,mean_compactness:0:0.5,mean_concavity:0:0.6"
+CLIP="$CLIP,mean_concave_points:0:0.3,mean_symmetry:0:0.5,mean_fractal_dimension:0:0.15"
+CLIP="$CLIP,radius_error:0:4,texture_error:0:6,perimeter_error:0:30,area_error:0:800"
+CLIP="$CLIP,smoothness_error:0:0.05,compactness_error:0:0.2,concavity_error:0:0.6"
+CLIP="$CLIP,concave_points_error:0:0.08,symmetry_error:0:0.12,fractal_dimension_error:0:0.05"
+CLIP="$CLIP,worst_radius:0:50,worst_texture:0:70,worst_perimeter:0:350,worst_area:0:6000"
+CLIP="$CLIP,worst_smoothness:0:0.3,worst_compactness:0:1.5,worst_concavity:0:1.8"
+CLIP="$CLIP,worst_concave_points:0:0.4,worst_symmetry:0:1,worst_fractal_dimension:0:0.3"
+sed "s/^label = malignant.*/&\nclip = $CLIP/" coord/logreg.ini > coord/logreg-dp.ini
+printf '\n[privacy]\nnoise_multiplier = 1.0\nclip_norm = 1.0\ndelta = 0.00001\n' >> coord/logreg-dp.ini
+{ cat coord/logreg.ini; printf '\n[privacy]\nsecure_aggregation = true\n'; } > coord/logreg-sa.ini
+(cd coord && fedc-coordinator --config coordinator.ini submit logreg-sa.ini --name sa) 2> sa.err
 rc=$?
-cat dp.err
-check "DP with a schema is refused at submit (exit 2)" test $rc = 2
-check "the refusal names the keys" grep -q "noise_multiplier > 0 with a schema" dp.err
+cat sa.err
+check "secure aggregation with a schema is refused at submit (exit 2)" test $rc = 2
+check "the refusal names the keys" grep -q "secure_aggregation = true with a schema" sa.err
 
-step "7. Submit the job and watch it"
-(cd coord && fedc-coordinator --config coordinator.ini submit logreg.ini --name logreg) || exit 1
+step "7. Submit the DP job and watch it"
+(cd coord && fedc-coordinator --config coordinator.ini submit logreg-dp.ini --name logreg-dp) || exit 1
 check "/v1/status answers while the job runs" wait_until 60 curl -sf "http://127.0.0.1:$STATUS/v1/status" -o /dev/null
 curl -s "http://127.0.0.1:$STATUS/v1/status" | $PY -c 'import json,sys; s=json.load(sys.stdin); print("status:", s.get("state"), "round", s.get("round"), "statistics", (s.get("statistics") or {}).get("phase"))'
 finished() { (cd coord && fedc-coordinator --config coordinator.ini jobs) | grep -q "^ *$1 *finished"; }
@@ -114,21 +126,33 @@ check "job 1 finishes" wait_until 300 finished 1
 curl -s "http://127.0.0.1:$STATUS/v1/status" > status1.json
 curl -s "http://127.0.0.1:$STATUS/" > dashboard.html
 check "the dashboard is served" grep -qi "<html" dashboard.html
+check "the ledger: epsilon grows every round, /v1/status privacy = last round's" $PY -c '
+import json, sys
+s = json.load(open("status1.json")); eps = [r["epsilon"] for r in s["rounds"]]
+print("epsilon by round:", " ".join("%.2f" % e for e in eps), " ledger:", s["privacy"])
+sys.exit(not (len(eps) == 15 and all(b > a for a, b in zip(eps, eps[1:]))
+              and abs(s["privacy"]["epsilon"] - eps[-1]) < 1e-9))'
 
 step "8. Export the best model (by federated ROC AUC) and predict on new patients"
-(cd coord && fedc-coordinator --config coordinator.ini export 1 best ../logreg.safetensors) || FAILS=$((FAILS + 1))
-check "fedc-predict exits 0" fedc-predict --model logreg.safetensors --input new-patients.csv \
+(cd coord && fedc-coordinator --config coordinator.ini export 1 best ../logreg-dp.safetensors) || FAILS=$((FAILS + 1))
+check "fedc-predict exits 0" fedc-predict --model logreg-dp.safetensors --input new-patients.csv \
+  --output logreg-dp-pred.csv
+head -3 logreg-dp-pred.csv
+# the same job without DP, for the cost of DP in the comparison (step 10)
+(cd coord && fedc-coordinator --config coordinator.ini submit logreg.ini --name logreg) || exit 1
+check "job 2 (no DP) finishes" wait_until 300 finished 2
+(cd coord && fedc-coordinator --config coordinator.ini export 2 best ../logreg.safetensors) || FAILS=$((FAILS + 1))
+check "fedc-predict exits 0 (no DP)" fedc-predict --model logreg.safetensors --input new-patients.csv \
   --output logreg-pred.csv
-head -3 logreg-pred.csv
 
 step "9. A second job, an MLP, on the same running sites"
 sed -e 's/^type = logreg .*/type = mlp/' -e 's/^; classes: .*/classes = 2\nhidden = 16/' \
     -e 's/^select = auc .*/select = -log_loss/' -e 's/^lr = 0.1/lr = 0.05/' \
     coord/logreg.ini > coord/mlp.ini
 (cd coord && fedc-coordinator --config coordinator.ini submit mlp.ini --name mlp) || exit 1
-check "job 2 finishes" wait_until 300 finished 2
+check "job 3 finishes" wait_until 300 finished 3
 (cd coord && fedc-coordinator --config coordinator.ini jobs)
-(cd coord && fedc-coordinator --config coordinator.ini export 2 best ../mlp.safetensors) || FAILS=$((FAILS + 1))
+(cd coord && fedc-coordinator --config coordinator.ini export 3 best ../mlp.safetensors) || FAILS=$((FAILS + 1))
 check "fedc-predict exits 0 (mlp)" fedc-predict --model mlp.safetensors --input new-patients.csv \
   --output mlp-pred.csv
 
