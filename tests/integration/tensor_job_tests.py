@@ -16,6 +16,8 @@ its three sites played by this script with numpy:
   models bit-identical to the uninterrupted run's;
 - the built-in client (no [trainer] command) refuses a tensor job at
   once, exit code 2, saying so;
+- DP-FedAvg noises only the float part (dtypes kept, integers untouched)
+  and the ledger grows each round;
 - start refuses a missing or invalid init file, an F64 tensor, a bad
   integer_rule, [data] test, and max rules under secure aggregation.
 Run under /usr/bin/python3 (Debian's, with numpy).
@@ -369,12 +371,52 @@ def test_builtin_client_refuses():
         job.close()
 
 
+def test_dp_on_a_tensor_job():
+    """DP-FedAvg on a tensor job: the float part is clipped and noised, the
+    F16/BF16 tensors stay in their dtype (play_round checks every served
+    model), the integer tensors take no noise (the kept one stays at its
+    initial value, the max one is the updates' maximum), and the ledger
+    grows each round."""
+    need_numpy()
+    job, _ = tensor_job("tensors-dp")
+    try:
+        with open(job.coord_ini) as f:
+            text = f.read()
+        with open(job.coord_ini, "w") as f:
+            f.write(text + "[privacy]\nnoise_multiplier = 1.0\nclip_norm = 1.0\n")
+        job.allow_all()
+        job.start_coordinator()
+        join_all(job)
+        noise = []
+        for rnd in (1, 2):
+            start, ups = play_round(job, rnd)
+            status, blob = job.request("GET", f"/v1/model/{rnd + 1}")
+            assert status == 200
+            after, _ = decode(blob)
+            exp = expected(start, ups)
+            assert np.array_equal(after["steps"][1], start["steps"][1]), "a kept int moved"
+            assert np.array_equal(after["bn.num_batches_tracked"][1], exp["bn.num_batches_tracked"])
+            for name in ("conv.weight", "head.weight", "emb"):
+                dt, got = after[name]
+                g = as_f64(dt, got)
+                assert np.all(np.isfinite(g)), name
+                noise.append(float(np.max(np.abs(g - exp[name]))))
+        assert min(noise) > 1e-3, f"no noise on the float tensors: {noise}"
+        eps = [r["epsilon"] for r in job.status()["rounds"]]
+        assert len(eps) == 2 and 0 < eps[0] < eps[1], eps
+        print(f"       2 DP rounds: epsilon {eps[0]:.3f}, {eps[1]:.3f}; ints untouched; "
+              f"F16/BF16 kept")
+    finally:
+        job.close()
+
+
 def main():
     s = Suite("tensor jobs")
     s.run(test_builtin_client_refuses)
     s.run(test_tensor_job_and_resume)
     s.run(test_refusals_name_the_tensor)
     s.run(test_start_refusals)
+    s.run(test_dp_on_a_tensor_job)
     s.finish()
 
 
