@@ -381,7 +381,7 @@ static int read_metrics(const char *path, const char *label, int32_t round, cJSO
 /* A number from the metrics object or, failing that, the update's
  * metadata (a decimal string); NAN when neither has it. *bad = 1 when
  * present but not a number. */
-static double metric_value(const cJSON *m, const fedc_st_file *f, const char *key, int *bad) {
+static double metric_value(const cJSON *m, const char *meta, const char *key, int *bad) {
   *bad = 0;
   const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
   if (v != NULL) {
@@ -389,7 +389,7 @@ static double metric_value(const cJSON *m, const fedc_st_file *f, const char *ke
     *bad = 1;
     return NAN;
   }
-  const char *s = f ? fedc_st_meta_get(f, key) : NULL;
+  const char *s = meta;
   if (s == NULL) return NAN;
   char *end;
   errno = 0;
@@ -399,6 +399,29 @@ static double metric_value(const cJSON *m, const fedc_st_file *f, const char *ke
     return NAN;
   }
   return d;
+}
+
+/*
+ * num_samples and train_loss of a trainer's update, from FEDC_METRICS_OUT or
+ * else the update's metadata (meta_n, meta_l: those values, or NULL),
+ * checked: an integer 1..2^40 and a finite number. The failure names which.
+ */
+static int samples_and_loss(const cJSON *m, const char *meta_n, const char *meta_l,
+                            int32_t round, double *n, double *loss) {
+  int bad_n, bad_l;
+  *n = metric_value(m, meta_n, "num_samples", &bad_n);
+  *loss = metric_value(m, meta_l, "train_loss", &bad_l);
+  if (bad_n || !(*n >= 1) || *n > (double)FEDC_UPDATE_MAX_SAMPLES || *n != floor(*n))
+    return failed(FEDC_EINVAL,
+                  "round %d: trainer: num_samples %s: an update needs an integer 1..2^40 in "
+                  "FEDC_METRICS_OUT or the update's metadata",
+                  (int)round, isnan(*n) && !bad_n ? "is missing" : "is not valid");
+  if (bad_l || !isfinite(*loss))
+    return failed(FEDC_ENONFINITE,
+                  "round %d: trainer: train_loss %s: a finite number in FEDC_METRICS_OUT or the "
+                  "update's metadata",
+                  (int)round, isnan(*loss) && !bad_l ? "is missing" : "is not finite");
+  return 0;
 }
 
 static void shape_text(int32_t ndim, const int64_t *shape, char *buf, size_t n) {
@@ -481,23 +504,13 @@ static int external_train(void *ud, const fedc_client_round *r, float *w,
   cJSON *m = NULL;
   if (rc == 0) rc = read_update(d.update, "FEDC_UPDATE_OUT", r->round, &f);
   if (rc == 0) rc = read_metrics(d.metrics, "trainer", r->round, &m);
-  int bad_n = 0, bad_l = 0;
   double n = 0, loss = 0, acc = NAN;
+  if (rc == 0)
+    rc = samples_and_loss(m, fedc_st_meta_get(f, "num_samples"), fedc_st_meta_get(f, "train_loss"),
+                          r->round, &n, &loss);
   if (rc == 0) {
-    n = metric_value(m, f, "num_samples", &bad_n);
-    loss = metric_value(m, f, "train_loss", &bad_l);
     int bad_a;
     acc = metric_value(m, NULL, "train_accuracy", &bad_a);
-    if (bad_n || !(n >= 1) || n > (double)FEDC_UPDATE_MAX_SAMPLES || n != floor(n))
-      rc = failed(FEDC_EINVAL,
-                  "round %d: trainer: num_samples %s: an update needs an integer 1..2^40 in "
-                  "FEDC_METRICS_OUT or the update's metadata",
-                  (int)r->round, isnan(n) && !bad_n ? "is missing" : "is not valid");
-    else if (bad_l || !isfinite(loss))
-      rc = failed(FEDC_ENONFINITE,
-                  "round %d: trainer: train_loss %s: a finite number in FEDC_METRICS_OUT or the "
-                  "update's metadata",
-                  (int)r->round, isnan(loss) && !bad_l ? "is missing" : "is not finite");
   }
   int64_t steps = 0;
   if (rc == 0) rc = fedc__client_correction_steps(m, f, r, &steps);
@@ -726,25 +739,9 @@ static int external_train_st(void *ud, const fedc_client_round *r, const uint8_t
   cJSON *m = NULL;
   if (rc == 0) rc = read_metrics(d.metrics, "trainer", r->round, &m);
   double n = NAN, loss = NAN;
-  int bad_n = 0, bad_l = 0;
-  if (rc == 0) {
-    const char *mn = fedc__client_st_meta(&v, "num_samples");
-    const char *ml = fedc__client_st_meta(&v, "train_loss");
-    n = metric_value(m, NULL, "num_samples", &bad_n);
-    if (isnan(n) && !bad_n && mn) n = strtod(mn, NULL);
-    loss = metric_value(m, NULL, "train_loss", &bad_l);
-    if (isnan(loss) && !bad_l && ml) loss = strtod(ml, NULL);
-    if (bad_n || !(n >= 1) || n > (double)FEDC_UPDATE_MAX_SAMPLES || n != floor(n))
-      rc = failed(FEDC_EINVAL,
-                  "round %d: trainer: num_samples %s: an update needs an integer 1..2^40 in "
-                  "FEDC_METRICS_OUT or the update's metadata",
-                  (int)r->round, isnan(n) && !bad_n ? "is missing" : "is not valid");
-    else if (bad_l || !isfinite(loss))
-      rc = failed(FEDC_ENONFINITE,
-                  "round %d: trainer: train_loss %s: a finite number in FEDC_METRICS_OUT or the "
-                  "update's metadata",
-                  (int)r->round, isnan(loss) && !bad_l ? "is missing" : "is not finite");
-  }
+  if (rc == 0)
+    rc = samples_and_loss(m, fedc__client_st_meta(&v, "num_samples"),
+                          fedc__client_st_meta(&v, "train_loss"), r->round, &n, &loss);
   if (have_v) fedc__client_st_view_free(&v);
   cJSON_Delete(m);
   remove_dir(&d);
