@@ -253,9 +253,11 @@ static int write_config(FILE *f, const table *t, const char *data, int job_only)
              "; each site holds rows out: [data] validation_split = 0.2 in its own config\n\n",
           select, strlen(select) < 4 ? "              " : "          ");
   fputs("[privacy]\n"
-        "; noise_multiplier = 1.0  ; DP-FedAvg (sites clip, the sum gets noise), and\n"
-        "; secure_aggregation = true ; masked sums: both are refused with a schema today,\n"
-        "; since the statistics phase sends exact sums (docs/privacy.md)\n",
+        "; noise_multiplier = 1.0  ; DP-FedAvg (sites clip, the sum gets noise); with a\n"
+        ";                         ; schema it needs [data] clip = col:lo:hi,... for\n"
+        ";                         ; every numeric feature (docs/data.md, docs/privacy.md)\n"
+        "; secure_aggregation = true ; masked sums: refused with a schema today, since\n"
+        ";                           ; the statistics phase does not go through it\n",
         f);
   if (!job_only)
     fputs("\n[server]\n"
