@@ -613,21 +613,23 @@ static int post_decline(fedc_client *c, const char *reason) {
 const char *fedc_client_job_id(const fedc_client *c) { return c->seen_job; }
 
 /*
- * Where [client] keep_updates puts a round's copy: DIR/round-<r>.safetensors.
+ * Where [client] keep_updates puts a round's copy: DIR/round-<r>.<ext>
+ * (safetensors, or coded for a compressed body as sent).
  * A site service serves job after job into the one folder, so its copies
  * name the job as well (DIR/job-<id>-round-<r>.safetensors, the id's
  * letters, digits, '-' and '_' only) and one job's never replace another's.
  */
-static void kept_path(const fedc_client *c, int32_t round, char *out, size_t cap) {
+static void kept_path(const fedc_client *c, int32_t round, const char *ext, char *out,
+                      size_t cap) {
   char id[72];
   size_t k = 0;
   for (const char *p = c->job_filter ? c->seen_job : ""; *p && k + 1 < sizeof id; p++)
     if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') id[k++] = *p;
   id[k] = '\0';
   if (k > 0)
-    snprintf(out, cap, "%s/job-%s-round-%d.safetensors", c->keep_updates, id, (int)round);
+    snprintf(out, cap, "%s/job-%s-round-%d.%s", c->keep_updates, id, (int)round, ext);
   else
-    snprintf(out, cap, "%s/round-%d.safetensors", c->keep_updates, (int)round);
+    snprintf(out, cap, "%s/round-%d.%s", c->keep_updates, (int)round, ext);
 }
 
 int fedc_client_wait_next(fedc_client *c) {
@@ -994,6 +996,19 @@ static int report_failure(fedc_client *c, const fedc_client_task *t, const char 
  * into c->update (and kept on disk when asked). TRAIN_OK, TRAIN_FAILED
  * (the trainer failed this round only: reported, nothing to send), or
  * CALL_END. */
+/* The round's encoded update becomes the one to send (and to resend). */
+static void hold_update(fedc_client *c, const fedc_client_task *t, uint8_t *buf, size_t len,
+                        const fedc_client_metrics *m) {
+  fedc_free(c->update);
+  c->update = buf;
+  c->update_len = len;
+  c->update_round = t->round;
+  c->update_refused = 0;
+  c->update_samples = m->samples;
+  c->update_loss = m->loss;
+  memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
+}
+
 static int write_atomic(const char *path, const uint8_t *buf, size_t len);
 static int train_round(fedc_client *c, const fedc_client_task *t) {
   fedc_client_round r;
@@ -1084,10 +1099,10 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
       fedc_free(buf);
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
     }
-    kept_path(c, t->round, path, plen);
+    kept_path(c, t->round, "safetensors", path, plen);
     rc = fedc_client_update_write(path, &c->spec, c->w, t->round, m.samples, m.loss);
     if (rc == 0 && c->codec) { /* and the compressed body as sent */
-      snprintf(path, plen, "%s/round-%d.coded", c->keep_updates, (int)t->round);
+      kept_path(c, t->round, "coded", path, plen);
       rc = write_atomic(path, buf, len);
     }
     if (rc != 0) {
@@ -1101,14 +1116,7 @@ static int train_round(fedc_client *c, const fedc_client_task *t) {
     }
     fedc_free(path);
   }
-  fedc_free(c->update);
-  c->update = buf;
-  c->update_len = len;
-  c->update_round = t->round;
-  c->update_refused = 0;
-  c->update_samples = m.samples;
-  c->update_loss = m.loss;
-  memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
+  hold_update(c, t, buf, len, &m);
   return 0;
 }
 
@@ -1260,7 +1268,7 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
                 now_s() - t0);
   if (c->keep_updates[0]) {
     char path[4400];
-    kept_path(c, t->round, path, sizeof path);
+    kept_path(c, t->round, "safetensors", path, sizeof path);
     if (write_atomic(path, buf, len) != 0) {
       fedc_free(buf);
       char msg[512];
@@ -1269,14 +1277,7 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
                      "[client] keep_updates: cannot write: %s", msg);
     }
   }
-  fedc_free(c->update);
-  c->update = buf;
-  c->update_len = len;
-  c->update_round = t->round;
-  c->update_refused = 0;
-  c->update_samples = m.samples;
-  c->update_loss = m.loss;
-  memcpy(c->update_sha, t->model_sha256, sizeof c->update_sha);
+  hold_update(c, t, buf, len, &m);
   return TRAIN_OK;
 }
 
