@@ -20,6 +20,7 @@
 #ifndef FEDC_DATA_SCHEMA_H
 #define FEDC_DATA_SCHEMA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/rng.h"
@@ -127,7 +128,9 @@ void fedc_stats_moments(const fedc_stats *st, double *mean, double *std);
 
 /*
  * Text forms (JSON objects): {"rows", "count", "missing", "sum", "sumsq"
- * (decimal strings of the fixed-point integers), "min", "max",
+ * (decimal strings of the fixed-point integers), "min", "max" (null for an
+ * input without values, or whose bounds are unknown: statistics summed
+ * under secure aggregation),
  * "label_counts", "mean", "std"}. fedc_stats_to_json returns fedc_malloc'd
  * text; fedc_stats_from_json checks every member (FEDC_EFORMAT naming it).
  */
@@ -152,6 +155,31 @@ int fedc_dataset_standardize_with(fedc_dataset *ds, const double *mean, const do
  */
 void fedc_stats_distance(const fedc_stats *site, const fedc_stats *fed, double *z,
                          int32_t *which);
+
+/* ---- statistics as 32-bit words, for secure aggregation (stats_words.c) ----------- */
+
+/* 16-bit limbs of one 128-bit integer, one limb per 32-bit word: the sum of
+ * up to 65,535 sites' words cannot carry out of a word. */
+#define FEDC_STATS_LIMBS 8
+#define FEDC_STATS_MAX_SITES 65535
+
+/* Words of the statistics of d inputs and n_classes label counts: 8 per
+ * integer, for rows, then each input's count, missing, sum and sum of
+ * squares, then the label counts. */
+size_t fedc_stats_n_words(int32_t d, int32_t n_classes);
+/* Split each 128-bit integer v (two's complement) into limbs: w[k] = bits
+ * 16k .. 16k+15 of v, k = 0..7. */
+void fedc_i128_to_limbs(__int128 v, uint32_t *w);
+/* sum_k w[k] 2^(16k) mod 2^128 (the carries of summed limbs propagate). */
+__int128 fedc_i128_from_limbs(const uint32_t *w);
+/* The integers of st (rows, counts, missing counts, sums, sums of squares,
+ * label counts; not min and max) into w, fedc_stats_n_words words. */
+void fedc_stats_to_words(const fedc_stats *st, uint32_t *w);
+/* Back from (summed) words: statistics of d inputs and n_classes classes
+ * with min and max unknown (+inf / -inf). FEDC_EFORMAT when a count or the
+ * row count falls outside 0..2^53 (words that are not a sum of sites'
+ * statistics), FEDC_EINVAL, FEDC_ENOMEM. */
+int fedc_stats_from_words(const uint32_t *w, int32_t d, int32_t n_classes, fedc_stats *out);
 
 /* ---- differential privacy (stats_dp.c) -------------------------------------------- */
 

@@ -224,8 +224,8 @@ char *fedc_stats_to_json(const fedc_stats *st) {
       case 1: it = cJSON_CreateNumber((double)st->missing[j]); break;
       case 2: i128_text(st->sum[j], t); it = cJSON_CreateString(t); break;
       case 3: i128_text(st->sumsq[j], t); it = cJSON_CreateString(t); break;
-      case 4: it = st->count[j] ? cJSON_CreateNumber(st->min[j]) : cJSON_CreateNull(); break;
-      case 5: it = st->count[j] ? cJSON_CreateNumber(st->max[j]) : cJSON_CreateNull(); break;
+      case 4: it = st->count[j] && isfinite(st->min[j]) ? cJSON_CreateNumber(st->min[j]) : cJSON_CreateNull(); break;
+      case 5: it = st->count[j] && isfinite(st->max[j]) ? cJSON_CreateNumber(st->max[j]) : cJSON_CreateNull(); break;
       case 6: it = cJSON_CreateNumber(mean[j]); break;
       default: it = cJSON_CreateNumber(std[j]); break;
       }

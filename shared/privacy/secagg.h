@@ -210,7 +210,7 @@ void fedc_secagg_dequantize(const uint32_t *sum, size_t n, int32_t frac_bits,
 typedef struct fedc_secagg_client fedc_secagg_client;
 
 /*
- * A client for round (>= 1) with identity id (the coordinator's client
+ * A client for round (>= 1; 0 is a job's statistics session) with identity id (the coordinator's client
  * id; its Shamir point is id + 1), n_samples >= 1 and vectors of n words.
  * Draws its two X25519 key pairs and b_u. FEDC_EINVAL, FEDC_ENOMEM,
  * FEDC_EIO.
@@ -240,6 +240,16 @@ int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshar
                                     size_t myshares_len, const float *x, size_t n,
                                     uint32_t *y, size_t *clipped);
 /*
+ * Step 2 for a vector of words summed as they are (the statistics session,
+ * docs/protocol.md): y = w + the masks, no quantization and no weighting by
+ * n_samples (the client is made with n_samples = 1). The caller keeps each
+ * word small enough that the sum over the parties cannot wrap. Errors as
+ * masked_input.
+ */
+int fedc_secagg_client_masked_words(fedc_secagg_client *c, const uint8_t *myshares,
+                                    size_t myshares_len, const uint32_t *w, size_t n,
+                                    uint32_t *y);
+/*
  * Step 3: read SURVIVORS and reveal, for each neighbour that shared, its
  * b share if it survived, else its mask-key share: the UNMASK message.
  * FEDC_EQUORUM when fewer survivors than the threshold (revealing would
@@ -257,7 +267,7 @@ double fedc_secagg_client_clip(const fedc_secagg_client *c);
 typedef struct fedc_secagg_server fedc_secagg_server;
 
 typedef struct fedc_secagg_params {
-  int32_t round;       /* >= 1 */
+  int32_t round;       /* >= 1; 0: the statistics session before round 1 */
   size_t n;            /* words per vector */
   int32_t neighbors;   /* SecAgg+ degree; 0 = every other party */
   double threshold;    /* (0, 1]: fraction of a party's neighbours */

@@ -72,11 +72,11 @@ static int cmp_u32(const void *a, const void *b) {
 int fedc_secagg_server_new(const fedc_secagg_params *p, const uint32_t *ids, int32_t n_ids,
                            fedc_secagg_server **out) {
   *out = NULL;
-  if (p == NULL || p->round < 1 || p->n == 0 || p->neighbors < 0 || !(p->threshold > 0) ||
+  if (p == NULL || p->round < 0 || p->n == 0 || p->neighbors < 0 || !(p->threshold > 0) ||
       !(p->threshold <= 1) || !(p->clip > 0) || !(p->clip <= 1048576.0) || n_ids < 0 ||
       n_ids > FEDC_SECAGG_MAX_PARTIES || (ids == NULL && n_ids > 0))
     return fedc_error_set(FEDC_EINVAL,
-                          "secagg server: need round >= 1, a vector, threshold in (0, 1], "
+                          "secagg server: need round >= 0, a vector, threshold in (0, 1], "
                           "clip in (0, 2^20] and at most %d parties",
                           FEDC_SECAGG_MAX_PARTIES);
   fedc_secagg_server *s = fedc_calloc(1, sizeof *s);

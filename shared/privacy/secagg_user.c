@@ -10,7 +10,8 @@
  *                  encrypted under the key agreed with that neighbour
  *   masked_input   decrypt the shares the neighbours sent, then
  *                  y = n_u Q(x) + PRG(b_u) +- PRG(s_uv) for each neighbour
- *                  that shared
+ *                  that shared (masked_words: the words w as they are in
+ *                  place of n_u Q(x))
  *   unmask         for each neighbour that shared: its b share if it is
  *                  listed as a survivor, else its mask-key share
  *
@@ -58,9 +59,9 @@ static int step_error(const fedc_secagg_client *c, const char *what) {
 int fedc_secagg_client_new(int32_t round, uint32_t id, uint64_t n_samples, size_t n,
                            fedc_secagg_client **out) {
   *out = NULL;
-  if (round < 1 || n_samples < 1 || n_samples > MAX_SAMPLES || n == 0)
+  if (round < 0 || n_samples < 1 || n_samples > MAX_SAMPLES || n == 0)
     return fedc_error_set(FEDC_EINVAL,
-                          "secagg client: round %d, %llu samples, %zu words: need round >= 1, "
+                          "secagg client: round %d, %llu samples, %zu words: need round >= 0, "
                           "1..2^40 samples and a vector",
                           (int)round, (unsigned long long)n_samples, n);
   fedc_secagg_client *c = fedc_calloc(1, sizeof *c);
@@ -355,9 +356,11 @@ static int32_t slot_of(const fedc_secagg_client *c, uint32_t id) {
   return i < 0 ? -1 : fedc__sa_find_index(c->nbr, c->deg, i);
 }
 
-int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshares,
-                                    size_t myshares_len, const float *x, size_t n,
-                                    uint32_t *y, size_t *clipped) {
+/* masked_input and masked_words: y = the input (x quantized and weighted,
+ * or the words w as they are) plus the masks. */
+static int mask_input(fedc_secagg_client *c, const uint8_t *myshares, size_t myshares_len,
+                      const float *x, const uint32_t *w, size_t n, uint32_t *y,
+                      size_t *clipped) {
   if (c->step != STEP_SHARED) return step_error(c, "masked_input");
   if (n != c->n)
     return fedc_error_set(FEDC_EINVAL, "secagg client: %zu values, the round has %zu", n, c->n);
@@ -401,8 +404,10 @@ int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshar
     rc = fedc_error_set(FEDC_EQUORUM,
                         "secagg: %d of this client's %d neighbours shared; the threshold is %d",
                         (int)got, (int)c->deg, (int)c->t);
-  if (rc == 0)
+  if (rc == 0 && x != NULL)
     rc = fedc_secagg_quantize(x, n, c->clip, c->frac_bits, c->n_samples, y, clipped);
+  else if (rc == 0)
+    memcpy(y, w, n * sizeof *y);
   if (rc == 0) fedc_secagg_prg_add(c->b, +1, y, n);
   for (int32_t j = 0; rc == 0 && j < c->deg; j++) {
     if (!c->shared[j]) continue;
@@ -423,6 +428,18 @@ int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshar
   }
   c->step = STEP_MASKED;
   return 0;
+}
+
+int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshares,
+                                    size_t myshares_len, const float *x, size_t n,
+                                    uint32_t *y, size_t *clipped) {
+  return mask_input(c, myshares, myshares_len, x, NULL, n, y, clipped);
+}
+
+int fedc_secagg_client_masked_words(fedc_secagg_client *c, const uint8_t *myshares,
+                                    size_t myshares_len, const uint32_t *w, size_t n,
+                                    uint32_t *y) {
+  return mask_input(c, myshares, myshares_len, NULL, w, n, y, NULL);
 }
 
 /* ---- step 3: revealing shares -------------------------------------------------- */

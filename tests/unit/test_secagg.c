@@ -575,7 +575,7 @@ static void malformed_messages(void **st) {
   assert_int_equal(fedc_secagg_server_new(&prm, twice, 2, &s), FEDC_EINVAL);
   prm.threshold = 0;
   assert_int_equal(fedc_secagg_server_new(&prm, ids, 3, &s), FEDC_EINVAL);
-  assert_int_equal(fedc_secagg_client_new(0, 1, 10, 16, &c[0]), FEDC_EINVAL);
+  assert_int_equal(fedc_secagg_client_new(-1, 1, 10, 16, &c[0]), FEDC_EINVAL);
 }
 
 static void tampered_unmask(void **st) {
