@@ -124,6 +124,7 @@ struct fedc_client {
   int32_t eval_declined; /* the last round this client could not evaluate */
   char last_err[512];
   char *schema_json, *stats_json; /* the job's, from the last join (stats_client.c) */
+  char *own_stats; /* this site's, sent masked (stats_secagg.c): its far check */
   double first_loss;              /* the first round's training loss (divergence) */
 };
 
@@ -170,6 +171,7 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->update);
   fedc_free(c->schema_json);
   fedc_free(c->stats_json);
+  fedc_free(c->own_stats);
   fedc_free(c->job_json);
   fedc_free(c->model_bytes);
   fedc_client_scaffold_free(c->scaffold);
@@ -1143,10 +1145,12 @@ static int post_json(fedc_client *c, const char *what, const char *path, const c
   return rc;
 }
 
-/* Diverged training: the coordinator counts it (POST /v1/warn); best effort. */
-static void post_warning(fedc_client *c, int32_t round, const char *detail) {
+/* Diverged training (or, under secure aggregation, a site far from the
+ * federation): the coordinator counts it (POST /v1/warn); best effort. */
+static void post_warning_kind(fedc_client *c, const char *kind, int32_t round,
+                              const char *detail) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "kind", "diverged");
+  cJSON_AddStringToObject(o, "kind", kind);
   cJSON_AddNumberToObject(o, "round", round);
   cJSON_AddStringToObject(o, "detail", detail);
   char *body = o ? cJSON_PrintUnformatted(o) : NULL;
@@ -1155,8 +1159,62 @@ static void post_warning(fedc_client *c, int32_t round, const char *detail) {
   cJSON_free(body);
 }
 
-/* The task said "stats": the trainer's statistics of its data, sent. */
-static run_state send_stats(fedc_client *c) {
+static void post_warning(fedc_client *c, int32_t round, const char *detail) {
+  post_warning_kind(c, "diverged", round, detail);
+}
+
+static int sa_call(void *ctx, const char *what, const char *path, const char *ctype,
+                   const void *body, size_t len, double timeout_s, fedc_http_response *resp);
+static int sa_forbidden(void *ctx, const char *what, const fedc_http_response *resp,
+                        int32_t round);
+static int sa_stopped(void *ctx);
+
+/* Under secure aggregation: the statistics as words through the session
+ * (secagg_client.c); json is kept for the far check once the federation's
+ * come (or freed). */
+static run_state send_stats_masked(fedc_client *c, char *json) {
+  uint32_t *w = NULL;
+  size_t n = 0;
+  int rc = fedc__client_stats_words(json, &w, &n);
+  if (rc != 0) {
+    fedc_free(json);
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "statistics as words: %s", fedc_error_msg()),
+           RUN_END;
+  }
+  fedc_client_secagg_io io = {.ctx = c, .call = sa_call, .forbidden = sa_forbidden,
+                              .stopped = sa_stopped, .poll_s = c->poll_s,
+                              .test_stall_s = c->test_stall_s};
+  rc = fedc__client_secagg_stats(&io, c->job.client_id, w, n);
+  fedc_free(w);
+  if (rc == 0) {
+    fedc_free(c->own_stats);
+    c->own_stats = json;
+  } else {
+    fedc_free(json);
+  }
+  if (rc < 0) {
+    if (c->stop) interrupted(c);
+    return RUN_END;
+  }
+  return RUN_POLL;
+}
+
+/* The federation's statistics came after this site sent its own masked:
+ * the site compares itself and reports a far warning (stats_secagg.c). */
+static void far_check(fedc_client *c) {
+  char detail[256];
+  if (fedc__client_stats_far(c->own_stats, c->stats_json, c->schema_json, detail,
+                             sizeof detail)) {
+    fedc_log_warn("warning=far msg=\"%s\" reported=true", detail);
+    post_warning_kind(c, "far", 0, detail);
+  }
+  fedc_free(c->own_stats);
+  c->own_stats = NULL;
+}
+
+/* The task said "stats": the trainer's statistics of its data, sent (in
+ * the clear, or masked when the task says "secagg"). */
+static run_state send_stats(fedc_client *c, const fedc_client_task *t) {
   if (c->trainer.stats == NULL) {
     end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, FEDC_ECONFIG,
             "the job has a schema and asks for this site's statistics, but its trainer gives "
@@ -1171,6 +1229,7 @@ static run_state send_stats(fedc_client *c) {
     end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc, "the job does not fit this client's data: %s", msg);
     return RUN_END;
   }
+  if (t->secagg) return send_stats_masked(c, json);
   rc = post_json(c, "stats", "/v1/stats", json);
   fedc_free(json);
   if (rc == CALL_END) return RUN_END;
@@ -1439,6 +1498,7 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
     fedc_log_info("msg=\"joining again for the federation's statistics\" round=%d", (int)t->round);
     return RUN_JOIN;
   }
+  if (c->own_stats && c->stats_json) far_check(c);
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
   int cached = c->update != NULL && c->update_round == t->round &&
@@ -1631,7 +1691,7 @@ fedc_client_exit fedc_client_run(fedc_client *c) {
       st = do_round(c, &t);
       break;
     case RUN_STATS:
-      st = send_stats(c);
+      st = send_stats(c, &t);
       break;
     case RUN_EVAL:
       st = do_eval(c, &t);

@@ -208,6 +208,14 @@ int fedc__client_st_reencode(const fedc_client_st_view *u, const fedc_st_meta *m
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,
  * also when it cannot be parsed (the fingerprint reports that). */
 int fedc__client_cert_check_dates(const char *pem_path);
+/* stats_secagg.c: the statistics under secure aggregation. _words: a
+ * site's statistics (fedc_stats_to_json text) as the session's words
+ * (fedc memory); _far: 1 when the site's statistics are far from the
+ * federation's, with the detail for POST /v1/warn written into detail. */
+int fedc__client_stats_words(const char *json, uint32_t **words, size_t *n);
+int fedc__client_stats_far(const char *own_json, const char *fed_json, const char *schema_json,
+                           char *detail, size_t cap);
+
 /* job_model.c: the join answer's "job"."schema" and "stats" objects as text. */
 int fedc__client_job_extras(char **schema, char **stats, const void *body, size_t len);
 

@@ -150,8 +150,17 @@ static int encode_masked(const uint32_t *y, size_t n, int32_t round, int64_t n_s
   return fedc_st_encode_u32("masked", y, n, meta, sizeof meta / sizeof *meta, out, len);
 }
 
-static int run_steps(sa_run *s, fedc_secagg_client *sc, const float *delta, size_t n,
-                     int64_t n_samples, double train_loss) {
+/* The statistics session's masked words: one U32 tensor "masked",
+ * metadata format "fedc-secagg-stats" and round 0. */
+static int encode_masked_stats(const uint32_t *y, size_t n, uint8_t **out, size_t *len) {
+  fedc_st_meta meta[] = {{"format", "fedc-secagg-stats"}, {"round", "0"}};
+  return fedc_st_encode_u32("masked", y, n, meta, sizeof meta / sizeof *meta, out, len);
+}
+
+/* The four steps; delta (n floats, a round) or words (n words, the
+ * statistics session, sent to POST /v1/stats). */
+static int run_steps(sa_run *s, fedc_secagg_client *sc, const float *delta,
+                     const uint32_t *words, size_t n, int64_t n_samples, double train_loss) {
   uint8_t *msg = NULL, *in = NULL;
   size_t len = 0, in_len = 0;
   uint32_t *y = NULL;
@@ -179,15 +188,21 @@ static int run_steps(sa_run *s, fedc_secagg_client *sc, const float *delta, size
   if (step == STEP_OK) {
     y = fedc_malloc_array(n, sizeof *y);
     size_t clipped = 0;
-    rc = y ? fedc_secagg_client_masked_input(sc, in, in_len, delta, n, y, &clipped)
-           : fedc_error_set(FEDC_ENOMEM, "out of memory");
+    rc = y == NULL ? fedc_error_set(FEDC_ENOMEM, "out of memory")
+         : words   ? fedc_secagg_client_masked_words(sc, in, in_len, words, n, y)
+                   : fedc_secagg_client_masked_input(sc, in, in_len, delta, n, y, &clipped);
     if (rc == 0 && clipped)
       fedc_log_warn("msg=\"secure round: update coordinates clipped\" round=%d clipped=%zu "
                     "clip=%g",
                     (int)s->round, clipped, fedc_secagg_client_clip(sc));
-    if (rc == 0) rc = encode_masked(y, n, s->round, n_samples, train_loss, &msg, &len);
-    step = rc ? library_failed(s, "masked input", rc)
-              : post(s, "masked update", "/v1/update", "application/octet-stream", msg, len);
+    if (rc == 0)
+      rc = words ? encode_masked_stats(y, n, &msg, &len)
+                 : encode_masked(y, n, s->round, n_samples, train_loss, &msg, &len);
+    step = rc      ? library_failed(s, "masked input", rc)
+           : words ? post(s, "masked statistics", "/v1/stats", "application/octet-stream", msg,
+                          len)
+                   : post(s, "masked update", "/v1/update", "application/octet-stream", msg,
+                          len);
     fedc_free(msg);
     msg = NULL;
   }
@@ -218,7 +233,7 @@ int fedc__client_secagg_round(const fedc_client_secagg_io *io, int32_t round, in
   fedc_secagg_client *sc = NULL;
   int rc = fedc_secagg_client_new(round, (uint32_t)client_id, (uint64_t)n_samples, n, &sc);
   int step = rc ? library_failed(&s, "keys", rc)
-                : run_steps(&s, sc, delta, n, n_samples, train_loss);
+                : run_steps(&s, sc, delta, NULL, n, n_samples, train_loss);
   if (step == STEP_OK)
     fedc_log_info("msg=\"secure round done\" round=%d frac_bits=%d bytes_sent=%llu "
                   "bytes_received=%llu",
@@ -226,4 +241,23 @@ int fedc__client_secagg_round(const fedc_client_secagg_io *io, int32_t round, in
                   (unsigned long long)s.sent, (unsigned long long)s.received);
   fedc_secagg_client_free(sc);
   return step == STEP_END ? -1 : 0;
+}
+
+int fedc__client_secagg_stats(const fedc_client_secagg_io *io, int64_t client_id,
+                              const uint32_t *words, size_t n) {
+  sa_run s = {.io = io, .round = 0};
+  if (client_id < 0 || client_id > UINT32_MAX) {
+    fedc_log_error("msg=\"statistics session: client id %lld does not fit\"",
+                   (long long)client_id);
+    return 1;
+  }
+  fedc_secagg_client *sc = NULL;
+  int rc = fedc_secagg_client_new(0, (uint32_t)client_id, 1, n, &sc);
+  int step = rc ? library_failed(&s, "keys", rc) : run_steps(&s, sc, NULL, words, n, 1, 0.0);
+  if (step == STEP_OK)
+    fedc_log_info("msg=\"statistics sent masked (secure aggregation)\" words=%zu "
+                  "bytes_sent=%llu bytes_received=%llu",
+                  n, (unsigned long long)s.sent, (unsigned long long)s.received);
+  fedc_secagg_client_free(sc);
+  return step == STEP_END ? -1 : step == STEP_OK ? 0 : 1;
 }

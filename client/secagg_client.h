@@ -42,4 +42,14 @@ int fedc__client_secagg_round(const fedc_client_secagg_io *io, int32_t round, in
                               const float *delta, size_t n, int64_t n_samples,
                               double train_loss);
 
+/*
+ * The statistics session before round 1 (round 0): the same steps with the
+ * site's statistics as words (data/schema.h fedc_stats_to_words, n words),
+ * summed unweighted; the masked words go to POST /v1/stats. 0 done, 1
+ * given up (logged; the client polls again and may be asked anew), -1
+ * when the run must end.
+ */
+int fedc__client_secagg_stats(const fedc_client_secagg_io *io, int64_t client_id,
+                              const uint32_t *words, size_t n);
+
 #endif

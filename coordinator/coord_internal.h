@@ -289,6 +289,20 @@ void fedc__coord_secagg_update(fedc_coord *c, fedc_http_exchange *x,
                                size_t len);
 void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req, coord_client *cl);
+/* The statistics session before round 1 (secure aggregation with a schema,
+ * stats_phase.c): _open with its parties and vector length; _wants: 1 for
+ * a party that has not advertised yet (its "stats" task); _step: 0 going
+ * on, 1 ready to finish, -1 failed or none; _sum: unmask into sum (n
+ * words); _end: drop it; _masked: POST /v1/stats's masked words. */
+int fedc__coord_secagg_stats_open(fedc_coord *c, const int32_t *parties, int32_t n,
+                                  size_t words);
+int fedc__coord_secagg_stats_wants(const fedc_coord *c, int32_t client);
+int fedc__coord_secagg_stats_step(fedc_coord *c, double now);
+int fedc__coord_secagg_stats_sum(fedc_coord *c, uint32_t *sum, size_t n, int32_t *survivors,
+                                 int32_t *dropped);
+void fedc__coord_secagg_stats_end(fedc_coord *c);
+void fedc__coord_secagg_stats_masked(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                                     const uint8_t *body, size_t len);
 struct cJSON;
 /* selected: the open round's selection size, as /v1/status has it (asked
  * of the engine, or the picture taken as the commit began) */

@@ -130,6 +130,7 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl) {
   } else if (task && c->state == ROUND_WAITING) { /* stats_phase.c */
     ok = ok && cJSON_AddStringToObject(o, "action", "stats");
     ok = ok && cJSON_AddNumberToObject(o, "round", 0);
+    if (c->secagg) ok = ok && cJSON_AddTrueToObject(o, "secagg"); /* the statistics session */
   } else if (task) {
     double left = c->round_deadline - fedc__coord_now();
     ok = ok && cJSON_AddStringToObject(o, "action", "train");

@@ -94,6 +94,10 @@ typedef struct sa_wait {
 
 struct sa_round {
   int32_t round;
+  int stats;     /* the statistics session (round 0, stats_phase.c) */
+  int32_t n_sel; /* its parties (a round's come from the engine) */
+  int32_t *sel_ids;
+  size_t n_words;
   fedc_secagg_server *srv; /* under c->mu */
   /* the loop thread's copy */
   fedc_secagg_phase phase;
@@ -200,6 +204,7 @@ static void round_free(sa_round *r) {
     answer_wait(r->waits, 409, "stale_round", "secure round %d is over", (int)r->round);
   fedc_secagg_server_free(r->srv);
   fedc_free(r->parties);
+  fedc_free(r->sel_ids);
   fedc_free(r->liars);
   fedc_free(r);
 }
@@ -279,8 +284,9 @@ int fedc__coord_secagg_started(const fedc_coord *c, int32_t client) {
 }
 
 /* The open round's selection size, the engine's (loop thread, in OPEN:
- * no commit holds the lock). */
-static int32_t n_selected(fedc_coord *c) {
+ * no commit holds the lock); the statistics session's parties. */
+static int32_t n_selected(fedc_coord *c, const sa_round *r) {
+  if (r->stats) return r->n_sel;
   pthread_mutex_lock(&c->mu);
   int32_t n = fedc_engine_n_selected(c->engine);
   pthread_mutex_unlock(&c->mu);
@@ -345,7 +351,7 @@ static void serve_waits(fedc_coord *c, sa_round *r, int kind) {
 
 static int phase_complete(fedc_coord *c, const sa_round *r) {
   switch (r->phase) {
-  case FEDC_SECAGG_ADVERTISE: return r->counts[0] == n_selected(c);
+  case FEDC_SECAGG_ADVERTISE: return r->counts[0] == n_selected(c, r);
   case FEDC_SECAGG_SHARES: return r->counts[1] == r->counts[0];
   case FEDC_SECAGG_MASKED: return r->counts[2] == r->counts[1];
   case FEDC_SECAGG_UNMASK: return r->counts[3] == r->counts[2];
@@ -359,7 +365,7 @@ static void close_phase(fedc_coord *c, sa_round *r, double now) {
   int rc = 0;
   char err[256] = "";
   pthread_mutex_lock(&c->mu);
-  int32_t n_sel = fedc_engine_n_selected(c->engine);
+  int32_t n_sel = r->stats ? r->n_sel : fedc_engine_n_selected(c->engine);
   switch (p) {
   case FEDC_SECAGG_ADVERTISE:
     rc = fedc_secagg_server_close_advertise(r->srv);
@@ -397,9 +403,8 @@ static void close_phase(fedc_coord *c, sa_round *r, double now) {
  * complete or past their deadline. 1 when the round should close: the
  * protocol is done, or it failed (and the engine will abandon the round).
  */
-int fedc__coord_secagg_step(fedc_coord *c, double now) {
-  sa_round *r = c->secagg->cur;
-  if (r == NULL || r->round != c->round) return 1;
+/* Expire long-polls, close the phases that are due. */
+static void session_step(fedc_coord *c, sa_round *r, double now) {
   for (sa_wait *w = r->waits, *next; w; w = next) {
     next = w->next;
     if (now >= w->deadline) answer_wait(w, 204, NULL, "%s", "");
@@ -409,6 +414,12 @@ int fedc__coord_secagg_step(fedc_coord *c, double now) {
     if (!phase_complete(c, r) && now < deadline) break;
     close_phase(c, r, now);
   }
+}
+
+int fedc__coord_secagg_step(fedc_coord *c, double now) {
+  sa_round *r = c->secagg->cur;
+  if (r == NULL || r->round != c->round || r->stats) return 1;
+  session_step(c, r, now);
   return r->done || r->failed;
 }
 
@@ -834,7 +845,9 @@ void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
                             "secure aggregation is off ([privacy] secure_aggregation)");
     return;
   }
-  if (c->state != ROUND_OPEN || r == NULL || r->round != c->round || r->failed || r->done) {
+  int stats_open = r && r->stats && c->state == ROUND_WAITING; /* the statistics session */
+  if ((c->state != ROUND_OPEN && !stats_open) || r == NULL ||
+      (r->round != c->round && !stats_open) || r->failed || r->done) {
     fedc__coord_reject(c, REJECT_stale_round);
     fedc_http_respond_error(x, 409, "stale_round", "no secure round is open (round %d %s)",
                             (int)c->round, r && r->failed ? "was abandoned" : "is not open");
@@ -849,6 +862,180 @@ void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
   }
 }
 
+/* ---- the statistics session (stats_phase.c) ------------------------------------------ */
+
+/*
+ * A job with a schema and secure aggregation sums its sites' statistics in
+ * a session of its own before round 1: the same protocol object and
+ * /v1/secagg/ exchanges as a round, with round number 0, the parties given
+ * here (the sites that were there when it opened), each advertising one
+ * sample (the words are summed as they are, unweighted: masked_words), and
+ * the same phase deadlines, fractions of round_timeout_s after it opened.
+ * The masked words come as the body of POST /v1/stats.
+ */
+int fedc__coord_secagg_stats_open(fedc_coord *c, const int32_t *parties, int32_t n,
+                                  size_t words) {
+  struct coord_secagg *sa = c->secagg;
+  round_free(sa->cur);
+  sa->cur = NULL;
+  sa_round *r = fedc_calloc(1, sizeof *r);
+  uint32_t *ids = fedc_malloc_array((size_t)n + 1, sizeof *ids);
+  if (r) {
+    r->parties = fedc_malloc_array((size_t)n + 1, sizeof *r->parties);
+    r->parties_cap = n;
+  }
+  int rc = r && ids && r->parties ? 0 : fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) {
+    fedc_rng g;
+    fedc_rng_derive(&g, c->cfg.seed, 0x7361677261706853ULL /* "sagraphS" */, 0,
+                    (uint64_t)sa->opens++);
+    fedc_secagg_params p = {.round = 0, .n = words, .neighbors = c->cfg.secagg_neighbors,
+                            .threshold = c->cfg.secagg_threshold,
+                            .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
+    for (int32_t i = 0; i < n; i++) ids[i] = (uint32_t)parties[i];
+    rc = fedc_secagg_server_new(&p, ids, n, &r->srv);
+  }
+  if (rc == 0) {
+    r->sel_ids = (int32_t *)ids; /* the same width: kept as the session's party list */
+    for (int32_t i = 0; i < n; i++) r->sel_ids[i] = parties[i];
+    ids = NULL;
+  }
+  fedc_free(ids);
+  if (rc != 0) {
+    round_free(r);
+    return rc;
+  }
+  r->n_words = words;
+  r->stats = 1;
+  r->n_sel = n;
+  r->opened_at = fedc__coord_now();
+  sa->cur = r;
+  return 0;
+}
+
+static sa_round *stats_session(const fedc_coord *c) {
+  sa_round *r = c->secagg ? c->secagg->cur : NULL;
+  return r && r->stats ? r : NULL;
+}
+
+int fedc__coord_secagg_stats_wants(const fedc_coord *c, int32_t client) {
+  const sa_round *r = stats_session(c);
+  if (r == NULL || r->done || r->failed || r->phase != FEDC_SECAGG_ADVERTISE ||
+      party_progress(r, client) >= 0)
+    return 0;
+  for (int32_t i = 0; i < r->n_sel; i++)
+    if (r->sel_ids[i] == client) return 1;
+  return 0;
+}
+
+int fedc__coord_secagg_stats_step(fedc_coord *c, double now) {
+  sa_round *r = stats_session(c);
+  if (r == NULL) return -1;
+  session_step(c, r, now);
+  return r->failed ? -1 : r->done;
+}
+
+int fedc__coord_secagg_stats_sum(fedc_coord *c, uint32_t *sum, size_t n, int32_t *survivors,
+                                 int32_t *dropped) {
+  sa_round *r = stats_session(c);
+  if (r == NULL || !r->done || r->failed)
+    return fedc_error_set(FEDC_ESTATE, "no statistics session to finish");
+  pthread_mutex_lock(&c->mu);
+  int rc = fedc_secagg_server_finish(r->srv, NULL, n, &r->res);
+  if (rc == 0) {
+    memcpy(sum, fedc_secagg_server_sum(r->srv), n * sizeof *sum);
+    *survivors = r->res.n_clients;
+    *dropped = r->res.dropped;
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (rc != 0) {
+    r->failed = 1;
+    snprintf(r->why, sizeof r->why, "%s", fedc_error_msg());
+    return rc;
+  }
+  r->fold_ok = 1;
+  return 0;
+}
+
+/* The session is over (committed, or failed and to be opened again). */
+void fedc__coord_secagg_stats_end(fedc_coord *c) {
+  sa_round *r = stats_session(c);
+  if (r == NULL) return;
+  fedc__coord_secagg_end(c, r->fold_ok);
+}
+
+/*
+ * POST /v1/stats under secure aggregation: one U32 tensor "masked" of the
+ * session's length, metadata format "fedc-secagg-stats" and round 0,
+ * folded into the sum at once (the vector is small). With a debug folder
+ * it is written there as stats-client-<id>.safetensors.
+ */
+void fedc__coord_secagg_stats_masked(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                                     const uint8_t *body, size_t len) {
+  sa_round *r = stats_session(c);
+  if (r == NULL || r->phase != FEDC_SECAGG_MASKED || r->failed || r->done) {
+    fedc__coord_reject(c, REJECT_stale_round);
+    fedc_http_respond_error(x, 409, "stale_round",
+                            "no statistics session is taking masked statistics");
+    return;
+  }
+  fedc_st_file *f = NULL;
+  const uint32_t *words = NULL;
+  size_t n = 0, want = 0;
+  pthread_mutex_lock(&c->mu);
+  int32_t prog = fedc_secagg_server_party_phase(r->srv, (uint32_t)cl->id);
+  pthread_mutex_unlock(&c->mu);
+  int rc = fedc_st_decode_ex(body, len, FEDC_ST_ALLOW_U32, &f);
+  if (rc == 0) rc = fedc_st_count(f) == 1 ? fedc_st_find_u32(f, "masked", &words, &n) : FEDC_ENOTFOUND;
+  const char *fmt = rc == 0 ? fedc_st_meta_get(f, "format") : NULL;
+  const char *rd = rc == 0 ? fedc_st_meta_get(f, "round") : NULL;
+  want = r->n_words;
+  if (rc != 0 || n != want || fmt == NULL || strcmp(fmt, "fedc-secagg-stats") != 0 || rd == NULL ||
+      strcmp(rd, "0") != 0) {
+    fedc_st_free(f);
+    fedc__coord_reject(c, REJECT_bad_container);
+    fedc_http_respond_error(x, 400, "bad_container",
+                            "masked statistics are one U32 tensor \"masked\" of %zu words, "
+                            "metadata format \"fedc-secagg-stats\" and round \"0\"", want);
+    return;
+  }
+  if (c->secagg->debug_dir[0]) {
+    char path[FEDC_CONFIG_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/stats-client-%d.safetensors", c->secagg->debug_dir,
+             (int)cl->id);
+    FILE *out = fopen(path, "wb");
+    if (out == NULL || fwrite(body, 1, len, out) != len)
+      fedc_log_warn("msg=\"FEDC_SECAGG_DEBUG_DIR: cannot write\" path=\"%s\"", path);
+    if (out) fclose(out);
+  }
+  char err[256];
+  pthread_mutex_lock(&c->mu);
+  rc = prog < (int)FEDC_SECAGG_SHARES
+           ? fedc_error_set(FEDC_EINVAL, "client %d did not share keys in the statistics session",
+                            (int)cl->id)
+           : fedc_secagg_server_add_masked(r->srv, (uint32_t)cl->id, words, n);
+  snprintf(err, sizeof err, "%s", rc ? fedc_error_msg() : "");
+  pthread_mutex_unlock(&c->mu);
+  fedc_st_free(f);
+  if (rc == 0 || rc == FEDC_EDUPLICATE) {
+    if (rc == 0 && party_progress(r, cl->id) < FEDC_SECAGG_MASKED) {
+      party_advance(r, cl->id, FEDC_SECAGG_MASKED);
+      r->counts[FEDC_SECAGG_MASKED]++;
+    }
+    fedc_log_info("client=%d msg=\"masked statistics in\" masked=%d/%d", (int)cl->id,
+                  (int)r->counts[2], (int)r->counts[1]);
+    char ok[64];
+    int k = snprintf(ok, sizeof ok, "{\"accepted\":true,\"duplicate\":%s}",
+                     rc ? "true" : "false");
+    fedc_http_respond(x, 200, "application/json", ok, (size_t)k, NULL);
+    fedc__coord_step(c);
+    return;
+  }
+  fedc__coord_reject(c, rc == FEDC_EINVAL ? REJECT_not_selected : REJECT_stale_round);
+  if (rc == FEDC_EINVAL) fedc_http_respond_error(x, 403, "not_selected", "%s", err);
+  else fedc_http_respond_error(x, 409, "stale_round", "%s", err);
+}
+
 /* ---- status ------------------------------------------------------------------------- */
 
 void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o, int32_t selected) {
@@ -860,10 +1047,11 @@ void fedc__coord_secagg_status(const fedc_coord *c, cJSON *o, int32_t selected) 
   const sa_round *r = sa->cur;
   if (r) {
     cJSON_AddNumberToObject(s, "round", r->round);
+    if (r->stats) cJSON_AddStringToObject(s, "session", "stats");
     cJSON_AddStringToObject(s, "phase", r->failed ? "failed"
                                         : r->done ? "done"
                                                   : fedc_secagg_phase_name(r->phase));
-    cJSON_AddNumberToObject(s, "selected", selected);
+    cJSON_AddNumberToObject(s, "selected", r->stats ? r->n_sel : selected);
     static const char *const cnt[4] = {"advertised", "shared", "masked", "unmasked"};
     for (int p = 0; p < 4; p++) {
       cJSON_AddNumberToObject(s, cnt[p], r->counts[p]);

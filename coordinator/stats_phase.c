@@ -47,6 +47,12 @@ struct coord_stats {
   fedc_stats *sites; /* each site's, for the distance check */
   double first_at;
   double *mean, *std;
+  /* secure aggregation (secagg_pending): a session open, the
+   * gathering start, the survivors and dropouts of the summed session, and
+   * 1 once acc holds the unmasked sum (finish may be retried) */
+  int sa_open, sa_summed;
+  double sa_gather_since, sa_reopen_at;
+  int32_t sa_survivors, sa_dropped;
   uint64_t far_sites, diverged;
   struct {
     int32_t client, round;
@@ -207,6 +213,7 @@ int fedc__coord_stats_start(fedc_coord *c) {
 int fedc__coord_stats_wants(const fedc_coord *c, int32_t client_id) {
   const struct coord_stats *s = c->stats;
   if (s == NULL || s->done) return 0;
+  if (c->secagg) return !s->sa_summed && fedc__coord_secagg_stats_wants(c, client_id);
   for (int32_t i = 0; i < s->n_sites; i++)
     if (s->ids[i] == client_id) return 0;
   return 1;
@@ -236,8 +243,11 @@ static void finish(fedc_coord *c) {
     fedc_log_warn("msg=\"cannot adopt the federation's statistics\" err=\"%s\"", fedc_error_msg());
     return;
   }
-  fedc_log_info("msg=\"federation statistics committed\" sites=%d rows=%lld inputs=%d",
-                (int)s->n_sites, (long long)s->acc.rows, (int)s->acc.d);
+  fedc_log_info("msg=\"federation statistics committed\" sites=%d rows=%lld inputs=%d%s",
+                (int)(s->sa_summed ? s->sa_survivors : s->n_sites), (long long)s->acc.rows,
+                (int)s->acc.d, s->sa_summed ? " secure_aggregation=true" : "");
+  /* under secure aggregation no site's statistics are here: each site
+   * compares itself with the federation (docs/data.md) */
   for (int32_t i = 0; i < s->n_sites; i++) {
     double z;
     int32_t j;
@@ -252,9 +262,100 @@ static void finish(fedc_coord *c) {
   }
 }
 
+/*
+ * Secure aggregation: the sites' statistics are summed in a session of
+ * their own (secagg_rounds.c), never seen one by one. The session opens
+ * with the sites that are there, as a round's selection gathers: when
+ * clients_per_round have joined and poll, or min_clients for a short
+ * gathering time; its parties get the "stats" task. When it is done the
+ * sum of the words is unmasked and read back as statistics (stats_words.c);
+ * minima and maxima are not summed: they stay unknown, or are the declared
+ * clip bounds under DP (the public bounds a DP site reports too). A session
+ * that fails (too few parties left) is dropped and a new one opens after a
+ * pause. Returns 1 when acc holds the federation's sum.
+ */
+static int secagg_pending(fedc_coord *c, double now) {
+  struct coord_stats *s = c->stats;
+  if (s->sa_summed) return 1;
+  size_t words = fedc_stats_n_words(s->acc.d, s->acc.n_classes);
+  if (!s->sa_open) {
+    if (now < s->sa_reopen_at) return 0;
+    int32_t *ids = fedc_malloc_array((size_t)c->n_clients + 1, sizeof *ids);
+    if (ids == NULL) return 0;
+    int32_t n = 0;
+    double span = c->cfg.server_poll_s + 5.0;
+    for (int32_t i = 0; i < c->n_clients && n < c->cfg.clients_per_round; i++) {
+      const coord_client *cl = &c->clients[i];
+      if (cl->revoked || !cl->joined || cl->declined) continue;
+      if (cl->poll || now - cl->last_seen <= span) ids[n++] = cl->id;
+    }
+    if (n < c->cfg.min_clients || n < 2) s->sa_gather_since = 0;
+    else if (s->sa_gather_since == 0) s->sa_gather_since = now;
+    int go = n >= 2 && (n >= c->cfg.clients_per_round ||
+                        (s->sa_gather_since > 0 &&
+                         now - s->sa_gather_since >= fmin(2.0, c->cfg.round_timeout_s / 4.0)));
+    if (go && fedc__coord_secagg_stats_open(c, ids, n, words) != 0) {
+      fedc_log_warn("msg=\"cannot open the statistics session\" err=\"%s\"", fedc_error_msg());
+      go = 0;
+      s->sa_reopen_at = now + 1.0;
+    }
+    fedc_free(ids);
+    if (!go) return 0;
+    s->sa_open = 1;
+    s->sa_gather_since = 0;
+    fedc_log_info("msg=\"statistics session opened (secure aggregation)\" sites=%d words=%zu",
+                  (int)n, words);
+    for (int32_t i = 0; i < c->n_clients; i++)
+      if (c->clients[i].poll && fedc__coord_stats_wants(c, c->clients[i].id))
+        fedc__coord_answer_poll(c, &c->clients[i]);
+    return 0;
+  }
+  int st = fedc__coord_secagg_stats_step(c, now);
+  if (st == 0) return 0;
+  uint32_t *sum = st > 0 ? fedc_malloc_array(words, sizeof *sum) : NULL;
+  fedc_stats got = {0};
+  int rc = st < 0 ? FEDC_EQUORUM
+           : sum == NULL
+               ? fedc_error_set(FEDC_ENOMEM, "out of memory")
+               : fedc__coord_secagg_stats_sum(c, sum, words, &s->sa_survivors, &s->sa_dropped);
+  if (rc == 0) rc = fedc_stats_from_words(sum, s->acc.d, s->acc.n_classes, &got);
+  fedc_free(sum);
+  if (rc == 0 && got.rows < 1 && s->schema.noise_multiplier == 0)
+    rc = fedc_error_set(FEDC_EFORMAT, "the summed statistics have no rows");
+  if (rc != 0 && got.d) fedc_stats_free(&got);
+  if (rc != 0) {
+    fedc_log_warn("msg=\"statistics session failed; opening another\" err=\"%s\"",
+                  st < 0 ? "too few sites left in the secure aggregation session" : fedc_error_msg());
+    fedc__coord_secagg_stats_end(c);
+    s->sa_open = 0;
+    s->sa_reopen_at = now + fmin(2.0, c->cfg.round_timeout_s / 4.0);
+    return 0;
+  }
+  for (int32_t j = 0; j < got.d; j++) {
+    double lo, hi;
+    fedc_schema_input_bounds(&s->schema, j, &lo, &hi);
+    if (s->schema.noise_multiplier > 0 && got.count[j] > 0) {
+      got.min[j] = lo;
+      got.max[j] = hi;
+    }
+  }
+  fedc_stats_free(&s->acc);
+  s->acc = got;
+  s->sa_summed = 1;
+  fedc_log_info("msg=\"statistics summed under secure aggregation\" sites=%d dropped=%d "
+                "rows=%lld", (int)s->sa_survivors, (int)s->sa_dropped, (long long)got.rows);
+  fedc__coord_secagg_stats_end(c);
+  s->sa_open = 0;
+  return 1;
+}
+
 int fedc__coord_stats_pending(fedc_coord *c, double now) {
   struct coord_stats *s = c->stats;
   if (s == NULL || s->done) return 0;
+  if (c->secagg) {
+    if (secagg_pending(c, now)) finish(c);
+    return !s->done;
+  }
   if (s->n_sites >= c->cfg.clients_per_round ||
       (s->n_sites >= c->cfg.min_clients && s->first_at > 0 &&
        now - s->first_at >= c->cfg.round_timeout_s))
@@ -314,6 +415,10 @@ void fedc__coord_stats_handle(fedc_coord *c, fedc_http_exchange *x,
     fedc_http_respond_error(x, 404, "not_found", "this job has no schema: no %s", req->path);
     return;
   }
+  if (!is_warn && c->secagg) { /* the masked words of the statistics session */
+    fedc__coord_secagg_stats_masked(c, x, cl, req->body, req->body_len);
+    return;
+  }
   char *text = body_text(req);
   if (text == NULL) {
     fedc_http_respond_error(x, 503, "unavailable", "out of memory");
@@ -324,17 +429,24 @@ void fedc__coord_stats_handle(fedc_coord *c, fedc_http_exchange *x,
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "kind");
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "round");
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "detail");
-    if (!cJSON_IsString(k) || strcmp(k->valuestring, "diverged") != 0 || !cJSON_IsNumber(r)) {
+    /* "far": a site's own comparison with the federation's statistics,
+     * under secure aggregation (the coordinator has no site's to compare) */
+    int far = cJSON_IsString(k) && strcmp(k->valuestring, "far") == 0;
+    if (!cJSON_IsString(k) || (strcmp(k->valuestring, "diverged") != 0 && !far) ||
+        !cJSON_IsNumber(r)) {
       fedc__coord_reject(c, REJECT_bad_request);
-      fedc_http_respond_error(x, 400, "bad_request", "a warning is {\"kind\": \"diverged\", "
-                              "\"round\": r, \"detail\": text}");
+      fedc_http_respond_error(x, 400, "bad_request", "a warning is {\"kind\": \"diverged\" or "
+                              "\"far\", \"round\": r, \"detail\": text}");
     } else {
       char detail[128];
       snprintf(detail, sizeof detail, "%s",
-               cJSON_IsString(d) ? d->valuestring : "training loss diverged; update withheld");
+               cJSON_IsString(d) ? d->valuestring
+               : far             ? "this site's data is far from the federation's"
+                                 : "training loss diverged; update withheld");
       for (char *p = detail; *p; p++)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 32) *p = ' ';
-      fedc__coord_stats_warn(c, cl->id, (int32_t)r->valuedouble, "diverged", detail);
+      fedc__coord_stats_warn(c, cl->id, (int32_t)r->valuedouble, far ? "far" : "diverged",
+                             detail);
       reply_ok(x, 0);
     }
     cJSON_Delete(o);
@@ -417,7 +529,11 @@ void fedc__coord_stats_status(const fedc_coord *c, struct cJSON *root) {
   cJSON *o = cJSON_AddObjectToObject(root, "statistics");
   if (o == NULL) return;
   cJSON_AddStringToObject(o, "phase", s->done ? "done" : "collecting");
-  cJSON_AddNumberToObject(o, "sites", s->n_sites);
+  cJSON_AddNumberToObject(o, "sites", s->sa_summed ? s->sa_survivors : s->n_sites);
+  if (c->secagg) {
+    cJSON_AddBoolToObject(o, "secure_aggregation", 1);
+    if (s->sa_summed) cJSON_AddNumberToObject(o, "dropped", s->sa_dropped);
+  }
   cJSON_AddNumberToObject(o, "rows", (double)s->acc.rows);
   cJSON *lc = cJSON_AddArrayToObject(o, "label_counts");
   for (int32_t k = 0; lc && s->done && k < s->acc.n_classes; k++)

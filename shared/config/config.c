@@ -1517,14 +1517,6 @@ static int check_coordinator(const fedc_config *c) {
                           "to standardize; declare a schema ([data] features or schema_from) and "
                           "every site standardizes with the federation's statistics",
                           origin_of(c, "data", "standardize"));
-  if (schema && c->secagg)
-    return fedc_error_set(FEDC_ECONFIG,
-                          "%s: [privacy] secure_aggregation = true with a schema (%s): the "
-                          "statistics phase does not go through secure aggregation yet (it sums "
-                          "32-bit words of a round's model; the statistics are 128-bit integers "
-                          "and minima and maxima); drop one of them",
-                          origin_of(c, "privacy", "secure_aggregation"),
-                          origin_of(c, "data", c->features[0] ? "features" : "schema_from"));
   if (c->model_type == FEDC_MODEL_TENSORS) goto common; /* check_tensors */
   if (c->inputs < 1 && !schema)
     return fedc_error_set(FEDC_ECONFIG,

@@ -317,8 +317,12 @@ int fedc_client_task_parse(const char *json, size_t len, fedc_client_task *out) 
       rc = fedc_error_set(FEDC_EFORMAT, "task: \"model_sha256\" is not %d hex digits",
                           FEDC_CLIENT_SHA_HEX);
     if (rc == 0) rc = json_num(root, "task", "deadline_s", -1e9, 0, 1e9, 0, 1, &out->deadline_s);
+  }
+  /* a train task's round, or a stats task's statistics session, under
+   * secure aggregation */
+  if (rc == 0 && (train || out->action == FEDC_CLIENT_TASK_STATS)) {
     const cJSON *sa = cJSON_GetObjectItemCaseSensitive(root, "secagg");
-    if (rc == 0 && sa && !cJSON_IsBool(sa))
+    if (sa && !cJSON_IsBool(sa))
       rc = fedc_error_set(FEDC_EFORMAT, "task: \"secagg\" is not true or false");
     out->secagg = rc == 0 && cJSON_IsTrue(sa);
   }

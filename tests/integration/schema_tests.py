@@ -248,6 +248,139 @@ def test_breast_cancer():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bc_split(tmp):
+    """The breast-cancer sites of test_breast_cancer (same split and column orders)."""
+    data = load_breast_cancer()
+    names = [n.replace(" ", "_") for n in data.feature_names]
+    X, y = data.data, data.target
+    ids = np.arange(1000, 1000 + len(y))
+    Xtr, Xte, ytr, yte, idtr, idte = train_test_split(X, y, ids, test_size=0.2, random_state=0,
+                                                      stratify=y)
+    rng = np.random.default_rng(3)
+    sites = split_sites(ytr, rng, [(33, 187), (105, 45)])
+    paths = []
+    for k, idx in enumerate(sites):
+        p = os.path.join(tmp, f"site-{k + 1}.csv")
+        write_csv(p, names, Xtr[idx], ytr[idx], "target", list(rng.permutation(len(names))),
+                  idtr[idx])
+        paths.append(p)
+    test_csv = os.path.join(tmp, "test.csv")
+    write_csv(test_csv, names, Xte, yte, "target", list(rng.permutation(len(names))), idte)
+    return names, paths, test_csv, [ytr[idx] for idx in sites]
+
+
+SECURE_DATA = "\n[privacy]\nsecure_aggregation = true\n"
+EXACT_KEYS = ("rows", "count", "missing", "sum", "sumsq", "label_counts", "mean", "std")
+
+
+def test_statistics_secure_aggregation():
+    """The statistics phase through secure aggregation (mutual TLS, loopback): the committed
+    statistics equal those without it in every integer (min and max unknown, null), the
+    coordinator's dump of what it received holds no site's plain statistics, the job trains to
+    the same accuracy band; one site killed after sharing its keys in the statistics session
+    is tolerated (the survivors' statistics are committed)."""
+    need_sklearn()
+    tmp = harness.tempfile.mkdtemp(prefix="fedc-bcsa-")
+    names, paths, test_csv, site_y = bc_split(tmp)
+    data = f"features = {','.join(names)}\nlabel = target\nexclude = id\ntest = {test_csv}\n"
+    kw = dict(extra_model="l2 = 0.002", train="epochs = 1\nbatch_size = 16\nlr = 0.1")
+    rounds = 15
+    runs = {}
+    for secure in (False, True):
+        job = SchemaJob("bcsa" if secure else "bcplain", paths,
+                        data + (SECURE_DATA if secure else ""), "logreg", rounds=rounds, **kw)
+        debug = os.path.join(job.dir, "masked")
+        os.mkdir(debug)
+        try:
+            job.allow_all()
+            job.start_coordinator(env={"FEDC_SECAGG_DEBUG_DIR": debug} if secure else None)
+            clients = [job.start_client(k) for k in range(1, 4)]
+            job.wait_for(lambda: job.status() and job.status().get("state") == "finished", 240,
+                         "the job to finish")
+            for p in clients:
+                p.wait(timeout=30)
+            st = job.status()
+            with job.db() as con:
+                stats = json.loads(con.execute(
+                    "SELECT value FROM job_texts WHERE name='stats'").fetchone()[0])
+            runs[secure] = dict(stats=stats, acc=st["rounds"][-1]["test_acc"], status=st)
+            if secure:
+                assert st["statistics"].get("secure_aggregation") is True, st["statistics"]
+                assert st["secagg"]["last"]["committed"], st["secagg"]
+                ids = job.client_ids()
+                dumps = sorted(os.listdir(debug))
+                assert [d for d in dumps if d.startswith("stats-client-")], dumps
+                for k in range(1, 4):
+                    cid = ids[job.fingerprint(k)]
+                    with open(os.path.join(debug, f"stats-client-{cid}.safetensors"), "rb") as f:
+                        words, meta = read_u32(f.read())
+                    assert meta.get("format") == "fedc-secagg-stats", meta
+                    small = sum(1 for w in words if w < 1 << 16)
+                    rows = sum(int(words[i]) << (16 * i) for i in range(8)) % (1 << 128)
+                    # plain limbs are all below 2^16 and the first eight give the row count
+                    assert small <= len(words) // 50 and rows != len(site_y[k - 1]), (small, rows)
+                print(f"    masked statistics: {len(words)} words a site; below 2^16 in the "
+                      f"last dump: {small} (plain: all)", flush=True)
+        finally:
+            job.close()
+    plain, sec = runs[False]["stats"], runs[True]["stats"]
+    for key in EXACT_KEYS:
+        assert plain[key] == sec[key], (key, plain[key], sec[key])
+    assert all(v is None for v in sec["min"] + sec["max"]), (sec["min"], sec["max"])
+    assert all(v is not None for v in plain["min"]), plain["min"]
+    a0, a1 = runs[False]["acc"], runs[True]["acc"]
+    FIGURES["statistics_secagg"] = dict(plain_acc=a0, secure_acc=a1)
+    print(f"    statistics identical with and without secure aggregation; accuracy after "
+          f"{rounds} rounds {a0:.4f} plain, {a1:.4f} secure", flush=True)
+    assert abs(a0 - a1) <= 0.02, (a0, a1)
+
+    # a site killed after sharing its keys in the statistics session
+    job = SchemaJob("bcdrop", paths, data + SECURE_DATA, "logreg", rounds=1,
+                    round_timeout_s=6, min_clients=2, **kw)
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        procs = {k: job.start_client(k, env={"FEDC_TEST_SECAGG_STALL_S": "120"} if k == 2 else None)
+                 for k in range(1, 4)}
+        ids = job.wait_for(lambda: len(job.client_ids()) == 3 and job.client_ids(), 20,
+                           "3 clients in the store")
+        victim = ids[job.fingerprint(2)]
+
+        def shared():
+            sa = (job.status() or {}).get("secagg") or {}
+            return sa.get("session") == "stats" and victim in sa.get("shared_ids", []) and sa
+        job.wait_for(shared, 40, "the victim to share its keys in the statistics session")
+        procs[2].send_signal(signal.SIGKILL)
+        procs[2].wait()
+        job.wait_for(lambda: (job.status() or {}).get("statistics", {}).get("phase") == "done",
+                     40, "the statistics to be committed without the victim")
+        s = job.status()["statistics"]
+        want = [int((site_y[0] == c).sum() + (site_y[2] == c).sum()) for c in (0, 1)]
+        assert s["sites"] == 2 and s["dropped"] == 1 and s["label_counts"] == want, s
+        assert s["rows"] == len(site_y[0]) + len(site_y[2]), s
+        print(f"    one site killed after sharing keys: statistics of the other two committed "
+              f"({s['rows']} rows)", flush=True)
+    finally:
+        job.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_u32(blob):
+    """(words, metadata) of a container with one U32 tensor "masked"."""
+    import array
+    import struct
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    assert list(header) == ["masked"] and header["masked"]["dtype"] == "U32", header
+    a, b = header["masked"]["data_offsets"]
+    words = array.array("I")
+    words.frombytes(blob[8 + n + a:8 + n + b])
+    if sys.byteorder != "little":
+        words.byteswap()
+    return words, meta
+
+
 def test_diabetes():
     need_sklearn()
     d = load_diabetes(scaled=False)
@@ -636,7 +769,7 @@ def test_dp_statistics():
 
 
 def test_refused_combinations():
-    """Per-site standardize, coordinator standardize, schema with secure aggregation or DP."""
+    """Per-site standardize, coordinator standardize, schema with DP and no clip bounds, bad clip and class labels."""
     tmp = harness.tempfile.mkdtemp(prefix="fedc-cfg-")
     paths = []
     for k in (1,):
@@ -647,7 +780,6 @@ def test_refused_combinations():
                     "exclude = id\ntest =\n", "logreg", rounds=2)
     try:
         cases = [("data.standardize=true", "the coordinator has no training data"),
-                 ("privacy.secure_aggregation=true", "does not go through secure aggregation"),
                  ("privacy.noise_multiplier=1.0", "[data] clip: feature 'a' has no bounds"),
                  ("data.clip=a:0:10,c:0:1", "'c' is categorical"),
                  ("data.class_labels=x|y|z", "[data] class_labels names 3 classes; [model] type = logreg has 2")]
@@ -668,7 +800,7 @@ def main():
     s = Suite("schema")
     tests = [test_refused_combinations, test_dp_statistics, test_string_labels, test_bad_schema_cases, test_restart_keeps_statistics,
              test_diverged_site_warned, test_sim_schema,
-             test_breast_cancer, test_diabetes]
+             test_breast_cancer, test_statistics_secure_aggregation, test_diabetes]
     only = sys.argv[1:]
     for t in tests:
         if not only or t.__name__ in only:
