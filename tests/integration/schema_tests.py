@@ -322,7 +322,7 @@ def test_statistics_secure_aggregation():
                 print(f"    masked statistics: {len(words)} words a site; below 2^16 in the "
                       f"last dump: {small} (plain: all)", flush=True)
         finally:
-            job.close()
+            job.close(keep=bool(os.environ.get("FEDC_KEEP")))
     plain, sec = runs[False]["stats"], runs[True]["stats"]
     for key in EXACT_KEYS:
         assert plain[key] == sec[key], (key, plain[key], sec[key])
@@ -334,16 +334,25 @@ def test_statistics_secure_aggregation():
           f"{rounds} rounds {a0:.4f} plain, {a1:.4f} secure", flush=True)
     assert abs(a0 - a1) <= 0.02, (a0, a1)
 
-    # a site killed after sharing its keys in the statistics session
-    job = SchemaJob("bcdrop", paths, data + SECURE_DATA, "logreg", rounds=1,
-                    round_timeout_s=6, min_clients=2, **kw)
+    # a site killed after sharing its keys in the statistics session: four sites (site 3's
+    # rows split in two), as with three every party's two neighbours must both answer (the
+    # Shamir threshold is a strict majority) and no dropout can be recovered within a session
+    with open(paths[2]) as f:
+        lines = f.readlines()
+    half = 1 + (len(lines) - 1) // 2
+    four = paths[:2] + [os.path.join(tmp, "site-3a.csv"), os.path.join(tmp, "site-4.csv")]
+    for path, part in ((four[2], lines[1:half]), (four[3], lines[half:])):
+        with open(path, "w") as f:
+            f.writelines([lines[0]] + part)
+    job = SchemaJob("bcdrop", four, data + SECURE_DATA, "logreg", rounds=1,
+                    round_timeout_s=6, min_clients=3, **kw)
     try:
         job.allow_all()
         job.start_coordinator()
         procs = {k: job.start_client(k, env={"FEDC_TEST_SECAGG_STALL_S": "120"} if k == 2 else None)
-                 for k in range(1, 4)}
-        ids = job.wait_for(lambda: len(job.client_ids()) == 3 and job.client_ids(), 20,
-                           "3 clients in the store")
+                 for k in range(1, 5)}
+        ids = job.wait_for(lambda: len(job.client_ids()) == 4 and job.client_ids(), 20,
+                           "4 clients in the store")
         victim = ids[job.fingerprint(2)]
 
         def shared():
@@ -356,10 +365,10 @@ def test_statistics_secure_aggregation():
                      40, "the statistics to be committed without the victim")
         s = job.status()["statistics"]
         want = [int((site_y[0] == c).sum() + (site_y[2] == c).sum()) for c in (0, 1)]
-        assert s["sites"] == 2 and s["dropped"] == 1 and s["label_counts"] == want, s
+        assert s["sites"] == 3 and s["dropped"] == 1 and s["label_counts"] == want, s
         assert s["rows"] == len(site_y[0]) + len(site_y[2]), s
-        print(f"    one site killed after sharing keys: statistics of the other two committed "
-              f"({s['rows']} rows)", flush=True)
+        print(f"    one of four sites killed after sharing keys: the session recovered, the "
+              f"other three's statistics committed ({s['rows']} rows)", flush=True)
     finally:
         job.close()
         shutil.rmtree(tmp, ignore_errors=True)
