@@ -256,8 +256,9 @@ static int write_config(FILE *f, const table *t, const char *data, int job_only)
         "; noise_multiplier = 1.0  ; DP-FedAvg (sites clip, the sum gets noise); with a\n"
         ";                         ; schema it needs [data] clip = col:lo:hi,... for\n"
         ";                         ; every numeric feature (docs/data.md, docs/privacy.md)\n"
-        "; secure_aggregation = true ; masked sums: refused with a schema today, since\n"
-        ";                           ; the statistics phase does not go through it\n",
+        "; secure_aggregation = true ; masked sums: the coordinator sees only the sum of\n"
+        ";                           ; the sites' statistics and of their updates (no\n"
+        ";                           ; minima or maxima); not with noise_multiplier\n",
         f);
   if (!job_only)
     fputs("\n[server]\n"

@@ -59,7 +59,7 @@ def federated(path):
 fails = 0
 fed = {}
 print(f"{'model':10} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
-for kind in ("logreg-dp", "logreg", "mlp"):
+for kind in ("logreg-dp", "logreg-sa", "mlp"):
     fa, facc = fed[kind] = federated(os.path.join(w, f"{kind}-pred.csv"))
     pc = central[kind.split("-")[0]].predict_proba(sc.transform(Xn))[:, 1]
     ca, cacc = roc_auc_score(yn, pc), accuracy_score(yn, pc >= 0.5)
@@ -72,8 +72,8 @@ for kind in ("logreg-dp", "logreg", "mlp"):
     if ca - fa > 0.02:
         print(f"FAILED: {kind}: federated AUC {fa:.4f} more than 0.02 below centralized {ca:.4f}")
         fails += 1
-print(f"the cost of DP: ROC AUC {fed['logreg-dp'][0] - fed['logreg'][0]:+.4f}, "
-      f"accuracy {fed['logreg-dp'][1] - fed['logreg'][1]:+.4f} (logreg-dp against logreg)")
+print(f"the cost of DP: ROC AUC {fed['logreg-dp'][0] - fed['logreg-sa'][0]:+.4f}, "
+      f"accuracy {fed['logreg-dp'][1] - fed['logreg-sa'][1]:+.4f} (logreg-dp against logreg-sa)")
 st = json.load(open(os.path.join(w, "status1.json")))
 ev = st.get("eval") or {}
 best = ev.get("best") if isinstance(ev, dict) else None
