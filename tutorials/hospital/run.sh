@@ -110,7 +110,7 @@ CLIP="$CLIP,worst_concave_points:0:0.4,worst_symmetry:0:1,worst_fractal_dimensio
 sed "s/^label = malignant.*/&\nclip = $CLIP/" coord/logreg.ini > coord/logreg-dp.ini
 printf '\n[privacy]\nnoise_multiplier = 1.0\nclip_norm = 1.0\ndelta = 0.00001\n' >> coord/logreg-dp.ini
 { cat coord/logreg.ini; printf '\n[privacy]\nsecure_aggregation = true\n'; } > coord/logreg-sa.ini
-grep -A1 '^\[privacy\]' coord/logreg-dp.ini coord/logreg-sa.ini
+tail -n 2 coord/logreg-sa.ini
 
 step "7. Submit the DP job and watch it"
 (cd coord && fedc-coordinator --config coordinator.ini submit logreg-dp.ini --name logreg-dp) || exit 1
