@@ -46,10 +46,18 @@
  * (docs/privacy.md, "A client that reveals wrong shares"); the round
  * commits when the other shares suffice.
  *
+ * A job with a schema runs one more session before round 1, the
+ * statistics session (stats_phase.c drives it; "the statistics session"
+ * below): the same protocol object and exchanges with round number 0, its
+ * own parties, a vector of limb words summed unweighted, and the masked
+ * words arriving on POST /v1/stats; it is unmasked on the loop thread (a
+ * few thousand words).
+ *
  * Test hook: with a debug folder (fedc_coordinator_params
  * secagg_debug_dir; fedc-coordinator takes it from FEDC_SECAGG_DEBUG_DIR),
  * the coordinator writes every masked update it receives there as
- * round-<r>-client-<id>.safetensors, to show what it saw.
+ * round-<r>-client-<id>.safetensors (the statistics session's as
+ * stats-client-<id>.safetensors), to show what it saw.
  */
 #include <math.h>
 #include <stdio.h>

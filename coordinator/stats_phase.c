@@ -14,9 +14,15 @@
  * used to standardize the coordinator's test set. After a restart it is read
  * back, and no site is asked again.
  *
+ * Under secure aggregation the sites' statistics are never seen one by
+ * one: a secure-aggregation session of their own (secagg_pending below,
+ * secagg_rounds.c) sums them as 16-bit limb words, and the unmasked sum is
+ * committed as above, with minima and maxima unknown.
+ *
  * Warnings: a site far from the federation (an input's site mean more than
  * FAR_Z federation standard deviations away) is counted when the phase
- * closes; a site whose local training diverged withholds its update and
+ * closes (under secure aggregation the site finds it and reports it with
+ * POST /v1/warn {"kind": "far"}); a site whose local training diverged withholds its update and
  * says so with POST /v1/warn {"kind": "diverged", "round": r}. Both are
  * counted for /metrics and listed in /v1/status.
  */

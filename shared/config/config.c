@@ -254,7 +254,8 @@ static const key_def keys[] = {
      "budget."},
     {"privacy", "secure_aggregation", T_BOOL, M(secagg), 0, 0, 0, NULL, "false",
      "Secure aggregation: the coordinator learns only the sum of the masked "
-     "updates."},
+     "updates (and, in a job with a schema, of the sites' statistics; no minima or "
+     "maxima). Not with noise_multiplier or norm_bound."},
     {"privacy", "secagg_threshold", T_DOUBLE, M(secagg_threshold), 0, 1,
      MINMAX | MIN_OPEN, NULL, "0.6",
      "Secure aggregation: fraction of a client's neighbours needed to "
