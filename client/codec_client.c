@@ -236,3 +236,49 @@ int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t rou
   cc->file_round = round;
   return 0;
 }
+
+/* The layout's tensors of view v into out (n floats), by name. */
+static int flatten(const fedc_client_st_view *v, const fedc_client_tensor *layout,
+                   size_t n_layout, size_t n, float *out, const char *what) {
+  size_t filled = 0;
+  for (size_t i = 0; i < n_layout; i++) {
+    const fedc_client_tensor *lt = &layout[i];
+    const fedc_client_st_entry *e = NULL;
+    for (size_t j = 0; j < v->n && e == NULL; j++)
+      if (strcmp(v->t[j].name, lt->name) == 0) e = &v->t[j];
+    if (e == NULL || e->code != FEDC_ST_F32 || e->count != lt->count || lt->offset + lt->count > n)
+      return fedc_error_set(FEDC_EFORMAT, "compressed update: the %s has no F32 tensor %s of %zu "
+                                          "values",
+                            what, lt->name, lt->count);
+    memcpy(out + lt->offset, e->data, lt->count * sizeof(float));
+    filled += lt->count;
+  }
+  if (filled != n)
+    return fedc_error_set(FEDC_EFORMAT, "compressed update: the layout covers %zu of %zu weights",
+                          filled, n);
+  return 0;
+}
+
+/*
+ * train_st's round: x from the model's bytes, w from the update's, both
+ * in the layout's order, so the body is the one the built-in path would
+ * make from the same weights (begin's x, then encode's w); w is scratch.
+ */
+int fedc__client_codec_encode_st(fedc_client_codec *cc, const fedc_client_st_view *model,
+                                 const fedc_client_st_view *update,
+                                 const fedc_client_tensor *layout, size_t n_layout, int32_t round,
+                                 int64_t num_samples, double train_loss, uint8_t **out,
+                                 size_t *out_len) {
+  *out = NULL;
+  *out_len = 0;
+  float *w = fedc_malloc_array(cc->n ? cc->n : 1, sizeof(float));
+  if (w == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  int rc = flatten(model, layout, n_layout, cc->n, cc->x, "round's model");
+  if (rc == 0) rc = flatten(update, layout, n_layout, cc->n, w, "trainer's update");
+  if (rc == 0) {
+    cc->round = round;
+    rc = fedc__client_codec_encode(cc, w, round, num_samples, train_loss, out, out_len);
+  }
+  fedc_free(w);
+  return rc;
+}

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client.h"
+
 typedef struct fedc_client_codec fedc_client_codec;
 
 /*
@@ -29,5 +31,18 @@ void fedc__client_codec_begin(fedc_client_codec *cc, int32_t round, const float 
 int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t round,
                               int64_t num_samples, double train_loss, uint8_t **out,
                               size_t *out_len);
+
+/*
+ * A round trained through train_st (a trainer that takes the model's
+ * bytes) in a dense compressed job: the round's model and the trainer's
+ * update (views already checked for the same layout) flattened in the
+ * job's layout order (every tensor F32), begun and encoded as above.
+ * FEDC_EFORMAT when a layout tensor is missing or not F32.
+ */
+int fedc__client_codec_encode_st(fedc_client_codec *cc, const fedc_client_st_view *model,
+                                 const fedc_client_st_view *update,
+                                 const fedc_client_tensor *layout, size_t n_layout, int32_t round,
+                                 int64_t num_samples, double train_loss, uint8_t **out,
+                                 size_t *out_len);
 
 #endif

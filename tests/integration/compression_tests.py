@@ -10,7 +10,15 @@ round 2 and started again: it says it restored its residual, and the
 residual in its [client] state_dir at the end is exactly what error
 feedback over every round it trained gives, replayed here from its kept
 weights, the global models and the entries it sent - a residual lost in
-the restart would differ."""
+the restart would differ. External trainers ([trainer] command, the
+numpy trainer of tests/integration/trainers/ under /usr/bin/python3): a
+topk_bf16 job with one built-in site and two external ones; every site's
+body is the compressed delta from the global model (the same check of the
+committed models), each external site keeps its residual file, and its
+kept body is the encoding of its trainer's own weights against the global
+model (the residual replayed from the trainer's kept updates); one of the
+two goes through the trainer interface's train_st (bytes in, bytes out),
+the other through train (a weight vector)."""
 import array
 import glob
 import hashlib
@@ -21,10 +29,16 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Job, Suite, flat, read_safetensors  # noqa: E402
+from harness import BIN, ROOT, Job, Skip, Suite, flat, read_safetensors  # noqa: E402
 
 SIZES = [300, 400, 500]
-INT8, TOPK = 3, 4
+INT8, TOPK, TOPK_BF16 = 3, 4, 5
+PY = "/usr/bin/python3"
+TRAINER = os.path.join(ROOT, "tests/integration/trainers/numpy_trainer.py")
+
+
+def bf16(bits16):
+    return struct.unpack("<f", struct.pack("<I", bits16 << 16))[0]
 
 
 def f32(v):
@@ -57,6 +71,15 @@ def decode(body, x):
             if i < n:
                 d[i] = struct.unpack("<f", struct.pack("<I", bits))[0]
                 entries.append((i, bits))
+    elif codec == TOPK_BF16:
+        nb = (n + 7) // 8
+        assert len(p) == nb + 2 * k, (len(p), nb, k)
+        idx = [i for i in range(n) if p[i // 8] >> (i % 8) & 1]
+        assert len(idx) == k
+        for j, i in enumerate(idx):
+            v = struct.unpack_from("<H", p, nb + 2 * j)[0]
+            d[i] = bf16(v)
+            entries.append((i, v))
     else:
         raise AssertionError(f"codec {codec}")
     w = array.array("f", (x[i] + d[i] for i in range(n)))  # float32 sums, as the C code
@@ -76,13 +99,19 @@ def fedavg(updates):
     return array.array("f", (float(a) * scale for a in acc))
 
 
-def start_client(job, k, state):
+def start_client(job, k, state, external=False, env=None):
     ini = job.client_ini(k)
     with open(ini, "a") as f:
         f.write(f"state_dir = {state}\n")
+        if external:  # the numpy trainer, keeping its own updates beside the client's
+            data = os.path.join(job.dir, "data", f"client-{k}")
+            keep = os.path.join(job.dir, f"trainer-{k}")
+            os.makedirs(keep, exist_ok=True)
+            f.write(f"[trainer]\ncommand = PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data} "
+                    f"--keep {keep}\ntimeout_s = 60\n")
     log = open(os.path.join(job.dir, f"client-{k}.log"), "ab")
     p = subprocess.Popen([os.path.join(BIN, "fedc-client"), "--config", ini], stdout=log,
-                         stderr=log)
+                         stderr=log, env=dict(os.environ, **(env or {})))
     job.procs.append(p)
     return p
 
@@ -171,7 +200,62 @@ def test_topk_restarted_client_keeps_its_residual():
         job.close()
 
 
+def test_external_trainers_send_compressed_deltas():
+    if subprocess.run([PY, "-c", "import numpy"], capture_output=True).returncode != 0:
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    rounds = 3
+    job = Job("ext", 3, sizes=SIZES, rounds=rounds, round_timeout_s=60,
+              extra="[strategy]\ncompression = topk_bf16\ntopk_fraction = 0.1\n")
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        # site 3's rounds go through the trainer's train_st (the model's bytes in,
+        # the update's bytes out), as a library trainer without train does
+        ps = [start_client(job, k, os.path.join(job.dir, f"state-{k}"), external=k > 1,
+                           env={"FEDC_TEST_TRAINER_ST": "1"} if k == 3 else None)
+              for k in (1, 2, 3)]
+        for k, p in enumerate(ps, 1):
+            assert p.wait(timeout=180) == 0, open(os.path.join(job.dir, f"client-{k}.log")).read()
+        ckpt = check_models(job, rounds)
+        for k in (2, 3):
+            log = open(os.path.join(job.dir, f"client-{k}.log")).read()
+            assert "updates compressed" in log, f"client {k} did not compress"
+            (path,) = glob.glob(os.path.join(job.dir, f"state-{k}", "topk-*.safetensors"))
+            # the trainer's own weights, encoded against the global model: replay
+            # error feedback from what the trainer wrote, round by round
+            e = None
+            for r in range(1, rounds + 1):
+                x = flat(read_safetensors(ckpt[r - 1][0])[0])
+                mine = open(os.path.join(job.dir, f"trainer-{k}", f"round-{r}.safetensors"),
+                            "rb").read()
+                w = flat(read_safetensors(mine)[0])
+                body = open(os.path.join(job.dir, f"updates-{k}", f"round-{r}.coded"), "rb").read()
+                _, codec, _, entries, _ = decode(body, x)
+                assert codec == TOPK_BF16
+                e = e or array.array("f", [0.0]) * len(x)
+                for i in range(len(e)):
+                    e[i] = e[i] + f32(w[i] - x[i])
+                for i, v in entries:  # sent as bfloat16: the rounding stays behind
+                    e[i] = f32(e[i] - bf16(v))
+            tensors, meta = read_safetensors(open(path, "rb").read())
+            assert meta["round"] == str(rounds), meta
+            assert tensors["residual"][1].tobytes() == e.tobytes(), \
+                f"client {k}: the residual is not error feedback over its trainer's updates"
+        body = open(os.path.join(job.dir, "updates-2", "round-1.coded"), "rb").read()
+        plain = os.path.getsize(os.path.join(job.dir, "trainer-2", "round-1.safetensors"))
+        print(f"       external sites: topk_bf16 body {len(body)} bytes, the trainer's float32 "
+              f"update {plain} bytes ({plain / len(body):.1f}x); {rounds} committed models "
+              f"bit-identical to the recomputation; residuals replayed from the trainers' updates")
+        assert plain / len(body) > 3
+    finally:
+        for p in job.procs:  # SIGTERM first: a client stops its trainer's process group
+            if p.poll() is None:
+                p.terminate()
+        job.close()
+
+
 suite = Suite("compression")
 suite.run(test_int8_models_are_the_decoded_fedavg)
 suite.run(test_topk_restarted_client_keeps_its_residual)
+suite.run(test_external_trainers_send_compressed_deltas)
 suite.finish()
