@@ -1198,6 +1198,25 @@ static int write_atomic(const char *path, const uint8_t *buf, size_t len) {
 }
 
 /*
+ * A tensor job's codec, made at its first round here, when the model's
+ * size is known (a dense job's is made at join); none when the job does
+ * not compress. A compressed tensor job carries F32 tensors only (its
+ * coordinator refuses others at start).
+ */
+static int tensor_codec(fedc_client *c, const fedc_client_st_view *model) {
+  size_t n = fedc__client_codec_st_count(model);
+  int rc = fedc__client_codec_new(c->job_json, c->state_dir, c->job.id, c->job.seed,
+                                  (int32_t)c->job.client_id, n, &c->codec);
+  if (rc == 0 && c->codec != NULL && n == 0) {
+    fedc__client_codec_free(c->codec);
+    c->codec = NULL;
+    rc = fedc_error_set(FEDC_EFORMAT, "the job compresses its updates, but its model has a "
+                                      "tensor that is not F32");
+  }
+  return rc;
+}
+
+/*
  * train_st on the round's model as sent; the update it returns is checked
  * against that model (the same tensors, dtypes and shapes, finite values,
  * 1..2^40 samples, a finite loss), encoded again with this client's
@@ -1250,12 +1269,15 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
     fedc_st_meta meta[] = {{"round", rs}, {"num_samples", ns}, {"train_loss", ls}};
     rc = fedc__client_st_reencode(&uv, meta, 3, &buf, &len);
   }
-  /* a dense compressed job: the body is the coded delta (codec_client.c) */
+  /* a compressed job: the body is the coded delta (codec_client.c) */
   uint8_t *coded = NULL;
   size_t coded_len = 0;
+  int tensor_job = strcmp(c->job.type, "tensors") == 0;
+  if (rc == 0 && tensor_job && c->codec == NULL) rc = tensor_codec(c, &mv);
   if (rc == 0 && c->codec)
-    rc = fedc__client_codec_encode_st(c->codec, &mv, &uv, c->tensors, c->n_tensors, t->round,
-                                      m.samples, m.loss, &coded, &coded_len);
+    rc = fedc__client_codec_encode_st(c->codec, &mv, &uv, tensor_job ? NULL : c->tensors,
+                                      tensor_job ? 0 : c->n_tensors, t->round, m.samples, m.loss,
+                                      &coded, &coded_len);
   if (have_m) fedc__client_st_view_free(&mv);
   if (have_u) fedc__client_st_view_free(&uv);
   fedc_free(out);

@@ -22,6 +22,7 @@ the other through train (a weight vector)."""
 import array
 import glob
 import hashlib
+import json
 import os
 import signal
 import struct
@@ -99,7 +100,7 @@ def fedavg(updates):
     return array.array("f", (float(a) * scale for a in acc))
 
 
-def start_client(job, k, state, external=False, env=None):
+def start_client(job, k, state, external=False, env=None, args=""):
     ini = job.client_ini(k)
     with open(ini, "a") as f:
         f.write(f"state_dir = {state}\n")
@@ -108,7 +109,7 @@ def start_client(job, k, state, external=False, env=None):
             keep = os.path.join(job.dir, f"trainer-{k}")
             os.makedirs(keep, exist_ok=True)
             f.write(f"[trainer]\ncommand = PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data} "
-                    f"--keep {keep}\ntimeout_s = 60\n")
+                    f"--keep {keep} {args}\ntimeout_s = 60\n")
     log = open(os.path.join(job.dir, f"client-{k}.log"), "ab")
     p = subprocess.Popen([os.path.join(BIN, "fedc-client"), "--config", ini], stdout=log,
                          stderr=log, env=dict(os.environ, **(env or {})))
@@ -116,13 +117,28 @@ def start_client(job, k, state, external=False, env=None):
     return p
 
 
-def check_models(job, rounds):
+def header_flat(blob):
+    """A safetensors blob's F32 tensors in header order, as one vector (a
+    tensor job's layout order)."""
+    n = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + n])
+    v = array.array("f")
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        assert t["dtype"] == "F32", (name, t["dtype"])
+        a, b = t["data_offsets"]
+        v.frombytes(blob[8 + n + a:8 + n + b])
+    return v
+
+
+def check_models(job, rounds, vec=lambda blob: flat(read_safetensors(blob)[0])):
     """Each committed model = FedAvg of the decoded kept bodies."""
     ckpt = job.checkpoints()
     ids = job.client_ids()
     cid = {k: ids[job.fingerprint(k)] for k in range(1, 4)}
     for r in range(1, rounds + 1):
-        x = flat(read_safetensors(ckpt[r - 1][0])[0])
+        x = vec(ckpt[r - 1][0])
         rows = {c: (s, sha) for c, s, sha in job.updates_of(r)}
         ups = []
         for k in range(1, 4):
@@ -132,7 +148,7 @@ def check_models(job, rounds):
             assert rows[cid[k]] == (samples, body[-32:].hex()), (rows[cid[k]], body[-32:].hex())
             ups.append((samples, w))
         want = fedavg(ups)
-        got = flat(read_safetensors(ckpt[r][0])[0])
+        got = vec(ckpt[r][0])
         assert want.tobytes() == got.tobytes(), f"round {r}: committed model differs"
     return ckpt
 
@@ -254,8 +270,82 @@ def test_external_trainers_send_compressed_deltas():
         job.close()
 
 
+def tensor_job(name, tensors, codec):
+    """A tensor job ([model] type = tensors) whose [model] init holds
+    tensors (name -> (dtype, shape, raw bytes)), compressed with codec."""
+    job = Job(name, 3, sizes=[10] * 3, rounds=3, round_timeout_s=60, model="tensors",
+              extra=f"[strategy]\ncompression = {codec}\n")
+    header, data = {}, b""
+    for k, (dt, shape, raw) in tensors.items():
+        header[k] = {"dtype": dt, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    header["__metadata__"] = {"sha256": hashlib.sha256(data).hexdigest()}
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    init = os.path.join(job.dir, "init.safetensors")
+    with open(init, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+    with open(job.coord_ini) as f:
+        text = f.read()
+    text = text.replace("type = tensors\n", f"type = tensors\ninit = {init}\n")
+    text = text.replace("inputs = 784\n", "").replace("classes = 10\n", "")
+    with open(job.coord_ini, "w") as f:
+        f.write(text)
+    return job
+
+
+def f32_bytes(vals):
+    return array.array("f", vals).tobytes()
+
+
+def test_tensor_job_f32_compressed():
+    """A tensor job of F32 tensors with int8: its sites' external trainers
+    send coded deltas; every committed model is the FedAvg of the decoded
+    bodies. A tensor job with an F16 tensor and a codec is refused at
+    start, naming the tensor."""
+    if subprocess.run([PY, "-c", "import numpy"], capture_output=True).returncode != 0:
+        raise Skip(f"{PY} has no numpy (apt-get install python3-numpy)")
+    job = tensor_job("tensor-int8", {
+        "conv.weight": ("F32", [4, 3, 3], f32_bytes(0.1 * ((i * 7) % 11 - 5) for i in range(36))),
+        "fc.weight": ("F32", [50, 6], f32_bytes(0.01 * ((i * 5) % 13 - 6) for i in range(300)))},
+        "int8")
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        ps = [start_client(job, k, os.path.join(job.dir, f"state-{k}"), external=True,
+                           args=f"--samples {SIZES[k - 1]}") for k in (1, 2, 3)]
+        for k, p in enumerate(ps, 1):
+            assert p.wait(timeout=180) == 0, open(os.path.join(job.dir, f"client-{k}.log")).read()
+        check_models(job, 3, vec=header_flat)
+        body = open(os.path.join(job.dir, "updates-1", "round-1.coded"), "rb").read()
+        plain = os.path.getsize(os.path.join(job.dir, "trainer-1", "round-1.safetensors"))
+        print(f"       tensor job (2 F32 tensors, 336 weights): int8 body {len(body)} bytes, the "
+              f"trainer's update {plain} bytes; 3 committed models bit-identical to the "
+              f"recomputation")
+    finally:
+        for p in job.procs:
+            if p.poll() is None:
+                p.terminate()
+        job.close()
+    bad = tensor_job("tensor-f16", {
+        "conv.weight": ("F32", [4], f32_bytes([0.5] * 4)),
+        "fc.weight": ("F16", [2], struct.pack("<2e", 0.25, 0.5))}, "topk")
+    try:
+        try:  # refused at start: it exits at once
+            r = subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", bad.coord_ini],
+                               capture_output=True, text=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("a compressed tensor job with an F16 tensor started")
+        assert r.returncode != 0, "a compressed tensor job with an F16 tensor started"
+        msg = r.stderr
+        assert "fc.weight" in msg and "F16" in msg and "compression = topk" in msg, msg[-400:]
+    finally:
+        bad.close()
+
+
 suite = Suite("compression")
 suite.run(test_int8_models_are_the_decoded_fedavg)
 suite.run(test_topk_restarted_client_keeps_its_residual)
 suite.run(test_external_trainers_send_compressed_deltas)
+suite.run(test_tensor_job_f32_compressed)
 suite.finish()
