@@ -399,6 +399,7 @@ test: fuzz-replay
 # bench/load.c, fedc-load, the load generator of bench/load.sh
 # (docs/load.md), as $(BUILD)/bin/fedc-load.
 #   make bench-load          10,000 idle connections, then 1,000 clients' rounds
+#   make bench-relays        the root's cost per round, 1,000 clients under 10 relays and flat
 FAULTPROXY := $(BUILD)/tests/faultproxy
 LOADGEN := $(BUILD)/bin/fedc-load
 
@@ -432,6 +433,12 @@ test: netfaults-build
 bench-load: deps
 	@$(MAKE) --no-print-directory all $(LOADGEN)
 	@FEDC_BUILD=$(BUILD) bench/load.sh
+
+# bench/relays.sh: the root's bytes and CPU per round, 10 relays against flat
+.PHONY: bench-relays
+bench-relays: deps
+	@$(MAKE) --no-print-directory all $(LOADGEN)
+	@FEDC_BUILD=$(BUILD) bench/relays.sh
 
 -include $(BUILD)/obj/tests/tools/faultproxy.d $(BUILD)/obj/bench/load.d $(BUILD)/obj/bench/fold.d
 # ---- end load ----

@@ -24,7 +24,10 @@
  *                     only), and the wall-clock time when the last one got
  *                     its task is printed
  *                     ("reconnect: ..."), for bench/reconnect.sh, which
- *                     restarts the coordinator under it.
+ *                     restarts the coordinator under it. With --sites, the
+ *                     clients connect to relays (docs/relays.md) in equal
+ *                     blocks instead, for bench/relays.sh; --port is then
+ *                     the root, which only serves the final /v1/status.
  *
  * Each mode prints its figures as "key: value" lines, and with --json one
  * JSON object last. Traffic goes to 127.0.0.1 only. Every loop is bounded:
@@ -66,6 +69,7 @@
 
 #define MAX_WORKERS 16
 #define MAX_ROUNDS 1000
+#define MAX_SITES 256
 #define BODY_MAX ((size_t)64 << 20)
 #define RECONNECTS_MAX 50
 #define FAIL_STOP 200 /* idle mode: stop opening after this many failures */
@@ -81,6 +85,8 @@ typedef struct opts {
   long pid;
   double idle_s, timeout_s, wait_s;
   int verify, json, resume;
+  int sites[MAX_SITES]; /* rounds: --sites, the relays' ports; n_sites 0: --port */
+  int n_sites;
 } opts;
 
 static opts O;
@@ -454,7 +460,7 @@ static void lconn_connected(uv_connect_t *req, int status) {
 /* Open a connection to the coordinator; 0, or -1 with the reason in why
  * (nothing left behind, ops->closed not called). */
 static int lconn_open(worker *w, mbedtls_ssl_config *conf, const lconn_ops *ops, void *owner,
-                      lconn **out, char *why, size_t why_len) {
+                      int port, lconn **out, char *why, size_t why_len) {
   lconn *c = fedc_calloc(1, sizeof *c);
   if (c == NULL) {
     snprintf(why, why_len, "out of memory");
@@ -479,7 +485,7 @@ static int lconn_open(worker *w, mbedtls_ssl_config *conf, const lconn_ops *ops,
   uv_tcp_init(&w->loop, &c->tcp);
   c->tcp.data = c;
   struct sockaddr_in a;
-  uv_ip4_addr("127.0.0.1", O.port, &a);
+  uv_ip4_addr("127.0.0.1", port, &a);
   c->creq.data = c;
   int u = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&a, lconn_connected);
   if (u != 0) {
@@ -534,7 +540,7 @@ static void idle_fill(worker *w) {
          atomic_load(&w->failed) < FAIL_STOP) {
     lconn *c;
     char why[160];
-    if (lconn_open(w, &w->conf, &idle_ops, NULL, &c, why, sizeof why) != 0) {
+    if (lconn_open(w, &w->conf, &idle_ops, NULL, O.port, &c, why, sizeof why) != 0) {
       atomic_fetch_add(&w->failed, 1);
       worker_error(w, "%s", why);
       w->started++;
@@ -623,7 +629,7 @@ static void meas_start(worker *w, int total) {
   for (; open < O.status_conns; open++) { /* the new ones ask when ready */
     lconn *c;
     char why[160];
-    if (lconn_open(w, &w->conf, &meas_ops, NULL, &c, why, sizeof why) != 0)
+    if (lconn_open(w, &w->conf, &meas_ops, NULL, O.port, &c, why, sizeof why) != 0)
       die("a measuring connection: %s", why);
   }
 }
@@ -632,7 +638,7 @@ static void status_doc_start(worker *w) {
   lconn *c = w->conns;
   if (c == NULL) {
     char why[160];
-    if (lconn_open(w, &w->conf, &meas_ops, (void *)2, &c, why, sizeof why) != 0)
+    if (lconn_open(w, &w->conf, &meas_ops, (void *)2, O.port, &c, why, sizeof why) != 0)
       die("a measuring connection: %s", why);
     return; /* meas_ready asks */
   }
@@ -646,6 +652,7 @@ enum { P_JOIN, P_POLL, P_MODEL, P_UPDATE, P_DONE };
 
 struct pclient {
   int idx;
+  int port; /* where it connects: --port, or its block's port of --sites */
   worker *w;
   lconn *c;
   mbedtls_ssl_config conf;
@@ -888,7 +895,7 @@ static const lconn_ops pc_ops = {pc_ready, pc_response, pc_closed};
 
 static void pc_connect(pclient *pc) {
   char why[160];
-  int rc = lconn_open(pc->w, &pc->conf, &pc_ops, pc, &pc->c, why, sizeof why);
+  int rc = lconn_open(pc->w, &pc->conf, &pc_ops, pc, pc->port, &pc->c, why, sizeof why);
   /* the handshake starts once the socket connects: offer the session */
   if (rc == 0 && pc->has_sess) (void)mbedtls_ssl_set_session(&pc->c->ssl, &pc->sess);
   if (rc != 0) {
@@ -965,6 +972,11 @@ static void clients_setup(worker *w, int first, int count) {
     pclient *pc = &w->clients[i];
     pc->idx = first + i;
     pc->w = w;
+    pc->port = O.port;
+    if (O.n_sites > 0) { /* contiguous blocks: clients 1..b to the first port, ... */
+      int block = (O.clients + O.n_sites - 1) / O.n_sites;
+      pc->port = O.sites[(pc->idx - 1) / block];
+    }
     if ((rc = make_identity(w, &ca_key, issuer, pc->idx, &pc->key, &pc->cert)) != 0 ||
         (rc = conf_client(w, &pc->conf, &pc->cert, &pc->key)) != 0) {
       char why[160];
@@ -1399,6 +1411,8 @@ static void usage(FILE *f) {
         "  --idle-s S         idle: how long to hold the connections idle (20)\n"
         "  --clients N        rounds: simulated clients (1000)\n"
         "  --wait-s S         rounds: the wait= of GET /v1/task (10)\n"
+        "  --sites P1,P2,...  rounds: the clients connect to these ports (relays) in\n"
+        "                     equal contiguous blocks; --port still serves /v1/status\n"
         "  --threads T        threads with their own loop (2)\n"
         "  --concurrency N    handshakes in flight at once (64)\n"
         "  --no-verify        do not verify the coordinator's certificate\n"
@@ -1422,6 +1436,25 @@ static int arg_num(const char *flag, const char *v, double lo, double hi, double
   }
   *out = x;
   return 0;
+}
+
+/* --sites P1,P2,...: 0, or -1 (said on stderr). */
+static int parse_sites(const char *v) {
+  O.n_sites = 0;
+  const char *p = v;
+  while (*p) {
+    char *end;
+    errno = 0;
+    long x = strtol(p, &end, 10);
+    if (errno || end == p || x < 1 || x > 65535 || (*end != ',' && *end != '\0') ||
+        O.n_sites == MAX_SITES) {
+      fprintf(stderr, "fedc-load: --sites: '%s' is not a list of at most %d ports\n", v, MAX_SITES);
+      return -1;
+    }
+    O.sites[O.n_sites++] = (int)x;
+    p = *end == ',' ? end + 1 : end;
+  }
+  return O.n_sites > 0 ? 0 : -1;
 }
 
 static int parse_args(int argc, char **argv) {
@@ -1470,6 +1503,10 @@ static int parse_args(int argc, char **argv) {
     }
     const char *v = argv[++i];
     double x;
+    if (strcmp(a, "--sites") == 0) {
+      if (parse_sites(v) != 0) return -1;
+      continue;
+    }
     char *dst = strcmp(a, "--ca") == 0       ? O.ca
                 : strcmp(a, "--cert") == 0   ? O.cert
                 : strcmp(a, "--key") == 0    ? O.key

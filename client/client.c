@@ -506,6 +506,8 @@ static int model_setup(fedc_client *c) {
   if (strcmp(c->job.type, "tensors") == 0) {
     /* a tensor job: no flat vector, no layout; train_st takes it whole */
     c->n_params = c->n_tensors = 0;
+    fedc__client_codec_free(c->codec); /* none left from an earlier job */
+    c->codec = NULL;
     return 0;
   }
   c->n_params = fedc_model_n_params(&c->spec);
@@ -1255,6 +1257,25 @@ static int write_atomic(const char *path, const uint8_t *buf, size_t len) {
 }
 
 /*
+ * A tensor job's codec, made at its first round here, when the model's
+ * size is known (a dense job's is made at join); none when the job does
+ * not compress. A compressed tensor job carries F32 tensors only (its
+ * coordinator refuses others at start).
+ */
+static int tensor_codec(fedc_client *c, const fedc_client_st_view *model) {
+  size_t n = fedc__client_codec_st_count(model);
+  int rc = fedc__client_codec_new(c->job_json, c->state_dir, c->job.id, c->job.seed,
+                                  (int32_t)c->job.client_id, n, &c->codec);
+  if (rc == 0 && c->codec != NULL && n == 0) {
+    fedc__client_codec_free(c->codec);
+    c->codec = NULL;
+    rc = fedc_error_set(FEDC_EFORMAT, "the job compresses its updates, but its model has a "
+                                      "tensor that is not F32");
+  }
+  return rc;
+}
+
+/*
  * train_st on the round's model as sent; the update it returns is checked
  * against that model (the same tensors, dtypes and shapes, finite values,
  * 1..2^40 samples, a finite loss), encoded again with this client's
@@ -1307,9 +1328,22 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
     fedc_st_meta meta[] = {{"round", rs}, {"num_samples", ns}, {"train_loss", ls}};
     rc = fedc__client_st_reencode(&uv, meta, 3, &buf, &len);
   }
+  /* a compressed job: the body is the coded delta (codec_client.c) */
+  uint8_t *coded = NULL;
+  size_t coded_len = 0;
+  int tensor_job = strcmp(c->job.type, "tensors") == 0;
+  if (rc == 0 && tensor_job && c->codec == NULL) rc = tensor_codec(c, &mv);
+  if (rc == 0 && c->codec)
+    rc = fedc__client_codec_encode_st(c->codec, &mv, &uv, tensor_job ? NULL : c->tensors,
+                                      tensor_job ? 0 : c->n_tensors, t->round, m.samples, m.loss,
+                                      &coded, &coded_len);
   if (have_m) fedc__client_st_view_free(&mv);
   if (have_u) fedc__client_st_view_free(&uv);
   fedc_free(out);
+  if (rc != 0) {
+    fedc_free(buf);
+    buf = NULL;
+  }
   if (rc != 0 && fedc_error_sub() == FEDC_SUB_TRAINER_FAILED) {
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
@@ -1328,13 +1362,24 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
   if (c->keep_updates[0]) {
     char path[4400];
     kept_path(c, t->round, "safetensors", path, sizeof path);
-    if (write_atomic(path, buf, len) != 0) {
+    int wrc = write_atomic(path, buf, len);
+    if (wrc == 0 && coded) { /* and the compressed body as sent */
+      kept_path(c, t->round, "coded", path, sizeof path);
+      wrc = write_atomic(path, coded, coded_len);
+    }
+    if (wrc != 0) {
       fedc_free(buf);
+      fedc_free(coded);
       char msg[512];
       snprintf(msg, sizeof msg, "%s", fedc_error_msg());
       return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_EIO,
                      "[client] keep_updates: cannot write: %s", msg);
     }
+  }
+  if (coded) {
+    fedc_free(buf);
+    buf = coded;
+    len = coded_len;
   }
   hold_update(c, t, buf, len, &m);
   return TRAIN_OK;

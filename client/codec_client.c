@@ -236,3 +236,78 @@ int fedc__client_codec_encode(fedc_client_codec *cc, const float *w, int32_t rou
   cc->file_round = round;
   return 0;
 }
+
+/* Where tensor i of the order lives in the flat vector: the job's layout
+ * (a dense job), or the model's own header order (a tensor job, n_layout
+ * 0: the coordinator's layout is its [model] init's header order). */
+static void slot(const fedc_client_st_view *model, const fedc_client_tensor *layout, size_t i,
+                 size_t *off, const char **name, size_t *count) {
+  if (layout != NULL) {
+    *name = layout[i].name;
+    *off = layout[i].offset;
+    *count = layout[i].count;
+  } else {
+    *name = model->t[i].name;
+    *count = (size_t)model->t[i].count;
+  }
+}
+
+/* The tensors of view v into out (n floats), by name, in slot's order. */
+static int flatten(const fedc_client_st_view *v, const fedc_client_st_view *model,
+                   const fedc_client_tensor *layout, size_t n_order, size_t n, float *out,
+                   const char *what) {
+  size_t filled = 0;
+  for (size_t i = 0; i < n_order; i++) {
+    size_t off = filled, count;
+    const char *name;
+    slot(model, layout, i, &off, &name, &count);
+    const fedc_client_st_entry *e = NULL;
+    for (size_t j = 0; j < v->n && e == NULL; j++)
+      if (strcmp(v->t[j].name, name) == 0) e = &v->t[j];
+    if (e == NULL || e->code != FEDC_ST_F32 || e->count != count || off + count > n)
+      return fedc_error_set(FEDC_EFORMAT, "compressed update: the %s has no F32 tensor %s of %zu "
+                                          "values",
+                            what, name, count);
+    memcpy(out + off, e->data, count * sizeof(float));
+    filled += count;
+  }
+  if (filled != n)
+    return fedc_error_set(FEDC_EFORMAT, "compressed update: the tensors hold %zu of %zu weights",
+                          filled, n);
+  return 0;
+}
+
+/*
+ * train_st's round: x from the model's bytes, w from the update's, both
+ * in the layout's order (a tensor job: the model's header order), so the
+ * body is the one the built-in path would make from the same weights
+ * (begin's x, then encode's w); w is scratch.
+ */
+int fedc__client_codec_encode_st(fedc_client_codec *cc, const fedc_client_st_view *model,
+                                 const fedc_client_st_view *update,
+                                 const fedc_client_tensor *layout, size_t n_layout, int32_t round,
+                                 int64_t num_samples, double train_loss, uint8_t **out,
+                                 size_t *out_len) {
+  *out = NULL;
+  *out_len = 0;
+  float *w = fedc_malloc_array(cc->n ? cc->n : 1, sizeof(float));
+  if (w == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  size_t n_order = layout != NULL ? n_layout : model->n;
+  int rc = flatten(model, model, layout, n_order, cc->n, cc->x, "round's model");
+  if (rc == 0) rc = flatten(update, model, layout, n_order, cc->n, w, "trainer's update");
+  if (rc == 0) {
+    cc->round = round;
+    rc = fedc__client_codec_encode(cc, w, round, num_samples, train_loss, out, out_len);
+  }
+  fedc_free(w);
+  return rc;
+}
+
+size_t fedc__client_codec_st_count(const fedc_client_st_view *model) {
+  size_t n = 0;
+  for (size_t i = 0; i < model->n; i++) {
+    if (model->t[i].code != FEDC_ST_F32) return 0;
+    n += (size_t)model->t[i].count;
+  }
+  return n;
+}

@@ -26,6 +26,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "ml/dtype.h"
+#include "wire/compress.h"
 
 /*
  * Read the initial model of a tensor job: its layout, its float values
@@ -70,6 +71,29 @@ static int read_init(fedc_coord *c, fedc_st_file **out) {
   return rc;
 }
 
+/*
+ * [strategy] compression in a tensor job: the codecs encode one float32
+ * delta, so every tensor of [model] init must be F32 (no F16 or BF16,
+ * whose committed values are rounded to their dtype, and no integer
+ * tensors, which a coded body does not carry). FEDC_ECONFIG naming the
+ * first other tensor.
+ */
+static int compression_refusal(const fedc_coord *c) {
+  for (size_t i = 0; i < c->layout.n; i++) {
+    const fedc_layout_tensor *t = &c->layout.t[i];
+    if (t->dtype == FEDC_ST_F32) continue;
+    return fedc_error_set(FEDC_ECONFIG,
+                          "%s: [strategy] compression = %s with [model] type = tensors: [model] "
+                          "init = %s has tensor %s of dtype %s; the codecs carry a float32 "
+                          "delta, so a compressed tensor job needs F32 tensors only; set "
+                          "compression = none or convert the model (docs/compression.md)",
+                          fedc_config_origin(&c->cfg, "strategy", "compression"),
+                          fedc_codec_name((fedc_codec)c->cfg.compression), c->cfg.model_init,
+                          t->name, fedc_st_dtype_name(t->dtype));
+  }
+  return 0;
+}
+
 int fedc__coord_tensors_init(fedc_coord *c, float **w_init) {
   *w_init = NULL;
   int tensors = c->cfg.model_type == FEDC_MODEL_TENSORS;
@@ -106,6 +130,8 @@ int fedc__coord_tensors_init(fedc_coord *c, float **w_init) {
                           "variates and FedBuff's steps are built for the built-in models' "
                           "float32 layouts only; use another strategy for a tensor job",
                           fedc_config_origin(&c->cfg, "strategy", "name"), c->cfg.strategy);
+    if (rc == 0 && c->cfg.compression != FEDC_CODEC_NONE)
+      rc = compression_refusal(c);
     if (rc == 0 && c->cfg.secagg && fedc_layout_has_max(&c->layout))
       rc = fedc_error_set(FEDC_ECONFIG,
                           "%s: [model] integer_rule = %s: max needs every update's integer "

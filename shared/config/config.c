@@ -225,8 +225,8 @@ static const key_def keys[] = {
      "How clients send their update's delta from the global model: none (float32), f16, bf16, "
      "int8 (per-block scales, stochastic rounding), topk (the topk_fraction largest, error "
      "feedback kept in [client] state_dir) or topk_bf16 (the same as a bitmap and bfloat16 "
-     "values). Not with secure aggregation, relays, tensor jobs, "
-     "scaffold or fedbuff (docs/compression.md)."},
+     "values). Not with secure aggregation, relays, scaffold or fedbuff; a tensor job's "
+     "tensors must all be F32 (docs/compression.md)."},
     {"strategy", "topk_fraction", T_DOUBLE, M(topk_fraction), 0, 1, MINMAX | MIN_OPEN, NULL,
      "0.05", "compression = topk or topk_bf16: the share of the weights each update sends."},
 
@@ -1409,11 +1409,12 @@ int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *
  * update. Refused where that is not what happens: secure aggregation
  * (masks need the full fixed-point vector, so nothing would be saved),
  * a relay (it forwards exact partial sums and takes its codec from its
- * parent, which relays refuse to join with one), tensor jobs (several
- * dtypes, integer tensors), scaffold (its control variates ride in the
+ * parent, which relays refuse to join with one), scaffold (its control variates ride in the
  * same body) and fedbuff (updates against older models than the
- * coordinator's). Central DP is not refused: it clips the decoded delta at
- * the coordinator, so the bound holds for every codec.
+ * coordinator's). A tensor job is checked where its [model] init is read
+ * (coordinator/tensor_job.c: F32 tensors only). Central DP is not refused:
+ * it clips the decoded delta at the coordinator, so the bound holds for
+ * every codec.
  */
 static int check_compression(const fedc_config *c) {
   if (c->compression == FEDC_CODEC_NONE) return 0;
@@ -1431,11 +1432,6 @@ static int check_compression(const fedc_config *c) {
     why = "a relay forwards exact partial sums and takes its job's codec from its parent "
           "(relays refuse a job with compression); leave it at none";
     other = origin_of(c, "relay", "parent");
-  } else if (c->model_type == FEDC_MODEL_TENSORS) {
-    key = "[model] type = tensors";
-    why = "a tensor job's tensors have their own dtypes and integer rules; the codecs take "
-          "the float32 delta of a built-in model";
-    other = origin_of(c, "model", "type");
   } else if (si && (si->caps & FEDC_STRATEGY_VARIATES)) {
     key = "[strategy] name = scaffold";
     why = "scaffold sends control-variate deltas in the same body, which the codecs do not "
