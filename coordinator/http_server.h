@@ -58,6 +58,8 @@ typedef struct fedc_http_request {
                                    64 lowercase hex; "" without one */
   const char *peer_cn;          /* subject CN of the client certificate, or "" */
   const char *remote;           /* "127.0.0.1:53422" */
+  const char *range;            /* the Range header's value, or "" */
+  const char *if_range;         /* the If-Range header's value, or "" */
 } fedc_http_request;
 
 typedef void (*fedc_http_handler)(void *ctx, fedc_http_exchange *x,
@@ -151,6 +153,18 @@ void fedc_http_server_close(fedc_http_server *s);
 void fedc_http_respond(fedc_http_exchange *x, int status,
                        const char *content_type, const void *body, size_t len,
                        const char *extra_headers);
+/*
+ * Answer an exchange with bytes [off, off + len) of a shared body
+ * (http_body.h), without copying it: the connection takes a reference and
+ * sends slices as the peer reads, so N downloads of one model cost one
+ * model. Content-Length is len; extra_headers as above. Nothing else is
+ * parsed or answered on the connection until the last slice is queued;
+ * a connection that dies first drops its reference. Loop thread only.
+ */
+struct fedc_http_body;
+void fedc_http_respond_body(fedc_http_exchange *x, int status, const char *content_type,
+                            struct fedc_http_body *body, uint64_t off, uint64_t len,
+                            const char *extra_headers);
 /* JSON error as in docs/protocol.md: {"error":code,"message":message}. */
 void fedc_http_respond_error(fedc_http_exchange *x, int status,
                              const char *code, const char *fmt, ...)
