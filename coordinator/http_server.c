@@ -34,6 +34,13 @@
  * to OUT_LOW. So a peer pipelining requests without reading the answers
  * holds at most OUT_HIGH plus one answer plus PENDING_INPUT_CAP of input.
  *
+ * Shared bodies (fedc_http_respond_body, http_body.h): the answer's headers
+ * are written at once and its body is copied from the shared buffer in
+ * slices as earlier ones complete (stream_fill from on_write), so a
+ * connection holds at most STREAM_INFLIGHT + STREAM_SLICE of it; while
+ * it streams, nothing else is parsed on the connection. A connection that
+ * closes first drops its reference.
+ *
  * Header-time admission: when a request's headers are complete the admit
  * callback decides whether it will be refused; one with a body is then
  * answered and closed before a byte of it is read.

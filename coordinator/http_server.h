@@ -11,6 +11,11 @@
  * request_timeout_s, and a body or an answer must move at min_rate_bytes_s
  * or more, averaged over rate_window_s (0 turns each off).
  *
+ * A large answer (a model) is sent from a shared, reference-counted body
+ * (http_body.h, fedc_http_respond_body) in slices as the peer reads, never
+ * copied whole; the Range and If-Range headers reach the handler
+ * (http_range.h answers them).
+ *
  * Output is bounded per connection: while more than a few hundred KiB of
  * answers wait to be sent (beyond the one being written), pipelined
  * requests are not parsed and the socket is not read until the peer has

@@ -263,7 +263,7 @@ static void read_head(int fd, answer *a) {
   size_t hl = (size_t)(end + 4 - buf);
   memcpy(a->head, buf, hl < sizeof a->head ? hl : sizeof a->head - 1);
   a->head[hl < sizeof a->head ? hl : sizeof a->head - 1] = '\0';
-  a->status = atoi(buf + 9);
+  a->status = (int)strtol(buf + 9, NULL, 10);
   const char *cl = strcasestr(a->head, "\r\nContent-Length: ");
   assert_non_null(cl);
   a->want = strtoull(cl + 18, NULL, 10);
