@@ -82,6 +82,11 @@ static int sink(void *ud, const uint8_t *p, size_t n) {
     d->first = 0;
     if (r->status == 206 && r->range_first >= 0 && (uint64_t)r->range_first == d->have) {
       d->total = r->range_total > 0 ? (uint64_t)r->range_total : 0;
+    } else if (r->status == 200 && d->have == 0 && r->content_length >= 0 &&
+               (uint64_t)r->content_length < FEDC_MODEL_FILE_MIN_BYTES) {
+      d->total = (uint64_t)r->content_length; /* small: in memory, no file */
+      d->mem = fedc_malloc(d->total + 1);
+      if (d->mem == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory for the model");
     } else if (r->status == 200) {
       if (d->have > 0)
         fedc_log_info("msg=\"model download starts over\" round=%d reason=\"%s\"", (int)d->round,
@@ -96,7 +101,7 @@ static int sink(void *ud, const uint8_t *p, size_t n) {
     if (d->total > d->max)
       return fedc_error_set(FEDC_ETOOBIG, "model of %llu bytes is larger than %llu",
                             (unsigned long long)d->total, (unsigned long long)d->max);
-    if (strcmp(d->etag, r->etag) != 0) {
+    if (d->mem == NULL && strcmp(d->etag, r->etag) != 0) {
       snprintf(d->etag, sizeof d->etag, "%s", r->etag);
       save_tag(d);
     }
@@ -108,6 +113,14 @@ static int sink(void *ud, const uint8_t *p, size_t n) {
   if (d->have + n > d->max)
     return fedc_error_set(FEDC_ETOOBIG, "model larger than %llu bytes",
                           (unsigned long long)d->max);
+  if (d->mem != NULL) {
+    if (d->have + n > d->total)
+      return fedc_error_set(FEDC_EIO, "model body longer than its Content-Length");
+    memcpy(d->mem + d->have, p, n);
+    d->have += n;
+    d->received += n;
+    return 0;
+  }
   size_t off = 0;
   while (off < n) {
     ssize_t w = pwrite(d->fd, p + off, n - off, (off_t)(d->have + off));
@@ -125,6 +138,11 @@ static int sink(void *ud, const uint8_t *p, size_t n) {
 
 void fedc__model_dl_attempt(fedc_model_dl *d, fedc_http_call *call, const fedc_http_response *resp) {
   int k = 0;
+  if (d->mem != NULL) { /* a small model cut in memory: from the start */
+    fedc_free(d->mem);
+    d->mem = NULL;
+    d->have = 0;
+  }
   if (d->prog_on) fedc__progress_end(&d->prog, 0); /* the last attempt was cut */
   d->prog_on = 0;
   if (d->have > 0 && d->etag[0] != '\0') {
@@ -158,6 +176,25 @@ int fedc__model_dl_finish(fedc_model_dl *d, const fedc_http_response *resp, uint
     fedc__model_dl_restart(d);
     return fedc_error_set(FEDC_ECHECKSUM, "model download: %llu bytes on hand of %llu",
                           (unsigned long long)d->have, (unsigned long long)d->total);
+  }
+  if (d->mem != NULL) { /* a small model: checked in memory, no file */
+    char got[FEDC__SHA256_HEX_LEN + 1];
+    int rc = fedc__sha256_hex(d->mem, d->have, got);
+    if (rc == 0 && resp->sha256[0] != '\0' && strcasecmp(got, resp->sha256) != 0)
+      rc = fedc_error_set(FEDC_ECHECKSUM, "model download: SHA-256 %s, the coordinator sent %s",
+                          got, resp->sha256);
+    if (rc != 0) {
+      fedc_free(d->mem);
+      d->mem = NULL;
+      d->have = 0;
+      return rc;
+    }
+    d->mem[d->have] = 0;
+    *bytes = d->mem;
+    *len = d->have;
+    d->mem = NULL;
+    d->have = 0;
+    return 0;
   }
   uint8_t *b = fedc_malloc(d->have + 1); /* NUL-terminated, as a response body */
   if (b == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory for a %llu-byte model",
@@ -203,6 +240,16 @@ int fedc__model_dl_finish(fedc_model_dl *d, const fedc_http_response *resp, uint
 }
 
 void fedc__model_dl_close(fedc_model_dl *d) {
-  if (d->fd >= 0) close(d->fd);
+  fedc_free(d->mem);
+  d->mem = NULL;
+  if (d->fd >= 0) {
+    struct stat st;
+    /* nothing to resume: leave nothing behind */
+    if (d->etag[0] == '\0' && fstat(d->fd, &st) == 0 && st.st_size == 0) {
+      (void)unlink(d->part);
+      (void)unlink(d->tag);
+    }
+    close(d->fd);
+  }
   d->fd = -1;
 }

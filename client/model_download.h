@@ -10,7 +10,10 @@
  * it is there, its SHA-256 is checked against X-Fedc-SHA256 (the
  * coordinator hashes the body once per round), the file is renamed to
  * model-<job id>.safetensors and read into memory for the trainer. The
- * transfer's progress is logged (transfer_progress.h).
+ * transfer's progress is logged (transfer_progress.h). A whole answer
+ * under FEDC_MODEL_FILE_MIN_BYTES is kept in memory instead, as without a
+ * state_dir (a small model is quicker fetched again than resumed), and
+ * leaves nothing in state_dir.
  *
  *     fedc_model_dl d;
  *     fedc__model_dl_open(&d, state_dir, job_id, round);
@@ -29,6 +32,8 @@
 #include "http_curl.h"
 #include "transfer_progress.h"
 
+#define FEDC_MODEL_FILE_MIN_BYTES ((uint64_t)16 << 20)
+
 typedef struct fedc_model_dl {
   char part[512], tag[520], final[512];
   int fd;
@@ -42,6 +47,7 @@ typedef struct fedc_model_dl {
   int first;         /* the next sink call is the attempt's first */
   int prog_on;       /* progress started and not ended */
   int resumes;       /* attempts that asked for a range */
+  uint8_t *mem;      /* a small model's body, in memory (no file), or NULL */
   int32_t round;
   const fedc_http_response *resp; /* the attempt's answer, as it arrives */
   fedc_progress prog;
