@@ -13,13 +13,16 @@ TLS on loopback.
    the bytes the coordinator sent beyond one model (counted by the proxy,
    server to client, over every connection) are under half a model, and
    the client received no byte twice.
-2. Shared body: FEDC_DL_N (8) sites download a model of FEDC_DL_BIG_MB
+2. Resume after a restart: the site killed (SIGKILL) with part of the
+   model on disk and started again resumes from those bytes (the proxy
+   only slows the transfer) and ends with the same model file.
+3. Shared body: FEDC_DL_N (8) sites download a model of FEDC_DL_BIG_MB
    (32) MiB at once, each reading slowly; the coordinator's VmHWM grows by
    less than one model (one copy per download would be N models).
 
 Run under /usr/bin/python3 (Debian's, with numpy) for the trainer; the
-suite is skipped without it. tests/long/test_download_big.sh runs case 2
-with a 256 MiB model.
+suite is skipped without it. tests/long/test_download_big.sh runs it with
+a 96 MiB model and case 3 with a 256 MiB one.
 """
 import hashlib
 import json
@@ -96,6 +99,24 @@ def proxy_s2c(log):
     return total, cuts
 
 
+def site_ini(job, port):
+    """Site 1's config: the coordinator at port (the proxy's), a
+    state_dir, the numpy trainer; (path, state_dir)."""
+    ini = job.client_ini(1, keep=False)
+    state = os.path.join(job.dir, "state-1")
+    data = os.path.join(job.dir, "data", "client-1")
+    with open(ini) as f:
+        text = f.read()
+    text = text.replace(f"url = https://127.0.0.1:{job.port}\n", f"url = https://127.0.0.1:{port}\n")
+    text = text.replace("[client]\n", f"[client]\nstate_dir = {state}\n", 1)
+    text = text.replace("give_up_s = 60\n", "give_up_s = 120\n")
+    text += (f"[trainer]\ncommand = PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data}\n"
+             "timeout_s = 120\n")
+    with open(ini, "w") as f:
+        f.write(text)
+    return ini, state
+
+
 def test_resume_through_cuts():
     need_numpy()
     job = tensor_job("dl-resume", 1, DL_MB, rounds=1, round_timeout_s=120, poll_s=1)
@@ -117,19 +138,7 @@ def test_resume_through_cuts():
         assert st == 200, body
         st, served = job.request("GET", "/v1/model/1")
         assert st == 200, st
-        ini = job.client_ini(1, keep=False)
-        state = os.path.join(job.dir, "state-1")
-        data = os.path.join(job.dir, "data", "client-1")
-        with open(ini) as f:
-            text = f.read()
-        text = text.replace(f"url = https://127.0.0.1:{job.port}\n",
-                            f"url = https://127.0.0.1:{proxy_port}\n")
-        text = text.replace("[client]\n", f"[client]\nstate_dir = {state}\n", 1)
-        text = text.replace("give_up_s = 60\n", "give_up_s = 120\n")
-        text += (f"[trainer]\ncommand = PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data}\n"
-                 "timeout_s = 120\n")
-        with open(ini, "w") as f:
-            f.write(text)
+        ini, state = site_ini(job, proxy_port)
         clog = os.path.join(job.dir, "client-1.log")
         client = subprocess.Popen([os.path.join(BIN, "fedc-client"), "--config", ini],
                                   stdout=open(clog, "ab"), stderr=subprocess.STDOUT)
@@ -162,6 +171,64 @@ def test_resume_through_cuts():
         twice = int(m.group(2)) - int(m.group(1))
         print(f"       the client received {twice} bytes twice")
         assert twice == 0, twice
+        assert again < size / 2, (again, size)
+    finally:
+        job.close(keep=bool(os.environ.get("FEDC_KEEP")))
+
+
+def test_resume_after_kill():
+    """The site killed (SIGKILL) with part of the model in state_dir, then
+    started again: it resumes from the bytes on disk (the proxy only slows
+    the transfer down so that the kill lands in the middle)."""
+    need_numpy()
+    job = tensor_job("dl-kill", 1, DL_MB, rounds=1, round_timeout_s=120, poll_s=1)
+    try:
+        proxy_port = free_port()
+        plog = os.path.join(job.dir, "proxy.log")
+        proxy = subprocess.Popen([PROXY, "--listen", f"127.0.0.1:{proxy_port}", "--upstream",
+                                  f"127.0.0.1:{job.port}", "--duration", "300", "--delay", "1",
+                                  "--delay-ms", "20"],
+                                 stdout=open(plog, "ab"), stderr=subprocess.STDOUT)
+        job.procs.append(proxy)
+        time.sleep(0.3)
+        st, body = job.request("POST", "/v1/join", b"{}")
+        assert st == 200, body
+        st, served = job.request("GET", "/v1/model/1")
+        assert st == 200, st
+        size = len(served)
+        ini, state = site_ini(job, proxy_port)
+        clog = os.path.join(job.dir, "client-1.log")
+        run = [os.path.join(BIN, "fedc-client"), "--config", ini]
+        first = subprocess.Popen(run, stdout=open(clog, "ab"), stderr=subprocess.STDOUT)
+        job.procs.append(first)
+        part = os.path.join(state, [n for n in job.wait_for(
+            lambda: os.path.isdir(state) and [n for n in os.listdir(state)
+                                              if n.endswith(".part")], 60, "a .part file")][0])
+        job.wait_for(lambda: os.path.getsize(part) >= size * 3 // 10, 60, "30% of the model")
+        first.kill()
+        first.wait()
+        on_disk = os.path.getsize(part)
+        assert on_disk < size, "the download finished before the kill"
+        second = subprocess.Popen(run, stdout=open(clog, "ab"), stderr=subprocess.STDOUT)
+        job.procs.append(second)
+        rc = second.wait(timeout=240)
+        with open(clog, errors="replace") as f:
+            log = f.read()
+        assert rc == 0, f"client exit {rc}: {log[-800:]}"
+        m = re.search(r"model download resumes\" round=1 from_bytes=(\d+) file=", log)
+        assert m and int(m.group(1)) == on_disk, (on_disk, log[-800:])
+        files = [n for n in os.listdir(state) if n.endswith(".safetensors") and
+                 n.startswith("model-")]
+        assert len(files) == 1 and not any(n.endswith(".part") for n in os.listdir(state)), \
+            os.listdir(state)
+        with open(os.path.join(state, files[0]), "rb") as f:
+            assert f.read() == served, "the client's model differs"
+        proxy.terminate()
+        proxy.wait(timeout=5)
+        s2c, _ = proxy_s2c(plog)
+        again = s2c - size
+        print(f"       model {size / MB:.1f} MiB, client killed with {on_disk / MB:.1f} MiB on "
+              f"disk, restarted: {again / MB:.2f} MiB sent to the client beyond one model")
         assert again < size / 2, (again, size)
     finally:
         job.close(keep=bool(os.environ.get("FEDC_KEEP")))
@@ -238,7 +305,8 @@ def main():
         sys.exit(1)
     s = Suite("download")
     only = sys.argv[1:]
-    for fn in (test_resume_through_cuts, test_concurrent_downloads_share_one_model):
+    for fn in (test_resume_through_cuts, test_resume_after_kill,
+               test_concurrent_downloads_share_one_model):
         if not only or fn.__name__ in only:
             s.run(fn)
     s.finish()

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_download.sh - large model downloads (tests/integration/download_tests.py):
 # a 24 MiB tensor-job model cut by the fault proxy resumes with Range and
-# If-Range and arrives byte-identical; 8 downloads of a 32 MiB model at
+# If-Range and arrives byte-identical, and so does one whose client is
+# killed and restarted mid-download; 8 downloads of a 32 MiB model at
 # once leave the coordinator's VmHWM within one model. The numpy trainer
 # needs Debian's python3-numpy.
 BUILD=${FEDC_BUILD:-build}
