@@ -25,7 +25,6 @@ suite is skipped without it. tests/long/test_download_big.sh runs it with
 a 96 MiB model and case 3 with a 256 MiB one.
 """
 import hashlib
-import json
 import os
 import re
 import socket
