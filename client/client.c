@@ -38,6 +38,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "http_curl.h"
+#include "model_download.h"
 #include "ml/layout.h"
 #include "scaffold_client.h"
 #include "codec_client.h"
@@ -355,6 +356,7 @@ typedef struct request {
   size_t len;
   double timeout_s;
   size_t max_response;
+  fedc_model_dl *dl; /* GET into a resumable file (model_download.h), or NULL */
 } request;
 
 /*
@@ -376,6 +378,7 @@ static int call(fedc_client *c, const request *r, fedc_http_response *resp) {
     fedc_http_call hc = {.timeout_s = r->timeout_s,
                          .connect_timeout_s = CONNECT_TIMEOUT_S,
                          .max_response = r->max_response};
+    if (r->dl) fedc__model_dl_attempt(r->dl, &hc, resp); /* Range from the bytes on disk */
     if (give_up > 0) {
       /* an attempt should not run far past the give-up point */
       double left = c->last_contact + give_up - now_s();
@@ -421,7 +424,8 @@ static int call(fedc_client *c, const request *r, fedc_http_response *resp) {
                            "signed by the job's CA? %s",
                            c->cert, c->fingerprint, c->last_err);
       case FEDC_HTTP_FAIL_LOCAL:
-        if (rc == FEDC_ENOMEM) return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", c->last_err);
+        if (rc == FEDC_ENOMEM || (r->dl && rc != FEDC_ECONFIG)) /* the model's file */
+          return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", c->last_err);
         return end_run(c, FEDC_CLIENT_EXIT_BAD_INPUT, rc,
                        "%s (check [tls] ca, cert and key, and [server] url)", c->last_err);
       case FEDC_HTTP_FAIL_TOOBIG:
@@ -871,7 +875,44 @@ static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_r
   request r = {
       .what = "model", .path = path, .timeout_s = TRANSFER_TIMEOUT_S, .max_response = MODEL_MAX};
   fedc_http_response resp;
-  int rc = call(c, &r, &resp);
+  /* with a state_dir, into a file that a cut or a restart resumes */
+  fedc_model_dl dl;
+  int has_dir = c->state_dir != NULL && c->state_dir[0] != '\0';
+  if (has_dir && fedc__model_dl_open(&dl, c->state_dir, c->job.id, t->round, MODEL_MAX) == 0)
+    r.dl = &dl;
+  else if (has_dir)
+    fedc_log_warn("msg=\"model downloaded in memory\" error=\"%s\"", fedc_error_msg());
+  int rc;
+  for (int tries = 0;; tries++) {
+    rc = call(c, &r, &resp);
+    if (rc != 0 || r.dl == NULL) break;
+    if (resp.status == 416 && tries < 2) { /* bytes on disk the model no longer has */
+      fedc__model_dl_restart(r.dl);
+      fedc_http_response_free(&resp);
+      continue;
+    }
+    if (resp.status != 200 && resp.status != 206) break;
+    uint8_t *b;
+    size_t n;
+    rc = fedc__model_dl_finish(r.dl, &resp, &b, &n);
+    if (rc == 0) {
+      fedc_free(resp.body);
+      resp.body = b;
+      resp.len = n;
+      resp.status = 200;
+      break;
+    }
+    fedc_http_response_free(&resp);
+    if (rc == FEDC_ENOMEM) break;
+    fedc_log_warn("msg=\"model download failed its check, starting over\" round=%d error=\"%s\"",
+                  (int)t->round, fedc_error_msg());
+    if (tries >= 2) {
+      fedc__model_dl_close(r.dl);
+      return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
+    }
+  }
+  if (r.dl) fedc__model_dl_close(r.dl);
+  if (rc == FEDC_ENOMEM) return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", fedc_error_msg());
   if (rc != 0) return rc;
   if (resp.status != 200) {
     if (resp.status == 403)

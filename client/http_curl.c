@@ -38,6 +38,10 @@ struct fedc_http_client {
   size_t body_cap; /* bytes allocated for resp->body */
   size_t max_len;  /* response cap */
   int too_big, nomem;
+  int (*sink)(void *ud, const uint8_t *p, size_t n);
+  void *sink_ud;
+  int sink_mode; /* -1: not decided yet; 1: this answer's body goes to sink */
+  int sink_failed;
   int peer_alert;    /* the last TLS alert the peer sent (its description), or -1 */
   int peer_finished; /* the peer's Finished message arrived: it passed verification */
 };
@@ -59,6 +63,20 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   fedc_http_client *c = ud;
   fedc_http_response *r = c->resp;
   size_t add = size * n;
+  if (c->sink != NULL && c->sink_mode < 0) {
+    long status = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    r->status = status;
+    c->sink_mode = status == 200 || status == 206;
+  }
+  if (c->sink_mode == 1) {
+    int src = c->sink(c->sink_ud, (const uint8_t *)p, add);
+    if (src != 0) {
+      c->sink_failed = src < 0 ? src : FEDC_EIO;
+      return 0;
+    }
+    return add;
+  }
   if (add > c->max_len - r->len) {
     c->too_big = 1;
     return 0;
@@ -83,22 +101,67 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return add;
 }
 
+/* The value of header line p (len bytes) if its name is name (with the
+ * colon, lower case), trimmed, into out; 0 when it is, -1 when not. */
+static int header_value(const char *p, size_t len, const char *name, char *out, size_t cap) {
+  size_t k = strlen(name);
+  if (len <= k || strncasecmp(p, name, k) != 0) return -1;
+  p += k;
+  len -= k;
+  while (len > 0 && (*p == ' ' || *p == '\t')) p++, len--;
+  while (len > 0 && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' ')) len--;
+  if (len >= cap) len = cap - 1;
+  memcpy(out, p, len);
+  out[len] = '\0';
+  return 0;
+}
+
+/* "bytes a-b/total" into first and total; -1 each when not of that form. */
+static void content_range(const char *v, int64_t *first, int64_t *total) {
+  unsigned long long a, b, t;
+  *first = *total = -1;
+  if (sscanf(v, "bytes %llu-%llu/%llu", &a, &b, &t) == 3 && a <= b && b < t) {
+    *first = (int64_t)a;
+    *total = (int64_t)t;
+  } else if (sscanf(v, "bytes */%llu", &t) == 1) {
+    *total = (int64_t)t;
+  }
+}
+
 /* Picks "Retry-After: <seconds>" out of the response headers (the HTTP-date
- * form is not used by fedc's coordinator and is ignored). */
+ * form is not used by fedc's coordinator and is ignored), and the
+ * validators and sizes of fedc_http_response. A new status line (a 100
+ * Continue before the answer) starts them over. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   fedc_http_client *c = ud;
   size_t len = size * n;
+  fedc_http_response *r = c->resp;
+  char v[128];
+  if (len > 5 && strncmp(p, "HTTP/", 5) == 0) {
+    r->etag[0] = r->sha256[0] = '\0';
+    r->content_length = r->range_first = r->range_total = -1;
+  } else if (header_value(p, len, "etag:", v, sizeof v) == 0) {
+    snprintf(r->etag, sizeof r->etag, "%s", v);
+  } else if (header_value(p, len, "x-fedc-sha256:", v, sizeof v) == 0) {
+    if (strlen(v) == 64) snprintf(r->sha256, sizeof r->sha256, "%s", v);
+  } else if (header_value(p, len, "content-length:", v, sizeof v) == 0) {
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end != v && *end == '\0') r->content_length = (int64_t)x;
+  } else if (header_value(p, len, "content-range:", v, sizeof v) == 0) {
+    content_range(v, &r->range_first, &r->range_total);
+  }
   static const char name[] = "retry-after:";
   if (len > sizeof name - 1 && strncasecmp(p, name, sizeof name - 1) == 0) {
-    char v[32];
+    char ra[32];
     size_t k = len - (sizeof name - 1);
-    if (k >= sizeof v) k = sizeof v - 1;
-    memcpy(v, p + sizeof name - 1, k);
-    v[k] = '\0';
+    if (k >= sizeof ra) k = sizeof ra - 1;
+    memcpy(ra, p + sizeof name - 1, k);
+    ra[k] = '\0';
     char *end;
     errno = 0;
-    double s = strtod(v, &end);
-    if (end != v && errno == 0 && s >= 0 && s < 86400) c->resp->retry_after_s = s;
+    double s = strtod(ra, &end);
+    if (end != ra && errno == 0 && s >= 0 && s < 86400) c->resp->retry_after_s = s;
   }
   return len;
 }
@@ -430,6 +493,7 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
                    size_t len, const fedc_http_call *call, fedc_http_response *resp) {
   memset(resp, 0, sizeof *resp);
   resp->retry_after_s = -1;
+  resp->content_length = resp->range_first = resp->range_total = -1;
   const char *method = body ? "POST" : "GET";
   if (c == NULL || path == NULL || path[0] != '/' || call == NULL || !(call->timeout_s > 0)) {
     resp->fail = FEDC_HTTP_FAIL_LOCAL;
@@ -451,6 +515,10 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   c->body_cap = 0;
   c->max_len = call->max_response ? call->max_response : DEFAULT_MAX_RESPONSE;
   c->too_big = c->nomem = 0;
+  c->sink = call->sink;
+  c->sink_ud = call->sink_ud;
+  c->sink_mode = -1;
+  c->sink_failed = 0;
   c->peer_alert = -1;
   c->peer_finished = 0;
   c->errbuf[0] = '\0';
@@ -482,13 +550,22 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
     if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
     if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, post_headers);
   } else if (cc == CURLE_OK) {
+    for (const char *const *h = call->headers; h && *h; h++) {
+      struct curl_slist *t = curl_slist_append(post_headers, *h);
+      if (t == NULL) {
+        curl_slist_free_all(post_headers);
+        c->resp = NULL;
+        resp->fail = FEDC_HTTP_FAIL_LOCAL;
+        return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+      }
+      post_headers = t;
+    }
     cc = curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
-    if (cc == CURLE_OK)
-      cc = curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    if (cc == CURLE_OK) cc = curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, post_headers);
   }
   if (cc == CURLE_OK) cc = curl_easy_perform(c->curl);
   /* the handle must not keep pointers to the body or the header list */
-  if (body) {
+  if (body || post_headers) {
     curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, (char *)NULL);
     curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
     curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
@@ -513,6 +590,10 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   }
   fedc_http_response_free(resp);
   resp->status = 0;
+  if (c->sink_failed) { /* the sink's own error (a disk full, a bad range) */
+    resp->fail = FEDC_HTTP_FAIL_LOCAL;
+    return c->sink_failed; /* with the sink's message */
+  }
   const char *msg = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
   int err, sub;
   resp->fail = classify(c, cc, &err, &sub);

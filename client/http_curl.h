@@ -63,6 +63,17 @@ typedef struct fedc_http_call {
   double timeout_s;         /* whole request, connect to last byte; > 0 */
   double connect_timeout_s; /* TCP and TLS handshake; 0 = 10 s */
   size_t max_response;      /* response body cap in bytes; 0 = 1 MiB */
+  /* Optional (GET): extra request header lines without CRLF, e.g.
+   * "Range: bytes=5-", NULL-terminated; NULL for none. */
+  const char *const *headers;
+  /* Optional: where the body of a 200 or 206 answer goes instead of
+   * memory (max_response does not apply then; other statuses' bodies are
+   * kept in resp->body as usual). Called with resp->status and the
+   * validators below already set; return 0 to go on, or a FEDC_E* code
+   * (with fedc_error_set's message) to abandon the transfer: the call then
+   * returns that code with FEDC_HTTP_FAIL_LOCAL. */
+  int (*sink)(void *ud, const uint8_t *p, size_t n);
+  void *sink_ud;
 } fedc_http_call;
 
 /* Why a request got no HTTP response. */
@@ -90,6 +101,13 @@ typedef struct fedc_http_response {
   size_t len;
   double retry_after_s; /* the Retry-After header in seconds, or -1 */
   fedc_http_fail fail;
+  /* validators and sizes of the answer (docs/protocol.md, "Model
+   * downloads"), set as its headers arrive: */
+  char etag[80];           /* ETag, or "" */
+  char sha256[65];         /* X-Fedc-SHA256 (lowercase hex), or "" */
+  int64_t content_length;  /* Content-Length, or -1 */
+  int64_t range_first;     /* 206: Content-Range's first byte, else -1 */
+  int64_t range_total;     /* Content-Range's total size, else -1 */
 } fedc_http_response;
 
 /*

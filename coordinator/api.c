@@ -344,7 +344,8 @@ static void handle_task(fedc_coord *c, fedc_http_exchange *x,
     fedc__coord_step(c); /* this poll may complete a quorum */
 }
 
-static void handle_model(fedc_coord *c, fedc_http_exchange *x, const char *arg) {
+static void handle_model(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *req,
+                         const char *arg) {
   int32_t round;
   if (strcmp(arg, "latest") == 0) {
     round = c->round; /* starts from the last committed model */
@@ -357,16 +358,7 @@ static void handle_model(fedc_coord *c, fedc_http_exchange *x, const char *arg) 
     }
     round = (int32_t)r;
   }
-  if (round == c->round && c->model_bytes) {
-    fedc_http_respond(x, 200, "application/octet-stream", c->model_bytes, c->model_len, NULL);
-  } else if (round <= c->round) {
-    /* a past round's model, or the current one when it could not be
-     * encoded after its commit: the store holds them all */
-    fedc__coord_serve_checkpoint(c, x, round - 1);
-  } else {
-    fedc_http_respond_error(x, 404, "not_found", "round %d has not started; round %d is next",
-                            (int)round, (int)c->round);
-  }
+  fedc__coord_model_respond(c, x, req, round); /* model_serve.c */
 }
 
 void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
@@ -431,7 +423,7 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
     return;
   }
   if (is_task) handle_task(c, x, req, cl);
-  else if (is_model) handle_model(c, x, p + 10);
+  else if (is_model) handle_model(c, x, req, p + 10);
   else fedc__coord_submit_update(c, x, cl, req->body, req->body_len);
 }
 

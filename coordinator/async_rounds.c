@@ -244,6 +244,7 @@ void fedc__coord_async_update(fedc_coord *c, int32_t client_id, const uint8_t *b
                                          .clip_norm = m->clip_norm};
         rc = fedc__coord_encode_model(c, x, c->ints, m->round, &r->step.model, &r->step.model_len,
                                       r->step.sha);
+        if (rc == 0) rc = fedc__coord_model_wrap(&r->step.model, r->step.model_len, &r->step.body);
         if (rc == 0)
           rc = fedc_store_commit_round(c->store, &r->step.row, r->step.model,
                                        r->step.model_len, c->round_updates,
@@ -270,7 +271,8 @@ void fedc__coord_async_update_done(fedc_coord *c, coord_async_result *r) {
   if (r->step.fatal) {
     fedc_log_error("round=%d msg=\"step not committed; stopping\" err=\"%s\"",
                    (int)r->step.m.round, r->step.err);
-    fedc_free(r->step.model);
+    fedc_http_body_unref(r->step.body);
+    r->step.body = NULL;
     r->step.model = NULL;
     c->exit_code = FEDC_COORD_EXIT_STORE;
     c->stopping = 1;
@@ -290,10 +292,8 @@ void fedc__coord_async_update_done(fedc_coord *c, coord_async_result *r) {
                 "secs=%.3f",
                 (int)r->step.row.round, (int)r->step.row.clients,
                 (long long)r->step.row.samples, r->step.row.train_loss, r->step.row.secs);
-  fedc_free(c->model_bytes);
-  c->model_bytes = r->step.model;
-  c->model_len = r->step.model_len;
-  memcpy(c->model_sha, r->step.sha, sizeof c->model_sha);
+  fedc__coord_model_set(c, r->step.body, r->step.sha);
+  r->step.body = NULL;
   r->step.model = NULL;
   c->round = r->step.m.round + 1;
   c->round_opened_at = fedc__coord_now();

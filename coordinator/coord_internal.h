@@ -23,6 +23,7 @@
 #include "coordinator.h"
 #include "data/data.h"
 #include "round/engine.h"
+#include "http_body.h"
 #include "http_server.h"
 #include "ml/layout.h"
 #include "ml/model.h"
@@ -133,7 +134,10 @@ struct fedc_coordinator {
   int finished_told;      /* on_finished ran */
 
   /* the current round's start model, encoded: made by the commit worker
-   * (or at start) and handed over; the loop thread alone reads it */
+   * (or at start) and handed over; the loop thread alone reads it.
+   * model_body owns the bytes and is what every download sends from
+   * (model_serve.c); model_bytes and model_len point into it */
+  fedc_http_body *model_body;
   uint8_t *model_bytes;
   size_t model_len;
   char model_sha[65];
@@ -157,8 +161,7 @@ struct fedc_coordinator {
    * connection of its own (ckpt_store), never under mu */
   struct {
     int32_t round; /* 0 = empty */
-    uint8_t *bytes;
-    size_t len;
+    fedc_http_body *body;
     uint64_t used;
   } ckpt_cache[COORD_CKPT_CACHE];
   uint64_t ckpt_tick;
@@ -209,9 +212,22 @@ void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl);
 void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
                                coord_client *cl, const uint8_t *body,
                                size_t len);
-/* Serve a committed round's model from the store (on a worker). */
+/* Serve a committed round's model from the store (on a worker), with
+ * req's Range (http_range.h). */
 void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
-                                  int32_t round);
+                                  const fedc_http_request *req, int32_t round);
+/* model_serve.c. Any thread: wrap an encoded model (takes *bytes; *bytes
+ * then points into *out, or is NULL after a failure) with its SHA-256,
+ * computed here, so that the loop thread never hashes a large model. */
+int fedc__coord_model_wrap(uint8_t **bytes, size_t len, fedc_http_body **out);
+/* Loop thread: body (whose reference this takes; NULL: none) becomes the
+ * model served for the current round; downloads still sending the old one
+ * keep it alive until they end. */
+void fedc__coord_model_set(fedc_coord *c, fedc_http_body *body, const char sha[65]);
+/* Loop thread: GET /v1/model/<round> answered from the current model or a
+ * checkpoint, with ranges (docs/protocol.md, "Model downloads"). */
+void fedc__coord_model_respond(fedc_coord *c, fedc_http_exchange *x,
+                               const fedc_http_request *req, int32_t round);
 void fedc__coord_reject(fedc_coord *c, reject_reason r);
 /* Answer an update request: 200 accepted (or duplicate), or the error. */
 void fedc__coord_answer_update(fedc_http_exchange *x, int status, int32_t round,
@@ -377,6 +393,7 @@ typedef struct coord_async_result {
     int stepped, fatal;
     fedc_round_metrics m;
     fedc_store_round row;
+    fedc_http_body *body; /* owns model (fedc__coord_model_wrap) */
     uint8_t *model;
     size_t model_len;
     char sha[65];

@@ -14,6 +14,7 @@
  */
 #include "eval_rounds.h"
 #include "coord_internal.h"
+#include "http_range.h"
 #include "stats_phase.h"
 
 #include <math.h>
@@ -458,10 +459,12 @@ typedef struct ckpt_work {
   uv_work_t req;
   fedc_coord *c;
   fedc_http_exchange *x;
+  const fedc_http_request *hreq; /* valid while x is */
   int32_t round;
   int rc;
   uint8_t *bytes;
   size_t len;
+  fedc_http_body *body; /* owns bytes once made (hashed on the worker) */
 } ckpt_work;
 
 static void ckpt_abort(void *ud, fedc_http_exchange *x) {
@@ -474,18 +477,19 @@ static void ckpt_run(uv_work_t *req) {
   fedc_coord *c = w->c;
   w->rc = c->ckpt_store ? 0 : fedc_store_open(c->cfg.store_path, &c->ckpt_store);
   if (w->rc == 0) w->rc = fedc_store_checkpoint(c->ckpt_store, w->round, &w->bytes, &w->len);
+  if (w->rc == 0) w->rc = fedc__coord_model_wrap(&w->bytes, w->len, &w->body);
 }
 
-/* Keep a checkpoint read from the store (takes bytes), evicting the least
- * recently used; the bytes are freed instead if nothing is free. */
-static void ckpt_keep(fedc_coord *c, int32_t round, uint8_t *bytes, size_t len) {
+/* Keep a checkpoint read from the store (takes the body's reference),
+ * evicting the least recently used (downloads still sending it keep it
+ * alive). */
+static void ckpt_keep(fedc_coord *c, int32_t round, fedc_http_body *body) {
   int k = 0;
   for (int i = 1; i < COORD_CKPT_CACHE; i++)
     if (c->ckpt_cache[i].used < c->ckpt_cache[k].used) k = i;
-  fedc_free(c->ckpt_cache[k].bytes);
+  fedc_http_body_unref(c->ckpt_cache[k].body);
   c->ckpt_cache[k].round = round;
-  c->ckpt_cache[k].bytes = bytes;
-  c->ckpt_cache[k].len = len;
+  c->ckpt_cache[k].body = body;
   c->ckpt_cache[k].used = ++c->ckpt_tick;
 }
 
@@ -497,13 +501,13 @@ static void ckpt_done(uv_work_t *req, int status) {
   if (w->x) {
     fedc_http_exchange_on_abort(w->x, NULL, NULL);
     if (w->rc == 0)
-      fedc_http_respond(w->x, 200, "application/octet-stream", w->bytes, w->len, NULL);
+      fedc_http_respond_ranged(w->x, w->hreq, "application/octet-stream", w->body);
     else if (w->rc == FEDC_ENOTFOUND)
       fedc_http_respond_error(w->x, 404, "not_found", "no model after round %d", (int)w->round);
     else
       fedc_http_respond_error(w->x, 503, "unavailable", "store: cannot read the checkpoint");
   }
-  if (w->rc == 0) ckpt_keep(c, w->round, w->bytes, w->len);
+  if (w->rc == 0) ckpt_keep(c, w->round, w->body);
   else fedc_free(w->bytes);
   fedc_free(w);
   c->other_work--;
@@ -511,12 +515,11 @@ static void ckpt_done(uv_work_t *req, int status) {
 }
 
 void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
-                                  int32_t round) {
+                                  const fedc_http_request *req, int32_t round) {
   for (int i = 0; i < COORD_CKPT_CACHE; i++)
-    if (c->ckpt_cache[i].round == round && c->ckpt_cache[i].bytes) {
+    if (c->ckpt_cache[i].round == round && c->ckpt_cache[i].body) {
       c->ckpt_cache[i].used = ++c->ckpt_tick;
-      fedc_http_respond(x, 200, "application/octet-stream", c->ckpt_cache[i].bytes,
-                        c->ckpt_cache[i].len, NULL);
+      fedc_http_respond_ranged(x, req, "application/octet-stream", c->ckpt_cache[i].body);
       return;
     }
   if (c->ckpt_reading) {
@@ -533,6 +536,7 @@ void fedc__coord_serve_checkpoint(fedc_coord *c, fedc_http_exchange *x,
   }
   w->c = c;
   w->x = x;
+  w->hreq = req;
   w->round = round;
   w->req.data = w;
   fedc_http_exchange_on_abort(x, ckpt_abort, w);
@@ -713,9 +717,15 @@ static int restore(fedc_coord *c, float *w) {
     }
     fedc_free(sc);
   }
-  if (rc == 0)
+  if (rc == 0) {
+    uint8_t *mbytes = NULL;
+    size_t mlen = 0;
+    fedc_http_body *body = NULL;
     rc = fedc__coord_encode_model(c, fedc_engine_global(c->engine), c->ints, c->round - 1,
-                                  &c->model_bytes, &c->model_len, c->model_sha);
+                                  &mbytes, &mlen, c->model_sha);
+    if (rc == 0) rc = fedc__coord_model_wrap(&mbytes, mlen, &body);
+    if (rc == 0) fedc__coord_model_set(c, body, NULL);
+  }
   if (rc == 0)
     fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
                   last ? "resumed" : "started", c->job_id, (int)c->round,
@@ -923,10 +933,10 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);
-  for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_free(c->ckpt_cache[i].bytes);
+  for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_http_body_unref(c->ckpt_cache[i].body);
   fedc_free(c->round_updates);
   fedc_free(c->clients);
-  fedc_free(c->model_bytes);
+  fedc__coord_model_set(c, NULL, NULL);
   fedc_free(c->history);
   fedc_free(c->job_json);
   fedc_free(c->audit_params);

@@ -34,6 +34,13 @@
  * to OUT_LOW. So a peer pipelining requests without reading the answers
  * holds at most OUT_HIGH plus one answer plus PENDING_INPUT_CAP of input.
  *
+ * Shared bodies (fedc_http_respond_body, http_body.h): the answer's headers
+ * are written at once and its body is copied from the shared buffer in
+ * slices as earlier ones complete (stream_fill from on_write), so a
+ * connection holds at most STREAM_INFLIGHT + STREAM_SLICE of it; while
+ * it streams, nothing else is parsed on the connection. A connection that
+ * closes first drops its reference.
+ *
  * Header-time admission: when a request's headers are complete the admit
  * callback decides whether it will be refused; one with a body is then
  * answered and closed before a byte of it is read.
@@ -68,6 +75,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "http_body.h"
 #include "transport.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -83,6 +91,12 @@
 #define OUT_HIGH ((size_t)256 * 1024)
 #define OUT_LOW ((size_t)64 * 1024)
 #define LISTEN_BACKLOG 511
+/* A shared body is sent in slices of STREAM_SLICE bytes, each copied into
+ * a buffer the transport owns, while less than STREAM_INFLIGHT bytes of
+ * the connection's writes wait for their completion (written to the
+ * kernel or not: a buffer is freed only in on_write). */
+#define STREAM_SLICE ((size_t)128 * 1024)
+#define STREAM_INFLIGHT ((size_t)512 * 1024)
 /* First allocation for a request body; it doubles up to Content-Length. */
 #define BODY_FIRST_CAP ((size_t)256 * 1024)
 
@@ -98,6 +112,8 @@ struct fedc_http_exchange {
   size_t ct_len;
   char expect[32];
   size_t expect_len;
+  char range[128], if_range[128]; /* Range and If-Range, "" if absent */
+  size_t range_len, if_range_len;
   uint8_t *body;
   size_t body_len, body_cap, body_want; /* want: the Content-Length */
   int keep_alive;
@@ -111,7 +127,7 @@ struct fedc_http_exchange {
 };
 
 /* which header value the parser is collecting */
-enum { HDR_NONE, HDR_CTYPE, HDR_EXPECT };
+enum { HDR_NONE, HDR_CTYPE, HDR_EXPECT, HDR_RANGE, HDR_IF_RANGE };
 
 struct conn {
   uv_tcp_t tcp;
@@ -135,6 +151,13 @@ struct conn {
   const char *rej_code;
   char rej_msg[160];
 
+  /* an answer sent from a shared body (fedc_http_respond_body): the bytes
+   * [s_off, s_end) of sb are still to go; nothing else is parsed or
+   * answered on the connection until they have */
+  fedc_http_body *sb;
+  uint64_t s_off, s_end;
+  int s_keep;
+
   uint8_t *in; /* plaintext not yet parsed: in[in_off .. in_len) */
   size_t in_off, in_len, in_cap;
 
@@ -148,6 +171,7 @@ struct conn {
   uint64_t rate_bytes;    /* the phase's byte count at rate_at */
   uint64_t body_in;       /* body bytes of the request being parsed */
   uint64_t out_total;     /* bytes ever handed to uv_write */
+  size_t out_inflight;    /* bytes handed to uv_write, not yet completed */
   int rate_phase;         /* the phase the rate window belongs to */
   unsigned tcp_inited : 1, timer_inited : 1, reading : 1, in_pump : 1,
       want_close : 1, draining : 1, closing : 1, counted : 1, hdr_done : 1,
@@ -176,10 +200,12 @@ struct fedc_http_server {
 typedef struct wreq {
   uv_write_t req;
   uint8_t *buf;
+  size_t n;
 } wreq;
 
 static void conn_close(conn *c);
 static void conn_finish(conn *c);
+static void stream_fill(conn *c);
 static void resume(conn *c);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -396,6 +422,8 @@ static void on_handle_closed(uv_handle_t *h) {
 static void conn_close(conn *c) {
   if (c->closing) return;
   c->closing = 1;
+  fedc_http_body_unref(c->sb); /* a download cut short: drop our reference */
+  c->sb = NULL;
   if (c->counted) {
     c->s->st.connections--;
     c->counted = 0;
@@ -451,6 +479,7 @@ static void conn_finish(conn *c) {
 static void on_write(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
   conn *c = req->data;
+  c->out_inflight -= w->n;
   fedc_free(w->buf);
   fedc_free(w);
   c->writes_pending--;
@@ -462,6 +491,11 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   c->last_wq = write_queue(c);
+  if (c->sb != NULL) {
+    progress(c);
+    stream_fill(c);
+    return;
+  }
   if (c->out_paused && write_queue(c) <= OUT_LOW) {
     c->out_paused = 0; /* the peer has read: parse and read again */
     progress(c);
@@ -485,6 +519,7 @@ static int on_wire(void *ud, uint8_t *buf, size_t n) {
     return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
   }
   w->buf = buf;
+  w->n = n;
   w->req.data = c;
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned int)n);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
@@ -496,6 +531,7 @@ static int on_wire(void *ud, uint8_t *buf, size_t n) {
                           uv_strerror(rc));
   }
   c->writes_pending++;
+  c->out_inflight += n;
   c->out_total += n;
   c->last_wq = write_queue(c);
   return 0;
@@ -507,14 +543,15 @@ static int on_wire(void *ud, uint8_t *buf, size_t n) {
  * On failure the connection is closed.
  */
 static int write_response(conn *c, int status, const char *ctype,
-                          const void *body, size_t len, const char *extra,
+                          const void *body, uint64_t len, const char *extra,
                           int keep_alive, int head) {
   const char *reason = reason_of(status);
   if (ctype == NULL) ctype = "";
   if (extra == NULL) extra = "";
   int no_len =
       status == 204 || status == 304 || (status >= 100 && status < 200);
-  size_t blen = (head || no_len) ? 0 : len;
+  /* body NULL: the body follows from a shared buffer (stream_fill) */
+  size_t blen = (head || no_len || body == NULL) ? 0 : (size_t)len;
   size_t cap = 160 + strlen(reason) + strlen(ctype) + strlen(extra);
   uint8_t *buf = fedc_malloc(cap + blen);
   if (buf == NULL) {
@@ -523,7 +560,8 @@ static int write_response(conn *c, int status, const char *ctype,
     return FEDC_ENOMEM;
   }
   char clen[48] = "";
-  if (!no_len) snprintf(clen, sizeof clen, "Content-Length: %zu\r\n", len);
+  if (!no_len)
+    snprintf(clen, sizeof clen, "Content-Length: %llu\r\n", (unsigned long long)len);
   int n = snprintf((char *)buf, cap,
                    "HTTP/1.1 %d %s\r\n%s%s%s%sConnection: %s\r\n%s\r\n",
                    status, reason, ctype[0] ? "Content-Type: " : "", ctype,
@@ -666,12 +704,22 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
     } else if (!c->field_long && strcasecmp(c->field, "expect") == 0) {
       c->hdr_kind = HDR_EXPECT;
       x->expect_len = 0;
+    } else if (!c->field_long && strcasecmp(c->field, "range") == 0) {
+      c->hdr_kind = HDR_RANGE;
+      x->range_len = 0;
+    } else if (!c->field_long && strcasecmp(c->field, "if-range") == 0) {
+      c->hdr_kind = HDR_IF_RANGE;
+      x->if_range_len = 0;
     }
   }
   if (c->hdr_kind == HDR_CTYPE)
     append_value(x->content_type, sizeof x->content_type, &x->ct_len, at, n);
   else if (c->hdr_kind == HDR_EXPECT)
     append_value(x->expect, sizeof x->expect, &x->expect_len, at, n);
+  else if (c->hdr_kind == HDR_RANGE)
+    append_value(x->range, sizeof x->range, &x->range_len, at, n);
+  else if (c->hdr_kind == HDR_IF_RANGE)
+    append_value(x->if_range, sizeof x->if_range, &x->if_range_len, at, n);
   return 0;
 }
 
@@ -727,6 +775,8 @@ static int on_headers_complete(http_parser *p) {
   int has_len = (p->flags & F_CONTENTLENGTH) != 0;
   x->req.method = http_method_str((enum http_method)p->method);
   x->req.content_type = x->content_type;
+  x->req.range = x->range;
+  x->req.if_range = x->if_range;
   x->req.peer_fingerprint = fedc_transport_peer_fingerprint(c->tc);
   x->req.peer_cn = fedc_transport_peer_cn(c->tc);
   x->req.remote = c->remote;
@@ -843,7 +893,7 @@ static void dispatch(conn *c) {
 static size_t pump(conn *c, const uint8_t *p, size_t n) {
   size_t used = 0;
   c->in_pump = 1;
-  while (used < n && c->x == NULL && !c->closing && !c->want_close) {
+  while (used < n && c->x == NULL && c->sb == NULL && !c->closing && !c->want_close) {
     if (c->cur == NULL && write_queue(c) >= OUT_HIGH) {
       /* between requests with answers piling up: parse no more until the
        * peer reads (on_write resumes) */
@@ -898,14 +948,14 @@ static int on_plain(void *ud, const uint8_t *p, size_t n) {
     conn_close(c);
     return 1;
   }
-  if (c->x == NULL && c->in_off < c->in_len && !c->in_pump) resume(c);
+  if (c->x == NULL && c->sb == NULL && c->in_off < c->in_len && !c->in_pump) resume(c);
   return (c->closing || c->want_close) ? 1 : 0;
 }
 
 /* Parse what was kept while the handler held an exchange; read again if we
  * had stopped. */
 static void resume(conn *c) {
-  if (c->closing || c->want_close || c->in_pump) return;
+  if (c->closing || c->want_close || c->in_pump || c->sb != NULL) return;
   if (c->in_off < c->in_len) {
     size_t used = pump(c, c->in + c->in_off, c->in_len - c->in_off);
     c->in_off += used;
@@ -1278,6 +1328,18 @@ void fedc_http_server_close(fedc_http_server *s) {
  * it if the request asked for that, else parse what the peer pipelined
  * (unless we are inside the parser already, which then carries on).
  */
+/* An answer is all queued: close if the request asked for that, else go on
+ * with what the peer pipelined. */
+static void answered(conn *c, int keep) {
+  if (c->closing) return;
+  if (!keep) {
+    conn_finish(c);
+    return;
+  }
+  progress(c);
+  resume(c);
+}
+
 void fedc_http_respond(fedc_http_exchange *x, int status,
                        const char *content_type, const void *body, size_t len,
                        const char *extra_headers) {
@@ -1288,16 +1350,77 @@ void fedc_http_respond(fedc_http_exchange *x, int status,
   }
   c->x = NULL;
   int keep = x->keep_alive;
-  int rc = write_response(c, status, content_type, body, len, extra_headers,
+  int rc = write_response(c, status, content_type, body ? body : "", len, extra_headers,
                           keep, x->head);
   exchange_free(x);
   if (rc != 0 || c->closing) return;
-  if (!keep) {
-    conn_finish(c);
+  answered(c, keep);
+}
+
+/*
+ * Queue slices of the shared body while less than STREAM_INFLIGHT bytes of
+ * writes are outstanding; on_write calls again as they complete (as the
+ * peer reads). Each slice is copied into a buffer the transport owns (TLS
+ * encrypts it into one of its own and frees it), so a connection holds
+ * about STREAM_INFLIGHT + STREAM_SLICE of the body, whatever its size. The
+ * last slice drops the connection's reference.
+ */
+static void stream_fill(conn *c) {
+  while (c->sb != NULL && !c->closing && c->s_off < c->s_end &&
+         c->out_inflight < STREAM_INFLIGHT) {
+    uint64_t left = c->s_end - c->s_off;
+    size_t n = left < STREAM_SLICE ? (size_t)left : STREAM_SLICE;
+    uint8_t *buf = fedc_malloc(n);
+    if (buf == NULL) {
+      fedc_log_warn("http: out of memory sending to %s", c->remote);
+      conn_close(c);
+      return;
+    }
+    memcpy(buf, fedc_http_body_data(c->sb) + c->s_off, n);
+    c->s_off += n;
+    c->s->st.bytes_out += n;
+    int rc = fedc_transport_write(c->tc, buf, n);
+    if (rc != 0) {
+      if (!c->closing) {
+        fedc_log_debug("http write %s: %s", c->remote, fedc_error_msg());
+        conn_close(c);
+      }
+      return;
+    }
+  }
+  if (c->closing || c->sb == NULL || c->s_off < c->s_end) return;
+  fedc_http_body_unref(c->sb); /* all queued: the socket holds the rest */
+  c->sb = NULL;
+  answered(c, c->s_keep);
+}
+
+void fedc_http_respond_body(fedc_http_exchange *x, int status, const char *content_type,
+                            fedc_http_body *body, uint64_t off, uint64_t len,
+                            const char *extra_headers) {
+  conn *c = x->c;
+  if (c == NULL || c->x != x) {
+    fedc_log_error("http: answer for an exchange that is not pending");
     return;
   }
-  progress(c);
-  resume(c);
+  if (off > fedc_http_body_len(body) || len > fedc_http_body_len(body) - off) {
+    fedc_log_error("http: answer past the end of its body");
+    fedc_http_respond_error(x, 500, "internal", "answer past the end of its body");
+    return;
+  }
+  c->x = NULL;
+  int keep = x->keep_alive, head = x->head;
+  int rc = write_response(c, status, content_type, NULL, len, extra_headers, keep, head);
+  exchange_free(x);
+  if (rc != 0 || c->closing) return;
+  if (head || len == 0) {
+    answered(c, keep);
+    return;
+  }
+  c->sb = fedc_http_body_ref(body);
+  c->s_off = off;
+  c->s_end = off + len;
+  c->s_keep = keep;
+  stream_fill(c);
 }
 
 void fedc_http_respond_error(fedc_http_exchange *x, int status,

@@ -11,6 +11,11 @@
  * request_timeout_s, and a body or an answer must move at min_rate_bytes_s
  * or more, averaged over rate_window_s (0 turns each off).
  *
+ * A large answer (a model) is sent from a shared, reference-counted body
+ * (http_body.h, fedc_http_respond_body) in slices as the peer reads, never
+ * copied whole; the Range and If-Range headers reach the handler
+ * (http_range.h answers them).
+ *
  * Output is bounded per connection: while more than a few hundred KiB of
  * answers wait to be sent (beyond the one being written), pipelined
  * requests are not parsed and the socket is not read until the peer has
@@ -58,6 +63,8 @@ typedef struct fedc_http_request {
                                    64 lowercase hex; "" without one */
   const char *peer_cn;          /* subject CN of the client certificate, or "" */
   const char *remote;           /* "127.0.0.1:53422" */
+  const char *range;            /* the Range header's value, or "" */
+  const char *if_range;         /* the If-Range header's value, or "" */
 } fedc_http_request;
 
 typedef void (*fedc_http_handler)(void *ctx, fedc_http_exchange *x,
@@ -151,6 +158,18 @@ void fedc_http_server_close(fedc_http_server *s);
 void fedc_http_respond(fedc_http_exchange *x, int status,
                        const char *content_type, const void *body, size_t len,
                        const char *extra_headers);
+/*
+ * Answer an exchange with bytes [off, off + len) of a shared body
+ * (http_body.h), without copying it: the connection takes a reference and
+ * sends slices as the peer reads, so N downloads of one model cost one
+ * model. Content-Length is len; extra_headers as above. Nothing else is
+ * parsed or answered on the connection until the last slice is queued;
+ * a connection that dies first drops its reference. Loop thread only.
+ */
+struct fedc_http_body;
+void fedc_http_respond_body(fedc_http_exchange *x, int status, const char *content_type,
+                            struct fedc_http_body *body, uint64_t off, uint64_t len,
+                            const char *extra_headers);
 /* JSON error as in docs/protocol.md: {"error":code,"message":message}. */
 void fedc_http_respond_error(fedc_http_exchange *x, int status,
                              const char *code, const char *fmt, ...)

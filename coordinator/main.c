@@ -13,6 +13,7 @@
  * failure, 2 usage or config error, 3 cannot listen, 4 store failure.
  */
 #include <ctype.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,9 @@ int main(int argc, char **argv) {
   fedc_config cfg;
   fedc_config_defaults(&cfg);
   fedc_cuda_module_set_path(getenv("FEDC_CUDA_MODULE")); /* docs/cuda.md */
+  /* a peer that resets a connection while its answer (a model) is being
+   * written must cost that connection an EPIPE, not the daemon its life */
+  signal(SIGPIPE, SIG_IGN);
   if (fedc_log_get_level() < FEDC_LOG_INFO && getenv("FEDC_LOG") == NULL)
     fedc_log_set_level(FEDC_LOG_INFO); /* a daemon logs what it does */
   char **rest = fedc_calloc((size_t)argc + 1, sizeof *rest);

@@ -28,6 +28,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "http_range.h"
 #include "ml/model_io.h"
 #include "wire/partial.h"
 #include "wire/update_meta.h"
@@ -184,13 +185,16 @@ static void on_join(fedc_relay *r, fedc_http_exchange *x, int32_t site) {
   respond_json(x, o);
 }
 
-static void on_model(fedc_relay *r, fedc_http_exchange *x, const char *which) {
+static void on_model(fedc_relay *r, fedc_http_exchange *x, const fedc_http_request *req,
+                     const char *which) {
   char *end = NULL;
   long want = strtol(which, &end, 10);
   pthread_mutex_lock(&r->mu);
   if (end != which && *end == '\0' && r->model != NULL && want == r->round) {
-    fedc_http_respond(x, 200, "application/octet-stream", r->model, r->model_len, NULL);
+    fedc_http_body *b = fedc_http_body_ref(r->model); /* the link may replace it */
     pthread_mutex_unlock(&r->mu);
+    fedc_http_respond_ranged(x, req, "application/octet-stream", b);
+    fedc_http_body_unref(b);
     return;
   }
   int32_t round = r->round;
@@ -372,7 +376,7 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
   else if (strcmp(p, "/v1/task") == 0 && !post)
     on_task(r, x, req, site);
   else if (strncmp(p, "/v1/model/", 10) == 0 && !post)
-    on_model(r, x, p + 10);
+    on_model(r, x, req, p + 10);
   else if (strcmp(p, "/v1/update") == 0 && post)
     on_update(r, x, req, site);
   else
@@ -495,7 +499,7 @@ int fedc__relay_main(const fedc_config *cfg, int argc, char **argv) {
   }
   uv_loop_close(&r->loop);
   fedc_strategy_free(r->sum);
-  fedc_free(r->model);
+  fedc_http_body_unref(r->model);
   fedc_free(r->global);
   fedc_free(r->job_json);
   fedc_free(r->sites);

@@ -22,6 +22,7 @@
 
 #include "agg/agg.h"
 #include "config/config.h"
+#include "http_body.h"
 #include "http_server.h"
 #include "ml/model.h"
 
@@ -51,7 +52,8 @@ typedef struct fedc_relay {
   int open;       /* taking updates */
   int finished;   /* the parent said finished */
   int stop;       /* the loop is to stop */
-  uint8_t *model; /* the parent's start model of `round`, verbatim */
+  fedc_http_body *model; /* the parent's start model of `round`, verbatim,
+                            shared by the sites' downloads (http_body.h) */
   size_t model_len;
   char model_sha[65];
   float *global;   /* the same, decoded (for max_weight_delta's transform) */

@@ -164,14 +164,19 @@ static void open_round(fedc_relay *r, const fedc_client_task *t, buf *b) {
     fedc_free(g);
     g = NULL;
   }
+  /* hashed here, on the link's thread, not on the loop that serves it */
+  fedc_http_body *body = NULL;
+  size_t len = b->len;
+  if (fedc_http_body_new(b->p, b->len, &body) != 0)
+    fedc_log_warn("msg=\"relay: cannot keep the model\" err=\"%s\"", fedc_error_msg());
+  b->p = NULL;
+  b->len = b->cap = 0;
   pthread_mutex_lock(&r->mu);
   fedc_free(r->global);
   r->global = g;
-  fedc_free(r->model);
-  r->model = b->p;
-  r->model_len = b->len;
-  b->p = NULL;
-  b->len = b->cap = 0;
+  fedc_http_body_unref(r->model);
+  r->model = body;
+  r->model_len = body ? len : 0;
   snprintf(r->model_sha, sizeof r->model_sha, "%s", t->model_sha256);
   r->round = t->round;
   r->deadline = fedc__relay_now() + RELAY_DEADLINE_SHARE * t->deadline_s;

@@ -288,7 +288,9 @@ typedef struct commit_work {
   fedc_store_round row;
   fedc_round_metrics m;
   int32_t reported; /* updates in the round, for the abandon message */
-  /* the next round's start model, handed to the loop thread */
+  /* the next round's start model, handed to the loop thread: body owns
+   * the bytes (hashed here, on the worker), model points into it */
+  fedc_http_body *body;
   uint8_t *model;
   size_t model_len;
   char sha[65];
@@ -347,6 +349,7 @@ static void commit_run(uv_work_t *req) {
     if (rc == 0)
       rc = fedc__coord_encode_model(c, next, fedc__coord_tensors_prepare(c), m->round,
                                     &w->model, &w->model_len, w->sha);
+    if (rc == 0) rc = fedc__coord_model_wrap(&w->model, w->model_len, &w->body);
   }
   size_t opt_len = fedc_engine_opt_state_len(c->engine);
   if (rc == 0 && opt_len > 0) {
@@ -371,7 +374,8 @@ static void commit_run(uv_work_t *req) {
     return;
   }
   snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
-  fedc_free(w->model);
+  fedc_http_body_unref(w->body);
+  w->body = NULL;
   w->model = NULL;
   w->result = COMMIT_RETRY;
   if (prepared && fedc_engine_close_abort(c->engine) != 0) {
@@ -389,7 +393,7 @@ static void commit_done(uv_work_t *req, int status) {
   fedc_coord *c = w->c;
   (void)status;
   fedc__coord_round_event(c, EV_COMMIT_DONE, w);
-  fedc_free(w->model);
+  fedc_http_body_unref(w->body);
   fedc_free(w);
   fedc__coord_worker_done(c);
 }
@@ -473,10 +477,8 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
                   (int)w->row.round, (int)w->m.capped, (int)w->m.clipped);
   c->updates_capped += w->m.capped;
   /* the worker's encoded model becomes the one served: no lock */
-  fedc_free(c->model_bytes);
-  c->model_bytes = w->model;
-  c->model_len = w->model_len;
-  memcpy(c->model_sha, w->sha, sizeof c->model_sha);
+  fedc__coord_model_set(c, w->body, w->sha);
+  w->body = NULL;
   w->model = NULL;
   c->round++;
   c->commit_failures = 0;
