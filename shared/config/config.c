@@ -341,7 +341,10 @@ static const key_def keys[] = {
      "allow`; open = any certificate signed by the CA joins."},
     {"server", "max_body_mb", T_DOUBLE, M(server_max_body_mb), 0, 4096,
      MINMAX | MIN_OPEN, NULL, "64",
-     "Coordinator: largest request body accepted, in MiB."},
+     "Coordinator: largest body of an ordinary request, in MiB. An update "
+     "larger than that goes in chunks (POST /v1/upload, docs/protocol.md), "
+     "bounded by what the job's model dictates: its float32 size (twice "
+     "with SCAFFOLD) plus 1 MiB."},
     {"server", "idle_timeout_s", T_DOUBLE, M(server_idle_timeout_s), 0, 3600,
      MINMAX | MIN_OPEN, NULL, "30",
      "Coordinator: a connection that makes no progress for this long is "
