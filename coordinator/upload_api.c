@@ -81,12 +81,20 @@ void fedc__coord_upload_free(fedc_coord *c) {
   c->uploads = NULL;
 }
 
-static void answer_state(fedc_http_exchange *x, const fedc_upload *u) {
+/* The chunk size clients are told: FEDC_UPLOAD_CHUNK, or less when
+ * [server] max_body_mb is smaller (a chunk is an ordinary request). */
+static uint64_t chunk_size(const fedc_coord *c) {
+  double max = c->cfg.server_max_body_mb * 1048576.0;
+  uint64_t room = max > 4096.0 ? (uint64_t)max - 4096u : 4096u;
+  return room < FEDC_UPLOAD_CHUNK ? room : FEDC_UPLOAD_CHUNK;
+}
+
+static void answer_state(const fedc_coord *c, fedc_http_exchange *x, const fedc_upload *u) {
   char body[160];
   int n = snprintf(body, sizeof body,
                    "{\"round\":%d,\"size\":%llu,\"offset\":%llu,\"chunk\":%llu}", (int)u->round,
                    (unsigned long long)u->size, (unsigned long long)u->accepted,
-                   (unsigned long long)FEDC_UPLOAD_CHUNK);
+                   (unsigned long long)chunk_size(c));
   fedc_http_respond(x, 200, "application/json", body, (size_t)n, NULL);
 }
 
@@ -172,7 +180,7 @@ static void announce(fedc_coord *c, fedc_http_exchange *x, const fedc_http_reque
     u->last = fedc__coord_now(); /* a resume */
     fedc_log_info("round=%d client=%d msg=\"upload resumed\" offset=%llu size=%llu", (int)round,
                   (int)cl->id, (unsigned long long)u->accepted, (unsigned long long)size);
-    answer_state(x, u);
+    answer_state(c, x, u);
     return;
   }
   if (u) fedc__upload_discard(u); /* another update replaces it */
@@ -189,7 +197,7 @@ static void announce(fedc_coord *c, fedc_http_exchange *x, const fedc_http_reque
     return;
   }
   u->last = fedc__coord_now();
-  answer_state(x, u);
+  answer_state(c, x, u);
 }
 
 static void ask(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *req,
@@ -202,7 +210,7 @@ static void ask(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *r
                             (int)cl->id, (int)round);
     return;
   }
-  answer_state(x, u);
+  answer_state(c, x, u);
 }
 
 /* ---- chunks ------------------------------------------------------------------ */
@@ -301,7 +309,7 @@ static void chunk_done(uv_work_t *req, int status) {
     fedc__coord_reject(c, REJECT_unavailable);
     if (x) fedc_http_respond_error(x, 503, "unavailable", "%s", w->msg);
   } else if (x) {
-    answer_state(x, u);
+    answer_state(c, x, u);
   }
   fedc_free(w);
   fedc__coord_worker_done(c);
@@ -336,7 +344,7 @@ static void chunk(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request 
   }
   switch (fedc__upload_chunk_place(u->size, u->accepted, off, req->body_len)) {
   case FEDC_CHUNK_HAVE:
-    answer_state(x, u); /* a resend of accepted bytes: nothing to do */
+    answer_state(c, x, u); /* a resend of accepted bytes: nothing to do */
     return;
   case FEDC_CHUNK_GAP: {
     char body[200];

@@ -20,7 +20,11 @@ on loopback (harness.py).
    the byte at 60% of the first update: every committed model is
    byte-identical to the uncut run's, and the bytes the proxy forwarded
    from the clients exceed the updates' by less than half an update (the
-   upload resumed; it did not start over). The figures are printed.
+   upload resumed; it did not start over). The figures are printed. Then
+   again with site 1 killed (SIGKILL) once 30% of its first update is in
+   and started again: it sends the update it kept in [client] state_dir
+   from the coordinator's offset, without training again, and the models
+   are the same again.
    tests/long/test_large_upload.sh runs it with one 500 MiB update.
 
 Run under /usr/bin/python3 (Debian's, with numpy).
@@ -28,6 +32,7 @@ Run under /usr/bin/python3 (Debian's, with numpy).
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -123,18 +128,34 @@ def test_chunk_checks():
 
 
 # ---- 2. a cut mid-upload ------------------------------------------------------------
-def run_tensor_job(name, mb, sites, rounds, cut_frac=None):
+def run_tensor_job(name, mb, sites, rounds, cut_frac=None, kill_frac=None):
     """A tensor job of an mb MiB F32 tensor and a small F16 one; sites
     (k -> samples) on the numpy trainer, through the fault proxy cutting at
-    cut_frac of the first update when given. Returns the committed models'
-    data SHA-256 by round, the update's size, the proxy's summary (or
-    None), and the seconds the job took."""
+    cut_frac of the first update when given. kill_frac: site 1 is killed
+    (SIGKILL) once the coordinator's spool of its first update holds that
+    fraction, and started again (its links slowed by the proxy's delays so
+    that the kill lands mid-upload). Returns the committed models' data
+    SHA-256 by round, the update's size, the proxy's summary (or None), and
+    the seconds the job took."""
     from trainer_tests import start_tensor_job, start_external, close
     from netfaults_tests import ProxiedJob
     import fedc
-    cls = ProxiedJob if cut_frac is not None else Job
+    proxied = cut_frac is not None or kill_frac is not None
+    cls = ProxiedJob if proxied else Job
     job = cls(name, len(sites), sizes=[10] * len(sites), rounds=rounds, model="tensors",
               round_timeout_s=600, poll_s=1)
+    plain_ini = job.client_ini
+
+    def client_ini(k, **kw):  # every site keeps its state (the pending update)
+        path = plain_ini(k, **kw)
+        state = os.path.join(job.dir, f"state-{k}")
+        os.makedirs(state, exist_ok=True)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("[client]\n", f"[client]\nstate_dir = {state}\n", 1))
+        return path
+    job.client_ini = client_ini
     try:
         job.set_server_keys(max_body_mb=8)
         n = mb * MIB // 4
@@ -149,18 +170,47 @@ def run_tensor_job(name, mb, sites, rounds, cut_frac=None):
             # the update is the F32 tensor plus a few KiB: cut at cut_frac of it,
             # after the joins and polls (a few KiB too)
             job.start_proxy(["--cut-at", str(int(cut_frac * mb * MIB))])
+        elif kill_frac is not None:
+            job.start_proxy(["--delay", "1", "--delay-ms", "20"])
+        proxy = job.procs[-1] if proxied else None
         t0 = time.time()
-        procs = [start_external(job, k, f"--samples {s}", keep=True) for k, s in sites.items()]
+        procs = [start_external(job, k, f"--samples {s}", keep=True, timeout_s=900)
+                 for k, s in sites.items()]
+        if kill_frac is not None:
+            spool = os.path.join(job.store + ".uploads")
+
+            def far_enough():
+                for f in os.listdir(spool) if os.path.isdir(spool) else []:
+                    if f.endswith("-c1.part"):
+                        return os.path.getsize(os.path.join(spool, f)) >= kill_frac * mb * MIB
+                return False
+            job.wait_for(far_enough, 300, "site 1's upload to be under way")
+            procs[0].kill()
+            procs[0].wait()
+            held = max(os.path.getsize(os.path.join(spool, f)) for f in os.listdir(spool)
+                       if f.endswith("-c1.part"))
+            procs[0] = start_external(job, 1, f"--samples {sites[1]}", keep=True, timeout_s=900)
         for k, q in enumerate(procs, 1):
-            assert q.wait(timeout=900) == 0, f"client {k} did not finish with exit 0"
+            if q.wait(timeout=900) != 0:
+                with open(os.path.join(job.dir, f"client-{k}.log"), errors="replace") as f:
+                    tail = f.read().strip().splitlines()[-4:]
+                raise AssertionError(f"client {k} exit {q.returncode}: " + " | ".join(tail))
         took = time.time() - t0
+        if kill_frac is not None:
+            with open(os.path.join(job.dir, "client-1.log"), errors="replace") as f:
+                log = f.read().split("msg=\"joined\"")[-1]  # the restarted client's
+            assert "resending the update already made" in log, "site 1 trained again"
+            m = [int(x) for x in re.findall(r'msg="upload resumes" round=1 offset=(\d+)', log)]
+            assert m and m[0] >= held - 16 * MIB and m[0] > 0, (m, held)
+            print(f"       site 1 killed with {held / MIB:.1f} MiB of its update held and "
+                  f"started again: it resumed at {m[0] / MIB:.1f} MiB, without training again")
         kept = os.path.join(job.dir, "updates-1")
         files = [f for f in os.listdir(kept)] if os.path.isdir(kept) else []
         if files:
             size = os.path.getsize(os.path.join(kept, sorted(files)[0]))
         if cut_frac is not None:
-            job.procs[-len(procs) - 1].terminate()  # the proxy: its summary line
-            job.procs[-len(procs) - 1].wait(timeout=10)
+            proxy.terminate()  # its summary line
+            proxy.wait(timeout=10)
             ev = job.proxy_events()
             summary = [e for e in ev if e["event"] == "summary"][-1]
             summary["cuts"] = [e for e in ev if e["event"] == "cut"]
@@ -199,6 +249,11 @@ def test_cut_and_resume():
           f"({100.0 * again / size:.1f}% of one update; requests, TLS and the chunk in flight)")
     print(f"       job time: {t_plain:.1f} s uncut, {t_cut:.1f} s with the cut")
     assert 0 <= again < 0.5 * size, f"{again} bytes sent again, half an update is {size // 2}"
+    if os.environ.get("LARGE_UPLOAD_KILL", "1") == "1":
+        killed, size3, _, t_kill = run_tensor_job("upload-kill", mb, sites, rounds, kill_frac=0.3)
+        assert size3 == size and killed == plain, "the committed models differ from the uncut run's"
+        print(f"       with the kill: committed models identical to the uncut run's "
+              f"({t_kill:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -10,4 +10,5 @@ cd "$ROOT" || exit 1
 export LARGE_UPLOAD_MB=${LARGE_UPLOAD_MB:-500}
 export LARGE_UPLOAD_SITES=${LARGE_UPLOAD_SITES:-1}
 export LARGE_UPLOAD_ROUNDS=${LARGE_UPLOAD_ROUNDS:-1}
+export LARGE_UPLOAD_KILL=${LARGE_UPLOAD_KILL:-0}
 exec sh tests/integration/test_large_upload.sh test_cut_and_resume

@@ -5,8 +5,10 @@
  * query strings, a spool file built chunk by chunk that refuses a chunk
  * with a wrong checksum without writing it and checks the whole against
  * the announced SHA-256, the table of uploads (one per client, stale
- * rounds swept, busy ones kept), the sweep of an earlier run's files, and
- * nothing left allocated.
+ * rounds swept, busy ones kept), the sweep of an earlier run's files, the
+ * client's copy of a pending update in state_dir (client/upload_client.c:
+ * found again only for its job, round and model), and nothing left
+ * allocated.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/mbedtls_compat.h"
+#include "upload_client.h"
 #include "upload_ledger.h"
 
 static int64_t live_at_start;
@@ -192,12 +195,46 @@ static void test_table(void **state) {
   assert_int_equal(fedc_alloc_live(), live_at_start);
 }
 
+static void test_pending(void **state) {
+  (void)state;
+  const char *model = "aa11bb22cc33dd44ee55ff6600112233aa11bb22cc33dd44ee55ff6600112233";
+  uint8_t body[5000];
+  for (size_t i = 0; i < sizeof body; i++) body[i] = (uint8_t)(i ^ (i >> 3));
+  uint8_t *got = NULL;
+  size_t len = 0;
+  assert_int_equal(fedc__client_pending_keep(tmp, "job-1", 3, model, body, sizeof body), 0);
+  assert_int_equal(fedc__client_pending_load(tmp, "job-1", 3, model, &got, &len), 1);
+  assert_int_equal(len, sizeof body);
+  assert_memory_equal(got, body, sizeof body);
+  fedc_free(got);
+  /* another round, another model, another job: not this update */
+  assert_int_equal(fedc__client_pending_load(tmp, "job-1", 4, model, &got, &len), 0);
+  assert_int_equal(fedc__client_pending_load(tmp, "job-1", 3, "00", &got, &len), 0);
+  assert_int_equal(fedc__client_pending_load(tmp, "job-2", 3, model, &got, &len), 0);
+  assert_null(got);
+  /* a cut-short file is not loaded */
+  char bin[400];
+  snprintf(bin, sizeof bin, "%s/upload-job-1.bin", tmp);
+  assert_int_equal(truncate(bin, 100), 0);
+  assert_int_equal(fedc__client_pending_load(tmp, "job-1", 3, model, &got, &len), 0);
+  fedc__client_pending_drop(tmp, "job-1");
+  struct stat st;
+  assert_int_equal(stat(bin, &st), -1);
+  /* no state_dir, or a job id that cannot name a file: nothing kept */
+  assert_int_equal(fedc__client_pending_keep("", "job-1", 3, model, body, sizeof body), 0);
+  assert_int_equal(fedc__client_pending_load("", "job-1", 3, model, &got, &len), 0);
+  assert_int_equal(fedc__client_pending_keep(tmp, "../x", 3, model, body, sizeof body), 0);
+  assert_int_equal(fedc__client_pending_load(tmp, "../x", 3, model, &got, &len), 0);
+  assert_int_equal(fedc_alloc_live(), live_at_start);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_place),
       cmocka_unit_test(test_query),
       cmocka_unit_test_setup_teardown(test_spool, setup, teardown),
       cmocka_unit_test_setup_teardown(test_table, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pending, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
