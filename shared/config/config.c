@@ -442,7 +442,8 @@ static const key_def keys[] = {
      "coordinator; 0 = never."},
     {"client", "state_dir", T_STRING, M(client_state_dir), 0, 0, 0, NULL, "",
      "Client: a folder for state kept between runs (SCAFFOLD's client control "
-     "variate); a scaffold job needs it."},
+     "variate, topk's residual, an update being uploaded in chunks so that a "
+     "restarted client resumes it); a scaffold job needs it."},
     {"client", "serve", T_BOOL, M(client_serve), 0, 0, 0, NULL, "false",
      "Client: run as a site service: after a job ends, wait for the next "
      "one and take part in each job that [policy] allows (same as --serve)."},
