@@ -13,8 +13,8 @@
  * off resumes from the accepted offset. The last chunk completes the
  * update: the running hash must be the announced one, then the spool file
  * is mapped read-only and goes through the same checks and fold as a POST
- * /v1/update body (fedc__coord_queue_update); the mapping and the file go
- * when the fold is done. Secure aggregation takes its masked update in one
+ * /v1/update body (fedc__coord_queue_update), one completed upload at a
+ * time; the mapping and the file go when the fold is done. Secure aggregation takes its masked update in one
  * POST /v1/update (bounded by [server] max_body_mb) and refuses these.
  */
 #include <errno.h>
@@ -31,24 +31,91 @@
 #include "coord_internal.h"
 #include "upload_ledger.h"
 
-struct coord_uploads {
-  fedc_upload_table t;
-  char dir[600];
-};
-
 /* A completed upload's spool, mapped for the fold; unmapped and removed by
  * spool_release once the update work is done. */
 typedef struct spool_map {
   void *addr;
   size_t len;
   char path[512];
+  fedc_coord *c; /* set while it is the one fold under way */
 } spool_map;
+
+/* A completed upload waiting for its turn to be folded. */
+typedef struct fold_wait {
+  struct fold_wait *next;
+  fedc_http_exchange *x; /* NULL once the connection died */
+  int32_t client_id;
+  spool_map *map;
+} fold_wait;
+
+struct coord_uploads {
+  fedc_upload_table t;
+  char dir[600];
+  /* Completed uploads are checked and folded one at a time: a large
+   * update's decode holds a float32 copy of the model beside its mapped
+   * spool, and N of them at once would be N such copies. */
+  int folding;
+  fold_wait *head, *tail;
+};
+
+static void fold_next(fedc_coord *c);
 
 static void spool_release(void *ud) {
   spool_map *m = ud;
+  fedc_coord *c = m->c;
   if (m->addr) munmap(m->addr, m->len);
   unlink(m->path);
   fedc_free(m);
+  if (c && c->uploads) {
+    c->uploads->folding = 0;
+    fold_next(c);
+  }
+}
+
+static void fold_wait_abort(void *ud, fedc_http_exchange *x) {
+  (void)x;
+  ((fold_wait *)ud)->x = NULL;
+}
+
+/* Start the next waiting fold if none is under way (loop thread). */
+static void fold_next(fedc_coord *c) {
+  struct coord_uploads *ups = c->uploads;
+  while (!ups->folding && ups->head) {
+    fold_wait *w = ups->head;
+    ups->head = w->next;
+    if (ups->head == NULL) ups->tail = NULL;
+    fedc_http_exchange *x = w->x;
+    spool_map *m = w->map;
+    coord_client *cl = fedc__coord_client_by_id(c, w->client_id);
+    fedc_free(w);
+    if (x) fedc_http_exchange_on_abort(x, NULL, NULL);
+    if (x == NULL || cl == NULL || c->stopping || !fedc__coord_update_gate(c, x, cl)) {
+      spool_release(m); /* m->c is NULL: no recursion */
+      continue;
+    }
+    ups->folding = 1;
+    m->c = c;
+    fedc__coord_queue_update(c, x, cl, m->addr, m->len, spool_release, m);
+  }
+}
+
+/* Queue a completed upload for its fold (takes m). */
+static void fold_later(fedc_coord *c, fedc_http_exchange *x, int32_t client_id, spool_map *m) {
+  fold_wait *w = fedc_calloc(1, sizeof *w);
+  if (w == NULL) {
+    spool_release(m);
+    fedc__coord_reject(c, REJECT_unavailable);
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  w->x = x;
+  w->client_id = client_id;
+  w->map = m;
+  fedc_http_exchange_on_abort(x, fold_wait_abort, w);
+  if (c->uploads->tail) c->uploads->tail->next = w;
+  else c->uploads->head = w;
+  c->uploads->tail = w;
+  fold_next(c);
 }
 
 /* The largest update the job's model allows: its float values as float32
@@ -76,6 +143,12 @@ static struct coord_uploads *uploads(fedc_coord *c) {
 
 void fedc__coord_upload_free(fedc_coord *c) {
   if (c->uploads == NULL) return;
+  while (c->uploads->head) { /* waiting folds (their connections are gone) */
+    fold_wait *w = c->uploads->head;
+    c->uploads->head = w->next;
+    spool_release(w->map);
+    fedc_free(w);
+  }
   fedc__upload_table_free(&c->uploads->t);
   fedc_free(c->uploads);
   c->uploads = NULL;
@@ -285,13 +358,8 @@ static void chunk_done(uv_work_t *req, int status) {
     fedc__upload_remove(&c->uploads->t, u);
     fedc_log_info("round=%d client=%d msg=\"upload complete\" bytes=%zu", (int)round,
                   (int)w->client_id, w->map->len);
-    if (x == NULL || cl == NULL || c->stopping) {
-      spool_release(w->map);
-    } else if (fedc__coord_update_gate(c, x, cl)) {
-      fedc__coord_queue_update(c, x, cl, w->map->addr, w->map->len, spool_release, w->map);
-    } else {
-      spool_release(w->map);
-    }
+    if (x == NULL || cl == NULL || c->stopping) spool_release(w->map);
+    else fold_later(c, x, w->client_id, w->map);
   } else if (w->rc == FEDC_ECHECKSUM) {
     if (w->complete) {
       /* the whole is not what was announced: the upload starts over */
