@@ -43,6 +43,7 @@
 #include "scaffold_client.h"
 #include "codec_client.h"
 #include "secagg_client.h"
+#include "upload_client.h"
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
 
@@ -1426,6 +1427,12 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
   return TRAIN_OK;
 }
 
+static int sa_call(void *ctx, const char *what, const char *path, const char *ctype,
+                   const void *body, size_t len, double timeout_s, fedc_http_response *resp);
+
+/* A large update goes in chunks (upload_client.c), kept in [client]
+ * state_dir until answered so that a restarted client resumes it; a small
+ * one in one POST /v1/update. Either way the answer is read here. */
 static int post_update(fedc_client *c, int32_t round) {
   request r = {.what = "update",
                .path = "/v1/update",
@@ -1435,8 +1442,25 @@ static int post_update(fedc_client *c, int32_t round) {
                .timeout_s = TRANSFER_TIMEOUT_S,
                .max_response = JSON_MAX};
   fedc_http_response resp;
-  int rc = call(c, &r, &resp);
+  int chunked = c->update_len >= fedc__client_upload_threshold();
+  int rc;
+  if (chunked) {
+    if (fedc__client_pending_keep(c->state_dir, c->job.id, round, c->update_sha, c->update,
+                                  c->update_len) != 0)
+      fedc_log_warn("msg=\"cannot keep the update for a resume\" error=\"%s\"",
+                    fedc_error_msg());
+    fedc_upload_io io = {.ctx = c, .call = sa_call};
+    rc = fedc__client_upload_chunked(&io, round, c->update, c->update_len, &resp, NULL);
+    if (rc == 0 && resp.status == 404 && strstr((const char *)resp.body, "no_upload") == NULL) {
+      /* a coordinator without chunked uploads: the one request */
+      fedc_http_response_free(&resp);
+      rc = call(c, &r, &resp);
+    }
+  } else {
+    rc = call(c, &r, &resp);
+  }
   if (rc != 0) return rc;
+  if (chunked) fedc__client_pending_drop(c->state_dir, c->job.id); /* answered */
   if (resp.status == 200) {
     fedc_client_ack ack;
     if (fedc_client_ack_parse((const char *)resp.body, resp.len, &ack) == 0) {
@@ -1587,6 +1611,15 @@ static run_state do_round(fedc_client *c, const fedc_client_task *t) {
   if (c->own_stats && c->stats_json) far_check(c);
   if (t->secagg) return secure_round(c, t);
   double t0 = now_s();
+  if (c->update == NULL) { /* a restarted client: an upload it had begun */
+    uint8_t *kept;
+    size_t kept_len;
+    if (fedc__client_pending_load(c->state_dir, c->job.id, t->round, t->model_sha256, &kept,
+                                  &kept_len)) {
+      fedc_client_metrics km = {.samples = 0, .loss = NAN};
+      hold_update(c, t, kept, kept_len, &km);
+    }
+  }
   int cached = c->update != NULL && c->update_round == t->round &&
                strcmp(c->update_sha, t->model_sha256) == 0;
   if (cached && c->update_refused) {

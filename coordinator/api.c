@@ -405,6 +405,11 @@ void fedc__coord_handle(void *ctx, fedc_http_exchange *x,
     else if (cl) fedc__coord_handle_report(c, x, cl, req->body, req->body_len);
     return;
   }
+  if (strcmp(p, "/v1/upload") == 0 || strcmp(p, "/v1/upload/chunk") == 0) {
+    coord_client *cl = authorize(c, x, req); /* chunked uploads: upload_api.c */
+    if (cl) fedc__coord_upload_handle(c, x, req, cl);
+    return;
+  }
   int is_task = strcmp(p, "/v1/task") == 0, is_update = strcmp(p, "/v1/update") == 0;
   int is_model = strncmp(p, "/v1/model/", 10) == 0;
   if (!is_task && !is_update && !is_model) {
@@ -471,7 +476,8 @@ int fedc__coord_admit(void *ctx, const fedc_http_request *req, const char **code
       return refusal(code, msg, cap, 405, "method_not_allowed", "%s takes POST", p);
     return admit_client(c, req, 1, code, msg, cap);
   }
-  if (strncmp(p, "/v1/secagg/", 11) == 0 || strcmp(p, "/v1/decline") == 0)
+  if (strncmp(p, "/v1/secagg/", 11) == 0 || strcmp(p, "/v1/decline") == 0 ||
+      strcmp(p, "/v1/upload") == 0 || strcmp(p, "/v1/upload/chunk") == 0)
     return admit_client(c, req, 0, code, msg, cap);
   if (strcmp(p, "/v1/stats") == 0 || strcmp(p, "/v1/warn") == 0 || strcmp(p, "/v1/eval") == 0 ||
       strcmp(p, "/v1/report") == 0) {

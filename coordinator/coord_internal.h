@@ -178,6 +178,7 @@ struct fedc_coordinator {
   struct coord_eval *eval;     /* federated evaluation (eval_rounds.c); NULL when off */
   int async_rounds;            /* fedbuff: asynchronous steps (async_rounds.c) */
   struct coord_async *async;
+  struct coord_uploads *uploads; /* chunked uploads (upload_api.c); NULL until the first */
   int stopping;
   int stopped;        /* on_stopped ran */
   int free_when_closed; /* a failed start: free once the tick is closed */
@@ -209,6 +210,19 @@ void fedc__coord_worker_done(fedc_coord *c);
 /* Answer one pending long-poll with what this client should do now. */
 void fedc__coord_answer_poll(fedc_coord *c, coord_client *cl);
 /* Queue an update for validation and folding on a worker. */
+/* Who may send an update now (selected in the open round, or a resend);
+ * 1 to go on, 0 after answering (503 while the round closes, 403, 409). */
+int fedc__coord_update_gate(fedc_coord *c, fedc_http_exchange *x, coord_client *cl);
+/* Check and fold body (len bytes) on a worker and answer x as POST
+ * /v1/update does; body is freed with release(release_ud) when given, else
+ * with fedc_free (the gate must have passed). */
+void fedc__coord_queue_update(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                              uint8_t *body, size_t len, void (*release)(void *ud),
+                              void *release_ud);
+/* upload_api.c: chunked uploads, /v1/upload and /v1/upload/chunk */
+void fedc__coord_upload_handle(fedc_coord *c, fedc_http_exchange *x,
+                               const fedc_http_request *req, coord_client *cl);
+void fedc__coord_upload_free(fedc_coord *c);
 void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
                                coord_client *cl, const uint8_t *body,
                                size_t len);

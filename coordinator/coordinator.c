@@ -187,6 +187,10 @@ typedef struct update_work {
   int32_t client_id;
   uint8_t *body;
   size_t len;
+  /* who frees body: NULL for fedc_free, else release(release_ud) (a
+   * chunked upload's mapped spool file, upload_api.c) */
+  void (*release)(void *ud);
+  void *release_ud;
   /* results */
   int status;
   reject_reason reason;
@@ -374,18 +378,13 @@ static void update_done(uv_work_t *req, int status) {
                   (int)w->client_id, w->code, w->msg);
   }
   fedc__coord_answer_update(w->x, w->status, w->round, w->duplicate, w->code, w->msg);
-  fedc_free(w->body);
+  if (w->release) w->release(w->release_ud);
+  else fedc_free(w->body);
   fedc_free(w);
   fedc__coord_worker_done(c);
 }
 
-void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
-                               coord_client *cl, const uint8_t *body,
-                               size_t len) {
-  if (c->secagg) { /* a masked update */
-    fedc__coord_secagg_update(c, x, cl, body, len);
-    return;
-  }
+int fedc__coord_update_gate(fedc_coord *c, fedc_http_exchange *x, coord_client *cl) {
   if (c->state == ROUND_CLOSING || c->state == ROUND_COMMITTING) {
     /* the round is being committed: its outcome decides (stale or a
      * duplicate), so ask the client to send again in a moment */
@@ -393,7 +392,7 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
         "{\"error\":\"unavailable\",\"message\":\"the round is closing; retry\"}";
     fedc__coord_reject(c, REJECT_unavailable);
     fedc_http_respond(x, 503, "application/json", busy, sizeof busy - 1, "Retry-After: 1\r\n");
-    return;
+    return 0;
   }
   /* who may send an update now is known before its body is decoded: a
    * client selected in the open round, or one that reported in it or in
@@ -415,32 +414,58 @@ void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
     else
       fedc_http_respond_error(x, 409, "stale_round", "no round is open for client %d",
                               (int)cl->id);
-    return;
+    return 0;
   }
+  return 1;
+}
+
+void fedc__coord_queue_update(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                              uint8_t *body, size_t len, void (*release)(void *ud),
+                              void *release_ud) {
   update_work *w = fedc_calloc(1, sizeof *w);
-  uint8_t *copy = w ? fedc_malloc(len ? len : 1) : NULL;
-  if (copy == NULL) {
-    fedc_free(w);
+  if (w == NULL) {
+    if (release) release(release_ud);
+    else fedc_free(body);
     fedc__coord_reject(c, REJECT_unavailable);
     fedc_http_respond_error(x, 503, "unavailable", "out of memory");
     return;
   }
-  memcpy(copy, body, len);
   w->c = c;
   w->x = x;
   w->client_id = cl->id;
-  w->body = copy;
+  w->body = body;
   w->len = len;
+  w->release = release;
+  w->release_ud = release_ud;
   w->req.data = w;
   fedc_http_exchange_on_abort(x, update_abort, w);
   if (uv_queue_work(c->loop, &w->req, update_run, update_done) != 0) {
     fedc_http_exchange_on_abort(x, NULL, NULL);
-    fedc_free(copy);
+    if (release) release(release_ud);
+    else fedc_free(body);
     fedc_free(w);
     fedc_http_respond_error(x, 503, "unavailable", "cannot queue the update");
     return;
   }
   c->inflight++;
+}
+
+void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
+                               coord_client *cl, const uint8_t *body,
+                               size_t len) {
+  if (c->secagg) { /* a masked update */
+    fedc__coord_secagg_update(c, x, cl, body, len);
+    return;
+  }
+  if (!fedc__coord_update_gate(c, x, cl)) return;
+  uint8_t *copy = fedc_malloc(len ? len : 1);
+  if (copy == NULL) {
+    fedc__coord_reject(c, REJECT_unavailable);
+    fedc_http_respond_error(x, 503, "unavailable", "out of memory");
+    return;
+  }
+  memcpy(copy, body, len);
+  fedc__coord_queue_update(c, x, cl, copy, len, NULL, NULL);
 }
 
 /* ---- checkpoints of past rounds ----------------------------------------- */
@@ -930,6 +955,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc__coord_secagg_free(c);
   fedc__coord_eval_free(c);
   fedc__coord_async_free(c);
+  fedc__coord_upload_free(c);
   fedc_engine_free(c->engine);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);

@@ -342,7 +342,10 @@ static const key_def keys[] = {
      "allow`; open = any certificate signed by the CA joins."},
     {"server", "max_body_mb", T_DOUBLE, M(server_max_body_mb), 0, 4096,
      MINMAX | MIN_OPEN, NULL, "64",
-     "Coordinator: largest request body accepted, in MiB."},
+     "Coordinator: largest body of an ordinary request, in MiB. An update "
+     "larger than that goes in chunks (POST /v1/upload, docs/protocol.md), "
+     "bounded by what the job's model dictates: its float32 size (twice "
+     "with SCAFFOLD) plus 1 MiB."},
     {"server", "idle_timeout_s", T_DOUBLE, M(server_idle_timeout_s), 0, 3600,
      MINMAX | MIN_OPEN, NULL, "30",
      "Coordinator: a connection that makes no progress for this long is "
@@ -440,8 +443,9 @@ static const key_def keys[] = {
      "coordinator; 0 = never."},
     {"client", "state_dir", T_STRING, M(client_state_dir), 0, 0, 0, NULL, "",
      "Client: a folder for state kept between runs (SCAFFOLD's client control "
-     "variate, topk's residual; a scaffold or topk job needs it) and for model "
-     "downloads, which resume there after a cut (docs/protocol.md)."},
+     "variate, topk's residual; a scaffold or topk job needs it), for model "
+     "downloads, which resume there after a cut, and for an update being "
+     "uploaded in chunks, so that a restarted client resumes it (docs/protocol.md)."},
     {"client", "serve", T_BOOL, M(client_serve), 0, 0, 0, NULL, "false",
      "Client: run as a site service: after a job ends, wait for the next "
      "one and take part in each job that [policy] allows (same as --serve)."},

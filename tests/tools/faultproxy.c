@@ -21,6 +21,11 @@
  *            record (by default only those: the record's MAC must fail;
  *            --corrupt-any flips a byte anywhere, handshake included).
  *
+ * Besides the drawn plans, --cut-at N cuts (with a reset) the connection
+ * that carries the N-th client-to-coordinator byte of the whole run, once:
+ * a cut at a chosen point of a long upload. The summary line counts the
+ * bytes forwarded each way (c2s_bytes, s2c_bytes).
+ *
  * Every event is one line on stderr, "faultproxy t=SECONDS conn=N
  * event=NAME key=value...", which the tests read: the upstream socket's
  * local address in event=open is the "remote" the coordinator logs, and
@@ -67,6 +72,7 @@ typedef struct opts {
   uint64_t delay_ms, stall_ms, cut_bytes, stall_bytes, corrupt_records;
   int corrupt_any;
   uint64_t max_conns;
+  uint64_t cut_at; /* --cut-at: the run's c2s byte offset of one cut; 0 = none */
   double duration_s;
   uint64_t print_plans; /* --plans N: print the plans of connections 1..N */
 } opts;
@@ -130,6 +136,8 @@ static struct {
   struct sockaddr_in up_addr;
   conn *conns;
   uint64_t n_conns, open_conns, n_cut, n_corrupt, n_stall, n_delayed;
+  uint64_t c2s_read, fwd[2]; /* c2s bytes read, bytes forwarded each way */
+  int cut_at_fired;
   uint64_t t0;
   int stopping;
   uint8_t rbuf[READ_BUF];
@@ -262,6 +270,7 @@ static void on_write(uv_write_t *req, int status) {
   flow *f = h->f;
   conn *c = f->c;
   f->inflight -= h->len;
+  if (status >= 0) g.fwd[f->dir] += h->len;
   fedc_free(h);
   if (c->closing) return;
   if (status < 0) {
@@ -440,6 +449,16 @@ static void take(conn *c, flow *f, uint8_t *p, size_t n) {
   }
   size_t split = n;
   int marker = -1;
+  if (f->dir == C2S && g.o.cut_at && !g.cut_at_fired && g.c2s_read + n >= g.o.cut_at) {
+    /* --cut-at: this run's one cut at a chosen c2s byte */
+    g.cut_at_fired = 1;
+    c->fault = FAULT_CUT;
+    c->fault_dir = C2S;
+    c->fault_off = f->offset + (g.o.cut_at - g.c2s_read);
+    c->reset = 1;
+    c->fired = 0;
+  }
+  if (f->dir == C2S) g.c2s_read += n;
   if ((c->fault == FAULT_CUT || c->fault == FAULT_STALL) && !c->fired && c->fault_dir == f->dir &&
       c->fault_off < f->offset + n) {
     split = (size_t)(c->fault_off - f->offset);
@@ -601,8 +620,8 @@ static void stop(const char *why) {
   g.stopping = 1;
   event(NULL,
         "event=summary why=%s conns=%" PRIu64 " cut=%" PRIu64 " corrupt=%" PRIu64 " stall=%" PRIu64
-        " delayed_chunks=%" PRIu64,
-        why, g.n_conns, g.n_cut, g.n_corrupt, g.n_stall, g.n_delayed);
+        " delayed_chunks=%" PRIu64 " c2s_bytes=%" PRIu64 " s2c_bytes=%" PRIu64,
+        why, g.n_conns, g.n_cut, g.n_corrupt, g.n_stall, g.n_delayed, g.fwd[C2S], g.fwd[S2C]);
   uv_close((uv_handle_t *)&g.listener, on_plain_closed);
   uv_close((uv_handle_t *)&g.sigterm, on_plain_closed);
   uv_close((uv_handle_t *)&g.sigint, on_plain_closed);
@@ -641,6 +660,8 @@ static void usage(FILE *f) {
         "  --stall P           probability that a connection stalls once (0)\n"
         "  --stall-ms MS       how long a stall lasts (3000)\n"
         "  --stall-bytes N     the stall offset is drawn in [0, N) (65536)\n"
+        "  --cut-at N          cut (reset) the connection carrying the run's N-th\n"
+        "                      client-to-coordinator byte, once (0: none)\n"
         "  --max-conns N       connections open at once (1024)\n"
         "  --duration S        exit after S seconds (600)\n"
         "  --plans N           print the fault plans of connections 1..N and exit\n"
@@ -721,6 +742,9 @@ static int parse_args(int argc, char **argv, opts *o) {
     } else if (strcmp(a, "--corrupt-records") == 0) {
       rc = num(a, v, 1, 1e9, &x);
       o->corrupt_records = (uint64_t)x;
+    } else if (strcmp(a, "--cut-at") == 0) {
+      rc = num(a, v, 1, 1e15, &x);
+      o->cut_at = (uint64_t)x;
     } else if (strcmp(a, "--max-conns") == 0) {
       rc = num(a, v, 1, 1e6, &x);
       o->max_conns = (uint64_t)x;
