@@ -64,10 +64,13 @@ int main(int argc, char **argv) {
   }
   double per = 0, f32 = 0;
   int codec = fedc_sim_bytes_up(sim, &per, &f32);
-  char extra[160];
+  double ph[3];
+  fedc_sim_phase_secs(sim, ph);
+  char extra[320];
   snprintf(extra, sizeof extra,
-           ",\"compression\":\"%s\",\"bytes_up_per_update\":%.0f,\"float32_bytes_per_update\":%.0f",
-           fedc_codec_name((fedc_codec)codec), per, f32);
+           ",\"compression\":\"%s\",\"bytes_up_per_update\":%.0f,\"float32_bytes_per_update\":%.0f"
+           ",\"phase_secs\":{\"train\":%.4f,\"aggregate\":%.4f,\"evaluate\":%.4f}",
+           fedc_codec_name((fedc_codec)codec), per, f32, ph[0], ph[1], ph[2]);
   fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, extra);
   if (!cli.json && !cli.quiet && codec != FEDC_CODEC_NONE)
     fprintf(stderr, "compression %s: %.0f bytes up per update (float32: %.0f, %.1fx fewer)\n",

@@ -89,6 +89,22 @@ static int cpu_gemm_rows(fedc_backend *b, int ta, int tb, int m, int n, int k,
   return fedc_error_set(FEDC_EINVAL, "cpu backend: gemm_rows of a %dx%dx%d product", m, n, k);
 }
 
+/* A data set kept as bytes (backend.h): the kernels' unpack_u8 and
+ * gemm_nt_u8. */
+static int cpu_unpack_u8(fedc_backend *b, float *dst, const uint8_t *src, int64_t d,
+                         int32_t rows) {
+  KERN(b)->unpack_u8(dst, src, (size_t)d * (size_t)rows);
+  return 0;
+}
+
+static int cpu_gemm_u8(fedc_backend *b, int m, int n, int k, float alpha, const uint8_t *a,
+                       int lda, const float *bm, int ldb, float beta, float *c, int ldc) {
+  if (n > FEDC_KERNEL_SMALL || k > FEDC_KERNEL_U8_MAXK)
+    return fedc_error_set(FEDC_EINVAL, "cpu backend: gemm_u8 of a %dx%dx%d product", m, n, k);
+  KERN(b)->gemm_nt_u8(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+  return 0;
+}
+
 static int cpu_gather_rows(fedc_backend *b, float *dst, const float *src,
                            int64_t d, const int64_t *rows, int32_t n) {
   (void)b;
@@ -243,6 +259,9 @@ int fedc__backend_cpu_open(fedc_backend **out) {
   b->gemm = cpu_gemm;
   b->gemm_rows = cpu_gemm_rows;
   b->gemm_rows_max = FEDC_KERNEL_SMALL;
+  b->unpack_u8 = cpu_unpack_u8;
+  b->gemm_u8 = cpu_gemm_u8;
+  b->gemm_u8_max_k = FEDC_KERNEL_U8_MAXK;
   b->gather_rows = cpu_gather_rows;
   b->gather = cpu_gather;
   b->add_bias = cpu_add_bias;

@@ -22,6 +22,8 @@
 
 /* The most outputs the small products take: n of gemm_nt, m of gemm_tn. */
 #define FEDC_KERNEL_SMALL 16
+/* The longest rows gemm_nt_u8 takes (k). */
+#define FEDC_KERNEL_U8_MAXK 8192
 
 typedef struct fedc_kernels {
   fedc_cpu_variant variant;
@@ -60,6 +62,13 @@ typedef struct fedc_kernels {
   void (*gemm_tn_rows)(int m, int n, int k, float alpha, const float *a, int lda,
                        const float *b, int ldb, const int64_t *rows, float beta, float *c,
                        int ldc);
+  /* A data set stored as bytes, each b standing for b / 255.0f (the IDX
+   * loader's pixels; kernels_u8.h): dst[i] = src[i] / 255.0f exactly. */
+  void (*unpack_u8)(float *dst, const uint8_t *src, size_t n);
+  /* gemm_nt with A's rows as such bytes (lda bytes apart), k <=
+   * FEDC_KERNEL_U8_MAXK: the same bits as gemm_nt on the unpacked rows. */
+  void (*gemm_nt_u8)(int m, int n, int k, float alpha, const uint8_t *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc);
 } fedc_kernels;
 
 /* The table of the variant in use (fedc_cpu_current()). */

@@ -97,7 +97,11 @@ static void scalar_gemm_tn_rows(int m, int n, int k, float alpha, const float *a
   tn_any(m, n, k, alpha, a, lda, bm, ldb, rows, beta, c, ldc);
 }
 
+#define U8_GEMM_NT scalar_gemm_nt
+#include "ml/kernels_u8.h"
+
 const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR,     scalar_gemm_nt,
                                           scalar_gemm_tn,      fold_convert,
                                           fold_add,            FEDC_KERNELS_ELEM,
-                                          scalar_gemm_nt_rows, scalar_gemm_tn_rows};
+                                          scalar_gemm_nt_rows, scalar_gemm_tn_rows,
+                                          u8_unpack,           u8_gemm_nt};

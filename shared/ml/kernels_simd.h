@@ -377,8 +377,12 @@ static void simd_gemm_tn_rows(int m, int n, int k, float alpha, const float *a,
   tn_all(m, n, k, alpha, a, lda, b, ldb, rows, beta, c, ldc);
 }
 
-const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,     simd_gemm_tn,
-                                 fold_convert,      fold_add,         FEDC_KERNELS_ELEM,
-                                 simd_gemm_nt_rows, simd_gemm_tn_rows};
+#define U8_GEMM_NT simd_gemm_nt
+#include "ml/kernels_u8.h"
+
+const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,      simd_gemm_tn,
+                                 fold_convert,      fold_add,          FEDC_KERNELS_ELEM,
+                                 simd_gemm_nt_rows, simd_gemm_tn_rows, u8_unpack,
+                                 u8_gemm_nt};
 
 #endif
