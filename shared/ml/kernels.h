@@ -20,10 +20,15 @@
 
 #include "base/cpu.h"
 
-/* The most outputs the small products take: n of gemm_nt, m of gemm_tn. */
+/* The most outputs the small products take: n of gemm_nt, m of gemm_tn
+ * (any, in a variant with `wide` set, up to FEDC_KERNEL_BATCH rows). */
 #define FEDC_KERNEL_SMALL 16
 /* The longest rows gemm_nt_u8 takes (k). */
 #define FEDC_KERNEL_U8_MAXK 8192
+/* The largest minibatch (m of gemm_nt, k of gemm_tn) for which a variant
+ * with `wide` set takes products of any width: an MLP's layers at batch
+ * 32, where OpenBLAS reaches 60-75% of what these kernels do (bench/kernels.c). */
+#define FEDC_KERNEL_BATCH 64
 
 typedef struct fedc_kernels {
   fedc_cpu_variant variant;
@@ -69,6 +74,10 @@ typedef struct fedc_kernels {
    * FEDC_KERNEL_U8_MAXK: the same bits as gemm_nt on the unpacked rows. */
   void (*gemm_nt_u8)(int m, int n, int k, float alpha, const uint8_t *a, int lda,
                      const float *b, int ldb, float beta, float *c, int ldc);
+  /* 1 when gemm_nt and gemm_tn are blocked well enough for wide products
+   * (any n of gemm_nt, m of gemm_tn) to beat OpenBLAS at a minibatch of at
+   * most FEDC_KERNEL_BATCH rows; 0 for the scalar reference */
+  int wide;
 } fedc_kernels;
 
 /* The table of the variant in use (fedc_cpu_current()). */

@@ -104,4 +104,5 @@ const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR,     scalar_gemm_nt,
                                           scalar_gemm_tn,      fold_convert,
                                           fold_add,            FEDC_KERNELS_ELEM,
                                           scalar_gemm_nt_rows, scalar_gemm_tn_rows,
-                                          u8_unpack,           u8_gemm_nt};
+                                          u8_unpack,           u8_gemm_nt,
+                                          0};

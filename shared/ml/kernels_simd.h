@@ -383,6 +383,6 @@ static void simd_gemm_tn_rows(int m, int n, int k, float alpha, const float *a,
 const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,      simd_gemm_tn,
                                  fold_convert,      fold_add,          FEDC_KERNELS_ELEM,
                                  simd_gemm_nt_rows, simd_gemm_tn_rows, u8_unpack,
-                                 u8_gemm_nt};
+                                 u8_gemm_nt,        1};
 
 #endif

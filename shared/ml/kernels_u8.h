@@ -42,7 +42,9 @@ static void u8_gemm_nt(int m, int n, int k, float alpha, const uint8_t *a, int l
                        const float *b, int ldb, float beta, float *c, int ldc) {
   float buf[U8_BLOCK_FLOATS] __attribute__((aligned(64)));
   int per = k > 0 ? U8_BLOCK_FLOATS / k : m;
-  if (per > 12) per -= per % 6; /* whole blocks of 2, 3 or 6 rows */
+#ifdef NT_R
+  if (per >= NT_R) per -= per % NT_R; /* whole blocks of gemm_nt's rows */
+#endif
   if (per < 1) per = 1;
   for (int i = 0; i < m; i += per) {
     int r = m - i < per ? m - i : per;

@@ -130,13 +130,13 @@ const fedc_model_spec *fedc_trainer_spec(const fedc_trainer *t) {
 }
 
 /* The first layer of rows kept as bytes (x8, B x n_in, fedc_data_view's
- * x_u8) into z: a small product reads the bytes (be->gemm_u8), a wide one
- * multiplies them unpacked into t->xb. 1 when done, 0 when the backend
- * has no such op (the caller uses the floats). */
+ * x_u8) into z: the backend's gemm_u8 reads the bytes, or they are
+ * unpacked into t->xb and multiplied. 1 when done, 0 when the backend has
+ * neither op (the caller uses the floats). */
 static int first_layer_u8(fedc_trainer *t, const uint8_t *x8, int32_t B, float *z, int *rc) {
   fedc_backend *be = t->be;
   const fedc_layer_layout *ly = &t->layers[0];
-  if (be->gemm_u8 && ly->out <= be->gemm_rows_max && ly->in <= be->gemm_u8_max_k) {
+  if (be->gemm_u8 && ly->in <= be->gemm_u8_max_k) {
     *rc = be->gemm_u8(be, B, ly->out, ly->in, 1.0f, x8, ly->in, t->w + ly->w_off, ly->in,
                       0.0f, z, ly->out);
     return 1;
@@ -254,6 +254,17 @@ static int weight_rows(fedc_trainer *t, const fedc_train_params *p, int32_t B) {
   return rc;
 }
 
+/* Ask for the next minibatch's rows (bytes, host memory) while this one
+ * is computed: they lie anywhere in the data set, and reading them cold
+ * cost more than the products of a small model. */
+static void prefetch_rows(const fedc_data_view *data, const int64_t *rows, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const uint8_t *r = data->x_u8 + (size_t)rows[i] * (size_t)data->d;
+    for (int64_t off = 0; off < data->d; off += 64) __builtin_prefetch(r + off, 0, 2);
+    __builtin_prefetch(r + data->d - 1, 0, 2);
+  }
+}
+
 int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
                      const fedc_data_view *data, const int64_t *rows,
                      int64_t n_rows, fedc_rng *rng, float *w,
@@ -303,10 +314,12 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
       int64_t correct = 0;
       const float *x = in_place ? data->x : t->xb;
       const int64_t *xrows = in_place ? t->order + s : NULL;
-      if (bytes)
+      if (bytes) {
         for (int32_t i = 0; i < B && rc == 0; i++)
           rc = be->unpack_u8(be, t->xb + (size_t)i * (size_t)data->d,
                              data->x_u8 + (size_t)t->order[s + i] * (size_t)data->d, data->d, 1);
+        prefetch_rows(data, t->order + s + B, n_rows - s - B < B ? n_rows - s - B : B);
+      }
       else if (!in_place)
         rc = be->gather_rows(be, t->xb, data->x, data->d, t->order + s, B);
       if (rc == 0) rc = be->gather(be, t->yb, data->y, t->order + s, B);

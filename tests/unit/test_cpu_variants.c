@@ -155,6 +155,31 @@ static void run_tn(const fedc_kernels *kern, const fedc_kernels *ref) {
         }
 }
 
+/* The wide products a SIMD variant takes at a minibatch (kernels.h's
+ * wide): gemm_nt with many outputs, gemm_tn with many rows, an MLP's
+ * shapes and the edges of the blocks, against the scalar table. */
+static void test_wide(void **state) {
+  const fedc_kernels *kern = kernels_or_skip(state);
+  if (!kern->wide) {
+    print_message("skipped: %s takes only the small products\n",
+                  fedc_cpu_variant_name(kern->variant));
+    skip();
+  }
+  fedc_rng r;
+  fedc_rng_seed(&r, 17);
+  static const int wm[] = {1, 31, 32, 64}, wn[] = {17, 41, 200}, wk[] = {9, 200, 784};
+  for (size_t mi = 0; mi < COUNT(wm); mi++)
+    for (size_t ni = 0; ni < COUNT(wn); ni++)
+      for (size_t ki = 0; ki < COUNT(wk); ki++) {
+        int m = wm[mi], n = wn[ni], k = wk[ki];
+        check_gemm(kern, &fedc_kernels_scalar, 0, &r, m, n, k, k + 3, k + 1, n + 2, 1.0f,
+                   mi % 2 ? 1.0f : 0.0f);
+        /* tn: C (n x k) = dZ^T X, dZ m x n, X m x k */
+        check_gemm(kern, &fedc_kernels_scalar, 1, &r, n, k, m, n + 1, k + 3, k + 5, 0.5f,
+                   ki % 2 ? 0.0f : 1.0f);
+      }
+}
+
 static void test_gemm_nt(void **state) {
   const fedc_kernels *k = kernels_or_skip(state);
   run_nt(k, &fedc_kernels_scalar);
@@ -393,6 +418,7 @@ static void test_select(void **state) {
   {"gemm_nt/" name, test_gemm_nt, NULL, NULL, &v},                           \
       {"gemm_tn/" name, test_gemm_tn, NULL, NULL, &v},                       \
       {"gemm_rows/" name, test_gemm_rows, NULL, NULL, &v},                   \
+      {"wide/" name, test_wide, NULL, NULL, &v},                             \
       {"fold/" name, test_fold, NULL, NULL, &v},                             \
       {"elementwise/" name, test_elem, NULL, NULL, &v}
 
