@@ -60,7 +60,7 @@ static double clock_hz(void) {
 
 typedef struct shape {
   const char *what;
-  int tn; /* 0: gemm_nt, 1: gemm_tn, 2: gemm_nt_u8 (A as bytes) */
+  int tn; /* 0: gemm_nt, 1: gemm_tn, 2: gemm_nt_u8 (A as bytes), 3: gemm_nn */
   int m, n, k;
 } shape;
 
@@ -76,6 +76,7 @@ static const shape shapes[] = {
     {"mlp gradient 1   tn 200x784x32", 1, 200, 784, 32},
     {"mlp layer 2      nt 32x200x200", 0, 32, 200, 200},
     {"mlp gradient 2   tn 200x200x32", 1, 200, 200, 32},
+    {"mlp input grad   nn 32x200x200", 3, 32, 200, 200},
     {"mlp eval layer 1 nt 512x200x784", 0, 512, 200, 784},
 };
 
@@ -93,7 +94,9 @@ static double measure(const fedc_kernels *kern, const shape *s, float *a, float 
   for (int r = 0; r < 7; r++) {
     double t0 = now();
     for (int i = 0; i < calls; i++) {
-      if (s->tn == 2)
+      if (s->tn == 3)
+        kern->gemm_nn(s->m, s->n, s->k, 1.0f, a, s->k, b, s->n, 0.0f, c, s->n);
+      else if (s->tn == 2)
         kern->gemm_nt_u8(s->m, s->n, s->k, 1.0f, (const uint8_t *)a, s->k, b, s->k, 0.0f, c, s->n);
       else if (s->tn) kern->gemm_tn(s->m, s->n, s->k, 1.0f, a, s->m, b, s->n, 0.0f, c, s->n);
       else kern->gemm_nt(s->m, s->n, s->k, 1.0f, a, s->k, b, s->k, 0.0f, c, s->n);

@@ -58,10 +58,10 @@ typedef struct cpu_ctx {
 
 /* Products of any width go to a SIMD variant's kernels too (kernels.h's
  * wide) where they beat OpenBLAS (bench/kernels.c): a minibatch's forward
- * pass (A B^T, m rows) and weight gradient (dZ^T A, k rows), and a forward
- * pass over long rows (k >= 512: an image's first layer, where their dot
- * products over k match OpenBLAS at any m); an evaluation's other layers
- * and dZ W go to OpenBLAS. */
+ * pass (A B^T, m rows), weight gradient (dZ^T A, k rows) and input
+ * gradient (dZ W, m rows), and a forward pass over long rows (k >= 512: an
+ * image's first layer, where their dot products over k match OpenBLAS at
+ * any m); an evaluation's other layers go to OpenBLAS. */
 static int nt_ours(const fedc_kernels *kern, int m, int n, int k) {
   return n <= FEDC_KERNEL_SMALL || (kern->wide && (m <= FEDC_KERNEL_BATCH || k >= 512));
 }
@@ -76,6 +76,10 @@ static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
   }
   if (ta && !tb && (m <= FEDC_KERNEL_SMALL || (kern->wide && k <= FEDC_KERNEL_BATCH))) {
     kern->gemm_tn(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+    return 0;
+  }
+  if (!ta && !tb && kern->wide && m <= FEDC_KERNEL_BATCH) {
+    kern->gemm_nn(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
     return 0;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,

@@ -78,6 +78,11 @@ typedef struct fedc_kernels {
    * (any n of gemm_nt, m of gemm_tn) to beat OpenBLAS at a minibatch of at
    * most FEDC_KERNEL_BATCH rows; 0 for the scalar reference */
   int wide;
+  /* C (m x n) = alpha A B + beta C, A m x k (lda), B k x n (ldb); taken
+   * from a variant with wide for m <= FEDC_KERNEL_BATCH (dZ W at a
+   * minibatch); beta == 0 never reads C. */
+  void (*gemm_nn)(int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc);
 } fedc_kernels;
 
 /* The table of the variant in use (fedc_cpu_current()). */
