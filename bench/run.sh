@@ -216,16 +216,17 @@ for setting in ("softmax", "mlp"):
                 f = json.loads(line)
                 ph, n = f.get("phase_secs"), f.get("rounds") or 1
                 if ph:
-                    rows.append((f["sec_per_round"], ph["train"] / n, ph["aggregate"] / n,
-                                 ph["evaluate"] / n, f.get("cpu_sec_per_round", 0.0)))
+                    spr = f["sec_per_round"]
+                    t, a, e = ph["train"] / n, ph["aggregate"] / n, ph["evaluate"] / n
+                    rows.append((spr, t, a, e, spr - t - a - e, f.get("cpu_sec_per_round", 0.0)))
     if not rows:
         continue
-    med = [statistics.median(r[i] for r in rows) for i in range(5)]
-    other = med[0] - med[1] - med[2] - med[3]
-    print("  %-8s %7.2f ms/round = training %.2f + aggregation %.2f + evaluation %.2f"
-          " + other %.2f;\n           CPU %.2f ms/round (%.2f of %d cores busy)"
-          % (setting, 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * other,
-             1e3 * med[4], med[4] / med[0] if med[0] else 0, threads))
+    # each column's median (so the parts need not add up to the total exactly)
+    med = [statistics.median(r[i] for r in rows) for i in range(6)]
+    print("  %-8s %7.2f ms/round: training %.2f, aggregation %.2f, evaluation %.2f,"
+          " other %.2f;\n           CPU %.2f ms/round (%.2f of %d cores busy)"
+          % (setting, 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * med[4],
+             1e3 * med[5], med[5] / med[0] if med[0] else 0, threads))
 PYEOF
 # Each fedc run followed by the same job evaluating
 # only after its last round; the difference of each pair is the evaluation.
