@@ -12,7 +12,7 @@
 #include "data/data.h"
 
 /*
- * One pass: each feature's nearest byte b = nearbyint(255 x) must give
+ * One pass: each feature's nearest byte b (255 x rounded) must give
  * back exactly x as b / 255.0f (so -0.0, NaN and every other value refuse
  * the copy); the copy is filled as it goes and dropped at the first
  * feature that does not fit.
@@ -30,7 +30,7 @@ int fedc_dataset_pack_u8(fedc_dataset *ds) {
       fedc_free_aligned(q);
       return 0;
     }
-    uint8_t b = (uint8_t)nearbyintf(v * 255.0f);
+    uint8_t b = (uint8_t)(v * 255.0f + 0.5f); /* 0 <= v <= 1: the nearest byte */
     if ((float)b / 255.0f != v) {
       fedc_free_aligned(q);
       return 0;
