@@ -5,7 +5,8 @@
  * the peak is 2 FMA units x floats per vector x 2 flops x clock (AVX2: 8
  * floats, AVX-512: 16; NEON: 2 units of 4 assumed). The shapes are the
  * softmax job's and the MLP's last layer at batch 32, the evaluation's at
- * batch 1000. Operands stay in cache: this is the kernels' ceiling, not a
+ * batch 1000, and the MLP's wide layers (784-200-200) at batch 32 and its
+ * evaluation's first layer at 512, for the variants that take them. Operands stay in cache: this is the kernels' ceiling, not a
  * round. Prints one line per variant and shape; bench/run.sh runs it.
  *
  *   cc -O2 bench/kernels.c -Iinclude -Ishared build/lib/libfedc.a -lm -o k
@@ -59,7 +60,7 @@ static double clock_hz(void) {
 
 typedef struct shape {
   const char *what;
-  int tn; /* 0: gemm_nt, 1: gemm_tn */
+  int tn; /* 0: gemm_nt, 1: gemm_tn, 2: gemm_nt_u8 (A as bytes), 3: gemm_nn */
   int m, n, k;
 } shape;
 
@@ -67,8 +68,16 @@ static const shape shapes[] = {
     {"softmax forward  nt 32x10x784", 0, 32, 10, 784},
     {"softmax gradient tn 10x784x32", 1, 10, 784, 32},
     {"softmax eval     nt 1000x10x784", 0, 1000, 10, 784},
+    {"  from bytes   nt_u8 1000x10x784", 2, 1000, 10, 784},
     {"mlp last layer   nt 32x10x200", 0, 32, 10, 200},
     {"mlp gradient     tn 10x200x32", 1, 10, 200, 32},
+    /* the wide products a SIMD variant takes at batch 32 (kernels.h's wide) */
+    {"mlp layer 1      nt 32x200x784", 0, 32, 200, 784},
+    {"mlp gradient 1   tn 200x784x32", 1, 200, 784, 32},
+    {"mlp layer 2      nt 32x200x200", 0, 32, 200, 200},
+    {"mlp gradient 2   tn 200x200x32", 1, 200, 200, 32},
+    {"mlp input grad   nn 32x200x200", 3, 32, 200, 200},
+    {"mlp eval layer 1 nt 512x200x784", 0, 512, 200, 784},
 };
 
 static int cmp(const void *a, const void *b) {
@@ -85,7 +94,11 @@ static double measure(const fedc_kernels *kern, const shape *s, float *a, float 
   for (int r = 0; r < 7; r++) {
     double t0 = now();
     for (int i = 0; i < calls; i++) {
-      if (s->tn) kern->gemm_tn(s->m, s->n, s->k, 1.0f, a, s->m, b, s->n, 0.0f, c, s->n);
+      if (s->tn == 3)
+        kern->gemm_nn(s->m, s->n, s->k, 1.0f, a, s->k, b, s->n, 0.0f, c, s->n);
+      else if (s->tn == 2)
+        kern->gemm_nt_u8(s->m, s->n, s->k, 1.0f, (const uint8_t *)a, s->k, b, s->k, 0.0f, c, s->n);
+      else if (s->tn) kern->gemm_tn(s->m, s->n, s->k, 1.0f, a, s->m, b, s->n, 0.0f, c, s->n);
       else kern->gemm_nt(s->m, s->n, s->k, 1.0f, a, s->k, b, s->k, 0.0f, c, s->n);
     }
     g[r] = flop * calls / (now() - t0) / 1e9;
@@ -116,6 +129,8 @@ int main(void) {
     int lanes = v == FEDC_CPU_AVX512 ? 16 : v == FEDC_CPU_AVX2 ? 8 : v == FEDC_CPU_NEON ? 4 : 0;
     double peak = 2.0 * lanes * 2.0 * hz / 1e9;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+      if ((shapes[i].tn == 1 ? shapes[i].m : shapes[i].n) > FEDC_KERNEL_SMALL && !kern->wide)
+        continue;
       double gf = measure(kern, &shapes[i], a, b, c);
       if (peak > 0)
         printf("  %-9s %-34s %6.1f GFLOP/s  %3.0f%% of %.1f (2 FMA x %d floats x 2 x clock)\n",

@@ -10,22 +10,28 @@
 #   softmax   softmax regression, 100 rounds
 #   mlp       784-200-200-10 ReLU MLP, 20 rounds (enough for timing; its
 #             accuracy is the one after 20 rounds, not a converged figure)
-# Each measurement runs FEDC_BENCH_REPS times (3), fedc and torch interleaved
-# so that machine noise hits both; the table shows medians.
+# Each measurement runs FEDC_BENCH_REPS times (5), fedc and torch interleaved
+# so that machine noise hits both; the table shows medians, and the load
+# average (uptime) is printed with each run and each figure.
 #
-# Knobs (environment): FEDC_BENCH_REPS (3), FEDC_BENCH_THREADS (2),
+# Knobs (environment): FEDC_BENCH_REPS (5), FEDC_BENCH_THREADS (2),
 # FEDC_BENCH_SOFTMAX_ROUNDS (100), FEDC_BENCH_MLP_ROUNDS (20),
 # FEDC_BENCH_PYTHON (/usr/bin/python3, the interpreter that runs torch),
-# FEDC_BENCH_SPLIT (1: also time fedc without the per-round evaluation, to
-# show where a round goes), FEDC_CPU (force a kernel variant: avx2, ...).
-# The header names the kernel variant; bench/kernels.c prints the kernels'
-# GFLOP/s against the FMA peak.
+# FEDC_BENCH_SPLIT (0; 1: also time fedc without the per-round evaluation),
+# FEDC_CPU (force a kernel variant: avx2, ...), FEDC_BENCH_OPENBLAS_CORE
+# (the OpenBLAS kernel both sides use: Haswell, AVX2, when FEDC_CPU=avx2, so
+# that an AVX-512 machine stands for an AVX2-only one; else OpenBLAS's own
+# choice; "auto" forces its own choice).
+# The header names the kernel variant, the OpenBLAS core and the threads;
+# each fedc run reports where its rounds went (training, aggregation,
+# evaluation) and its CPU time; bench/kernels.c prints the kernels' GFLOP/s
+# against the FMA peak.
 set -eu
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BUILD=${FEDC_BUILD:-$BENCH_DIR/../build}
 SIM=$BUILD/bin/fedc-sim
-REPS=${FEDC_BENCH_REPS:-3}
+REPS=${FEDC_BENCH_REPS:-5}
 THREADS=${FEDC_BENCH_THREADS:-2}
 SOFTMAX_ROUNDS=${FEDC_BENCH_SOFTMAX_ROUNDS:-100}
 MLP_ROUNDS=${FEDC_BENCH_MLP_ROUNDS:-20}
@@ -41,8 +47,19 @@ TEST_SAMPLES=10000 # Fashion-MNIST's test set, evaluated every round
 # better setting; an OMP_WAIT_POLICY already in the environment wins.
 TORCH_OMP_WAIT=${OMP_WAIT_POLICY:-PASSIVE}
 # FEDC_BENCH_SPLIT=1: each fedc run is followed by one without the per-round
-# evaluation, to show where a round goes
-SPLIT=${FEDC_BENCH_SPLIT:-1}
+# evaluation (fedc-sim's phase_secs says where a round goes without it)
+SPLIT=${FEDC_BENCH_SPLIT:-0}
+# An AVX2-only machine on an AVX-512 one: fedc's kernels forced to AVX2
+# (FEDC_CPU) and OpenBLAS's to Haswell, for fedc and torch alike (torch's
+# own kernels already report AVX2; oneDNN capped too).
+OB_CORE=${FEDC_BENCH_OPENBLAS_CORE:-}
+if [ -z "$OB_CORE" ] && [ "${FEDC_CPU:-}" = avx2 ]; then OB_CORE=Haswell; fi
+if [ "$OB_CORE" = auto ]; then OB_CORE=""; fi
+if [ -n "$OB_CORE" ]; then
+  export OPENBLAS_CORETYPE="$OB_CORE"
+  [ "${FEDC_CPU:-}" = avx2 ] && export DNNL_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+fi
+load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'; }
 
 if [ ! -x "$SIM" ]; then
   echo "bench: $SIM not found; build it first (make all)" >&2
@@ -95,9 +112,10 @@ run_one() {
       return 0
     }
   fi
-  # progress on stderr: the run's s/round
+  # progress on stderr: the run's s/round and the load average after it
   sed -n 's/.*"final":true.*"sec_per_round":\([0-9.]*\).*/\1 s\/round/p' "$out" |
     tr '\n' ' ' >&2
+  printf '(load %s) ' "$(load)" >&2
 }
 
 echo "fedc benchmark: fedc-sim vs plain PyTorch FedAvg"
@@ -106,6 +124,14 @@ echo "  fedc-sim:  $SIM ($("$SIM" --version 2>/dev/null | head -n 1 || echo unkn
 # one FEDC_CPU forces (docs/architecture.md, Compute)
 VARIANT=$("$SIM" --version 2>/dev/null | sed -n 's/^cpu kernels: //p')
 echo "  kernels:   ${VARIANT:-unknown} (FEDC_CPU=${FEDC_CPU:-unset})"
+# the OpenBLAS kernel set that runs (both sides load the same libopenblas)
+OB_RAN=$("$PY" -c 'import ctypes, ctypes.util
+n = ctypes.util.find_library("openblas") or "libopenblas.so.0"
+f = ctypes.CDLL(n).openblas_get_corename
+f.restype = ctypes.c_char_p
+print(f().decode())' 2>/dev/null || echo unknown)
+echo "  openblas:  core $OB_RAN (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}); fedc-sim calls it"
+echo "             single-threaded from each worker, for the products its kernels leave"
 if [ "$HAVE_TORCH" = 1 ]; then
   echo "  pytorch:   $TORCH_PY, torch $TORCH_VER ($BENCH_DIR/pytorch_fedavg.py),"
   echo "             OMP_WAIT_POLICY=$TORCH_OMP_WAIT"
@@ -115,7 +141,10 @@ else
   echo "             FEDC_DEPS_EXTRA=python3-torch scripts/install-deps.sh installs it."
 fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
-echo "  machine:   ${cpu:-unknown CPU}, $(nproc 2>/dev/null || echo '?') cores; $THREADS threads per run"
+echo "  machine:   ${cpu:-unknown CPU}, $(nproc 2>/dev/null || echo '?') cores; load average $(load) at the start"
+echo "  threads:   fedc-sim --threads $THREADS (a pool of $THREADS workers training clients and"
+echo "             evaluating test chunks; OpenBLAS 1 thread each); torch set_num_threads($THREADS)"
+echo "             (its intra-op OpenMP threads), one Python thread driving it"
 echo "  job:       Fashion-MNIST, 100 iid clients, 10 per round, 1 epoch, batch 32,"
 echo "             lr $LR, test-set evaluation every round"
 echo "  settings:  softmax regression $SOFTMAX_ROUNDS rounds; MLP $MLP_LAYERS" \
@@ -170,7 +199,36 @@ if [ "$HAVE_TORCH" = 1 ] && [ "${FEDC_BENCH_TORCH_DEFAULT:-1}" = 1 ]; then
       "$PY" -c 'import json,sys; f=json.loads(sys.stdin.read()); print("  torch (default OpenMP) %.3f s/round" % f["sec_per_round"])'
   done
 fi
-# Where a round goes: each fedc run was followed by the same job evaluating
+# Where a round goes: fedc-sim's own timers (phase_secs: the clients'
+# training, the round's close with FedAvg's fold, the test-set evaluation;
+# the rest is selection, bookkeeping and output) and its CPU time, medians.
+echo
+echo "where a fedc round goes ($VARIANT, OpenBLAS $OB_RAN, $THREADS threads; medians of $REPS runs;"
+echo "load average $(load) now):"
+"$PY" - "$TMP" "$THREADS" <<'PYEOF'
+import glob, json, os, statistics, sys
+tmp, threads = sys.argv[1], int(sys.argv[2])
+for setting in ("softmax", "mlp"):
+    rows = []
+    for path in glob.glob(os.path.join(tmp, "%s.fedc.*.json" % setting)):
+        for line in open(path):
+            if '"final":true' in line:
+                f = json.loads(line)
+                ph, n = f.get("phase_secs"), f.get("rounds") or 1
+                if ph:
+                    spr = f["sec_per_round"]
+                    t, a, e = ph["train"] / n, ph["aggregate"] / n, ph["evaluate"] / n
+                    rows.append((spr, t, a, e, spr - t - a - e, f.get("cpu_sec_per_round", 0.0)))
+    if not rows:
+        continue
+    # each column's median (so the parts need not add up to the total exactly)
+    med = [statistics.median(r[i] for r in rows) for i in range(6)]
+    print("  %-8s %7.2f ms/round: training %.2f, aggregation %.2f, evaluation %.2f,"
+          " other %.2f;\n           CPU %.2f ms/round (%.2f of %d cores busy)"
+          % (setting, 1e3 * med[0], 1e3 * med[1], 1e3 * med[2], 1e3 * med[3], 1e3 * med[4],
+             1e3 * med[5], med[5] / med[0] if med[0] else 0, threads))
+PYEOF
+# Each fedc run followed by the same job evaluating
 # only after its last round; the difference of each pair is the evaluation.
 if [ "$SPLIT" = 1 ]; then
   echo

@@ -11,12 +11,21 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cli.h"
 #include "base/error.h"
 #include "sim.h"
 #include "wire/compress.h"
 #include <fedc/cuda.h>
+
+/* The process's CPU time, all threads: the rounds' cost on a machine that
+ * others share, where wall-clock seconds also count their time slices. */
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static const char about[] =
     "Simulate a federated learning job: many clients on this machine,\n"
@@ -38,6 +47,8 @@ int main(int argc, char **argv) {
   char workers[32];
   snprintf(workers, sizeof workers, "%d threads", (int)cli.cfg.threads);
   fedc_cli_start(&cli, setup, workers);
+  double cpu0 = cpu_now();
+  int32_t rounds_run = 0;
   while (!fedc_sim_done(sim)) {
     fedc_round_metrics m;
     int rrc = fedc_sim_round(sim, &m);
@@ -61,13 +72,19 @@ int main(int argc, char **argv) {
     fedc_cli_set_eval(&cli, eval);
     cli.vtime = fedc_sim_vtime(sim);
     fedc_cli_round(&cli, &m);
+    rounds_run++;
   }
+  double cpu_per = rounds_run ? (cpu_now() - cpu0) / rounds_run : 0.0;
   double per = 0, f32 = 0;
   int codec = fedc_sim_bytes_up(sim, &per, &f32);
-  char extra[160];
+  double ph[3];
+  fedc_sim_phase_secs(sim, ph);
+  char extra[320];
   snprintf(extra, sizeof extra,
-           ",\"compression\":\"%s\",\"bytes_up_per_update\":%.0f,\"float32_bytes_per_update\":%.0f",
-           fedc_codec_name((fedc_codec)codec), per, f32);
+           ",\"compression\":\"%s\",\"bytes_up_per_update\":%.0f,\"float32_bytes_per_update\":%.0f"
+           ",\"phase_secs\":{\"train\":%.4f,\"aggregate\":%.4f,\"evaluate\":%.4f}"
+           ",\"cpu_sec_per_round\":%.5f",
+           fedc_codec_name((fedc_codec)codec), per, f32, ph[0], ph[1], ph[2], cpu_per);
   fedc_cli_finish(&cli, fedc_sim_engine(sim), setup, extra);
   if (!cli.json && !cli.quiet && codec != FEDC_CODEC_NONE)
     fprintf(stderr, "compression %s: %.0f bytes up per update (float32: %.0f, %.1fx fewer)\n",

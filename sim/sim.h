@@ -83,6 +83,11 @@ const fedc_engine *fedc_sim_engine(const fedc_sim *s);
  * (fedc_free it); *out is NULL when the last round was not evaluated or the
  * model has no report (a softmax of more than 64 classes). FEDC_ENOMEM. */
 int fedc_sim_eval_json(const fedc_sim *s, char **out);
+/* Where the synchronous rounds so far went, in wall-clock seconds: out[0]
+ * local training (the clients' runs, their updates submitted to the
+ * engine), out[1] the round's close (aggregation and the server step),
+ * out[2] the evaluation on the test set. */
+void fedc_sim_phase_secs(const fedc_sim *s, double out[3]);
 /* fedc_sim_evaluate (fedc/sim.h) is FEDC_ESTATE on a share that is not the
  * evaluator; fedc_sim_save writes round/seed metadata with the model. */
 

@@ -68,6 +68,7 @@ struct fedc_sim {
   fedc_eval_report *report; /* the last evaluation's, merged in chunk order */
   int32_t report_round;     /* the round it evaluated; 0 = none yet */
   int32_t last_round;       /* the last round closed */
+  double phase[3];          /* seconds in local training, aggregation, evaluation */
 };
 
 

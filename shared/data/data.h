@@ -23,10 +23,22 @@ typedef struct fedc_dataset {
   float *y;          /* n labels, fedc_malloc_aligned */
   int32_t n_classes; /* classes, or 0 when the labels are not all
                         non-negative integers (regression target) */
+  uint8_t *x_u8;     /* NULL, or the features as bytes, x = x_u8 / 255.0f
+                        exactly (fedc_dataset_pack_u8), fedc_malloc_aligned */
 } fedc_dataset;
 
 /* Free x and y and zero *ds; safe on a zeroed struct and on NULL. */
 void fedc_dataset_free(fedc_dataset *ds);
+
+/*
+ * Keep a byte copy of the features when every one of them is b / 255.0f
+ * for a byte b (the IDX loader's pixels): ds->x_u8, a quarter of x's
+ * memory, which the CPU backend reads for the same products (backend.h's
+ * gemm_u8). Returns 1 when made (or already there), 0 when some feature
+ * is not such a value (nothing is made), FEDC_ENOMEM. x must not change
+ * afterwards (fedc_dataset_standardize and _permute drop the copy).
+ */
+int fedc_dataset_pack_u8(fedc_dataset *ds);
 
 /*
  * IDX files (LeCun's format; gzipped or not, detected from the bytes):

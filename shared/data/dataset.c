@@ -19,6 +19,7 @@ void fedc_dataset_free(fedc_dataset *ds) {
   if (ds == NULL) return;
   fedc_free_aligned(ds->x);
   fedc_free_aligned(ds->y);
+  fedc_free_aligned(ds->x_u8);
   memset(ds, 0, sizeof *ds);
 }
 
@@ -52,6 +53,13 @@ int fedc_dataset_standardize(fedc_dataset *train, fedc_dataset *test) {
                           "standardize: test has %lld features, train %lld",
                           (long long)test->d, (long long)train->d);
   int64_t n = train->n, d = train->d;
+  /* the byte copies would no longer match */
+  fedc_free_aligned(train->x_u8);
+  train->x_u8 = NULL;
+  if (test != NULL) {
+    fedc_free_aligned(test->x_u8);
+    test->x_u8 = NULL;
+  }
   double *mean = fedc_calloc((size_t)d, sizeof *mean);
   double *scale = fedc_calloc((size_t)d, sizeof *scale);
   if (mean == NULL || scale == NULL) {
@@ -110,6 +118,8 @@ int fedc_dataset_permute(fedc_dataset *ds, const int64_t *order) {
     done[r >> 3] |= (uint8_t)(1u << (r & 7));
   }
   memset(done, 0, (size_t)n / 8 + 1);
+  fedc_free_aligned(ds->x_u8); /* made again by whoever wants it */
+  ds->x_u8 = NULL;
   for (int64_t start = 0; start < n; start++) {
     if (done[start >> 3] & (1u << (start & 7))) continue;
     /* the cycle start <- order[start] <- order[order[start]] ... */

@@ -64,6 +64,16 @@ struct fedc_backend {
                    float alpha, const float *a, int lda, const float *bm, int ldb,
                    const int64_t *rows, float beta, float *c, int ldc);
   int32_t gemm_rows_max;
+  /* optional (NULL: the caller uses the data set's floats): a data set kept
+   * as bytes, each b standing for b / 255.0f (data.h's x_u8), in host
+   * memory. unpack_u8 writes rows x d floats, dst[i, :] = src[i, :] / 255
+   * exactly; gemm_u8 is gemm (0, 1) with A as such rows (lda bytes apart)
+   * for k at most gemm_u8_max_k: the same bits as gemm on the unpacked
+   * rows. */
+  int (*unpack_u8)(fedc_backend *b, float *dst, const uint8_t *src, int64_t d, int32_t rows);
+  int (*gemm_u8)(fedc_backend *b, int m, int n, int k, float alpha, const uint8_t *a,
+                 int lda, const float *bm, int ldb, float beta, float *c, int ldc);
+  int32_t gemm_u8_max_k;
   /* dst[i, :] = src[rows[i], :] for i < n; rows are host indices */
   int (*gather_rows)(fedc_backend *b, float *dst, const float *src, int64_t d,
                      const int64_t *rows, int32_t n);

@@ -48,22 +48,38 @@ static int cpu_zero(fedc_backend *b, float *p, size_t n) {
  */
 typedef struct cpu_ctx {
   const fedc_kernels *kern;
+  float *scratch; /* gemm_u8's unpacked rows for OpenBLAS, made on first use */
+  size_t scratch_n;
 } cpu_ctx;
 
 /* The backend's kernel table; the elementwise ops below are the variant's
  * too (ml/kernels_elem.h). */
 #define KERN(b) (((cpu_ctx *)(b)->ctx)->kern)
 
+/* Products of any width go to a SIMD variant's kernels too (kernels.h's
+ * wide) where they beat OpenBLAS (bench/kernels.c): a minibatch's forward
+ * pass (A B^T, m rows), weight gradient (dZ^T A, k rows) and input
+ * gradient (dZ W, m rows), and a forward pass over long rows (k >= 512: an
+ * image's first layer, where their dot products over k match OpenBLAS at
+ * any m); an evaluation's other layers go to OpenBLAS. */
+static int nt_ours(const fedc_kernels *kern, int m, int n, int k) {
+  return n <= FEDC_KERNEL_SMALL || (kern->wide && (m <= FEDC_KERNEL_BATCH || k >= 512));
+}
+
 static int cpu_gemm(fedc_backend *b, int ta, int tb, int m, int n, int k,
                     float alpha, const float *a, int lda, const float *bm,
                     int ldb, float beta, float *c, int ldc) {
   const fedc_kernels *kern = KERN(b);
-  if (!ta && tb && n <= FEDC_KERNEL_SMALL) {
+  if (!ta && tb && nt_ours(kern, m, n, k)) {
     kern->gemm_nt(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
     return 0;
   }
-  if (ta && !tb && m <= FEDC_KERNEL_SMALL) {
+  if (ta && !tb && (m <= FEDC_KERNEL_SMALL || (kern->wide && k <= FEDC_KERNEL_BATCH))) {
     kern->gemm_tn(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+    return 0;
+  }
+  if (!ta && !tb && kern->wide && m <= FEDC_KERNEL_BATCH) {
+    kern->gemm_nn(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
     return 0;
   }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
@@ -87,6 +103,38 @@ static int cpu_gemm_rows(fedc_backend *b, int ta, int tb, int m, int n, int k,
     return 0;
   }
   return fedc_error_set(FEDC_EINVAL, "cpu backend: gemm_rows of a %dx%dx%d product", m, n, k);
+}
+
+/* A data set kept as bytes (backend.h): the kernels' unpack_u8 and
+ * gemm_nt_u8. */
+static int cpu_unpack_u8(fedc_backend *b, float *dst, const uint8_t *src, int64_t d,
+                         int32_t rows) {
+  KERN(b)->unpack_u8(dst, src, (size_t)d * (size_t)rows);
+  return 0;
+}
+
+/* gemm_u8: the kernel reads the bytes where cpu_gemm would take the shape;
+ * otherwise the rows are unpacked into the backend's scratch for OpenBLAS
+ * (a backend serves one thread at a time: backend.h). */
+static int cpu_gemm_u8(fedc_backend *b, int m, int n, int k, float alpha, const uint8_t *a,
+                       int lda, const float *bm, int ldb, float beta, float *c, int ldc) {
+  cpu_ctx *x = b->ctx;
+  if (k <= FEDC_KERNEL_U8_MAXK && nt_ours(x->kern, m, n, k)) {
+    x->kern->gemm_nt_u8(m, n, k, alpha, a, lda, bm, ldb, beta, c, ldc);
+    return 0;
+  }
+  size_t need = (size_t)m * (size_t)k;
+  if (need > x->scratch_n) {
+    fedc_free_aligned(x->scratch);
+    x->scratch_n = 0;
+    if ((x->scratch = fedc_malloc_aligned(need * sizeof(float))) == NULL)
+      return fedc_error_set(FEDC_ENOMEM, "cpu backend: out of memory");
+    x->scratch_n = need;
+  }
+  for (int i = 0; i < m; i++)
+    x->kern->unpack_u8(x->scratch + (size_t)i * (size_t)k, a + (size_t)i * (size_t)lda,
+                       (size_t)k);
+  return cpu_gemm(b, 0, 1, m, n, k, alpha, x->scratch, k, bm, ldb, beta, c, ldc);
 }
 
 static int cpu_gather_rows(fedc_backend *b, float *dst, const float *src,
@@ -223,6 +271,7 @@ static int cpu_sum_abs(fedc_backend *b, const float *x, size_t n, double *out) {
 }
 
 static void cpu_close(fedc_backend *b) {
+  fedc_free_aligned(((cpu_ctx *)b->ctx)->scratch);
   fedc_free(b);
 }
 
@@ -243,6 +292,9 @@ int fedc__backend_cpu_open(fedc_backend **out) {
   b->gemm = cpu_gemm;
   b->gemm_rows = cpu_gemm_rows;
   b->gemm_rows_max = FEDC_KERNEL_SMALL;
+  b->unpack_u8 = cpu_unpack_u8;
+  b->gemm_u8 = cpu_gemm_u8;
+  b->gemm_u8_max_k = INT32_MAX;
   b->gather_rows = cpu_gather_rows;
   b->gather = cpu_gather;
   b->add_bias = cpu_add_bias;

@@ -39,7 +39,7 @@ extern "C" {
 
 /* Bumped whenever either table or a type it passes (fedc_backend,
  * fedc_agg_cuda_params) changes shape. */
-#define FEDC_CUDA_MODULE_ABI 3
+#define FEDC_CUDA_MODULE_ABI 4
 #define FEDC_CUDA_MODULE_ENTRY "fedc_cuda_module_entry"
 #define FEDC_CUDA_MODULE_FILE "libfedc-cuda.so"
 

@@ -20,8 +20,15 @@
 
 #include "base/cpu.h"
 
-/* The most outputs the small products take: n of gemm_nt, m of gemm_tn. */
+/* The most outputs the small products take: n of gemm_nt, m of gemm_tn
+ * (any, in a variant with `wide` set, up to FEDC_KERNEL_BATCH rows). */
 #define FEDC_KERNEL_SMALL 16
+/* The longest rows gemm_nt_u8 takes (k). */
+#define FEDC_KERNEL_U8_MAXK 8192
+/* The largest minibatch (m of gemm_nt, k of gemm_tn) for which a variant
+ * with `wide` set takes products of any width: an MLP's layers at batch
+ * 32, where OpenBLAS reaches 60-75% of what these kernels do (bench/kernels.c). */
+#define FEDC_KERNEL_BATCH 64
 
 typedef struct fedc_kernels {
   fedc_cpu_variant variant;
@@ -60,6 +67,22 @@ typedef struct fedc_kernels {
   void (*gemm_tn_rows)(int m, int n, int k, float alpha, const float *a, int lda,
                        const float *b, int ldb, const int64_t *rows, float beta, float *c,
                        int ldc);
+  /* A data set stored as bytes, each b standing for b / 255.0f (the IDX
+   * loader's pixels; kernels_u8.h): dst[i] = src[i] / 255.0f exactly. */
+  void (*unpack_u8)(float *dst, const uint8_t *src, size_t n);
+  /* gemm_nt with A's rows as such bytes (lda bytes apart), k <=
+   * FEDC_KERNEL_U8_MAXK: the same bits as gemm_nt on the unpacked rows. */
+  void (*gemm_nt_u8)(int m, int n, int k, float alpha, const uint8_t *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc);
+  /* 1 when gemm_nt and gemm_tn are blocked well enough for wide products
+   * (any n of gemm_nt, m of gemm_tn) to beat OpenBLAS at a minibatch of at
+   * most FEDC_KERNEL_BATCH rows; 0 for the scalar reference */
+  int wide;
+  /* C (m x n) = alpha A B + beta C, A m x k (lda), B k x n (ldb); taken
+   * from a variant with wide for m <= FEDC_KERNEL_BATCH (dZ W at a
+   * minibatch); beta == 0 never reads C. */
+  void (*gemm_nn)(int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc);
 } fedc_kernels;
 
 /* The table of the variant in use (fedc_cpu_current()). */

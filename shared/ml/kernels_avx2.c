@@ -8,6 +8,7 @@
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdint.h>
 
 #define V __m256
 #define VL 8
@@ -45,6 +46,16 @@ static inline __m128 hsum4x256(__m256 a, __m256 b, __m256 c, __m256 d) {
   __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
+
+/* 8 bytes to 8 floats b / 255 (kernels_u8.h): b (1/255), corrected once */
+static inline __m256 u8_to_f(const uint8_t *p) {
+  const __m256 r = _mm256_set1_ps(1.0f / 255.0f), k255 = _mm256_set1_ps(255.0f);
+  __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+  __m256 q = _mm256_mul_ps(b, r);
+  return _mm256_fmadd_ps(_mm256_fnmadd_ps(q, k255, b), r, q);
+}
+#define U8_V8(p) u8_to_f(p)
+#define U8_V8_STORE(p, v) _mm256_storeu_ps(p, v)
 
 #include "ml/kernels_simd.h"
 #else

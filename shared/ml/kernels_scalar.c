@@ -97,7 +97,27 @@ static void scalar_gemm_tn_rows(int m, int n, int k, float alpha, const float *a
   tn_any(m, n, k, alpha, a, lda, bm, ldb, rows, beta, c, ldc);
 }
 
+/* C = alpha A B + beta C by rows of B (the reference for gemm_nn). */
+static void scalar_gemm_nn(int m, int n, int k, float alpha, const float *a, int lda,
+                           const float *bm, int ldb, float beta, float *c, int ldc) {
+  for (int i = 0; i < m; i++) {
+    float *ci = c + (size_t)i * ldc;
+    if (beta == 0.0f) memset(ci, 0, (size_t)n * sizeof(float));
+    else if (beta != 1.0f)
+      for (int j = 0; j < n; j++) ci[j] *= beta;
+    for (int p = 0; p < k; p++) {
+      const float x = alpha * a[(size_t)i * lda + p], *bp = bm + (size_t)p * ldb;
+      for (int j = 0; j < n; j++) ci[j] += x * bp[j];
+    }
+  }
+}
+
+#define U8_GEMM_NT scalar_gemm_nt
+#include "ml/kernels_u8.h"
+
 const fedc_kernels fedc_kernels_scalar = {FEDC_CPU_SCALAR,     scalar_gemm_nt,
                                           scalar_gemm_tn,      fold_convert,
                                           fold_add,            FEDC_KERNELS_ELEM,
-                                          scalar_gemm_nt_rows, scalar_gemm_tn_rows};
+                                          scalar_gemm_nt_rows, scalar_gemm_tn_rows,
+                                          u8_unpack,           u8_gemm_nt,
+                                          0,                   scalar_gemm_nn};

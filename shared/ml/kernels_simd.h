@@ -206,18 +206,24 @@ static void simd_gemm_nt_rows(int m, int n, int k, float alpha, const float *a,
  * step loads CV vectors of one row of B and broadcasts RB floats of A, for
  * RB CV multiply-adds. C is read (beta != 0) and written once.
  */
-INL void tn_block(const int RB, const int CV, int k, const float *a, int lda,
+/* Element (p, r) of gemm_tn's A (k x m), or with nn of gemm_nn's A (m x k)
+ * read as its transpose: the broadcasts are single loads either way. */
+INL float a_at(const float *a, int lda, const int nn, int p, int r) {
+  return nn ? a[(size_t)r * lda + p] : a[(size_t)p * lda + r];
+}
+
+INL void tn_block(const int RB, const int CV, int k, const float *a, int lda, const int nn,
                   const float *b, int ldb, const int64_t *ix, float alpha, float beta, float *c,
                   int ldc) {
   V acc[TN_R][TN_C];
   for (int r = 0; r < RB; r++)
     for (int v = 0; v < CV; v++) acc[r][v] = V_ZERO();
   for (int p = 0; p < k; p++) {
-    const float *bp = row_ptr(b, ldb, ix, p), *ap = a + (size_t)p * lda;
+    const float *bp = row_ptr(b, ldb, ix, p);
     V bv[TN_C];
     for (int v = 0; v < CV; v++) bv[v] = V_LOADU(bp + v * VL);
     for (int r = 0; r < RB; r++) {
-      V s = V_SET1(ap[r]);
+      V s = V_SET1(a_at(a, lda, nn, p, r));
       for (int v = 0; v < CV; v++) acc[r][v] = V_FMA(s, bv[v], acc[r][v]);
     }
   }
@@ -233,10 +239,10 @@ INL void tn_block(const int RB, const int CV, int k, const float *a, int lda,
 
 #define TN_CASE(RB, CV)                                                      \
   case CV:                                                                   \
-    tn_block(RB, CV, k, a, lda, b, ldb, ix, alpha, beta, c, ldc);            \
+    tn_block(RB, CV, k, a, lda, nn, b, ldb, ix, alpha, beta, c, ldc);        \
     break;
 
-INL void tn_cols(const int RB, int cv, int k, const float *a, int lda,
+INL void tn_cols(const int RB, int cv, int k, const float *a, int lda, const int nn,
                  const float *b, int ldb, const int64_t *ix, float alpha, float beta, float *c,
                  int ldc) {
   switch (cv) {
@@ -257,10 +263,10 @@ INL void tn_cols(const int RB, int cv, int k, const float *a, int lda,
 
 #define TN_ROWS(RB)                                                          \
   case RB:                                                                   \
-    tn_cols(RB, cv, k, a, lda, b, ldb, ix, alpha, beta, c, ldc);             \
+    tn_cols(RB, cv, k, a, lda, nn, b, ldb, ix, alpha, beta, c, ldc);         \
     break;
 
-INL void tn_dispatch(int rb, int cv, int k, const float *a, int lda,
+INL void tn_dispatch(int rb, int cv, int k, const float *a, int lda, const int nn,
                      const float *b, int ldb, const int64_t *ix, float alpha, float beta,
                         float *c, int ldc) {
   switch (rb) {
@@ -292,14 +298,14 @@ INL void tn_dispatch(int rb, int cv, int k, const float *a, int lda,
 }
 
 /* The last n % VL columns: RB rows by one partial vector, the same sums. */
-INL void tn_tail(const int RB, int cnt, int k, const float *a, int lda, const float *b,
-                 int ldb, const int64_t *ix, float alpha, float beta, float *c, int ldc) {
+INL void tn_tail(const int RB, int cnt, int k, const float *a, int lda, const int nn,
+                 const float *b, int ldb, const int64_t *ix, float alpha, float beta, float *c,
+                 int ldc) {
   V acc[TN_R];
   for (int r = 0; r < RB; r++) acc[r] = V_ZERO();
   for (int p = 0; p < k; p++) {
-    const float *ap = a + (size_t)p * lda;
     V bv = load_part(row_ptr(b, ldb, ix, p), cnt);
-    for (int r = 0; r < RB; r++) acc[r] = V_FMA(V_SET1(ap[r]), bv, acc[r]);
+    for (int r = 0; r < RB; r++) acc[r] = V_FMA(V_SET1(a_at(a, lda, nn, p, r)), bv, acc[r]);
   }
   const V va = V_SET1(alpha), vb = V_SET1(beta);
   for (int r = 0; r < RB; r++) {
@@ -312,10 +318,10 @@ INL void tn_tail(const int RB, int cnt, int k, const float *a, int lda, const fl
 
 #define TN_TAIL(RB)                                                          \
   case RB:                                                                   \
-    tn_tail(RB, cnt, k, a, lda, b, ldb, ix, alpha, beta, c, ldc);            \
+    tn_tail(RB, cnt, k, a, lda, nn, b, ldb, ix, alpha, beta, c, ldc);        \
     break;
 
-INL void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda,
+INL void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda, const int nn,
                           const float *b, int ldb, const int64_t *ix, float alpha, float beta,
                              float *c, int ldc) {
   switch (rb) {
@@ -347,38 +353,51 @@ INL void tn_tail_dispatch(int rb, int cnt, int k, const float *a, int lda,
 }
 
 /* Columns in chunks of TN_C vectors (the last chunk shorter), the last
- * n % VL columns as one partial vector. */
-INL void tn_all(int m, int n, int k, float alpha, const float *a, int lda,
+ * n % VL columns as one partial vector. With nn, A is m x k (gemm_nn). */
+INL void tn_all(int m, int n, int k, float alpha, const float *a, int lda, const int nn,
                 const float *b, int ldb, const int64_t *ix, float beta, float *c,
                 int ldc) {
   const int chunk = TN_C * VL, full = n - n % VL;
   for (int j = 0; j < full; j += chunk) {
     int cv = (full - j < chunk ? full - j : chunk) / VL;
     for (int i = 0; i < m; i += TN_R)
-      tn_dispatch(m - i < TN_R ? m - i : TN_R, cv, k, a + i, lda, b + j, ldb, ix,
-                  alpha, beta, c + (size_t)i * ldc + j, ldc);
+      tn_dispatch(m - i < TN_R ? m - i : TN_R, cv, k, nn ? a + (size_t)i * lda : a + i, lda,
+                  nn, b + j, ldb, ix, alpha, beta, c + (size_t)i * ldc + j, ldc);
   }
   if (full < n)
     for (int i = 0; i < m; i += TN_R)
-      tn_tail_dispatch(m - i < TN_R ? m - i : TN_R, n - full, k, a + i, lda, b + full, ldb, ix,
-                       alpha, beta, c + (size_t)i * ldc + full, ldc);
+      tn_tail_dispatch(m - i < TN_R ? m - i : TN_R, n - full, k,
+                       nn ? a + (size_t)i * lda : a + i, lda, nn, b + full, ldb, ix, alpha,
+                       beta, c + (size_t)i * ldc + full, ldc);
 }
 
 static void simd_gemm_tn(int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta,
                          float *c, int ldc) {
-  tn_all(m, n, k, alpha, a, lda, b, ldb, NULL, beta, c, ldc);
+  tn_all(m, n, k, alpha, a, lda, 0, b, ldb, NULL, beta, c, ldc);
+}
+
+/* gemm_nn: C = alpha A B + beta C (A m x k), gemm_tn's blocks with A's
+ * elements read across its rows (a layer's input gradient dZ W). */
+static void simd_gemm_nn(int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta,
+                         float *c, int ldc) {
+  tn_all(m, n, k, alpha, a, lda, 1, b, ldb, NULL, beta, c, ldc);
 }
 
 /* gemm_tn with B's rows read through rows[] (kernels.h): the same sums. */
 static void simd_gemm_tn_rows(int m, int n, int k, float alpha, const float *a,
                               int lda, const float *b, int ldb, const int64_t *rows,
                               float beta, float *c, int ldc) {
-  tn_all(m, n, k, alpha, a, lda, b, ldb, rows, beta, c, ldc);
+  tn_all(m, n, k, alpha, a, lda, 0, b, ldb, rows, beta, c, ldc);
 }
 
-const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,     simd_gemm_tn,
-                                 fold_convert,      fold_add,         FEDC_KERNELS_ELEM,
-                                 simd_gemm_nt_rows, simd_gemm_tn_rows};
+#define U8_GEMM_NT simd_gemm_nt
+#include "ml/kernels_u8.h"
+
+const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,      simd_gemm_tn,
+                                 fold_convert,      fold_add,          FEDC_KERNELS_ELEM,
+                                 simd_gemm_nt_rows, simd_gemm_tn_rows, u8_unpack,
+                                 u8_gemm_nt,        1,                 simd_gemm_nn};
 
 #endif

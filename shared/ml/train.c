@@ -19,7 +19,7 @@
 
 int fedc_data_view_open(fedc_backend *be, const float *x, const float *y,
                         int64_t n, int64_t d, fedc_data_view *v) {
-  *v = (fedc_data_view){x, y, n, d};
+  *v = (fedc_data_view){x, y, n, d, NULL};
   if (be->device == FEDC_DEVICE_CPU) return 0;
   float *dx = fedc_buf_alloc(be, (size_t)n * (size_t)d);
   float *dy = fedc_buf_alloc(be, (size_t)n);
@@ -129,9 +129,32 @@ const fedc_model_spec *fedc_trainer_spec(const fedc_trainer *t) {
   return &t->spec;
 }
 
+/* The first layer of rows kept as bytes (x8, B x n_in, fedc_data_view's
+ * x_u8) into z: the backend's gemm_u8 reads the bytes, or they are
+ * unpacked into t->xb and multiplied. 1 when done, 0 when the backend has
+ * neither op (the caller uses the floats). */
+static int first_layer_u8(fedc_trainer *t, const uint8_t *x8, int32_t B, float *z, int *rc) {
+  fedc_backend *be = t->be;
+  const fedc_layer_layout *ly = &t->layers[0];
+  if (be->gemm_u8 && ly->in <= be->gemm_u8_max_k) {
+    *rc = be->gemm_u8(be, B, ly->out, ly->in, 1.0f, x8, ly->in, t->w + ly->w_off, ly->in,
+                      0.0f, z, ly->out);
+    return 1;
+  }
+  if (be->unpack_u8 == NULL) return 0;
+  *rc = be->unpack_u8(be, t->xb, x8, ly->in, B);
+  if (*rc == 0)
+    *rc = be->gemm(be, 0, 1, B, ly->out, ly->in, 1.0f, t->xb, ly->in, t->w + ly->w_off,
+                   ly->in, 0.0f, z, ly->out);
+  return 1;
+}
+
 /* Forward B rows of x (backend memory, B x n_in) through t->w into t->out;
- * with rows, row i is x's row rows[i], read in place (be->gemm_rows). */
-static int forward(fedc_trainer *t, const float *x, const int64_t *rows, int32_t B) {
+ * with rows, row i is x's row rows[i], read in place (be->gemm_rows); with
+ * x8 (NULL or the same rows as bytes), the first layer reads the bytes
+ * where the backend can. */
+static int forward(fedc_trainer *t, const float *x, const uint8_t *x8, const int64_t *rows,
+                   int32_t B) {
   fedc_backend *be = t->be;
   const float *a = x;
   int rc = 0;
@@ -139,12 +162,15 @@ static int forward(fedc_trainer *t, const float *x, const int64_t *rows, int32_t
     const fedc_layer_layout *ly = &t->layers[l];
     int last = l == t->n_layers - 1;
     float *z = last ? t->out : t->acts[l + 1];
-    if (l == 0 && rows)
+    if (l == 0 && x8 && first_layer_u8(t, x8, B, z, &rc)) {
+      /* the bytes read */
+    } else if (l == 0 && rows) {
       rc = be->gemm_rows(be, 0, 1, B, ly->out, ly->in, 1.0f, a, ly->in,
                          t->w + ly->w_off, ly->in, rows, 0.0f, z, ly->out);
-    else
+    } else {
       rc = be->gemm(be, 0, 1, B, ly->out, ly->in, 1.0f, a, ly->in,
                     t->w + ly->w_off, ly->in, 0.0f, z, ly->out);
+    }
     if (rc == 0) rc = be->add_bias(be, z, t->w + ly->b_off, B, ly->out);
     if (rc == 0 && !last) rc = be->relu(be, z, z, (size_t)B * (size_t)ly->out);
     a = z;
@@ -228,6 +254,17 @@ static int weight_rows(fedc_trainer *t, const fedc_train_params *p, int32_t B) {
   return rc;
 }
 
+/* Ask for the next minibatch's rows (bytes, host memory) while this one
+ * is computed: they lie anywhere in the data set, and reading them cold
+ * cost more than the products of a small model. */
+static void prefetch_rows(const fedc_data_view *data, const int64_t *rows, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const uint8_t *r = data->x_u8 + (size_t)rows[i] * (size_t)data->d;
+    for (int64_t off = 0; off < data->d; off += 64) __builtin_prefetch(r + off, 0, 2);
+    __builtin_prefetch(r + data->d - 1, 0, 2);
+  }
+}
+
 int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
                      const fedc_data_view *data, const int64_t *rows,
                      int64_t n_rows, fedc_rng *rng, float *w,
@@ -264,6 +301,10 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
   /* the first layer's products read the minibatch where it lies when the
    * backend can (the same bits); otherwise its rows are gathered first */
   int in_place = be->gemm_rows != NULL && t->layers[0].out <= be->gemm_rows_max;
+  /* rows kept as bytes are gathered and unpacked in one pass, reading a
+   * quarter of the memory (the same floats, so the same bits) */
+  int bytes = data->x_u8 != NULL && be->unpack_u8 != NULL;
+  if (bytes) in_place = 0;
   for (int32_t e = 0; e < p->epochs && rc == 0; e++) {
     memcpy(t->order, rows, (size_t)n_rows * sizeof *rows);
     fedc_rng_shuffle_i64(rng, t->order, n_rows);
@@ -273,9 +314,16 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
       int64_t correct = 0;
       const float *x = in_place ? data->x : t->xb;
       const int64_t *xrows = in_place ? t->order + s : NULL;
-      if (!in_place) rc = be->gather_rows(be, t->xb, data->x, data->d, t->order + s, B);
+      if (bytes) {
+        for (int32_t i = 0; i < B && rc == 0; i++)
+          rc = be->unpack_u8(be, t->xb + (size_t)i * (size_t)data->d,
+                             data->x_u8 + (size_t)t->order[s + i] * (size_t)data->d, data->d, 1);
+        prefetch_rows(data, t->order + s + B, n_rows - s - B < B ? n_rows - s - B : B);
+      }
+      else if (!in_place)
+        rc = be->gather_rows(be, t->xb, data->x, data->d, t->order + s, B);
       if (rc == 0) rc = be->gather(be, t->yb, data->y, t->order + s, B);
-      if (rc == 0) rc = forward(t, x, xrows, B);
+      if (rc == 0) rc = forward(t, x, NULL, xrows, B);
       if (rc == 0)
         rc = be->loss(be, kind, t->d1, t->out, t->yb, B, t->spec.n_out,
                       1.0f / (float)B, &loss, &correct, NULL);
@@ -299,6 +347,11 @@ int fedc_train_local(fedc_trainer *t, const fedc_train_params *p,
   return rc;
 }
 
+/* Row s of a data view's byte copy, or NULL when it has none. */
+static const uint8_t *rows_u8(const fedc_data_view *data, int64_t s) {
+  return data->x_u8 ? data->x_u8 + (size_t)s * (size_t)data->d : NULL;
+}
+
 int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
                   int64_t begin, int64_t end, fedc_eval_sums *sums,
                   float *scores) {
@@ -310,7 +363,7 @@ int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
   fedc_loss_kind kind = fedc_model_loss_kind(&t->spec);
   for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
     int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
-    rc = forward(t, data->x + (size_t)s * (size_t)data->d, NULL, B);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, rows_u8(data, s), NULL, B);
     if (rc == 0)
       rc = be->loss(be, kind, NULL, t->out, data->y + s, B, t->spec.n_out, 1.0f,
                     &sums->loss_sum, &sums->correct,
@@ -341,7 +394,7 @@ int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *da
   fedc_loss_kind kind = fedc_model_loss_kind(&t->spec);
   for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
     int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
-    rc = forward(t, data->x + (size_t)s * (size_t)data->d, NULL, B);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, rows_u8(data, s), NULL, B);
     if (rc == 0)
       rc = be->loss(be, kind, NULL, t->out, data->y + s, B, t->spec.n_out, 1.0f,
                     &sums->loss_sum, &sums->correct, NULL);
@@ -362,7 +415,7 @@ int fedc_predict(fedc_trainer *t, const float *w, const fedc_data_view *data, in
   size_t cols = (size_t)t->spec.n_out;
   for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
     int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
-    rc = forward(t, data->x + (size_t)s * (size_t)data->d, NULL, B);
+    rc = forward(t, data->x + (size_t)s * (size_t)data->d, rows_u8(data, s), NULL, B);
     if (rc == 0) rc = be->download(be, out + (size_t)(s - begin) * cols, t->out, (size_t)B * cols);
   }
   return rc;
@@ -382,7 +435,7 @@ int fedc_model_loss_grad(fedc_trainer *t, const float *w, const float *w0,
   if (rc == 0 && mu != 0.0f) rc = be->upload(be, t->w0, w0, np);
   if (rc == 0) rc = be->gather_rows(be, t->xb, data->x, data->d, rows, n_rows);
   if (rc == 0) rc = be->gather(be, t->yb, data->y, rows, n_rows);
-  if (rc == 0) rc = forward(t, t->xb, NULL, n_rows);
+  if (rc == 0) rc = forward(t, t->xb, NULL, NULL, n_rows);
   if (rc == 0)
     rc = be->loss(be, fedc_model_loss_kind(&t->spec), t->d1, t->out, t->yb,
                   n_rows, t->spec.n_out, 1.0f / (float)n_rows, &data_loss, NULL,

@@ -29,6 +29,10 @@ typedef struct fedc_data_view {
   const float *x; /* n x d */
   const float *y; /* n */
   int64_t n, d;
+  /* NULL, or x as bytes in host memory (data.h's x_u8), set by the caller
+   * after opening the view: training, evaluation and prediction then read
+   * the bytes where the backend has unpack_u8 (the same bits) */
+  const uint8_t *x_u8;
 } fedc_data_view;
 
 /* Make a data set visible to a backend: for the CPU a view of the host

@@ -16,7 +16,7 @@ FAST="--set job.rounds=2 --set sim.clients=20 --set job.clients_per_round=4 --qu
 FALLBACK="\[strategy\] device = auto: aggregating on the CPU"
 
 # what a final JSON line says, less its timings
-figures() { grep '"final"' "$1" | sed 's/"secs":[^,]*,//; s/"sec_per_round":[^,]*,//; s/"setup_secs":[^,]*,//; s/"peak_rss_mb":[^,]*,//'; }
+figures() { grep '"final"' "$1" | sed 's/"secs":[^,]*,//; s/"sec_per_round":[^,]*,//; s/"setup_secs":[^,]*,//; s/"peak_rss_mb":[^,]*,//; s/"phase_secs":{[^}]*},//; s/"cpu_sec_per_round":[^,]*,//'; }
 
 expect 0 "" "fedc-sim runs with device = cpu" -- "$SIM" $FAST
 cp "$T/out" "$T/cpu.json"

@@ -155,6 +155,72 @@ static void run_tn(const fedc_kernels *kern, const fedc_kernels *ref) {
         }
 }
 
+/* gemm_nn, C (m x n) = alpha A B + beta C with A m x k and padded leading
+ * dimensions, against double loops and the scalar table; the padding of C
+ * is never written; the same bits on a second call. */
+static void check_nn(const fedc_kernels *kern, fedc_rng *r, int m, int n, int k, float beta) {
+  const int lda = k + 2, ldb = n + 3, ldc = n + 1;
+  const size_t nc = (size_t)m * ldc;
+  float *a = fill(r, (size_t)m * lda), *b = fill(r, (size_t)k * ldb), *c0 = fill(r, nc);
+  float *c1 = fedc_malloc_array(nc, sizeof *c1), *c2 = fedc_malloc_array(nc, sizeof *c2),
+        *cr = fedc_malloc_array(nc, sizeof *cr);
+  double *mag = fedc_calloc(nc, sizeof *mag);
+  assert_true(c1 && c2 && cr && mag);
+  if (beta == 0.0f) c0[0] = NAN;
+  memcpy(c1, c0, nc * sizeof *c0);
+  memcpy(c2, c0, nc * sizeof *c0);
+  memcpy(cr, c0, nc * sizeof *c0);
+  kern->gemm_nn(m, n, k, 0.5f, a, lda, b, ldb, beta, c1, ldc);
+  kern->gemm_nn(m, n, k, 0.5f, a, lda, b, ldb, beta, c2, ldc);
+  fedc_kernels_scalar.gemm_nn(m, n, k, 0.5f, a, lda, b, ldb, beta, cr, ldc);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < ldc; j++) {
+      size_t q = (size_t)i * ldc + j;
+      if (j >= n) { /* padding */
+        assert_memory_equal(&c1[q], &c0[q], sizeof(float));
+        continue;
+      }
+      double s = 0, sa = 0;
+      for (int p = 0; p < k; p++) {
+        double t = (double)a[(size_t)i * lda + p] * b[(size_t)p * ldb + j];
+        s += t, sa += fabs(t);
+      }
+      double want = 0.5 * s + (beta == 0.0f ? 0.0 : (double)beta * c0[q]);
+      mag[q] = 0.5 * sa + (beta == 0.0f ? 0.0 : fabs((double)beta * c0[q]));
+      assert_true(fabs(c1[q] - want) <= TOL * (mag[q] + 1.0));
+      assert_true(fabs(cr[q] - want) <= TOL * (mag[q] + 1.0));
+    }
+  assert_memory_equal(c1, c2, nc * sizeof *c1);
+  fedc_free(a), fedc_free(b), fedc_free(c0), fedc_free(c1), fedc_free(c2);
+  fedc_free(cr), fedc_free(mag);
+}
+
+/* The wide products a SIMD variant takes at a minibatch (kernels.h's
+ * wide): gemm_nt with many outputs, gemm_tn with many rows, gemm_nn, an
+ * MLP's shapes and the edges of the blocks, against the scalar table. */
+static void test_wide(void **state) {
+  const fedc_kernels *kern = kernels_or_skip(state);
+  if (!kern->wide) {
+    print_message("skipped: %s takes only the small products\n",
+                  fedc_cpu_variant_name(kern->variant));
+    skip();
+  }
+  fedc_rng r;
+  fedc_rng_seed(&r, 17);
+  static const int wm[] = {1, 31, 32, 64}, wn[] = {17, 41, 200}, wk[] = {9, 200, 784};
+  for (size_t mi = 0; mi < COUNT(wm); mi++)
+    for (size_t ni = 0; ni < COUNT(wn); ni++)
+      for (size_t ki = 0; ki < COUNT(wk); ki++) {
+        int m = wm[mi], n = wn[ni], k = wk[ki];
+        check_gemm(kern, &fedc_kernels_scalar, 0, &r, m, n, k, k + 3, k + 1, n + 2, 1.0f,
+                   mi % 2 ? 1.0f : 0.0f);
+        /* tn: C (n x k) = dZ^T X, dZ m x n, X m x k */
+        check_gemm(kern, &fedc_kernels_scalar, 1, &r, n, k, m, n + 1, k + 3, k + 5, 0.5f,
+                   ki % 2 ? 0.0f : 1.0f);
+        check_nn(kern, &r, m, n, k, ni % 2 ? 1.0f : 0.0f);
+      }
+}
+
 static void test_gemm_nt(void **state) {
   const fedc_kernels *k = kernels_or_skip(state);
   run_nt(k, &fedc_kernels_scalar);
@@ -393,6 +459,7 @@ static void test_select(void **state) {
   {"gemm_nt/" name, test_gemm_nt, NULL, NULL, &v},                           \
       {"gemm_tn/" name, test_gemm_tn, NULL, NULL, &v},                       \
       {"gemm_rows/" name, test_gemm_rows, NULL, NULL, &v},                   \
+      {"wide/" name, test_wide, NULL, NULL, &v},                             \
       {"fold/" name, test_fold, NULL, NULL, &v},                             \
       {"elementwise/" name, test_elem, NULL, NULL, &v}
 

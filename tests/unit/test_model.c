@@ -69,7 +69,7 @@ static void check_gradient(fedc_model_type type, int32_t n_hidden, float l1,
     if (fabsf(w[i]) < 0.05f) w[i] = w[i] < 0 ? -0.05f : 0.05f; /* away from L1's kink */
     w0[i] = w[i] + 0.1f * (float)fedc_rng_normal(&r);
   }
-  fedc_data_view dv = {f.x, f.y, N_ROWS, N_IN};
+  fedc_data_view dv = {f.x, f.y, N_ROWS, N_IN, NULL};
   double loss;
   assert_int_equal(fedc_model_loss_grad(t, w, w0, mu, &dv, f.rows, N_ROWS, &loss, g), 0);
   assert_true(isfinite(loss) && loss > 0.0);

@@ -162,9 +162,9 @@ static void test_stats_exact(void **state) {
     x[i * D + 2] = i % 10 == 0 ? NAN : (float)(1000 + i);
     y[i] = (float)(i % 3);
   }
-  fedc_dataset all = {N, D, x, y, 3};
-  fedc_dataset part[3] = {{100, D, x, y, 3}, {150, D, x + 100 * D, y + 100, 3},
-                          {51, D, x + 250 * D, y + 250, 3}};
+  fedc_dataset all = {N, D, x, y, 3, NULL};
+  fedc_dataset part[3] = {{100, D, x, y, 3, NULL}, {150, D, x + 100 * D, y + 100, 3, NULL},
+                          {51, D, x + 250 * D, y + 250, 3, NULL}};
   fedc_stats whole, a, b, s[3];
   assert_int_equal(fedc_stats_compute(&all, 3, &whole), 0);
   for (int k = 0; k < 3; k++) assert_int_equal(fedc_stats_compute(&part[k], 3, &s[k]), 0);
