@@ -787,6 +787,7 @@ static run_state join(fedc_client *c) {
     fedc_free(c->update);
     c->update = NULL;
     c->update_len = 0;
+    c->first_loss = 0; /* the divergence check compares within one job */
   }
   c->job = job;
   c->job.schema_json = c->schema_json;
