@@ -60,12 +60,12 @@ def federated(path):
 
 fails = 0
 fed = {}
-print(f"{'model':10} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
+print(f"{'model':12} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
 for kind in ("logreg-dp", "logreg-sa-dp", "mlp"):
     fa, facc = fed[kind] = federated(os.path.join(w, f"{kind}-pred.csv"))
     pc = central[kind.split("-")[0]].predict_proba(sc.transform(Xn))[:, 1]
     ca, cacc = roc_auc_score(yn, pc), accuracy_score(yn, pc >= 0.5)
-    print(f"{kind:10} {fa:14.4f} {ca:16.4f} {facc:8.4f} {cacc:12.4f}   (AUC difference {fa - ca:+.4f})")
+    print(f"{kind:12} {fa:14.4f} {ca:16.4f} {facc:8.4f} {cacc:12.4f}   (AUC difference {fa - ca:+.4f})")
     if kind == "logreg-dp":
         continue
     if kind == "logreg-sa-dp":
