@@ -792,6 +792,7 @@ static run_state join(fedc_client *c) {
     fedc_free(c->update);
     c->update = NULL;
     c->update_len = 0;
+    c->first_loss = 0; /* the divergence check compares within one job */
   }
   c->job = job;
   c->job.schema_json = c->schema_json;
@@ -1582,12 +1583,19 @@ static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
     return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: the update's float tensors: %s",
                    (int)t->round, msg), RUN_END;
   }
+  int dp_sites = 0; /* noise at the sites: clipped, noised, weight 1 (dp_site.c) */
+  if ((rc = fedc__client_dp_site(c->job_json, t->round, delta, n, &dp_sites)) != 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fedc_error_msg());
+    if (delta != c->g) fedc_free(delta);
+    return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "round %d: %s", (int)t->round, msg), RUN_END;
+  }
   fedc_client_secagg_io io = {.ctx = c, .call = sa_call, .forbidden = sa_forbidden,
                               .stopped = sa_stopped, .poll_s = c->poll_s,
                               .test_stall_s = c->test_stall_s,
                               .test_lie = c->test_secagg_lie};
-  rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, delta, n, c->update_samples,
-                                 c->update_loss);
+  rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, delta, n,
+                                 dp_sites ? 1 : c->update_samples, c->update_loss);
   if (delta != c->g) fedc_free(delta);
   if (rc != 0) {
     if (c->stop) interrupted(c);

@@ -219,4 +219,10 @@ int fedc__client_stats_far(const char *own_json, const char *fed_json, const cha
 /* job_model.c: the join answer's "job"."schema" and "stats" objects as text. */
 int fedc__client_job_extras(char **schema, char **stats, const void *body, size_t len);
 
+/* dp_site.c: with the job's "noise_at": "sites", clip delta (n floats) to
+ * the job's clip_norm and add the site's share of the DP noise; *on = 1
+ * then (the delta goes into the sum with weight 1). 0 (and *on = 0) for any
+ * other job; FEDC_EFORMAT for a job whose fields do not allow it. */
+int fedc__client_dp_site(const char *job_json, int32_t round, float *delta, size_t n, int *on);
+
 #endif

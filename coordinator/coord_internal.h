@@ -359,6 +359,11 @@ void fedc__coord_tensors_commit(fedc_coord *c);
  * object's fields a site's policy reads ("dataset", "privacy"); POST
  * /v1/decline {"reason": "..."}; the "declined" list of /v1/status. */
 void fedc__coord_job_fields(const fedc_coord *c, struct cJSON *job);
+/* dp_sites.c: noise at the sites ([privacy] noise_at = sites) */
+void fedc__coord_dp_site_fields(const fedc_coord *c, struct cJSON *privacy);
+double fedc__coord_secagg_clip(const fedc_coord *c); /* the masked words' clamp */
+int fedc__coord_dp_site_weights(const fedc_coord *c, const int32_t *ids,
+                                const uint64_t *samples, int32_t k);
 void fedc__coord_decline(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request *req,
                          coord_client *cl);
 void fedc__coord_declines_status(const fedc_coord *c, struct cJSON *o);

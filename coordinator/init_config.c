@@ -258,7 +258,8 @@ static int write_config(FILE *f, const table *t, const char *data, int job_only)
         ";                         ; every numeric feature (docs/data.md, docs/privacy.md)\n"
         "; secure_aggregation = true ; masked sums: the coordinator sees only the sum of\n"
         ";                           ; the sites' statistics and of their updates (no\n"
-        ";                           ; minima or maxima); not with noise_multiplier\n",
+        ";                           ; minima or maxima); with noise_multiplier add\n"
+        "; noise_at = sites          ; each site clips and noises its own update\n",
         f);
   if (!job_only)
     fputs("\n[server]\n"

@@ -27,6 +27,7 @@ void fedc__coord_job_fields(const fedc_coord *c, cJSON *job) {
   if (p == NULL) return;
   cJSON_AddNumberToObject(p, "noise_multiplier", c->cfg.dp_noise_multiplier);
   cJSON_AddBoolToObject(p, "secure_aggregation", c->cfg.secagg != 0);
+  fedc__coord_dp_site_fields(c, p);
 }
 
 /* The reason, made printable: at most 255 bytes, control characters and

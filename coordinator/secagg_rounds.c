@@ -246,7 +246,7 @@ void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_s
     fedc_secagg_params p = {.round = c->round, .n = c->n_params,
                             .neighbors = c->cfg.secagg_neighbors,
                             .threshold = c->cfg.secagg_threshold,
-                            .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
+                            .clip = fedc__coord_secagg_clip(c), .graph_seed = fedc_rng_u64(&g)};
     for (int32_t i = 0; i < n_selected; i++) ids[i] = (uint32_t)selected[i];
     rc = fedc_secagg_server_new(&p, ids, n_selected, &r->srv);
   }
@@ -477,7 +477,9 @@ void fedc__coord_secagg_fold(fedc_coord *c) {
         if (c->round_updates[j].client_id == ids[k]) losses[k] = c->round_updates[j].train_loss;
       k++;
     }
-    rc = fedc_engine_submit_sum(c->engine, r->round, ids, samples, losses, k, avg, n);
+    rc = fedc__coord_dp_site_weights(c, ids, samples, k);
+    if (rc == 0)
+      rc = fedc_engine_submit_sum(c->engine, r->round, ids, samples, losses, k, avg, n);
   }
   if (rc == 0) {
     r->fold_ok = 1;
@@ -899,7 +901,7 @@ int fedc__coord_secagg_stats_open(fedc_coord *c, const int32_t *parties, int32_t
                     (uint64_t)sa->opens++);
     fedc_secagg_params p = {.round = 0, .n = words, .neighbors = c->cfg.secagg_neighbors,
                             .threshold = c->cfg.secagg_threshold,
-                            .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
+                            .clip = fedc__coord_secagg_clip(c), .graph_seed = fedc_rng_u64(&g)};
     for (int32_t i = 0; i < n; i++) ids[i] = (uint32_t)parties[i];
     rc = fedc_secagg_server_new(&p, ids, n, &r->srv);
   }

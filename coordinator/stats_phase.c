@@ -324,7 +324,10 @@ static int secagg_pending(fedc_coord *c, double now) {
            : sum == NULL
                ? fedc_error_set(FEDC_ENOMEM, "out of memory")
                : fedc__coord_secagg_stats_sum(c, sum, words, &s->sa_survivors, &s->sa_dropped);
-  if (rc == 0) rc = fedc_stats_from_words(sum, s->acc.d, s->acc.n_classes, &got);
+  if (rc == 0)
+    rc = s->schema.noise_multiplier > 0
+             ? fedc_stats_from_words_noised(sum, s->acc.d, s->acc.n_classes, &got)
+             : fedc_stats_from_words(sum, s->acc.d, s->acc.n_classes, &got);
   fedc_free(sum);
   if (rc == 0 && got.rows < 1 && s->schema.noise_multiplier == 0)
     rc = fedc_error_set(FEDC_EFORMAT, "the summed statistics have no rows");

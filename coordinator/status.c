@@ -115,6 +115,8 @@ char *fedc__coord_status_json(fedc_coord *c) {
     cJSON_AddNumberToObject(pv, "epsilon", eps);
     cJSON_AddNumberToObject(pv, "delta", c->cfg.dp_delta);
     cJSON_AddNumberToObject(pv, "noise_multiplier", c->cfg.dp_noise_multiplier);
+    cJSON_AddStringToObject(pv, "noise_at",
+                            c->cfg.dp_noise_at == FEDC_NOISE_AT_SITES ? "sites" : "coordinator");
     add_num(pv, "epsilon_budget", c->cfg.dp_epsilon_budget > 0 ? c->cfg.dp_epsilon_budget : NAN);
     cJSON_AddBoolToObject(pv, "budget_reached", c->budget_stop);
   }

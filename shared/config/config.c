@@ -89,6 +89,8 @@ static const char *const attack_names[] = {
     [FEDC_ATTACK_NONE] = "none", [FEDC_ATTACK_SIGN_FLIP] = "sign_flip",
     [FEDC_ATTACK_NOISE] = "noise", [FEDC_ATTACK_LABEL_FLIP] = "label_flip", NULL};
 static const char *const missing_names[] = {"refuse", "mean", NULL};
+static const char *const noise_at_names[] = {
+    [FEDC_NOISE_AT_COORDINATOR] = "coordinator", [FEDC_NOISE_AT_SITES] = "sites", NULL};
 static const char *const enroll_names[] = {
     [FEDC_ENROLL_ALLOWLIST] = "allowlist", [FEDC_ENROLL_OPEN] = "open", NULL};
 
@@ -255,7 +257,7 @@ static const key_def keys[] = {
     {"privacy", "secure_aggregation", T_BOOL, M(secagg), 0, 0, 0, NULL, "false",
      "Secure aggregation: the coordinator learns only the sum of the masked "
      "updates (and, in a job with a schema, of the sites' statistics; no minima or "
-     "maxima). Not with noise_multiplier or norm_bound."},
+     "maxima). Not with norm_bound, nor with noise_multiplier unless noise_at = sites."},
     {"privacy", "secagg_threshold", T_DOUBLE, M(secagg_threshold), 0, 1,
      MINMAX | MIN_OPEN, NULL, "0.6",
      "Secure aggregation: fraction of a client's neighbours needed to "
@@ -264,6 +266,11 @@ static const key_def keys[] = {
      MINMAX, NULL, "0",
      "Secure aggregation: neighbours per client (SecAgg+ sparse graph); 0 = "
      "all."},
+    {"privacy", "noise_at", T_ENUM, M(dp_noise_at), 0, 0, 0, noise_at_names, "coordinator",
+     "Who adds DP's noise: coordinator (central DP-FedAvg: it clips each update) or sites "
+     "(distributed DP: each site clips its delta and adds z * clip_norm / sqrt(m_min) "
+     "noise before masking; needs secure_aggregation = true and noise_multiplier > 0, "
+     "not adaptive_clip)."},
 
     {"data", "train", T_STRING, M(train), 0, 0, 0, NULL,
      FMNIST "train-images-idx3-ubyte.gz",
@@ -1391,6 +1398,9 @@ int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *
   }
   n.secagg = c->secagg != 0;
   n.norm_bound = c->norm_bound > 0.0;
+  /* with noise at the sites the coordinator neither clips nor noises a
+   * single update: secure aggregation sees only a sum (config_noise_at.c) */
+  if (c->dp_noise_at == FEDC_NOISE_AT_SITES) n.dp = 0;
   if (n.secagg && fedc_strategy_check(info, &n) != 0) {
     snprintf(why, sizeof why, "%s", fedc_error_msg());
     return fedc_error_set(FEDC_ECONFIG,
@@ -1685,7 +1695,9 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role) {
     drv.driver = role == FEDC_ROLE_COORDINATOR ? "the coordinator"
                  : role == FEDC_ROLE_SIM      ? "the simulator"
                                               : "the client";
-    int rc = fedc_config_check_strategy(c, &drv);
+    int rc = fedc__config_check_noise_at(c, role == FEDC_ROLE_SIM);
+    if (rc != 0) return rc;
+    rc = fedc_config_check_strategy(c, &drv);
     if (rc != 0) return rc;
   }
   {

@@ -33,6 +33,8 @@
 
 typedef enum { FEDC_ENROLL_ALLOWLIST = 0, FEDC_ENROLL_OPEN = 1 } fedc_enroll;
 typedef enum { FEDC_NORM_CLIP = 0, FEDC_NORM_REFUSE = 1 } fedc_norm_action;
+/* [privacy] noise_at: who adds DP-FedAvg's noise (docs/privacy.md) */
+enum { FEDC_NOISE_AT_COORDINATOR = 0, FEDC_NOISE_AT_SITES = 1 };
 typedef enum {
   FEDC_ATTACK_NONE = 0,
   FEDC_ATTACK_SIGN_FLIP = 1,
@@ -94,6 +96,7 @@ typedef struct fedc_config {
   int32_t secagg;
   double secagg_threshold;
   int32_t secagg_neighbors;
+  int32_t dp_noise_at; /* noise_at = coordinator (0) | sites (1): FEDC_NOISE_AT_* */
   /* [data] */
   char train[FEDC_CONFIG_PATH_MAX];        /* images (idx) or table (csv) */
   char train_labels[FEDC_CONFIG_PATH_MAX]; /* idx only */
@@ -208,6 +211,10 @@ int fedc_config_check_role(const fedc_config *c, fedc_config_role role);
  * that can do less (fedc-sim-mpi splits rounds) calls it again. FEDC_ECONFIG
  * naming the key that asked, where it was set, and the strategy. */
 int fedc_config_check_strategy(const fedc_config *c, const fedc_strategy_needs *driver);
+/* [privacy] noise_at against noise_multiplier, secure_aggregation,
+ * adaptive_clip and the fixed-point range (config_noise_at.c); is_sim: the
+ * simulator, which has no secure aggregation. 0 or FEDC_ECONFIG. */
+int fedc__config_check_noise_at(const fedc_config *c, int is_sim);
 
 /* 1 if the [data] path `key` (train, train_labels, test, test_labels, ...)
  * is given for role: named by a file or --set, or filled in by code. A path

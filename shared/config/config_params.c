@@ -89,7 +89,8 @@ void fedc_pipeline_params_from_config(const fedc_config *c, int32_t population,
                             * seed; the coordinator replaces it with a secret
                             * one (clients know the job seed) */
                            .seed = c->seed,
-                           .clients_per_round = select};
+                           .clients_per_round = select,
+                           .noise_at_sites = c->dp_noise_at == FEDC_NOISE_AT_SITES};
   p->population = population;
   p->per_round = select;
 }

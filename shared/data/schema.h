@@ -180,6 +180,10 @@ void fedc_stats_to_words(const fedc_stats *st, uint32_t *w);
  * row count falls outside 0..2^53 (words that are not a sum of sites'
  * statistics), FEDC_EINVAL, FEDC_ENOMEM. */
 int fedc_stats_from_words(const uint32_t *w, int32_t d, int32_t n_classes, fedc_stats *out);
+/* The same for statistics released under DP (noise_multiplier > 0): a
+ * negative count or sum of squares (noise) is read as 0, not refused. */
+int fedc_stats_from_words_noised(const uint32_t *w, int32_t d, int32_t n_classes,
+                                 fedc_stats *out);
 
 /* ---- differential privacy (stats_dp.c) -------------------------------------------- */
 

@@ -129,6 +129,12 @@ void fedc_stats_moments(const fedc_stats *st, double *mean, double *std) {
     long double var = (long double)st->sumsq[j] / SCALE / n - m * m;
     mean[j] = (double)m;
     double sd = var > 0 ? (double)sqrtl(var) : 0.0;
+    /* released under DP (min and max are then the declared bounds), the
+     * noised variance can come out negative: then nothing is known but
+     * the bounds, and the standard deviation of a uniform value over them
+     * stands in for it (1 would blow a wide input up by its scale) */
+    if (!(var > 0) && st->noise_multiplier > 0 && st->max[j] > st->min[j])
+      sd = (st->max[j] - st->min[j]) / sqrt(12.0);
     /* a constant input is only centred; below float resolution of the
      * mean it is constant too */
     std[j] = sd > 1e-12 * (fabs(mean[j]) + 1e-30) && sd > 0 ? sd : 1.0;

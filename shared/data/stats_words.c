@@ -48,32 +48,50 @@ void fedc_stats_to_words(const fedc_stats *st, uint32_t *w) {
     fedc_i128_to_limbs(st->label_count[k], w);
 }
 
-/* A count read back: 0 .. 2^53 (what JSON carries exactly), else -1. */
-static int count_of(const uint32_t *w, int64_t *out) {
+/* A count read back: 0 .. 2^53 (what JSON carries exactly), else -1;
+ * with clamp a negative count (a sum of noised counts) reads as 0. */
+static int count_of(const uint32_t *w, int64_t *out, int clamp) {
   __int128 v = fedc_i128_from_limbs(w);
+  if (clamp && v < 0) v = 0;
   if (v < 0 || v > MAX_COUNT) return -1;
   *out = (int64_t)v;
   return 0;
 }
 
-int fedc_stats_from_words(const uint32_t *w, int32_t d, int32_t n_classes, fedc_stats *out) {
+static int from_words(const uint32_t *w, int32_t d, int32_t n_classes, fedc_stats *out,
+                      int clamp) {
   int rc = fedc_stats_init(out, d, n_classes);
   if (rc != 0) return rc;
-  int bad = count_of(w, &out->rows);
+  int bad = count_of(w, &out->rows, clamp);
   w += FEDC_STATS_LIMBS;
   for (int32_t j = 0; !bad && j < d; j++) {
-    bad = count_of(w, &out->count[j]) || count_of(w + FEDC_STATS_LIMBS, &out->missing[j]);
+    bad = count_of(w, &out->count[j], clamp) ||
+          count_of(w + FEDC_STATS_LIMBS, &out->missing[j], clamp);
     out->sum[j] = fedc_i128_from_limbs(w + 2 * FEDC_STATS_LIMBS);
     out->sumsq[j] = fedc_i128_from_limbs(w + 3 * FEDC_STATS_LIMBS);
+    if (clamp && out->sumsq[j] < 0) out->sumsq[j] = 0;
     bad = bad || out->sumsq[j] < 0;
     w += 4 * FEDC_STATS_LIMBS;
   }
   for (int32_t k = 0; !bad && k < n_classes; k++, w += FEDC_STATS_LIMBS)
-    bad = count_of(w, &out->label_count[k]);
+    bad = count_of(w, &out->label_count[k], clamp);
   if (bad) {
     fedc_stats_free(out);
     return fedc_error_set(FEDC_EFORMAT, "statistics from words: a count or a sum of squares "
                           "out of range (not a sum of sites' statistics)");
   }
   return 0;
+}
+
+int fedc_stats_from_words(const uint32_t *w, int32_t d, int32_t n_classes, fedc_stats *out) {
+  return from_words(w, d, n_classes, out, 0);
+}
+
+/* Noised statistics (DP, docs/data.md): a sum of noised counts or sums of
+ * squares can be negative; clamping it to 0 is post-processing of the
+ * release, while refusing it (and opening another session) would release
+ * the statistics again with fresh noise that the ledger does not count. */
+int fedc_stats_from_words_noised(const uint32_t *w, int32_t d, int32_t n_classes,
+                                 fedc_stats *out) {
+  return from_words(w, d, n_classes, out, 1);
 }

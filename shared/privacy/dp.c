@@ -115,6 +115,11 @@ int fedc_dp_new(const fedc_dp_params *p, fedc_dp **out) {
     return fedc_error_set(FEDC_EINVAL,
                           "privacy: clients_per_round = %d is negative",
                           (int)p->clients_per_round);
+  if (p->adaptive && p->noise_at_sites)
+    return fedc_error_set(FEDC_EINVAL,
+                          "privacy: adaptive clipping needs the count of unclipped updates, "
+                          "which the sites would have to noise and sum under secure "
+                          "aggregation; with noise at the sites the clip norm is fixed");
   if (p->adaptive) {
     if (!(p->clip_quantile > 0.0 && p->clip_quantile < 1.0))
       return fedc_error_set(FEDC_EINVAL,
@@ -161,7 +166,8 @@ static int same_params(const fedc_dp_params *a, const fedc_dp_params *b) {
          a->adaptive == b->adaptive && a->clip_quantile == b->clip_quantile &&
          a->clip_lr == b->clip_lr && a->delta == b->delta &&
          a->epsilon_budget == b->epsilon_budget && a->seed == b->seed &&
-         a->clients_per_round == b->clients_per_round;
+         a->clients_per_round == b->clients_per_round &&
+         a->noise_at_sites == b->noise_at_sites;
 }
 
 int fedc_dp_copy_state(fedc_dp *dst, const fedc_dp *src) {
@@ -246,6 +252,10 @@ int fedc_dp_finish_round(fedc_dp *d, int32_t round, float *avg_delta,
   if (rc < 0) return rc;
   if ((rc = fedc_accountant_step(d->acct, q, d->p.noise_multiplier, 1)) < 0)
     return rc;
+  if (d->p.noise_at_sites) { /* the sites noised the sum (dp_site.h) */
+    d->rounds++;
+    return 0;
+  }
 
   const double std = z_delta * d->clip / (double)m;
   fedc_rng r;

@@ -50,6 +50,11 @@ typedef struct fedc_dp_params {
    * z is small enough for the noise split; 0 = sigma_b from each round's m,
    * checked at each round. */
   int32_t clients_per_round;
+  /* 1: the sites clip and noise their own deltas under secure aggregation
+   * (dp_site.h, [privacy] noise_at = sites). fedc_dp_finish_round then only
+   * accounts the round at (q, z): the average it gets is already noised.
+   * Not with adaptive clipping (fedc_dp_new refuses it). */
+  int noise_at_sites;
 } fedc_dp_params;
 
 typedef struct fedc_dp fedc_dp;
@@ -88,6 +93,8 @@ int fedc_dp_clip(const fedc_dp *d, float *delta, size_t n, int *unclipped,
  * after the noise S <- S exp(-eta (b - gamma)) with
  * b = (unclipped + N(0, sigma_b^2)) / m drawn from (seed, "dp", round, 1);
  * S is kept within [1e-30, 1e30]. Records one accountant step at (q, z).
+ * With noise_at_sites the average is left as it is (the sites noised it)
+ * and only the accountant step is recorded.
  *
  * FEDC_EINVAL for a bad argument or (adaptive, clients_per_round 0) a round
  * whose m is too small for the split (z >= m / 10); FEDC_ERANGE if the

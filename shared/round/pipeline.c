@@ -235,7 +235,7 @@ static int condition_checked(fedc_pipeline *pl, const float *x, const float *w,
     double d = w ? (double)w[i] - (double)x[i] : (double)delta[i];
     y[i] = (float)(d * scale);
   }
-  if (pl->dp) {
+  if (pl->dp && !pl->p.dp.noise_at_sites) { /* else the sites clipped */
     double dnorm;
     int rc = fedc_dp_clip(pl->dp, y, n, unclipped, &dnorm);
     if (rc != 0) return rc;

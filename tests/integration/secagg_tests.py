@@ -21,6 +21,15 @@ clients on 127.0.0.1 (mutual TLS, a real sqlite store).
    in the log, counted in /metrics, listed in /v1/status and not selected
    again; every round commits, and each honest client trains once per
    round (no retraining in a loop).
+5. Distributed DP ([privacy] noise_at = sites, noise_multiplier 0.5,
+   clip_norm 0.5) among 6 clients, one killed after sharing its keys in
+   round 1: every round commits; round 1's model is the unweighted mean of
+   the 5 survivors' clipped deltas (recomputed from their keep_updates
+   copies) plus noise whose size matches the noise the sites were told to
+   add (within 10% of its expected L2 norm; its relative
+   spread is 1 / sqrt(2 n) = 0.8% here); the store's privacy
+   ledger has one row per round with epsilon growing, equal to
+   /v1/status's.
 """
 import array
 import json
@@ -223,9 +232,79 @@ def test_lying_client_is_excluded():
         job.close()
 
 
+def test_dp_noise_at_sites():
+    rounds, z, clip = 3, 0.5, 0.5
+    sizes = SIZES[:6]
+    job = Job("secagg-dp-sites", 6, sizes=sizes, rounds=rounds, round_timeout_s=8,
+              min_clients=4,
+              extra=SECURE + f"noise_at = sites\nnoise_multiplier = {z}\nclip_norm = {clip}\n")
+    try:
+        job.allow_all()
+        job.start_coordinator()
+        victim = 3
+        procs = {k: job.start_client(k, env={"FEDC_TEST_SECAGG_STALL_S": "120"}
+                                     if k == victim else None) for k in range(1, 7)}
+        ids = job.wait_for(lambda: len(job.client_ids()) == 6 and job.client_ids(), 20,
+                           "6 clients in the store")
+        cid = {k: ids[job.fingerprint(k)] for k in range(1, 7)}
+
+        def victim_shared():
+            sa = (job.status() or {}).get("secagg") or {}
+            return cid[victim] in sa.get("shared_ids", [])
+        job.wait_for(victim_shared, 40, "the victim to share its keys")
+        procs[victim].send_signal(signal.SIGKILL)
+        procs[victim].wait()
+        job.wait_for(lambda: job.committed() == rounds, 90, f"{rounds} rounds to commit")
+        for k in range(1, 7):
+            if k != victim:
+                assert procs[k].wait(timeout=30) == 0, f"client {k} did not exit 0"
+        st = job.status()
+        survivors = [k for k in range(1, 7) if k != victim]
+        assert sorted(u[0] for u in job.updates_of(1)) == sorted(cid[k] for k in survivors)
+        # every survivor entered with weight 1
+        assert st["rounds"][0]["samples"] == len(survivors), st["rounds"][0]
+
+        ckpt = job.checkpoints()
+        g = flat(read_safetensors(ckpt[0][0])[0])
+        model = flat(read_safetensors(ckpt[1][0])[0])
+        n, m = len(model), len(survivors)
+        clipped, norms = [], []
+        for k in survivors:
+            d = [a - b for a, b in zip(flat(read_safetensors(job.kept_update(k, 1))[0]), g)]
+            nrm = math.sqrt(sum(x * x for x in d))
+            norms.append(nrm)
+            clipped.append([x * min(1.0, clip / nrm) if nrm > 0 else x for x in d])
+        want = [g[i] + sum(c[i] for c in clipped) / m for i in range(n)]
+        dist = math.sqrt(sum((a - b) ** 2 for a, b in zip(model, want)))
+        m_min = 4  # min_clients; the threshold of a 4-party round is 2
+        sd_mean = math.sqrt(m) * z * clip / math.sqrt(m_min) / m
+        expect = sd_mean * math.sqrt(n)
+        print(f"       update norms {', '.join(f'{x:.3f}' for x in norms)} (clip {clip}); "
+              f"committed model {dist:.4f} from the mean of the {m} clipped deltas, "
+              f"noise expected {expect:.4f} (per weight {sd_mean:.2e})")
+        assert 0.9 * expect < dist < 1.1 * expect, (dist, expect)
+
+        db = job.db()
+        ledger = db.execute("SELECT round, epsilon, delta FROM privacy ORDER BY round").fetchall()
+        db.close()
+        assert [r[0] for r in ledger] == list(range(1, rounds + 1)), ledger
+        eps = [r[1] for r in ledger]
+        assert all(0 < a < b for a, b in zip(eps, eps[1:])), eps
+        assert abs(st["privacy"]["epsilon"] - eps[-1]) < 1e-9 * eps[-1], st["privacy"]
+        assert st["privacy"]["noise_at"] == "sites", st["privacy"]
+        log = open(os.path.join(job.dir, "client-1.log")).read()
+        assert log.count("clipped and noised at the site") == rounds
+        secs = ", ".join(f"{r['secs']:.2f}" for r in st["rounds"])
+        eps_s = ", ".join(f"{e:.3f}" for e in eps)
+        print(f"       ledger epsilon {eps_s} (delta {ledger[0][2]:g}); round secs {secs}")
+    finally:
+        job.close()
+
+
 if __name__ == "__main__":
     s = Suite("secagg_tests")
     s.run(test_secure_round_with_dropouts)
     s.run(test_cost_secure_vs_plain)
     s.run(test_lying_client_is_excluded)
+    s.run(test_dp_noise_at_sites)
     s.finish()

@@ -65,4 +65,12 @@ expect 2 "\[privacy\] secure_aggregation = true: secure aggregation shows only t
 expect 2 "secure aggregation cannot be combined with a norm bound" \
   "the coordinator refuses secure aggregation with a norm bound" -- "$COORD" --set privacy.secure_aggregation=true --set strategy.norm_bound=3
 
+# DP with secure aggregation: only with the noise at the sites ([privacy] noise_at)
+expect 2 "noise_multiplier = 1 with secure_aggregation = true .*set \[privacy\] noise_at = sites" \
+  "the coordinator refuses central DP under secure aggregation, naming noise_at" -- "$COORD" --set privacy.secure_aggregation=true --set privacy.noise_multiplier=1
+expect 2 "\[privacy\] noise_at = sites needs secure_aggregation = true" \
+  "the coordinator refuses noise at the sites without secure aggregation" -- "$COORD" --set privacy.noise_at=sites --set privacy.noise_multiplier=1
+expect 2 "\[privacy\] noise_at = sites: the simulator does not implement secure aggregation" \
+  "fedc-sim refuses noise at the sites" -- "$SIM" $FAST --set privacy.noise_at=sites --set privacy.noise_multiplier=1 --set privacy.secure_aggregation=true
+
 summary test_strategy_checks

@@ -68,6 +68,33 @@ static void test_sums_with_carries(void **st) {
 
 /* Three sites' statistics summed word by word equal fedc_stats_add's sum
  * in every integer; min and max come back unknown. */
+/* Noised statistics (DP) may sum to a negative count or sum of squares:
+ * refused by the exact reader, read as 0 by the noised one. */
+static void test_noised_negative_clamped(void **st) {
+  (void)st;
+  fedc_stats a;
+  assert_int_equal(fedc_stats_init(&a, 1, 2), 0);
+  a.rows = 10;
+  a.count[0] = 10;
+  a.missing[0] = -3;
+  a.sum[0] = -5;
+  a.sumsq[0] = -7;
+  a.label_count[0] = -1;
+  a.label_count[1] = 11;
+  size_t n = fedc_stats_n_words(1, 2);
+  uint32_t w[64];
+  assert_true(n <= 64);
+  fedc_stats_to_words(&a, w);
+  fedc_stats b;
+  assert_int_equal(fedc_stats_from_words(w, 1, 2, &b), FEDC_EFORMAT);
+  assert_int_equal(fedc_stats_from_words_noised(w, 1, 2, &b), 0);
+  assert_true(b.rows == 10 && b.count[0] == 10 && b.missing[0] == 0);
+  assert_true(b.sum[0] == -5 && b.sumsq[0] == 0);
+  assert_true(b.label_count[0] == 0 && b.label_count[1] == 11);
+  fedc_stats_free(&a);
+  fedc_stats_free(&b);
+}
+
 static void test_stats_summed(void **st) {
   (void)st;
   const int32_t d = 3, k = 2;
@@ -135,6 +162,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_sums_with_carries),
       cmocka_unit_test(test_stats_summed),
+      cmocka_unit_test(test_noised_negative_clamped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,9 +16,11 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 w = sys.argv[1]
-# The DP job's figures are printed, not checked: over six runs its ROC AUC
-# on the new patients ranged from 0.09 to 0.987 (docs/tutorials/hospital-network.md,
-# step 10: the statistics' noise is scaled by the widest feature's bounds).
+# Job 1 (central DP, z = 1, 15 rounds) is printed, not checked: its ROC AUC on
+# the new patients varies from run to run (docs/tutorials/hospital-network.md,
+# step 10). Job 2 (secure aggregation, DP at the sites, z = 0.8, 5 rounds) is
+# checked against a lower floor than the jobs without DP.
+DP_FLOOR = 0.90
 
 
 def table(path):
@@ -58,13 +60,18 @@ def federated(path):
 
 fails = 0
 fed = {}
-print(f"{'model':10} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
-for kind in ("logreg-dp", "logreg-sa", "mlp"):
+print(f"{'model':12} {'federated AUC':>14} {'centralized AUC':>16} {'fed acc':>8} {'central acc':>12}")
+for kind in ("logreg-dp", "logreg-sa-dp", "mlp"):
     fa, facc = fed[kind] = federated(os.path.join(w, f"{kind}-pred.csv"))
     pc = central[kind.split("-")[0]].predict_proba(sc.transform(Xn))[:, 1]
     ca, cacc = roc_auc_score(yn, pc), accuracy_score(yn, pc >= 0.5)
-    print(f"{kind:10} {fa:14.4f} {ca:16.4f} {facc:8.4f} {cacc:12.4f}   (AUC difference {fa - ca:+.4f})")
+    print(f"{kind:12} {fa:14.4f} {ca:16.4f} {facc:8.4f} {cacc:12.4f}   (AUC difference {fa - ca:+.4f})")
     if kind == "logreg-dp":
+        continue
+    if kind == "logreg-sa-dp":
+        if fa < DP_FLOOR:
+            print(f"FAILED: {kind}: federated AUC {fa:.4f} < {DP_FLOOR}")
+            fails += 1
         continue
     if fa < 0.97:
         print(f"FAILED: {kind}: federated AUC {fa:.4f} < 0.97")
@@ -72,8 +79,6 @@ for kind in ("logreg-dp", "logreg-sa", "mlp"):
     if ca - fa > 0.02:
         print(f"FAILED: {kind}: federated AUC {fa:.4f} more than 0.02 below centralized {ca:.4f}")
         fails += 1
-print(f"the cost of DP: ROC AUC {fed['logreg-dp'][0] - fed['logreg-sa'][0]:+.4f}, "
-      f"accuracy {fed['logreg-dp'][1] - fed['logreg-sa'][1]:+.4f} (logreg-dp against logreg-sa)")
 st = json.load(open(os.path.join(w, "status1.json")))
 ev = st.get("eval") or {}
 best = ev.get("best") if isinstance(ev, dict) else None

@@ -96,7 +96,7 @@ fedc-coordinator init --data hospital-a/hospital-a.csv --job --out coord/logreg.
 sed -i -e 's/^rounds = 20 /rounds = 15 /' -e 's/^min_clients = 2 /min_clients = 3 /' coord/logreg.ini
 grep -E '^(rounds|type|select|label|exclude) ' coord/logreg.ini
 
-step "6. Privacy: DP with its ledger (job 1); secure aggregation of the statistics and the rounds (job 2)"
+step "6. Privacy: central DP with its ledger (job 1); secure aggregation and DP at the sites in one job (job 2)"
 # clip bounds: public ranges from the data dictionary, generous, never from the sites' data
 CLIP="mean_radius:0:40,mean_texture:0:60,mean_perimeter:0:250,mean_area:0:4000"
 CLIP="$CLIP,mean_smoothness:0:0.25,mean_compactness:0:0.5,mean_concavity:0:0.6"
@@ -109,8 +109,13 @@ CLIP="$CLIP,worst_smoothness:0:0.3,worst_compactness:0:1.5,worst_concavity:0:1.8
 CLIP="$CLIP,worst_concave_points:0:0.4,worst_symmetry:0:1,worst_fractal_dimension:0:0.3"
 sed "s/^label = malignant.*/&\nclip = $CLIP/" coord/logreg.ini > coord/logreg-dp.ini
 printf '\n[privacy]\nnoise_multiplier = 1.0\nclip_norm = 1.0\ndelta = 0.00001\n' >> coord/logreg-dp.ini
-{ cat coord/logreg.ini; printf '\n[privacy]\nsecure_aggregation = true\n'; } > coord/logreg-sa.ini
-tail -n 2 coord/logreg-sa.ini
+# job 2: the same schema and bounds; 5 rounds of 5 local epochs; secure aggregation, and
+# the DP noise added by the hospitals themselves (noise_at = sites)
+sed -e 's/^rounds = 15 /rounds = 5 /' -e 's/^epochs = 1/epochs = 5/' -e '/^\[privacy\]/,$d' \
+  coord/logreg-dp.ini > coord/logreg-sa-dp.ini
+printf '[privacy]\nsecure_aggregation = true\nnoise_at = sites\nnoise_multiplier = 0.8\nclip_norm = 1.0\ndelta = 0.00001\n' \
+  >> coord/logreg-sa-dp.ini
+grep -E '^(rounds|epochs) ' coord/logreg-sa-dp.ini; tail -n 6 coord/logreg-sa-dp.ini
 
 step "7. Submit the DP job and watch it"
 (cd coord && fedc-coordinator --config coordinator.ini submit logreg-dp.ini --name logreg-dp) || exit 1
@@ -134,10 +139,9 @@ step "8. Export the best model (by federated ROC AUC) and predict on new patient
 check "fedc-predict exits 0" fedc-predict --model logreg-dp.safetensors --input new-patients.csv \
   --output logreg-dp-pred.csv
 head -3 logreg-dp-pred.csv
-# the same job without DP, under secure aggregation: the coordinator sees only the sum of
-# the hospitals' statistics and of their updates (and the cost of DP in step 10)
-(cd coord && fedc-coordinator --config coordinator.ini submit logreg-sa.ini --name logreg-sa) || exit 1
-check "job 2 (secure aggregation) finishes" wait_until 300 finished 2
+# job 2: statistics and updates under secure aggregation, DP noise added by the hospitals
+(cd coord && fedc-coordinator --config coordinator.ini submit logreg-sa-dp.ini --name logreg-sa-dp) || exit 1
+check "job 2 (secure aggregation + DP at the sites) finishes" wait_until 300 finished 2
 curl -s "http://127.0.0.1:$STATUS/v1/status" > status2.json
 check "job 2: statistics and every round through secure aggregation" $PY -c '
 import json, sys
@@ -145,10 +149,19 @@ s = json.load(open("status2.json")); st = s["statistics"]; sa = s["secagg"]
 print("statistics:", {k: st.get(k) for k in ("phase", "secure_aggregation", "sites", "rows", "label_counts")})
 print("last secure round:", {k: sa["last"].get(k) for k in ("round", "committed", "survivors", "dropped", "frac_bits")})
 sys.exit(not (st.get("secure_aggregation") is True and st["phase"] == "done" and st["sites"] == 3
-              and sa["last"]["committed"] and sa["last"]["round"] == 15 and len(s["rounds"]) == 15))'
-(cd coord && fedc-coordinator --config coordinator.ini export 2 best ../logreg-sa.safetensors) || FAILS=$((FAILS + 1))
-check "fedc-predict exits 0 (secure aggregation)" fedc-predict --model logreg-sa.safetensors \
-  --input new-patients.csv --output logreg-sa-pred.csv
+              and sa["last"]["committed"] and sa["last"]["round"] == 5 and len(s["rounds"]) == 5))'
+check "job 2: the ledger grows every round, noise at the sites, /v1/status privacy = last round's" $PY -c '
+import json, sys
+s = json.load(open("status2.json")); eps = [r["epsilon"] for r in s["rounds"]]
+print("epsilon by round:", " ".join("%.2f" % e for e in eps), " ledger:", s["privacy"])
+sys.exit(not (len(eps) == 5 and all(b > a for a, b in zip(eps, eps[1:]))
+              and abs(s["privacy"]["epsilon"] - eps[-1]) < 1e-9 and s["privacy"]["noise_at"] == "sites"))'
+check "job 2: each hospital clipped and noised its update in every round" sh -c \
+  'for h in hospital-a hospital-b hospital-c; do [ "$(grep -c "clipped and noised at the site" $h/site.log)" -ge 5 ] || exit 1; done'
+grep -h "clipped and noised at the site" hospital-a/site.log | tail -n 1 | sed 's/^[^ ]* //'
+(cd coord && fedc-coordinator --config coordinator.ini export 2 best ../logreg-sa-dp.safetensors) || FAILS=$((FAILS + 1))
+check "fedc-predict exits 0 (secure aggregation + DP)" fedc-predict --model logreg-sa-dp.safetensors \
+  --input new-patients.csv --output logreg-sa-dp-pred.csv
 
 step "9. A second job, an MLP, on the same running sites"
 sed -e 's/^type = logreg .*/type = mlp/' -e 's/^; classes: .*/classes = 2\nhidden = 16/' \
