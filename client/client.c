@@ -1584,7 +1584,8 @@ static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
                    (int)t->round, msg), RUN_END;
   }
   int dp_sites = 0; /* noise at the sites: clipped, noised, weight 1 (dp_site.c) */
-  if ((rc = fedc__client_dp_site(c->job_json, t->round, delta, n, &dp_sites)) != 0) {
+  uint32_t floor = 0; /* ... and sized for at least this many survivors */
+  if ((rc = fedc__client_dp_site(c->job_json, t->round, delta, n, &dp_sites, &floor)) != 0) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fedc_error_msg());
     if (delta != c->g) fedc_free(delta);
@@ -1595,7 +1596,7 @@ static run_state secure_round(fedc_client *c, const fedc_client_task *t) {
                               .test_stall_s = c->test_stall_s,
                               .test_lie = c->test_secagg_lie};
   rc = fedc__client_secagg_round(&io, t->round, c->job.client_id, delta, n,
-                                 dp_sites ? 1 : c->update_samples, c->update_loss);
+                                 dp_sites ? 1 : c->update_samples, c->update_loss, floor);
   if (delta != c->g) fedc_free(delta);
   if (rc != 0) {
     if (c->stop) interrupted(c);

@@ -223,6 +223,7 @@ int fedc__client_job_extras(char **schema, char **stats, const void *body, size_
  * the job's clip_norm and add the site's share of the DP noise; *on = 1
  * then (the delta goes into the sum with weight 1). 0 (and *on = 0) for any
  * other job; FEDC_EFORMAT for a job whose fields do not allow it. */
-int fedc__client_dp_site(const char *job_json, int32_t round, float *delta, size_t n, int *on);
+int fedc__client_dp_site(const char *job_json, int32_t round, float *delta, size_t n, int *on,
+                         uint32_t *min_survivors);
 
 #endif

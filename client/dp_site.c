@@ -9,7 +9,9 @@
  * coordinator also sends is only checked against it), clips its delta to
  * S, adds the noise from a seed drawn from getrandom for this round (never
  * the job seed, which every client knows), and then the delta goes into
- * the masked sum with weight 1. A job that asks for noise at the sites
+ * the masked sum with weight 1; the secure round then refuses to go on
+ * with fewer than m_min parties or survivors (fedc_secagg_client_require),
+ * whatever the coordinator said m_min was. A job that asks for noise at the sites
  * without usable fields is refused rather than sending an unnoised delta.
  */
 #include <cjson/cJSON.h>
@@ -27,8 +29,9 @@ static double field(const cJSON *p, const char *name) {
 }
 
 int fedc__client_dp_site(const char *job_json, int32_t round, float *delta, size_t n,
-                         int *on) {
+                         int *on, uint32_t *min_survivors) {
   *on = 0;
+  *min_survivors = 0;
   cJSON *job = job_json ? cJSON_Parse(job_json) : NULL;
   const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "privacy");
   const cJSON *at = cJSON_GetObjectItemCaseSensitive(p, "noise_at");
@@ -57,6 +60,7 @@ int fedc__client_dp_site(const char *job_json, int32_t round, float *delta, size
   memset(seed, 0, sizeof seed);
   if (rc != 0) return rc;
   *on = 1;
+  *min_survivors = (uint32_t)m;
   fedc_log_info("msg=\"delta clipped and noised at the site\" round=%d norm=%.6g clip_norm=%g "
                 "clipped=%d noise_std=%.6g min_survivors=%d",
                 (int)round, norm, s, !unclipped, std, (int)m);

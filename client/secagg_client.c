@@ -224,7 +224,7 @@ static int run_steps(sa_run *s, fedc_secagg_client *sc, const float *delta,
 
 int fedc__client_secagg_round(const fedc_client_secagg_io *io, int32_t round, int64_t client_id,
                               const float *delta, size_t n, int64_t n_samples,
-                              double train_loss) {
+                              double train_loss, uint32_t min_survivors) {
   sa_run s = {.io = io, .round = round};
   if (client_id < 0 || client_id > UINT32_MAX) {
     fedc_log_error("msg=\"secure round: client id %lld does not fit\"", (long long)client_id);
@@ -232,6 +232,7 @@ int fedc__client_secagg_round(const fedc_client_secagg_io *io, int32_t round, in
   }
   fedc_secagg_client *sc = NULL;
   int rc = fedc_secagg_client_new(round, (uint32_t)client_id, (uint64_t)n_samples, n, &sc);
+  if (rc == 0) fedc_secagg_client_require(sc, min_survivors);
   int step = rc ? library_failed(&s, "keys", rc)
                 : run_steps(&s, sc, delta, NULL, n, n_samples, train_loss);
   if (step == STEP_OK)

@@ -36,11 +36,13 @@ typedef struct fedc_client_secagg_io {
  * masked delta (n floats, the trained model minus the round's start model)
  * with its sample count and loss, reveal shares. 0 when the round is done
  * or given up (refused, abandoned, too few parties: logged; the client
- * polls for its next task), -1 when the run must end.
+ * polls for its next task), -1 when the run must end. min_survivors > 0
+ * (noise at the sites): give the round up rather than send the masked
+ * delta or reveal shares with fewer parties or survivors.
  */
 int fedc__client_secagg_round(const fedc_client_secagg_io *io, int32_t round, int64_t client_id,
                               const float *delta, size_t n, int64_t n_samples,
-                              double train_loss);
+                              double train_loss, uint32_t min_survivors);
 
 /*
  * The statistics session before round 1 (round 0): the same steps with the

@@ -258,6 +258,15 @@ int fedc_secagg_client_masked_words(fedc_secagg_client *c, const uint8_t *myshar
  */
 int fedc_secagg_client_unmask(fedc_secagg_client *c, const uint8_t *survivors,
                               size_t survivors_len, uint8_t **msg, size_t *len);
+/*
+ * With noise at the sites (docs/privacy.md), each site's noise is sized for
+ * at least min_survivors parties in the sum. Before step 0: the client then
+ * refuses (FEDC_EQUORUM) to send a masked input when the KEYS listed fewer
+ * parties, and to reveal shares when fewer survivors are listed, so a
+ * coordinator that overstated min_survivors cannot get a sum with less
+ * noise than promised. 0 = no floor.
+ */
+void fedc_secagg_client_require(fedc_secagg_client *c, uint32_t min_survivors);
 /* After step 1: the fractional bits and clip of the round. */
 int32_t fedc_secagg_client_frac_bits(const fedc_secagg_client *c);
 double fedc_secagg_client_clip(const fedc_secagg_client *c);

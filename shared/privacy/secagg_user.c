@@ -45,6 +45,7 @@ struct fedc_secagg_client {
   int32_t *nbr;   /* neighbour indices, increasing */
   int32_t deg, t, frac_bits;
   double clip;
+  uint32_t min_survivors; /* 0, or the floor set by fedc_secagg_client_require */
   /* from MYSHARES: per neighbour */
   uint8_t *enc_keys; /* deg x 32: the share-encryption key of each pair */
   uint8_t *shared;
@@ -430,9 +431,27 @@ static int mask_input(fedc_secagg_client *c, const uint8_t *myshares, size_t mys
   return 0;
 }
 
+void fedc_secagg_client_require(fedc_secagg_client *c, uint32_t min_survivors) {
+  c->min_survivors = min_survivors;
+}
+
+/* The floor of fedc_secagg_client_require against a count of parties or
+ * survivors: below it, the sum would carry less noise than the site was
+ * told to count on. */
+static int below_floor(const fedc_secagg_client *c, uint32_t count, const char *what) {
+  if (c->min_survivors == 0 || count >= c->min_survivors) return 0;
+  return fedc_error_set(FEDC_EQUORUM,
+                        "secagg: %u %s, fewer than the %u the noise at the sites counts on",
+                        (unsigned)count, what, (unsigned)c->min_survivors);
+}
+
 int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshares,
                                     size_t myshares_len, const float *x, size_t n,
                                     uint32_t *y, size_t *clipped) {
+  if (c->step == STEP_SHARED) {
+    int rc = below_floor(c, (uint32_t)c->n_parties, "parties");
+    if (rc != 0) return rc;
+  }
   return mask_input(c, myshares, myshares_len, x, NULL, n, y, clipped);
 }
 
@@ -496,6 +515,7 @@ int fedc_secagg_client_unmask(fedc_secagg_client *c, const uint8_t *survivors,
   if (rc == 0 && (count < (uint32_t)c->t || count < 2))
     rc = fedc_error_set(FEDC_EQUORUM, "secagg: %u survivors, the threshold is %d",
                         (unsigned)count, (int)c->t);
+  if (rc == 0) rc = below_floor(c, count, "survivors");
   int32_t entries = 0;
   for (int32_t j = 0; j < c->deg; j++) entries += c->shared[j];
   sa_writer w = {0};

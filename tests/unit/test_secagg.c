@@ -205,6 +205,7 @@ typedef struct world {
   fedc_secagg_server *s;
   fedc_secagg_result res;
   float *avg;
+  uint32_t require; /* fedc_secagg_client_require for every party */
 } world;
 
 static void world_make(world *w, int np, size_t len, int32_t neighbors, const uint64_t *counts,
@@ -247,6 +248,7 @@ static int world_run(world *w) {
     party *q = &w->p[i];
     if (q->drop == NO_ADVERTISE) continue;
     assert_int_equal(fedc_secagg_client_new(w->prm.round, q->id, q->n, w->len, &q->c), 0);
+    fedc_secagg_client_require(q->c, w->require);
     uint8_t *m;
     size_t ml;
     assert_int_equal(fedc_secagg_client_advertise(q->c, &m, &ml), 0);
@@ -273,8 +275,9 @@ static int world_run(world *w) {
     uint8_t *m;
     size_t ml;
     assert_int_equal(fedc_secagg_server_myshares(w->s, q->id, &m, &ml), 0);
-    assert_int_equal(fedc_secagg_client_masked_input(q->c, m, ml, q->x, w->len, q->y, NULL), 0);
+    rc = fedc_secagg_client_masked_input(q->c, m, ml, q->x, w->len, q->y, NULL);
     fedc_free(m);
+    if (rc != 0) return rc; /* a party refused: only the floor of require does */
     if (q->drop != NO_MASKED)
       assert_int_equal(fedc_secagg_server_add_masked(w->s, q->id, q->y, w->len), 0);
   }
@@ -287,7 +290,7 @@ static int world_run(world *w) {
     if (q->drop != ALL && q->drop != NO_UNMASK) continue;
     uint8_t *m;
     size_t ml;
-    assert_int_equal(fedc_secagg_client_unmask(q->c, sv, svl, &m, &ml), 0);
+    if ((rc = fedc_secagg_client_unmask(q->c, sv, svl, &m, &ml)) != 0) return rc;
     if (q->lie) tell_lies(m, ml, q->lie);
     if (q->drop != NO_UNMASK)
       assert_int_equal(fedc_secagg_server_add_unmask(w->s, q->id, m, ml), 0);
@@ -386,6 +389,31 @@ static void dropouts_after_sharing(void **st) {
   assert_int_equal(world_run(&w), 0);
   assert_int_equal(w.res.dropped, 2);
   check_world(&w);
+  world_free(&w);
+}
+
+/* Noise at the sites: a party sized its noise for at least `require`
+ * parties in the sum, and refuses to send its masked input, or to reveal
+ * shares, with fewer, so an overstated floor cannot thin the noise. */
+static void floor_of_survivors(void **st) {
+  (void)st;
+  world w;
+  world_make(&w, 6, 50, 0, NULL, 40);
+  w.require = 6; /* everyone present: the round commits */
+  assert_int_equal(world_run(&w), 0);
+  check_world(&w);
+  world_free(&w);
+  world_make(&w, 6, 50, 0, NULL, 41);
+  w.require = 7; /* more than the parties the KEYS list */
+  w.p[2].drop = NO_ADVERTISE;
+  assert_int_equal(world_run(&w), FEDC_EQUORUM);
+  assert_non_null(strstr(fedc_error_msg(), "parties"));
+  world_free(&w);
+  world_make(&w, 6, 50, 0, NULL, 42);
+  w.require = 6; /* six parties, but one drops after its masked input */
+  w.p[3].drop = NO_MASKED;
+  assert_int_equal(world_run(&w), FEDC_EQUORUM);
+  assert_non_null(strstr(fedc_error_msg(), "survivors"));
   world_free(&w);
 }
 
@@ -896,7 +924,8 @@ int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(shamir_at_threshold),   T(shamir_below_threshold), T(prg_and_helpers),
-      T(masks_cancel),          T(dropouts_after_sharing), T(sparse_graph),
+      T(masks_cancel),          T(dropouts_after_sharing),
+      T(floor_of_survivors),    T(sparse_graph),
       T(weighted_average),      T(masked_is_not_the_input), T(malformed_messages),
       T(tampered_unmask),       T(shamir_decode_locates),   T(liar_is_excluded),
       T(allocation_failures),     T(u32_container),
