@@ -253,9 +253,10 @@ static int write_config(FILE *f, const table *t, const char *data, int job_only)
              "; each site holds rows out: [data] validation_split = 0.2 in its own config\n\n",
           select, strlen(select) < 4 ? "              " : "          ");
   fputs("[privacy]\n"
-        "; noise_multiplier = 1.0  ; DP-FedAvg (sites clip, the sum gets noise); with a\n"
-        ";                         ; schema it needs [data] clip = col:lo:hi,... for\n"
-        ";                         ; every numeric feature (docs/data.md, docs/privacy.md)\n"
+        "; noise_multiplier = 1.0  ; central DP-FedAvg: the coordinator clips each\n"
+        ";                         ; update and noises the sum; with a schema it needs\n"
+        ";                         ; [data] clip = col:lo:hi,... for every numeric\n"
+        ";                         ; feature (docs/data.md, docs/privacy.md)\n"
         "; secure_aggregation = true ; masked sums: the coordinator sees only the sum of\n"
         ";                           ; the sites' statistics and of their updates (no\n"
         ";                           ; minima or maxima); with noise_multiplier add\n"
