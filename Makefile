@@ -420,6 +420,22 @@ $(FOLDBENCH): $(BUILD)/obj/bench/fold.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
 
+# bench/client_lookup.c, fedc-bench-lookup: the coordinator's client lookup
+# by fingerprint, the scan it was against the index (client_index.c).
+#   make bench-lookup
+LOOKUPBENCH := $(BUILD)/bin/fedc-bench-lookup
+
+$(LOOKUPBENCH): $(BUILD)/obj/bench/client_lookup.o $(COORD_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(COORD_LIB) $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/obj/bench/client_lookup.o: CFLAGS_ALL += -Icoordinator
+
+.PHONY: bench-lookup
+bench-lookup: deps
+	@$(MAKE) --no-print-directory $(LOOKUPBENCH)
+	$(LOOKUPBENCH)
+
 .PHONY: netfaults-build bench-load bench-fold
 bench-fold: deps
 	@$(MAKE) --no-print-directory $(FOLDBENCH)

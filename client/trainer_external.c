@@ -24,6 +24,8 @@
  * action "evaluate" and FEDC_PREDICTIONS_OUT: before training (its
  * metrics logged) and, when the job evaluates federated, on the committed
  * model, its predictions made into the evaluation report (POST /v1/eval).
+ * The committed model of round r is round r + 1's start model: one run of
+ * the evaluate command serves both (eval_run).
  */
 
 #include <cjson/cJSON.h>
@@ -44,6 +46,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/mbedtls_compat.h"
 #include "client.h"
 #include "scaffold_external.h"
 #include "ml/eval_model.h"
@@ -58,11 +61,24 @@ extern char **environ;
 #define N_OWN_ENV 11
 #define TASK_ENV_MAX ((size_t)64 << 10) /* a larger FEDC_TASK is in the file only */
 
+/* The folder of one run of a command (make_dir). */
+typedef struct run_dir {
+  char dir[512];
+  char model[600], update[600], metrics[600], predictions[600], task[600], correction[600];
+} run_dir;
+
 struct fedc_client_external {
   char *command, *evaluate;
   char *train_csv; /* [data] train: the statistics phase reads it, or "" */
   double timeout_s;
   const volatile sig_atomic_t *stop; /* fedc-client's stop flag, or NULL */
+  /* the last successful run of the evaluate command, kept with what it
+   * wrote, and the SHA-256 of the model it evaluated (eval_run): round r's
+   * committed model is evaluated for the federated report and again as
+   * round r + 1's start model before training, by one run */
+  run_dir eval_last;
+  uint8_t eval_key[FEDC__SHA256_LEN];
+  int eval_have;
 };
 
 static double mono_s(void) {
@@ -74,8 +90,11 @@ static double mono_s(void) {
 /* A failed round: the code and the sub-code that let the client go on. */
 #define failed(err, ...) fedc_error_set_sub((err), FEDC_SUB_TRAINER_FAILED, __VA_ARGS__)
 
+static void remove_dir(const run_dir *d);
+
 void fedc__client_external_free(fedc_client_external *x) {
   if (x == NULL) return;
+  if (x->eval_have) remove_dir(&x->eval_last);
   fedc_free(x->command);
   fedc_free(x->evaluate);
   fedc_free(x->train_csv);
@@ -87,11 +106,6 @@ void fedc__client_external_set_stop(fedc_client_external *x, const volatile sig_
 }
 
 /* ---- the folder of one run -------------------------------------------------------- */
-
-typedef struct run_dir {
-  char dir[512];
-  char model[600], update[600], metrics[600], predictions[600], task[600], correction[600];
-} run_dir;
 
 static int make_dir(run_dir *d) {
   const char *tmp = getenv("TMPDIR");
@@ -624,17 +638,55 @@ static int predictions_accuracy(const char *path, int32_t round, double *acc, in
   return 0;
 }
 
+/*
+ * The evaluate command on this model, run once per model: *out is the
+ * folder of a run on the same weights (the flat vector w, or the container
+ * as sent) if the last run was one, else of a new run, which replaces the
+ * kept one. The federated report on round r's committed model and the
+ * evaluation before training round r + 1, which starts from that model,
+ * thus share one run (whichever comes first makes it), and report the
+ * numbers of the same files. A failed run is not kept. The folder stays
+ * until the next run or fedc__client_external_free; the model file written
+ * for the command is removed once it ran.
+ */
+static int eval_run(fedc_client_external *x, const fedc_client_round *r, const float *w,
+                    const uint8_t *model, size_t model_len, const run_dir **out) {
+  uint8_t key[FEDC__SHA256_LEN];
+  int rc = model != NULL ? fedc__sha256(model, model_len, key)
+                         : fedc__sha256(w, r->n_params * sizeof(float), key);
+  if (rc != 0) return fedc_error_set(FEDC_EINVAL, "client: cannot hash the model");
+  if (x->eval_have && memcmp(key, x->eval_key, sizeof key) == 0) {
+    fedc_log_debug("msg=\"evaluate command: this model was evaluated already; its run reused\" "
+                   "round=%d", (int)r->round);
+    *out = &x->eval_last;
+    return 0;
+  }
+  if (x->eval_have) remove_dir(&x->eval_last);
+  x->eval_have = 0;
+  memset(&x->eval_last, 0, sizeof x->eval_last);
+  rc = make_dir(&x->eval_last);
+  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &x->eval_last, r, w, model, model_len);
+  if (rc != 0) {
+    remove_dir(&x->eval_last);
+    return rc;
+  }
+  unlink(x->eval_last.model);
+  memcpy(x->eval_key, key, sizeof key);
+  x->eval_have = 1;
+  *out = &x->eval_last;
+  return 0;
+}
+
 static int evaluate_any(void *ud, const fedc_client_round *r, const float *w,
                         const uint8_t *model, size_t model_len, fedc_client_metrics *out) {
   fedc_client_external *x = ud;
-  run_dir d = {0};
-  int rc = make_dir(&d);
-  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, model, model_len);
+  const run_dir *dp = NULL;
+  int rc = eval_run(x, r, w, model, model_len, &dp);
   cJSON *m = NULL;
-  if (rc == 0) rc = read_metrics(d.metrics, "evaluate command", r->round, &m);
+  if (rc == 0) rc = read_metrics(dp->metrics, "evaluate command", r->round, &m);
   double acc = NAN;
   int64_t rows = 0;
-  if (rc == 0) rc = predictions_accuracy(d.predictions, r->round, &acc, &rows);
+  if (rc == 0) rc = predictions_accuracy(dp->predictions, r->round, &acc, &rows);
   if (rc == 0) {
     int bad;
     double n = metric_value(m, NULL, "num_samples", &bad);
@@ -648,7 +700,6 @@ static int evaluate_any(void *ud, const fedc_client_round *r, const float *w,
     out->accuracy = isfinite(acc) ? acc : a;
   }
   cJSON_Delete(m);
-  remove_dir(&d);
   return rc;
 }
 
@@ -679,15 +730,14 @@ static int external_report(void *ud, const fedc_client_round *r, const float *w,
   if (rc == 0 && rep == NULL) rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
   /* the task, classes and threshold of the job, as the coordinator has them */
   if (rc == 0) rc = fedc_eval_report_init_for(rep, &spec, r->job->eval_threshold);
-  run_dir d = {0};
-  if (rc == 0) rc = make_dir(&d);
-  if (rc == 0) rc = run_task(x, "evaluate", x->evaluate, &d, r, w, NULL, 0);
-  if (rc == 0 && access(d.predictions, F_OK) != 0)
+  const run_dir *dp = NULL;
+  if (rc == 0) rc = eval_run(x, r, w, NULL, 0, &dp);
+  if (rc == 0 && access(dp->predictions, F_OK) != 0)
     rc = failed(FEDC_ENOTFOUND, "round %d: evaluate command exited with status 0 but wrote no "
                 "FEDC_PREDICTIONS_OUT (scores and labels): federated evaluation needs them",
                 (int)r->round);
   if (rc == 0) {
-    rc = fedc_eval_report_from_safetensors(d.predictions, (fedc_eval_task)rep->task,
+    rc = fedc_eval_report_from_safetensors(dp->predictions, (fedc_eval_task)rep->task,
                                            rep->n_classes, rep->threshold, rep);
     if (rc != 0 && rc != FEDC_ENOMEM) {
       char msg[512];
@@ -696,7 +746,6 @@ static int external_report(void *ud, const fedc_client_round *r, const float *w,
     }
   }
   if (rc == 0) rc = fedc_eval_report_to_json(rep, json);
-  remove_dir(&d);
   fedc_free(rep);
   return rc;
 }

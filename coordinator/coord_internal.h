@@ -29,6 +29,7 @@
 #include "ml/model.h"
 #include "store.h"
 #include "certs.h"
+#include "client_index.h"
 #include "ml/train.h"
 #include "wire/update_meta.h"
 
@@ -115,6 +116,8 @@ struct fedc_coordinator {
 
   coord_client *clients;
   int32_t n_clients, clients_cap;
+  fedc__client_index clients_by_fpr; /* fingerprint -> position in clients
+                                        (client_index.c), kept by client_add */
 
   round_state state;
   int32_t round;          /* open, or next to open (the engine's, mirrored) */

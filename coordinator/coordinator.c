@@ -52,10 +52,11 @@ static double wall_now(void) {
 
 /* ---- clients ------------------------------------------------------------ */
 
+/* The client with this certificate fingerprint, from the index
+ * (client_index.c): every request asks, on the loop thread. */
 coord_client *fedc__coord_client_by_fpr(fedc_coord *c, const char *fpr) {
-  for (int32_t i = 0; i < c->n_clients; i++)
-    if (strcmp(c->clients[i].fingerprint, fpr) == 0) return &c->clients[i];
-  return NULL;
+  int32_t i = fedc__client_index_get(&c->clients_by_fpr, fpr);
+  return i >= 0 && i < c->n_clients ? &c->clients[i] : NULL;
 }
 
 coord_client *fedc__coord_client_by_id(fedc_coord *c, int32_t id) {
@@ -80,6 +81,15 @@ int fedc__coord_client_add(fedc_coord *c, const fedc_store_client *sc,
   snprintf(cl->name, sizeof cl->name, "%s", sc->name);
   cl->revoked = sc->status == FEDC_CLIENT_REVOKED;
   cl->updates = sc->updates;
+  /* clients are never removed nor their fingerprint changed (a revocation
+   * or a rename keeps the entry): the index is kept here alone */
+  int rc = cl->fingerprint[0] == '\0'
+               ? 0
+               : fedc__client_index_put(&c->clients_by_fpr, cl->fingerprint, c->n_clients - 1);
+  if (rc != 0) {
+    c->n_clients--;
+    return rc;
+  }
   *out = cl;
   return 0;
 }
@@ -962,6 +972,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_http_body_unref(c->ckpt_cache[i].body);
   fedc_free(c->round_updates);
   fedc_free(c->clients);
+  fedc__client_index_free(&c->clients_by_fpr);
   fedc__coord_model_set(c, NULL, NULL);
   fedc_free(c->history);
   fedc_free(c->job_json);

@@ -302,9 +302,8 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   if (c->server_not_after > 0)
     put(&t, "fedc_cert_expiry_seconds{role=\"server\"} %.0f\n", c->server_not_after - now_wall);
   for (int32_t i = 0; i < c->n_certs; i++) {
-    const coord_client *cl = NULL;
-    for (int32_t j = 0; j < c->n_clients && cl == NULL; j++)
-      if (strcmp(c->clients[j].fingerprint, c->certs[i].fingerprint) == 0) cl = &c->clients[j];
+    /* the certificate's client through the fingerprint index (client_index.c) */
+    const coord_client *cl = fedc__coord_client_by_fpr(c, c->certs[i].fingerprint);
     if (cl == NULL || cl->revoked) continue;
     put(&t, "fedc_cert_expiry_seconds{role=\"client\",client=\"%d\",fingerprint=\"%s\"} %.0f\n",
         (int)cl->id, c->certs[i].fingerprint, c->certs[i].not_after - now_wall);

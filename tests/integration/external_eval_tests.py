@@ -9,9 +9,13 @@ report from it with the library's code and posts it (POST /v1/eval). The
 federation's metrics in /v1/status must match a recomputation in numpy of
 the pooled predictions of the exported model on the three shards: n and
 the confusion matrix exactly, accuracy, macro F1 and log loss within 1e-4.
+The evaluate command runs once per model: ROUNDS + 1 times per site (the
+committed model of round r is evaluated for the report and, as round
+r + 1's start model, before training, by one run).
 Needs numpy under /usr/bin/python3.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -35,9 +39,11 @@ def start_site(job, k):
     path = job.client_ini(k)
     data = os.path.join(job.dir, "data", f"client-{k}")
     run = f"PYTHONPATH={ROOT}/python {PY} {TRAINER} --data {data}"
+    # the evaluate command appends a line to evals-k.txt each time it runs
+    count = f"echo $FEDC_ROUND >> {job.dir}/evals-{k}.txt; "
     with open(path, "a") as f:
         f.write(f"[trainer]\ncommand = {run}\ntimeout_s = 60\n"
-                f"evaluate = {run}{' --f32-labels' if k == 3 else ''}\n")
+                f"evaluate = {count}{run}{' --f32-labels' if k == 3 else ''}\n")
     log = open(os.path.join(job.dir, f"client-{k}.log"), "ab")
     p = subprocess.Popen([os.path.join(harness.BIN, "fedc-client"), "--config", path],
                          stdout=log, stderr=log)
@@ -125,6 +131,25 @@ def test_external_federated_evaluation():
             with open(os.path.join(job.dir, f"client-{k}.log"), errors="replace") as f:
                 text = f.read()
             assert text.count('msg="evaluation accepted"') == ROUNDS, f"site {k}: {text[-1500:]}"
+            # ROUNDS evaluations before training (the start models of rounds 1..ROUNDS) and
+            # ROUNDS federated ones (the committed models of rounds 1..ROUNDS): the committed
+            # model of round r starts round r + 1, so ROUNDS + 1 models, one run each
+            assert text.count('msg="global model evaluated"') == ROUNDS, f"site {k}: {text[-1500:]}"
+            with open(os.path.join(job.dir, f"evals-{k}.txt")) as f:
+                runs = f.read().split()
+            assert len(runs) == ROUNDS + 1, f"site {k}: the evaluate command ran {len(runs)} " \
+                f"times (rounds {runs}), not {ROUNDS + 1}"
+            # and the one run gives both the same figures: the accuracy logged before
+            # training round r + 1 is the site's reported accuracy of round r
+            pre = {int(r): float(a) for r, a in
+                   re.findall(r'msg="global model evaluated" round=(\d+) test_acc=([0-9.]+)', text)}
+            rep = {int(r): float(a) for r, a in
+                   re.findall(r'msg="site evaluation" round=(\d+) metrics=.*?"accuracy\\?":([0-9.e-]+)',
+                              text)}
+            for r in range(1, ROUNDS):
+                assert r + 1 in pre and r in rep and abs(pre[r + 1] - rep[r]) <= 1e-4, \
+                    f"site {k}: round {r + 1} before training {pre.get(r + 1)}, " \
+                    f"round {r} reported {rep.get(r)}"
     finally:
         for p in job.procs:
             if p.poll() is None:

@@ -170,6 +170,18 @@ def provision_job_audit():
         lst = job.coordinator_cmd("clients").stdout
         assert lst.count("expires=") == 5 and "admin ops" in lst, lst
         assert re.search(r"SOON\s+site-short", lst), lst
+        # each client gauge names the client that holds that certificate
+        gauge = r'fedc_cert_expiry_seconds\{role="client",client="(\d+)",fingerprint="([0-9a-f]{64})"\}'
+        rows = {(i, f) for i, st, f in re.findall(r"^\s*(\d+)\s+(\w+)\s+([0-9a-f]{64}) .*expires=",
+                                                   lst, re.M) if st == "allowed"}
+        assert set(re.findall(gauge, m)) == rows and len(rows) == 5, (re.findall(gauge, m), lst)
+        # a revoked client's certificate leaves the gauges (the list refresh)
+        gone_id, gone_fpr = sorted(rows)[0]
+        r = job.coordinator_cmd("revoke", gone_fpr)
+        assert r.returncode == 0, r.stderr
+        left = job.wait_for(lambda: (lambda g: g if len(g) == 4 else None)(
+            set(re.findall(gauge, job.metrics()))), 30, "the revoked client's gauge to go")
+        assert left == rows - {(gone_id, gone_fpr)}, left
         with open(os.path.join(d, "coordinator.log")) as f:
             log = f.read()
         assert "expires soon" in log and "site-short" in log, "no 30-day warning logged"

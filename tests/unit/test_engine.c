@@ -20,6 +20,7 @@
 #include "round/pipeline.h"
 #include "base/error.h"
 #include "base/rng.h"
+#include "leak_check.h"
 
 #define K 5
 #define NP 1000
@@ -354,14 +355,6 @@ static void engine_prepare_abort_commit(void **st) {
   assert_int_equal(fedc_engine_restore_reporters(e, done, 2), 0);
   assert_int_equal(fedc_engine_has_reported(e, 0, 3), 0); /* no round 0 */
   fedc_engine_free(e);
-}
-
-static int leak_setup(void **state) {
-  *state = (void *)(intptr_t)fedc_alloc_live();
-  return 0;
-}
-static int leak_check(void **state) {
-  return fedc_alloc_live() == (int64_t)(intptr_t)*state ? 0 : -1;
 }
 
 int main(void) {

@@ -25,6 +25,7 @@
 #include "ml/eval_report.h"
 #include "ml/train.h"
 #include "wire/safetensors.h"
+#include "leak_check.h"
 
 #define NEAR(a, b) assert_true(fabs((double)(a) - (double)(b)) < 1e-6)
 
@@ -507,14 +508,6 @@ static void predictions_file(void **s) {
   unlink(path);
   fedc_free(a);
   fedc_free(b);
-}
-
-static int leak_setup(void **state) {
-  *state = (void *)(intptr_t)fedc_alloc_live();
-  return 0;
-}
-static int leak_check(void **state) {
-  return fedc_alloc_live() == (int64_t)(intptr_t)*state ? 0 : -1;
 }
 
 int main(void) {

@@ -19,6 +19,7 @@
 #include "ml/model.h"
 #include "base/rng.h"
 #include "ml/train.h"
+#include "leak_check.h"
 
 #define N_ROWS 12
 #define N_IN 7
@@ -172,14 +173,6 @@ static void binary_metrics(void **s) {
   float tie[4] = {0.5f, 0.5f, 0.5f, 0.5f};
   assert_int_equal(fedc_binary_metrics_compute(tie, lb, 4, &m), 0);
   assert_true(fabs(m.auc - 0.5) < 1e-12);
-}
-
-static int leak_setup(void **state) {
-  *state = (void *)(intptr_t)fedc_alloc_live();
-  return 0;
-}
-static int leak_check(void **state) {
-  return fedc_alloc_live() == (int64_t)(intptr_t)*state ? 0 : -1;
 }
 
 /* The public spec setup and its check: what a program building a model
