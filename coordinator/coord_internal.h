@@ -116,6 +116,7 @@ struct fedc_coordinator {
 
   coord_client *clients;
   int32_t n_clients, clients_cap;
+  int clients_unsorted;              /* an id appended below the last: by_id scans */
   fedc__client_index clients_by_fpr; /* fingerprint -> position in clients
                                         (client_index.c), kept by client_add */
 

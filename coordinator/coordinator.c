@@ -59,7 +59,22 @@ coord_client *fedc__coord_client_by_fpr(fedc_coord *c, const char *fpr) {
   return i >= 0 && i < c->n_clients ? &c->clients[i] : NULL;
 }
 
+/* The client with this id. The store hands out increasing ids and clients
+ * are appended as they come, so the array is normally in id order and a
+ * binary search finds one (the refresh asks for every client each time);
+ * an append out of order (clients_unsorted) falls back to a scan. */
 coord_client *fedc__coord_client_by_id(fedc_coord *c, int32_t id) {
+  if (!c->clients_unsorted) {
+    int32_t lo = 0, hi = c->n_clients;
+    while (lo < hi) {
+      int32_t mid = lo + (hi - lo) / 2;
+      if (c->clients[mid].id < id)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo < c->n_clients && c->clients[lo].id == id ? &c->clients[lo] : NULL;
+  }
   for (int32_t i = 0; i < c->n_clients; i++)
     if (c->clients[i].id == id) return &c->clients[i];
   return NULL;
@@ -90,6 +105,7 @@ int fedc__coord_client_add(fedc_coord *c, const fedc_store_client *sc,
     c->n_clients--;
     return rc;
   }
+  if (c->n_clients > 1 && c->clients[c->n_clients - 2].id >= cl->id) c->clients_unsorted = 1;
   *out = cl;
   return 0;
 }

@@ -3,7 +3,8 @@
  * (coordinator/client_index.c) on its own: put and get through growth,
  * replacement, fingerprints cut to 64 characters as the clients array
  * stores them, removal that keeps every other key reachable (colliding
- * runs included), refused arguments, and nothing left allocated.
+ * runs included), refused arguments, and nothing left allocated; and the
+ * coordinator's lookups through its clients array, by fingerprint and by id.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "client_index.h"
+#include "coord_internal.h"
 
 static int64_t live_at_start;
 
@@ -132,12 +134,55 @@ static void test_refused(void **state) {
   assert_int_equal(fedc_alloc_live(), live_at_start);
 }
 
+/* The coordinator's lookups through its clients array: by fingerprint (the
+ * index) and by id (a binary search while ids were appended in order, a
+ * scan once one came out of order). */
+static void test_coordinator_lookups(void **state) {
+  (void)state;
+  fedc_coord *c = fedc_calloc(1, sizeof *c);
+  assert_non_null(c);
+  char f[65];
+  for (int i = 0; i < 40; i++) {
+    fedc_store_client sc = {0};
+    sc.id = 5 + 3 * i; /* increasing, not dense */
+    fpr_of(i, f);
+    snprintf(sc.fingerprint, sizeof sc.fingerprint, "%s", f);
+    coord_client *cl;
+    assert_int_equal(fedc__coord_client_add(c, &sc, &cl), 0);
+  }
+  assert_int_equal(c->clients_unsorted, 0);
+  for (int i = 0; i < 40; i++) {
+    coord_client *cl = fedc__coord_client_by_id(c, 5 + 3 * i);
+    assert_non_null(cl);
+    assert_int_equal(cl->id, 5 + 3 * i);
+    fpr_of(i, f);
+    assert_ptr_equal(fedc__coord_client_by_fpr(c, f), cl);
+    assert_null(fedc__coord_client_by_id(c, 6 + 3 * i)); /* between two ids */
+  }
+  assert_null(fedc__coord_client_by_id(c, 0));
+  assert_null(fedc__coord_client_by_id(c, 1000));
+  fedc_store_client late = {0};
+  late.id = 7; /* below the last id appended */
+  fpr_of(99, f);
+  snprintf(late.fingerprint, sizeof late.fingerprint, "%s", f);
+  coord_client *cl;
+  assert_int_equal(fedc__coord_client_add(c, &late, &cl), 0);
+  assert_int_equal(c->clients_unsorted, 1);
+  assert_ptr_equal(fedc__coord_client_by_id(c, 7), cl);
+  assert_int_equal(fedc__coord_client_by_id(c, 5 + 3 * 39)->id, 5 + 3 * 39);
+  fedc__client_index_free(&c->clients_by_fpr);
+  fedc_free(c->clients);
+  fedc_free(c);
+  assert_int_equal(fedc_alloc_live(), live_at_start);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_put_get_grow, setup),
       cmocka_unit_test_setup(test_long_key, setup),
       cmocka_unit_test_setup(test_remove, setup),
       cmocka_unit_test_setup(test_refused, setup),
+      cmocka_unit_test_setup(test_coordinator_lookups, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
