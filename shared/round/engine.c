@@ -388,6 +388,10 @@ static int partial_state(const fedc_engine *e, size_t n_words, __int128 **acc,
                           agg->ops->name,
                           fedc_pipeline_dp_on(e->pl) ? " with differential privacy" : "");
   fedc_fedavg_state(agg, acc, total);
+  if (*acc == NULL)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "engine: a model in large-model mode ([server] spill_above_mb) keeps "
+                          "its sums in a file and cannot be split over processes");
   return 0;
 }
 
