@@ -141,6 +141,7 @@ struct fedc_coordinator {
   uint8_t *model_bytes;
   size_t model_len;
   char model_sha[65];
+  char spill_path[FEDC_CONFIG_PATH_MAX + 8]; /* large-model mode: FedAvg's sums (large_model.c); "" = off */
 
   fedc_store_round *history; /* committed rounds, for status */
   int32_t n_history, history_cap;
@@ -375,6 +376,16 @@ char *fedc__coord_metrics_text(fedc_coord *c);
  * and warn of those expiring within FEDC_PKI_WARN_DAYS, once each. */
 void fedc__coord_certs_start(fedc_coord *c);
 void fedc__coord_certs_update(fedc_coord *c, fedc__cert_row *rows, int32_t n);
+
+/* large_model.c: large-model mode ([server] spill_above_mb). For a model
+ * over the threshold, set pp's spill path (FedAvg's sums in <store>.acc),
+ * or refuse what the mode cannot run (FEDC_ECONFIG, naming the key); 0
+ * and nothing changed for a smaller model. */
+int fedc__coord_large_mode(fedc_coord *c, struct fedc_pipeline_params *pp);
+/* An update of a large-model job decoded in place (its F32 values where
+ * they lie in body): 1 with *w and *file set, 0 for the copying path. */
+int fedc__coord_update_view(const fedc_coord *c, const uint8_t *body, size_t len,
+                            const float **w, fedc_st_file **file);
 
 /* scaffold_wire.c: SCAFFOLD's variates in the containers served and
  * received (docs/protocol.md). on: the job's strategy keeps variates.

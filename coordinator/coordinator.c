@@ -241,15 +241,19 @@ static void update_run(uv_work_t *req) {
     w->duplicate = pr.duplicate;
     return;
   }
-  float *weights = fedc_malloc_array(c->n_params, sizeof(float));
+  /* a large-model job's update is read where it lies (large_model.c) */
+  fedc_st_file *f = NULL;
+  const float *view = NULL;
+  int viewed = fedc__coord_update_view(c, w->body, w->len, &view, &f);
+  float *weights = viewed ? NULL : fedc_malloc_array(c->n_params, sizeof(float));
   int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
-  if (weights == NULL || ints == NULL) {
+  if ((weights == NULL && !viewed) || ints == NULL) {
+    fedc_st_free(f);
     fedc_free(weights);
     fedc_free(ints);
     fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
     return;
   }
-  fedc_st_file *f = NULL;
   float *dc = NULL; /* SCAFFOLD: the client's control-variate delta */
   int scaffold = fedc__coord_scaffold_on(c);
   if (scaffold && (dc = fedc_malloc_array(c->n_params, sizeof(float))) == NULL) {
@@ -260,8 +264,9 @@ static void update_run(uv_work_t *req) {
   }
   fedc_update_meta meta;
   char coded_sha[65]; /* a compressed update's checksum (coded_fold.c) */
-  int rc = 0, coded = fedc__coord_coded_decode(c, w->body, w->len, weights, &meta, coded_sha, &rc);
-  if (!coded)
+  int rc = 0, coded = !viewed && fedc__coord_coded_decode(c, w->body, w->len, weights, &meta,
+                                                         coded_sha, &rc);
+  if (!coded && !viewed)
     rc = scaffold ? fedc__coord_update_decode(c, w->body, w->len, weights, dc, &f)
                   : fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
   if (rc != 0) {
@@ -295,8 +300,9 @@ static void update_run(uv_work_t *req) {
   pthread_mutex_lock(&c->mu);
   rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
                                               dc, c->n_params, (uint64_t)samples, loss)
-                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
-                                     c->n_params, (uint64_t)samples, loss);
+                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id,
+                                     viewed ? view : weights, c->n_params, (uint64_t)samples,
+                                     loss);
   if (rc == 0) {
     fedc__coord_tensors_fold(c, ints); /* integer tensors (max rules) */
     /* round_updates has a row per selected client (sized at open) */
@@ -687,6 +693,7 @@ static int restore(fedc_coord *c, float *w) {
     pp.layout = &c->layout; /* F16/BF16 tensors are rounded at each commit */
     /* DP noise from a secret seed: clients know the job seed */
     if (pp.dp_on) rc = fedc_store_secret(c->store, "dp_seed", &pp.dp.seed);
+    if (rc == 0) rc = fedc__coord_large_mode(c, &pp); /* large_model.c */
   }
   if (rc == 0) {
     fedc_engine_params ep = {.rounds = rounds < last ? last : rounds,

@@ -32,7 +32,7 @@ typedef struct fedavg {
   fedc_strategy base;
   __int128 *acc; /* in memory; NULL when the sums are in the file */
   int fd;        /* the sums' file (large-model mode), else -1 */
-  char path[600];
+  char path[1040];
   uint64_t total;
   int64_t *q;    /* one slice in fixed point */
   __int128 *a;   /* one slice of the file's sums */

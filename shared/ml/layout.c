@@ -278,6 +278,34 @@ int fedc_layout_read(const fedc_layout *l, const fedc_st_file *f, float *wf, int
   return rc;
 }
 
+/*
+ * The float values of a container decoded with FEDC_ST_BORROW as one
+ * array in place: only when the layout is all F32 tensors (no integers,
+ * nothing to widen) and the container holds them back to back in the
+ * layout's order, which is how fedc encodes them. The values are not
+ * checked here: FedAvg's fold refuses a non-finite or out-of-range weight
+ * (the engine's FEDC_ENONFINITE / FEDC_ERANGE) before its sums change.
+ */
+int fedc_layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf) {
+  *wf = NULL;
+  int rc = check_tensors(l, f);
+  if (rc != 0) return rc;
+  if (l->n_int > 0 || l->n == 0)
+    return fedc_error_set(FEDC_EUNSUPPORTED, "model: integer tensors are copied");
+  const float *at = NULL;
+  for (size_t i = 0; i < l->n; i++) {
+    const fedc_layout_tensor *lt = &l->t[i];
+    fedc_st_tensor got;
+    fedc_st_find(f, lt->name, &got);
+    if (lt->dtype != FEDC_ST_F32 || (i > 0 && got.data != at))
+      return fedc_error_set(FEDC_EUNSUPPORTED, "model: tensor '%s' is not in place",
+                            lt->name);
+    if (i == 0) *wf = got.data;
+    at = got.data + lt->n;
+  }
+  return 0;
+}
+
 int fedc_layout_encode(const fedc_layout *l, const float *wf, const int64_t *wi,
                        const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
                        size_t *len) {

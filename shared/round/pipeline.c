@@ -62,8 +62,9 @@ struct fedc_pipeline {
   int32_t hold_cap, n_held, capped;
   float *held;     /* hold_cap updates in memory, or NULL: in held_fd */
   int held_fd;     /* large-model mode: the held updates in <spill_path>.held */
-  char held_path[640];
+  char held_path[1060];
   int held_rc; /* a failed read or write of the held file: the round is lost */
+  int spilled; /* FedAvg's sums are in a file: add_spilled, held_buf a slice */
   float *held_buf; /* large-model mode: one slice of a held update */
   uint64_t *held_n;
   int64_t *held_q; /* fold_held's fixed-point scratch (one slice), made on first use */
@@ -130,8 +131,8 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
  * update k at k n floats, instead of hold_cap model-sized buffers. */
 static int held_file_open(fedc_pipeline *pl) {
   snprintf(pl->held_path, sizeof pl->held_path, "%s.held", pl->p.agg.spill_path);
-  pl->held_buf = fedc_malloc_array(HELD_SLICE, sizeof(float));
-  if (pl->held_buf == NULL) return fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+  if (pl->held_buf == NULL && (pl->held_buf = fedc_malloc_array(HELD_SLICE, sizeof(float))) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
   pl->held_fd = open(pl->held_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (pl->held_fd < 0) {
     pl->held_fd = 0;
@@ -172,6 +173,9 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
   if (rc == 0) rc = fedc_server_opt_new(&p->opt, n, &pl->opt);
   if (rc == 0 && p->dp_on) rc = fedc_dp_new(&p->dp, &pl->dp);
   if (rc == 0 && (pl->scratch = fedc_malloc_array(n, sizeof(float))) == NULL)
+    rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+  pl->spilled = rc == 0 && fedc__fedavg_spilled(pl->agg);
+  if (pl->spilled && (pl->held_buf = fedc_malloc_array(HELD_SLICE, sizeof(float))) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
   if (rc == 0 && p->max_share > 0.0 && p->max_share < 1.0 && !p->dp_on &&
       fedc_strategy_is_additive(pl->agg)) {
@@ -464,6 +468,94 @@ static int add_gpu_norm(fedc_pipeline *pl, const float *x, const float *w, uint6
   return 0;
 }
 
+/*
+ * Large-model mode (sums in a file): an update conditioned only by
+ * max_weight_delta (or by nothing) goes through in slices, so that no
+ * model-sized copy is made. A read-only pass checks every weight first,
+ * as condition and fedavg's add would (the same refusals and messages,
+ * for the first bad weight), then y = x + (float)(w - x), the values
+ * condition writes, is made a slice at a time and folded into the sums or
+ * written to the held file, as fold would: the same integers. Each slice
+ * of w is dropped once read when w is a registered mapping.
+ */
+static int add_spilled(fedc_pipeline *pl, const float *x, const float *w, uint64_t n_samples,
+                       int one_client) {
+  const size_t n = pl->n;
+  const double limit = pl->p.max_delta > 0.0 ? pl->p.max_delta : 1.7976931348623157e308;
+  int ok = 1;
+  for (size_t i = 0; i < n && ok; i += HELD_SLICE) {
+    size_t len = n - i < HELD_SLICE ? n - i : HELD_SLICE;
+#pragma omp simd reduction(& : ok)
+    for (size_t j = i; j < i + len; j++) {
+      double d = (double)w[j] - (double)x[j];
+      ok &= fabs(d) <= limit && fabs((double)((float)d + x[j])) < W_LIMIT;
+    }
+    fedc_mapped_drop(w + i, len * sizeof *w);
+  }
+  if (!ok) /* the first bad weight, with the words of the path it would take */
+    for (size_t i = 0; i < n; i++) {
+      double d = (double)w[i] - (double)x[i], y = (double)((float)d + x[i]);
+      if (!isfinite(w[i]))
+        return fedc_error_set(FEDC_ENONFINITE, "update %s %zu is %g", "weight", i, (double)w[i]);
+      if (fabs(d) > limit)
+        return fedc_error_set(FEDC_ERANGE,
+                              "update's weight %zu is %.6g from %s, over "
+                              "[strategy] max_weight_delta = %.6g",
+                              i, fabs(d), "the global model's", pl->p.max_delta);
+      if (!(fabs(y) < W_LIMIT)) {
+        if (!isfinite(y)) return fedc_error_set(FEDC_ENONFINITE, "fedavg: weight %zu is %g", i, y);
+        return fedc_error_set(FEDC_ERANGE, "fedavg: weight %zu = %g is outside +-2^31", i, y);
+      }
+    }
+  if (n_samples == 0 || n_samples > (1ull << 40))
+    return fedc_error_set(FEDC_ERANGE, "fedavg: sample count %llu outside 1..2^40",
+                          (unsigned long long)n_samples);
+  if (pl->held_rc) return pl->held_rc;
+  /* where y goes: the sums (weight n_samples), or held slot k (hold_or_fold's choice) */
+  int32_t k = -1;
+  if (one_client && pl->hold_cap > 0) {
+    if (pl->n_held < pl->hold_cap) {
+      k = pl->n_held;
+    } else {
+      int32_t s = 0;
+      for (int32_t i = 1; i < pl->n_held; i++)
+        if (pl->held_n[i] < pl->held_n[s]) s = i;
+      if (n_samples > pl->held_n[s]) {
+        int rc = fold_held(pl, s, pl->held_n[s], +1);
+        if (rc != 0) return rc;
+        if (pl->held_n[s] > pl->folded_max) pl->folded_max = pl->held_n[s];
+        k = s;
+      }
+    }
+  }
+  float *y = pl->held_buf;
+  for (size_t i = 0; i < n; i += HELD_SLICE) {
+    size_t len = n - i < HELD_SLICE ? n - i : HELD_SLICE;
+    for (size_t j = 0; j < len; j++) {
+      double d = (double)w[i + j] - (double)x[i + j];
+      y[j] = (float)d + x[i + j];
+    }
+    fedc_mapped_drop(w + i, len * sizeof *w);
+    if (k < 0) {
+      fedc__fedavg_fold_range(pl->agg, i, y, len, (int64_t)n_samples);
+    } else {
+      int rc = held_io(pl, y, len * sizeof *y, (off_t)(((size_t)k * n + i) * sizeof *y), 1);
+      if (rc != 0) return rc;
+    }
+  }
+  if (k < 0) {
+    __int128 *acc;
+    uint64_t *total;
+    fedc_fedavg_state(pl->agg, &acc, &total);
+    *total += n_samples;
+    if (n_samples > pl->folded_max) pl->folded_max = n_samples;
+  } else {
+    if (k == pl->n_held) pl->n_held++;
+    pl->held_n[k] = n_samples;
+  }
+  return 0;
+}
+
 static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t n,
                       uint64_t n_samples, int one_client) {
   if (n != pl->n)
@@ -474,6 +566,8 @@ static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t 
                           (unsigned long long)n_samples,
                           (unsigned long long)pl->p.max_samples);
   if (pl->gpu_norm) return add_gpu_norm(pl, x, w, n_samples);
+  if (pl->spilled && pl->p.norm_bound <= 0.0 && pl->dp == NULL)
+    return add_spilled(pl, x, w, n_samples, one_client);
   if (pl->p.norm_bound <= 0.0 && pl->dp == NULL && pl->p.max_delta <= 0.0)
     return fold(pl, w, n_samples, one_client);
   int clipped, unclipped;

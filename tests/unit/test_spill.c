@@ -34,6 +34,7 @@
 #define ROUNDS 3
 
 static char dir[64];
+static double max_delta; /* [strategy] max_weight_delta of run_job's jobs */
 
 static int setup(void **st) {
   (void)st;
@@ -56,6 +57,7 @@ static void run_job(const char *spill, double max_share, int bad, float *models)
   fedc_pipeline_params_fedavg(&pp, CLIENTS);
   pp.max_share = max_share;
   pp.agg.spill_path = spill;
+  pp.max_delta = max_delta; /* 1e4, the default: updates go through condition */
   float *w0 = fedc_malloc_array(N, sizeof(float));
   float *w = fedc_malloc_array(N, sizeof(float));
   assert_non_null(w0);
@@ -98,16 +100,17 @@ static void spilled_rounds_match_memory(void **st) {
   snprintf(path, sizeof path, "%s/store.db.acc", dir);
   snprintf(held, sizeof held, "%s.held", path);
   const double shares[2] = {0.0, 0.3};
-  for (int s = 0; s < 2; s++) {
+  for (int s = 0; s < 4; s++) {
+    max_delta = s < 2 ? 0.0 : 1e4; /* 0: fedavg's own add, and its undo */
     float *a = fedc_malloc_array((size_t)ROUNDS * N, sizeof(float));
     float *b = fedc_malloc_array((size_t)ROUNDS * N, sizeof(float));
     float *ref = fedc_malloc_array((size_t)ROUNDS * N, sizeof(float));
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(ref);
-    run_job(NULL, shares[s], 0, ref); /* no refused update at all */
-    run_job(NULL, shares[s], 1, a);
-    run_job(path, shares[s], 1, b);
+    run_job(NULL, shares[s % 2], 0, ref); /* no refused update at all */
+    run_job(NULL, shares[s % 2], 1, a);
+    run_job(path, shares[s % 2], 1, b);
     assert_memory_equal(ref, a, (size_t)ROUNDS * N * sizeof(float));
     assert_memory_equal(ref, b, (size_t)ROUNDS * N * sizeof(float));
     fedc_free(ref);
