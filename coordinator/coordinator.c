@@ -656,14 +656,23 @@ static char *job_public_json(const fedc_coord *c) {
   return copy;
 }
 
-/* Resume from the store, or start the job with the seeded initial model. */
-static int restore(fedc_coord *c, float *w) {
+/* Resume from the store, or start the job with the seeded initial model.
+ * *wp is freed (and NULL) once the engine has it: a large model is then
+ * held once, not twice, while its served body is made. */
+static int restore(fedc_coord *c, float **wp) {
+  float *w = *wp;
   int32_t last = 0;
   int rc = fedc_store_last_round(c->store, &last);
   if (rc != 0) return rc;
   uint8_t *bytes = NULL;
   size_t len = 0;
-  if (last == 0) {
+  fedc_http_body *held = NULL; /* a large model's start container (large_model.c) */
+  const float *held_w = NULL;
+  rc = fedc__coord_large_start(c, wp, last, &held, &held_w);
+  if (rc != 0) return rc;
+  if (held) {
+    w = (float *)(uintptr_t)held_w; /* read only: the engine copies it, then adopts it */
+  } else if (last == 0) {
     /* w holds the initial model (seeded, or [model] init's: tensor_job.c) */
     fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
     rc = fedc__coord_model_encode(c, w, c->ints, meta, 3, &bytes, &len);
@@ -704,6 +713,14 @@ static int restore(fedc_coord *c, float *w) {
     rc = fedc__engine_new_pipeline(&ep, &pp, c->n_params, w, &c->engine);
   }
   if (rc == 0 && last > 0) rc = fedc_engine_restore(c->engine, last, w);
+  if (rc == 0 && held) {
+    fedc__coord_large_started(c, held, held_w);
+    held = NULL;
+  } else if (rc == 0) {
+    fedc_free(w);
+    *wp = NULL;
+  }
+  fedc_http_body_unref(held); /* only after a failure */
   if (rc == 0 && last > 0 && fedc_engine_opt_state_len(c->engine) > 0) {
     float *opt = NULL;
     size_t opt_len = 0;
@@ -757,6 +774,7 @@ static int restore(fedc_coord *c, float *w) {
                                   &mbytes, &mlen, c->model_sha);
     if (rc == 0) rc = fedc__coord_model_wrap(&mbytes, mlen, &body);
     if (rc == 0) fedc__coord_model_set(c, body, NULL);
+    if (rc == 0) fedc__coord_large_adopt(c, body); /* one copy of a large model */
   }
   if (rc == 0)
     fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
@@ -844,7 +862,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
     fedc_free(spec);
   }
   if (rc == 0) {
-    rc = restore(c, w_init);
+    rc = restore(c, &w_init);
     if (rc != 0 && rc != FEDC_ENOMEM)
       *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_STORE;
   }
@@ -964,6 +982,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc__coord_async_free(c);
   fedc__coord_upload_free(c);
   fedc_engine_free(c->engine);
+  fedc_http_body_unref(c->global_body);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);
   for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_http_body_unref(c->ckpt_cache[i].body);

@@ -1276,3 +1276,35 @@ int fedc_st_find_u32(const fedc_st_file *f, const char *name,
   *n = (size_t)count;
   return FEDC_OK;
 }
+
+/*
+ * The data section of a fedc container rewritten in place (a large model's
+ * next values computed into its served bytes): hash it again and write the
+ * new digest over the old one in the header, the same 64 hex digits at the
+ * same place. The header must be fedc's own (its "sha256" key written as
+ * fedc_st_encode writes it).
+ */
+int fedc_st_rehash(uint8_t *buf, size_t len) {
+  static const char key[] = "\"" SHA_KEY "\":\"";
+  if (buf == NULL || len < 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: no container");
+  uint64_t hlen = load_le64(buf);
+  if (hlen > len - 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: truncated header");
+  char *h = (char *)buf + 8, *at = NULL;
+  for (size_t i = 0; i + sizeof key - 1 + SHA_HEX_LEN <= hlen && at == NULL; i++)
+    if (memcmp(h + i, key, sizeof key - 1) == 0) at = h + i + sizeof key - 1;
+  if (at == NULL) return fedc_error_set(FEDC_EFORMAT, "safetensors: no sha256 to rewrite");
+  uint8_t digest[32];
+  char hex[SHA_HEX_LEN + 1];
+  const uint8_t *data = buf + 8 + hlen;
+  size_t data_len = len - 8 - (size_t)hlen;
+  fedc__sha256_ctx ctx;
+  int rc = fedc__sha256_begin(&ctx);
+  for (size_t k = 0; rc == 0 && k < data_len; k += HASH_SLICE)
+    rc = fedc__sha256_update(&ctx, data + k, data_len - k < HASH_SLICE ? data_len - k : HASH_SLICE);
+  if (rc == 0) rc = fedc__sha256_finish(&ctx, digest);
+  fedc__sha256_free(&ctx);
+  if (rc != 0) return rc;
+  hex_lower(digest, hex);
+  memcpy(at, hex, SHA_HEX_LEN);
+  return 0;
+}

@@ -74,4 +74,9 @@ int fedc_st_dtype_at(const fedc_st_file *f, size_t i);
 int fedc_st_find_u32(const fedc_st_file *f, const char *name,
                      const uint32_t **words, size_t *n);
 
+/* A fedc container whose data section was rewritten in place (len bytes
+ * at buf): its "sha256" metadata set to the data's new digest, in place.
+ * FEDC_EFORMAT when buf is not a fedc container with that key. */
+int fedc_st_rehash(uint8_t *buf, size_t len);
+
 #endif
