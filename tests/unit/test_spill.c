@@ -4,7 +4,10 @@
  * committed models, bit for bit, as the in-memory path; a refused update
  * (a bad weight past the first slice) leaves either path's sums as they
  * were; the files go when the engine is freed; a spilled round cannot be
- * split over processes; and a registered read-only file mapping's pages
+ * split over processes; an engine whose global model is the caller's memory
+ * (fedc__engine_adopt_global) and that writes its next model there
+ * (fedc__engine_close_prepare_into), aborted once, commits the same models
+ * as the usual engine; and a registered read-only file mapping's pages
  * are dropped by fedc_mapped_drop, other memory untouched.
  */
 #include <setjmp.h>
@@ -142,6 +145,51 @@ static void spilled_round_is_not_split(void **st) {
   fedc_engine_free(e);
 }
 
+/* Two engines on the same updates, one with its models in buffers of its
+ * caller's (adopted, prepared into, an abort in between): the same models. */
+static void borrowed_models_match(void **st) {
+  (void)st;
+  enum { NB = 70001 };
+  fedc_engine_params ep = {.rounds = 3, .clients_per_round = 2, .min_clients = 1, .seed = 2};
+  fedc_pipeline_params pp;
+  fedc_pipeline_params_fedavg(&pp, 2);
+  float *w0 = fedc_malloc_array(NB, sizeof(float)), *w = fedc_malloc_array(NB, sizeof(float));
+  float *buf[4];
+  for (int i = 0; i < 4; i++) assert_non_null(buf[i] = fedc_malloc_array(NB, sizeof(float)));
+  for (size_t i = 0; i < NB; i++) w0[i] = (float)cos((double)i);
+  fedc_engine *a, *b;
+  assert_int_equal(fedc__engine_new_pipeline(&ep, &pp, NB, w0, &a), 0);
+  assert_int_equal(fedc__engine_new_pipeline(&ep, &pp, NB, w0, &b), 0);
+  memcpy(buf[0], w0, NB * sizeof(float));
+  fedc__engine_adopt_global(b, buf[0]);
+  int32_t ids[2] = {0, 1}, sel[2], n_sel;
+  for (int32_t r = 1; r <= 3; r++) {
+    assert_int_equal(fedc_engine_open(a, ids, 2, 2, sel, &n_sel), 0);
+    assert_int_equal(fedc_engine_open(b, ids, 2, 2, sel, &n_sel), 0);
+    for (int32_t k = 0; k < n_sel; k++) {
+      for (size_t i = 0; i < NB; i++)
+        w[i] = fedc_engine_global(a)[i] + 0.01f * (float)((i * 7 + (size_t)(r * 3 + k)) % 13);
+      assert_int_equal(fedc_engine_submit(a, r, sel[k], w, NB, 10 + (uint64_t)k, 0.1), 0);
+      assert_int_equal(fedc_engine_submit(b, r, sel[k], w, NB, 10 + (uint64_t)k, 0.1), 0);
+    }
+    fedc_round_metrics m;
+    assert_int_equal(fedc_engine_close(a, &m), 0);
+    if (r == 2) { /* prepared into a buffer, then taken back */
+      assert_int_equal(fedc__engine_close_prepare_into(b, buf[3], &m), 0);
+      assert_int_equal(fedc_engine_close_abort(b), 0);
+    }
+    assert_int_equal(fedc__engine_close_prepare_into(b, buf[r], &m), 0);
+    assert_int_equal(fedc_engine_close_commit(b), 0);
+    assert_ptr_equal(fedc_engine_global(b), buf[r]);
+    assert_memory_equal(fedc_engine_global(a), buf[r], NB * sizeof(float));
+  }
+  fedc_engine_free(a);
+  fedc_engine_free(b); /* frees none of buf */
+  for (int i = 0; i < 4; i++) fedc_free(buf[i]);
+  fedc_free(w0);
+  fedc_free(w);
+}
+
 /* The process's resident pages (/proc/self/statm). */
 static long resident(void) {
   long size = 0, res = 0;
@@ -193,6 +241,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(spilled_rounds_match_memory),
       cmocka_unit_test(spilled_round_is_not_split),
+      cmocka_unit_test(borrowed_models_match),
       cmocka_unit_test(mapped_pages_are_dropped),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
