@@ -141,7 +141,8 @@ struct fedc_coordinator {
   uint8_t *model_bytes;
   size_t model_len;
   char model_sha[65];
-  char spill_path[FEDC_CONFIG_PATH_MAX + 8]; /* large-model mode: FedAvg's sums (large_model.c); "" = off */
+  /* large-model mode (large_model.c): FedAvg's sums' file, "" when off */
+  char spill_path[FEDC_CONFIG_PATH_MAX + 8];
   fedc_http_body *global_body; /* large-model mode: its values are the engine's global model */
 
   fedc_store_round *history; /* committed rounds, for status */

@@ -71,7 +71,7 @@ int fedc__coord_large_mode(fedc_coord *c, fedc_pipeline_params *pp) {
  * An update of a large-model job read in place: decoded with its tensors'
  * views pointing into the body (the mapped spool of a chunked upload, or
  * the buffered body), its float values one array there when the job is all
- * F32 (fedc_layout_view), so no float copy of the model is made; the fold
+ * F32 (fedc__layout_view), so no float copy of the model is made; the fold
  * drops each slice's pages as it goes (base/mapped.h). 1 with *w and *file
  * set when that worked; 0 otherwise, for the copying path (which then
  * finds any error itself).
@@ -83,7 +83,7 @@ int fedc__coord_update_view(const fedc_coord *c, const uint8_t *body, size_t len
   if (c->spill_path[0] == '\0' || fedc__coord_scaffold_on(c)) return 0;
   fedc_st_file *f = NULL;
   if (fedc_st_decode_ex(body, len, FEDC_ST_ALLOW_ANY | FEDC_ST_BORROW, &f) != 0) return 0;
-  if (fedc_layout_view(&c->layout, f, w) != 0) {
+  if (fedc__layout_view(&c->layout, f, w) != 0) {
     fedc_st_free(f);
     *w = NULL;
     return 0;
@@ -99,7 +99,7 @@ static float *values_in_place(const fedc_coord *c, uint8_t *bytes, size_t len) {
   fedc_st_file *f = NULL;
   const float *v = NULL;
   if (fedc_st_decode_ex(bytes, len, FEDC_ST_ALLOW_ANY | FEDC_ST_BORROW, &f) != 0) return NULL;
-  if (fedc_layout_view(&c->layout, f, &v) != 0) v = NULL;
+  if (fedc__layout_view(&c->layout, f, &v) != 0) v = NULL;
   fedc_st_free(f);
   return (float *)(uintptr_t)v; /* bytes are the caller's, writable */
 }
@@ -145,7 +145,7 @@ int fedc__coord_large_commit(fedc_coord *c, fedc_round_metrics *m, const float *
   }
   r = fedc__engine_close_prepare_into(c->engine, v, m);
   int prepared = r == 0;
-  if (r == 0) r = fedc_st_rehash(b, n);
+  if (r == 0) r = fedc__st_rehash(b, n);
   fedc_st_file *f = NULL;
   if (r == 0) r = fedc_st_decode_ex(b, n, FEDC_ST_ALLOW_ANY | FEDC_ST_BORROW, &f);
   if (r == 0) snprintf(sha, 65, "%s", fedc_st_meta_get(f, "sha256"));
@@ -213,7 +213,7 @@ int fedc__coord_large_readopt(fedc_coord *c) {
   return 0;
 }
 
-/* The job's model laid out as fedc_layout_view reads it in place. */
+/* The job's model laid out as fedc__layout_view reads it in place. */
 static int in_place_layout(const fedc_coord *c) {
   if (c->layout.n_int > 0 || c->layout.n == 0 || fedc__coord_scaffold_on(c)) return 0;
   for (size_t i = 0; i < c->layout.n; i++)

@@ -65,7 +65,7 @@ static void spool_release(void *ud) {
   spool_map *m = ud;
   fedc_coord *c = m->c;
   if (m->addr) {
-    fedc_mapped_unregister(m->addr);
+    fedc__mapped_unregister(m->addr);
     munmap(m->addr, m->len);
   }
   unlink(m->path);
@@ -327,7 +327,7 @@ static int map_spool(chunk_work *w) {
   }
   madvise(m->addr, m->len, MADV_SEQUENTIAL);
   /* its readers drop the pages they are done with (base/mapped.h) */
-  fedc_mapped_register(m->addr, m->len);
+  fedc__mapped_register(m->addr, m->len);
   w->map = m;
   return 0;
 }

@@ -62,7 +62,7 @@ int fedc_fedavg_new(size_t n, fedc_strategy **out);
  * NULL is fedc_fedavg_new. The results are the same integers either way.
  * fedc_fedavg_state then gives acc = NULL (the total as usual).
  */
-int fedc_fedavg_new_spill(size_t n, const char *path, fedc_strategy **out);
+int fedc__fedavg_new_spill(size_t n, const char *path, fedc_strategy **out);
 /* 1 when s is a CPU FedAvg whose sums are in a file. */
 int fedc__fedavg_spilled(const fedc_strategy *s);
 /* Fold w (len checked weights: |w| < 2^31, finite) with weight m (negative
@@ -101,7 +101,7 @@ typedef struct fedc_agg_params {
                         * (the pipeline sets these when it leaves the bound to it); 0 = off */
   int norm_refuse;     /* with norm_bound: 1 refuse an update over it, 0 clip it */
   const char *spill_path; /* large-model mode ([server] spill_above_mb): FedAvg keeps its
-                           * sums in this file (fedc_fedavg_new_spill), the share cap its
+                           * sums in this file (fedc__fedavg_new_spill), the share cap its
                            * held updates in path.held; NULL = in memory. CPU only. */
 } fedc_agg_params;
 

@@ -6,7 +6,7 @@
  * An update is converted and folded in slices of SLICE weights, so the only
  * scratch is one slice's fixed-point values whatever the model's size. The
  * sums live in memory (16 bytes a weight), or, for a model in large-model
- * mode ([server] spill_above_mb, fedc_fedavg_new_spill), in a file that
+ * mode ([server] spill_above_mb, fedc__fedavg_new_spill), in a file that
  * each slice is read from and written back to with pread/pwrite: the page
  * cache holds them, not the process. Both give the same integers.
  */
@@ -137,7 +137,7 @@ static int fedavg_add(fedc_strategy *s, const float *w, size_t n,
       break;
     }
     rc = fold_slice(f, i, k, (int64_t)n_samples);
-    fedc_mapped_drop(w + i, k * sizeof *w);
+    fedc__mapped_drop(w + i, k * sizeof *w);
   }
   if (rc != 0) return rc; /* an I/O failure: the round cannot be trusted (io_rc) */
   if (bad < n) {
@@ -196,7 +196,7 @@ int fedc__fedavg_spilled(const fedc_strategy *s) {
   return s != NULL && s->ops == &fedavg_ops && ((const fedavg *)s)->acc == NULL;
 }
 
-int fedc_fedavg_new_spill(size_t n, const char *path, fedc_strategy **out) {
+int fedc__fedavg_new_spill(size_t n, const char *path, fedc_strategy **out) {
   *out = NULL;
   fedavg *f = fedc_calloc(1, sizeof *f);
   if (f == NULL) return fedc_error_set(FEDC_ENOMEM, "fedavg: out of memory");
@@ -233,7 +233,7 @@ int fedc_fedavg_new_spill(size_t n, const char *path, fedc_strategy **out) {
 }
 
 int fedc_fedavg_new(size_t n, fedc_strategy **out) {
-  return fedc_fedavg_new_spill(n, NULL, out);
+  return fedc__fedavg_new_spill(n, NULL, out);
 }
 
 void fedc_fedavg_state(fedc_strategy *s, __int128 **acc, uint64_t **total) {

@@ -190,7 +190,7 @@ int fedc__strategy_make(const fedc_strategy_info *info, const fedc_agg_params *p
   }
   switch (e->make) {
   case MAKE_FEDAVG:
-    return fedc_fedavg_new_spill(n, p->spill_path, out);
+    return fedc__fedavg_new_spill(n, p->spill_path, out);
   case MAKE_ROBUST:
     return fedc__robust_new(e->robust, p, n, out);
   case MAKE_CUSTOM:

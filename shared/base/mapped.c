@@ -19,7 +19,7 @@ static struct {
 } maps[MAX_MAPS];
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-int fedc_mapped_register(const void *addr, size_t len) {
+int fedc__mapped_register(const void *addr, size_t len) {
   int rc = fedc_error_set(FEDC_ENOMEM, "mapped: %d mappings registered already", MAX_MAPS);
   pthread_mutex_lock(&mu);
   for (int i = 0; i < MAX_MAPS; i++)
@@ -33,7 +33,7 @@ int fedc_mapped_register(const void *addr, size_t len) {
   return rc;
 }
 
-void fedc_mapped_unregister(const void *addr) {
+void fedc__mapped_unregister(const void *addr) {
   pthread_mutex_lock(&mu);
   for (int i = 0; i < MAX_MAPS; i++)
     if (maps[i].addr == addr) maps[i].addr = NULL;
@@ -43,7 +43,7 @@ void fedc_mapped_unregister(const void *addr) {
 /* Only the pages wholly inside [p, p + len): a neighbour's bytes on a
  * shared page are never dropped while another slice may still read them
  * (they would only be read again, but that costs a fault). */
-void fedc_mapped_drop(const void *p, size_t len) {
+void fedc__mapped_drop(const void *p, size_t len) {
   const char *b = p;
   int hit = 0;
   pthread_mutex_lock(&mu);

@@ -6,7 +6,7 @@
  * reader touches counts in the process's resident set until it is
  * unmapped, so a model-sized update read front to back would add a model's
  * size to the coordinator's memory. The readers that walk such a buffer
- * once (the container's checksum, FedAvg's fold) call fedc_mapped_drop on
+ * once (the container's checksum, FedAvg's fold) call fedc__mapped_drop on
  * each slice they are done with: when the slice lies inside a registered
  * mapping, its whole pages are dropped from the process (MADV_DONTNEED;
  * the file's bytes stay in the page cache, and a later read maps them
@@ -23,11 +23,11 @@
 
 /* Register [addr, addr + len) (FEDC_ENOMEM when the table is full: the
  * mapping then simply is not dropped from). */
-int fedc_mapped_register(const void *addr, size_t len);
+int fedc__mapped_register(const void *addr, size_t len);
 /* Forget a registered mapping (before it is unmapped). */
-void fedc_mapped_unregister(const void *addr);
+void fedc__mapped_unregister(const void *addr);
 /* Drop the whole pages of [p, p + len) when they lie in a registered
  * mapping; a no-op otherwise. */
-void fedc_mapped_drop(const void *p, size_t len);
+void fedc__mapped_drop(const void *p, size_t len);
 
 #endif

@@ -289,7 +289,7 @@ int fedc_layout_read(const fedc_layout *l, const fedc_st_file *f, float *wf, int
  * checked here: FedAvg's fold refuses a non-finite or out-of-range weight
  * (the engine's FEDC_ENONFINITE / FEDC_ERANGE) before its sums change.
  */
-int fedc_layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf) {
+int fedc__layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf) {
   *wf = NULL;
   int rc = check_tensors(l, f);
   if (rc != 0) return rc;

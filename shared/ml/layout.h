@@ -86,7 +86,7 @@ int fedc_layout_read(const fedc_layout *l, const fedc_st_file *f, float *wf, int
  * lie back to back in the layout's order (0); FEDC_EUNSUPPORTED when they
  * do not (fedc_layout_read then copies them), or fedc_layout_read's shape
  * and dtype errors. The values themselves are not checked. */
-int fedc_layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf);
+int fedc__layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf);
 
 /* Encode wf and wi, each tensor in its own dtype (floats rounded to nearest
  * even), with metadata, into a new buffer freed with fedc_free. */

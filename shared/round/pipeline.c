@@ -350,7 +350,7 @@ static int held_put(fedc_pipeline *pl, int32_t k, const float *y) {
   int rc = held_io(pl, (void *)(uintptr_t)y, pl->n * sizeof(float),
                    (off_t)((size_t)k * pl->n * sizeof(float)), 1);
   for (size_t i = 0; rc == 0 && i < pl->n; i += HELD_SLICE) /* read: drop a mapping's pages */
-    fedc_mapped_drop(y + i, (pl->n - i < HELD_SLICE ? pl->n - i : HELD_SLICE) * sizeof(float));
+    fedc__mapped_drop(y + i, (pl->n - i < HELD_SLICE ? pl->n - i : HELD_SLICE) * sizeof(float));
   return rc;
 }
 
@@ -490,7 +490,7 @@ static int add_spilled(fedc_pipeline *pl, const float *x, const float *w, uint64
       double d = (double)w[j] - (double)x[j];
       ok &= fabs(d) <= limit && fabs((double)((float)d + x[j])) < W_LIMIT;
     }
-    fedc_mapped_drop(w + i, len * sizeof *w);
+    fedc__mapped_drop(w + i, len * sizeof *w);
   }
   if (!ok) /* the first bad weight, with the words of the path it would take */
     for (size_t i = 0; i < n; i++) {
@@ -535,7 +535,7 @@ static int add_spilled(fedc_pipeline *pl, const float *x, const float *w, uint64
       double d = (double)w[i + j] - (double)x[i + j];
       y[j] = (float)d + x[i + j];
     }
-    fedc_mapped_drop(w + i, len * sizeof *w);
+    fedc__mapped_drop(w + i, len * sizeof *w);
     if (k < 0) {
       fedc__fedavg_fold_range(pl->agg, i, y, len, (int64_t)n_samples);
     } else {

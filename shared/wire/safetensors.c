@@ -833,7 +833,7 @@ static int check_meta(const cJSON *m, const uint8_t *data, size_t data_len,
   for (size_t at = 0; hrc == 0 && at < data_len; at += HASH_SLICE) {
     size_t k = data_len - at < HASH_SLICE ? data_len - at : HASH_SLICE;
     hrc = fedc__sha256_update(&h, data + at, k);
-    fedc_mapped_drop(data + at, k);
+    fedc__mapped_drop(data + at, k);
   }
   if (hrc == 0) hrc = fedc__sha256_finish(&h, digest);
   fedc__sha256_free(&h);
@@ -1284,7 +1284,7 @@ int fedc_st_find_u32(const fedc_st_file *f, const char *name,
  * same place. The header must be fedc's own (its "sha256" key written as
  * fedc_st_encode writes it).
  */
-int fedc_st_rehash(uint8_t *buf, size_t len) {
+int fedc__st_rehash(uint8_t *buf, size_t len) {
   static const char key[] = "\"" SHA_KEY "\":\"";
   if (buf == NULL || len < 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: no container");
   uint64_t hlen = load_le64(buf);

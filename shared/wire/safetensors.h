@@ -77,6 +77,6 @@ int fedc_st_find_u32(const fedc_st_file *f, const char *name,
 /* A fedc container whose data section was rewritten in place (len bytes
  * at buf): its "sha256" metadata set to the data's new digest, in place.
  * FEDC_EFORMAT when buf is not a fedc container with that key. */
-int fedc_st_rehash(uint8_t *buf, size_t len);
+int fedc__st_rehash(uint8_t *buf, size_t len);
 
 #endif

@@ -8,7 +8,7 @@
  * (fedc__engine_adopt_global) and that writes its next model there
  * (fedc__engine_close_prepare_into), aborted once, commits the same models
  * as the usual engine; and a registered read-only file mapping's pages
- * are dropped by fedc_mapped_drop, other memory untouched.
+ * are dropped by fedc__mapped_drop, other memory untouched.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -218,17 +218,17 @@ static void mapped_pages_are_dropped(void **st) {
   for (size_t i = 0; i < len; i += page) sum += (unsigned)m[i];
   assert_int_equal(sum, 7u * (unsigned)pages);
   long before = resident();
-  fedc_mapped_drop(m, len); /* not registered: nothing happens */
+  fedc__mapped_drop(m, len); /* not registered: nothing happens */
   assert_true(before - resident() < pages / 4);
-  assert_int_equal(fedc_mapped_register(m, len), 0);
-  fedc_mapped_drop(m + 100, len - 200); /* the whole pages inside */
+  assert_int_equal(fedc__mapped_register(m, len), 0);
+  fedc__mapped_drop(m + 100, len - 200); /* the whole pages inside */
   long after = resident();
   assert_true(before - after > pages * 3 / 4);
   assert_int_equal(m[5 * page], 7); /* read again from the file */
-  fedc_mapped_unregister(m);
+  fedc__mapped_unregister(m);
   /* heap memory is never dropped */
   before = resident();
-  fedc_mapped_drop(buf, len);
+  fedc__mapped_drop(buf, len);
   assert_true(before - resident() < pages / 4);
   assert_int_equal(buf[len / 2], 7);
   munmap((void *)m, len);
