@@ -6,7 +6,8 @@ on loopback (harness.py), with fedc-client sites on the numpy trainer.
 1. The same tensor job (two F32 tensors, LARGE_MODEL_SMALL_MB MiB in all, 3
    by default) run with the mode off and forced on (spill_above_mb below the
    model; the jobs' ids aside), updates sent in chunks (FEDC_UPLOAD_CHUNKED_MIN = 1 MiB) and the share
-   cap on (one site with most of the samples): every committed checkpoint
+   cap on (one site with most of the samples), the forced run's first
+   commit failing once before its durable write: every committed checkpoint
    is byte-identical, the mode's sums file <store>.acc exists only while the
    forced run runs, and a job the mode cannot run (fedadam) is refused at
    start naming spill_above_mb and the strategy.
@@ -46,10 +47,12 @@ def hwm(pid):
         return 0
 
 
-def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False):
+def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_commit=None):
     """A tensor job of an F32 tensor of mb MiB and a small F32 head; sites
     (k -> samples). Returns the checkpoints (round -> blob), the
-    coordinator's peak RSS, and whether <store>.acc was seen."""
+    coordinator's peak RSS, and whether <store>.acc was seen. fail_commit:
+    the coordinator's FEDC_FAIL_COMMIT_AFTER (a commit attempt that fails
+    before its durable write, then is retried); the log must say so."""
     from trainer_tests import start_tensor_job, start_external, close
     job = Job(name, len(sites), sizes=[10] * len(sites), rounds=rounds, model="tensors",
               round_timeout_s=300, poll_s=1)
@@ -63,9 +66,15 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False):
                         if "[strategy]\n" in text else text + f"\n[strategy]\nname = {strategy}\n")
         n = max(mb * MIB // 4, 1024)
         rng = np.random.default_rng(7)
-        start_tensor_job(job, {"big.weight": rng.normal(size=(n // 1024, 1024)).astype(np.float32),
-                               "head.weight": rng.normal(size=(16, 8)).astype(np.float32)},
-                         "*num_batches_tracked=max")
+        if fail_commit:
+            os.environ["FEDC_FAIL_COMMIT_AFTER"] = fail_commit
+        try:
+            start_tensor_job(job, {"big.weight": rng.normal(size=(n // 1024, 1024))
+                                   .astype(np.float32),
+                                   "head.weight": rng.normal(size=(16, 8)).astype(np.float32)},
+                             "*num_batches_tracked=max")
+        finally:
+            os.environ.pop("FEDC_FAIL_COMMIT_AFTER", None)
         coord = job.procs[-1].pid
         # chunked: updates of 1 MiB or more go as chunked uploads (spooled, mapped)
         env = {"FEDC_UPLOAD_CHUNKED_MIN": str(MIB)} if chunked else None
@@ -84,6 +93,9 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False):
                 with open(os.path.join(job.dir, f"client-{k}.log"), errors="replace") as f:
                     tail = f.read().strip().splitlines()[-4:]
                 raise AssertionError(f"client {k} exit {q.returncode}: " + " | ".join(tail))
+        if fail_commit:
+            with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+                assert 'msg="commit failed; retrying"' in f.read(), "no commit failed"
         ckpts = {r: blob for r, (blob, _) in job.checkpoints().items()}
         assert len(ckpts) == rounds + 1, sorted(ckpts)
         return ckpts, peak, acc_seen
@@ -96,7 +108,10 @@ def test_identical():
     mb = int(os.environ.get("LARGE_MODEL_SMALL_MB", "3"))
     sites = {1: 100, 2: 900, 3: 140}  # site 2 has most: the share cap cuts it
     plain, _, acc_plain = run_job("large-off", mb, 0, sites, 2, chunked=True)
-    spilled, _, acc_spilled = run_job("large-on", mb, mb / 4, sites, 2, chunked=True)
+    # its first commit fails once: the global model is read back from the
+    # store (the initial checkpoint) and the round committed again
+    spilled, _, acc_spilled = run_job("large-on", mb, mb / 4, sites, 2, chunked=True,
+                                      fail_commit="1")
     assert not acc_plain and acc_spilled, (acc_plain, acc_spilled)
     import json
 
@@ -109,8 +124,8 @@ def test_identical():
         assert len(ida) == len(idb) and plain[r].count(ida) == 1, r
         assert plain[r] == spilled[r].replace(idb, ida), \
             f"checkpoint {r} differs with large-model mode on"
-    print(f"       {len(plain)} checkpoints of a {mb} MiB job, share cap on, chunked updates: "
-          f"byte-identical with large-model mode on and off")
+    print(f"       {len(plain)} checkpoints of a {mb} MiB job, share cap on, chunked updates, "
+          f"a failed commit retried: byte-identical with large-model mode on and off")
     try:
         run_job("large-adam", 1, 0.25, {1: 10}, 1, strategy="fedadam")
         raise AssertionError("fedadam in large-model mode was not refused")
