@@ -7,7 +7,8 @@ on loopback (harness.py), with fedc-client sites on the numpy trainer.
    by default) run with the mode off and forced on (spill_above_mb below the
    model; the jobs' ids aside), updates sent in chunks (FEDC_UPLOAD_CHUNKED_MIN = 1 MiB) and the share
    cap on (one site with most of the samples), the forced run's first
-   commit failing once before its durable write: every committed checkpoint
+   commit failing once before its durable write and its coordinator killed
+   (SIGKILL) after round 1 and started again: every committed checkpoint
    is byte-identical, the mode's sums file <store>.acc exists only while the
    forced run runs, and a job the mode cannot run (fedadam) is refused at
    start naming spill_above_mb and the strategy.
@@ -19,13 +20,15 @@ on loopback (harness.py), with fedc-client sites on the numpy trainer.
 Run under /usr/bin/python3 (Debian's, with numpy).
 """
 import os
+import signal
+import subprocess
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
-from harness import Skip, Suite, Job, mem_kb  # noqa: E402
+from harness import BIN, Skip, Suite, Job, mem_kb  # noqa: E402
 
 try:
     import numpy as np
@@ -47,12 +50,15 @@ def hwm(pid):
         return 0
 
 
-def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_commit=None):
+def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_commit=None,
+            kill_after=None):
     """A tensor job of an F32 tensor of mb MiB and a small F32 head; sites
     (k -> samples). Returns the checkpoints (round -> blob), the
     coordinator's peak RSS, and whether <store>.acc was seen. fail_commit:
     the coordinator's FEDC_FAIL_COMMIT_AFTER (a commit attempt that fails
-    before its durable write, then is retried); the log must say so."""
+    before its durable write, then is retried); the log must say so.
+    kill_after: the coordinator is killed (SIGKILL) once that round is
+    committed and started again; the sites go on with it."""
     from trainer_tests import start_tensor_job, start_external, close
     job = Job(name, len(sites), sizes=[10] * len(sites), rounds=rounds, model="tensors",
               round_timeout_s=300, poll_s=1)
@@ -80,10 +86,23 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_c
         env = {"FEDC_UPLOAD_CHUNKED_MIN": str(MIB)} if chunked else None
         procs = [start_external(job, k, f"--samples {s}", keep=False, timeout_s=300, env=env)
                  for k, s in sites.items()]
-        peak, acc_seen = 0, False
+        peak, acc_seen, must_kill = 0, False, kill_after is not None
         end = time.time() + 600
         while any(p.poll() is None for p in procs):
             assert time.time() < end, "the job did not finish in 600 s"
+            if kill_after is not None:
+                with job.db() as con:
+                    done = con.execute("SELECT max(round) FROM checkpoints").fetchone()[0] or 0
+                if done >= kill_after:
+                    kill_after = None
+                    old = [p for p in job.procs if p.pid == coord][0]
+                    old.send_signal(signal.SIGKILL)
+                    old.wait()
+                    log = open(os.path.join(job.dir, "coordinator.log"), "ab")
+                    p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config",
+                                          job.coord_ini], stdout=log, stderr=log)
+                    job.procs.append(p)
+                    coord = p.pid
             peak = max(peak, hwm(coord))
             acc_seen = acc_seen or os.path.exists(job.store + ".acc")
             time.sleep(0.1)
@@ -93,9 +112,11 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_c
                 with open(os.path.join(job.dir, f"client-{k}.log"), errors="replace") as f:
                     tail = f.read().strip().splitlines()[-4:]
                 raise AssertionError(f"client {k} exit {q.returncode}: " + " | ".join(tail))
-        if fail_commit:
-            with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
-                assert 'msg="commit failed; retrying"' in f.read(), "no commit failed"
+        with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+            text = f.read()
+        assert not fail_commit or 'msg="commit failed; retrying"' in text, "no commit failed"
+        assert not must_kill or (kill_after is None and 'msg="job resumed"' in text), \
+            "the coordinator was not killed and resumed"
         ckpts = {r: blob for r, (blob, _) in job.checkpoints().items()}
         assert len(ckpts) == rounds + 1, sorted(ckpts)
         return ckpts, peak, acc_seen
@@ -109,9 +130,10 @@ def test_identical():
     sites = {1: 100, 2: 900, 3: 140}  # site 2 has most: the share cap cuts it
     plain, _, acc_plain = run_job("large-off", mb, 0, sites, 2, chunked=True)
     # its first commit fails once: the global model is read back from the
-    # store (the initial checkpoint) and the round committed again
+    # store (the initial checkpoint) and the round committed again; then the
+    # coordinator is killed and resumes from checkpoint 1 (held once)
     spilled, _, acc_spilled = run_job("large-on", mb, mb / 4, sites, 2, chunked=True,
-                                      fail_commit="1")
+                                      fail_commit="1", kill_after=1)
     assert not acc_plain and acc_spilled, (acc_plain, acc_spilled)
     import json
 
@@ -125,7 +147,8 @@ def test_identical():
         assert plain[r] == spilled[r].replace(idb, ida), \
             f"checkpoint {r} differs with large-model mode on"
     print(f"       {len(plain)} checkpoints of a {mb} MiB job, share cap on, chunked updates, "
-          f"a failed commit retried: byte-identical with large-model mode on and off")
+          f"a failed commit retried, a kill -9 resumed: byte-identical with large-model "
+          f"mode on and off")
     try:
         run_job("large-adam", 1, 0.25, {1: 10}, 1, strategy="fedadam")
         raise AssertionError("fedadam in large-model mode was not refused")

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_large_model.sh - large-model mode ([server] spill_above_mb)
 # (tests/integration/large_model_tests.py): committed models byte-identical
-# with the mode on and off (share cap, chunked updates), a strategy the
+# with the mode on and off (share cap, chunked updates, a failed commit,
+# a kill -9 and restart), a strategy the
 # mode cannot run refused at start, and the coordinator's peak RSS with a
 # 32 MiB model under 3x the model plus its own size.
 BUILD=${FEDC_BUILD:-build}
