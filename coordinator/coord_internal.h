@@ -145,6 +145,9 @@ struct fedc_coordinator {
   uint8_t *model_bytes;
   size_t model_len;
   char model_sha[65];
+  /* large-model mode (large_model.c): FedAvg's sums' file, "" when off */
+  char spill_path[FEDC_CONFIG_PATH_MAX + 8];
+  fedc_http_body *global_body; /* large-model mode: its values are the engine's global model */
 
   fedc_store_round *history; /* committed rounds, for status */
   int32_t n_history, history_cap;
@@ -384,6 +387,35 @@ char *fedc__coord_metrics_text(fedc_coord *c);
  * and warn of those expiring within FEDC_PKI_WARN_DAYS, once each. */
 void fedc__coord_certs_start(fedc_coord *c);
 void fedc__coord_certs_update(fedc_coord *c, fedc__cert_row *rows, int32_t n);
+
+/* large_model.c: large-model mode ([server] spill_above_mb). For a model
+ * over the threshold, set pp's spill path (FedAvg's sums in <store>.acc),
+ * or refuse what the mode cannot run (FEDC_ECONFIG, naming the key); 0
+ * and nothing changed for a smaller model. */
+int fedc__coord_large_mode(fedc_coord *c, struct fedc_pipeline_params *pp);
+/* The engine's global model made body's values (large-model mode; nothing
+ * otherwise); a large model's commit with the next model computed into its
+ * own container (1 when it applied, *rc its result; 0: the usual path). */
+void fedc__coord_large_adopt(fedc_coord *c, fedc_http_body *body);
+int fedc__coord_large_commit(fedc_coord *c, fedc_round_metrics *m, const float **next,
+                             uint8_t **bytes, size_t *len, char sha[65], int *rc);
+/* A large model's commit: the served body dropped as it starts (loop
+ * thread), served again after a round abandoned below quorum, and the
+ * engine's global model read back from the store after an abort (worker;
+ * FEDC_E* when it cannot be). No-ops for other jobs. */
+void fedc__coord_large_commit_begin(fedc_coord *c);
+void fedc__coord_large_commit_abandoned(fedc_coord *c);
+int fedc__coord_large_readopt(fedc_coord *c);
+/* A large model's start (restore): its start container held once (*held,
+ * *values its floats; NULL: the usual start), then adopted by the engine
+ * made from it. */
+int fedc__coord_large_start(fedc_coord *c, float **w, int32_t last, fedc_http_body **held,
+                            const float **values);
+void fedc__coord_large_started(fedc_coord *c, fedc_http_body *held, const float *values);
+/* An update of a large-model job decoded in place (its F32 values where
+ * they lie in body): 1 with *w and *file set, 0 for the copying path. */
+int fedc__coord_update_view(const fedc_coord *c, const uint8_t *body, size_t len,
+                            const float **w, fedc_st_file **file);
 
 /* scaffold_wire.c: SCAFFOLD's variates in the containers served and
  * received (docs/protocol.md). on: the job's strategy keeps variates.

@@ -267,15 +267,19 @@ static void update_run(uv_work_t *req) {
     w->duplicate = pr.duplicate;
     return;
   }
-  float *weights = fedc_malloc_array(c->n_params, sizeof(float));
+  /* a large-model job's update is read where it lies (large_model.c) */
+  fedc_st_file *f = NULL;
+  const float *view = NULL;
+  int viewed = fedc__coord_update_view(c, w->body, w->len, &view, &f);
+  float *weights = viewed ? NULL : fedc_malloc_array(c->n_params, sizeof(float));
   int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
-  if (weights == NULL || ints == NULL) {
+  if ((weights == NULL && !viewed) || ints == NULL) {
+    fedc_st_free(f);
     fedc_free(weights);
     fedc_free(ints);
     fail_update(w, 503, REJECT_unavailable, "unavailable", "out of memory");
     return;
   }
-  fedc_st_file *f = NULL;
   float *dc = NULL; /* SCAFFOLD: the client's control-variate delta */
   int scaffold = fedc__coord_scaffold_on(c);
   if (scaffold && (dc = fedc_malloc_array(c->n_params, sizeof(float))) == NULL) {
@@ -286,8 +290,9 @@ static void update_run(uv_work_t *req) {
   }
   fedc_update_meta meta;
   char coded_sha[65]; /* a compressed update's checksum (coded_fold.c) */
-  int rc = 0, coded = fedc__coord_coded_decode(c, w->body, w->len, weights, &meta, coded_sha, &rc);
-  if (!coded)
+  int rc = 0, coded = !viewed && fedc__coord_coded_decode(c, w->body, w->len, weights, &meta,
+                                                         coded_sha, &rc);
+  if (!coded && !viewed)
     rc = scaffold ? fedc__coord_update_decode(c, w->body, w->len, weights, dc, &f)
                   : fedc_layout_decode(&c->layout, w->body, w->len, weights, ints, &f);
   if (rc != 0) {
@@ -321,8 +326,9 @@ static void update_run(uv_work_t *req) {
   pthread_mutex_lock(&c->mu);
   rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
                                               dc, c->n_params, (uint64_t)samples, loss)
-                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id, weights,
-                                     c->n_params, (uint64_t)samples, loss);
+                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id,
+                                     viewed ? view : weights, c->n_params, (uint64_t)samples,
+                                     loss);
   if (rc == 0) {
     fedc__coord_tensors_fold(c, ints); /* integer tensors (max rules) */
     /* round_updates has a row per selected client (sized at open) */
@@ -676,14 +682,23 @@ static char *job_public_json(const fedc_coord *c) {
   return copy;
 }
 
-/* Resume from the store, or start the job with the seeded initial model. */
-static int restore(fedc_coord *c, float *w) {
+/* Resume from the store, or start the job with the seeded initial model.
+ * *wp is freed (and NULL) once the engine has it: a large model is then
+ * held once, not twice, while its served body is made. */
+static int restore(fedc_coord *c, float **wp) {
+  float *w = *wp;
   int32_t last = 0;
   int rc = fedc_store_last_round(c->store, &last);
   if (rc != 0) return rc;
   uint8_t *bytes = NULL;
   size_t len = 0;
-  if (last == 0) {
+  fedc_http_body *held = NULL; /* a large model's start container (large_model.c) */
+  const float *held_w = NULL;
+  rc = fedc__coord_large_start(c, wp, last, &held, &held_w);
+  if (rc != 0) return rc;
+  if (held) {
+    w = (float *)(uintptr_t)held_w; /* read only: the engine copies it, then adopts it */
+  } else if (last == 0) {
     /* w holds the initial model (seeded, or [model] init's: tensor_job.c) */
     fedc_st_meta meta[] = {{"format", "fedc"}, {"job", c->job_id}, {"round", "0"}};
     rc = fedc__coord_model_encode(c, w, c->ints, meta, 3, &bytes, &len);
@@ -713,6 +728,7 @@ static int restore(fedc_coord *c, float *w) {
     pp.layout = &c->layout; /* F16/BF16 tensors are rounded at each commit */
     /* DP noise from a secret seed: clients know the job seed */
     if (pp.dp_on) rc = fedc_store_secret(c->store, "dp_seed", &pp.dp.seed);
+    if (rc == 0) rc = fedc__coord_large_mode(c, &pp); /* large_model.c */
   }
   if (rc == 0) {
     fedc_engine_params ep = {.rounds = rounds < last ? last : rounds,
@@ -723,6 +739,14 @@ static int restore(fedc_coord *c, float *w) {
     rc = fedc__engine_new_pipeline(&ep, &pp, c->n_params, w, &c->engine);
   }
   if (rc == 0 && last > 0) rc = fedc_engine_restore(c->engine, last, w);
+  if (rc == 0 && held) {
+    fedc__coord_large_started(c, held, held_w);
+    held = NULL;
+  } else if (rc == 0) {
+    fedc_free(w);
+    *wp = NULL;
+  }
+  fedc_http_body_unref(held); /* only after a failure */
   if (rc == 0 && last > 0 && fedc_engine_opt_state_len(c->engine) > 0) {
     float *opt = NULL;
     size_t opt_len = 0;
@@ -776,6 +800,7 @@ static int restore(fedc_coord *c, float *w) {
                                   &mbytes, &mlen, c->model_sha);
     if (rc == 0) rc = fedc__coord_model_wrap(&mbytes, mlen, &body);
     if (rc == 0) fedc__coord_model_set(c, body, NULL);
+    if (rc == 0) fedc__coord_large_adopt(c, body); /* one copy of a large model */
   }
   if (rc == 0)
     fedc_log_info("msg=\"job %s\" job=%s round=%d rounds=%d store=%s",
@@ -863,7 +888,7 @@ int fedc_coordinator_start(const fedc_coordinator_params *p, fedc_coord **out,
     fedc_free(spec);
   }
   if (rc == 0) {
-    rc = restore(c, w_init);
+    rc = restore(c, &w_init);
     if (rc != 0 && rc != FEDC_ENOMEM)
       *exit_code = rc == FEDC_ECONFIG ? FEDC_COORD_EXIT_USAGE : FEDC_COORD_EXIT_STORE;
   }
@@ -983,6 +1008,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc__coord_async_free(c);
   fedc__coord_upload_free(c);
   fedc_engine_free(c->engine);
+  fedc_http_body_unref(c->global_body);
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);
   for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_http_body_unref(c->ckpt_cache[i].body);

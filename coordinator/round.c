@@ -58,7 +58,7 @@ int fedc__coord_encode_model(const fedc_coord *c, const float *w, const int64_t 
   fedc__coord_model_meta_free(&mm);
   if (rc != 0) return rc;
   fedc_st_file *f = NULL;
-  rc = fedc_st_decode_ex(*bytes, *len, FEDC_ST_ALLOW_ANY, &f);
+  rc = fedc_st_decode_ex(*bytes, *len, FEDC_ST_ALLOW_ANY | FEDC_ST_BORROW, &f); /* no copy */
   if (rc == 0) {
     snprintf(sha, 65, "%s", fedc_st_meta_get(f, "sha256"));
     fedc_st_free(f);
@@ -324,7 +324,9 @@ static void commit_run(uv_work_t *req) {
   if (c->secagg) fedc__coord_secagg_fold(c);
   w->reported = fedc_engine_reported(c->engine);
   const float *next = NULL;
-  int rc = fedc_engine_close_prepare(c->engine, &w->m, &next);
+  int rc = 0, large = fedc__coord_large_commit(c, &w->m, &next, &w->model, &w->model_len,
+                                               w->sha, &rc); /* large_model.c */
+  if (!large) rc = fedc_engine_close_prepare(c->engine, &w->m, &next);
   if (rc == FEDC_EQUORUM) {
     w->result = COMMIT_ABANDONED;
     snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
@@ -346,7 +348,7 @@ static void commit_run(uv_work_t *req) {
     if (c->has_test) evaluate(c, next, &w->row);
     /* the test hook: an out-of-memory while encoding, after the prepare */
     rc = fedc__faults_commit();
-    if (rc == 0)
+    if (rc == 0 && !large)
       rc = fedc__coord_encode_model(c, next, fedc__coord_tensors_prepare(c), m->round,
                                     &w->model, &w->model_len, w->sha);
     if (rc == 0) rc = fedc__coord_model_wrap(&w->model, w->model_len, &w->body);
@@ -367,6 +369,10 @@ static void commit_run(uv_work_t *req) {
   fedc_free(opt);
   if (rc == 0) {
     fedc_engine_close_commit(c->engine); /* cannot fail once prepared */
+    if (large) { /* the engine's global model is now the new body's values */
+      fedc_http_body_unref(c->global_body);
+      c->global_body = fedc_http_body_ref(w->body);
+    }
     fedc__coord_tensors_commit(c);
     c->n_round_updates = 0;
     w->result = COMMIT_OK;
@@ -374,11 +380,13 @@ static void commit_run(uv_work_t *req) {
     return;
   }
   snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
+  if (w->body == NULL) fedc_free(w->model); /* a large model's, made before a failure */
   fedc_http_body_unref(w->body);
   w->body = NULL;
   w->model = NULL;
   w->result = COMMIT_RETRY;
-  if (prepared && fedc_engine_close_abort(c->engine) != 0) {
+  if ((prepared && fedc_engine_close_abort(c->engine) != 0) ||
+      (large && fedc__coord_large_readopt(c) != 0)) {
     /* cannot happen after a prepare that succeeded (engine.h); were it
      * to, only a restart from the store could go on */
     size_t len = strlen(w->err);
@@ -409,6 +417,7 @@ static round_state start_commit(fedc_coord *c) {
   pthread_mutex_unlock(&c->mu);
   w->c = c;
   w->req.data = w;
+  fedc__coord_large_commit_begin(c); /* large_model.c */
   if (uv_queue_work(c->loop, &w->req, commit_run, commit_done) != 0) {
     fedc_free(w);
     return ROUND_CLOSING;
@@ -421,6 +430,7 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   switch (w->result) {
   case COMMIT_ABANDONED:
     c->rounds_abandoned++;
+    fedc__coord_large_commit_abandoned(c); /* large_model.c */
     /* a round that keeps ending below quorum (a site whose trainer fails
      * every time, say) opens again after a pause, 0.25 s doubling up to
      * round_timeout_s, not at once in a loop */

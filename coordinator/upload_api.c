@@ -28,6 +28,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/mapped.h"
 #include "coord_internal.h"
 #include "upload_ledger.h"
 
@@ -63,7 +64,10 @@ static void fold_next(fedc_coord *c);
 static void spool_release(void *ud) {
   spool_map *m = ud;
   fedc_coord *c = m->c;
-  if (m->addr) munmap(m->addr, m->len);
+  if (m->addr) {
+    fedc__mapped_unregister(m->addr);
+    munmap(m->addr, m->len);
+  }
   unlink(m->path);
   fedc_free(m);
   if (c && c->uploads) {
@@ -322,6 +326,8 @@ static int map_spool(chunk_work *w) {
     return fedc_error_set(FEDC_EIO, "uploads: cannot map %s: %s", u->path, strerror(e));
   }
   madvise(m->addr, m->len, MADV_SEQUENTIAL);
+  /* its readers drop the pages they are done with (base/mapped.h) */
+  fedc__mapped_register(m->addr, m->len);
   w->map = m;
   return 0;
 }

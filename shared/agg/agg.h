@@ -55,6 +55,21 @@ void fedc_strategy_free(fedc_strategy *s);
 
 /* FedAvg directly, for drivers that need the accumulator itself (MPI). */
 int fedc_fedavg_new(size_t n, fedc_strategy **out);
+/*
+ * FedAvg for a large model: its n int128 sums live in the file at path
+ * (created, truncated, removed when the strategy is freed), read and
+ * written a slice at a time, so that the process holds one slice of them;
+ * NULL is fedc_fedavg_new. The results are the same integers either way.
+ * fedc_fedavg_state then gives acc = NULL (the total as usual).
+ */
+int fedc__fedavg_new_spill(size_t n, const char *path, fedc_strategy **out);
+/* 1 when s is a CPU FedAvg whose sums are in a file. */
+int fedc__fedavg_spilled(const fedc_strategy *s);
+/* Fold w (len checked weights: |w| < 2^31, finite) with weight m (negative
+ * takes them out) into sums [off, off + len) of a CPU FedAvg, in memory or
+ * in its file; the total is the caller's to adjust. */
+void fedc__fedavg_fold_range(fedc_strategy *s, size_t off, const float *w, size_t len,
+                             int64_t m);
 /* The raw accumulator: n int128 sums and the total sample count. */
 void fedc_fedavg_state(fedc_strategy *s, __int128 **acc, uint64_t **total);
 
@@ -85,6 +100,9 @@ typedef struct fedc_agg_params {
   double norm_bound;   /* GPU aggregator only: it applies the pipeline's norm bound itself
                         * (the pipeline sets these when it leaves the bound to it); 0 = off */
   int norm_refuse;     /* with norm_bound: 1 refuse an update over it, 0 clip it */
+  const char *spill_path; /* large-model mode ([server] spill_above_mb): FedAvg keeps its
+                           * sums in this file (fedc__fedavg_new_spill), the share cap its
+                           * held updates in path.held; NULL = in memory. CPU only. */
 } fedc_agg_params;
 
 int fedc_strategy_new_params(const fedc_agg_params *p, size_t n, fedc_strategy **out);

@@ -180,13 +180,17 @@ int fedc__strategy_make(const fedc_strategy_info *info, const fedc_agg_params *p
                         fedc_strategy **out) {
   *out = NULL;
   const entry *e = (const entry *)info;
-  if (p->device != FEDC_AGG_DEVICE_CPU) { /* the GPU, or auto's fallback to here */
+  if (p->spill_path && p->device == FEDC_AGG_DEVICE_CUDA)
+    return fedc_error_set(FEDC_ECONFIG, "[strategy] device = cuda keeps the sums on the GPU; "
+                          "a model in large-model mode ([server] spill_above_mb) aggregates "
+                          "on the CPU");
+  if (p->device != FEDC_AGG_DEVICE_CPU && !p->spill_path) { /* the GPU, or auto's fallback */
     int rc = fedc__strategy_device_new(info, p, n, out);
     if (rc != 0 || *out != NULL) return rc;
   }
   switch (e->make) {
   case MAKE_FEDAVG:
-    return fedc_fedavg_new(n, out);
+    return fedc__fedavg_new_spill(n, p->spill_path, out);
   case MAKE_ROBUST:
     return fedc__robust_new(e->robust, p, n, out);
   case MAKE_CUSTOM:

@@ -420,6 +420,13 @@ static const key_def keys[] = {
     {"server", "admins", T_STRING, M(server_admins), 0, 0, 0, NULL, "",
      "Coordinator (queue): SHA-256 fingerprints (64 hex, comma-separated) of "
      "the certificates that may use the admin endpoint."},
+    {"server", "spill_above_mb", T_DOUBLE, M(server_spill_above_mb), 0, 1e9, MINMAX, NULL,
+     "128",
+     "Coordinator: a model of more float values than this many MiB (4 bytes each) runs in "
+     "large-model mode: FedAvg's 128-bit sums and the share cap's held updates live in "
+     "files beside the store (<store>.acc, <store>.acc.held), read and written a slice at "
+     "a time, so the coordinator's memory stays a few times the model's size (plain FedAvg "
+     "only: see docs/tensor-jobs.md). 0 = never."},
 
     {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
      "CA certificate (PEM) that signs the coordinator and client "

@@ -140,6 +140,7 @@ typedef struct fedc_config {
   int32_t server_queue;               /* bool: run the store's job queue */
   char server_admin_listen[256];      /* admin endpoint, "" = off */
   char server_admins[FEDC_CONFIG_PATH_MAX]; /* admin fingerprints */
+  double server_spill_above_mb; /* large-model mode above this model size; 0 = never */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];

@@ -249,7 +249,7 @@ static int widen(const fedc_layout_tensor *lt, const void *src, float *dst) {
     if (!isfinite(v) || fabsf(v) >= 2147483648.0f)
       return fedc_error_set(FEDC_ENONFINITE, "model: tensor '%s' element %zu is %g", lt->name,
                             k, (double)v);
-    dst[k] = v;
+    if (dst) dst[k] = v;
   }
   return 0;
 }
@@ -257,9 +257,10 @@ static int widen(const fedc_layout_tensor *lt, const void *src, float *dst) {
 int fedc_layout_read(const fedc_layout *l, const fedc_st_file *f, float *wf, int64_t *wi) {
   int rc = check_tensors(l, f);
   if (rc != 0) return rc;
-  float *tf = fedc_malloc_array(l->n_float ? l->n_float : 1, sizeof *tf);
+  /* every float checked first (widen without a destination), then written
+   * straight into wf: no model-sized scratch */
   int64_t *ti = fedc_malloc_array(l->n_int ? l->n_int : 1, sizeof *ti);
-  if (tf == NULL || ti == NULL) rc = fedc_error_set(FEDC_ENOMEM, "model: out of memory");
+  if (ti == NULL) rc = fedc_error_set(FEDC_ENOMEM, "model: out of memory");
   for (size_t i = 0; rc == 0 && i < l->n; i++) {
     const fedc_layout_tensor *lt = &l->t[i];
     fedc_st_tensor got;
@@ -267,15 +268,45 @@ int fedc_layout_read(const fedc_layout *l, const fedc_st_file *f, float *wf, int
     if (lt->is_int)
       for (size_t k = 0; k < lt->n; k++) ti[lt->off + k] = fedc_dtype_int_get(lt->dtype, got.data, k);
     else
-      rc = widen(lt, got.data, tf + lt->off);
+      rc = widen(lt, got.data, NULL);
   }
-  if (rc == 0) {
-    memcpy(wf, tf, l->n_float * sizeof *tf);
-    if (l->n_int) memcpy(wi, ti, l->n_int * sizeof *ti);
+  for (size_t i = 0; rc == 0 && i < l->n; i++) {
+    const fedc_layout_tensor *lt = &l->t[i];
+    fedc_st_tensor got;
+    fedc_st_find(f, lt->name, &got);
+    if (!lt->is_int) widen(lt, got.data, wf + lt->off);
   }
-  fedc_free(tf);
+  if (rc == 0 && l->n_int) memcpy(wi, ti, l->n_int * sizeof *ti);
   fedc_free(ti);
   return rc;
+}
+
+/*
+ * The float values of a container decoded with FEDC_ST_BORROW as one
+ * array in place: only when the layout is all F32 tensors (no integers,
+ * nothing to widen) and the container holds them back to back in the
+ * layout's order, which is how fedc encodes them. The values are not
+ * checked here: FedAvg's fold refuses a non-finite or out-of-range weight
+ * (the engine's FEDC_ENONFINITE / FEDC_ERANGE) before its sums change.
+ */
+int fedc__layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf) {
+  *wf = NULL;
+  int rc = check_tensors(l, f);
+  if (rc != 0) return rc;
+  if (l->n_int > 0 || l->n == 0)
+    return fedc_error_set(FEDC_EUNSUPPORTED, "model: integer tensors are copied");
+  const float *at = NULL;
+  for (size_t i = 0; i < l->n; i++) {
+    const fedc_layout_tensor *lt = &l->t[i];
+    fedc_st_tensor got;
+    fedc_st_find(f, lt->name, &got);
+    if (lt->dtype != FEDC_ST_F32 || (i > 0 && got.data != at))
+      return fedc_error_set(FEDC_EUNSUPPORTED, "model: tensor '%s' is not in place",
+                            lt->name);
+    if (i == 0) *wf = got.data;
+    at = got.data + lt->n;
+  }
+  return 0;
 }
 
 int fedc_layout_encode(const fedc_layout *l, const float *wf, const int64_t *wi,
@@ -332,7 +363,8 @@ int fedc_layout_decode(const fedc_layout *l, const uint8_t *bytes, size_t len, f
                        int64_t *wi, fedc_st_file **file) {
   if (file) *file = NULL;
   fedc_st_file *f = NULL;
-  int rc = fedc_st_decode_ex(bytes, len, FEDC_ST_ALLOW_ANY, &f);
+  /* without a file for the caller, the tensors are read where they lie */
+  int rc = fedc_st_decode_ex(bytes, len, FEDC_ST_ALLOW_ANY | (file ? 0 : FEDC_ST_BORROW), &f);
   if (rc == FEDC_EFORMAT && is_dtype_refusal(fedc_error_msg()))
     rc = FEDC_EUNSUPPORTED; /* a well-formed container of a dtype fedc lacks */
   if (rc != 0) return rc;

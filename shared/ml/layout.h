@@ -81,6 +81,13 @@ int fedc_layout_has_max(const fedc_layout *l);
  */
 int fedc_layout_read(const fedc_layout *l, const fedc_st_file *f, float *wf, int64_t *wi);
 
+/* For a container decoded with FEDC_ST_BORROW (wire/safetensors.h): *wf
+ * points at its float values in place when the layout is all F32 and they
+ * lie back to back in the layout's order (0); FEDC_EUNSUPPORTED when they
+ * do not (fedc_layout_read then copies them), or fedc_layout_read's shape
+ * and dtype errors. The values themselves are not checked. */
+int fedc__layout_view(const fedc_layout *l, const fedc_st_file *f, const float **wf);
+
 /* Encode wf and wi, each tensor in its own dtype (floats rounded to nearest
  * even), with metadata, into a new buffer freed with fedc_free. */
 int fedc_layout_encode(const fedc_layout *l, const float *wf, const int64_t *wi,

@@ -55,6 +55,9 @@ struct fedc_engine {
   /* a prepared close (fedc_engine_close_prepare) */
   int prepared;
   float *pending;          /* the next global model */
+  /* fedc__engine_adopt_global / _close_prepare_into: global, or pending,
+   * is the caller's memory (a served model's bytes), never freed here */
+  int global_borrowed, pending_borrowed;
   fedc_round_metrics pending_m;
   int32_t scratch_cap;
   fedc_round_metrics *history;
@@ -110,7 +113,8 @@ int fedc__engine_new_pipeline(const fedc_engine_params *p, const fedc_pipeline_p
 void fedc_engine_free(fedc_engine *e) {
   if (e == NULL) return;
   fedc_pipeline_free(e->pl);
-  fedc_free(e->global);
+  if (!e->global_borrowed) fedc_free(e->global);
+  if (e->pending_borrowed) e->pending = NULL;
   fedc_free(e->slots);
   fedc_free(e->scratch);
   fedc_free(e->sel_ids);
@@ -268,8 +272,10 @@ int fedc__engine_submit_variate(fedc_engine *e, int32_t round, int32_t client, c
  * commit needs (the history's next row) is made here, so that
  * fedc_engine_close_commit cannot fail.
  */
-int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
-                              const float **next) {
+static int close_prepare(fedc_engine *e, fedc_round_metrics *out, const float **next);
+
+/* The checks and the history's room a prepare needs first. */
+static int prepare_check(fedc_engine *e) {
   if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
   if (e->prepared)
     return fedc_error_set(FEDC_ESTATE, "engine: round %d is already prepared", (int)e->round);
@@ -281,12 +287,27 @@ int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
                           "not committed",
                           (int)e->round, (int)e->reported, (int)e->p.min_clients);
   }
-  int rc = grow((void **)&e->history, &e->history_cap, e->n_history + 1,
-                sizeof(fedc_round_metrics));
+  return grow((void **)&e->history, &e->history_cap, e->n_history + 1,
+              sizeof(fedc_round_metrics));
+}
+
+int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
+                              const float **next) {
+  int rc = prepare_check(e);
   if (rc != 0) return rc;
+  if (e->pending_borrowed) { /* a borrowed buffer from an aborted prepare_into */
+    e->pending = NULL;
+    e->pending_borrowed = 0;
+  }
   if (e->pending == NULL &&
       (e->pending = fedc_malloc_array(e->n_params, sizeof(float))) == NULL)
     return fedc_error_set(FEDC_ENOMEM, "engine: out of memory");
+  return close_prepare(e, out, next);
+}
+
+/* The prepare's work once e->pending is the buffer to fill. */
+static int close_prepare(fedc_engine *e, fedc_round_metrics *out, const float **next) {
+  int rc;
   if ((rc = fedc_pipeline_save(e->pl)) != 0) return rc;
   memcpy(e->pending, e->global, e->n_params * sizeof(float));
   fedc_pipeline_round pr;
@@ -328,8 +349,17 @@ int fedc_engine_close_prepare(fedc_engine *e, fedc_round_metrics *out,
 int fedc_engine_close_commit(fedc_engine *e) {
   if (!e->prepared) return fedc_error_set(FEDC_ESTATE, "engine: no close is prepared");
   float *t = e->global;
+  int t_borrowed = e->global_borrowed;
   e->global = e->pending;
-  e->pending = t;
+  e->global_borrowed = e->pending_borrowed;
+  /* the old global is the next prepare's buffer, unless it is the caller's
+   * (then gone) or the new one is (a large model: its memory is freed) */
+  e->pending = t_borrowed ? NULL : t;
+  e->pending_borrowed = 0;
+  if (e->global_borrowed && e->pending) {
+    fedc_free(e->pending);
+    e->pending = NULL;
+  }
   e->history[e->n_history++] = e->pending_m;
   /* the reporters, kept for late resends (prev has room: sized at open) */
   e->n_prev = 0;
@@ -349,6 +379,24 @@ int fedc_engine_close_abort(fedc_engine *e) {
   if (!e->prepared) return fedc_error_set(FEDC_ESTATE, "engine: no close is prepared");
   e->prepared = 0;
   return fedc_pipeline_undo(e->pl);
+}
+
+int fedc__engine_close_prepare_into(fedc_engine *e, float *next, fedc_round_metrics *out) {
+  int rc = prepare_check(e);
+  if (rc != 0) return rc;
+  if (e->pending && !e->pending_borrowed) fedc_free(e->pending);
+  e->pending = next;
+  e->pending_borrowed = 1;
+  return close_prepare(e, out, NULL);
+}
+
+void fedc__engine_adopt_global(fedc_engine *e, float *global) {
+  if (!e->global_borrowed) fedc_free(e->global);
+  if (e->pending && !e->pending_borrowed) fedc_free(e->pending);
+  e->pending = NULL;
+  e->pending_borrowed = 0;
+  e->global = global;
+  e->global_borrowed = 1;
 }
 
 int fedc_engine_close(fedc_engine *e, fedc_round_metrics *out) {
@@ -388,6 +436,10 @@ static int partial_state(const fedc_engine *e, size_t n_words, __int128 **acc,
                           agg->ops->name,
                           fedc_pipeline_dp_on(e->pl) ? " with differential privacy" : "");
   fedc_fedavg_state(agg, acc, total);
+  if (*acc == NULL)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "engine: a model in large-model mode ([server] spill_above_mb) keeps "
+                          "its sums in a file and cannot be split over processes");
   return 0;
 }
 

@@ -83,4 +83,18 @@ int fedc__engine_submit_variate(fedc_engine *e, int32_t round, int32_t client, c
                                 const float *dc, size_t n, uint64_t n_samples,
                                 double train_loss);
 
+/*
+ * Large models: one copy of the global model, shared with the bytes the
+ * driver serves (coordinator/large_model.c). adopt_global makes global
+ * (n_params floats, equal to the engine's global model) the engine's
+ * global model: its own buffer is freed and global is only read from then
+ * on; the caller keeps it alive and unchanged until the next commit or
+ * fedc_engine_free. close_prepare_into is fedc_engine_close_prepare
+ * writing the next model into the caller's next (n_params floats); after
+ * fedc_engine_close_commit it is the global model, on the same terms, and
+ * the one before it is no longer read. An abort leaves next unused.
+ */
+void fedc__engine_adopt_global(fedc_engine *e, float *global);
+int fedc__engine_close_prepare_into(fedc_engine *e, float *next, fedc_round_metrics *out);
+
 #endif

@@ -28,12 +28,17 @@
  */
 #include "round/pipeline.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agg/scaffold.h"
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mapped.h"
 #include "ml/kernels.h"
 
 struct fedc_pipeline {
@@ -55,9 +60,14 @@ struct fedc_pipeline {
   /* the share cap (see above): held updates, their counts, the largest
    * count folded at once, and the last finish's cut count */
   int32_t hold_cap, n_held, capped;
-  float *held;
+  float *held;     /* hold_cap updates in memory, or NULL: in held_fd */
+  int held_fd;     /* large-model mode: the held updates in <spill_path>.held */
+  char held_path[1060];
+  int held_rc; /* a failed read or write of the held file: the round is lost */
+  int spilled; /* FedAvg's sums are in a file: add_spilled, held_buf a slice */
+  float *held_buf; /* large-model mode: one slice of a held update */
   uint64_t *held_n;
-  int64_t *held_q; /* fold_held's fixed-point scratch, made on first use */
+  int64_t *held_q; /* fold_held's fixed-point scratch (one slice), made on first use */
   uint64_t folded_max;
   /* SCAFFOLD's server variate and save's copy of it (NULL otherwise) */
   fedc_scaffold_server *variates;
@@ -102,11 +112,50 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
   fedc_free(pl->opt_snap);
   fedc_free(pl->scratch);
   fedc_free(pl->held);
+  fedc_free(pl->held_buf);
+  if (pl->held_fd > 0) {
+    close(pl->held_fd);
+    unlink(pl->held_path);
+  }
   fedc_free(pl->held_n);
   fedc_free(pl->held_q);
   fedc_scaffold_server_free(pl->variates);
   fedc_free(pl->var_snap);
   fedc_free(pl);
+}
+
+/* Slices of a held update read from or written to the held file. */
+#define HELD_SLICE ((size_t)1 << 16)
+
+/* Large-model mode: the share cap's held updates go to <spill_path>.held,
+ * update k at k n floats, instead of hold_cap model-sized buffers. */
+static int held_file_open(fedc_pipeline *pl) {
+  snprintf(pl->held_path, sizeof pl->held_path, "%s.held", pl->p.agg.spill_path);
+  if (pl->held_buf == NULL && (pl->held_buf = fedc_malloc_array(HELD_SLICE, sizeof(float))) == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+  pl->held_fd = open(pl->held_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (pl->held_fd < 0) {
+    pl->held_fd = 0;
+    return fedc_error_set(FEDC_EIO, "pipeline: cannot create %s: %s", pl->held_path,
+                          strerror(errno));
+  }
+  return 0;
+}
+
+/* pread/pwrite all of len bytes at off of the held file. */
+static int held_io(fedc_pipeline *pl, void *buf, size_t len, off_t off, int write) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t k = write ? pwrite(pl->held_fd, (char *)buf + done, len - done, off + (off_t)done)
+                      : pread(pl->held_fd, (char *)buf + done, len - done, off + (off_t)done);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0)
+      return pl->held_rc = fedc_error_set(FEDC_EIO, "pipeline: cannot %s %s: %s",
+                                          write ? "write" : "read", pl->held_path,
+                                          k < 0 ? strerror(errno) : "short file");
+    done += (size_t)k;
+  }
+  return 0;
 }
 
 int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
@@ -125,12 +174,16 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
   if (rc == 0 && p->dp_on) rc = fedc_dp_new(&p->dp, &pl->dp);
   if (rc == 0 && (pl->scratch = fedc_malloc_array(n, sizeof(float))) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
+  pl->spilled = rc == 0 && fedc__fedavg_spilled(pl->agg);
+  if (pl->spilled && (pl->held_buf = fedc_malloc_array(HELD_SLICE, sizeof(float))) == NULL)
+    rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory");
   if (rc == 0 && p->max_share > 0.0 && p->max_share < 1.0 && !p->dp_on &&
       fedc_strategy_is_additive(pl->agg)) {
     pl->hold_cap = (int32_t)floor(1.0 / p->max_share);
-    pl->held = fedc_malloc_array((size_t)pl->hold_cap * n, sizeof(float));
     pl->held_n = fedc_calloc((size_t)pl->hold_cap, sizeof(uint64_t));
-    if (pl->held == NULL || pl->held_n == NULL)
+    if (p->agg.spill_path) rc = held_file_open(pl);
+    else pl->held = fedc_malloc_array((size_t)pl->hold_cap * n, sizeof(float));
+    if (rc == 0 && ((pl->held == NULL && pl->held_fd <= 0) || pl->held_n == NULL))
       rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory for the share cap");
   }
   if (rc == 0 && pl->info && (pl->info->caps & FEDC_STRATEGY_VARIATES)) {
@@ -153,6 +206,7 @@ const fedc_strategy_info *fedc_pipeline_strategy(const fedc_pipeline *pl) { retu
 int fedc_pipeline_dp_on(const fedc_pipeline *pl) { return pl->dp != NULL; }
 
 int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
+  pl->held_rc = 0;
   pl->clipped = pl->dp_unclipped = pl->n_held = pl->capped = 0;
   pl->folded_max = 0;
   pl->dp_clip_used = pl->dp ? fedc_dp_clip_norm(pl->dp) : NAN;
@@ -251,30 +305,59 @@ static int condition_checked(fedc_pipeline *pl, const float *x, const float *w,
 #define TWO_POW_FRAC 4294967296.0 /* fedavg's fixed-point scale, 2^32 */
 
 /* Fold (sign +1) or take out (-1) held update k with weight m into the
- * additive aggregator's fixed-point sum, as fedavg's add does. */
-static void fold_held(fedc_pipeline *pl, int32_t k, uint64_t m, int sign) {
+ * additive aggregator's fixed-point sum, as fedavg's add does, a slice at a
+ * time: sums in memory (CPU or the GPU's host mirror) through the fold's
+ * own kernels (the same exact integers), sums in a file through
+ * fedc__fedavg_fold_range; held updates in a file are read a slice at a
+ * time. Only an I/O failure of large-model mode's files can fail it. */
+static int fold_held(fedc_pipeline *pl, int32_t k, uint64_t m, int sign) {
   __int128 *acc;
   uint64_t *total;
   fedc_fedavg_state(pl->agg, &acc, &total);
-  const float *w = pl->held + (size_t)k * pl->n;
-  if (pl->held_q == NULL) pl->held_q = fedc_malloc_array(pl->n ? pl->n : 1, sizeof(int64_t));
+  const size_t n = pl->n;
+  if (pl->held_q == NULL) pl->held_q = fedc_malloc_array(HELD_SLICE, sizeof(int64_t));
   const fedc_kernels *kern = fedc_kernels_get();
-  /* the fold's own kernels (the same exact integers); the scalar loop only
-   * when the scratch could not be had (a held update was checked, so the
-   * conversion passes) */
-  if (pl->held_q != NULL && kern->fx_convert(pl->held_q, w, pl->n, TWO_POW_FRAC, W_LIMIT) == pl->n) {
-    kern->fx_fold(acc, pl->held_q, pl->n, (int64_t)m * sign);
-  } else {
-    const __int128 mm = (__int128)m * sign;
-    for (size_t i = 0; i < pl->n; i++)
-      acc[i] += mm * (int64_t)nearbyint((double)w[i] * TWO_POW_FRAC);
+  for (size_t i = 0; i < n; i += HELD_SLICE) {
+    size_t len = n - i < HELD_SLICE ? n - i : HELD_SLICE;
+    const float *w = pl->held ? pl->held + (size_t)k * n + i : pl->held_buf;
+    if (pl->held == NULL) {
+      int rc = held_io(pl, pl->held_buf, len * sizeof(float),
+                       (off_t)(((size_t)k * n + i) * sizeof(float)), 0);
+      if (rc != 0) return rc;
+    }
+    if (acc == NULL) {
+      fedc__fedavg_fold_range(pl->agg, i, w, len, (int64_t)m * sign);
+    } else if (pl->held_q != NULL &&
+               kern->fx_convert(pl->held_q, w, len, TWO_POW_FRAC, W_LIMIT) == len) {
+      /* a held update was checked, so the conversion passes */
+      kern->fx_fold(acc + i, pl->held_q, len, (int64_t)m * sign);
+    } else { /* the scratch could not be had */
+      const __int128 mm = (__int128)m * sign;
+      for (size_t j = 0; j < len; j++)
+        acc[i + j] += mm * (int64_t)nearbyint((double)w[j] * TWO_POW_FRAC);
+    }
   }
   *total = sign > 0 ? *total + m : *total - m;
+  return 0;
+}
+
+/* Keep update y as held update k (memory or the held file). */
+static int held_put(fedc_pipeline *pl, int32_t k, const float *y) {
+  if (pl->held) {
+    memcpy(pl->held + (size_t)k * pl->n, y, pl->n * sizeof(float));
+    return 0;
+  }
+  int rc = held_io(pl, (void *)(uintptr_t)y, pl->n * sizeof(float),
+                   (off_t)((size_t)k * pl->n * sizeof(float)), 1);
+  for (size_t i = 0; rc == 0 && i < pl->n; i += HELD_SLICE) /* read: drop a mapping's pages */
+    fedc__mapped_drop(y + i, (pl->n - i < HELD_SLICE ? pl->n - i : HELD_SLICE) * sizeof(float));
+  return rc;
 }
 
 /* Hold update y (n_samples) aside for the share cap, or fold it (or the
  * held update with the smallest count, which it replaces) at once. */
 static int hold_or_fold(fedc_pipeline *pl, const float *y, uint64_t n_samples) {
+  if (pl->held_rc) return pl->held_rc;
   if (n_samples == 0 || n_samples > (1ull << 40))
     return pl->agg->ops->add(pl->agg, y, pl->n, n_samples); /* its refusal */
   int ok = 1;
@@ -291,12 +374,18 @@ static int hold_or_fold(fedc_pipeline *pl, const float *y, uint64_t n_samples) {
       if (rc == 0 && n_samples > pl->folded_max) pl->folded_max = n_samples;
       return rc;
     }
-    fold_held(pl, k, pl->held_n[k], +1);
+    /* the smallest is folded first, then y takes its place: a failure of
+     * either (large-model mode's files) leaves the round unusable */
+    int rc = fold_held(pl, k, pl->held_n[k], +1);
+    if (rc != 0) return rc;
     if (pl->held_n[k] > pl->folded_max) pl->folded_max = pl->held_n[k];
+    rc = held_put(pl, k, y);
+    if (rc != 0) return rc;
   } else {
+    int rc = held_put(pl, k, y);
+    if (rc != 0) return rc;
     pl->n_held++;
   }
-  memcpy(pl->held + (size_t)k * pl->n, y, pl->n * sizeof(float));
   pl->held_n[k] = n_samples;
   return 0;
 }
@@ -379,6 +468,94 @@ static int add_gpu_norm(fedc_pipeline *pl, const float *x, const float *w, uint6
   return 0;
 }
 
+/*
+ * Large-model mode (sums in a file): an update conditioned only by
+ * max_weight_delta (or by nothing) goes through in slices, so that no
+ * model-sized copy is made. A read-only pass checks every weight first,
+ * as condition and fedavg's add would (the same refusals and messages,
+ * for the first bad weight), then y = x + (float)(w - x), the values
+ * condition writes, is made a slice at a time and folded into the sums or
+ * written to the held file, as fold would: the same integers. Each slice
+ * of w is dropped once read when w is a registered mapping.
+ */
+static int add_spilled(fedc_pipeline *pl, const float *x, const float *w, uint64_t n_samples,
+                       int one_client) {
+  const size_t n = pl->n;
+  const double limit = pl->p.max_delta > 0.0 ? pl->p.max_delta : 1.7976931348623157e308;
+  int ok = 1;
+  for (size_t i = 0; i < n && ok; i += HELD_SLICE) {
+    size_t len = n - i < HELD_SLICE ? n - i : HELD_SLICE;
+#pragma omp simd reduction(& : ok)
+    for (size_t j = i; j < i + len; j++) {
+      double d = (double)w[j] - (double)x[j];
+      ok &= fabs(d) <= limit && fabs((double)((float)d + x[j])) < W_LIMIT;
+    }
+    fedc__mapped_drop(w + i, len * sizeof *w);
+  }
+  if (!ok) /* the first bad weight, with the words of the path it would take */
+    for (size_t i = 0; i < n; i++) {
+      double d = (double)w[i] - (double)x[i], y = (double)((float)d + x[i]);
+      if (!isfinite(w[i]))
+        return fedc_error_set(FEDC_ENONFINITE, "update %s %zu is %g", "weight", i, (double)w[i]);
+      if (fabs(d) > limit)
+        return fedc_error_set(FEDC_ERANGE,
+                              "update's weight %zu is %.6g from %s, over "
+                              "[strategy] max_weight_delta = %.6g",
+                              i, fabs(d), "the global model's", pl->p.max_delta);
+      if (!(fabs(y) < W_LIMIT)) {
+        if (!isfinite(y)) return fedc_error_set(FEDC_ENONFINITE, "fedavg: weight %zu is %g", i, y);
+        return fedc_error_set(FEDC_ERANGE, "fedavg: weight %zu = %g is outside +-2^31", i, y);
+      }
+    }
+  if (n_samples == 0 || n_samples > (1ull << 40))
+    return fedc_error_set(FEDC_ERANGE, "fedavg: sample count %llu outside 1..2^40",
+                          (unsigned long long)n_samples);
+  if (pl->held_rc) return pl->held_rc;
+  /* where y goes: the sums (weight n_samples), or held slot k (hold_or_fold's choice) */
+  int32_t k = -1;
+  if (one_client && pl->hold_cap > 0) {
+    if (pl->n_held < pl->hold_cap) {
+      k = pl->n_held;
+    } else {
+      int32_t s = 0;
+      for (int32_t i = 1; i < pl->n_held; i++)
+        if (pl->held_n[i] < pl->held_n[s]) s = i;
+      if (n_samples > pl->held_n[s]) {
+        int rc = fold_held(pl, s, pl->held_n[s], +1);
+        if (rc != 0) return rc;
+        if (pl->held_n[s] > pl->folded_max) pl->folded_max = pl->held_n[s];
+        k = s;
+      }
+    }
+  }
+  float *y = pl->held_buf;
+  for (size_t i = 0; i < n; i += HELD_SLICE) {
+    size_t len = n - i < HELD_SLICE ? n - i : HELD_SLICE;
+    for (size_t j = 0; j < len; j++) {
+      double d = (double)w[i + j] - (double)x[i + j];
+      y[j] = (float)d + x[i + j];
+    }
+    fedc__mapped_drop(w + i, len * sizeof *w);
+    if (k < 0) {
+      fedc__fedavg_fold_range(pl->agg, i, y, len, (int64_t)n_samples);
+    } else {
+      int rc = held_io(pl, y, len * sizeof *y, (off_t)(((size_t)k * n + i) * sizeof *y), 1);
+      if (rc != 0) return rc;
+    }
+  }
+  if (k < 0) {
+    __int128 *acc;
+    uint64_t *total;
+    fedc_fedavg_state(pl->agg, &acc, &total);
+    *total += n_samples;
+    if (n_samples > pl->folded_max) pl->folded_max = n_samples;
+  } else {
+    if (k == pl->n_held) pl->n_held++;
+    pl->held_n[k] = n_samples;
+  }
+  return 0;
+}
+
 static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t n,
                       uint64_t n_samples, int one_client) {
   if (n != pl->n)
@@ -389,6 +566,8 @@ static int add_update(fedc_pipeline *pl, const float *x, const float *w, size_t 
                           (unsigned long long)n_samples,
                           (unsigned long long)pl->p.max_samples);
   if (pl->gpu_norm) return add_gpu_norm(pl, x, w, n_samples);
+  if (pl->spilled && pl->p.norm_bound <= 0.0 && pl->dp == NULL)
+    return add_spilled(pl, x, w, n_samples, one_client);
   if (pl->p.norm_bound <= 0.0 && pl->dp == NULL && pl->p.max_delta <= 0.0)
     return fold(pl, w, n_samples, one_client);
   int clipped, unclipped;
@@ -438,8 +617,14 @@ int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delt
 
 int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
                          int32_t m, fedc_pipeline_round *out) {
-  float *avg = pl->scratch;
+  /* a step that sets x to the aggregate (plain FedAvg, FedBuff at
+   * server_lr 1, no DP): the aggregate goes straight into x, and the step
+   * only checks it, so no second model-sized buffer is written */
+  const int direct = pl->dp == NULL && pl->p.opt.lr == 1.0 &&
+                     fedc_server_opt_state_len(pl->opt) == 0; /* the averaging step */
+  float *avg = direct ? x : pl->scratch;
   int rc;
+  if (pl->held_rc) return pl->held_rc;
   if (pl->n_held > 0) { /* the share cap: fold, read, take out again */
     __int128 *acc;
     uint64_t *total, wt[pl->n_held];
@@ -448,6 +633,7 @@ int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
     for (int32_t k = 0; k < pl->n_held; k++) fold_held(pl, k, wt[k], +1);
     rc = pl->agg->ops->finish(pl->agg, avg, n);
     for (int32_t k = 0; k < pl->n_held; k++) fold_held(pl, k, wt[k], -1);
+    if (rc == 0 && pl->held_rc) rc = pl->held_rc;
   } else {
     rc = pl->agg->ops->finish(pl->agg, avg, n);
   }

@@ -18,6 +18,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mapped.h"
 #include "base/mbedtls_compat.h"
 
 #include <cjson/cJSON.h>
@@ -37,6 +38,8 @@
 /* JSON integers are parsed as doubles: every integer below 2^53 is exact,
  * and any text that means 2^53 or more parses to at least 2^53. */
 #define MAX_JSON_INT 9007199254740991.0
+/* Bytes of the data section hashed at a time. */
+#define HASH_SLICE ((size_t)4 << 20)
 /* A fedc header nests at most root -> tensor/metadata -> array. */
 #define MAX_DEPTH 3
 /* Longest array the prescan lets through to cJSON; shape limits are then
@@ -823,7 +826,17 @@ static int check_meta(const cJSON *m, const uint8_t *data, size_t data_len,
                           SHA_HEX_LEN);
   uint8_t digest[32];
   char got[SHA_HEX_LEN + 1];
-  int hrc = fedc__sha256(data, data_len, digest);
+  /* in slices, each dropped from the process once hashed when data is a
+   * registered file mapping (base/mapped.h: a large update's spool) */
+  fedc__sha256_ctx h;
+  int hrc = fedc__sha256_begin(&h);
+  for (size_t at = 0; hrc == 0 && at < data_len; at += HASH_SLICE) {
+    size_t k = data_len - at < HASH_SLICE ? data_len - at : HASH_SLICE;
+    hrc = fedc__sha256_update(&h, data + at, k);
+    fedc__mapped_drop(data + at, k);
+  }
+  if (hrc == 0) hrc = fedc__sha256_finish(&h, digest);
+  fedc__sha256_free(&h);
   if (hrc != 0) return hrc;
   hex_lower(digest, got);
   for (int i = 0; i < SHA_HEX_LEN; i++) {
@@ -889,12 +902,18 @@ static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
  * name index for fedc_st_find. FEDC_ENOMEM; nothing is left allocated then.
  */
 static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
-                 const uint8_t *data, fedc_st_file **out) {
+                 const uint8_t *data, unsigned flags, fedc_st_file **out) {
   size_t str_bytes = 0, data_bytes = 0;
+  /* FEDC_ST_BORROW: views into data when the host order is the file's and
+   * every tensor is aligned for its elements */
+  int borrow = (flags & FEDC_ST_BORROW) && !ST_BIG_ENDIAN;
   for (size_t i = 0; i < n; i++) {
     str_bytes += strlen(ents[i].name) + 1;
     data_bytes += round64((size_t)(ents[i].end - ents[i].begin));
+    size_t size = dtypes[ents[i].dt].size;
+    if ((uintptr_t)(data + ents[i].begin) % (size < 8 ? size : 8) != 0) borrow = 0;
   }
+  if (borrow) data_bytes = 0;
   if (m)
     for (const cJSON *v = m->child; v; v = v->next)
       str_bytes += strlen(v->string) + strlen(v->valuestring) + 2;
@@ -927,10 +946,14 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
     size_t bytes = (size_t)(ents[i].end - ents[i].begin);
     float *dst = f->data + at / 4;
     size_t size = dtypes[ents[i].dt].size;
-    copy_le(dst, data + ents[i].begin, bytes / size, size);
-    t->data = dst;
+    if (borrow) {
+      t->data = (const float *)(const void *)(data + ents[i].begin);
+    } else {
+      copy_le(dst, data + ents[i].begin, bytes / size, size);
+      t->data = dst;
+      at += round64(bytes);
+    }
     f->dt[i] = (uint8_t)ents[i].dt;
-    at += round64(bytes);
     idx[i] = t;
   }
   size_t k = 0;
@@ -1091,7 +1114,7 @@ int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
     rc = check_meta(m, data, data_len, &n_meta);
     if (rc) goto done;
   }
-  rc = build(m, ents, n, n_meta, data, out);
+  rc = build(m, ents, n, n_meta, data, flags, out);
 done:
   fedc_free(ents);
   cJSON_Delete(root);
@@ -1252,4 +1275,36 @@ int fedc_st_find_u32(const fedc_st_file *f, const char *name,
   *words = (const uint32_t *)(const void *)t.data;
   *n = (size_t)count;
   return FEDC_OK;
+}
+
+/*
+ * The data section of a fedc container rewritten in place (a large model's
+ * next values computed into its served bytes): hash it again and write the
+ * new digest over the old one in the header, the same 64 hex digits at the
+ * same place. The header must be fedc's own (its "sha256" key written as
+ * fedc_st_encode writes it).
+ */
+int fedc__st_rehash(uint8_t *buf, size_t len) {
+  static const char key[] = "\"" SHA_KEY "\":\"";
+  if (buf == NULL || len < 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: no container");
+  uint64_t hlen = load_le64(buf);
+  if (hlen > len - 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: truncated header");
+  char *h = (char *)buf + 8, *at = NULL;
+  for (size_t i = 0; i + sizeof key - 1 + SHA_HEX_LEN <= hlen && at == NULL; i++)
+    if (memcmp(h + i, key, sizeof key - 1) == 0) at = h + i + sizeof key - 1;
+  if (at == NULL) return fedc_error_set(FEDC_EFORMAT, "safetensors: no sha256 to rewrite");
+  uint8_t digest[32];
+  char hex[SHA_HEX_LEN + 1];
+  const uint8_t *data = buf + 8 + hlen;
+  size_t data_len = len - 8 - (size_t)hlen;
+  fedc__sha256_ctx ctx;
+  int rc = fedc__sha256_begin(&ctx);
+  for (size_t k = 0; rc == 0 && k < data_len; k += HASH_SLICE)
+    rc = fedc__sha256_update(&ctx, data + k, data_len - k < HASH_SLICE ? data_len - k : HASH_SLICE);
+  if (rc == 0) rc = fedc__sha256_finish(&ctx, digest);
+  fedc__sha256_free(&ctx);
+  if (rc != 0) return rc;
+  hex_lower(digest, hex);
+  memcpy(at, hex, SHA_HEX_LEN);
+  return 0;
 }

@@ -44,6 +44,11 @@ typedef enum {
   FEDC_ST_N_DTYPES
 } fedc_st_dtype_code;
 #define FEDC_ST_ALLOW_ANY 2u
+/* With fedc_st_decode_ex: the tensors' views point into the decoded buffer
+ * instead of copies (when the host is little-endian and each tensor is
+ * aligned for its elements; else copies as usual), so the buffer must
+ * outlive the file. For a large update read once from its spool. */
+#define FEDC_ST_BORROW 4u
 /* "F16" for FEDC_ST_F16 (NULL out of range), the code of a name (-1 if
  * none of the above), and an element's size in bytes (0 out of range). */
 const char *fedc_st_dtype_name(int code);
@@ -68,5 +73,10 @@ int fedc_st_dtype_at(const fedc_st_file *f, size_t i);
  * FEDC_EUNSUPPORTED when the tensor is F32. */
 int fedc_st_find_u32(const fedc_st_file *f, const char *name,
                      const uint32_t **words, size_t *n);
+
+/* A fedc container whose data section was rewritten in place (len bytes
+ * at buf): its "sha256" metadata set to the data's new digest, in place.
+ * FEDC_EFORMAT when buf is not a fedc container with that key. */
+int fedc__st_rehash(uint8_t *buf, size_t len);
 
 #endif
