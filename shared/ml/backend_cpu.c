@@ -11,6 +11,7 @@
 #include "base/alloc.h"
 #include "ml/backend.h"
 #include "ml/kernels.h"
+#include "ml/xent_row.h"
 #include "base/error.h"
 
 void fedc_backend_cpu_set_blas_threads(int n) { openblas_set_num_threads(n); }
@@ -199,19 +200,19 @@ static int cpu_loss(fedc_backend *b, fedc_loss_kind kind, float *dz,
     float *dzi = dz ? dz + (size_t)i * (size_t)cols : NULL;
     if (kind == FEDC_LOSS_SOFTMAX_XENT) {
       int32_t label = (int32_t)y[i], arg = 0;
-      float zmax = zi[0];
-      for (int32_t j = 1; j < cols; j++)
-        if (zi[j] > zmax) zmax = zi[j], arg = j;
-      float sum = 0.0f;
       if (dzi) {
+        float zmax = zi[0];
+        for (int32_t j = 1; j < cols; j++)
+          if (zi[j] > zmax) zmax = zi[j], arg = j;
+        float sum = 0.0f;
         for (int32_t j = 0; j < cols; j++) sum += (dzi[j] = expf(zi[j] - zmax));
         float inv = grad_scale / sum;
         for (int32_t j = 0; j < cols; j++) dzi[j] *= inv;
         dzi[label] -= grad_scale;
-      } else {
-        for (int32_t j = 0; j < cols; j++) sum += expf(zi[j] - zmax);
+        loss += (double)logf(sum) + (double)(zmax - zi[label]);
+      } else { /* evaluation: the evaluation report's own row loss */
+        loss += fedc__xent_row(zi, cols, label, &arg);
       }
-      loss += (double)logf(sum) + (double)(zmax - zi[label]);
       ok += arg == label;
     } else if (kind == FEDC_LOSS_SIGMOID_BCE) {
       double zz = zi[0], p = 1.0 / (1.0 + exp(-zz));

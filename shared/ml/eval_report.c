@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "ml/xent_row.h"
 
 int fedc_eval_report_init(fedc_eval_report *r, fedc_eval_task task, int32_t n_classes,
                           double threshold) {
@@ -123,8 +124,14 @@ static int rows_are_probabilities(const float *s, int64_t n, int32_t k) {
   return 1;
 }
 
-int fedc_eval_report_add_multiclass(fedc_eval_report *r, const float *scores, const float *labels,
-                                    int64_t n) {
+/*
+ * The multiclass rows: every label and score checked first; then the
+ * confusion matrix and the log loss, -log p[y] for rows of probabilities,
+ * else the softmax cross-entropy of the logits, taken from row_loss and
+ * row_arg when given, else computed here by the same fedc__xent_row.
+ */
+int fedc__eval_report_add_scored(fedc_eval_report *r, const float *scores, const float *labels,
+                                 int64_t n, const double *row_loss, const int32_t *row_arg) {
   int rc = want(r, FEDC_EVAL_MULTICLASS);
   if (rc != 0) return rc;
   int32_t k = r->n_classes;
@@ -141,20 +148,25 @@ int fedc_eval_report_add_multiclass(fedc_eval_report *r, const float *scores, co
   for (int64_t i = 0; i < n; i++) {
     const float *s = scores + (size_t)i * (size_t)k;
     int32_t y = (int32_t)labels[i], arg = 0;
-    for (int32_t j = 1; j < k; j++)
-      if (s[j] > s[arg]) arg = j;
-    r->confusion[y][arg]++;
     if (probs) {
+      for (int32_t j = 1; j < k; j++)
+        if (s[j] > s[arg]) arg = j;
       r->loss_sum -= log(clip_p(s[y]));
+    } else if (row_arg != NULL) {
+      arg = row_arg[i];
+      r->loss_sum += row_loss[i];
     } else { /* logits: logsumexp(s) - s[y] */
-      double sum = 0.0;
-      /* exp(0) = 1 exactly: the arg-max term without a call */
-      for (int32_t j = 0; j < k; j++) sum += j == arg ? 1.0 : exp((double)s[j] - (double)s[arg]);
-      r->loss_sum += log(sum) + (double)s[arg] - (double)s[y];
+      r->loss_sum += fedc__xent_row(s, k, y, &arg);
     }
+    r->confusion[y][arg]++;
   }
   r->n += n;
   return 0;
+}
+
+int fedc_eval_report_add_multiclass(fedc_eval_report *r, const float *scores, const float *labels,
+                                    int64_t n) {
+  return fedc__eval_report_add_scored(r, scores, labels, n, NULL, NULL);
 }
 
 int fedc_eval_report_add_regression(fedc_eval_report *r, const float *pred, const float *labels,

@@ -110,6 +110,14 @@ int fedc_eval_report_add_multiclass(fedc_eval_report *r, const float *scores, co
                                     int64_t n);
 int fedc_eval_report_add_regression(fedc_eval_report *r, const float *pred, const float *labels,
                                     int64_t n);
+/*
+ * fedc_eval_report_add_multiclass with each logit row's loss and arg max
+ * already computed by fedc__xent_row (ml/xent_row.h: the loss the test
+ * loss sums), so that an evaluation exponentiates each logit once. Rows
+ * that look like probabilities still take -log p[y], as there.
+ */
+int fedc__eval_report_add_scored(fedc_eval_report *r, const float *scores, const float *labels,
+                                 int64_t n, const double *row_loss, const int32_t *row_arg);
 /* A built-in model's raw outputs (n x cols: a logit for BCE, logits for
  * softmax, the prediction for MSE) as the loss head reads them. */
 int fedc_eval_report_add_outputs(fedc_eval_report *r, fedc_loss_kind kind, const float *out,

@@ -376,7 +376,8 @@ int fedc_evaluate(fedc_trainer *t, const float *w, const fedc_data_view *data,
 /*
  * One pass of fedc_evaluate's batches; after each batch's loss the outputs
  * go to fn, from the trainer's own buffer on the CPU backend and through a
- * host copy (made on first use) on the others.
+ * host copy (made on first use) on the others. With sums NULL the loss is
+ * left to fn (which then computes it from the same outputs).
  */
 int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *data,
                        int64_t begin, int64_t end, fedc_eval_sums *sums,
@@ -395,10 +396,10 @@ int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *da
   for (int64_t s = begin; s < end && rc == 0; s += t->max_batch) {
     int32_t B = (int32_t)(end - s < t->max_batch ? end - s : t->max_batch);
     rc = forward(t, data->x + (size_t)s * (size_t)data->d, rows_u8(data, s), NULL, B);
-    if (rc == 0)
+    if (rc == 0 && sums != NULL)
       rc = be->loss(be, kind, NULL, t->out, data->y + s, B, t->spec.n_out, 1.0f,
                     &sums->loss_sum, &sums->correct, NULL);
-    sums->n += B;
+    if (sums != NULL) sums->n += B;
     if (rc == 0 && !host) rc = be->download(be, t->host_out, t->out, (size_t)B * cols);
     if (rc == 0 && fn) rc = fn(ctx, host ? t->out : t->host_out, s, B);
   }

@@ -109,7 +109,8 @@ typedef int (*fedc_eval_batch_fn)(void *ctx, const float *out, int64_t row, int3
  * fedc_evaluate (scores NULL) that also hands each batch's outputs to fn:
  * one forward pass for the loss sums and for whatever else reads the
  * outputs (an evaluation report), with the same batches, so the same sums
- * to the bit as fedc_evaluate's.
+ * to the bit as fedc_evaluate's. sums NULL: no loss computed here (fn
+ * computes it).
  */
 int fedc_evaluate_each(fedc_trainer *t, const float *w, const fedc_data_view *data,
                        int64_t begin, int64_t end, fedc_eval_sums *sums,
