@@ -951,14 +951,11 @@ static int fetch_model_st(fedc_client *c, const fedc_client_task *t) {
   }
   fedc__client_st_view_free(&v);
   fedc_free(c->model_bytes);
+  /* the response's body becomes the model (no second copy of it) */
   c->model_len = resp.len;
-  c->model_bytes = fedc_malloc(resp.len ? resp.len : 1);
-  if (c->model_bytes == NULL) {
-    fedc_http_response_free(&resp);
-    return end_run(c, FEDC_CLIENT_EXIT_FAILED, FEDC_ENOMEM, "out of memory");
-  }
-  memcpy(c->model_bytes, resp.body, resp.len);
-  fedc_http_response_free(&resp);
+  c->model_bytes = resp.body;
+  resp.body = NULL;
+  resp.len = 0;
   return MODEL_OK;
 }
 
@@ -1361,16 +1358,6 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
                             "round %d: the trainer reported %lld samples and loss %g: an update "
                             "needs 1..2^40 samples and a finite loss",
                             (int)t->round, (long long)m.samples, m.loss);
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  if (rc == 0) {
-    char rs[16], ns[24], ls[40];
-    snprintf(rs, sizeof rs, "%d", (int)t->round);
-    snprintf(ns, sizeof ns, "%lld", (long long)m.samples);
-    snprintf(ls, sizeof ls, "%.17g", m.loss);
-    fedc_st_meta meta[] = {{"round", rs}, {"num_samples", ns}, {"train_loss", ls}};
-    rc = fedc__client_st_reencode(&uv, meta, 3, &buf, &len);
-  }
   /* a compressed job: the body is the coded delta (codec_client.c) */
   uint8_t *coded = NULL;
   size_t coded_len = 0;
@@ -1381,6 +1368,24 @@ static int train_round_st(fedc_client *c, const fedc_client_task *t) {
                                       tensor_job ? 0 : c->n_tensors, t->round, m.samples, m.loss,
                                       &coded, &coded_len);
   if (have_m) fedc__client_st_view_free(&mv);
+  /* the update with this client's metadata, its data left where the
+   * trainer's bytes lie (no second copy of the model's size) */
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  if (rc == 0) {
+    char rs[16], ns[24], ls[40];
+    snprintf(rs, sizeof rs, "%d", (int)t->round);
+    snprintf(ns, sizeof ns, "%lld", (long long)m.samples);
+    snprintf(ls, sizeof ls, "%.17g", m.loss);
+    fedc_st_meta meta[] = {{"round", rs}, {"num_samples", ns}, {"train_loss", ls}};
+    rc = fedc__client_st_reencode_in_place(&uv, meta, 3, &out, &out_len);
+    have_u = 0;
+    if (rc == 0) {
+      buf = out;
+      len = out_len;
+      out = NULL;
+    }
+  }
   if (have_u) fedc__client_st_view_free(&uv);
   fedc_free(out);
   if (rc != 0) {

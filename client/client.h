@@ -186,7 +186,8 @@ typedef struct fedc_client_st_view {
   size_t n;
 } fedc_client_st_view;
 
-/* FEDC_EFORMAT, FEDC_ECHECKSUM, FEDC_ENOMEM; free with _view_free. */
+/* FEDC_EFORMAT, FEDC_ECHECKSUM, FEDC_ENOMEM; free with _view_free, before
+ * buf: the tensors' data point into buf where aligned (FEDC_ST_BORROW). */
 int fedc__client_st_view(const uint8_t *buf, size_t len, fedc_client_st_view *v);
 void fedc__client_st_view_free(fedc_client_st_view *v);
 /* A metadata value, or NULL. */
@@ -203,6 +204,11 @@ int fedc__client_st_finite(const fedc_client_st_view *u, int32_t round);
  * data; *out freed with fedc_free. */
 int fedc__client_st_reencode(const fedc_client_st_view *u, const fedc_st_meta *meta, size_t n_meta,
                              uint8_t **out, size_t *out_len);
+/* The same, the data left where it lies in *buf (which u borrows): the new
+ * header written in front of it, *buf grown only by the header's growth.
+ * Frees u; *buf, *len become the new container (the tensors in data order). */
+int fedc__client_st_reencode_in_place(fedc_client_st_view *u, const fedc_st_meta *meta,
+                                      size_t n_meta, uint8_t **buf, size_t *len);
 
 /* FEDC_ECONFIG "[tls] cert: expired on <date> ..." when the certificate in
  * pem_path is past its notAfter (or before its notBefore); 0 otherwise,

@@ -8,9 +8,11 @@
  * floating-point values checked finite, and it is encoded again by the
  * wire layer's writer with the client's own metadata (round, num_samples,
  * train_loss, and the sha256 the writer adds). No value is ever
- * converted: each tensor's bytes go out as the trainer wrote them.
+ * converted: each tensor's bytes go out as the trainer wrote them. A view
+ * borrows its buffer's bytes (FEDC_ST_BORROW): the buffer must outlive it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -27,7 +29,9 @@ void fedc__client_st_view_free(fedc_client_st_view *v) {
 
 int fedc__client_st_view(const uint8_t *buf, size_t len, fedc_client_st_view *v) {
   memset(v, 0, sizeof *v);
-  int rc = fedc_st_decode_ex(buf, len, FEDC_ST_ALLOW_ANY, &v->f);
+  /* borrowed: the tensors point into buf (no copy of the model's size),
+   * which every caller keeps until the view is freed */
+  int rc = fedc_st_decode_ex(buf, len, FEDC_ST_ALLOW_ANY | FEDC_ST_BORROW, &v->f);
   if (rc != 0) return rc;
   v->n = fedc_st_count(v->f);
   v->t = fedc_calloc(v->n ? v->n : 1, sizeof *v->t);
@@ -154,4 +158,85 @@ int fedc__client_st_reencode(const fedc_client_st_view *u, const fedc_st_meta *m
   fedc_free(ts);
   fedc_free(dts);
   return rc;
+}
+
+/* qsort: tensors by where their data lies */
+static int by_data(const void *a, const void *b) {
+  const fedc_client_st_entry *x = *(const fedc_client_st_entry *const *)a;
+  const fedc_client_st_entry *y = *(const fedc_client_st_entry *const *)b;
+  return x->data < y->data ? -1 : x->data > y->data;
+}
+
+/*
+ * fedc__client_st_reencode without a second copy of the data: when u
+ * borrows *buf (its tensors lie in *buf's data section, as the decoder
+ * checked: contiguous, to the end), the new header is written for the
+ * tensors in that order and the data moved under it within the same block
+ * (grown by the header's difference if need be). Otherwise the copy path.
+ * u is freed either way; *buf, *len become the new container, or stay the
+ * old one on failure.
+ */
+int fedc__client_st_reencode_in_place(fedc_client_st_view *u, const fedc_st_meta *meta,
+                                      size_t n_meta, uint8_t **buf, size_t *len) {
+  size_t n = u->n;
+  const fedc_client_st_entry **by = fedc_calloc(n ? n : 1, sizeof *by);
+  fedc_st_tensor *ts = fedc_calloc(n ? n : 1, sizeof *ts);
+  uint8_t *dts = fedc_calloc(n ? n : 1, 1);
+  int rc = by && ts && dts ? 0 : fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+  const uint8_t *start = NULL;
+  size_t data_len = 0;
+  int in_place = rc == 0 && n > 0;
+  for (size_t i = 0; in_place && i < n; i++) by[i] = &u->t[i];
+  if (in_place) {
+    qsort(by, n, sizeof *by, by_data);
+    start = by[0]->data;
+    for (size_t i = 0; i < n; i++) data_len += by[i]->count * (uint64_t)by[i]->elem;
+    in_place = start >= *buf && start <= *buf + *len && (size_t)(*buf + *len - start) == data_len;
+  }
+  uint8_t *hdr = NULL;
+  size_t hdr_len = 0;
+  if (in_place) {
+    for (size_t i = 0; i < n; i++) {
+      fedc_client_st_entry e = *by[i];
+      ts[i].name = e.name;
+      ts[i].ndim = e.ndim;
+      for (int32_t k = 0; k < e.ndim; k++) ts[i].shape[k] = e.shape[k];
+      ts[i].data = (const float *)(const void *)e.data;
+      dts[i] = (uint8_t)e.code;
+    }
+    rc = fedc_st_encode_header_typed(ts, dts, n, meta, n_meta, start, data_len, &hdr, &hdr_len);
+  } else if (rc == 0) {
+    uint8_t *nb = NULL;
+    size_t nl = 0;
+    rc = fedc__client_st_reencode(u, meta, n_meta, &nb, &nl);
+    if (rc == 0) {
+      fedc__client_st_view_free(u);
+      fedc_free(*buf);
+      *buf = nb;
+      *len = nl;
+    }
+  }
+  size_t off = in_place ? (size_t)(start - *buf) : 0;
+  fedc_free(by);
+  fedc_free(ts);
+  fedc_free(dts);
+  fedc__client_st_view_free(u); /* no pointer into *buf is used past here */
+  if (rc != 0 || !in_place) {
+    fedc_free(hdr);
+    return rc;
+  }
+  uint8_t *b = *buf;
+  if (hdr_len > off) {
+    b = fedc_realloc(b, hdr_len + data_len);
+    if (b == NULL) {
+      fedc_free(hdr);
+      return fedc_error_set(FEDC_ENOMEM, "client: out of memory");
+    }
+    *buf = b;
+  }
+  memmove(b + hdr_len, b + off, data_len);
+  memcpy(b, hdr, hdr_len);
+  fedc_free(hdr);
+  *len = hdr_len + data_len;
+  return 0;
 }

@@ -305,7 +305,9 @@ static int read_blob(fedc_store *st, int32_t round, uint8_t **out, size_t *len) 
   sqlite3_bind_int64(s, 1, round);
   rc = sqlite3_step(s);
   int err = 0;
-  if (rc == SQLITE_ROW) {
+  if (rc == SQLITE_ROW && sqlite3_column_bytes(s, 0) == 0) {
+    err = fedc__store_chunks_read(st, round, out, len); /* a chunked one */
+  } else if (rc == SQLITE_ROW) {
     size_t n = (size_t)sqlite3_column_bytes(s, 0);
     *out = fedc_malloc(n ? n : 1);
     if (*out == NULL) err = fedc_error_set(FEDC_ENOMEM, "audit: out of memory");

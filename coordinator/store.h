@@ -180,6 +180,14 @@ int fedc_store_integrity_check(fedc_store *st);
 struct sqlite3 *fedc__store_db(fedc_store *st);
 const char *fedc__store_path(const fedc_store *st);
 int fedc__store_db_error(fedc_store *st, int rc, const char *what);
+/* store_chunks.c: a checkpoint over fedc__store_chunk_above() bytes is kept
+ * as numbered chunk rows (checkpoint_chunks) beside an empty blob in its
+ * checkpoints row; written inside the caller's transaction, read whole. */
+size_t fedc__store_chunk_above(void);
+int fedc__store_chunks_write(fedc_store *st, int32_t round, const uint8_t *model,
+                             size_t len, const char *what);
+int fedc__store_chunks_len(fedc_store *st, int32_t round, int64_t *len);
+int fedc__store_chunks_read(fedc_store *st, int32_t round, uint8_t **out, size_t *len);
 /* audit.c: write round r's audit record inside the commit's transaction
  * (result_sha: the checkpoint's SHA-256, hex). */
 int fedc__audit_append(fedc_store *st, const fedc_store_round *r, const char *result_sha,

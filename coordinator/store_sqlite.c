@@ -109,6 +109,11 @@ static const char SCHEMA_SQL[] =
   "asked INTEGER NOT NULL, sites INTEGER NOT NULL, samples INTEGER NOT NULL, " \
   "value REAL, score REAL, metrics TEXT NOT NULL, report TEXT NOT NULL, per_site TEXT)"
 
+/* checkpoints over the chunk bound, in numbered rows (store_chunks.c) */
+#define CHUNKS_SQL                                                           \
+  "CREATE TABLE IF NOT EXISTS checkpoint_chunks(round INTEGER NOT NULL, "    \
+  "seq INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (round, seq))"
+
 #define ROUND_COLS                                                          \
   "round, selected, clients, samples, train_loss, test_loss, test_acc, "   \
   "secs, committed_at, sha256"
@@ -452,6 +457,7 @@ int fedc_store_open(const char *path, fedc_store **out) {
   if ((err = exec(st, AUDIT_SQL, "create the audit trail")) != 0) goto fail;
   if ((err = exec(st, CERTS_SQL, "create the certificates table")) != 0) goto fail;
   if ((err = exec(st, EVALS_SQL, "create the evaluation table")) != 0) goto fail;
+  if ((err = exec(st, CHUNKS_SQL, "create the checkpoint chunks table")) != 0) goto fail;
   if ((err = prepare_hot(st)) != 0) goto fail;
   *out = st;
   return 0;
@@ -863,6 +869,35 @@ int fedc_store_client_list(fedc_store *st, fedc_store_client **out,
 /* ---- checkpoints and rounds -------------------------------------------- */
 
 /*
+ * Insert checkpoint `round` (inside the caller's transaction): one blob, or,
+ * over the chunk bound, an empty blob and the model's chunk rows
+ * (store_chunks.c), so that no blob nears sqlite's 10^9-byte limit.
+ */
+static int insert_ckpt(fedc_store *st, int32_t round, const uint8_t *model,
+                       size_t len, const char *hex, const char *what) {
+  int chunked = len > fedc__store_chunk_above();
+  sqlite3_stmt *s = st->ins_ckpt;
+  sqlite3_bind_int64(s, 1, round);
+  int rc = chunked ? sqlite3_bind_zeroblob(s, 2, 0)
+                   : sqlite3_bind_blob64(s, 2, model, len, SQLITE_STATIC);
+  if (rc != SQLITE_OK) {
+    int err = db_error(st, rc, what);
+    stmt_done(s);
+    return err;
+  }
+  sqlite3_bind_text(s, 3, hex, 64, SQLITE_STATIC);
+  int err = step_done(st, s, what);
+  if (!err && chunked) err = fedc__store_chunks_write(st, round, model, len, what);
+  return err;
+}
+
+/* A checkpoint's length: its blob's, or its chunks' when the blob is empty. */
+static int ckpt_len(fedc_store *st, int32_t round, int64_t blob_len, int64_t *len) {
+  *len = blob_len;
+  return blob_len == 0 ? fedc__store_chunks_len(st, round, len) : 0;
+}
+
+/*
  * Store the initial model as checkpoint 0. Comparing SHA-256 and length is
  * enough to tell "the same model again" (a restart) from "a different
  * model" (a misconfiguration that must not silently win).
@@ -883,7 +918,8 @@ int fedc_store_put_initial(fedc_store *st, const uint8_t *model, size_t len) {
     char stored[65];
     if ((err = col_text(st, s, 0, stored, sizeof stored, "checkpoint 0")))
       goto out;
-    int64_t slen = sqlite3_column_int64(s, 1);
+    int64_t slen;
+    if ((err = ckpt_len(st, 0, sqlite3_column_int64(s, 1), &slen))) goto out;
     if ((uint64_t)slen != (uint64_t)len || strcmp(stored, hex) != 0)
       err = fedc_error_set(FEDC_ESTATE,
                            "store %s: holds a different initial model "
@@ -898,16 +934,7 @@ int fedc_store_put_initial(fedc_store *st, const uint8_t *model, size_t len) {
   }
   sqlite3_finalize(s);
   s = NULL;
-  sqlite3_stmt *ins = st->ins_ckpt;
-  sqlite3_bind_int(ins, 1, 0);
-  if ((rc = sqlite3_bind_blob64(ins, 2, model, len, SQLITE_STATIC)) !=
-      SQLITE_OK) {
-    err = db_error(st, rc, "checkpoint 0");
-    stmt_done(ins);
-    goto out;
-  }
-  sqlite3_bind_text(ins, 3, hex, 64, SQLITE_STATIC);
-  err = step_done(st, ins, "checkpoint 0");
+  err = insert_ckpt(st, 0, model, len, hex, "checkpoint 0");
 out:
   sqlite3_finalize(s);
   if (!err) err = tx_commit(st, "checkpoint 0");
@@ -1072,16 +1099,7 @@ int fedc_store_commit_round(fedc_store *st, fedc_store_round *r,
   sqlite3_bind_text(s, 10, hex, 64, SQLITE_STATIC);
   if ((err = step_done(st, s, what)) != 0) goto fail;
 
-  s = st->ins_ckpt;
-  sqlite3_bind_int64(s, 1, r->round);
-  int rc = sqlite3_bind_blob64(s, 2, model, len, SQLITE_STATIC);
-  if (rc != SQLITE_OK) {
-    err = db_error(st, rc, what);
-    stmt_done(s);
-    goto fail;
-  }
-  sqlite3_bind_text(s, 3, hex, 64, SQLITE_STATIC);
-  if ((err = step_done(st, s, what)) != 0) goto fail;
+  if ((err = insert_ckpt(st, r->round, model, len, hex, what)) != 0) goto fail;
 
   if ((err = insert_updates(st, r->round, what, updates, n_updates)) != 0)
     goto fail;
@@ -1099,8 +1117,8 @@ fail:
 }
 
 /*
- * Copy checkpoint `round` out, checking its bytes against the SHA-256 that
- * was stored with them: a file damaged behind sqlite's back is reported
+ * Copy checkpoint `round` out (a chunked one chunk by chunk), checking its
+ * bytes against the SHA-256 that was stored with them: a file damaged behind sqlite's back is reported
  * (FEDC_ECHECKSUM) instead of resuming from a wrong model.
  */
 int fedc_store_checkpoint(fedc_store *st, int32_t round, uint8_t **model,
@@ -1129,9 +1147,13 @@ int fedc_store_checkpoint(fedc_store *st, int32_t round, uint8_t **model,
     if (blob == NULL && n > 0) err = db_error(st, SQLITE_NOMEM, what);
     if (!err) err = col_text(st, s, 1, stored, sizeof stored, what);
     uint8_t *copy = NULL;
-    if (!err && (copy = fedc_malloc(n)) == NULL) err = nomem(st->path);
+    if (!err && n == 0) /* a chunked checkpoint (store_chunks.c) */
+      err = fedc__store_chunks_read(st, round, &copy, &n);
+    else if (!err && (copy = fedc_malloc(n)) == NULL)
+      err = nomem(st->path);
+    else if (!err)
+      memcpy(copy, blob, n);
     if (!err) {
-      if (n) memcpy(copy, blob, n);
       sha256_hex(copy, n, hex);
       if (strcmp(hex, stored) != 0) {
         err = fedc_error_set(FEDC_ECHECKSUM,

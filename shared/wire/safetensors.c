@@ -457,6 +457,62 @@ int fedc_st_encode_typed(const fedc_st_tensor *tensors, const uint8_t *dts,
   return encode_as(tensors, n_tensors, meta, n_meta, dts, FEDC_ST_F32, out, out_len);
 }
 
+/*
+ * The header (its 8-byte length, the JSON, the padding) of the container
+ * fedc_st_encode_typed would make of t[0..n), for a data section that is
+ * already laid out: tensor i's bytes at data + its offset, in order, as on
+ * a little-endian host (t[i].data must point there, else FEDC_EINVAL). The
+ * sha256 is computed over data. So a container whose metadata changes is
+ * encoded again without a copy of its data (*hdr: fedc_free).
+ */
+int fedc_st_encode_header_typed(const fedc_st_tensor *t, const uint8_t *dts, size_t n,
+                                const fedc_st_meta *meta, size_t n_meta,
+                                const uint8_t *data, size_t data_len, uint8_t **hdr,
+                                size_t *hdr_len) {
+  if (hdr == NULL || hdr_len == NULL || (t == NULL && n > 0) || dts == NULL ||
+      (meta == NULL && n_meta > 0) || (data == NULL && data_len > 0) ||
+      n > SIZE_MAX / sizeof(int64_t) - 1 || ST_BIG_ENDIAN)
+    return fedc_error_set(FEDC_EINVAL, "safetensors: encode header: bad arguments");
+  *hdr = NULL;
+  *hdr_len = 0;
+  int64_t *offsets = fedc_malloc_array(n + 1, sizeof *offsets);
+  if (offsets == NULL) return oom();
+  int rc = check_encode_args(t, n, meta, n_meta, dts, FEDC_ST_F32, offsets);
+  if (rc == 0 && (uint64_t)offsets[n] != (uint64_t)data_len)
+    rc = fedc_error_set(FEDC_EINVAL, "safetensors: encode header: the tensors cover %lld "
+                        "bytes, the data %zu", (long long)offsets[n], data_len);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    if (offsets[i + 1] > offsets[i] && (const uint8_t *)t[i].data != data + offsets[i])
+      rc = fedc_error_set(FEDC_EINVAL, "safetensors: encode header: tensor %zu is not at "
+                          "its offset in the data", i);
+  char sha_hex[SHA_HEX_LEN + 1];
+  uint8_t digest[32];
+  if (rc == 0) rc = fedc__sha256(data, data_len, digest);
+  if (rc == 0) {
+    hex_lower(digest, sha_hex);
+    writer w = {NULL, 0};
+    put_header(&w, t, n, offsets, meta, n_meta, sha_hex, dts, FEDC_ST_F32);
+    size_t hlen = (w.len + 7) & ~(size_t)7;
+    uint8_t *buf = hlen > FEDC_ST_MAX_HEADER ? NULL : fedc_malloc(8 + hlen);
+    if (hlen > FEDC_ST_MAX_HEADER)
+      rc = fedc_error_set(FEDC_ETOOBIG, "safetensors: header of %zu bytes exceeds %u", hlen,
+                          FEDC_ST_MAX_HEADER);
+    else if (buf == NULL)
+      rc = oom();
+    if (rc == 0) {
+      store_le64(buf, hlen);
+      w.buf = buf + 8;
+      w.len = 0;
+      put_header(&w, t, n, offsets, meta, n_meta, sha_hex, dts, FEDC_ST_F32);
+      memset(buf + 8 + w.len, ' ', hlen - w.len);
+      *hdr = buf;
+      *hdr_len = 8 + hlen;
+    }
+  }
+  fedc_free(offsets);
+  return rc;
+}
+
 /* One 1-D U32 tensor: the words travel through the same 4-byte
  * little-endian path as floats (copy_le32 moves bytes, not values). */
 int fedc_st_encode_u32(const char *name, const uint32_t *words, size_t n,

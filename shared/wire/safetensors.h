@@ -63,6 +63,14 @@ int fedc_st_read_file_ex(const char *path, unsigned flags, fedc_st_file **out);
 int fedc_st_encode_typed(const fedc_st_tensor *t, const uint8_t *dts, size_t n_tensors,
                          const fedc_st_meta *meta, size_t n_meta, uint8_t **out,
                          size_t *out_len);
+/* The header (length, JSON, padding) fedc_st_encode_typed would write for
+ * t[0..n) over a data section already laid out at data (t[i].data at its
+ * offset there, little-endian host only): data + header is the container.
+ * *hdr freed with fedc_free; FEDC_EINVAL when t is not laid out so. */
+int fedc_st_encode_header_typed(const fedc_st_tensor *t, const uint8_t *dts, size_t n,
+                                const fedc_st_meta *meta, size_t n_meta,
+                                const uint8_t *data, size_t data_len, uint8_t **hdr,
+                                size_t *hdr_len);
 
 /* The dtype's name for tensor i ("F32", "U32", ...; NULL out of range), and
  * its code (-1 out of range). A U32 tensor's view from fedc_st_get or

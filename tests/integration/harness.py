@@ -240,9 +240,18 @@ give_up_s = 60
         return sqlite3.connect(f"file:{self.store}?mode=ro", uri=True)
 
     def checkpoints(self):
+        """round -> (model bytes, sha256); a checkpoint kept in chunk rows
+        (an empty blob; docs/operations.md) is joined from them."""
         with self.db() as con:
-            return {r: (blob, sha) for r, blob, sha in
-                    con.execute("SELECT round, model, sha256 FROM checkpoints ORDER BY round")}
+            out = {}
+            for r, blob, sha in con.execute("SELECT round, model, sha256 FROM checkpoints "
+                                            "ORDER BY round"):
+                if not blob:
+                    blob = b"".join(c for (c,) in con.execute(
+                        "SELECT bytes FROM checkpoint_chunks WHERE round = ? ORDER BY seq",
+                        (r,)))
+                out[r] = (blob, sha)
+            return out
 
     def updates_of(self, rnd):
         with self.db() as con:

@@ -10,7 +10,8 @@ on loopback (harness.py), with fedc-client sites on the numpy trainer.
    commit failing once before its durable write and its coordinator killed
    (SIGKILL) after round 1 and started again: every committed checkpoint
    is byte-identical, the mode's sums file <store>.acc exists only while the
-   forced run runs, and a job the mode cannot run (fedadam) is refused at
+   forced run runs (its store forced to keep checkpoints in chunk rows,
+   FEDC_STORE_CHUNK_ABOVE = 256 KiB; exports equal too), and a job the mode cannot run (fedadam) is refused at
    start naming spill_above_mb and the strategy.
 2. Memory: the coordinator's peak RSS (VmHWM) with a LARGE_MODEL_MB MiB
    model (32 by default; tests/long/test_large_model.sh: 256) in the mode,
@@ -51,14 +52,16 @@ def hwm(pid):
 
 
 def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_commit=None,
-            kill_after=None):
+            kill_after=None, chunk_above=None):
     """A tensor job of an F32 tensor of mb MiB and a small F32 head; sites
     (k -> samples). Returns the checkpoints (round -> blob), the
     coordinator's peak RSS, and whether <store>.acc was seen. fail_commit:
     the coordinator's FEDC_FAIL_COMMIT_AFTER (a commit attempt that fails
     before its durable write, then is retried); the log must say so.
     kill_after: the coordinator is killed (SIGKILL) once that round is
-    committed and started again; the sites go on with it."""
+    committed and started again; the sites go on with it. chunk_above: the
+    store's FEDC_STORE_CHUNK_ABOVE (checkpoints over it kept in chunk rows);
+    the last round's export must equal its checkpoint."""
     from trainer_tests import start_tensor_job, start_external, close
     job = Job(name, len(sites), sizes=[10] * len(sites), rounds=rounds, model="tensors",
               round_timeout_s=300, poll_s=1)
@@ -74,6 +77,8 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_c
         rng = np.random.default_rng(7)
         if fail_commit:
             os.environ["FEDC_FAIL_COMMIT_AFTER"] = fail_commit
+        if chunk_above:
+            os.environ["FEDC_STORE_CHUNK_ABOVE"] = str(chunk_above)
         try:
             start_tensor_job(job, {"big.weight": rng.normal(size=(n // 1024, 1024))
                                    .astype(np.float32),
@@ -81,6 +86,7 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_c
                              "*num_batches_tracked=max")
         finally:
             os.environ.pop("FEDC_FAIL_COMMIT_AFTER", None)
+            os.environ.pop("FEDC_STORE_CHUNK_ABOVE", None)
         coord = job.procs[-1].pid
         # chunked: updates of 1 MiB or more go as chunked uploads (spooled, mapped)
         env = {"FEDC_UPLOAD_CHUNKED_MIN": str(MIB)} if chunked else None
@@ -99,8 +105,11 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_c
                     old.send_signal(signal.SIGKILL)
                     old.wait()
                     log = open(os.path.join(job.dir, "coordinator.log"), "ab")
+                    env = dict(os.environ)
+                    if chunk_above:
+                        env["FEDC_STORE_CHUNK_ABOVE"] = str(chunk_above)
                     p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config",
-                                          job.coord_ini], stdout=log, stderr=log)
+                                          job.coord_ini], stdout=log, stderr=log, env=env)
                     job.procs.append(p)
                     coord = p.pid
             peak = max(peak, hwm(coord))
@@ -119,6 +128,16 @@ def run_job(name, mb, spill, sites, rounds, strategy=None, chunked=False, fail_c
             "the coordinator was not killed and resumed"
         ckpts = {r: blob for r, (blob, _) in job.checkpoints().items()}
         assert len(ckpts) == rounds + 1, sorted(ckpts)
+        with job.db() as con:
+            chunked_rows = con.execute("SELECT count(*) FROM checkpoints WHERE length(model) = 0"
+                                       ).fetchone()[0]
+        assert chunked_rows == (rounds + 1 if chunk_above else 0), \
+            f"{chunked_rows} checkpoints of {rounds + 1} in chunk rows"
+        export = os.path.join(job.dir, "export.safetensors")
+        subprocess.run([os.path.join(BIN, "fedc-coordinator"), "--config", job.coord_ini,
+                        "export", str(rounds), export], check=True, capture_output=True)
+        with open(export, "rb") as f:
+            assert f.read() == ckpts[rounds], "the export is not the last checkpoint"
         return ckpts, peak, acc_seen
     finally:
         close(job)
@@ -132,8 +151,9 @@ def test_identical():
     # its first commit fails once: the global model is read back from the
     # store (the initial checkpoint) and the round committed again; then the
     # coordinator is killed and resumes from checkpoint 1 (held once)
+    # and its store keeps every checkpoint in chunk rows of 256 KiB
     spilled, _, acc_spilled = run_job("large-on", mb, mb / 4, sites, 2, chunked=True,
-                                      fail_commit="1", kill_after=1)
+                                      fail_commit="1", kill_after=1, chunk_above=256 << 10)
     assert not acc_plain and acc_spilled, (acc_plain, acc_spilled)
     import json
 
@@ -147,8 +167,9 @@ def test_identical():
         assert plain[r] == spilled[r].replace(idb, ida), \
             f"checkpoint {r} differs with large-model mode on"
     print(f"       {len(plain)} checkpoints of a {mb} MiB job, share cap on, chunked updates, "
-          f"a failed commit retried, a kill -9 resumed: byte-identical with large-model "
-          f"mode on and off")
+          f"a failed commit retried, a kill -9 resumed, checkpoints in "
+          f"chunk rows: byte-identical with large-model mode and chunking on and off, "
+          f"exports too")
     try:
         run_job("large-adam", 1, 0.25, {1: 10}, 1, strategy="fedadam")
         raise AssertionError("fedadam in large-model mode was not refused")

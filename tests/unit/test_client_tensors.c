@@ -219,6 +219,63 @@ static void test_reencode(void **state) {
   fedc_free(out);
 }
 
+/*
+ * Encoding again in place (the client's path for a trainer's update): the
+ * header lists the tensors in another order than their data, padded to
+ * `pad` bytes (a header that grows and one that shrinks); the result is the
+ * new metadata over the very same data section, byte for byte (the data not
+ * re-laid in header order: it was not copied), a valid container with each
+ * tensor's bytes as they were.
+ */
+static void reencode_in_place(size_t pad) {
+  /* the tensors of `data`, laid n, w, h, b (each aligned for its elements,
+   * so that the view borrows) and listed w, b, n, h */
+  static const uint8_t laid[] = {7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40,
+                                 0x00, 0x3c, 0x00, 0xc0, 0x80, 0x3f};
+  static const char header[] =
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+      "\"b\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[20,22]},"
+      "\"n\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[0,8]},"
+      "\"h\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[16,20]}}";
+  char padded[1024];
+  size_t hl = strlen(header);
+  assert_true(pad >= hl && pad % 8 == 0 && pad < sizeof padded);
+  memcpy(padded, header, hl);
+  memset(padded + hl, ' ', pad - hl);
+  padded[pad] = '\0';
+  uint8_t *buf = fedc_malloc(8 + pad + sizeof laid);
+  assert_non_null(buf);
+  size_t len = make(buf, padded, laid, sizeof laid);
+  fedc_client_st_view v, back, orig;
+  assert_int_equal(fedc__client_st_view(buf, len, &v), 0);
+  fedc_st_meta meta[] = {{"round", "5"}, {"num_samples", "120"}, {"train_loss", "0.25"}};
+  assert_int_equal(fedc__client_st_reencode_in_place(&v, meta, 3, &buf, &len), 0);
+  assert_null(v.f); /* freed */
+  assert_int_equal((len - sizeof laid) % 8, 0);
+  assert_memory_equal(buf + len - sizeof laid, laid, sizeof laid);
+  assert_int_equal(fedc__client_st_view(buf, len, &back), 0);
+  assert_int_equal(back.n, 4);
+  uint8_t first[1024];
+  assert_int_equal(fedc__client_st_view(first, make(first, model_header, data, sizeof data),
+                                        &orig), 0);
+  assert_int_equal(fedc__client_st_same_layout(&orig, &back, 5), 0);
+  for (size_t i = 0; i < orig.n; i++)
+    for (size_t k = 0; k < back.n; k++)
+      if (strcmp(orig.t[i].name, back.t[k].name) == 0)
+        assert_memory_equal(orig.t[i].data, back.t[k].data,
+                            orig.t[i].count * (size_t)orig.t[i].elem);
+  assert_string_equal(fedc__client_st_meta(&back, "train_loss"), "0.25");
+  assert_non_null(fedc__client_st_meta(&back, "sha256"));
+  fedc__client_st_view_free(&orig);
+  fedc__client_st_view_free(&back);
+  fedc_free(buf);
+}
+
+static void test_reencode_in_place(void **state) {
+  reencode_in_place(256); /* the new header is longer */
+  reencode_in_place(512); /* shorter */
+}
+
 static void test_tensor_job_parse(void **state) {
   static const char body[] =
       "{\"client_id\": 2, \"job\": {\"id\": \"t1\", \"rounds\": 5, \"round\": 1, \"seed\": 3, "
@@ -242,6 +299,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_same_layout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_finite, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reencode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reencode_in_place, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tensor_job_parse, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -699,9 +699,24 @@ static void test_kill9_atomic(void **state) {
  */
 #define SPILL_MODEL_BYTES (24u << 20)
 
-static void test_kill9_mid_transaction(void **state) {
+/* The number of chunk rows of round r (store_chunks.c) in the file at path. */
+static int64_t chunk_rows(const char *path, int32_t r) {
+  sqlite3 *db;
+  sqlite3_stmt *s;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM checkpoint_chunks "
+                                          "WHERE round = ?1", -1, &s, NULL), SQLITE_OK);
+  sqlite3_bind_int64(s, 1, r);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+static void kill_mid_transaction(const char *name) {
   char path[256], wal[300];
-  path_of(path, sizeof path, "spill.db");
+  path_of(path, sizeof path, name);
   snprintf(wal, sizeof wal, "%s-wal", path);
   int fds[2];
   assert_int_equal(pipe(fds), 0);
@@ -770,7 +785,99 @@ static void test_kill9_mid_transaction(void **state) {
     assert_int_equal(fedc_store_checkpoint(st, 0, &m, &len), 0);
     assert_int_equal(len, 1000);
     fedc_free(m);
+    assert_int_equal(chunk_rows(path, 1), 0);
+  } else {
+    uint8_t *m, *want = model_of(1, SPILL_MODEL_BYTES);
+    size_t len;
+    assert_int_equal(fedc_store_checkpoint(st, 1, &m, &len), 0);
+    assert_int_equal(len, SPILL_MODEL_BYTES);
+    assert_memory_equal(m, want, len);
+    fedc_free(m);
+    free(want);
   }
+  fedc_store_close(st);
+}
+
+static void test_kill9_mid_transaction(void **state) {
+  kill_mid_transaction("spill.db");
+}
+
+/*
+ * Checkpoints of any size (store_chunks.c): with the chunk bound forced
+ * down to 1 MiB, round 1's 24 MiB model goes in as 24 chunk rows of the
+ * commit's transaction; a kill -9 in its middle leaves no chunk behind,
+ * and the small rounds of kill_once, chunked at 64 KiB, are every one
+ * intact after a kill at any moment.
+ */
+static void test_kill9_chunked(void **state) {
+  setenv("FEDC_STORE_CHUNK_ABOVE", "1048576", 1);
+  kill_mid_transaction("spill-chunked.db");
+  setenv("FEDC_STORE_CHUNK_ABOVE", "65536", 1);
+  kill_once(3, 30);
+  kill_once(4, 60);
+  unsetenv("FEDC_STORE_CHUNK_ABOVE");
+}
+
+/*
+ * The chunked write and read: with the bound at 1000 bytes, checkpoints of
+ * 5000 and 2500 bytes become 5 and 3 chunk rows beside an empty blob, one
+ * of 800 stays a blob; each reads back whole, put_initial still knows the
+ * same initial model (and refuses another of the same length), a damaged
+ * chunk is FEDC_ECHECKSUM, and a store written with one bound reads the
+ * same with the default one (old stores of single blobs keep working).
+ */
+static void test_chunked(void **state) {
+  char path[256];
+  path_of(path, sizeof path, "chunks.db");
+  setenv("FEDC_STORE_CHUNK_ABOVE", "1000", 1);
+  fedc_store *st = open_ok(path);
+  char fp[65];
+  fp_of(1, fp);
+  assert_int_equal(fedc_store_client_allow(st, fp, "c", NULL), 0);
+  uint8_t *m0 = model_of(0, 5000), *other = model_of(9, 5000);
+  assert_int_equal(fedc_store_put_initial(st, m0, 5000), 0);
+  assert_int_equal(fedc_store_put_initial(st, m0, 5000), 0);
+  assert_int_equal(fedc_store_put_initial(st, other, 5000), FEDC_ESTATE);
+  free(other);
+  commit_ok(st, 1, 2500, NULL, 0);
+  commit_ok(st, 2, 800, NULL, 0);
+  assert_int_equal(chunk_rows(path, 0), 5);
+  assert_int_equal(chunk_rows(path, 1), 3);
+  assert_int_equal(chunk_rows(path, 2), 0);
+  size_t lens[3] = {5000, 2500, 800};
+  for (int pass = 0; pass < 2; pass++) {
+    for (int32_t r = 0; r < 3; r++) {
+      uint8_t *m, *want = model_of(r, lens[r]);
+      size_t len;
+      assert_int_equal(fedc_store_checkpoint(st, r, &m, &len), 0);
+      assert_int_equal(len, lens[r]);
+      assert_memory_equal(m, want, len);
+      fedc_free(m);
+      free(want);
+    }
+    fedc_store_close(st);
+    unsetenv("FEDC_STORE_CHUNK_ABOVE");
+    st = open_ok(path);
+  }
+  assert_int_equal(fedc_store_put_initial(st, m0, 5000), 0);
+  free(m0);
+  assert_int_equal(fedc_store_integrity_check(st), 0);
+  fedc_store_close(st);
+
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE checkpoint_chunks SET bytes = "
+                                    "zeroblob(1000) WHERE round = 1 AND seq = 1",
+                                NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  st = open_ok(path);
+  uint8_t *m;
+  size_t len;
+  assert_int_equal(fedc_store_checkpoint(st, 1, &m, &len), FEDC_ECHECKSUM);
+  assert_msg_has("round 1");
+  assert_int_equal(fedc_store_checkpoint(st, 0, &m, &len), 0);
+  assert_int_equal(len, 5000);
+  fedc_free(m);
   fedc_store_close(st);
 }
 
@@ -1046,6 +1153,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_damaged_checkpoint, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_kill9_atomic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_chunked, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_kill9_chunked, setup, teardown),
       cmocka_unit_test_setup_teardown(test_kill9_mid_transaction, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
