@@ -484,6 +484,14 @@ static long ms(double s) {
   return v < 1 ? 1 : v;
 }
 
+/* The request's headers could not be built: nothing was sent. */
+static int headers_oom(fedc_http_client *c, fedc_http_response *resp, struct curl_slist *h) {
+  curl_slist_free_all(h);
+  c->resp = NULL;
+  resp->fail = FEDC_HTTP_FAIL_LOCAL;
+  return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
+}
+
 /*
  * Runs one request on the shared handle. body == NULL means GET. The
  * method-specific options are set on every call, so that a GET after a POST
@@ -537,12 +545,7 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
      * a one-second stall) before every update body */
     post_headers = curl_slist_append(NULL, "Expect:");
     struct curl_slist *t = post_headers ? curl_slist_append(post_headers, ct_line) : NULL;
-    if (t == NULL) {
-      curl_slist_free_all(post_headers);
-      c->resp = NULL;
-      resp->fail = FEDC_HTTP_FAIL_LOCAL;
-      return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
-    }
+    if (t == NULL) return headers_oom(c, resp, post_headers);
     post_headers = t;
     cc = curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
     if (cc == CURLE_OK)
@@ -552,12 +555,7 @@ static int perform(fedc_http_client *c, const char *path, const char *ctype, con
   } else if (cc == CURLE_OK) {
     for (const char *const *h = call->headers; h && *h; h++) {
       struct curl_slist *t = curl_slist_append(post_headers, *h);
-      if (t == NULL) {
-        curl_slist_free_all(post_headers);
-        c->resp = NULL;
-        resp->fail = FEDC_HTTP_FAIL_LOCAL;
-        return fedc_error_set(FEDC_ENOMEM, "http: out of memory");
-      }
+      if (t == NULL) return headers_oom(c, resp, post_headers);
       post_headers = t;
     }
     cc = curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);

@@ -225,6 +225,39 @@ void fedc__coord_secagg_free(fedc_coord *c) {
   c->secagg = NULL;
 }
 
+/* A protocol object for `round` (0: the statistics session) over vectors
+ * of `words` words, whose parties are the n clients given; its masking
+ * graph is drawn from the job seed, the round and how many sessions this
+ * process opened. On failure *out is NULL and the error set. */
+static int session_new(fedc_coord *c, int32_t round, const int32_t *clients, int32_t n,
+                       size_t words, sa_round **out) {
+  *out = NULL;
+  sa_round *r = fedc_calloc(1, sizeof *r);
+  uint32_t *ids = fedc_malloc_array((size_t)n + 1, sizeof *ids);
+  if (r) {
+    r->parties = fedc_malloc_array((size_t)n + 1, sizeof *r->parties);
+    r->parties_cap = n;
+  }
+  int rc = r && ids && r->parties ? 0 : fedc_error_set(FEDC_ENOMEM, "out of memory");
+  if (rc == 0) {
+    fedc_rng g;
+    fedc_rng_derive(&g, c->cfg.seed, 0x7361677261706853ULL /* "sagraphS" */, (uint64_t)round,
+                    (uint64_t)c->secagg->opens++);
+    fedc_secagg_params p = {.round = round, .n = words, .neighbors = c->cfg.secagg_neighbors,
+                            .threshold = c->cfg.secagg_threshold,
+                            .clip = fedc__coord_secagg_clip(c), .graph_seed = fedc_rng_u64(&g)};
+    for (int32_t i = 0; i < n; i++) ids[i] = (uint32_t)clients[i];
+    rc = fedc_secagg_server_new(&p, ids, n, &r->srv);
+  }
+  fedc_free(ids);
+  if (rc != 0) {
+    round_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
 /* Round opened (loop thread): a protocol object whose parties are the
  * engine's selection (fedc_engine_open's answer, not kept here). On
  * failure the round has none and is abandoned at its first step. */
@@ -232,29 +265,10 @@ void fedc__coord_secagg_open(fedc_coord *c, const int32_t *selected, int32_t n_s
   struct coord_secagg *sa = c->secagg;
   round_free(sa->cur);
   sa->cur = NULL;
-  sa_round *r = fedc_calloc(1, sizeof *r);
-  uint32_t *ids = fedc_malloc_array((size_t)n_selected + 1, sizeof *ids);
-  if (r) {
-    r->parties = fedc_malloc_array((size_t)n_selected + 1, sizeof *r->parties);
-    r->parties_cap = n_selected;
-  }
-  int rc = r && ids && r->parties ? 0 : FEDC_ENOMEM;
-  if (rc == 0) {
-    fedc_rng g;
-    fedc_rng_derive(&g, c->cfg.seed, 0x7361677261706853ULL /* "sagraphS" */,
-                    (uint64_t)c->round, (uint64_t)sa->opens++);
-    fedc_secagg_params p = {.round = c->round, .n = c->n_params,
-                            .neighbors = c->cfg.secagg_neighbors,
-                            .threshold = c->cfg.secagg_threshold,
-                            .clip = fedc__coord_secagg_clip(c), .graph_seed = fedc_rng_u64(&g)};
-    for (int32_t i = 0; i < n_selected; i++) ids[i] = (uint32_t)selected[i];
-    rc = fedc_secagg_server_new(&p, ids, n_selected, &r->srv);
-  }
-  fedc_free(ids);
-  if (rc != 0) {
+  sa_round *r;
+  if (session_new(c, c->round, selected, n_selected, c->n_params, &r) != 0) {
     fedc_log_error("round=%d msg=\"cannot start secure aggregation\" err=\"%s\"", (int)c->round,
                    fedc_error_msg());
-    round_free(r);
     return;
   }
   r->round = c->round;
@@ -888,33 +902,15 @@ int fedc__coord_secagg_stats_open(fedc_coord *c, const int32_t *parties, int32_t
   struct coord_secagg *sa = c->secagg;
   round_free(sa->cur);
   sa->cur = NULL;
-  sa_round *r = fedc_calloc(1, sizeof *r);
-  uint32_t *ids = fedc_malloc_array((size_t)n + 1, sizeof *ids);
-  if (r) {
-    r->parties = fedc_malloc_array((size_t)n + 1, sizeof *r->parties);
-    r->parties_cap = n;
-  }
-  int rc = r && ids && r->parties ? 0 : fedc_error_set(FEDC_ENOMEM, "out of memory");
-  if (rc == 0) {
-    fedc_rng g;
-    fedc_rng_derive(&g, c->cfg.seed, 0x7361677261706853ULL /* "sagraphS" */, 0,
-                    (uint64_t)sa->opens++);
-    fedc_secagg_params p = {.round = 0, .n = words, .neighbors = c->cfg.secagg_neighbors,
-                            .threshold = c->cfg.secagg_threshold,
-                            .clip = fedc__coord_secagg_clip(c), .graph_seed = fedc_rng_u64(&g)};
-    for (int32_t i = 0; i < n; i++) ids[i] = (uint32_t)parties[i];
-    rc = fedc_secagg_server_new(&p, ids, n, &r->srv);
-  }
-  if (rc == 0) {
-    r->sel_ids = (int32_t *)ids; /* the same width: kept as the session's party list */
-    for (int32_t i = 0; i < n; i++) r->sel_ids[i] = parties[i];
-    ids = NULL;
-  }
-  fedc_free(ids);
-  if (rc != 0) {
+  sa_round *r;
+  int rc = session_new(c, 0, parties, n, words, &r);
+  if (rc != 0) return rc;
+  r->sel_ids = fedc_malloc_array((size_t)n + 1, sizeof *r->sel_ids);
+  if (r->sel_ids == NULL) {
     round_free(r);
-    return rc;
+    return fedc_error_set(FEDC_ENOMEM, "out of memory");
   }
+  for (int32_t i = 0; i < n; i++) r->sel_ids[i] = parties[i]; /* the session's party list */
   r->n_words = words;
   r->stats = 1;
   r->n_sel = n;
