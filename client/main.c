@@ -272,7 +272,10 @@ static int serve(const fedc_config *cfg) {
                       (int)e, fedc_error_msg());
         if (pause_s(1) != 0) continue;
       }
-      if (fedc_client_wait_next(c) != 0) continue; /* stopped: seen above */
+      if (fedc_client_wait_next(c) != 0) { /* FEDC_ECANCELED: stopped by a signal */
+        code = FEDC_CLIENT_EXIT_INTERRUPTED;
+        break;
+      }
     }
     g_client = NULL;
     fedc_client_free(c);
@@ -285,6 +288,8 @@ static int serve(const fedc_config *cfg) {
   }
   fedc_free(dc);
   if (g_stop) code = FEDC_CLIENT_EXIT_INTERRUPTED;
+  if (code == FEDC_CLIENT_EXIT_INTERRUPTED)
+    fedc_log_info("msg=\"site service stopped by a signal\"");
   return code;
 }
 
