@@ -357,12 +357,24 @@ static int32_t slot_of(const fedc_secagg_client *c, uint32_t id) {
   return i < 0 ? -1 : fedc__sa_find_index(c->nbr, c->deg, i);
 }
 
+/* The floor of fedc_secagg_client_require against a count of parties or
+ * survivors: below it, the sum would carry less noise than the site was
+ * told to count on. */
+static int below_floor(const fedc_secagg_client *c, uint32_t count, const char *what) {
+  if (c->min_survivors == 0 || count >= c->min_survivors) return 0;
+  return fedc_error_set(FEDC_EQUORUM,
+                        "secagg: %u %s, fewer than the %u the noise at the sites counts on",
+                        (unsigned)count, what, (unsigned)c->min_survivors);
+}
+
 /* masked_input and masked_words: y = the input (x quantized and weighted,
  * or the words w as they are) plus the masks. */
 static int mask_input(fedc_secagg_client *c, const uint8_t *myshares, size_t myshares_len,
                       const float *x, const uint32_t *w, size_t n, uint32_t *y,
                       size_t *clipped) {
   if (c->step != STEP_SHARED) return step_error(c, "masked_input");
+  int floor_rc = below_floor(c, (uint32_t)c->n_parties, "parties");
+  if (floor_rc != 0) return floor_rc;
   if (n != c->n)
     return fedc_error_set(FEDC_EINVAL, "secagg client: %zu values, the round has %zu", n, c->n);
   sa_reader r;
@@ -435,23 +447,10 @@ void fedc_secagg_client_require(fedc_secagg_client *c, uint32_t min_survivors) {
   c->min_survivors = min_survivors;
 }
 
-/* The floor of fedc_secagg_client_require against a count of parties or
- * survivors: below it, the sum would carry less noise than the site was
- * told to count on. */
-static int below_floor(const fedc_secagg_client *c, uint32_t count, const char *what) {
-  if (c->min_survivors == 0 || count >= c->min_survivors) return 0;
-  return fedc_error_set(FEDC_EQUORUM,
-                        "secagg: %u %s, fewer than the %u the noise at the sites counts on",
-                        (unsigned)count, what, (unsigned)c->min_survivors);
-}
 
 int fedc_secagg_client_masked_input(fedc_secagg_client *c, const uint8_t *myshares,
                                     size_t myshares_len, const float *x, size_t n,
                                     uint32_t *y, size_t *clipped) {
-  if (c->step == STEP_SHARED) {
-    int rc = below_floor(c, (uint32_t)c->n_parties, "parties");
-    if (rc != 0) return rc;
-  }
   return mask_input(c, myshares, myshares_len, x, NULL, n, y, clipped);
 }
 
