@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -39,7 +40,39 @@ def mem_kb(pid, field):
     raise AssertionError(f"{field} not in /proc/{pid}/status")
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_port_rng = random.Random(os.getpid() * 7919 + int(time.time() * 1e6))
+
+
 def free_port():
+    """A port free now, taken below the kernel's ephemeral range.
+
+    bind(0) hands out ports from the ephemeral range, the same range every
+    outgoing connection on the machine draws its local port from: between
+    this pick and the coordinator's bind, another suite's client could take
+    it ("Address already in use"). Below that range only listeners bind, so
+    the pick can only race another suite's pick, drawn at random from some
+    ten thousand ports."""
+    lo, _ = _ephemeral_range()
+    top = lo - 1 if lo > 12000 else 60999
+    for _ in range(200):
+        port = _port_rng.randint(10000, top)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -181,13 +214,40 @@ give_up_s = 60
 
     def start_coordinator(self, env=None):
         """env: extra environment variables for the coordinator."""
-        log = open(os.path.join(self.dir, "coordinator.log"), "ab")
-        p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config", self.coord_ini],
-                             stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
-        self.procs.append(p)
-        self.coordinator = p
+        for attempt in range(3):
+            log = open(os.path.join(self.dir, "coordinator.log"), "ab")
+            start = log.tell()
+            p = subprocess.Popen([os.path.join(BIN, "fedc-coordinator"), "--config", self.coord_ini],
+                                 stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
+            self.procs.append(p)
+            self.coordinator = p
+            self.wait_for(lambda: self.status() is not None or p.poll() is not None, 10,
+                          "coordinator to listen")
+            if self.status() is not None or not self._lost_port_race(start):
+                break
         self.wait_for(lambda: self.status() is not None, 10, "coordinator to listen")
         return p
+
+    def _lost_port_race(self, log_offset):
+        """True when the coordinator just exited because its port was taken
+        and no client was pointed at the ports yet: then both ports are
+        drawn again (in the config file as written) and the start retried."""
+        if self.coordinator.poll() is None or any(p is not self.coordinator and
+                                                  p.args[0].endswith("fedc-client")
+                                                  for p in self.procs):
+            return False
+        with open(os.path.join(self.dir, "coordinator.log"), "rb") as f:
+            f.seek(log_offset)
+            if b"Address already in use" not in f.read():
+                return False
+        text = open(self.coord_ini).read()
+        port, status_port = free_port(), free_port()
+        text = text.replace(f"127.0.0.1:{self.port}", f"127.0.0.1:{port}") \
+                   .replace(f"127.0.0.1:{self.status_port}", f"127.0.0.1:{status_port}")
+        with open(self.coord_ini, "w") as f:
+            f.write(text)
+        self.port, self.status_port = port, status_port
+        return True
 
     def start_client(self, k, env=None, **kw):
         """env: extra environment variables for this client."""
