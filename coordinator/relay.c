@@ -67,6 +67,23 @@ static int32_t site_of(const fedc_relay *r, const char *fpr) {
   return -1;
 }
 
+/*
+ * A site's client id, the same in every run of the relay: a site keeps the
+ * id it joined with across the relay's restarts, and secure aggregation
+ * names its parties by it. 1 + the first 30 bits of the fingerprint (hex).
+ */
+static uint32_t site_id_of(const char *fpr) {
+  uint32_t v = 0;
+  for (int i = 0; i < 8 && fpr[i]; i++) {
+    char ch = fpr[i];
+    uint32_t d = ch >= '0' && ch <= '9' ? (uint32_t)(ch - '0')
+                 : ch >= 'a' && ch <= 'f' ? (uint32_t)(ch - 'a' + 10)
+                 : ch >= 'A' && ch <= 'F' ? (uint32_t)(ch - 'A' + 10) : 0;
+    v = v << 4 | d;
+  }
+  return 1 + (v & 0x3fffffffu);
+}
+
 /* Under mu: add a site (sized arrays grow together); its index or -1. */
 static int32_t site_add(fedc_relay *r, const char *fpr) {
   int32_t i = site_of(r, fpr);
@@ -79,10 +96,19 @@ static int32_t site_add(fedc_relay *r, const char *fpr) {
     uint8_t *rep = fedc_realloc(r->reported, (size_t)cap);
     if (rep == NULL) return -1;
     r->reported = rep;
+    uint32_t *ids = fedc_realloc(r->site_ids, (size_t)cap * sizeof *ids);
+    if (ids == NULL) return -1;
+    r->site_ids = ids;
     r->sites_cap = cap;
   }
   snprintf(r->sites[r->n_sites], 65, "%s", fpr);
   r->reported[r->n_sites] = 0;
+  uint32_t id = site_id_of(fpr);
+  for (int32_t j = 0; j < r->n_sites; j++)
+    if (r->site_ids[j] == id)
+      fedc_log_warn("msg=\"relay: two sites' fingerprints give the same client id\" id=%u",
+                    (unsigned)id);
+  r->site_ids[r->n_sites] = id;
   return r->n_sites++;
 }
 
@@ -184,7 +210,10 @@ static void on_join(fedc_relay *r, fedc_http_exchange *x, int32_t site) {
   }
   cJSON_DeleteItemFromObjectCaseSensitive(job, "round");
   cJSON_AddNumberToObject(job, "round", round);
-  cJSON_AddNumberToObject(o, "client_id", site + 1);
+  pthread_mutex_lock(&r->mu);
+  uint32_t id = r->site_ids[site];
+  pthread_mutex_unlock(&r->mu);
+  cJSON_AddNumberToObject(o, "client_id", id);
   cJSON_AddItemToObject(o, "job", job);
   respond_json(x, o);
 }
@@ -520,6 +549,7 @@ int fedc__relay_main(const fedc_config *cfg, int argc, char **argv) {
   fedc_free(r->job_json);
   fedc_free(r->sites);
   fedc_free(r->reported);
+  fedc_free(r->site_ids);
   fedc_free(r->polls);
   fedc_free(r->sa_polls);
   fedc__relay_sa_close(r);

@@ -96,8 +96,10 @@ typedef struct fedc_relay {
   char model_sha[65];
   float *global;   /* the same, decoded (for max_weight_delta's transform) */
   double deadline; /* monotonic: the partial leaves by then */
-  /* the sites: fingerprints in order of first join (id = index + 1) */
+  /* the sites: fingerprints in order of first join (index), with their
+   * client ids (from the fingerprint: stable across the relay's restarts) */
   char (*sites)[65];
+  uint32_t *site_ids;
   uint8_t *reported; /* per site, in the open round */
   int32_t n_sites, sites_cap, n_reported;
   fedc_strategy *sum; /* FedAvg's accumulator for the open round */

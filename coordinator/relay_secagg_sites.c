@@ -23,9 +23,14 @@
  * finishing). The held long-polls are the loop thread's own list, answered
  * on its tick and when the link thread wakes it after closing a phase.
  *
+ * Parties are named by the sites' client ids (relay.c: from their
+ * certificates, the same after the relay restarts). The protocol object is
+ * made when the parties are fixed: until then the sites' ADVERTISE
+ * messages are kept as they came.
+ *
  * Test hook: with FEDC_SECAGG_DEBUG_DIR set, every masked update a site
- * sends is written there as relay-round-<r>-site-<id>.safetensors, to show
- * what the relay saw.
+ * sends is written there as relay-round-<r>-client-<id>.safetensors, to
+ * show what the relay saw.
  */
 #include "relay.h"
 
@@ -45,9 +50,18 @@
 
 #define SA_POLL_MAX_S 5.0
 
+/* A site's ADVERTISE, kept until the relay fixes its parties. */
+typedef struct sa_advert {
+  int32_t site;
+  uint8_t *msg;
+  size_t len;
+} sa_advert;
+
 struct relay_sa {
   int32_t round;
-  fedc_secagg_server *srv;
+  fedc_secagg_server *srv; /* made when the parties are fixed (freeze) */
+  sa_advert *adv;          /* until then, the ADVERTISE messages */
+  int32_t n_adv, adv_cap;
   int frozen;      /* no more ADVERTISE: the parties are fixed */
   int failed;      /* the session cannot end in a sum */
   double loss_sum; /* the masked updates' train_loss x samples */
@@ -55,40 +69,86 @@ struct relay_sa {
 
 /* ---- lifecycle (under mu) --------------------------------------------------------- */
 
+/*
+ * The session's parties are the sites that advertised before the freeze,
+ * by their client ids (stable across the relay's restarts, relay.c), so
+ * the protocol object is made then and their kept ADVERTISE messages are
+ * given to it; here only the round is noted.
+ */
 int fedc__relay_sa_open(fedc_relay *r) {
-  int32_t n = r->n_sites > r->cfg->relay_sites ? r->n_sites : r->cfg->relay_sites;
   relay_sa *sa = fedc_calloc(1, sizeof *sa);
-  uint32_t *ids = fedc_malloc_array((size_t)n + 1, sizeof *ids);
-  int rc = sa && ids ? 0 : fedc_error_set(FEDC_ENOMEM, "relay: out of memory");
-  if (rc == 0) {
-    /* the graph's seed names nothing the result depends on: the masks cancel */
-    fedc_rng g;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    fedc_rng_derive(&g, r->cfg->seed, 0x7361677261706852ULL /* "sagraphR" */,
-                    (uint64_t)r->round, (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec);
-    fedc_secagg_params p = {.round = r->round, .n = r->n_params,
-                            .neighbors = r->cfg->secagg_neighbors,
-                            .threshold = r->cfg->secagg_threshold,
-                            .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
-    for (int32_t i = 0; i < n; i++) ids[i] = (uint32_t)i + 1; /* a site's id: index + 1 */
-    rc = fedc_secagg_server_new(&p, ids, n, &sa->srv);
-  }
-  fedc_free(ids);
-  if (rc != 0) {
-    fedc_free(sa);
-    return rc;
-  }
+  if (sa == NULL) return fedc_error_set(FEDC_ENOMEM, "relay: out of memory");
   sa->round = r->round;
   r->sa = sa;
   return 0;
 }
 
 void fedc__relay_sa_close(fedc_relay *r) {
-  if (r->sa == NULL) return;
-  fedc_secagg_server_free(r->sa->srv);
-  fedc_free(r->sa);
+  relay_sa *sa = r->sa;
+  if (sa == NULL) return;
+  fedc_secagg_server_free(sa->srv);
+  for (int32_t i = 0; i < sa->n_adv; i++) fedc_free(sa->adv[i].msg);
+  fedc_free(sa->adv);
+  fedc_free(sa);
   r->sa = NULL;
+}
+
+/* Under mu, before the freeze: keep (or replace) a site's ADVERTISE. */
+static int keep_advert(relay_sa *sa, int32_t site, const uint8_t *msg, size_t len) {
+  if (len == 0 || len > 4096)
+    return fedc_error_set(FEDC_EFORMAT, "secagg ADVERTISE: %zu bytes", len);
+  uint8_t *copy = fedc_malloc(len);
+  if (copy == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
+  memcpy(copy, msg, len);
+  for (int32_t i = 0; i < sa->n_adv; i++)
+    if (sa->adv[i].site == site) {
+      int same = sa->adv[i].len == len && memcmp(sa->adv[i].msg, msg, len) == 0;
+      fedc_free(sa->adv[i].msg);
+      sa->adv[i].msg = copy;
+      sa->adv[i].len = len;
+      return same ? FEDC_EDUPLICATE : 0;
+    }
+  if (sa->n_adv == sa->adv_cap) {
+    int32_t cap = sa->adv_cap ? 2 * sa->adv_cap : 8;
+    sa_advert *a = fedc_realloc(sa->adv, (size_t)cap * sizeof *a);
+    if (a == NULL) {
+      fedc_free(copy);
+      return fedc_error_set(FEDC_ENOMEM, "out of memory");
+    }
+    sa->adv = a;
+    sa->adv_cap = cap;
+  }
+  sa->adv[sa->n_adv++] = (sa_advert){site, copy, len};
+  return 0;
+}
+
+/* Under mu, at the freeze: the protocol object over the advertisers, each
+ * kept ADVERTISE given to it (one it refuses leaves that site out). */
+static int make_server(fedc_relay *r, relay_sa *sa) {
+  uint32_t *ids = fedc_malloc_array((size_t)sa->n_adv + 1, sizeof *ids);
+  if (ids == NULL) return fedc_error_set(FEDC_ENOMEM, "relay: out of memory");
+  for (int32_t i = 0; i < sa->n_adv; i++) ids[i] = r->site_ids[sa->adv[i].site];
+  /* the graph's seed names nothing the result depends on: the masks cancel */
+  fedc_rng g;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  fedc_rng_derive(&g, r->cfg->seed, 0x7361677261706852ULL /* "sagraphR" */,
+                  (uint64_t)sa->round, (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec);
+  fedc_secagg_params p = {.round = sa->round, .n = r->n_params,
+                          .neighbors = r->cfg->secagg_neighbors,
+                          .threshold = r->cfg->secagg_threshold,
+                          .clip = FEDC_SECAGG_DEFAULT_CLIP, .graph_seed = fedc_rng_u64(&g)};
+  int rc = fedc_secagg_server_new(&p, ids, sa->n_adv, &sa->srv);
+  fedc_free(ids);
+  for (int32_t i = 0; rc == 0 && i < sa->n_adv; i++) {
+    const sa_advert *a = &sa->adv[i];
+    uint32_t id = r->site_ids[a->site];
+    if (fedc_secagg_server_add_advertise(sa->srv, id, a->msg, a->len) != 0)
+      fedc_log_warn("round=%d client=%u msg=\"relay: a site's ADVERTISE refused\" "
+                    "reason=\"%s\"",
+                    (int)sa->round, (unsigned)id, fedc_error_msg());
+  }
+  return rc;
 }
 
 /* ---- the sites' requests (loop thread) ----------------------------------------------- */
@@ -117,22 +177,25 @@ static int try_serve(fedc_relay *r, fedc_http_exchange *x, int32_t site, int kin
   char err[256] = "";
   pthread_mutex_lock(&r->mu);
   relay_sa *sa = r->sa;
-  fedc_secagg_phase ph = sa ? fedc_secagg_server_phase(sa->srv) : FEDC_SECAGG_FAILED;
+  fedc_secagg_phase ph = sa == NULL ? FEDC_SECAGG_FAILED
+                         : sa->srv  ? fedc_secagg_server_phase(sa->srv)
+                                    : FEDC_SECAGG_ADVERTISE;
+  uint32_t id = r->site_ids[site];
   if (sa == NULL || sa->round != round || sa->failed || ph == FEDC_SECAGG_FAILED) {
     status = 409;
     snprintf(err, sizeof err, "secure round %d is not open at this relay (or was abandoned)",
              (int)round);
   } else if ((int)ph > kind) {
-    if (fedc_secagg_server_party_phase(sa->srv, (uint32_t)site + 1) < kind) {
+    if (fedc_secagg_server_party_phase(sa->srv, id) < kind) {
       status = 403;
-      snprintf(err, sizeof err, "site %d did not take part in the %s phase of secure round %d",
-               (int)site + 1, fedc_secagg_phase_name((fedc_secagg_phase)kind), (int)round);
+      snprintf(err, sizeof err, "site %u did not take part in the %s phase of secure round %d",
+               (unsigned)id, fedc_secagg_phase_name((fedc_secagg_phase)kind), (int)round);
     } else {
       const uint8_t *msg = NULL;
       uint8_t *own = NULL;
       int rc = kind == 0   ? fedc_secagg_server_keys(sa->srv, &msg, &len)
                : kind == 2 ? fedc_secagg_server_survivors(sa->srv, &msg, &len)
-                           : fedc_secagg_server_myshares(sa->srv, (uint32_t)site + 1, &own, &len);
+                           : fedc_secagg_server_myshares(sa->srv, id, &own, &len);
       if (rc == 0 && own == NULL) {
         copy = fedc_malloc(len ? len : 1);
         if (copy) memcpy(copy, msg, len);
@@ -225,9 +288,11 @@ static void post_message(fedc_relay *r, fedc_http_exchange *x, const fedc_http_r
                         (int)sa->round);
   } else {
     round = sa->round;
-    uint32_t id = (uint32_t)site + 1;
-    rc = phase == FEDC_SECAGG_ADVERTISE
-             ? fedc_secagg_server_add_advertise(sa->srv, id, req->body, req->body_len)
+    uint32_t id = r->site_ids[site];
+    rc = phase == FEDC_SECAGG_ADVERTISE ? keep_advert(sa, site, req->body, req->body_len)
+         : sa->srv == NULL
+             ? fedc_error_set(FEDC_ESTATE, "the relay's round %d takes no %s yet", (int)round,
+                              fedc_secagg_phase_name(phase))
          : phase == FEDC_SECAGG_SHARES
              ? fedc_secagg_server_add_shares(sa->srv, id, req->body, req->body_len)
              : fedc_secagg_server_add_unmask(sa->srv, id, req->body, req->body_len);
@@ -290,11 +355,11 @@ void fedc__relay_sa_handle(fedc_relay *r, fedc_http_exchange *x, const fedc_http
   else hold(r, x, site, kind, (int32_t)round, wait);
 }
 
-static void dump_masked(const fedc_relay *r, int32_t round, int32_t site, const uint8_t *body,
+static void dump_masked(const fedc_relay *r, int32_t round, uint32_t id, const uint8_t *body,
                         size_t len) {
   char path[640];
-  snprintf(path, sizeof path, "%s/relay-round-%d-site-%d.safetensors", r->sa_debug_dir,
-           (int)round, (int)site + 1);
+  snprintf(path, sizeof path, "%s/relay-round-%d-client-%u.safetensors", r->sa_debug_dir,
+           (int)round, (unsigned)id);
   FILE *f = fopen(path, "wb");
   if (f == NULL || fwrite(body, 1, len, f) != len)
     fedc_log_warn("msg=\"FEDC_SECAGG_DEBUG_DIR: cannot write\" path=\"%s\"", path);
@@ -335,32 +400,34 @@ void fedc__relay_sa_masked(fedc_relay *r, fedc_http_exchange *x, const fedc_http
     fedc_http_respond_error(x, 400, "bad_metadata", "%s", fedc_error_msg());
     return;
   }
-  if (r->sa_debug_dir[0]) dump_masked(r, m.round, site, req->body, req->body_len);
   char err[384] = "";
   pthread_mutex_lock(&r->mu);
+  uint32_t id = r->site_ids[site];
+  pthread_mutex_unlock(&r->mu);
+  if (r->sa_debug_dir[0]) dump_masked(r, m.round, id, req->body, req->body_len);
+  pthread_mutex_lock(&r->mu);
   relay_sa *sa = r->sa;
-  uint64_t advertised =
-      sa ? fedc_secagg_server_party_samples(sa->srv, (uint32_t)site + 1) : 0;
-  if (sa == NULL || sa->failed || m.round != sa->round)
+  uint64_t advertised = sa && sa->srv ? fedc_secagg_server_party_samples(sa->srv, id) : 0;
+  if (sa == NULL || sa->srv == NULL || sa->failed || m.round != sa->round)
     rc = fedc_error_set(FEDC_ESTALE, "masked update for round %d: no such secure round here",
                         (int)m.round);
   else if (advertised != (uint64_t)m.num_samples)
     rc = fedc_error_set(FEDC_EFORMAT, "num_samples = %lld, but the site advertised %llu",
                         (long long)m.num_samples, (unsigned long long)advertised);
   else
-    rc = fedc_secagg_server_add_masked(sa->srv, (uint32_t)site + 1, words, n);
+    rc = fedc_secagg_server_add_masked(sa->srv, id, words, n);
   if (rc == 0) {
     sa->loss_sum += m.train_loss * (double)m.num_samples;
     pthread_cond_broadcast(&r->cv);
   }
   if (rc != 0 && rc != FEDC_EDUPLICATE) snprintf(err, sizeof err, "%s", fedc_error_msg());
-  int32_t masked = sa ? fedc_secagg_server_count(sa->srv, FEDC_SECAGG_MASKED) : 0;
+  int32_t masked = sa && sa->srv ? fedc_secagg_server_count(sa->srv, FEDC_SECAGG_MASKED) : 0;
   pthread_mutex_unlock(&r->mu);
   fedc_st_free(f);
   if (rc == 0 || rc == FEDC_EDUPLICATE) {
     if (rc == 0)
-      fedc_log_info("round=%d site=%d msg=\"masked update accepted\" masked=%d", (int)m.round,
-                    (int)site + 1, (int)masked);
+      fedc_log_info("round=%d client=%u msg=\"masked update accepted\" masked=%d", (int)m.round,
+                    (unsigned)id, (int)masked);
     char body[128];
     int len = snprintf(body, sizeof body, "{\"accepted\":true,\"round\":%d,\"duplicate\":%s}",
                        (int)m.round, rc ? "true" : "false");
@@ -393,7 +460,8 @@ static int all_advertised(const fedc_relay *r) {
 }
 
 static int phase_complete(const fedc_relay *r) {
-  return r->sa == NULL || r->sa->failed || fedc_secagg_server_phase_complete(r->sa->srv);
+  return r->sa == NULL || r->sa->failed || r->sa->srv == NULL ||
+         fedc_secagg_server_phase_complete(r->sa->srv);
 }
 
 uint64_t fedc__relay_sa_freeze(fedc_relay *r, double deadline) {
@@ -404,14 +472,20 @@ uint64_t fedc__relay_sa_freeze(fedc_relay *r, double deadline) {
   relay_sa *sa = r->sa;
   if (sa != NULL && !r->stop) {
     sa->frozen = 1;
-    for (int32_t i = 0; i < r->n_sites; i++) {
-      uint64_t s = fedc_secagg_server_party_samples(sa->srv, (uint32_t)i + 1);
-      if (s > 0) n++;
-      total += s;
+    if (make_server(r, sa) != 0) {
+      fedc_log_error("round=%d msg=\"relay: cannot start the sites' secure session\" "
+                     "err=\"%s\"",
+                     (int)sa->round, fedc_error_msg());
+    } else {
+      for (int32_t i = 0; i < sa->n_adv; i++) {
+        uint64_t s = fedc_secagg_server_party_samples(sa->srv, r->site_ids[sa->adv[i].site]);
+        if (s > 0) n++;
+        total += s;
+      }
     }
     if (n < 2) {
       sa->failed = 1;
-      fedc_secagg_server_fail(sa->srv);
+      if (sa->srv) fedc_secagg_server_fail(sa->srv);
       total = 0;
     }
   }
@@ -428,7 +502,7 @@ int fedc__relay_sa_close_phase(fedc_relay *r, double deadline, int32_t frac_bits
   relay_sa *sa = r->sa;
   int rc = 0;
   fedc_secagg_phase ph = FEDC_SECAGG_FAILED;
-  if (sa == NULL || sa->failed) {
+  if (sa == NULL || sa->failed || sa->srv == NULL) {
     rc = fedc_error_set(FEDC_ESTATE, "relay: the sites' secure session failed");
   } else {
     ph = fedc_secagg_server_phase(sa->srv);
@@ -450,7 +524,8 @@ int fedc__relay_sa_close_phase(fedc_relay *r, double deadline, int32_t frac_bits
       fedc_secagg_server_fail(sa->srv);
     }
   }
-  int32_t in = sa && ph <= FEDC_SECAGG_UNMASK ? fedc_secagg_server_count(sa->srv, ph) : 0;
+  int32_t in = sa && sa->srv && ph <= FEDC_SECAGG_UNMASK ? fedc_secagg_server_count(sa->srv, ph)
+                                                          : 0;
   int32_t round = r->round;
   char err[256];
   snprintf(err, sizeof err, "%s", rc ? fedc_error_msg() : "");
@@ -471,7 +546,7 @@ int fedc__relay_sa_finish(fedc_relay *r, uint32_t *words, uint64_t *total, doubl
   pthread_mutex_lock(&r->mu);
   relay_sa *sa = r->sa;
   fedc_secagg_result res;
-  int rc = sa == NULL || sa->failed
+  int rc = sa == NULL || sa->failed || sa->srv == NULL
                ? fedc_error_set(FEDC_ESTATE, "relay: the sites' secure session failed")
                : fedc_secagg_server_finish(sa->srv, NULL, r->n_params, &res);
   if (rc == 0) {

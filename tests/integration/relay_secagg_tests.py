@@ -15,6 +15,11 @@ link:
    under relay A, 2 under relay B): the relay recovers inside its own
    session, and the root's committed model is the plain sample-weighted
    average of the 5 survivors' updates within 2^-(f+1) per weight.
+4. A relay killed (kill -9) after it shared its keys with the root: a party
+   that dropped; the root (2 parties) abandons the round and opens it
+   again, and every committed model is still the flat secure run's.
+5. Refused: a relay under a relay of a secure job (nested relays), and a
+   relay with [privacy] noise_multiplier.
 """
 import os
 import signal
@@ -50,7 +55,7 @@ def fresh_store(name, clients_per_round, rounds=ROUNDS):
     job.write_coordinator_config()
 
 
-def start_relay(k, port, sites, env=None):
+def start_relay(k, port, sites, env=None, parent=None):
     ini = os.path.join(job.dir, f"relay-{k}.ini")
     with open(ini, "w") as f:
         f.write(f"""[server]
@@ -61,7 +66,7 @@ ca = {job.pki('ca.pem')}
 cert = {job.pki('server.pem')}
 key = {job.pki('server.key')}
 [relay]
-parent = https://127.0.0.1:{job.port}
+parent = https://127.0.0.1:{parent or job.port}
 cert = {job.pki(f'client-{k}.pem')}
 key = {job.pki(f'client-{k}.key')}
 sites = {sites}
@@ -150,24 +155,26 @@ def test_tree_secure_is_bit_identical():
     print(f"       {ROUNDS} rounds, {len(tree)} models byte-identical to the flat secure run; "
           f"flat {times['flat']:.1f} s, tree {times['tree']:.1f} s")
 
-    # what relay A received from its first site is not that site's update
+    # what the relays received from their sites is not any site's update
+    import glob
     g = flat(read_safetensors(cps[0][0])[0])
-    blob = open(os.path.join(debug, "relay-round-1-site-1.safetensors"), "rb").read()
-    words, meta = read_u32(blob)
-    n_k = int(meta["num_samples"])
-    log = relay_log(SITES + 1)
-    f = int(log.split("frac_bits=")[1].split()[0])
-    # the site that joined relay A first is relay site 1; check every site of A
+    dumps = sorted(glob.glob(os.path.join(debug, "relay-round-1-client-*.safetensors")))
+    assert len(dumps) == SITES, dumps
+    f = int(relay_log(SITES + 1).split("frac_bits=")[1].split()[0])
+    kept = {k: flat(read_safetensors(job.kept_update(k, 1))[0]) for k in range(1, SITES + 1)}
     best = (0, 0)
-    for k in (1, 2, 3):
-        kept = flat(read_safetensors(job.kept_update(k, 1))[0])
-        plain_q = [(round(f32(kept[i] - g[i]) * 2.0 ** f) * n_k) & 0xffffffff
-                   for i in range(len(words))]
-        same_q = sum(1 for a, b in zip(words, plain_q) if a == b)
-        same_f = sum(1 for a, b in zip(words, struct_f32(kept)) if a == b)
-        best = max(best, (same_q, same_f))
-    print(f"       relay A's dump of site 1: at most {best[0]} of {len(words)} words equal a "
-          f"site's quantized delta, {best[1]} its float bits (f = {f})")
+    for path in dumps:
+        words, meta = read_u32(open(path, "rb").read())
+        n_k = int(meta["num_samples"])
+        for k in range(1, SITES + 1):
+            plain_q = [(round(f32(kept[k][i] - g[i]) * 2.0 ** f) * n_k) & 0xffffffff
+                       for i in range(len(words))]
+            same_q = sum(1 for a, b in zip(words, plain_q) if a == b)
+            same_f = sum(1 for a, b in zip(words, struct_f32(kept[k])) if a == b)
+            best = max(best, (same_q, same_f))
+    print(f"       the relays' dumps of their {len(dumps)} sites' masked updates: at most "
+          f"{best[0]} of {len(words)} words equal a site's quantized delta, {best[1]} its "
+          f"float bits (f = {f})")
     assert best[0] <= 3 and best[1] <= 3, best
 
 
@@ -180,7 +187,7 @@ def struct_f32(values):
 def test_site_killed_after_sharing_keys():
     """4 sites under relay A (site 4 killed after sharing its keys), 2 under B."""
     fresh_store("drop.db", 2, rounds=1)
-    job.cfg.update(round_timeout_s=20)
+    job.cfg.update(round_timeout_s=10)
     job.write_coordinator_config()
     allow([SITES + 1, SITES + 2])
     t0 = time.time()
@@ -225,6 +232,69 @@ def test_site_killed_after_sharing_keys():
           f"(bound 2^-{f + 1} = {bound:.2e})")
 
 
+def test_relay_killed_mid_secure_round():
+    """Relay A killed (SIGKILL) in round 1 after it shared its keys with the root, started
+    again: to the root it is a party that dropped; with 2 parties the root abandons the round and opens it
+    again, and every committed model is still the flat secure run's."""
+    fresh_store("kill.db", 2)
+    job.cfg.update(round_timeout_s=10)
+    job.write_coordinator_config()
+    allow([SITES + 1, SITES + 2])
+    for k in (SITES + 1, SITES + 2):
+        log = os.path.join(job.dir, f"relay-{k}.log")
+        if os.path.exists(log):
+            os.rename(log, log + f".{time.time():.0f}")
+    clog = os.path.join(job.dir, "coordinator.log")
+    if os.path.exists(clog):
+        os.rename(clog, clog + f".{time.time():.0f}")
+    t0 = time.time()
+    job.start_coordinator()
+    ports = [free_port(), free_port()]
+    relays = [start_relay(SITES + 1, ports[0], 3), start_relay(SITES + 2, ports[1], 3)]
+    # site 1 stalls 3 s after sharing its keys with relay A: A has advertised and shared
+    # with the root by then, and is killed while it waits for its sites' masked updates
+    sites = [start_site(k, ports[(k - 1) // 3], {"FEDC_TEST_SECAGG_STALL_S": "3"} if k == 1
+                        else None) for k in range(1, SITES + 1)]
+    job.wait_for(lambda: 'round=1 msg="relay: secure phase closed" phase=shares'
+                 in relay_log(SITES + 1), 60, "relay A to close its shares phase in round 1")
+    relays[0].kill()
+    relays[0].wait()
+    relays[0] = start_relay(SITES + 1, ports[0], 3)
+    cps = finish_run(sites)
+    secs = time.time() - t0
+    for p in relays:
+        p.wait(timeout=20)
+    tree = {r: tensors(blob) for r, (blob, _sha) in cps.items()}
+    for r in sorted(flat_models):
+        assert tree[r] == flat_models[r], f"round {r}: after the kill the model differs from flat"
+    with open(clog) as f:
+        abandoned = f.read().count("secure aggregation failed; abandoning the round")
+    assert abandoned >= 1, "the root did not abandon the round the relay dropped out of"
+    print(f"       relay A killed in round 1: {abandoned} secure round(s) abandoned at the root, "
+          f"{ROUNDS} rounds committed byte-identical to flat in {secs:.1f} s")
+
+
+def test_nested_secure_relays_refused():
+    """A relay whose parent is a relay of a secure job refuses the job, naming why."""
+    fresh_store("nested.db", 2)
+    allow([SITES + 1])
+    job.start_coordinator()
+    ports = [free_port(), free_port()]
+    for k in (SITES + 1, SITES + 2):
+        log = os.path.join(job.dir, f"relay-{k}.log")
+        if os.path.exists(log):
+            os.rename(log, log + f".{time.time():.0f}")
+    a = start_relay(SITES + 1, ports[0], 3)
+    b = start_relay(SITES + 2, ports[1], 3, parent=ports[0])
+    rc = b.wait(timeout=30)
+    log = relay_log(SITES + 2)
+    assert rc != 0 and "nested relays under secure aggregation are not supported" in log, (rc, log)
+    a.send_signal(signal.SIGTERM)
+    a.wait(timeout=20)
+    job.coordinator.send_signal(signal.SIGTERM)
+    job.coordinator.wait(timeout=20)
+
+
 def test_relay_refusals():
     ini = os.path.join(job.dir, "relay-refuse.ini")
     with open(ini, "w") as f:
@@ -246,7 +316,8 @@ key = {job.pki('client-7.key')}
 
 try:
     for t in (test_flat_secure_run, test_tree_secure_is_bit_identical,
-              test_site_killed_after_sharing_keys, test_relay_refusals):
+              test_site_killed_after_sharing_keys, test_relay_killed_mid_secure_round,
+              test_nested_secure_relays_refused, test_relay_refusals):
         suite.run(t)
 finally:
     job.close(keep=suite.failed > 0 or bool(os.environ.get("KEEP")))
