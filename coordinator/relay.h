@@ -126,8 +126,8 @@ long fedc__relay_call(fedc_relay *r, void *h, const char *method, const char *pa
 int fedc__relay_stopping(fedc_relay *r);
 
 /* relay_secagg_sites.c: the relay's secure session with its sites. Under
- * mu: open the round's session (parties: site ids 1 .. max(known sites,
- * [relay] sites)), or free it. */
+ * mu: open the round's session (its parties are fixed at the freeze: the
+ * sites that advertised, by client id), or free it. */
 int fedc__relay_sa_open(fedc_relay *r);
 void fedc__relay_sa_close(fedc_relay *r);
 /* Loop thread: the /v1/secagg/ requests of site `site` (index), a masked

@@ -161,7 +161,7 @@ static int run(party_run *p, fedc_secagg_client *pc, double t0, double d) {
   if (rc == 0) rc = fedc_secagg_client_masked_words(pc, in, in_len, sum, r->n_params, y);
   fedc_free(in);
   in = NULL;
-  if (sum) fedc_free(sum);
+  fedc_free(sum);
   if (rc == 0) rc = encode(y, r->n_params, p->round, total, loss, &msg, &len);
   fedc_free(y);
   if (rc == 0) rc = post(p, "/v1/update", msg, len);
