@@ -472,6 +472,7 @@ uint64_t fedc__relay_sa_freeze(fedc_relay *r, double deadline) {
   relay_sa *sa = r->sa;
   if (sa != NULL && !r->stop) {
     sa->frozen = 1;
+    r->deadline = fedc__relay_now(); /* no more train tasks this round */
     if (make_server(r, sa) != 0) {
       fedc_log_error("round=%d msg=\"relay: cannot start the sites' secure session\" "
                      "err=\"%s\"",

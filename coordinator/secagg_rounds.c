@@ -40,6 +40,12 @@
  * given by status.c), so no list here can disagree with the engine about
  * who was selected.
  *
+ * A relay (docs/relays.md, "Secure aggregation") is one party whose masked
+ * input is its subtree's sum, already quantized and weighted, marked
+ * format "fedc-secagg-relay": its num_samples, the sites that survived its
+ * own session, may be below what it advertised and is its weight
+ * (fedc_secagg_server_add_masked_weighted).
+ *
  * A client whose revealed shares disagree with the dealers' secrets (the
  * protocol object locates them at the commit) is logged, counted for
  * /metrics, listed in /v1/status and never selected again by this process
