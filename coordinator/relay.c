@@ -13,6 +13,8 @@
  * accumulator; a child relay's partial sum is added to it word by word,
  * which is how relays nest. What a relay supports is checked at start
  * (relay_refusal): FedAvg's exact sum, nothing that acts on one update.
+ * Under the parent's secure aggregation the sites' requests of a secure
+ * round (/v1/secagg/, the masked update) go to relay_secagg_sites.c.
  */
 #include "relay.h"
 
@@ -65,6 +67,23 @@ static int32_t site_of(const fedc_relay *r, const char *fpr) {
   return -1;
 }
 
+/*
+ * A site's client id, the same in every run of the relay: a site keeps the
+ * id it joined with across the relay's restarts, and secure aggregation
+ * names its parties by it. 1 + the first 30 bits of the fingerprint (hex).
+ */
+static uint32_t site_id_of(const char *fpr) {
+  uint32_t v = 0;
+  for (int i = 0; i < 8 && fpr[i]; i++) {
+    char ch = fpr[i];
+    uint32_t d = ch >= '0' && ch <= '9' ? (uint32_t)(ch - '0')
+                 : ch >= 'a' && ch <= 'f' ? (uint32_t)(ch - 'a' + 10)
+                 : ch >= 'A' && ch <= 'F' ? (uint32_t)(ch - 'A' + 10) : 0;
+    v = v << 4 | d;
+  }
+  return 1 + (v & 0x3fffffffu);
+}
+
 /* Under mu: add a site (sized arrays grow together); its index or -1. */
 static int32_t site_add(fedc_relay *r, const char *fpr) {
   int32_t i = site_of(r, fpr);
@@ -77,10 +96,19 @@ static int32_t site_add(fedc_relay *r, const char *fpr) {
     uint8_t *rep = fedc_realloc(r->reported, (size_t)cap);
     if (rep == NULL) return -1;
     r->reported = rep;
+    uint32_t *ids = fedc_realloc(r->site_ids, (size_t)cap * sizeof *ids);
+    if (ids == NULL) return -1;
+    r->site_ids = ids;
     r->sites_cap = cap;
   }
   snprintf(r->sites[r->n_sites], 65, "%s", fpr);
   r->reported[r->n_sites] = 0;
+  uint32_t id = site_id_of(fpr);
+  for (int32_t j = 0; j < r->n_sites; j++)
+    if (r->site_ids[j] == id)
+      fedc_log_warn("msg=\"relay: two sites' fingerprints give the same client id\" id=%u",
+                    (unsigned)id);
+  r->site_ids[r->n_sites] = id;
   return r->n_sites++;
 }
 
@@ -94,11 +122,13 @@ static cJSON *task_of(fedc_relay *r, int32_t i, int force) {
   if (r->finished) {
     cJSON_AddStringToObject(o, "action", "finished");
     cJSON_AddNumberToObject(o, "round", r->round);
-  } else if (r->open && !r->reported[i] && now < r->deadline) {
+  } else if (r->open && !r->reported[i] && now < r->deadline && (!r->secure || r->sa)) {
+    /* in a secure round, reported = advertised (relay_secagg_sites.c) */
     cJSON_AddStringToObject(o, "action", "train");
     cJSON_AddNumberToObject(o, "round", r->round);
     cJSON_AddStringToObject(o, "model_sha256", r->model_sha);
     cJSON_AddNumberToObject(o, "deadline_s", r->deadline - now);
+    if (r->secure) cJSON_AddTrueToObject(o, "secagg");
   } else if (force) {
     cJSON_AddStringToObject(o, "action", "wait");
     cJSON_AddNumberToObject(o, "round", r->round > 0 ? r->round : 1);
@@ -180,7 +210,10 @@ static void on_join(fedc_relay *r, fedc_http_exchange *x, int32_t site) {
   }
   cJSON_DeleteItemFromObjectCaseSensitive(job, "round");
   cJSON_AddNumberToObject(job, "round", round);
-  cJSON_AddNumberToObject(o, "client_id", site + 1);
+  pthread_mutex_lock(&r->mu);
+  uint32_t id = r->site_ids[site];
+  pthread_mutex_unlock(&r->mu);
+  cJSON_AddNumberToObject(o, "client_id", id);
   cJSON_AddItemToObject(o, "job", job);
   respond_json(x, o);
 }
@@ -349,14 +382,14 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
     return;
   }
   pthread_mutex_lock(&r->mu);
-  int ready = r->job_json != NULL;
+  int ready = r->job_json != NULL, secure = r->secure;
   int32_t site = site_of(r, req->peer_fingerprint);
   /* a site known to a relay that was restarted since has no need to join
    * again: its certificate is its identity (403 would stop it for good) */
   if (ready && site < 0) site = site_add(r, req->peer_fingerprint);
   pthread_mutex_unlock(&r->mu);
   if (strcmp(p, "/v1/join") != 0 && strcmp(p, "/v1/task") != 0 && strcmp(p, "/v1/update") != 0 &&
-      strncmp(p, "/v1/model/", 10) != 0) {
+      strncmp(p, "/v1/model/", 10) != 0 && strncmp(p, "/v1/secagg/", 11) != 0) {
     fedc_http_respond_error(x, 404, "not_found", "no such path: %s", p);
     return;
   }
@@ -377,6 +410,10 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
     on_task(r, x, req, site);
   else if (strncmp(p, "/v1/model/", 10) == 0 && !post)
     on_model(r, x, req, p + 10);
+  else if (strncmp(p, "/v1/secagg/", 11) == 0) /* relay_secagg_sites.c */
+    fedc__relay_sa_handle(r, x, req, site);
+  else if (strcmp(p, "/v1/update") == 0 && post && secure)
+    fedc__relay_sa_masked(r, x, req, site);
   else if (strcmp(p, "/v1/update") == 0 && post)
     on_update(r, x, req, site);
   else
@@ -388,11 +425,13 @@ static void handle(void *ctx, fedc_http_exchange *x, const fedc_http_request *re
 static void on_wake(uv_async_t *a) {
   fedc_relay *r = a->data;
   answer_polls(r, 0);
+  fedc__relay_sa_polls(r, 0);
   pthread_mutex_lock(&r->mu);
   int stop = r->stop;
   pthread_mutex_unlock(&r->mu);
   if (stop) {
     answer_polls(r, 1);
+    fedc__relay_sa_polls(r, 1);
     uv_timer_stop(&r->tick);
     uv_close((uv_handle_t *)&r->tick, NULL);
     uv_close((uv_handle_t *)&r->wake, NULL);
@@ -403,6 +442,7 @@ static void on_wake(uv_async_t *a) {
 
 static void on_tick(uv_timer_t *t) {
   answer_polls(t->data, 0);
+  fedc__relay_sa_polls(t->data, 0);
 }
 
 static fedc_relay *g_relay; /* for the signal handler only */
@@ -427,11 +467,14 @@ static int relay_refusal(const fedc_config *cfg) {
     return fedc_error_set(FEDC_ECONFIG,
                           "a relay needs [server] listen and [tls] ca, cert and key (its sites "
                           "connect with mutual TLS)");
-  if (cfg->secagg || cfg->dp_noise_multiplier > 0 || cfg->norm_bound > 0)
+  if (cfg->dp_noise_multiplier > 0 || cfg->norm_bound > 0)
     return fedc_error_set(FEDC_ECONFIG,
                           "a relay forwards FedAvg's exact sum only: [privacy] "
-                          "secure_aggregation, noise_multiplier and [strategy] norm_bound "
-                          "are refused (docs/relays.md)");
+                          "noise_multiplier and [strategy] norm_bound are refused "
+                          "(docs/relays.md)");
+  /* [privacy] secure_aggregation follows the parent's job (relay_link.c);
+   * set here it only insists on it. Its threshold and neighbours shape the
+   * relay's own session with its sites. */
   return 0;
 }
 
@@ -448,6 +491,8 @@ int fedc__relay_main(const fedc_config *cfg, int argc, char **argv) {
   fedc_relay *r = fedc_calloc(1, sizeof *r);
   if (r == NULL) return FEDC_COORD_EXIT_RUNTIME;
   r->cfg = cfg;
+  const char *dbg = getenv("FEDC_SECAGG_DEBUG_DIR"); /* a test hook, as the coordinator's */
+  if (dbg != NULL) snprintf(r->sa_debug_dir, sizeof r->sa_debug_dir, "%s", dbg);
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
   uv_loop_init(&r->loop);
@@ -504,7 +549,10 @@ int fedc__relay_main(const fedc_config *cfg, int argc, char **argv) {
   fedc_free(r->job_json);
   fedc_free(r->sites);
   fedc_free(r->reported);
+  fedc_free(r->site_ids);
   fedc_free(r->polls);
+  fedc_free(r->sa_polls);
+  fedc__relay_sa_close(r);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
   fedc_free(r);

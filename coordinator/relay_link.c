@@ -9,7 +9,9 @@
  * is a client that did not report: started again, it joins again (same
  * certificate, same client), is handed the same round's task while the
  * parent still waits for it, and its sites, whose resends of the updates
- * they made are the same bytes, report again.
+ * they made are the same bytes, report again. A secure round (the task
+ * says "secagg") is run by relay_secagg.c instead of close_round and
+ * post_partial.
  */
 #include "relay.h"
 
@@ -30,13 +32,8 @@
 /* The share of the parent's deadline a round waits for its sites. */
 #define RELAY_DEADLINE_SHARE 0.8
 
-typedef struct buf {
-  uint8_t *p;
-  size_t len, cap;
-} buf;
-
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
-  buf *b = ud;
+  relay_buf *b = ud;
   size_t n = size * nmemb;
   if (b->len + n + 1 > b->cap) {
     size_t cap = (b->len + n + 1) * 2;
@@ -51,7 +48,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
   return n;
 }
 
-static int stopping(fedc_relay *r) {
+int fedc__relay_stopping(fedc_relay *r) {
   pthread_mutex_lock(&r->mu);
   int s = r->stop;
   pthread_mutex_unlock(&r->mu);
@@ -64,8 +61,8 @@ static void nap(double s) {
 }
 
 /* One request to the parent: the HTTP status (0 on a network error). */
-static long call(fedc_relay *r, CURL *h, const char *method, const char *path, const uint8_t *body,
-                 size_t len, double timeout_s, buf *out) {
+long fedc__relay_call(fedc_relay *r, void *h, const char *method, const char *path,
+                      const uint8_t *body, size_t len, double timeout_s, relay_buf *out) {
   char url[2048];
   snprintf(url, sizeof url, "%s%s", r->cfg->relay_parent, path);
   out->len = 0;
@@ -94,8 +91,40 @@ static long call(fedc_relay *r, CURL *h, const char *method, const char *path, c
   return status;
 }
 
+/*
+ * What the parent's job asks that a relay cannot do (docs/relays.md): no
+ * compressed updates; under secure aggregation (*secure = 1) no noise at
+ * the sites and no parent that is itself a relay of a secure job; a relay
+ * configured with [privacy] secure_aggregation = true takes only a secure
+ * job.
+ */
+static int refusal(const fedc_config *cfg, const cJSON *job, int *secure) {
+  const cJSON *pv = cJSON_GetObjectItemCaseSensitive(job, "privacy");
+  const cJSON *at = cJSON_GetObjectItemCaseSensitive(pv, "noise_at");
+  *secure = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pv, "secure_aggregation"));
+  if (cJSON_GetObjectItemCaseSensitive(job, "compression") != NULL)
+    return fedc_error_set(FEDC_EUNSUPPORTED, "relay: the parent's job asks for compressed "
+                                             "updates ([strategy] compression), which a relay "
+                                             "cannot forward exactly");
+  if (*secure && cJSON_IsString(at) && strcmp(at->valuestring, "sites") == 0)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "relay: the parent's job adds DP noise at the sites ([privacy] "
+                          "noise_at = sites) under secure aggregation; relays do not support it "
+                          "(docs/relays.md)");
+  if (*secure && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(job, "relayed_secagg")))
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "relay: the parent is itself a relay of a job with [privacy] "
+                          "secure_aggregation = true; nested relays under secure aggregation "
+                          "are not supported (docs/relays.md)");
+  if (cfg->secagg && !*secure)
+    return fedc_error_set(FEDC_EUNSUPPORTED,
+                          "relay: [privacy] secure_aggregation = true here, but the parent's job "
+                          "does not use it: this relay forwards no plain sums");
+  return 0;
+}
+
 /* The job object: kept printed; its model's spec and size for decoding. */
-static int take_job(fedc_relay *r, const buf *b) {
+static int take_job(fedc_relay *r, const relay_buf *b) {
   fedc_client_job job;
   int rc = fedc_client_job_parse((const char *)b->p, b->len, &job);
   if (rc != 0) return rc;
@@ -103,15 +132,26 @@ static int take_job(fedc_relay *r, const buf *b) {
   if (t < 0) return fedc_error_set(FEDC_EUNSUPPORTED, "relay: model type %s", job.type);
   cJSON *o = cJSON_ParseWithLength((const char *)b->p, b->len);
   cJSON *j = cJSON_GetObjectItemCaseSensitive(o, "job");
-  if (cJSON_GetObjectItemCaseSensitive(j, "secagg") != NULL ||
-      cJSON_GetObjectItemCaseSensitive(j, "compression") != NULL) {
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "client_id");
+  int secure = 0;
+  rc = refusal(r->cfg, j, &secure);
+  if (rc != 0) {
     cJSON_Delete(o);
-    return fedc_error_set(FEDC_EUNSUPPORTED, "relay: the parent's job asks for secure "
-                                             "aggregation or compression, which a relay "
-                                             "cannot forward exactly");
+    return rc;
+  }
+  /* a relay's sites under a secure job are told so: a relay among them
+   * refuses the job (nested secure relays are not supported) */
+  if (secure && !cJSON_AddTrueToObject(j, "relayed_secagg")) {
+    cJSON_Delete(o);
+    return fedc_error_set(FEDC_ENOMEM, "relay: out of memory");
   }
   char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+  double idv = cJSON_IsNumber(id) ? id->valuedouble : -1;
   cJSON_Delete(o);
+  if (secure && !(idv >= 0 && idv <= 4294967295.0)) {
+    cJSON_free(s);
+    return fedc_error_set(FEDC_EFORMAT, "relay: the join answer has no client_id");
+  }
   if (s == NULL) return fedc_error_set(FEDC_EFORMAT, "relay: no job object");
   fedc_model_spec spec;
   memset(&spec, 0, sizeof spec);
@@ -131,20 +171,22 @@ static int take_job(fedc_relay *r, const buf *b) {
   }
   pthread_mutex_lock(&r->mu);
   r->job_json = fedc_strdup(s);
+  r->parent_id = secure ? (uint32_t)idv : 0;
   r->spec = spec;
   r->n_params = n;
   r->sum = sum;
   pthread_mutex_unlock(&r->mu);
   cJSON_free(s);
-  fedc_log_info("msg=\"joined the parent\" model=%s params=%zu", job.type, n);
+  fedc_log_info("msg=\"joined the parent\" model=%s params=%zu secure_aggregation=%s", job.type,
+                n, secure ? "true" : "false");
   return r->job_json ? 0 : FEDC_ENOMEM;
 }
 
 /* Download round's model and check it against the task's checksum. */
-static int fetch_model(fedc_relay *r, CURL *h, const fedc_client_task *t, buf *b) {
+static int fetch_model(fedc_relay *r, CURL *h, const fedc_client_task *t, relay_buf *b) {
   char path[64];
   snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
-  if (call(r, h, "GET", path, NULL, 0, 120, b) != 200)
+  if (fedc__relay_call(r, h, "GET", path, NULL, 0, 120, b) != 200)
     return fedc_error_set(FEDC_EIO, "relay: model of round %d not served", (int)t->round);
   fedc_st_file *f = NULL;
   int rc = fedc_st_decode(b->p, b->len, &f);
@@ -158,7 +200,7 @@ static int fetch_model(fedc_relay *r, CURL *h, const fedc_client_task *t, buf *b
 }
 
 /* Open the round here with the parent's model bytes (taken from b). */
-static void open_round(fedc_relay *r, const fedc_client_task *t, buf *b) {
+static void open_round(fedc_relay *r, const fedc_client_task *t, relay_buf *b) {
   float *g = fedc_malloc_array(r->n_params, sizeof *g);
   if (g != NULL && fedc_model_decode(&r->spec, b->p, b->len, g, NULL) != 0) {
     fedc_free(g);
@@ -179,17 +221,25 @@ static void open_round(fedc_relay *r, const fedc_client_task *t, buf *b) {
   r->model_len = body ? len : 0;
   snprintf(r->model_sha, sizeof r->model_sha, "%s", t->model_sha256);
   r->round = t->round;
-  r->deadline = fedc__relay_now() + RELAY_DEADLINE_SHARE * t->deadline_s;
+  r->secure = t->secagg;
+  /* a secure round's sites advertise by the time the relay freezes its
+   * parties (relay_secagg.c); a plain one's post by 80% of the parent's */
+  r->deadline = fedc__relay_now() +
+                (t->secagg ? FEDC_RELAY_SA_FREEZE : RELAY_DEADLINE_SHARE) * t->deadline_s;
   memset(r->reported, 0, (size_t)r->n_sites);
   r->n_reported = 0;
   r->updates = 0;
   r->loss_sum = 0;
   r->sum->ops->begin(r->sum, NULL, r->n_params);
+  fedc__relay_sa_close(r);
+  if (t->secagg && fedc__relay_sa_open(r) != 0)
+    fedc_log_error("round=%d msg=\"relay: cannot start the sites' secure session\" err=\"%s\"",
+                   (int)t->round, fedc_error_msg());
   r->open = 1;
   pthread_mutex_unlock(&r->mu);
   fedc__relay_wake(r);
   fedc_log_info("round=%d msg=\"round opened\" deadline_s=%.1f", (int)t->round,
-                RELAY_DEADLINE_SHARE * t->deadline_s);
+                (t->secagg ? FEDC_RELAY_SA_FREEZE : RELAY_DEADLINE_SHARE) * t->deadline_s);
 }
 
 /* Wait for every site (or the deadline), close, and encode the sum; 1 with
@@ -228,9 +278,9 @@ static int close_round(fedc_relay *r, uint8_t **body, size_t *len) {
 }
 
 /* Post the partial until the parent answers other than 5xx or a network error. */
-static void post_partial(fedc_relay *r, CURL *h, const uint8_t *body, size_t len, buf *b) {
-  for (int tries = 0; tries < 60 && !stopping(r); tries++) {
-    long st = call(r, h, "POST", "/v1/update", body, len, 120, b);
+static void post_partial(fedc_relay *r, CURL *h, const uint8_t *body, size_t len, relay_buf *b) {
+  for (int tries = 0; tries < 60 && !fedc__relay_stopping(r); tries++) {
+    long st = fedc__relay_call(r, h, "POST", "/v1/update", body, len, 120, b);
     if (st == 200) {
       pthread_mutex_lock(&r->mu);
       r->bytes_up += len;
@@ -250,13 +300,13 @@ static void post_partial(fedc_relay *r, CURL *h, const uint8_t *body, size_t len
 void *fedc__relay_link_main(void *arg) {
   fedc_relay *r = arg;
   CURL *h = curl_easy_init();
-  buf b = {0};
+  relay_buf b = {0};
   void *res = NULL;
   if (h == NULL) return r;
   char jbody[256];
   snprintf(jbody, sizeof jbody, "{\"name\":\"relay\"}");
-  while (!stopping(r)) { /* join */
-    long st = call(r, h, "POST", "/v1/join", (const uint8_t *)jbody, strlen(jbody), 30, &b);
+  while (!fedc__relay_stopping(r)) { /* join */
+    long st = fedc__relay_call(r, h, "POST", "/v1/join", (const uint8_t *)jbody, strlen(jbody), 30, &b);
     if (st == 200) {
       if (take_job(r, &b) == 0) break;
       fedc_log_error("msg=\"cannot relay this job\" reason=\"%s\"", fedc_error_msg());
@@ -270,8 +320,8 @@ void *fedc__relay_link_main(void *arg) {
     }
     nap(0.5);
   }
-  while (!stopping(r)) {
-    long st = call(r, h, "GET", "/v1/task?wait=5", NULL, 0, 30, &b);
+  while (!fedc__relay_stopping(r)) {
+    long st = fedc__relay_call(r, h, "GET", "/v1/task?wait=5", NULL, 0, 30, &b);
     fedc_client_task t;
     if (st != 200 || fedc_client_task_parse((const char *)b.p, b.len, &t) != 0) {
       nap(0.5);
@@ -285,7 +335,7 @@ void *fedc__relay_link_main(void *arg) {
       fedc__relay_wake(r);
       fedc_log_info("msg=\"the parent finished\" round=%d", (int)t.round);
       /* the sites hear it at their next poll */
-      for (int i = 0; i < 30 && !stopping(r); i++)
+      for (int i = 0; i < 30 && !fedc__relay_stopping(r); i++)
         nap(0.1);
       break;
     }
@@ -299,6 +349,10 @@ void *fedc__relay_link_main(void *arg) {
       continue;
     }
     open_round(r, &t, &b);
+    if (t.secagg) { /* relay_secagg.c */
+      fedc__relay_secure_round(r, h, t.round, t.deadline_s, &b);
+      continue;
+    }
     uint8_t *body = NULL;
     size_t len = 0;
     if (close_round(r, &body, &len)) post_partial(r, h, body, len, &b);
@@ -306,6 +360,7 @@ void *fedc__relay_link_main(void *arg) {
   }
 out:
   pthread_mutex_lock(&r->mu);
+  fedc__relay_sa_close(r);
   r->stop = 1;
   pthread_mutex_unlock(&r->mu);
   fedc__relay_wake(r);

@@ -40,6 +40,12 @@
  * given by status.c), so no list here can disagree with the engine about
  * who was selected.
  *
+ * A relay (docs/relays.md, "Secure aggregation") is one party whose masked
+ * input is its subtree's sum, already quantized and weighted, marked
+ * format "fedc-secagg-relay": its num_samples, the sites that survived its
+ * own session, may be below what it advertised and is its weight
+ * (fedc_secagg_server_add_masked_weighted).
+ *
  * A client whose revealed shares disagree with the dealers' secrets (the
  * protocol object locates them at the commit) is logged, counted for
  * /metrics, listed in /v1/status and never selected again by this process
@@ -664,13 +670,19 @@ static void masked_run(uv_work_t *req) {
     if (c->secagg->debug_dir[0]) dump_masked(c, w);
     pthread_mutex_lock(&c->mu);
     uint64_t advertised = fedc_secagg_server_party_samples(w->r->srv, (uint32_t)w->client_id);
+    /* a relay's masked sum weighs its sites that survived its own session
+     * (relay_secagg.c): at most what it advertised */
+    const char *fmt = fedc_st_meta_get(f, "format");
+    int relay = fmt != NULL && strcmp(fmt, "fedc-secagg-relay") == 0;
     if (round != w->r->round) {
       rc = fedc_error_set(FEDC_ESTALE, "masked update for round %d, the secure round is %d",
                           (int)round, (int)w->r->round);
-    } else if (advertised != (uint64_t)samples) {
+    } else if (relay ? (uint64_t)samples > advertised : advertised != (uint64_t)samples) {
       rc = FEDC_EFORMAT;
     } else {
-      rc = fedc_secagg_server_add_masked(w->r->srv, (uint32_t)w->client_id, words, n);
+      rc = relay ? fedc_secagg_server_add_masked_weighted(w->r->srv, (uint32_t)w->client_id,
+                                                          words, n, (uint64_t)samples)
+                 : fedc_secagg_server_add_masked(w->r->srv, (uint32_t)w->client_id, words, n);
       if (rc == 0 && c->n_round_updates < c->round_updates_cap) {
         fedc_store_update *u = &c->round_updates[c->n_round_updates++];
         u->client_id = w->client_id;
@@ -687,8 +699,9 @@ static void masked_run(uv_work_t *req) {
     else if (rc == FEDC_EDUPLICATE) w->status = 200, w->duplicate = 1;
     else if (rc == FEDC_EFORMAT)
       refuse(w, 400, REJECT_bad_metadata, "bad_metadata",
-             "num_samples = %lld, but the client advertised %llu", (long long)samples,
-             (unsigned long long)advertised);
+             "num_samples = %lld, but the client advertised %llu%s", (long long)samples,
+             (unsigned long long)advertised,
+             relay ? " (a relay's sum weighs at most that)" : "");
     else if (rc == FEDC_EINVAL)
       refuse(w, 403, REJECT_not_selected, "not_selected", "%s", msg);
     else if (rc == FEDC_ESTATE || rc == FEDC_ESTALE)

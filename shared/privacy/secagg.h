@@ -322,6 +322,12 @@ int32_t fedc_secagg_server_frac_bits(const fedc_secagg_server *s);
 /* 1 when every party still expected in the current phase has sent. */
 int fedc_secagg_server_phase_complete(const fedc_secagg_server *s);
 
+/* Before close_advertise: quantize with frac_bits and clip as given (a
+ * relay's session takes its parent's) instead of the f the advertised
+ * total gives; close_advertise then fails (FEDC_ERANGE) if the sum over
+ * this session's parties could wrap. FEDC_ESTATE after KEYS, FEDC_EINVAL. */
+int fedc_secagg_server_set_quantization(fedc_secagg_server *s, int32_t frac_bits, double clip);
+
 /* Each add_* checks its message whole before the state changes. */
 int fedc_secagg_server_add_advertise(fedc_secagg_server *s, uint32_t sender,
                                      const uint8_t *msg, size_t len);
@@ -342,6 +348,11 @@ int fedc_secagg_server_myshares(const fedc_secagg_server *s, uint32_t id, uint8_
 /* Fold a masked input (n words) into the running sum. */
 int fedc_secagg_server_add_masked(fedc_secagg_server *s, uint32_t sender, const uint32_t *y,
                                   size_t n);
+/* The same for a relay's masked sum, whose weight in the result becomes
+ * n_samples (1 .. what it advertised: its sites that survived its own
+ * session). FEDC_EINVAL for a weight outside that range. */
+int fedc_secagg_server_add_masked_weighted(fedc_secagg_server *s, uint32_t sender,
+                                           const uint32_t *y, size_t n, uint64_t n_samples);
 /* End the masked-input phase and build SURVIVORS. FEDC_EQUORUM when the
  * survivors cannot be unmasked even if all of them answer. */
 int fedc_secagg_server_close_masked(fedc_secagg_server *s);

@@ -21,6 +21,7 @@
  * names their revealers and sets their shares aside for the rest of the
  * round, so that one liar can no longer make every round fail.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@ struct fedc_secagg_server {
   int32_t n_all;
   party **u1; /* advertised, by increasing id */
   int32_t n1, t, frac_bits;
+  int32_t fixed_f; /* set_quantization's f, or -1: from the advertised total */
   int32_t counts[4];
   uint32_t *sum;
   uint8_t *keys_msg, *surv_msg;
@@ -92,6 +94,7 @@ int fedc_secagg_server_new(const fedc_secagg_params *p, const uint32_t *ids, int
     return fedc_error_set(FEDC_ENOMEM, "secagg server: out of memory for %zu words", p->n);
   }
   s->p = *p;
+  s->fixed_f = -1;
   if (n_ids > 0) memcpy(sorted, ids, (size_t)n_ids * sizeof *sorted);
   qsort(sorted, (size_t)n_ids, sizeof *sorted, cmp_u32);
   int rc = 0;
@@ -263,6 +266,24 @@ static int build_graph(fedc_secagg_server *s) {
   return rc;
 }
 
+/*
+ * A relay's session (docs/relays.md, "Secure aggregation"): its sites must
+ * quantize with the parent's f and clip, not with what its own advertised
+ * total would give, so that its unmasked sum is the words the sites would
+ * have added at the parent. Only before KEYS is built.
+ */
+int fedc_secagg_server_set_quantization(fedc_secagg_server *s, int32_t frac_bits, double clip) {
+  if (s->phase != FEDC_SECAGG_ADVERTISE)
+    return fedc_error_set(FEDC_ESTATE, "secagg: set_quantization in phase %s",
+                          fedc_secagg_phase_name(s->phase));
+  if (frac_bits < 0 || frac_bits > 30 || !(clip > 0) || !(clip <= 1048576.0))
+    return fedc_error_set(FEDC_EINVAL, "secagg: set_quantization: frac_bits %d, clip %g",
+                          (int)frac_bits, clip);
+  s->fixed_f = frac_bits;
+  s->p.clip = clip;
+  return 0;
+}
+
 int fedc_secagg_server_close_advertise(fedc_secagg_server *s) {
   if (s->phase != FEDC_SECAGG_ADVERTISE)
     return fedc_error_set(FEDC_ESTATE, "secagg: close_advertise in phase %s",
@@ -277,7 +298,18 @@ int fedc_secagg_server_close_advertise(fedc_secagg_server *s) {
   if (s->n1 < 2)
     return fail(s, fedc_error_set(FEDC_EQUORUM, "secagg round %d: %d party advertised keys",
                                   (int)s->p.round, (int)s->n1));
-  int rc = fedc_secagg_frac_bits(total, s->p.clip, &s->frac_bits);
+  int rc = 0;
+  if (s->fixed_f < 0) {
+    rc = fedc_secagg_frac_bits(total, s->p.clip, &s->frac_bits);
+  } else if ((double)total * (ldexp(s->p.clip, s->fixed_f) + 0.5) >= 2147483648.0) {
+    rc = fedc_error_set(FEDC_ERANGE,
+                        "secagg round %d: the given frac_bits %d with clip %g overflows for "
+                        "%llu samples",
+                        (int)s->p.round, (int)s->fixed_f, s->p.clip,
+                        (unsigned long long)total);
+  } else {
+    s->frac_bits = s->fixed_f;
+  }
   if (rc != 0) return fail(s, rc);
   int64_t pairs = (int64_t)s->n1 * fedc_secagg_degree(s->n1, s->p.neighbors);
   if (pairs > FEDC_SECAGG_MAX_PAIRS)
@@ -458,6 +490,26 @@ int fedc_secagg_server_add_masked(fedc_secagg_server *s, uint32_t sender, const 
   q->masked = 1;
   s->counts[FEDC_SECAGG_MASKED]++;
   return 0;
+}
+
+/*
+ * A relay's masked sum: its weight (what the result divides by) is the
+ * sample count of its sites that survived its own session, at most what
+ * it advertised (its sites that dropped after sharing are not in the sum).
+ * The quantization bound was checked against the advertised counts, which
+ * bound the sum's magnitude whatever the weight.
+ */
+int fedc_secagg_server_add_masked_weighted(fedc_secagg_server *s, uint32_t sender,
+                                           const uint32_t *y, size_t n, uint64_t n_samples) {
+  party *q = find_party(s, sender);
+  if (q != NULL && q->advertised && !q->masked && (n_samples < 1 || n_samples > q->n_samples))
+    return fedc_error_set(FEDC_EINVAL,
+                          "secagg masked sum from %u: weight %llu, it advertised %llu",
+                          (unsigned)sender, (unsigned long long)n_samples,
+                          (unsigned long long)q->n_samples);
+  int rc = fedc_secagg_server_add_masked(s, sender, y, n);
+  if (rc == 0) q->n_samples = n_samples;
+  return rc;
 }
 
 int fedc_secagg_server_close_masked(fedc_secagg_server *s) {
