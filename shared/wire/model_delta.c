@@ -129,7 +129,9 @@ static int br_get(bitr *r, int n, uint32_t *v) {
 
 static int bitlen(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
 
-/* The Rice parameter that makes the block of m words shortest. */
+/* The Rice parameter that makes the block of m words shortest, searched
+ * down from the widest word's bit length until the cost rises (any k
+ * decodes; this only keeps the search short). */
 static int best_k(const uint32_t *z, int m) {
   int lmax = 0;
   for (int i = 0; i < m; i++)
@@ -146,6 +148,8 @@ static int best_k(const uint32_t *z, int m) {
     if (cost < best_cost) {
       best_cost = cost;
       best = k;
+    } else if (cost > best_cost) {
+      break; /* past the minimum: the cost is unimodal in k but for escapes */
     }
   }
   return best;
