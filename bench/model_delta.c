@@ -7,7 +7,9 @@
  *   fedc-bench-delta A.safetensors B.safetensors [C.safetensors ...]
  *
  * prints one line per consecutive pair: the whole body's bytes, the
- * delta's, their ratio, and the median encode and decode times of 5 runs.
+ * delta's, their ratio, and the median encode and decode times of 5 runs:
+ * encode as the coordinator does it (the bodies' SHA-256 known), decode
+ * as a client does (hashing its base and the rebuilt body).
  * bench/compression.sh runs it on models of the Fashion-MNIST MLP.
  */
 #include <stdio.h>
@@ -17,6 +19,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/mbedtls_compat.h"
 #include "wire/model_delta.h"
 
 static uint8_t *slurp(const char *path, size_t *len) {
@@ -60,13 +63,16 @@ int main(int argc, char **argv) {
       fprintf(stderr, "cannot read %s or %s\n", argv[i], argv[i + 1]);
       return 1;
     }
+    /* the coordinator has both bodies' SHA-256 already (http_body.h) */
+    char sa[FEDC__SHA256_HEX_LEN + 1], sb[FEDC__SHA256_HEX_LEN + 1];
+    if (fedc__sha256_hex(a, alen, sa) != 0 || fedc__sha256_hex(b, blen, sb) != 0) return 1;
     double te[5], td[5];
     size_t dlen = 0;
     for (int t = 0; t < 5; t++) {
       uint8_t *d, *out;
       size_t olen;
       double t0 = now();
-      if (fedc_model_delta_encode(a, alen, 1, NULL, b, blen, 2, NULL, &d, &dlen) != 0) {
+      if (fedc_model_delta_encode(a, alen, 1, sa, b, blen, 2, sb, &d, &dlen) != 0) {
         fprintf(stderr, "%s\n", fedc_error_msg());
         return 1;
       }
