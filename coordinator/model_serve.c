@@ -96,18 +96,18 @@ static fedc_http_body *delta_for(fedc_coord *c, const fedc_http_request *req) {
 void fedc__coord_model_respond(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req, int32_t round) {
   fedc_http_body *delta = round == c->round && c->model_body ? delta_for(c, req) : NULL;
+  /* read before answering: the answer may end the exchange and its request */
+  int whole = req->range == NULL || req->range[0] == '\0';
   if (delta) {
     char hdr[80];
     snprintf(hdr, sizeof hdr, "X-Fedc-Delta-Base: %d\r\n", (int)(round - 1));
-    fedc_http_respond_ranged_ex(x, req, "application/x-fedc-model-delta", delta, hdr);
     c->model_sent[1]++;
-    if (req->range == NULL || req->range[0] == '\0')
-      c->model_sent_bytes[1] += fedc_http_body_len(delta);
+    if (whole) c->model_sent_bytes[1] += fedc_http_body_len(delta);
+    fedc_http_respond_ranged_ex(x, req, "application/x-fedc-model-delta", delta, hdr);
   } else if (round == c->round && c->model_body) {
-    fedc_http_respond_ranged(x, req, "application/octet-stream", c->model_body);
     c->model_sent[0]++;
-    if (req->range == NULL || req->range[0] == '\0')
-      c->model_sent_bytes[0] += fedc_http_body_len(c->model_body);
+    if (whole) c->model_sent_bytes[0] += fedc_http_body_len(c->model_body);
+    fedc_http_respond_ranged(x, req, "application/octet-stream", c->model_body);
   } else if (round <= c->round) {
     /* a past round's model, or the current one when it could not be
      * encoded after its commit: the store holds them all */
