@@ -20,6 +20,7 @@
  * deltas, as the previous model is not kept in memory there.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -71,6 +72,11 @@ void fedc__coord_delta_make(fedc_http_body *base, const fedc_http_body *next, in
     fedc_free(d);
     return;
   }
+  /* test hook (tests/integration/delta_tests.py): a delta whose coded
+   * words are wrong, which clients must refuse and follow by the whole
+   * model */
+  const char *corrupt = getenv("FEDC_TEST_CORRUPT_DELTA");
+  if (corrupt && corrupt[0] == '1') d[len / 2] ^= 0x40; /* in the coded words */
   if (fedc_http_body_new(d, len, delta) != 0) {
     *delta = NULL;
     return;

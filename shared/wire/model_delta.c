@@ -294,7 +294,9 @@ int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *bas
       put32(nd + 4 * (i + j), get32(bd + 4 * (i + j)) + unzigzag(z));
     }
   }
-  if ((r.pos + 7) / 8 != r.n) goto bad; /* every coded byte used */
+  uint32_t pad = 0;
+  if ((r.pos + 7) / 8 != r.n || br_get(&r, (int)((8 - r.pos % 8) % 8), &pad) != 0 || pad != 0)
+    goto bad; /* every coded byte used, the last one padded with zero-bits */
   memcpy(nd + 4 * words, src + hn + coded, (size_t)tail);
   o[nlen] = 0;
   rc = fedc__sha256(o, (size_t)nlen, sha);

@@ -14,7 +14,10 @@ GET /v1/model/<r>?base=<r-1> is a delta naming its base
 (X-Fedc-Delta-Base), which this file decodes independently (the format of
 wire/model_delta.h) into exactly the whole model's bytes; a base that is
 not r-1 (a client that skipped a round), a base that is not a number and
-no base at all get the whole model."""
+no base at all get the whole model. Last, a coordinator that serves
+corrupt deltas (the test hook FEDC_TEST_CORRUPT_DELTA=1): every client
+refuses each delta, fetches the whole model, and the committed models are
+again those of the run without deltas."""
 import hashlib
 import json
 import os
@@ -41,7 +44,7 @@ def plain_metric(text, name):
     return int(m.group(1))
 
 
-def run(name, pki_from=None, **server):
+def run(name, pki_from=None, env=None, **server):
     """Run the job to its end; (checkpoints, metrics text, job)."""
     job = Job(name, 3, rounds=ROUNDS, model="mlp",
               hidden="32")
@@ -51,7 +54,7 @@ def run(name, pki_from=None, **server):
     if server:
         job.set_server_keys(**server)
     job.allow_all()
-    job.start_coordinator()
+    job.start_coordinator(env=env)
     clients = [job.start_client(k) for k in (1, 2, 3)]
     job.wait_for(lambda: job.committed() >= ROUNDS, 120, f"{ROUNDS} rounds")
     for p in clients:
@@ -173,7 +176,32 @@ def test_deltas_byte_identical():
         job_on.close()
 
 
+def test_bad_delta_then_whole_model():
+    """A coordinator whose deltas are corrupt (FEDC_TEST_CORRUPT_DELTA): each
+    client refuses every delta and downloads the whole model; the models
+    are those of a run without deltas."""
+    bad, m_bad, job_bad = run("delta-bad", env={"FEDC_TEST_CORRUPT_DELTA": "1"})
+    try:
+        good, _, job_good = run("delta-good", pki_from=job_bad.pki(""), model_deltas="false")
+        try:
+            for r in sorted(good):
+                assert weights(bad[r][0]) == weights(good[r][0]), f"round {r}"
+        finally:
+            job_good.close()
+        d = metric(m_bad, "fedc_model_downloads_total", "delta")
+        f = metric(m_bad, "fedc_model_downloads_total", "full")
+        assert d == 3 * (ROUNDS - 1) and f == 3 + d, (d, f)
+        refused = 0
+        for k in (1, 2, 3):
+            with open(os.path.join(job_bad.dir, f"client-{k}.log")) as fh:
+                refused += fh.read().count("model delta refused")
+        assert refused == d, (refused, d)
+    finally:
+        job_bad.close()
+
+
 if __name__ == "__main__":
     s = Suite("delta_tests")
     s.run(test_deltas_byte_identical)
+    s.run(test_bad_delta_then_whole_model)
     s.finish()
