@@ -420,6 +420,14 @@ $(FOLDBENCH): $(BUILD)/obj/bench/fold.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
 
+# bench/model_delta.c, fedc-bench-delta: a model's size as a lossless delta
+# from the previous one, encode and decode times (bench/compression.sh).
+DELTABENCH := $(BUILD)/bin/fedc-bench-delta
+
+$(DELTABENCH): $(BUILD)/obj/bench/model_delta.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB) $(COORD_LIBS) $(LDLIBS_ALL)
+
 # bench/client_lookup.c, fedc-bench-lookup: the coordinator's client lookup
 # by fingerprint, the scan it was against the index (client_index.c).
 #   make bench-lookup

@@ -11,8 +11,16 @@
 # float32 is the safetensors update a client sends without compression.
 # Targets (issue 17): >= 8x fewer bytes up, <= 0.5 points of accuracy lost.
 #
+#
+# Then bytes down: the global model sent whole or as a lossless delta from
+# the previous round's ([server] model_deltas, wire/model_delta.h), for the
+# models after rounds 1, 2, 3 and ROUNDS-1, ROUNDS of the same job (float32
+# updates), measured by fedc-bench-delta (make build/bin/fedc-bench-delta;
+# skipped when it is not built), with Python's zlib as a reference figure.
+#
 # Knobs (environment): FEDC_BUILD (build), FEDC_BENCH_ROUNDS (100),
-# FEDC_BENCH_SCHEMES ("none f16 bf16 int8 topk:0.05 topk:0.1 topk_bf16:0.1 topk_bf16:0.15").
+# FEDC_BENCH_SCHEMES ("none f16 bf16 int8 topk:0.05 topk:0.1 topk_bf16:0.1 topk_bf16:0.15"),
+# FEDC_BENCH_DELTA (1; 0 skips the bytes down).
 set -eu
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -55,4 +63,54 @@ for name, r in rows:
     d = (acc - base["test_acc"]) * 100 if base else float("nan")
     met = "(float32)" if name == "none" else "met" if ratio >= 8 and d >= -0.5 else "not met"
     print(f"{name:<15} {per:>12.0f} {per * 10:>14.0f} {ratio:>8.1f} {acc:>9.4f} {d:>+7.2f}  {met}")
+PYEOF
+
+# ---- bytes down: whole models against deltas --------------------------------
+DELTA=$BUILD/bin/fedc-bench-delta
+[ "${FEDC_BENCH_DELTA:-1}" = 1 ] || exit 0
+if [ ! -x "$DELTA" ]; then
+  echo "bytes down: skipped ($DELTA not built: make build/bin/fedc-bench-delta)"
+  exit 0
+fi
+for r in 1 2 3 $((ROUNDS - 1)) $ROUNDS; do
+  nice "$SIM" --config "$ROOT/configs/sim-fashion-mlp.ini" --quiet \
+    --set job.rounds="$r" --set sim.eval_every=100000 --save "$OUT/round-$r" >/dev/null
+done
+echo
+echo "Bytes down per client download, float32 job, seed 1 (fedc-bench-delta; median of 5 for the times)"
+(cd "$OUT" && "$DELTA" round-1 round-2 round-3 &&
+  "$DELTA" round-$((ROUNDS - 1)) round-$ROUNDS | tail -1) | tee "$OUT/delta"
+"$PY" - "$OUT" "$ROUNDS" <<'PYEOF'
+import os, struct, sys, zlib
+out, rounds = sys.argv[1], int(sys.argv[2])
+def load(r):
+    b = open(os.path.join(out, f"round-{r}"), "rb").read()
+    return b, 8 + struct.unpack_from("<Q", b)[0]
+print()
+print("reference (Python zlib level 9, not used by fedc):")
+for a, b in ((1, 2), (2, 3), (rounds - 1, rounds)):
+    (x, hx), (y, hy) = load(a), load(b)
+    n = (len(y) - hy) // 4
+    xs, ys = struct.unpack_from(f"<{n}I", x, hx), struct.unpack_from(f"<{n}I", y, hy)
+    z = bytearray()
+    planes = [bytearray() for _ in range(4)]
+    for u, v in zip(xs, ys):
+        d = (v - u) & 0xFFFFFFFF
+        zz = ((d << 1) ^ (0xFFFFFFFF if d >> 31 else 0)) & 0xFFFFFFFF
+        for p in range(4):
+            planes[p].append(zz >> (8 * p) & 0xFF)
+    print(f"  round {a} -> {b}: whole model {len(zlib.compress(y, 9))} bytes, "
+          f"zig-zag differences in byte planes {len(zlib.compress(b''.join(planes), 9))} bytes "
+          f"(of {len(y)})")
+print()
+print("bytes down per round, 10 clients a round (a client gets a delta only when it holds")
+print("the previous round's model, i.e. it took part in it; drawn 10 of 100, ~1 in 10 does)")
+print(f"{'round':>7} {'deltas off':>11} {'every client holds r-1':>23} {'10 of 100 drawn':>16}")
+for line in open(os.path.join(out, "delta")):
+    f = line.split()
+    if len(f) < 7 or not f[0].startswith("round-"):
+        continue
+    whole, delta = int(f[3]), int(f[4])
+    r = f[2].split("-")[1]
+    print(f"{r:>7} {10 * whole:>11} {10 * delta:>23} {int(9 * whole + delta):>16}")
 PYEOF

@@ -1,16 +1,18 @@
 #!/usr/bin/python3
 """large_model.py - a large tensor job on loopback (bench/large_model.sh):
 one F32 tensor of FEDC_LARGE_MB MiB (1024 by default), FEDC_LARGE_CLIENTS
-sites (4) on the numpy trainer (tests/integration/trainers/numpy_trainer.py),
-FEDC_LARGE_ROUNDS rounds (2), over mutual TLS. Prints each round's time
+sites (4) on bench/stream_trainer.py (numpy_trainer.py's tensor step in
+slices, so the trainers' memory stays small), FEDC_LARGE_ROUNDS rounds (2),
+over mutual TLS. Prints each round's time
 (from its opening to its commit, from the coordinator's log), the job's time,
 and the peak RSS (VmHWM) of the coordinator and of one fedc-client (the
-numpy trainer is a child process, not counted), sampled every 0.2 s
+trainer is a child process, not counted), sampled every 0.2 s
 while they run, against the model's size.
 """
 import datetime
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -20,8 +22,9 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.dont_write_bytecode = True
 import numpy as np  # noqa: E402
 
+import harness  # noqa: E402
 from harness import Job, mem_kb  # noqa: E402
-from trainer_tests import close, start_external, start_tensor_job  # noqa: E402
+from trainer_tests import close, start_tensor_job  # noqa: E402
 
 MIB = 1 << 20
 
@@ -31,6 +34,20 @@ def hwm(pid):
         return mem_kb(pid, "VmHWM") * 1024
     except (OSError, AssertionError):
         return 0
+
+
+def start_site(job, k, samples):
+    """Client k with bench/stream_trainer.py as its [trainer] command."""
+    path = job.client_ini(k, keep=False)
+    trainer = os.path.join(ROOT, "bench", "stream_trainer.py")
+    with open(path, "a") as f:
+        f.write(f"[trainer]\ncommand = /usr/bin/python3 {trainer} --samples {samples}\n"
+                f"timeout_s = 3600\n")
+    log = open(os.path.join(job.dir, f"client-{k}.log"), "ab")
+    p = subprocess.Popen([os.path.join(harness.BIN, "fedc-client"), "--config", path],
+                         stdout=log, stderr=log)
+    job.procs.append(p)
+    return p
 
 
 def main():
@@ -46,9 +63,13 @@ def main():
         start_tensor_job(job, {"big.weight": big}, "*num_batches_tracked=max")
         del big
         coord = job.procs[-1].pid
+        # reading a model of gigabytes and storing its checkpoint 0 may take
+        # the coordinator longer than start_tensor_job's 10 s wait
+        job.wait_for(lambda: job.status() is not None or job.procs[-1].poll() is not None,
+                     1800, "the coordinator to listen")
+        assert job.procs[-1].poll() is None, "the coordinator exited while starting"
         t0 = time.time()
-        procs = [start_external(job, k, f"--samples {100 + k}", keep=False, timeout_s=3600)
-                 for k in range(1, n_clients + 1)]
+        procs = [start_site(job, k, 100 + k) for k in range(1, n_clients + 1)]
         peak_c = peak_k = 0
         while any(p.poll() is None for p in procs):
             peak_c = max(peak_c, hwm(coord))
@@ -64,6 +85,10 @@ def main():
                     stamp = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
                     events.setdefault((int(m.group(1)), m.group(2)), stamp)
         for k, p in enumerate(procs, 1):
+            if p.returncode != 0:
+                for name in (f"client-{k}.log", "coordinator.log"):
+                    with open(os.path.join(job.dir, name), errors="replace") as f:
+                        print(f"--- the end of {name}:\n" + "".join(f.readlines()[-12:]))
             assert p.returncode == 0, f"client {k} exit {p.returncode}"
         took = time.time() - t0
         assert job.committed() >= rounds, f"{job.committed()} rounds committed"

@@ -38,6 +38,7 @@
 #include "base/log.h"
 #include "base/version.h"
 #include "http_curl.h"
+#include "model_base.h"
 #include "model_download.h"
 #include "ml/layout.h"
 #include "scaffold_client.h"
@@ -115,6 +116,9 @@ struct fedc_client {
   int st_mode;
   uint8_t *model_bytes;
   size_t model_len;
+  /* the last model downloaded and checked: later downloads as deltas
+   * from it (model_base.h) */
+  fedc_model_base base;
   /* the last round whose training failed (reported, nothing sent) */
   int32_t failed_round;
   char failed_sha[FEDC_CLIENT_SHA_HEX + 1];
@@ -176,6 +180,7 @@ void fedc_client_free(fedc_client *c) {
   fedc_free(c->own_stats);
   fedc_free(c->job_json);
   fedc_free(c->model_bytes);
+  fedc__model_base_clear(&c->base);
   fedc_client_scaffold_free(c->scaffold);
   fedc__client_codec_free(c->codec);
   char *strs[] = {c->url,  c->ca,           c->cert,      c->key,
@@ -839,6 +844,9 @@ static int fetch_model(fedc_client *c, const fedc_client_task *t) {
   if (rc != MODEL_OK) return rc;
   fedc_st_file *f = NULL;
   rc = fedc_st_decode(resp.body, resp.len, &f);
+  const char *sha0 = rc == 0 ? fedc_st_meta_get(f, "sha256") : NULL;
+  if (sha0 != NULL && strcasecmp(sha0, t->model_sha256) == 0) /* the next delta's base */
+    fedc__model_base_keep(&c->base, c->job.id, t->round, resp.body, resp.len);
   fedc_http_response_free(&resp);
   char m[600];
   if (rc == FEDC_ENOMEM) return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", fedc_error_msg());
@@ -869,11 +877,12 @@ static int fetch_model(fedc_client *c, const fedc_client_task *t) {
   return MODEL_OK;
 }
 
-/* GET /v1/model/<round> into *resp (MODEL_OK; the caller frees it), or
- * MODEL_SKIP (refused, logged, paused), or CALL_END. */
-static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp0) {
-  char path[64];
-  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
+/* GET /v1/model/<round><query> into *resp (MODEL_OK; the caller frees it),
+ * or MODEL_SKIP (refused, logged, paused), or CALL_END. */
+static int download_body(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp0,
+                         const char *query) {
+  char path[96];
+  snprintf(path, sizeof path, "/v1/model/%d%s", (int)t->round, query);
   request r = {
       .what = "model", .path = path, .timeout_s = TRANSFER_TIMEOUT_S, .max_response = MODEL_MAX};
   fedc_http_response resp;
@@ -929,6 +938,24 @@ static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_r
   return MODEL_OK;
 }
 
+/* The round's whole model into *resp, asked for as a delta from the model
+ * this client holds when it holds one (model_base.h); a delta that cannot
+ * be used is followed by a download of the whole model. */
+static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp) {
+  char q[32];
+  fedc__model_base_query(&c->base, c->job.id, t->round, q, sizeof q);
+  for (int whole = q[0] == '\0';; whole = 1) {
+    int rc = download_body(c, t, resp, whole ? "" : q);
+    if (rc != MODEL_OK) return rc;
+    rc = fedc__model_base_apply(&c->base, c->job.id, t->round, &resp->body, &resp->len,
+                                MODEL_MAX);
+    if (rc == 0) return MODEL_OK;
+    fedc_http_response_free(resp);
+    if (rc == FEDC_ENOMEM) return end_run(c, FEDC_CLIENT_EXIT_FAILED, rc, "%s", fedc_error_msg());
+    if (whole) return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
+  }
+}
+
 /* A round's model for train_st: kept in c->model_bytes as sent, once its
  * header checks out and its sha256 is the task's. */
 static int fetch_model_st(fedc_client *c, const fedc_client_task *t) {
@@ -950,6 +977,7 @@ static int fetch_model_st(fedc_client *c, const fedc_client_task *t) {
     return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
   }
   fedc__client_st_view_free(&v);
+  fedc__model_base_keep(&c->base, c->job.id, t->round, resp.body, resp.len);
   fedc_free(c->model_bytes);
   /* the response's body becomes the model (no second copy of it) */
   c->model_len = resp.len;

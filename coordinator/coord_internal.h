@@ -145,6 +145,12 @@ struct fedc_coordinator {
   uint8_t *model_bytes;
   size_t model_len;
   char model_sha[65];
+  /* the current model as a lossless delta from the previous round's
+   * (model_serve.c; [server] model_deltas), or NULL; downloads of the
+   * current model: [0] whole, [1] as a delta, and the bytes of those
+   * answered whole (no Range) */
+  fedc_http_body *delta_body;
+  uint64_t model_sent[2], model_sent_bytes[2];
   /* large-model mode (large_model.c): FedAvg's sums' file, "" when off */
   char spill_path[FEDC_CONFIG_PATH_MAX + 8];
   fedc_http_body *global_body; /* large-model mode: its values are the engine's global model */
@@ -245,6 +251,17 @@ int fedc__coord_model_wrap(uint8_t **bytes, size_t len, fedc_http_body **out);
  * model served for the current round; downloads still sending the old one
  * keep it alive until they end. */
 void fedc__coord_model_set(fedc_coord *c, fedc_http_body *body, const char sha[65]);
+/* model_serve.c, model deltas. Loop thread: the model served now, to
+ * encode the next one against (a reference, or NULL when deltas are off
+ * or there is none). Commit worker: encode next (round `round`) as a delta
+ * from base (round - 1) into *delta (NULL when it cannot be made or would
+ * not be smaller; never an error). Loop thread, after
+ * fedc__coord_model_set: serve delta (its reference is taken) to clients
+ * that hold round - 1's model. */
+fedc_http_body *fedc__coord_delta_base(fedc_coord *c);
+void fedc__coord_delta_make(fedc_http_body *base, const fedc_http_body *next, int32_t round,
+                            fedc_http_body **delta);
+void fedc__coord_delta_set(fedc_coord *c, fedc_http_body *delta);
 /* Loop thread: GET /v1/model/<round> answered from the current model or a
  * checkpoint, with ranges (docs/protocol.md, "Model downloads"). */
 void fedc__coord_model_respond(fedc_coord *c, fedc_http_exchange *x,

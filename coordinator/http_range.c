@@ -75,9 +75,16 @@ static int if_range_matches(const char *v, const char *etag) {
 
 void fedc_http_respond_ranged(fedc_http_exchange *x, const fedc_http_request *req,
                               const char *content_type, fedc_http_body *body) {
+  fedc_http_respond_ranged_ex(x, req, content_type, body, NULL);
+}
+
+void fedc_http_respond_ranged_ex(fedc_http_exchange *x, const fedc_http_request *req,
+                                 const char *content_type, fedc_http_body *body,
+                                 const char *extra) {
   const char *sha = fedc_http_body_sha256(body);
   uint64_t size = fedc_http_body_len(body);
-  char etag[72], hdr[400];
+  char etag[72], hdr[600];
+  if (extra == NULL) extra = "";
   snprintf(etag, sizeof etag, "\"%s\"", sha);
   int kind = FEDC_RANGE_WHOLE;
   uint64_t first = 0, last = 0;
@@ -86,8 +93,8 @@ void fedc_http_respond_ranged(fedc_http_exchange *x, const fedc_http_request *re
   if (kind == FEDC_RANGE_BAD) {
     snprintf(hdr, sizeof hdr,
              "ETag: %s\r\nX-Fedc-SHA256: %s\r\nAccept-Ranges: bytes\r\n"
-             "Content-Range: bytes */%llu\r\n",
-             etag, sha, (unsigned long long)size);
+             "Content-Range: bytes */%llu\r\n%s",
+             etag, sha, (unsigned long long)size, extra);
     char msg[256];
     int n = snprintf(msg, sizeof msg,
                      "{\"error\":\"range_not_satisfiable\",\"message\":\"the body has %llu "
@@ -99,13 +106,13 @@ void fedc_http_respond_ranged(fedc_http_exchange *x, const fedc_http_request *re
   if (kind == FEDC_RANGE_PART) {
     snprintf(hdr, sizeof hdr,
              "ETag: %s\r\nX-Fedc-SHA256: %s\r\nAccept-Ranges: bytes\r\n"
-             "Content-Range: bytes %llu-%llu/%llu\r\n",
+             "Content-Range: bytes %llu-%llu/%llu\r\n%s",
              etag, sha, (unsigned long long)first, (unsigned long long)last,
-             (unsigned long long)size);
+             (unsigned long long)size, extra);
     fedc_http_respond_body(x, 206, content_type, body, first, last - first + 1, hdr);
     return;
   }
-  snprintf(hdr, sizeof hdr, "ETag: %s\r\nX-Fedc-SHA256: %s\r\nAccept-Ranges: bytes\r\n", etag,
-           sha);
+  snprintf(hdr, sizeof hdr, "ETag: %s\r\nX-Fedc-SHA256: %s\r\nAccept-Ranges: bytes\r\n%s",
+           etag, sha, extra);
   fedc_http_respond_body(x, 200, content_type, body, 0, size, hdr);
 }

@@ -44,5 +44,9 @@ int fedc_http_range_parse(const char *value, uint64_t size, uint64_t *first, uin
  */
 void fedc_http_respond_ranged(fedc_http_exchange *x, const fedc_http_request *req,
                               const char *content_type, fedc_http_body *body);
+/* The same with extra header lines (each ending in "\r\n"; NULL: none). */
+void fedc_http_respond_ranged_ex(fedc_http_exchange *x, const fedc_http_request *req,
+                                 const char *content_type, fedc_http_body *body,
+                                 const char *extra);
 
 #endif

@@ -2,7 +2,8 @@
  * relay_link.c - a relay's link to its parent (relay.h): one thread, one
  * curl handle, mutual TLS with [relay] cert and key against [tls] ca. It
  * is an ordinary client of protocol v1 to the parent (join, long-poll the
- * task, download the model, post an update) whose update is the subtree's
+ * task, download the model - as a delta from the one it holds when the
+ * parent has one - post an update) whose update is the subtree's
  * partial sum (wire/partial.h). It opens the parent's round here, waits
  * until every site reported or the parent's deadline is near, and posts
  * the sum, retrying on network errors and 5xx. A relay killed in a round
@@ -15,6 +16,7 @@
  */
 #include "relay.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +29,7 @@
 #include "base/log.h"
 #include "ml/model_io.h"
 #include "wire/client_json.h"
+#include "wire/model_delta.h"
 #include "wire/partial.h"
 
 /* The share of the parent's deadline a round waits for its sites. */
@@ -182,14 +185,62 @@ static int take_job(fedc_relay *r, const relay_buf *b) {
   return r->job_json ? 0 : FEDC_ENOMEM;
 }
 
-/* Download round's model and check it against the task's checksum. */
+/* b's body, when it is a delta from base (round base_round) to round,
+ * rebuilt into the whole model (wire/model_delta.h). 0: b holds a whole
+ * model; else the delta could not be used. */
+static int undelta(relay_buf *b, const fedc_http_body *base, int32_t base_round, int32_t round) {
+  if (!fedc_model_delta_is(b->p, b->len)) return 0;
+  int32_t br = 0, rr = 0;
+  int rc = base ? fedc_model_delta_rounds(b->p, b->len, &br, &rr)
+                : fedc_error_set(FEDC_EFORMAT, "a delta sent for no base");
+  if (rc == 0 && (br != base_round || rr != round))
+    rc = fedc_error_set(FEDC_EFORMAT, "a delta from round %d to %d", (int)br, (int)rr);
+  uint8_t *out = NULL;
+  size_t len = 0;
+  if (rc == 0)
+    rc = fedc_model_delta_decode(b->p, b->len, fedc_http_body_data(base),
+                                 fedc_http_body_len(base), fedc_http_body_sha256(base),
+                                 SIZE_MAX / 2, &out, &len);
+  if (rc != 0) return rc;
+  fedc_free(b->p);
+  b->p = out;
+  b->len = len;
+  b->cap = len + 1;
+  return 0;
+}
+
+/* Download round's model and check it against the task's checksum. The
+ * relay asks for it as a delta from the model it holds (the parent's
+ * previous round, docs/protocol.md "Model deltas"), and for the whole
+ * model when the delta cannot be used. */
 static int fetch_model(fedc_relay *r, CURL *h, const fedc_client_task *t, relay_buf *b) {
+  pthread_mutex_lock(&r->mu);
+  fedc_http_body *base = r->model && r->round >= 1 && r->round < t->round
+                             ? fedc_http_body_ref(r->model)
+                             : NULL;
+  int32_t base_round = r->round;
+  pthread_mutex_unlock(&r->mu);
   char path[64];
-  snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
-  if (fedc__relay_call(r, h, "GET", path, NULL, 0, 120, b) != 200)
-    return fedc_error_set(FEDC_EIO, "relay: model of round %d not served", (int)t->round);
+  int rc = 0;
+  for (int whole = base == NULL;; whole = 1) {
+    if (whole)
+      snprintf(path, sizeof path, "/v1/model/%d", (int)t->round);
+    else
+      snprintf(path, sizeof path, "/v1/model/%d?base=%d", (int)t->round, (int)base_round);
+    if (fedc__relay_call(r, h, "GET", path, NULL, 0, 120, b) != 200) {
+      rc = fedc_error_set(FEDC_EIO, "relay: model of round %d not served", (int)t->round);
+      break;
+    }
+    rc = undelta(b, whole ? NULL : base, base_round, t->round);
+    if (rc == 0 || whole || rc == FEDC_ENOMEM) break;
+    fedc_log_warn("round=%d msg=\"relay: model delta refused, fetching the whole model\" "
+                  "error=\"%s\"",
+                  (int)t->round, fedc_error_msg());
+  }
+  fedc_http_body_unref(base);
+  if (rc != 0) return rc;
   fedc_st_file *f = NULL;
-  int rc = fedc_st_decode(b->p, b->len, &f);
+  rc = fedc_st_decode(b->p, b->len, &f);
   if (rc != 0) return rc;
   const char *sha = fedc_st_meta_get(f, "sha256");
   rc = sha && strcmp(sha, t->model_sha256) == 0

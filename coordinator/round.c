@@ -294,6 +294,9 @@ typedef struct commit_work {
   uint8_t *model;
   size_t model_len;
   char sha[65];
+  /* model deltas (model_serve.c): the model served when the commit began,
+   * and the new one as a delta from it, made after the commit */
+  fedc_http_body *prev, *delta;
 } commit_work;
 
 static void evaluate(fedc_coord *c, const float *w, fedc_store_round *row) {
@@ -377,6 +380,7 @@ static void commit_run(uv_work_t *req) {
     c->n_round_updates = 0;
     w->result = COMMIT_OK;
     pthread_mutex_unlock(&c->mu);
+    fedc__coord_delta_make(w->prev, w->body, m->round + 1, &w->delta); /* outside mu */
     return;
   }
   snprintf(w->err, sizeof w->err, "%s", fedc_error_msg());
@@ -402,6 +406,8 @@ static void commit_done(uv_work_t *req, int status) {
   (void)status;
   fedc__coord_round_event(c, EV_COMMIT_DONE, w);
   fedc_http_body_unref(w->body);
+  fedc_http_body_unref(w->prev);
+  fedc_http_body_unref(w->delta);
   fedc_free(w);
   fedc__coord_worker_done(c);
 }
@@ -417,8 +423,10 @@ static round_state start_commit(fedc_coord *c) {
   pthread_mutex_unlock(&c->mu);
   w->c = c;
   w->req.data = w;
+  w->prev = fedc__coord_delta_base(c); /* model_serve.c */
   fedc__coord_large_commit_begin(c); /* large_model.c */
   if (uv_queue_work(c->loop, &w->req, commit_run, commit_done) != 0) {
+    fedc_http_body_unref(w->prev);
     fedc_free(w);
     return ROUND_CLOSING;
   }
@@ -488,6 +496,7 @@ static round_state commit_finished(fedc_coord *c, commit_work *w, double now) {
   c->updates_capped += w->m.capped;
   /* the worker's encoded model becomes the one served: no lock */
   fedc__coord_model_set(c, w->body, w->sha);
+  fedc__coord_delta_set(c, w->delta); /* for clients holding the previous model */
   w->body = NULL;
   w->model = NULL;
   c->round++;

@@ -217,6 +217,19 @@ char *fedc__coord_metrics_text(fedc_coord *c) {
   metric(&t, "fedc_api_bytes_sent_total", "counter",
          "HTTP bytes sent on the clients' (TLS) listener only.");
   put(&t, "fedc_api_bytes_sent_total %llu\n", (unsigned long long)s.bytes_out);
+  metric(&t, "fedc_model_downloads_total", "counter",
+         "Downloads of the current round's model: whole, or as a delta from the previous "
+         "round's ([server] model_deltas).");
+  put(&t, "fedc_model_downloads_total{kind=\"full\"} %llu\n",
+      (unsigned long long)c->model_sent[0]);
+  put(&t, "fedc_model_downloads_total{kind=\"delta\"} %llu\n",
+      (unsigned long long)c->model_sent[1]);
+  metric(&t, "fedc_model_download_bytes_total", "counter",
+         "Body bytes of those downloads answered whole (no Range).");
+  put(&t, "fedc_model_download_bytes_total{kind=\"full\"} %llu\n",
+      (unsigned long long)c->model_sent_bytes[0]);
+  put(&t, "fedc_model_download_bytes_total{kind=\"delta\"} %llu\n",
+      (unsigned long long)c->model_sent_bytes[1]);
   metric(&t, "fedc_round_duration_seconds", "gauge", "Duration of the last committed round.");
   put(&t, "fedc_round_duration_seconds %.6f\n", c->last_round_secs);
   metric(&t, "fedc_tls_handshakes_failed_total", "counter", "TLS handshakes refused or failed.");

@@ -427,6 +427,10 @@ static const key_def keys[] = {
      "files beside the store (<store>.acc, <store>.acc.held), read and written a slice at "
      "a time, so the coordinator's memory stays a few times the model's size (plain FedAvg "
      "only: see docs/tensor-jobs.md). 0 = never."},
+    {"server", "model_deltas", T_BOOL, M(server_model_deltas), 0, 0, 0, NULL, "true",
+     "Coordinator: when it commits a round, also encode the new model as a lossless delta "
+     "from the previous one and send it to a client that asks GET /v1/model/<r>?base=<r-1> "
+     "(docs/compression.md, \"Model downloads as deltas\"); off in large-model mode."},
 
     {"tls", "ca", T_STRING, M(tls_ca), 0, 0, 0, NULL, "",
      "CA certificate (PEM) that signs the coordinator and client "

@@ -141,6 +141,7 @@ typedef struct fedc_config {
   char server_admin_listen[256];      /* admin endpoint, "" = off */
   char server_admins[FEDC_CONFIG_PATH_MAX]; /* admin fingerprints */
   double server_spill_above_mb; /* large-model mode above this model size; 0 = never */
+  int32_t server_model_deltas;  /* bool: serve GET /v1/model/<r>?base=<r-1> as a delta */
   /* [tls] */
   char tls_ca[FEDC_CONFIG_PATH_MAX];
   char tls_cert[FEDC_CONFIG_PATH_MAX];

@@ -2,9 +2,12 @@
 """relay_tests.py - hierarchical aggregation (docs/relays.md) on loopback:
 1 root, 2 relays, 6 clients. Every committed model is byte-identical (its
 tensors' bytes) to the flat run of the same job, seed and clients (every
-client trains every round: clients_per_round = all); the same when one
-relay is killed with SIGKILL in the middle of a round and started again."""
+client trains every round: clients_per_round = all), the relays having
+downloaded the root's models of rounds 2.. as deltas (docs/protocol.md
+"Model deltas"); the same when one relay is killed with SIGKILL in the
+middle of a round and started again."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,6 +95,8 @@ def finish_run(sites):
     for p in sites:
         p.wait(timeout=30)
     cps = job.checkpoints()
+    global root_metrics
+    root_metrics = job.metrics()
     job.coordinator.send_signal(signal.SIGTERM)
     job.coordinator.wait(timeout=20)
     return {r: tensors(blob) for r, (blob, _sha) in cps.items()}
@@ -147,6 +152,9 @@ def test_tree_is_bit_identical():
     assert sorted(tree) == sorted(flat), (sorted(tree), sorted(flat))
     for r in sorted(flat):
         assert tree[r] == flat[r], f"round {r}: the tree's model differs from the flat run's"
+    # the relays download rounds 2.. as deltas from the model they hold
+    m = re.search(r'^fedc_model_downloads_total\{kind="delta"\} (\d+)$', root_metrics, re.M)
+    assert m and int(m.group(1)) >= 2 * (ROUNDS - 1), m and m.group(0)
 
 
 def test_tree_with_relay_killed_is_bit_identical():
