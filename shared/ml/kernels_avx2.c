@@ -57,6 +57,16 @@ static inline __m256 u8_to_f(const uint8_t *p) {
 #define U8_V8(p) u8_to_f(p)
 #define U8_V8_STORE(p, v) _mm256_storeu_ps(p, v)
 
+/* The same floats by a division (correctly rounded, so b / 255 exactly),
+ * for gemm_nt_u8's conversion alongside the products: there the divider,
+ * a unit of its own, does the work that u8_to_f's three multiply-adds
+ * would take from the products' two FMA ports (kernels_simd.h). */
+static inline __m256 u8_div(const uint8_t *p) {
+  __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+  return _mm256_div_ps(b, _mm256_set1_ps(255.0f));
+}
+#define V_FROM_U8(p) u8_div(p)
+
 #include "ml/kernels_simd.h"
 #else
 typedef int fedc_kernels_avx2_empty; /* ISO C wants something in a file */
