@@ -49,16 +49,6 @@ static inline __m256 u8_to_f(const uint8_t *p) {
 #define U8_V8(p) u8_to_f(p)
 #define U8_V8_STORE(p, v) _mm256_storeu_ps(p, v)
 
-/* 16 bytes to 16 floats b / 255 for gemm_nt_u8's conversion alongside the
- * products (kernels_simd.h), as u8_to_f does 8 */
-static inline __m512 u8_to_f16(const uint8_t *p) {
-  const __m512 r = _mm512_set1_ps(1.0f / 255.0f), k255 = _mm512_set1_ps(255.0f);
-  __m512 b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)));
-  __m512 q = _mm512_mul_ps(b, r);
-  return _mm512_fmadd_ps(_mm512_fnmadd_ps(q, k255, b), r, q);
-}
-#define V_FROM_U8(p) u8_to_f16(p)
-
 #include "ml/kernels_simd.h"
 #else
 typedef int fedc_kernels_avx512_empty; /* ISO C wants something in a file */

@@ -8,7 +8,6 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 #include <stdint.h>
-#include <string.h>
 
 #define V float32x4_t
 #define VL 4
@@ -46,19 +45,6 @@ static inline float32x4x2_t u8_to_f(const uint8_t *p) {
     vst1q_f32(p, v_.val[0]);                                                 \
     vst1q_f32((p) + 4, v_.val[1]);                                           \
   } while (0)
-
-/* 4 bytes to 4 floats b / 255 for gemm_nt_u8's conversion alongside the
- * products (kernels_simd.h), as u8_to_f does 8 */
-static inline float32x4_t u8_to_f4(const uint8_t *p) {
-  const float32x4_t r = vdupq_n_f32(1.0f / 255.0f), k255 = vdupq_n_f32(255.0f);
-  uint32_t w;
-  memcpy(&w, p, sizeof w);
-  uint16x8_t h = vmovl_u8(vcreate_u8((uint64_t)w));
-  float32x4_t b = vcvtq_f32_u32(vmovl_u16(vget_low_u16(h)));
-  float32x4_t q = vmulq_f32(b, r);
-  return vfmaq_f32(q, vfmsq_f32(b, q, k255), r);
-}
-#define V_FROM_U8(p) u8_to_f4(p)
 
 #include "ml/kernels_simd.h"
 #else
