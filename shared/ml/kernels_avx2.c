@@ -4,7 +4,8 @@
  * ymm registers of 8 floats: gemm_nt's block is 3 rows by 4 outputs (12
  * accumulators, 3 A vectors, 1 B vector: all 16; 2 x 5 measured 10-15%
  * slower), gemm_tn's 5 rows by 2 vectors (10 accumulators, 2 B vectors, 1
- * broadcast). Empty on other machines.
+ * broadcast). gemm_nt_u8 converts its bytes by division (V_FROM_U8) beside
+ * the products of the block before. Empty on other machines.
  */
 #if defined(__x86_64__)
 #include <immintrin.h>

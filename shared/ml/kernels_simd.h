@@ -230,11 +230,6 @@ INL void nt_tail_rows(int rows, int nb, int k, const float *a, int lda,
   }
 }
 
-/* One block of rows (NT_R of them, or fewer for the last) against all n
- * outputs, in as few chunks of at most NT_N as can be, of even sizes (10
- * outputs by 4: 4, 3, 3, not 4, 4, 2); each block of A is read from
- * memory once, then from L1 for every chunk. side (a full block's only):
- * the next block's rows, shared among the chunks. */
 #define NT_SIDE_CASE(NS)                                                     \
   case NS:                                                                   \
     nt_rows(NT_R, nb, NT_SIDE_U8, NS, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, side); \
