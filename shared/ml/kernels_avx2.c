@@ -4,7 +4,8 @@
  * ymm registers of 8 floats: gemm_nt's block is 3 rows by 4 outputs (12
  * accumulators, 3 A vectors, 1 B vector: all 16; 2 x 5 measured 10-15%
  * slower), gemm_tn's 5 rows by 2 vectors (10 accumulators, 2 B vectors, 1
- * broadcast). Empty on other machines.
+ * broadcast). gemm_nt_u8 converts its bytes by division (V_FROM_U8) beside
+ * the products of the block before. Empty on other machines.
  */
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -56,6 +57,16 @@ static inline __m256 u8_to_f(const uint8_t *p) {
 }
 #define U8_V8(p) u8_to_f(p)
 #define U8_V8_STORE(p, v) _mm256_storeu_ps(p, v)
+
+/* The same floats by a division (correctly rounded, so b / 255 exactly),
+ * for gemm_nt_u8's conversion alongside the products: there the divider,
+ * a unit of its own, does the work that u8_to_f's three multiply-adds
+ * would take from the products' two FMA ports (kernels_simd.h). */
+static inline __m256 u8_div(const uint8_t *p) {
+  __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+  return _mm256_div_ps(b, _mm256_set1_ps(255.0f));
+}
+#define V_FROM_U8(p) u8_div(p)
 
 #include "ml/kernels_simd.h"
 #else

@@ -9,6 +9,10 @@
  *   V_HSUM4(a, b, c, d, out)   out[0..3] = the lane sums of a, b, c, d
  *   V_LOAD_PART(p, cnt)   (optional) cnt < VL floats, the other lanes 0
  *   V_STORE_PART(p, v, cnt)   (optional) store v's first cnt < VL lanes
+ *   V_FROM_U8(p)          (optional) VL bytes to VL floats b / 255, exactly
+ *                         (the correctly rounded quotient, kernels_u8.h):
+ *                         gemm_nt_u8 then converts each block of rows
+ *                         while the block before it is multiplied
  *   NT_R, NT_N            gemm_nt's block: NT_R rows of A by NT_N outputs
  *   TN_R, TN_C            gemm_tn's block: TN_R rows of C by TN_C vectors
  *   SIMD_TABLE, SIMD_VARIANT   the table's name and variant
@@ -61,18 +65,78 @@ INL const float *row_ptr(const float *base, int ld, const int64_t *ix, int r) {
 }
 
 /*
+ * gemm_nt's blocks can do one more thing alongside their products, a vector
+ * of k at a time, for the next block of rows of A (nt_side):
+ *
+ *   NT_SIDE_PREFETCH  fetch its rows into L1 (an evaluation's 1000 rows of
+ *                     A stream from memory; a block reads its rows once per
+ *                     chunk of outputs, and without this the first chunk
+ *                     waits on memory while the others run from L1)
+ *   NT_SIDE_U8        convert its rows of bytes into the floats the block
+ *                     will read (gemm_nt_u8): the conversion's instructions
+ *                     spread among the multiply-adds instead of running as
+ *                     a pass of their own
+ *
+ * The chunks of outputs share the next block's rows: chunk q takes rows q,
+ * q + chunks, ... None of this changes a sum.
+ */
+enum { NT_SIDE_NONE, NT_SIDE_PREFETCH, NT_SIDE_U8 };
+
+typedef struct nt_side {
+  const char *src; /* the next block's row 0: floats to prefetch, or bytes */
+  size_t stride;   /* bytes from one of its rows to the next */
+  float *dst;      /* NT_SIDE_U8: where row 0's floats go, rows ldd apart */
+  int ldd;
+  int first, step, rows; /* this chunk's rows: first, first + step, ... < rows */
+} nt_side;
+
+/* NT_SIDE_PREFETCH for elements p .. p + VL - 1 of the rows: a prefetch
+ * per cache line of 64 bytes. */
+INL void side_prefetch(const nt_side *s, int p) {
+  if (p % 16 < VL)
+    for (int r = s->first; r < s->rows; r += s->step)
+      __builtin_prefetch(s->src + (size_t)r * s->stride + (size_t)p * sizeof(float), 0, 3);
+}
+
+/* NT_SIDE_U8: this chunk's NS rows of the next block (the first row of
+ * bytes and of floats of each, in src[] and dst[]), converted a vector a
+ * step, the last k % VL bytes after the loop (kernels_u8.h's division, as
+ * exact as V_FROM_U8). */
+INL void side_rows(const int NS, const nt_side *s, const uint8_t **src, float **dst) {
+  for (int i = 0; i < NS; i++) {
+    int r = s->first + i * s->step;
+    src[i] = (const uint8_t *)s->src + (size_t)r * s->stride;
+    dst[i] = s->dst + (size_t)r * s->ldd;
+  }
+}
+
+INL void side_u8_tail(const int NS, const uint8_t **src, float **dst, int p, int k) {
+  for (int i = 0; i < NS; i++)
+    for (int q = p; q < k; q++) dst[i][q] = (float)src[i][q] / 255.0f;
+}
+
+/*
  * gemm_nt: C = alpha A B^T + beta C, as R x NB dot products over k at once:
  * each step loads R vectors of A and NB of B (all contiguous in k) for
  * R NB multiply-adds; the lanes are summed once at the end. No packing.
+ * SIDE and side: the work done alongside (above).
  */
-INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
-                  const int64_t *ix, const float *b, int ldb, float alpha, float beta, float *c,
-                  int ldc) {
+INL void nt_block(const int R, const int NB, const int SIDE, const int NS, int k, const float *a,
+                  int lda, const int64_t *ix, const float *b, int ldb, float alpha, float beta,
+                  float *c, int ldc, const nt_side *side) {
   V acc[NT_R][NT_N];
   for (int r = 0; r < R; r++)
     for (int j = 0; j < NB; j++) acc[r][j] = V_ZERO();
+  const uint8_t *su[NT_R];
+  float *sf[NT_R];
+  if (SIDE == NT_SIDE_U8) side_rows(NS, side, su, sf);
   int p = 0;
   for (; p + VL <= k; p += VL) {
+    if (SIDE == NT_SIDE_PREFETCH) side_prefetch(side, p);
+#ifdef V_FROM_U8
+    if (SIDE == NT_SIDE_U8)
+      for (int i = 0; i < NS; i++) V_STOREU(sf[i] + p, V_FROM_U8(su[i] + p));
+#endif
     V x[NT_R];
     for (int r = 0; r < R; r++) x[r] = V_LOADU(row_ptr(a, lda, ix, r) + p);
     for (int j = 0; j < NB; j++) {
@@ -80,6 +144,7 @@ INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
       for (int r = 0; r < R; r++) acc[r][j] = V_FMA(x[r], bj, acc[r][j]);
     }
   }
+  if (SIDE == NT_SIDE_U8) side_u8_tail(NS, su, sf, p, k);
   if (p < k) {
     V x[NT_R];
     for (int r = 0; r < R; r++) x[r] = load_part(row_ptr(a, lda, ix, r) + p, k - p);
@@ -104,12 +169,12 @@ INL void nt_block(const int R, const int NB, int k, const float *a, int lda,
 
 #define NT_CASE(R, NB)                                                       \
   case NB:                                                                   \
-    nt_block(R, NB, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);             \
+    nt_block(R, NB, SIDE, NS, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, side); \
     break;
 
-INL void nt_rows(const int R, int nb, int k, const float *a, int lda,
+INL void nt_rows(const int R, int nb, const int SIDE, const int NS, int k, const float *a, int lda,
                  const int64_t *ix, const float *b, int ldb, float alpha, float beta, float *c,
-                 int ldc) {
+                 int ldc, const nt_side *side) {
   switch (nb) {
     NT_CASE(R, 1)
 #if NT_N >= 2
@@ -138,52 +203,128 @@ INL void nt_rows(const int R, int nb, int k, const float *a, int lda,
   }
 }
 
-/* Rows: the remaining m % NT_R as one shorter block. */
+/* Rows: the remaining m % NT_R as one shorter block (no side work: it is
+ * the last block). */
 INL void nt_tail_rows(int rows, int nb, int k, const float *a, int lda,
                       const int64_t *ix, const float *b, int ldb, float alpha, float beta,
                          float *c, int ldc) {
   switch (rows) {
   case 1:
-    nt_rows(1, nb, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);
+    nt_rows(1, nb, NT_SIDE_NONE, 0, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, NULL);
     break;
 #if NT_R > 2
   case 2:
-    nt_rows(2, nb, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);
+    nt_rows(2, nb, NT_SIDE_NONE, 0, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, NULL);
     break;
 #endif
 #if NT_R > 3
   case 3:
-    nt_rows(3, nb, k, a, lda, ix, b, ldb, alpha, beta, c, ldc);
+    nt_rows(3, nb, NT_SIDE_NONE, 0, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, NULL);
     break;
 #endif
   default:
     for (int i = 0; i < rows; i++)
-      nt_rows(1, nb, k, ix ? a : a + (size_t)i * lda, lda, ix ? ix + i : NULL, b, ldb, alpha,
-              beta, c + (size_t)i * ldc, ldc);
+      nt_rows(1, nb, NT_SIDE_NONE, 0, k, ix ? a : a + (size_t)i * lda, lda, ix ? ix + i : NULL, b,
+              ldb, alpha, beta, c + (size_t)i * ldc, ldc, NULL);
     break;
   }
 }
 
-/* Rows NT_R at a time (each block of A read from memory once, then from
- * L1 for every chunk of outputs); outputs in as few chunks of at most NT_N
- * as can be, of even sizes (10 outputs by 4: 4, 3, 3, not 4, 4, 2). */
+#define NT_SIDE_CASE(NS)                                                     \
+  case NS:                                                                   \
+    nt_rows(NT_R, nb, NT_SIDE_U8, NS, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, side); \
+    break;
+
+/* A full block's chunk of nb outputs, with its share of the side work:
+ * the rows of bytes it converts counted out, so that their loop unrolls. */
+INL void nt_chunk(const int SIDE, int nb, int k, float alpha, const float *a, int lda,
+                  const int64_t *ix, const float *b, int ldb, float beta, float *c, int ldc,
+                  const nt_side *side) {
+  if (SIDE != NT_SIDE_U8) {
+    nt_rows(NT_R, nb, SIDE, 0, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, side);
+    return;
+  }
+  int ns = 0;
+  for (int r = side->first; r < side->rows; r += side->step) ns++;
+  switch (ns) {
+  case 0:
+    nt_rows(NT_R, nb, NT_SIDE_NONE, 0, k, a, lda, ix, b, ldb, alpha, beta, c, ldc, side);
+    break;
+    NT_SIDE_CASE(1)
+#if NT_R >= 2
+    NT_SIDE_CASE(2)
+#endif
+#if NT_R >= 3
+    NT_SIDE_CASE(3)
+#endif
+#if NT_R >= 4
+    NT_SIDE_CASE(4)
+#endif
+#if NT_R >= 5
+    NT_SIDE_CASE(5)
+#endif
+  default:
+    break;
+  }
+}
+
+/* The chunks of n outputs: as few of at most NT_N as can be, of even
+ * sizes (10 outputs by 4: 4, 3, 3, not 4, 4, 2), the first extra of them
+ * one longer than the others' base. */
+typedef struct nt_chunks {
+  int count, base, extra;
+} nt_chunks;
+
+static inline nt_chunks nt_chunks_of(int n) {
+  nt_chunks ch;
+  ch.count = (n + NT_N - 1) / NT_N;
+  ch.base = ch.count ? n / ch.count : 0;
+  ch.extra = ch.count ? n % ch.count : 0;
+  return ch;
+}
+
+/* One block of rows (NT_R of them, or fewer for the last) against all n
+ * outputs, chunk by chunk: each block of A is read from memory once, then
+ * from L1 for every chunk. side (a full block's only): the next block's
+ * rows, shared among the chunks. */
+INL void nt_rowblock(const int SIDE, int rows, nt_chunks ch, int k, float alpha, const float *a,
+                     int lda, const int64_t *ix, const float *b, int ldb, float beta, float *c,
+                     int ldc, nt_side side) {
+  const int chunks = ch.count;
+  side.step = chunks;
+  for (int q = 0, j = 0; q < chunks; q++) {
+    int nb = ch.base + (q < ch.extra);
+    side.first = q;
+    if (rows == NT_R)
+      nt_chunk(SIDE, nb, k, alpha, a, lda, ix, b + (size_t)j * ldb, ldb, beta, c + j, ldc,
+               &side);
+    else
+      nt_tail_rows(rows, nb, k, a, lda, ix, b + (size_t)j * ldb, ldb, alpha, beta, c + j, ldc);
+    j += nb;
+  }
+}
+
+/* Rows NT_R at a time. A skinny product over many rows (an evaluation's
+ * first layer) prefetches each next block while it works on one. */
 INL void nt_all(int m, int n, int k, float alpha, const float *a, int lda,
                 const int64_t *ix, const float *b, int ldb, float beta, float *c,
                 int ldc) {
-  const int chunks = (n + NT_N - 1) / NT_N;
+  const int pf = ix == NULL && n <= FEDC_KERNEL_SMALL && m > FEDC_KERNEL_BATCH;
+  const nt_chunks ch = nt_chunks_of(n);
   for (int i = 0; i < m; i += NT_R) {
+    const int rows = m - i < NT_R ? m - i : NT_R, next = m - i - rows;
     const float *ai = ix ? a : a + (size_t)i * lda;
     const int64_t *ixi = ix ? ix + i : NULL;
     float *ci = c + (size_t)i * ldc;
-    for (int q = 0, j = 0; q < chunks; q++) {
-      int nb = n / chunks + (q < n % chunks);
-      if (i + NT_R <= m)
-        nt_rows(NT_R, nb, k, ai, lda, ixi, b + (size_t)j * ldb, ldb, alpha, beta, ci + j, ldc);
-      else
-        nt_tail_rows(m - i, nb, k, ai, lda, ixi, b + (size_t)j * ldb, ldb, alpha, beta, ci + j,
-                     ldc);
-      j += nb;
-    }
+    nt_side side = {0};
+    if (pf && rows == NT_R && next > 0) {
+      side.src = (const char *)(ai + (size_t)NT_R * lda);
+      side.stride = (size_t)lda * sizeof(float);
+      side.rows = next < NT_R ? next : NT_R;
+      nt_rowblock(NT_SIDE_PREFETCH, rows, ch, k, alpha, ai, lda, NULL, b, ldb, beta, ci, ldc,
+                  side);
+    } else
+      nt_rowblock(NT_SIDE_NONE, rows, ch, k, alpha, ai, lda, ixi, b, ldb, beta, ci, ldc, side);
   }
 }
 
@@ -395,9 +536,48 @@ static void simd_gemm_tn_rows(int m, int n, int k, float alpha, const float *a,
 #define U8_GEMM_NT simd_gemm_nt
 #include "ml/kernels_u8.h"
 
+#ifdef V_FROM_U8
+/*
+ * gemm_nt_u8 (kernels.h) with V_FROM_U8: the rows converted NT_R at a time
+ * into one half of a buffer in L1 while the block in the other half is
+ * multiplied (NT_SIDE_U8); the first block converted on its own. The
+ * floats are those of the unpacked rows and the blocks gemm_nt's, so the
+ * sums are gemm_nt's to the bit. Rows longer than the buffer allows take
+ * kernels_u8.h's path.
+ */
+static void simd_gemm_nt_u8(int m, int n, int k, float alpha, const uint8_t *a, int lda,
+                            const float *b, int ldb, float beta, float *c, int ldc) {
+  if ((size_t)2 * NT_R * (size_t)k > U8_BLOCK_FLOATS) {
+    u8_gemm_nt(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  float buf[U8_BLOCK_FLOATS] __attribute__((aligned(64)));
+  const size_t half = (size_t)NT_R * (size_t)k;
+  const nt_chunks ch = nt_chunks_of(n);
+  for (int q = 0; q < m && q < NT_R; q++)
+    u8_unpack(buf + (size_t)q * k, a + (size_t)q * lda, (size_t)k);
+  for (int i = 0, cur = 0; i < m; i += NT_R, cur ^= 1) {
+    const int rows = m - i < NT_R ? m - i : NT_R, next = m - i - rows;
+    float *blk = buf + cur * half, *nbuf = buf + (cur ^ 1) * half;
+    float *ci = c + (size_t)i * ldc;
+    if (next > 0) {
+      nt_side side = {(const char *)(a + (size_t)(i + NT_R) * lda), (size_t)lda, nbuf, k,
+                      0, 1, next < NT_R ? next : NT_R};
+      nt_rowblock(NT_SIDE_U8, rows, ch, k, alpha, blk, k, NULL, b, ldb, beta, ci, ldc, side);
+    } else {
+      nt_side none = {0};
+      nt_rowblock(NT_SIDE_NONE, rows, ch, k, alpha, blk, k, NULL, b, ldb, beta, ci, ldc, none);
+    }
+  }
+}
+#define SIMD_GEMM_NT_U8 simd_gemm_nt_u8
+#else
+#define SIMD_GEMM_NT_U8 u8_gemm_nt
+#endif
+
 const fedc_kernels SIMD_TABLE = {SIMD_VARIANT,      simd_gemm_nt,      simd_gemm_tn,
                                  fold_convert,      fold_add,          FEDC_KERNELS_ELEM,
                                  simd_gemm_nt_rows, simd_gemm_tn_rows, u8_unpack,
-                                 u8_gemm_nt,        1,                 simd_gemm_nn};
+                                 SIMD_GEMM_NT_U8,   1,                 simd_gemm_nn};
 
 #endif

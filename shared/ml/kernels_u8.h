@@ -11,7 +11,9 @@
  * gives the correctly rounded quotient for all 256 bytes (checked by
  * tests/unit/test_kernels_u8.c against the division), so every product
  * below sees exactly the floats the float data set holds and gives the
- * same bits as the variant's gemm_nt on them.
+ * same bits as the variant's gemm_nt on them. A SIMD variant that defines
+ * V_FROM_U8 takes gemm_nt_u8 from kernels_simd.h instead (the conversion
+ * beside the products), and this one for rows too long for its buffer.
  */
 #ifndef FEDC_ML_KERNELS_U8_H
 #define FEDC_ML_KERNELS_U8_H

@@ -1,7 +1,8 @@
 /*
  * test_kernels_u8.c - a data set kept as bytes (data.h's x_u8): every
  * kernel variant's unpack_u8 gives b / 255.0f exactly for all 256 bytes,
- * gemm_nt_u8 the same bits as the variant's gemm_nt on the unpacked rows;
+ * gemm_nt_u8 the same bits as the variant's gemm_nt on the unpacked rows
+ * and each byte's float read back exactly;
  * fedc_dataset_pack_u8 keeps a copy only of byte-valued features and
  * standardize drops it; an evaluation and a prediction that read the bytes
  * give the same bits as those that read the floats (softmax and MLP).
@@ -102,6 +103,37 @@ static void test_gemm_nt_u8(void **state) {
   fedc_free(a8), fedc_free(af), fedc_free(b), fedc_free(c1), fedc_free(c2);
 }
 
+/*
+ * gemm_nt_u8 reads every byte back as exactly b / 255.0f: B's rows are
+ * one-hot (row j picks element base + j), so C[i][j] is A[i][base + j]
+ * alone (the other terms are zeros, alpha is 1). Every row holds all 256
+ * bytes, and there are several blocks of rows, so that rows converted
+ * alongside the products of the block before them (kernels_simd.h) are
+ * covered as well as the first block and the last partial one; k leaves a
+ * tail shorter than a vector.
+ */
+static void test_gemm_nt_u8_exact(void **state) {
+  const fedc_kernels *kern = kernels_or_skip(state);
+  enum { M = 41, K = 256 + 5, N = 16 };
+  uint8_t *a8 = fedc_malloc((size_t)M * K);
+  float *b = fedc_calloc((size_t)N * K, sizeof(float)), *c = fedc_malloc_array(M * N, sizeof(float));
+  assert_true(a8 && b && c);
+  for (int i = 0; i < M; i++)
+    for (int p = 0; p < K; p++) a8[i * K + p] = (uint8_t)(i * 7 + p);
+  for (int base = 0; base < K; base += N) {
+    int n = K - base < N ? K - base : N;
+    memset(b, 0, (size_t)N * K * sizeof(float));
+    for (int j = 0; j < n; j++) b[j * K + base + j] = 1.0f;
+    kern->gemm_nt_u8(M, n, K, 1.0f, a8, K, b, K, 0.0f, c, N);
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < n; j++) {
+        float want = (float)a8[i * K + base + j] / 255.0f;
+        assert_memory_equal(&c[i * N + j], &want, sizeof want);
+      }
+  }
+  fedc_free(a8), fedc_free(b), fedc_free(c);
+}
+
 /* A data set of n x d pixels (bytes / 255) and labels 0..9. */
 static void pixels(fedc_dataset *ds, int64_t n, int64_t d, uint64_t seed) {
   fedc_rng r;
@@ -200,6 +232,7 @@ static void test_eval_mlp(void **state) { eval_both(state, 1); }
 #define VARIANT_CASES(v, name)                                               \
   {"unpack_u8/" name, test_unpack, NULL, NULL, &v},                          \
       {"gemm_nt_u8/" name, test_gemm_nt_u8, NULL, NULL, &v},                 \
+      {"gemm_nt_u8_exact/" name, test_gemm_nt_u8_exact, NULL, NULL, &v},     \
       {"evaluate_u8_softmax/" name, test_eval_softmax, NULL, NULL, &v},      \
       {"evaluate_u8_mlp/" name, test_eval_mlp, NULL, NULL, &v}
 
