@@ -555,8 +555,11 @@ static int read_all(const char *path, int32_t round, uint8_t **buf, size_t *len)
   if (fseek(f, 0, SEEK_END) != 0) rc = failed(FEDC_EIO, "round %d: trainer: cannot read %s",
                                               (int)round, path);
   long n = rc == 0 ? ftell(f) : -1;
-  if (rc == 0 && (n < 0 || (uint64_t)n > ((uint64_t)2 << 30)))
-    rc = failed(FEDC_ETOOBIG, "round %d: trainer: FEDC_UPDATE_OUT is larger than 2 GiB",
+  /* a sanity bound, as for the model the client downloads: the update is
+   * checked against the job's model before it is sent (tensor jobs of a few
+   * GiB must pass) */
+  if (rc == 0 && (n < 0 || (uint64_t)n > ((uint64_t)64 << 30)))
+    rc = failed(FEDC_ETOOBIG, "round %d: trainer: FEDC_UPDATE_OUT is larger than 64 GiB",
                 (int)round);
   if (rc == 0 && (*buf = fedc_malloc((size_t)n + 1)) == NULL)
     rc = fedc_error_set(FEDC_ENOMEM, "client: out of memory");
