@@ -45,6 +45,19 @@ double fedc__relay_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void fedc__relay_wait_until(fedc_relay *r, double deadline, int (*done)(const fedc_relay *)) {
+  while (!r->stop && !done(r) && fedc__relay_now() < deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+  }
+}
+
 void fedc__relay_wake(fedc_relay *r) {
   uv_async_send(&r->wake);
 }

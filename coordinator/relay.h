@@ -114,6 +114,9 @@ typedef struct fedc_relay {
 } fedc_relay;
 
 double fedc__relay_now(void);
+/* relay.c: under mu, wait on cv (waking every 100 ms) until done(r), the
+ * deadline (fedc__relay_now's clock) or a stop. */
+void fedc__relay_wait_until(fedc_relay *r, double deadline, int (*done)(const fedc_relay *));
 /* relay_link.c: the link thread's body (arg: the relay). */
 void *fedc__relay_link_main(void *arg);
 /* relay.c: wake the loop thread (any thread). */

@@ -293,20 +293,15 @@ static void open_round(fedc_relay *r, const fedc_client_task *t, relay_buf *b) {
                 (t->secagg ? FEDC_RELAY_SA_FREEZE : RELAY_DEADLINE_SHARE) * t->deadline_s);
 }
 
+static int all_reported(const fedc_relay *r) {
+  return r->n_reported >= r->cfg->relay_sites;
+}
+
 /* Wait for every site (or the deadline), close, and encode the sum; 1 with
  * *body set when there is something to post. */
 static int close_round(fedc_relay *r, uint8_t **body, size_t *len) {
   pthread_mutex_lock(&r->mu);
-  while (!r->stop && r->n_reported < r->cfg->relay_sites && fedc__relay_now() < r->deadline) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-  }
+  fedc__relay_wait_until(r, r->deadline, all_reported);
   r->open = 0;
   int have = r->n_reported > 0 && !r->stop;
   if (have) {

@@ -61,6 +61,13 @@ static int over(const party_run *p) {
   return fedc__relay_stopping(p->r) || fedc__relay_now() > p->end;
 }
 
+/* A 4xx answer of the parent to what, with the start of its body. */
+static int refused(const party_run *p, const char *what, long st) {
+  return fedc_error_set(FEDC_EINVAL, "the parent refused %s: %ld %.*s", what, st,
+                        (int)(p->b->len > 200 ? 200 : p->b->len),
+                        p->b->p ? (const char *)p->b->p : "");
+}
+
 /* POST a message to the parent until it answers other than 5xx or a
  * network error: 0 when accepted. */
 static int post(party_run *p, const char *path, const uint8_t *body, size_t len) {
@@ -72,10 +79,7 @@ static int post(party_run *p, const char *path, const uint8_t *body, size_t len)
       pthread_mutex_unlock(&p->r->mu);
       return 0;
     }
-    if (st >= 400 && st < 500)
-      return fedc_error_set(FEDC_EINVAL, "the parent refused %s: %ld %.*s", path, st,
-                            (int)(p->b->len > 200 ? 200 : p->b->len),
-                            p->b->p ? (const char *)p->b->p : "");
+    if (st >= 400 && st < 500) return refused(p, path, st);
     nap(0.5);
   }
   return fedc_error_set(FEDC_ESTALE, "%s: the parent's round is over", path);
@@ -95,10 +99,7 @@ static int fetch(party_run *p, const char *what, uint8_t **out, size_t *len) {
       p->b->len = p->b->cap = 0;
       return 0;
     }
-    if (st >= 400 && st < 500)
-      return fedc_error_set(FEDC_EINVAL, "the parent refused %s: %ld %.*s", what, st,
-                            (int)(p->b->len > 200 ? 200 : p->b->len),
-                            p->b->p ? (const char *)p->b->p : "");
+    if (st >= 400 && st < 500) return refused(p, what, st);
     nap(0.5);
   }
   return fedc_error_set(FEDC_ESTALE, "%s: the parent's round is over", what);

@@ -33,6 +33,7 @@
  * show what the relay saw.
  */
 #include "relay.h"
+#include "secagg_route.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -319,22 +320,10 @@ static void post_message(fedc_relay *r, fedc_http_exchange *x, const fedc_http_r
 
 void fedc__relay_sa_handle(fedc_relay *r, fedc_http_exchange *x, const fedc_http_request *req,
                            int32_t site) {
-  static const char *const names[] = {"advertise", "shares", "unmask",
-                                      "keys",      "myshares", "survivors"};
   const char *what = req->path + strlen("/v1/secagg/");
-  int which = -1;
-  for (int i = 0; i < 6; i++)
-    if (strcmp(what, names[i]) == 0) which = i;
-  if (which < 0) {
-    fedc_http_respond_error(x, 404, "not_found", "no such path: %s", req->path);
-    return;
-  }
-  int post = which < 3;
-  if (strcmp(req->method, post ? "POST" : "GET") != 0) {
-    fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes %s", req->path,
-                            post ? "POST" : "GET");
-    return;
-  }
+  int which = fedc__secagg_route(x, req);
+  if (which < 0) return;
+  int post = fedc__secagg_is_post(which);
   if (post) {
     static const fedc_secagg_phase phase[3] = {FEDC_SECAGG_ADVERTISE, FEDC_SECAGG_SHARES,
                                                FEDC_SECAGG_UNMASK};
@@ -441,19 +430,6 @@ void fedc__relay_sa_masked(fedc_relay *r, fedc_http_exchange *x, const fedc_http
 
 /* ---- the phases (link thread) -------------------------------------------------------- */
 
-/* Under mu: wait on cv until done(r) or the deadline or a stop. */
-static void wait_until(fedc_relay *r, double deadline, int (*done)(const fedc_relay *)) {
-  while (!r->stop && !done(r) && fedc__relay_now() < deadline) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-  }
-}
 
 static int all_advertised(const fedc_relay *r) {
   return r->sa == NULL || r->n_reported >= r->cfg->relay_sites;
@@ -466,7 +442,7 @@ static int phase_complete(const fedc_relay *r) {
 
 uint64_t fedc__relay_sa_freeze(fedc_relay *r, double deadline) {
   pthread_mutex_lock(&r->mu);
-  wait_until(r, deadline, all_advertised);
+  fedc__relay_wait_until(r, deadline, all_advertised);
   uint64_t total = 0;
   int32_t n = 0;
   relay_sa *sa = r->sa;
@@ -507,7 +483,7 @@ int fedc__relay_sa_close_phase(fedc_relay *r, double deadline, int32_t frac_bits
     rc = fedc_error_set(FEDC_ESTATE, "relay: the sites' secure session failed");
   } else {
     ph = fedc_secagg_server_phase(sa->srv);
-    if (ph != FEDC_SECAGG_ADVERTISE) wait_until(r, deadline, phase_complete);
+    if (ph != FEDC_SECAGG_ADVERTISE) fedc__relay_wait_until(r, deadline, phase_complete);
     if (r->stop) rc = fedc_error_set(FEDC_ESTATE, "relay: stopping");
     else if (ph == FEDC_SECAGG_ADVERTISE) {
       rc = fedc_secagg_server_set_quantization(sa->srv, frac_bits, clip);

@@ -75,6 +75,7 @@
 
 #include "base/alloc.h"
 #include "coord_internal.h"
+#include "secagg_route.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/rng.h"
@@ -856,22 +857,9 @@ static void get_broadcast(fedc_coord *c, sa_round *r, fedc_http_exchange *x, coo
 
 void fedc__coord_secagg_handle(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req, coord_client *cl) {
-  static const char *const names[] = {"advertise", "shares", "unmask",
-                                      "keys",      "myshares", "survivors"};
-  const char *what = req->path + strlen("/v1/secagg/");
-  int which = -1;
-  for (int i = 0; i < 6; i++)
-    if (strcmp(what, names[i]) == 0) which = i;
-  if (which < 0) {
-    fedc_http_respond_error(x, 404, "not_found", "no such path: %s", req->path);
-    return;
-  }
-  int post = which < 3;
-  if (strcmp(req->method, post ? "POST" : "GET") != 0) {
-    fedc_http_respond_error(x, 405, "method_not_allowed", "%s takes %s", req->path,
-                            post ? "POST" : "GET");
-    return;
-  }
+  int which = fedc__secagg_route(x, req);
+  if (which < 0) return;
+  int post = fedc__secagg_is_post(which);
   if (c->stopping) {
     fedc_http_respond_error(x, 503, "unavailable", "the coordinator is stopping");
     return;
