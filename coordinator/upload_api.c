@@ -485,6 +485,9 @@ static void chunk(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request 
   case FEDC_CHUNK_NEXT:
     break;
   }
+  if (off + req->body_len == u->size) /* the time its last byte came (bench/early_fold.py) */
+    fedc_log_info("round=%d client=%d msg=\"last chunk in\" size=%llu", (int)round, (int)cl->id,
+                  (unsigned long long)u->size);
   chunk_work *w = fedc_calloc(1, sizeof *w);
   uint8_t *buf = w ? fedc_malloc(req->body_len) : NULL;
   if (buf == NULL) {
