@@ -269,10 +269,12 @@ static void update_run(uv_work_t *req) {
     w->duplicate = pr.duplicate;
     return;
   }
-  /* a large-model job's update is read where it lies (large_model.c) */
+  /* an update folded as it arrived needs only its header (upload_fold.c);
+   * a large-model job's update is read where it lies (large_model.c) */
   fedc_st_file *f = NULL;
   const float *view = NULL;
-  int viewed = fedc__coord_update_view(c, w->body, w->len, &view, &f);
+  int whole = fedc__fold_whole(c, w->early, w->body, w->len, &f);
+  int viewed = whole || fedc__coord_update_view(c, w->body, w->len, &view, &f);
   float *weights = viewed ? NULL : fedc_malloc_array(c->n_params, sizeof(float));
   int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
   if ((weights == NULL && !viewed) || ints == NULL) {
@@ -327,7 +329,7 @@ static void update_run(uv_work_t *req) {
   w->round = (int32_t)round;
   pthread_mutex_lock(&c->mu);
   /* an update folded as it arrived is only counted (upload_fold.c) */
-  if (!fedc__fold_take(c, coded ? NULL : w->early, (int32_t)round, w->client_id,
+  if (!fedc__fold_take(c, coded ? NULL : w->early, whole, (int32_t)round, w->client_id,
                        (uint64_t)samples, loss, &rc))
     rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
                                                 dc, c->n_params, (uint64_t)samples, loss)

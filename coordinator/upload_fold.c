@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -76,6 +77,7 @@ static void unlink_rec(fedc_fold_ctx *fx, fedc_upload_fold *r) {
 
 static void free_rec(fedc_upload_fold *r) {
   if (r->fd >= 0) close(r->fd);
+  if (r->hash_on) fedc__sha256_free(&r->h);
   fedc_free(r);
 }
 
@@ -146,6 +148,8 @@ static int begin(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u) {
   r->round = u->round;
   r->n_samples = (uint64_t)meta.num_samples;
   r->data_off = data_off;
+  r->data_at = r->hashed = 8 + hlen;
+  r->hash_on = fedc__sha256_begin(&r->h) == 0;
   r->n = c->n_params;
   pthread_mutex_lock(&c->mu);
   if (fx->w == NULL) fx->w = fedc_malloc_array(FOLD_SLICE, sizeof(float));
@@ -166,6 +170,59 @@ static int begin(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u) {
   return 1;
 }
 
+/* The data section's bytes up to accepted into r's SHA-256 (the chunk
+ * worker's, without c->mu: only it touches the hash while the upload is
+ * under way). A failed read ends the hash: the update is then decoded and
+ * checked whole at completion. */
+static void hash_more(fedc_upload_fold *r, uint64_t accepted) {
+  if (!r->hash_on || accepted <= r->hashed) return;
+  size_t cap = (size_t)1 << 20;
+  uint8_t *buf = fedc_malloc(cap);
+  while (buf && r->hashed < accepted) {
+    size_t len = accepted - r->hashed < cap ? (size_t)(accepted - r->hashed) : cap;
+    if (read_at(r->fd, buf, len, r->hashed) != 0 || fedc__sha256_update(&r->h, buf, len) != 0)
+      break;
+    r->hashed += len;
+  }
+  fedc_free(buf);
+  if (r->hashed < accepted) {
+    fedc__sha256_free(&r->h);
+    r->hash_on = 0;
+  }
+}
+
+int fedc__fold_whole(fedc_coord *c, fedc_upload_fold *r, const uint8_t *body, size_t len,
+                     fedc_st_file **f) {
+  *f = NULL;
+  if (r == NULL || !r->hash_on || r->hashed != len) return 0;
+  uint8_t d[FEDC__SHA256_LEN];
+  char hex[FEDC__SHA256_HEX_LEN + 1];
+  int rc = fedc__sha256_finish(&r->h, d);
+  fedc__sha256_free(&r->h);
+  r->hash_on = 0;
+  if (rc != 0) return 0;
+  for (int i = 0; i < FEDC__SHA256_LEN; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  const float *wf = NULL;
+  fedc_update_meta meta;
+  int ok = fedc_st_decode_ex(body, len, FEDC_ST_ALLOW_ANY | FEDC_ST_BORROW | FEDC_ST_HEADER_ONLY,
+                             f) == 0 &&
+           fedc__layout_view(&c->layout, *f, &wf) == 0 &&
+           (uint64_t)((const uint8_t *)wf - body) == r->data_off &&
+           fedc_update_meta_parse(*f, &meta) == 0 && meta.round == r->round &&
+           (uint64_t)meta.num_samples == r->n_samples &&
+           (meta.sha256 == NULL || strcasecmp(meta.sha256, hex) == 0);
+  if (ok) {
+    pthread_mutex_lock(&c->mu);
+    ok = !r->voided && r->folded == r->n && fedc__engine_early_live(c->engine, r->gen);
+    pthread_mutex_unlock(&c->mu);
+  }
+  if (!ok) {
+    fedc_st_free(*f);
+    *f = NULL;
+  }
+  return ok;
+}
+
 void fedc__fold_chunk(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u) {
   if (u->fold_state < 0) return;
   if (u->fold_state == 0) {
@@ -176,6 +233,7 @@ void fedc__fold_chunk(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u) {
   }
   fedc_upload_fold *r = u->fold;
   if (r == NULL) return;
+  hash_more(r, u->accepted);
   pthread_mutex_lock(&c->mu);
   if (!r->voided && !fedc__engine_early_live(c->engine, r->gen)) r->voided = 1;
   uint64_t have = u->accepted > r->data_off ? (u->accepted - r->data_off) / sizeof(float) : 0;
@@ -194,17 +252,23 @@ void fedc__fold_chunk(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u) {
   pthread_mutex_unlock(&c->mu);
 }
 
-int fedc__fold_take(fedc_coord *c, fedc_upload_fold *r, int32_t round, int32_t client,
+int fedc__fold_take(fedc_coord *c, fedc_upload_fold *r, int whole, int32_t round, int32_t client,
                     uint64_t n_samples, double loss, int *rc) {
   if (r == NULL) return 0;
   fedc_fold_ctx *fx = fedc__coord_fold_ctx(c);
-  if (!r->voided && r->folded == r->n && r->round == round && r->client_id == client &&
-      r->n_samples == n_samples && fedc__engine_early_live(c->engine, r->gen)) {
+  if (whole || (!r->voided && r->folded == r->n && r->round == round &&
+                r->client_id == client && r->n_samples == n_samples &&
+                fedc__engine_early_live(c->engine, r->gen))) {
     *rc = fedc__engine_submit_folded(c->engine, round, client, n_samples, loss);
+    if (*rc != 0 && whole) { /* refused as the whole would be (a duplicate, a stale round) */
+      if (fx) undo_locked(c, fx, r);
+      return 1;
+    }
     if (*rc == 0) {
       r->counted = 1;
-      fedc_log_info("round=%d client=%d msg=\"update folded as it arrived\" values=%zu",
-                    (int)round, (int)client, r->n);
+      fedc_log_info("round=%d client=%d msg=\"update folded as it arrived\" values=%zu "
+                    "decoded=%d",
+                    (int)round, (int)client, r->n, !whole);
       return 1;
     }
   }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "coord_internal.h"
+#include "wire/safetensors.h"
 #include "upload_ledger.h"
 
 /* One upload's early folds. */
@@ -27,6 +28,10 @@ typedef struct fedc_upload_fold {
   size_t n;           /* float values (the model's) */
   size_t folded;      /* values [0, folded) are in the sums */
   int fd;             /* the spool file's own descriptor (read after the upload is gone) */
+  uint64_t data_at;   /* the spool file's offset of the data section */
+  uint64_t hashed;    /* the data section's SHA-256 runs over [data_at, hashed) */
+  fedc__sha256_ctx h;
+  int hash_on;        /* h begun (and not ended) */
   int voided;         /* no more folds: the update is folded whole at completion */
   int counted;        /* the update is counted in its round: its folds are its own */
 } fedc_upload_fold;
@@ -56,12 +61,25 @@ void fedc__fold_init(fedc_fold_ctx *fx);
 void fedc__fold_chunk(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u);
 
 /*
+ * The completed update (update worker, without c->mu), body its len bytes:
+ * 1 with *f its decoded header when every value is folded and the data
+ * section's SHA-256, hashed as the chunks came, is its "sha256" metadata's
+ * (then the values need not be decoded: each was checked as it was
+ * folded); else 0 (*f NULL) and the update is decoded and checked whole.
+ * r may be NULL (0).
+ */
+int fedc__fold_whole(fedc_coord *c, fedc_upload_fold *r, const uint8_t *body, size_t len,
+                     fedc_st_file **f);
+
+/*
  * The completed update is checked (update worker, under c->mu): 1 with *rc
  * the engine's answer when r's folds are the whole update (round, client
- * and sample count as checked) and it was counted; 0 after taking r's
- * folds out when not, for the caller's usual fold. r may be NULL (0).
+ * and sample count as checked) and it was counted, or, after whole
+ * (fedc__fold_whole said 1), when the engine refused it (its folds taken
+ * out); 0 after taking r's folds out, for the caller's usual fold. r may
+ * be NULL (0).
  */
-int fedc__fold_take(fedc_coord *c, fedc_upload_fold *r, int32_t round, int32_t client,
+int fedc__fold_take(fedc_coord *c, fedc_upload_fold *r, int whole, int32_t round, int32_t client,
                     uint64_t n_samples, double loss, int *rc);
 
 /* Before a prepare reads the sums (commit worker, under c->mu): every

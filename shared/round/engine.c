@@ -731,9 +731,13 @@ int fedc__engine_early_fold(fedc_engine *e, size_t off, const float *w, size_t l
 int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
                                uint64_t n_samples, double train_loss) {
   slot *s = open_slot(e, round, client);
-  if (s == NULL || !fedc__pipeline_fold_early_ok(e->pl, n_samples))
-    return fedc_error_set(FEDC_ESTATE, "engine: client %d's folded update does not belong to "
-                                       "the open round", (int)client);
+  if (s == NULL) { /* fedc_engine_submit's refusal, with its words */
+    int rc = fedc_engine_submit(e, round, client, NULL, e->n_params + 1, n_samples, train_loss);
+    return rc != 0 ? rc : fedc_error_set(FEDC_ESTATE, "engine: no slot for client %d",
+                                         (int)client);
+  }
+  if (!fedc__pipeline_fold_early_ok(e->pl, n_samples))
+    return fedc_error_set(FEDC_ESTATE, "engine: this round's updates are not folded early");
   fedc__pipeline_add_folded(e->pl, n_samples);
   s->reported = 1;
   s->n_samples = n_samples;

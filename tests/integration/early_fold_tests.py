@@ -10,7 +10,9 @@ bytes must be the same.
    round, the quorum three): the reference run has three sites send their
    updates in chunks cleanly. The faulted run, with early folds, has site 4 send
    part of its update and then nothing (abandoned at the deadline: its
-   folds taken out), site 1 a chunk with a bad checksum and then a cut
+   folds taken out), site 1 an update whose data's SHA-256 is not its
+   metadata's (refused at completion; the data's hash is kept as the
+   chunks come), a chunk with a bad checksum and then a cut
    (the upload announced again and resumed from its offset), site 2 an
    update whose whole SHA-256 is not the one announced (refused at its last
    chunk: its folds taken out) and then its own, site 3 an update with a
@@ -21,7 +23,8 @@ bytes must be the same.
    large-model mode ([server] spill_above_mb), where the coordinator is
    also killed (SIGKILL) with two uploads part folded and started again.
    The coordinator's log must show the three updates folded as they
-   arrived and the folds taken out.
+   arrived, counted from their headers without decoding them again, and
+   the folds taken out.
 2. Concurrency, with three fedc-client sites on the numpy trainer sending
    their updates in chunks at once (two rounds, [strategy]
    max_weight_delta on): fold at completion, early folds with the sums in
@@ -32,6 +35,7 @@ Run under /usr/bin/python3 (Debian's, with numpy).
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -187,7 +191,15 @@ def scripted(name, spill, early, faults, kill=False):
             # site 4: part of its update, then silence (abandoned at the deadline)
             assert announce(4, ups[4]) == 0
             send(4, ups[4], 0, 2 * CHUNK)
-            # site 1: a chunk with a bad checksum, then a cut, resumed from its offset
+            # site 1: its data's SHA-256 not its metadata's (checked as the chunks
+            # came: refused, its folds taken out)
+            h = hashlib.sha256(ups[1]).hexdigest()
+            meta_sha = re.search(rb'"sha256": "([0-9a-f]{64})"', ups[1]).group(1)
+            liar = ups[1].replace(meta_sha, hashlib.sha256(meta_sha).hexdigest().encode())
+            assert announce(1, liar) == 0 and h != hashlib.sha256(liar).hexdigest()
+            st, e = send(1, liar, 0)
+            assert st == 400 and e["error"] == "bad_checksum", (st, e)
+            # then a chunk with a bad checksum, then a cut, resumed from its offset
             assert announce(1, ups[1]) == 0
             send(1, ups[1], 0, 2 * CHUNK)
             send(1, ups[1], 2 * CHUNK, 3 * CHUNK, bad=True)
@@ -233,9 +245,12 @@ def test_faults():
         folded = log.count('msg="update folded as it arrived"')
         undone = log.count('msg="early folds taken out"')
         assert folded == 3, f"{mode}: {folded} updates folded as they arrived, not 3"
-        assert undone >= 4, f"{mode}: folds taken out {undone} times, not 4 or more"
+        assert undone >= 5, f"{mode}: folds taken out {undone} times, not 5 or more"
+        # every counted update was checked from its header and the hashes kept
+        # as its chunks came, not decoded again
+        assert log.count("decoded=0") == 3, f"{mode}: updates decoded again at completion"
         assert not spill or 'msg="job resumed"' in log or 'msg="job started"' in log
-        print(f"       {mode}: a bad chunk, a cut resumed, a whole SHA-256 mismatch, a NaN, "
+        print(f"       {mode}: a data SHA-256 not the metadata's, a bad chunk, a cut resumed, a whole SHA-256 mismatch, a NaN, "
               f"a replaced upload, an upload abandoned at the deadline"
               f"{', a kill -9 with two uploads part folded' if spill else ''}: the model "
               f"is the clean run's ({folded} updates folded as they arrived, folds taken "
