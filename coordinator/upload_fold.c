@@ -40,6 +40,8 @@
 #include "base/log.h"
 #include "ml/layout.h"
 #include "round/engine.h"
+#include "wire/coded_update.h"
+#include "wire/partial.h"
 #include "wire/safetensors.h"
 #include "wire/update_meta.h"
 
@@ -120,7 +122,8 @@ static int begin(fedc_coord *c, fedc_fold_ctx *fx, fedc_upload *u) {
     return -1;
   if (u->accepted < 8) return 0;
   uint8_t le[8];
-  if (read_at(u->fd, le, 8, 0) != 0) return -1;
+  if (read_at(u->fd, le, 8, 0) != 0 || fedc_coded_is(le, 8) || fedc_partial_is(le, 8))
+    return -1; /* a compressed update, a relay's partial sum: decoded whole */
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = hlen << 8 | le[i];
   if (hlen == 0 || hlen > FEDC_ST_MAX_HEADER || hlen > u->size - 8) return -1;
