@@ -14,7 +14,11 @@
  * update: the running hash must be the announced one, then the spool file
  * is mapped read-only and goes through the same checks and fold as a POST
  * /v1/update body (fedc__coord_queue_update), one completed upload at a
- * time; the mapping and the file go when the fold is done. Secure aggregation takes its masked update in one
+ * time; the mapping and the file go when the fold is done. Where the job
+ * folds weight by weight, each chunk's values are folded as it is taken
+ * (upload_fold.c), so the completed update is only checked and counted;
+ * an upload that goes otherwise (replaced, refused, stale) has those folds
+ * taken out (drop_fold). Secure aggregation takes its masked update in one
  * POST /v1/update (bounded by [server] max_body_mb) and refuses these.
  */
 #include <errno.h>

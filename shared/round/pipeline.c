@@ -818,7 +818,7 @@ int fedc__pipeline_fold_early(fedc_pipeline *pl, const float *x, size_t off, con
     for (size_t j = 0; j < len; j++) {
       double d = (double)w[j] - (double)x[off + j];
       y[j] = (float)d + x[off + j];
-      ok &= fabs(d) <= limit && fabs((double)y[j]) < W_LIMIT;
+      ok &= fabs(d) <= limit && fabs((double)y[j]) < W_LIMIT && fabs((double)w[j]) < W_LIMIT;
     }
   }
   if (m > 0 && !ok)
