@@ -232,10 +232,21 @@ int fedc__coord_update_gate(fedc_coord *c, fedc_http_exchange *x, coord_client *
 void fedc__coord_queue_update(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
                               uint8_t *body, size_t len, void (*release)(void *ud),
                               void *release_ud);
+/* The same for a completed chunked upload whose folds so far are early
+ * (upload_fold.h; NULL: none): counted, or taken out, by its update work. */
+struct fedc_upload_fold;
+void fedc__coord_queue_update_early(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                                    uint8_t *body, size_t len, void (*release)(void *ud),
+                                    void *release_ud, struct fedc_upload_fold *early);
 /* upload_api.c: chunked uploads, /v1/upload and /v1/upload/chunk */
 void fedc__coord_upload_handle(fedc_coord *c, fedc_http_exchange *x,
                                const fedc_http_request *req, coord_client *cl);
 void fedc__coord_upload_free(fedc_coord *c);
+/* The early folds' context (upload_fold.h), NULL before the first upload;
+ * and, under mu before a prepare, every uncounted upload's folds taken out
+ * (fedc__fold_settle). */
+struct fedc_fold_ctx *fedc__coord_fold_ctx(fedc_coord *c);
+void fedc__coord_upload_settle(fedc_coord *c);
 void fedc__coord_submit_update(fedc_coord *c, fedc_http_exchange *x,
                                coord_client *cl, const uint8_t *body,
                                size_t len);

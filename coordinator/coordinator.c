@@ -16,6 +16,7 @@
 #include "coord_internal.h"
 #include "http_range.h"
 #include "stats_phase.h"
+#include "upload_fold.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -225,6 +226,7 @@ typedef struct update_work {
   int32_t round;
   int duplicate;
   coord_async_result ar; /* fedbuff */
+  struct fedc_upload_fold *early; /* a chunked upload's early folds (upload_fold.h) */
 } update_work;
 
 static void update_abort(void *ud, fedc_http_exchange *x) {
@@ -267,10 +269,12 @@ static void update_run(uv_work_t *req) {
     w->duplicate = pr.duplicate;
     return;
   }
-  /* a large-model job's update is read where it lies (large_model.c) */
+  /* an update folded as it arrived needs only its header (upload_fold.c);
+   * a large-model job's update is read where it lies (large_model.c) */
   fedc_st_file *f = NULL;
   const float *view = NULL;
-  int viewed = fedc__coord_update_view(c, w->body, w->len, &view, &f);
+  int whole = fedc__fold_whole(c, w->early, w->body, w->len, &f);
+  int viewed = whole || fedc__coord_update_view(c, w->body, w->len, &view, &f);
   float *weights = viewed ? NULL : fedc_malloc_array(c->n_params, sizeof(float));
   int64_t *ints = fedc_malloc_array(c->layout.n_int ? c->layout.n_int : 1, sizeof(int64_t));
   if ((weights == NULL && !viewed) || ints == NULL) {
@@ -324,11 +328,14 @@ static void update_run(uv_work_t *req) {
   const char *sha = meta.sha256;
   w->round = (int32_t)round;
   pthread_mutex_lock(&c->mu);
-  rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
-                                              dc, c->n_params, (uint64_t)samples, loss)
-                : fedc_engine_submit(c->engine, (int32_t)round, w->client_id,
-                                     viewed ? view : weights, c->n_params, (uint64_t)samples,
-                                     loss);
+  /* an update folded as it arrived is only counted (upload_fold.c) */
+  if (!fedc__fold_take(c, coded ? NULL : w->early, whole, (int32_t)round, w->client_id,
+                       (uint64_t)samples, loss, &rc))
+    rc = scaffold ? fedc__engine_submit_variate(c->engine, (int32_t)round, w->client_id, weights,
+                                                dc, c->n_params, (uint64_t)samples, loss)
+                  : fedc_engine_submit(c->engine, (int32_t)round, w->client_id,
+                                       viewed ? view : weights, c->n_params, (uint64_t)samples,
+                                       loss);
   if (rc == 0) {
     fedc__coord_tensors_fold(c, ints); /* integer tensors (max rules) */
     /* round_updates has a row per selected client (sized at open) */
@@ -454,6 +461,12 @@ int fedc__coord_update_gate(fedc_coord *c, fedc_http_exchange *x, coord_client *
 void fedc__coord_queue_update(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
                               uint8_t *body, size_t len, void (*release)(void *ud),
                               void *release_ud) {
+  fedc__coord_queue_update_early(c, x, cl, body, len, release, release_ud, NULL);
+}
+
+void fedc__coord_queue_update_early(fedc_coord *c, fedc_http_exchange *x, coord_client *cl,
+                                    uint8_t *body, size_t len, void (*release)(void *ud),
+                                    void *release_ud, struct fedc_upload_fold *early) {
   update_work *w = fedc_calloc(1, sizeof *w);
   if (w == NULL) {
     if (release) release(release_ud);
@@ -469,6 +482,7 @@ void fedc__coord_queue_update(fedc_coord *c, fedc_http_exchange *x, coord_client
   w->len = len;
   w->release = release;
   w->release_ud = release_ud;
+  w->early = early;
   w->req.data = w;
   fedc_http_exchange_on_abort(x, update_abort, w);
   if (uv_queue_work(c->loop, &w->req, update_run, update_done) != 0) {

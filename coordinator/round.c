@@ -325,6 +325,7 @@ static void commit_run(uv_work_t *req) {
   pthread_mutex_lock(&c->mu);
   /* secure aggregation: the unmasked sum is the round's only update */
   if (c->secagg) fedc__coord_secagg_fold(c);
+  fedc__coord_upload_settle(c); /* uploads folded as they came, not counted: out */
   w->reported = fedc_engine_reported(c->engine);
   const float *next = NULL;
   int rc = 0, large = fedc__coord_large_commit(c, &w->m, &next, &w->model, &w->model_len,

@@ -14,7 +14,11 @@
  * update: the running hash must be the announced one, then the spool file
  * is mapped read-only and goes through the same checks and fold as a POST
  * /v1/update body (fedc__coord_queue_update), one completed upload at a
- * time; the mapping and the file go when the fold is done. Secure aggregation takes its masked update in one
+ * time; the mapping and the file go when the fold is done. Where the job
+ * folds weight by weight, each chunk's values are folded as it is taken
+ * (upload_fold.c), so the completed update is only checked and counted;
+ * an upload that goes otherwise (replaced, refused, stale) has those folds
+ * taken out (drop_fold). Secure aggregation takes its masked update in one
  * POST /v1/update (bounded by [server] max_body_mb) and refuses these.
  */
 #include <errno.h>
@@ -30,6 +34,7 @@
 #include "base/log.h"
 #include "base/mapped.h"
 #include "coord_internal.h"
+#include "upload_fold.h"
 #include "upload_ledger.h"
 
 /* A completed upload's spool, mapped for the fold; unmapped and removed by
@@ -39,6 +44,8 @@ typedef struct spool_map {
   size_t len;
   char path[512];
   fedc_coord *c; /* set while it is the one fold under way */
+  fedc_coord *owner;
+  fedc_upload_fold *fold; /* its early folds (upload_fold.h), or NULL */
 } spool_map;
 
 /* A completed upload waiting for its turn to be folded. */
@@ -57,6 +64,8 @@ struct coord_uploads {
    * spool, and N of them at once would be N such copies. */
   int folding;
   fold_wait *head, *tail;
+  fedc_fold_ctx fold; /* the early folds (upload_fold.c) */
+  int freeing;
 };
 
 static void fold_next(fedc_coord *c);
@@ -64,6 +73,9 @@ static void fold_next(fedc_coord *c);
 static void spool_release(void *ud) {
   spool_map *m = ud;
   fedc_coord *c = m->c;
+  if (m->fold) /* counted, or taken out now */
+    fedc__fold_release(m->owner, &m->owner->uploads->fold, m->fold,
+                       m->owner->stopping || m->owner->uploads->freeing);
   if (m->addr) {
     fedc__mapped_unregister(m->addr);
     munmap(m->addr, m->len);
@@ -99,7 +111,7 @@ static void fold_next(fedc_coord *c) {
     }
     ups->folding = 1;
     m->c = c;
-    fedc__coord_queue_update(c, x, cl, m->addr, m->len, spool_release, m);
+    fedc__coord_queue_update_early(c, x, cl, m->addr, m->len, spool_release, m, m->fold);
   }
 }
 
@@ -139,14 +151,34 @@ static struct coord_uploads *uploads(fedc_coord *c) {
     fedc_free(u);
     return NULL;
   }
+  fedc__fold_init(&u->fold);
   int gone = fedc__upload_dir_sweep(u->dir, c->job_id); /* an earlier run's */
   if (gone) fedc_log_info("msg=\"removed %d spooled uploads of an earlier run\"", gone);
   c->uploads = u;
   return u;
 }
 
+/* An upload that goes (loop thread, u not busy): its early folds are
+ * taken out (upload_fold.c). */
+static void drop_fold(fedc_coord *c, fedc_upload *u) {
+  if (u->fold)
+    fedc__fold_release(c, &c->uploads->fold, u->fold, c->stopping || c->uploads->freeing);
+  u->fold = NULL;
+  u->fold_state = 0;
+}
+
+struct fedc_fold_ctx *fedc__coord_fold_ctx(fedc_coord *c) {
+  return c->uploads ? &c->uploads->fold : NULL;
+}
+
+void fedc__coord_upload_settle(fedc_coord *c) {
+  if (c->uploads) fedc__fold_settle(c, &c->uploads->fold);
+}
+
 void fedc__coord_upload_free(fedc_coord *c) {
   if (c->uploads == NULL) return;
+  c->uploads->freeing = 1;
+  for (int32_t i = 0; i < c->uploads->t.n; i++) drop_fold(c, c->uploads->t.v[i]);
   while (c->uploads->head) { /* waiting folds (their connections are gone) */
     fold_wait *w = c->uploads->head;
     c->uploads->head = w->next;
@@ -154,6 +186,7 @@ void fedc__coord_upload_free(fedc_coord *c) {
     fedc_free(w);
   }
   fedc__upload_table_free(&c->uploads->t);
+  fedc__fold_free(&c->uploads->fold);
   fedc_free(c->uploads);
   c->uploads = NULL;
 }
@@ -247,7 +280,11 @@ static void announce(fedc_coord *c, fedc_http_exchange *x, const fedc_http_reque
     bad(c, x, 503, REJECT_unavailable, "unavailable", "chunked uploads are unavailable");
     return;
   }
-  if (!c->async_rounds) fedc__upload_sweep_stale(&ups->t, c->round);
+  if (!c->async_rounds) {
+    for (int32_t i = 0; i < ups->t.n; i++)
+      if (!ups->t.v[i]->busy && ups->t.v[i]->round < c->round) drop_fold(c, ups->t.v[i]);
+    fedc__upload_sweep_stale(&ups->t, c->round);
+  }
   fedc_upload *u = fedc__upload_find(&ups->t, cl->id);
   if (u && u->busy) {
     busy(c, x);
@@ -260,7 +297,10 @@ static void announce(fedc_coord *c, fedc_http_exchange *x, const fedc_http_reque
     answer_state(c, x, u);
     return;
   }
-  if (u) fedc__upload_discard(u); /* another update replaces it */
+  if (u) { /* another update replaces it */
+    drop_fold(c, u);
+    fedc__upload_discard(u);
+  }
   else u = fedc__upload_add(&ups->t, cl->id);
   if (u == NULL) {
     bad(c, x, 503, REJECT_unavailable, "unavailable", "out of memory");
@@ -319,6 +359,7 @@ static int map_spool(chunk_work *w) {
   if (m == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory");
   snprintf(m->path, sizeof m->path, "%s", u->path);
   m->len = (size_t)u->size;
+  m->owner = w->c;
   m->addr = mmap(NULL, m->len, PROT_READ, MAP_PRIVATE, u->fd, 0);
   if (m->addr == MAP_FAILED) {
     int e = errno;
@@ -336,6 +377,7 @@ static void chunk_run(uv_work_t *req) {
   chunk_work *w = req->data;
   fedc_upload *u = w->u;
   w->rc = fedc__upload_append(u, w->buf, w->len, w->sha);
+  if (w->rc == 0) fedc__fold_chunk(w->c, &w->c->uploads->fold, u); /* upload_fold.c */
   if (w->rc == 0 && u->accepted == u->size) {
     w->complete = 1;
     w->rc = fedc__upload_finish_hash(u);
@@ -361,6 +403,8 @@ static void chunk_done(uv_work_t *req, int status) {
     int32_t round = u->round;
     close(u->fd);
     u->fd = -1;
+    w->map->fold = u->fold; /* its update work counts the folds, or takes them out */
+    u->fold = NULL;
     fedc__upload_remove(&c->uploads->t, u);
     fedc_log_info("round=%d client=%d msg=\"upload complete\" bytes=%zu", (int)round,
                   (int)w->client_id, w->map->len);
@@ -369,6 +413,7 @@ static void chunk_done(uv_work_t *req, int status) {
   } else if (w->rc == FEDC_ECHECKSUM) {
     if (w->complete) {
       /* the whole is not what was announced: the upload starts over */
+      drop_fold(c, u);
       fedc__upload_remove(&c->uploads->t, u);
       fedc__coord_reject(c, REJECT_bad_checksum);
       if (x) fedc_http_respond_error(x, 400, "bad_checksum", "%s", w->msg);
@@ -379,7 +424,10 @@ static void chunk_done(uv_work_t *req, int status) {
     fedc_log_info("client=%d msg=\"upload chunk refused\" reason=\"%s\"", (int)w->client_id,
                   w->msg);
   } else if (w->rc != 0) {
-    if (w->complete) fedc__upload_remove(&c->uploads->t, u);
+    if (w->complete) {
+      drop_fold(c, u);
+      fedc__upload_remove(&c->uploads->t, u);
+    }
     fedc__coord_reject(c, REJECT_unavailable);
     if (x) fedc_http_respond_error(x, 503, "unavailable", "%s", w->msg);
   } else if (x) {
@@ -441,6 +489,9 @@ static void chunk(fedc_coord *c, fedc_http_exchange *x, const fedc_http_request 
   case FEDC_CHUNK_NEXT:
     break;
   }
+  if (off + req->body_len == u->size) /* the time its last byte came (bench/early_fold.py) */
+    fedc_log_info("round=%d client=%d msg=\"last chunk in\" size=%llu", (int)round, (int)cl->id,
+                  (unsigned long long)u->size);
   chunk_work *w = fedc_calloc(1, sizeof *w);
   uint8_t *buf = w ? fedc_malloc(req->body_len) : NULL;
   if (buf == NULL) {

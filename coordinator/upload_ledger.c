@@ -109,6 +109,7 @@ int fedc__upload_open(fedc_upload *u, const char *dir, const char *job_id, int32
   u->round = round;
   u->size = size;
   u->accepted = 0;
+  u->fold_state = 0;
   snprintf(u->sha, sizeof u->sha, "%s", sha);
   int n = snprintf(u->path, sizeof u->path, "%s/%s-r%d-c%d.part", dir, job_id, (int)round,
                    (int)client_id);

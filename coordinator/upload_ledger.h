@@ -53,6 +53,10 @@ typedef struct fedc_upload {
   double last;       /* monotonic seconds of the last chunk or announce */
   fedc__sha256_ctx h; /* over the accepted bytes, in order */
   char path[512];
+  /* early folds (upload_fold.h): 0 until the header is in, 1 folding
+   * (fold), -1 folded at completion; owned by upload_api.c */
+  int fold_state;
+  struct fedc_upload_fold *fold;
 } fedc_upload;
 
 /* The spool folder of a store: "<store_path>.uploads" into out; made (0700)

@@ -44,6 +44,7 @@ struct fedc_engine {
   int32_t round;   /* open or next */
   int32_t attempt; /* re-opens of the same round after a lost quorum */
   int open;
+  uint64_t opens; /* rounds opened: early folds belong to one (fedc__engine_early_*) */
   slot *slots;
   int32_t n_slots, slots_cap, reported;
   int32_t *scratch; /* eligible ids during selection */
@@ -210,6 +211,7 @@ int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
   }
   rc = fedc_pipeline_begin(e->pl, e->global);
   if (rc != 0) return rc;
+  e->opens++;
   e->n_slots = k;
   e->reported = 0;
   e->open = 1;
@@ -695,3 +697,53 @@ int fedc_engine_opt_state_get(const fedc_engine *e, float *buf, size_t len) {
 int fedc_engine_opt_state_set(fedc_engine *e, const float *buf, size_t len) {
   return fedc_pipeline_opt_state_set(e->pl, buf, len);
 }
+
+/* ---- early folds (coordinator/upload_fold.c; engine.h) ------------------- */
+
+/* The open round's slot of a selected client that has not reported, or NULL. */
+static slot *open_slot(fedc_engine *e, int32_t round, int32_t client) {
+  if (!e->open || e->prepared || round != e->round) return NULL;
+  for (int32_t i = 0; i < e->n_slots; i++)
+    if (e->slots[i].client == client) return e->slots[i].reported ? NULL : &e->slots[i];
+  return NULL;
+}
+
+int fedc__engine_early_begin(fedc_engine *e, int32_t round, int32_t client, uint64_t n_samples,
+                             uint64_t *gen) {
+  if (open_slot(e, round, client) == NULL || !fedc__pipeline_fold_early_ok(e->pl, n_samples))
+    return 0;
+  *gen = e->opens;
+  return 1;
+}
+
+int fedc__engine_early_live(const fedc_engine *e, uint64_t gen) {
+  return e->open && !e->prepared && e->opens == gen;
+}
+
+int fedc__engine_early_fold(fedc_engine *e, size_t off, const float *w, size_t len, int64_t m,
+                            float *y) {
+  if (off > e->n_params || len > e->n_params - off)
+    return fedc_error_set(FEDC_ESHAPE, "engine: weights %zu..%zu of %zu", off, off + len,
+                          e->n_params);
+  return fedc__pipeline_fold_early(e->pl, e->global, off, w, len, m, y);
+}
+
+int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
+                               uint64_t n_samples, double train_loss) {
+  slot *s = open_slot(e, round, client);
+  if (s == NULL) { /* fedc_engine_submit's refusal, with its words */
+    int rc = fedc_engine_submit(e, round, client, NULL, e->n_params + 1, n_samples, train_loss);
+    return rc != 0 ? rc : fedc_error_set(FEDC_ESTATE, "engine: no slot for client %d",
+                                         (int)client);
+  }
+  if (!fedc__pipeline_fold_early_ok(e->pl, n_samples))
+    return fedc_error_set(FEDC_ESTATE, "engine: this round's updates are not folded early");
+  fedc__pipeline_add_folded(e->pl, n_samples);
+  s->reported = 1;
+  s->n_samples = n_samples;
+  s->train_loss = train_loss;
+  e->reported++;
+  return 0;
+}
+
+void fedc__engine_early_fail(fedc_engine *e) { fedc__pipeline_fail(e->pl); }

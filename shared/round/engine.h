@@ -97,4 +97,29 @@ int fedc__engine_submit_variate(fedc_engine *e, int32_t round, int32_t client, c
 void fedc__engine_adopt_global(fedc_engine *e, float *global);
 int fedc__engine_close_prepare_into(fedc_engine *e, float *next, fedc_round_metrics *out);
 
+/*
+ * Early folds: an update folded into the open round's sums a range of
+ * weights at a time, as a chunked upload's bytes arrive
+ * (coordinator/upload_fold.c), and counted once it is whole and checked.
+ * early_begin: 1 with *gen the open round's generation when client may
+ * still report in round and the pipeline folds weight by weight
+ * (fedc__pipeline_fold_early_ok), else 0. early_live: 1 while that round
+ * is open and not being committed (its sums are the ones folded into);
+ * once it is not, folds made under gen are gone with the sums or must have
+ * been taken out before the prepare. early_fold: fedc__pipeline_fold_early
+ * against the global model. submit_folded: the update whose weights are
+ * all folded is counted as fedc_engine_submit would (FEDC_ESTATE when
+ * client cannot report now: take the folds out). All under the caller's
+ * lock, like every engine call.
+ */
+int fedc__engine_early_begin(fedc_engine *e, int32_t round, int32_t client, uint64_t n_samples,
+                             uint64_t *gen);
+int fedc__engine_early_live(const fedc_engine *e, uint64_t gen);
+int fedc__engine_early_fold(fedc_engine *e, size_t off, const float *w, size_t len, int64_t m,
+                            float *y);
+int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
+                               uint64_t n_samples, double train_loss);
+/* Folds that could not be taken out: the open round's prepare fails. */
+void fedc__engine_early_fail(fedc_engine *e);
+
 #endif

@@ -772,3 +772,73 @@ int fedc_pipeline_add_variate(fedc_pipeline *pl, const float *delta, size_t n,
   int rc = fedc_pipeline_check_variate(pl, delta, n);
   return rc == 0 ? fedc_scaffold_server_add(pl->variates, delta, n, n_samples) : rc;
 }
+
+/* ---- early folds (a chunked upload folded as its bytes arrive) ------------ */
+
+/*
+ * The pipelines whose fold of one update acts weight by weight and needs
+ * nothing but the update, its sample count and the global model: plain
+ * FedAvg's CPU sums (in memory or in a file) with any server optimizer
+ * that steps on the aggregate, and max_weight_delta (a per-weight check
+ * against the global model); not the norm bound (a norm over the whole
+ * update), DP (its clip), the share cap (its weights need the round's
+ * total), FedBuff, SCAFFOLD, robust strategies or the GPU's sums.
+ */
+int fedc__pipeline_fold_early_ok(const fedc_pipeline *pl, uint64_t n_samples) {
+  const uint32_t caps = pl->info ? pl->info->caps : 0;
+  if (!(caps & FEDC_STRATEGY_ADDITIVE) || (caps & (FEDC_STRATEGY_ASYNC | FEDC_STRATEGY_VARIATES)))
+    return 0;
+  if (!fedc_strategy_is_additive(pl->agg) || strcmp(pl->agg->ops->name, "fedavg") != 0 ||
+      fedc__strategy_on_gpu(pl->agg) || pl->gpu_norm || pl->variates)
+    return 0;
+  if (pl->dp != NULL || pl->p.norm_bound > 0.0 || pl->hold_cap > 0) return 0;
+  if (n_samples == 0 || n_samples > (1ull << 40)) return 0;
+  return pl->p.max_samples == 0 || n_samples <= pl->p.max_samples;
+}
+
+/*
+ * Weights [off, off + len) of one update: the values the whole update's
+ * add would fold (w itself for in-memory sums without max_weight_delta,
+ * else x + (float)(w - x), as condition and add_spilled make them) into y,
+ * checked as they would be (finite, |w - x| <= max_weight_delta, inside
+ * FedAvg's +-2^31) when m > 0, then folded with weight m (negative: taken
+ * out again, exactly). FEDC_ENONFINITE / FEDC_ERANGE, with nothing folded,
+ * for a bad weight; the update's own add then finds it and says so.
+ */
+int fedc__pipeline_fold_early(fedc_pipeline *pl, const float *x, size_t off, const float *w,
+                              size_t len, int64_t m, float *y) {
+  const int raw = !pl->spilled && pl->p.max_delta <= 0.0;
+  const double limit = pl->p.max_delta > 0.0 ? pl->p.max_delta : 1.7976931348623157e308;
+  int ok = 1;
+  if (raw) {
+#pragma omp simd reduction(& : ok)
+    for (size_t j = 0; j < len; j++) ok &= fabs((double)w[j]) < W_LIMIT;
+  } else {
+#pragma omp simd reduction(& : ok)
+    for (size_t j = 0; j < len; j++) {
+      double d = (double)w[j] - (double)x[off + j];
+      y[j] = (float)d + x[off + j];
+      ok &= fabs(d) <= limit && fabs((double)y[j]) < W_LIMIT && fabs((double)w[j]) < W_LIMIT;
+    }
+  }
+  if (m > 0 && !ok)
+    return fedc_error_set(FEDC_ERANGE, "an early fold met a weight it cannot fold");
+  fedc__fedavg_fold_range(pl->agg, off, raw ? w : y, len, m);
+  return 0;
+}
+
+/* The whole update is in the sums (early folds): count its samples as
+ * its add would. */
+void fedc__pipeline_add_folded(fedc_pipeline *pl, uint64_t n_samples) {
+  __int128 *acc;
+  uint64_t *total;
+  fedc_fedavg_state(pl->agg, &acc, &total);
+  *total += n_samples;
+  if (n_samples > pl->folded_max) pl->folded_max = n_samples;
+}
+
+/* The sums cannot be trusted (an early fold that could not be taken out):
+ * the round's finish fails, as after a failed write of the held file. */
+void fedc__pipeline_fail(fedc_pipeline *pl) {
+  pl->held_rc = fedc_error_set(FEDC_EIO, "pipeline: an early fold could not be taken out");
+}

@@ -106,6 +106,22 @@ int fedc_pipeline_add_sum(fedc_pipeline *pl, const float *x, const float *w,
  */
 void fedc_pipeline_flush(fedc_pipeline *pl);
 /*
+ * Early folds (coordinator/upload_fold.c): an update folded a range of
+ * weights at a time as its bytes arrive. fold_early_ok says whether this
+ * pipeline's fold of one update with n_samples acts weight by weight
+ * (then the sums after every range folded are those of fedc_pipeline_add,
+ * bit for bit); fold_early folds (m > 0, after checking) or takes out
+ * (m < 0) weights [off, off + len) of w with weight m, y a scratch of len
+ * floats; add_folded counts a wholly folded update's samples.
+ */
+int fedc__pipeline_fold_early_ok(const fedc_pipeline *pl, uint64_t n_samples);
+int fedc__pipeline_fold_early(fedc_pipeline *pl, const float *x, size_t off, const float *w,
+                              size_t len, int64_t m, float *y);
+void fedc__pipeline_add_folded(fedc_pipeline *pl, uint64_t n_samples);
+/* The round's sums are wrong (a fold that could not be taken out): its
+ * finish fails with FEDC_EIO until the next begin. */
+void fedc__pipeline_fail(fedc_pipeline *pl);
+/*
  * Asynchronous rounds (FedBuff): take one delta (n weights, relative to
  * the model its client started from) with its staleness weight in (0, 1].
  * It goes through the same norm bound and DP clip as fedc_pipeline_add,

@@ -860,7 +860,7 @@ static int parse_entry(const cJSON *item, unsigned flags, entry *e) {
 
 /* Check and normalise the metadata object; counts its entries. */
 static int check_meta(const cJSON *m, const uint8_t *data, size_t data_len,
-                      size_t *n_meta) {
+                      unsigned flags, size_t *n_meta) {
   if (!cJSON_IsObject(m))
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: " META_KEY " is not an object");
@@ -880,6 +880,7 @@ static int check_meta(const cJSON *m, const uint8_t *data, size_t data_len,
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: metadata sha256 is not %d hex digits",
                           SHA_HEX_LEN);
+  if (flags & FEDC_ST_HEADER_ONLY) return FEDC_OK; /* the data is not in yet */
   uint8_t digest[32];
   char got[SHA_HEX_LEN + 1];
   /* in slices, each dropped from the process once hashed when data is a
@@ -969,6 +970,7 @@ static int build(const cJSON *m, const entry *ents, size_t n, size_t n_meta,
     size_t size = dtypes[ents[i].dt].size;
     if ((uintptr_t)(data + ents[i].begin) % (size < 8 ? size : 8) != 0) borrow = 0;
   }
+  if (flags & FEDC_ST_HEADER_ONLY) borrow = 1; /* where the data would be; never read */
   if (borrow) data_bytes = 0;
   if (m)
     for (const cJSON *v = m->child; v; v = v->next)
@@ -1167,7 +1169,7 @@ int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
   ents = ordered;
 
   if (m) {
-    rc = check_meta(m, data, data_len, &n_meta);
+    rc = check_meta(m, data, data_len, flags, &n_meta);
     if (rc) goto done;
   }
   rc = build(m, ents, n, n_meta, data, flags, out);

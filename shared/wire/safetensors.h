@@ -49,6 +49,12 @@ typedef enum {
  * aligned for its elements; else copies as usual), so the buffer must
  * outlive the file. For a large update read once from its spool. */
 #define FEDC_ST_BORROW 4u
+/* With fedc_st_decode_ex: only the header is read (buf holds at least its
+ * 8 + header-length bytes; len is the whole container's declared length):
+ * every check but the data's sha256 runs, and the views' data point where
+ * each tensor would lie in buf, not to be read. For a chunked upload whose
+ * header is in before its data (coordinator/upload_fold.c). */
+#define FEDC_ST_HEADER_ONLY 8u
 /* "F16" for FEDC_ST_F16 (NULL out of range), the code of a name (-1 if
  * none of the above), and an element's size in bytes (0 out of range). */
 const char *fedc_st_dtype_name(int code);
