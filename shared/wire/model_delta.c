@@ -70,21 +70,18 @@ static int sha_hex(const uint8_t *b, size_t len, const char *given, uint8_t out[
   return 0;
 }
 
-static uint32_t zigzag(uint32_t base, uint32_t next) {
+uint32_t fedc__model_delta_zigzag(uint32_t base, uint32_t next) {
   uint32_t d = next - base; /* wrapping */
   return (d << 1) ^ (uint32_t)(-(int32_t)(d >> 31));
 }
 
-static uint32_t unzigzag(uint32_t z) { return (z >> 1) ^ (uint32_t)(-(int32_t)(z & 1)); }
+static uint32_t unzigzag(uint32_t z) {
+  return (z >> 1) ^ (uint32_t)(-(int32_t)(z & 1));
+}
 
 /* ---- bits ---------------------------------------------------------------- */
 
-typedef struct bitw {
-  uint8_t *p;
-  size_t n; /* bytes written */
-  uint64_t acc;
-  int nacc;
-} bitw;
+typedef fedc__delta_bitw bitw; /* model_delta.h */
 
 static void bw_put(bitw *w, uint32_t bits, int n) { /* n <= 32 */
   if (n == 0) return;
@@ -97,7 +94,7 @@ static void bw_put(bitw *w, uint32_t bits, int n) { /* n <= 32 */
   }
 }
 
-static void bw_flush(bitw *w) {
+void fedc__model_delta_flush(bitw *w) {
   if (w->nacc > 0) w->p[w->n++] = (uint8_t)w->acc;
   w->acc = 0;
   w->nacc = 0;
@@ -127,7 +124,9 @@ static int br_get(bitr *r, int n, uint32_t *v) {
 
 /* ---- blocks -------------------------------------------------------------- */
 
-static int bitlen(uint32_t v) { return v ? 32 - __builtin_clz(v) : 0; }
+static int bitlen(uint32_t v) {
+  return v ? 32 - __builtin_clz(v) : 0;
+}
 
 /* The Rice parameter that makes the block of m words shortest, searched
  * down from the widest word's bit length until the cost rises (any k
@@ -155,7 +154,7 @@ static int best_k(const uint32_t *z, int m) {
   return best;
 }
 
-static void put_block(bitw *w, const uint32_t *z, int m) {
+void fedc__model_delta_put_block(bitw *w, const uint32_t *z, int m) {
   int k = best_k(z, m);
   bw_put(w, (uint32_t)k, 5);
   for (int i = 0; i < m; i++) {
@@ -222,10 +221,11 @@ int fedc_model_delta_encode(const uint8_t *base, size_t base_len, int32_t base_r
   for (uint64_t i = 0; i < words; i += BLOCK) {
     int m = words - i < BLOCK ? (int)(words - i) : BLOCK;
     for (int j = 0; j < m; j++)
-      z[j] = zigzag(get32(bd + 4 * (i + (uint64_t)j)), get32(nd + 4 * (i + (uint64_t)j)));
-    put_block(&w, z, m);
+      z[j] = fedc__model_delta_zigzag(get32(bd + 4 * (i + (uint64_t)j)),
+                                      get32(nd + 4 * (i + (uint64_t)j)));
+    fedc__model_delta_put_block(&w, z, m);
   }
-  bw_flush(&w);
+  fedc__model_delta_flush(&w);
   put64(o + 120, w.n);
   uint64_t len = FEDC_MODEL_DELTA_HEAD + hn + w.n;
   memcpy(o + len, nd + 4 * words, (size_t)tail);
@@ -241,18 +241,15 @@ int fedc_model_delta_is(const uint8_t *body, size_t len) {
          memcmp(body, FEDC_MODEL_DELTA_MAGIC, 8) == 0;
 }
 
-int fedc_model_delta_rounds(const uint8_t *body, size_t len, int32_t *base_round,
-                            int32_t *round) {
-  if (!fedc_model_delta_is(body, len))
-    return fedc_error_set(FEDC_EFORMAT, "not a model delta");
+int fedc_model_delta_rounds(const uint8_t *body, size_t len, int32_t *base_round, int32_t *round) {
+  if (!fedc_model_delta_is(body, len)) return fedc_error_set(FEDC_EFORMAT, "not a model delta");
   *base_round = (int32_t)get32(body + 8);
   *round = (int32_t)get32(body + 12);
   return 0;
 }
 
-int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *base,
-                            size_t base_len, const char *base_sha, size_t max, uint8_t **out,
-                            size_t *out_len) {
+int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *base, size_t base_len,
+                            const char *base_sha, size_t max, uint8_t **out, size_t *out_len) {
   *out = NULL;
   *out_len = 0;
   if (!fedc_model_delta_is(delta, len))
@@ -277,8 +274,9 @@ int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *bas
       tail != len - FEDC_MODEL_DELTA_HEAD - hn - coded || st_head(base, base_len) != hb)
     return fedc_error_set(FEDC_EFORMAT, "model delta: inconsistent sizes");
   uint8_t *o = fedc_malloc((size_t)nlen + 1);
-  if (o == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory for a %llu-byte model",
-                                       (unsigned long long)nlen);
+  if (o == NULL)
+    return fedc_error_set(FEDC_ENOMEM, "out of memory for a %llu-byte model",
+                          (unsigned long long)nlen);
   const uint8_t *src = delta + FEDC_MODEL_DELTA_HEAD;
   memcpy(o, src, (size_t)hn);
   bitr r = {.p = src + hn, .n = (size_t)coded};

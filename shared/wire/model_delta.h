@@ -73,4 +73,17 @@ int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *bas
                             size_t base_len, const char *base_sha, size_t max, uint8_t **out,
                             size_t *out_len);
 
+/* Internal, for the streaming codec (model_delta_stream.c): the bit
+ * writer, the zig-zagged word difference, one block of m <= 8 words coded
+ * (at most 49 bytes written at w->p + w->n), and the last partial byte. */
+typedef struct fedc__delta_bitw {
+  uint8_t *p;
+  size_t n; /* bytes written */
+  uint64_t acc;
+  int nacc;
+} fedc__delta_bitw;
+uint32_t fedc__model_delta_zigzag(uint32_t base, uint32_t next);
+void fedc__model_delta_put_block(fedc__delta_bitw *w, const uint32_t *z, int m);
+void fedc__model_delta_flush(fedc__delta_bitw *w);
+
 #endif
