@@ -834,7 +834,7 @@ static void round_info(const fedc_client *c, int32_t round, fedc_client_round *r
                            .job_json = c->job_json ? c->job_json : "{}"};
 }
 
-enum { MODEL_OK = 0, MODEL_SKIP = 1, MODEL_REJOIN = 2 };
+enum { MODEL_OK = 0, MODEL_SKIP = 1, MODEL_REJOIN = 2, MODEL_DELTA_BAD = 3 };
 
 /* Downloads the round's model into c->w. MODEL_OK: loaded; MODEL_SKIP: not
  * usable (logged, poll again); MODEL_REJOIN: it does not match the job;
@@ -881,7 +881,9 @@ static int fetch_model(fedc_client *c, const fedc_client_task *t) {
 }
 
 /* GET /v1/model/<round><query> into *resp (MODEL_OK; the caller frees it),
- * or MODEL_SKIP (refused, logged, paused), or CALL_END. */
+ * or MODEL_SKIP (refused, logged, paused), MODEL_DELTA_BAD (a delta
+ * downloaded into state_dir could not be used: ask for the whole model),
+ * or CALL_END. */
 static int download_body(fedc_client *c, const fedc_client_task *t, fedc_http_response *resp0,
                          const char *query) {
   char path[96];
@@ -892,7 +894,13 @@ static int download_body(fedc_client *c, const fedc_client_task *t, fedc_http_re
   /* with a state_dir, into a file that a cut or a restart resumes */
   fedc_model_dl dl;
   int has_dir = c->state_dir != NULL && c->state_dir[0] != '\0';
-  if (has_dir && fedc__model_dl_open(&dl, c->state_dir, c->job.id, t->round, MODEL_MAX) == 0)
+  /* a delta from a base kept as a file: into its own file (model_base.h) */
+  int from_file = query[0] != '\0' && c->base.file[0] != '\0';
+  fedc__model_base_downloaded(&c->base, NULL, 0, 0);
+  if (has_dir && (from_file ? fedc__model_dl_open_delta(&dl, c->state_dir, c->job.id, t->round,
+                                                        MODEL_MAX, c->base.file, c->base.round)
+                            : fedc__model_dl_open(&dl, c->state_dir, c->job.id, t->round,
+                                                  MODEL_MAX)) == 0)
     r.dl = &dl;
   else if (has_dir)
     fedc_log_warn("msg=\"model downloaded in memory\" error=\"%s\"", fedc_error_msg());
@@ -909,7 +917,14 @@ static int download_body(fedc_client *c, const fedc_client_task *t, fedc_http_re
     uint8_t *b;
     size_t n;
     rc = fedc__model_dl_finish(r.dl, &resp, &b, &n);
+    if (rc == FEDC_MODEL_DL_DELTA_BAD) { /* logged: the whole model next */
+      fedc_http_response_free(&resp);
+      fedc__model_dl_close(r.dl);
+      return MODEL_DELTA_BAD;
+    }
     if (rc == 0) {
+      fedc__model_base_downloaded(&c->base, r.dl->in_file ? r.dl->final : NULL, n,
+                                  r.dl->rebuilt);
       fedc_free(resp.body);
       resp.body = b;
       resp.len = n;
@@ -949,6 +964,8 @@ static int download_model(fedc_client *c, const fedc_client_task *t, fedc_http_r
   fedc__model_base_query(&c->base, c->job.id, t->round, q, sizeof q);
   for (int whole = q[0] == '\0';; whole = 1) {
     int rc = download_body(c, t, resp, whole ? "" : q);
+    if (rc == MODEL_DELTA_BAD && !whole) continue; /* a delta rebuilt from a file failed */
+    if (rc == MODEL_DELTA_BAD) return pause_after_refusal(c) ? CALL_END : MODEL_SKIP;
     if (rc != MODEL_OK) return rc;
     rc = fedc__model_base_apply(&c->base, c->job.id, t->round, &resp->body, &resp->len,
                                 MODEL_MAX);

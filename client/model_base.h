@@ -10,8 +10,12 @@
  * whole body, whose SHA-256 the delta names and the decoder checks. Any
  * failure leaves the answer unusable and the caller fetches the whole
  * model without ?base=. Only bodies under FEDC_MODEL_BASE_MAX are kept
- * (the in-memory downloads; a larger model is fetched whole each time and
- * never held twice).
+ * in memory; a larger one, downloaded into [client] state_dir
+ * (model_download.h), stays the base as the file it is there
+ * (model-<job id>.safetensors: no second copy in memory), and its deltas
+ * are downloaded into a file and rebuilt from it in slices
+ * (model_download.h, model_rebuild.h); without a state_dir a larger model
+ * is fetched whole each time and never held twice.
  *
  *     fedc_model_base b = {0};
  *     fedc__model_base_query(&b, job, round, q, sizeof q);  // "?base=4" or ""
@@ -35,7 +39,16 @@ typedef struct fedc_model_base {
   int32_t round; /* the round it was served for (GET /v1/model/<round>) */
   char job[128];
   uint64_t deltas, fulls; /* downloads rebuilt from a delta, sent whole */
+  char file[512];         /* a base that is a model file in state_dir, or "" */
+  uint64_t file_len;
+  char pending[512]; /* the file the last download left its model in, or "" */
+  uint64_t pending_len;
 } fedc_model_base;
+
+/* The file the last download wrote its model to (len bytes), for keep:
+ * a checked model of FEDC_MODEL_BASE_MAX or more stays the base as that
+ * file. rebuilt: it came from a delta (counted). */
+void fedc__model_base_downloaded(fedc_model_base *b, const char *path, uint64_t len, int rebuilt);
 
 /* "?base=<b>" into q when b holds a model of job from a round before
  * round, else "". */
@@ -49,10 +62,11 @@ void fedc__model_base_query(const fedc_model_base *b, const char *job, int32_t r
  */
 int fedc__model_base_apply(fedc_model_base *b, const char *job, int32_t round, uint8_t **body,
                            size_t *len, size_t max);
-/* Keep a copy of a checked model's body (under FEDC_MODEL_BASE_MAX; a
- * larger one, or no memory, drops the base). */
-void fedc__model_base_keep(fedc_model_base *b, const char *job, int32_t round,
-                           const uint8_t *body, size_t len);
+/* Keep a copy of a checked model's body (under FEDC_MODEL_BASE_MAX), or,
+ * for a larger one, the file it was downloaded to (see
+ * fedc__model_base_downloaded); else (or without memory) drop the base. */
+void fedc__model_base_keep(fedc_model_base *b, const char *job, int32_t round, const uint8_t *body,
+                           size_t len);
 void fedc__model_base_clear(fedc_model_base *b);
 
 #endif

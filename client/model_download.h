@@ -44,19 +44,37 @@ typedef struct fedc_model_dl {
   char etag[80];     /* the ETag the part file's bytes belong to, or "" */
   char range[64], if_range[100];
   const char *headers[3];
-  int first;         /* the next sink call is the attempt's first */
-  int prog_on;       /* progress started and not ended */
-  int resumes;       /* attempts that asked for a range */
-  uint8_t *mem;      /* a small model's body, in memory (no file), or NULL */
+  int first;    /* the next sink call is the attempt's first */
+  int prog_on;  /* progress started and not ended */
+  int resumes;  /* attempts that asked for a range */
+  uint8_t *mem; /* a small model's body, in memory (no file), or NULL */
   int32_t round;
+  /* a download asked for as a delta (fedc__model_dl_open_delta): */
+  int delta;         /* 1: the part file is model-<job id>.delta.part */
+  char base[512];    /* the model file the client holds (the delta's base) */
+  char scratch[512]; /* model-<job id>.part: the model rebuilt from the delta */
+  int32_t base_round;
+  int rebuilt;                    /* finish rebuilt the model from a delta */
+  int in_file;                    /* finish returned a model that is in `final` */
   const fedc_http_response *resp; /* the attempt's answer, as it arrives */
   fedc_progress prog;
 } fedc_model_dl;
 
 /* Open (or create) the part file, keeping its bytes only if their ETag was
  * kept too. FEDC_EIO (the folder or file cannot be made, named). */
-int fedc__model_dl_open(fedc_model_dl *d, const char *state_dir, const char *job_id,
-                        int32_t round, uint64_t max);
+int fedc__model_dl_open(fedc_model_dl *d, const char *state_dir, const char *job_id, int32_t round,
+                        uint64_t max);
+/*
+ * The same for a download asked for as a delta from the model file `base`
+ * (round base_round, docs/protocol.md "Model deltas"): the answer goes to
+ * STATE_DIR/model-<job id>.delta.part (whatever its size, resumable as a
+ * model's), and finish rebuilds the model from it and the base, in slices
+ * (model_rebuild.h), into model-<job id>.part, renamed over the base once
+ * its SHA-256 checks. An answer that is the whole model (the coordinator
+ * had no delta for that base) is taken as it is.
+ */
+int fedc__model_dl_open_delta(fedc_model_dl *d, const char *state_dir, const char *job_id,
+                              int32_t round, uint64_t max, const char *base, int32_t base_round);
 /* Before each attempt: the Range and If-Range headers for the bytes on
  * disk, and the sink that writes the answer's body into the file. */
 void fedc__model_dl_attempt(fedc_model_dl *d, fedc_http_call *call, const fedc_http_response *resp);
@@ -66,8 +84,11 @@ void fedc__model_dl_restart(fedc_model_dl *d);
  * After a 200 or 206 that completed: check that the file holds the whole
  * body and that its SHA-256 is resp->sha256 (when the answer named one),
  * rename it, and read it into *bytes (fedc_malloc'd, *len bytes).
- * FEDC_ECHECKSUM (the bytes are dropped: start over), FEDC_EIO, FEDC_ENOMEM.
+ * FEDC_ECHECKSUM (the bytes are dropped: start over), FEDC_EIO, FEDC_ENOMEM;
+ * FEDC_MODEL_DL_DELTA_BAD after a delta that could not be used (logged;
+ * its file dropped): download the whole model.
  */
+#define FEDC_MODEL_DL_DELTA_BAD 1
 int fedc__model_dl_finish(fedc_model_dl *d, const fedc_http_response *resp, uint8_t **bytes,
                           size_t *len);
 void fedc__model_dl_close(fedc_model_dl *d);

@@ -27,6 +27,7 @@ a 96 MiB model and case 3 with a 256 MiB one.
 import hashlib
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -56,11 +57,18 @@ def need_numpy():
     sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
-def tensor_job(name, n, mb, **cfg):
-    """A tensor job with one F32 tensor of mb MiB, its coordinator started."""
+def tensor_job(name, n, mb, pki_from=None, deltas=None, **cfg):
+    """A tensor job with one F32 tensor of mb MiB, its coordinator started;
+    pki_from: a job's pki folder to use (the same certificates); deltas:
+    [server] model_deltas when not None."""
     import numpy as np
     import fedc
     job = Job(name, n, sizes=[20] * n, model="tensors", **cfg)
+    if pki_from:
+        shutil.rmtree(job.pki(""))
+        shutil.copytree(pki_from, job.pki(""))
+    if deltas is not None:
+        job.set_server_keys(model_deltas="true" if deltas else "false")
     init = os.path.join(job.dir, "init.safetensors")
     rng = np.random.default_rng(5)
     fedc.st.save(init, {"w": rng.normal(size=(mb * MB // 4,)).astype(np.float32)})
