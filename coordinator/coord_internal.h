@@ -154,6 +154,7 @@ struct fedc_coordinator {
   /* large-model mode (large_model.c): FedAvg's sums' file, "" when off */
   char spill_path[FEDC_CONFIG_PATH_MAX + 8];
   fedc_http_body *global_body; /* large-model mode: its values are the engine's global model */
+  fedc_http_body *large_delta; /* large-model mode: the commit's delta file, mapped (large_delta.c) */
 
   fedc_store_round *history; /* committed rounds, for status */
   int32_t n_history, history_cap;
@@ -440,6 +441,14 @@ int fedc__coord_large_readopt(fedc_coord *c);
 int fedc__coord_large_start(fedc_coord *c, float **w, int32_t last, fedc_http_body **held,
                             const float **values);
 void fedc__coord_large_started(fedc_coord *c, fedc_http_body *held, const float *values);
+/* large_delta.c: the delta from prev (served for round - 1) to next (round)
+ * encoded in slices into <store>.delta and mapped into c->large_delta
+ * (commit worker, under mu; nothing when deltas are off or no smaller);
+ * taken by the commit; the files dropped (start, shutdown). */
+void fedc__coord_large_delta(fedc_coord *c, const fedc_http_body *prev, const uint8_t *next,
+                             size_t next_len, int32_t round);
+fedc_http_body *fedc__coord_large_delta_take(fedc_coord *c);
+void fedc__coord_large_delta_reset(fedc_coord *c);
 /* An update of a large-model job decoded in place (its F32 values where
  * they lie in body): 1 with *w and *file set, 0 for the copying path. */
 int fedc__coord_update_view(const fedc_coord *c, const uint8_t *body, size_t len,

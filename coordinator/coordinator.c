@@ -1023,6 +1023,7 @@ void fedc_coordinator_free(fedc_coord *c) {
   fedc__coord_upload_free(c);
   fedc_engine_free(c->engine);
   fedc_http_body_unref(c->global_body);
+  if (c->spill_path[0]) fedc__coord_large_delta_reset(c); /* large_delta.c */
   fedc_store_close(c->store);
   fedc_store_close(c->ckpt_store);
   for (int i = 0; i < COORD_CKPT_CACHE; i++) fedc_http_body_unref(c->ckpt_cache[i].body);

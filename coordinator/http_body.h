@@ -35,6 +35,12 @@ typedef struct fedc_http_body fedc_http_body;
  * body with one reference, hashing them. The body owns bytes from then on,
  * in every case: on failure (FEDC_ENOMEM, FEDC_EBACKEND) they are freed. */
 int fedc_http_body_new(uint8_t *bytes, size_t len, fedc_http_body **out);
+/* A body that is the file at path, mapped read-only (the file must not
+ * be written again: replace it by renaming another over it); hashed in
+ * slices through the page cache, never read whole into memory. Senders
+ * drop the pages they have copied out (base/mapped.h), so serving it does
+ * not keep it resident. FEDC_EIO, FEDC_ENOMEM. */
+int fedc_http_body_map(const char *path, fedc_http_body **out);
 /* Take one more reference; returns b (NULL stays NULL). */
 fedc_http_body *fedc_http_body_ref(fedc_http_body *b);
 /* Drop a reference; the last one frees the bytes. NULL is ignored. */

@@ -75,6 +75,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/mapped.h"
 #include "http_body.h"
 #include "transport.h"
 
@@ -1377,6 +1378,8 @@ static void stream_fill(conn *c) {
       return;
     }
     memcpy(buf, fedc_http_body_data(c->sb) + c->s_off, n);
+    /* a mapped body (a large model's delta file) is not kept resident */
+    fedc__mapped_drop(fedc_http_body_data(c->sb) + c->s_off, n);
     c->s_off += n;
     c->s->st.bytes_out += n;
     int rc = fedc_transport_write(c->tc, buf, n);

@@ -60,6 +60,7 @@ int fedc__coord_large_mode(fedc_coord *c, fedc_pipeline_params *pp) {
                           "(memory: about 8 times the model) or change that key",
                           mb, above, why);
   snprintf(c->spill_path, sizeof c->spill_path, "%s.acc", c->cfg.store_path);
+  fedc__coord_large_delta_reset(c); /* a past run's delta: not served */
   pp->agg.spill_path = c->spill_path;
   pp->agg.device = FEDC_AGG_DEVICE_CPU; /* auto: the sums are the file's */
   fedc_log_info("msg=\"large-model mode\" model_mib=%.0f spill_above_mb=%g sums=%s", mb, above,
@@ -160,6 +161,8 @@ int fedc__coord_large_commit(fedc_coord *c, fedc_round_metrics *m, const float *
    * abort: fedc__coord_large_readopt): its body goes, unless a download
    * still sends it, so that the store's write of the new model (SQLite
    * copies a blob into its record) does not find two models beside it */
+  /* both models are here now: the delta in slices, to a file */
+  fedc__coord_large_delta(c, c->global_body, b, n, fedc_engine_round(c->engine) + 1);
   fedc_http_body_unref(c->global_body);
   c->global_body = NULL;
   *bytes = b;

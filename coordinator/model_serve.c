@@ -16,8 +16,8 @@
  * it; a client that asks GET /v1/model/<r>?base=<r-1> is sent that delta
  * from the same kind of shared body, any other base the whole model. It
  * costs the delta's bytes (at most the model's) and one pass over both
- * models at commit; large-model mode ([server] spill_above_mb) makes no
- * deltas, as the previous model is not kept in memory there.
+ * models at commit; large-model mode ([server] spill_above_mb) makes its
+ * deltas in slices into a file instead (large_delta.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,8 +56,8 @@ fedc_http_body *fedc__coord_delta_base(fedc_coord *c) {
  * the model is simply not served. */
 void fedc__coord_delta_make(fedc_http_body *base, const fedc_http_body *next, int32_t round,
                             fedc_http_body **delta) {
+  if (base == NULL || next == NULL) return; /* *delta as it is (large_delta.c's) */
   *delta = NULL;
-  if (base == NULL || next == NULL) return;
   double t0 = fedc__coord_now();
   uint8_t *d = NULL;
   size_t len = 0;

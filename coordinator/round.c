@@ -376,6 +376,7 @@ static void commit_run(uv_work_t *req) {
     if (large) { /* the engine's global model is now the new body's values */
       fedc_http_body_unref(c->global_body);
       c->global_body = fedc_http_body_ref(w->body);
+      w->delta = fedc__coord_large_delta_take(c); /* large_delta.c */
     }
     fedc__coord_tensors_commit(c);
     c->n_round_updates = 0;

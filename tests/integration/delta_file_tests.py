@@ -25,14 +25,16 @@ suite is skipped without it.
 """
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, ROOT, Suite, free_port  # noqa: E402
+from harness import BIN, ROOT, Skip, Suite, free_port  # noqa: E402
 from download_tests import PY, TRAINER, need_numpy, tensor_job  # noqa: E402
 from delta_tests import metric, weights  # noqa: E402
 from netfaults_tests import PROXY  # noqa: E402
@@ -65,10 +67,14 @@ def site(job, k, port=None):
     return p, state
 
 
-def run(name, deltas, pki_from=None):
+# the run without deltas (test 1), for test 3: its certificates and models
+OFF = {}
+
+
+def run(name, deltas, pki_from=None, server=None):
     """The job to its end with [server] model_deltas on or off; (job, checkpoints, metrics)."""
     job = tensor_job(name, 2, DF_MB, rounds=ROUNDS, round_timeout_s=120, poll_s=1,
-                     pki_from=pki_from, deltas=deltas)
+                     pki_from=pki_from, deltas=deltas, server=server)
     procs = [site(job, k)[0] for k in (1, 2)]
     for p in procs:
         rc = p.wait(timeout=300)
@@ -106,6 +112,11 @@ def test_deltas_into_state_dir():
                   f"{b_off / MB:.1f} MiB", flush=True)
             assert d_off == 0 and f_on == 2 and d_on == 2 * (ROUNDS - 1), (d_on, f_on, d_off)
             assert b_on < b_off, (b_on, b_off)
+            OFF["pki"] = tempfile.mkdtemp(prefix="fedc-it-dfile-pki-")
+            shutil.rmtree(OFF["pki"])
+            shutil.copytree(off.pki(""), OFF["pki"])
+            OFF["ck"] = ck_off
+            OFF["bytes"] = b_off
             log = client_logs(on)
             assert "model delta refused" not in log, log[-800:]
             # each site's model file is the last model it was sent, nothing else left
@@ -186,10 +197,45 @@ def test_delta_download_resumed():
         job.close(keep=bool(os.environ.get("FEDC_KEEP")))
 
 
+def test_large_model_mode_deltas():
+    """Large-model mode ([server] spill_above_mb below the model): the
+    coordinator encodes each delta in slices into <store>.delta and serves
+    it from a mapping; the models are those of test 1's run without
+    deltas."""
+    need_numpy()
+    if "ck" not in OFF:
+        raise Skip("needs test 1's run without deltas")
+    try:
+        job, ck, m = run("dfile-large", True, pki_from=OFF["pki"],
+                         server={"spill_above_mb": "8"})
+        try:
+            with open(os.path.join(job.dir, "coordinator.log"), errors="replace") as f:
+                clog = f.read()
+            assert "large-model mode" in clog, clog[-600:]
+            assert sorted(ck) == sorted(OFF["ck"]), (sorted(ck), sorted(OFF["ck"]))
+            for r in sorted(ck):
+                assert weights(ck[r][0]) == weights(OFF["ck"][r][0]), f"round {r} differs"
+            d = metric(m, "fedc_model_downloads_total", "delta")
+            f = metric(m, "fedc_model_downloads_total", "full")
+            b = sum(metric(m, "fedc_model_download_bytes_total", k) for k in ("full", "delta"))
+            made = re.findall(r"msg=\"model delta\" bytes=(\d+) model_bytes=(\d+) file=", clog)
+            print(f"       large-model mode: {f} whole + {d} deltas, {b / MB:.1f} MiB of models "
+                  f"sent (without deltas {OFF['bytes'] / MB:.1f} MiB); deltas made: "
+                  f"{', '.join(f'{int(x) / MB:.1f}' for x, _ in made)} MiB", flush=True)
+            assert f == 2 and d == 2 * (ROUNDS - 1), (f, d)
+            assert b < OFF["bytes"], (b, OFF["bytes"])
+            assert "model delta refused" not in client_logs(job)
+        finally:
+            job.close()
+    finally:
+        shutil.rmtree(OFF["pki"], ignore_errors=True)
+
+
 def main():
     s = Suite("model deltas into state_dir")
     s.run(test_deltas_into_state_dir)
     s.run(test_delta_download_resumed)
+    s.run(test_large_model_mode_deltas)
     return s.finish()
 
 

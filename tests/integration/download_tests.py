@@ -57,10 +57,10 @@ def need_numpy():
     sys.path.insert(0, os.path.join(ROOT, "python"))
 
 
-def tensor_job(name, n, mb, pki_from=None, deltas=None, **cfg):
+def tensor_job(name, n, mb, pki_from=None, deltas=None, server=None, **cfg):
     """A tensor job with one F32 tensor of mb MiB, its coordinator started;
     pki_from: a job's pki folder to use (the same certificates); deltas:
-    [server] model_deltas when not None."""
+    [server] model_deltas when not None; server: more [server] keys."""
     import numpy as np
     import fedc
     job = Job(name, n, sizes=[20] * n, model="tensors", **cfg)
@@ -69,6 +69,8 @@ def tensor_job(name, n, mb, pki_from=None, deltas=None, **cfg):
         shutil.copytree(pki_from, job.pki(""))
     if deltas is not None:
         job.set_server_keys(model_deltas="true" if deltas else "false")
+    if server:
+        job.set_server_keys(**server)
     init = os.path.join(job.dir, "init.safetensors")
     rng = np.random.default_rng(5)
     fedc.st.save(init, {"w": rng.normal(size=(mb * MB // 4,)).astype(np.float32)})
