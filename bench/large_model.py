@@ -7,7 +7,10 @@ over mutual TLS. Prints each round's time
 (from its opening to its commit, from the coordinator's log), the job's time,
 and the peak RSS (VmHWM) of the coordinator and of one fedc-client (the
 trainer is a child process, not counted), sampled every 0.2 s
-while they run, against the model's size.
+while they run, against the model's size, and the models' bytes down
+(/metrics). FEDC_LARGE_STATE=1 gives each site a [client] state_dir (model
+files, deltas rebuilt from them); FEDC_LARGE_DELTAS=0 or 1 sets [server]
+model_deltas.
 """
 import datetime
 import os
@@ -36,10 +39,18 @@ def hwm(pid):
         return 0
 
 
-def start_site(job, k, samples):
-    """Client k with bench/stream_trainer.py as its [trainer] command."""
+def start_site(job, k, samples, state=False):
+    """Client k with bench/stream_trainer.py as its [trainer] command (and a
+    [client] state_dir when state: models downloaded into files, deltas
+    rebuilt from them)."""
     path = job.client_ini(k, keep=False)
     trainer = os.path.join(ROOT, "bench", "stream_trainer.py")
+    if state:
+        with open(path) as f:
+            text = f.read()
+        text = text.replace("[client]\n", f"[client]\nstate_dir = {job.dir}/state-{k}\n", 1)
+        with open(path, "w") as f:
+            f.write(text)
     with open(path, "a") as f:
         f.write(f"[trainer]\ncommand = /usr/bin/python3 {trainer} --samples {samples}\n"
                 f"timeout_s = 3600\n")
@@ -54,8 +65,12 @@ def main():
     mb = int(os.environ.get("FEDC_LARGE_MB", "1024"))
     n_clients = int(os.environ.get("FEDC_LARGE_CLIENTS", "4"))
     rounds = int(os.environ.get("FEDC_LARGE_ROUNDS", "2"))
+    state = os.environ.get("FEDC_LARGE_STATE", "0") == "1"
+    deltas = os.environ.get("FEDC_LARGE_DELTAS", "")
     job = Job("large-model", n_clients, sizes=[10] * n_clients, rounds=rounds, model="tensors",
               round_timeout_s=3600, poll_s=1)
+    if deltas in ("0", "1"):
+        job.set_server_keys(model_deltas="true" if deltas == "1" else "false")
     try:
         n = mb * MIB // 4
         rng = np.random.default_rng(1)
@@ -69,7 +84,7 @@ def main():
                      1800, "the coordinator to listen")
         assert job.procs[-1].poll() is None, "the coordinator exited while starting"
         t0 = time.time()
-        procs = [start_site(job, k, 100 + k) for k in range(1, n_clients + 1)]
+        procs = [start_site(job, k, 100 + k, state) for k in range(1, n_clients + 1)]
         peak_c = peak_k = 0
         while any(p.poll() is None for p in procs):
             peak_c = max(peak_c, hwm(coord))
@@ -105,6 +120,16 @@ def main():
               f"the model")
         print(f"  client 1 peak RSS (VmHWM):    {peak_k / MIB:.0f} MiB = {peak_k / model:.2f}x "
               f"the model (its trainer process apart)")
+        metrics = job.metrics() or ""
+
+        def count(name, kind):
+            m = re.search(r'^%s\{kind="%s"\} (\d+)$' % (name, kind), metrics, re.M)
+            return int(m.group(1)) if m else 0
+        down = sum(count("fedc_model_download_bytes_total", k) for k in ("full", "delta"))
+        print(f"  models down: {count('fedc_model_downloads_total', 'full')} whole + "
+              f"{count('fedc_model_downloads_total', 'delta')} deltas, {down / MIB:.0f} MiB "
+              f"(state_dir {'on' if state else 'off'}, [server] model_deltas "
+              f"{ {'0': 'off', '1': 'on'}.get(deltas, 'default (on)')})")
     finally:
         close(job)
 
