@@ -324,7 +324,7 @@ int fedc__model_dl_finish(fedc_model_dl *d, const fedc_http_response *resp, uint
   }
   if (d->delta) {
     int rc = finish_delta(d, resp, bytes, len);
-    if (rc <= 0) return rc; /* rebuilt, or failed */
+    if (rc != 2) return rc; /* rebuilt, or failed, or the delta refused */
     /* 2: a whole model after all, on disk: read it as any */
   }
   uint8_t *b = fedc_malloc(d->have + 1); /* NUL-terminated, as a response body */

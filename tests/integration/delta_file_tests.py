@@ -197,6 +197,34 @@ def test_delta_download_resumed():
         job.close(keep=bool(os.environ.get("FEDC_KEEP")))
 
 
+def test_bad_delta_file_then_whole_model():
+    """A coordinator whose deltas are corrupt (FEDC_TEST_CORRUPT_DELTA=1):
+    each site downloads the delta into its file, fails to rebuild the
+    model, drops both files and downloads the whole model; the models are
+    test 1's without deltas."""
+    need_numpy()
+    if "ck" not in OFF:
+        raise Skip("needs test 1's run without deltas")
+    os.environ["FEDC_TEST_CORRUPT_DELTA"] = "1"
+    try:
+        job, ck, m = run("dfile-bad", True, pki_from=OFF["pki"])
+    finally:
+        del os.environ["FEDC_TEST_CORRUPT_DELTA"]
+    try:
+        for r in sorted(OFF["ck"]):
+            assert weights(ck[r][0]) == weights(OFF["ck"][r][0]), f"round {r} differs"
+        d = metric(m, "fedc_model_downloads_total", "delta")
+        f = metric(m, "fedc_model_downloads_total", "full")
+        refused = client_logs(job).count("model delta refused")
+        print(f"       corrupt deltas: {d} sent, {refused} refused, {f} whole models", flush=True)
+        assert d == 2 * (ROUNDS - 1) and refused == d and f == 2 + d, (d, refused, f)
+        for k in (1, 2):
+            names = os.listdir(os.path.join(job.dir, f"state-{k}"))
+            assert not [n for n in names if ".part" in n], names
+    finally:
+        job.close()
+
+
 def test_large_model_mode_deltas():
     """Large-model mode ([server] spill_above_mb below the model): the
     coordinator encodes each delta in slices into <store>.delta and serves
@@ -235,6 +263,7 @@ def main():
     s = Suite("model deltas into state_dir")
     s.run(test_deltas_into_state_dir)
     s.run(test_delta_download_resumed)
+    s.run(test_bad_delta_file_then_whole_model)
     s.run(test_large_model_mode_deltas)
     return s.finish()
 
