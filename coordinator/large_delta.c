@@ -63,6 +63,9 @@ static void paths(const fedc_coord *c, char *tmp, char *fin, size_t n) {
   snprintf(fin, n, "%s.delta", c->cfg.store_path);
 }
 
+/* The delta files of a past run or of this one removed, and the pending
+ * delta dropped (start, stop): a delta is only ever served by the run that
+ * made it. */
 void fedc__coord_large_delta_reset(fedc_coord *c) {
   char tmp[FEDC_CONFIG_PATH_MAX + 16], fin[FEDC_CONFIG_PATH_MAX + 16];
   paths(c, tmp, fin, sizeof tmp);
@@ -72,6 +75,13 @@ void fedc__coord_large_delta_reset(fedc_coord *c) {
   c->large_delta = NULL;
 }
 
+/*
+ * The commit's delta (worker, under mu): from prev, the body served for
+ * round - 1 (its SHA-256 known), to next, the new model's container (its
+ * SHA-256 taken in the same pass), into <store>.delta.tmp in slices; a
+ * delta no smaller than the model, or any error (logged), leaves none.
+ * Then fsync, rename to <store>.delta and map it as c->large_delta.
+ */
 void fedc__coord_large_delta(fedc_coord *c, const fedc_http_body *prev, const uint8_t *next,
                              size_t next_len, int32_t round) {
   fedc_http_body_unref(c->large_delta);
