@@ -3,8 +3,10 @@
 # at completion (bench/early_fold.py): each round's time from the last byte
 # of its last update to its commit, and the coordinator's peak RSS, with
 # FedAvg's sums in large-model mode and in memory. FEDC_EFOLD_MB (256),
-# FEDC_EFOLD_CLIENTS (3) and FEDC_EFOLD_ROUNDS (2) change the job; the
-# default needs about 6 GiB of memory.
+# FEDC_EFOLD_CLIENTS (3) and FEDC_EFOLD_ROUNDS (2) change the job,
+# FEDC_EFOLD_SHARE ([strategy] max_client_share, 0; "default": 0.5) and
+# FEDC_EFOLD_BIG (site 1's claimed sample count, for the cap to cut) its
+# strategy; the default needs about 6 GiB of memory.
 BUILD=${FEDC_BUILD:-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1

@@ -21,8 +21,10 @@
  *
  * Folds happen only where the job folds weight by weight
  * (fedc__engine_early_begin): plain FedAvg and the server optimizers, with
- * or without max_weight_delta, sums in memory or in a file, no norm bound,
- * DP, share cap, SCAFFOLD, FedBuff, relay or secure aggregation; and only
+ * or without max_weight_delta and the share cap (an update it cuts is read
+ * again from its spool at the prepare: the engine keeps the spool's
+ * descriptor), sums in memory or in a file, no norm bound, DP, SCAFFOLD,
+ * FedBuff, relay or secure aggregation; and only
  * for an update of F32 tensors laid out as the job's model (how fedc
  * encodes them), so that its values are one array in the spool file.
  */
@@ -262,7 +264,10 @@ int fedc__fold_take(fedc_coord *c, fedc_upload_fold *r, int whole, int32_t round
   if (whole || (!r->voided && r->folded == r->n && r->round == round &&
                 r->client_id == client && r->n_samples == n_samples &&
                 fedc__engine_early_live(c->engine, r->gen))) {
-    *rc = fedc__engine_submit_folded(c->engine, round, client, n_samples, loss);
+    /* the engine may keep the spool's descriptor (the share cap may cut
+     * the update at the prepare: its values are then read again) */
+    *rc = fedc__engine_submit_folded(c->engine, round, client, n_samples, loss, &r->fd,
+                                     r->data_off);
     if (*rc != 0 && whole) { /* refused as the whole would be (a duplicate, a stale round) */
       if (fx) undo_locked(c, fx, r);
       return 1;

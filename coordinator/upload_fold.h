@@ -27,7 +27,8 @@ typedef struct fedc_upload_fold {
   uint64_t data_off;  /* the spool file's offset of float value 0 */
   size_t n;           /* float values (the model's) */
   size_t folded;      /* values [0, folded) are in the sums */
-  int fd;             /* the spool file's own descriptor (read after the upload is gone) */
+  int fd;             /* the spool file's own descriptor (read after the upload is gone;
+                       * -1 once the engine keeps it: fedc__fold_take) */
   uint64_t data_at;   /* the spool file's offset of the data section */
   uint64_t hashed;    /* the data section's SHA-256 runs over [data_at, hashed) */
   fedc__sha256_ctx h;
@@ -77,7 +78,9 @@ int fedc__fold_whole(fedc_coord *c, fedc_upload_fold *r, const uint8_t *body, si
  * and sample count as checked) and it was counted, or, after whole
  * (fedc__fold_whole said 1), when the engine refused it (its folds taken
  * out); 0 after taking r's folds out, for the caller's usual fold. r may
- * be NULL (0).
+ * be NULL (0). Once counted, the engine may keep r's spool descriptor
+ * (r->fd then -1): under the share cap the prepare reads the values of an
+ * update it cuts again (fedc__engine_submit_folded).
  */
 int fedc__fold_take(fedc_coord *c, fedc_upload_fold *r, int whole, int32_t round, int32_t client,
                     uint64_t n_samples, double loss, int *rc);

@@ -313,7 +313,8 @@ static int close_prepare(fedc_engine *e, fedc_round_metrics *out, const float **
   if ((rc = fedc_pipeline_save(e->pl)) != 0) return rc;
   memcpy(e->pending, e->global, e->n_params * sizeof(float));
   fedc_pipeline_round pr;
-  rc = fedc_pipeline_finish(e->pl, e->round, e->pending, e->n_params, e->reported, &pr);
+  rc = fedc__pipeline_finish_base(e->pl, e->round, e->pending, e->global, e->n_params,
+                                  e->reported, &pr);
   if (rc != 0) {
     fedc_pipeline_undo(e->pl); /* finish may have stepped DP before failing */
     return rc;
@@ -729,7 +730,8 @@ int fedc__engine_early_fold(fedc_engine *e, size_t off, const float *w, size_t l
 }
 
 int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
-                               uint64_t n_samples, double train_loss) {
+                               uint64_t n_samples, double train_loss, int *fd,
+                               uint64_t data_off) {
   slot *s = open_slot(e, round, client);
   if (s == NULL) { /* fedc_engine_submit's refusal, with its words */
     int rc = fedc_engine_submit(e, round, client, NULL, e->n_params + 1, n_samples, train_loss);
@@ -738,7 +740,8 @@ int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
   }
   if (!fedc__pipeline_fold_early_ok(e->pl, n_samples))
     return fedc_error_set(FEDC_ESTATE, "engine: this round's updates are not folded early");
-  fedc__pipeline_add_folded(e->pl, n_samples);
+  int rc = fedc__pipeline_add_folded(e->pl, n_samples, fd, data_off);
+  if (rc != 0) return rc;
   s->reported = 1;
   s->n_samples = n_samples;
   s->train_loss = train_loss;

@@ -109,8 +109,11 @@ int fedc__engine_close_prepare_into(fedc_engine *e, float *next, fedc_round_metr
  * been taken out before the prepare. early_fold: fedc__pipeline_fold_early
  * against the global model. submit_folded: the update whose weights are
  * all folded is counted as fedc_engine_submit would (FEDC_ESTATE when
- * client cannot report now: take the folds out). All under the caller's
- * lock, like every engine call.
+ * client cannot report now: take the folds out); *fd is a descriptor of a
+ * file holding its n_params float values at data_off, which the engine
+ * may keep (setting *fd to -1) to read them again should the share cap
+ * cut the update (fedc__pipeline_add_folded; required under the cap). All
+ * under the caller's lock, like every engine call.
  */
 int fedc__engine_early_begin(fedc_engine *e, int32_t round, int32_t client, uint64_t n_samples,
                              uint64_t *gen);
@@ -118,7 +121,8 @@ int fedc__engine_early_live(const fedc_engine *e, uint64_t gen);
 int fedc__engine_early_fold(fedc_engine *e, size_t off, const float *w, size_t len, int64_t m,
                             float *y);
 int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
-                               uint64_t n_samples, double train_loss);
+                               uint64_t n_samples, double train_loss, int *fd,
+                               uint64_t data_off);
 /* Folds that could not be taken out: the open round's prepare fails. */
 void fedc__engine_early_fail(fedc_engine *e);
 

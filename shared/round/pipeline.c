@@ -22,7 +22,13 @@
  * out again (integer arithmetic, exact), so a prepare can be repeated.
  * When the round has too few updates for any t (fewer than 1/s), the held
  * ones (all of them) get equal weights. The result depends only on the
- * set of updates and counts, not on their order. The cap applies to
+ * set of updates and counts, not on their order. An update folded early
+ * (as its bytes arrived, fedc__pipeline_fold_early) is in the sums at its
+ * count already: at finish the hold_cap largest counts of the held and the
+ * early-folded updates are the held set, and an early-folded one the cap
+ * cuts is read again from its spool file and adjusted by c_k - n_k for the
+ * read, then put back (capped_finish): the same integer sums, bit for bit,
+ * as if it had come whole. The cap applies to
  * additive aggregators (FedAvg, the server optimizers) without DP; DP and
  * the robust aggregators weigh updates equally already.
  */
@@ -69,6 +75,14 @@ struct fedc_pipeline {
   uint64_t *held_n;
   int64_t *held_q; /* fold_held's fixed-point scratch (one slice), made on first use */
   uint64_t folded_max;
+  /* the share cap's early-folded updates (see "Early folds under the share
+   * cap" below): the hold_cap largest counts of updates folded as they
+   * arrived, their spool files (owned) and the offsets of their values;
+   * the largest count of one not kept; a slice of scratch for re-reading */
+  int32_t n_early;
+  uint64_t *early_n, *early_off, early_max;
+  int *early_fd;
+  float *early_w, *early_y;
   /* SCAFFOLD's server variate and save's copy of it (NULL otherwise) */
   fedc_scaffold_server *variates;
   float *var_snap;
@@ -103,6 +117,14 @@ static void gpu_norm_params(const fedc_pipeline_params *p, const fedc_strategy_i
   ap->norm_refuse = p->norm_refuse;
 }
 
+/* Close the early-folded updates' spool files and forget them. */
+static void early_drop(fedc_pipeline *pl) {
+  for (int32_t k = 0; k < pl->n_early; k++)
+    if (pl->early_fd[k] >= 0) close(pl->early_fd[k]);
+  pl->n_early = 0;
+  pl->early_max = 0;
+}
+
 void fedc_pipeline_free(fedc_pipeline *pl) {
   if (pl == NULL) return;
   fedc_strategy_free(pl->agg);
@@ -119,6 +141,12 @@ void fedc_pipeline_free(fedc_pipeline *pl) {
   }
   fedc_free(pl->held_n);
   fedc_free(pl->held_q);
+  early_drop(pl);
+  fedc_free(pl->early_n);
+  fedc_free(pl->early_off);
+  fedc_free(pl->early_fd);
+  fedc_free(pl->early_w);
+  fedc_free(pl->early_y);
   fedc_scaffold_server_free(pl->variates);
   fedc_free(pl->var_snap);
   fedc_free(pl);
@@ -183,7 +211,14 @@ int fedc_pipeline_new(const fedc_pipeline_params *p, size_t n,
     pl->held_n = fedc_calloc((size_t)pl->hold_cap, sizeof(uint64_t));
     if (p->agg.spill_path) rc = held_file_open(pl);
     else pl->held = fedc_malloc_array((size_t)pl->hold_cap * n, sizeof(float));
-    if (rc == 0 && ((pl->held == NULL && pl->held_fd <= 0) || pl->held_n == NULL))
+    pl->early_n = fedc_calloc((size_t)pl->hold_cap, sizeof(uint64_t));
+    pl->early_off = fedc_calloc((size_t)pl->hold_cap, sizeof(uint64_t));
+    pl->early_fd = fedc_calloc((size_t)pl->hold_cap, sizeof(int));
+    pl->early_w = fedc_malloc_array(HELD_SLICE, sizeof(float));
+    pl->early_y = fedc_malloc_array(HELD_SLICE, sizeof(float));
+    if (rc == 0 && ((pl->held == NULL && pl->held_fd <= 0) || pl->held_n == NULL ||
+                    !pl->early_n || !pl->early_off || !pl->early_fd || !pl->early_w ||
+                    !pl->early_y))
       rc = fedc_error_set(FEDC_ENOMEM, "pipeline: out of memory for the share cap");
   }
   if (rc == 0 && pl->info && (pl->info->caps & FEDC_STRATEGY_VARIATES)) {
@@ -209,6 +244,7 @@ int fedc_pipeline_begin(fedc_pipeline *pl, const float *x) {
   pl->held_rc = 0;
   pl->clipped = pl->dp_unclipped = pl->n_held = pl->capped = 0;
   pl->folded_max = 0;
+  early_drop(pl);
   pl->dp_clip_used = pl->dp ? fedc_dp_clip_norm(pl->dp) : NAN;
   if (pl->variates) {
     int rc = fedc_scaffold_server_begin(pl->variates);
@@ -396,39 +432,43 @@ void fedc_pipeline_flush(fedc_pipeline *pl) {
     if (pl->held_n[k] > pl->folded_max) pl->folded_max = pl->held_n[k];
   }
   pl->n_held = 0;
+  /* early-folded updates are in the sums with their full weights already */
+  for (int32_t k = 0; k < pl->n_early; k++)
+    if (pl->early_n[k] > pl->folded_max) pl->folded_max = pl->early_n[k];
+  if (pl->early_max > pl->folded_max) pl->folded_max = pl->early_max;
+  early_drop(pl);
 }
 
 /*
- * The held updates' weights under the share cap (see the top of the file):
- * sort the held counts down, find the smallest j whose water level
- * t = s R / (1 - s j) is at least the (j+1)-th count (or the largest
- * folded count), and cut the j largest to floor(t). No j: every update is
- * held; they get equal weights.
+ * The held updates' weights under the share cap (see the top of the file),
+ * for the h held counts hn, the total of every other update's count and
+ * the largest of them: sort the held counts down, find the smallest j
+ * whose water level t = s R / (1 - s j) is at least the (j+1)-th count (or
+ * the largest folded count), and cut the j largest to floor(t). No j:
+ * every update is held; they get equal weights.
  */
-static void share_weights(const fedc_pipeline *pl, uint64_t folded_total, uint64_t *wt,
-                          int32_t *n_cut) {
-  const int32_t h = pl->n_held;
+static void share_weights(double s, const uint64_t *hn, int32_t h, uint64_t folded_total,
+                          uint64_t folded_max, uint64_t *wt, int32_t *n_cut) {
   int32_t ord[h > 0 ? h : 1];
   for (int32_t i = 0; i < h; i++) {
     ord[i] = i;
-    wt[i] = pl->held_n[i];
+    wt[i] = hn[i];
   }
   for (int32_t i = 1; i < h; i++) /* insertion sort, counts down */
-    for (int32_t j = i; j > 0 && pl->held_n[ord[j]] > pl->held_n[ord[j - 1]]; j--) {
+    for (int32_t j = i; j > 0 && hn[ord[j]] > hn[ord[j - 1]]; j--) {
       int32_t t = ord[j];
       ord[j] = ord[j - 1];
       ord[j - 1] = t;
     }
   *n_cut = 0;
-  const double s = pl->p.max_share;
   uint64_t total = folded_total;
-  for (int32_t i = 0; i < h; i++) total += pl->held_n[i];
-  if (h == 0 || (double)pl->held_n[ord[0]] <= s * (double)total) return;
+  for (int32_t i = 0; i < h; i++) total += hn[i];
+  if (h == 0 || (double)hn[ord[0]] <= s * (double)total) return;
   uint64_t rest = total;
   for (int32_t j = 1; j <= h && s * j < 1.0; j++) {
-    rest -= pl->held_n[ord[j - 1]];
+    rest -= hn[ord[j - 1]];
     double t = s * (double)rest / (1.0 - s * j);
-    uint64_t next = j < h ? pl->held_n[ord[j]] : pl->folded_max;
+    uint64_t next = j < h ? hn[ord[j]] : folded_max;
     if (t >= (double)next) {
       uint64_t c = (uint64_t)floor(t);
       if (c < 1) c = 1;
@@ -615,8 +655,111 @@ int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delt
   return 0;
 }
 
+/*
+ * Early-folded update k's values read again from its spool file and folded
+ * with weight m (negative: taken out), a slice at a time, as its early
+ * folds made them (against base, the round's global model); the sums'
+ * total moves by m. A failed read fails the round (held_rc).
+ */
+static int early_adjust(fedc_pipeline *pl, const float *base, int32_t k, int64_t m) {
+  __int128 *acc;
+  uint64_t *total;
+  fedc_fedavg_state(pl->agg, &acc, &total);
+  for (size_t i = 0; i < pl->n; i += HELD_SLICE) {
+    size_t len = pl->n - i < HELD_SLICE ? pl->n - i : HELD_SLICE, done = 0;
+    const off_t at = (off_t)(pl->early_off[k] + i * sizeof(float));
+    while (done < len * sizeof(float)) {
+      ssize_t r = pread(pl->early_fd[k], (char *)pl->early_w + done, len * sizeof(float) - done,
+                        at + (off_t)done);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0)
+        return pl->held_rc = fedc_error_set(FEDC_EIO,
+                                            "pipeline: cannot read an early-folded update "
+                                            "again for the share cap: %s",
+                                            r < 0 ? strerror(errno) : "short file");
+      done += (size_t)r;
+    }
+    if (fedc__pipeline_fold_early(pl, base, i, pl->early_w, len, m, pl->early_y) != 0)
+      return pl->held_rc = fedc_error_set(FEDC_EIO, "pipeline: an early-folded update "
+                                                    "changed on disk");
+  }
+  *total = (uint64_t)((int64_t)*total + m);
+  return 0;
+}
+
+/*
+ * The share cap at finish (see the top of the file), over the updates held
+ * aside (values kept, not in the sums) and the early-folded ones kept as
+ * candidates (in the sums at their full counts): the hold_cap largest
+ * counts of the two are the ones today's path would hold, every other one
+ * being folded at its count (a held update not among them is folded at
+ * its count for the read, as hold_or_fold would have done on its
+ * arrival); the folded total and the largest folded count are the same
+ * share_weights would see, so the weights are the same. Each update is
+ * then put at its weight (held: folded with it; early: adjusted by weight
+ * - count, which is 0 unless the cap cuts it), the aggregate is read and
+ * everything is put back, so that a prepare can be repeated.
+ */
+typedef struct cap_entry {
+  uint64_t n;
+  int32_t k, early;
+} cap_entry;
+
+static int capped_finish(fedc_pipeline *pl, const float *base, float *avg, size_t n) {
+  __int128 *acc;
+  uint64_t *total;
+  fedc_fedavg_state(pl->agg, &acc, &total);
+  const int32_t nc = pl->n_held + pl->n_early;
+  const int32_t h = nc < pl->hold_cap ? nc : pl->hold_cap;
+  cap_entry c[nc];
+  for (int32_t k = 0; k < pl->n_held; k++) c[k] = (cap_entry){pl->held_n[k], k, 0};
+  for (int32_t k = 0; k < pl->n_early; k++)
+    c[pl->n_held + k] = (cap_entry){pl->early_n[k], k, 1};
+  for (int32_t i = 1; i < nc; i++) /* insertion sort, counts down (stable) */
+    for (int32_t j = i; j > 0 && c[j].n > c[j - 1].n; j--) {
+      cap_entry t = c[j];
+      c[j] = c[j - 1];
+      c[j - 1] = t;
+    }
+  uint64_t ftotal = *total, fmax = pl->folded_max > pl->early_max ? pl->folded_max
+                                                                    : pl->early_max;
+  uint64_t hn[h > 0 ? h : 1], wt[h > 0 ? h : 1], wk[nc];
+  for (int32_t i = 0; i < nc; i++) {
+    if (i < h) {
+      hn[i] = c[i].n;
+      if (c[i].early) ftotal -= c[i].n;
+    } else {
+      if (c[i].n > fmax) fmax = c[i].n;
+      if (!c[i].early) ftotal += c[i].n;
+    }
+  }
+  share_weights(pl->p.max_share, hn, h, ftotal, fmax, wt, &pl->capped);
+  for (int32_t i = 0; i < nc; i++) wk[i] = i < h ? wt[i] : c[i].n;
+  int need_base = pl->spilled || pl->p.max_delta > 0.0;
+  for (int32_t i = 0; i < nc; i++)
+    if (c[i].early && wk[i] != c[i].n && need_base && base == NULL)
+      return fedc_error_set(FEDC_EINVAL, "pipeline: the share cap cuts an early-folded "
+                                         "update, and the round's model is not given");
+  for (int32_t i = 0; i < nc; i++) {
+    if (!c[i].early) fold_held(pl, c[i].k, wk[i], +1);
+    else if (wk[i] != c[i].n) early_adjust(pl, base, c[i].k, (int64_t)wk[i] - (int64_t)c[i].n);
+  }
+  int rc = pl->held_rc ? pl->held_rc : pl->agg->ops->finish(pl->agg, avg, n);
+  for (int32_t i = 0; i < nc; i++) {
+    if (!c[i].early) fold_held(pl, c[i].k, wk[i], -1);
+    else if (wk[i] != c[i].n) early_adjust(pl, base, c[i].k, (int64_t)c[i].n - (int64_t)wk[i]);
+  }
+  if (rc == 0 && pl->held_rc) rc = pl->held_rc;
+  return rc;
+}
+
 int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
                          int32_t m, fedc_pipeline_round *out) {
+  return fedc__pipeline_finish_base(pl, round, x, NULL, n, m, out);
+}
+
+int fedc__pipeline_finish_base(fedc_pipeline *pl, int32_t round, float *x, const float *base,
+                               size_t n, int32_t m, fedc_pipeline_round *out) {
   /* a step that sets x to the aggregate (plain FedAvg, FedBuff at
    * server_lr 1, no DP): the aggregate goes straight into x, and the step
    * only checks it, so no second model-sized buffer is written */
@@ -625,15 +768,8 @@ int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
   float *avg = direct ? x : pl->scratch;
   int rc;
   if (pl->held_rc) return pl->held_rc;
-  if (pl->n_held > 0) { /* the share cap: fold, read, take out again */
-    __int128 *acc;
-    uint64_t *total, wt[pl->n_held];
-    fedc_fedavg_state(pl->agg, &acc, &total);
-    share_weights(pl, *total, wt, &pl->capped);
-    for (int32_t k = 0; k < pl->n_held; k++) fold_held(pl, k, wt[k], +1);
-    rc = pl->agg->ops->finish(pl->agg, avg, n);
-    for (int32_t k = 0; k < pl->n_held; k++) fold_held(pl, k, wt[k], -1);
-    if (rc == 0 && pl->held_rc) rc = pl->held_rc;
+  if (pl->n_held > 0 || pl->n_early > 0) { /* the share cap: fold, read, take out again */
+    rc = capped_finish(pl, base, avg, n);
   } else {
     rc = pl->agg->ops->finish(pl->agg, avg, n);
   }
@@ -780,9 +916,10 @@ int fedc_pipeline_add_variate(fedc_pipeline *pl, const float *delta, size_t n,
  * nothing but the update, its sample count and the global model: plain
  * FedAvg's CPU sums (in memory or in a file) with any server optimizer
  * that steps on the aggregate, and max_weight_delta (a per-weight check
- * against the global model); not the norm bound (a norm over the whole
- * update), DP (its clip), the share cap (its weights need the round's
- * total), FedBuff, SCAFFOLD, robust strategies or the GPU's sums.
+ * against the global model), with or without the share cap (an update it
+ * cuts is adjusted at finish: fedc__pipeline_add_folded); not the norm
+ * bound (a norm over the whole update), DP (its clip), FedBuff, SCAFFOLD,
+ * robust strategies or the GPU's sums.
  */
 int fedc__pipeline_fold_early_ok(const fedc_pipeline *pl, uint64_t n_samples) {
   const uint32_t caps = pl->info ? pl->info->caps : 0;
@@ -791,7 +928,7 @@ int fedc__pipeline_fold_early_ok(const fedc_pipeline *pl, uint64_t n_samples) {
   if (!fedc_strategy_is_additive(pl->agg) || strcmp(pl->agg->ops->name, "fedavg") != 0 ||
       fedc__strategy_on_gpu(pl->agg) || pl->gpu_norm || pl->variates)
     return 0;
-  if (pl->dp != NULL || pl->p.norm_bound > 0.0 || pl->hold_cap > 0) return 0;
+  if (pl->dp != NULL || pl->p.norm_bound > 0.0) return 0;
   if (n_samples == 0 || n_samples > (1ull << 40)) return 0;
   return pl->p.max_samples == 0 || n_samples <= pl->p.max_samples;
 }
@@ -827,14 +964,49 @@ int fedc__pipeline_fold_early(fedc_pipeline *pl, const float *x, size_t off, con
   return 0;
 }
 
-/* The whole update is in the sums (early folds): count its samples as
- * its add would. */
-void fedc__pipeline_add_folded(fedc_pipeline *pl, uint64_t n_samples) {
+/*
+ * Early folds under the share cap. An update folded as it arrived is in
+ * the sums at its full count n_k; the cap may cut it to c_k < n_k at
+ * finish, which then needs (n_k - c_k) times its values taken out again
+ * (and put back after the read), so its values are read again from its
+ * spool file. Only an update among the hold_cap largest counts can be
+ * cut, so the pipeline keeps the spool files of the hold_cap largest
+ * early-folded counts (a smaller one gives way, its count going to the
+ * largest count folded at once), and capped_finish chooses among them and
+ * the held updates.
+ */
+int fedc__pipeline_add_folded(fedc_pipeline *pl, uint64_t n_samples, int *fd, uint64_t off) {
   __int128 *acc;
   uint64_t *total;
   fedc_fedavg_state(pl->agg, &acc, &total);
+  if (pl->hold_cap == 0) {
+    *total += n_samples;
+    if (n_samples > pl->folded_max) pl->folded_max = n_samples;
+    return 0;
+  }
+  if (fd == NULL || *fd < 0)
+    return fedc_error_set(FEDC_EINVAL, "pipeline: an early-folded update under the share cap "
+                                       "needs its values' file");
   *total += n_samples;
-  if (n_samples > pl->folded_max) pl->folded_max = n_samples;
+  int32_t k = pl->n_early;
+  if (k == pl->hold_cap) { /* full: the smallest count gives way */
+    k = 0;
+    for (int32_t i = 1; i < pl->n_early; i++)
+      if (pl->early_n[i] < pl->early_n[k]) k = i;
+    if (n_samples <= pl->early_n[k]) {
+      if (n_samples > pl->early_max) pl->early_max = n_samples;
+      return 0;
+    }
+    if (pl->early_n[k] > pl->early_max) pl->early_max = pl->early_n[k];
+    close(pl->early_fd[k]);
+  } else {
+    pl->n_early++;
+  }
+  pl->early_n[k] = n_samples;
+  pl->early_fd[k] = *fd;
+  pl->early_off[k] = off;
+  *fd = -1;
+  return 0;
 }
 
 /* The sums cannot be trusted (an early fold that could not be taken out):

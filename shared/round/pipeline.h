@@ -112,12 +112,17 @@ void fedc_pipeline_flush(fedc_pipeline *pl);
  * (then the sums after every range folded are those of fedc_pipeline_add,
  * bit for bit); fold_early folds (m > 0, after checking) or takes out
  * (m < 0) weights [off, off + len) of w with weight m, y a scratch of len
- * floats; add_folded counts a wholly folded update's samples.
+ * floats; add_folded counts a wholly folded update's samples. Under the
+ * share cap the cap may cut it at finish: add_folded then needs *fd, a
+ * descriptor of a file holding its n float values at offset off, which
+ * the pipeline may keep (it sets *fd to -1 and closes it at the next
+ * begin; FEDC_EINVAL, nothing counted, without one); the finish must then
+ * be given the round's global model (fedc__pipeline_finish_base).
  */
 int fedc__pipeline_fold_early_ok(const fedc_pipeline *pl, uint64_t n_samples);
 int fedc__pipeline_fold_early(fedc_pipeline *pl, const float *x, size_t off, const float *w,
                               size_t len, int64_t m, float *y);
-void fedc__pipeline_add_folded(fedc_pipeline *pl, uint64_t n_samples);
+int fedc__pipeline_add_folded(fedc_pipeline *pl, uint64_t n_samples, int *fd, uint64_t off);
 /* The round's sums are wrong (a fold that could not be taken out): its
  * finish fails with FEDC_EIO until the next begin. */
 void fedc__pipeline_fail(fedc_pipeline *pl);
@@ -135,6 +140,11 @@ int fedc_pipeline_add_async(fedc_pipeline *pl, const float *x, const float *delt
  * number of updates added. FEDC_EQUORUM if none. */
 int fedc_pipeline_finish(fedc_pipeline *pl, int32_t round, float *x, size_t n,
                          int32_t m, fedc_pipeline_round *out);
+/* The same, with base the round's global model left unchanged (x may be
+ * a copy of it that the finish overwrites): an early-folded update the
+ * share cap cuts is adjusted against it (fedc__pipeline_add_folded). */
+int fedc__pipeline_finish_base(fedc_pipeline *pl, int32_t round, float *x, const float *base,
+                               size_t n, int32_t m, fedc_pipeline_round *out);
 /*
  * Taking a round's finish back. fedc_pipeline_save records everything
  * fedc_pipeline_finish changes: the server optimizer's state and, under

@@ -30,6 +30,11 @@ bytes must be the same.
    max_weight_delta on): fold at completion, early folds with the sums in
    memory, early folds in large-model mode: the same models.
 
+3. The share cap, at its default (max_client_share 0.5), with three
+   fedc-client sites of which one claims a large count (its weight cut),
+   two uploading in chunks and one in one request: fold at completion,
+   early folds in memory and in large-model mode: the same models.
+
 Run under /usr/bin/python3 (Debian's, with numpy).
 """
 import hashlib
@@ -83,11 +88,11 @@ def strategy_keys(job, text):
                 if "[strategy]\n" in ini else ini + "\n[strategy]\n" + text)
 
 
-def start(job, early, init, strategy=""):
+def start(job, early, init, strategy="", share_cap=False):
     """The tensor job's coordinator, early folds on or off; the share cap
-    (max_client_share, 0.5 by default) off: it folds at completion."""
+    (max_client_share, 0.5 by default) off unless share_cap."""
     from trainer_tests import start_tensor_job
-    strategy_keys(job, "max_client_share = 0\n" + strategy)
+    strategy_keys(job, ("" if share_cap else "max_client_share = 0\n") + strategy)
     os.environ["FEDC_UPLOAD_EARLY_FOLD"] = "1" if early else "0"
     try:
         start_tensor_job(job, init, "*num_batches_tracked=max")
@@ -297,10 +302,58 @@ def test_concurrent_clients():
           "folded at completion, folded as they arrived in memory and in large-model mode")
 
 
+# ---- 3. the share cap --------------------------------------------------------------
+def capped(name, early, spill, mb=4, rounds=2):
+    """Three fedc-client sites under the default share cap (0.5): sites 1
+    and 3 upload in chunks, site 2 in one request; site 3 claims 5000
+    samples, so the cap cuts its weight to 240 every round."""
+    from trainer_tests import start_external, close
+    sites = {1: 100, 2: 140, 3: 5000}
+    job = Job(name, len(sites), sizes=[10] * len(sites), rounds=rounds, model="tensors",
+              round_timeout_s=300, poll_s=1)
+    try:
+        if spill:
+            job.set_server_keys(spill_above_mb=mb / 4)
+        rng = np.random.default_rng(12)
+        n = mb * MIB // 4
+        start(job, early, {"big.weight": rng.normal(size=(n // 1024, 1024)).astype(np.float32),
+                           "head.weight": rng.normal(size=(16, 8)).astype(np.float32)},
+              share_cap=True)
+        procs = [start_external(job, k, f"--samples {s}", keep=False, timeout_s=300,
+                                env={"FEDC_UPLOAD_CHUNKED_MIN": str(MIB)} if k != 2 else {})
+                 for k, s in sites.items()]
+        for k, q in enumerate(procs, 1):
+            if q.wait(timeout=600) != 0:
+                with open(os.path.join(job.dir, f"client-{k}.log"), errors="replace") as f:
+                    tail = f.read().strip().splitlines()[-4:]
+                raise AssertionError(f"client {k} exit {q.returncode}: " + " | ".join(tail))
+        shas = model_shas(job)
+        assert len(shas) == rounds + 1, sorted(shas)
+        log = coordinator_log(job)
+        cut = len(re.findall(r'msg="updates limited" capped=1 ', log))
+        assert cut == rounds, f"{name}: the cap cut {cut} rounds' weights, not {rounds}"
+        return shas, log.count('msg="update folded as it arrived"')
+    finally:
+        close(job)
+
+
+def test_share_cap():
+    need_numpy()
+    ref, n0 = capped("ecap-late", False, False)
+    mem, n1 = capped("ecap-mem", True, False)
+    big, n2 = capped("ecap-big", True, True)
+    assert n0 == 0 and n1 == 4 and n2 == 4, (n0, n1, n2)
+    assert mem == ref, "early folds under the share cap (sums in memory) changed the models"
+    assert big == ref, "early folds under the share cap (large-model mode) changed the models"
+    print("       the default share cap, a site claiming 5000 samples (cut to 240), two sites "
+          "in chunks and one whole, 2 rounds: the models are the same folded at completion, "
+          "folded as they arrived in memory and in large-model mode")
+
+
 if __name__ == "__main__":
     suite = Suite("early_fold_tests")
     only = sys.argv[1:]
-    for fn in (test_faults, test_concurrent_clients):
+    for fn in (test_faults, test_concurrent_clients, test_share_cap):
         if not only or fn.__name__ in only:
             suite.run(fn)
     suite.finish()

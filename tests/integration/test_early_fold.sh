@@ -5,7 +5,8 @@
 # SHA-256 mismatch, a refused update, a replaced upload, an upload
 # abandoned at the round's deadline and a kill -9 with uploads part
 # folded; and with three sites uploading in chunks at once, sums in memory
-# and in large-model mode.
+# and in large-model mode; and under the default share cap with a site
+# claiming a large count, two sites in chunks and one whole.
 BUILD=${FEDC_BUILD:-build}
 for b in bin/fedc-coordinator bin/fedc-client; do
   if [ ! -x "$BUILD/$b" ]; then
