@@ -13,18 +13,7 @@
 #include "base/error.h"
 #include "base/mbedtls_compat.h"
 #include "wire/update_meta.h"
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
+#include "wire/le.h"
 
 size_t fedc_coded_topk_k(size_t n, double fraction) {
   double k = ceil(fraction * (double)n);
@@ -76,13 +65,13 @@ int fedc_coded_encode(const fedc_coded_meta *m, const float *w, const float *x, 
   for (size_t i = 0; i < n; i++)
     d[i] = w[i] - x[i];
   memcpy(b, FEDC_CODED_MAGIC, 8);
-  put64(b + 8, (uint32_t)m->round | (uint64_t)(uint32_t)m->codec << 32);
-  put64(b + 16, m->num_samples);
+  fedc_le_put64(b + 8, (uint32_t)m->round | (uint64_t)(uint32_t)m->codec << 32);
+  fedc_le_put64(b + 16, m->num_samples);
   uint64_t bits;
   memcpy(&bits, &m->train_loss, 8);
-  put64(b + 24, bits);
-  put64(b + 32, m->n);
-  put64(b + 40, m->k);
+  fedc_le_put64(b + 24, bits);
+  fedc_le_put64(b + 32, m->n);
+  fedc_le_put64(b + 40, m->k);
   int rc = fedc_codec_encode(m->codec, d, n, (size_t)m->k, residual, rng, b + FEDC_CODED_HEAD);
   fedc_free(d);
   if (rc != 0) {
@@ -121,14 +110,14 @@ int fedc_coded_decode(const uint8_t *body, size_t len, fedc_codec want, const fl
   if (len < FEDC_CODED_HEAD + 32 || !fedc_coded_is(body, len))
     return fedc_error_set(FEDC_EFORMAT, "compressed update: %zu bytes, not a compressed update",
                           len);
-  uint64_t rc64 = get64(body + 8);
+  uint64_t rc64 = fedc_le_get64(body + 8);
   m->round = (int32_t)(uint32_t)rc64;
   m->codec = (fedc_codec)(uint32_t)(rc64 >> 32);
-  m->num_samples = get64(body + 16);
-  uint64_t bits = get64(body + 24);
+  m->num_samples = fedc_le_get64(body + 16);
+  uint64_t bits = fedc_le_get64(body + 24);
   memcpy(&m->train_loss, &bits, 8);
-  m->n = get64(body + 32);
-  m->k = get64(body + 40);
+  m->n = fedc_le_get64(body + 32);
+  m->k = fedc_le_get64(body + 40);
   int rc = meta_ok(m);
   if (rc != 0) return rc;
   if (m->codec != want)

@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "wire/le.h"
 
 static const char *const names[] = {"none", "f16", "bf16", "int8", "topk", "topk_bf16"};
 #define N_CODECS 6
@@ -102,15 +103,6 @@ static float from_f16(uint16_t h) {
   return float_of(sign | ((e + 112) << 23) | (m << 13));
 }
 
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* int8: per block, the scale then the levels; q = floor(d / s + u), u ~ U[0, 1). */
 static void encode_int8(const float *d, size_t n, fedc_rng *rng, uint8_t *out) {
   for (size_t b = 0; b < n; b += FEDC_CODEC_BLOCK) {
@@ -119,7 +111,7 @@ static void encode_int8(const float *d, size_t n, fedc_rng *rng, uint8_t *out) {
     for (size_t i = 0; i < m; i++)
       mx = fmaxf(mx, fabsf(d[b + i]));
     float s = mx / 127.0f;
-    put32(out, bits_of(s));
+    fedc_le_put32(out, bits_of(s));
     out += 4;
     for (size_t i = 0; i < m; i++) {
       double q = s > 0 ? floor((double)d[b + i] / s + fedc_rng_uniform(rng)) : 0;
@@ -170,21 +162,21 @@ static int encode_topk(const float *d, size_t n, size_t k, float *e, uint8_t *ou
   size_t kept = 0;
   for (size_t i = 0; i < n && kept < k; i++) /* strictly above first, ties after */
     if (fabsf(e[i]) > thr) {
-      put32(out + 8 * kept, (uint32_t)i);
-      put32(out + 8 * kept + 4, bits_of(e[i]));
+      fedc_le_put32(out + 8 * kept, (uint32_t)i);
+      fedc_le_put32(out + 8 * kept + 4, bits_of(e[i]));
       e[i] = 0;
       kept++;
     }
   for (size_t i = 0; i < n && kept < k; i++)
     if (fabsf(e[i]) == thr && e[i] != 0) {
-      put32(out + 8 * kept, (uint32_t)i);
-      put32(out + 8 * kept + 4, bits_of(e[i]));
+      fedc_le_put32(out + 8 * kept, (uint32_t)i);
+      fedc_le_put32(out + 8 * kept + 4, bits_of(e[i]));
       e[i] = 0;
       kept++;
     }
   for (; kept < k; kept++) { /* fewer non-zeros than k: index n means none */
-    put32(out + 8 * kept, (uint32_t)n);
-    put32(out + 8 * kept + 4, 0);
+    fedc_le_put32(out + 8 * kept, (uint32_t)n);
+    fedc_le_put32(out + 8 * kept + 4, 0);
   }
   return 0;
 }
@@ -204,10 +196,10 @@ static int encode_topk_bf16(const float *d, size_t n, size_t k, float *e, uint8_
     uint8_t *bits = out, *v = out + (n + 7) / 8;
     memset(out, 0, (n + 7) / 8 + 2 * k);
     for (size_t j = 0; j < k; j++) {
-      uint32_t i = get32(tmp + 8 * j);
+      uint32_t i = fedc_le_get32(tmp + 8 * j);
       if (i >= n) continue;
       bits[i / 8] |= (uint8_t)(1u << (i % 8));
-      val[i] = float_of(get32(tmp + 8 * j + 4));
+      val[i] = float_of(fedc_le_get32(tmp + 8 * j + 4));
     }
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
@@ -272,7 +264,7 @@ int fedc_codec_encode(fedc_codec c, const float *d, size_t n, size_t k, float *r
     return encode_topk_bf16(d, n, k, residual, out);
   case FEDC_CODEC_NONE:
     for (size_t i = 0; i < n; i++)
-      put32(out + 4 * i, bits_of(d[i]));
+      fedc_le_put32(out + 4 * i, bits_of(d[i]));
     return 0;
   }
   return fedc_error_set(FEDC_EINVAL, "codec %d", (int)c);
@@ -283,11 +275,11 @@ int fedc_codec_decode(fedc_codec c, const uint8_t *in, size_t len, float *d, siz
     if (len % 8 != 0) return fedc_error_set(FEDC_EFORMAT, "topk: %zu bytes", len);
     memset(d, 0, n * sizeof *d);
     for (size_t j = 0; j < len / 8; j++) {
-      uint32_t i = get32(in + 8 * j);
+      uint32_t i = fedc_le_get32(in + 8 * j);
       if (i == n) continue;
       if (i > n || d[i] != 0)
         return fedc_error_set(FEDC_EFORMAT, "topk: index %u (of %zu) out of range or twice", i, n);
-      d[i] = float_of(get32(in + 8 * j + 4));
+      d[i] = float_of(fedc_le_get32(in + 8 * j + 4));
     }
     return 0;
   }
@@ -296,7 +288,7 @@ int fedc_codec_decode(fedc_codec c, const uint8_t *in, size_t len, float *d, siz
     /* block by block: the scale, then its levels (the loop vectorizes) */
     for (size_t b = 0; b < n; b += FEDC_CODEC_BLOCK, in += 4 + FEDC_CODEC_BLOCK) {
       size_t m = n - b < FEDC_CODEC_BLOCK ? n - b : FEDC_CODEC_BLOCK;
-      float s = float_of(get32(in));
+      float s = float_of(fedc_le_get32(in));
       const int8_t *q = (const int8_t *)(in + 4);
       for (size_t i = 0; i < m; i++)
         d[b + i] = s * (float)q[i];
@@ -315,11 +307,11 @@ int fedc_codec_decode(fedc_codec c, const uint8_t *in, size_t len, float *d, siz
       d[i] = from_bf16((uint16_t)(in[2 * i] | in[2 * i + 1] << 8));
       break;
     case FEDC_CODEC_NONE:
-      d[i] = float_of(get32(in + 4 * i));
+      d[i] = float_of(fedc_le_get32(in + 4 * i));
       break;
     default: { /* int8 */
       if (i % FEDC_CODEC_BLOCK == 0) b = (i / FEDC_CODEC_BLOCK) * (FEDC_CODEC_BLOCK + 4);
-      float s = float_of(get32(in + b));
+      float s = float_of(fedc_le_get32(in + b));
       d[i] = s * (float)(int8_t)in[b + 4 + i % FEDC_CODEC_BLOCK];
     }
     }

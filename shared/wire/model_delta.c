@@ -19,36 +19,16 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/mbedtls_compat.h"
+#include "wire/le.h"
 
 #define BLOCK 8
 #define ESCAPE 16 /* unary bits that mean "32 raw bits follow" */
-
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
 
 /* The header bytes of a safetensors container (8 + its JSON length), or 0
  * when the bytes are not one. */
 static uint64_t st_head(const uint8_t *b, size_t len) {
   if (len < 8) return 0;
-  uint64_t n = get64(b);
+  uint64_t n = fedc_le_get64(b);
   return n <= len - 8 ? n + 8 : 0;
 }
 
@@ -201,19 +181,19 @@ int fedc_model_delta_encode(const uint8_t *base, size_t base_len, int32_t base_r
   if (o == NULL) return fedc_error_set(FEDC_ENOMEM, "out of memory for a model delta");
   memset(o, 0, FEDC_MODEL_DELTA_HEAD);
   memcpy(o, FEDC_MODEL_DELTA_MAGIC, 8);
-  put32(o + 8, (uint32_t)base_round);
-  put32(o + 12, (uint32_t)round);
-  put64(o + 16, base_len);
-  put64(o + 56, next_len);
+  fedc_le_put32(o + 8, (uint32_t)base_round);
+  fedc_le_put32(o + 12, (uint32_t)round);
+  fedc_le_put64(o + 16, base_len);
+  fedc_le_put64(o + 56, next_len);
   int rc = sha_hex(base, base_len, base_sha, o + 24);
   if (rc == 0) rc = sha_hex(next, next_len, next_sha, o + 64);
   if (rc != 0) {
     fedc_free(o);
     return rc;
   }
-  put64(o + 96, hn);
-  put64(o + 104, hb);
-  put64(o + 112, data);
+  fedc_le_put64(o + 96, hn);
+  fedc_le_put64(o + 104, hb);
+  fedc_le_put64(o + 112, data);
   memcpy(o + FEDC_MODEL_DELTA_HEAD, next, (size_t)hn);
   bitw w = {.p = o + FEDC_MODEL_DELTA_HEAD + hn};
   const uint8_t *bd = base + hb, *nd = next + hn;
@@ -221,12 +201,12 @@ int fedc_model_delta_encode(const uint8_t *base, size_t base_len, int32_t base_r
   for (uint64_t i = 0; i < words; i += BLOCK) {
     int m = words - i < BLOCK ? (int)(words - i) : BLOCK;
     for (int j = 0; j < m; j++)
-      z[j] = fedc__model_delta_zigzag(get32(bd + 4 * (i + (uint64_t)j)),
-                                      get32(nd + 4 * (i + (uint64_t)j)));
+      z[j] = fedc__model_delta_zigzag(fedc_le_get32(bd + 4 * (i + (uint64_t)j)),
+                                      fedc_le_get32(nd + 4 * (i + (uint64_t)j)));
     fedc__model_delta_put_block(&w, z, m);
   }
   fedc__model_delta_flush(&w);
-  put64(o + 120, w.n);
+  fedc_le_put64(o + 120, w.n);
   uint64_t len = FEDC_MODEL_DELTA_HEAD + hn + w.n;
   memcpy(o + len, nd + 4 * words, (size_t)tail);
   *out = o;
@@ -243,8 +223,8 @@ int fedc_model_delta_is(const uint8_t *body, size_t len) {
 
 int fedc_model_delta_rounds(const uint8_t *body, size_t len, int32_t *base_round, int32_t *round) {
   if (!fedc_model_delta_is(body, len)) return fedc_error_set(FEDC_EFORMAT, "not a model delta");
-  *base_round = (int32_t)get32(body + 8);
-  *round = (int32_t)get32(body + 12);
+  *base_round = (int32_t)fedc_le_get32(body + 8);
+  *round = (int32_t)fedc_le_get32(body + 12);
   return 0;
 }
 
@@ -254,8 +234,8 @@ int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *bas
   *out_len = 0;
   if (!fedc_model_delta_is(delta, len))
     return fedc_error_set(FEDC_EFORMAT, "model delta: bad magic or too short");
-  uint64_t blen = get64(delta + 16), nlen = get64(delta + 56), hn = get64(delta + 96),
-           hb = get64(delta + 104), data = get64(delta + 112), coded = get64(delta + 120);
+  uint64_t blen = fedc_le_get64(delta + 16), nlen = fedc_le_get64(delta + 56), hn = fedc_le_get64(delta + 96),
+           hb = fedc_le_get64(delta + 104), data = fedc_le_get64(delta + 112), coded = fedc_le_get64(delta + 120);
   if (blen != base_len)
     return fedc_error_set(FEDC_ECHECKSUM, "model delta: made from a base of %llu bytes, not %llu",
                           (unsigned long long)blen, (unsigned long long)base_len);
@@ -289,7 +269,7 @@ int fedc_model_delta_decode(const uint8_t *delta, size_t len, const uint8_t *bas
     for (uint64_t j = 0; j < m; j++) {
       uint32_t z;
       if (get_word(&r, (int)k, &z) != 0) goto bad;
-      put32(nd + 4 * (i + j), get32(bd + 4 * (i + j)) + unzigzag(z));
+      fedc_le_put32(nd + 4 * (i + j), fedc_le_get32(bd + 4 * (i + j)) + unzigzag(z));
     }
   }
   uint32_t pad = 0;

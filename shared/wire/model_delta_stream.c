@@ -17,31 +17,11 @@
 #include "base/error.h"
 #include "base/mbedtls_compat.h"
 #include "wire/model_delta.h"
+#include "wire/le.h"
 
 #define BLOCK 8
 #define ESCAPE 16
 #define SLICE_DEFAULT ((size_t)1 << 20)
-
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
-}
 
 /* 32 bytes from 64 hex digits; -1 when hex is not that. */
 static int unhex(const char *hex, uint8_t out[32]) {
@@ -77,7 +57,7 @@ static int st_head(int (*rd)(void *, uint64_t, uint8_t *, size_t), void *ud, uin
   uint8_t b[8];
   int rc = rd(ud, 0, b, 8);
   if (rc != 0) return rc;
-  uint64_t n = get64(b);
+  uint64_t n = fedc_le_get64(b);
   *head = n <= len - 8 ? n + 8 : 0;
   return 0;
 }
@@ -155,8 +135,8 @@ int fedc_model_delta_encode_stream(const fedc_model_delta_io *io, uint64_t base_
     for (uint64_t j = 0; j < m; j += BLOCK) {
       int k = m - j < BLOCK ? (int)(m - j) : BLOCK;
       for (int t = 0; t < k; t++)
-        z[t] = fedc__model_delta_zigzag(get32(bb + 4 * (j + (uint64_t)t)),
-                                        get32(nb + 4 * (j + (uint64_t)t)));
+        z[t] = fedc__model_delta_zigzag(fedc_le_get32(bb + 4 * (j + (uint64_t)t)),
+                                        fedc_le_get32(nb + 4 * (j + (uint64_t)t)));
       fedc__model_delta_put_block(&w, z, k);
       if (w.n + 49 > cap) { /* room for the next block's at most 49 bytes */
         rc = io->write(io->ud, at + coded, ob, w.n);
@@ -178,14 +158,14 @@ int fedc_model_delta_encode_stream(const fedc_model_delta_io *io, uint64_t base_
   if (rc == 0 && sn) rc = fedc__sha256_finish(&shn, head + 64);
   if (rc != 0) goto out;
   memcpy(head, FEDC_MODEL_DELTA_MAGIC, 8);
-  put32(head + 8, (uint32_t)base_round);
-  put32(head + 12, (uint32_t)round);
-  put64(head + 16, base_len);
-  put64(head + 56, next_len);
-  put64(head + 96, hn);
-  put64(head + 104, hb);
-  put64(head + 112, data);
-  put64(head + 120, coded);
+  fedc_le_put32(head + 8, (uint32_t)base_round);
+  fedc_le_put32(head + 12, (uint32_t)round);
+  fedc_le_put64(head + 16, base_len);
+  fedc_le_put64(head + 56, next_len);
+  fedc_le_put64(head + 96, hn);
+  fedc_le_put64(head + 104, hb);
+  fedc_le_put64(head + 112, data);
+  fedc_le_put64(head + 120, coded);
   rc = io->write(io->ud, 0, head, FEDC_MODEL_DELTA_HEAD);
   if (rc == 0) *out_len = at + coded + tail;
 out:
@@ -284,8 +264,8 @@ int fedc_model_delta_decode_stream(const fedc_model_delta_io *io, uint64_t delta
   if (rc != 0) return rc;
   if (!fedc_model_delta_is(head, sizeof head))
     return fedc_error_set(FEDC_EFORMAT, "model delta: bad magic or too short");
-  uint64_t blen = get64(head + 16), nlen = get64(head + 56), hn = get64(head + 96),
-           hb = get64(head + 104), data = get64(head + 112), coded = get64(head + 120);
+  uint64_t blen = fedc_le_get64(head + 16), nlen = fedc_le_get64(head + 56), hn = fedc_le_get64(head + 96),
+           hb = fedc_le_get64(head + 104), data = fedc_le_get64(head + 112), coded = fedc_le_get64(head + 120);
   if (blen != base_len)
     return fedc_error_set(FEDC_ECHECKSUM, "model delta: made from a base of %llu bytes, not %llu",
                           (unsigned long long)blen, (unsigned long long)base_len);
@@ -329,7 +309,7 @@ int fedc_model_delta_decode_stream(const fedc_model_delta_io *io, uint64_t delta
       if (take(&r, 5, &k) != 0) goto bad;
       for (uint64_t t = j; t < e; t++) {
         if (word(&r, (int)k, &z) != 0) goto bad;
-        put32(ob + 4 * t, get32(bb + 4 * t) + ((z >> 1) ^ (uint32_t)(-(int32_t)(z & 1))));
+        fedc_le_put32(ob + 4 * t, fedc_le_get32(bb + 4 * t) + ((z >> 1) ^ (uint32_t)(-(int32_t)(z & 1))));
       }
     }
     rc = fedc__sha256_update(&sho, ob, (size_t)(4 * m));

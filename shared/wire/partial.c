@@ -11,18 +11,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/mbedtls_compat.h"
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
+#include "wire/le.h"
 
 int fedc_partial_is(const uint8_t *body, size_t len) {
   return len >= 8 && memcmp(body, FEDC_PARTIAL_MAGIC, 8) == 0;
@@ -37,16 +26,16 @@ int fedc_partial_encode(const fedc_partial *p, const __int128 *acc, uint8_t **ou
   uint8_t *b = fedc_malloc(n);
   if (b == NULL) return fedc_error_set(FEDC_ENOMEM, "partial: out of memory");
   memcpy(b, FEDC_PARTIAL_MAGIC, 8);
-  put64(b + 8, (uint32_t)p->round | (uint64_t)(uint32_t)p->updates << 32);
-  put64(b + 16, p->total);
+  fedc_le_put64(b + 8, (uint32_t)p->round | (uint64_t)(uint32_t)p->updates << 32);
+  fedc_le_put64(b + 16, p->total);
   uint64_t bits;
   memcpy(&bits, &p->train_loss, 8);
-  put64(b + 24, bits);
-  put64(b + 32, p->n);
+  fedc_le_put64(b + 24, bits);
+  fedc_le_put64(b + 32, p->n);
   for (uint64_t i = 0; i < p->n; i++) {
     unsigned __int128 v = (unsigned __int128)acc[i];
-    put64(b + FEDC_PARTIAL_HEAD + 16 * i, (uint64_t)v);
-    put64(b + FEDC_PARTIAL_HEAD + 16 * i + 8, (uint64_t)(v >> 64));
+    fedc_le_put64(b + FEDC_PARTIAL_HEAD + 16 * i, (uint64_t)v);
+    fedc_le_put64(b + FEDC_PARTIAL_HEAD + 16 * i + 8, (uint64_t)(v >> 64));
   }
   unsigned char sha[32];
   fedc__sha256(b, n - 32, sha);
@@ -60,7 +49,7 @@ int fedc_partial_decode(const uint8_t *body, size_t len, fedc_partial *out) {
   memset(out, 0, sizeof *out);
   if (len < FEDC_PARTIAL_HEAD + 32 || !fedc_partial_is(body, len))
     return fedc_error_set(FEDC_EFORMAT, "partial: %zu bytes, not a partial sum", len);
-  uint64_t n = get64(body + 32);
+  uint64_t n = fedc_le_get64(body + 32);
   if (n > (len - FEDC_PARTIAL_HEAD - 32) / 16 || FEDC_PARTIAL_HEAD + 16 * n + 32 != len)
     return fedc_error_set(FEDC_EFORMAT, "partial: %llu weights in %zu bytes", (unsigned long long)n,
                           len);
@@ -68,11 +57,11 @@ int fedc_partial_decode(const uint8_t *body, size_t len, fedc_partial *out) {
   fedc__sha256(body, len - 32, sha);
   if (memcmp(sha, body + len - 32, 32) != 0)
     return fedc_error_set(FEDC_ECHECKSUM, "partial: SHA-256 does not match the body");
-  uint64_t ru = get64(body + 8);
+  uint64_t ru = fedc_le_get64(body + 8);
   out->round = (int32_t)(uint32_t)ru;
   out->updates = (int32_t)(uint32_t)(ru >> 32);
-  out->total = get64(body + 16);
-  uint64_t bits = get64(body + 24);
+  out->total = fedc_le_get64(body + 16);
+  uint64_t bits = fedc_le_get64(body + 24);
   memcpy(&out->train_loss, &bits, 8);
   out->n = n;
   out->sums = body + FEDC_PARTIAL_HEAD;
@@ -84,6 +73,6 @@ int fedc_partial_decode(const uint8_t *body, size_t len, fedc_partial *out) {
 
 __int128 fedc_partial_sum(const fedc_partial *p, uint64_t i) {
   const uint8_t *s = p->sums + 16 * i;
-  unsigned __int128 v = ((unsigned __int128)get64(s + 8) << 64) | get64(s);
+  unsigned __int128 v = ((unsigned __int128)fedc_le_get64(s + 8) << 64) | fedc_le_get64(s);
   return (__int128)v;
 }

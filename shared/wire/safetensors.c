@@ -20,6 +20,7 @@
 #include "base/error.h"
 #include "base/mapped.h"
 #include "base/mbedtls_compat.h"
+#include "wire/le.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -67,16 +68,6 @@ struct fedc_st_file {
 
 static int oom(void) {
   return fedc_error_set(FEDC_ENOMEM, "safetensors: out of memory");
-}
-
-static uint64_t load_le64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-
-static void store_le64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 
 /* Copy n elements of size bytes between a little-endian byte image and
@@ -431,7 +422,7 @@ static int encode_as(const fedc_st_tensor *tensors, size_t n_tensors,
   }
   hex_lower(digest, sha_hex);
 
-  store_le64(buf, hlen);
+  fedc_le_put64(buf, hlen);
   w.buf = buf + 8;
   w.len = 0;
   put_header(&w, tensors, n_tensors, offsets, meta, n_meta, sha_hex, dts, dt_one);
@@ -500,7 +491,7 @@ int fedc_st_encode_header_typed(const fedc_st_tensor *t, const uint8_t *dts, siz
     else if (buf == NULL)
       rc = oom();
     if (rc == 0) {
-      store_le64(buf, hlen);
+      fedc_le_put64(buf, hlen);
       w.buf = buf + 8;
       w.len = 0;
       put_header(&w, t, n, offsets, meta, n_meta, sha_hex, dts, FEDC_ST_F32);
@@ -1048,7 +1039,7 @@ int fedc_st_decode_ex(const uint8_t *buf, size_t len, unsigned flags,
     return fedc_error_set(FEDC_EFORMAT,
                           "safetensors: %zu bytes is shorter than the 8-byte "
                           "header length", len);
-  uint64_t hlen = load_le64(buf);
+  uint64_t hlen = fedc_le_get64(buf);
   if (hlen > FEDC_ST_MAX_HEADER)
     return fedc_error_set(FEDC_ETOOBIG,
                           "safetensors: header length %llu exceeds the limit "
@@ -1345,7 +1336,7 @@ int fedc_st_find_u32(const fedc_st_file *f, const char *name,
 int fedc__st_rehash(uint8_t *buf, size_t len) {
   static const char key[] = "\"" SHA_KEY "\":\"";
   if (buf == NULL || len < 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: no container");
-  uint64_t hlen = load_le64(buf);
+  uint64_t hlen = fedc_le_get64(buf);
   if (hlen > len - 8) return fedc_error_set(FEDC_EFORMAT, "safetensors: truncated header");
   char *h = (char *)buf + 8, *at = NULL;
   for (size_t i = 0; i + sizeof key - 1 + SHA_HEX_LEN <= hlen && at == NULL; i++)
