@@ -57,6 +57,16 @@ static void nap(double s) {
   nanosleep(&ts, NULL);
 }
 
+/* The round's session with the sites ends (they get "wait" until the
+ * parent's next round). Idempotent. */
+static void close_sites(fedc_relay *r) {
+  pthread_mutex_lock(&r->mu);
+  r->open = 0;
+  fedc__relay_sa_close(r);
+  pthread_mutex_unlock(&r->mu);
+  fedc__relay_wake(r);
+}
+
 static int over(const party_run *p) {
   return fedc__relay_stopping(p->r) || fedc__relay_now() > p->end;
 }
@@ -148,11 +158,7 @@ static int run(party_run *p, fedc_secagg_client *pc, double t0, double d) {
                   : fedc_error_set(FEDC_ENOMEM, "out of memory");
   }
   /* the sites are done: they get "wait" until the parent's next round */
-  pthread_mutex_lock(&r->mu);
-  r->open = 0;
-  fedc__relay_sa_close(r);
-  pthread_mutex_unlock(&r->mu);
-  fedc__relay_wake(r);
+  close_sites(r);
   if (rc == 0)
     fedc_log_info("round=%d msg=\"relay: subtree sum unmasked\" survivors=%d dropped=%d "
                   "samples=%llu frac_bits=%d",
@@ -193,11 +199,7 @@ void fedc__relay_secure_round(fedc_relay *r, void *h, int32_t round, double dead
   fedc_free(msg);
   if (rc == 0) rc = run(&p, pc, t0, d);
   fedc_secagg_client_free(pc);
-  pthread_mutex_lock(&r->mu);
-  r->open = 0;
-  fedc__relay_sa_close(r);
-  pthread_mutex_unlock(&r->mu);
-  fedc__relay_wake(r);
+  close_sites(r);
   if (rc == 0)
     fedc_log_info("round=%d msg=\"relay: secure round done\" samples=%llu", (int)round,
                   (unsigned long long)total);

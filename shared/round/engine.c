@@ -219,9 +219,11 @@ int fedc_engine_open(fedc_engine *e, const int32_t *eligible,
   return 0;
 }
 
-int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
-                       const float *w, size_t n, uint64_t n_samples,
-                       double train_loss) {
+/* The slot an update of client for round goes to (*out), or the refusal:
+ * no round open, the round being committed, another round, a client not
+ * selected, or one that already reported. */
+static int take_slot(fedc_engine *e, int32_t round, int32_t client, slot **out) {
+  *out = NULL;
   if (!e->open) return fedc_error_set(FEDC_ESTATE, "engine: no round is open");
   if (e->prepared)
     return fedc_error_set(FEDC_ESTATE, "engine: round %d is being committed", (int)e->round);
@@ -238,15 +240,30 @@ int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
     return fedc_error_set(FEDC_EDUPLICATE,
                           "engine: client %d already reported in round %d",
                           (int)client, (int)round);
-  if (n != e->n_params)
-    return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
-                          n, e->n_params);
-  int rc = fedc_pipeline_add(e->pl, e->global, w, n, n_samples);
-  if (rc != 0) return rc;
+  *out = s;
+  return 0;
+}
+
+/* Slot s's update is in the round's sums. */
+static void report(fedc_engine *e, slot *s, uint64_t n_samples, double train_loss) {
   s->reported = 1;
   s->n_samples = n_samples;
   s->train_loss = train_loss;
   e->reported++;
+}
+
+int fedc_engine_submit(fedc_engine *e, int32_t round, int32_t client,
+                       const float *w, size_t n, uint64_t n_samples,
+                       double train_loss) {
+  slot *s;
+  int rc = take_slot(e, round, client, &s);
+  if (rc != 0) return rc;
+  if (n != e->n_params)
+    return fedc_error_set(FEDC_ESHAPE, "engine: update has %zu weights, model has %zu",
+                          n, e->n_params);
+  rc = fedc_pipeline_add(e->pl, e->global, w, n, n_samples);
+  if (rc != 0) return rc;
+  report(e, s, n_samples, train_loss);
   return 0;
 }
 
@@ -702,16 +719,10 @@ int fedc_engine_opt_state_set(fedc_engine *e, const float *buf, size_t len) {
 /* ---- early folds (coordinator/upload_fold.c; engine.h) ------------------- */
 
 /* The open round's slot of a selected client that has not reported, or NULL. */
-static slot *open_slot(fedc_engine *e, int32_t round, int32_t client) {
-  if (!e->open || e->prepared || round != e->round) return NULL;
-  for (int32_t i = 0; i < e->n_slots; i++)
-    if (e->slots[i].client == client) return e->slots[i].reported ? NULL : &e->slots[i];
-  return NULL;
-}
-
 int fedc__engine_early_begin(fedc_engine *e, int32_t round, int32_t client, uint64_t n_samples,
                              uint64_t *gen) {
-  if (open_slot(e, round, client) == NULL || !fedc__pipeline_fold_early_ok(e->pl, n_samples))
+  slot *s;
+  if (take_slot(e, round, client, &s) != 0 || !fedc__pipeline_fold_early_ok(e->pl, n_samples))
     return 0;
   *gen = e->opens;
   return 1;
@@ -732,20 +743,14 @@ int fedc__engine_early_fold(fedc_engine *e, size_t off, const float *w, size_t l
 int fedc__engine_submit_folded(fedc_engine *e, int32_t round, int32_t client,
                                uint64_t n_samples, double train_loss, int *fd,
                                uint64_t data_off) {
-  slot *s = open_slot(e, round, client);
-  if (s == NULL) { /* fedc_engine_submit's refusal, with its words */
-    int rc = fedc_engine_submit(e, round, client, NULL, e->n_params + 1, n_samples, train_loss);
-    return rc != 0 ? rc : fedc_error_set(FEDC_ESTATE, "engine: no slot for client %d",
-                                         (int)client);
-  }
+  slot *s;
+  int rc = take_slot(e, round, client, &s);
+  if (rc != 0) return rc;
   if (!fedc__pipeline_fold_early_ok(e->pl, n_samples))
     return fedc_error_set(FEDC_ESTATE, "engine: this round's updates are not folded early");
-  int rc = fedc__pipeline_add_folded(e->pl, n_samples, fd, data_off);
+  rc = fedc__pipeline_add_folded(e->pl, n_samples, fd, data_off);
   if (rc != 0) return rc;
-  s->reported = 1;
-  s->n_samples = n_samples;
-  s->train_loss = train_loss;
-  e->reported++;
+  report(e, s, n_samples, train_loss);
   return 0;
 }
 
